@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include <nlohmann/json_fwd.hpp>
 
 namespace treni {
 
@@ -51,6 +52,20 @@ struct TensorInfo {
 absl::StatusOr<std::vector<TensorInfo>>
 parseSafetensorsHeader(std::string_view fileName, absl::Span<const uint8_t> bytes,
                        uint64_t fileSize);
+
+/// Parses `model.safetensors.index.json` text: tensor name -> shard file name.
+/// Shard names must be plain file names (no '/', no ".."); a tensor listed
+/// twice, an empty or missing `weight_map` are errors naming `fileName`.
+absl::StatusOr<std::map<std::string, std::string, std::less<>>>
+parseSafetensorsIndex(std::string_view json, std::string_view fileName);
+
+/// Parses JSON text without exceptions and rejects duplicate object keys,
+/// which nlohmann::json would silently collapse to the last one. The error
+/// says what is wrong and where; callers prefix the file name.
+absl::StatusOr<nlohmann::json> parseStrictJson(std::string_view text);
+
+/// "[4, 8]"; "[]" for a scalar.
+std::string formatShape(absl::Span<const int64_t> shape);
 
 /// A read-only memory map of one file. Move-only.
 class MappedFile {

@@ -1,0 +1,235 @@
+//===- TreniDialect.cpp - treni dialect and op verifiers -----------------===//
+//
+// Shape rules ODS cannot express: matching dimensions between operands, the
+// KV-cache symbol, and weights against the module's weight map.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ir/TreniDialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace treni;
+
+#include "ir/TreniDialect.cpp.inc"
+
+void TreniDialect::initialize() {
+  addOperations<
+#define GET_OP_LIST
+#include "ir/TreniOps.cpp.inc"
+      >();
+}
+
+#define GET_OP_CLASSES
+#include "ir/TreniOps.cpp.inc"
+
+namespace {
+/// True when two dimensions may be equal (either is dynamic, or they match).
+bool compatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+RankedTensorType tensorType(Value value) {
+  return cast<RankedTensorType>(value.getType());
+}
+
+/// Checks that a 2-D result has `rows` rows and `cols` columns.
+LogicalResult verifyMatrixResult(Operation *op, Value result, int64_t rows,
+                                 int64_t cols) {
+  auto type = tensorType(result);
+  if (!compatible(type.getDimSize(0), rows))
+    return op->emitOpError() << "result has " << type.getDimSize(0)
+                             << " rows but the input has " << rows;
+  if (type.getDimSize(1) != cols)
+    return op->emitOpError() << "result has " << type.getDimSize(1)
+                             << " columns, expected " << cols;
+  return success();
+}
+
+/// Resolves the `cache` symbol of `op` to a treni.kv_cache.
+FailureOr<KvCacheOp> lookupCache(Operation *op, FlatSymbolRefAttr cache,
+                                 SymbolTableCollection &symbolTable) {
+  auto decl = symbolTable.lookupNearestSymbolFrom<KvCacheOp>(op, cache);
+  if (!decl)
+    return op->emitOpError() << "'" << cache.getValue()
+                             << "' does not name a treni.kv_cache";
+  return decl;
+}
+
+/// Checks the layer index and the row width against the cache declaration.
+LogicalResult verifyCacheUse(Operation *op, KvCacheOp decl, int64_t layer,
+                             int64_t numKvHeads, int64_t headDim) {
+  if (layer >= (int64_t)decl.getNumLayers())
+    return op->emitOpError() << "layer " << layer << " is out of range: cache '"
+                             << decl.getSymName() << "' has "
+                             << decl.getNumLayers() << " layers";
+  if (numKvHeads != (int64_t)decl.getNumKvHeads() ||
+      headDim != (int64_t)decl.getHeadDim())
+    return op->emitOpError()
+           << "uses " << numKvHeads << " KV heads of " << headDim
+           << " but cache '" << decl.getSymName() << "' holds "
+           << decl.getNumKvHeads() << " KV heads of " << decl.getHeadDim();
+  return success();
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// WeightOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult WeightOp::verify() {
+  if (getName().empty())
+    return emitOpError("needs a non-empty tensor name");
+  auto type = getResult().getType();
+  if (!type.hasStaticShape())
+    return emitOpError("weights must have a static shape");
+  auto module = (*this)->getParentOfType<ModuleOp>();
+  if (!module)
+    return success();
+  auto weights = module->getAttrOfType<DictionaryAttr>(kWeightsAttrName);
+  if (!weights)
+    return success();
+  auto entry = weights.getAs<DictionaryAttr>(getName());
+  if (!entry)
+    return emitOpError() << "'" << getName()
+                         << "' is not in the module's weight map";
+  auto shape = entry.getAs<DenseI64ArrayAttr>("shape");
+  if (!shape || shape.asArrayRef() != type.getShape())
+    return emitOpError() << "type " << type << " does not match the shape of '"
+                         << getName() << "' in the weight map";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Compute ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  auto table = tensorType(getTable());
+  return verifyMatrixResult(*this, getResult(),
+                            tensorType(getIds()).getDimSize(0),
+                            table.getDimSize(1));
+}
+
+LogicalResult RmsNormOp::verify() {
+  auto input = tensorType(getInput());
+  int64_t width = input.getDimSize(1);
+  int64_t group = tensorType(getWeight()).getDimSize(0);
+  if (ShapedType::isDynamic(width) || ShapedType::isDynamic(group) ||
+      group == 0 || width % group != 0)
+    return emitOpError() << "row width " << width
+                         << " is not a multiple of the weight size " << group;
+  if (getResult().getType() != input)
+    return emitOpError() << "result type " << getResult().getType()
+                         << " differs from the input type " << input;
+  return success();
+}
+
+LogicalResult LinearOp::verify() {
+  auto input = tensorType(getInput());
+  auto weight = tensorType(getWeight());
+  if (input.getDimSize(1) != weight.getDimSize(1))
+    return emitOpError() << "input has " << input.getDimSize(1)
+                         << " features but the weight expects "
+                         << weight.getDimSize(1);
+  if (getBias() && tensorType(getBias()).getDimSize(0) != weight.getDimSize(0))
+    return emitOpError() << "bias has " << tensorType(getBias()).getDimSize(0)
+                         << " elements but the weight has "
+                         << weight.getDimSize(0) << " outputs";
+  return verifyMatrixResult(*this, getResult(), input.getDimSize(0),
+                            weight.getDimSize(0));
+}
+
+LogicalResult RopeOp::verify() {
+  int64_t headDim = getHeadDim();
+  if (headDim % 2 != 0)
+    return emitOpError() << "head_dim " << headDim << " must be even";
+  int64_t width = tensorType(getInput()).getDimSize(1);
+  if (width % headDim != 0)
+    return emitOpError() << "row width " << width
+                         << " is not a multiple of head_dim " << headDim;
+  if (!compatible(tensorType(getPositions()).getDimSize(0),
+                  tensorType(getInput()).getDimSize(0)))
+    return emitOpError("needs one position per input row");
+  int present = (getLlama3Factor() ? 1 : 0) +
+                (getLlama3LowFreqFactor() ? 1 : 0) +
+                (getLlama3HighFreqFactor() ? 1 : 0) +
+                (getLlama3OriginalMaxPosition() ? 1 : 0);
+  if (present != 0 && present != 4)
+    return emitOpError("llama3 scaling needs all of llama3_factor, "
+                       "llama3_low_freq_factor, llama3_high_freq_factor and "
+                       "llama3_original_max_position");
+  if (present == 4 && getLlama3HighFreqFactor()->convertToDouble() <=
+                          getLlama3LowFreqFactor()->convertToDouble())
+    return emitOpError(
+        "llama3_high_freq_factor must exceed llama3_low_freq_factor");
+  return success();
+}
+
+LogicalResult CacheWriteOp::verify() {
+  if (getKey().getType() != getValue().getType())
+    return emitOpError() << "key type " << getKey().getType()
+                         << " differs from value type " << getValue().getType();
+  if (!compatible(tensorType(getPositions()).getDimSize(0),
+                  tensorType(getKey()).getDimSize(0)))
+    return emitOpError("needs one position per key row");
+  return success();
+}
+
+LogicalResult
+CacheWriteOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  int64_t width = tensorType(getKey()).getDimSize(1);
+  int64_t headDim = decl->getHeadDim();
+  return verifyCacheUse(*this, *decl, getLayer(), width / headDim,
+                        width % headDim == 0 ? headDim : width);
+}
+
+LogicalResult AttentionOp::verify() {
+  if (getNumHeads() % getNumKvHeads() != 0)
+    return emitOpError() << "num_heads " << getNumHeads()
+                         << " is not a multiple of num_kv_heads "
+                         << getNumKvHeads();
+  int64_t width = tensorType(getQuery()).getDimSize(1);
+  if (width != (int64_t)(getNumHeads() * getHeadDim()))
+    return emitOpError() << "query rows have " << width
+                         << " elements, expected num_heads * head_dim = "
+                         << getNumHeads() * getHeadDim();
+  if (!compatible(tensorType(getPositions()).getDimSize(0),
+                  tensorType(getQuery()).getDimSize(0)))
+    return emitOpError("needs one position per query row");
+  return success();
+}
+
+LogicalResult
+AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
+                        getHeadDim());
+}
+
+LogicalResult TakeLastOp::verify() {
+  auto input = tensorType(getInput());
+  auto result = tensorType(getResult());
+  if (result.getDimSize(0) != 1)
+    return emitOpError() << "result must have one row, got "
+                         << result.getDimSize(0);
+  if (result.getDimSize(1) != input.getDimSize(1) ||
+      result.getElementType() != input.getElementType())
+    return emitOpError() << "result row type " << result
+                         << " does not match the input " << input;
+  return success();
+}
+
+LogicalResult KernelOp::verify() {
+  if (getTemplateName().empty())
+    return emitOpError("needs a template name");
+  return success();
+}

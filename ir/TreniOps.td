@@ -1,0 +1,246 @@
+//===- TreniOps.td - treni dialect operations --------------*- tablegen -*-===//
+#ifndef TRENI_OPS_TD
+#define TRENI_OPS_TD
+
+include "ir/TreniBase.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def Treni_F64Positive : AttrConstraint<
+    CPred<"::llvm::cast<::mlir::FloatAttr>($_self).getValueAsDouble() > 0.0">,
+    "whose value is positive">;
+
+/// The KV cache as a side-effect resource: it orders cache writes before the
+/// attention reads of the same step, and keeps writes from being erased.
+def Treni_KVCacheResource : Resource<"::treni::KVCacheResource">;
+
+//===----------------------------------------------------------------------===//
+// State and weights
+//===----------------------------------------------------------------------===//
+
+def Treni_KvCacheOp : Treni_Op<"kv_cache", [Symbol, HasParent<"::mlir::ModuleOp">]> {
+  let summary = "Declares the key/value cache shared by @prefill and @decode";
+  let description = [{
+    Per layer, a key and a value tensor of `[max_seq, num_kv_heads * head_dim]`
+    rows of `element_type`. `max_seq` is a runtime setting (`--max-seq`), not
+    part of the IR.
+
+    ```mlir
+    treni.kv_cache @kv {num_layers = 24 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64} : bf16
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name, ConfinedAttr<I64Attr, [IntPositive]>:$num_layers,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   TypeAttrOf<Treni_Float>:$element_type);
+  let assemblyFormat = "$sym_name attr-dict `:` $element_type";
+}
+
+def Treni_WeightOp : Treni_Op<"weight", [Pure]> {
+  let summary = "A tensor of the checkpoint, referenced by name";
+  let description = [{
+    The data stays in the safetensors file; the module attribute
+    `treni.weights` (a dictionary: name -> {file, offset, dtype, shape}) says
+    where. When that map is present, the name must be in it with the same
+    shape.
+
+    ```mlir
+    %w = treni.weight "model.layers.0.mlp.up_proj.weight" : tensor<4864x896xbf16>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name);
+  let results = (outs RankedTensorOf<[BF16, F16, F32]>:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Compute
+//===----------------------------------------------------------------------===//
+
+def Treni_EmbeddingOp : Treni_Op<"embedding", [Pure]> {
+  let summary = "Gathers rows of the embedding table";
+  let description = [{
+    ```mlir
+    %h = treni.embedding %ids, %table : (tensor<?xi32>, tensor<151936x896xbf16>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_IndexTensor:$ids, Treni_FloatTensor2D:$table);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$ids `,` $table attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Treni_RmsNormOp : Treni_Op<"rms_norm", [Pure]> {
+  let summary = "RMS normalization over groups of the last dimension";
+  let description = [{
+    Each row is split into groups of `dim(weight)` elements; every group is
+    scaled by `rsqrt(mean(x^2) + epsilon)` and multiplied by the weight. With a
+    weight as wide as the row this is the usual RMSNorm; with a `head_dim`
+    weight it is Qwen3's per-head q/k norm.
+
+    ```mlir
+    %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input, Treni_FloatTensor1D:$weight,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$epsilon);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Treni_LinearOp : Treni_Op<"linear", [Pure]> {
+  let summary = "x @ weight^T (+ bias), weight in the checkpoint's [out, in] layout";
+  let description = [{
+    The result element type may differ from the input's (logits are f32).
+
+    ```mlir
+    %q = treni.linear %x, %w, %b : (tensor<?x896xbf16>, tensor<896x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input, Treni_FloatTensor2D:$weight,
+                   Optional<Treni_FloatTensor1D>:$bias);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Treni_RopeOp : Treni_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "Rotary position embedding (rotate-half layout) per head";
+  let description = [{
+    Rotates each `head_dim` group of a row by angles `position * inv_freq`,
+    `inv_freq[i] = theta^(-2i/head_dim)`. The four `llama3_*` attributes,
+    present together or not at all, apply Llama 3's frequency scaling.
+
+    ```mlir
+    %r = treni.rope %q, %pos {head_dim = 64 : i64, theta = 1.0e+06 : f64} : (tensor<?x896xbf16>, tensor<?xi32>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input, Treni_IndexTensor:$positions,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$theta,
+                   OptionalAttr<F64Attr>:$llama3_factor,
+                   OptionalAttr<F64Attr>:$llama3_low_freq_factor,
+                   OptionalAttr<F64Attr>:$llama3_high_freq_factor,
+                   OptionalAttr<I64Attr>:$llama3_original_max_position);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Treni_CacheWriteOp : Treni_Op<"cache_write", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemWrite<Treni_KVCacheResource>]>]> {
+  let summary = "Writes key and value rows into a layer of the KV cache";
+  let description = [{
+    Row `i` of `key`/`value` goes to cache row `positions[i]` of layer `layer`.
+
+    ```mlir
+    treni.cache_write %k, %v, %pos {cache = @kv, layer = 0 : i64} : tensor<?x128xbf16>, tensor<?x128xbf16>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$key, Treni_FloatTensor2D:$value,
+                   Treni_IndexTensor:$positions, FlatSymbolRefAttr:$cache,
+                   ConfinedAttr<I64Attr, [IntNonNegative]>:$layer);
+  let assemblyFormat = "$key `,` $value `,` $positions attr-dict `:` type($key) `,` type($value) `,` type($positions)";
+  let hasVerifier = 1;
+}
+
+def Treni_AttentionOp : Treni_Op<"attention", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemRead<Treni_KVCacheResource>]>,
+    AllTypesMatch<["query", "result"]>]> {
+  let summary = "Causal grouped-query attention over the KV cache";
+  let description = [{
+    Query row `i` attends to cache rows `0 ..= positions[i]` of layer `layer`;
+    query head `h` uses KV head `h / (num_heads / num_kv_heads)`. Scores are
+    scaled by `scale` (usually `1/sqrt(head_dim)`).
+
+    ```mlir
+    %a = treni.attention %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 14 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, scale = 1.250000e-01 : f64} : (tensor<?x896xbf16>, tensor<?xi32>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$query, Treni_IndexTensor:$positions,
+                   FlatSymbolRefAttr:$cache, ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$scale);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$query `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+class Treni_ElementwiseOp<string mnemonic, string doc>
+    : Treni_Op<mnemonic, [Pure, Elementwise, SameOperandsAndResultType]> {
+  let summary = doc;
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "operands attr-dict `:` type($result)";
+}
+
+def Treni_SiluOp : Treni_ElementwiseOp<"silu", "x * sigmoid(x)"> {
+  let arguments = (ins Treni_FloatTensor2D:$input);
+  let description = [{
+    ```mlir
+    %y = treni.silu %x : tensor<?x4864xbf16>
+    ```
+  }];
+}
+
+def Treni_MulOp : Treni_ElementwiseOp<"mul", "Elementwise product"> {
+  let arguments = (ins Treni_FloatTensor2D:$lhs, Treni_FloatTensor2D:$rhs);
+  let description = [{
+    ```mlir
+    %y = treni.mul %a, %b : tensor<?x4864xbf16>
+    ```
+  }];
+}
+
+def Treni_AddOp : Treni_ElementwiseOp<"add", "Elementwise sum (the residual add)"> {
+  let arguments = (ins Treni_FloatTensor2D:$lhs, Treni_FloatTensor2D:$rhs);
+  let description = [{
+    ```mlir
+    %y = treni.add %a, %b : tensor<?x896xbf16>
+    ```
+  }];
+}
+
+def Treni_TakeLastOp : Treni_Op<"take_last", [Pure]> {
+  let summary = "The last row of a matrix (prefill only needs the last token's logits)";
+  let description = [{
+    ```mlir
+    %y = treni.take_last %h : (tensor<?x896xbf16>) -> tensor<1x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Kernels (produced by treni-outline-kernels)
+//===----------------------------------------------------------------------===//
+
+def Treni_KernelOp : Treni_Op<"kernel", [
+    MemoryEffects<[MemRead<Treni_KVCacheResource>, MemWrite<Treni_KVCacheResource>]>]> {
+  let summary = "One kernel launch: a template name specialised by constants";
+  let description = [{
+    What codegen turns into CUDA C++ (or cuBLASLt for `gemm`) and what the CPU
+    reference executor interprets. `constants` holds the compile-time values
+    the template is specialised with; `origin` names the op(s) it came from.
+
+    ```mlir
+    %y = treni.kernel "rms_norm" (%x, %w) {constants = {dim = 896 : i64, group = 896 : i64, epsilon = 1.0e-06 : f64}, origin = "treni.rms_norm"} : (tensor<?x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins StrAttr:$template_name, Variadic<AnyRankedTensor>:$args,
+                   DictionaryAttr:$constants, StrAttr:$origin);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+  let assemblyFormat = "$template_name `(` $args `)` attr-dict `:` functional-type($args, $results)";
+  let hasVerifier = 1;
+}
+
+#endif // TRENI_OPS_TD

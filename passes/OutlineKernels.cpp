@@ -1,0 +1,136 @@
+//===- OutlineKernels.cpp - compute ops -> treni.kernel ------------------===//
+//
+// Every compute op becomes one `treni.kernel` carrying the template name and
+// the constants codegen specialises it with. The mapping lives here, in one
+// table, so the CPU executor, codegen and the plan all read the same names.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace treni {
+#define GEN_PASS_DEF_OUTLINEKERNELSPASS
+#include "passes/Passes.h.inc"
+
+namespace {
+using namespace mlir;
+
+int64_t width(Value value) {
+  return cast<RankedTensorType>(value.getType()).getDimSize(1);
+}
+
+/// Template name and constants of one op, or failure if it has no kernel.
+struct KernelDesc {
+  StringRef templateName;
+  SmallVector<NamedAttribute> constants;
+};
+
+FailureOr<KernelDesc> describe(Operation *op) {
+  Builder b(op->getContext());
+  auto i64 = [&](StringRef name, int64_t value) {
+    return b.getNamedAttr(name, b.getI64IntegerAttr(value));
+  };
+  auto f64 = [&](StringRef name, double value) {
+    return b.getNamedAttr(name, b.getF64FloatAttr(value));
+  };
+  return TypeSwitch<Operation *, FailureOr<KernelDesc>>(op)
+      .Case([&](EmbeddingOp e) {
+        auto table = cast<RankedTensorType>(e.getTable().getType());
+        return KernelDesc{"embedding", {i64("vocab", table.getDimSize(0)),
+                                        i64("dim", table.getDimSize(1))}};
+      })
+      .Case([&](RmsNormOp n) {
+        auto group = cast<RankedTensorType>(n.getWeight().getType());
+        return KernelDesc{"rms_norm",
+                          {i64("dim", width(n.getInput())),
+                           i64("group", group.getDimSize(0)),
+                           f64("epsilon", n.getEpsilon().convertToDouble())}};
+      })
+      .Case([&](LinearOp l) {
+        auto weight = cast<RankedTensorType>(l.getWeight().getType());
+        return KernelDesc{"gemm",
+                          {i64("n", weight.getDimSize(0)),
+                           i64("k", weight.getDimSize(1)),
+                           b.getNamedAttr("bias", b.getBoolAttr(!!l.getBias()))}};
+      })
+      .Case([&](RopeOp r) {
+        KernelDesc desc{"rope",
+                        {i64("dim", width(r.getInput())),
+                         i64("head_dim", r.getHeadDim()),
+                         f64("theta", r.getTheta().convertToDouble())}};
+        if (r.getLlama3Factor()) {
+          desc.constants.push_back(f64("llama3_factor", r.getLlama3Factor()->convertToDouble()));
+          desc.constants.push_back(
+              f64("llama3_low_freq_factor", r.getLlama3LowFreqFactor()->convertToDouble()));
+          desc.constants.push_back(
+              f64("llama3_high_freq_factor", r.getLlama3HighFreqFactor()->convertToDouble()));
+          desc.constants.push_back(i64("llama3_original_max_position",
+                                       *r.getLlama3OriginalMaxPosition()));
+        }
+        return desc;
+      })
+      .Case([&](CacheWriteOp c) {
+        return KernelDesc{"cache_write",
+                          {b.getNamedAttr("cache", c.getCacheAttr()),
+                           i64("layer", c.getLayer()),
+                           i64("dim", width(c.getKey()))}};
+      })
+      .Case([&](AttentionOp a) {
+        return KernelDesc{"attention",
+                          {b.getNamedAttr("cache", a.getCacheAttr()),
+                           i64("layer", a.getLayer()),
+                           i64("num_heads", a.getNumHeads()),
+                           i64("num_kv_heads", a.getNumKvHeads()),
+                           i64("head_dim", a.getHeadDim()),
+                           f64("scale", a.getScale().convertToDouble())}};
+      })
+      .Case([&](SiluOp s) {
+        return KernelDesc{"silu", {i64("dim", width(s.getInput()))}};
+      })
+      .Case([&](MulOp m) {
+        return KernelDesc{"mul", {i64("dim", width(m.getLhs()))}};
+      })
+      .Case([&](AddOp a) {
+        return KernelDesc{"add", {i64("dim", width(a.getLhs()))}};
+      })
+      .Case([&](TakeLastOp t) {
+        return KernelDesc{"take_last", {i64("dim", width(t.getInput()))}};
+      })
+      .Default([](Operation *) { return failure(); });
+}
+
+struct OutlineKernelsPass
+    : public impl::OutlineKernelsPassBase<OutlineKernelsPass> {
+  void runOnOperation() override {
+    SmallVector<Operation *> ops;
+    getOperation().walk([&](Operation *op) {
+      if (isa<TreniDialect>(op->getDialect()) &&
+          !isa<WeightOp, KernelOp, KvCacheOp>(op))
+        ops.push_back(op);
+    });
+    for (Operation *op : ops) {
+      FailureOr<KernelDesc> desc = describe(op);
+      if (failed(desc)) {
+        op->emitOpError("has no kernel template");
+        return signalPassFailure();
+      }
+      OpBuilder builder(op);
+      llvm::sort(desc->constants, [](const NamedAttribute &a,
+                                     const NamedAttribute &b) {
+        return a.getName().strref() < b.getName().strref();
+      });
+      auto kernel = KernelOp::create(
+          builder, op->getLoc(), op->getResultTypes(), desc->templateName,
+          op->getOperands(), builder.getDictionaryAttr(desc->constants),
+          op->getName().getStringRef());
+      op->replaceAllUsesWith(kernel.getResults());
+      op->erase();
+    }
+  }
+};
+} // namespace
+} // namespace treni

@@ -1,0 +1,37 @@
+//===- Passes.h - treni passes and the default pipeline ---------*- C++ -*-===//
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/TreniDialect.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+
+namespace treni {
+
+#define GEN_PASS_DECL
+#include "passes/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "passes/Passes.h.inc"
+
+/// Options of `treni-default-pipeline`.
+struct DefaultPipelineOptions {
+  /// Pass flags (e.g. "treni-fuse-ffn-act") to leave out.
+  std::vector<std::string> disabledPasses;
+};
+
+/// The flags of every pass `treni-default-pipeline` may run, in order.
+const std::vector<std::string> &defaultPipelinePassNames();
+
+/// Fills `pm` with the default pipeline. Fails when `options` disables a pass
+/// that is not part of it (a typo must not silently measure nothing).
+mlir::LogicalResult buildDefaultPipeline(mlir::OpPassManager &pm,
+                                         const DefaultPipelineOptions &options);
+
+/// Registers every treni pass and `treni-default-pipeline` with the global
+/// registry (for treni-opt).
+void registerAllTreniPasses();
+
+} // namespace treni

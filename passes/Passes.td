@@ -1,0 +1,57 @@
+//===- Passes.td - treni passes ----------------------------*- tablegen -*-===//
+#ifndef TRENI_PASSES_TD
+#define TRENI_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def OutlineKernelsPass : Pass<"treni-outline-kernels", "mlir::ModuleOp"> {
+  let summary = "Turn every compute op into a treni.kernel naming its template and constants";
+  let description = [{
+    After fusion, each remaining compute op is one kernel launch. This pass
+    makes that explicit so codegen and the executors see one op type with a
+    template name (`rms_norm`, `gemm`, `attention`...) and the compile-time
+    constants the template is specialised with. Weights, function arguments
+    and the return stay as they are.
+
+    Before:
+    ```mlir
+    %y = treni.rms_norm %x, %w {epsilon = 1.0e-06 : f64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+    ```
+    After:
+    ```mlir
+    %y = treni.kernel "rms_norm" (%x, %w) {constants = {dim = 64 : i64, epsilon = 1.0e-06 : f64, group = 64 : i64}, origin = "treni.rms_norm"} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+    ```
+    An op without a kernel template is an error: codegen could not run it.
+  }];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
+def PlanBuffersPass : Pass<"treni-plan-buffers", "mlir::ModuleOp"> {
+  let summary = "Assign every activation a static arena offset, reusing memory of dead values";
+  let description = [{
+    Every tensor a function computes (and every tensor argument) gets a byte
+    offset in one activation arena, so the runtime allocates once and launches
+    kernels on fixed pointers (what CUDA-graph capture needs). Values whose
+    last use has passed give their space back (first-fit), so the arena is the
+    peak of live bytes, not the sum.
+
+    Shapes are static except the leading token dimension of `@prefill`. Those
+    buffers live in a second region laid out per token row: a dynamic buffer
+    at row offset `r` starts at `static_bytes + tokens * r`, so one plan serves
+    every prompt length and the peak is `static_bytes + tokens * row_bytes`.
+
+    Results: `treni.offsets` on each op (one entry per result), `treni.offset`
+    on each argument, `treni.arena_static_bytes` / `treni.arena_row_bytes` on
+    the function.
+  }];
+  let options = [
+    Option<"alignment", "alignment", "int64_t", "256",
+           "Byte alignment of static buffers">,
+    Option<"rowAlignment", "row-alignment", "int64_t", "64",
+           "Byte alignment of the per-token row of dynamic buffers">,
+    Option<"report", "report", "bool", "false",
+           "Emit a remark with each function's peak arena bytes">,
+  ];
+}
+
+#endif // TRENI_PASSES_TD
