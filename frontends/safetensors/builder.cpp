@@ -1,0 +1,239 @@
+//===- builder.cpp - Qwen2 / Llama / Qwen3 -> treni IR -------------------===//
+
+#include "frontends/safetensors/builder.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "ir/TreniDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Verifier.h"
+
+namespace treni {
+namespace {
+using namespace mlir;
+
+Type elementType(MLIRContext &context, DType dtype) {
+  switch (dtype) {
+  case DType::BF16:
+    return BFloat16Type::get(&context);
+  case DType::F16:
+    return Float16Type::get(&context);
+  case DType::F32:
+    return Float32Type::get(&context);
+  }
+  return {};
+}
+
+/// Emits the body of @prefill or @decode: the model from token ids to logits.
+class FunctionBuilder {
+public:
+  FunctionBuilder(OpBuilder &builder, const ModelConfig &config,
+                  const Checkpoint &checkpoint, Type activationType)
+      : b(builder), config(config), checkpoint(checkpoint),
+        act(activationType), loc(builder.getUnknownLoc()) {}
+
+  void build(func::FuncOp func, int64_t rows) {
+    Block *entry = func.addEntryBlock();
+    b.setInsertionPointToStart(entry);
+    Value ids = entry->getArgument(0);
+    positions = entry->getArgument(1);
+    this->rows = rows;
+
+    Value hidden = EmbeddingOp::create(
+        b, loc, matrix(config.hiddenSize),
+        ids, weight("model.embed_tokens.weight"));
+    for (int64_t layer = 0; layer < config.numLayers; ++layer)
+      hidden = decoderLayer(hidden, layer);
+    if (ShapedType::isDynamic(rows))
+      hidden = TakeLastOp::create(
+          b, loc, RankedTensorType::get({1, config.hiddenSize}, act), hidden);
+    Value normed = rmsNorm(hidden, "model.norm.weight");
+    std::string head = config.tieWordEmbeddings && !checkpoint.find("lm_head.weight")
+                           ? "model.embed_tokens.weight"
+                           : "lm_head.weight";
+    Value logits = LinearOp::create(
+        b, loc, RankedTensorType::get({1, config.vocabSize}, b.getF32Type()),
+        normed, weight(head), Value());
+    func::ReturnOp::create(b, loc, logits);
+  }
+
+private:
+  RankedTensorType matrix(int64_t cols) {
+    return RankedTensorType::get({rows, cols}, act);
+  }
+
+  Value weight(const std::string &name) {
+    const TensorInfo *info = checkpoint.find(name);
+    auto type = RankedTensorType::get(
+        info->shape, elementTypeOf(info->dtype));
+    return WeightOp::create(b, loc, type, name);
+  }
+
+  Type elementTypeOf(DType dtype) { return elementType(*b.getContext(), dtype); }
+
+  Value rmsNorm(Value input, const std::string &weightName) {
+    return RmsNormOp::create(b, loc, input.getType(), input, weight(weightName),
+                             b.getF64FloatAttr(config.rmsNormEps));
+  }
+
+  Value linear(Value input, const std::string &prefix, int64_t outFeatures,
+               bool bias) {
+    Value biasValue = bias ? weight(prefix + ".bias") : Value();
+    return LinearOp::create(b, loc, matrix(outFeatures), input,
+                            weight(prefix + ".weight"), biasValue);
+  }
+
+  Value rope(Value input) {
+    auto op = RopeOp::create(b, loc, input.getType(), input, positions,
+                             b.getI64IntegerAttr(config.headDim),
+                             b.getF64FloatAttr(config.ropeTheta), FloatAttr(),
+                             FloatAttr(), FloatAttr(), IntegerAttr());
+    if (const auto &scaling = config.llama3Scaling) {
+      op.setLlama3FactorAttr(b.getF64FloatAttr(scaling->factor));
+      op.setLlama3LowFreqFactorAttr(b.getF64FloatAttr(scaling->lowFreqFactor));
+      op.setLlama3HighFreqFactorAttr(b.getF64FloatAttr(scaling->highFreqFactor));
+      op.setLlama3OriginalMaxPositionAttr(
+          b.getI64IntegerAttr(scaling->originalMaxPositionEmbeddings));
+    }
+    return op;
+  }
+
+  Value decoderLayer(Value hidden, int64_t layer) {
+    std::string prefix = absl::StrCat("model.layers.", layer, ".");
+    std::string attn = prefix + "self_attn.";
+    int64_t qWidth = config.numHeads * config.headDim;
+    int64_t kvWidth = config.numKvHeads * config.headDim;
+
+    Value normed = rmsNorm(hidden, prefix + "input_layernorm.weight");
+    Value q = linear(normed, attn + "q_proj", qWidth, config.attentionBias);
+    Value k = linear(normed, attn + "k_proj", kvWidth, config.attentionBias);
+    Value v = linear(normed, attn + "v_proj", kvWidth, config.attentionBias);
+    if (config.qkNorm) {
+      q = rmsNorm(q, attn + "q_norm.weight");
+      k = rmsNorm(k, attn + "k_norm.weight");
+    }
+    q = rope(q);
+    k = rope(k);
+    auto cache = FlatSymbolRefAttr::get(b.getContext(), "kv");
+    CacheWriteOp::create(b, loc, k, v, positions, cache,
+                         b.getI64IntegerAttr(layer));
+    Value attended = AttentionOp::create(
+        b, loc, q.getType(), q, positions, cache, b.getI64IntegerAttr(layer),
+        b.getI64IntegerAttr(config.numHeads),
+        b.getI64IntegerAttr(config.numKvHeads),
+        b.getI64IntegerAttr(config.headDim),
+        b.getF64FloatAttr(1.0 / std::sqrt(double(config.headDim))));
+    Value projected =
+        linear(attended, attn + "o_proj", config.hiddenSize, false);
+    hidden = AddOp::create(b, loc, hidden, projected);
+
+    normed = rmsNorm(hidden, prefix + "post_attention_layernorm.weight");
+    std::string mlp = prefix + "mlp.";
+    Value gate = linear(normed, mlp + "gate_proj", config.intermediateSize, false);
+    Value up = linear(normed, mlp + "up_proj", config.intermediateSize, false);
+    Value activated = MulOp::create(b, loc, SiluOp::create(b, loc, gate), up);
+    Value down = linear(activated, mlp + "down_proj", config.hiddenSize, false);
+    return AddOp::create(b, loc, hidden, down);
+  }
+
+  OpBuilder &b;
+  const ModelConfig &config;
+  const Checkpoint &checkpoint;
+  Type act;
+  Location loc;
+  Value positions;
+  int64_t rows = 1;
+};
+
+DictionaryAttr weightMap(Builder &b, const Checkpoint &checkpoint) {
+  SmallVector<NamedAttribute> entries;
+  for (const auto &[name, info] : checkpoint.tensors()) {
+    std::string file = std::filesystem::path(info.file).filename().string();
+    entries.push_back(b.getNamedAttr(
+        name, b.getDictionaryAttr({
+                  b.getNamedAttr("file", b.getStringAttr(file)),
+                  b.getNamedAttr("offset", b.getI64IntegerAttr(info.fileOffset)),
+                  b.getNamedAttr("dtype", b.getStringAttr(dtypeName(info.dtype))),
+                  b.getNamedAttr("shape", b.getDenseI64ArrayAttr(info.shape)),
+              })));
+  }
+  return b.getDictionaryAttr(entries);
+}
+
+DictionaryAttr modelSummary(Builder &b, const ModelConfig &config) {
+  return b.getDictionaryAttr({
+      b.getNamedAttr("architecture",
+                     b.getStringAttr(architectureName(config.architecture))),
+      b.getNamedAttr("hidden_size", b.getI64IntegerAttr(config.hiddenSize)),
+      b.getNamedAttr("num_layers", b.getI64IntegerAttr(config.numLayers)),
+      b.getNamedAttr("num_heads", b.getI64IntegerAttr(config.numHeads)),
+      b.getNamedAttr("num_kv_heads", b.getI64IntegerAttr(config.numKvHeads)),
+      b.getNamedAttr("head_dim", b.getI64IntegerAttr(config.headDim)),
+      b.getNamedAttr("intermediate_size",
+                     b.getI64IntegerAttr(config.intermediateSize)),
+      b.getNamedAttr("vocab_size", b.getI64IntegerAttr(config.vocabSize)),
+      b.getNamedAttr("max_position_embeddings",
+                     b.getI64IntegerAttr(config.maxPositionEmbeddings)),
+  });
+}
+} // namespace
+
+absl::StatusOr<OwningOpRef<ModuleOp>>
+buildModule(MLIRContext &context, const ModelConfig &config,
+            const Checkpoint &checkpoint) {
+  context.loadDialect<TreniDialect, func::FuncDialect>();
+  const TensorInfo *embedding = checkpoint.find("model.embed_tokens.weight");
+  if (!embedding)
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint.dir(), ": missing tensor 'model.embed_tokens.weight'"));
+  // Activations use the checkpoint's declared dtype (its embedding's if none).
+  Type act = elementType(context, config.dtype.value_or(embedding->dtype));
+
+  OpBuilder b(&context);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(b.getUnknownLoc());
+  (*module)->setAttr(kWeightsAttrName, weightMap(b, checkpoint));
+  (*module)->setAttr("treni.model", modelSummary(b, config));
+  b.setInsertionPointToEnd(module->getBody());
+  KvCacheOp::create(b, b.getUnknownLoc(), "kv", config.numLayers,
+                    config.numKvHeads, config.headDim, act);
+
+  for (int64_t rows : {ShapedType::kDynamic, int64_t{1}}) {
+    auto ids = RankedTensorType::get({rows}, b.getI32Type());
+    auto logits = RankedTensorType::get({1, config.vocabSize}, b.getF32Type());
+    b.setInsertionPointToEnd(module->getBody());
+    auto func = func::FuncOp::create(
+        b, b.getUnknownLoc(), ShapedType::isDynamic(rows) ? "prefill" : "decode",
+        b.getFunctionType({ids, ids}, {logits}));
+    OpBuilder bodyBuilder(&context);
+    FunctionBuilder(bodyBuilder, config, checkpoint, act).build(func, rows);
+  }
+  if (failed(verify(*module)))
+    return absl::InternalError("the built module does not verify");
+  return module;
+}
+
+absl::StatusOr<LoadedModel> loadModelDir(MLIRContext &context,
+                                         const std::string &dir) {
+  LoadedModel model;
+  auto config = loadModelConfig(dir);
+  if (!config.ok())
+    return config.status();
+  model.config = *config;
+  auto checkpoint = Checkpoint::open(dir);
+  if (!checkpoint.ok())
+    return checkpoint.status();
+  model.checkpoint = std::move(*checkpoint);
+  if (absl::Status status = validateCheckpoint(model.config, *model.checkpoint);
+      !status.ok())
+    return status;
+  auto module = buildModule(context, model.config, *model.checkpoint);
+  if (!module.ok())
+    return module.status();
+  model.module = std::move(*module);
+  return model;
+}
+
+} // namespace treni

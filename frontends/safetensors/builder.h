@@ -1,0 +1,45 @@
+//===- builder.h - architecture builders emitting treni IR ------*- C++ -*-===//
+//
+// One builder serves Qwen2, Llama and Qwen3: they differ only in q/k/v bias,
+// Qwen3's per-head q/k RMSNorm, Llama 3's RoPE frequency scaling and tied
+// embeddings, all read from ModelConfig. The module holds:
+//
+//   treni.kv_cache @kv ...
+//   func.func @prefill(%ids: tensor<?xi32>, %positions: tensor<?xi32>) -> tensor<1xVxf32>
+//   func.func @decode(%ids: tensor<1xi32>, %positions: tensor<1xi32>) -> tensor<1xVxf32>
+//
+// plus the module attributes `treni.weights` (where every tensor lives) and
+// `treni.model` (the config values the runtime needs).
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "frontends/safetensors/model_config.h"
+#include "frontends/safetensors/safetensors.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace treni {
+
+/// Builds the treni module for a validated config + checkpoint.
+absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
+buildModule(mlir::MLIRContext &context, const ModelConfig &config,
+            const Checkpoint &checkpoint);
+
+/// A model directory opened and checked: config, checkpoint, and IR.
+struct LoadedModel {
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> checkpoint;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+};
+
+/// Reads DIR/config.json and the safetensors, validates them against each
+/// other and builds the module.
+absl::StatusOr<LoadedModel> loadModelDir(mlir::MLIRContext &context,
+                                         const std::string &dir);
+
+} // namespace treni

@@ -1,0 +1,273 @@
+//===- cpu_executor.cpp - the fp32 reference executor --------------------===//
+//
+// The arena is the plan's own: every buffer sits at its planned byte offset
+// times `scale` = 4 / (smallest element size), so a bf16 plan's buffers fit
+// their fp32 copies and any aliasing bug of treni-plan-buffers shows up as
+// wrong logits here.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu_executor.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "codegen/Status.h"
+#include "frontends/safetensors/safetensors.h"
+#include "runtime/cpu_kernels.h"
+
+namespace treni {
+namespace {
+
+int64_t elementBytes(const std::string &dtype) {
+  return dtype == "bf16" || dtype == "f16" ? 2 : 4;
+}
+
+/// Operand access for one step of one call.
+class StepContext {
+public:
+  StepContext(const PlanFunction &function, const PlanStep &step,
+              int64_t tokens, int64_t scale, float *arena,
+              const std::vector<std::vector<float>> &weights)
+      : function(function), step(step), tokens(tokens), scale(scale),
+        arena(arena), weights(weights) {}
+
+  const float *in(size_t i) const {
+    const PlanOperand &operand = step.inputs[i];
+    if (operand.kind == PlanOperand::Kind::Weight)
+      return weights[operand.index].data();
+    return address(operand.index);
+  }
+  const int32_t *indices(size_t i) const {
+    return reinterpret_cast<const int32_t *>(in(i));
+  }
+  float *out(size_t i) const { return address(step.outputs[i]); }
+  /// Rows of input buffer i (the token count when dynamic).
+  int64_t rows(size_t i) const {
+    const PlanBuffer &buffer = function.buffers[step.inputs[i].index];
+    return buffer.dynamic ? tokens : buffer.shape[0];
+  }
+  absl::Status expectInputs(size_t count, size_t outputs) const {
+    if (step.inputs.size() != count || step.outputs.size() != outputs)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kernel '", step.templateName, "' (", step.origin, ") expects ",
+          count, " inputs and ", outputs, " outputs, the plan has ",
+          step.inputs.size(), " and ", step.outputs.size()));
+    for (size_t i = 0; i < count; ++i)
+      if (step.inputs[i].kind == PlanOperand::Kind::Buffer &&
+          function.buffers[step.inputs[i].index].shape.empty())
+        return absl::InvalidArgumentError("kernel input of rank 0");
+    return absl::OkStatus();
+  }
+
+private:
+  float *address(int64_t buffer) const {
+    return arena + function.bufferOffset(buffer, tokens) * scale / 4;
+  }
+
+  const PlanFunction &function;
+  const PlanStep &step;
+  int64_t tokens, scale;
+  float *arena;
+  const std::vector<std::vector<float>> &weights;
+};
+
+} // namespace
+
+int32_t argmax(absl::Span<const float> logits) {
+  return int32_t(std::max_element(logits.begin(), logits.end()) -
+                 logits.begin());
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
+  if (maxSeq <= 0)
+    return absl::InvalidArgumentError("max-seq must be positive");
+  std::unique_ptr<CpuExecutor> executor(new CpuExecutor());
+  executor->maxSeq_ = maxSeq;
+  auto vocab = plan.model.find("vocab_size");
+  if (vocab == plan.model.end() ||
+      !std::holds_alternative<int64_t>(vocab->second))
+    return absl::InvalidArgumentError("plan: model.vocab_size missing");
+  executor->vocabSize_ = std::get<int64_t>(vocab->second);
+
+  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+  for (const PlanWeight &weight : plan.weights) {
+    const TensorInfo *info = checkpoint->find(weight.name);
+    std::string file =
+        info ? std::filesystem::path(info->file).filename().string() : "";
+    if (!info || file != weight.file ||
+        int64_t(info->fileOffset) != weight.offset ||
+        std::string(dtypeName(info->dtype)) != weight.dtype ||
+        info->shape != weight.shape)
+      return absl::FailedPreconditionError(absl::StrCat(
+          modelDir, ": tensor '", weight.name,
+          "' differs from the plan (", weight.file, " @", weight.offset, " ",
+          weight.dtype, " [", absl::StrJoin(weight.shape, ", "),
+          "]): recompile the model"));
+    std::vector<float> data(info->numElements());
+    convertToF32(info->dtype, checkpoint->data(*info).data(), data.data(),
+                 data.size());
+    executor->weights_.push_back(std::move(data));
+  }
+  for (const PlanKvCache &cache : plan.caches) {
+    size_t size = size_t(maxSeq) * cache.numKvHeads * cache.headDim;
+    executor->keys_[cache.name].assign(cache.numLayers,
+                                       std::vector<float>(size));
+    executor->values_[cache.name].assign(cache.numLayers,
+                                         std::vector<float>(size));
+  }
+  for (const char *name : {"prefill", "decode"})
+    if (!plan.function(name))
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan has no @", name, " function"));
+  executor->plan_ = std::move(plan);
+  return executor;
+}
+
+int64_t CpuExecutor::weightBytes() const {
+  int64_t total = 0;
+  for (const auto &w : weights_)
+    total += w.size() * sizeof(float);
+  return total;
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition) {
+  if (ids.empty())
+    return absl::InvalidArgumentError("prefill needs at least one token");
+  return run(*plan_.function("prefill"), ids, startPosition);
+}
+
+absl::StatusOr<std::vector<float>> CpuExecutor::decode(int32_t id,
+                                                       int64_t position) {
+  return run(*plan_.function("decode"), {&id, 1}, position);
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
+                 int64_t startPosition) {
+  int64_t tokens = ids.size();
+  if (startPosition < 0 || startPosition + tokens > maxSeq_)
+    return absl::OutOfRangeError(absl::StrCat(
+        "positions ", startPosition, "..", startPosition + tokens - 1,
+        " exceed the KV cache (--max-seq ", maxSeq_, ")"));
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocabSize_)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", id, " is outside the vocabulary [0, ", vocabSize_, ")"));
+  if (function.inputs.size() != 2 || function.outputs.size() != 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("@", function.name, " must take (ids, positions) and "
+                     "return logits"));
+  for (int64_t input : function.inputs) {
+    const PlanBuffer &buffer = function.buffers[input];
+    if (!buffer.dynamic && buffer.shape != std::vector<int64_t>{tokens})
+      return absl::InvalidArgumentError(absl::StrCat(
+          "@", function.name, " takes ", buffer.shape[0], " tokens, got ",
+          tokens));
+  }
+
+  int64_t minBytes = 4;
+  for (const PlanBuffer &buffer : function.buffers)
+    minBytes = std::min(minBytes, elementBytes(buffer.dtype));
+  int64_t scale = 4 / minBytes;
+  arena_.assign((function.arenaBytes(tokens) * scale + 3) / 4, 0.0f);
+  auto words = [&](int64_t buffer) {
+    return reinterpret_cast<int32_t *>(
+        arena_.data() + function.bufferOffset(buffer, tokens) * scale / 4);
+  };
+  std::copy(ids.begin(), ids.end(), words(function.inputs[0]));
+  for (int64_t i = 0; i < tokens; ++i)
+    words(function.inputs[1])[i] = int32_t(startPosition + i);
+
+  for (const PlanStep &step : function.steps) {
+    StepContext c(function, step, tokens, scale, arena_.data(), weights_);
+    const std::string &name = step.templateName;
+    if (name == "embedding") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      cpu::embedding(c.indices(0), c.rows(0), c.in(1), dim, c.out(0));
+    } else if (name == "rms_norm") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      TRENI_ASSIGN_OR_RETURN(int64_t group, step.intConstant("group"));
+      TRENI_ASSIGN_OR_RETURN(double eps, step.floatConstant("epsilon"));
+      cpu::rmsNorm(c.in(0), c.rows(0), dim, c.in(1), group, eps, c.out(0));
+    } else if (name == "gemm") {
+      TRENI_ASSIGN_OR_RETURN(bool bias, step.boolConstant("bias"));
+      TRENI_RETURN_IF_ERROR(c.expectInputs(bias ? 3 : 2, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
+      TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
+      cpu::gemm(c.in(0), c.rows(0), k, c.in(1), n, bias ? c.in(2) : nullptr,
+                c.out(0));
+    } else if (name == "rope") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+      TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
+      std::optional<cpu::Llama3Scaling> scaling;
+      if (step.constants.count("llama3_factor")) {
+        cpu::Llama3Scaling s;
+        TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
+        TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
+                               step.floatConstant("llama3_low_freq_factor"));
+        TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
+                               step.floatConstant("llama3_high_freq_factor"));
+        TRENI_ASSIGN_OR_RETURN(
+            s.originalMaxPosition,
+            step.intConstant("llama3_original_max_position"));
+        scaling = s;
+      }
+      cpu::rope(c.in(0), c.rows(0), dim, headDim, c.indices(1),
+                cpu::ropeInverseFrequencies(headDim, theta, scaling), c.out(0));
+    } else if (name == "cache_write" || name == "attention") {
+      TRENI_ASSIGN_OR_RETURN(std::string cacheName, step.stringConstant("cache"));
+      TRENI_ASSIGN_OR_RETURN(int64_t layer, step.intConstant("layer"));
+      auto keys = keys_.find(cacheName);
+      if (keys == keys_.end() || layer < 0 ||
+          layer >= int64_t(keys->second.size()))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kernel '", name, "': no layer ", layer, " in cache '", cacheName,
+            "'"));
+      float *keyCache = keys->second[layer].data();
+      float *valueCache = values_[cacheName][layer].data();
+      if (name == "cache_write") {
+        TRENI_RETURN_IF_ERROR(c.expectInputs(3, 0));
+        TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+        cpu::cacheWrite(c.in(0), c.in(1), c.rows(0), dim, c.indices(2),
+                        keyCache, valueCache);
+      } else {
+        TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+        TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+        TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
+        TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+        TRENI_ASSIGN_OR_RETURN(double attnScale, step.floatConstant("scale"));
+        cpu::attention(c.in(0), c.rows(0), heads, kvHeads, headDim,
+                       c.indices(1), keyCache, valueCache, attnScale, c.out(0));
+      }
+    } else if (name == "silu") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      cpu::silu(c.in(0), c.rows(0) * dim, c.out(0));
+    } else if (name == "mul" || name == "add") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      (name == "mul" ? cpu::mul : cpu::add)(c.in(0), c.in(1), c.rows(0) * dim,
+                                            c.out(0));
+    } else if (name == "take_last") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      std::copy_n(c.in(0) + (c.rows(0) - 1) * dim, dim, c.out(0));
+    } else {
+      return absl::UnimplementedError(absl::StrCat(
+          "the CPU executor has no kernel '", name, "' (", step.origin, ")"));
+    }
+  }
+  const float *logits = reinterpret_cast<const float *>(words(function.outputs[0]));
+  return std::vector<float>(logits, logits + vocabSize_);
+}
+
+} // namespace treni

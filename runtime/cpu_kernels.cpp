@@ -1,0 +1,159 @@
+//===- cpu_kernels.cpp - fp32 reference kernels --------------------------===//
+//
+// Reductions accumulate in double so the reference is more accurate than the
+// thing it checks; outputs are fp32.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cpu_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+namespace treni::cpu {
+
+void embedding(const int32_t *ids, int64_t rows, const float *table,
+               int64_t dim, float *out) {
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(out + r * dim, table + int64_t(ids[r]) * dim,
+                dim * sizeof(float));
+}
+
+void rmsNorm(const float *x, int64_t rows, int64_t dim, const float *weight,
+             int64_t group, double epsilon, float *out) {
+  for (int64_t start = 0; start < rows * dim; start += group) {
+    double sumSquares = 0;
+    for (int64_t i = 0; i < group; ++i)
+      sumSquares += double(x[start + i]) * x[start + i];
+    double scale = 1.0 / std::sqrt(sumSquares / group + epsilon);
+    for (int64_t i = 0; i < group; ++i)
+      out[start + i] = float(x[start + i] * scale * weight[i]);
+  }
+}
+
+void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
+          const float *bias, float *out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      const float *xRow = x + r * k;
+      const float *wRow = w + j * k;
+      double sum = bias ? bias[j] : 0.0;
+      for (int64_t i = 0; i < k; ++i)
+        sum += double(xRow[i]) * wRow[i];
+      out[r * n + j] = float(sum);
+    }
+}
+
+std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
+                                          std::optional<Llama3Scaling> scaling) {
+  std::vector<float> invFreq(headDim / 2);
+  for (int64_t i = 0; i < headDim / 2; ++i)
+    invFreq[i] = 1.0f / std::pow(float(theta), float(2 * i) / float(headDim));
+  if (!scaling)
+    return invFreq;
+  // transformers' _compute_llama3_parameters.
+  double lowFreqWavelen = scaling->originalMaxPosition / scaling->lowFreqFactor;
+  double highFreqWavelen = scaling->originalMaxPosition / scaling->highFreqFactor;
+  for (float &freq : invFreq) {
+    double wavelen = 2 * std::numbers::pi / freq;
+    if (wavelen > lowFreqWavelen) {
+      freq = float(freq / scaling->factor);
+    } else if (wavelen >= highFreqWavelen) {
+      double smooth =
+          (scaling->originalMaxPosition / wavelen - scaling->lowFreqFactor) /
+          (scaling->highFreqFactor - scaling->lowFreqFactor);
+      freq = float((1 - smooth) * freq / scaling->factor + smooth * freq);
+    }
+  }
+  return invFreq;
+}
+
+void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
+          const int32_t *positions, const std::vector<float> &invFreq,
+          float *out) {
+  int64_t half = headDim / 2;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t head = 0; head < dim / headDim; ++head) {
+      const float *in = x + r * dim + head * headDim;
+      float *o = out + r * dim + head * headDim;
+      for (int64_t i = 0; i < half; ++i) {
+        // fp32 angle, as transformers computes it.
+        float angle = float(positions[r]) * invFreq[i];
+        double c = std::cos(angle), s = std::sin(angle);
+        float a = in[i], b = in[i + half];
+        o[i] = float(a * c - b * s);
+        o[i + half] = float(b * c + a * s);
+      }
+    }
+}
+
+void cacheWrite(const float *key, const float *value, int64_t rows,
+                int64_t dim, const int32_t *positions, float *keyCache,
+                float *valueCache) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(keyCache + int64_t(positions[r]) * dim, key + r * dim,
+                dim * sizeof(float));
+    std::memcpy(valueCache + int64_t(positions[r]) * dim, value + r * dim,
+                dim * sizeof(float));
+  }
+}
+
+void attention(const float *query, int64_t rows, int64_t numHeads,
+               int64_t numKvHeads, int64_t headDim, const int32_t *positions,
+               const float *keyCache, const float *valueCache, double scale,
+               float *out) {
+  int64_t groupSize = numHeads / numKvHeads;
+  int64_t kvDim = numKvHeads * headDim;
+  std::vector<double> scores;
+  std::vector<double> acc(headDim);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t length = int64_t(positions[r]) + 1;
+    scores.resize(length);
+    for (int64_t head = 0; head < numHeads; ++head) {
+      const float *q = query + r * numHeads * headDim + head * headDim;
+      int64_t kvHead = head / groupSize;
+      double maxScore = -INFINITY;
+      for (int64_t t = 0; t < length; ++t) {
+        const float *k = keyCache + t * kvDim + kvHead * headDim;
+        double dot = 0;
+        for (int64_t i = 0; i < headDim; ++i)
+          dot += double(q[i]) * k[i];
+        scores[t] = dot * scale;
+        maxScore = std::max(maxScore, scores[t]);
+      }
+      double total = 0;
+      for (double &s : scores) {
+        s = std::exp(s - maxScore);
+        total += s;
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t t = 0; t < length; ++t) {
+        const float *v = valueCache + t * kvDim + kvHead * headDim;
+        for (int64_t i = 0; i < headDim; ++i)
+          acc[i] += scores[t] * v[i];
+      }
+      float *o = out + r * numHeads * headDim + head * headDim;
+      for (int64_t i = 0; i < headDim; ++i)
+        o[i] = float(acc[i] / total);
+    }
+  }
+}
+
+void silu(const float *x, int64_t count, float *out) {
+  for (int64_t i = 0; i < count; ++i)
+    out[i] = float(x[i] / (1.0 + std::exp(-double(x[i]))));
+}
+
+void mul(const float *a, const float *b, int64_t count, float *out) {
+  for (int64_t i = 0; i < count; ++i)
+    out[i] = a[i] * b[i];
+}
+
+void add(const float *a, const float *b, int64_t count, float *out) {
+  for (int64_t i = 0; i < count; ++i)
+    out[i] = a[i] + b[i];
+}
+
+} // namespace treni::cpu

@@ -1,0 +1,60 @@
+//===- cpu_kernels.h - fp32 reference kernels -------------------*- C++ -*-===//
+//
+// Plain loops, one function per kernel template, written for clarity: this is
+// the oracle the GPU kernels and every fusion are checked against. Matrices
+// are row-major; `rows` is the token count.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace treni::cpu {
+
+/// out[r] = table[ids[r]] (callers check ids are in range).
+void embedding(const int32_t *ids, int64_t rows, const float *table,
+               int64_t dim, float *out);
+
+/// Each group of `group` elements of every row: x / sqrt(mean(x^2) + eps) * w.
+void rmsNorm(const float *x, int64_t rows, int64_t dim, const float *weight,
+             int64_t group, double epsilon, float *out);
+
+/// out[r][n] = sum_k x[r][k] * w[n][k] (+ bias[n]); `w` is [n, k].
+void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
+          const float *bias, float *out);
+
+/// Llama 3 frequency scaling parameters (see RopeOp).
+struct Llama3Scaling {
+  double factor, lowFreqFactor, highFreqFactor;
+  int64_t originalMaxPosition;
+};
+
+/// inv_freq[i] = theta^(-2i/headDim), i < headDim/2, computed in fp32 like
+/// transformers, with Llama 3 scaling applied when given.
+std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
+                                          std::optional<Llama3Scaling> scaling);
+
+/// Rotate-half RoPE of every head of every row (in place allowed).
+void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
+          const int32_t *positions, const std::vector<float> &invFreq,
+          float *out);
+
+/// Copies key/value rows into cache rows positions[r]; caches are
+/// [maxSeq, dim] for one layer.
+void cacheWrite(const float *key, const float *value, int64_t rows,
+                int64_t dim, const int32_t *positions, float *keyCache,
+                float *valueCache);
+
+/// Causal GQA attention: query row r attends to cache rows 0..positions[r].
+void attention(const float *query, int64_t rows, int64_t numHeads,
+               int64_t numKvHeads, int64_t headDim, const int32_t *positions,
+               const float *keyCache, const float *valueCache, double scale,
+               float *out);
+
+void silu(const float *x, int64_t count, float *out);
+void mul(const float *a, const float *b, int64_t count, float *out);
+void add(const float *a, const float *b, int64_t count, float *out);
+
+} // namespace treni::cpu

@@ -1,0 +1,151 @@
+//===- plan_test.cpp - plan extraction, round-trip and validation --------===//
+
+#include "codegen/Compiler.h"
+#include "codegen/Plan.h"
+#include "gtest/gtest.h"
+
+namespace treni {
+namespace {
+
+std::string fixture(const std::string &name) {
+  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
+}
+
+absl::StatusOr<Plan> compilePlan(const std::string &name,
+                                 std::vector<std::string> disabled = {}) {
+  mlir::MLIRContext context;
+  CompileOptions options;
+  options.disabledPasses = std::move(disabled);
+  auto compiled = compileModelDir(context, fixture(name), options);
+  if (!compiled.ok())
+    return compiled.status();
+  return compiled->plan;
+}
+
+class PlanRoundTrip : public testing::TestWithParam<std::string> {};
+
+TEST_P(PlanRoundTrip, WriteReadIsIdentical) {
+  auto plan = compilePlan(GetParam());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::string text = serializePlan(*plan);
+  auto parsed = parsePlan(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(*parsed == *plan);
+  EXPECT_EQ(serializePlan(*parsed), text);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, PlanRoundTrip,
+                         testing::Values("qwen2", "llama", "qwen3"));
+
+TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
+  auto plan = compilePlan("qwen3");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const PlanFunction *decode = plan->function("decode");
+  const PlanFunction *prefill = plan->function("prefill");
+  ASSERT_TRUE(decode && prefill);
+  // Per layer: 2 norms + 2 q/k norms, 7 GEMMs, 2 ropes, cache write,
+  // attention, 2 adds, silu, mul; plus embedding, final norm and lm_head.
+  EXPECT_EQ(decode->steps.size(), 2u * 19 + 3);
+  EXPECT_EQ(prefill->steps.size(), decode->steps.size() + 1); // take_last
+  EXPECT_EQ(decode->steps.front().templateName, "embedding");
+  EXPECT_EQ(decode->steps.back().templateName, "gemm");
+  EXPECT_EQ(std::get<int64_t>(decode->steps.back().constants.at("n")), 512);
+  EXPECT_GT(prefill->rowBytes, 0);
+  EXPECT_EQ(decode->rowBytes, 0);
+  // Tied embeddings: the lm_head GEMM reads the embedding table.
+  const PlanOperand &head = decode->steps.back().inputs[1];
+  ASSERT_EQ(head.kind, PlanOperand::Kind::Weight);
+  EXPECT_EQ(plan->weights[head.index].name, "model.embed_tokens.weight");
+  ASSERT_EQ(plan->caches.size(), 1u);
+  EXPECT_EQ(plan->caches[0].headDim, 32);
+  EXPECT_EQ(plan->caches[0].dtype, "f16");
+}
+
+TEST(PlanTest, ArenaReusesMemory) {
+  auto plan = compilePlan("llama");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const PlanFunction *decode = plan->function("decode");
+  int64_t sum = 0;
+  for (const PlanBuffer &buffer : decode->buffers) {
+    int64_t bytes = 4;
+    for (int64_t dim : buffer.shape)
+      bytes *= dim;
+    sum += bytes;
+  }
+  EXPECT_LT(decode->staticBytes, sum / 4)
+      << "liveness-based reuse should keep the arena far below the sum";
+}
+
+TEST(PlanTest, DisablingOutliningOrPlanningIsAClearError) {
+  auto plan = compilePlan("qwen2", {"treni-outline-kernels"});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("treni-outline-kernels"),
+            std::string::npos)
+      << plan.status();
+  plan = compilePlan("qwen2", {"treni-plan-buffers"});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("treni-plan-buffers"), std::string::npos)
+      << plan.status();
+  plan = compilePlan("qwen2", {"treni-no-such-pass"});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("not in the pipeline"), std::string::npos);
+}
+
+TEST(PlanTest, CanonicalizeAndCseCanBeDisabledWithoutChangingTheKernels) {
+  auto plan = compilePlan("qwen2");
+  auto bare = compilePlan("qwen2", {"canonicalize", "cse"});
+  ASSERT_TRUE(plan.ok() && bare.ok());
+  EXPECT_EQ(plan->function("decode")->steps.size(),
+            bare->function("decode")->steps.size());
+}
+
+TEST(PlanParseTest, RejectsCorruptPlans) {
+  auto plan = compilePlan("qwen2");
+  ASSERT_TRUE(plan.ok());
+  std::string text = serializePlan(*plan);
+
+  EXPECT_FALSE(parsePlan("").ok());
+  EXPECT_FALSE(parsePlan("[1,2]").ok());
+  EXPECT_FALSE(parsePlan(text.substr(0, text.size() / 2)).ok());
+
+  Plan wrongVersion = *plan;
+  wrongVersion.version = kPlanVersion + 1;
+  auto parsed = parsePlan(serializePlan(wrongVersion));
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("version"), std::string::npos);
+
+  Plan badOperand = *plan;
+  badOperand.functions[0].steps[0].inputs[0].index = 100000;
+  parsed = parsePlan(serializePlan(badOperand));
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("out of range"), std::string::npos)
+      << parsed.status();
+
+  Plan badWeight = *plan;
+  badWeight.functions[0].steps[0].inputs[1].index =
+      int64_t(plan->weights.size());
+  EXPECT_FALSE(parsePlan(serializePlan(badWeight)).ok());
+}
+
+TEST(PlanParseTest, FloatConstantsStayFloats) {
+  Plan plan;
+  PlanFunction f;
+  f.name = "decode";
+  PlanStep step;
+  step.templateName = "rms_norm";
+  step.constants["epsilon"] = 1.0;
+  step.constants["dim"] = int64_t(1);
+  step.constants["cache"] = std::string("kv");
+  step.constants["bias"] = true;
+  f.steps.push_back(step);
+  plan.functions.push_back(f);
+  auto parsed = parsePlan(serializePlan(plan));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const PlanStep &back = parsed->functions[0].steps[0];
+  EXPECT_TRUE(std::holds_alternative<double>(back.constants.at("epsilon")));
+  EXPECT_TRUE(std::holds_alternative<int64_t>(back.constants.at("dim")));
+  EXPECT_TRUE(*parsed == plan);
+}
+
+} // namespace
+} // namespace treni
