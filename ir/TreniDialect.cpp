@@ -32,6 +32,11 @@ bool compatible(int64_t a, int64_t b) {
   return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
 }
 
+/// A dimension for a diagnostic: '?' when dynamic.
+std::string dimString(int64_t dim) {
+  return ShapedType::isDynamic(dim) ? "?" : std::to_string(dim);
+}
+
 RankedTensorType tensorType(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
@@ -41,11 +46,11 @@ LogicalResult verifyMatrixResult(Operation *op, Value result, int64_t rows,
                                  int64_t cols) {
   auto type = tensorType(result);
   if (!compatible(type.getDimSize(0), rows))
-    return op->emitOpError() << "result has " << type.getDimSize(0)
-                             << " rows but the input has " << rows;
+    return op->emitOpError() << "result has " << dimString(type.getDimSize(0))
+                             << " rows but the input has " << dimString(rows);
   if (type.getDimSize(1) != cols)
-    return op->emitOpError() << "result has " << type.getDimSize(1)
-                             << " columns, expected " << cols;
+    return op->emitOpError() << "result has " << dimString(type.getDimSize(1))
+                             << " columns, expected " << dimString(cols);
   return success();
 }
 
@@ -59,9 +64,15 @@ FailureOr<KvCacheOp> lookupCache(Operation *op, FlatSymbolRefAttr cache,
   return decl;
 }
 
-/// Checks the layer index and the row width against the cache declaration.
+/// Checks the layer index, the row width and the element type against the
+/// cache declaration.
 LogicalResult verifyCacheUse(Operation *op, KvCacheOp decl, int64_t layer,
-                             int64_t numKvHeads, int64_t headDim) {
+                             int64_t numKvHeads, int64_t headDim,
+                             Type elementType) {
+  if (elementType != decl.getElementType())
+    return op->emitOpError() << "element type " << elementType
+                             << " differs from cache '" << decl.getSymName()
+                             << "' of " << decl.getElementType();
   if (layer >= (int64_t)decl.getNumLayers())
     return op->emitOpError() << "layer " << layer << " is out of range: cache '"
                              << decl.getSymName() << "' has "
@@ -100,6 +111,13 @@ LogicalResult WeightOp::verify() {
   if (!shape || shape.asArrayRef() != type.getShape())
     return emitOpError() << "type " << type << " does not match the shape of '"
                          << getName() << "' in the weight map";
+  auto dtype = entry.getAs<StringAttr>("dtype");
+  Type element = type.getElementType();
+  StringRef expected = element.isBF16() ? "BF16" : element.isF16() ? "F16" : "F32";
+  if (!dtype || dtype.getValue() != expected)
+    return emitOpError() << "element type " << element
+                         << " does not match the dtype of '" << getName()
+                         << "' in the weight map";
   return success();
 }
 
@@ -118,8 +136,9 @@ LogicalResult RmsNormOp::verify() {
   auto input = tensorType(getInput());
   int64_t width = input.getDimSize(1);
   int64_t group = tensorType(getWeight()).getDimSize(0);
-  if (ShapedType::isDynamic(width) || ShapedType::isDynamic(group) ||
-      group == 0 || width % group != 0)
+  if (ShapedType::isDynamic(width) || ShapedType::isDynamic(group))
+    return emitOpError("row width and weight size must be static");
+  if (group == 0 || width % group != 0)
     return emitOpError() << "row width " << width
                          << " is not a multiple of the weight size " << group;
   if (getResult().getType() != input)
@@ -131,6 +150,8 @@ LogicalResult RmsNormOp::verify() {
 LogicalResult LinearOp::verify() {
   auto input = tensorType(getInput());
   auto weight = tensorType(getWeight());
+  if (input.isDynamicDim(1) || !weight.hasStaticShape())
+    return emitOpError("feature dimensions must be static");
   if (input.getDimSize(1) != weight.getDimSize(1))
     return emitOpError() << "input has " << input.getDimSize(1)
                          << " features but the weight expects "
@@ -148,6 +169,8 @@ LogicalResult RopeOp::verify() {
   if (headDim % 2 != 0)
     return emitOpError() << "head_dim " << headDim << " must be even";
   int64_t width = tensorType(getInput()).getDimSize(1);
+  if (ShapedType::isDynamic(width))
+    return emitOpError("row width must be static");
   if (width % headDim != 0)
     return emitOpError() << "row width " << width
                          << " is not a multiple of head_dim " << headDim;
@@ -162,6 +185,11 @@ LogicalResult RopeOp::verify() {
     return emitOpError("llama3 scaling needs all of llama3_factor, "
                        "llama3_low_freq_factor, llama3_high_freq_factor and "
                        "llama3_original_max_position");
+  if (present == 4 && (getLlama3Factor()->convertToDouble() <= 0 ||
+                       getLlama3LowFreqFactor()->convertToDouble() <= 0 ||
+                       *getLlama3OriginalMaxPosition() <= 0))
+    return emitOpError("llama3 factors and original max position must be "
+                       "positive");
   if (present == 4 && getLlama3HighFreqFactor()->convertToDouble() <=
                           getLlama3LowFreqFactor()->convertToDouble())
     return emitOpError(
@@ -186,8 +214,13 @@ CacheWriteOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
     return failure();
   int64_t width = tensorType(getKey()).getDimSize(1);
   int64_t headDim = decl->getHeadDim();
-  return verifyCacheUse(*this, *decl, getLayer(), width / headDim,
-                        width % headDim == 0 ? headDim : width);
+  if (ShapedType::isDynamic(width) || width % headDim != 0)
+    return emitOpError() << "key rows have " << dimString(width)
+                         << " elements, not a multiple of the head_dim "
+                         << headDim << " of cache '" << decl->getSymName()
+                         << "'";
+  return verifyCacheUse(*this, *decl, getLayer(), width / headDim, headDim,
+                        tensorType(getKey()).getElementType());
 }
 
 LogicalResult AttentionOp::verify() {
@@ -197,7 +230,7 @@ LogicalResult AttentionOp::verify() {
                          << getNumKvHeads();
   int64_t width = tensorType(getQuery()).getDimSize(1);
   if (width != (int64_t)(getNumHeads() * getHeadDim()))
-    return emitOpError() << "query rows have " << width
+    return emitOpError() << "query rows have " << dimString(width)
                          << " elements, expected num_heads * head_dim = "
                          << getNumHeads() * getHeadDim();
   if (!compatible(tensorType(getPositions()).getDimSize(0),
@@ -212,7 +245,7 @@ AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (failed(decl))
     return failure();
   return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
-                        getHeadDim());
+                        getHeadDim(), tensorType(getQuery()).getElementType());
 }
 
 LogicalResult TakeLastOp::verify() {
@@ -220,7 +253,7 @@ LogicalResult TakeLastOp::verify() {
   auto result = tensorType(getResult());
   if (result.getDimSize(0) != 1)
     return emitOpError() << "result must have one row, got "
-                         << result.getDimSize(0);
+                         << dimString(result.getDimSize(0));
   if (result.getDimSize(1) != input.getDimSize(1) ||
       result.getElementType() != input.getElementType())
     return emitOpError() << "result row type " << result

@@ -108,7 +108,7 @@ struct OutlineKernelsPass
   void runOnOperation() override {
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
-      if (isa<TreniDialect>(op->getDialect()) &&
+      if (isa_and_nonnull<TreniDialect>(op->getDialect()) &&
           !isa<WeightOp, KernelOp, KvCacheOp>(op))
         ops.push_back(op);
     });

@@ -11,6 +11,7 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
 
 namespace treni {
 using namespace mlir;
@@ -64,13 +65,25 @@ struct PipelineCLOptions : public PassPipelineOptions<PipelineCLOptions> {
 
 void registerAllTreniPasses() {
   registerTreniPasses();
-  PassPipelineRegistration<PipelineCLOptions>(
+  registerPassPipeline(
       "treni-default-pipeline",
       "Fusion, kernel outlining and buffer planning, as `treni compile` runs them",
-      [](OpPassManager &pm, const PipelineCLOptions &cl) {
+      [](OpPassManager &pm, StringRef text,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        auto cl = PipelineCLOptions::createFromString(text);
+        if (!cl)
+          return failure();
         DefaultPipelineOptions options;
-        options.disabledPasses.assign(cl.disable.begin(), cl.disable.end());
-        (void)buildDefaultPipeline(pm, options);
+        options.disabledPasses.assign(cl->disable.begin(), cl->disable.end());
+        if (failed(buildDefaultPipeline(pm, options)))
+          return errorHandler("treni-default-pipeline: disable= names a pass "
+                              "that is not in the pipeline (passes: " +
+                              llvm::join(defaultPipelinePassNames(), ", ") +
+                              ")");
+        return success();
+      },
+      [](function_ref<void(const mlir::detail::PassOptions &)> optHandler) {
+        optHandler(PipelineCLOptions());
       });
 }
 

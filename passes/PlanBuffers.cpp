@@ -61,15 +61,29 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
   using Base::Base;
 
   void runOnOperation() override {
+    for (int64_t value : {int64_t(alignment), int64_t(rowAlignment)})
+      if (value <= 0 || !llvm::isPowerOf2_64(value)) {
+        getOperation().emitError()
+            << "treni-plan-buffers: alignments must be positive powers of two, got "
+            << value;
+        return signalPassFailure();
+      }
     for (auto func : getOperation().getOps<func::FuncOp>())
       if (!func.isExternal() && failed(planFunction(func)))
         return signalPassFailure();
   }
 
+  static int64_t alignedSize(int64_t bytes, int64_t align) {
+    return llvm::alignTo(std::max<int64_t>(bytes, 1), align);
+  }
+
   /// Size in its arena's unit (bytes, or bytes per token row), or failure
   /// for a shape the plan cannot express.
   FailureOr<std::pair<bool, int64_t>> sizeOf(Operation *where, Value value) {
-    auto type = cast<RankedTensorType>(value.getType());
+    auto type = dyn_cast<RankedTensorType>(value.getType());
+    if (!type)
+      return where->emitOpError() << "cannot plan " << value.getType()
+                                  << ": buffers need a ranked tensor type";
     int64_t perRow = elementBytes(type.getElementType());
     for (int64_t dim : type.getShape().drop_front())
       if (ShapedType::isDynamic(dim))
@@ -78,12 +92,14 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
                << ": only the leading dimension may be dynamic";
       else
         perRow *= dim;
+    // Empty tensors still take one aligned slot: a zero-size buffer would
+    // share an offset with a live one and corrupt the allocator's map.
     if (type.getRank() == 0)
-      return std::make_pair(false, (int64_t)llvm::alignTo(perRow, alignment));
+      return std::make_pair(false, alignedSize(perRow, alignment));
     int64_t rows = type.getDimSize(0);
     if (ShapedType::isDynamic(rows))
-      return std::make_pair(true, (int64_t)llvm::alignTo(perRow, rowAlignment));
-    return std::make_pair(false, (int64_t)llvm::alignTo(rows * perRow, alignment));
+      return std::make_pair(true, alignedSize(perRow, rowAlignment));
+    return std::make_pair(false, alignedSize(rows * perRow, alignment));
   }
 
   LogicalResult planFunction(func::FuncOp func) {
@@ -134,7 +150,7 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
     };
 
     for (BlockArgument arg : func.getArguments()) {
-      if (!isa<RankedTensorType>(arg.getType()))
+      if (!isa<TensorType>(arg.getType()))
         continue;
       auto placement = place(func, arg, -1);
       if (failed(placement))
@@ -149,7 +165,7 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
       releaseBefore(opIndex);
       SmallVector<int64_t> offsets;
       for (Value result : op.getResults()) {
-        if (!isa<RankedTensorType>(result.getType()))
+        if (!isa<TensorType>(result.getType()))
           return op.emitOpError("treni-plan-buffers only plans tensors");
         auto placement = place(&op, result, opIndex);
         if (failed(placement))

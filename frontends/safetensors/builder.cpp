@@ -31,7 +31,7 @@ Type elementType(MLIRContext &context, DType dtype) {
 class FunctionBuilder {
 public:
   FunctionBuilder(OpBuilder &builder, const ModelConfig &config,
-                  const Checkpoint &checkpoint, Type activationType)
+                  const Checkpoint *checkpoint, Type activationType)
       : b(builder), config(config), checkpoint(checkpoint),
         act(activationType), loc(builder.getUnknownLoc()) {}
 
@@ -51,9 +51,9 @@ public:
       hidden = TakeLastOp::create(
           b, loc, RankedTensorType::get({1, config.hiddenSize}, act), hidden);
     Value normed = rmsNorm(hidden, "model.norm.weight");
-    std::string head = config.tieWordEmbeddings && !checkpoint.find("lm_head.weight")
-                           ? "model.embed_tokens.weight"
-                           : "lm_head.weight";
+    bool hasHead = checkpoint ? checkpoint->find("lm_head.weight") != nullptr
+                              : !config.tieWordEmbeddings;
+    std::string head = hasHead ? "lm_head.weight" : "model.embed_tokens.weight";
     Value logits = LinearOp::create(
         b, loc, RankedTensorType::get({1, config.vocabSize}, b.getF32Type()),
         normed, weight(head), Value());
@@ -66,13 +66,23 @@ private:
   }
 
   Value weight(const std::string &name) {
-    const TensorInfo *info = checkpoint.find(name);
-    auto type = RankedTensorType::get(
-        info->shape, elementTypeOf(info->dtype));
+    RankedTensorType type;
+    if (checkpoint) {
+      const TensorInfo *info = checkpoint->find(name);
+      type = RankedTensorType::get(info->shape,
+                                   elementType(*b.getContext(), info->dtype));
+    } else {
+      type = RankedTensorType::get(shapeOf(name), act);
+    }
     return WeightOp::create(b, loc, type, name);
   }
 
-  Type elementTypeOf(DType dtype) { return elementType(*b.getContext(), dtype); }
+  std::vector<int64_t> shapeOf(const std::string &name) {
+    for (const RequiredTensor &tensor : requiredTensors(config))
+      if (tensor.name == name)
+        return tensor.shape;
+    return {};
+  }
 
   Value rmsNorm(Value input, const std::string &weightName) {
     return RmsNormOp::create(b, loc, input.getType(), input, weight(weightName),
@@ -141,24 +151,37 @@ private:
 
   OpBuilder &b;
   const ModelConfig &config;
-  const Checkpoint &checkpoint;
+  const Checkpoint *checkpoint;
   Type act;
   Location loc;
   Value positions;
   int64_t rows = 1;
 };
 
-DictionaryAttr weightMap(Builder &b, const Checkpoint &checkpoint) {
+DictionaryAttr weightEntry(Builder &b, const std::string &file, int64_t offset,
+                           DType dtype, ArrayRef<int64_t> shape) {
+  return b.getDictionaryAttr({
+      b.getNamedAttr("file", b.getStringAttr(file)),
+      b.getNamedAttr("offset", b.getI64IntegerAttr(offset)),
+      b.getNamedAttr("dtype", b.getStringAttr(dtypeName(dtype))),
+      b.getNamedAttr("shape", b.getDenseI64ArrayAttr(shape)),
+  });
+}
+
+/// Where every tensor lives; shape-only builds record no file (offset -1).
+DictionaryAttr weightMap(Builder &b, const ModelConfig &config,
+                         const Checkpoint *checkpoint, DType act) {
   SmallVector<NamedAttribute> entries;
-  for (const auto &[name, info] : checkpoint.tensors()) {
-    std::string file = std::filesystem::path(info.file).filename().string();
-    entries.push_back(b.getNamedAttr(
-        name, b.getDictionaryAttr({
-                  b.getNamedAttr("file", b.getStringAttr(file)),
-                  b.getNamedAttr("offset", b.getI64IntegerAttr(info.fileOffset)),
-                  b.getNamedAttr("dtype", b.getStringAttr(dtypeName(info.dtype))),
-                  b.getNamedAttr("shape", b.getDenseI64ArrayAttr(info.shape)),
-              })));
+  if (checkpoint) {
+    for (const auto &[name, info] : checkpoint->tensors())
+      entries.push_back(b.getNamedAttr(
+          name, weightEntry(b,
+                            std::filesystem::path(info.file).filename().string(),
+                            info.fileOffset, info.dtype, info.shape)));
+  } else {
+    for (const RequiredTensor &tensor : requiredTensors(config))
+      entries.push_back(b.getNamedAttr(
+          tensor.name, weightEntry(b, "", -1, act, tensor.shape)));
   }
   return b.getDictionaryAttr(entries);
 }
@@ -183,18 +206,23 @@ DictionaryAttr modelSummary(Builder &b, const ModelConfig &config) {
 
 absl::StatusOr<OwningOpRef<ModuleOp>>
 buildModule(MLIRContext &context, const ModelConfig &config,
-            const Checkpoint &checkpoint) {
+            const Checkpoint *checkpoint, const BuildOptions &options) {
   context.loadDialect<TreniDialect, func::FuncDialect>();
-  const TensorInfo *embedding = checkpoint.find("model.embed_tokens.weight");
-  if (!embedding)
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint.dir(), ": missing tensor 'model.embed_tokens.weight'"));
-  // Activations use the checkpoint's declared dtype (its embedding's if none).
-  Type act = elementType(context, config.dtype.value_or(embedding->dtype));
+  DType actDtype = options.activationDtype.value_or(
+      config.dtype.value_or(DType::BF16));
+  if (checkpoint && !options.activationDtype && !config.dtype) {
+    const TensorInfo *embedding = checkpoint->find("model.embed_tokens.weight");
+    if (!embedding)
+      return absl::InvalidArgumentError(absl::StrCat(
+          checkpoint->dir(), ": missing tensor 'model.embed_tokens.weight'"));
+    actDtype = embedding->dtype;
+  }
+  Type act = elementType(context, actDtype);
 
   OpBuilder b(&context);
   OwningOpRef<ModuleOp> module = ModuleOp::create(b.getUnknownLoc());
-  (*module)->setAttr(kWeightsAttrName, weightMap(b, checkpoint));
+  (*module)->setAttr(kWeightsAttrName,
+                     weightMap(b, config, checkpoint, actDtype));
   (*module)->setAttr("treni.model", modelSummary(b, config));
   b.setInsertionPointToEnd(module->getBody());
   KvCacheOp::create(b, b.getUnknownLoc(), "kv", config.numLayers,
@@ -216,7 +244,8 @@ buildModule(MLIRContext &context, const ModelConfig &config,
 }
 
 absl::StatusOr<LoadedModel> loadModelDir(MLIRContext &context,
-                                         const std::string &dir) {
+                                         const std::string &dir,
+                                         const BuildOptions &options) {
   LoadedModel model;
   auto config = loadModelConfig(dir);
   if (!config.ok())
@@ -229,7 +258,7 @@ absl::StatusOr<LoadedModel> loadModelDir(MLIRContext &context,
   if (absl::Status status = validateCheckpoint(model.config, *model.checkpoint);
       !status.ok())
     return status;
-  auto module = buildModule(context, model.config, *model.checkpoint);
+  auto module = buildModule(context, model.config, model.checkpoint.get(), options);
   if (!module.ok())
     return module.status();
   model.module = std::move(*module);

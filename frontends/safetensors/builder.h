@@ -15,6 +15,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,10 +26,20 @@
 
 namespace treni {
 
-/// Builds the treni module for a validated config + checkpoint.
+struct BuildOptions {
+  /// Element type of activations and the KV cache. Default: the config's
+  /// `dtype`, else the embedding's. (The GPU runtime asks for bf16 when a
+  /// checkpoint is f32 and converts those weights on the device.)
+  std::optional<DType> activationDtype;
+};
+
+/// Builds the treni module for a validated config + checkpoint. Without a
+/// checkpoint (shape-only builds, e.g. to compile kernels for a model that is
+/// not on disk) every weight is taken to be of the activation type, tied
+/// embeddings follow the config, and the weight map has no file locations.
 absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
 buildModule(mlir::MLIRContext &context, const ModelConfig &config,
-            const Checkpoint &checkpoint);
+            const Checkpoint *checkpoint, const BuildOptions &options = {});
 
 /// A model directory opened and checked: config, checkpoint, and IR.
 struct LoadedModel {
@@ -40,6 +51,7 @@ struct LoadedModel {
 /// Reads DIR/config.json and the safetensors, validates them against each
 /// other and builds the module.
 absl::StatusOr<LoadedModel> loadModelDir(mlir::MLIRContext &context,
-                                         const std::string &dir);
+                                         const std::string &dir,
+                                         const BuildOptions &options = {});
 
 } // namespace treni

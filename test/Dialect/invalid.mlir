@@ -221,7 +221,7 @@ func.func @rms_norm_empty_weight(%x: tensor<?x64xf32>, %w: tensor<0xf32>) {
 
 // Tests that a weight of unknown size is rejected: the group must be static.
 func.func @rms_norm_dynamic_weight(%x: tensor<?x64xf32>, %w: tensor<?xf32>) {
-  // expected-error @+1 {{'treni.rms_norm' op row width 64 is not a multiple of the weight size}}
+  // expected-error @+1 {{'treni.rms_norm' op row width and weight size must be static}}
   %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<?xf32>) -> tensor<?x64xf32>
   return
 }
@@ -484,7 +484,7 @@ func.func @cache_write_heads(%k: tensor<?x16xf32>, %pos: tensor<?xi32>) {
 // Tests that key rows that are not whole cache heads are rejected.
 treni.kv_cache @kv {num_layers = 2 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
 func.func @cache_write_head_dim(%k: tensor<?x40xf32>, %pos: tensor<?xi32>) {
-  // expected-error @+1 {{but cache 'kv' holds 2 KV heads of 16}}
+  // expected-error @+1 {{'treni.cache_write' op key rows have 40 elements, not a multiple of the head_dim 16 of cache 'kv'}}
   treni.cache_write %k, %k, %pos {cache = @kv, layer = 0 : i64} : tensor<?x40xf32>, tensor<?x40xf32>, tensor<?xi32>
   return
 }
@@ -701,5 +701,54 @@ func.func @kernel_empty_template(%x: tensor<1x64xf32>) {
 func.func @kernel_no_constants(%x: tensor<1x64xf32>) {
   // expected-error @+1 {{requires attribute 'constants'}}
   %y = treni.kernel "silu" (%x) {origin = "treni.silu"} : (tensor<1x64xf32>) -> tensor<1x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a cache write of another element type than the cache is rejected.
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+func.func @cache_write_element_type(%k: tensor<?x32xbf16>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.cache_write' op element type 'bf16' differs from cache 'kv' of 'f32'}}
+  treni.cache_write %k, %k, %pos {cache = @kv, layer = 0 : i64} : tensor<?x32xbf16>, tensor<?x32xbf16>, tensor<?xi32>
+  return
+}
+
+// -----
+
+// Tests that attention reading a cache of another element type is rejected.
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+func.func @attention_element_type(%q: tensor<?x64xf16>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.attention' op element type 'f16' differs from cache 'kv' of 'f32'}}
+  %a = treni.attention %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xf16>, tensor<?xi32>) -> tensor<?x64xf16>
+  return
+}
+
+// -----
+
+// Tests that a weight whose element type differs from its map dtype is rejected.
+module attributes {treni.weights = {"w" = {file = "model.safetensors", offset = 0 : i64, dtype = "BF16", shape = array<i64: 4, 8>}}} {
+  func.func @weight_dtype() {
+    // expected-error @+1 {{'treni.weight' op element type 'f32' does not match the dtype of 'w' in the weight map}}
+    %w = treni.weight "w" : tensor<4x8xf32>
+    return
+  }
+}
+
+// -----
+
+// Tests that llama3 scaling with a non-positive factor is rejected.
+func.func @rope_llama3_zero_factor(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op llama3 factors and original max position must be positive}}
+  %r = treni.rope %x, %pos {head_dim = 16 : i64, theta = 5.0e5 : f64, llama3_factor = 0.0 : f64, llama3_low_freq_factor = 1.0 : f64, llama3_high_freq_factor = 4.0 : f64, llama3_original_max_position = 8192 : i64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a rope over rows of unknown width is rejected, whatever head_dim is.
+func.func @rope_dynamic_width(%x: tensor<?x?xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op row width must be static}}
+  %r = treni.rope %x, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x?xf32>, tensor<?xi32>) -> tensor<?x?xf32>
   return
 }
