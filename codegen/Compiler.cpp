@@ -38,7 +38,9 @@ absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
                                               const CompileOptions &options) {
   loadTreniDialects(context);
   auto start = std::chrono::steady_clock::now();
-  auto loaded = loadModelDir(context, dir);
+  BuildOptions build;
+  build.activationDtype = options.activationDtype;
+  auto loaded = loadModelDir(context, dir, build);
   if (!loaded.ok())
     return loaded.status();
   CompiledModel compiled;

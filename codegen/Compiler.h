@@ -1,6 +1,7 @@
 //===- Compiler.h - model directory -> plan ---------------------*- C++ -*-===//
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct CompileOptions {
   std::string *outputIR = nullptr;
   /// Build the plan (fails when outlining or buffer planning is disabled).
   bool buildPlan = true;
+  /// Activation / KV-cache dtype; default: the checkpoint's (see BuildOptions).
+  std::optional<DType> activationDtype;
 };
 
 struct CompiledModel {
