@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything the GPU machine checks, in one go (see docs/perf.md):
+#   bench/gpu_check.sh [parity|bench|all] [MODEL ...]
+# Needs build/bin/treni (built on the dev machine: it is self-contained) and
+# python3 with torch + transformers. Logs go to $OUT (default ./gpu-out); the
+# short tables come last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+export TRENI_CACHE_DIR=${TRENI_CACHE_DIR:-/tmp/treni-cache}
+what=${1:-all}
+shift || true
+models_parity=("$@")
+[ ${#models_parity[@]} -eq 0 ] && models_parity=(qwen2 llama qwen3 qwen2.5-0.5b qwen3-0.6b llama-3.2-1b qwen2.5-3b qwen2.5-7b)
+models_bench=(qwen2.5-0.5b qwen2.5-3b qwen2.5-7b)
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+ldd build/bin/treni | tee "$OUT/ldd.txt" | grep -E "not found|LLVM|MLIR|absl" && echo "unexpected dynamic deps"
+
+status=0
+if [ "$what" = parity ] || [ "$what" = all ]; then
+  python3 bench/parity.py --treni build/bin/treni --out "$OUT" "${models_parity[@]}" \
+    2>&1 | tee "$OUT/parity.log" || status=1
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  python3 bench/bench.py --treni build/bin/treni --out "$OUT" "${models_bench[@]}" \
+    2>&1 | tee "$OUT/bench.log" || status=1
+fi
+echo
+grep -h "^PARITY" "$OUT/parity.log" 2>/dev/null
+grep -h "^BENCH\|device-to-device" "$OUT/bench.log" 2>/dev/null
+exit $status
