@@ -10,13 +10,12 @@
 #include "runtime/cpu_executor.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "codegen/Status.h"
 #include "frontends/safetensors/safetensors.h"
 #include "runtime/cpu_kernels.h"
+#include "runtime/weights.h"
 
 namespace treni {
 namespace {
@@ -94,19 +93,8 @@ CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
   executor->vocabSize_ = std::get<int64_t>(vocab->second);
 
   TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
-  for (const PlanWeight &weight : plan.weights) {
-    const TensorInfo *info = checkpoint->find(weight.name);
-    std::string file =
-        info ? std::filesystem::path(info->file).filename().string() : "";
-    if (!info || file != weight.file ||
-        int64_t(info->fileOffset) != weight.offset ||
-        std::string(dtypeName(info->dtype)) != weight.dtype ||
-        info->shape != weight.shape)
-      return absl::FailedPreconditionError(absl::StrCat(
-          modelDir, ": tensor '", weight.name,
-          "' differs from the plan (", weight.file, " @", weight.offset, " ",
-          weight.dtype, " [", absl::StrJoin(weight.shape, ", "),
-          "]): recompile the model"));
+  TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+  for (const TensorInfo *info : tensors) {
     std::vector<float> data(info->numElements());
     convertToF32(info->dtype, checkpoint->data(*info).data(), data.data(),
                  data.size());
