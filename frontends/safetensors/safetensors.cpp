@@ -37,6 +37,11 @@ using Json = nlohmann::json;
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr uint64_t kLengthPrefixBytes = 8;
 
+/// Debian's Abseil has its own string_view, which StrCat wants.
+absl::string_view toAbsl(std::string_view text) {
+  return {text.data(), text.size()};
+}
+
 //===----------------------------------------------------------------------===//
 // Strict JSON parsing
 //===----------------------------------------------------------------------===//
@@ -159,6 +164,12 @@ private:
 
 /// Returns false and fills `error` on a syntax error or a duplicate key.
 bool parseJson(std::string_view text, Json &out, JsonError &error) {
+  // nlohmann's lexer takes a NUL byte for the end of the input and would
+  // accept anything after it; JSON has no raw NUL anywhere.
+  if (size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    error.message = absl::StrCat("NUL byte at offset ", nul);
+    return false;
+  }
   try {
     StrictJsonBuilder builder(error);
     bool ok = Json::sax_parse(text.begin(), text.end(), &builder,
@@ -228,13 +239,13 @@ std::string formatRange(uint64_t begin, uint64_t end) {
 // Header validation
 //===----------------------------------------------------------------------===//
 
-absl::Status fileError(absl::StatusCode code, std::string_view file,
-                       std::string_view message) {
+absl::Status fileError(absl::StatusCode code, absl::string_view file,
+                       absl::string_view message) {
   return absl::Status(code, absl::StrCat(file, ": ", message));
 }
 
-absl::Status tensorError(absl::StatusCode code, std::string_view file,
-                         std::string_view tensor, std::string_view message) {
+absl::Status tensorError(absl::StatusCode code, absl::string_view file,
+                         absl::string_view tensor, absl::string_view message) {
   return absl::Status(code,
                       absl::StrCat(file, ": tensor '", tensor, "': ", message));
 }
@@ -246,12 +257,12 @@ struct ParsedEntry {
   uint64_t end = 0;
 };
 
-absl::StatusOr<ParsedEntry> parseEntry(std::string_view file,
+absl::StatusOr<ParsedEntry> parseEntry(absl::string_view file,
                                        const std::string &name,
                                        const Json &entry, uint64_t dataStart,
                                        uint64_t dataSize) {
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
-  auto error = [&](std::string_view message) {
+  auto error = [&](absl::string_view message) {
     return tensorError(kInvalid, file, name, message);
   };
   if (name.empty())
@@ -309,7 +320,7 @@ absl::StatusOr<ParsedEntry> parseEntry(std::string_view file,
   if (overflow ||
       __builtin_mul_overflow(numElements, dtypeSize(info.dtype), &byteSize))
     return error(absl::StrCat("shape ", formatShape(info.shape), " x ",
-                              dtypeName(info.dtype),
+                              toAbsl(dtypeName(info.dtype)),
                               " does not fit in 2^63 bytes"));
   info.byteSize = static_cast<uint64_t>(byteSize);
 
@@ -326,16 +337,15 @@ absl::StatusOr<ParsedEntry> parseEntry(std::string_view file,
     return error(
         absl::StrCat("data_offsets ", formatRange(begin, end), " end < begin"));
   if (end > dataSize)
-    return tensorError(
-        absl::StatusCode::kDataLoss, file, name,
-        absl::StrCat("data_offsets ", formatRange(begin, end),
-                     " end beyond the data region of ", dataSize,
-                     " bytes (file truncated?)"));
+    return tensorError(absl::StatusCode::kDataLoss, file, name,
+                       absl::StrCat("data_offsets ", formatRange(begin, end),
+                                    " end beyond the data region of ", dataSize,
+                                    " bytes (file truncated?)"));
   if (end - begin != info.byteSize)
-    return error(absl::StrCat("data_offsets ", formatRange(begin, end),
-                              " span ", end - begin, " bytes but shape ",
-                              formatShape(info.shape), " x ",
-                              dtypeName(info.dtype), " needs ", info.byteSize));
+    return error(absl::StrCat(
+        "data_offsets ", formatRange(begin, end), " span ", end - begin,
+        " bytes but shape ", formatShape(info.shape), " x ",
+        toAbsl(dtypeName(info.dtype)), " needs ", info.byteSize));
   info.fileOffset = dataStart + begin;
   parsed.begin = begin;
   parsed.end = end;
@@ -343,7 +353,7 @@ absl::StatusOr<ParsedEntry> parseEntry(std::string_view file,
 }
 
 absl::StatusOr<std::vector<TensorInfo>>
-parseHeaderImpl(std::string_view file, absl::Span<const uint8_t> bytes,
+parseHeaderImpl(absl::string_view file, absl::Span<const uint8_t> bytes,
                 uint64_t fileSize) {
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
   constexpr auto kDataLoss = absl::StatusCode::kDataLoss;
@@ -375,8 +385,8 @@ parseHeaderImpl(std::string_view file, absl::Span<const uint8_t> bytes,
   uint64_t afterPrefix = fileSize - kLengthPrefixBytes;
   if (headerSize > afterPrefix)
     return fileError(kDataLoss, file,
-                     absl::StrCat("header length ", headerSize,
-                                  " exceeds the ", afterPrefix,
+                     absl::StrCat("header length ", headerSize, " exceeds the ",
+                                  afterPrefix,
                                   " bytes after the length prefix (file "
                                   "truncated?)"));
   if (headerSize > bytes.size() - kLengthPrefixBytes)
@@ -392,17 +402,17 @@ parseHeaderImpl(std::string_view file, absl::Span<const uint8_t> bytes,
   JsonError jsonError;
   if (!parseJson(text, header, jsonError)) {
     if (!jsonError.duplicate)
-      return fileError(kInvalid, file,
-                       absl::StrCat("header is not valid JSON: ",
-                                    jsonError.message));
+      return fileError(
+          kInvalid, file,
+          absl::StrCat("header is not valid JSON: ", jsonError.message));
     if (jsonError.path.empty())
       return fileError(kInvalid, file,
                        absl::StrCat("duplicate tensor name '", jsonError.key,
                                     "' in the header"));
     if (jsonError.path.front() == "__metadata__")
-      return fileError(kInvalid, file,
-                       absl::StrCat("duplicate key '", jsonError.key,
-                                    "' in __metadata__"));
+      return fileError(
+          kInvalid, file,
+          absl::StrCat("duplicate key '", jsonError.key, "' in __metadata__"));
     return tensorError(kInvalid, file, jsonError.path.front(),
                        absl::StrCat("duplicate key '", jsonError.key, "'"));
   }
@@ -423,8 +433,8 @@ parseHeaderImpl(std::string_view file, absl::Span<const uint8_t> bytes,
       for (const auto &[key, value] : entry.items()) {
         if (!value.is_string())
           return fileError(kInvalid, file,
-                           absl::StrCat("__metadata__ value of '", key,
-                                        "' is ", describe(value),
+                           absl::StrCat("__metadata__ value of '", key, "' is ",
+                                        describe(value),
                                         ", expected a string"));
       }
       continue;
@@ -529,7 +539,7 @@ absl::StatusOr<DType> parseDType(std::string_view name) {
   if (name == "F32")
     return DType::F32;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported dtype ", name, " (supported: BF16, F16, F32)"));
+      "unsupported dtype ", toAbsl(name), " (supported: BF16, F16, F32)"));
 }
 
 int64_t TensorInfo::numElements() const {
@@ -656,17 +666,19 @@ absl::StatusOr<std::vector<TensorInfo>>
 parseSafetensorsHeader(std::string_view fileName,
                        absl::Span<const uint8_t> bytes, uint64_t fileSize) {
   try {
-    return parseHeaderImpl(fileName, bytes, fileSize);
+    return parseHeaderImpl(toAbsl(fileName), bytes, fileSize);
   } catch (const std::exception &e) {
     return absl::InternalError(absl::StrCat(
-        fileName, ": unexpected error while parsing the header: ", e.what()));
+        toAbsl(fileName),
+        ": unexpected error while parsing the header: ", e.what()));
   }
 }
 
 absl::StatusOr<std::map<std::string, std::string, std::less<>>>
 parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
-  auto error = [&](std::string_view message) {
-    return absl::InvalidArgumentError(absl::StrCat(fileName, ": ", message));
+  auto error = [&](absl::string_view message) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(toAbsl(fileName), ": ", message));
   };
   try {
     Json index;
@@ -711,8 +723,9 @@ parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
     }
     return result;
   } catch (const std::exception &e) {
-    return absl::InternalError(absl::StrCat(
-        fileName, ": unexpected error while parsing the index: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat(toAbsl(fileName),
+                     ": unexpected error while parsing the index: ", e.what()));
   }
 }
 
@@ -846,10 +859,9 @@ Checkpoint::open(const std::string &dir) {
                            "' is not listed in ", indexPath));
         auto [previous, inserted] = found.emplace(tensor.name, shard);
         if (!inserted)
-          return absl::InvalidArgumentError(
-              absl::StrCat(dir, ": tensor '", tensor.name,
-                           "' is in two shards: '", previous->second,
-                           "' and '", shard, "'"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              dir, ": tensor '", tensor.name, "' is in two shards: '",
+              previous->second, "' and '", shard, "'"));
         if (listed->second != shard)
           return absl::InvalidArgumentError(absl::StrCat(
               path, ": tensor '", tensor.name, "' is in shard '", shard,

@@ -1,0 +1,542 @@
+//===- model_config.cpp - Hugging Face config.json for decoder LMs --------===//
+//
+// Reads the keys the graph builders need and rejects every key whose value
+// would change the model in a way they do not implement. Both the
+// transformers 5 layout (`rope_parameters`) and the 4.x layout (`rope_theta`
+// + `rope_scaling`) are accepted.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontends/safetensors/model_config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <nlohmann/json.hpp>
+
+namespace treni {
+namespace {
+
+using Json = nlohmann::json;
+
+/// Sizes beyond this are not a real model and would overflow shape products.
+constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxLayers = 1 << 16;
+
+/// Debian's Abseil has its own string_view, which StrCat wants.
+absl::string_view toAbsl(std::string_view text) {
+  return {text.data(), text.size()};
+}
+
+/// "a string \"64\"", "an object", ... for error messages.
+std::string describe(const Json &value) {
+  switch (value.type()) {
+  case Json::value_t::null:
+    return "null";
+  case Json::value_t::object:
+    return "an object";
+  case Json::value_t::array:
+    return "an array";
+  case Json::value_t::boolean:
+    return absl::StrCat("a boolean ", value.get<bool>() ? "true" : "false");
+  case Json::value_t::string:
+  case Json::value_t::number_integer:
+  case Json::value_t::number_unsigned:
+  case Json::value_t::number_float: {
+    std::string text =
+        value.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (text.size() > 40)
+      text = absl::StrCat(text.substr(0, 40), "...");
+    return absl::StrCat(value.is_string() ? "a string " : "a number ", text);
+  }
+  default:
+    return "an unsupported value";
+  }
+}
+
+/// Typed access to the keys of one JSON object. The first error is kept and
+/// later reads return defaults, so a parser can read everything and check
+/// ok() once before values are combined.
+class ConfigReader {
+public:
+  ConfigReader(const Json &object, std::string_view file,
+               std::string prefix = "")
+      : object(object), file(file), prefix(std::move(prefix)) {}
+
+  bool ok() const { return status.ok(); }
+  const absl::Status &getStatus() const { return status; }
+
+  void fail(absl::string_view message) {
+    if (status.ok())
+      status = absl::InvalidArgumentError(absl::StrCat(file, ": ", message));
+  }
+
+  /// 'key' or 'prefix.key', quoted.
+  std::string quoted(std::string_view key) const {
+    return absl::StrCat("'", prefix, prefix.empty() ? "" : ".", toAbsl(key),
+                        "'");
+  }
+
+  bool has(std::string_view key) const {
+    auto it = object.find(key);
+    return it != object.end() && !it->is_null();
+  }
+
+  /// The value of `key`, or nullptr when absent or null.
+  const Json *get(std::string_view key) const {
+    auto it = object.find(key);
+    return it == object.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  std::optional<int64_t> optionalInt(std::string_view key,
+                                     int64_t max = kMaxSize) {
+    const Json *value = get(key);
+    if (!value)
+      return std::nullopt;
+    int64_t result = 0;
+    if (value->is_number_unsigned()) {
+      uint64_t unsignedValue = value->get<uint64_t>();
+      result = unsignedValue > static_cast<uint64_t>(max)
+                   ? max + 1
+                   : static_cast<int64_t>(unsignedValue);
+    } else if (value->is_number_integer()) {
+      result = value->get<int64_t>();
+    } else {
+      fail(absl::StrCat(quoted(key), " must be a positive integer, got ",
+                        describe(*value)));
+      return std::nullopt;
+    }
+    if (result <= 0) {
+      fail(absl::StrCat(quoted(key), " must be a positive integer, got ",
+                        result));
+      return std::nullopt;
+    }
+    if (result > max) {
+      fail(absl::StrCat(quoted(key), " is too large (at most ", max, ")"));
+      return std::nullopt;
+    }
+    return result;
+  }
+
+  int64_t requiredInt(std::string_view key, int64_t max = kMaxSize) {
+    if (!has(key)) {
+      failMissing(key);
+      return 0;
+    }
+    return optionalInt(key, max).value_or(0);
+  }
+
+  std::optional<double> optionalPositiveNumber(std::string_view key) {
+    const Json *value = get(key);
+    if (!value)
+      return std::nullopt;
+    if (!value->is_number()) {
+      fail(absl::StrCat(quoted(key), " must be a positive number, got ",
+                        describe(*value)));
+      return std::nullopt;
+    }
+    double result = value->get<double>();
+    if (!(result > 0) || !std::isfinite(result)) {
+      fail(absl::StrCat(quoted(key), " must be a positive number, got ",
+                        describe(*value)));
+      return std::nullopt;
+    }
+    return result;
+  }
+
+  double requiredPositiveNumber(std::string_view key) {
+    if (!has(key)) {
+      failMissing(key);
+      return 0;
+    }
+    return optionalPositiveNumber(key).value_or(0);
+  }
+
+  std::optional<bool> optionalBool(std::string_view key) {
+    const Json *value = get(key);
+    if (!value)
+      return std::nullopt;
+    if (!value->is_boolean()) {
+      fail(absl::StrCat(quoted(key), " must be true or false, got ",
+                        describe(*value)));
+      return std::nullopt;
+    }
+    return value->get<bool>();
+  }
+
+  std::optional<std::string> optionalString(std::string_view key) {
+    const Json *value = get(key);
+    if (!value)
+      return std::nullopt;
+    if (!value->is_string()) {
+      fail(absl::StrCat(quoted(key), " must be a string, got ",
+                        describe(*value)));
+      return std::nullopt;
+    }
+    return value->get<std::string>();
+  }
+
+  /// Rejects `key: true` for features the builders do not implement.
+  void rejectTrue(std::string_view key, absl::string_view why) {
+    if (optionalBool(key).value_or(false))
+      fail(absl::StrCat(quoted(key), " is true: ", why, " is not supported"));
+  }
+
+private:
+  void failMissing(std::string_view key) {
+    auto it = object.find(key);
+    if (it == object.end())
+      fail(absl::StrCat("missing required key ", quoted(key)));
+    else
+      fail(absl::StrCat("required key ", quoted(key), " is null"));
+  }
+
+  const Json &object;
+  std::string file;
+  std::string prefix;
+  absl::Status status;
+};
+
+/// Reads one RoPE dictionary (`rope_parameters` or `rope_scaling`) into
+/// `config`; `theta` receives its `rope_theta` when it has one.
+void readRopeDict(ConfigReader &top, const Json &dict, std::string_view key,
+                  std::string_view file, ModelConfig &config,
+                  std::optional<double> &theta) {
+  if (!dict.is_object()) {
+    top.fail(absl::StrCat("'", toAbsl(key), "' must be an object, got ",
+                          describe(dict)));
+    return;
+  }
+  ConfigReader rope(dict, file, std::string(key));
+  std::optional<std::string> ropeType = rope.optionalString("rope_type");
+  std::optional<std::string> legacyType = rope.optionalString("type");
+  if (ropeType && legacyType && *ropeType != *legacyType)
+    rope.fail(absl::StrCat(rope.quoted("rope_type"), " is '", *ropeType,
+                           "' but ", rope.quoted("type"), " is '", *legacyType,
+                           "'"));
+  std::string type = ropeType ? *ropeType : legacyType.value_or("default");
+  theta = rope.optionalPositiveNumber("rope_theta");
+
+  bool isLlama3 = type == "llama3";
+  if (type != "default" && !isLlama3)
+    rope.fail(absl::StrCat("unsupported rope type '", type, "' in '",
+                           toAbsl(key), "' (supported: default, llama3)"));
+  for (const auto &[entry, value] : dict.items()) {
+    bool known = entry == "rope_type" || entry == "type" ||
+                 entry == "rope_theta" || entry == "partial_rotary_factor";
+    bool llama3Key = entry == "factor" || entry == "low_freq_factor" ||
+                     entry == "high_freq_factor" ||
+                     entry == "original_max_position_embeddings";
+    if (!known && !(isLlama3 && llama3Key)) {
+      rope.fail(absl::StrCat("unsupported key ", rope.quoted(entry),
+                             " for rope type '", type, "'"));
+      break;
+    }
+  }
+  if (std::optional<double> partial =
+          rope.optionalPositiveNumber("partial_rotary_factor");
+      partial && *partial != 1.0)
+    rope.fail(absl::StrCat(rope.quoted("partial_rotary_factor"), " is ",
+                           *partial,
+                           ": partial rotary embeddings are not "
+                           "supported"));
+  if (isLlama3 && rope.ok()) {
+    Llama3RopeScaling scaling;
+    scaling.factor = rope.requiredPositiveNumber("factor");
+    scaling.lowFreqFactor = rope.requiredPositiveNumber("low_freq_factor");
+    scaling.highFreqFactor = rope.requiredPositiveNumber("high_freq_factor");
+    scaling.originalMaxPositionEmbeddings =
+        rope.requiredInt("original_max_position_embeddings");
+    if (rope.ok() && !(scaling.highFreqFactor > scaling.lowFreqFactor))
+      rope.fail(absl::StrCat(rope.quoted("high_freq_factor"), " (",
+                             scaling.highFreqFactor, ") must exceed ",
+                             rope.quoted("low_freq_factor"), " (",
+                             scaling.lowFreqFactor, ")"));
+    config.llama3Scaling = scaling;
+  }
+  if (!rope.ok()) {
+    // The nested reader already prefixed the file name.
+    absl::string_view message = rope.getStatus().message();
+    std::string prefix = absl::StrCat(toAbsl(file), ": ");
+    if (message.substr(0, prefix.size()) == prefix)
+      message.remove_prefix(prefix.size());
+    top.fail(message);
+  }
+}
+
+absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
+                                            std::string_view fileName) {
+  absl::string_view file = toAbsl(fileName);
+  absl::StatusOr<Json> parsed = parseStrictJson(json);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": ", parsed.status().message()));
+  const Json &root = *parsed;
+  if (!root.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": config is ", describe(root), ", expected a JSON object"));
+  ConfigReader reader(root, fileName);
+
+  ModelConfig config;
+  const Json *architectures = reader.get("architectures");
+  if (!architectures)
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": missing required key 'architectures'"));
+  if (!architectures->is_array() || architectures->size() != 1 ||
+      !(*architectures)[0].is_string())
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": 'architectures' must be a list of exactly one string, got ",
+        architectures->is_array()
+            ? absl::StrCat(architectures->size(), " entries")
+            : describe(*architectures)));
+  const std::string &architecture =
+      (*architectures)[0].get_ref<const std::string &>();
+  if (architecture == "Qwen2ForCausalLM")
+    config.architecture = Architecture::Qwen2;
+  else if (architecture == "LlamaForCausalLM")
+    config.architecture = Architecture::Llama;
+  else if (architecture == "Qwen3ForCausalLM")
+    config.architecture = Architecture::Qwen3;
+  else
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": unsupported architecture '", architecture,
+                     "' (supported: Qwen2ForCausalLM, LlamaForCausalLM, "
+                     "Qwen3ForCausalLM)"));
+
+  config.hiddenSize = reader.requiredInt("hidden_size");
+  config.numLayers = reader.requiredInt("num_hidden_layers", kMaxLayers);
+  config.numHeads = reader.requiredInt("num_attention_heads");
+  config.numKvHeads =
+      reader.optionalInt("num_key_value_heads").value_or(config.numHeads);
+  std::optional<int64_t> headDim = reader.optionalInt("head_dim");
+  config.intermediateSize = reader.requiredInt("intermediate_size");
+  config.vocabSize = reader.requiredInt("vocab_size");
+  config.maxPositionEmbeddings = reader.requiredInt("max_position_embeddings");
+  config.rmsNormEps = reader.requiredPositiveNumber("rms_norm_eps");
+  config.tieWordEmbeddings =
+      reader.optionalBool("tie_word_embeddings").value_or(false);
+
+  // What the builders cannot honour.
+  if (std::optional<std::string> act = reader.optionalString("hidden_act");
+      act && *act != "silu")
+    reader.fail(absl::StrCat("unsupported 'hidden_act' '", *act,
+                             "' (only silu is supported)"));
+  reader.rejectTrue("mlp_bias", "a bias in the MLP projections");
+  reader.rejectTrue("use_sliding_window", "sliding-window attention");
+  if (const Json *layerTypes = reader.get("layer_types")) {
+    if (!layerTypes->is_array()) {
+      reader.fail(absl::StrCat("'layer_types' must be a list, got ",
+                               describe(*layerTypes)));
+    } else {
+      for (size_t i = 0; i < layerTypes->size(); ++i) {
+        const Json &type = (*layerTypes)[i];
+        if (!type.is_string() ||
+            type.get_ref<const std::string &>() != "full_attention") {
+          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describe(type),
+                                   ": only full_attention is supported"));
+          break;
+        }
+      }
+    }
+  }
+  if (std::optional<int64_t> tp = reader.optionalInt("pretraining_tp");
+      tp && *tp > 1)
+    reader.fail(absl::StrCat("'pretraining_tp' is ", *tp,
+                             ": sliced tensor-parallel projections are not "
+                             "supported (only 1)"));
+  if (std::optional<double> partial =
+          reader.optionalPositiveNumber("partial_rotary_factor");
+      partial && *partial != 1.0)
+    reader.fail(absl::StrCat("'partial_rotary_factor' is ", *partial,
+                             ": partial rotary embeddings are not supported"));
+
+  switch (config.architecture) {
+  case Architecture::Qwen2:
+    config.attentionBias = true;
+    break;
+  case Architecture::Llama:
+  case Architecture::Qwen3:
+    config.qkNorm = config.architecture == Architecture::Qwen3;
+    if (reader.optionalBool("attention_bias").value_or(false))
+      reader.fail(absl::StrCat("'attention_bias' is true: ", architecture,
+                               " then also has an o_proj bias, which is not "
+                               "supported"));
+    break;
+  }
+
+  // RoPE: transformers 5 `rope_parameters`, or 4.x `rope_theta` +
+  // `rope_scaling`.
+  std::optional<double> topTheta = reader.optionalPositiveNumber("rope_theta");
+  std::optional<double> dictTheta;
+  const Json *ropeParameters = reader.get("rope_parameters");
+  const Json *ropeScaling = reader.get("rope_scaling");
+  if (ropeParameters && ropeScaling && *ropeParameters != *ropeScaling)
+    reader.fail("both 'rope_parameters' and 'rope_scaling' are set and "
+                "differ; expected one");
+  else if (ropeParameters)
+    readRopeDict(reader, *ropeParameters, "rope_parameters", fileName, config,
+                 dictTheta);
+  else if (ropeScaling)
+    readRopeDict(reader, *ropeScaling, "rope_scaling", fileName, config,
+                 dictTheta);
+  if (topTheta && dictTheta && *topTheta != *dictTheta)
+    reader.fail(absl::StrCat("'rope_theta' is ", *topTheta,
+                             " but the rope dictionary says ", *dictTheta));
+  if (dictTheta)
+    config.ropeTheta = *dictTheta;
+  else if (topTheta)
+    config.ropeTheta = *topTheta;
+  else
+    reader.fail("missing 'rope_theta' (top level or in 'rope_parameters')");
+
+  // `dtype` (transformers 5) wins over `torch_dtype` (4.x).
+  const char *dtypeKey = reader.has("dtype") ? "dtype" : "torch_dtype";
+  if (std::optional<std::string> dtype = reader.optionalString(dtypeKey)) {
+    if (*dtype == "bfloat16")
+      config.dtype = DType::BF16;
+    else if (*dtype == "float16")
+      config.dtype = DType::F16;
+    else if (*dtype == "float32")
+      config.dtype = DType::F32;
+    else
+      reader.fail(absl::StrCat("unsupported '", dtypeKey, "' '", *dtype,
+                               "' (supported: bfloat16, float16, float32)"));
+  }
+  if (!reader.ok())
+    return reader.getStatus();
+
+  // Derived sizes.
+  if (headDim) {
+    config.headDim = *headDim;
+  } else if (config.hiddenSize % config.numHeads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": 'hidden_size' ", config.hiddenSize,
+                     " is not divisible by 'num_attention_heads' ",
+                     config.numHeads, " and no 'head_dim' is given"));
+  } else {
+    config.headDim = config.hiddenSize / config.numHeads;
+  }
+  if (config.numHeads % config.numKvHeads != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": 'num_attention_heads' ", config.numHeads,
+        " is not divisible by 'num_key_value_heads' ", config.numKvHeads));
+  return config;
+}
+
+} // namespace
+
+std::string_view architectureName(Architecture arch) {
+  switch (arch) {
+  case Architecture::Qwen2:
+    return "Qwen2ForCausalLM";
+  case Architecture::Llama:
+    return "LlamaForCausalLM";
+  case Architecture::Qwen3:
+    return "Qwen3ForCausalLM";
+  }
+  return "?";
+}
+
+absl::StatusOr<ModelConfig> parseModelConfig(std::string_view json,
+                                             std::string_view fileName) {
+  try {
+    return parseConfigImpl(json, fileName);
+  } catch (const std::exception &e) {
+    return absl::InternalError(absl::StrCat(
+        toAbsl(fileName),
+        ": unexpected error while parsing the config: ", e.what()));
+  }
+}
+
+absl::StatusOr<ModelConfig> loadModelConfig(const std::string &dir) {
+  std::string path = (std::filesystem::path(dir) / "config.json").string();
+  absl::StatusOr<MappedFile> file = MappedFile::open(path);
+  if (!file.ok())
+    return file.status();
+  absl::Span<const uint8_t> bytes = file->bytes();
+  return parseModelConfig(
+      std::string_view(reinterpret_cast<const char *>(bytes.data()),
+                       bytes.size()),
+      path);
+}
+
+std::vector<RequiredTensor> requiredTensors(const ModelConfig &config) {
+  const int64_t hidden = config.hiddenSize;
+  const int64_t qSize = config.numHeads * config.headDim;
+  const int64_t kvSize = config.numKvHeads * config.headDim;
+  const int64_t ffn = config.intermediateSize;
+
+  std::vector<RequiredTensor> tensors;
+  tensors.push_back({"model.embed_tokens.weight", {config.vocabSize, hidden}});
+  for (int64_t i = 0; i < config.numLayers; ++i) {
+    std::string layer = absl::StrCat("model.layers.", i, ".");
+    std::string attn = absl::StrCat(layer, "self_attn.");
+    tensors.push_back({layer + "input_layernorm.weight", {hidden}});
+    tensors.push_back({attn + "q_proj.weight", {qSize, hidden}});
+    tensors.push_back({attn + "k_proj.weight", {kvSize, hidden}});
+    tensors.push_back({attn + "v_proj.weight", {kvSize, hidden}});
+    if (config.attentionBias) {
+      tensors.push_back({attn + "q_proj.bias", {qSize}});
+      tensors.push_back({attn + "k_proj.bias", {kvSize}});
+      tensors.push_back({attn + "v_proj.bias", {kvSize}});
+    }
+    tensors.push_back({attn + "o_proj.weight", {hidden, qSize}});
+    if (config.qkNorm) {
+      tensors.push_back({attn + "q_norm.weight", {config.headDim}});
+      tensors.push_back({attn + "k_norm.weight", {config.headDim}});
+    }
+    tensors.push_back({layer + "post_attention_layernorm.weight", {hidden}});
+    tensors.push_back({layer + "mlp.gate_proj.weight", {ffn, hidden}});
+    tensors.push_back({layer + "mlp.up_proj.weight", {ffn, hidden}});
+    tensors.push_back({layer + "mlp.down_proj.weight", {hidden, ffn}});
+  }
+  tensors.push_back({"model.norm.weight", {hidden}});
+  if (!config.tieWordEmbeddings)
+    tensors.push_back({"lm_head.weight", {config.vocabSize, hidden}});
+  return tensors;
+}
+
+absl::Status validateCheckpoint(const ModelConfig &config,
+                                const Checkpoint &checkpoint) {
+  std::vector<std::string> problems;
+  auto check = [&](const RequiredTensor &required, bool optional) {
+    const TensorInfo *tensor = checkpoint.find(required.name);
+    if (!tensor) {
+      if (!optional)
+        problems.push_back(absl::StrCat(checkpoint.dir(), ": missing tensor '",
+                                        required.name, "' (expected shape ",
+                                        formatShape(required.shape), ")"));
+      return;
+    }
+    if (tensor->shape != required.shape)
+      problems.push_back(absl::StrCat(tensor->file, ": tensor '", required.name,
+                                      "' has shape ",
+                                      formatShape(tensor->shape), ", expected ",
+                                      formatShape(required.shape)));
+  };
+  for (const RequiredTensor &required : requiredTensors(config))
+    check(required, /*optional=*/false);
+  // A tied checkpoint may still carry lm_head.weight; it must then fit.
+  if (config.tieWordEmbeddings)
+    check({"lm_head.weight", {config.vocabSize, config.hiddenSize}},
+          /*optional=*/true);
+
+  if (problems.empty())
+    return absl::OkStatus();
+  constexpr size_t kShown = 5;
+  std::string message = problems.front();
+  if (problems.size() > 1) {
+    size_t shown = std::min(problems.size(), kShown);
+    absl::StrAppend(
+        &message, " (", problems.size() - 1, " more problem",
+        problems.size() > 2 ? "s" : "", ": ",
+        absl::StrJoin(problems.begin() + 1, problems.begin() + shown, "; "),
+        shown < problems.size() ? "; ..." : "", ")");
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+} // namespace treni
