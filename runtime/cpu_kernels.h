@@ -11,6 +11,8 @@
 #include <optional>
 #include <vector>
 
+#include "codegen/Rope.h"
+
 namespace treni::cpu {
 
 /// out[r] = table[ids[r]] (callers check ids are in range).
@@ -25,16 +27,10 @@ void rmsNorm(const float *x, int64_t rows, int64_t dim, const float *weight,
 void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
           const float *bias, float *out);
 
-/// Llama 3 frequency scaling parameters (see RopeOp).
-struct Llama3Scaling {
-  double factor, lowFreqFactor, highFreqFactor;
-  int64_t originalMaxPosition;
-};
-
-/// inv_freq[i] = theta^(-2i/headDim), i < headDim/2, computed in fp32 like
-/// transformers, with Llama 3 scaling applied when given.
-std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
-                                          std::optional<Llama3Scaling> scaling);
+// The frequencies live in codegen/Rope.h (CUDA codegen bakes the same values
+// into its kernels); these names keep the CPU spelling working.
+using treni::Llama3Scaling;
+using treni::ropeInverseFrequencies;
 
 /// Rotate-half RoPE of every head of every row (in place allowed).
 void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,

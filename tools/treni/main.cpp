@@ -1,6 +1,6 @@
 //===- main.cpp - the treni command-line tool ----------------------------===//
 //
-//   treni compile MODEL_DIR [--emit=mlir|mlir-opt|plan] [-o FILE]
+//   treni compile MODEL_DIR [--emit=mlir|mlir-opt|plan|cuda] [-o FILE]
 //                 [--disable-pass=NAME ...]
 //   treni run [MODEL_DIR] --device cpu [--prompt-ids 1,2,3] [--max-tokens N]
 //             [--max-seq N] [--disable-pass=NAME ...]
@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "codegen/Compiler.h"
+#include "codegen/KernelSource.h"
 #include "runtime/cpu_executor.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -40,13 +41,15 @@ cl::opt<std::string> compileModel(cl::Positional, cl::desc("MODEL_DIR"),
 cl::opt<std::string> runModel(cl::Positional, cl::desc("[MODEL_DIR]"),
                               cl::init(TRENI_DEFAULT_MODEL_DIR),
                               cl::sub(runCommand));
-enum class Emit { Mlir, MlirOpt, Plan };
+enum class Emit { Mlir, MlirOpt, Plan, Cuda };
 cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::Plan),
     cl::values(clEnumValN(Emit::Mlir, "mlir", "the treni IR the frontend builds"),
                clEnumValN(Emit::MlirOpt, "mlir-opt",
                           "the IR after treni-default-pipeline"),
-               clEnumValN(Emit::Plan, "plan", "the executable plan (JSON)")),
+               clEnumValN(Emit::Plan, "plan", "the executable plan (JSON)"),
+               clEnumValN(Emit::Cuda, "cuda",
+                          "the generated CUDA C++ of every kernel")),
     cl::sub(compileCommand));
 cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout)"),
                                 cl::value_desc("FILE"), cl::init("-"),
@@ -82,12 +85,19 @@ int runCompile() {
   options.disabledPasses.assign(disablePass.begin(), disablePass.end());
   options.inputIR = emit == Emit::Mlir ? &text : nullptr;
   options.outputIR = emit == Emit::MlirOpt ? &text : nullptr;
-  options.buildPlan = emit == Emit::Plan;
+  options.buildPlan = emit == Emit::Plan || emit == Emit::Cuda;
   auto compiled = compileModelDir(context, compileModel, options);
   if (!compiled.ok())
     return fail(compiled.status());
   if (emit == Emit::Plan)
     text = serializePlan(compiled->plan);
+  if (emit == Emit::Cuda) {
+    auto kernels = generateAllKernels(compiled->plan);
+    if (!kernels.ok())
+      return fail(kernels.status());
+    for (const KernelSpec &kernel : *kernels)
+      absl::StrAppend(&text, kernel.source, "\n");
+  }
   if (outputFile == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
   } else {

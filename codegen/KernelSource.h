@@ -1,0 +1,72 @@
+//===- KernelSource.h - plan steps -> CUDA C++ ------------------*- C++ -*-===//
+//
+// Every plan step except "gemm" (cuBLASLt) becomes one CUDA C++ kernel: a
+// readable template (codegen/kernels/<template>.cuh, embedded in the binary at
+// build time) specialised with the step's constants as `constexpr` values and
+// with its operands' element types. The source needs no #include, so NVRTC
+// compiles it as is; its first line names the template, the op it came from
+// and every constant, e.g.
+//
+//   // treni kernel: rms_norm (from treni.rms_norm) dim=896 epsilon=1e-06
+//   group=896 dtype=bf16
+//
+// Kernel ABI (the runtime builds the argument array generically): one pointer
+// per step input in order (`const T *`, `const int *` for i32 buffers), one
+// `T *` per step output, then `T *keyCache, T *valueCache` when usesCache
+// (this layer's caches, row-major [maxSeq, numKvHeads * headDim]), then
+// `int rows`, the token count of the call. Weights are in the activation
+// dtype on the device, whatever the checkpoint holds.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "codegen/Plan.h"
+
+namespace treni {
+
+/// Launch geometry: grid = (blocksX, rowsInGridY ? rows : 1, 1), block =
+/// (threads, 1, 1), dynamic shared memory = sharedBytes +
+/// sharedBytesPerPosition * maxSeq.
+struct KernelLaunch {
+  int64_t blocksX = 1;
+  int64_t threads = 128;
+  bool rowsInGridY = true;
+  int64_t sharedBytes = 0;
+  int64_t sharedBytesPerPosition = 0;
+  bool operator==(const KernelLaunch &) const = default;
+};
+
+struct KernelSpec {
+  /// Unique extern "C" __global__ name: "treni_<template>_<16 hex digits of
+  /// the FNV-1a hash of the source>", so equal sources share one entry.
+  std::string entry;
+  /// Complete NVRTC-compilable CUDA C++ (no #include).
+  std::string source;
+  KernelLaunch launch;
+  /// cache_write / attention take the layer's key and value cache pointers.
+  bool usesCache = false;
+};
+
+/// Element type of activations, the KV cache and (on the device) of all
+/// weights: plan.caches[0].dtype ("bf16", "f16" or "f32").
+absl::StatusOr<std::string> activationDtype(const Plan &plan);
+
+/// The kernel for one step. Fails naming the template when it is unknown (or
+/// "gemm"), and naming the step and key when a constant or operand is wrong.
+absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
+                                          const PlanFunction &function,
+                                          const PlanStep &step);
+
+/// Every distinct kernel of a plan (deduplicated by entry, in first-use
+/// order), for ahead-of-time compilation.
+absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan);
+
+/// The templates generateKernel accepts.
+std::vector<std::string> kernelTemplateNames();
+
+} // namespace treni

@@ -1,0 +1,28 @@
+//===- Rope.h - RoPE inverse frequencies --------------------------*- C++
+//-*-===//
+//
+// One definition of the rotary frequencies, shared by the CPU reference
+// kernels and CUDA codegen (which bakes them into the kernel source), so the
+// two cannot drift apart.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace treni {
+
+/// Llama 3 frequency scaling parameters (see RopeOp).
+struct Llama3Scaling {
+  double factor, lowFreqFactor, highFreqFactor;
+  int64_t originalMaxPosition;
+};
+
+/// inv_freq[i] = theta^(-2i/headDim), i < headDim/2, computed in fp32 like
+/// transformers, with Llama 3 scaling applied when given.
+std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
+                                          std::optional<Llama3Scaling> scaling);
+
+} // namespace treni

@@ -1,0 +1,76 @@
+//===-- common.cuh: element types and block reductions (every kernel) ----===//
+//
+// NVRTC compiles these sources with no headers at all, so the 16-bit types
+// are our own: storage is the raw bits, arithmetic is always fp32.
+//   bf16: the top half of an fp32; stores round to nearest even.
+//   f16:  IEEE half, converted by the PTX cvt instructions.
+
+struct bf16 {
+  unsigned short bits;
+};
+struct f16 {
+  unsigned short bits;
+};
+
+__device__ __forceinline__ float toFloat(float value) { return value; }
+__device__ __forceinline__ float toFloat(bf16 value) {
+  return __uint_as_float(unsigned(value.bits) << 16);
+}
+__device__ __forceinline__ float toFloat(f16 value) {
+  float result;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(result) : "h"(value.bits));
+  return result;
+}
+
+/// fp32 -> T; `fromFloat<T>(x)`.
+template <typename T> __device__ __forceinline__ T fromFloat(float value);
+template <> __device__ __forceinline__ float fromFloat<float>(float value) {
+  return value;
+}
+template <> __device__ __forceinline__ bf16 fromFloat<bf16>(float value) {
+  unsigned bits = __float_as_uint(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) // NaN: keep it a (quiet) NaN
+    return bf16{(unsigned short)((bits >> 16) | 0x40u)};
+  bits += 0x7fffu + ((bits >> 16) & 1u); // round to nearest, ties to even
+  return bf16{(unsigned short)(bits >> 16)};
+}
+template <> __device__ __forceinline__ f16 fromFloat<f16>(float value) {
+  unsigned short bits;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(value));
+  return f16{bits};
+}
+
+__device__ __forceinline__ float warpReduceSum(float value) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+__device__ __forceinline__ float warpReduceMax(float value) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  return value;
+}
+
+/// Sum (or max) over the block; every thread gets the result. kBlock is the
+/// block size, a multiple of 32. Safe to call repeatedly in one kernel.
+template <int kBlock, bool kMax>
+__device__ __forceinline__ float blockReduce(float value) {
+  static_assert(kBlock % 32 == 0 && kBlock <= 1024, "block of whole warps");
+  __shared__ float warpResults[kBlock / 32];
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  value = kMax ? warpReduceMax(value) : warpReduceSum(value);
+  if (lane == 0)
+    warpResults[warp] = value;
+  __syncthreads();
+  value = warpResults[0];
+  for (int i = 1; i < kBlock / 32; ++i)
+    value = kMax ? fmaxf(value, warpResults[i]) : value + warpResults[i];
+  __syncthreads(); // the next call may overwrite warpResults
+  return value;
+}
+template <int kBlock> __device__ __forceinline__ float blockReduceSum(float v) {
+  return blockReduce<kBlock, false>(v);
+}
+template <int kBlock> __device__ __forceinline__ float blockReduceMax(float v) {
+  return blockReduce<kBlock, true>(v);
+}

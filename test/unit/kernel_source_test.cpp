@@ -1,0 +1,446 @@
+//===- kernel_source_test.cpp - plan steps -> CUDA C++ -------------------===//
+//
+// The generated text itself: header comment and constants, entry names (a
+// stable hash, shared by equal sources), operand types, launch geometry per
+// template, and the errors for plans codegen cannot serve. That it compiles
+// is nvrtc_test's job.
+//
+//===----------------------------------------------------------------------===//
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "codegen/Compiler.h"
+#include "codegen/KernelSource.h"
+#include "codegen/Rope.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace treni {
+namespace {
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+Plan fixturePlan(const std::string &name,
+                 std::optional<DType> dtype = std::nullopt) {
+  mlir::MLIRContext context;
+  CompileOptions options;
+  options.activationDtype = dtype;
+  auto compiled = compileModelDir(
+      context, std::string(TRENI_FIXTURES_DIR) + "/" + name, options);
+  EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
+  return compiled.ok() ? compiled->plan : Plan();
+}
+
+/// A plan whose one function runs `step` alone. `inputs` gives each input's
+/// dtype ("bf16", "i32", ...) or "weight"; outputs are buffers of `outputs`'
+/// dtypes. The KV cache "kv" has dtype `cacheDtype`.
+struct SingleStep {
+  Plan plan;
+  const PlanFunction &function() const { return plan.functions[0]; }
+  const PlanStep &step() const { return plan.functions[0].steps[0]; }
+};
+
+SingleStep singleStep(const std::string &templateName,
+                      std::map<std::string, PlanConstant> constants,
+                      std::vector<std::string> inputs,
+                      std::vector<std::string> outputs,
+                      const std::string &cacheDtype = "bf16") {
+  SingleStep result;
+  Plan &plan = result.plan;
+  plan.caches.push_back({"kv", 2, 2, 64, cacheDtype});
+  PlanFunction function;
+  function.name = "prefill";
+  PlanStep step;
+  step.templateName = templateName;
+  step.origin = "treni." + templateName;
+  step.constants = std::move(constants);
+  for (const std::string &input : inputs) {
+    if (input == "weight") {
+      plan.weights.push_back({"w", "model.safetensors", 0, "F32", {8}});
+      step.inputs.push_back(
+          {PlanOperand::Kind::Weight, int64_t(plan.weights.size()) - 1});
+      continue;
+    }
+    function.buffers.push_back({input, {-1, 8}, true, 0});
+    step.inputs.push_back(
+        {PlanOperand::Kind::Buffer, int64_t(function.buffers.size()) - 1});
+  }
+  for (const std::string &output : outputs) {
+    function.buffers.push_back({output, {-1, 8}, true, 0});
+    step.outputs.push_back(int64_t(function.buffers.size()) - 1);
+  }
+  function.steps.push_back(std::move(step));
+  plan.functions.push_back(std::move(function));
+  return result;
+}
+
+KernelSpec generate(const SingleStep &s) {
+  auto kernel = generateKernel(s.plan, s.function(), s.step());
+  EXPECT_TRUE(kernel.ok()) << kernel.status();
+  return kernel.ok() ? *kernel : KernelSpec();
+}
+
+std::string errorOf(const SingleStep &s) {
+  auto kernel = generateKernel(s.plan, s.function(), s.step());
+  EXPECT_FALSE(kernel.ok());
+  return kernel.ok() ? "" : std::string(kernel.status().message());
+}
+
+uint64_t fnv1a(std::string_view text) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : text)
+    hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+std::string replaceAll(std::string text, const std::string &from,
+                       const std::string &to) {
+  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos;
+       at += to.size())
+    text.replace(at, from.size(), to);
+  return text;
+}
+
+SingleStep rmsNormStep(int64_t dim = 896, int64_t group = 896) {
+  return singleStep("rms_norm",
+                    {{"dim", dim}, {"group", group}, {"epsilon", 1e-6}},
+                    {"bf16", "weight"}, {"bf16"});
+}
+
+// Tests that a source opens with the header comment naming template, origin,
+// every constant and the dtype, and bakes the constants in as constexpr.
+TEST(KernelSourceTest, HeaderAndConstants) {
+  KernelSpec kernel = generate(rmsNormStep());
+  EXPECT_THAT(kernel.source,
+              StartsWith("// treni kernel: rms_norm (from treni.rms_norm) "
+                         "dim=896 epsilon=1e-06 group=896 dtype=bf16\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("constexpr int kDim = 896;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("constexpr int kGroup = 896;\n"));
+  EXPECT_THAT(kernel.source,
+              HasSubstr("constexpr float kEpsilon = 9.99999997e-07f;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("constexpr int kThreads = 256;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("using x_type = bf16;\n"));
+  // Weights are in the activation dtype on the device, whatever the
+  // checkpoint (F32 here) holds.
+  EXPECT_THAT(kernel.source, HasSubstr("using weight_type = bf16;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("using out_type = bf16;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("extern \"C\" __global__"));
+  EXPECT_EQ(kernel.source.find("#include"), std::string::npos);
+  EXPECT_EQ(kernel.source.find("TRENI_ENTRY"), std::string::npos);
+  EXPECT_FALSE(kernel.usesCache);
+}
+
+// Tests the element types: f16 and f32 activations, and an f32 buffer where
+// the plan has one.
+TEST(KernelSourceTest, OperandTypes) {
+  SingleStep f16 =
+      singleStep("add", {{"dim", int64_t(64)}}, {"f16", "f16"}, {"f16"}, "f16");
+  KernelSpec kernel = generate(f16);
+  EXPECT_THAT(kernel.source, HasSubstr("dtype=f16\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("using a_type = f16;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("const a_type *a, const b_type *b, "
+                                       "out_type *out, int rows)"));
+  SingleStep mixed =
+      singleStep("silu", {{"dim", int64_t(64)}}, {"f32"}, {"bf16"});
+  kernel = generate(mixed);
+  EXPECT_THAT(kernel.source, HasSubstr("using x_type = float;\n"));
+  EXPECT_THAT(kernel.source, HasSubstr("using out_type = bf16;\n"));
+}
+
+// Tests that entries are "treni_<template>_<FNV-1a of the source>", the same
+// for equal steps and different for different ones.
+TEST(KernelSourceTest, EntryNamesAreStableAndUnique) {
+  KernelSpec a = generate(rmsNormStep());
+  KernelSpec again = generate(rmsNormStep());
+  KernelSpec b = generate(rmsNormStep(2048, 128));
+  EXPECT_EQ(a.entry, again.entry);
+  EXPECT_EQ(a.source, again.source);
+  EXPECT_NE(a.entry, b.entry);
+  for (const KernelSpec *kernel : {&a, &b}) {
+    EXPECT_TRUE(std::regex_match(kernel->entry,
+                                 std::regex("treni_rms_norm_[0-9a-f]{16}")))
+        << kernel->entry;
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx",
+                  (unsigned long long)fnv1a(replaceAll(
+                      kernel->source, kernel->entry, "TRENI_ENTRY")));
+    EXPECT_EQ(kernel->entry, std::string("treni_rms_norm_") + hex);
+    EXPECT_THAT(kernel->source, HasSubstr(kernel->entry + "(const x_type *x"));
+  }
+}
+
+// Tests that the fixture plans generate a kernel for every non-GEMM step, with
+// headers naming the origin, and that generateAllKernels returns each distinct
+// source once: every layer shares its kernels, so do prefill and decode.
+TEST(KernelSourceTest, FixturePlans) {
+  for (const char *name : {"qwen2", "llama", "qwen3"}) {
+    SCOPED_TRACE(name);
+    Plan plan = fixturePlan(name);
+    ASSERT_FALSE(plan.functions.empty());
+    auto activation = activationDtype(plan);
+    ASSERT_TRUE(activation.ok()) << activation.status();
+    std::map<std::string, std::string> sources; // entry -> source
+    std::set<std::string> templates;
+    for (const PlanFunction &function : plan.functions)
+      for (const PlanStep &step : function.steps) {
+        auto kernel = generateKernel(plan, function, step);
+        if (step.templateName == "gemm") {
+          EXPECT_FALSE(kernel.ok());
+          continue;
+        }
+        ASSERT_TRUE(kernel.ok()) << kernel.status();
+        templates.insert(step.templateName);
+        EXPECT_THAT(kernel->source,
+                    StartsWith("// treni kernel: " + step.templateName +
+                               " (from " + step.origin + ")"));
+        EXPECT_THAT(kernel->source.substr(0, kernel->source.find('\n')),
+                    HasSubstr(" dtype=" + *activation));
+        auto [it, inserted] = sources.emplace(kernel->entry, kernel->source);
+        EXPECT_EQ(it->second, kernel->source) << "entry collision";
+        EXPECT_EQ(kernel->usesCache, step.templateName == "cache_write" ||
+                                         step.templateName == "attention");
+      }
+    EXPECT_EQ(templates.size(), 9u);
+    auto all = generateAllKernels(plan);
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_EQ(all->size(), sources.size());
+    std::set<std::string> sourceTexts;
+    for (const KernelSpec &kernel : *all) {
+      EXPECT_EQ(sources[kernel.entry], kernel.source);
+      sourceTexts.insert(kernel.source);
+    }
+    EXPECT_EQ(sourceTexts.size(), all->size()); // one entry per source
+    // Two layers, two functions: far fewer kernels than steps.
+    size_t steps = 0;
+    for (const PlanFunction &function : plan.functions)
+      steps += function.steps.size();
+    EXPECT_LT(all->size() * 4, steps);
+  }
+}
+
+TEST(KernelSourceTest, ActivationDtype) {
+  EXPECT_EQ(*activationDtype(fixturePlan("llama")), "f32");
+  EXPECT_EQ(*activationDtype(fixturePlan("qwen3")), "f16");
+  Plan bf16 = fixturePlan("llama", DType::BF16);
+  EXPECT_EQ(*activationDtype(bf16), "bf16");
+  auto kernels = generateAllKernels(bf16);
+  ASSERT_TRUE(kernels.ok()) << kernels.status();
+  for (const KernelSpec &kernel : *kernels) {
+    EXPECT_EQ(kernel.source.find("= float;"), std::string::npos)
+        << kernel.entry;
+  }
+  EXPECT_FALSE(activationDtype(Plan()).ok());
+  SingleStep odd = rmsNormStep();
+  odd.plan.caches[0].dtype = "i32";
+  EXPECT_FALSE(activationDtype(odd.plan).ok());
+}
+
+// Tests launch geometry and cache use, template by template.
+TEST(KernelSourceTest, LaunchGeometry) {
+  struct Case {
+    SingleStep step;
+    KernelLaunch launch;
+    bool usesCache;
+  };
+  std::map<std::string, PlanConstant> cache = {{"cache", std::string("kv")},
+                                               {"layer", int64_t(1)}};
+  auto with = [](std::map<std::string, PlanConstant> a,
+                 const std::map<std::string, PlanConstant> &b) {
+    a.insert(b.begin(), b.end());
+    return a;
+  };
+  std::vector<std::pair<std::string, Case>> cases = {
+      {"embedding",
+       {singleStep("embedding",
+                   {{"vocab", int64_t(151936)}, {"dim", int64_t(896)}},
+                   {"i32", "weight"}, {"bf16"}),
+        {4, 256, true, 0, 0},
+        false}},
+      {"rms_norm row", {rmsNormStep(896, 896), {1, 256, true, 0, 0}, false}},
+      {"rms_norm per head",
+       {rmsNormStep(2048, 128), {16, 128, true, 0, 0}, false}},
+      {"rms_norm tiny", {rmsNormStep(128, 32), {4, 32, true, 0, 0}, false}},
+      {"rope",
+       {singleStep(
+            "rope",
+            {{"dim", int64_t(896)}, {"head_dim", int64_t(64)}, {"theta", 1e6}},
+            {"bf16", "i32"}, {"bf16"}),
+        {2, 256, true, 0, 0},
+        false}},
+      {"cache_write",
+       {singleStep("cache_write", with({{"dim", int64_t(128)}}, cache),
+                   {"bf16", "bf16", "i32"}, {}),
+        {1, 128, true, 0, 0},
+        true}},
+      {"attention",
+       {singleStep("attention",
+                   with({{"num_heads", int64_t(14)},
+                         {"num_kv_heads", int64_t(2)},
+                         {"head_dim", int64_t(64)},
+                         {"scale", 0.125}},
+                        cache),
+                   {"bf16", "i32"}, {"bf16"}),
+        {14, 128, true, 0, 4},
+        true}},
+      {"silu",
+       {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
+        {19, 256, true, 0, 0},
+        false}},
+      {"mul",
+       {singleStep("mul", {{"dim", int64_t(4864)}}, {"bf16", "bf16"}, {"bf16"}),
+        {19, 256, true, 0, 0},
+        false}},
+      {"add",
+       {singleStep("add", {{"dim", int64_t(64)}}, {"bf16", "bf16"}, {"bf16"}),
+        {1, 64, true, 0, 0},
+        false}},
+      {"take_last",
+       {singleStep("take_last", {{"dim", int64_t(896)}}, {"bf16"}, {"bf16"}),
+        {4, 256, false, 0, 0},
+        false}},
+  };
+  for (const auto &[name, c] : cases) {
+    SCOPED_TRACE(name);
+    KernelSpec kernel = generate(c.step);
+    EXPECT_EQ(kernel.launch.blocksX, c.launch.blocksX);
+    EXPECT_EQ(kernel.launch.threads, c.launch.threads);
+    EXPECT_EQ(kernel.launch.rowsInGridY, c.launch.rowsInGridY);
+    EXPECT_EQ(kernel.launch.sharedBytes, c.launch.sharedBytes);
+    EXPECT_EQ(kernel.launch.sharedBytesPerPosition,
+              c.launch.sharedBytesPerPosition);
+    EXPECT_EQ(kernel.usesCache, c.usesCache);
+    EXPECT_THAT(kernel.source,
+                HasSubstr("constexpr int kThreads = " +
+                          std::to_string(c.launch.threads) + ";\n"));
+    if (c.usesCache) {
+      EXPECT_THAT(kernel.source,
+                  HasSubstr("cache_type *keyCache, "
+                            "cache_type *valueCache, int rows)"));
+      // The layer is a launch argument: no constant, one kernel per model.
+      EXPECT_EQ(kernel.source.find("kLayer"), std::string::npos);
+      EXPECT_EQ(kernel.source.find("layer="), std::string::npos);
+      SingleStep other = c.step;
+      other.plan.functions[0].steps[0].constants["layer"] = int64_t(7);
+      EXPECT_EQ(generate(other).entry, kernel.entry);
+    }
+  }
+}
+
+// Tests that the RoPE frequencies in the source are ropeInverseFrequencies'
+// values, exactly (they are printed with 9 significant digits).
+TEST(KernelSourceTest, RopeFrequenciesRoundTrip) {
+  std::map<std::string, PlanConstant> constants = {
+      {"dim", int64_t(2048)},
+      {"head_dim", int64_t(64)},
+      {"theta", 500000.0},
+      {"llama3_factor", 32.0},
+      {"llama3_low_freq_factor", 1.0},
+      {"llama3_high_freq_factor", 4.0},
+      {"llama3_original_max_position", int64_t(8192)}};
+  KernelSpec kernel =
+      generate(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"}));
+  EXPECT_THAT(kernel.source, HasSubstr("llama3_factor=32 "));
+  EXPECT_THAT(kernel.source,
+              HasSubstr("constexpr int kLlama3OriginalMaxPosition = 8192;\n"));
+  std::vector<float> expected =
+      ropeInverseFrequencies(64, 500000.0, Llama3Scaling{32, 1, 4, 8192});
+  size_t open = kernel.source.find("kInvFreq[kHeadDim / 2] = {");
+  ASSERT_NE(open, std::string::npos);
+  size_t close = kernel.source.find("};", open);
+  std::string list = kernel.source.substr(open, close - open);
+  list = list.substr(list.find('{') + 1);
+  std::vector<float> actual;
+  const char *cursor = list.c_str();
+  while (true) {
+    char *end;
+    float value = std::strtof(cursor, &end);
+    if (end == cursor)
+      break;
+    actual.push_back(value);
+    cursor = end;
+    while (*cursor == 'f' || *cursor == ',' || std::isspace(*cursor))
+      ++cursor;
+  }
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_EQ(actual[i], expected[i]) << i; // bitwise, not approximately
+
+  // Without scaling the frequencies differ, and so does the kernel.
+  constants.erase("llama3_factor");
+  constants.erase("llama3_low_freq_factor");
+  constants.erase("llama3_high_freq_factor");
+  constants.erase("llama3_original_max_position");
+  KernelSpec plain =
+      generate(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"}));
+  EXPECT_NE(plain.entry, kernel.entry);
+}
+
+TEST(KernelSourceTest, UnknownTemplateIsAnError) {
+  std::string message =
+      errorOf(singleStep("softmax", {{"dim", int64_t(8)}}, {"bf16"}, {"bf16"}));
+  EXPECT_THAT(message, HasSubstr("'softmax'"));
+  message = errorOf(singleStep(
+      "gemm", {{"n", int64_t(8)}, {"k", int64_t(8)}, {"bias", false}},
+      {"bf16", "weight"}, {"bf16"}));
+  EXPECT_THAT(message, HasSubstr("'gemm'"));
+  EXPECT_THAT(message, HasSubstr("cuBLASLt"));
+  std::vector<std::string> names = kernelTemplateNames();
+  EXPECT_EQ(names.size(), 9u);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
+}
+
+TEST(KernelSourceTest, BadStepsAreErrors) {
+  // A missing constant names the key.
+  EXPECT_THAT(errorOf(singleStep("rms_norm", {{"dim", int64_t(8)}},
+                                 {"bf16", "weight"}, {"bf16"})),
+              HasSubstr("group"));
+  // Operand counts.
+  EXPECT_THAT(errorOf(singleStep("silu", {{"dim", int64_t(8)}},
+                                 {"bf16", "bf16"}, {"bf16"})),
+              HasSubstr("expects 1 inputs and 1 outputs"));
+  // Positions must be an i32 buffer; activations must not be.
+  EXPECT_THAT(
+      errorOf(singleStep(
+          "rope",
+          {{"dim", int64_t(64)}, {"head_dim", int64_t(64)}, {"theta", 1e4}},
+          {"bf16", "bf16"}, {"bf16"})),
+      HasSubstr("'positions' has dtype bf16, expected i32"));
+  EXPECT_THAT(
+      errorOf(singleStep(
+          "rope",
+          {{"dim", int64_t(64)}, {"head_dim", int64_t(64)}, {"theta", 1e4}},
+          {"bf16", "weight"}, {"bf16"})),
+      HasSubstr("must be an i32 buffer"));
+  EXPECT_THAT(
+      errorOf(singleStep("silu", {{"dim", int64_t(8)}}, {"i32"}, {"bf16"})),
+      HasSubstr("expected a float type"));
+  // Shapes the kernels cannot split.
+  EXPECT_THAT(errorOf(rmsNormStep(100, 64)), HasSubstr("multiple of group"));
+  EXPECT_THAT(errorOf(singleStep("attention",
+                                 {{"num_heads", int64_t(14)},
+                                  {"num_kv_heads", int64_t(4)},
+                                  {"head_dim", int64_t(64)},
+                                  {"scale", 0.125},
+                                  {"cache", std::string("kv")},
+                                  {"layer", int64_t(0)}},
+                                 {"bf16", "i32"}, {"bf16"})),
+              HasSubstr("multiple of num_kv_heads"));
+  // An unknown cache.
+  EXPECT_THAT(errorOf(singleStep("cache_write",
+                                 {{"dim", int64_t(8)},
+                                  {"cache", std::string("other")},
+                                  {"layer", int64_t(0)}},
+                                 {"bf16", "bf16", "i32"}, {})),
+              HasSubstr("no KV cache 'other'"));
+  // A step whose template is fine but whose plan has no cache at all.
+  SingleStep noCache = rmsNormStep();
+  noCache.plan.caches.clear();
+  EXPECT_THAT(errorOf(noCache), HasSubstr("no KV cache"));
+}
+
+} // namespace
+} // namespace treni

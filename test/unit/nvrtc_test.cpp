@@ -1,0 +1,368 @@
+//===- nvrtc_test.cpp - every generated kernel compiles; the cubin cache --===//
+//
+// Needs NVRTC but no GPU. Compiles every distinct kernel of the three fixture
+// plans (their own dtype and bf16, as the GPU runs them) and of shape-only
+// builds of the full-size models the GPU machine runs, for sm_80 and sm_90.
+// Then checks the on-disk cache: hits compile nothing, the arch is part of
+// the key, corrupt files are rebuilt, NVRTC errors carry the program log.
+//
+//===----------------------------------------------------------------------===//
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "codegen/Compiler.h"
+#include "codegen/KernelSource.h"
+#include "codegen/PlanBuilder.h"
+#include "frontends/safetensors/builder.h"
+#include "mlir/Pass/PassManager.h"
+#include "passes/Passes.h"
+#include "runtime/nvrtc_compiler.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace treni {
+namespace {
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+/// A fresh, empty directory under the test temp dir, removed at destruction.
+class TempDir {
+public:
+  explicit TempDir(const std::string &name)
+      : path_(fs::path(::testing::TempDir()) /
+              (name + "." + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code error;
+    fs::remove_all(path_, error);
+  }
+  std::string path() const { return path_.string(); }
+
+private:
+  fs::path path_;
+};
+
+Plan fixturePlan(const std::string &name, std::optional<DType> dtype) {
+  mlir::MLIRContext context;
+  CompileOptions options;
+  options.activationDtype = dtype;
+  auto compiled = compileModelDir(
+      context, std::string(TRENI_FIXTURES_DIR) + "/" + name, options);
+  EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
+  return compiled.ok() ? compiled->plan : Plan();
+}
+
+/// Shape-only build (no checkpoint) of a config.json text, through the
+/// default pipeline, in bf16.
+Plan shapeOnlyPlan(const std::string &name, const std::string &configJson) {
+  auto config = parseModelConfig(configJson, name + "/config.json");
+  EXPECT_TRUE(config.ok()) << config.status();
+  if (!config.ok())
+    return Plan();
+  mlir::MLIRContext context;
+  loadTreniDialects(context);
+  BuildOptions build;
+  build.activationDtype = DType::BF16;
+  auto module = buildModule(context, *config, nullptr, build);
+  EXPECT_TRUE(module.ok()) << module.status();
+  if (!module.ok())
+    return Plan();
+  mlir::PassManager pm(&context);
+  EXPECT_TRUE(succeeded(buildDefaultPipeline(pm, {})));
+  EXPECT_TRUE(succeeded(pm.run(**module))) << name;
+  auto plan = buildPlan(**module);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  return plan.ok() ? *plan : Plan();
+}
+
+// The real shapes of GPU.md, as config.json texts.
+const char *kQwen25_05B = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 896,
+  "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+  "intermediate_size": 4864, "vocab_size": 151936, "max_position_embeddings": 32768,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+  "hidden_act": "silu", "dtype": "bfloat16"})";
+const char *kQwen25_3B = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 2048,
+  "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
+  "intermediate_size": 11008, "vocab_size": 151936, "max_position_embeddings": 32768,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+  "hidden_act": "silu", "dtype": "bfloat16"})";
+const char *kQwen25_7B = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 3584,
+  "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+  "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": false,
+  "hidden_act": "silu", "dtype": "bfloat16"})";
+const char *kLlama32_1B = R"({
+  "architectures": ["LlamaForCausalLM"], "hidden_size": 2048,
+  "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+  "head_dim": 64, "intermediate_size": 8192, "vocab_size": 128256,
+  "max_position_embeddings": 131072, "rms_norm_eps": 1e-05,
+  "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
+  "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+  "original_max_position_embeddings": 8192}, "tie_word_embeddings": true,
+  "hidden_act": "silu", "attention_bias": false, "mlp_bias": false,
+  "dtype": "bfloat16"})";
+const char *kQwen3_06B = R"({
+  "architectures": ["Qwen3ForCausalLM"], "hidden_size": 1024,
+  "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+  "head_dim": 128, "intermediate_size": 3072, "vocab_size": 151936,
+  "max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+  "tie_word_embeddings": true, "hidden_act": "silu", "attention_bias": false,
+  "dtype": "bfloat16"})";
+
+// Tests that every kernel codegen emits for the fixtures and the full-size
+// models compiles for sm_80 and sm_90.
+TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::string, Plan>> plans;
+  for (const char *fixture : {"qwen2", "llama", "qwen3"}) {
+    plans.emplace_back(fixture, fixturePlan(fixture, std::nullopt));
+    plans.emplace_back(std::string(fixture) + " (bf16)",
+                       fixturePlan(fixture, DType::BF16));
+  }
+  plans.emplace_back("Qwen2.5-0.5B",
+                     shapeOnlyPlan("Qwen2.5-0.5B", kQwen25_05B));
+  plans.emplace_back("Qwen2.5-3B", shapeOnlyPlan("Qwen2.5-3B", kQwen25_3B));
+  plans.emplace_back("Qwen2.5-7B", shapeOnlyPlan("Qwen2.5-7B", kQwen25_7B));
+  plans.emplace_back("Llama-3.2-1B",
+                     shapeOnlyPlan("Llama-3.2-1B", kLlama32_1B));
+  plans.emplace_back("Qwen3-0.6B", shapeOnlyPlan("Qwen3-0.6B", kQwen3_06B));
+  double planSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+
+  // Distinct kernels over all plans; who uses each (for failure messages).
+  std::map<std::string, KernelSpec> kernels;
+  std::map<std::string, std::string> users;
+  std::map<std::string, int> perTemplate;
+  for (const auto &[name, plan] : plans) {
+    ASSERT_FALSE(plan.functions.empty()) << name;
+    auto generated = generateAllKernels(plan);
+    ASSERT_TRUE(generated.ok()) << name << ": " << generated.status();
+    EXPECT_GE(generated->size(), 9u) << name; // every template but gemm
+    for (KernelSpec &kernel : *generated) {
+      users[kernel.entry] += (users[kernel.entry].empty() ? "" : ", ") + name;
+      kernels.emplace(kernel.entry, std::move(kernel));
+    }
+  }
+  for (const auto &[entry, kernel] : kernels)
+    ++perTemplate[entry.substr(6, entry.rfind('_') - 6)];
+  for (const char *name : {"embedding", "rms_norm", "rope", "cache_write",
+                           "attention", "silu", "mul", "add", "take_last"})
+    EXPECT_GT(perTemplate[name], 0) << name;
+  EXPECT_LT(kernels.size(), 300u) << "dedup is not working";
+
+  // Two workers: CI has two cores and NVRTC calls are independent.
+  TempDir cache("nvrtc_all");
+  KernelCompiler compiler(cache.path());
+  std::vector<std::pair<const KernelSpec *, std::string>> jobs;
+  for (const auto &[entry, kernel] : kernels)
+    for (const char *arch : {"sm_80", "sm_90"})
+      jobs.emplace_back(&kernel, arch);
+  std::vector<std::string> failures(jobs.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next++) < jobs.size();) {
+      auto cubin = compiler.cubin(jobs[i].first->source, jobs[i].second);
+      if (!cubin.ok())
+        failures[i] = std::string(cubin.status().message());
+      else if (cubin->size() < 4 || cubin->compare(0, 4,
+                                                   "\x7f"
+                                                   "ELF") != 0)
+        failures[i] = "not an ELF cubin";
+    }
+  };
+  std::thread helper(work);
+  work();
+  helper.join();
+  for (size_t i = 0; i < jobs.size(); ++i)
+    EXPECT_EQ(failures[i], "")
+        << jobs[i].first->entry << " for " << jobs[i].second << " (used by "
+        << users[jobs[i].first->entry] << ")";
+  EXPECT_EQ(compiler.compiles(), int64_t(jobs.size()));
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::printf("%zu plans, %zu distinct kernels, %zu NVRTC compiles "
+              "(sm_80 + sm_90, NVRTC %s): plans %.1f s, total %.1f s\n",
+              plans.size(), kernels.size(), jobs.size(), nvrtcVersion().c_str(),
+              planSeconds, seconds);
+}
+
+const char *kSmallKernel = R"(// test kernel
+extern "C" __global__ void treni_test(float *out, int rows) {
+  out[threadIdx.x] = sinf(float(rows));
+})";
+
+std::string readBytes(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+void writeBytes(const std::string &path, const std::string &bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+// Tests that a second request for the same source and arch is served from
+// the disk cache (also by a new compiler, as in a second process), and that
+// another arch is a miss.
+TEST(NvrtcTest, CacheHitsCompileNothing) {
+  TempDir cache("nvrtc_hits");
+  KernelCompiler compiler(cache.path());
+  auto first = compiler.cubin(kSmallKernel, "sm_90");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(compiler.compiles(), 1);
+  EXPECT_EQ(compiler.cacheHits(), 0);
+  EXPECT_TRUE(fs::exists(compiler.cachePath(kSmallKernel, "sm_90")));
+
+  auto second = compiler.cubin(kSmallKernel, "sm_90");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, *first);
+  EXPECT_EQ(compiler.compiles(), 1);
+  EXPECT_EQ(compiler.cacheHits(), 1);
+
+  KernelCompiler another(cache.path());
+  auto third = another.cubin(kSmallKernel, "sm_90");
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(*third, *first);
+  EXPECT_EQ(another.compiles(), 0);
+  EXPECT_EQ(another.cacheHits(), 1);
+
+  auto otherArch = compiler.cubin(kSmallKernel, "sm_80");
+  ASSERT_TRUE(otherArch.ok()) << otherArch.status();
+  EXPECT_EQ(compiler.compiles(), 2);
+  EXPECT_NE(*otherArch, *first);
+  EXPECT_NE(compiler.cachePath(kSmallKernel, "sm_80"),
+            compiler.cachePath(kSmallKernel, "sm_90"));
+  // One byte of source changes the key.
+  EXPECT_NE(compiler.cachePath(std::string(kSmallKernel) + " ", "sm_90"),
+            compiler.cachePath(kSmallKernel, "sm_90"));
+
+  // No temporary files are left behind.
+  for (const auto &entry : fs::recursive_directory_iterator(cache.path()))
+    EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos)
+        << entry.path();
+}
+
+// Tests that corrupt, truncated and foreign cache files are recompiled and
+// replaced by an intact one.
+TEST(NvrtcTest, CorruptCacheFileIsRebuilt) {
+  TempDir cache("nvrtc_corrupt");
+  KernelCompiler compiler(cache.path());
+  auto good = compiler.cubin(kSmallKernel, "sm_90");
+  ASSERT_TRUE(good.ok()) << good.status();
+  std::string path = compiler.cachePath(kSmallKernel, "sm_90");
+  std::string intact = readBytes(path);
+  ASSERT_GT(intact.size(), good->size());
+
+  std::string flipped = intact;
+  flipped[flipped.size() - 10] ^= 0x5a;
+  std::vector<std::string> damaged = {
+      flipped,   intact.substr(0, intact.size() / 2), "",
+      "garbage", intact.substr(0, intact.find('\n')), *good /* a bare cubin */};
+  int64_t compiles = compiler.compiles();
+  for (size_t i = 0; i < damaged.size(); ++i) {
+    writeBytes(path, damaged[i]);
+    auto rebuilt = compiler.cubin(kSmallKernel, "sm_90");
+    ASSERT_TRUE(rebuilt.ok()) << i << ": " << rebuilt.status();
+    EXPECT_EQ(*rebuilt, *good) << i;
+    EXPECT_EQ(compiler.compiles(), ++compiles) << i;
+    EXPECT_EQ(readBytes(path), intact) << i;
+  }
+  EXPECT_EQ(compiler.cacheHits(), 0);
+}
+
+// Tests that an NVRTC compile error is a status naming the call and carrying
+// the program log, and that nothing is cached for it.
+TEST(NvrtcTest, InvalidSourceReportsTheLog) {
+  TempDir cache("nvrtc_invalid");
+  KernelCompiler compiler(cache.path());
+  std::string source = "// treni kernel: broken\n"
+                       "extern \"C\" __global__ void broken(float *out) {\n"
+                       "  out[0] = undefined_thing;\n}\n";
+  auto cubin = compiler.cubin(source, "sm_90");
+  ASSERT_FALSE(cubin.ok());
+  std::string message(cubin.status().message());
+  EXPECT_THAT(message, HasSubstr("nvrtcCompileProgram"));
+  EXPECT_THAT(message, HasSubstr("NVRTC_ERROR_COMPILATION"));
+  EXPECT_THAT(message, HasSubstr("undefined_thing"));
+  EXPECT_THAT(message, HasSubstr("is undefined"));
+  EXPECT_THAT(message, HasSubstr("// treni kernel: broken"));
+  EXPECT_EQ(compiler.compiles(), 1);
+  EXPECT_FALSE(fs::exists(compiler.cachePath(source, "sm_90")));
+  // Still an error the second time (errors are not cached).
+  EXPECT_FALSE(compiler.cubin(source, "sm_90").ok());
+  EXPECT_EQ(compiler.compiles(), 2);
+}
+
+TEST(NvrtcTest, RejectsBadArch) {
+  KernelCompiler compiler("");
+  for (const char *arch : {"", "sm90", "compute_90", "sm_", "sm_9x", "90"}) {
+    auto cubin = compiler.cubin(kSmallKernel, arch);
+    ASSERT_FALSE(cubin.ok()) << arch;
+    EXPECT_EQ(cubin.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(compiler.compiles(), 0);
+}
+
+// Tests that "" disables the disk cache: every request compiles.
+TEST(NvrtcTest, EmptyCacheDirDisablesTheCache) {
+  KernelCompiler compiler("");
+  EXPECT_EQ(compiler.cachePath(kSmallKernel, "sm_90"), "");
+  ASSERT_TRUE(compiler.cubin(kSmallKernel, "sm_90").ok());
+  ASSERT_TRUE(compiler.cubin(kSmallKernel, "sm_90").ok());
+  EXPECT_EQ(compiler.compiles(), 2);
+  EXPECT_EQ(compiler.cacheHits(), 0);
+}
+
+TEST(NvrtcTest, DefaultCacheDir) {
+  std::string saved =
+      getenv("TRENI_CACHE_DIR") ? getenv("TRENI_CACHE_DIR") : "";
+  bool had = getenv("TRENI_CACHE_DIR") != nullptr;
+  setenv("TRENI_CACHE_DIR", "/some/where", 1);
+  EXPECT_EQ(KernelCompiler::defaultCacheDir(), "/some/where");
+  unsetenv("TRENI_CACHE_DIR");
+  if (const char *home = getenv("HOME"))
+    EXPECT_EQ(KernelCompiler::defaultCacheDir(),
+              std::string(home) + "/.cache/treni");
+  if (had)
+    setenv("TRENI_CACHE_DIR", saved.c_str(), 1);
+}
+
+TEST(NvrtcTest, VersionAndOptions) {
+  EXPECT_THAT(nvrtcVersion(), ::testing::MatchesRegex("[0-9]+\\.[0-9]+"));
+  auto options = KernelCompiler::options("sm_80");
+  EXPECT_THAT(options, ::testing::Contains("--gpu-architecture=sm_80"));
+  for (const std::string &option : options)
+    EXPECT_EQ(option.find("fast"), std::string::npos) << option;
+}
+
+TEST(NvrtcTest, Sha256KnownAnswers) {
+  EXPECT_EQ(sha256Hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(
+      sha256Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha256Hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+} // namespace
+} // namespace treni
