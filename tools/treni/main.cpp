@@ -1,14 +1,16 @@
 //===- main.cpp - the treni command-line tool ----------------------------===//
 //
-//   treni compile MODEL_DIR [--emit=mlir|mlir-opt|plan|cuda] [-o FILE]
-//                 [--disable-pass=NAME ...]
-//   treni run [MODEL_DIR] --device cpu [--prompt-ids 1,2,3] [--max-tokens N]
-//             [--max-seq N] [--disable-pass=NAME ...]
+//   treni compile MODEL_DIR [--emit=mlir|mlir-opt|plan|cuda|package] [-o FILE]
+//                 [--arch sm_90] [--dtype bf16] [--disable-pass=NAME ...]
+//   treni run [MODEL_DIR | model.treni] [--device cpu|gpu] [--prompt-ids 1,2,3]
+//             [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]
+//             [--force-ids ...] [--dump-logits FILE] [--repeat N] [--json]
 //
-// With no MODEL_DIR, `run` uses the bundled tiny Qwen2 fixture.
+// With no model, `run` uses the bundled tiny Qwen2 fixture on the CPU.
 //
 //===----------------------------------------------------------------------===//
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -21,7 +23,10 @@
 #include "absl/strings/str_split.h"
 #include "codegen/Compiler.h"
 #include "codegen/KernelSource.h"
+#include "codegen/Status.h"
 #include "runtime/cpu_executor.h"
+#include "runtime/engine_loader.h"
+#include "runtime/sampler.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 
@@ -38,35 +43,64 @@ cl::SubCommand runCommand("run", "Generate tokens from a model");
 
 cl::opt<std::string> compileModel(cl::Positional, cl::desc("MODEL_DIR"),
                                   cl::Required, cl::sub(compileCommand));
-cl::opt<std::string> runModel(cl::Positional, cl::desc("[MODEL_DIR]"),
+cl::opt<std::string> runModel(cl::Positional, cl::desc("[MODEL_DIR | model.treni]"),
                               cl::init(TRENI_DEFAULT_MODEL_DIR),
                               cl::sub(runCommand));
-enum class Emit { Mlir, MlirOpt, Plan, Cuda };
+enum class Emit { Mlir, MlirOpt, Plan, Cuda, Package };
 cl::opt<Emit> emit(
-    "emit", cl::desc("What to write"), cl::init(Emit::Plan),
+    "emit", cl::desc("What to write (default: package for a .treni output, else plan)"),
     cl::values(clEnumValN(Emit::Mlir, "mlir", "the treni IR the frontend builds"),
                clEnumValN(Emit::MlirOpt, "mlir-opt",
                           "the IR after treni-default-pipeline"),
                clEnumValN(Emit::Plan, "plan", "the executable plan (JSON)"),
-               clEnumValN(Emit::Cuda, "cuda",
-                          "the generated CUDA C++ of every kernel")),
+               clEnumValN(Emit::Cuda, "cuda", "the generated CUDA C++ of every kernel"),
+               clEnumValN(Emit::Package, "package",
+                          "an AOT package: plan, kernel sources and cubins")),
     cl::sub(compileCommand));
 cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout)"),
                                 cl::value_desc("FILE"), cl::init("-"),
                                 cl::sub(compileCommand));
+cl::opt<std::string> arch("arch", cl::desc("GPU architecture of the package's cubins"),
+                          cl::init("sm_90"), cl::sub(compileCommand));
+cl::opt<std::string> dtype("dtype",
+                           cl::desc("Activation dtype: bf16, f16 or f32 (default: "
+                                    "the checkpoint's; bf16 for f32 checkpoints on GPU)"),
+                           cl::init(""), cl::sub(compileCommand), cl::sub(runCommand));
 cl::list<std::string> disablePass(
     "disable-pass", cl::desc("Leave a pass of treni-default-pipeline out"),
     cl::value_desc("NAME"), cl::sub(compileCommand), cl::sub(runCommand));
 
-cl::opt<std::string> device("device", cl::desc("cpu (gpu: see `treni run --device gpu`)"),
-                            cl::init("cpu"), cl::sub(runCommand));
+cl::opt<std::string> device("device", cl::desc("cpu or gpu"), cl::init("cpu"),
+                            cl::sub(runCommand));
 cl::opt<std::string> promptIds("prompt-ids",
                                cl::desc("Comma-separated prompt token ids"),
                                cl::init("1,2,3"), cl::sub(runCommand));
+cl::opt<int> promptLength("prompt-length",
+                          cl::desc("Use N pseudo-random prompt ids instead of --prompt-ids"),
+                          cl::init(0), cl::sub(runCommand));
 cl::opt<int> maxTokens("max-tokens", cl::desc("Tokens to generate"),
                        cl::init(16), cl::sub(runCommand));
 cl::opt<int> maxSeq("max-seq", cl::desc("KV cache length in tokens"),
                     cl::init(4096), cl::sub(runCommand));
+cl::opt<float> temperature("temperature", cl::desc("0 = greedy"), cl::init(0.0f),
+                           cl::sub(runCommand));
+cl::opt<int> topK("top-k", cl::desc("0 = off"), cl::init(0), cl::sub(runCommand));
+cl::opt<float> topP("top-p", cl::desc("1 = off"), cl::init(1.0f), cl::sub(runCommand));
+cl::opt<uint64_t> seed("seed", cl::desc("Sampling seed"), cl::init(0),
+                       cl::sub(runCommand));
+cl::opt<std::string> forceIds(
+    "force-ids",
+    cl::desc("Teacher forcing: feed these ids to decode instead of the sampled ones"),
+    cl::init(""), cl::sub(runCommand));
+cl::opt<std::string> dumpLogits(
+    "dump-logits", cl::desc("Write the fp32 logits of every step to FILE"),
+    cl::init(""), cl::sub(runCommand));
+cl::opt<int> repeat("repeat", cl::desc("Generate N times after loading; report medians"),
+                    cl::init(1), cl::sub(runCommand));
+cl::opt<bool> json("json", cl::desc("Print the timings as one JSON line"),
+                   cl::init(false), cl::sub(runCommand));
+cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
+                      cl::init(false), cl::sub(runCommand));
 
 int fail(const absl::Status &status) {
   std::fprintf(stderr, "treni: error: %s\n", std::string(status.message()).c_str());
@@ -78,20 +112,72 @@ double secondsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+absl::StatusOr<std::optional<DType>> parseDtypeFlag() {
+  if (dtype.empty())
+    return std::optional<DType>();
+  if (dtype == "bf16")
+    return std::optional<DType>(DType::BF16);
+  if (dtype == "f16")
+    return std::optional<DType>(DType::F16);
+  if (dtype == "f32")
+    return std::optional<DType>(DType::F32);
+  return absl::InvalidArgumentError("--dtype must be bf16, f16 or f32, not " +
+                                    dtype);
+}
+
+absl::StatusOr<std::vector<int32_t>> parseIds(const std::string &text,
+                                              const char *flag) {
+  std::vector<int32_t> ids;
+  if (text.empty())
+    return ids;
+  for (absl::string_view piece : absl::StrSplit(text, ',')) {
+    int32_t id;
+    if (!absl::SimpleAtoi(piece, &id))
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": '", piece, "' is not a token id"));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 int runCompile() {
+  auto activation = parseDtypeFlag();
+  if (!activation.ok())
+    return fail(activation.status());
+  Emit what = emit.getNumOccurrences()
+                  ? emit.getValue()
+                  : (llvm::StringRef(outputFile).ends_with(".treni") ? Emit::Package
+                                                                     : Emit::Plan);
+  if (what == Emit::Package) {
+    if (outputFile == "-")
+      return fail(absl::InvalidArgumentError("--emit=package needs -o FILE"));
+    EngineOptions options;
+    options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+    options.activationDtype = *activation;
+    auto stats = compilePackage(compileModel, outputFile, arch, options);
+    if (!stats.ok())
+      return fail(stats.status());
+    std::fprintf(stderr, "wrote %s: %lld kernels for %s (%lld compiled by NVRTC, %lld from cache) in %.2f s\n",
+                 outputFile.c_str(), (long long)stats->kernels, arch.c_str(),
+                 (long long)stats->nvrtcCompiles, (long long)stats->cacheHits,
+                 stats->seconds);
+    return 0;
+  }
+
   mlir::MLIRContext context;
   std::string text;
   CompileOptions options;
   options.disabledPasses.assign(disablePass.begin(), disablePass.end());
-  options.inputIR = emit == Emit::Mlir ? &text : nullptr;
-  options.outputIR = emit == Emit::MlirOpt ? &text : nullptr;
-  options.buildPlan = emit == Emit::Plan || emit == Emit::Cuda;
+  options.activationDtype = *activation;
+  options.inputIR = what == Emit::Mlir ? &text : nullptr;
+  options.outputIR = what == Emit::MlirOpt ? &text : nullptr;
+  options.buildPlan = what == Emit::Plan || what == Emit::Cuda;
   auto compiled = compileModelDir(context, compileModel, options);
   if (!compiled.ok())
     return fail(compiled.status());
-  if (emit == Emit::Plan)
+  if (what == Emit::Plan)
     text = serializePlan(compiled->plan);
-  if (emit == Emit::Cuda) {
+  if (what == Emit::Cuda) {
     auto kernels = generateAllKernels(compiled->plan);
     if (!kernels.ok())
       return fail(kernels.status());
@@ -106,7 +192,7 @@ int runCompile() {
     if (!out)
       return fail(absl::UnavailableError("cannot write " + outputFile));
   }
-  if (emit == Emit::Plan)
+  if (what == Emit::Plan)
     for (const PlanFunction &f : compiled->plan.functions)
       std::fprintf(stderr, "@%s: %zu kernels, arena %lld bytes + %lld bytes/token\n",
                    f.name.c_str(), f.steps.size(), (long long)f.staticBytes,
@@ -114,67 +200,137 @@ int runCompile() {
   return 0;
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0 : values[values.size() / 2];
+}
+
 int runRun() {
   if (runModel.empty())
-    return fail(absl::InvalidArgumentError("no MODEL_DIR given"));
-  if (device != "cpu")
-    return fail(absl::UnimplementedError(
-        "--device " + device + " is not available in this build; use --device cpu"));
-  if (maxTokens < 0)
-    return fail(absl::InvalidArgumentError("--max-tokens must be >= 0"));
-  std::vector<int32_t> prompt;
-  for (absl::string_view piece : absl::StrSplit(promptIds.getValue(), ',')) {
-    int32_t id;
-    if (!absl::SimpleAtoi(piece, &id))
-      return fail(absl::InvalidArgumentError(
-          absl::StrCat("--prompt-ids: '", piece, "' is not a token id")));
-    prompt.push_back(id);
+    return fail(absl::InvalidArgumentError("no MODEL given"));
+  if (device != "cpu" && device != "gpu")
+    return fail(absl::InvalidArgumentError("--device must be cpu or gpu"));
+  if (maxTokens < 0 || repeat < 1)
+    return fail(absl::InvalidArgumentError("--max-tokens must be >= 0 and --repeat >= 1"));
+  auto activation = parseDtypeFlag();
+  if (!activation.ok())
+    return fail(activation.status());
+  auto prompt = parseIds(promptIds, "--prompt-ids");
+  auto forced = parseIds(forceIds, "--force-ids");
+  if (!prompt.ok() || !forced.ok())
+    return fail(prompt.ok() ? forced.status() : prompt.status());
+  SamplingParams params;
+  params.temperature = temperature;
+  params.topK = topK;
+  params.topP = topP;
+  params.seed = seed;
+  if (absl::Status status = validate(params); !status.ok())
+    return fail(status);
+
+  EngineOptions options;
+  options.device = device == "gpu" ? Device::Gpu : Device::Cpu;
+  options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+  options.activationDtype = *activation;
+  options.maxSeq = maxSeq;
+  options.cudaGraphs = !noGraph;
+  auto engine = loadEngine(runModel, options);
+  if (!engine.ok())
+    return fail(engine.status());
+  Engine &e = **engine;
+
+  if (promptLength > 0) {
+    // Deterministic pseudo-random ids (benchmarks): a fixed LCG over the vocab.
+    prompt->clear();
+    uint64_t state = 12345;
+    for (int i = 0; i < promptLength; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      prompt->push_back(int32_t((state >> 33) % uint64_t(e.vocabSize())));
+    }
   }
-  if (prompt.empty())
+  if (prompt->empty())
     return fail(absl::InvalidArgumentError("--prompt-ids is empty"));
 
-  mlir::MLIRContext context;
-  CompileOptions options;
-  options.disabledPasses.assign(disablePass.begin(), disablePass.end());
-  auto compiled = compileModelDir(context, runModel, options);
-  if (!compiled.ok())
-    return fail(compiled.status());
-  auto start = std::chrono::steady_clock::now();
-  auto executor = CpuExecutor::create(compiled->plan, runModel, maxSeq);
-  if (!executor.ok())
-    return fail(executor.status());
-  double weightSeconds = secondsSince(start);
-
-  std::vector<int32_t> generated;
-  start = std::chrono::steady_clock::now();
-  auto logits = (*executor)->prefill(prompt, 0);
-  if (!logits.ok())
-    return fail(logits.status());
-  double prefillSeconds = secondsSince(start);
-  start = std::chrono::steady_clock::now();
-  for (int i = 0; i < maxTokens; ++i) {
-    generated.push_back(argmax(*logits));
-    if (i + 1 == maxTokens)
-      break;
-    logits = (*executor)->decode(generated.back(), prompt.size() + i);
-    if (!logits.ok())
-      return fail(logits.status());
+  std::ofstream logitsOut;
+  if (!dumpLogits.empty()) {
+    logitsOut.open(dumpLogits, std::ios::binary | std::ios::trunc);
+    if (!logitsOut)
+      return fail(absl::UnavailableError("cannot write " + dumpLogits));
   }
-  double decodeSeconds = secondsSince(start);
-  int decodeSteps = std::max(0, maxTokens.getValue() - 1);
+  std::vector<double> ttfts, decodeRates;
+  std::vector<int32_t> generated;
+  for (int r = 0; r < repeat; ++r) {
+    generated.clear();
+    auto start = std::chrono::steady_clock::now();
+    auto sample = e.prefill(*prompt, params);
+    if (!sample.ok())
+      return fail(sample.status());
+    ttfts.push_back(secondsSince(start));
+    if (r == 0 && logitsOut.is_open()) {
+      auto logits = e.lastLogits();
+      if (!logits.ok())
+        return fail(logits.status());
+      logitsOut.write(reinterpret_cast<const char *>(logits->data()),
+                      logits->size() * sizeof(float));
+    }
+    start = std::chrono::steady_clock::now();
+    int64_t position = prompt->size();
+    for (int i = 0; i < maxTokens; ++i) {
+      generated.push_back(sample->token);
+      if (i + 1 == maxTokens)
+        break;
+      int32_t next = size_t(i) < forced->size() ? (*forced)[i] : sample->token;
+      sample = e.decode(next, position++, params);
+      if (!sample.ok())
+        return fail(sample.status());
+      if (r == 0 && logitsOut.is_open()) {
+        auto logits = e.lastLogits();
+        if (!logits.ok())
+          return fail(logits.status());
+        logitsOut.write(reinterpret_cast<const char *>(logits->data()),
+                        logits->size() * sizeof(float));
+      }
+    }
+    double seconds = secondsSince(start);
+    if (maxTokens > 1)
+      decodeRates.push_back((maxTokens - 1) / seconds);
+  }
 
+  const EngineStats &stats = e.stats();
+  double ttft = median(ttfts), rate = median(decodeRates);
   std::printf("%s\n", absl::StrJoin(generated, ",").c_str());
+  if (json) {
+    std::printf(
+        "{\"device\": \"%s\", \"gpu\": \"%s\", \"prompt_tokens\": %zu, "
+        "\"new_tokens\": %d, \"repeat\": %d, \"ttft_ms\": %.4f, "
+        "\"decode_tok_s\": %.2f, \"ms_per_token\": %.5f, \"load_s\": %.4f, "
+        "\"compile_s\": %.4f, \"kernel_s\": %.4f, \"weights_s\": %.4f, "
+        "\"weight_gb_s\": %.3f, \"weight_bytes\": %lld, \"nvrtc_compiles\": %lld, "
+        "\"cache_hits\": %lld, \"aot_kernels\": %lld, \"source\": \"%s\", "
+        "\"first_token_s\": %.4f}\n",
+        device.c_str(), stats.deviceName.c_str(), prompt->size(), maxTokens.getValue(),
+        repeat.getValue(), ttft * 1e3, rate, rate > 0 ? 1e3 / rate : 0.0,
+        stats.totalLoadSeconds, stats.compileSeconds, stats.kernelSeconds,
+        stats.weightSeconds, stats.weightSeconds > 0 ? stats.weightBytes / stats.weightSeconds / 1e9 : 0.0,
+        (long long)stats.weightBytes, (long long)stats.nvrtcCompiles,
+        (long long)stats.cacheHits, (long long)stats.aotKernels, stats.source.c_str(),
+        stats.totalLoadSeconds + ttfts.front());
+  }
   std::fprintf(stderr,
-               "model: %s (%s)\n"
-               "load: %.1f ms  compile: %.1f ms  weights->fp32: %.1f ms\n"
-               "prefill: %zu tokens in %.2f ms (time to first token)\n"
-               "decode: %d steps in %.2f ms (%.1f tokens/s) [cpu, fp32]\n",
-               runModel.c_str(),
-               std::string(architectureName(compiled->config.architecture)).c_str(),
-               compiled->loadSeconds * 1e3, compiled->compileSeconds * 1e3,
-               weightSeconds * 1e3, prompt.size(), prefillSeconds * 1e3,
-               decodeSteps, decodeSeconds * 1e3,
-               decodeSteps > 0 ? decodeSteps / decodeSeconds : 0.0);
+               "model: %s [%s%s%s]\n"
+               "load: %.3f s (%s; compile %.3f s, kernels %.3f s: %lld NVRTC compiles, "
+               "%lld cache hits, %lld from package; weights %.3f s, %.2f GB/s)\n"
+               "prefill: %zu tokens, time to first token %.3f ms\n"
+               "decode: %d tokens, %.1f tokens/s (%.3f ms/token)%s\n",
+               runModel.c_str(), device.c_str(),
+               stats.deviceName.empty() ? "" : ", ", stats.deviceName.c_str(),
+               stats.totalLoadSeconds, stats.source.c_str(), stats.compileSeconds,
+               stats.kernelSeconds, (long long)stats.nvrtcCompiles,
+               (long long)stats.cacheHits, (long long)stats.aotKernels,
+               stats.weightSeconds,
+               stats.weightSeconds > 0 ? stats.weightBytes / stats.weightSeconds / 1e9 : 0.0,
+               prompt->size(), ttft * 1e3, std::max(0, maxTokens - 1), rate,
+               rate > 0 ? 1e3 / rate : 0.0,
+               repeat > 1 ? absl::StrCat(" [median of ", repeat.getValue(), "]").c_str() : "");
   return 0;
 }
 } // namespace

@@ -1,0 +1,78 @@
+//===- engine_loader.h - one engine over the CPU or GPU executor -*- C++ -*-===//
+//
+// What `treni run` (and later `chat`/`serve`) talks to. A model argument is
+// either a `.treni` package (no MLIR; no NVRTC when its cubins match the GPU)
+// or a checkpoint directory. On the GPU, a directory is compiled on first use
+// and the resulting package is cached under $TRENI_CACHE_DIR/packages, keyed
+// by the checkpoint's files, the options and this binary, so the next load of
+// the same model skips MLIR and NVRTC entirely.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "frontends/safetensors/safetensors.h"
+#include "runtime/sampler.h"
+
+namespace treni {
+
+enum class Device { Cpu, Gpu };
+
+struct EngineOptions {
+  Device device = Device::Cpu;
+  std::vector<std::string> disabledPasses;
+  std::optional<DType> activationDtype;
+  int64_t maxSeq = 4096;
+  bool cudaGraphs = true;
+  /// NVRTC cubins and JIT packages; default $TRENI_CACHE_DIR or ~/.cache/treni.
+  std::optional<std::string> cacheDir;
+};
+
+struct EngineStats {
+  std::string source; ///< how the plan was obtained
+  std::string deviceName;
+  double totalLoadSeconds = 0, compileSeconds = 0, kernelSeconds = 0,
+         weightSeconds = 0;
+  int64_t weightBytes = 0, nvrtcCompiles = 0, cacheHits = 0, aotKernels = 0;
+  bool ranMlir = false;
+};
+
+class Engine {
+public:
+  virtual ~Engine() = default;
+  /// Prefills `ids` from position 0 and samples the first new token.
+  virtual absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
+                                               const SamplingParams &params) = 0;
+  /// Feeds `id` at `position` and samples the next token.
+  virtual absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
+                                              const SamplingParams &params) = 0;
+  /// fp32 logits of the last call.
+  virtual absl::StatusOr<std::vector<float>> lastLogits() = 0;
+  virtual int64_t vocabSize() const = 0;
+  const EngineStats &stats() const { return stats_; }
+
+protected:
+  EngineStats stats_;
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,
+                                                   const EngineOptions &options);
+
+struct PackageStats {
+  int64_t kernels = 0, nvrtcCompiles = 0, cacheHits = 0;
+  double seconds = 0;
+};
+
+/// `treni compile MODEL_DIR -o FILE --arch ARCH`: plan + sources + cubins.
+absl::StatusOr<PackageStats> compilePackage(const std::string &modelDir,
+                                            const std::string &outputPath,
+                                            const std::string &arch,
+                                            const EngineOptions &options);
+
+} // namespace treni

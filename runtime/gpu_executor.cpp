@@ -1,0 +1,548 @@
+//===- gpu_executor.cpp - the CUDA runtime for a Plan --------------------===//
+
+#include "runtime/gpu_executor.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/KernelSource.h"
+#include "codegen/Status.h"
+#include "runtime/cuda_status.h"
+#include "runtime/gemm.h"
+#include "runtime/nvrtc_compiler.h"
+#include "runtime/weights.h"
+
+namespace treni {
+namespace {
+
+int64_t dtypeBytes(const std::string &dtype) {
+  return dtype == "bf16" || dtype == "f16" ? 2 : 4;
+}
+
+cudaDataType_t cudaType(const std::string &dtype) {
+  if (dtype == "bf16")
+    return CUDA_R_16BF;
+  if (dtype == "f16")
+    return CUDA_R_16F;
+  return CUDA_R_32F;
+}
+
+std::string lower(std::string_view safetensorsDtype) {
+  if (safetensorsDtype == "BF16")
+    return "bf16";
+  if (safetensorsDtype == "F16")
+    return "f16";
+  return "f32";
+}
+
+int64_t alignUp(int64_t value, int64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+int dtypeKind(const std::string &dtype) {
+  return dtype == "bf16" ? 0 : dtype == "f16" ? 1 : 2;
+}
+
+} // namespace
+
+const std::string &convertKernelSource() {
+  static const std::string source = R"cuda(// treni kernel: convert (weight upload: checkpoint dtype -> activation dtype)
+__device__ __forceinline__ float load(const float *p, long long i) { return p[i]; }
+__device__ __forceinline__ float load(const unsigned short *p, long long i, int isHalf) {
+  unsigned short bits = p[i];
+  if (!isHalf) return __uint_as_float(((unsigned int)bits) << 16);
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f;
+}
+__device__ __forceinline__ unsigned short toBits(float f, int isHalf) {
+  if (isHalf) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+  unsigned int u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+// srcKind/dstKind: 0 = bf16, 1 = f16, 2 = f32.
+extern "C" __global__ void treni_convert(const void *in, void *out, long long n,
+                                         int srcKind, int dstKind) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    float v = srcKind == 2 ? load((const float *)in, i)
+                           : load((const unsigned short *)in, i, srcKind);
+    if (dstKind == 2) ((float *)out)[i] = v;
+    else ((unsigned short *)out)[i] = toBits(v, dstKind);
+  }
+}
+)cuda";
+  return source;
+}
+
+absl::StatusOr<std::string> currentDeviceArch() {
+  int count = 0;
+  cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess || count == 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device available (",
+        error == cudaSuccess ? "0 devices" : cudaGetErrorString(error), ")"));
+  int device = 0, major = 0, minor = 0;
+  TRENI_CUDA(cudaGetDevice(&device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return absl::StrCat("sm_", major, minor);
+}
+
+/// One launch of a function: a generated kernel or a cuBLASLt GEMM.
+struct StepLaunch {
+  const PlanStep *step = nullptr;
+  bool gemm = false;
+  GemmShape gemmShape;       ///< m filled per call
+  cudaKernel_t kernel = nullptr;
+  KernelLaunch launch;
+  bool usesCache = false;
+  std::string cache;
+  int64_t layer = 0;
+};
+
+struct GpuExecutor::Impl {
+  Plan plan;
+  GpuOptions options;
+  std::string actDtype;
+  int64_t actBytes = 2;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<GemmRunner> gemm;
+  std::vector<cudaLibrary_t> libraries;
+  std::map<std::string, cudaKernel_t> kernels; ///< by entry
+  char *weights = nullptr;
+  std::vector<char *> weightPtrs;
+  char *arena = nullptr;
+  struct Cache {
+    char *keys = nullptr, *values = nullptr;
+    int64_t layerBytes = 0;
+  };
+  std::map<std::string, Cache> caches;
+  std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
+  cudaKernel_t sampler = nullptr;
+  SampleResultDevice *deviceResult = nullptr, *hostResult = nullptr;
+  unsigned long long *stepCounter = nullptr;
+  int32_t *hostInputs = nullptr; ///< pinned: ids then positions
+  cudaGraphExec_t graph = nullptr;
+  SamplingParams graphParams;
+  const PlanFunction *lastFunction = nullptr;
+
+  ~Impl() {
+    if (graph)
+      cudaGraphExecDestroy(graph);
+    gemm.reset();
+    for (cudaLibrary_t library : libraries)
+      cudaLibraryUnload(library);
+    for (void *p : {(void *)weights, (void *)arena, (void *)deviceResult,
+                    (void *)stepCounter})
+      if (p)
+        cudaFree(p);
+    for (auto &[name, cache] : caches)
+      cudaFree(cache.keys);
+    if (hostResult)
+      cudaFreeHost(hostResult);
+    if (hostInputs)
+      cudaFreeHost(hostInputs);
+    if (stream)
+      cudaStreamDestroy(stream);
+  }
+
+  absl::StatusOr<cudaKernel_t> loadKernel(const std::string &entry,
+                                          const std::string &source,
+                                          const std::string &arch,
+                                          KernelCompiler &compiler,
+                                          GpuLoadStats &stats) {
+    if (auto it = kernels.find(entry); it != kernels.end())
+      return it->second;
+    std::string cubin;
+    if (options.cubins && options.cubinArch == arch &&
+        options.cubins->count(entry)) {
+      cubin = options.cubins->at(entry);
+      ++stats.aotKernels;
+    } else {
+      TRENI_ASSIGN_OR_RETURN(cubin, compiler.cubin(source, arch));
+    }
+    cudaLibrary_t library;
+    TRENI_CUDA(cudaLibraryLoadData(&library, cubin.data(), nullptr, nullptr, 0,
+                                   nullptr, nullptr, 0));
+    libraries.push_back(library);
+    cudaKernel_t kernel;
+    TRENI_CUDA(cudaLibraryGetKernel(&kernel, library, entry.c_str()));
+    kernels[entry] = kernel;
+    ++stats.kernels;
+    return kernel;
+  }
+
+  absl::Status uploadWeights(const std::string &modelDir, KernelCompiler &compiler,
+                             const std::string &arch, GpuLoadStats &stats) {
+    auto start = std::chrono::steady_clock::now();
+    TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+    TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+    std::vector<int64_t> offsets;
+    int64_t total = 0, largestConverted = 0;
+    for (const TensorInfo *info : tensors) {
+      offsets.push_back(total);
+      total += alignUp(info->numElements() * actBytes, 256);
+      if (lower(dtypeName(info->dtype)) != actDtype)
+        largestConverted = std::max<int64_t>(largestConverted, info->byteSize);
+    }
+    TRENI_CUDA(cudaMalloc((void **)&weights, std::max<int64_t>(total, 256)));
+    char *scratch = nullptr;
+    if (largestConverted)
+      TRENI_CUDA(cudaMalloc((void **)&scratch, largestConverted));
+    cudaKernel_t convert = nullptr;
+    if (largestConverted) {
+      TRENI_ASSIGN_OR_RETURN(convert, loadKernel("treni_convert",
+                                                 convertKernelSource(), arch,
+                                                 compiler, stats));
+    }
+
+    // Two pinned staging buffers: the CPU fills one from the mmap while the
+    // copy engine drains the other.
+    constexpr int64_t kChunk = 64 << 20;
+    char *staging[2] = {nullptr, nullptr};
+    cudaEvent_t drained[2] = {nullptr, nullptr};
+    absl::Status status = [&]() -> absl::Status {
+      for (int i = 0; i < 2; ++i) {
+        TRENI_CUDA(cudaHostAlloc((void **)&staging[i], kChunk, cudaHostAllocDefault));
+        TRENI_CUDA(cudaEventCreateWithFlags(&drained[i], cudaEventDisableTiming));
+        TRENI_CUDA(cudaEventRecord(drained[i], stream));
+      }
+      int slot = 0;
+      for (size_t w = 0; w < tensors.size(); ++w) {
+        const TensorInfo *info = tensors[w];
+        auto bytes = checkpoint->data(*info);
+        std::string srcDtype = lower(dtypeName(info->dtype));
+        char *target = weights + offsets[w];
+        char *dst = srcDtype == actDtype ? target : scratch;
+        for (int64_t offset = 0; offset < int64_t(bytes.size()); offset += kChunk) {
+          int64_t n = std::min<int64_t>(kChunk, bytes.size() - offset);
+          TRENI_CUDA(cudaEventSynchronize(drained[slot]));
+          std::memcpy(staging[slot], bytes.data() + offset, n);
+          TRENI_CUDA(cudaMemcpyAsync(dst + offset, staging[slot], n,
+                                     cudaMemcpyHostToDevice, stream));
+          TRENI_CUDA(cudaEventRecord(drained[slot], stream));
+          slot ^= 1;
+        }
+        if (dst == scratch) {
+          long long count = info->numElements();
+          int srcKind = dtypeKind(srcDtype), dstKind = dtypeKind(actDtype);
+          void *in = scratch, *out = target;
+          void *args[] = {&in, &out, &count, &srcKind, &dstKind};
+          TRENI_CUDA(cudaLaunchKernel((const void *)convert, dim3(1024),
+                                      dim3(256), args, 0, stream));
+        }
+        weightPtrs.push_back(target);
+        stats.weightBytes += bytes.size();
+      }
+      TRENI_CUDA(cudaStreamSynchronize(stream));
+      return absl::OkStatus();
+    }();
+    for (int i = 0; i < 2; ++i) {
+      if (staging[i])
+        cudaFreeHost(staging[i]);
+      if (drained[i])
+        cudaEventDestroy(drained[i]);
+    }
+    if (scratch)
+      cudaFree(scratch);
+    stats.weightSeconds = secondsSince(start);
+    return status;
+  }
+
+  absl::Status prepareLaunches(KernelCompiler &compiler, const std::string &arch,
+                               GpuLoadStats &stats) {
+    for (const PlanFunction &function : plan.functions) {
+      std::vector<StepLaunch> &list = launches[function.name];
+      for (const PlanStep &step : function.steps) {
+        StepLaunch launch;
+        launch.step = &step;
+        if (step.templateName == "gemm") {
+          launch.gemm = true;
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.n, step.intConstant("n"));
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.k, step.intConstant("k"));
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.bias, step.boolConstant("bias"));
+          launch.gemmShape.inType = cudaType(actDtype);
+          launch.gemmShape.outType =
+              cudaType(function.buffers[step.outputs.at(0)].dtype);
+        } else {
+          TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
+                                 generateKernel(plan, function, step));
+          TRENI_ASSIGN_OR_RETURN(launch.kernel, loadKernel(spec.entry, spec.source,
+                                                           arch, compiler, stats));
+          launch.launch = spec.launch;
+          launch.usesCache = spec.usesCache;
+          if (spec.usesCache) {
+            TRENI_ASSIGN_OR_RETURN(launch.cache, step.stringConstant("cache"));
+            TRENI_ASSIGN_OR_RETURN(launch.layer, step.intConstant("layer"));
+            if (!caches.count(launch.cache))
+              return absl::InvalidArgumentError("plan: unknown cache " + launch.cache);
+          }
+          int64_t shared = spec.launch.sharedBytes +
+                           spec.launch.sharedBytesPerPosition * options.maxSeq;
+          if (shared > 48 * 1024) {
+            int device = 0;
+            TRENI_CUDA(cudaGetDevice(&device));
+            TRENI_CUDA(cudaKernelSetAttributeForDevice(
+                launch.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                int(shared), device));
+          }
+        }
+        list.push_back(launch);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status prepareGemms(const PlanFunction &function, int64_t tokens) {
+    for (const StepLaunch &launch : launches[function.name])
+      if (launch.gemm) {
+        GemmShape shape = launch.gemmShape;
+        shape.m = rowsOf(function, *launch.step, tokens);
+        TRENI_RETURN_IF_ERROR(gemm->prepare(shape));
+      }
+    return absl::OkStatus();
+  }
+
+  static int rowsOf(const PlanFunction &function, const PlanStep &step,
+                    int64_t tokens) {
+    const PlanBuffer &first = function.buffers[step.inputs[0].index];
+    return int(first.dynamic ? tokens : first.shape[0]);
+  }
+
+  char *bufferAddress(const PlanFunction &function, int64_t buffer, int64_t tokens) {
+    return arena + function.bufferOffset(buffer, tokens);
+  }
+
+  /// Enqueues every step of `function` for `tokens` rows on the stream.
+  absl::Status enqueueSteps(const PlanFunction &function, int64_t tokens) {
+    std::vector<void *> pointers;
+    std::vector<void *> args;
+    for (const StepLaunch &launch : launches[function.name]) {
+      const PlanStep &step = *launch.step;
+      pointers.clear();
+      for (const PlanOperand &operand : step.inputs)
+        pointers.push_back(operand.kind == PlanOperand::Kind::Weight
+                               ? weightPtrs[operand.index]
+                               : bufferAddress(function, operand.index, tokens));
+      for (int64_t output : step.outputs)
+        pointers.push_back(bufferAddress(function, output, tokens));
+      int rows = rowsOf(function, step, tokens);
+      if (launch.gemm) {
+        GemmShape shape = launch.gemmShape;
+        shape.m = rows;
+        TRENI_RETURN_IF_ERROR(gemm->run(shape, pointers[0], pointers[1],
+                                        shape.bias ? pointers[2] : nullptr,
+                                        pointers.back(), stream));
+        continue;
+      }
+      if (launch.usesCache) {
+        Cache &cache = caches[launch.cache];
+        pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
+        pointers.push_back(cache.values + launch.layer * cache.layerBytes);
+      }
+      args.clear();
+      for (void *&pointer : pointers)
+        args.push_back(&pointer);
+      args.push_back(&rows);
+      dim3 grid(unsigned(launch.launch.blocksX),
+                launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
+      int64_t shared = launch.launch.sharedBytes +
+                       launch.launch.sharedBytesPerPosition * options.maxSeq;
+      TRENI_CUDA(cudaLaunchKernel((const void *)launch.kernel, grid,
+                                  dim3(unsigned(launch.launch.threads)),
+                                  args.data(), size_t(shared), stream));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status enqueueSample(const PlanFunction &function,
+                             const SamplingParams &params, int64_t vocab) {
+    const float *logits = reinterpret_cast<const float *>(
+        bufferAddress(function, function.outputs[0], 1));
+    int vocabSize = int(vocab);
+    SamplingParamsDevice deviceParams = toDeviceParams(params);
+    void *args[] = {&logits, &vocabSize, &deviceParams, &stepCounter,
+                    &deviceResult};
+    TRENI_CUDA(cudaLaunchKernel((const void *)sampler, dim3(1), dim3(1024),
+                                args, 0, stream));
+    TRENI_CUDA(cudaMemcpyAsync(hostResult, deviceResult, sizeof(*hostResult),
+                               cudaMemcpyDeviceToHost, stream));
+    return absl::OkStatus();
+  }
+};
+
+GpuExecutor::GpuExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuExecutor::~GpuExecutor() = default;
+
+absl::StatusOr<std::unique_ptr<GpuExecutor>>
+GpuExecutor::create(Plan plan, const std::string &modelDir,
+                    const GpuOptions &options) {
+  if (options.maxSeq <= 0)
+    return absl::InvalidArgumentError("max-seq must be positive");
+  TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  TRENI_ASSIGN_OR_RETURN(impl->actDtype, activationDtype(plan));
+  impl->actBytes = dtypeBytes(impl->actDtype);
+  impl->plan = std::move(plan);
+  Plan &p = impl->plan;
+  for (const char *name : {"prefill", "decode"})
+    if (!p.function(name))
+      return absl::InvalidArgumentError(absl::StrCat("plan has no @", name));
+  auto vocab = p.model.find("vocab_size");
+  if (vocab == p.model.end() || !std::holds_alternative<int64_t>(vocab->second))
+    return absl::InvalidArgumentError("plan: model.vocab_size missing");
+
+  GpuLoadStats stats;
+  stats.arch = arch;
+  cudaDeviceProp properties;
+  TRENI_CUDA(cudaGetDeviceProperties(&properties, 0));
+  stats.deviceName = properties.name;
+  TRENI_CUDA(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  TRENI_ASSIGN_OR_RETURN(impl->gemm, GemmRunner::create());
+
+  // KV cache and arena.
+  for (const PlanKvCache &cache : p.caches) {
+    Impl::Cache &c = impl->caches[cache.name];
+    c.layerBytes = options.maxSeq * cache.numKvHeads * cache.headDim *
+                   dtypeBytes(cache.dtype);
+    int64_t bytes = c.layerBytes * cache.numLayers;
+    TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
+    TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
+    c.values = c.keys + bytes;
+    stats.kvCacheBytes += 2 * bytes;
+  }
+  int64_t arenaBytes = 0;
+  for (const PlanFunction &f : p.functions)
+    arenaBytes = std::max(arenaBytes,
+                          f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
+  TRENI_CUDA(cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
+  stats.arenaBytes = arenaBytes;
+  TRENI_CUDA(cudaMalloc((void **)&impl->deviceResult, sizeof(SampleResultDevice)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
+  TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
+  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResult, sizeof(SampleResultDevice),
+                           cudaHostAllocDefault));
+  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostInputs,
+                           2 * options.maxSeq * sizeof(int32_t),
+                           cudaHostAllocDefault));
+
+  // Kernels (NVRTC through the disk cache, or the package's cubins).
+  auto start = std::chrono::steady_clock::now();
+  KernelCompiler compiler(options.cacheDir);
+  TRENI_RETURN_IF_ERROR(impl->prepareLaunches(compiler, arch, stats));
+  TRENI_ASSIGN_OR_RETURN(impl->sampler,
+                         impl->loadKernel("treni_sample", samplerKernelSource(),
+                                          arch, compiler, stats));
+  stats.kernelSeconds = secondsSince(start);
+  TRENI_RETURN_IF_ERROR(impl->uploadWeights(modelDir, compiler, arch, stats));
+  stats.nvrtcCompiles = compiler.compiles();
+  stats.cacheHits = compiler.cacheHits();
+
+  std::unique_ptr<GpuExecutor> executor(new GpuExecutor(std::move(impl)));
+  executor->stats_ = stats;
+  executor->vocabSize_ = std::get<int64_t>(vocab->second);
+  executor->maxSeq_ = options.maxSeq;
+  return executor;
+}
+
+absl::StatusOr<SampleResult>
+GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
+                     const SamplingParams &params) {
+  if (ids.empty())
+    return absl::InvalidArgumentError("prefill needs at least one token");
+  // A new generation: the sampler's random stream restarts at step 0.
+  TRENI_CUDA(cudaMemsetAsync(impl_->stepCounter, 0, sizeof(unsigned long long),
+                             impl_->stream));
+  return run(*impl_->plan.function("prefill"), ids, startPosition, params,
+             /*useGraph=*/false);
+}
+
+absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
+                                                 const SamplingParams &params) {
+  return run(*impl_->plan.function("decode"), {&id, 1}, position, params,
+             impl_->options.cudaGraphs);
+}
+
+absl::StatusOr<SampleResult>
+GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
+                 int64_t startPosition, const SamplingParams &params,
+                 bool useGraph) {
+  TRENI_RETURN_IF_ERROR(validate(params));
+  int64_t tokens = ids.size();
+  if (startPosition < 0 || startPosition + tokens > maxSeq_)
+    return absl::OutOfRangeError(absl::StrCat(
+        "positions ", startPosition, "..", startPosition + tokens - 1,
+        " exceed the KV cache (--max-seq ", maxSeq_, ")"));
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocabSize_)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", id, " is outside the vocabulary [0, ", vocabSize_, ")"));
+  Impl &impl = *impl_;
+
+  // Token ids and positions go to their arena buffers from pinned memory.
+  int32_t *hostIds = impl.hostInputs, *hostPositions = impl.hostInputs + maxSeq_;
+  std::copy(ids.begin(), ids.end(), hostIds);
+  for (int64_t i = 0; i < tokens; ++i)
+    hostPositions[i] = int32_t(startPosition + i);
+  TRENI_CUDA(cudaMemcpyAsync(
+      impl.bufferAddress(function, function.inputs[0], tokens), hostIds,
+      tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+  TRENI_CUDA(cudaMemcpyAsync(
+      impl.bufferAddress(function, function.inputs[1], tokens), hostPositions,
+      tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+
+  if (useGraph) {
+    if (!impl.graph || std::memcmp(&impl.graphParams, &params, sizeof(params))) {
+      if (impl.graph) {
+        TRENI_CUDA(cudaGraphExecDestroy(impl.graph));
+        impl.graph = nullptr;
+      }
+      // GEMM plans are made before capture: heuristic queries are not
+      // capturable.
+      TRENI_RETURN_IF_ERROR(impl.prepareGemms(function, tokens));
+      cudaGraph_t graph;
+      TRENI_CUDA(cudaStreamBeginCapture(impl.stream,
+                                        cudaStreamCaptureModeThreadLocal));
+      absl::Status captured = impl.enqueueSteps(function, tokens);
+      if (captured.ok())
+        captured = impl.enqueueSample(function, params, vocabSize_);
+      cudaError_t end = cudaStreamEndCapture(impl.stream, &graph);
+      TRENI_RETURN_IF_ERROR(captured);
+      TRENI_CUDA(end);
+      cudaError_t instantiated = cudaGraphInstantiate(&impl.graph, graph, 0);
+      cudaGraphDestroy(graph);
+      TRENI_CUDA(instantiated);
+      impl.graphParams = params;
+      ++graphCaptures_;
+    }
+    TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
+  } else {
+    TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
+    TRENI_RETURN_IF_ERROR(impl.enqueueSample(function, params, vocabSize_));
+  }
+  TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+  impl.lastFunction = &function;
+  return fromDeviceResult(*impl.hostResult);
+}
+
+absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {
+  // Logits are planned as a static f32 [1, vocab] buffer in both functions.
+  const PlanFunction *function = impl_->lastFunction;
+  if (!function)
+    return absl::FailedPreconditionError("no prefill or decode has run yet");
+  std::vector<float> logits(vocabSize_);
+  TRENI_CUDA(cudaMemcpy(logits.data(),
+                        impl_->bufferAddress(*function, function->outputs[0], 1),
+                        vocabSize_ * sizeof(float), cudaMemcpyDeviceToHost));
+  return logits;
+}
+
+} // namespace treni

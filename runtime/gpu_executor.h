@@ -1,0 +1,92 @@
+//===- gpu_executor.h - the CUDA runtime for a Plan -------------*- C++ -*-===//
+//
+// Loads a plan onto one GPU: NVRTC-compiled kernels (disk-cached, or cubins
+// from an AOT package), weights uploaded once in the activation dtype, one
+// activation arena laid out by the plan, a KV cache of --max-seq rows, and
+// cuBLASLt for the GEMMs. Prefill launches the plan's @prefill steps for the
+// whole prompt; decode replays one captured CUDA graph per sampling setting
+// (position and token live in device memory, written before each replay).
+// Sampling runs on the GPU and returns the token with its uncertainty.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "codegen/Plan.h"
+#include "runtime/sampler.h"
+
+namespace treni {
+
+struct GpuOptions {
+  int64_t maxSeq = 4096;
+  /// NVRTC cubin cache; "" disables it.
+  std::string cacheDir;
+  /// Capture decode as a CUDA graph (off: launch step by step, for debugging).
+  bool cudaGraphs = true;
+  /// Precompiled cubins by kernel entry (from an AOT package), used when
+  /// `cubinArch` is the device's architecture.
+  const std::map<std::string, std::string> *cubins = nullptr;
+  std::string cubinArch;
+};
+
+struct GpuLoadStats {
+  std::string deviceName, arch;
+  int64_t weightBytes = 0;    ///< bytes read from the checkpoint
+  double weightSeconds = 0;   ///< mmap -> pinned -> device, conversion included
+  double kernelSeconds = 0;   ///< NVRTC / cache / module loading
+  int64_t kernels = 0;        ///< distinct kernels loaded
+  int64_t nvrtcCompiles = 0;  ///< kernels NVRTC compiled in this process
+  int64_t cacheHits = 0;      ///< kernels found in the disk cache
+  int64_t aotKernels = 0;     ///< kernels taken from the package
+  int64_t arenaBytes = 0, kvCacheBytes = 0;
+};
+
+/// CUDA source of `treni_convert`, the weight dtype conversion kernel.
+const std::string &convertKernelSource();
+
+/// "sm_90" for the current device, or an error when there is no usable GPU.
+absl::StatusOr<std::string> currentDeviceArch();
+
+class GpuExecutor {
+public:
+  static absl::StatusOr<std::unique_ptr<GpuExecutor>>
+  create(Plan plan, const std::string &modelDir, const GpuOptions &options);
+  ~GpuExecutor();
+
+  /// Runs @prefill over `ids` at positions start.. and samples the next token.
+  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
+                                       int64_t startPosition,
+                                       const SamplingParams &params);
+  /// Runs @decode for `id` at `position` and samples the next token.
+  absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
+                                      const SamplingParams &params);
+  /// fp32 logits of the last prefill/decode call (copied to the host).
+  absl::StatusOr<std::vector<float>> lastLogits();
+
+  const GpuLoadStats &loadStats() const { return stats_; }
+  int64_t vocabSize() const { return vocabSize_; }
+  int64_t maxSeq() const { return maxSeq_; }
+  /// Graph captures so far (one per distinct sampling setting).
+  int64_t graphCaptures() const { return graphCaptures_; }
+
+private:
+  struct Impl;
+  explicit GpuExecutor(std::unique_ptr<Impl> impl);
+  absl::StatusOr<SampleResult> run(const PlanFunction &function,
+                                   absl::Span<const int32_t> ids,
+                                   int64_t startPosition,
+                                   const SamplingParams &params, bool useGraph);
+
+  std::unique_ptr<Impl> impl_;
+  GpuLoadStats stats_;
+  int64_t vocabSize_ = 0, maxSeq_ = 0, graphCaptures_ = 0;
+};
+
+} // namespace treni

@@ -1,0 +1,128 @@
+//===- package_test.cpp - AOT packages and the engine loader (CPU) -------===//
+
+#include <filesystem>
+#include <fstream>
+
+#include "codegen/Compiler.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "runtime/engine_loader.h"
+#include "runtime/package.h"
+
+namespace treni {
+namespace {
+namespace fs = std::filesystem;
+
+std::string fixture(const std::string &name) {
+  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
+}
+
+Package makePackage() {
+  mlir::MLIRContext context;
+  auto compiled = compileModelDir(context, fixture("qwen3"), {});
+  EXPECT_TRUE(compiled.ok()) << compiled.status();
+  Package package;
+  package.plan = compiled->plan;
+  package.modelDir = fixture("qwen3");
+  package.arch = "sm_90";
+  package.sources["k1"] = "extern \"C\" __global__ void k1() {}";
+  package.sources["k2"] = "extern \"C\" __global__ void k2() {}";
+  package.cubins["k1"] = std::string("\x7f" "ELF\0\1\2binary", 13);
+  return package;
+}
+
+std::string tempPath(const std::string &name) {
+  return (fs::path(testing::TempDir()) / name).string();
+}
+
+TEST(PackageTest, RoundTrips) {
+  Package package = makePackage();
+  std::string path = tempPath("roundtrip.treni");
+  ASSERT_TRUE(writePackage(path, package).ok());
+  EXPECT_TRUE(isPackageFile(path));
+  auto read = readPackage(path);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE(*read == package);
+  EXPECT_EQ(read->cubins.at("k1").size(), 13u);
+  EXPECT_EQ(read->cubins.count("k2"), 0u);
+}
+
+TEST(PackageTest, RejectsCorruptFiles) {
+  Package package = makePackage();
+  std::string path = tempPath("corrupt.treni");
+  ASSERT_TRUE(writePackage(path, package).ok());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto writeBytes = [&](const std::string &content) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << content;
+  };
+  // Truncated inside the cubins.
+  writeBytes(bytes.substr(0, bytes.size() - 4));
+  auto read = readPackage(path);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("beyond the end"), std::string::npos)
+      << read.status();
+  // Truncated inside the manifest.
+  writeBytes(bytes.substr(0, 40));
+  EXPECT_FALSE(readPackage(path).ok());
+  // Wrong magic.
+  writeBytes("NOTAPKG!" + bytes.substr(8));
+  read = readPackage(path);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("bad magic"), std::string::npos);
+  EXPECT_FALSE(isPackageFile(path));
+  // A manifest length pointing past the end.
+  std::string lying = bytes;
+  lying[15] = '\x7f';
+  writeBytes(lying);
+  EXPECT_FALSE(readPackage(path).ok());
+  EXPECT_FALSE(readPackage(tempPath("missing.treni")).ok());
+}
+
+TEST(EngineTest, CpuEngineRunsAPackageWithoutMlir) {
+  Package package = makePackage();
+  std::string path = tempPath("cpu.treni");
+  ASSERT_TRUE(writePackage(path, package).ok());
+  EngineOptions options;
+  options.maxSeq = 64;
+  auto fromPackage = loadEngine(path, options);
+  ASSERT_TRUE(fromPackage.ok()) << fromPackage.status();
+  EXPECT_FALSE((*fromPackage)->stats().ranMlir);
+  auto fromDir = loadEngine(fixture("qwen3"), options);
+  ASSERT_TRUE(fromDir.ok()) << fromDir.status();
+  EXPECT_TRUE((*fromDir)->stats().ranMlir);
+
+  // Greedy generation agrees with the goldens' argmax at the prompt's end.
+  std::ifstream in(fixture("qwen3") + "/golden.json");
+  nlohmann::json golden = nlohmann::json::parse(in);
+  auto prompt = golden["prompt_ids"].get<std::vector<int32_t>>();
+  auto row = golden["logits"][prompt.size() - 1].get<std::vector<float>>();
+  int32_t expected = std::max_element(row.begin(), row.end()) - row.begin();
+  SamplingParams greedy;
+  auto a = (*fromPackage)->prefill(prompt, greedy);
+  auto b = (*fromDir)->prefill(prompt, greedy);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->token, expected);
+  EXPECT_EQ(b->token, expected);
+  EXPECT_LT(a->logprob, 0.0f);
+  EXPECT_GT(a->entropy, 0.0f);
+}
+
+TEST(EngineTest, GpuWithoutADeviceIsAClearError) {
+  // CI machines have no GPU; on a GPU machine this test is skipped.
+  EngineOptions options;
+  options.device = Device::Gpu;
+  options.cacheDir = tempPath("cache");
+  auto engine = loadEngine(fixture("qwen2"), options);
+  if (engine.ok())
+    GTEST_SKIP() << "a GPU is present";
+  EXPECT_NE(engine.status().message().find("CUDA"), std::string::npos)
+      << engine.status();
+}
+
+} // namespace
+} // namespace treni
