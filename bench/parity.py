@@ -73,6 +73,8 @@ def check(name, path, treni, out_dir, env):
 
     decode, log_a, secs_a = run_treni(treni, path, seq[:1], seq[1:], os.path.join(out_dir, f"{name}.decode.bin"), env)
     prefill, log_b, secs_b = run_treni(treni, path, seq[:32], seq[32:], os.path.join(out_dir, f"{name}.prefill.bin"), env)
+    for suffix in ("decode", "prefill"):
+        os.remove(os.path.join(out_dir, f"{name}.{suffix}.bin"))
     decode = decode.reshape(-1, vocab)
     prefill = prefill.reshape(-1, vocab)
     assert decode.shape[0] == POSITIONS, decode.shape
@@ -97,7 +99,9 @@ def check(name, path, treni, out_dir, env):
                   max_bf16_err=max(r["bf16_err"] for r in rows),
                   clear_margin_positions=sum(r["clear"] for r in rows),
                   greedy_mismatch=sum(not r["greedy_ok"] for r in rows),
-                  failing=bad[:5], treni_log=log_a[-1500:], treni_seconds=[secs_a, secs_b])
+                  failing=bad[:5], treni_log=log_a[-1500:], treni_seconds=[secs_a, secs_b],
+                  per_position=[(r["path"], r["pos"], round(r["err"], 6), round(r["bf16_err"], 6))
+                                for r in rows])
     return result
 
 
@@ -117,7 +121,8 @@ def main():
         except Exception as e:  # report and go on with the next model
             r = dict(model=name, passed=False, error=str(e)[-3000:])
         results.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k not in ("treni_log",)}), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("treni_log", "per_position")}),
+              flush=True)
     with open(os.path.join(args.out, "parity.json"), "w") as f:
         json.dump(results, f, indent=1)
     print("\nPARITY  model            result  positions  max(err/bf16err)  max rel-L2  greedy-mismatch/clear")

@@ -450,6 +450,17 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   executor->stats_ = stats;
   executor->vocabSize_ = std::get<int64_t>(vocab->second);
   executor->maxSeq_ = options.maxSeq;
+
+  // Warm-up: the first cuBLASLt call, lazy module loading and the decode
+  // graph capture happen here rather than in the first request's TTFT. The
+  // cache rows it writes are overwritten by every request's own prefill.
+  start = std::chrono::steady_clock::now();
+  SamplingParams greedy;
+  int32_t token = 0;
+  TRENI_RETURN_IF_ERROR(executor->prefill({&token, 1}, 0, greedy).status());
+  if (options.maxSeq > 1)
+    TRENI_RETURN_IF_ERROR(executor->decode(token, 1, greedy).status());
+  executor->stats_.warmupSeconds = secondsSince(start);
   return executor;
 }
 

@@ -46,6 +46,7 @@ struct GpuLoadStats {
   int64_t cacheHits = 0;      ///< kernels found in the disk cache
   int64_t aotKernels = 0;     ///< kernels taken from the package
   int64_t arenaBytes = 0, kvCacheBytes = 0;
+  double warmupSeconds = 0;   ///< first GEMMs, lazy loading, graph capture
 };
 
 /// CUDA source of `treni_convert`, the weight dtype conversion kernel.
