@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one go (see docs/perf.md):
-#   bench/gpu_check.sh [parity|bench|all] [MODEL ...]
+#   bench/gpu_check.sh [cache|parity|bench|all] [MODEL ...]
 # Needs build/bin/treni (built on the dev machine: it is self-contained) and
 # python3 with torch + transformers. Logs go to $OUT (default ./gpu-out); the
 # short tables come last.
@@ -20,6 +20,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 ldd build/bin/treni | tee "$OUT/ldd.txt" | grep -E "not found|LLVM|MLIR|absl" && echo "unexpected dynamic deps"
 
 status=0
+if [ "$what" = cache ] || [ "$what" = all ]; then
+  bench/cache_check.sh build/bin/treni test/fixtures/qwen2 2>&1 | tee "$OUT/cache.log" || status=1
+fi
 if [ "$what" = parity ] || [ "$what" = all ]; then
   python3 bench/parity.py --treni build/bin/treni --out "$OUT" "${models_parity[@]}" \
     2>&1 | tee "$OUT/parity.log" || status=1
@@ -29,6 +32,7 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     2>&1 | tee "$OUT/bench.log" || status=1
 fi
 echo
+grep -h "^CACHECHECK" "$OUT/cache.log" 2>/dev/null
 grep -h "^PARITY" "$OUT/parity.log" 2>/dev/null
 grep -h "^BENCH\|device-to-device" "$OUT/bench.log" 2>/dev/null
 exit $status
