@@ -93,11 +93,24 @@ def check(name, path, treni, out_dir, env):
                              ratio=err / max(ref_err, 1e-12), margin=margin, greedy_ok=greedy_ok,
                              clear=margin > 0.05))
     bad = [r for r in rows if r["ratio"] > 1.25 or not r["greedy_ok"]]
+    cpu_err = None
+    if name in ("qwen2", "llama", "qwen3"):
+        # The fp32 CPU executor on the same 64 positions: how exact is the math
+        # itself (no 16-bit rounding anywhere)?
+        env_cpu = dict(env)
+        cmd = [treni, "run", path, "--device", "cpu", "--prompt-ids", str(seq[0]),
+               "--force-ids", ",".join(map(str, seq[1:])), "--max-tokens", str(POSITIONS),
+               "--dump-logits", os.path.join(out_dir, f"{name}.cpu.bin")]
+        subprocess.run(cmd, check=True, capture_output=True, env=env_cpu)
+        cpu = np.fromfile(os.path.join(out_dir, f"{name}.cpu.bin"), dtype=np.float32).reshape(-1, vocab)
+        os.remove(os.path.join(out_dir, f"{name}.cpu.bin"))
+        cpu_err = max(rel_l2(cpu[i], fp32[i]) for i in range(POSITIONS))
     result = dict(model=name, passed=not bad, positions=len(rows),
                   max_ratio=max(r["ratio"] for r in rows),
                   max_err=max(r["err"] for r in rows),
                   max_bf16_err=max(r["bf16_err"] for r in rows),
                   clear_margin_positions=sum(r["clear"] for r in rows),
+                  cpu_fp32_max_err=cpu_err,
                   greedy_mismatch=sum(not r["greedy_ok"] for r in rows),
                   failing=bad[:5], treni_log=log_a[-1500:], treni_seconds=[secs_a, secs_b],
                   per_position=[(r["path"], r["pos"], round(r["err"], 6), round(r["bf16_err"], 6))

@@ -78,7 +78,8 @@ def Treni_RmsNormOp : Treni_Op<"rms_norm", [Pure]> {
     Each row is split into groups of `dim(weight)` elements; every group is
     scaled by `rsqrt(mean(x^2) + epsilon)` and multiplied by the weight. With a
     weight as wide as the row this is the usual RMSNorm; with a `head_dim`
-    weight it is Qwen3's per-head q/k norm.
+    weight it is Qwen3's per-head q/k norm. The result has the input's shape;
+    its element type may differ (an f32 residual stream normalised to bf16).
 
     ```mlir
     %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
@@ -198,13 +199,19 @@ def Treni_MulOp : Treni_ElementwiseOp<"mul", "Elementwise product"> {
   }];
 }
 
-def Treni_AddOp : Treni_ElementwiseOp<"add", "Elementwise sum (the residual add)"> {
-  let arguments = (ins Treni_FloatTensor2D:$lhs, Treni_FloatTensor2D:$rhs);
+def Treni_AddOp : Treni_Op<"add", [Pure, SameOperandsAndResultShape]> {
+  let summary = "Elementwise sum (the residual add)";
   let description = [{
+    Operands and result share a shape; their element types may differ, so the
+    residual stream can stay in f32 while the branches it adds are 16-bit.
+
     ```mlir
-    %y = treni.add %a, %b : tensor<?x896xbf16>
+    %y = treni.add %a, %b : (tensor<?x896xf32>, tensor<?x896xbf16>) -> tensor<?x896xf32>
     ```
   }];
+  let arguments = (ins Treni_FloatTensor2D:$lhs, Treni_FloatTensor2D:$rhs);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
 }
 
 def Treni_TakeLastOp : Treni_Op<"take_last", [Pure]> {

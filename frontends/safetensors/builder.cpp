@@ -33,7 +33,8 @@ public:
   FunctionBuilder(OpBuilder &builder, const ModelConfig &config,
                   const Checkpoint *checkpoint, Type activationType)
       : b(builder), config(config), checkpoint(checkpoint),
-        act(activationType), loc(builder.getUnknownLoc()) {}
+        act(activationType), residual(builder.getF32Type()),
+        loc(builder.getUnknownLoc()) {}
 
   void build(func::FuncOp func, int64_t rows) {
     Block *entry = func.addEntryBlock();
@@ -43,13 +44,13 @@ public:
     this->rows = rows;
 
     Value hidden = EmbeddingOp::create(
-        b, loc, matrix(config.hiddenSize),
-        ids, weight("model.embed_tokens.weight"));
+        b, loc, residualMatrix(), ids, weight("model.embed_tokens.weight"));
     for (int64_t layer = 0; layer < config.numLayers; ++layer)
       hidden = decoderLayer(hidden, layer);
     if (ShapedType::isDynamic(rows))
       hidden = TakeLastOp::create(
-          b, loc, RankedTensorType::get({1, config.hiddenSize}, act), hidden);
+          b, loc, RankedTensorType::get({1, config.hiddenSize}, residual),
+          hidden);
     Value normed = rmsNorm(hidden, "model.norm.weight");
     bool hasHead = checkpoint ? checkpoint->find("lm_head.weight") != nullptr
                               : !config.tieWordEmbeddings;
@@ -63,6 +64,9 @@ public:
 private:
   RankedTensorType matrix(int64_t cols) {
     return RankedTensorType::get({rows, cols}, act);
+  }
+  RankedTensorType residualMatrix() {
+    return RankedTensorType::get({rows, config.hiddenSize}, residual);
   }
 
   Value weight(const std::string &name) {
@@ -84,8 +88,10 @@ private:
     return {};
   }
 
+  /// Normalised rows come out in the activation type, whatever the input's.
   Value rmsNorm(Value input, const std::string &weightName) {
-    return RmsNormOp::create(b, loc, input.getType(), input, weight(weightName),
+    auto type = cast<RankedTensorType>(input.getType()).clone(act);
+    return RmsNormOp::create(b, loc, type, input, weight(weightName),
                              b.getF64FloatAttr(config.rmsNormEps));
   }
 
@@ -138,7 +144,7 @@ private:
         b.getF64FloatAttr(1.0 / std::sqrt(double(config.headDim))));
     Value projected =
         linear(attended, attn + "o_proj", config.hiddenSize, false);
-    hidden = AddOp::create(b, loc, hidden, projected);
+    hidden = AddOp::create(b, loc, residualMatrix(), hidden, projected);
 
     normed = rmsNorm(hidden, prefix + "post_attention_layernorm.weight");
     std::string mlp = prefix + "mlp.";
@@ -146,13 +152,17 @@ private:
     Value up = linear(normed, mlp + "up_proj", config.intermediateSize, false);
     Value activated = MulOp::create(b, loc, SiluOp::create(b, loc, gate), up);
     Value down = linear(activated, mlp + "down_proj", config.hiddenSize, false);
-    return AddOp::create(b, loc, hidden, down);
+    return AddOp::create(b, loc, residualMatrix(), hidden, down);
   }
 
   OpBuilder &b;
   const ModelConfig &config;
   const Checkpoint *checkpoint;
   Type act;
+  /// The residual stream (embedding and every residual add) stays in f32:
+  /// 16-bit roundings there accumulate over the layers, and it costs only
+  /// hidden_size x 4 bytes per token.
+  Type residual;
   Location loc;
   Value positions;
   int64_t rows = 1;

@@ -9,7 +9,9 @@
 //   func.func @decode(%ids: tensor<1xi32>, %positions: tensor<1xi32>) -> tensor<1xVxf32>
 //
 // plus the module attributes `treni.weights` (where every tensor lives) and
-// `treni.model` (the config values the runtime needs).
+// `treni.model` (the config values the runtime needs). Activations are in the
+// activation dtype except the residual stream (embedding output and residual
+// adds), which is f32.
 //
 //===----------------------------------------------------------------------===//
 #pragma once

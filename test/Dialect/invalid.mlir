@@ -237,10 +237,10 @@ func.func @rms_norm_2d_weight(%x: tensor<?x64xf32>, %w: tensor<1x64xf32>) {
 
 // -----
 
-// Tests that the result has exactly the input's type.
+// Tests that the result has the input's shape (its element type may differ).
 func.func @rms_norm_result(%x: tensor<?x64xf32>, %w: tensor<64xf32>) {
-  // expected-error @+1 {{'treni.rms_norm' op result type 'tensor<?x64xf16>' differs from the input type 'tensor<?x64xf32>'}}
-  %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf16>
+  // expected-error @+1 {{'treni.rms_norm' op result type 'tensor<?x32xf16>' differs in shape from the input type 'tensor<?x64xf32>'}}
+  %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x32xf16>
   return
 }
 
@@ -607,11 +607,21 @@ func.func @attention_head_dim(%q: tensor<?x64xf32>, %pos: tensor<?xi32>) {
 
 // -----
 
-// Tests that elementwise operands must have one type (generic form: the custom
+// Tests that mul operands must have one type (generic form: the custom
 // form cannot even spell two types).
-func.func @add_types(%a: tensor<?x64xf32>, %b: tensor<?x64xf16>) {
-  // expected-error @+1 {{'treni.add' op requires the same type for all operands and results}}
-  %y = "treni.add"(%a, %b) : (tensor<?x64xf32>, tensor<?x64xf16>) -> tensor<?x64xf32>
+func.func @mul_types(%a: tensor<?x64xf32>, %b: tensor<?x64xf16>) {
+  // expected-error @+1 {{'treni.mul' op requires the same type for all operands and results}}
+  %y = "treni.mul"(%a, %b) : (tensor<?x64xf32>, tensor<?x64xf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that add operands and result share a shape (their element types may
+// differ: an f32 residual plus a bf16 branch).
+func.func @add_shapes(%a: tensor<?x64xf32>, %b: tensor<?x32xbf16>) {
+  // expected-error @+1 {{'treni.add' op requires the same shape for all operands and results}}
+  %y = treni.add %a, %b : (tensor<?x64xf32>, tensor<?x32xbf16>) -> tensor<?x64xf32>
   return
 }
 
@@ -638,7 +648,7 @@ func.func @silu_vector(%a: tensor<64xf32>) {
 // Tests that elementwise ops take floats.
 func.func @add_integers(%a: tensor<?x64xi32>) {
   // expected-error @+1 {{'treni.add' op operand #0 must be 2D tensor of bfloat16 type or 16-bit float or 32-bit float values, but got 'tensor<?x64xi32>'}}
-  %y = treni.add %a, %a : tensor<?x64xi32>
+  %y = treni.add %a, %a : (tensor<?x64xi32>, tensor<?x64xi32>) -> tensor<?x64xi32>
   return
 }
 

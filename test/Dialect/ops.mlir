@@ -36,8 +36,8 @@ func.func @layer(%ids: tensor<?xi32>, %pos: tensor<?xi32>) -> tensor<1x128xf32> 
   %s = treni.silu %a : tensor<?x64xf32>
   // CHECK: treni.mul %{{.+}}, %{{.+}} : tensor<?x64xf32>
   %m = treni.mul %s, %a : tensor<?x64xf32>
-  // CHECK: treni.add %{{.+}}, %{{.+}} : tensor<?x64xf32>
-  %r = treni.add %m, %h : tensor<?x64xf32>
+  // CHECK: treni.add %{{.+}}, %{{.+}} : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
+  %r = treni.add %m, %h : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   // CHECK: treni.take_last %{{.+}} : (tensor<?x64xf32>) -> tensor<1x64xf32>
   %last = treni.take_last %r : (tensor<?x64xf32>) -> tensor<1x64xf32>
   // CHECK: treni.linear %{{.+}}, %[[EMB]] : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>

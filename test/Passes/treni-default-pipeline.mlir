@@ -44,7 +44,7 @@ func.func @prefill(%ids: tensor<?xi32>) -> tensor<1x128xf32> {
   %n = treni.rms_norm %h, %ln {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
   %dup = treni.rms_norm %h, %ln {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
   %dead = treni.silu %h : tensor<?x64xf32>
-  %s = treni.add %n, %dup : tensor<?x64xf32>
+  %s = treni.add %n, %dup : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   %last = treni.take_last %s : (tensor<?x64xf32>) -> tensor<1x64xf32>
   %logits = treni.linear %last, %table : (tensor<1x64xf32>, tensor<128x64xf32>) -> tensor<1x128xf32>
   return %logits : tensor<1x128xf32>

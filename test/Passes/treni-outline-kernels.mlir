@@ -128,7 +128,7 @@ func.func @cache(%q: tensor<?x64xf32>, %k: tensor<?x32xf32>, %v: tensor<?x32xf32
 func.func @elementwise(%g: tensor<?x96xf32>, %u: tensor<?x96xf32>) -> tensor<?x96xf32> {
   %s = treni.silu %g : tensor<?x96xf32>
   %m = treni.mul %s, %u : tensor<?x96xf32>
-  %r = treni.add %m, %g : tensor<?x96xf32>
+  %r = treni.add %m, %g : (tensor<?x96xf32>, tensor<?x96xf32>) -> tensor<?x96xf32>
   return %r : tensor<?x96xf32>
 }
 

@@ -55,7 +55,7 @@ func.func @reuse(%x: tensor<4x64xf32>) -> tensor<4x64xf32> {
 // CHECK:         return %[[V]], %[[W]], %[[KEEP]]
 // REPORT: remark: arena for @first_fit: 1792 bytes + 0 bytes per token
 func.func @first_fit(%s: tensor<1x64xf32>, %l: tensor<2x64xf32>, %keep: tensor<1x64xf32>) -> (tensor<1x64xf32>, tensor<2x64xf32>, tensor<1x64xf32>) {
-  %t = treni.add %s, %keep : tensor<1x64xf32>
+  %t = treni.add %s, %keep : (tensor<1x64xf32>, tensor<1x64xf32>) -> tensor<1x64xf32>
   %u = treni.mul %l, %l : tensor<2x64xf32>
   %v = treni.silu %t : tensor<1x64xf32>
   %w = treni.mul %u, %u : tensor<2x64xf32>
