@@ -17,18 +17,19 @@ models_parity=("$@")
 models_bench=(qwen2.5-0.5b qwen2.5-3b qwen2.5-7b)
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-ldd build/bin/treni | tee "$OUT/ldd.txt" | grep -E "not found|LLVM|MLIR|absl" && echo "unexpected dynamic deps"
+ldd "${TRENI:-build/bin/treni}" | tee "$OUT/ldd.txt" | grep -E "not found|LLVM|MLIR|absl" && echo "unexpected dynamic deps"
 
+TRENI=${TRENI:-build/bin/treni}
 status=0
 if [ "$what" = cache ] || [ "$what" = all ]; then
-  bench/cache_check.sh build/bin/treni test/fixtures/qwen2 2>&1 | tee "$OUT/cache.log" || status=1
+  bench/cache_check.sh "$TRENI" test/fixtures/qwen2 2>&1 | tee "$OUT/cache.log" || status=1
 fi
 if [ "$what" = parity ] || [ "$what" = all ]; then
-  python3 bench/parity.py --treni build/bin/treni --out "$OUT" "${models_parity[@]}" \
+  python3 bench/parity.py --treni "$TRENI" --out "$OUT" "${models_parity[@]}" \
     2>&1 | tee "$OUT/parity.log" || status=1
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
-  python3 bench/bench.py --treni build/bin/treni --out "$OUT" "${models_bench[@]}" \
+  python3 bench/bench.py --treni "$TRENI" --out "$OUT" "${models_bench[@]}" \
     2>&1 | tee "$OUT/bench.log" || status=1
 fi
 echo
