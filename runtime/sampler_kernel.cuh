@@ -1,0 +1,1159 @@
+//===-- sampler_kernel.cuh: token sampling with uncertainty outputs -------===//
+//
+// One kernel, `treni_sample`, launched as a single block of 1024 threads on
+// the final logits (fp32, vocab <= 2^18). It writes the token, its logprob and
+// the entropy under the unmodified distribution and the top alternatives,
+// then advances the step counter it read, so a CUDA graph replayed every
+// token draws a fresh number without the host. Needs sm_80+.
+//
+// NVRTC compiles this text with no headers. runtime/sampler.cpp includes it
+// too: the order key, the integer sampling weight, the RNG and the draw
+// below are then the same code on CPU and GPU, so both pick the same token.
+//
+// Semantics (runtime/sampler.h states them for users):
+//  - rank order: logit descending, token id ascending. -inf logits are
+//    masked; NaN or +inf gives token -1.
+//  - weight w_i = floor(2^(40 + (l_i - max) * log2(e) / T)), an integer, so
+//    masses and the CDF are exact sums, the same in any order.
+//  - top-k keeps the first k tokens in rank order; the nucleus is then taken
+//    on them (as transformers and vLLM do): the largest logit v whose upper
+//    set reaches ceil(topP * kept mass) keeps every kept token >= v.
+//  - the draw: target = floor(random64(seed, step) * keptMass / 2^64); the
+//    token is the first kept one by id whose cumulative weight exceeds it.
+//
+// How, with one block and no global atomics. Each warp owns a contiguous
+// slice of the vocabulary and walks it with float4 loads (coalesced), so a
+// pass over 152k logits is ~1 us from L2; arithmetic is what costs:
+//  pass A  max and argmax, finite count, each thread's maximum.
+//  pass B  softmax sums (logprob, entropy; one ex2.approx per token); the
+//          exact weights when the nucleus or the draw needs them all; and a
+//          compaction of the likely candidates into shared memory: tokens
+//          >= the k-th largest thread maximum (a lower bound of the k-th
+//          largest logit) for top-k/alternatives, tokens within 2^-14 of the
+//          top weight for the nucleus.
+//  select  radix select (11/11/10 key bits, u32 shared atomics) over the
+//          compacted candidates gives the exact top-k/alternative/nucleus
+//          boundaries. When the candidates overflow (ties, flat
+//          distributions), `locate` narrows a key range with a 2048-bin
+//          histogram per pass (exact counts; mass bounded by the weights at
+//          the bin edges) until it fits, then selects the same way.
+//  draw    per-warp kept mass over the slices, then over 1/32 of the chosen
+//          slice, then one warp scans ~150 tokens.
+// Greedy without alternatives is passes A and B only.
+//
+//===----------------------------------------------------------------------===//
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+#define TRENI_SAMPLER_FN static __device__ __forceinline__
+#else
+// Host build: the includer provides <cmath>, <cstdint> and <cstring>.
+#define TRENI_SAMPLER_FN static inline
+#endif
+
+/// Launch parameters, mirrored by treni::SamplingParamsDevice (sampler.h).
+struct SamplingParamsDevice {
+  unsigned long long seed;
+  float temperature;   ///< 0 = greedy
+  float topP;          ///< 1 = no nucleus limit
+  int topK;            ///< 0 = no top-k limit
+  int numAlternatives; ///< 0..20
+};
+
+/// Result, mirrored by treni::SampleResultDevice (sampler.h). token == -1:
+/// NaN or +inf logits, all logits -inf, or invalid parameters.
+struct SampleResultDevice {
+  int token;
+  float logprob; ///< of `token` under the unmodified distribution
+  float entropy; ///< nats, unmodified distribution
+  int numAlternatives;
+  int alternativeTokens[20];
+  float alternativeLogprobs[20];
+};
+
+//===-- Shared by CPU and GPU ---------------------------------------------===//
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+TRENI_SAMPLER_FN float treniFma(float a, float b, float c) {
+  return __fmaf_rn(a, b, c);
+}
+TRENI_SAMPLER_FN float treniAdd(float a, float b) { return __fadd_rn(a, b); }
+TRENI_SAMPLER_FN float treniSub(float a, float b) { return __fsub_rn(a, b); }
+TRENI_SAMPLER_FN float treniMul(float a, float b) { return __fmul_rn(a, b); }
+TRENI_SAMPLER_FN float treniDiv(float a, float b) { return __fdiv_rn(a, b); }
+TRENI_SAMPLER_FN unsigned treniFloatBits(float x) { return __float_as_uint(x); }
+TRENI_SAMPLER_FN float treniBitsFloat(unsigned x) { return __uint_as_float(x); }
+TRENI_SAMPLER_FN unsigned long long treniFloatToU64(float x) {
+  return __float2ull_rz(x);
+}
+TRENI_SAMPLER_FN unsigned long long treniMulHi(unsigned long long a,
+                                               unsigned long long b) {
+  return __umul64hi(a, b);
+}
+TRENI_SAMPLER_FN double treniU64ToDouble(unsigned long long x) {
+  return __ull2double_rn(x);
+}
+TRENI_SAMPLER_FN double treniCeil(double x) { return ceil(x); }
+#else
+TRENI_SAMPLER_FN float treniFma(float a, float b, float c) {
+  return std::fma(a, b, c);
+}
+TRENI_SAMPLER_FN float treniAdd(float a, float b) { return a + b; }
+TRENI_SAMPLER_FN float treniSub(float a, float b) { return a - b; }
+TRENI_SAMPLER_FN float treniMul(float a, float b) { return a * b; }
+TRENI_SAMPLER_FN float treniDiv(float a, float b) { return a / b; }
+TRENI_SAMPLER_FN unsigned treniFloatBits(float x) {
+  unsigned bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return bits;
+}
+TRENI_SAMPLER_FN float treniBitsFloat(unsigned x) {
+  float value;
+  std::memcpy(&value, &x, sizeof(value));
+  return value;
+}
+TRENI_SAMPLER_FN unsigned long long treniFloatToU64(float x) {
+  return static_cast<unsigned long long>(x); // truncates, like __float2ull_rz
+}
+TRENI_SAMPLER_FN unsigned long long treniMulHi(unsigned long long a,
+                                               unsigned long long b) {
+  return static_cast<unsigned long long>(
+      (static_cast<unsigned __int128>(a) * b) >> 64);
+}
+TRENI_SAMPLER_FN double treniU64ToDouble(unsigned long long x) {
+  return static_cast<double>(x);
+}
+TRENI_SAMPLER_FN double treniCeil(double x) { return std::ceil(x); }
+#endif
+
+/// Unsigned key with the order of the float (-0 and +0 are one key). NaN is
+/// rejected before keys matter.
+TRENI_SAMPLER_FN unsigned treniOrderKey(float value) {
+  unsigned bits = value == 0.0f ? 0u : treniFloatBits(value);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+TRENI_SAMPLER_FN float treniKeyValue(unsigned key) {
+  return treniBitsFloat((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+/// log2(e) / temperature: logit differences times this are log2 weights.
+TRENI_SAMPLER_FN float treniWeightScale(float temperature) {
+  return treniDiv(0x1.715476p+0f, temperature);
+}
+
+/// The integer sampling weight of a logit: floor(2^(40 + x)) with x = (logit
+/// - maxLogit) * scale, 0 for x < -40 (and -inf). 2^x is 2^k times a degree-6
+/// polynomial in f = x - k, |f| <= 1/2 (relative error ~2e-7), from IEEE
+/// add/mul/fma only, so CPU and GPU agree bit for bit. At most 2^40, so a
+/// vocabulary of 2^23 tokens sums below 2^64.
+TRENI_SAMPLER_FN unsigned long long
+treniSamplingWeight(float logit, float maxLogit, float scale) {
+  float x = treniMul(treniSub(logit, maxLogit), scale);
+  if (!(x >= -40.0f))
+    return 0;
+  float shifted = treniAdd(x, 0x1.8p23f); // the integer nearest x, in its bits
+  float f = treniSub(x, treniSub(shifted, 0x1.8p23f));
+  float p = 0x1.430912p-13f; // ln2^n / n!
+  p = treniFma(p, f, 0x1.5d87fep-10f);
+  p = treniFma(p, f, 0x1.3b2ab6p-7f);
+  p = treniFma(p, f, 0x1.c6b08ep-5f);
+  p = treniFma(p, f, 0x1.ebfbe0p-3f);
+  p = treniFma(p, f, 0x1.62e430p-1f);
+  p = treniFma(p, f, 1.0f);
+  int exponent = static_cast<int>(treniFloatBits(shifted)) - 0x4b400000 + 40;
+  return treniFloatToU64(
+      treniMul(p, treniBitsFloat(static_cast<unsigned>(exponent + 127) << 23)));
+}
+
+/// splitmix64's output function.
+TRENI_SAMPLER_FN unsigned long long treniMix64(unsigned long long z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// 64 random bits that depend only on (seed, step): the step-th output of a
+/// splitmix64 stream whose state starts at mix64(seed).
+TRENI_SAMPLER_FN unsigned long long treniRandomBits(unsigned long long seed,
+                                                    unsigned long long step) {
+  return treniMix64(treniMix64(seed) + (step + 1) * 0x9e3779b97f4a7c15ull);
+}
+
+/// floor(u * total) for u = bits / 2^64 in [0, 1): the CDF position to find.
+TRENI_SAMPLER_FN unsigned long long treniDrawTarget(unsigned long long bits,
+                                                    unsigned long long total) {
+  return treniMulHi(bits, total);
+}
+
+/// The mass the nucleus must reach: ceil(topP * total), within [1, total].
+TRENI_SAMPLER_FN unsigned long long treniNucleusMass(float topP,
+                                                     unsigned long long total) {
+  double need = treniCeil(static_cast<double>(topP) * treniU64ToDouble(total));
+  unsigned long long mass =
+      need >= treniU64ToDouble(total) ? total
+                                      : static_cast<unsigned long long>(need);
+  return mass < 1 ? 1 : mass;
+}
+
+//===-- GPU ---------------------------------------------------------------===//
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+#ifdef TRENI_SAMPLER_DEBUG
+// Phase timestamps (%globaltimer, ns) and locate pass counts, for tests.
+__device__ unsigned long long treni_sampler_debug[16];
+#define TRENI_SAMPLER_MARK(i)                                                  \
+  do {                                                                         \
+    if (threadIdx.x == 0) {                                                    \
+      unsigned long long now;                                                  \
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));                  \
+      treni_sampler_debug[i] = now;                                            \
+    }                                                                          \
+  } while (0)
+#define TRENI_SAMPLER_COUNT(i)                                                 \
+  do {                                                                         \
+    if (threadIdx.x == 0)                                                      \
+      ++treni_sampler_debug[i];                                                \
+  } while (0)
+#else
+#define TRENI_SAMPLER_MARK(i) ((void)0)
+#define TRENI_SAMPLER_COUNT(i) ((void)0)
+#endif
+
+namespace treni_sampler {
+
+typedef unsigned long long u64;
+constexpr int kThreads = 1024;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBins = 1024;     ///< histogram bins of a locate pass
+constexpr int kCapacity = 2048; ///< candidates held in shared memory
+constexpr int kUnroll = 4;      ///< float4 loads in flight per lane
+constexpr int kMaxAlternatives = 20;
+constexpr int kMaxVocab = 1 << 18; ///< so 14-bit weight parts sum in u32
+constexpr int kMaxLocatePasses = 12; ///< 32 key bits / 10 per pass, + slack
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr unsigned kLowestFiniteKey = 0x00800000u; ///< key of -FLT_MAX
+/// Nucleus candidates gathered in pass B: log2 weight >= this.
+constexpr float kNucleusRegion = -14.0f;
+
+struct Shared {
+  unsigned histCount[kBins];
+  unsigned histMass[3][kBins]; ///< weight bits 0..13, 14..27, 28..41, summed
+  unsigned bufferKey[kCapacity];
+  int bufferId[kCapacity];
+  int bufferCount; ///< may exceed kCapacity: then the buffer is incomplete
+  int bufferReplaced; ///< a locate pass refilled the buffer after pass B
+  int failed;         ///< a locate did not converge (never expected)
+  u64 scratchU[kWarps];
+  double scratchD[kWarps];
+  float scratchF[kWarps];
+  int scratchI[kWarps];
+  u64 sliceMass[kWarps];
+  unsigned sliceTies[kWarps];
+  int selectedBin;
+  u64 selectedAbove;
+  int aboveTokens[kMaxAlternatives];
+  int numAbove;
+  int tieTokens[kWarps][kMaxAlternatives];
+  int numTieTokens[kWarps];
+  int pickSlice, pickToken;
+  u64 pickRest;
+  unsigned pickTies;
+};
+
+__device__ __forceinline__ float negativeInfinity() {
+  return __uint_as_float(0xff800000u);
+}
+
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float4 load4(const float *__restrict__ logits,
+                                        int first, int end, bool aligned) {
+  if (aligned && first + 4 <= end)
+    return __ldg(reinterpret_cast<const float4 *>(logits + first));
+  float4 v = make_float4(negativeInfinity(), negativeInfinity(),
+                         negativeInfinity(), negativeInfinity());
+  if (first < end)
+    v.x = __ldg(logits + first);
+  if (first + 1 < end)
+    v.y = __ldg(logits + first + 1);
+  if (first + 2 < end)
+    v.z = __ldg(logits + first + 2);
+  if (first + 3 < end)
+    v.w = __ldg(logits + first + 3);
+  return v;
+}
+
+/// The calling warp walks [begin, end) (begin a multiple of 4), 128 tokens a
+/// step, lane l taking the 4 at step + 4l; past the end they read -inf.
+/// `f(first, values, count)` is called by every lane in token order (count
+/// may be 0), so it may use warp collectives.
+template <typename F>
+__device__ __forceinline__ void forEachGroup(const float *__restrict__ logits,
+                                             int begin, int end, bool aligned,
+                                             F &&f) {
+  const int lane = threadIdx.x & 31;
+  for (int base = begin; base < end; base += 128 * kUnroll) {
+    float4 values[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      values[u] = load4(logits, base + u * 128 + lane * 4, end, aligned);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int first = base + u * 128 + lane * 4;
+      f(first, values[u], min(max(end - first, 0), 4));
+    }
+  }
+}
+
+__device__ __forceinline__ float component(float4 v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
+template <typename T> __device__ __forceinline__ T warpSum(T value) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(kFullMask, value, offset);
+  return value;
+}
+template <typename T> __device__ __forceinline__ T warpInclusiveScan(T value) {
+  const int lane = threadIdx.x & 31;
+  for (int offset = 1; offset < 32; offset *= 2) {
+    T other = __shfl_up_sync(kFullMask, value, offset);
+    if (lane >= offset)
+      value += other;
+  }
+  return value;
+}
+
+/// Block-wide sum in a fixed order; every thread gets it.
+template <typename T>
+__device__ __forceinline__ T blockSum(T value, T *scratch) {
+  value = warpSum(value);
+  if ((threadIdx.x & 31) == 0)
+    scratch[threadIdx.x / 32] = value;
+  __syncthreads();
+  T total = 0;
+  for (int w = 0; w < kWarps; ++w)
+    total += scratch[w];
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ unsigned blockMin(unsigned value, int *scratch) {
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = min(value, __shfl_xor_sync(kFullMask, value, offset));
+  if ((threadIdx.x & 31) == 0)
+    scratch[threadIdx.x / 32] = (int)value;
+  __syncthreads();
+  unsigned result = ~0u;
+  for (int w = 0; w < kWarps; ++w)
+    result = min(result, (unsigned)scratch[w]);
+  __syncthreads();
+  return result;
+}
+
+/// Exclusive prefix sum over the block, in thread order.
+__device__ __forceinline__ u64 blockExclusiveScan(u64 value, u64 *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  u64 inclusive = warpInclusiveScan(value);
+  if (lane == 31)
+    scratch[warp] = inclusive;
+  __syncthreads();
+  u64 before = 0;
+  for (int w = 0; w < warp; ++w)
+    before += scratch[w];
+  __syncthreads();
+  return before + inclusive - value;
+}
+
+/// Walking bins from the highest down, the bin where the running sum of
+/// `value(bin)` first reaches `target`, and the sum of the bins above it;
+/// bin -1 if the total stays below. Every thread gets the answer.
+template <typename V>
+__device__ __forceinline__ int selectFromTop(Shared &sh, int numBins,
+                                             u64 target, V &&value,
+                                             u64 *above) {
+  if (threadIdx.x == 0)
+    sh.selectedBin = -1;
+  const int j = 2 * threadIdx.x; // this thread: bins numBins-1-j, numBins-2-j
+  u64 first = j < numBins ? value(numBins - 1 - j) : 0;
+  u64 second = j + 1 < numBins ? value(numBins - 2 - j) : 0;
+  u64 before = blockExclusiveScan(first + second, sh.scratchU);
+  if (j < numBins && before < target && target <= before + first) {
+    sh.selectedBin = numBins - 1 - j;
+    sh.selectedAbove = before;
+  }
+  if (j + 1 < numBins && before + first < target &&
+      target <= before + first + second) {
+    sh.selectedBin = numBins - 2 - j;
+    sh.selectedAbove = before + first;
+  }
+  __syncthreads();
+  int bin = sh.selectedBin;
+  *above = sh.selectedAbove;
+  __syncthreads();
+  return bin;
+}
+
+__device__ __forceinline__ void clearHistograms(Shared &sh, bool mass) {
+  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+    sh.histCount[i] = 0;
+    if (mass) {
+      sh.histMass[0][i] = 0;
+      sh.histMass[1][i] = 0;
+      sh.histMass[2][i] = 0;
+    }
+  }
+}
+
+/// Exact per-bin masses from u32 atomics: a weight (< 2^41) in three 14-bit
+/// parts, each summing below 2^32 over up to 2^18 tokens.
+__device__ __forceinline__ void addMass(Shared &sh, unsigned bin, u64 weight) {
+  if (weight == 0)
+    return;
+  atomicAdd(&sh.histMass[0][bin], (unsigned)(weight & 0x3fffu));
+  atomicAdd(&sh.histMass[1][bin], (unsigned)((weight >> 14) & 0x3fffu));
+  atomicAdd(&sh.histMass[2][bin], (unsigned)(weight >> 28));
+}
+__device__ __forceinline__ u64 binMass(const Shared &sh, int bin) {
+  return (u64)sh.histMass[0][bin] + ((u64)sh.histMass[1][bin] << 14) +
+         ((u64)sh.histMass[2][bin] << 28);
+}
+
+/// Appends (key, id) for every lane with `take`, one shared atomic per warp.
+__device__ __forceinline__ void appendCandidate(Shared &sh, bool take,
+                                                unsigned key, int id) {
+  unsigned ballot = __ballot_sync(kFullMask, take);
+  if (!ballot)
+    return;
+  const int lane = threadIdx.x & 31, leader = __ffs(ballot) - 1;
+  int base = 0;
+  if (lane == leader)
+    base = atomicAdd(&sh.bufferCount, __popc(ballot));
+  base = __shfl_sync(kFullMask, base, leader);
+  int position = base + __popc(ballot & ((1u << lane) - 1u));
+  if (take && position < kCapacity) {
+    sh.bufferKey[position] = key;
+    sh.bufferId[position] = id;
+  }
+}
+
+/// Everything the phases share.
+struct Context {
+  const float *__restrict__ logits;
+  int vocab;
+  bool aligned;
+  int sliceBegin, sliceEnd; ///< this warp's slice
+  int slice;                ///< slice length
+  float maxLogit;
+  float scale; ///< log2(e) / temperature (sampling only)
+
+  __device__ u64 weightOfKey(unsigned key) const {
+    return treniSamplingWeight(treniKeyValue(key), maxLogit, scale);
+  }
+  template <typename F> __device__ void forEachInSlice(F &&f) const {
+    forEachGroup(logits, sliceBegin, sliceEnd, aligned, f);
+  }
+};
+
+/// Amounts over a set of tokens: how many, and their weight.
+struct Amount {
+  u64 count, mass;
+};
+
+enum Metric { kCount, kMass };
+
+/// Where a prefix of rank order ends: the key at which the running count or
+/// mass first reaches the target, with the amounts strictly above it and the
+/// number of tokens at it.
+struct Located {
+  unsigned key;
+  Amount above;
+  u64 countAt;
+};
+
+/// Exact radix select over the candidates in the buffer with keys in [lo,
+/// hi] (the buffer must hold all such tokens): the largest key whose running
+/// amount from the top reaches `target`, given `above` for keys > hi. Four
+/// levels of 8 key bits.
+__device__ Located selectInBuffer(Shared &sh, const Context &ctx, Metric metric,
+                                  u64 target, unsigned lo, unsigned hi,
+                                  Amount above) {
+  const int n = min(sh.bufferCount, kCapacity);
+  const bool mass = metric == kMass;
+  u64 rest = target - (mass ? above.mass : above.count);
+  unsigned prefix = 0;
+  for (int level = 0; level < 4; ++level) {
+    const int shift = 24 - 8 * level;
+    clearHistograms(sh, mass);
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      unsigned key = sh.bufferKey[i];
+      if (key < lo || key > hi || (level > 0 && (key >> (shift + 8)) != prefix))
+        continue;
+      unsigned digit = (key >> shift) & 255u;
+      atomicAdd(&sh.histCount[digit], 1u);
+      if (mass)
+        addMass(sh, digit, ctx.weightOfKey(key));
+    }
+    __syncthreads();
+    u64 skipped = 0;
+    int bin = selectFromTop(
+        sh, 256, rest,
+        [&](int b) -> u64 {
+          return mass ? binMass(sh, b) : (u64)sh.histCount[b];
+        },
+        &skipped);
+    prefix = (prefix << 8) | (unsigned)max(bin, 0);
+    rest -= skipped;
+  }
+  // Exact amounts around the selected key.
+  const unsigned key = prefix;
+  u64 countAbove = 0, massAbove = 0, countAt = 0;
+  for (int i = threadIdx.x; i < n; i += kThreads) {
+    unsigned k = sh.bufferKey[i];
+    if (k < lo || k > hi || k < key)
+      continue;
+    if (k == key) {
+      ++countAt;
+    } else {
+      ++countAbove;
+      massAbove += ctx.weightOfKey(k);
+    }
+  }
+  Located result;
+  result.key = key;
+  result.above.count = above.count + blockSum<u64>(countAbove, sh.scratchU);
+  result.above.mass = above.mass + blockSum<u64>(massAbove, sh.scratchU);
+  result.countAt = blockSum<u64>(countAt, sh.scratchU);
+  return result;
+}
+
+/// Finds where the prefix of rank order reaching `target` ends. The
+/// boundary lies in keys [lo, hi] (tokens below `floor` do not count),
+/// `above` holds the exact amounts of keys > hi, and `bufferValid` says the
+/// buffer holds every token of [lo, hi]. Each pass over the logits counts
+/// the range into a 1024-bin histogram (exact counts and masses) and gathers
+/// it into the buffer; when it fits the select finishes there, otherwise the
+/// range narrows to the bin holding the boundary (1024x per pass).
+/// `withMass`: the mass above the result is needed (count metric).
+__device__ Located locate(Shared &sh, const Context &ctx, Metric metric,
+                          u64 target, bool withMass, unsigned floor,
+                          unsigned lo, unsigned hi, Amount above,
+                          bool bufferValid) {
+  const bool mass = metric == kMass;
+  const bool massBins = mass || withMass;
+  for (int pass = 0; pass < kMaxLocatePasses; ++pass) {
+    Amount range = {0, 0};
+    int shift = 0;
+    while (((hi - lo) >> shift) >= (unsigned)kBins)
+      ++shift;
+    const int numBins = (int)((hi - lo) >> shift) + 1;
+    if (bufferValid) {
+      u64 count = 0, weight = 0;
+      for (int i = threadIdx.x; i < min(sh.bufferCount, kCapacity);
+           i += kThreads) {
+        unsigned key = sh.bufferKey[i];
+        if (key >= lo && key <= hi) {
+          ++count;
+          weight += mass ? ctx.weightOfKey(key) : 0;
+        }
+      }
+      range.count = blockSum<u64>(count, sh.scratchU);
+      range.mass = blockSum<u64>(weight, sh.scratchU);
+    } else {
+      TRENI_SAMPLER_COUNT(8);
+      clearHistograms(sh, massBins);
+      if (threadIdx.x == 0) {
+        sh.bufferCount = 0;
+        sh.bufferReplaced = 1;
+      }
+      __syncthreads();
+      u64 count = 0, weight = 0;
+      ctx.forEachInSlice([&](int first, float4 values, int n) {
+        unsigned keys[4];
+        bool in[4], anyIn = false;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          keys[j] = treniOrderKey(component(values, j));
+          in[j] = j < n && keys[j] >= floor && keys[j] >= lo && keys[j] <= hi;
+          anyIn |= in[j];
+        }
+        if (!__any_sync(kFullMask, anyIn))
+          return;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (in[j]) {
+            unsigned bin = (keys[j] - lo) >> shift;
+            ++count;
+            atomicAdd(&sh.histCount[bin], 1u);
+            if (massBins) {
+              u64 w = ctx.weightOfKey(keys[j]);
+              weight += w;
+              addMass(sh, bin, w);
+            }
+          }
+          appendCandidate(sh, in[j], keys[j], first + j);
+        }
+      });
+      range.count = blockSum<u64>(count, sh.scratchU);
+      range.mass = blockSum<u64>(weight, sh.scratchU);
+      bufferValid = range.count <= (u64)kCapacity;
+    }
+    const u64 aboveAmount = mass ? above.mass : above.count;
+    const u64 rangeAmount = mass ? range.mass : range.count;
+    if (aboveAmount + rangeAmount < target) {
+      // The boundary is below the range: all of it is above from now on.
+      if (lo <= floor)
+        break; // unreachable target
+      above.count += range.count;
+      above.mass += range.mass;
+      hi = lo - 1;
+      lo = floor;
+      bufferValid = false;
+      continue;
+    }
+    if (bufferValid)
+      return selectInBuffer(sh, ctx, metric, target, lo, hi, above);
+    if (lo == hi) { // one key, too many ties to hold: that is the boundary
+      Located tied = {lo, above, range.count};
+      return tied;
+    }
+    // Narrow [lo, hi] to the bin holding the boundary.
+    u64 skipped;
+    const int bin = selectFromTop(
+        sh, numBins, target - aboveAmount,
+        [&](int b) -> u64 {
+          return mass ? binMass(sh, b) : (u64)sh.histCount[b];
+        },
+        &skipped);
+    if (bin < 0)
+      break;
+    u64 countAbove = 0, massAbove = 0;
+    for (int b = bin + 1 + (int)threadIdx.x; b < numBins; b += kThreads) {
+      countAbove += sh.histCount[b];
+      massAbove += massBins ? binMass(sh, b) : 0;
+    }
+    above.count += blockSum<u64>(countAbove, sh.scratchU);
+    above.mass += blockSum<u64>(massAbove, sh.scratchU);
+    const unsigned newLo = lo + ((unsigned)bin << shift);
+    hi = (unsigned)min((u64)hi, (u64)lo + (((u64)bin + 1) << shift) - 1);
+    lo = newLo;
+    bufferValid = false;
+  }
+  if (threadIdx.x == 0)
+    sh.failed = 1;
+  __syncthreads();
+  Located failed = {lo, above, 0};
+  return failed;
+}
+
+/// The draw among the kept tokens: key > threshold, or == threshold within
+/// the first `quota` such tokens by id (quota ~0u: all). Each warp's slice
+/// mass, then the chosen slice split over the warps, then one warp scans.
+/// `sliceMassReady`: pass B already summed the slices (everything kept).
+/// `gather` (alternatives, merged into the first pass) runs on every group.
+template <typename Gather>
+__device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
+                         unsigned quota, u64 bits, bool sliceMassReady,
+                         Gather &&gather) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  const bool quotaActive = quota != ~0u;
+  const u64 tieWeight = quotaActive ? ctx.weightOfKey(threshold) : 0;
+  // Mass above the threshold and the ties in [begin, end), this warp.
+  auto sliceAmounts = [&](int begin, int end, bool withGather, u64 *massOut,
+                          unsigned *tiesOut) {
+    u64 massAbove = 0;
+    unsigned ties = 0;
+    forEachGroup(ctx.logits, begin, end, ctx.aligned,
+                 [&](int first, float4 values, int n) {
+                   if (withGather)
+                     gather(first, values, n);
+#pragma unroll
+                   for (int j = 0; j < 4; ++j) {
+                     float x = component(values, j);
+                     unsigned key = treniOrderKey(x);
+                     bool counted = j < n && key >= threshold;
+                     bool tie = counted && quotaActive && key == threshold;
+                     ties += tie;
+                     if (counted && !tie)
+                       massAbove += treniSamplingWeight(x, ctx.maxLogit,
+                                                        ctx.scale);
+                   }
+                 });
+    *massOut = warpSum(massAbove);
+    *tiesOut = warpSum(ties);
+  };
+  // Kept mass of a piece given the ties before it (ties share one weight).
+  auto keptMass = [&](u64 massAbove, unsigned ties, unsigned tiesBefore) {
+    if (!quotaActive)
+      return massAbove;
+    unsigned kept = tiesBefore >= quota ? 0u : min(ties, quota - tiesBefore);
+    return massAbove + (u64)kept * tieWeight;
+  };
+
+  // Level 1: the slices.
+  if (!sliceMassReady) {
+    u64 massAbove;
+    unsigned ties;
+    sliceAmounts(ctx.sliceBegin, ctx.sliceEnd, true, &massAbove, &ties);
+    if (lane == 0) {
+      sh.sliceMass[warp] = massAbove;
+      sh.sliceTies[warp] = ties;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    u64 total = 0;
+    unsigned tiesBefore = 0;
+    for (int w = 0; w < kWarps; ++w) {
+      sh.sliceMass[w] =
+          sliceMassReady ? sh.sliceMass[w]
+                         : keptMass(sh.sliceMass[w], sh.sliceTies[w], tiesBefore);
+      tiesBefore += sliceMassReady ? 0 : sh.sliceTies[w];
+      total += sh.sliceMass[w];
+    }
+    u64 target = treniDrawTarget(bits, total);
+    u64 before = 0;
+    unsigned ties = 0;
+    int w = 0;
+    while (w < kWarps - 1 && before + sh.sliceMass[w] <= target) {
+      before += sh.sliceMass[w];
+      ties += sliceMassReady ? 0 : sh.sliceTies[w];
+      ++w;
+    }
+    sh.pickSlice = w;
+    sh.pickRest = target - before;
+    sh.pickTies = ties;
+    sh.pickToken = -1;
+  }
+  __syncthreads();
+
+  // Level 2: the chosen slice, split over the warps.
+  const int outerBegin = min(sh.pickSlice * ctx.slice, ctx.vocab);
+  const int outerEnd = min(outerBegin + ctx.slice, ctx.vocab);
+  const int inner = ((outerEnd - outerBegin + kWarps - 1) / kWarps + 3) & ~3;
+  {
+    const int begin = min(outerBegin + warp * inner, outerEnd);
+    const int end = min(begin + inner, outerEnd);
+    u64 massAbove;
+    unsigned ties;
+    sliceAmounts(begin, end, false, &massAbove, &ties);
+    __syncthreads(); // everyone has read the level-1 slice masses
+    if (lane == 0) {
+      sh.sliceMass[warp] = massAbove;
+      sh.sliceTies[warp] = ties;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const u64 rest = sh.pickRest;
+    unsigned tiesBefore = sh.pickTies;
+    u64 before = 0;
+    int w = 0;
+    for (;; ++w) {
+      u64 mass = keptMass(sh.sliceMass[w], sh.sliceTies[w], tiesBefore);
+      if (w == kWarps - 1 || before + mass > rest)
+        break;
+      before += mass;
+      tiesBefore += sh.sliceTies[w];
+    }
+    sh.pickSlice = w;
+    sh.pickRest = rest - before;
+    sh.pickTies = tiesBefore;
+  }
+  __syncthreads();
+
+  // Level 3: one warp scans the chosen ~150 tokens in id order.
+  if (warp == 0) {
+    const int begin = min(outerBegin + sh.pickSlice * inner, outerEnd);
+    const int end = min(begin + inner, outerEnd);
+    const u64 rest = sh.pickRest;
+    unsigned tiesBefore = sh.pickTies;
+    u64 base = 0;
+    bool found = false;
+    forEachGroup(ctx.logits, begin, end, ctx.aligned,
+                 [&](int first, float4 values, int n) {
+                   if (found)
+                     return;
+                   u64 weights[4];
+                   bool tie[4];
+                   unsigned ties = 0;
+#pragma unroll
+                   for (int j = 0; j < 4; ++j) {
+                     unsigned key = treniOrderKey(component(values, j));
+                     tie[j] = j < n && quotaActive && key == threshold;
+                     ties += tie[j];
+                     weights[j] =
+                         j < n && key >= threshold
+                             ? treniSamplingWeight(component(values, j),
+                                                   ctx.maxLogit, ctx.scale)
+                             : 0;
+                   }
+                   unsigned tiesInclusive = warpInclusiveScan(ties);
+                   unsigned ordinal = tiesBefore + tiesInclusive - ties;
+                   tiesBefore += __shfl_sync(kFullMask, tiesInclusive, 31);
+                   u64 laneMass = 0;
+#pragma unroll
+                   for (int j = 0; j < 4; ++j) {
+                     if (tie[j] && ordinal++ >= quota)
+                       weights[j] = 0;
+                     laneMass += weights[j];
+                   }
+                   u64 inclusive = warpInclusiveScan(laneMass);
+                   unsigned hit =
+                       __ballot_sync(kFullMask, base + inclusive > rest);
+                   if (hit) {
+                     if (lane == __ffs(hit) - 1) {
+                       u64 cumulative = base + inclusive - laneMass;
+                       for (int j = 0; j < 4; ++j) {
+                         cumulative += weights[j];
+                         if (cumulative > rest) {
+                           sh.pickToken = first + j;
+                           break;
+                         }
+                       }
+                     }
+                     found = true;
+                   } else {
+                     base += __shfl_sync(kFullMask, inclusive, 31);
+                   }
+                 });
+  }
+  __syncthreads();
+  return sh.pickToken; // -1 only if the exact arithmetic above is broken
+}
+
+} // namespace treni_sampler
+
+extern "C" __global__ void __launch_bounds__(1024, 1)
+    treni_sample(const float *__restrict__ logits, int vocab,
+                 SamplingParamsDevice params,
+                 unsigned long long *stepCounter, SampleResultDevice *out) {
+  using namespace treni_sampler;
+  __shared__ Shared sh;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
+  const float inf = __uint_as_float(0x7f800000u);
+
+  auto fail = [&]() { // thread 0: the error result
+    out->token = -1;
+    out->logprob = 0.0f;
+    out->entropy = 0.0f;
+    out->numAlternatives = 0;
+    *stepCounter = *stepCounter + 1;
+  };
+  if (!(vocab >= 1 && vocab <= kMaxVocab && params.temperature >= 0.0f &&
+        params.temperature < inf && params.topK >= 0 && params.topP > 0.0f &&
+        params.topP <= 1.0f && params.numAlternatives >= 0 &&
+        params.numAlternatives <= kMaxAlternatives)) {
+    if (tid == 0)
+      fail();
+    return;
+  }
+  TRENI_SAMPLER_MARK(0);
+#ifdef TRENI_SAMPLER_DEBUG
+  if (tid == 0)
+    treni_sampler_debug[8] = 0;
+#endif
+  const bool sampling = params.temperature > 0.0f;
+  Context ctx;
+  ctx.logits = logits;
+  ctx.vocab = vocab;
+  ctx.aligned = ((unsigned long long)logits & 15u) == 0;
+  ctx.slice = ((vocab + kWarps - 1) / kWarps + 3) & ~3;
+  ctx.sliceBegin = min(warp * ctx.slice, vocab);
+  ctx.sliceEnd = min(ctx.sliceBegin + ctx.slice, vocab);
+  ctx.scale = sampling ? treniWeightScale(params.temperature) : 0.0f;
+
+  //===-- Pass A: max (lowest index), finite count, thread maxima --------===//
+  float best = negativeInfinity();
+  int bestIndex = vocab;
+  unsigned finite = 0;
+  ctx.forEachInSlice([&](int first, float4 values, int n) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float x = component(values, j); // -inf past the end
+      finite += x > negativeInfinity();
+      if (x > best) { // ids ascend within a lane: the first max stays
+        best = x;
+        bestIndex = first + j;
+      }
+    }
+  });
+  const float threadMax = best;
+  const u64 numFinite = blockSum<u64>(finite, sh.scratchU);
+  for (int offset = 16; offset > 0; offset /= 2) {
+    float otherValue = __shfl_xor_sync(kFullMask, best, offset);
+    int otherIndex = __shfl_xor_sync(kFullMask, bestIndex, offset);
+    if (otherValue > best || (otherValue == best && otherIndex < bestIndex)) {
+      best = otherValue;
+      bestIndex = otherIndex;
+    }
+  }
+  if (lane == 0) {
+    sh.scratchF[warp] = best;
+    sh.scratchI[warp] = bestIndex;
+  }
+  __syncthreads();
+  best = sh.scratchF[0];
+  bestIndex = sh.scratchI[0];
+  for (int w = 1; w < kWarps; ++w)
+    if (sh.scratchF[w] > best ||
+        (sh.scratchF[w] == best && sh.scratchI[w] < bestIndex)) {
+      best = sh.scratchF[w];
+      bestIndex = sh.scratchI[w];
+    }
+  __syncthreads();
+  if (numFinite == 0 || !(best < inf)) {
+    if (tid == 0)
+      fail();
+    return;
+  }
+  TRENI_SAMPLER_MARK(1);
+  ctx.maxLogit = best;
+  const unsigned maxKey = treniOrderKey(best);
+  const int numAlternatives = (int)min((u64)params.numAlternatives, numFinite);
+  const int topK =
+      sampling && params.topK > 0 && (u64)params.topK < numFinite ? params.topK
+                                                                  : 0;
+  const bool useTopP = sampling && params.topP < 1.0f;
+  const bool keepAll = sampling && topK == 0 && !useTopP;
+
+  // Count candidates: tokens >= the k-th largest thread maximum, a lower
+  // bound of the k-th largest logit (those k threads hold k tokens >= it).
+  const int countTarget = max(numAlternatives, topK);
+  unsigned countFloor = kLowestFiniteKey;
+  if (countTarget > 0) {
+    sh.bufferKey[tid] = treniOrderKey(threadMax);
+    if (tid == 0)
+      sh.bufferCount = kThreads;
+    __syncthreads();
+    // Thread maxima of empty or all -inf threads fall below the range.
+    if (countTarget <= kThreads) {
+      Amount none = {0, 0};
+      Located bound = selectInBuffer(sh, ctx, kCount, countTarget,
+                                     kLowestFiniteKey, maxKey, none);
+      if (bound.above.count + bound.countAt >= (u64)countTarget)
+        countFloor = bound.key;
+    }
+  }
+
+  //===-- Pass B: softmax sums, weights, candidates ----------------------===//
+  if (tid == 0) {
+    sh.bufferCount = 0;
+    sh.bufferReplaced = 0;
+    sh.failed = 0;
+  }
+  __syncthreads();
+  const bool wantWeights = sampling && topK == 0;
+  const bool gatherCounts = countTarget > 0;
+  float sumExp = 0.0f, sumExpShifted = 0.0f;
+  u64 totalWeight = 0, regionWeight = 0;
+  unsigned regionFloor = ~0u;
+  ctx.forEachInSlice([&](int first, float4 values, int n) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float x = component(values, j); // -inf past the end: weighs nothing
+      float shifted = x - ctx.maxLogit;
+      float e = fastExp2(shifted * 1.44269504f);
+      sumExp += e; // NaN stays NaN: the check below
+      sumExpShifted = fmaf(e, fmaxf(shifted, -1e30f), sumExpShifted);
+    }
+    if (wantWeights) {
+      bool any = false;
+      unsigned keys[4];
+      bool take[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float x = component(values, j);
+        u64 w = treniSamplingWeight(x, ctx.maxLogit, ctx.scale);
+        totalWeight += w;
+        keys[j] = treniOrderKey(x);
+        take[j] = useTopP &&
+                  treniMul(treniSub(x, ctx.maxLogit), ctx.scale) >=
+                      kNucleusRegion;
+        take[j] = take[j] || (gatherCounts && j < n && keys[j] >= countFloor);
+        regionWeight += take[j] ? w : 0;
+        if (take[j])
+          regionFloor = min(regionFloor, keys[j]);
+        any |= take[j];
+      }
+      if (__any_sync(kFullMask, any))
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          appendCandidate(sh, take[j], keys[j], first + j);
+    } else if (gatherCounts) {
+      bool take[4], any = false;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        take[j] = j < n && treniOrderKey(component(values, j)) >= countFloor;
+        any |= take[j];
+      }
+      if (__any_sync(kFullMask, any))
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          appendCandidate(sh, take[j], treniOrderKey(component(values, j)),
+                          first + j);
+    }
+  });
+  const double sumExpTotal = blockSum<double>(sumExp, sh.scratchD);
+  const double sumExpShiftedTotal = blockSum<double>(sumExpShifted, sh.scratchD);
+  if (!(sumExpTotal < 1e30)) { // NaN (or +inf, which makes NaN) somewhere
+    if (tid == 0)
+      fail();
+    return;
+  }
+  if (keepAll) { // pass B summed every weight: the slice masses of the draw
+    u64 sliceWeight = warpSum(totalWeight);
+    if (lane == 0) {
+      sh.sliceMass[warp] = sliceWeight;
+      sh.sliceTies[warp] = 0;
+    }
+  }
+  if (wantWeights && useTopP) {
+    totalWeight = blockSum<u64>(totalWeight, sh.scratchU);
+    regionWeight = blockSum<u64>(regionWeight, sh.scratchU);
+  }
+  // Lowest key of the nucleus region (it holds every key above it).
+  const unsigned nucleusFloor =
+      useTopP && topK == 0 ? blockMin(regionFloor, sh.scratchI) : maxKey;
+  const bool bufferComplete = sh.bufferCount <= kCapacity;
+  __syncthreads();
+  TRENI_SAMPLER_MARK(2);
+
+  //===-- Boundaries: alternatives, top-k, nucleus -----------------------===//
+  const Amount none = {0, 0};
+  Located alternatives = {0, none, 0};
+  if (numAlternatives > 0)
+    alternatives = locate(sh, ctx, kCount, numAlternatives, false,
+                          kLowestFiniteKey, countFloor, maxKey, none,
+                          bufferComplete);
+  unsigned threshold = 0, quota = ~0u;
+  if (sampling && !keepAll) {
+    u64 baseMass = totalWeight;
+    unsigned topKKey = 0;
+    Located top = {0, none, 0};
+    if (topK > 0) {
+      top = locate(sh, ctx, kCount, topK, true, kLowestFiniteKey, countFloor,
+                   maxKey, none, bufferComplete && !sh.bufferReplaced);
+      topKKey = top.key;
+      u64 tieQuota = topK - top.above.count;
+      baseMass = top.above.mass + tieQuota * ctx.weightOfKey(top.key);
+      threshold = top.key;
+      quota = (unsigned)tieQuota;
+    }
+    if (useTopP) {
+      const u64 need = treniNucleusMass(params.topP, baseMass);
+      if (topK > 0) {
+        if (top.above.mass >= need) { // the boundary is above the k-th key
+          Located nucleus =
+              locate(sh, ctx, kMass, need, false, topKKey + 1, topKKey + 1,
+                     maxKey, none, bufferComplete && !sh.bufferReplaced);
+          threshold = nucleus.key;
+          quota = ~0u;
+        }
+      } else {
+        const bool inRegion = regionWeight >= need;
+        Located nucleus =
+            inRegion ? locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
+                              nucleusFloor, maxKey, none,
+                              bufferComplete && !sh.bufferReplaced)
+                     : locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
+                              kLowestFiniteKey, maxKey, none, false);
+        threshold = nucleus.key;
+      }
+    }
+  }
+
+  TRENI_SAMPLER_MARK(4);
+
+  //===-- Alternatives: above the boundary, then the first ties by id ----===//
+  const unsigned quotaA =
+      numAlternatives - (unsigned)alternatives.above.count;
+  unsigned warpTiesA = 0; // ties seen so far in this warp's slice
+  if (tid == 0)
+    sh.numAbove = 0;
+  __syncthreads();
+  auto gather = [&](int first, float4 values, int n) {
+    if (numAlternatives == 0)
+      return;
+    unsigned ties = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      unsigned key = treniOrderKey(component(values, j));
+      if (j < n && key > alternatives.key && key >= kLowestFiniteKey) {
+        int slot = atomicAdd(&sh.numAbove, 1);
+        if (slot < kMaxAlternatives) // fewer by construction
+          sh.aboveTokens[slot] = first + j;
+      }
+      ties += j < n && key == alternatives.key;
+    }
+    unsigned inclusive = warpInclusiveScan(ties);
+    unsigned position = warpTiesA + inclusive - ties;
+    for (int j = 0; j < n; ++j)
+      if (treniOrderKey(component(values, j)) == alternatives.key) {
+        if (position < quotaA)
+          sh.tieTokens[warp][position] = first + j;
+        ++position;
+      }
+    warpTiesA += __shfl_sync(kFullMask, inclusive, 31);
+  };
+
+  //===-- The token ------------------------------------------------------===//
+  int token = bestIndex;
+  if (sampling) {
+    const u64 bits = treniRandomBits(params.seed, *stepCounter);
+    token = drawToken(sh, ctx, threshold, quota, bits, keepAll, gather);
+  }
+  TRENI_SAMPLER_MARK(3);
+  if (numAlternatives > 0 && (!sampling || keepAll))
+    ctx.forEachInSlice(gather);
+  if (lane == 0)
+    sh.numTieTokens[warp] = (int)min(warpTiesA, quotaA);
+  __syncthreads();
+  if (sh.failed)
+    token = -1;
+
+  //===-- Result ---------------------------------------------------------===//
+  if (tid == 0) {
+    const double logSum = log(sumExpTotal);
+    double entropy = logSum - sumExpShiftedTotal / sumExpTotal;
+    out->token = token;
+    out->logprob =
+        token >= 0 ? (float)((double)(logits[token] - ctx.maxLogit) - logSum)
+                   : 0.0f;
+    out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
+    int list[kMaxAlternatives];
+    int n = 0;
+    for (int i = 0; i < min(sh.numAbove, kMaxAlternatives) && n < numAlternatives;
+         ++i)
+      list[n++] = sh.aboveTokens[i];
+    for (int w = 0; w < kWarps && numAlternatives > 0; ++w)
+      for (int i = 0; i < sh.numTieTokens[w] && n < numAlternatives; ++i)
+        list[n++] = sh.tieTokens[w][i];
+    for (int i = 1; i < n; ++i) { // rank order: key descending, id ascending
+      int candidate = list[i];
+      unsigned key = treniOrderKey(logits[candidate]);
+      int k = i;
+      while (k > 0) {
+        unsigned otherKey = treniOrderKey(logits[list[k - 1]]);
+        if (otherKey > key || (otherKey == key && list[k - 1] < candidate))
+          break;
+        list[k] = list[k - 1];
+        --k;
+      }
+      list[k] = candidate;
+    }
+    out->numAlternatives = n;
+    for (int i = 0; i < n; ++i) {
+      out->alternativeTokens[i] = list[i];
+      out->alternativeLogprobs[i] =
+          (float)((double)(logits[list[i]] - ctx.maxLogit) - logSum);
+    }
+    *stepCounter = *stepCounter + 1;
+  }
+  TRENI_SAMPLER_MARK(5);
+}
+#endif // __CUDACC_RTC__ || __CUDACC__
