@@ -15,6 +15,7 @@
 #include "codegen/Status.h"
 #include "frontends/safetensors/safetensors.h"
 #include "runtime/cpu_kernels.h"
+#include "runtime/step_inputs.h"
 #include "runtime/weights.h"
 
 namespace treni {
@@ -138,14 +139,8 @@ absl::StatusOr<std::vector<float>>
 CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
                  int64_t startPosition) {
   int64_t tokens = ids.size();
-  if (startPosition < 0 || startPosition + tokens > maxSeq_)
-    return absl::OutOfRangeError(absl::StrCat(
-        "positions ", startPosition, "..", startPosition + tokens - 1,
-        " exceed the KV cache (--max-seq ", maxSeq_, ")"));
-  for (int32_t id : ids)
-    if (id < 0 || id >= vocabSize_)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token id ", id, " is outside the vocabulary [0, ", vocabSize_, ")"));
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
   if (function.inputs.size() != 2 || function.outputs.size() != 1)
     return absl::InvalidArgumentError(
         absl::StrCat("@", function.name, " must take (ids, positions) and "

@@ -11,6 +11,7 @@
 #include "runtime/cuda_status.h"
 #include "runtime/gemm.h"
 #include "runtime/nvrtc_compiler.h"
+#include "runtime/step_inputs.h"
 #include "runtime/weights.h"
 
 namespace treni {
@@ -488,14 +489,8 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
                  bool useGraph) {
   TRENI_RETURN_IF_ERROR(validate(params));
   int64_t tokens = ids.size();
-  if (startPosition < 0 || startPosition + tokens > maxSeq_)
-    return absl::OutOfRangeError(absl::StrCat(
-        "positions ", startPosition, "..", startPosition + tokens - 1,
-        " exceed the KV cache (--max-seq ", maxSeq_, ")"));
-  for (int32_t id : ids)
-    if (id < 0 || id >= vocabSize_)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token id ", id, " is outside the vocabulary [0, ", vocabSize_, ")"));
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
   Impl &impl = *impl_;
 
   // Token ids and positions go to their arena buffers from pinned memory.

@@ -82,9 +82,6 @@ TRENI_SAMPLER_FN float treniMul(float a, float b) { return __fmul_rn(a, b); }
 TRENI_SAMPLER_FN float treniDiv(float a, float b) { return __fdiv_rn(a, b); }
 TRENI_SAMPLER_FN unsigned treniFloatBits(float x) { return __float_as_uint(x); }
 TRENI_SAMPLER_FN float treniBitsFloat(unsigned x) { return __uint_as_float(x); }
-TRENI_SAMPLER_FN unsigned long long treniFloatToU64(float x) {
-  return __float2ull_rz(x);
-}
 TRENI_SAMPLER_FN unsigned long long treniMulHi(unsigned long long a,
                                                unsigned long long b) {
   return __umul64hi(a, b);
@@ -110,9 +107,6 @@ TRENI_SAMPLER_FN float treniBitsFloat(unsigned x) {
   float value;
   std::memcpy(&value, &x, sizeof(value));
   return value;
-}
-TRENI_SAMPLER_FN unsigned long long treniFloatToU64(float x) {
-  return static_cast<unsigned long long>(x); // truncates, like __float2ull_rz
 }
 TRENI_SAMPLER_FN unsigned long long treniMulHi(unsigned long long a,
                                                unsigned long long b) {
@@ -160,8 +154,14 @@ treniSamplingWeight(float logit, float maxLogit, float scale) {
   p = treniFma(p, f, 0x1.62e430p-1f);
   p = treniFma(p, f, 1.0f);
   int exponent = static_cast<int>(treniFloatBits(shifted)) - 0x4b400000 + 40;
-  return treniFloatToU64(
-      treniMul(p, treniBitsFloat(static_cast<unsigned>(exponent + 127) << 23)));
+  float value =
+      treniMul(p, treniBitsFloat(static_cast<unsigned>(exponent + 127) << 23));
+  // floor(value) from its bits (value in [0.7, 2^40]): no float->u64
+  // conversion, which shares the GPU's slow pipe with exp2.
+  unsigned bits = treniFloatBits(value);
+  int shift = static_cast<int>(bits >> 23) - 150;
+  unsigned long long mantissa = (bits & 0x7fffffu) | 0x800000u;
+  return shift >= 0 ? mantissa << shift : mantissa >> -shift;
 }
 
 /// splitmix64's output function.
@@ -243,6 +243,7 @@ struct Shared {
   int bufferReplaced; ///< a locate pass refilled the buffer after pass B
   int failed;         ///< a locate did not converge (never expected)
   u64 scratchU[kWarps];
+  u64 scratchV[kWarps];
   double scratchD[kWarps];
   float scratchF[kWarps];
   int scratchI[kWarps];
@@ -255,6 +256,7 @@ struct Shared {
   int tieTokens[kWarps][kMaxAlternatives];
   int numTieTokens[kWarps];
   int pickSlice, pickToken;
+  int numSmall; ///< entries gathered from the buffer (ties, kept tokens)
   u64 pickRest;
   unsigned pickTies;
 };
@@ -370,25 +372,56 @@ __device__ __forceinline__ u64 blockExclusiveScan(u64 value, u64 *scratch) {
 
 /// Walking bins from the highest down, the bin where the running sum of
 /// `value(bin)` first reaches `target`, and the sum of the bins above it;
-/// bin -1 if the total stays below. Every thread gets the answer.
+/// bin -1 if the total stays below. Every thread gets the answer. Up to 256
+/// bins one warp does it; up to 2048 the block.
 template <typename V>
 __device__ __forceinline__ int selectFromTop(Shared &sh, int numBins,
                                              u64 target, V &&value,
                                              u64 *above) {
-  if (threadIdx.x == 0)
-    sh.selectedBin = -1;
-  const int j = 2 * threadIdx.x; // this thread: bins numBins-1-j, numBins-2-j
-  u64 first = j < numBins ? value(numBins - 1 - j) : 0;
-  u64 second = j + 1 < numBins ? value(numBins - 2 - j) : 0;
-  u64 before = blockExclusiveScan(first + second, sh.scratchU);
-  if (j < numBins && before < target && target <= before + first) {
-    sh.selectedBin = numBins - 1 - j;
-    sh.selectedAbove = before;
-  }
-  if (j + 1 < numBins && before + first < target &&
-      target <= before + first + second) {
-    sh.selectedBin = numBins - 2 - j;
-    sh.selectedAbove = before + first;
+  const int lane = threadIdx.x & 31;
+  if (numBins <= 256) {
+    if (threadIdx.x < 32) {
+      // Lane l owns bins [top - 8l - 7, top - 8l], highest first.
+      u64 values[8], sum = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        int b = numBins - 1 - 8 * lane - i;
+        values[i] = b >= 0 ? value(b) : 0;
+        sum += values[i];
+      }
+      u64 inclusive = warpInclusiveScan(sum);
+      u64 before = inclusive - sum;
+      if (lane == 0)
+        sh.selectedBin = -1;
+      __syncwarp();
+      if (before < target && target <= inclusive) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          if (before + values[i] >= target) {
+            sh.selectedBin = numBins - 1 - 8 * lane - i;
+            sh.selectedAbove = before;
+            break;
+          }
+          before += values[i];
+        }
+      }
+    }
+  } else {
+    if (threadIdx.x == 0)
+      sh.selectedBin = -1;
+    const int j = 2 * threadIdx.x; // bins numBins-1-j and numBins-2-j
+    u64 first = j < numBins ? value(numBins - 1 - j) : 0;
+    u64 second = j + 1 < numBins ? value(numBins - 2 - j) : 0;
+    u64 before = blockExclusiveScan(first + second, sh.scratchU);
+    if (j < numBins && before < target && target <= before + first) {
+      sh.selectedBin = numBins - 1 - j;
+      sh.selectedAbove = before;
+    }
+    if (j + 1 < numBins && before + first < target &&
+        target <= before + first + second) {
+      sh.selectedBin = numBins - 2 - j;
+      sh.selectedAbove = before + first;
+    }
   }
   __syncthreads();
   int bin = sh.selectedBin;
@@ -397,8 +430,9 @@ __device__ __forceinline__ int selectFromTop(Shared &sh, int numBins,
   return bin;
 }
 
-__device__ __forceinline__ void clearHistograms(Shared &sh, bool mass) {
-  for (int i = threadIdx.x; i < kBins; i += kThreads) {
+__device__ __forceinline__ void clearHistograms(Shared &sh, int numBins,
+                                                bool mass) {
+  for (int i = threadIdx.x; i < numBins; i += kThreads) {
     sh.histCount[i] = 0;
     if (mass) {
       sh.histMass[0][i] = 0;
@@ -422,22 +456,40 @@ __device__ __forceinline__ u64 binMass(const Shared &sh, int bin) {
          ((u64)sh.histMass[2][bin] << 28);
 }
 
-/// Appends (key, id) for every lane with `take`, one shared atomic per warp.
-__device__ __forceinline__ void appendCandidate(Shared &sh, bool take,
-                                                unsigned key, int id) {
-  unsigned ballot = __ballot_sync(kFullMask, take);
-  if (!ballot)
-    return;
-  const int lane = threadIdx.x & 31, leader = __ffs(ballot) - 1;
+__device__ __forceinline__ float max4(float4 v) {
+  return fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+}
+__device__ __forceinline__ float min4(float4 v) {
+  return fminf(fminf(v.x, v.y), fminf(v.z, v.w));
+}
+
+/// Appends the lane's tokens with take[j] (j < 4) to the buffer: one warp
+/// scan and one shared atomic per call. Past kCapacity only counts.
+__device__ __forceinline__ void appendGroup(Shared &sh, int first,
+                                            float4 values, const bool take[4]) {
+  const int lane = threadIdx.x & 31;
+  unsigned count = take[0] + take[1] + take[2] + take[3];
+  unsigned inclusive = warpInclusiveScan(count);
+  unsigned total = __shfl_sync(kFullMask, inclusive, 31);
   int base = 0;
-  if (lane == leader)
-    base = atomicAdd(&sh.bufferCount, __popc(ballot));
-  base = __shfl_sync(kFullMask, base, leader);
-  int position = base + __popc(ballot & ((1u << lane) - 1u));
-  if (take && position < kCapacity) {
-    sh.bufferKey[position] = key;
-    sh.bufferId[position] = id;
-  }
+  if (lane == 31 && total)
+    base = atomicAdd(&sh.bufferCount, (int)total);
+  base = __shfl_sync(kFullMask, base, 31);
+  int position = base + (int)(inclusive - count);
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    if (take[j]) {
+      if (position < kCapacity) {
+        sh.bufferKey[position] = treniOrderKey(component(values, j));
+        sh.bufferId[position] = first + j;
+      }
+      ++position;
+    }
+}
+
+/// The float whose key is `key`, or -inf below the finite keys.
+__device__ __forceinline__ float keyFloor(unsigned key) {
+  return key <= kLowestFiniteKey ? negativeInfinity() : treniKeyValue(key);
 }
 
 /// Everything the phases share.
@@ -450,8 +502,11 @@ struct Context {
   float maxLogit;
   float scale; ///< log2(e) / temperature (sampling only)
 
+  __device__ u64 weight(float logit) const {
+    return treniSamplingWeight(logit, maxLogit, scale);
+  }
   __device__ u64 weightOfKey(unsigned key) const {
-    return treniSamplingWeight(treniKeyValue(key), maxLogit, scale);
+    return weight(treniKeyValue(key));
   }
   template <typename F> __device__ void forEachInSlice(F &&f) const {
     forEachGroup(logits, sliceBegin, sliceEnd, aligned, f);
@@ -474,20 +529,18 @@ struct Located {
   u64 countAt;
 };
 
-/// Exact radix select over the candidates in the buffer with keys in [lo,
-/// hi] (the buffer must hold all such tokens): the largest key whose running
-/// amount from the top reaches `target`, given `above` for keys > hi. Four
-/// levels of 8 key bits.
-__device__ Located selectInBuffer(Shared &sh, const Context &ctx, Metric metric,
-                                  u64 target, unsigned lo, unsigned hi,
-                                  Amount above) {
+/// Radix select over the buffer's keys in [lo, hi] (the buffer must hold all
+/// such tokens), `levels` digits of 8 bits from the top: the prefix of the
+/// largest key whose running amount from the top reaches `rest`.
+__device__ unsigned radixInBuffer(Shared &sh, const Context &ctx,
+                                  Metric metric, u64 rest, unsigned lo,
+                                  unsigned hi, int levels) {
   const int n = min(sh.bufferCount, kCapacity);
   const bool mass = metric == kMass;
-  u64 rest = target - (mass ? above.mass : above.count);
   unsigned prefix = 0;
-  for (int level = 0; level < 4; ++level) {
+  for (int level = 0; level < levels; ++level) {
     const int shift = 24 - 8 * level;
-    clearHistograms(sh, mass);
+    clearHistograms(sh, 256, mass);
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += kThreads) {
       unsigned key = sh.bufferKey[i];
@@ -509,8 +562,20 @@ __device__ Located selectInBuffer(Shared &sh, const Context &ctx, Metric metric,
     prefix = (prefix << 8) | (unsigned)max(bin, 0);
     rest -= skipped;
   }
-  // Exact amounts around the selected key.
-  const unsigned key = prefix;
+  return prefix;
+}
+
+/// Exact select over the buffer (keys in [lo, hi], all present): the largest
+/// key whose running amount from the top reaches `target`, given `above` for
+/// keys > hi.
+__device__ Located selectInBuffer(Shared &sh, const Context &ctx, Metric metric,
+                                  u64 target, unsigned lo, unsigned hi,
+                                  Amount above) {
+  const unsigned key =
+      radixInBuffer(sh, ctx, metric, target - (metric == kMass ? above.mass
+                                                                : above.count),
+                    lo, hi, 4);
+  const int n = min(sh.bufferCount, kCapacity);
   u64 countAbove = 0, massAbove = 0, countAt = 0;
   for (int i = threadIdx.x; i < n; i += kThreads) {
     unsigned k = sh.bufferKey[i];
@@ -523,11 +588,24 @@ __device__ Located selectInBuffer(Shared &sh, const Context &ctx, Metric metric,
       massAbove += ctx.weightOfKey(k);
     }
   }
+  countAbove = warpSum(countAbove);
+  massAbove = warpSum(massAbove);
+  countAt = warpSum(countAt);
+  if ((threadIdx.x & 31) == 0) {
+    sh.scratchV[threadIdx.x / 32] = massAbove;
+    sh.scratchU[threadIdx.x / 32] = countAbove | (countAt << 32);
+  }
+  __syncthreads();
   Located result;
   result.key = key;
-  result.above.count = above.count + blockSum<u64>(countAbove, sh.scratchU);
-  result.above.mass = above.mass + blockSum<u64>(massAbove, sh.scratchU);
-  result.countAt = blockSum<u64>(countAt, sh.scratchU);
+  result.above = above;
+  result.countAt = 0;
+  for (int w = 0; w < kWarps; ++w) {
+    result.above.count += sh.scratchU[w] & 0xffffffffu;
+    result.countAt += sh.scratchU[w] >> 32;
+    result.above.mass += sh.scratchV[w];
+  }
+  __syncthreads();
   return result;
 }
 
@@ -565,38 +643,36 @@ __device__ Located locate(Shared &sh, const Context &ctx, Metric metric,
       range.mass = blockSum<u64>(weight, sh.scratchU);
     } else {
       TRENI_SAMPLER_COUNT(8);
-      clearHistograms(sh, massBins);
+      clearHistograms(sh, numBins, massBins);
       if (threadIdx.x == 0) {
         sh.bufferCount = 0;
         sh.bufferReplaced = 1;
       }
       __syncthreads();
+      const float loValue = keyFloor(max(lo, floor));
+      const float hiValue = treniKeyValue(hi);
       u64 count = 0, weight = 0;
       ctx.forEachInSlice([&](int first, float4 values, int n) {
-        unsigned keys[4];
-        bool in[4], anyIn = false;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          keys[j] = treniOrderKey(component(values, j));
-          in[j] = j < n && keys[j] >= floor && keys[j] >= lo && keys[j] <= hi;
-          anyIn |= in[j];
-        }
-        if (!__any_sync(kFullMask, anyIn))
+        bool maybe = max4(values) >= loValue && min4(values) <= hiValue;
+        if (!__any_sync(kFullMask, maybe))
           return;
+        bool in[4];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
+          float x = component(values, j);
+          in[j] = j < n && x >= loValue && x <= hiValue;
           if (in[j]) {
-            unsigned bin = (keys[j] - lo) >> shift;
+            unsigned bin = (treniOrderKey(x) - lo) >> shift;
             ++count;
             atomicAdd(&sh.histCount[bin], 1u);
             if (massBins) {
-              u64 w = ctx.weightOfKey(keys[j]);
+              u64 w = ctx.weight(x);
               weight += w;
               addMass(sh, bin, w);
             }
           }
-          appendCandidate(sh, in[j], keys[j], first + j);
         }
+        appendGroup(sh, first, values, in);
       });
       range.count = blockSum<u64>(count, sh.scratchU);
       range.mass = blockSum<u64>(weight, sh.scratchU);
@@ -661,6 +737,7 @@ __device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
                          Gather &&gather) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   const bool quotaActive = quota != ~0u;
+  const float thresholdValue = keyFloor(threshold);
   const u64 tieWeight = quotaActive ? ctx.weightOfKey(threshold) : 0;
   // Mass above the threshold and the ties in [begin, end), this warp.
   auto sliceAmounts = [&](int begin, int end, bool withGather, u64 *massOut,
@@ -671,16 +748,16 @@ __device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
                  [&](int first, float4 values, int n) {
                    if (withGather)
                      gather(first, values, n);
+                   if (!(max4(values) >= thresholdValue))
+                     return; // nothing kept here (the common case)
 #pragma unroll
                    for (int j = 0; j < 4; ++j) {
                      float x = component(values, j);
-                     unsigned key = treniOrderKey(x);
-                     bool counted = j < n && key >= threshold;
-                     bool tie = counted && quotaActive && key == threshold;
+                     bool counted = j < n && x >= thresholdValue;
+                     bool tie = counted && quotaActive && x == thresholdValue;
                      ties += tie;
                      if (counted && !tie)
-                       massAbove += treniSamplingWeight(x, ctx.maxLogit,
-                                                        ctx.scale);
+                       massAbove += ctx.weight(x);
                    }
                  });
     *massOut = warpSum(massAbove);
@@ -709,10 +786,10 @@ __device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
     u64 total = 0;
     unsigned tiesBefore = 0;
     for (int w = 0; w < kWarps; ++w) {
-      sh.sliceMass[w] =
-          sliceMassReady ? sh.sliceMass[w]
-                         : keptMass(sh.sliceMass[w], sh.sliceTies[w], tiesBefore);
-      tiesBefore += sliceMassReady ? 0 : sh.sliceTies[w];
+      if (!sliceMassReady) {
+        sh.sliceMass[w] = keptMass(sh.sliceMass[w], sh.sliceTies[w], tiesBefore);
+        tiesBefore += sh.sliceTies[w];
+      }
       total += sh.sliceMass[w];
     }
     u64 target = treniDrawTarget(bits, total);
@@ -783,14 +860,11 @@ __device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
                    unsigned ties = 0;
 #pragma unroll
                    for (int j = 0; j < 4; ++j) {
-                     unsigned key = treniOrderKey(component(values, j));
-                     tie[j] = j < n && quotaActive && key == threshold;
+                     float x = component(values, j);
+                     bool counted = j < n && x >= thresholdValue;
+                     tie[j] = counted && quotaActive && x == thresholdValue;
                      ties += tie[j];
-                     weights[j] =
-                         j < n && key >= threshold
-                             ? treniSamplingWeight(component(values, j),
-                                                   ctx.maxLogit, ctx.scale)
-                             : 0;
+                     weights[j] = counted ? ctx.weight(x) : 0;
                    }
                    unsigned tiesInclusive = warpInclusiveScan(ties);
                    unsigned ordinal = tiesBefore + tiesInclusive - ties;
@@ -824,6 +898,108 @@ __device__ int drawToken(Shared &sh, const Context &ctx, unsigned threshold,
   }
   __syncthreads();
   return sh.pickToken; // -1 only if the exact arithmetic above is broken
+}
+
+/// Alternatives straight from the buffer (it holds every token >= `key`):
+/// the tokens above `key`, then the `quota` lowest ids at it. False (and
+/// nothing decided) when more than 256 tokens tie at `key`.
+__device__ bool alternativesFromBuffer(Shared &sh, unsigned key,
+                                       unsigned quota) {
+  const int n = min(sh.bufferCount, kCapacity);
+  int *tieIds = reinterpret_cast<int *>(sh.histCount);
+  if (threadIdx.x == 0) {
+    sh.numAbove = 0;
+    sh.numSmall = 0;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += kThreads) {
+    unsigned k = sh.bufferKey[i];
+    if (k > key) {
+      int slot = atomicAdd(&sh.numAbove, 1);
+      if (slot < kMaxAlternatives) // fewer by construction
+        sh.aboveTokens[slot] = sh.bufferId[i];
+    } else if (k == key) {
+      int slot = atomicAdd(&sh.numSmall, 1);
+      if (slot < kBins)
+        tieIds[slot] = sh.bufferId[i];
+    }
+  }
+  __syncthreads();
+  const int ties = sh.numSmall;
+  if (ties > 256) {
+    __syncthreads();
+    return false;
+  }
+  for (int t = threadIdx.x; t < ties; t += kThreads) {
+    int id = tieIds[t];
+    unsigned rank = 0;
+    for (int j = 0; j < ties; ++j)
+      rank += tieIds[j] < id;
+    if (rank < quota)
+      sh.tieTokens[0][rank] = id;
+  }
+  if (threadIdx.x < kWarps)
+    sh.numTieTokens[threadIdx.x] =
+        threadIdx.x == 0 ? (int)min((unsigned)ties, quota) : 0;
+  __syncthreads();
+  return true;
+}
+
+/// The draw straight from the buffer (it holds every token >= threshold),
+/// when at most 256 tokens are kept: each finds the kept mass before it in
+/// id order. False (nothing decided) when more are kept.
+__device__ bool drawFromBuffer(Shared &sh, const Context &ctx,
+                               unsigned threshold, unsigned quota, u64 bits,
+                               int *token) {
+  const int n = min(sh.bufferCount, kCapacity);
+  int *ids = reinterpret_cast<int *>(sh.histMass[0]);
+  unsigned *keys = sh.histMass[1];
+  u64 *weights = reinterpret_cast<u64 *>(sh.histMass[2]); // 512 fit
+  if (threadIdx.x == 0) {
+    sh.numSmall = 0;
+    sh.pickToken = -1;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += kThreads)
+    if (sh.bufferKey[i] >= threshold) {
+      int slot = atomicAdd(&sh.numSmall, 1);
+      if (slot < 256) {
+        ids[slot] = sh.bufferId[i];
+        keys[slot] = sh.bufferKey[i];
+      }
+    }
+  __syncthreads();
+  const int kept = sh.numSmall;
+  if (kept > 256) {
+    __syncthreads();
+    return false;
+  }
+  const int t = threadIdx.x;
+  u64 weight = 0;
+  if (t < kept) {
+    weight = ctx.weightOfKey(keys[t]);
+    if (quota != ~0u && keys[t] == threshold) { // first `quota` ties by id
+      unsigned ordinal = 0;
+      for (int j = 0; j < kept; ++j)
+        ordinal += keys[j] == threshold && ids[j] < ids[t];
+      if (ordinal >= quota)
+        weight = 0;
+    }
+    weights[t] = weight;
+  }
+  const u64 total = blockSum<u64>(weight, sh.scratchU); // syncs: weights set
+  const u64 target = treniDrawTarget(bits, total);
+  if (t < kept && weight > 0) {
+    u64 before = 0;
+    for (int j = 0; j < kept; ++j)
+      before += ids[j] < ids[t] ? weights[j] : 0;
+    if (before <= target && target < before + weight)
+      sh.pickToken = ids[t];
+  }
+  __syncthreads();
+  *token = sh.pickToken;
+  __syncthreads();
+  return true;
 }
 
 } // namespace treni_sampler
@@ -866,24 +1042,61 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   ctx.sliceBegin = min(warp * ctx.slice, vocab);
   ctx.sliceEnd = min(ctx.sliceBegin + ctx.slice, vocab);
   ctx.scale = sampling ? treniWeightScale(params.temperature) : 0.0f;
+  // The counts of finite tokens matter only to cap k.
+  const bool wantFinite =
+      params.numAlternatives > 0 || (sampling && params.topK > 0);
 
-  //===-- Pass A: max (lowest index), finite count, thread maxima --------===//
+  //===-- Pass A: max (lowest index), softmax sums, finite count ---------===//
+  // Online: the sums are relative to this thread's running max, rescaled
+  // when it grows (rarely). In log2 units: e = 2^t, t = (x - max) log2(e).
+  const float log2e = 1.44269504f;
   float best = negativeInfinity();
   int bestIndex = vocab;
+  float shiftLog2 = 0.0f; // -best * log2(e)
+  float sumExp = 0.0f, sumExpLog2 = 0.0f;
   unsigned finite = 0;
+  bool sawNaN = false;
   ctx.forEachInSlice([&](int first, float4 values, int n) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float x = component(values, j); // -inf past the end
-      finite += x > negativeInfinity();
-      if (x > best) { // ids ascend within a lane: the first max stays
-        best = x;
-        bestIndex = first + j;
+    float groupMax = max4(values); // ignores NaN; -inf past the end
+    if (groupMax > best) {         // ids ascend within a lane: first max
+      bestIndex = first + (values.x == groupMax   ? 0
+                           : values.y == groupMax ? 1
+                           : values.z == groupMax ? 2
+                                                  : 3);
+      if (best > negativeInfinity()) {
+        float d = fmaxf((best - groupMax) * log2e, -1e30f);
+        float f = fastExp2(d);
+        sumExpLog2 = f * fmaf(d, sumExp, sumExpLog2);
+        sumExp *= f;
       }
+      best = groupMax;
+      shiftLog2 = -best * log2e;
+    }
+    if (best > negativeInfinity()) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // -inf weighs nothing; NaN (and +inf - +inf) stays NaN: checked below
+        float t = fmaf(component(values, j), log2e, shiftLog2);
+        float e = fastExp2(t);
+        sumExp += e;
+        sumExpLog2 = fmaf(e, fmaxf(t, -1e30f), sumExpLog2);
+      }
+    } else {
+      sawNaN |= !(values.x == values.x) || !(values.y == values.y) ||
+                !(values.z == values.z) || !(values.w == values.w);
+    }
+    if (wantFinite) {
+      if (min4(values) > negativeInfinity())
+        finite += 4;
+      else
+        finite += (values.x > negativeInfinity()) +
+                  (values.y > negativeInfinity()) +
+                  (values.z > negativeInfinity()) +
+                  (values.w > negativeInfinity());
     }
   });
   const float threadMax = best;
-  const u64 numFinite = blockSum<u64>(finite, sh.scratchU);
+  const bool threadNaN = sawNaN || !(sumExp == sumExp);
   for (int offset = 16; offset > 0; offset /= 2) {
     float otherValue = __shfl_xor_sync(kFullMask, best, offset);
     int otherIndex = __shfl_xor_sync(kFullMask, bestIndex, offset);
@@ -892,24 +1105,42 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
       bestIndex = otherIndex;
     }
   }
+  finite = warpSum(finite);
   if (lane == 0) {
     sh.scratchF[warp] = best;
     sh.scratchI[warp] = bestIndex;
+    sh.sliceTies[warp] = finite;
   }
-  __syncthreads();
+  const bool anyNaN = __syncthreads_or(threadNaN);
   best = sh.scratchF[0];
   bestIndex = sh.scratchI[0];
-  for (int w = 1; w < kWarps; ++w)
+  u64 numFinite = 0;
+  for (int w = 0; w < kWarps; ++w) {
+    numFinite += sh.sliceTies[w];
     if (sh.scratchF[w] > best ||
         (sh.scratchF[w] == best && sh.scratchI[w] < bestIndex)) {
       best = sh.scratchF[w];
       bestIndex = sh.scratchI[w];
     }
+  }
   __syncthreads();
-  if (numFinite == 0 || !(best < inf)) {
+  if (anyNaN || !(best > negativeInfinity()) || !(best < inf)) {
     if (tid == 0)
       fail();
     return;
+  }
+  // The sums of all threads, relative to the max (double from here).
+  double sumExpTotal, sumExpLog2Total;
+  {
+    double scaled = 0.0, scaledLog2 = 0.0;
+    if (threadMax > negativeInfinity()) {
+      double d = ((double)threadMax - (double)best) * 1.4426950408889634;
+      double f = exp2(d);
+      scaled = f * sumExp;
+      scaledLog2 = f * (sumExpLog2 + d * sumExp);
+    }
+    sumExpTotal = blockSum<double>(scaled, sh.scratchD);
+    sumExpLog2Total = blockSum<double>(scaledLog2, sh.scratchD);
   }
   TRENI_SAMPLER_MARK(1);
   ctx.maxLogit = best;
@@ -921,26 +1152,34 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   const bool useTopP = sampling && params.topP < 1.0f;
   const bool keepAll = sampling && topK == 0 && !useTopP;
 
-  // Count candidates: tokens >= the k-th largest thread maximum, a lower
-  // bound of the k-th largest logit (those k threads hold k tokens >= it).
+  // Count candidates: tokens >= a lower bound of the k-th largest logit: the
+  // 16-bit key prefix of the k-th largest thread maximum (the k threads above
+  // it hold k tokens >= it).
   const int countTarget = max(numAlternatives, topK);
   unsigned countFloor = kLowestFiniteKey;
-  if (countTarget > 0) {
-    sh.bufferKey[tid] = treniOrderKey(threadMax);
+  if (countTarget > 0 && countTarget <= kThreads) {
+    unsigned key = treniOrderKey(threadMax);
+    sh.bufferKey[tid] = key;
+    unsigned present = __syncthreads_count(key >= kLowestFiniteKey);
     if (tid == 0)
       sh.bufferCount = kThreads;
     __syncthreads();
-    // Thread maxima of empty or all -inf threads fall below the range.
-    if (countTarget <= kThreads) {
-      Amount none = {0, 0};
-      Located bound = selectInBuffer(sh, ctx, kCount, countTarget,
-                                     kLowestFiniteKey, maxKey, none);
-      if (bound.above.count + bound.countAt >= (u64)countTarget)
-        countFloor = bound.key;
-    }
+    if (present >= (unsigned)countTarget)
+      countFloor = max(kLowestFiniteKey,
+                       radixInBuffer(sh, ctx, kCount, countTarget,
+                                     kLowestFiniteKey, maxKey, 2)
+                           << 16);
   }
+  // Nucleus candidates (top-p without top-k): weight >= 2^-14 of the top.
+  const bool nucleusRegion = useTopP && topK == 0;
+  float candidateFloor = inf;
+  if (countTarget > 0)
+    candidateFloor = keyFloor(countFloor);
+  if (nucleusRegion)
+    candidateFloor = fminf(candidateFloor,
+                           ctx.maxLogit + kNucleusRegion / ctx.scale);
 
-  //===-- Pass B: softmax sums, weights, candidates ----------------------===//
+  //===-- Pass B: weights and candidates --------------------------------===//
   if (tid == 0) {
     sh.bufferCount = 0;
     sh.bufferReplaced = 0;
@@ -948,78 +1187,35 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   }
   __syncthreads();
   const bool wantWeights = sampling && topK == 0;
-  const bool gatherCounts = countTarget > 0;
-  float sumExp = 0.0f, sumExpShifted = 0.0f;
-  u64 totalWeight = 0, regionWeight = 0;
-  unsigned regionFloor = ~0u;
-  ctx.forEachInSlice([&](int first, float4 values, int n) {
+  const bool wantCandidates = countTarget > 0 || nucleusRegion;
+  u64 totalWeight = 0;
+  if (wantWeights || wantCandidates)
+    ctx.forEachInSlice([&](int first, float4 values, int n) {
+      if (wantWeights)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float x = component(values, j); // -inf past the end: weighs nothing
-      float shifted = x - ctx.maxLogit;
-      float e = fastExp2(shifted * 1.44269504f);
-      sumExp += e; // NaN stays NaN: the check below
-      sumExpShifted = fmaf(e, fmaxf(shifted, -1e30f), sumExpShifted);
-    }
-    if (wantWeights) {
-      bool any = false;
-      unsigned keys[4];
-      bool take[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        float x = component(values, j);
-        u64 w = treniSamplingWeight(x, ctx.maxLogit, ctx.scale);
-        totalWeight += w;
-        keys[j] = treniOrderKey(x);
-        take[j] = useTopP &&
-                  treniMul(treniSub(x, ctx.maxLogit), ctx.scale) >=
-                      kNucleusRegion;
-        take[j] = take[j] || (gatherCounts && j < n && keys[j] >= countFloor);
-        regionWeight += take[j] ? w : 0;
-        if (take[j])
-          regionFloor = min(regionFloor, keys[j]);
-        any |= take[j];
-      }
-      if (__any_sync(kFullMask, any))
+        for (int j = 0; j < 4; ++j) // -inf past the end weighs nothing
+          totalWeight += ctx.weight(component(values, j));
+      if (wantCandidates &&
+          __any_sync(kFullMask, max4(values) >= candidateFloor)) {
+        bool take[4];
 #pragma unroll
         for (int j = 0; j < 4; ++j)
-          appendCandidate(sh, take[j], keys[j], first + j);
-    } else if (gatherCounts) {
-      bool take[4], any = false;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        take[j] = j < n && treniOrderKey(component(values, j)) >= countFloor;
-        any |= take[j];
+          take[j] = j < n && component(values, j) >= candidateFloor;
+        appendGroup(sh, first, values, take);
       }
-      if (__any_sync(kFullMask, any))
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          appendCandidate(sh, take[j], treniOrderKey(component(values, j)),
-                          first + j);
-    }
-  });
-  const double sumExpTotal = blockSum<double>(sumExp, sh.scratchD);
-  const double sumExpShiftedTotal = blockSum<double>(sumExpShifted, sh.scratchD);
-  if (!(sumExpTotal < 1e30)) { // NaN (or +inf, which makes NaN) somewhere
-    if (tid == 0)
-      fail();
-    return;
-  }
+    });
   if (keepAll) { // pass B summed every weight: the slice masses of the draw
     u64 sliceWeight = warpSum(totalWeight);
-    if (lane == 0) {
+    if (lane == 0)
       sh.sliceMass[warp] = sliceWeight;
-      sh.sliceTies[warp] = 0;
-    }
   }
-  if (wantWeights && useTopP) {
+  if (nucleusRegion)
     totalWeight = blockSum<u64>(totalWeight, sh.scratchU);
-    regionWeight = blockSum<u64>(regionWeight, sh.scratchU);
-  }
-  // Lowest key of the nucleus region (it holds every key above it).
-  const unsigned nucleusFloor =
-      useTopP && topK == 0 ? blockMin(regionFloor, sh.scratchI) : maxKey;
+  __syncthreads();
   const bool bufferComplete = sh.bufferCount <= kCapacity;
+  // The buffer holds every token with a key >= this.
+  const unsigned bufferFloor =
+      max(kLowestFiniteKey, treniOrderKey(candidateFloor));
   __syncthreads();
   TRENI_SAMPLER_MARK(2);
 
@@ -1033,67 +1229,82 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   unsigned threshold = 0, quota = ~0u;
   if (sampling && !keepAll) {
     u64 baseMass = totalWeight;
-    unsigned topKKey = 0;
-    Located top = {0, none, 0};
     if (topK > 0) {
-      top = locate(sh, ctx, kCount, topK, true, kLowestFiniteKey, countFloor,
-                   maxKey, none, bufferComplete && !sh.bufferReplaced);
-      topKKey = top.key;
+      Located top = locate(sh, ctx, kCount, topK, true, kLowestFiniteKey,
+                           countFloor, maxKey, none,
+                           bufferComplete && !sh.bufferReplaced);
       u64 tieQuota = topK - top.above.count;
       baseMass = top.above.mass + tieQuota * ctx.weightOfKey(top.key);
       threshold = top.key;
       quota = (unsigned)tieQuota;
-    }
-    if (useTopP) {
-      const u64 need = treniNucleusMass(params.topP, baseMass);
-      if (topK > 0) {
+      if (useTopP) {
+        const u64 need = treniNucleusMass(params.topP, baseMass);
         if (top.above.mass >= need) { // the boundary is above the k-th key
           Located nucleus =
-              locate(sh, ctx, kMass, need, false, topKKey + 1, topKKey + 1,
+              locate(sh, ctx, kMass, need, false, top.key + 1, top.key + 1,
                      maxKey, none, bufferComplete && !sh.bufferReplaced);
           threshold = nucleus.key;
           quota = ~0u;
         }
-      } else {
-        const bool inRegion = regionWeight >= need;
-        Located nucleus =
-            inRegion ? locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
-                              nucleusFloor, maxKey, none,
-                              bufferComplete && !sh.bufferReplaced)
-                     : locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
-                              kLowestFiniteKey, maxKey, none, false);
-        threshold = nucleus.key;
       }
+    } else {
+      // The region's mass decides whether it holds the nucleus.
+      const u64 need = treniNucleusMass(params.topP, baseMass);
+      const unsigned regionFloor =
+          max(kLowestFiniteKey, treniOrderKey(candidateFloor));
+      bool inRegion = false;
+      if (bufferComplete && !sh.bufferReplaced) {
+        u64 regionWeight = 0;
+        for (int i = tid; i < sh.bufferCount; i += kThreads)
+          regionWeight +=
+              sh.bufferKey[i] >= regionFloor ? ctx.weightOfKey(sh.bufferKey[i])
+                                             : 0;
+        inRegion = blockSum<u64>(regionWeight, sh.scratchU) >= need;
+      }
+      Located nucleus =
+          inRegion ? locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
+                            regionFloor, maxKey, none, true)
+                   : locate(sh, ctx, kMass, need, false, kLowestFiniteKey,
+                            kLowestFiniteKey, maxKey, none, false);
+      threshold = nucleus.key;
     }
   }
-
   TRENI_SAMPLER_MARK(4);
 
   //===-- Alternatives: above the boundary, then the first ties by id ----===//
   const unsigned quotaA =
       numAlternatives - (unsigned)alternatives.above.count;
-  unsigned warpTiesA = 0; // ties seen so far in this warp's slice
-  if (tid == 0)
-    sh.numAbove = 0;
-  __syncthreads();
+  const float alternativeValue =
+      numAlternatives > 0 ? treniKeyValue(alternatives.key) : inf;
+  bool alternativesDone = numAlternatives == 0;
+  if (!alternativesDone && bufferComplete && !sh.bufferReplaced)
+    alternativesDone = alternativesFromBuffer(sh, alternatives.key, quotaA);
+  unsigned warpTiesA = 0; // the gather pass: ties so far in this warp's slice
+  if (!alternativesDone) {
+    if (tid == 0)
+      sh.numAbove = 0;
+    __syncthreads();
+  }
   auto gather = [&](int first, float4 values, int n) {
-    if (numAlternatives == 0)
+    if (alternativesDone ||
+        !__any_sync(kFullMask, max4(values) >= alternativeValue))
       return;
     unsigned ties = 0;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      unsigned key = treniOrderKey(component(values, j));
-      if (j < n && key > alternatives.key && key >= kLowestFiniteKey) {
+      float x = component(values, j);
+      if (j < n && x > alternativeValue) {
         int slot = atomicAdd(&sh.numAbove, 1);
         if (slot < kMaxAlternatives) // fewer by construction
           sh.aboveTokens[slot] = first + j;
       }
-      ties += j < n && key == alternatives.key;
+      ties += j < n && x == alternativeValue;
     }
     unsigned inclusive = warpInclusiveScan(ties);
     unsigned position = warpTiesA + inclusive - ties;
-    for (int j = 0; j < n; ++j)
-      if (treniOrderKey(component(values, j)) == alternatives.key) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      if (j < n && component(values, j) == alternativeValue) {
         if (position < quotaA)
           sh.tieTokens[warp][position] = first + j;
         ++position;
@@ -1103,14 +1314,24 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
 
   //===-- The token ------------------------------------------------------===//
   int token = bestIndex;
+  bool gathered = alternativesDone;
   if (sampling) {
     const u64 bits = treniRandomBits(params.seed, *stepCounter);
-    token = drawToken(sh, ctx, threshold, quota, bits, keepAll, gather);
+    bool drawn = false;
+    if (!keepAll && bufferComplete && !sh.bufferReplaced &&
+        threshold >= bufferFloor)
+      drawn = drawFromBuffer(sh, ctx, threshold, quota, bits, &token);
+    if (!drawn) {
+      token = drawToken(sh, ctx, threshold, quota, bits, keepAll, gather);
+      gathered |= !keepAll; // its first pass ran the gather
+    }
   }
   TRENI_SAMPLER_MARK(3);
-  if (numAlternatives > 0 && (!sampling || keepAll))
+  if (!gathered) {
     ctx.forEachInSlice(gather);
-  if (lane == 0)
+    gathered = true;
+  }
+  if (!alternativesDone && lane == 0)
     sh.numTieTokens[warp] = (int)min(warpTiesA, quotaA);
   __syncthreads();
   if (sh.failed)
@@ -1119,38 +1340,42 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   //===-- Result ---------------------------------------------------------===//
   if (tid == 0) {
     const double logSum = log(sumExpTotal);
-    double entropy = logSum - sumExpShiftedTotal / sumExpTotal;
+    const double entropy =
+        logSum - 0.6931471805599453 * sumExpLog2Total / sumExpTotal;
     out->token = token;
     out->logprob =
         token >= 0 ? (float)((double)(logits[token] - ctx.maxLogit) - logSum)
                    : 0.0f;
     out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
-    int list[kMaxAlternatives];
+    int ids[kMaxAlternatives];
+    float values[kMaxAlternatives];
     int n = 0;
     for (int i = 0; i < min(sh.numAbove, kMaxAlternatives) && n < numAlternatives;
          ++i)
-      list[n++] = sh.aboveTokens[i];
+      ids[n++] = sh.aboveTokens[i];
     for (int w = 0; w < kWarps && numAlternatives > 0; ++w)
       for (int i = 0; i < sh.numTieTokens[w] && n < numAlternatives; ++i)
-        list[n++] = sh.tieTokens[w][i];
-    for (int i = 1; i < n; ++i) { // rank order: key descending, id ascending
-      int candidate = list[i];
-      unsigned key = treniOrderKey(logits[candidate]);
+        ids[n++] = sh.tieTokens[w][i];
+    for (int i = 0; i < n; ++i) // independent loads, issued together
+      values[i] = logits[ids[i]];
+    for (int i = 1; i < n; ++i) { // rank order: value descending, id ascending
+      int id = ids[i];
+      float value = values[i];
       int k = i;
-      while (k > 0) {
-        unsigned otherKey = treniOrderKey(logits[list[k - 1]]);
-        if (otherKey > key || (otherKey == key && list[k - 1] < candidate))
-          break;
-        list[k] = list[k - 1];
+      while (k > 0 && (values[k - 1] < value ||
+                       (values[k - 1] == value && ids[k - 1] > id))) {
+        ids[k] = ids[k - 1];
+        values[k] = values[k - 1];
         --k;
       }
-      list[k] = candidate;
+      ids[k] = id;
+      values[k] = value;
     }
     out->numAlternatives = n;
     for (int i = 0; i < n; ++i) {
-      out->alternativeTokens[i] = list[i];
+      out->alternativeTokens[i] = ids[i];
       out->alternativeLogprobs[i] =
-          (float)((double)(logits[list[i]] - ctx.maxLogit) - logSum);
+          (float)((double)(values[i] - ctx.maxLogit) - logSum);
     }
     *stepCounter = *stepCounter + 1;
   }

@@ -31,31 +31,6 @@ absl::string_view toAbsl(std::string_view text) {
   return {text.data(), text.size()};
 }
 
-/// "a string \"64\"", "an object", ... for error messages.
-std::string describe(const Json &value) {
-  switch (value.type()) {
-  case Json::value_t::null:
-    return "null";
-  case Json::value_t::object:
-    return "an object";
-  case Json::value_t::array:
-    return "an array";
-  case Json::value_t::boolean:
-    return absl::StrCat("a boolean ", value.get<bool>() ? "true" : "false");
-  case Json::value_t::string:
-  case Json::value_t::number_integer:
-  case Json::value_t::number_unsigned:
-  case Json::value_t::number_float: {
-    std::string text =
-        value.dump(-1, ' ', false, Json::error_handler_t::replace);
-    if (text.size() > 40)
-      text = absl::StrCat(text.substr(0, 40), "...");
-    return absl::StrCat(value.is_string() ? "a string " : "a number ", text);
-  }
-  default:
-    return "an unsupported value";
-  }
-}
 
 /// Typed access to the keys of one JSON object. The first error is kept and
 /// later reads return defaults, so a parser can read everything and check
@@ -106,7 +81,7 @@ public:
       result = value->get<int64_t>();
     } else {
       fail(absl::StrCat(quoted(key), " must be a positive integer, got ",
-                        describe(*value)));
+                        describeJson(*value)));
       return std::nullopt;
     }
     if (result <= 0) {
@@ -135,13 +110,13 @@ public:
       return std::nullopt;
     if (!value->is_number()) {
       fail(absl::StrCat(quoted(key), " must be a positive number, got ",
-                        describe(*value)));
+                        describeJson(*value)));
       return std::nullopt;
     }
     double result = value->get<double>();
     if (!(result > 0) || !std::isfinite(result)) {
       fail(absl::StrCat(quoted(key), " must be a positive number, got ",
-                        describe(*value)));
+                        describeJson(*value)));
       return std::nullopt;
     }
     return result;
@@ -161,7 +136,7 @@ public:
       return std::nullopt;
     if (!value->is_boolean()) {
       fail(absl::StrCat(quoted(key), " must be true or false, got ",
-                        describe(*value)));
+                        describeJson(*value)));
       return std::nullopt;
     }
     return value->get<bool>();
@@ -173,7 +148,7 @@ public:
       return std::nullopt;
     if (!value->is_string()) {
       fail(absl::StrCat(quoted(key), " must be a string, got ",
-                        describe(*value)));
+                        describeJson(*value)));
       return std::nullopt;
     }
     return value->get<std::string>();
@@ -207,7 +182,7 @@ void readRopeDict(ConfigReader &top, const Json &dict, std::string_view key,
                   std::optional<double> &theta) {
   if (!dict.is_object()) {
     top.fail(absl::StrCat("'", toAbsl(key), "' must be an object, got ",
-                          describe(dict)));
+                          describeJson(dict)));
     return;
   }
   ConfigReader rope(dict, file, std::string(key));
@@ -277,7 +252,7 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
   const Json &root = *parsed;
   if (!root.is_object())
     return absl::InvalidArgumentError(absl::StrCat(
-        file, ": config is ", describe(root), ", expected a JSON object"));
+        file, ": config is ", describeJson(root), ", expected a JSON object"));
   ConfigReader reader(root, fileName);
 
   ModelConfig config;
@@ -291,7 +266,7 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
         file, ": 'architectures' must be a list of exactly one string, got ",
         architectures->is_array()
             ? absl::StrCat(architectures->size(), " entries")
-            : describe(*architectures)));
+            : describeJson(*architectures)));
   const std::string &architecture =
       (*architectures)[0].get_ref<const std::string &>();
   if (architecture == "Qwen2ForCausalLM")
@@ -329,13 +304,13 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
   if (const Json *layerTypes = reader.get("layer_types")) {
     if (!layerTypes->is_array()) {
       reader.fail(absl::StrCat("'layer_types' must be a list, got ",
-                               describe(*layerTypes)));
+                               describeJson(*layerTypes)));
     } else {
       for (size_t i = 0; i < layerTypes->size(); ++i) {
         const Json &type = (*layerTypes)[i];
         if (!type.is_string() ||
             type.get_ref<const std::string &>() != "full_attention") {
-          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describe(type),
+          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describeJson(type),
                                    ": only full_attention is supported"));
           break;
         }

@@ -189,31 +189,6 @@ bool parseJson(std::string_view text, Json &out, JsonError &error) {
   }
 }
 
-/// "a string \"64\"", "an object", ... for error messages.
-std::string describe(const Json &value) {
-  switch (value.type()) {
-  case Json::value_t::null:
-    return "null";
-  case Json::value_t::object:
-    return "an object";
-  case Json::value_t::array:
-    return "an array";
-  case Json::value_t::boolean:
-    return absl::StrCat("a boolean ", value.get<bool>() ? "true" : "false");
-  case Json::value_t::string:
-  case Json::value_t::number_integer:
-  case Json::value_t::number_unsigned:
-  case Json::value_t::number_float: {
-    std::string text =
-        value.dump(-1, ' ', false, Json::error_handler_t::replace);
-    if (text.size() > 40)
-      text = absl::StrCat(text.substr(0, 40), "...");
-    return absl::StrCat(value.is_string() ? "a string " : "a number ", text);
-  }
-  default:
-    return "an unsupported value";
-  }
-}
 
 /// Accepts a JSON integer >= 0 (not a float such as 4.0).
 bool readNonNegativeInt(const Json &value, uint64_t &out) {
@@ -268,7 +243,7 @@ absl::StatusOr<ParsedEntry> parseEntry(absl::string_view file,
   if (name.empty())
     return fileError(kInvalid, file, "empty tensor name");
   if (!entry.is_object())
-    return error(absl::StrCat("entry is ", describe(entry),
+    return error(absl::StrCat("entry is ", describeJson(entry),
                               ", expected an object with dtype, shape and "
                               "data_offsets"));
   for (const auto &[key, value] : entry.items()) {
@@ -289,7 +264,7 @@ absl::StatusOr<ParsedEntry> parseEntry(absl::string_view file,
   const Json &dtype = entry["dtype"];
   if (!dtype.is_string())
     return error(
-        absl::StrCat("dtype is ", describe(dtype), ", expected a string"));
+        absl::StrCat("dtype is ", describeJson(dtype), ", expected a string"));
   const std::string &dtypeText = dtype.get_ref<const std::string &>();
   absl::StatusOr<DType> parsedDType = parseDType(dtypeText);
   if (!parsedDType.ok())
@@ -301,14 +276,14 @@ absl::StatusOr<ParsedEntry> parseEntry(absl::string_view file,
 
   const Json &shape = entry["shape"];
   if (!shape.is_array())
-    return error(absl::StrCat("shape is ", describe(shape),
+    return error(absl::StrCat("shape is ", describeJson(shape),
                               ", expected an array of non-negative integers"));
   int64_t numElements = 1;
   bool overflow = false;
   for (const Json &dim : shape) {
     uint64_t size = 0;
     if (!readNonNegativeInt(dim, size))
-      return error(absl::StrCat("shape has ", describe(dim),
+      return error(absl::StrCat("shape has ", describeJson(dim),
                                 ", expected non-negative integers"));
     if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
       return error(absl::StrCat("shape dimension ", size, " is too large"));
@@ -330,7 +305,7 @@ absl::StatusOr<ParsedEntry> parseEntry(absl::string_view file,
       !readNonNegativeInt(offsets[0], begin) ||
       !readNonNegativeInt(offsets[1], end))
     return error(absl::StrCat(
-        "data_offsets is ", describe(offsets),
+        "data_offsets is ", describeJson(offsets),
         (offsets.is_array() ? absl::StrCat(" of ", offsets.size()) : ""),
         ", expected [begin, end] with non-negative integers"));
   if (begin > end)
@@ -418,7 +393,7 @@ parseHeaderImpl(absl::string_view file, absl::Span<const uint8_t> bytes,
   }
   if (!header.is_object())
     return fileError(kInvalid, file,
-                     absl::StrCat("header is ", describe(header),
+                     absl::StrCat("header is ", describeJson(header),
                                   ", expected a JSON object"));
 
   uint64_t dataStart = kLengthPrefixBytes + headerSize;
@@ -428,13 +403,13 @@ parseHeaderImpl(absl::string_view file, absl::Span<const uint8_t> bytes,
     if (name == "__metadata__") {
       if (!entry.is_object())
         return fileError(kInvalid, file,
-                         absl::StrCat("__metadata__ is ", describe(entry),
+                         absl::StrCat("__metadata__ is ", describeJson(entry),
                                       ", expected an object of strings"));
       for (const auto &[key, value] : entry.items()) {
         if (!value.is_string())
           return fileError(kInvalid, file,
                            absl::StrCat("__metadata__ value of '", key, "' is ",
-                                        describe(value),
+                                        describeJson(value),
                                         ", expected a string"));
       }
       continue;
@@ -692,17 +667,17 @@ parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
       return error(absl::StrCat("duplicate key '", jsonError.key, "'"));
     }
     if (!index.is_object())
-      return error(absl::StrCat("index is ", describe(index),
+      return error(absl::StrCat("index is ", describeJson(index),
                                 ", expected a JSON object"));
     if (index.contains("metadata") && !index["metadata"].is_object() &&
         !index["metadata"].is_null())
-      return error(absl::StrCat("'metadata' is ", describe(index["metadata"]),
+      return error(absl::StrCat("'metadata' is ", describeJson(index["metadata"]),
                                 ", expected an object"));
     if (!index.contains("weight_map"))
       return error("missing 'weight_map'");
     const Json &weightMap = index["weight_map"];
     if (!weightMap.is_object())
-      return error(absl::StrCat("'weight_map' is ", describe(weightMap),
+      return error(absl::StrCat("'weight_map' is ", describeJson(weightMap),
                                 ", expected an object"));
     if (weightMap.empty())
       return error("'weight_map' is empty");
@@ -712,7 +687,7 @@ parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
         return error("empty tensor name in weight_map");
       if (!shard.is_string())
         return error(absl::StrCat("weight_map entry for tensor '", tensor,
-                                  "' is ", describe(shard),
+                                  "' is ", describeJson(shard),
                                   ", expected a shard file name"));
       const std::string &shardName = shard.get_ref<const std::string &>();
       if (!isPlainFileName(shardName))
@@ -904,6 +879,33 @@ uint64_t Checkpoint::totalBytes() const {
   for (const auto &[name, tensor] : tensors_)
     total += tensor.byteSize;
   return total;
+}
+
+/// "a string \"64\"", "an object", ... for error messages.
+std::string describeJson(const nlohmann::json &value) {
+  using Json = nlohmann::json;
+  switch (value.type()) {
+  case Json::value_t::null:
+    return "null";
+  case Json::value_t::object:
+    return "an object";
+  case Json::value_t::array:
+    return "an array";
+  case Json::value_t::boolean:
+    return absl::StrCat("a boolean ", value.get<bool>() ? "true" : "false");
+  case Json::value_t::string:
+  case Json::value_t::number_integer:
+  case Json::value_t::number_unsigned:
+  case Json::value_t::number_float: {
+    std::string text =
+        value.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (text.size() > 40)
+      text = absl::StrCat(text.substr(0, 40), "...");
+    return absl::StrCat(value.is_string() ? "a string " : "a number ", text);
+  }
+  default:
+    return "an unsupported value";
+  }
 }
 
 } // namespace treni

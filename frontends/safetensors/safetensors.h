@@ -67,6 +67,9 @@ absl::StatusOr<nlohmann::json> parseStrictJson(std::string_view text);
 /// "[4, 8]"; "[]" for a scalar.
 std::string formatShape(absl::Span<const int64_t> shape);
 
+/// "a string \"64\"", "an object", ... for error messages about JSON values.
+std::string describeJson(const nlohmann::json &value);
+
 /// A read-only memory map of one file. Move-only.
 class MappedFile {
 public:
