@@ -164,6 +164,10 @@ public:
   absl::StatusOr<std::vector<float>> lastLogits() override {
     return executor_->lastLogits();
   }
+  absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
+                                                      int iterations) override {
+    return executor_->profileDecode(position, iterations);
+  }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
 
 private:

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "frontends/safetensors/safetensors.h"
+#include "runtime/gpu_executor.h"
 #include "runtime/sampler.h"
 
 namespace treni {
@@ -55,6 +56,11 @@ public:
   /// fp32 logits of the last call.
   virtual absl::StatusOr<std::vector<float>> lastLogits() = 0;
   virtual int64_t vocabSize() const = 0;
+  /// Per-step decode times at `position` (GPU only; see GpuExecutor).
+  virtual absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
+                                                              int iterations) {
+    return absl::UnimplementedError("profiling needs --device gpu");
+  }
   const EngineStats &stats() const { return stats_; }
 
 protected:

@@ -322,44 +322,59 @@ struct GpuExecutor::Impl {
   }
 
   /// Enqueues every step of `function` for `tokens` rows on the stream.
-  absl::Status enqueueSteps(const PlanFunction &function, int64_t tokens) {
-    std::vector<void *> pointers;
-    std::vector<void *> args;
-    for (const StepLaunch &launch : launches[function.name]) {
-      const PlanStep &step = *launch.step;
-      pointers.clear();
-      for (const PlanOperand &operand : step.inputs)
-        pointers.push_back(operand.kind == PlanOperand::Kind::Weight
-                               ? weightPtrs[operand.index]
-                               : bufferAddress(function, operand.index, tokens));
-      for (int64_t output : step.outputs)
-        pointers.push_back(bufferAddress(function, output, tokens));
-      int rows = rowsOf(function, step, tokens);
-      if (launch.gemm) {
-        GemmShape shape = launch.gemmShape;
-        shape.m = rows;
-        TRENI_RETURN_IF_ERROR(gemm->run(shape, pointers[0], pointers[1],
-                                        shape.bias ? pointers[2] : nullptr,
-                                        pointers.back(), stream));
-        continue;
-      }
-      if (launch.usesCache) {
-        Cache &cache = caches[launch.cache];
-        pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
-        pointers.push_back(cache.values + launch.layer * cache.layerBytes);
-      }
-      args.clear();
-      for (void *&pointer : pointers)
-        args.push_back(&pointer);
-      args.push_back(&rows);
-      dim3 grid(unsigned(launch.launch.blocksX),
-                launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
-      int64_t shared = launch.launch.sharedBytes +
-                       launch.launch.sharedBytesPerPosition * options.maxSeq;
-      TRENI_CUDA(cudaLaunchKernel((const void *)launch.kernel, grid,
-                                  dim3(unsigned(launch.launch.threads)),
-                                  args.data(), size_t(shared), stream));
+  /// Enqueues every step; with `events` (profiling, never under capture), an
+  /// event pair around each step.
+  absl::Status enqueueSteps(const PlanFunction &function, int64_t tokens,
+                            std::vector<std::pair<cudaEvent_t, cudaEvent_t>>
+                                *events = nullptr) {
+    const std::vector<StepLaunch> &list = launches[function.name];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (events)
+        TRENI_CUDA(cudaEventRecord((*events)[i].first, stream));
+      TRENI_RETURN_IF_ERROR(enqueueStep(function, list[i], tokens));
+      if (events)
+        TRENI_CUDA(cudaEventRecord((*events)[i].second, stream));
     }
+    return absl::OkStatus();
+  }
+
+  /// Enqueues one step: a cuBLASLt GEMM or a generated kernel with the
+  /// generic argument list (inputs, outputs, [layer's key and value cache],
+  /// rows).
+  absl::Status enqueueStep(const PlanFunction &function,
+                           const StepLaunch &launch, int64_t tokens) {
+    const PlanStep &step = *launch.step;
+    std::vector<void *> pointers;
+    for (const PlanOperand &operand : step.inputs)
+      pointers.push_back(operand.kind == PlanOperand::Kind::Weight
+                             ? weightPtrs[operand.index]
+                             : bufferAddress(function, operand.index, tokens));
+    for (int64_t output : step.outputs)
+      pointers.push_back(bufferAddress(function, output, tokens));
+    int rows = rowsOf(function, step, tokens);
+    if (launch.gemm) {
+      GemmShape shape = launch.gemmShape;
+      shape.m = rows;
+      return gemm->run(shape, pointers[0], pointers[1],
+                       shape.bias ? pointers[2] : nullptr, pointers.back(),
+                       stream);
+    }
+    if (launch.usesCache) {
+      Cache &cache = caches[launch.cache];
+      pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
+      pointers.push_back(cache.values + launch.layer * cache.layerBytes);
+    }
+    std::vector<void *> args;
+    for (void *&pointer : pointers)
+      args.push_back(&pointer);
+    args.push_back(&rows);
+    dim3 grid(unsigned(launch.launch.blocksX),
+              launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
+    int64_t shared = launch.launch.sharedBytes +
+                     launch.launch.sharedBytesPerPosition * options.maxSeq;
+    TRENI_CUDA(cudaLaunchKernel((const void *)launch.kernel, grid,
+                                dim3(unsigned(launch.launch.threads)),
+                                args.data(), size_t(shared), stream));
     return absl::OkStatus();
   }
 
@@ -537,6 +552,49 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
   TRENI_CUDA(cudaStreamSynchronize(impl.stream));
   impl.lastFunction = &function;
   return fromDeviceResult(*impl.hostResult);
+}
+
+absl::StatusOr<std::vector<StepTime>>
+GpuExecutor::profileDecode(int64_t position, int iterations) {
+  if (iterations < 1 || position < 0 || position >= maxSeq_)
+    return absl::InvalidArgumentError("profileDecode: bad position or count");
+  Impl &impl = *impl_;
+  const PlanFunction &function = *impl.plan.function("decode");
+  const std::vector<StepLaunch> &list = impl.launches[function.name];
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events(list.size());
+  for (auto &[begin, end] : events) {
+    TRENI_CUDA(cudaEventCreate(&begin));
+    TRENI_CUDA(cudaEventCreate(&end));
+  }
+  std::vector<StepTime> times(list.size());
+  for (size_t i = 0; i < list.size(); ++i)
+    times[i] = {list[i].step->templateName, list[i].step->origin, 0.0};
+  absl::Status status = [&]() -> absl::Status {
+    int32_t inputs[2] = {0, int32_t(position)};
+    for (int it = 0; it < iterations; ++it) {
+      TRENI_CUDA(cudaMemcpyAsync(
+          impl.bufferAddress(function, function.inputs[0], 1), &inputs[0],
+          sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+      TRENI_CUDA(cudaMemcpyAsync(
+          impl.bufferAddress(function, function.inputs[1], 1), &inputs[1],
+          sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+      TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, 1, &events));
+      TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+      for (size_t i = 0; i < list.size(); ++i) {
+        float ms = 0;
+        TRENI_CUDA(cudaEventElapsedTime(&ms, events[i].first, events[i].second));
+        times[i].microseconds += 1e3 * ms / iterations;
+      }
+    }
+    return absl::OkStatus();
+  }();
+  for (auto &[begin, end] : events) {
+    cudaEventDestroy(begin);
+    cudaEventDestroy(end);
+  }
+  if (!status.ok())
+    return status;
+  return times;
 }
 
 absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {

@@ -49,6 +49,12 @@ struct GpuLoadStats {
   double warmupSeconds = 0;   ///< first GEMMs, lazy loading, graph capture
 };
 
+/// Time of one plan step, from CUDA events around it.
+struct StepTime {
+  std::string templateName, origin;
+  double microseconds = 0;
+};
+
 /// CUDA source of `treni_convert`, the weight dtype conversion kernel.
 const std::string &convertKernelSource();
 
@@ -68,6 +74,11 @@ public:
   /// Runs @decode for `id` at `position` and samples the next token.
   absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
                                       const SamplingParams &params);
+  /// Runs @decode step by step `iterations` times at `position` with an event
+  /// pair around every step; returns each step's mean time. (Events serialise
+  /// the steps: the sum exceeds a graph replay's time by the launch gaps.)
+  absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
+                                                      int iterations);
   /// fp32 logits of the last prefill/decode call (copied to the host).
   absl::StatusOr<std::vector<float>> lastLogits();
 

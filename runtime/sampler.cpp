@@ -11,6 +11,7 @@
 #include "runtime/sampler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -52,6 +53,17 @@ TRENI_SAME_FIELD(SampleResultDevice, alternativeTokens);
 TRENI_SAME_FIELD(SampleResultDevice, alternativeLogprobs);
 #undef TRENI_SAME_FIELD
 
+/// The weight table the kernel builds in shared memory.
+const unsigned long long *weightTable() {
+  static const std::array<unsigned long long, 1024> table = [] {
+    std::array<unsigned long long, 1024> entries;
+    for (int j = 0; j < 1024; ++j)
+      entries[j] = kernel::treniWeightTableEntry(j);
+    return entries;
+  }();
+  return table.data();
+}
+
 /// Rank order: logit descending (by order key, so -0 == +0), id ascending.
 struct RankOrder {
   absl::Span<const uint32_t> keys;
@@ -85,8 +97,8 @@ uint64_t samplerRandomBits(uint64_t seed, uint64_t step) {
 }
 
 uint64_t samplerWeight(float logit, float maxLogit, float temperature) {
-  return kernel::treniSamplingWeight(logit, maxLogit,
-                                     kernel::treniWeightScale(temperature));
+  return kernel::treniSamplingWeight(
+      logit, maxLogit, kernel::treniWeightScale(temperature), weightTable());
 }
 
 absl::StatusOr<SampleResult> sampleCpu(absl::Span<const float> logits,
@@ -175,7 +187,8 @@ absl::StatusOr<SampleResult> sampleCpu(absl::Span<const float> logits,
   const float scale = kernel::treniWeightScale(params.temperature);
   std::vector<uint64_t> weights(vocab);
   for (int64_t i = 0; i < vocab; ++i)
-    weights[i] = kernel::treniSamplingWeight(logits[i], maxLogit, scale);
+    weights[i] =
+        kernel::treniSamplingWeight(logits[i], maxLogit, scale, weightTable());
   // top-k: the first topK tokens in rank order.
   std::vector<bool> kept(vocab, topK == 0);
   if (topK > 0)

@@ -16,9 +16,11 @@
 //  - greedy (temperature 0): the largest logit, lowest id on ties.
 //  - rank order: logit descending, then token id ascending. -inf logits are
 //    masked: never sampled, never alternatives. NaN or +inf is an error.
-//  - temperature > 0: token i weighs w_i = floor(2^40 * exp((l_i - max) / T))
-//    (an integer, computed as 2^(40 + (l_i - max) * log2(e) / T); below 2^-40
-//    of the top token it is 0 and never drawn).
+//  - temperature > 0: token i weighs w_i ~ 2^40 * exp((l_i - max) / T), an
+//    integer: the log2 of the relative weight is rounded to 1/1024 (a 0.03%
+//    change at most, far below the logits' own precision) and looked up in a
+//    table of floor(2^(40 - j/1024)). Below 2^-40 of the top token it is 0
+//    and never drawn.
 //  - top-k keeps the first topK tokens in rank order (ties at the boundary go
 //    by token id, so top-k 1 is greedy). The nucleus is then taken on what
 //    top-k kept, as transformers and vLLM do: with v the largest logit such

@@ -13,8 +13,9 @@
 // Semantics (runtime/sampler.h states them for users):
 //  - rank order: logit descending, token id ascending. -inf logits are
 //    masked; NaN or +inf gives token -1.
-//  - weight w_i = floor(2^(40 + (l_i - max) * log2(e) / T)), an integer, so
-//    masses and the CDF are exact sums, the same in any order.
+//  - weight w_i ~ 2^40 exp((l_i - max) / T), an integer (the log2 rounded
+//    to 1/1024, from a table), so masses and the CDF are exact sums, the
+//    same in any order.
 //  - top-k keeps the first k tokens in rank order; the nucleus is then taken
 //    on them (as transformers and vLLM do): the largest logit v whose upper
 //    set reaches ceil(topP * kept mass) keeps every kept token >= v.
@@ -129,21 +130,16 @@ TRENI_SAMPLER_FN float treniKeyValue(unsigned key) {
   return treniBitsFloat((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
-/// log2(e) / temperature: logit differences times this are log2 weights.
+/// 1024 log2(e) / temperature: a logit difference times this is the log2 of
+/// the relative weight, in 1/1024ths.
 TRENI_SAMPLER_FN float treniWeightScale(float temperature) {
-  return treniDiv(0x1.715476p+0f, temperature);
+  return treniDiv(0x1.715476p+10f, temperature);
 }
 
-/// The integer sampling weight of a logit: floor(2^(40 + x)) with x = (logit
-/// - maxLogit) * scale, 0 for x < -40 (and -inf). 2^x is 2^k times a degree-6
-/// polynomial in f = x - k, |f| <= 1/2 (relative error ~2e-7), from IEEE
-/// add/mul/fma only, so CPU and GPU agree bit for bit. At most 2^40, so a
-/// vocabulary of 2^23 tokens sums below 2^64.
-TRENI_SAMPLER_FN unsigned long long
-treniSamplingWeight(float logit, float maxLogit, float scale) {
-  float x = treniMul(treniSub(logit, maxLogit), scale);
-  if (!(x >= -40.0f))
-    return 0;
+/// floor(2^(40 + x)) for x in [-40, 0]: 2^k times a degree-6 polynomial in
+/// f = x - k, |f| <= 1/2 (relative error ~2e-7), from IEEE add/mul/fma only,
+/// so CPU and GPU agree bit for bit.
+TRENI_SAMPLER_FN unsigned long long treniExp2Fixed(float x) {
   float shifted = treniAdd(x, 0x1.8p23f); // the integer nearest x, in its bits
   float f = treniSub(x, treniSub(shifted, 0x1.8p23f));
   float p = 0x1.430912p-13f; // ln2^n / n!
@@ -162,6 +158,27 @@ treniSamplingWeight(float logit, float maxLogit, float scale) {
   int shift = static_cast<int>(bits >> 23) - 150;
   unsigned long long mantissa = (bits & 0x7fffffu) | 0x800000u;
   return shift >= 0 ? mantissa << shift : mantissa >> -shift;
+}
+
+/// Entry j of the weight table: floor(2^(40 - j/1024)), j in [0, 1024).
+TRENI_SAMPLER_FN unsigned long long treniWeightTableEntry(int j) {
+  return treniExp2Fixed(treniMul(static_cast<float>(j), -0x1p-10f));
+}
+
+/// The integer sampling weight of a logit: 2^40 times its weight relative to
+/// the top token, with the log2 rounded to 1/1024 (0.03% at most: far below
+/// the logits' own precision): table[j % 1024] >> (j / 1024), j = round(-u),
+/// u = (logit - maxLogit) * scale. 0 below 2^-40 (and for -inf). At most
+/// 2^40, so 2^23 tokens sum below 2^64.
+TRENI_SAMPLER_FN unsigned long long
+treniSamplingWeight(float logit, float maxLogit, float scale,
+                    const unsigned long long *table) {
+  float u = treniMul(treniSub(logit, maxLogit), scale);
+  if (!(u >= -40960.5f))
+    return 0;
+  int j = 0x4b400000 - static_cast<int>(treniFloatBits(treniAdd(u, 0x1.8p23f)));
+  return j > 40960 ? 0ull
+                   : table[j & 1023] >> (static_cast<unsigned>(j) >> 10);
 }
 
 /// splitmix64's output function.
@@ -225,7 +242,10 @@ constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 1024;     ///< histogram bins of a locate pass
 constexpr int kCapacity = 2048; ///< candidates held in shared memory
-constexpr int kUnroll = 4;      ///< float4 loads in flight per lane
+#ifndef TRENI_SAMPLER_UNROLL
+#define TRENI_SAMPLER_UNROLL 4
+#endif
+constexpr int kUnroll = TRENI_SAMPLER_UNROLL; ///< float4 loads in flight/lane
 constexpr int kMaxAlternatives = 20;
 constexpr int kMaxVocab = 1 << 18; ///< so 14-bit weight parts sum in u32
 constexpr int kMaxLocatePasses = 12; ///< 32 key bits / 10 per pass, + slack
@@ -235,6 +255,7 @@ constexpr unsigned kLowestFiniteKey = 0x00800000u; ///< key of -FLT_MAX
 constexpr float kNucleusRegion = -14.0f;
 
 struct Shared {
+  u64 weightTable[1024]; ///< treniWeightTableEntry
   unsigned histCount[kBins];
   unsigned histMass[3][kBins]; ///< weight bits 0..13, 14..27, 28..41, summed
   unsigned bufferKey[kCapacity];
@@ -257,6 +278,10 @@ struct Shared {
   int numTieTokens[kWarps];
   int pickSlice, pickToken;
   int numSmall; ///< entries gathered from the buffer (ties, kept tokens)
+  int outIds[kMaxAlternatives];
+  float outValues[kMaxAlternatives];
+  int outCount;
+  float tokenValue;
   u64 pickRest;
   unsigned pickTies;
 };
@@ -500,10 +525,11 @@ struct Context {
   int sliceBegin, sliceEnd; ///< this warp's slice
   int slice;                ///< slice length
   float maxLogit;
-  float scale; ///< log2(e) / temperature (sampling only)
+  float scale; ///< 1024 log2(e) / temperature (sampling only)
+  const u64 *table; ///< Shared::weightTable
 
   __device__ u64 weight(float logit) const {
-    return treniSamplingWeight(logit, maxLogit, scale);
+    return treniSamplingWeight(logit, maxLogit, scale, table);
   }
   __device__ u64 weightOfKey(unsigned key) const {
     return weight(treniKeyValue(key));
@@ -1042,6 +1068,8 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   ctx.sliceBegin = min(warp * ctx.slice, vocab);
   ctx.sliceEnd = min(ctx.sliceBegin + ctx.slice, vocab);
   ctx.scale = sampling ? treniWeightScale(params.temperature) : 0.0f;
+  ctx.table = sh.weightTable;
+  sh.weightTable[tid] = treniWeightTableEntry(tid); // read after syncs
   // The counts of finite tokens matter only to cap k.
   const bool wantFinite =
       params.numAlternatives > 0 || (sampling && params.topK > 0);
@@ -1177,7 +1205,7 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
     candidateFloor = keyFloor(countFloor);
   if (nucleusRegion)
     candidateFloor = fminf(candidateFloor,
-                           ctx.maxLogit + kNucleusRegion / ctx.scale);
+                           ctx.maxLogit + kNucleusRegion * 1024.0f / ctx.scale);
 
   //===-- Pass B: weights and candidates --------------------------------===//
   if (tid == 0) {
@@ -1339,44 +1367,43 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
 
   //===-- Result ---------------------------------------------------------===//
   if (tid == 0) {
-    const double logSum = log(sumExpTotal);
+    int n = 0;
+    for (int i = 0; i < min(sh.numAbove, kMaxAlternatives) && n < numAlternatives;
+         ++i)
+      sh.outIds[n++] = sh.aboveTokens[i];
+    for (int w = 0; w < kWarps && numAlternatives > 0; ++w)
+      for (int i = 0; i < sh.numTieTokens[w] && n < numAlternatives; ++i)
+        sh.outIds[n++] = sh.tieTokens[w][i];
+    sh.outCount = n;
+  }
+  __syncthreads();
+  const int numOut = sh.outCount;
+  if (tid < numOut) // the loads in parallel, one per thread
+    sh.outValues[tid] = logits[sh.outIds[tid]];
+  if (tid == kMaxAlternatives && token >= 0)
+    sh.tokenValue = logits[token];
+  __syncthreads();
+  const double logSum = log(sumExpTotal);
+  if (tid < numOut) { // rank order: value descending, id ascending
+    const float value = sh.outValues[tid];
+    const int id = sh.outIds[tid];
+    int rank = 0;
+    for (int j = 0; j < numOut; ++j)
+      rank += sh.outValues[j] > value ||
+              (sh.outValues[j] == value && sh.outIds[j] < id);
+    out->alternativeTokens[rank] = id;
+    out->alternativeLogprobs[rank] =
+        (float)((double)(value - ctx.maxLogit) - logSum);
+  }
+  if (tid == 0) {
     const double entropy =
         logSum - 0.6931471805599453 * sumExpLog2Total / sumExpTotal;
     out->token = token;
     out->logprob =
-        token >= 0 ? (float)((double)(logits[token] - ctx.maxLogit) - logSum)
+        token >= 0 ? (float)((double)(sh.tokenValue - ctx.maxLogit) - logSum)
                    : 0.0f;
     out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
-    int ids[kMaxAlternatives];
-    float values[kMaxAlternatives];
-    int n = 0;
-    for (int i = 0; i < min(sh.numAbove, kMaxAlternatives) && n < numAlternatives;
-         ++i)
-      ids[n++] = sh.aboveTokens[i];
-    for (int w = 0; w < kWarps && numAlternatives > 0; ++w)
-      for (int i = 0; i < sh.numTieTokens[w] && n < numAlternatives; ++i)
-        ids[n++] = sh.tieTokens[w][i];
-    for (int i = 0; i < n; ++i) // independent loads, issued together
-      values[i] = logits[ids[i]];
-    for (int i = 1; i < n; ++i) { // rank order: value descending, id ascending
-      int id = ids[i];
-      float value = values[i];
-      int k = i;
-      while (k > 0 && (values[k - 1] < value ||
-                       (values[k - 1] == value && ids[k - 1] > id))) {
-        ids[k] = ids[k - 1];
-        values[k] = values[k - 1];
-        --k;
-      }
-      ids[k] = id;
-      values[k] = value;
-    }
-    out->numAlternatives = n;
-    for (int i = 0; i < n; ++i) {
-      out->alternativeTokens[i] = ids[i];
-      out->alternativeLogprobs[i] =
-          (float)((double)(values[i] - ctx.maxLogit) - logSum);
-    }
+    out->numAlternatives = numOut;
     *stepCounter = *stepCounter + 1;
   }
   TRENI_SAMPLER_MARK(5);

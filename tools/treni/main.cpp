@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,10 @@ cl::opt<int> repeat("repeat", cl::desc("Generate N times after loading; report m
                     cl::init(1), cl::sub(runCommand));
 cl::opt<bool> json("json", cl::desc("Print the timings as one JSON line"),
                    cl::init(false), cl::sub(runCommand));
+cl::opt<int> profile("profile",
+                     cl::desc("GPU: after generating, time every decode step "
+                              "N times and print where a token's time goes"),
+                     cl::init(0), cl::sub(runCommand));
 cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
                       cl::init(false), cl::sub(runCommand));
 
@@ -293,6 +298,30 @@ int runRun() {
     double seconds = secondsSince(start);
     if (maxTokens > 1)
       decodeRates.push_back((maxTokens - 1) / seconds);
+  }
+
+  if (profile > 0) {
+    auto times = e.profileDecode(prompt->size(), profile);
+    if (!times.ok())
+      return fail(times.status());
+    // By template: launches per token and total time per token.
+    std::map<std::string, std::pair<int, double>> byTemplate;
+    double total = 0;
+    for (const StepTime &t : *times) {
+      auto &[count, micros] = byTemplate[t.templateName];
+      ++count;
+      micros += t.microseconds;
+      total += t.microseconds;
+    }
+    std::fprintf(stderr, "decode profile at position %zu (%d runs, events around "
+                         "each step):\n  %-22s %8s %12s %7s\n",
+                 prompt->size(), profile.getValue(), "template", "launches",
+                 "us/token", "share");
+    for (const auto &[name, entry] : byTemplate)
+      std::fprintf(stderr, "  %-22s %8d %12.1f %6.1f%%\n", name.c_str(),
+                   entry.first, entry.second, 100 * entry.second / total);
+    std::fprintf(stderr, "  %-22s %8zu %12.1f\n", "sum of steps", times->size(),
+                 total);
   }
 
   const EngineStats &stats = e.stats();
