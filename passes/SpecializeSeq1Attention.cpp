@@ -27,7 +27,7 @@ struct SpecializeSeq1AttentionPass
       getOperation().emitError()
           << "treni-specialize-seq1-attention: num-splits must be positive, "
              "got "
-          << numSplits;
+          << int64_t(numSplits);
       return signalPassFailure();
     }
     SmallVector<AttentionOp> candidates;

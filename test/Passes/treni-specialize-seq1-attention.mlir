@@ -2,6 +2,10 @@
 // RUN: treni-opt %s -split-input-file -treni-specialize-seq1-attention=num-splits=4 | FileCheck %s --check-prefix=SPLITS
 // RUN: treni-opt %s -split-input-file -treni-specialize-seq1-attention -treni-outline-kernels | FileCheck %s --check-prefix=KERNEL
 // RUN: treni-opt %s -split-input-file -pass-pipeline="builtin.module(treni-default-pipeline{disable=treni-specialize-seq1-attention})" | FileCheck %s --check-prefix=OFF
+// RUN: not treni-opt %s -split-input-file -treni-specialize-seq1-attention=num-splits=0 2>&1 | FileCheck %s --check-prefix=BAD
+
+// Tests that a non-positive num-splits is an error, not a silent no-op.
+// BAD: error: treni-specialize-seq1-attention: num-splits must be positive, got 0
 
 // Tests that attention of one static query row (decode) becomes
 // treni.attention_seq1 with the default 32 splits, and that outlining makes
