@@ -95,6 +95,25 @@ const std::vector<TemplateSignature> &signatures() {
       {"mul", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"add", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"take_last", {"x"}, {"out"}, false, {{"dim", 'i'}}},
+      {"attention_seq1_partial",
+       {"query", "positions"},
+       {"partials"},
+       true,
+       {{"num_heads", 'i'},
+        {"num_kv_heads", 'i'},
+        {"head_dim", 'i'},
+        {"scale", 'f'},
+        {"num_splits", 'i'}}},
+      {"attention_seq1_reduce",
+       {"partials"},
+       {"out"},
+       false,
+       {{"num_heads", 'i'}, {"head_dim", 'i'}, {"num_splits", 'i'}}},
+      {"residual_norm",
+       {"residual", "branch", "weight"},
+       {"sum", "out"},
+       false,
+       {{"dim", 'i'}, {"epsilon", 'f'}}},
   };
   return table;
 }
@@ -276,6 +295,39 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
     result.launch.threads = 128;
     result.launch.blocksX = heads;
     result.launch.sharedBytesPerPosition = sizeof(float); // one score each
+  } else if (name == "attention_seq1_partial" ||
+             name == "attention_seq1_reduce") {
+    TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+    TRENI_ASSIGN_OR_RETURN(int64_t splits, step.intConstant("num_splits"));
+    TRENI_RETURN_IF_ERROR(positive(step, "num_heads", heads));
+    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
+    TRENI_RETURN_IF_ERROR(positive(step, "num_splits", splits));
+    result.launch.rowsInGridY = false; // one query row; grid never moves
+    if (name == "attention_seq1_reduce") {
+      result.launch.threads = threadsFor(headDim);
+      result.launch.blocksX = heads;
+    } else {
+      TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
+      TRENI_RETURN_IF_ERROR(positive(step, "num_kv_heads", kvHeads));
+      if (heads % kvHeads != 0)
+        return invalid(step, absl::StrCat("num_heads ", heads,
+                                          " is not a multiple of num_kv_heads ",
+                                          kvHeads));
+      // Static shared memory: the merged (max, sum, acc) of the group.
+      if ((heads / kvHeads) * (headDim + 2) * 4 > 32 * 1024)
+        return invalid(step, absl::StrCat("a group of ", heads / kvHeads,
+                                          " heads of ", headDim,
+                                          " needs more than 32 KiB of shared "
+                                          "memory"));
+      result.launch.threads = 128;
+      result.launch.blocksX = kvHeads * splits;
+    }
+  } else if (name == "residual_norm") {
+    TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+    TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
+    result.launch.threads = threadsFor(dim);
+    result.launch.blocksX = 1; // one block per row (grid y)
   } else {
     // embedding, cache_write, silu, mul, add, take_last: one thread per
     // element of a row.

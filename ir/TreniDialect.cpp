@@ -248,6 +248,49 @@ AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                         getHeadDim(), tensorType(getQuery()).getElementType());
 }
 
+LogicalResult AttentionSeq1Op::verify() {
+  if (getNumHeads() % getNumKvHeads() != 0)
+    return emitOpError() << "num_heads " << getNumHeads()
+                         << " is not a multiple of num_kv_heads "
+                         << getNumKvHeads();
+  auto query = tensorType(getQuery());
+  if (query.getDimSize(0) != 1)
+    return emitOpError() << "needs exactly one query row, got "
+                         << dimString(query.getDimSize(0));
+  if (query.getDimSize(1) != (int64_t)(getNumHeads() * getHeadDim()))
+    return emitOpError() << "query rows have " << dimString(query.getDimSize(1))
+                         << " elements, expected num_heads * head_dim = "
+                         << getNumHeads() * getHeadDim();
+  if (!compatible(tensorType(getPositions()).getDimSize(0), 1))
+    return emitOpError("needs one position");
+  return success();
+}
+
+LogicalResult
+AttentionSeq1Op::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(), getHeadDim(),
+                        tensorType(getQuery()).getElementType());
+}
+
+LogicalResult ResidualNormOp::verify() {
+  auto residual = tensorType(getResidual());
+  ArrayRef<int64_t> shape = residual.getShape();
+  if (tensorType(getBranch()).getShape() != shape ||
+      tensorType(getSum()).getShape() != shape ||
+      tensorType(getNormed()).getShape() != shape)
+    return emitOpError("residual, branch, sum and normed must share a shape");
+  int64_t width = residual.getDimSize(1);
+  int64_t weightSize = tensorType(getWeight()).getDimSize(0);
+  if (ShapedType::isDynamic(width) || weightSize != width)
+    return emitOpError() << "weight has " << dimString(weightSize)
+                         << " elements, expected the row width "
+                         << dimString(width);
+  return success();
+}
+
 LogicalResult TakeLastOp::verify() {
   auto input = tensorType(getInput());
   auto result = tensorType(getResult());

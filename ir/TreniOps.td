@@ -174,6 +174,56 @@ def Treni_AttentionOp : Treni_Op<"attention", [
   let hasVerifier = 1;
 }
 
+def Treni_AttentionSeq1Op : Treni_Op<"attention_seq1", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemRead<Treni_KVCacheResource>]>,
+    AllTypesMatch<["query", "result"]>]> {
+  let summary = "Attention of one query row over the KV cache, split over positions (produced by treni-specialize-seq1-attention)";
+  let description = [{
+    Same semantics as `treni.attention` for a single query row (decode), but
+    computed flash-decoding style: positions `0 ..= positions[0]` are cut
+    into `num_splits` slices of `ceil((positions[0] + 1) / num_splits)` rows
+    (the last ones may be empty); each (KV head, slice) produces a partial
+    softmax (max, sum, unnormalised output) for every query head of the
+    group, and a second step combines the slices. The slices are computed
+    from the position at run time, so the launch shape does not depend on it.
+
+    ```mlir
+    %a = treni.attention_seq1 %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 14 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, scale = 1.250000e-01 : f64, num_splits = 32 : i64} : (tensor<1x896xbf16>, tensor<1xi32>) -> tensor<1x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$query, Treni_IndexTensor:$positions,
+                   FlatSymbolRefAttr:$cache, ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$scale,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_splits);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$query `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Treni_ResidualNormOp : Treni_Op<"residual_norm", [Pure]> {
+  let summary = "Residual add followed by a full-row RMSNorm of the sum (produced by treni-fuse-residual-norm)";
+  let description = [{
+    `sum = residual + branch` and `normed = rms_norm(sum, weight)` in one
+    pass over the row: the sum is written once (in the residual stream's type,
+    f32) and normalised while it is still on chip, instead of being written by
+    one kernel and read back by the next. The weight is as wide as the row.
+
+    ```mlir
+    %s, %n = treni.residual_norm %h, %o, %w {epsilon = 1.0e-06 : f64} : (tensor<?x896xf32>, tensor<?x896xbf16>, tensor<896xbf16>) -> (tensor<?x896xf32>, tensor<?x896xbf16>)
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$residual, Treni_FloatTensor2D:$branch,
+                   Treni_FloatTensor1D:$weight,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$epsilon);
+  let results = (outs Treni_FloatTensor2D:$sum, Treni_FloatTensor2D:$normed);
+  let assemblyFormat = "$residual `,` $branch `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 class Treni_ElementwiseOp<string mnemonic, string doc>
     : Treni_Op<mnemonic, [Pure, Elementwise, SameOperandsAndResultType]> {
   let summary = doc;

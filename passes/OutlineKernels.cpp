@@ -97,10 +97,53 @@ FailureOr<KernelDesc> describe(Operation *op) {
       .Case([&](AddOp a) {
         return KernelDesc{"add", {i64("dim", width(a.getLhs()))}};
       })
+      .Case([&](ResidualNormOp r) {
+        return KernelDesc{"residual_norm",
+                          {i64("dim", width(r.getResidual())),
+                           f64("epsilon", r.getEpsilon().convertToDouble())}};
+      })
       .Case([&](TakeLastOp t) {
         return KernelDesc{"take_last", {i64("dim", width(t.getInput()))}};
       })
       .Default([](Operation *) { return failure(); });
+}
+
+/// treni.attention_seq1 is two launches: "attention_seq1_partial" writes,
+/// per (query head, split), the slice's max score, sum of exponentials and
+/// unnormalised output (head_dim + 2 floats) to an f32 tensor the buffer plan
+/// sizes like any other; "attention_seq1_reduce" combines the splits.
+void outlineSeq1Attention(AttentionSeq1Op op) {
+  OpBuilder b(op);
+  auto i64 = [&](StringRef name, int64_t value) {
+    return b.getNamedAttr(name, b.getI64IntegerAttr(value));
+  };
+  int64_t heads = op.getNumHeads(), headDim = op.getHeadDim(),
+          splits = op.getNumSplits();
+  SmallVector<NamedAttribute> partialConstants = {
+      b.getNamedAttr("cache", op.getCacheAttr()),
+      i64("head_dim", headDim),
+      i64("layer", op.getLayer()),
+      i64("num_heads", heads),
+      i64("num_kv_heads", op.getNumKvHeads()),
+      i64("num_splits", splits),
+      b.getNamedAttr("scale",
+                     b.getF64FloatAttr(op.getScale().convertToDouble()))};
+  auto partialType =
+      RankedTensorType::get({heads * splits * (headDim + 2)}, b.getF32Type());
+  StringRef origin = op->getName().getStringRef();
+  auto partial = KernelOp::create(
+      b, op.getLoc(), TypeRange{partialType}, "attention_seq1_partial",
+      ValueRange{op.getQuery(), op.getPositions()},
+      b.getDictionaryAttr(partialConstants), origin);
+  SmallVector<NamedAttribute> reduceConstants = {i64("head_dim", headDim),
+                                                 i64("num_heads", heads),
+                                                 i64("num_splits", splits)};
+  auto reduce = KernelOp::create(
+      b, op.getLoc(), TypeRange{op.getResult().getType()},
+      "attention_seq1_reduce", ValueRange{partial.getResult(0)},
+      b.getDictionaryAttr(reduceConstants), origin);
+  op.getResult().replaceAllUsesWith(reduce.getResult(0));
+  op.erase();
 }
 
 struct OutlineKernelsPass
@@ -113,6 +156,10 @@ struct OutlineKernelsPass
         ops.push_back(op);
     });
     for (Operation *op : ops) {
+      if (auto seq1 = dyn_cast<AttentionSeq1Op>(op)) {
+        outlineSeq1Attention(seq1);
+        continue;
+      }
       FailureOr<KernelDesc> desc = describe(op);
       if (failed(desc)) {
         op->emitOpError("has no kernel template");

@@ -26,6 +26,67 @@ def OutlineKernelsPass : Pass<"treni-outline-kernels", "mlir::ModuleOp"> {
   let dependentDialects = ["::treni::TreniDialect"];
 }
 
+def FuseResidualNormPass : Pass<"treni-fuse-residual-norm", "mlir::ModuleOp"> {
+  let summary = "Fuse a residual add with the full-row RMSNorm that reads its sum";
+  let description = [{
+    Every decoder layer adds a branch into the residual stream and normalises
+    the sum right away (post-attention norm, the next layer's input norm, the
+    final norm before the logits in @decode). Unfused, the f32 sum is written
+    by one kernel and read back by the next; fused, one block per row writes
+    the sum once and normalises it while it is on chip: one launch and one
+    read of the row less per fusion.
+
+    Before:
+    ```mlir
+    %s = treni.add %h, %o : (tensor<1x64xf32>, tensor<1x64xbf16>) -> tensor<1x64xf32>
+    %n = treni.rms_norm %s, %w {epsilon = 1.0e-06 : f64} : (tensor<1x64xf32>, tensor<64xbf16>) -> tensor<1x64xbf16>
+    ```
+    After:
+    ```mlir
+    %s, %n = treni.residual_norm %h, %o, %w {epsilon = 1.0e-06 : f64} : (tensor<1x64xf32>, tensor<1x64xbf16>, tensor<64xbf16>) -> (tensor<1x64xf32>, tensor<1x64xbf16>)
+    ```
+    Other users of the sum (the next residual add, take_last) read `%s`. Left
+    alone: an add no rms_norm reads, and per-head norms (weight narrower than
+    the row).
+  }];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
+def SpecializeSeq1AttentionPass
+    : Pass<"treni-specialize-seq1-attention", "mlir::ModuleOp"> {
+  let summary = "Turn single-query-row attention (decode) into split-KV flash-decoding attention";
+  let description = [{
+    Decode attention reads the whole KV cache for one query row: it is
+    latency- and bandwidth-bound. The generic kernel runs one block per query
+    head, which leaves most SMs idle (14 heads on 132 SMs) and, with grouped
+    query attention, re-reads every K/V row once per query head of the group.
+    `treni.attention_seq1` instead runs one block per (KV head, slice of
+    positions): each block reads its K/V rows once for all query heads of
+    the group, and the slices spread a long context over the GPU. A second
+    step combines the slices' partial softmaxes. The slices are derived from
+    the device-resident position, so one CUDA graph serves every step.
+
+    Before (in @decode, query of one static row):
+    ```mlir
+    %a = treni.attention %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
+    ```
+    After:
+    ```mlir
+    %a = treni.attention_seq1 %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, num_splits = 32 : i64, scale = 2.500000e-01 : f64} : (tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
+    ```
+    Left alone: prefill (dynamic rows) and static queries of more than one
+    row.
+  }];
+  let options = [
+    Option<"numSplits", "num-splits", "int64_t", "32",
+           "Slices of the KV positions per KV head. 32 gives 64-256 blocks "
+           "for 2-8 KV heads (on the order of an H100's 132 SMs) while a "
+           "2K-token context still gives each block 64 positions; the "
+           "combine step reads only num_splits partials per head">,
+  ];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
 def PlanBuffersPass : Pass<"treni-plan-buffers", "mlir::ModuleOp"> {
   let summary = "Assign every activation a static arena offset, reusing memory of dead values";
   let description = [{

@@ -26,6 +26,12 @@ const std::vector<PipelineEntry> &pipelineEntries() {
   static const std::vector<PipelineEntry> entries = {
       {"canonicalize", [](OpPassManager &pm) { pm.addPass(createCanonicalizerPass()); }},
       {"cse", [](OpPassManager &pm) { pm.addPass(createCSEPass()); }},
+      {"treni-fuse-residual-norm",
+       [](OpPassManager &pm) { pm.addPass(createFuseResidualNormPass()); }},
+      {"treni-specialize-seq1-attention",
+       [](OpPassManager &pm) {
+         pm.addPass(createSpecializeSeq1AttentionPass());
+       }},
       {"treni-outline-kernels",
        [](OpPassManager &pm) { pm.addPass(createOutlineKernelsPass()); }},
       {"treni-plan-buffers",

@@ -231,6 +231,35 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
         cpu::attention(c.in(0), c.rows(0), heads, kvHeads, headDim,
                        c.indices(1), keyCache, valueCache, attnScale, c.out(0));
       }
+    } else if (name == "attention_seq1_partial") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
+      TRENI_ASSIGN_OR_RETURN(std::string cacheName,
+                             step.stringConstant("cache"));
+      TRENI_ASSIGN_OR_RETURN(int64_t layer, step.intConstant("layer"));
+      auto keys = keys_.find(cacheName);
+      if (keys == keys_.end() || layer < 0 ||
+          layer >= int64_t(keys->second.size()))
+        return absl::InvalidArgumentError(
+            absl::StrCat("kernel '", name, "': no layer ", layer, " in cache '",
+                         cacheName, "'"));
+      TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+      TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
+      TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+      TRENI_ASSIGN_OR_RETURN(int64_t splits, step.intConstant("num_splits"));
+      TRENI_ASSIGN_OR_RETURN(double attnScale, step.floatConstant("scale"));
+      if (c.rows(0) != 1)
+        return absl::InvalidArgumentError(
+            "kernel 'attention_seq1_partial' takes one query row");
+      cpu::attentionSeq1Partial(c.in(0), heads, kvHeads, headDim,
+                                c.indices(1)[0], keys->second[layer].data(),
+                                values_[cacheName][layer].data(), attnScale,
+                                splits, c.out(0));
+    } else if (name == "attention_seq1_reduce") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+      TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+      TRENI_ASSIGN_OR_RETURN(int64_t splits, step.intConstant("num_splits"));
+      cpu::attentionSeq1Reduce(c.in(0), heads, headDim, splits, c.out(0));
     } else if (name == "silu") {
       TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
@@ -240,6 +269,14 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
       (name == "mul" ? cpu::mul : cpu::add)(c.in(0), c.in(1), c.rows(0) * dim,
                                             c.out(0));
+    } else if (name == "residual_norm") {
+      // The fused kernel's reference is the unfused composition, so CPU
+      // logits are bit-identical with and without treni-fuse-residual-norm.
+      TRENI_RETURN_IF_ERROR(c.expectInputs(3, 2));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      TRENI_ASSIGN_OR_RETURN(double eps, step.floatConstant("epsilon"));
+      cpu::add(c.in(0), c.in(1), c.rows(0) * dim, c.out(0));
+      cpu::rmsNorm(c.out(0), c.rows(0), dim, c.in(2), dim, eps, c.out(1));
     } else if (name == "take_last") {
       TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));

@@ -131,4 +131,75 @@ void add(const float *a, const float *b, int64_t count, float *out) {
     out[i] = a[i] + b[i];
 }
 
+int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split) {
+  int64_t chunk = (length + numSplits - 1) / numSplits;
+  return std::min(length, split * chunk);
+}
+
+void attentionSeq1Partial(const float *query, int64_t numHeads,
+                          int64_t numKvHeads, int64_t headDim, int64_t position,
+                          const float *keyCache, const float *valueCache,
+                          double scale, int64_t numSplits, float *partials) {
+  int64_t groupSize = numHeads / numKvHeads;
+  int64_t kvDim = numKvHeads * headDim;
+  int64_t length = position + 1;
+  std::vector<double> scores, acc(headDim);
+  for (int64_t head = 0; head < numHeads; ++head) {
+    const float *q = query + head * headDim;
+    int64_t kvHead = head / groupSize;
+    for (int64_t split = 0; split < numSplits; ++split) {
+      int64_t begin = seq1SplitStart(length, numSplits, split);
+      int64_t end = seq1SplitStart(length, numSplits, split + 1);
+      double maxScore = -INFINITY;
+      scores.assign(end - begin, 0.0);
+      for (int64_t t = begin; t < end; ++t) {
+        const float *k = keyCache + t * kvDim + kvHead * headDim;
+        double dot = 0;
+        for (int64_t i = 0; i < headDim; ++i)
+          dot += double(q[i]) * k[i];
+        scores[t - begin] = dot * scale;
+        maxScore = std::max(maxScore, scores[t - begin]);
+      }
+      double total = 0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t t = begin; t < end; ++t) {
+        double p = std::exp(scores[t - begin] - maxScore);
+        total += p;
+        const float *v = valueCache + t * kvDim + kvHead * headDim;
+        for (int64_t i = 0; i < headDim; ++i)
+          acc[i] += p * v[i];
+      }
+      float *partial = partials + (head * numSplits + split) * (headDim + 2);
+      partial[0] = float(maxScore);
+      partial[1] = float(total);
+      for (int64_t i = 0; i < headDim; ++i)
+        partial[2 + i] = float(acc[i]);
+    }
+  }
+}
+
+void attentionSeq1Reduce(const float *partials, int64_t numHeads,
+                         int64_t headDim, int64_t numSplits, float *out) {
+  std::vector<double> acc(headDim);
+  for (int64_t head = 0; head < numHeads; ++head) {
+    const float *first = partials + head * numSplits * (headDim + 2);
+    double maxScore = -INFINITY;
+    for (int64_t split = 0; split < numSplits; ++split)
+      maxScore = std::max(maxScore, double(first[split * (headDim + 2)]));
+    double total = 0;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t split = 0; split < numSplits; ++split) {
+      const float *partial = first + split * (headDim + 2);
+      if (partial[1] == 0.0f) // empty split
+        continue;
+      double weight = std::exp(double(partial[0]) - maxScore);
+      total += weight * partial[1];
+      for (int64_t i = 0; i < headDim; ++i)
+        acc[i] += weight * partial[2 + i];
+    }
+    for (int64_t i = 0; i < headDim; ++i)
+      out[head * headDim + i] = float(acc[i] / total);
+  }
+}
+
 } // namespace treni::cpu

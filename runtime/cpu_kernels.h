@@ -49,6 +49,24 @@ void attention(const float *query, int64_t rows, int64_t numHeads,
                const float *keyCache, const float *valueCache, double scale,
                float *out);
 
+/// First cache row of split `split` when rows 0..length-1 are cut into
+/// `numSplits` slices of ceil(length / numSplits) rows (later slices may be
+/// empty); split numSplits gives the end. The GPU kernel uses the same rule.
+int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split);
+
+/// Step 1 of single-row attention (attention_seq1): for each query head h and
+/// split s, partials[(h * numSplits + s) * (headDim + 2) + ...] = (max score,
+/// sum of exp(score - max), sum of exp(score - max) * v[0..headDim)) over the
+/// split's cache rows of 0..position; an empty split writes (-inf, 0, 0...).
+void attentionSeq1Partial(const float *query, int64_t numHeads,
+                          int64_t numKvHeads, int64_t headDim, int64_t position,
+                          const float *keyCache, const float *valueCache,
+                          double scale, int64_t numSplits, float *partials);
+
+/// Step 2: combines the splits of every head into out[1, numHeads * headDim].
+void attentionSeq1Reduce(const float *partials, int64_t numHeads,
+                         int64_t headDim, int64_t numSplits, float *out);
+
 void silu(const float *x, int64_t count, float *out);
 void mul(const float *a, const float *b, int64_t count, float *out);
 void add(const float *a, const float *b, int64_t count, float *out);

@@ -201,10 +201,13 @@ TEST(KernelSourceTest, FixturePlans) {
                     HasSubstr(" dtype=" + *activation));
         auto [it, inserted] = sources.emplace(kernel->entry, kernel->source);
         EXPECT_EQ(it->second, kernel->source) << "entry collision";
-        EXPECT_EQ(kernel->usesCache, step.templateName == "cache_write" ||
-                                         step.templateName == "attention");
+        EXPECT_EQ(kernel->usesCache,
+                  step.templateName == "cache_write" ||
+                      step.templateName == "attention" ||
+                      step.templateName == "attention_seq1_partial");
       }
-    EXPECT_EQ(templates.size(), 9u);
+    // The 9 base templates, residual_norm and the two attention_seq1 steps.
+    EXPECT_EQ(templates.size(), 12u);
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());
@@ -235,8 +238,20 @@ TEST(KernelSourceTest, ActivationDtype) {
     bool residual = kernel.entry.starts_with("treni_embedding_") ||
                     kernel.entry.starts_with("treni_add_") ||
                     kernel.entry.starts_with("treni_rms_norm_") ||
-                    kernel.entry.starts_with("treni_take_last_");
-    if (!residual)
+                    kernel.entry.starts_with("treni_take_last_") ||
+                    kernel.entry.starts_with("treni_residual_norm_");
+    // attention_seq1's partials are f32 by design.
+    bool partials = kernel.entry.starts_with("treni_attention_seq1_");
+    if (partials)
+      EXPECT_NE(kernel.source.find("using partials_type = float;"),
+                std::string::npos);
+    if (kernel.entry.starts_with("treni_residual_norm_")) {
+      EXPECT_NE(kernel.source.find("using sum_type = float;"),
+                std::string::npos);
+      EXPECT_NE(kernel.source.find("using out_type = bf16;"),
+                std::string::npos);
+    }
+    if (!residual && !partials)
       EXPECT_EQ(kernel.source.find("= float;"), std::string::npos)
           << kernel.entry;
     if (kernel.entry.starts_with("treni_embedding_"))
@@ -400,7 +415,7 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("'gemm'"));
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
-  EXPECT_EQ(names.size(), 9u);
+  EXPECT_EQ(names.size(), 12u); // 9 + residual_norm + 2 attention_seq1 steps
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

@@ -162,6 +162,11 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
   for (const char *name : {"embedding", "rms_norm", "rope", "cache_write",
                            "attention", "silu", "mul", "add", "take_last"})
     EXPECT_GT(perTemplate[name], 0) << name;
+  // treni-fuse-residual-norm and treni-specialize-seq1-attention (default
+  // pipeline): their kernels are compiled at every shape above too.
+  for (const char *name :
+       {"residual_norm", "attention_seq1_partial", "attention_seq1_reduce"})
+    EXPECT_GT(perTemplate[name], 0) << name;
   EXPECT_LT(kernels.size(), 300u) << "dedup is not working";
 
   // Two workers: CI has two cores and NVRTC calls are independent.
