@@ -92,6 +92,7 @@ const std::vector<TemplateSignature> &signatures() {
         {"head_dim", 'i'},
         {"scale", 'f'}}},
       {"silu", {"x"}, {"out"}, false, {{"dim", 'i'}}},
+      {"silu_mul", {"gu"}, {"out"}, false, {{"dim", 'i'}}},
       {"mul", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"add", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"take_last", {"x"}, {"out"}, false, {{"dim", 'i'}}},
@@ -277,8 +278,8 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
     result.launch.blocksX = heads;
     result.launch.sharedBytesPerPosition = sizeof(float); // one score each
   } else {
-    // embedding, cache_write, silu, mul, add, take_last: one thread per
-    // element of a row.
+    // embedding, cache_write, silu, silu_mul, mul, add, take_last: one
+    // thread per element of a row.
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
     result.launch = perElement(dim);

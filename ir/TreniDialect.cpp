@@ -122,6 +122,40 @@ LogicalResult WeightOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ConcatOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ConcatOp::verify() {
+  if (getParts().size() < 2)
+    return emitOpError("needs at least two parts");
+  auto first = tensorType(getParts().front());
+  int64_t rows = 0;
+  for (Value part : getParts()) {
+    if (!part.getDefiningOp<WeightOp>() && !part.getDefiningOp<ConcatOp>())
+      return emitOpError("parts must be treni.weight or treni.concat results");
+    auto type = tensorType(part);
+    if (!type.hasStaticShape())
+      return emitOpError("parts must have a static shape");
+    if (type.getElementType() != first.getElementType())
+      return emitOpError() << "part type " << type
+                           << " differs in element type from " << first;
+    if (type.getRank() != first.getRank() ||
+        type.getShape().drop_front() != first.getShape().drop_front())
+      return emitOpError() << "part type " << type
+                           << " differs in trailing dimensions from " << first;
+    rows += type.getDimSize(0);
+  }
+  SmallVector<int64_t> shape(first.getShape());
+  shape[0] = rows;
+  auto result = tensorType(getResult());
+  if (result.getShape() != ArrayRef<int64_t>(shape) ||
+      result.getElementType() != first.getElementType())
+    return emitOpError() << "result type " << result
+                         << " is not the concatenation of the parts";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Compute ops
 //===----------------------------------------------------------------------===//
 
@@ -246,6 +280,16 @@ AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
     return failure();
   return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
                         getHeadDim(), tensorType(getQuery()).getElementType());
+}
+
+LogicalResult SiluMulOp::verify() {
+  auto input = tensorType(getInput());
+  int64_t width = input.getDimSize(1);
+  if (ShapedType::isDynamic(width) || width % 2 != 0)
+    return emitOpError() << "input rows have " << dimString(width)
+                         << " elements, expected an even number";
+  return verifyMatrixResult(*this, getResult(), input.getDimSize(0),
+                            width / 2);
 }
 
 LogicalResult TakeLastOp::verify() {

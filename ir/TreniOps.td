@@ -55,6 +55,26 @@ def Treni_WeightOp : Treni_Op<"weight", [Pure]> {
   let hasVerifier = 1;
 }
 
+
+def Treni_ConcatOp : Treni_Op<"concat", [Pure]> {
+  let summary = "Checkpoint tensors back to back along dimension 0";
+  let description = [{
+    Only weights (results of `treni.weight` or of another `treni.concat`)
+    may be concatenated: the plan turns the op into one weight whose data is
+    its parts back to back, so it costs nothing at run time. All parts share
+    the element type and the trailing dimensions; 1-D parts (biases) are
+    allowed.
+
+    ```mlir
+    %w = treni.concat %wg, %wu : (tensor<4864x896xbf16>, tensor<4864x896xbf16>) -> tensor<9728x896xbf16>
+    ```
+  }];
+  let arguments = (ins Variadic<RankedTensorOf<[BF16, F16, F32]>>:$parts);
+  let results = (outs RankedTensorOf<[BF16, F16, F32]>:$result);
+  let assemblyFormat = "$parts attr-dict `:` functional-type($parts, $result)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Compute
 //===----------------------------------------------------------------------===//
@@ -197,6 +217,24 @@ def Treni_MulOp : Treni_ElementwiseOp<"mul", "Elementwise product"> {
     %y = treni.mul %a, %b : tensor<?x4864xbf16>
     ```
   }];
+}
+
+
+def Treni_SiluMulOp : Treni_Op<"silu_mul", [Pure]> {
+  let summary = "silu(gate) * up of a fused [gate | up] projection";
+  let description = [{
+    The input row holds the gate half then the up half (`2F` columns); the
+    result row `i` is `silu(input[i]) * input[F + i]`, computed in fp32 and
+    rounded once to the result element type.
+
+    ```mlir
+    %y = treni.silu_mul %gu : (tensor<?x9728xbf16>) -> tensor<?x4864xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def Treni_AddOp : Treni_Op<"add", [Pure, SameOperandsAndResultShape]> {

@@ -91,6 +91,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
       .Case([&](SiluOp s) {
         return KernelDesc{"silu", {i64("dim", width(s.getInput()))}};
       })
+      .Case([&](SiluMulOp s) {
+        return KernelDesc{"silu_mul", {i64("dim", width(s.getResult()))}};
+      })
       .Case([&](MulOp m) {
         return KernelDesc{"mul", {i64("dim", width(m.getLhs()))}};
       })
@@ -109,7 +112,7 @@ struct OutlineKernelsPass
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
       if (isa_and_nonnull<TreniDialect>(op->getDialect()) &&
-          !isa<WeightOp, KernelOp, KvCacheOp>(op))
+          !isa<WeightOp, ConcatOp, KernelOp, KvCacheOp>(op))
         ops.push_back(op);
     });
     for (Operation *op : ops) {

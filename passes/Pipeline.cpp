@@ -26,6 +26,8 @@ const std::vector<PipelineEntry> &pipelineEntries() {
   static const std::vector<PipelineEntry> entries = {
       {"canonicalize", [](OpPassManager &pm) { pm.addPass(createCanonicalizerPass()); }},
       {"cse", [](OpPassManager &pm) { pm.addPass(createCSEPass()); }},
+      {"treni-fuse-ffn-act",
+       [](OpPassManager &pm) { pm.addPass(createFuseFfnActPass()); }},
       {"treni-outline-kernels",
        [](OpPassManager &pm) { pm.addPass(createOutlineKernelsPass()); }},
       {"treni-plan-buffers",

@@ -94,10 +94,18 @@ CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
 
   TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
   TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
-  for (const TensorInfo *info : tensors) {
-    std::vector<float> data(info->numElements());
-    convertToF32(info->dtype, checkpoint->data(*info).data(), data.data(),
-                 data.size());
+  for (const WeightTensors &parts : tensors) {
+    // A concatenation is its parts back to back (row-major, dimension 0).
+    int64_t total = 0;
+    for (const TensorInfo *info : parts)
+      total += info->numElements();
+    std::vector<float> data(total);
+    float *next = data.data();
+    for (const TensorInfo *info : parts) {
+      convertToF32(info->dtype, checkpoint->data(*info).data(), next,
+                   info->numElements());
+      next += info->numElements();
+    }
     executor->weights_.push_back(std::move(data));
   }
   for (const PlanKvCache &cache : plan.caches) {
@@ -240,6 +248,10 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
       cpu::silu(c.in(0), c.rows(0) * dim, c.out(0));
+    } else if (name == "silu_mul") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      cpu::siluMul(c.in(0), c.rows(0), dim, c.out(0));
     } else if (name == "mul" || name == "add") {
       TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));

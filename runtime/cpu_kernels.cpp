@@ -121,6 +121,18 @@ void silu(const float *x, int64_t count, float *out) {
     out[i] = float(x[i] / (1.0 + std::exp(-double(x[i]))));
 }
 
+void siluMul(const float *gu, int64_t rows, int64_t dim, float *out) {
+  // Exactly silu() then mul(): the fused kernel must not change the oracle.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *gate = gu + r * 2 * dim;
+    const float *up = gate + dim;
+    for (int64_t i = 0; i < dim; ++i) {
+      float activated = float(gate[i] / (1.0 + std::exp(-double(gate[i]))));
+      out[r * dim + i] = activated * up[i];
+    }
+  }
+}
+
 void mul(const float *a, const float *b, int64_t count, float *out) {
   for (int64_t i = 0; i < count; ++i)
     out[i] = a[i] * b[i];

@@ -50,6 +50,9 @@ void attention(const float *query, int64_t rows, int64_t numHeads,
                float *out);
 
 void silu(const float *x, int64_t count, float *out);
+/// out[r][i] = silu(gu[r][i]) * gu[r][dim + i]; `gu` is [rows, 2 * dim].
+void siluMul(const float *gu, int64_t rows, int64_t dim, float *out);
+
 void mul(const float *a, const float *b, int64_t count, float *out);
 void add(const float *a, const float *b, int64_t count, float *out);
 

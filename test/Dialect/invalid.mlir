@@ -762,3 +762,82 @@ func.func @rope_dynamic_width(%x: tensor<?x?xf32>, %pos: tensor<?xi32>) {
   %r = treni.rope %x, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x?xf32>, tensor<?xi32>) -> tensor<?x?xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.concat
+//===----------------------------------------------------------------------===//
+
+// Tests that a concat of one part is rejected.
+func.func @concat_one_part() {
+  %w = treni.weight "w" : tensor<4x8xf32>
+  // expected-error @+1 {{needs at least two parts}}
+  %c = treni.concat %w : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+// Tests that only weights can be concatenated.
+func.func @concat_not_weight(%x: tensor<4x8xf32>) {
+  %w = treni.weight "w" : tensor<4x8xf32>
+  // expected-error @+1 {{parts must be treni.weight or treni.concat results}}
+  %c = treni.concat %w, %x : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that parts of different element types are rejected.
+func.func @concat_element_types() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<4x8xbf16>
+  // expected-error @+1 {{differs in element type}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<4x8xbf16>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that parts of different trailing dimensions are rejected.
+func.func @concat_trailing_dims() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<4x16xf32>
+  // expected-error @+1 {{differs in trailing dimensions}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<4x16xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that a result that is not the sum of the parts is rejected.
+func.func @concat_result() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<2x8xf32>
+  // expected-error @+1 {{is not the concatenation of the parts}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.silu_mul
+//===----------------------------------------------------------------------===//
+
+// Tests that an odd input width is rejected.
+func.func @silu_mul_odd(%x: tensor<?x7xf32>) {
+  // expected-error @+1 {{expected an even number}}
+  %y = treni.silu_mul %x : (tensor<?x7xf32>) -> tensor<?x3xf32>
+  return
+}
+
+// -----
+
+// Tests that a result wider than half the input is rejected.
+func.func @silu_mul_width(%x: tensor<?x8xf32>) {
+  // expected-error @+1 {{result has 8 columns, expected 4}}
+  %y = treni.silu_mul %x : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return
+}

@@ -36,6 +36,14 @@ func.func @layer(%ids: tensor<?xi32>, %pos: tensor<?xi32>) -> tensor<1x128xf32> 
   %s = treni.silu %a : tensor<?x64xf32>
   // CHECK: treni.mul %{{.+}}, %{{.+}} : tensor<?x64xf32>
   %m = treni.mul %s, %a : tensor<?x64xf32>
+  // CHECK: %[[WQK:.+]] = treni.concat %{{.+}}, %{{.+}} : (tensor<64x64xf32>, tensor<32x64xf32>) -> tensor<96x64xf32>
+  %wqk = treni.concat %wq, %wk : (tensor<64x64xf32>, tensor<32x64xf32>) -> tensor<96x64xf32>
+  // CHECK: treni.concat %[[WQK]], %{{.+}} : (tensor<96x64xf32>, tensor<64x64xf32>) -> tensor<160x64xf32>
+  %wqkq = treni.concat %wqk, %wq : (tensor<96x64xf32>, tensor<64x64xf32>) -> tensor<160x64xf32>
+  // CHECK: treni.concat %{{.+}}, %{{.+}} : (tensor<64xf32>, tensor<64xf32>) -> tensor<128xf32>
+  %bqq = treni.concat %bq, %bq : (tensor<64xf32>, tensor<64xf32>) -> tensor<128xf32>
+  // CHECK: treni.silu_mul %{{.+}} : (tensor<?x64xf32>) -> tensor<?x32xf32>
+  %sm = treni.silu_mul %a : (tensor<?x64xf32>) -> tensor<?x32xf32>
   // CHECK: treni.add %{{.+}}, %{{.+}} : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   %r = treni.add %m, %h : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   // CHECK: treni.take_last %{{.+}} : (tensor<?x64xf32>) -> tensor<1x64xf32>

@@ -204,7 +204,11 @@ TEST(KernelSourceTest, FixturePlans) {
         EXPECT_EQ(kernel->usesCache, step.templateName == "cache_write" ||
                                          step.templateName == "attention");
       }
-    EXPECT_EQ(templates.size(), 9u);
+    // silu and mul are fused into silu_mul by treni-fuse-ffn-act.
+    EXPECT_EQ(templates,
+              (std::set<std::string>{"embedding", "rms_norm", "rope",
+                                     "cache_write", "attention", "silu_mul",
+                                     "add", "take_last"}));
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());
@@ -299,6 +303,10 @@ TEST(KernelSourceTest, LaunchGeometry) {
         true}},
       {"silu",
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
+        {19, 256, true, 0, 0},
+        false}},
+      {"silu_mul",
+       {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
         false}},
       {"mul",
@@ -400,7 +408,7 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("'gemm'"));
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
-  EXPECT_EQ(names.size(), 9u);
+  EXPECT_EQ(names.size(), 10u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

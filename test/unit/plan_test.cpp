@@ -43,11 +43,17 @@ TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
   const PlanFunction *decode = plan->function("decode");
   const PlanFunction *prefill = plan->function("prefill");
   ASSERT_TRUE(decode && prefill);
-  // Per layer: 2 norms + 2 q/k norms, 7 GEMMs, 2 ropes, cache write,
-  // attention, 2 adds, silu, mul; plus embedding, final norm and lm_head.
-  EXPECT_EQ(decode->steps.size(), 2u * 19 + 3);
+  // Per layer: 2 norms + 2 q/k norms, 6 GEMMs (gate and up fused), 2 ropes,
+  // cache write, attention, 2 adds, silu_mul; plus embedding, final norm and
+  // lm_head.
+  EXPECT_EQ(decode->steps.size(), 2u * 17 + 3);
   EXPECT_EQ(prefill->steps.size(), decode->steps.size() + 1); // take_last
   EXPECT_EQ(decode->steps.front().templateName, "embedding");
+
+  // Without the FFN fusion: 7 GEMMs, silu and mul per layer.
+  auto unfused = compilePlan("qwen3", {"treni-fuse-ffn-act"});
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  EXPECT_EQ(unfused->function("decode")->steps.size(), 2u * 19 + 3);
   EXPECT_EQ(decode->steps.back().templateName, "gemm");
   EXPECT_EQ(std::get<int64_t>(decode->steps.back().constants.at("n")), 512);
   EXPECT_GT(prefill->rowBytes, 0);
@@ -125,6 +131,40 @@ TEST(PlanParseTest, RejectsCorruptPlans) {
   badWeight.functions[0].steps[0].inputs[1].index =
       int64_t(plan->weights.size());
   EXPECT_FALSE(parsePlan(serializePlan(badWeight)).ok());
+}
+
+// Tests that the fused gate/up weight is one plan weight listing its two
+// checkpoint tensors, and that it round-trips.
+TEST(PlanTest, ConcatenatedWeightsListTheirParts) {
+  auto plan = compilePlan("qwen2");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int concats = 0;
+  for (const PlanWeight &weight : plan->weights) {
+    if (weight.parts.empty())
+      continue;
+    ++concats;
+    ASSERT_EQ(weight.parts.size(), 2u) << weight.name;
+    EXPECT_EQ(weight.name, "concat(" + weight.parts[0].name + "," +
+                               weight.parts[1].name + ")");
+    EXPECT_NE(weight.parts[0].name.find("gate_proj"), std::string::npos);
+    EXPECT_NE(weight.parts[1].name.find("up_proj"), std::string::npos);
+    EXPECT_EQ(weight.offset, -1);
+    EXPECT_EQ(weight.file, "");
+    EXPECT_EQ(weight.dtype, weight.parts[0].dtype);
+    EXPECT_EQ(weight.shape[0],
+              weight.parts[0].shape[0] + weight.parts[1].shape[0]);
+    EXPECT_EQ(weight.shape[1], weight.parts[0].shape[1]);
+  }
+  EXPECT_EQ(concats, 2); // one per layer
+  auto parsed = parsePlan(serializePlan(*plan));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(*parsed == *plan);
+
+  Plan onePart = *plan;
+  for (PlanWeight &weight : onePart.weights)
+    if (!weight.parts.empty())
+      weight.parts.resize(1);
+  EXPECT_FALSE(parsePlan(serializePlan(onePart)).ok());
 }
 
 TEST(PlanParseTest, FloatConstantsStayFloats) {
