@@ -257,6 +257,56 @@ CacheWriteOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                         tensorType(getKey()).getElementType());
 }
 
+LogicalResult QkvRopeCacheOp::verify() {
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
+  int64_t headDim = getHeadDim();
+  if (heads % kvHeads != 0)
+    return emitOpError() << "num_heads " << heads
+                         << " is not a multiple of num_kv_heads " << kvHeads;
+  if (headDim % 2 != 0)
+    return emitOpError() << "head_dim " << headDim << " must be even";
+  auto qkv = tensorType(getQkv());
+  int64_t width = qkv.getDimSize(1);
+  if (width != (heads + 2 * kvHeads) * headDim)
+    return emitOpError() << "qkv rows have " << dimString(width)
+                         << " elements, expected (num_heads + 2 * "
+                            "num_kv_heads) * head_dim = "
+                         << (heads + 2 * kvHeads) * headDim;
+  if (failed(verifyMatrixResult(*this, getResult(), qkv.getDimSize(0),
+                                heads * headDim)))
+    return failure();
+  if (!compatible(tensorType(getPositions()).getDimSize(0), qkv.getDimSize(0)))
+    return emitOpError("needs one position per qkv row");
+  if (!getNorms().empty() && getNorms().size() != 2)
+    return emitOpError("takes no norms or two (q and k)");
+  for (Value norm : getNorms())
+    if (tensorType(norm).getDimSize(0) != headDim)
+      return emitOpError() << "norm weights must have head_dim = " << headDim
+                           << " elements";
+  if (getNorms().empty() != !getEpsilon())
+    return emitOpError("epsilon goes with the norms, and only with them");
+  if (getEpsilon() && getEpsilon()->convertToDouble() <= 0)
+    return emitOpError("epsilon must be positive");
+  int present = (getLlama3Factor() ? 1 : 0) +
+                (getLlama3LowFreqFactor() ? 1 : 0) +
+                (getLlama3HighFreqFactor() ? 1 : 0) +
+                (getLlama3OriginalMaxPosition() ? 1 : 0);
+  if (present != 0 && present != 4)
+    return emitOpError("llama3 scaling needs all of llama3_factor, "
+                       "llama3_low_freq_factor, llama3_high_freq_factor and "
+                       "llama3_original_max_position");
+  return success();
+}
+
+LogicalResult
+QkvRopeCacheOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
+                        getHeadDim(), tensorType(getResult()).getElementType());
+}
+
 LogicalResult AttentionOp::verify() {
   if (getNumHeads() % getNumKvHeads() != 0)
     return emitOpError() << "num_heads " << getNumHeads()

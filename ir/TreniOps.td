@@ -169,6 +169,39 @@ def Treni_CacheWriteOp : Treni_Op<"cache_write", [
   let hasVerifier = 1;
 }
 
+def Treni_QkvRopeCacheOp : Treni_Op<"qkv_rope_cache", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemWrite<Treni_KVCacheResource>]>]> {
+  let summary = "Splits a fused Q|K|V row, norms and rotates q and k, writes k and v to the cache";
+  let description = [{
+    Each row of `qkv` holds `num_heads` query heads, then `num_kv_heads` key
+    heads, then `num_kv_heads` value heads of `head_dim` elements. With the
+    two `norms` (Qwen3's q and k norm weights, `head_dim` each) every q and k
+    head is RMS-normalised with `epsilon` first. q and k are rotated as
+    `treni.rope` does (same attributes); k and v are written to cache rows
+    `positions[i]` of layer `layer`; the result is q, `[rows, num_heads * head_dim]`.
+
+    ```mlir
+    %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e+04 : f64} : (tensor<?x128xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$qkv, Treni_IndexTensor:$positions,
+                   Variadic<Treni_FloatTensor1D>:$norms,
+                   FlatSymbolRefAttr:$cache, ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$theta,
+                   OptionalAttr<F64Attr>:$llama3_factor,
+                   OptionalAttr<F64Attr>:$llama3_low_freq_factor,
+                   OptionalAttr<F64Attr>:$llama3_high_freq_factor,
+                   OptionalAttr<I64Attr>:$llama3_original_max_position,
+                   OptionalAttr<F64Attr>:$epsilon);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$qkv `,` $positions (`,` $norms^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Treni_AttentionOp : Treni_Op<"attention", [
     DeclareOpInterfaceMethods<SymbolUserOpInterface>,
     MemoryEffects<[MemRead<Treni_KVCacheResource>]>,

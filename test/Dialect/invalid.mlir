@@ -841,3 +841,51 @@ func.func @silu_mul_width(%x: tensor<?x8xf32>) {
   %y = treni.silu_mul %x : (tensor<?x8xf32>) -> tensor<?x8xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.qkv_rope_cache
+//===----------------------------------------------------------------------===//
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that a qkv row of the wrong width is rejected.
+func.func @qkv_width(%qkv: tensor<?x120xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{qkv rows have 120 elements, expected (num_heads + 2 * num_kv_heads) * head_dim = 128}}
+  %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x120xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that norms without an epsilon are rejected.
+func.func @qkv_norm_epsilon(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>, %w: tensor<16xf32>) {
+  // expected-error @+1 {{epsilon goes with the norms, and only with them}}
+  %q = treni.qkv_rope_cache %qkv, %pos, %w, %w {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that a single norm is rejected.
+func.func @qkv_one_norm(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>, %w: tensor<16xf32>) {
+  // expected-error @+1 {{takes no norms or two (q and k)}}
+  %q = treni.qkv_rope_cache %qkv, %pos, %w {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64, epsilon = 1.0e-6 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
+
+// Tests that the cache's element type must match.
+func.func @qkv_cache_type(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{element type 'f32' differs from cache 'kv' of 'bf16'}}
+  %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x128xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}

@@ -110,11 +110,46 @@ TEST_P(FusionEquivalence, FuseFfnAct) {
   expectSameLogits(*fused, *unfused, dir);
 }
 
+// Tests that treni-fuse-qkv-split-bias turns every layer's Q/K/V GEMMs,
+// [q/k norms], ropes and cache write into one GEMM + qkv_[norm_]rope_cache
+// (Qwen2 with biases, Llama with Llama 3 RoPE, Qwen3 with q/k norms), and
+// that the logits do not change.
+TEST_P(FusionEquivalence, FuseQkvSplitBias) {
+  std::string dir = fixtureDir(GetParam());
+  auto fused = compile(dir, {});
+  auto unfused = compile(dir, {"treni-fuse-qkv-split-bias"});
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  int fusedOps = countSteps(*fused, "qkv_rope_cache") +
+                 countSteps(*fused, "qkv_norm_rope_cache");
+  EXPECT_EQ(fusedOps, countSteps(*unfused, "cache_write"));
+  EXPECT_GT(fusedOps, 0);
+  EXPECT_EQ(countSteps(*fused, "rope"), 0);
+  EXPECT_EQ(countSteps(*fused, "cache_write"), 0);
+  EXPECT_EQ(countSteps(*fused, "gemm") + 2 * fusedOps,
+            countSteps(*unfused, "gemm"));
+  if (GetParam() == "qwen3")
+    EXPECT_EQ(countSteps(*fused, "qkv_norm_rope_cache"), fusedOps);
+  expectSameLogits(*fused, *unfused, dir);
+}
+
+// Tests that both fusions together keep the logits of the unfused model.
+TEST_P(FusionEquivalence, BothFusions) {
+  std::string dir = fixtureDir(GetParam());
+  auto fused = compile(dir, {});
+  auto unfused =
+      compile(dir, {"treni-fuse-qkv-split-bias", "treni-fuse-ffn-act"});
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  expectSameLogits(*fused, *unfused, dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, FusionEquivalence,
                          testing::Values("qwen2", "llama", "qwen3"));
 
 // Tests that every part of a concatenated weight is checked against the
-// checkpoint, not just the first.
+// checkpoint, not just the first (the last part of the first concat: the
+// Q|K|V weight's v_proj).
 TEST(ConcatWeightsTest, EveryPartIsMatchedAgainstTheCheckpoint) {
   std::string dir = fixtureDir("qwen2");
   auto plan = compile(dir, {});

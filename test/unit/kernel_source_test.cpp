@@ -201,14 +201,19 @@ TEST(KernelSourceTest, FixturePlans) {
                     HasSubstr(" dtype=" + *activation));
         auto [it, inserted] = sources.emplace(kernel->entry, kernel->source);
         EXPECT_EQ(it->second, kernel->source) << "entry collision";
-        EXPECT_EQ(kernel->usesCache, step.templateName == "cache_write" ||
-                                         step.templateName == "attention");
+        EXPECT_EQ(kernel->usesCache,
+                  step.templateName == "cache_write" ||
+                      step.templateName == "attention" ||
+                      step.templateName.rfind("qkv_", 0) == 0);
       }
-    // silu and mul are fused into silu_mul by treni-fuse-ffn-act.
-    EXPECT_EQ(templates,
-              (std::set<std::string>{"embedding", "rms_norm", "rope",
-                                     "cache_write", "attention", "silu_mul",
-                                     "add", "take_last"}));
+    // silu and mul are fused into silu_mul by treni-fuse-ffn-act; ropes,
+    // q/k norms and the cache write into qkv_[norm_]rope_cache by
+    // treni-fuse-qkv-split-bias.
+    std::set<std::string> expected = {"embedding", "rms_norm", "attention",
+                                      "silu_mul", "add", "take_last"};
+    expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
+                                                 : "qkv_rope_cache");
+    EXPECT_EQ(templates, expected);
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());
@@ -305,6 +310,27 @@ TEST(KernelSourceTest, LaunchGeometry) {
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
         false}},
+      {"qkv_rope_cache",
+       {singleStep("qkv_rope_cache",
+                   with({{"num_heads", int64_t(14)},
+                         {"num_kv_heads", int64_t(2)},
+                         {"head_dim", int64_t(64)},
+                         {"theta", 1000000.0}},
+                        cache),
+                   {"bf16", "i32"}, {"bf16"}),
+        {16, 32, true, 0, 0},
+        true}},
+      {"qkv_norm_rope_cache",
+       {singleStep("qkv_norm_rope_cache",
+                   with({{"num_heads", int64_t(16)},
+                         {"num_kv_heads", int64_t(8)},
+                         {"head_dim", int64_t(128)},
+                         {"theta", 1000000.0},
+                         {"epsilon", 1e-6}},
+                        cache),
+                   {"bf16", "i32", "weight", "weight"}, {"bf16"}),
+        {24, 64, true, 0, 0},
+        true}},
       {"silu_mul",
        {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
@@ -408,7 +434,7 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("'gemm'"));
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
-  EXPECT_EQ(names.size(), 10u);
+  EXPECT_EQ(names.size(), 12u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 
