@@ -91,7 +91,25 @@ const std::vector<TemplateSignature> &signatures() {
         {"num_kv_heads", 'i'},
         {"head_dim", 'i'},
         {"scale", 'f'}}},
+      {"qkv_rope_cache",
+       {"qkv", "positions"},
+       {"out"},
+       true,
+       {{"num_heads", 'i'},
+        {"num_kv_heads", 'i'},
+        {"head_dim", 'i'},
+        {"theta", 'f'}}},
+      {"qkv_norm_rope_cache",
+       {"qkv", "positions", "q_norm", "k_norm"},
+       {"out"},
+       true,
+       {{"num_heads", 'i'},
+        {"num_kv_heads", 'i'},
+        {"head_dim", 'i'},
+        {"theta", 'f'},
+        {"epsilon", 'f'}}},
       {"silu", {"x"}, {"out"}, false, {{"dim", 'i'}}},
+      {"silu_mul", {"gu"}, {"out"}, false, {{"dim", 'i'}}},
       {"mul", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"add", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
       {"take_last", {"x"}, {"out"}, false, {{"dim", 'i'}}},
@@ -219,6 +237,43 @@ absl::Status invalid(const PlanStep &step, const std::string &message) {
       "kernel '", step.templateName, "' (", step.origin, "): ", message));
 }
 
+/// The `kInvFreq` table of a rope-like step (head_dim, theta, llama3_*),
+/// computed on the host exactly as the CPU reference does (codegen/Rope.h).
+absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
+                                             int64_t headDim) {
+  TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
+  std::optional<Llama3Scaling> scaling;
+  if (step.constants.count("llama3_factor")) {
+    Llama3Scaling s;
+    TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
+                           step.floatConstant("llama3_low_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
+                           step.floatConstant("llama3_high_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
+                           step.intConstant("llama3_original_max_position"));
+    scaling = s;
+  }
+  std::vector<float> invFreq = ropeInverseFrequencies(headDim, theta, scaling);
+  std::vector<std::string> values;
+  for (float f : invFreq) {
+    TRENI_ASSIGN_OR_RETURN(std::string literal,
+                           floatLiteral(f, "a RoPE inverse frequency"));
+    values.push_back(literal);
+  }
+  std::string declarations = absl::StrCat(
+      "/// theta^(-2i / kHeadDim)", scaling ? " with Llama 3 scaling" : "",
+      ", from codegen/Rope.cpp.\n",
+      "__device__ const float kInvFreq[kHeadDim / 2] = {\n");
+  for (size_t i = 0; i < values.size(); i += 6) {
+    std::vector<std::string> line(
+        values.begin() + i, values.begin() + std::min(values.size(), i + 6));
+    absl::StrAppend(&declarations, "    ", absl::StrJoin(line, ", "), ",\n");
+  }
+  absl::StrAppend(&declarations, "};\n");
+  return declarations;
+}
+
 /// Launch geometry and extra device declarations of one step.
 struct Specialisation {
   KernelLaunch launch;
@@ -241,44 +296,28 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
   } else if (name == "rope") {
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-    TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
     TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
     TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
     if (headDim % 2 != 0 || dim % headDim != 0)
       return invalid(step, absl::StrCat("head_dim ", headDim,
                                         " must be even and divide dim ", dim));
-    std::optional<Llama3Scaling> scaling;
-    if (step.constants.count("llama3_factor")) {
-      Llama3Scaling s;
-      TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
-      TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
-                             step.floatConstant("llama3_low_freq_factor"));
-      TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
-                             step.floatConstant("llama3_high_freq_factor"));
-      TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
-                             step.intConstant("llama3_original_max_position"));
-      scaling = s;
-    }
-    std::vector<float> invFreq =
-        ropeInverseFrequencies(headDim, theta, scaling);
-    std::vector<std::string> values;
-    for (float f : invFreq) {
-      TRENI_ASSIGN_OR_RETURN(std::string literal,
-                             floatLiteral(f, "a RoPE inverse frequency"));
-      values.push_back(literal);
-    }
-    result.declarations = absl::StrCat(
-        "/// theta^(-2i / kHeadDim)", scaling ? " with Llama 3 scaling" : "",
-        ", from codegen/Rope.cpp.\n",
-        "__device__ const float kInvFreq[kHeadDim / 2] = {\n");
-    for (size_t i = 0; i < values.size(); i += 6) {
-      std::vector<std::string> line(
-          values.begin() + i, values.begin() + std::min(values.size(), i + 6));
-      absl::StrAppend(&result.declarations, "    ", absl::StrJoin(line, ", "),
-                      ",\n");
-    }
-    absl::StrAppend(&result.declarations, "};\n");
+    TRENI_ASSIGN_OR_RETURN(result.declarations,
+                           ropeDeclarations(step, headDim));
     result.launch = perElement(dim / 2);
+  } else if (name == "qkv_rope_cache" || name == "qkv_norm_rope_cache") {
+    TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+    TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
+    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+    TRENI_RETURN_IF_ERROR(positive(step, "num_heads", heads));
+    TRENI_RETURN_IF_ERROR(positive(step, "num_kv_heads", kvHeads));
+    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
+    if (headDim % 2 != 0)
+      return invalid(step, absl::StrCat("head_dim ", headDim, " must be even"));
+    // One block per q and k head of a row; it also copies one v head.
+    result.launch.threads = threadsFor(headDim / 2);
+    result.launch.blocksX = heads + kvHeads;
+    TRENI_ASSIGN_OR_RETURN(result.declarations,
+                           ropeDeclarations(step, headDim));
   } else if (name == "attention") {
     TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
     TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
@@ -329,8 +368,8 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
     result.launch.threads = threadsFor(dim);
     result.launch.blocksX = 1; // one block per row (grid y)
   } else {
-    // embedding, cache_write, silu, mul, add, take_last: one thread per
-    // element of a row.
+    // embedding, cache_write, silu, silu_mul, mul, add, take_last: one
+    // thread per element of a row.
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
     result.launch = perElement(dim);

@@ -48,7 +48,8 @@ struct KernelSpec {
   /// Complete NVRTC-compilable CUDA C++ (no #include).
   std::string source;
   KernelLaunch launch;
-  /// cache_write / attention take the layer's key and value cache pointers.
+  /// cache_write, attention and qkv_[norm_]rope_cache take the layer's key
+  /// and value cache pointers.
   bool usesCache = false;
 };
 

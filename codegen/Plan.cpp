@@ -112,12 +112,23 @@ std::string serializePlan(const Plan &plan) {
   out["version"] = plan.version;
   out["model"] = constantsToJson(plan.model);
   json weights = json::array();
-  for (const PlanWeight &w : plan.weights)
-    weights.push_back({{"name", w.name},
-                       {"file", w.file},
-                       {"offset", w.offset},
-                       {"dtype", w.dtype},
-                       {"shape", w.shape}});
+  auto weightToJson = [](const PlanWeight &w) {
+    return json{{"name", w.name},
+                {"file", w.file},
+                {"offset", w.offset},
+                {"dtype", w.dtype},
+                {"shape", w.shape}};
+  };
+  for (const PlanWeight &w : plan.weights) {
+    json entry = weightToJson(w);
+    if (!w.parts.empty()) {
+      json parts = json::array();
+      for (const PlanWeight &part : w.parts)
+        parts.push_back(weightToJson(part));
+      entry["parts"] = parts;
+    }
+    weights.push_back(entry);
+  }
   out["weights"] = weights;
   json caches = json::array();
   for (const PlanKvCache &c : plan.caches)
@@ -264,13 +275,30 @@ absl::StatusOr<Plan> parsePlan(const std::string &text) {
     return absl::InvalidArgumentError(
         "plan: needs model, weights, kv_caches and functions");
   TRENI_RETURN_IF_ERROR(constantsFromJson(in["model"], plan.model));
-  for (const json &w : in["weights"]) {
-    PlanWeight weight;
+  auto readWeight = [](const json &w, PlanWeight &weight) -> absl::Status {
     TRENI_RETURN_IF_ERROR(read(w, "name", weight.name, "weight"));
     TRENI_RETURN_IF_ERROR(read(w, "file", weight.file, "weight " + weight.name));
     TRENI_RETURN_IF_ERROR(read(w, "offset", weight.offset, "weight " + weight.name));
     TRENI_RETURN_IF_ERROR(read(w, "dtype", weight.dtype, "weight " + weight.name));
     TRENI_RETURN_IF_ERROR(read(w, "shape", weight.shape, "weight " + weight.name));
+    return absl::OkStatus();
+  };
+  for (const json &w : in["weights"]) {
+    PlanWeight weight;
+    TRENI_RETURN_IF_ERROR(readWeight(w, weight));
+    if (w.contains("parts")) {
+      if (!w["parts"].is_array() || w["parts"].size() < 2)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "plan: weight ", weight.name, ".parts must list 2+ tensors"));
+      for (const json &p : w["parts"]) {
+        PlanWeight part;
+        TRENI_RETURN_IF_ERROR(readWeight(p, part));
+        if (p.contains("parts"))
+          return absl::InvalidArgumentError(absl::StrCat(
+              "plan: weight ", weight.name, ": parts must not be concats"));
+        weight.parts.push_back(std::move(part));
+      }
+    }
     plan.weights.push_back(std::move(weight));
   }
   for (const json &c : in["kv_caches"]) {

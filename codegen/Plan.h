@@ -19,7 +19,7 @@
 namespace treni {
 
 /// Bumped whenever the serialised layout changes; readers reject others.
-inline constexpr int64_t kPlanVersion = 1;
+inline constexpr int64_t kPlanVersion = 2;
 
 /// A kernel constant: integer, float, string (e.g. a cache symbol) or bool.
 using PlanConstant = std::variant<int64_t, double, std::string, bool>;
@@ -76,13 +76,17 @@ struct PlanFunction {
   int64_t bufferOffset(int64_t index, int64_t tokens) const;
 };
 
-/// A checkpoint tensor a step reads.
+/// A checkpoint tensor a step reads, or (when `parts` is not empty) the
+/// concatenation of checkpoint tensors along dimension 0 (treni.concat): its
+/// data is the parts back to back, its name "concat(a,b,...)", its file
+/// empty and its offset -1; dtype and shape are the concatenation's.
 struct PlanWeight {
   std::string name;
   std::string file; ///< file name inside the model directory
   int64_t offset = 0;
   std::string dtype; ///< "BF16", "F16", "F32" (safetensors spelling)
   std::vector<int64_t> shape;
+  std::vector<PlanWeight> parts; ///< checkpoint tensors, none of them concats
   bool operator==(const PlanWeight &) const = default;
 };
 

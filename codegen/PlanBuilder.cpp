@@ -3,6 +3,7 @@
 #include "codegen/PlanBuilder.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ir/TreniDialect.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
@@ -10,6 +11,13 @@
 namespace treni {
 namespace {
 using namespace mlir;
+
+#define TRENI_PLAN_RETURN_IF_ERROR(expr)                                       \
+  do {                                                                         \
+    absl::Status status_ = (expr);                                             \
+    if (!status_.ok())                                                         \
+      return status_;                                                          \
+  } while (false)
 
 std::string describe(Operation *op) {
   std::string text;
@@ -78,10 +86,8 @@ public:
   }
 
 private:
-  absl::StatusOr<int64_t> weightIndex(WeightOp op) {
-    auto it = weightIndices.find(op.getName().str());
-    if (it != weightIndices.end())
-      return it->second;
+  /// The checkpoint entry of one treni.weight.
+  absl::StatusOr<PlanWeight> checkpointWeight(WeightOp op) {
     auto map = module->getAttrOfType<DictionaryAttr>(kWeightsAttrName);
     DictionaryAttr entry = map ? map.getAs<DictionaryAttr>(op.getName()) : nullptr;
     auto file = entry ? entry.getAs<StringAttr>("file") : nullptr;
@@ -92,14 +98,70 @@ private:
           absl::StrCat("weight '", op.getName().str(),
                        "' has no complete entry in the module's weight map"));
     auto type = op.getResult().getType();
-    PlanWeight weight{op.getName().str(), file.str(), offset.getInt(),
+    return PlanWeight{op.getName().str(), file.str(), offset.getInt(),
                       dtype.str(),
                       std::vector<int64_t>(type.getShape().begin(),
-                                           type.getShape().end())};
+                                           type.getShape().end()),
+                      {}};
+  }
+
+  /// Appends the checkpoint tensors of a concat (nested concats flattened).
+  absl::Status collectParts(ConcatOp op, std::vector<PlanWeight> &parts) {
+    for (Value part : op.getParts()) {
+      if (auto nested = part.getDefiningOp<ConcatOp>()) {
+        TRENI_PLAN_RETURN_IF_ERROR(collectParts(nested, parts));
+        continue;
+      }
+      auto weight = part.getDefiningOp<WeightOp>();
+      if (!weight)
+        return absl::InvalidArgumentError(
+            absl::StrCat(describe(op), " concatenates a non-weight"));
+      auto leaf = checkpointWeight(weight);
+      if (!leaf.ok())
+        return leaf.status();
+      parts.push_back(std::move(*leaf));
+    }
+    return absl::OkStatus();
+  }
+
+  int64_t addWeight(PlanWeight weight) {
+    auto it = weightIndices.find(weight.name);
+    if (it != weightIndices.end())
+      return it->second;
     int64_t index = plan.weights.size();
+    weightIndices[weight.name] = index;
     plan.weights.push_back(std::move(weight));
-    weightIndices[op.getName().str()] = index;
     return index;
+  }
+
+  absl::StatusOr<int64_t> weightIndex(WeightOp op) {
+    auto it = weightIndices.find(op.getName().str());
+    if (it != weightIndices.end())
+      return it->second;
+    auto weight = checkpointWeight(op);
+    if (!weight.ok())
+      return weight.status();
+    return addWeight(std::move(*weight));
+  }
+
+  /// One plan weight whose data is the concat's parts back to back.
+  absl::StatusOr<int64_t> weightIndex(ConcatOp op) {
+    PlanWeight weight;
+    TRENI_PLAN_RETURN_IF_ERROR(collectParts(op, weight.parts));
+    std::vector<std::string> names;
+    for (const PlanWeight &part : weight.parts) {
+      names.push_back(part.name);
+      if (part.dtype != weight.parts.front().dtype)
+        return absl::InvalidArgumentError(absl::StrCat(
+            describe(op), " concatenates checkpoint tensors of dtypes ",
+            weight.parts.front().dtype, " and ", part.dtype));
+    }
+    weight.name = "concat(" + absl::StrJoin(names, ",") + ")";
+    weight.offset = -1;
+    weight.dtype = weight.parts.front().dtype;
+    auto type = cast<RankedTensorType>(op.getResult().getType());
+    weight.shape.assign(type.getShape().begin(), type.getShape().end());
+    return addWeight(std::move(weight));
   }
 
   int64_t addBuffer(PlanFunction &f, Value value, int64_t offset) {
@@ -143,6 +205,20 @@ private:
         if (!index.ok())
           return index.status();
         operands[weight.getResult()] = {PlanOperand::Kind::Weight, *index};
+        continue;
+      }
+      if (auto concat = dyn_cast<ConcatOp>(op)) {
+        // Only concats a step reads become plan weights; inner ones of a
+        // nested concat are flattened into it.
+        bool read = llvm::any_of(concat->getUsers(), [](Operation *user) {
+          return !isa<ConcatOp>(user);
+        });
+        if (!read)
+          continue;
+        auto index = weightIndex(concat);
+        if (!index.ok())
+          return index.status();
+        operands[concat.getResult()] = {PlanOperand::Kind::Weight, *index};
         continue;
       }
       if (auto ret = dyn_cast<func::ReturnOp>(op)) {

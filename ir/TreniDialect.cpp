@@ -122,6 +122,40 @@ LogicalResult WeightOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ConcatOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ConcatOp::verify() {
+  if (getParts().size() < 2)
+    return emitOpError("needs at least two parts");
+  auto first = tensorType(getParts().front());
+  int64_t rows = 0;
+  for (Value part : getParts()) {
+    if (!part.getDefiningOp<WeightOp>() && !part.getDefiningOp<ConcatOp>())
+      return emitOpError("parts must be treni.weight or treni.concat results");
+    auto type = tensorType(part);
+    if (!type.hasStaticShape())
+      return emitOpError("parts must have a static shape");
+    if (type.getElementType() != first.getElementType())
+      return emitOpError() << "part type " << type
+                           << " differs in element type from " << first;
+    if (type.getRank() != first.getRank() ||
+        type.getShape().drop_front() != first.getShape().drop_front())
+      return emitOpError() << "part type " << type
+                           << " differs in trailing dimensions from " << first;
+    rows += type.getDimSize(0);
+  }
+  SmallVector<int64_t> shape(first.getShape());
+  shape[0] = rows;
+  auto result = tensorType(getResult());
+  if (result.getShape() != ArrayRef<int64_t>(shape) ||
+      result.getElementType() != first.getElementType())
+    return emitOpError() << "result type " << result
+                         << " is not the concatenation of the parts";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Compute ops
 //===----------------------------------------------------------------------===//
 
@@ -223,6 +257,56 @@ CacheWriteOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                         tensorType(getKey()).getElementType());
 }
 
+LogicalResult QkvRopeCacheOp::verify() {
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads();
+  int64_t headDim = getHeadDim();
+  if (heads % kvHeads != 0)
+    return emitOpError() << "num_heads " << heads
+                         << " is not a multiple of num_kv_heads " << kvHeads;
+  if (headDim % 2 != 0)
+    return emitOpError() << "head_dim " << headDim << " must be even";
+  auto qkv = tensorType(getQkv());
+  int64_t width = qkv.getDimSize(1);
+  if (width != (heads + 2 * kvHeads) * headDim)
+    return emitOpError() << "qkv rows have " << dimString(width)
+                         << " elements, expected (num_heads + 2 * "
+                            "num_kv_heads) * head_dim = "
+                         << (heads + 2 * kvHeads) * headDim;
+  if (failed(verifyMatrixResult(*this, getResult(), qkv.getDimSize(0),
+                                heads * headDim)))
+    return failure();
+  if (!compatible(tensorType(getPositions()).getDimSize(0), qkv.getDimSize(0)))
+    return emitOpError("needs one position per qkv row");
+  if (!getNorms().empty() && getNorms().size() != 2)
+    return emitOpError("takes no norms or two (q and k)");
+  for (Value norm : getNorms())
+    if (tensorType(norm).getDimSize(0) != headDim)
+      return emitOpError() << "norm weights must have head_dim = " << headDim
+                           << " elements";
+  if (getNorms().empty() != !getEpsilon())
+    return emitOpError("epsilon goes with the norms, and only with them");
+  if (getEpsilon() && getEpsilon()->convertToDouble() <= 0)
+    return emitOpError("epsilon must be positive");
+  int present = (getLlama3Factor() ? 1 : 0) +
+                (getLlama3LowFreqFactor() ? 1 : 0) +
+                (getLlama3HighFreqFactor() ? 1 : 0) +
+                (getLlama3OriginalMaxPosition() ? 1 : 0);
+  if (present != 0 && present != 4)
+    return emitOpError("llama3 scaling needs all of llama3_factor, "
+                       "llama3_low_freq_factor, llama3_high_freq_factor and "
+                       "llama3_original_max_position");
+  return success();
+}
+
+LogicalResult
+QkvRopeCacheOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
+                        getHeadDim(), tensorType(getResult()).getElementType());
+}
+
 LogicalResult AttentionOp::verify() {
   if (getNumHeads() % getNumKvHeads() != 0)
     return emitOpError() << "num_heads " << getNumHeads()
@@ -289,6 +373,16 @@ LogicalResult ResidualNormOp::verify() {
                          << " elements, expected the row width "
                          << dimString(width);
   return success();
+}
+
+LogicalResult SiluMulOp::verify() {
+  auto input = tensorType(getInput());
+  int64_t width = input.getDimSize(1);
+  if (ShapedType::isDynamic(width) || width % 2 != 0)
+    return emitOpError() << "input rows have " << dimString(width)
+                         << " elements, expected an even number";
+  return verifyMatrixResult(*this, getResult(), input.getDimSize(0),
+                            width / 2);
 }
 
 LogicalResult TakeLastOp::verify() {

@@ -55,6 +55,26 @@ def Treni_WeightOp : Treni_Op<"weight", [Pure]> {
   let hasVerifier = 1;
 }
 
+
+def Treni_ConcatOp : Treni_Op<"concat", [Pure]> {
+  let summary = "Checkpoint tensors back to back along dimension 0";
+  let description = [{
+    Only weights (results of `treni.weight` or of another `treni.concat`)
+    may be concatenated: the plan turns the op into one weight whose data is
+    its parts back to back, so it costs nothing at run time. All parts share
+    the element type and the trailing dimensions; 1-D parts (biases) are
+    allowed.
+
+    ```mlir
+    %w = treni.concat %wg, %wu : (tensor<4864x896xbf16>, tensor<4864x896xbf16>) -> tensor<9728x896xbf16>
+    ```
+  }];
+  let arguments = (ins Variadic<RankedTensorOf<[BF16, F16, F32]>>:$parts);
+  let results = (outs RankedTensorOf<[BF16, F16, F32]>:$result);
+  let assemblyFormat = "$parts attr-dict `:` functional-type($parts, $result)";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Compute
 //===----------------------------------------------------------------------===//
@@ -146,6 +166,39 @@ def Treni_CacheWriteOp : Treni_Op<"cache_write", [
                    Treni_IndexTensor:$positions, FlatSymbolRefAttr:$cache,
                    ConfinedAttr<I64Attr, [IntNonNegative]>:$layer);
   let assemblyFormat = "$key `,` $value `,` $positions attr-dict `:` type($key) `,` type($value) `,` type($positions)";
+  let hasVerifier = 1;
+}
+
+def Treni_QkvRopeCacheOp : Treni_Op<"qkv_rope_cache", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemWrite<Treni_KVCacheResource>]>]> {
+  let summary = "Splits a fused Q|K|V row, norms and rotates q and k, writes k and v to the cache";
+  let description = [{
+    Each row of `qkv` holds `num_heads` query heads, then `num_kv_heads` key
+    heads, then `num_kv_heads` value heads of `head_dim` elements. With the
+    two `norms` (Qwen3's q and k norm weights, `head_dim` each) every q and k
+    head is RMS-normalised with `epsilon` first. q and k are rotated as
+    `treni.rope` does (same attributes); k and v are written to cache rows
+    `positions[i]` of layer `layer`; the result is q, `[rows, num_heads * head_dim]`.
+
+    ```mlir
+    %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e+04 : f64} : (tensor<?x128xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$qkv, Treni_IndexTensor:$positions,
+                   Variadic<Treni_FloatTensor1D>:$norms,
+                   FlatSymbolRefAttr:$cache, ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$theta,
+                   OptionalAttr<F64Attr>:$llama3_factor,
+                   OptionalAttr<F64Attr>:$llama3_low_freq_factor,
+                   OptionalAttr<F64Attr>:$llama3_high_freq_factor,
+                   OptionalAttr<I64Attr>:$llama3_original_max_position,
+                   OptionalAttr<F64Attr>:$epsilon);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$qkv `,` $positions (`,` $norms^)? attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 
@@ -247,6 +300,24 @@ def Treni_MulOp : Treni_ElementwiseOp<"mul", "Elementwise product"> {
     %y = treni.mul %a, %b : tensor<?x4864xbf16>
     ```
   }];
+}
+
+
+def Treni_SiluMulOp : Treni_Op<"silu_mul", [Pure]> {
+  let summary = "silu(gate) * up of a fused [gate | up] projection";
+  let description = [{
+    The input row holds the gate half then the up half (`2F` columns); the
+    result row `i` is `silu(input[i]) * input[F + i]`, computed in fp32 and
+    rounded once to the result element type.
+
+    ```mlir
+    %y = treni.silu_mul %gu : (tensor<?x9728xbf16>) -> tensor<?x4864xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def Treni_AddOp : Treni_Op<"add", [Pure, SameOperandsAndResultShape]> {

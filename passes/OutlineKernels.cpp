@@ -79,6 +79,29 @@ FailureOr<KernelDesc> describe(Operation *op) {
                            i64("layer", c.getLayer()),
                            i64("dim", width(c.getKey()))}};
       })
+      .Case([&](QkvRopeCacheOp f) {
+        bool norm = !f.getNorms().empty();
+        KernelDesc desc{norm ? "qkv_norm_rope_cache" : "qkv_rope_cache",
+                        {b.getNamedAttr("cache", f.getCacheAttr()),
+                         i64("layer", f.getLayer()),
+                         i64("num_heads", f.getNumHeads()),
+                         i64("num_kv_heads", f.getNumKvHeads()),
+                         i64("head_dim", f.getHeadDim()),
+                         f64("theta", f.getTheta().convertToDouble())}};
+        if (norm)
+          desc.constants.push_back(
+              f64("epsilon", f.getEpsilon()->convertToDouble()));
+        if (f.getLlama3Factor()) {
+          desc.constants.push_back(f64("llama3_factor", f.getLlama3Factor()->convertToDouble()));
+          desc.constants.push_back(
+              f64("llama3_low_freq_factor", f.getLlama3LowFreqFactor()->convertToDouble()));
+          desc.constants.push_back(
+              f64("llama3_high_freq_factor", f.getLlama3HighFreqFactor()->convertToDouble()));
+          desc.constants.push_back(i64("llama3_original_max_position",
+                                       *f.getLlama3OriginalMaxPosition()));
+        }
+        return desc;
+      })
       .Case([&](AttentionOp a) {
         return KernelDesc{"attention",
                           {b.getNamedAttr("cache", a.getCacheAttr()),
@@ -90,6 +113,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
       })
       .Case([&](SiluOp s) {
         return KernelDesc{"silu", {i64("dim", width(s.getInput()))}};
+      })
+      .Case([&](SiluMulOp s) {
+        return KernelDesc{"silu_mul", {i64("dim", width(s.getResult()))}};
       })
       .Case([&](MulOp m) {
         return KernelDesc{"mul", {i64("dim", width(m.getLhs()))}};
@@ -152,7 +178,7 @@ struct OutlineKernelsPass
     SmallVector<Operation *> ops;
     getOperation().walk([&](Operation *op) {
       if (isa_and_nonnull<TreniDialect>(op->getDialect()) &&
-          !isa<WeightOp, KernelOp, KvCacheOp>(op))
+          !isa<WeightOp, ConcatOp, KernelOp, KvCacheOp>(op))
         ops.push_back(op);
     });
     for (Operation *op : ops) {

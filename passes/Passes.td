@@ -4,14 +4,83 @@
 
 include "mlir/Pass/PassBase.td"
 
+def FuseQkvSplitBiasPass : Pass<"treni-fuse-qkv-split-bias", "mlir::ModuleOp"> {
+  let summary = "Fuse the Q, K and V projections, their biases, the head split, q/k norm, RoPE and the K/V cache write";
+  let description = [{
+    Before (Qwen2: biases; Qwen3 adds a per-head rms_norm of q and k):
+    ```mlir
+    %q = treni.linear %n, %wq, %bq : (tensor<?x64xbf16>, tensor<64x64xbf16>, tensor<64xbf16>) -> tensor<?x64xbf16>
+    %k = treni.linear %n, %wk, %bk : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xbf16>) -> tensor<?x32xbf16>
+    %v = treni.linear %n, %wv, %bv : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xbf16>) -> tensor<?x32xbf16>
+    %qr = treni.rope %q, %pos {head_dim = 16 : i64, theta = 1.0e+04 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    %kr = treni.rope %k, %pos {head_dim = 16 : i64, theta = 1.0e+04 : f64} : (tensor<?x32xbf16>, tensor<?xi32>) -> tensor<?x32xbf16>
+    treni.cache_write %kr, %v, %pos {cache = @kv, layer = 0 : i64} : tensor<?x32xbf16>, tensor<?x32xbf16>, tensor<?xi32>
+    %a = treni.attention %qr, %pos {...}
+    ```
+    After:
+    ```mlir
+    %w = treni.concat %wq, %wk, %wv : (tensor<64x64xbf16>, tensor<32x64xbf16>, tensor<32x64xbf16>) -> tensor<128x64xbf16>
+    %b = treni.concat %bq, %bk, %bv : (tensor<64xbf16>, tensor<32xbf16>, tensor<32xbf16>) -> tensor<128xbf16>
+    %qkv = treni.linear %n, %w, %b : (tensor<?x64xbf16>, tensor<128x64xbf16>, tensor<128xbf16>) -> tensor<?x128xbf16>
+    %qr = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e+04 : f64} : (tensor<?x128xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    %a = treni.attention %qr, %pos {...}
+    ```
+
+    Why it pays: one GEMM instead of three reads the normalised input once
+    and launches once (at batch 1, three bandwidth-bound GEMVs become one);
+    the biases ride in the GEMM epilogue; and one kernel (one block per head)
+    replaces up to six (two norms, two ropes, the cache write), keeping q and
+    k in registers between norm and rotation.
+
+    Leaves a layer alone when the projections read different inputs, only
+    some have biases, the k rope / cache write pattern is missing, only one
+    of q and k is normalised, or an intermediate has another user.
+  }];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
+def FuseFfnActPass : Pass<"treni-fuse-ffn-act", "mlir::ModuleOp"> {
+  let summary = "Fuse the gate and up projections into one GEMM and SiLU(gate)*up into one kernel";
+  let description = [{
+    The SwiGLU feed-forward block reads the same input twice and makes two
+    passes over the `[T, F]` intermediate:
+
+    Before:
+    ```mlir
+    %g = treni.linear %x, %wg : (tensor<?x64xbf16>, tensor<128x64xbf16>) -> tensor<?x128xbf16>
+    %u = treni.linear %x, %wu : (tensor<?x64xbf16>, tensor<128x64xbf16>) -> tensor<?x128xbf16>
+    %s = treni.silu %g : tensor<?x128xbf16>
+    %m = treni.mul %s, %u : tensor<?x128xbf16>
+    ```
+    After:
+    ```mlir
+    %wgu = treni.concat %wg, %wu : (tensor<128x64xbf16>, tensor<128x64xbf16>) -> tensor<256x64xbf16>
+    %gu = treni.linear %x, %wgu : (tensor<?x64xbf16>, tensor<256x64xbf16>) -> tensor<?x256xbf16>
+    %m = treni.silu_mul %gu : (tensor<?x256xbf16>) -> tensor<?x128xbf16>
+    ```
+
+    Why it pays: one GEMM instead of two reads `x` once and halves the GEMM
+    launches (at batch 1 each launch is a bandwidth-bound GEMV); the
+    activation is computed in fp32 and written once, straight in the 16-bit
+    type the down projection reads, instead of a silu pass and a mul pass
+    over `[T, F]`. The weight concatenation is free at run time: the plan
+    stores the two checkpoint tensors back to back.
+
+    Leaves the block alone when a projection has a bias, when the gate, the
+    up projection or the silu has another user, when the weights differ in
+    shape or element type, or when gate and up read different inputs.
+  }];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
 def OutlineKernelsPass : Pass<"treni-outline-kernels", "mlir::ModuleOp"> {
   let summary = "Turn every compute op into a treni.kernel naming its template and constants";
   let description = [{
     After fusion, each remaining compute op is one kernel launch. This pass
     makes that explicit so codegen and the executors see one op type with a
     template name (`rms_norm`, `gemm`, `attention`...) and the compile-time
-    constants the template is specialised with. Weights, function arguments
-    and the return stay as they are.
+    constants the template is specialised with. Weights, concatenations of
+    weights, function arguments and the return stay as they are.
 
     Before:
     ```mlir

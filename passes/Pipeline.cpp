@@ -26,6 +26,10 @@ const std::vector<PipelineEntry> &pipelineEntries() {
   static const std::vector<PipelineEntry> entries = {
       {"canonicalize", [](OpPassManager &pm) { pm.addPass(createCanonicalizerPass()); }},
       {"cse", [](OpPassManager &pm) { pm.addPass(createCSEPass()); }},
+      {"treni-fuse-qkv-split-bias",
+       [](OpPassManager &pm) { pm.addPass(createFuseQkvSplitBiasPass()); }},
+      {"treni-fuse-ffn-act",
+       [](OpPassManager &pm) { pm.addPass(createFuseFfnActPass()); }},
       {"treni-fuse-residual-norm",
        [](OpPassManager &pm) { pm.addPass(createFuseResidualNormPass()); }},
       {"treni-specialize-seq1-attention",

@@ -159,7 +159,7 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
                       builder.getI64IntegerAttr(placement->offset));
     }
     for (Operation &op : body) {
-      if (isa<WeightOp>(op) || op.getNumResults() == 0)
+      if (isa<WeightOp, ConcatOp>(op) || op.getNumResults() == 0)
         continue;
       int64_t opIndex = index[&op];
       releaseBefore(opIndex);

@@ -81,6 +81,27 @@ int32_t argmax(absl::Span<const float> logits) {
                  logits.begin());
 }
 
+namespace {
+/// RoPE inverse frequencies of a rope-like step (theta, llama3_*).
+absl::StatusOr<std::vector<float>> ropeFrequencies(const PlanStep &step,
+                                                   int64_t headDim) {
+  TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
+  std::optional<cpu::Llama3Scaling> scaling;
+  if (step.constants.count("llama3_factor")) {
+    cpu::Llama3Scaling s;
+    TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
+                           step.floatConstant("llama3_low_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
+                           step.floatConstant("llama3_high_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
+                           step.intConstant("llama3_original_max_position"));
+    scaling = s;
+  }
+  return cpu::ropeInverseFrequencies(headDim, theta, scaling);
+}
+} // namespace
+
 absl::StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
   if (maxSeq <= 0)
@@ -95,10 +116,18 @@ CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
 
   TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
   TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
-  for (const TensorInfo *info : tensors) {
-    std::vector<float> data(info->numElements());
-    convertToF32(info->dtype, checkpoint->data(*info).data(), data.data(),
-                 data.size());
+  for (const WeightTensors &parts : tensors) {
+    // A concatenation is its parts back to back (row-major, dimension 0).
+    int64_t total = 0;
+    for (const TensorInfo *info : parts)
+      total += info->numElements();
+    std::vector<float> data(total);
+    float *next = data.data();
+    for (const TensorInfo *info : parts) {
+      convertToF32(info->dtype, checkpoint->data(*info).data(), next,
+                   info->numElements());
+      next += info->numElements();
+    }
     executor->weights_.push_back(std::move(data));
   }
   for (const PlanKvCache &cache : plan.caches) {
@@ -190,23 +219,11 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
       TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-      TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
-      std::optional<cpu::Llama3Scaling> scaling;
-      if (step.constants.count("llama3_factor")) {
-        cpu::Llama3Scaling s;
-        TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
-        TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
-                               step.floatConstant("llama3_low_freq_factor"));
-        TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
-                               step.floatConstant("llama3_high_freq_factor"));
-        TRENI_ASSIGN_OR_RETURN(
-            s.originalMaxPosition,
-            step.intConstant("llama3_original_max_position"));
-        scaling = s;
-      }
-      cpu::rope(c.in(0), c.rows(0), dim, headDim, c.indices(1),
-                cpu::ropeInverseFrequencies(headDim, theta, scaling), c.out(0));
-    } else if (name == "cache_write" || name == "attention") {
+      TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeFrequencies(step, headDim));
+      cpu::rope(c.in(0), c.rows(0), dim, headDim, c.indices(1), invFreq,
+                c.out(0));
+    } else if (name == "cache_write" || name == "attention" ||
+               name == "qkv_rope_cache" || name == "qkv_norm_rope_cache") {
       TRENI_ASSIGN_OR_RETURN(std::string cacheName, step.stringConstant("cache"));
       TRENI_ASSIGN_OR_RETURN(int64_t layer, step.intConstant("layer"));
       auto keys = keys_.find(cacheName);
@@ -217,7 +234,22 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
             "'"));
       float *keyCache = keys->second[layer].data();
       float *valueCache = values_[cacheName][layer].data();
-      if (name == "cache_write") {
+      if (name == "qkv_rope_cache" || name == "qkv_norm_rope_cache") {
+        bool norm = name == "qkv_norm_rope_cache";
+        TRENI_RETURN_IF_ERROR(c.expectInputs(norm ? 4 : 2, 1));
+        TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
+        TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
+        TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+        double eps = 0;
+        if (norm) {
+          TRENI_ASSIGN_OR_RETURN(eps, step.floatConstant("epsilon"));
+        }
+        TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeFrequencies(step, headDim));
+        cpu::qkvRopeCache(c.in(0), c.rows(0), heads, kvHeads, headDim,
+                          c.indices(1), invFreq, norm ? c.in(2) : nullptr,
+                          norm ? c.in(3) : nullptr, eps, c.out(0), keyCache,
+                          valueCache);
+      } else if (name == "cache_write") {
         TRENI_RETURN_IF_ERROR(c.expectInputs(3, 0));
         TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
         cpu::cacheWrite(c.in(0), c.in(1), c.rows(0), dim, c.indices(2),
@@ -264,6 +296,10 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
       cpu::silu(c.in(0), c.rows(0) * dim, c.out(0));
+    } else if (name == "silu_mul") {
+      TRENI_RETURN_IF_ERROR(c.expectInputs(1, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
+      cpu::siluMul(c.in(0), c.rows(0), dim, c.out(0));
     } else if (name == "mul" || name == "add") {
       TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));

@@ -121,6 +121,42 @@ void silu(const float *x, int64_t count, float *out) {
     out[i] = float(x[i] / (1.0 + std::exp(-double(x[i]))));
 }
 
+void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
+                  int64_t numKvHeads, int64_t headDim,
+                  const int32_t *positions, const std::vector<float> &invFreq,
+                  const float *qNorm, const float *kNorm, double epsilon,
+                  float *out, float *keyCache, float *valueCache) {
+  int64_t qWidth = numHeads * headDim, kvWidth = numKvHeads * headDim;
+  int64_t rowWidth = qWidth + 2 * kvWidth;
+  std::vector<float> q(rows * qWidth), k(rows * kvWidth), v(rows * kvWidth);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *in = qkv + r * rowWidth;
+    std::copy_n(in, qWidth, q.data() + r * qWidth);
+    std::copy_n(in + qWidth, kvWidth, k.data() + r * kvWidth);
+    std::copy_n(in + qWidth + kvWidth, kvWidth, v.data() + r * kvWidth);
+  }
+  if (qNorm && kNorm) {
+    rmsNorm(q.data(), rows, qWidth, qNorm, headDim, epsilon, q.data());
+    rmsNorm(k.data(), rows, kvWidth, kNorm, headDim, epsilon, k.data());
+  }
+  rope(q.data(), rows, qWidth, headDim, positions, invFreq, out);
+  rope(k.data(), rows, kvWidth, headDim, positions, invFreq, k.data());
+  cacheWrite(k.data(), v.data(), rows, kvWidth, positions, keyCache,
+             valueCache);
+}
+
+void siluMul(const float *gu, int64_t rows, int64_t dim, float *out) {
+  // Exactly silu() then mul(): the fused kernel must not change the oracle.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *gate = gu + r * 2 * dim;
+    const float *up = gate + dim;
+    for (int64_t i = 0; i < dim; ++i) {
+      float activated = float(gate[i] / (1.0 + std::exp(-double(gate[i]))));
+      out[r * dim + i] = activated * up[i];
+    }
+  }
+}
+
 void mul(const float *a, const float *b, int64_t count, float *out) {
   for (int64_t i = 0; i < count; ++i)
     out[i] = a[i] * b[i];

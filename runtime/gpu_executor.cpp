@@ -185,13 +185,20 @@ struct GpuExecutor::Impl {
     auto start = std::chrono::steady_clock::now();
     TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
     TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+    // A concatenated weight (treni.concat) is its parts back to back: rows of
+    // row-major [N, K] tensors concatenated along dimension 0 are contiguous,
+    // so each part lands at the previous part's end.
     std::vector<int64_t> offsets;
     int64_t total = 0, largestConverted = 0;
-    for (const TensorInfo *info : tensors) {
+    for (const WeightTensors &parts : tensors) {
       offsets.push_back(total);
-      total += alignUp(info->numElements() * actBytes, 256);
-      if (lower(dtypeName(info->dtype)) != actDtype)
-        largestConverted = std::max<int64_t>(largestConverted, info->byteSize);
+      int64_t elements = 0;
+      for (const TensorInfo *info : parts) {
+        elements += info->numElements();
+        if (lower(dtypeName(info->dtype)) != actDtype)
+          largestConverted = std::max<int64_t>(largestConverted, info->byteSize);
+      }
+      total += alignUp(elements * actBytes, 256);
     }
     TRENI_CUDA(cudaMalloc((void **)&weights, std::max<int64_t>(total, 256)));
     char *scratch = nullptr;
@@ -217,30 +224,36 @@ struct GpuExecutor::Impl {
       }
       int slot = 0;
       for (size_t w = 0; w < tensors.size(); ++w) {
-        const TensorInfo *info = tensors[w];
-        auto bytes = checkpoint->data(*info);
-        std::string srcDtype = lower(dtypeName(info->dtype));
         char *target = weights + offsets[w];
-        char *dst = srcDtype == actDtype ? target : scratch;
-        for (int64_t offset = 0; offset < int64_t(bytes.size()); offset += kChunk) {
-          int64_t n = std::min<int64_t>(kChunk, bytes.size() - offset);
-          TRENI_CUDA(cudaEventSynchronize(drained[slot]));
-          std::memcpy(staging[slot], bytes.data() + offset, n);
-          TRENI_CUDA(cudaMemcpyAsync(dst + offset, staging[slot], n,
-                                     cudaMemcpyHostToDevice, stream));
-          TRENI_CUDA(cudaEventRecord(drained[slot], stream));
-          slot ^= 1;
-        }
-        if (dst == scratch) {
-          long long count = info->numElements();
-          int srcKind = dtypeKind(srcDtype), dstKind = dtypeKind(actDtype);
-          void *in = scratch, *out = target;
-          void *args[] = {&in, &out, &count, &srcKind, &dstKind};
-          TRENI_CUDA(cudaLaunchKernel((const void *)convert, dim3(1024),
-                                      dim3(256), args, 0, stream));
-        }
         weightPtrs.push_back(target);
-        stats.weightBytes += bytes.size();
+        for (const TensorInfo *info : tensors[w]) {
+          auto bytes = checkpoint->data(*info);
+          std::string srcDtype = lower(dtypeName(info->dtype));
+          char *dst = srcDtype == actDtype ? target : scratch;
+          for (int64_t offset = 0; offset < int64_t(bytes.size());
+               offset += kChunk) {
+            int64_t n = std::min<int64_t>(kChunk, bytes.size() - offset);
+            TRENI_CUDA(cudaEventSynchronize(drained[slot]));
+            std::memcpy(staging[slot], bytes.data() + offset, n);
+            TRENI_CUDA(cudaMemcpyAsync(dst + offset, staging[slot], n,
+                                       cudaMemcpyHostToDevice, stream));
+            TRENI_CUDA(cudaEventRecord(drained[slot], stream));
+            slot ^= 1;
+          }
+          if (dst == scratch) {
+            // The scratch buffer is reused by the next converted part: the
+            // conversion is queued on the same stream before that part's
+            // copies, so it reads this part's data.
+            long long count = info->numElements();
+            int srcKind = dtypeKind(srcDtype), dstKind = dtypeKind(actDtype);
+            void *in = scratch, *out = target;
+            void *args[] = {&in, &out, &count, &srcKind, &dstKind};
+            TRENI_CUDA(cudaLaunchKernel((const void *)convert, dim3(1024),
+                                        dim3(256), args, 0, stream));
+          }
+          target += info->numElements() * actBytes;
+          stats.weightBytes += bytes.size();
+        }
       }
       TRENI_CUDA(cudaStreamSynchronize(stream));
       return absl::OkStatus();

@@ -762,3 +762,130 @@ func.func @rope_dynamic_width(%x: tensor<?x?xf32>, %pos: tensor<?xi32>) {
   %r = treni.rope %x, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x?xf32>, tensor<?xi32>) -> tensor<?x?xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.concat
+//===----------------------------------------------------------------------===//
+
+// Tests that a concat of one part is rejected.
+func.func @concat_one_part() {
+  %w = treni.weight "w" : tensor<4x8xf32>
+  // expected-error @+1 {{needs at least two parts}}
+  %c = treni.concat %w : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+// Tests that only weights can be concatenated.
+func.func @concat_not_weight(%x: tensor<4x8xf32>) {
+  %w = treni.weight "w" : tensor<4x8xf32>
+  // expected-error @+1 {{parts must be treni.weight or treni.concat results}}
+  %c = treni.concat %w, %x : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that parts of different element types are rejected.
+func.func @concat_element_types() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<4x8xbf16>
+  // expected-error @+1 {{differs in element type}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<4x8xbf16>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that parts of different trailing dimensions are rejected.
+func.func @concat_trailing_dims() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<4x16xf32>
+  // expected-error @+1 {{differs in trailing dimensions}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<4x16xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+// Tests that a result that is not the sum of the parts is rejected.
+func.func @concat_result() {
+  %a = treni.weight "a" : tensor<4x8xf32>
+  %b = treni.weight "b" : tensor<2x8xf32>
+  // expected-error @+1 {{is not the concatenation of the parts}}
+  %c = treni.concat %a, %b : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<8x8xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.silu_mul
+//===----------------------------------------------------------------------===//
+
+// Tests that an odd input width is rejected.
+func.func @silu_mul_odd(%x: tensor<?x7xf32>) {
+  // expected-error @+1 {{expected an even number}}
+  %y = treni.silu_mul %x : (tensor<?x7xf32>) -> tensor<?x3xf32>
+  return
+}
+
+// -----
+
+// Tests that a result wider than half the input is rejected.
+func.func @silu_mul_width(%x: tensor<?x8xf32>) {
+  // expected-error @+1 {{result has 8 columns, expected 4}}
+  %y = treni.silu_mul %x : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// treni.qkv_rope_cache
+//===----------------------------------------------------------------------===//
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that a qkv row of the wrong width is rejected.
+func.func @qkv_width(%qkv: tensor<?x120xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{qkv rows have 120 elements, expected (num_heads + 2 * num_kv_heads) * head_dim = 128}}
+  %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x120xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that norms without an epsilon are rejected.
+func.func @qkv_norm_epsilon(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>, %w: tensor<16xf32>) {
+  // expected-error @+1 {{epsilon goes with the norms, and only with them}}
+  %q = treni.qkv_rope_cache %qkv, %pos, %w, %w {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+
+// Tests that a single norm is rejected.
+func.func @qkv_one_norm(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>, %w: tensor<16xf32>) {
+  // expected-error @+1 {{takes no norms or two (q and k)}}
+  %q = treni.qkv_rope_cache %qkv, %pos, %w {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64, epsilon = 1.0e-6 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
+
+// Tests that the cache's element type must match.
+func.func @qkv_cache_type(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{element type 'f32' differs from cache 'kv' of 'bf16'}}
+  %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x128xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}

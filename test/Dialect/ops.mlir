@@ -36,6 +36,18 @@ func.func @layer(%ids: tensor<?xi32>, %pos: tensor<?xi32>) -> tensor<1x128xf32> 
   %s = treni.silu %a : tensor<?x64xf32>
   // CHECK: treni.mul %{{.+}}, %{{.+}} : tensor<?x64xf32>
   %m = treni.mul %s, %a : tensor<?x64xf32>
+  // CHECK: %[[WQK:.+]] = treni.concat %{{.+}}, %{{.+}} : (tensor<64x64xf32>, tensor<32x64xf32>) -> tensor<96x64xf32>
+  %wqk = treni.concat %wq, %wk : (tensor<64x64xf32>, tensor<32x64xf32>) -> tensor<96x64xf32>
+  // CHECK: treni.concat %[[WQK]], %{{.+}} : (tensor<96x64xf32>, tensor<64x64xf32>) -> tensor<160x64xf32>
+  %wqkq = treni.concat %wqk, %wq : (tensor<96x64xf32>, tensor<64x64xf32>) -> tensor<160x64xf32>
+  // CHECK: treni.concat %{{.+}}, %{{.+}} : (tensor<64xf32>, tensor<64xf32>) -> tensor<128xf32>
+  %bqq = treni.concat %bq, %bq : (tensor<64xf32>, tensor<64xf32>) -> tensor<128xf32>
+  %wqkv2 = treni.concat %wq, %wk, %wk : (tensor<64x64xf32>, tensor<32x64xf32>, tensor<32x64xf32>) -> tensor<128x64xf32>
+  // CHECK: treni.qkv_rope_cache %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} {cache = @kv, epsilon = 9.9999999999999995E-7 : f64, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, theta = 1.000000e+04 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  %qkvRows = treni.linear %n, %wqkv2 : (tensor<?x64xf32>, tensor<128x64xf32>) -> tensor<?x128xf32>
+  %qf = treni.qkv_rope_cache %qkvRows, %pos, %qn, %qn {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64, epsilon = 1.0e-6 : f64} : (tensor<?x128xf32>, tensor<?xi32>, tensor<16xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  // CHECK: treni.silu_mul %{{.+}} : (tensor<?x64xf32>) -> tensor<?x32xf32>
+  %sm = treni.silu_mul %a : (tensor<?x64xf32>) -> tensor<?x32xf32>
   // CHECK: treni.add %{{.+}}, %{{.+}} : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   %r = treni.add %m, %h : (tensor<?x64xf32>, tensor<?x64xf32>) -> tensor<?x64xf32>
   // CHECK: treni.take_last %{{.+}} : (tensor<?x64xf32>) -> tensor<1x64xf32>

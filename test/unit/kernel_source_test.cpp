@@ -204,10 +204,20 @@ TEST(KernelSourceTest, FixturePlans) {
         EXPECT_EQ(kernel->usesCache,
                   step.templateName == "cache_write" ||
                       step.templateName == "attention" ||
-                      step.templateName == "attention_seq1_partial");
+                      step.templateName == "attention_seq1_partial" ||
+                      step.templateName.rfind("qkv_", 0) == 0);
       }
-    // The 9 base templates, residual_norm and the two attention_seq1 steps.
-    EXPECT_EQ(templates.size(), 12u);
+    // With every fusion: silu and mul are silu_mul; ropes, q/k norms and the
+    // cache write are qkv_[norm_]rope_cache; adds feeding a norm are
+    // residual_norm (the last prefill add, feeding take_last, stays an add);
+    // decode attention is attention_seq1_partial + attention_seq1_reduce.
+    std::set<std::string> expected = {
+        "embedding",   "rms_norm",  "attention",     "silu_mul",
+        "add",         "take_last", "residual_norm", "attention_seq1_partial",
+        "attention_seq1_reduce"};
+    expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
+                                                 : "qkv_rope_cache");
+    EXPECT_EQ(templates, expected);
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());
@@ -316,6 +326,31 @@ TEST(KernelSourceTest, LaunchGeometry) {
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
         false}},
+      {"qkv_rope_cache",
+       {singleStep("qkv_rope_cache",
+                   with({{"num_heads", int64_t(14)},
+                         {"num_kv_heads", int64_t(2)},
+                         {"head_dim", int64_t(64)},
+                         {"theta", 1000000.0}},
+                        cache),
+                   {"bf16", "i32"}, {"bf16"}),
+        {16, 32, true, 0, 0},
+        true}},
+      {"qkv_norm_rope_cache",
+       {singleStep("qkv_norm_rope_cache",
+                   with({{"num_heads", int64_t(16)},
+                         {"num_kv_heads", int64_t(8)},
+                         {"head_dim", int64_t(128)},
+                         {"theta", 1000000.0},
+                         {"epsilon", 1e-6}},
+                        cache),
+                   {"bf16", "i32", "weight", "weight"}, {"bf16"}),
+        {24, 64, true, 0, 0},
+        true}},
+      {"silu_mul",
+       {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
+        {19, 256, true, 0, 0},
+        false}},
       {"mul",
        {singleStep("mul", {{"dim", int64_t(4864)}}, {"bf16", "bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
@@ -415,7 +450,9 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("'gemm'"));
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
-  EXPECT_EQ(names.size(), 12u); // 9 + residual_norm + 2 attention_seq1 steps
+  // 9 base templates, residual_norm, 2 attention_seq1 steps, silu_mul and
+  // the two qkv_ templates.
+  EXPECT_EQ(names.size(), 15u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

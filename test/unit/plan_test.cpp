@@ -46,18 +46,31 @@ TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
   const PlanFunction *prefill = plan->function("prefill");
   ASSERT_TRUE(decode && prefill);
   // Unfused, per layer: 2 norms + 2 q/k norms, 7 GEMMs, 2 ropes, cache
-  // write, attention, 2 adds, silu, mul; plus embedding, final norm and
-  // lm_head: 2 * 19 + 3 steps. treni-fuse-residual-norm folds every add into
-  // the norm after it (decode: all 4; prefill: 3, the last add feeds
-  // take_last); treni-specialize-seq1-attention makes decode attention two
-  // steps (partials, reduce).
-  EXPECT_EQ(decode->steps.size(), 2u * 19 + 3 - 4 + 2);
-  EXPECT_EQ(prefill->steps.size(), 2u * 19 + 3 - 3 + 1); // take_last
-  auto unfused = compilePlan(
-      "qwen3", {"treni-fuse-residual-norm", "treni-specialize-seq1-attention"});
-  ASSERT_TRUE(unfused.ok()) << unfused.status();
-  EXPECT_EQ(unfused->function("decode")->steps.size(), 2u * 19 + 3);
-  EXPECT_EQ(unfused->function("prefill")->steps.size(), 2u * 19 + 3 + 1);
+  // write, attention, 2 adds, silu, mul = 19; plus embedding, final norm and
+  // lm_head. treni-fuse-qkv-split-bias: q|k|v in one GEMM, q/k norms, ropes
+  // and the cache write in one kernel (-6 per layer); treni-fuse-ffn-act:
+  // gate|up in one GEMM, silu_mul (-2 per layer); treni-fuse-residual-norm
+  // folds every add into the norm after it (decode: all 4; prefill: 3, the
+  // last add feeds take_last); treni-specialize-seq1-attention makes decode
+  // attention two steps (partials, reduce: +1 per layer).
+  EXPECT_EQ(decode->steps.size(), 2u * 11 + 3 - 4 + 2);
+  EXPECT_EQ(prefill->steps.size(), 2u * 11 + 3 - 3 + 1); // take_last
+  const std::vector<std::pair<std::vector<std::string>, size_t>> offCases = {
+      {{"treni-fuse-qkv-split-bias"}, 2u * 17 + 3 - 4 + 2},
+      {{"treni-fuse-ffn-act"}, 2u * 13 + 3 - 4 + 2},
+      {{"treni-fuse-residual-norm"}, 2u * 11 + 3 + 2},
+      {{"treni-specialize-seq1-attention"}, 2u * 11 + 3 - 4},
+      {{"treni-fuse-qkv-split-bias", "treni-fuse-ffn-act",
+        "treni-fuse-residual-norm", "treni-specialize-seq1-attention"},
+       2u * 19 + 3},
+  };
+  for (const auto &[disabled, steps] : offCases) {
+    auto other = compilePlan("qwen3", disabled);
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_EQ(other->function("decode")->steps.size(), steps)
+        << "disabled: " << disabled.front() << " (+" << disabled.size() - 1
+        << ")";
+  }
   EXPECT_EQ(decode->steps.front().templateName, "embedding");
   EXPECT_EQ(decode->steps.back().templateName, "gemm");
   EXPECT_EQ(std::get<int64_t>(decode->steps.back().constants.at("n")), 512);
