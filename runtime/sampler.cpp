@@ -266,9 +266,8 @@ fromDeviceResult(const SampleResultDevice &result) {
         "sampling (GPU): logits contain NaN or +inf, every logit is -inf, "
         "or the parameters are invalid");
   if (result.numAlternatives < 0 || result.numAlternatives > kMaxAlternatives)
-    return absl::InternalError(
-        absl::StrCat("sampling (GPU): bad alternative count ",
-                     result.numAlternatives));
+    return absl::InternalError(absl::StrCat(
+        "sampling (GPU): bad alternative count ", result.numAlternatives));
   SampleResult out;
   out.token = result.token;
   out.logprob = result.logprob;

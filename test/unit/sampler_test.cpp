@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -248,7 +249,7 @@ TEST(SamplerCpu, WeightsAreFixedPoint) {
   for (float x : {-0.001f, -0.3f, -0.35f, -1.0f, -5.5f, -20.0f, -27.0f}) {
     double expected = std::exp(double(x)) * std::ldexp(1.0, 40);
     EXPECT_NEAR(double(samplerWeight(x, 0.0f, 1.0f)), expected,
-                expected * 5e-7 + 1.0)
+                expected * 3.5e-4 + 1.0) // log2 rounded to 1/1024
         << x;
   }
   // Temperature divides the logit difference.
@@ -321,8 +322,8 @@ TEST(SamplerCpu, FrequenciesMatchTemperatureDistribution) {
 }
 
 TEST(SamplerCpu, FrequenciesMatchTopKTopP) {
-  std::vector<float> logits = {1.0f,  0.2f, -0.5f, 1.4f, 0.0f,  -1.2f,
-                               0.7f,  2.1f, -2.0f, 0.4f, -0.9f, 1.8f};
+  std::vector<float> logits = {1.0f, 0.2f, -0.5f, 1.4f, 0.0f,  -1.2f,
+                               0.7f, 2.1f, -2.0f, 0.4f, -0.9f, 1.8f};
   expectFrequencies(logits, temperature(0.8f, 5, 1.0f, 21), 50000);
   expectFrequencies(logits, temperature(0.8f, 0, 0.7f, 22), 50000);
   expectFrequencies(logits, temperature(1.3f, 8, 0.85f, 23), 50000);
@@ -383,8 +384,9 @@ TEST(SamplerCpu, FullVocabularySamplesInsideTheLimits) {
   std::vector<float> logits = randomLogits(151936, 99, 2.0f);
   std::vector<int32_t> ranked(logits.size());
   std::iota(ranked.begin(), ranked.end(), 0);
-  std::partial_sort(ranked.begin(), ranked.begin() + 40, ranked.end(),
-                    [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::partial_sort(
+      ranked.begin(), ranked.begin() + 40, ranked.end(),
+      [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
   std::set<int32_t> top40(ranked.begin(), ranked.begin() + 40);
   for (uint64_t step = 0; step < 20; ++step) {
     SampleResult result =
@@ -448,9 +450,8 @@ std::string layoutAsserts() {
                                          std::vector<char> *cubin,
                                          bool fastMath = false) {
   nvrtcProgram program;
-  nvrtcResult result = nvrtcCreateProgram(&program, source.c_str(),
-                                          "sampler_kernel.cu", 0, nullptr,
-                                          nullptr);
+  nvrtcResult result = nvrtcCreateProgram(
+      &program, source.c_str(), "sampler_kernel.cu", 0, nullptr, nullptr);
   if (result != NVRTC_SUCCESS)
     return ::testing::AssertionFailure()
            << "nvrtcCreateProgram: " << nvrtcGetErrorString(result);
@@ -488,8 +489,8 @@ TEST(SamplerKernel, SourceIsEmbedded) {
 TEST(SamplerKernel, CompilesWithNvrtcForSm80AndSm90) {
   for (const char *arch : {"sm_80", "sm_90"}) {
     std::vector<char> cubin;
-    EXPECT_TRUE(compileKernel(samplerKernelSource() + layoutAsserts(), arch,
-                              &cubin));
+    EXPECT_TRUE(
+        compileKernel(samplerKernelSource() + layoutAsserts(), arch, &cubin));
     EXPECT_FALSE(cubin.empty()) << arch;
   }
 }
@@ -497,7 +498,8 @@ TEST(SamplerKernel, CompilesWithNvrtcForSm80AndSm90) {
 #define CUDA_OK(call)                                                          \
   do {                                                                         \
     cudaError_t error = (call);                                                \
-    ASSERT_EQ(error, cudaSuccess) << #call << ": " << cudaGetErrorString(error); \
+    ASSERT_EQ(error, cudaSuccess)                                              \
+        << #call << ": " << cudaGetErrorString(error);                         \
   } while (0)
 
 /// The kernel on the present GPU, launched the way the runtime does.
@@ -515,6 +517,9 @@ protected:
     std::string source = samplerKernelSource();
     if (debug())
       source = "#define TRENI_SAMPLER_DEBUG\n" + source;
+    // Experiments (e.g. "#define TRENI_SAMPLER_UNROLL 2") without a rebuild.
+    if (const char *extra = std::getenv("TRENI_SAMPLER_EXTRA_SOURCE"))
+      source = std::string(extra) + "\n" + source;
     ASSERT_TRUE(compileKernel(source,
                               absl::StrCat("sm_", prop.major, prop.minor),
                               &cubin, fastMath()));
@@ -620,7 +625,8 @@ std::vector<SamplingParams> parityParams() {
           temperature(0.8f, 40, 0.95f, 4), temperature(1.5f, 1000, 0.99f, 5),
           temperature(1.0f, 1, 1.0f, 6), temperature(1e-3f, 0, 0.5f, 7),
           temperature(5.0f, 0, 0.3f, 8), temperature(1.0f, 5000, 1.0f, 9),
-          temperature(1.0f, 0, 0.99f, 10), temperature(2.0f, 3000, 0.95f, 11)}) {
+          temperature(1.0f, 0, 0.99f, 10),
+          temperature(2.0f, 3000, 0.95f, 11)}) {
       params.numAlternatives = alternatives;
       all.push_back(params);
     }
@@ -770,8 +776,8 @@ TEST_F(GpuSamplerTiming, Timing) {
       times.push_back(ms * 1000.0f / kLaunches);
     }
     std::sort(times.begin(), times.end());
-    std::printf("  %-40s %8.2f us (median of 7 x 200 launches); %s\n",
-                c.name, times[times.size() / 2], phases().c_str());
+    std::printf("  %-40s %8.2f us (median of 7 x 200 launches); %s\n", c.name,
+                times[times.size() / 2], phases().c_str());
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
