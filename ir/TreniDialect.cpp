@@ -307,16 +307,36 @@ QkvRopeCacheOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                         getHeadDim(), tensorType(getResult()).getElementType());
 }
 
+/// The head layout checks shared by attention and attention_seq1.
+template <typename AttentionLikeOp>
+LogicalResult verifyAttentionHeads(AttentionLikeOp op) {
+  if (op.getNumHeads() % op.getNumKvHeads() != 0)
+    return op.emitOpError() << "num_heads " << op.getNumHeads()
+                            << " is not a multiple of num_kv_heads "
+                            << op.getNumKvHeads();
+  int64_t width = tensorType(op.getQuery()).getDimSize(1);
+  if (width != (int64_t)(op.getNumHeads() * op.getHeadDim()))
+    return op.emitOpError() << "query rows have " << dimString(width)
+                            << " elements, expected num_heads * head_dim = "
+                            << op.getNumHeads() * op.getHeadDim();
+  return success();
+}
+
+/// The KV-cache symbol checks shared by attention and attention_seq1.
+template <typename AttentionLikeOp>
+LogicalResult verifyAttentionCache(AttentionLikeOp op,
+                                   SymbolTableCollection &symbolTable) {
+  auto decl = lookupCache(op, op.getCacheAttr(), symbolTable);
+  if (failed(decl))
+    return failure();
+  return verifyCacheUse(op, *decl, op.getLayer(), op.getNumKvHeads(),
+                        op.getHeadDim(),
+                        tensorType(op.getQuery()).getElementType());
+}
+
 LogicalResult AttentionOp::verify() {
-  if (getNumHeads() % getNumKvHeads() != 0)
-    return emitOpError() << "num_heads " << getNumHeads()
-                         << " is not a multiple of num_kv_heads "
-                         << getNumKvHeads();
-  int64_t width = tensorType(getQuery()).getDimSize(1);
-  if (width != (int64_t)(getNumHeads() * getHeadDim()))
-    return emitOpError() << "query rows have " << dimString(width)
-                         << " elements, expected num_heads * head_dim = "
-                         << getNumHeads() * getHeadDim();
+  if (failed(verifyAttentionHeads(*this)))
+    return failure();
   if (!compatible(tensorType(getPositions()).getDimSize(0),
                   tensorType(getQuery()).getDimSize(0)))
     return emitOpError("needs one position per query row");
@@ -325,26 +345,16 @@ LogicalResult AttentionOp::verify() {
 
 LogicalResult
 AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
-  if (failed(decl))
-    return failure();
-  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
-                        getHeadDim(), tensorType(getQuery()).getElementType());
+  return verifyAttentionCache(*this, symbolTable);
 }
 
 LogicalResult AttentionSeq1Op::verify() {
-  if (getNumHeads() % getNumKvHeads() != 0)
-    return emitOpError() << "num_heads " << getNumHeads()
-                         << " is not a multiple of num_kv_heads "
-                         << getNumKvHeads();
+  if (failed(verifyAttentionHeads(*this)))
+    return failure();
   auto query = tensorType(getQuery());
   if (query.getDimSize(0) != 1)
     return emitOpError() << "needs exactly one query row, got "
                          << dimString(query.getDimSize(0));
-  if (query.getDimSize(1) != (int64_t)(getNumHeads() * getHeadDim()))
-    return emitOpError() << "query rows have " << dimString(query.getDimSize(1))
-                         << " elements, expected num_heads * head_dim = "
-                         << getNumHeads() * getHeadDim();
   if (!compatible(tensorType(getPositions()).getDimSize(0), 1))
     return emitOpError("needs one position");
   return success();
@@ -352,11 +362,7 @@ LogicalResult AttentionSeq1Op::verify() {
 
 LogicalResult
 AttentionSeq1Op::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
-  if (failed(decl))
-    return failure();
-  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(), getHeadDim(),
-                        tensorType(getQuery()).getElementType());
+  return verifyAttentionCache(*this, symbolTable);
 }
 
 LogicalResult ResidualNormOp::verify() {

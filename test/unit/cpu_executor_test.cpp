@@ -14,11 +14,13 @@
 
 #include "codegen/Compiler.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cpu_executor.h"
 
 namespace treni {
 namespace {
+using testing_util::relativeError;
 
 struct Golden {
   std::vector<int32_t> prompt, decode;
@@ -33,18 +35,6 @@ Golden readGolden(const std::string &dir) {
   golden.decode = json["decode_ids"].get<std::vector<int32_t>>();
   golden.logits = json["logits"].get<std::vector<std::vector<float>>>();
   return golden;
-}
-
-/// max |a - b| / max |b|, the error measure of the issue (relative to the
-/// golden row's scale, so near-zero logits do not dominate).
-double relativeError(const std::vector<float> &actual,
-                     const std::vector<float> &expected) {
-  double maxDiff = 0, maxRef = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    maxDiff = std::max(maxDiff, std::abs(double(actual[i]) - expected[i]));
-    maxRef = std::max(maxRef, std::abs(double(expected[i])));
-  }
-  return maxDiff / maxRef;
 }
 
 std::unique_ptr<CpuExecutor> makeExecutor(const std::string &dir,

@@ -15,23 +15,12 @@
 #include "nlohmann/json.hpp"
 #include "runtime/cpu_executor.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
-
-std::string fixtureDir(const std::string &name) {
-  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
-}
-
-double relativeError(const std::vector<float> &actual,
-                     const std::vector<float> &expected) {
-  double maxDiff = 0, maxRef = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    maxDiff = std::max(maxDiff, std::abs(double(actual[i]) - expected[i]));
-    maxRef = std::max(maxRef, std::abs(double(expected[i])));
-  }
-  return maxDiff / maxRef;
-}
+using testing_util::relativeError;
+using testing_util::fixtureDir;
 
 absl::StatusOr<Plan> compile(const std::string &dir,
                              std::vector<std::string> disabled) {

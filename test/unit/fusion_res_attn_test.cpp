@@ -16,21 +16,13 @@
 #include "runtime/cpu_executor.h"
 #include "runtime/cpu_kernels.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
+using testing_util::relativeError;
 
 constexpr int64_t kMaxSeq = 64;
-
-double relativeError(const std::vector<float> &actual,
-                     const std::vector<float> &expected) {
-  double maxDiff = 0, maxRef = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    maxDiff = std::max(maxDiff, std::abs(double(actual[i]) - expected[i]));
-    maxRef = std::max(maxRef, std::abs(double(expected[i])));
-  }
-  return maxDiff / maxRef;
-}
 
 struct Compiled {
   Plan plan;
