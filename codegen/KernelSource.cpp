@@ -241,20 +241,8 @@ absl::Status invalid(const PlanStep &step, const std::string &message) {
 /// computed on the host exactly as the CPU reference does (codegen/Rope.h).
 absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
                                              int64_t headDim) {
-  TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
-  std::optional<Llama3Scaling> scaling;
-  if (step.constants.count("llama3_factor")) {
-    Llama3Scaling s;
-    TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
-                           step.floatConstant("llama3_low_freq_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
-                           step.floatConstant("llama3_high_freq_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
-                           step.intConstant("llama3_original_max_position"));
-    scaling = s;
-  }
-  std::vector<float> invFreq = ropeInverseFrequencies(headDim, theta, scaling);
+  TRENI_ASSIGN_OR_RETURN(std::vector<float> invFreq,
+                         ropeInverseFrequencies(step, headDim));
   std::vector<std::string> values;
   for (float f : invFreq) {
     TRENI_ASSIGN_OR_RETURN(std::string literal,
@@ -262,7 +250,8 @@ absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
     values.push_back(literal);
   }
   std::string declarations = absl::StrCat(
-      "/// theta^(-2i / kHeadDim)", scaling ? " with Llama 3 scaling" : "",
+      "/// theta^(-2i / kHeadDim)",
+      step.constants.count("llama3_factor") ? " with Llama 3 scaling" : "",
       ", from codegen/Rope.cpp.\n",
       "__device__ const float kInvFreq[kHeadDim / 2] = {\n");
   for (size_t i = 0; i < values.size(); i += 6) {

@@ -2,6 +2,8 @@
 
 #include "codegen/Rope.h"
 
+#include "codegen/Status.h"
+
 #include <cmath>
 #include <numbers>
 
@@ -31,6 +33,24 @@ ropeInverseFrequencies(int64_t headDim, double theta,
     }
   }
   return invFreq;
+}
+
+absl::StatusOr<std::vector<float>> ropeInverseFrequencies(const PlanStep &step,
+                                                          int64_t headDim) {
+  TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
+  std::optional<Llama3Scaling> scaling;
+  if (step.constants.count("llama3_factor")) {
+    Llama3Scaling s;
+    TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
+                           step.floatConstant("llama3_low_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
+                           step.floatConstant("llama3_high_freq_factor"));
+    TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
+                           step.intConstant("llama3_original_max_position"));
+    scaling = s;
+  }
+  return ropeInverseFrequencies(headDim, theta, scaling);
 }
 
 } // namespace treni

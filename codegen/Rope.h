@@ -12,6 +12,9 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "codegen/Plan.h"
+
 namespace treni {
 
 /// Llama 3 frequency scaling parameters (see RopeOp).
@@ -24,5 +27,11 @@ struct Llama3Scaling {
 /// transformers, with Llama 3 scaling applied when given.
 std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
                                           std::optional<Llama3Scaling> scaling);
+
+/// The inverse frequencies of a rope-like plan step (constants `theta` and,
+/// when present, the four `llama3_*`): what both the CPU reference and the
+/// CUDA templates use.
+absl::StatusOr<std::vector<float>> ropeInverseFrequencies(const PlanStep &step,
+                                                          int64_t headDim);
 
 } // namespace treni

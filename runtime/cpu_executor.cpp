@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/Rope.h"
 #include "codegen/Status.h"
 #include "frontends/safetensors/safetensors.h"
 #include "runtime/cpu_kernels.h"
@@ -80,27 +81,6 @@ int32_t argmax(absl::Span<const float> logits) {
   return int32_t(std::max_element(logits.begin(), logits.end()) -
                  logits.begin());
 }
-
-namespace {
-/// RoPE inverse frequencies of a rope-like step (theta, llama3_*).
-absl::StatusOr<std::vector<float>> ropeFrequencies(const PlanStep &step,
-                                                   int64_t headDim) {
-  TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
-  std::optional<cpu::Llama3Scaling> scaling;
-  if (step.constants.count("llama3_factor")) {
-    cpu::Llama3Scaling s;
-    TRENI_ASSIGN_OR_RETURN(s.factor, step.floatConstant("llama3_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.lowFreqFactor,
-                           step.floatConstant("llama3_low_freq_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.highFreqFactor,
-                           step.floatConstant("llama3_high_freq_factor"));
-    TRENI_ASSIGN_OR_RETURN(s.originalMaxPosition,
-                           step.intConstant("llama3_original_max_position"));
-    scaling = s;
-  }
-  return cpu::ropeInverseFrequencies(headDim, theta, scaling);
-}
-} // namespace
 
 absl::StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
@@ -219,7 +199,7 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
       TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-      TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeFrequencies(step, headDim));
+      TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeInverseFrequencies(step, headDim));
       cpu::rope(c.in(0), c.rows(0), dim, headDim, c.indices(1), invFreq,
                 c.out(0));
     } else if (name == "cache_write" || name == "attention" ||
@@ -244,7 +224,7 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
         if (norm) {
           TRENI_ASSIGN_OR_RETURN(eps, step.floatConstant("epsilon"));
         }
-        TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeFrequencies(step, headDim));
+        TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeInverseFrequencies(step, headDim));
         cpu::qkvRopeCache(c.in(0), c.rows(0), heads, kvHeads, headDim,
                           c.indices(1), invFreq, norm ? c.in(2) : nullptr,
                           norm ? c.in(3) : nullptr, eps, c.out(0), keyCache,
