@@ -20,6 +20,7 @@
 
 namespace treni {
 namespace {
+using testing_util::fixtureDir;
 using testing_util::relativeError;
 
 struct Golden {
@@ -51,7 +52,7 @@ std::unique_ptr<CpuExecutor> makeExecutor(const std::string &dir,
 
 class GoldenTest : public testing::TestWithParam<std::string> {
 protected:
-  std::string dir() const { return std::string(TRENI_FIXTURES_DIR) + "/" + GetParam(); }
+  std::string dir() const { return fixtureDir(GetParam()); }
 };
 
 TEST_P(GoldenTest, PrefillThenTeacherForcedDecode) {
@@ -106,7 +107,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          testing::Values("qwen2", "llama", "qwen3"));
 
 TEST(CpuExecutorTest, RejectsTokensOutsideTheVocabulary) {
-  auto executor = makeExecutor(std::string(TRENI_FIXTURES_DIR) + "/qwen2");
+  auto executor = makeExecutor(fixtureDir("qwen2"));
   ASSERT_TRUE(executor);
   auto logits = executor->prefill(std::vector<int32_t>{1, 512}, 0);
   ASSERT_FALSE(logits.ok());
@@ -117,7 +118,7 @@ TEST(CpuExecutorTest, RejectsTokensOutsideTheVocabulary) {
 }
 
 TEST(CpuExecutorTest, RejectsPositionsPastMaxSeq) {
-  auto executor = makeExecutor(std::string(TRENI_FIXTURES_DIR) + "/qwen2");
+  auto executor = makeExecutor(fixtureDir("qwen2"));
   ASSERT_TRUE(executor);
   auto logits = executor->decode(1, 64);
   ASSERT_FALSE(logits.ok());
@@ -129,7 +130,7 @@ TEST(CpuExecutorTest, RejectsPositionsPastMaxSeq) {
 
 TEST(CpuExecutorTest, RejectsAPlanThatDoesNotMatchTheCheckpoint) {
   mlir::MLIRContext context;
-  std::string dir = std::string(TRENI_FIXTURES_DIR) + "/qwen2";
+  std::string dir = fixtureDir("qwen2");
   auto compiled = compileModelDir(context, dir, {});
   ASSERT_TRUE(compiled.ok()) << compiled.status();
   compiled->plan.weights[0].offset += 2;
@@ -142,7 +143,7 @@ TEST(CpuExecutorTest, RejectsAPlanThatDoesNotMatchTheCheckpoint) {
 
 TEST(CpuExecutorTest, RejectsAnUnknownKernel) {
   mlir::MLIRContext context;
-  std::string dir = std::string(TRENI_FIXTURES_DIR) + "/qwen2";
+  std::string dir = fixtureDir("qwen2");
   auto compiled = compileModelDir(context, dir, {});
   ASSERT_TRUE(compiled.ok());
   compiled->plan.functions[1].steps[1].templateName = "warp_drive";

@@ -20,6 +20,7 @@
 
 namespace treni {
 namespace {
+using testing_util::fixtureDir;
 using testing_util::relativeError;
 
 constexpr int64_t kMaxSeq = 64;
@@ -60,7 +61,7 @@ using Param = std::tuple<std::string, std::string, std::string>;
 class FusionEquivalenceTest : public testing::TestWithParam<Param> {
 protected:
   std::string dir() const {
-    return std::string(TRENI_FIXTURES_DIR) + "/" + std::get<0>(GetParam());
+    return fixtureDir(std::get<0>(GetParam()));
   }
   const std::string &flag() const { return std::get<1>(GetParam()); }
   const std::string &fusedTemplate() const { return std::get<2>(GetParam()); }

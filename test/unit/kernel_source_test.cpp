@@ -18,6 +18,7 @@
 #include "codegen/Rope.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
@@ -30,7 +31,7 @@ Plan fixturePlan(const std::string &name,
   CompileOptions options;
   options.activationDtype = dtype;
   auto compiled = compileModelDir(
-      context, std::string(TRENI_FIXTURES_DIR) + "/" + name, options);
+      context, testing_util::fixtureDir(name), options);
   EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
   return compiled.ok() ? compiled->plan : Plan();
 }

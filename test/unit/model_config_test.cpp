@@ -17,22 +17,18 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include "test/unit/test_util.h"
 #include <nlohmann/json.hpp>
 
 namespace treni {
 namespace {
+using testing_util::fixtureDir;
+using testing_util::messageOf;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
-std::string fixtureDir(std::string_view model) {
-  return (fs::path(TRENI_FIXTURES_DIR) / model).string();
-}
-
-std::string messageOf(const absl::Status &status) {
-  return std::string(status.message().data(), status.message().size());
-}
 
 std::string readFile(const std::string &path) {
   std::ifstream in(path, std::ios::binary);

@@ -27,6 +27,7 @@
 #include "runtime/nvrtc_compiler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
@@ -59,7 +60,7 @@ Plan fixturePlan(const std::string &name, std::optional<DType> dtype,
   options.activationDtype = dtype;
   options.disabledPasses = std::move(disabled);
   auto compiled = compileModelDir(
-      context, std::string(TRENI_FIXTURES_DIR) + "/" + name, options);
+      context, testing_util::fixtureDir(name), options);
   EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
   return compiled.ok() ? compiled->plan : Plan();
 }

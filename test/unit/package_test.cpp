@@ -5,25 +5,24 @@
 
 #include "codegen/Compiler.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine_loader.h"
 #include "runtime/package.h"
 
 namespace treni {
 namespace {
+using testing_util::fixtureDir;
 namespace fs = std::filesystem;
 
-std::string fixture(const std::string &name) {
-  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
-}
 
 Package makePackage() {
   mlir::MLIRContext context;
-  auto compiled = compileModelDir(context, fixture("qwen3"), {});
+  auto compiled = compileModelDir(context, fixtureDir("qwen3"), {});
   EXPECT_TRUE(compiled.ok()) << compiled.status();
   Package package;
   package.plan = compiled->plan;
-  package.modelDir = fixture("qwen3");
+  package.modelDir = fixtureDir("qwen3");
   package.arch = "sm_90";
   package.sources["k1"] = "extern \"C\" __global__ void k1() {}";
   package.sources["k2"] = "extern \"C\" __global__ void k2() {}";
@@ -92,12 +91,12 @@ TEST(EngineTest, CpuEngineRunsAPackageWithoutMlir) {
   auto fromPackage = loadEngine(path, options);
   ASSERT_TRUE(fromPackage.ok()) << fromPackage.status();
   EXPECT_FALSE((*fromPackage)->stats().ranMlir);
-  auto fromDir = loadEngine(fixture("qwen3"), options);
+  auto fromDir = loadEngine(fixtureDir("qwen3"), options);
   ASSERT_TRUE(fromDir.ok()) << fromDir.status();
   EXPECT_TRUE((*fromDir)->stats().ranMlir);
 
   // Greedy generation agrees with the goldens' argmax at the prompt's end.
-  std::ifstream in(fixture("qwen3") + "/golden.json");
+  std::ifstream in(fixtureDir("qwen3") + "/golden.json");
   nlohmann::json golden = nlohmann::json::parse(in);
   auto prompt = golden["prompt_ids"].get<std::vector<int32_t>>();
   auto row = golden["logits"][prompt.size() - 1].get<std::vector<float>>();
@@ -117,7 +116,7 @@ TEST(EngineTest, GpuWithoutADeviceIsAClearError) {
   EngineOptions options;
   options.device = Device::Gpu;
   options.cacheDir = tempPath("cache");
-  auto engine = loadEngine(fixture("qwen2"), options);
+  auto engine = loadEngine(fixtureDir("qwen2"), options);
   if (engine.ok())
     GTEST_SKIP() << "a GPU is present";
   EXPECT_NE(engine.status().message().find("CUDA"), std::string::npos)

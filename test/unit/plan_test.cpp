@@ -5,20 +5,19 @@
 #include "codegen/Compiler.h"
 #include "codegen/Plan.h"
 #include "gtest/gtest.h"
+#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
+using testing_util::fixtureDir;
 
-std::string fixture(const std::string &name) {
-  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
-}
 
 absl::StatusOr<Plan> compilePlan(const std::string &name,
                                  std::vector<std::string> disabled = {}) {
   mlir::MLIRContext context;
   CompileOptions options;
   options.disabledPasses = std::move(disabled);
-  auto compiled = compileModelDir(context, fixture(name), options);
+  auto compiled = compileModelDir(context, fixtureDir(name), options);
   if (!compiled.ok())
     return compiled.status();
   return compiled->plan;

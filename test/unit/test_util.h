@@ -6,11 +6,18 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace treni::testing_util {
 
 /// Directory of a bundled fixture model (test/fixtures/NAME).
 inline std::string fixtureDir(const std::string &name) {
   return std::string(TRENI_FIXTURES_DIR) + "/" + name;
+}
+
+/// A status's message as a std::string (for HasSubstr and friends).
+inline std::string messageOf(const absl::Status &status) {
+  return std::string(status.message().data(), status.message().size());
 }
 
 /// max |a - b| / max |b|: the error measure of the issues (relative to the
