@@ -1,0 +1,33 @@
+# Debian-packaged libraries for the tokenizer, server and agent tools, as
+# imported targets. Static archives where Debian ships them (PCRE2, utf8proc,
+# SQLite), so `treni` stays self-contained on the GPU machine. cpp-httplib is
+# packaged as a shared library only (libcpp-httplib.so.0.11, with OpenSSL and
+# brotli); bench/gpu_check.sh carries it to the GPU machine.
+
+function(treni_import_static target header archive)
+  find_path(${target}_INCLUDE ${header} REQUIRED)
+  find_library(${target}_LIBRARY NAMES ${archive} REQUIRED)
+  add_library(${target} STATIC IMPORTED GLOBAL)
+  set_target_properties(${target} PROPERTIES
+    IMPORTED_LOCATION "${${target}_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${${target}_INCLUDE}")
+endfunction()
+
+treni_import_static(treni_pcre2 pcre2.h libpcre2-8.a)
+set_property(TARGET treni_pcre2 APPEND PROPERTY
+             INTERFACE_COMPILE_DEFINITIONS PCRE2_CODE_UNIT_WIDTH=8 PCRE2_STATIC)
+treni_import_static(treni_utf8proc utf8proc.h libutf8proc.a)
+set_property(TARGET treni_utf8proc APPEND PROPERTY
+             INTERFACE_COMPILE_DEFINITIONS UTF8PROC_STATIC)
+treni_import_static(treni_sqlite3 sqlite3.h libsqlite3.a)
+set_property(TARGET treni_sqlite3 APPEND PROPERTY INTERFACE_LINK_LIBRARIES
+             Threads::Threads ${CMAKE_DL_LIBS} m)
+
+find_path(treni_httplib_INCLUDE httplib.h REQUIRED)
+find_library(treni_httplib_LIBRARY NAMES cpp-httplib REQUIRED)
+add_library(treni_httplib SHARED IMPORTED GLOBAL)
+set_target_properties(treni_httplib PROPERTIES
+  IMPORTED_LOCATION "${treni_httplib_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${treni_httplib_INCLUDE}"
+  INTERFACE_COMPILE_DEFINITIONS "CPPHTTPLIB_OPENSSL_SUPPORT;CPPHTTPLIB_ZLIB_SUPPORT;CPPHTTPLIB_BROTLI_SUPPORT"
+  INTERFACE_LINK_LIBRARIES Threads::Threads)
