@@ -1,0 +1,153 @@
+//===- tool_context.cpp - cancel tokens, deadlines, tool errors -----------===//
+
+#include "runtime/tool_context.h"
+
+#include <algorithm>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/cord.h"
+
+namespace treni {
+
+namespace {
+/// Status payload key for an explicit tool error type.
+constexpr std::string_view kErrorTypePayload = "treni.dev/tool_error_type";
+} // namespace
+
+void CancelToken::cancel() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cancelled_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool CancelToken::cancelled() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cancelled_;
+}
+
+bool CancelToken::sleepFor(ToolClock::duration duration) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return !cv_.wait_for(lock, duration, [this] { return cancelled_; });
+}
+
+ToolClock::duration ToolContext::remaining() const {
+  if (!hasDeadline())
+    return ToolClock::duration::max();
+  return std::max(ToolClock::duration::zero(), deadline - ToolClock::now());
+}
+
+bool ToolContext::shouldStop() const {
+  return (cancel && cancel->cancelled()) ||
+         (hasDeadline() && ToolClock::now() >= deadline);
+}
+
+bool ToolContext::sleepFor(ToolClock::duration duration) const {
+  ToolClock::duration left = remaining();
+  bool cutByDeadline = left < duration;
+  ToolClock::duration slept = std::min(duration, left);
+  bool whole = true;
+  if (cancel)
+    whole = cancel->sleepFor(slept);
+  else
+    std::this_thread::sleep_for(slept);
+  return whole && !cutByDeadline;
+}
+
+nlohmann::json ToolError::toJson() const {
+  return {{"type", type}, {"message", message}, {"retryable", retryable}};
+}
+
+absl::Status toolErrorStatus(absl::StatusCode code, std::string_view type,
+                             std::string_view message) {
+  absl::Status status(code, toAbsl(message));
+  status.SetPayload(toAbsl(kErrorTypePayload), absl::Cord(toAbsl(type)));
+  return status;
+}
+
+bool isRetryableToolError(std::string_view type) {
+  return type == tool_error::kTimeout || type == tool_error::kUnavailable ||
+         type == tool_error::kInjectedFault;
+}
+
+ToolError toolErrorFromStatus(const absl::Status &status) {
+  ToolError error;
+  error.message = std::string(status.message());
+  if (absl::optional<absl::Cord> type =
+          status.GetPayload(toAbsl(kErrorTypePayload))) {
+    error.type = std::string(*type);
+  } else {
+    switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      error.type = tool_error::kInvalidArguments;
+      break;
+    case absl::StatusCode::kDeadlineExceeded:
+      error.type = tool_error::kTimeout;
+      break;
+    case absl::StatusCode::kUnavailable:
+      error.type = tool_error::kUnavailable;
+      break;
+    case absl::StatusCode::kPermissionDenied:
+      error.type = tool_error::kPermissionDenied;
+      break;
+    case absl::StatusCode::kNotFound:
+      error.type = tool_error::kNotFound;
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      error.type = tool_error::kTooLarge;
+      break;
+    case absl::StatusCode::kCancelled:
+      error.type = tool_error::kCancelled;
+      break;
+    default:
+      error.type = tool_error::kToolError;
+      break;
+    }
+  }
+  error.retryable = isRetryableToolError(error.type);
+  return error;
+}
+
+std::string dumpJson(const nlohmann::json &value, int indent) {
+  return value.dump(indent, ' ', false,
+                    nlohmann::json::error_handler_t::replace);
+}
+
+bool isValidUtf8(std::string_view text) {
+  size_t i = 0, n = text.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int length;
+    uint32_t minimum;
+    uint32_t code;
+    if ((c & 0xE0) == 0xC0) {
+      length = 2, minimum = 0x80, code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3, minimum = 0x800, code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4, minimum = 0x10000, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > n)
+      return false;
+    for (int k = 1; k < length; ++k) {
+      unsigned char next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80)
+        return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if (code < minimum || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+      return false;
+    i += length;
+  }
+  return true;
+}
+
+} // namespace treni

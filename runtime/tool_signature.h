@@ -1,0 +1,85 @@
+//===- tool_signature.h - declared tool signatures and validation -*- C++
+//-*-===//
+//
+// A tool declares its arguments (name, type, required or optional with a
+// default) and what it returns. The same declaration serves three readers:
+//  - the registry, which validates every call's arguments before the tool
+//    runs (unknown, missing or mistyped arguments are refused with a message
+//    naming the tool, the argument and what was expected);
+//  - the compiler's `agent-verify-tools` pass, through the registry's JSON
+//    export (`{"format": "treni.tools/1", "tools": [...]}`, the format
+//    documented in docs/user-guide.md, "Tools");
+//  - the model, through OpenAI `tools` definitions (JSON Schema parameters).
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include <nlohmann/json.hpp>
+
+namespace treni {
+
+/// Argument and result types. `Json` is any JSON value; `Int` takes only
+/// integral numbers; `Float` takes any number.
+enum class ToolType { String, Int, Float, Bool, Json };
+
+std::string_view toolTypeName(ToolType type); ///< "string", "int", ...
+absl::StatusOr<ToolType> parseToolType(std::string_view name);
+
+struct ToolParameter {
+  std::string name;
+  ToolType type = ToolType::String;
+  bool required = true;
+  std::string description;
+  /// Filled in by validation when an optional argument is absent.
+  std::optional<nlohmann::json> defaultValue;
+};
+
+struct ToolSignature {
+  std::string name; ///< [a-z0-9_][a-z0-9_.-]*, e.g. "sqlite.query"
+  std::string description;
+  std::vector<ToolParameter> parameters;
+  ToolType resultType = ToolType::Json;
+  std::string resultDescription;
+
+  const ToolParameter *parameter(std::string_view name) const;
+
+  /// {"name", "description", "parameters": [{"name", "type", "required",
+  /// "description", "default"?}], "result": {"type", "description"}}.
+  nlohmann::json toJson() const;
+  /// The inverse of toJson(); errors name the field (and the tool).
+  static absl::StatusOr<ToolSignature> fromJson(const nlohmann::json &json);
+  /// {"type": "function", "function": {"name": openAiToolName(name),
+  /// "description", "parameters": <JSON Schema object>}}.
+  nlohmann::json toOpenAiTool() const;
+};
+
+/// Checks a signature on its own: a valid tool name, unique non-empty
+/// parameter names, defaults only on optional parameters and of their type.
+absl::Status validateSignature(const ToolSignature &signature);
+
+/// Whether `name` is a valid tool name ([a-z0-9_][a-z0-9_.-]*, at most 64).
+bool isValidToolName(std::string_view name);
+
+/// The name as OpenAI function names allow ([a-zA-Z0-9_-]): '.' -> '_'.
+std::string openAiToolName(std::string_view name);
+
+/// Whether `value` has `type` (Int: an integral number; Float: any number).
+bool matchesToolType(const nlohmann::json &value, ToolType type);
+
+/// Checks `args` against the signature: an object, no unknown names, every
+/// required argument present, every value of its declared type. Returns the
+/// arguments with the defaults of absent optional arguments filled in (an
+/// optional non-json argument given as null counts as absent).
+/// InvalidArgument errors read "tool 'x': argument 'y' must be an int, got
+/// string \"3\"".
+absl::StatusOr<nlohmann::json>
+validateToolArguments(const ToolSignature &signature,
+                      const nlohmann::json &args);
+
+} // namespace treni
