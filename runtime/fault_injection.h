@@ -1,5 +1,4 @@
-//===- fault_injection.h - per-tool injected failures and delays -*- C++
-//-*-===//
+//===- fault_injection.h - per-tool injected faults -------------*- C++ -*-===//
 //
 // For tests and the stress benchmarks: each tool can be made to fail every
 // Nth attempt, fail with probability p (seeded, so a run is reproducible),

@@ -1,5 +1,4 @@
-//===- tool_context.h - what a running tool sees, and how it fails -*- C++
-//-*-===//
+//===- tool_context.h - deadlines, cancellation, errors ---------*- C++ -*-===//
 //
 // The pieces shared by the registry and every tool implementation:
 //  - CancelToken: a flag the registry raises when it gives up on an attempt

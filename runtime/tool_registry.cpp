@@ -1,5 +1,4 @@
-//===- tool_registry.cpp - named in-process tools with timeouts and retries
-//===//
+//===- tool_registry.cpp - timeouts, retries, faults ----------------------===//
 
 #include "runtime/tool_registry.h"
 

@@ -1,5 +1,4 @@
-//===- tool_registry.h - named in-process tools with timeouts and retries -*-
-//C++ -*-===//
+//===- tool_registry.h - named tools: timeouts, retries ---------*- C++ -*-===//
 //
 // The agent executor's view of tools: a name, a declared signature, and
 // call(name, args, options) -> ToolResult. The registry

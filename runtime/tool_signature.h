@@ -1,5 +1,4 @@
-//===- tool_signature.h - declared tool signatures and validation -*- C++
-//-*-===//
+//===- tool_signature.h - tool signatures and validation --------*- C++ -*-===//
 //
 // A tool declares its arguments (name, type, required or optional with a
 // default) and what it returns. The same declaration serves three readers:
