@@ -1,4 +1,5 @@
-//===- tokenizer.h - Hugging Face tokenizer.json (byte-level BPE) -*- C++ -*-===//
+//===- tokenizer.h - Hugging Face tokenizer.json (byte-level BPE) -*- C++
+//-*-===//
 //
 // Reads a `tokenizer.json` and encodes/decodes exactly as the Hugging Face
 // `tokenizers` library does for byte-level BPE models (Qwen2/2.5/3, Llama 3):
@@ -32,7 +33,8 @@ struct AddedToken {
 class Tokenizer {
 public:
   /// Parses `path` (a tokenizer.json). Errors name the file and the field.
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> fromFile(const std::string &path);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>>
+  fromFile(const std::string &path);
   /// Same, from the file's text (`name` is used in error messages).
   static absl::StatusOr<std::unique_ptr<Tokenizer>>
   fromJson(std::string_view json, std::string_view name = "tokenizer.json");
@@ -41,6 +43,11 @@ public:
   /// Token ids for `text`, as `tokenizers`' encode(text).ids (the file's
   /// post-processor included). Never fails: invalid UTF-8 becomes U+FFFD.
   std::vector<int32_t> encode(std::string_view text) const;
+  /// Same; `addSpecialTokens` false skips the post-processor's special tokens
+  /// (`add_special_tokens=False`: text rendered by a chat template already
+  /// holds them).
+  std::vector<int32_t> encode(std::string_view text,
+                              bool addSpecialTokens) const;
   /// Text for `ids`, as `tokenizers`' decode(ids, skip_special_tokens=...).
   /// Unknown ids are an error naming the id.
   absl::StatusOr<std::string> decode(absl::Span<const int32_t> ids,
@@ -58,7 +65,8 @@ public:
   /// invalid tails as U+FFFD).
   class StreamDecoder {
   public:
-    explicit StreamDecoder(const Tokenizer &tokenizer, bool skipSpecialTokens = false);
+    explicit StreamDecoder(const Tokenizer &tokenizer,
+                           bool skipSpecialTokens = false);
     absl::StatusOr<std::string> push(int32_t id);
     std::string flush();
 
@@ -66,6 +74,7 @@ public:
     const Tokenizer &tokenizer_;
     bool skipSpecialTokens_;
     std::string pending_;
+    bool started_ = false; ///< a token went out (no-decoder space joining)
   };
 
   struct Impl;

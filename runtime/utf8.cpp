@@ -1,0 +1,158 @@
+//===- utf8.cpp - UTF-8 validation, repair and decoding -------------------===//
+
+#include "runtime/utf8.h"
+
+namespace treni::utf8 {
+namespace {
+
+/// What a lead byte asks for: the sequence length (0: never a lead) and the
+/// range of the second byte, which is narrower than 80..BF for E0, ED, F0
+/// and F4 (no overlongs, no surrogates, nothing above U+10FFFF).
+struct Lead {
+  uint8_t length;
+  uint8_t low;
+  uint8_t high;
+};
+
+Lead leadOf(uint8_t byte) {
+  if (byte < 0x80)
+    return {1, 0, 0};
+  if (byte >= 0xC2 && byte <= 0xDF)
+    return {2, 0x80, 0xBF};
+  if (byte == 0xE0)
+    return {3, 0xA0, 0xBF};
+  if (byte == 0xED)
+    return {3, 0x80, 0x9F};
+  if (byte >= 0xE1 && byte <= 0xEF)
+    return {3, 0x80, 0xBF};
+  if (byte == 0xF0)
+    return {4, 0x90, 0xBF};
+  if (byte >= 0xF1 && byte <= 0xF3)
+    return {4, 0x80, 0xBF};
+  if (byte == 0xF4)
+    return {4, 0x80, 0x8F};
+  return {0, 0, 0};
+}
+
+/// Bytes of a well-formed prefix at `pos` (lead included; 0 for a byte that
+/// never starts a sequence) and the full length its lead asks for.
+size_t wellFormedPrefix(std::string_view text, size_t pos, size_t &wanted) {
+  Lead lead = leadOf(static_cast<uint8_t>(text[pos]));
+  wanted = lead.length;
+  if (lead.length <= 1)
+    return lead.length;
+  size_t have = 1;
+  while (have < lead.length && pos + have < text.size()) {
+    uint8_t byte = static_cast<uint8_t>(text[pos + have]);
+    uint8_t low = have == 1 ? lead.low : 0x80;
+    uint8_t high = have == 1 ? lead.high : 0xBF;
+    if (byte < low || byte > high)
+      break;
+    ++have;
+  }
+  return have;
+}
+
+} // namespace
+
+size_t decode(std::string_view text, size_t pos, char32_t &codePoint) {
+  uint8_t first = static_cast<uint8_t>(text[pos]);
+  if (first < 0x80) {
+    codePoint = first;
+    return 1;
+  }
+  size_t wanted = 0;
+  size_t have = wellFormedPrefix(text, pos, wanted);
+  if (wanted == 0 || have != wanted)
+    return 0;
+  static constexpr uint8_t kLeadMask[5] = {0, 0, 0x1F, 0x0F, 0x07};
+  char32_t value = first & kLeadMask[wanted];
+  for (size_t i = 1; i < wanted; ++i)
+    value = (value << 6) | (static_cast<uint8_t>(text[pos + i]) & 0x3F);
+  codePoint = value;
+  return wanted;
+}
+
+size_t maximalSubpart(std::string_view text, size_t pos) {
+  size_t wanted = 0;
+  size_t have = wellFormedPrefix(text, pos, wanted);
+  return have == 0 ? 1 : have;
+}
+
+bool isValid(std::string_view text) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    // ASCII runs are the common case: skip 8 bytes at a time.
+    while (pos + 8 <= text.size()) {
+      uint64_t word = 0;
+      for (int i = 0; i < 8; ++i)
+        word |= static_cast<uint64_t>(static_cast<uint8_t>(text[pos + i]))
+                << (8 * i);
+      if (word & 0x8080808080808080ull)
+        break;
+      pos += 8;
+    }
+    if (pos >= text.size())
+      break;
+    char32_t codePoint;
+    size_t length = decode(text, pos, codePoint);
+    if (length == 0)
+      return false;
+    pos += length;
+  }
+  return true;
+}
+
+std::string repair(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    char32_t codePoint;
+    size_t length = decode(text, pos, codePoint);
+    if (length != 0) {
+      out.append(text.substr(pos, length));
+      pos += length;
+    } else {
+      out.append(kReplacement);
+      pos += maximalSubpart(text, pos);
+    }
+  }
+  return out;
+}
+
+void append(std::string &out, char32_t codePoint) {
+  if (codePoint < 0x80) {
+    out.push_back(static_cast<char>(codePoint));
+  } else if (codePoint < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (codePoint >> 6)));
+    out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+  } else if (codePoint < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (codePoint >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((codePoint >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (codePoint >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((codePoint >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((codePoint >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (codePoint & 0x3F)));
+  }
+}
+
+size_t incompleteTail(std::string_view text) {
+  // A lead byte is never a continuation byte, so the only candidate start is
+  // the last non-continuation byte among the final three.
+  size_t size = text.size();
+  for (size_t back = 1; back <= 3 && back <= size; ++back) {
+    size_t pos = size - back;
+    uint8_t byte = static_cast<uint8_t>(text[pos]);
+    if (byte >= 0x80 && byte <= 0xBF)
+      continue;
+    size_t wanted = 0;
+    size_t have = wellFormedPrefix(text, pos, wanted);
+    return wanted > back && have == back ? back : 0;
+  }
+  return 0;
+}
+
+} // namespace treni::utf8
