@@ -1,0 +1,731 @@
+//===- builtin_tools_test.cpp - SQLite, sandboxed files, http.get ---------===//
+//
+// SQLite with injection attempts that must stay inert, sandbox escapes that
+// must be refused (checked against files outside the sandbox, which must
+// stay untouched), and http.get against an in-process server on loopback.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/builtin_tools.h"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+#include "runtime/sandbox_fs.h"
+#include "test/unit/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <httplib.h>
+
+namespace treni {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+/// A fresh directory, removed at the end of the test.
+class TempDir {
+public:
+  TempDir() {
+    std::string pattern =
+        (fs::temp_directory_path() / "treni-tools-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) ? pattern : "";
+    EXPECT_FALSE(path_.empty());
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const std::string &path() const { return path_; }
+  std::string operator/(const std::string &name) const {
+    return path_ + "/" + name;
+  }
+
+private:
+  std::string path_;
+};
+
+void writeText(const std::string &path, const std::string &text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string readText(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// Calls and asserts success.
+json callOk(ToolRegistry &registry, const std::string &tool, const json &args,
+            CallOptions options = {}) {
+  ToolResult result = registry.call(tool, args, options);
+  EXPECT_TRUE(result.ok) << tool << " " << args << ": " << result.error.type
+                         << ": " << result.error.message;
+  return result.value;
+}
+
+//===----------------------------------------------------------------------===//
+// SQLite
+//===----------------------------------------------------------------------===//
+
+class SqliteToolsTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(registerSqliteTools(registry, {}).ok());
+    callOk(registry, "sqlite.exec",
+           {{"sql", "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, "
+                    "score REAL, data BLOB)"}});
+  }
+  ToolRegistry registry;
+};
+
+TEST_F(SqliteToolsTest, InsertsAndQueriesWithBoundParameters) {
+  json inserted =
+      callOk(registry, "sqlite.exec",
+             {{"sql", "INSERT INTO users(name, score) VALUES (?, ?)"},
+              {"params", {"ada", 9.5}}});
+  EXPECT_EQ(inserted["changes"], 1);
+  EXPECT_EQ(inserted["last_insert_rowid"], 1);
+  callOk(registry, "sqlite.exec",
+         {{"sql", "INSERT INTO users(name, score, data) VALUES "
+                  "(:name, @score, x'00ff')"},
+          {"params", {{"name", "bob"}, {"@score", 7}}}});
+  callOk(registry, "sqlite.exec",
+         {{"sql", "INSERT INTO users(name) VALUES ($n)"},
+          {"params", {{"n", nullptr}}}});
+
+  json rows = callOk(registry, "sqlite.query",
+                     {{"sql", "SELECT id, name, score, data FROM users "
+                              "WHERE id >= ? ORDER BY id"},
+                      {"params", {1}}});
+  EXPECT_EQ(rows["columns"], json::array({"id", "name", "score", "data"}));
+  EXPECT_EQ(rows["truncated"], false);
+  ASSERT_EQ(rows["rows"].size(), 3u);
+  EXPECT_EQ(
+      rows["rows"][0],
+      (json{{"id", 1}, {"name", "ada"}, {"score", 9.5}, {"data", nullptr}}));
+  EXPECT_EQ(rows["rows"][1]["score"], 7.0);
+  EXPECT_EQ(rows["rows"][1]["data"], (json{{"blob_base64", "AP8="}}));
+  EXPECT_TRUE(rows["rows"][2]["name"].is_null());
+}
+
+TEST_F(SqliteToolsTest, InjectionAttemptsStayInert) {
+  const std::string attacks[] = {
+      "x'); DROP TABLE users; --",
+      "' OR '1'='1",
+      "1; DELETE FROM users",
+      "\"; ATTACH DATABASE '/tmp/evil.db' AS evil; --",
+  };
+  for (const std::string &attack : attacks)
+    callOk(
+        registry, "sqlite.exec",
+        {{"sql", "INSERT INTO users(name) VALUES (?)"}, {"params", {attack}}});
+  // Every value was stored verbatim, the table still exists and nothing
+  // else was touched.
+  json all = callOk(registry, "sqlite.query",
+                    {{"sql", "SELECT name FROM users ORDER BY id"}});
+  ASSERT_EQ(all["rows"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(all["rows"][i]["name"], attacks[i]);
+  // A classic tautology as a value matches nothing.
+  json none =
+      callOk(registry, "sqlite.query",
+             {{"sql", "SELECT * FROM users WHERE name = :n AND id = 99"},
+              {"params", {{"n", "' OR '1'='1"}}}});
+  EXPECT_TRUE(none["rows"].empty());
+  EXPECT_FALSE(fs::exists("/tmp/evil.db"));
+}
+
+TEST_F(SqliteToolsTest, QueryIsOneReadOnlyStatement) {
+  callOk(registry, "sqlite.exec",
+         {{"sql", "INSERT INTO users(name) VALUES ('a'); "
+                  "INSERT INTO users(name) VALUES ('b');"}});
+  ToolResult write =
+      registry.call("sqlite.query", {{"sql", "DELETE FROM users"}});
+  EXPECT_FALSE(write.ok);
+  EXPECT_EQ(write.error.type, "invalid_arguments");
+  EXPECT_THAT(write.error.message, HasSubstr("read-only statements"));
+  ToolResult stacked =
+      registry.call("sqlite.query", {{"sql", "SELECT 1; DROP TABLE users"}});
+  EXPECT_FALSE(stacked.ok);
+  EXPECT_THAT(stacked.error.message, HasSubstr("expected one statement"));
+  json count = callOk(registry, "sqlite.query",
+                      {{"sql", "SELECT count(*) AS n FROM users"}});
+  EXPECT_EQ(count["rows"][0]["n"], 2);
+}
+
+TEST_F(SqliteToolsTest, ParamsWithSeveralStatementsRunNothing) {
+  ToolResult result = registry.call(
+      "sqlite.exec", {{"sql", "INSERT INTO users(name) VALUES (?); "
+                              "DROP TABLE users"},
+                      {"params", {"x"}}});
+  EXPECT_FALSE(result.ok);
+  EXPECT_THAT(result.error.message, HasSubstr("expected one statement"));
+  json count = callOk(registry, "sqlite.query",
+                      {{"sql", "SELECT count(*) AS n FROM users"}});
+  EXPECT_EQ(count["rows"][0]["n"], 0);
+}
+
+TEST_F(SqliteToolsTest, ParameterErrorsAreClear) {
+  struct Case {
+    json args;
+    std::string expected;
+  } cases[] = {
+      {{{"sql", "INSERT INTO users(name) VALUES (?)"}, {"params", {1, 2}}},
+       "the statement has 1 parameter(s), params has 2 value(s)"},
+      {{{"sql", "INSERT INTO users(name) VALUES (?)"}},
+       "has 1 parameter(s) but no params were given"},
+      {{{"sql", "INSERT INTO users(name) VALUES (:name)"},
+        {"params", {{"nme", "x"}}}},
+       "no parameter named 'nme'"},
+      {{{"sql", "INSERT INTO users(name, score) VALUES (:name, :score)"},
+        {"params", {{"name", "x"}}}},
+       "parameter :score has no value"},
+      {{{"sql", "INSERT INTO users(name) VALUES (?)"}, {"params", "x"}},
+       "params must be an array or an object, got string"},
+      {{{"sql", "SELEC 1"}}, "near \"SELEC\": syntax error"},
+      {{{"sql", "  -- only a comment"}}, "the SQL has no statement"},
+  };
+  for (const Case &c : cases) {
+    ToolResult result = registry.call("sqlite.exec", c.args);
+    ASSERT_FALSE(result.ok) << c.args;
+    EXPECT_EQ(result.error.type, "invalid_arguments") << c.args;
+    EXPECT_THAT(result.error.message, HasSubstr(c.expected)) << c.args;
+  }
+}
+
+TEST_F(SqliteToolsTest, AttachIsRefused) {
+  TempDir dir;
+  std::string target = dir / "other.db";
+  ToolResult attach =
+      registry.call("sqlite.exec", {{"sql", "ATTACH DATABASE ? AS other"},
+                                    {"params", {target}}});
+  EXPECT_FALSE(attach.ok);
+  ToolResult vacuum = registry.call(
+      "sqlite.exec", {{"sql", "VACUUM INTO ?"}, {"params", {target}}});
+  EXPECT_FALSE(vacuum.ok);
+  EXPECT_FALSE(fs::exists(target));
+}
+
+TEST_F(SqliteToolsTest, MaxRowsTruncates) {
+  callOk(
+      registry, "sqlite.exec",
+      {{"sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+               "FROM c WHERE x < 50) INSERT INTO users(id) SELECT x FROM c"}});
+  json rows = callOk(registry, "sqlite.query",
+                     {{"sql", "SELECT id FROM users"}, {"max_rows", 10}});
+  EXPECT_EQ(rows["rows"].size(), 10u);
+  EXPECT_EQ(rows["truncated"], true);
+  json all =
+      callOk(registry, "sqlite.query", {{"sql", "SELECT id FROM users"}});
+  EXPECT_EQ(all["rows"].size(), 50u);
+  EXPECT_EQ(all["truncated"], false);
+}
+
+constexpr char kEndlessQuery[] =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+    "SELECT count(*) FROM c";
+
+TEST_F(SqliteToolsTest, RunawayStatementStopsAtTheCallTimeout) {
+  CallOptions options;
+  options.timeout = 200ms;
+  ToolResult result =
+      registry.call("sqlite.query", {{"sql", kEndlessQuery}}, options);
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "timeout");
+  // The statement itself was interrupted (not just abandoned): the
+  // connection is free for the next call.
+  EXPECT_TRUE([&] {
+    for (int i = 0; i < 100; ++i) {
+      if (registry.stats("sqlite.query").running == 0)
+        return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }());
+  json one = callOk(registry, "sqlite.query", {{"sql", "SELECT 1 AS one"}});
+  EXPECT_EQ(one["rows"][0]["one"], 1);
+}
+
+TEST(SqliteTools, StatementTimeoutWithoutACallTimeout) {
+  ToolRegistry registry;
+  SqliteToolConfig config;
+  config.statementTimeout = 200ms;
+  ASSERT_TRUE(registerSqliteTools(registry, config).ok());
+  ToolResult result = registry.call("sqlite.query", {{"sql", kEndlessQuery}});
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "timeout");
+  EXPECT_THAT(result.error.message, HasSubstr("statement timeout 200 ms"));
+}
+
+TEST(SqliteTools, FileDatabasePersistsAndReadOnlyRefusesWrites) {
+  TempDir dir;
+  SqliteToolConfig config;
+  config.path = dir / "kv.db";
+  {
+    ToolRegistry registry;
+    ASSERT_TRUE(registerSqliteTools(registry, config).ok());
+    callOk(registry, "sqlite.exec",
+           {{"sql", "CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT)"}});
+    callOk(registry, "sqlite.exec",
+           {{"sql", "INSERT INTO kv VALUES (?, ?)"}, {"params", {"a", "1"}}});
+  }
+  config.readOnly = true;
+  ToolRegistry registry;
+  ASSERT_TRUE(registerSqliteTools(registry, config).ok());
+  json rows = callOk(registry, "sqlite.query", {{"sql", "SELECT v FROM kv"}});
+  EXPECT_EQ(rows["rows"][0]["v"], "1");
+  ToolResult write = registry.call(
+      "sqlite.exec", {{"sql", "INSERT INTO kv VALUES ('b', '2')"}});
+  EXPECT_FALSE(write.ok);
+  EXPECT_EQ(write.error.type, "permission_denied");
+}
+
+TEST(SqliteTools, UnopenableDatabaseNamesThePath) {
+  ToolRegistry registry;
+  SqliteToolConfig config;
+  config.path = "/nonexistent-dir/x.db";
+  absl::Status status = registerSqliteTools(registry, config);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(testing_util::messageOf(status),
+              HasSubstr("cannot open database '/nonexistent-dir/x.db'"));
+}
+
+TEST_F(SqliteToolsTest, ConcurrentCallsShareOneConnection) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        CallOptions options;
+        options.timeout = 30s;
+        ToolResult result = registry.call(
+            "sqlite.exec",
+            {{"sql", "INSERT INTO users(name) VALUES (?)"},
+             {"params", {"t" + std::to_string(t) + "-" + std::to_string(i)}}},
+            options);
+        failures += !result.ok;
+        ToolResult read = registry.call(
+            "sqlite.query", {{"sql", "SELECT count(*) AS n FROM users"}});
+        failures += !read.ok;
+      }
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  json count = callOk(registry, "sqlite.query",
+                      {{"sql", "SELECT count(DISTINCT name) AS n FROM users"}});
+  EXPECT_EQ(count["rows"][0]["n"], 100);
+}
+
+//===----------------------------------------------------------------------===//
+// Sandboxed files
+//===----------------------------------------------------------------------===//
+
+class FileToolsTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    sandbox = std::make_unique<TempDir>();
+    outside = std::make_unique<TempDir>();
+    FileToolConfig config;
+    config.sandboxDir = sandbox->path();
+    config.maxReadBytes = 1000;
+    config.maxWriteBytes = 1000;
+    ASSERT_TRUE(registerFileTools(registry, config).ok());
+    writeText(*outside / "secret.txt", "outside secret");
+  }
+
+  /// Asserts `tool` refuses `args` with `type`, naming `expected`.
+  void expectRefused(const std::string &tool, const json &args,
+                     const std::string &type, const std::string &expected) {
+    ToolResult result = registry.call(tool, args);
+    EXPECT_FALSE(result.ok) << tool << " " << args;
+    EXPECT_EQ(result.error.type, type) << tool << " " << args;
+    EXPECT_THAT(result.error.message, HasSubstr(expected))
+        << tool << " " << args;
+  }
+
+  std::unique_ptr<TempDir> sandbox, outside;
+  ToolRegistry registry;
+};
+
+TEST_F(FileToolsTest, WritesAndReadsText) {
+  json written = callOk(registry, "file.write",
+                        {{"path", "notes.txt"}, {"content", "héllo\n"}});
+  EXPECT_EQ(written["bytes"], 7);
+  EXPECT_EQ(readText(*sandbox / "notes.txt"), "héllo\n");
+  callOk(registry, "file.write",
+         {{"path", "./notes.txt"}, {"content", "more"}, {"append", true}});
+  json read = callOk(registry, "file.read", {{"path", "notes.txt"}});
+  EXPECT_EQ(read["content"], "héllo\nmore");
+  EXPECT_EQ(read["encoding"], "utf8");
+  EXPECT_EQ(read["bytes"], 11);
+  // Replacing truncates.
+  callOk(registry, "file.write", {{"path", "notes.txt"}, {"content", "x"}});
+  EXPECT_EQ(readText(*sandbox / "notes.txt"), "x");
+}
+
+TEST_F(FileToolsTest, NestedPathsNeedCreateDirs) {
+  expectRefused("file.write", {{"path", "a/b/c.txt"}, {"content", "1"}},
+                "not_found", "'a' does not exist");
+  callOk(registry, "file.write",
+         {{"path", "a/b/c.txt"}, {"content", "1"}, {"create_dirs", true}});
+  EXPECT_EQ(readText(*sandbox / "a/b/c.txt"), "1");
+  EXPECT_EQ(
+      callOk(registry, "file.read", {{"path", "a//b/./c.txt"}})["content"],
+      "1");
+}
+
+TEST_F(FileToolsTest, BinaryContentNeedsBase64) {
+  std::string bytes("\x00\xff\xfe\x01", 4);
+  writeText(*sandbox / "bin", bytes);
+  expectRefused("file.read", {{"path", "bin"}}, "invalid_arguments",
+                "is not valid UTF-8; read it with encoding \"base64\"");
+  json read =
+      callOk(registry, "file.read", {{"path", "bin"}, {"encoding", "base64"}});
+  EXPECT_EQ(read["content"], "AP/+AQ==");
+  callOk(registry, "file.write",
+         {{"path", "copy"}, {"content", "AP/+AQ=="}, {"encoding", "base64"}});
+  EXPECT_EQ(readText(*sandbox / "copy"), bytes);
+  expectRefused("file.write",
+                {{"path", "x"}, {"content", "!!"}, {"encoding", "base64"}},
+                "invalid_arguments", "not valid base64");
+  expectRefused("file.read", {{"path", "bin"}, {"encoding", "latin1"}},
+                "invalid_arguments", "encoding must be \"utf8\" or \"base64\"");
+}
+
+TEST_F(FileToolsTest, TraversalAndAbsolutePathsAreRefused) {
+  writeText(*sandbox / "ok.txt", "ok");
+  for (const char *path :
+       {"../secret.txt", "a/../../secret.txt", "..", "ok.txt/../../x", "./.."})
+    expectRefused("file.read", {{"path", path}}, "permission_denied",
+                  "contains '..'");
+  expectRefused("file.read", {{"path", "/etc/passwd"}}, "permission_denied",
+                "is absolute");
+  expectRefused("file.read", {{"path", *outside / "secret.txt"}},
+                "permission_denied", "is absolute");
+  expectRefused("file.write", {{"path", "../escape.txt"}, {"content", "x"}},
+                "permission_denied", "contains '..'");
+  expectRefused("file.read", {{"path", ""}}, "invalid_arguments",
+                "the path is empty");
+  expectRefused("file.read", {{"path", "./"}}, "invalid_arguments",
+                "names the sandbox directory");
+  expectRefused("file.read", {{"path", std::string("a\0b", 3)}},
+                "invalid_arguments", "NUL byte");
+  EXPECT_FALSE(
+      fs::exists(fs::path(sandbox->path()).parent_path() / "escape.txt"));
+}
+
+TEST_F(FileToolsTest, SymlinksAnywhereOnThePathAreRefused) {
+  // A link to a file outside, to /etc/passwd, to a directory outside, and
+  // even to a file inside the sandbox.
+  writeText(*sandbox / "inside.txt", "inside");
+  ASSERT_EQ(::symlink((*outside / "secret.txt").c_str(),
+                      (*sandbox / "secret").c_str()),
+            0);
+  ASSERT_EQ(::symlink("/etc/passwd", (*sandbox / "passwd").c_str()), 0);
+  ASSERT_EQ(::symlink("/etc", (*sandbox / "etc").c_str()), 0);
+  ASSERT_EQ(::symlink(outside->path().c_str(), (*sandbox / "out").c_str()), 0);
+  ASSERT_EQ(::symlink("inside.txt", (*sandbox / "alias").c_str()), 0);
+  ASSERT_EQ(::mkdir((*sandbox / "sub").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink("../out", (*sandbox / "sub/up").c_str()), 0);
+
+  for (const char *path : {"secret", "passwd", "alias"})
+    expectRefused("file.read", {{"path", path}}, "permission_denied",
+                  "is a symbolic link");
+  expectRefused("file.read", {{"path", "etc/passwd"}}, "permission_denied",
+                "'etc' is a symbolic link");
+  expectRefused("file.read", {{"path", "out/secret.txt"}}, "permission_denied",
+                "'out' is a symbolic link");
+  expectRefused("file.read", {{"path", "sub/up/secret.txt"}},
+                "permission_denied", "'sub/up' is a symbolic link");
+
+  // Writes through links leave the targets untouched.
+  expectRefused("file.write", {{"path", "secret"}, {"content", "pwned"}},
+                "permission_denied", "is a symbolic link");
+  expectRefused("file.write", {{"path", "out/new.txt"}, {"content", "pwned"}},
+                "permission_denied", "'out' is a symbolic link");
+  expectRefused("file.write",
+                {{"path", "out/deep/new.txt"},
+                 {"content", "pwned"},
+                 {"create_dirs", true}},
+                "permission_denied", "'out' is a symbolic link");
+  EXPECT_EQ(readText(*outside / "secret.txt"), "outside secret");
+  EXPECT_FALSE(fs::exists(*outside / "new.txt"));
+  EXPECT_FALSE(fs::exists(*outside / "deep"));
+  EXPECT_EQ(fs::read_symlink(*sandbox / "secret"), *outside / "secret.txt");
+}
+
+TEST_F(FileToolsTest, OnlyRegularSingleLinkFilesWithinLimits) {
+  ASSERT_EQ(::mkfifo((*sandbox / "fifo").c_str(), 0644), 0);
+  expectRefused("file.read", {{"path", "fifo"}}, "permission_denied",
+                "is not a regular file"); // and did not block
+  expectRefused("file.write", {{"path", "fifo"}, {"content", "x"}},
+                "permission_denied", "is not a regular file");
+  ASSERT_EQ(::mkdir((*sandbox / "dir").c_str(), 0755), 0);
+  ToolResult dir = registry.call("file.read", {{"path", "dir"}});
+  EXPECT_FALSE(dir.ok);
+  ASSERT_EQ(
+      ::link((*outside / "secret.txt").c_str(), (*sandbox / "hard").c_str()),
+      0);
+  expectRefused("file.read", {{"path", "hard"}}, "permission_denied",
+                "hard links");
+  expectRefused("file.write", {{"path", "hard"}, {"content", "pwned"}},
+                "permission_denied", "hard links");
+  EXPECT_EQ(readText(*outside / "secret.txt"), "outside secret");
+
+  writeText(*sandbox / "big", std::string(1001, 'x'));
+  expectRefused("file.read", {{"path", "big"}}, "too_large",
+                "over the read limit of 1000 bytes");
+  expectRefused("file.write",
+                {{"path", "w"}, {"content", std::string(1001, 'y')}},
+                "too_large", "over the write limit of 1000 bytes");
+  EXPECT_FALSE(fs::exists(*sandbox / "w"));
+  expectRefused("file.read", {{"path", "missing.txt"}}, "not_found",
+                "'missing.txt' does not exist");
+}
+
+TEST(FileTools, RegistrationChecksTheSandboxAndWritePermission) {
+  ToolRegistry registry;
+  FileToolConfig config;
+  config.sandboxDir = "/nonexistent-treni-sandbox";
+  absl::Status status = registerFileTools(registry, config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(testing_util::messageOf(status),
+              HasSubstr("/nonexistent-treni-sandbox"));
+
+  TempDir dir;
+  config.sandboxDir = dir.path();
+  config.allowWrite = false;
+  ASSERT_TRUE(registerFileTools(registry, config).ok());
+  EXPECT_TRUE(registry.contains("file.read"));
+  EXPECT_FALSE(registry.contains("file.write"));
+}
+
+//===----------------------------------------------------------------------===//
+// http.get
+//===----------------------------------------------------------------------===//
+
+TEST(HttpUrl, ParsesStrictly) {
+  absl::StatusOr<HttpUrl> url =
+      parseHttpUrl("HTTP://LocalHost:8080/a/b?q=1#frag");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->scheme, "http");
+  EXPECT_EQ(url->host, "localhost");
+  EXPECT_EQ(url->port, 8080);
+  EXPECT_EQ(url->target, "/a/b?q=1");
+  EXPECT_EQ(url->origin(), "http://localhost:8080");
+
+  absl::StatusOr<HttpUrl> v6 = parseHttpUrl("https://[::1]?x");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 443);
+  EXPECT_EQ(v6->target, "/?x");
+  EXPECT_EQ(v6->origin(), "https://[::1]:443");
+
+  struct Case {
+    const char *url;
+    const char *expected;
+  } cases[] = {
+      {"ftp://127.0.0.1/", "scheme 'ftp' is not http or https"},
+      {"127.0.0.1/x", "expected http://host[:port]/path"},
+      {"http://user@127.0.0.1/", "user info"},
+      {"http://127.0.0.1:99999/", "invalid port '99999'"},
+      {"http://127.0.0.1:80x/", "invalid port"},
+      {"http:///x", "no host"},
+      {"http://exa%6Dple.com/", "invalid host name"},
+      {"http://127.0.0.1/a b", "space or control character"},
+      {"http://127.0.0.1/\r\nHost: evil", "space or control character"},
+      {"http://[::1/", "unterminated IPv6"},
+  };
+  for (const Case &c : cases) {
+    absl::StatusOr<HttpUrl> bad = parseHttpUrl(c.url);
+    ASSERT_FALSE(bad.ok()) << c.url;
+    EXPECT_THAT(testing_util::messageOf(bad.status()), HasSubstr(c.expected))
+        << c.url;
+  }
+}
+
+/// An httplib server on 127.0.0.1 and an ephemeral port, for one test.
+class LoopbackServer {
+public:
+  LoopbackServer() {
+    server.Get(
+        "/hello", [](const httplib::Request &req, httplib::Response &res) {
+          res.set_header("X-Test", "yes");
+          res.set_content("hi " + req.get_header_value("X-Name"), "text/plain");
+        });
+    server.Get("/big", [](const httplib::Request &, httplib::Response &res) {
+      res.set_content(std::string(2 << 20, 'b'), "text/plain");
+    });
+    server.Get("/binary", [](const httplib::Request &, httplib::Response &res) {
+      res.set_content(std::string("\xff\xfe\x00", 3),
+                      "application/octet-stream");
+    });
+    server.Get("/redirect",
+               [](const httplib::Request &, httplib::Response &res) {
+                 res.set_redirect("http://example.com/");
+               });
+    server.Get("/missing",
+               [](const httplib::Request &, httplib::Response &res) {
+                 res.status = 404;
+                 res.set_content("nope", "text/plain");
+               });
+    server.Get("/slow",
+               [this](const httplib::Request &, httplib::Response &res) {
+                 for (int i = 0; i < 200 && !stopping; ++i)
+                   std::this_thread::sleep_for(25ms);
+                 res.set_content("late", "text/plain");
+               });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~LoopbackServer() {
+    stopping = true;
+    server.stop();
+    thread.join();
+  }
+  std::string url(const std::string &path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+
+  httplib::Server server;
+  int port = -1;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+};
+
+TEST(HttpGetTool, FetchesFromLoopback) {
+  LoopbackServer server;
+  ASSERT_GT(server.port, 0);
+  ToolRegistry registry;
+  ASSERT_TRUE(registerHttpGetTool(registry, {}).ok());
+  json hello = callOk(
+      registry, "http.get",
+      {{"url", server.url("/hello")}, {"headers", {{"X-Name", "treni"}}}});
+  EXPECT_EQ(hello["status"], 200);
+  EXPECT_EQ(hello["body"], "hi treni");
+  EXPECT_EQ(hello["headers"]["x-test"], "yes");
+
+  json missing =
+      callOk(registry, "http.get", {{"url", server.url("/missing")}});
+  EXPECT_EQ(missing["status"], 404); // a status, not a tool error
+  EXPECT_EQ(missing["body"], "nope");
+
+  json redirect =
+      callOk(registry, "http.get", {{"url", server.url("/redirect")}});
+  EXPECT_EQ(redirect["status"], 302); // not followed off the allowlist
+  EXPECT_EQ(redirect["headers"]["location"], "http://example.com/");
+
+  json binary = callOk(registry, "http.get", {{"url", server.url("/binary")}});
+  EXPECT_EQ(binary["body_base64"], "//4A");
+  EXPECT_FALSE(binary.contains("body"));
+}
+
+TEST(HttpGetTool, RefusesHostsOffTheAllowlist) {
+  ToolRegistry registry;
+  ASSERT_TRUE(registerHttpGetTool(registry, {}).ok());
+  for (const char *url :
+       {"http://example.com/", "https://10.0.0.1/", "http://127.0.0.1.nip.io/",
+        "http://169.254.169.254/latest/meta-data/"}) {
+    ToolResult result = registry.call("http.get", {{"url", url}});
+    EXPECT_FALSE(result.ok) << url;
+    EXPECT_EQ(result.error.type, "permission_denied") << url;
+    EXPECT_THAT(result.error.message,
+                HasSubstr("is not allowed (allowed hosts: "
+                          "127.0.0.1, localhost, ::1)"));
+  }
+  // An allowlist without loopback refuses loopback too.
+  ToolRegistry strict;
+  HttpGetConfig config;
+  config.allowedHosts = {"api.example.org"};
+  ASSERT_TRUE(registerHttpGetTool(strict, config).ok());
+  ToolResult loopback =
+      strict.call("http.get", {{"url", "http://127.0.0.1:1/"}});
+  EXPECT_EQ(loopback.error.type, "permission_denied");
+  ToolResult headerInjection =
+      registry.call("http.get", {{"url", "http://127.0.0.1:1/"},
+                                 {"headers", {{"X-A", "1\r\nHost: evil"}}}});
+  EXPECT_EQ(headerInjection.error.type, "invalid_arguments");
+}
+
+TEST(HttpGetTool, SizeLimitTimeoutAndRefusedConnection) {
+  LoopbackServer server;
+  ToolRegistry registry;
+  HttpGetConfig config;
+  config.maxResponseBytes = 1 << 20;
+  config.timeout = 300ms;
+  ASSERT_TRUE(registerHttpGetTool(registry, config).ok());
+
+  ToolResult big = registry.call("http.get", {{"url", server.url("/big")}});
+  EXPECT_FALSE(big.ok);
+  EXPECT_EQ(big.error.type, "too_large");
+  EXPECT_THAT(big.error.message, HasSubstr("over the limit of 1048576 bytes"));
+
+  ToolResult slow = registry.call("http.get", {{"url", server.url("/slow")}});
+  EXPECT_FALSE(slow.ok);
+  EXPECT_EQ(slow.error.type, "timeout");
+  EXPECT_LT(slow.latency, 4s);
+
+  // A port nobody listens on (bound, never listened on, closed).
+  int closedPort = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(addr);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &length),
+              0);
+    closedPort = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  ToolResult refused = registry.call(
+      "http.get",
+      {{"url", "http://127.0.0.1:" + std::to_string(closedPort) + "/"}});
+  EXPECT_FALSE(refused.ok);
+  EXPECT_EQ(refused.error.type, "unavailable");
+  EXPECT_TRUE(refused.error.retryable);
+}
+
+//===----------------------------------------------------------------------===//
+// All together
+//===----------------------------------------------------------------------===//
+
+TEST(BuiltinTools, SignaturesMatchTheRegisteredTools) {
+  TempDir dir;
+  ToolRegistry registry;
+  BuiltinToolsConfig config;
+  config.sqlite = SqliteToolConfig();
+  config.files = FileToolConfig{dir.path()};
+  config.http = HttpGetConfig();
+  ASSERT_TRUE(registerBuiltinTools(registry, config).ok());
+  json exported = registry.toJson();
+  json expected = json::array();
+  for (const ToolSignature &sig : builtinToolSignatures()) {
+    expected.push_back(sig.toJson());
+    absl::StatusOr<ToolSignature> parsed =
+        ToolSignature::fromJson(sig.toJson());
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+  }
+  EXPECT_EQ(exported["tools"], expected);
+  EXPECT_EQ(registry.toOpenAiTools().size(), 5u);
+  // Registering twice collides.
+  EXPECT_EQ(registerBuiltinTools(registry, config).code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+} // namespace
+} // namespace treni
