@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A/B of every fusion pass on the GPU machine, in one run: decode tok/s and
 # TTFT (32-token prompt, 128 new tokens, median of 5) with all passes, with
-# each pass disabled, and with all four disabled. Then a long-context check of
+# each pass disabled, with all four disabled, and with the runtime's decode
+# GEMV (--no-gemv: cuBLASLt) and programmatic launch (--no-pdl) switched off. Then a long-context check of
 # treni-specialize-seq1-attention: logits of 64 decode steps after a
 # 1500-token prompt, with and without the pass.
-#   bench/ab.sh [MODEL ...]
+#   bench/ab.sh [--runtime] [MODEL ...]   (--runtime: only the runtime switches)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TRENI=${TRENI:-build/bin/treni}
+runtime_only=0
+if [ "${1:-}" = --runtime ]; then runtime_only=1; shift; fi
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(qwen2.5-0.5b qwen2.5-3b qwen2.5-7b)
 passes=(treni-fuse-qkv-split-bias treni-fuse-ffn-act treni-fuse-residual-norm treni-specialize-seq1-attention)
@@ -21,10 +24,16 @@ measure() { # dir label args...
 for model in "${models[@]}"; do
   dir=$(build "$model")
   measure "$dir" "all passes"
-  for p in "${passes[@]}"; do measure "$dir" "without $p" --disable-pass=$p; done
-  all=(); for p in "${passes[@]}"; do all+=(--disable-pass=$p); done
-  measure "$dir" "without all four" "${all[@]}"
+  if [ $runtime_only = 0 ]; then
+    for p in "${passes[@]}"; do measure "$dir" "without $p" --disable-pass=$p; done
+    all=(); for p in "${passes[@]}"; do all+=(--disable-pass=$p); done
+    measure "$dir" "without all four" "${all[@]}"
+  fi
+  measure "$dir" "decode GEMMs on cuBLASLt" --no-gemv
+  measure "$dir" "without PDL" --no-pdl
+  measure "$dir" "cuBLASLt, no PDL" --no-gemv --no-pdl
 done
+[ $runtime_only = 1 ] && exit 0
 
 dir=$(build qwen2.5-0.5b)
 ids=$(python3 -c "import random; r=random.Random(5); print(','.join(str(r.randrange(151936)) for _ in range(64)))")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one go (see docs/perf.md):
-#   bench/gpu_check.sh [cache|parity|bench|all] [MODEL ...]
+#   bench/gpu_check.sh [cache|parity|bench|goldens|all] [MODEL ...]
+# goldens: the tokenizer and chat-template expectations from Hugging Face
+# `tokenizers` / transformers, written to $OUT (needs $TOKENIZERS, default
+# build/tokenizers, or .gpu/tokenizers.tar.gz unpacked there).
 # Needs build/bin/treni (built on the dev machine: it is self-contained) and
 # python3 with torch + transformers. Logs go to $OUT (default ./gpu-out); the
 # short tables come last.
@@ -23,6 +26,16 @@ TRENI=${TRENI:-build/bin/treni}
 status=0
 if [ "$what" = cache ] || [ "$what" = all ]; then
   bench/cache_check.sh "$TRENI" test/fixtures/qwen2 2>&1 | tee "$OUT/cache.log" || status=1
+fi
+if [ "$what" = goldens ] || [ "$what" = all ]; then
+  tokenizers=${TOKENIZERS:-build/tokenizers}
+  if [ ! -d "$tokenizers" ] && [ -f .gpu/tokenizers.tar.gz ]; then
+    mkdir -p "$tokenizers" && tar -xzf .gpu/tokenizers.tar.gz -C "$tokenizers"
+  fi
+  python3 test/tokenizers/make_expected.py "$tokenizers" "$OUT/tokenizer_expected.json" \
+    2>&1 | tee "$OUT/goldens.log" || status=1
+  python3 test/chat/make_expected.py "$tokenizers" "$OUT/chat_expected.json" \
+    2>&1 | tee -a "$OUT/goldens.log" || status=1
 fi
 if [ "$what" = parity ] || [ "$what" = all ]; then
   python3 bench/parity.py --treni "$TRENI" --out "$OUT" "${models_parity[@]}" \

@@ -127,6 +127,11 @@ const std::vector<TemplateSignature> &signatures() {
        {"out"},
        false,
        {{"num_heads", 'i'}, {"head_dim", 'i'}, {"num_splits", 'i'}}},
+      {"gemv",
+       {"x", "w", "bias"},
+       {"out"},
+       false,
+       {{"n", 'i'}, {"k", 'i'}, {"rows_per_block", 'i'}}},
       {"residual_norm",
        {"residual", "branch", "weight"},
        {"sum", "out"},
@@ -282,6 +287,17 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
                                         " is not a multiple of group ", group));
     result.launch.threads = threadsFor(group);
     result.launch.blocksX = dim / group;
+  } else if (name == "gemv") {
+    TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
+    TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
+    TRENI_ASSIGN_OR_RETURN(int64_t rowsPerBlock, step.intConstant("rows_per_block"));
+    TRENI_RETURN_IF_ERROR(positive(step, "n", n));
+    TRENI_RETURN_IF_ERROR(positive(step, "k", k));
+    TRENI_RETURN_IF_ERROR(positive(step, "rows_per_block", rowsPerBlock));
+    // One 16-byte chunk (8 16-bit elements) per thread and pass.
+    result.launch.threads = threadsFor(ceilDiv(k, 8));
+    result.launch.blocksX = ceilDiv(n, rowsPerBlock);
+    result.launch.rowsInGridY = false;
   } else if (name == "rope") {
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
@@ -475,9 +491,46 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan) {
   return dtype;
 }
 
+absl::StatusOr<std::optional<PlanStep>>
+decodeGemvStep(const Plan &plan, const PlanFunction &function,
+               const PlanStep &step) {
+  if (step.templateName != "gemm" || step.inputs.size() < 2 ||
+      step.outputs.size() != 1)
+    return std::nullopt;
+  const PlanOperand &x = step.inputs[0];
+  if (x.kind != PlanOperand::Kind::Buffer || x.index < 0 ||
+      x.index >= int64_t(function.buffers.size()))
+    return std::nullopt;
+  const PlanBuffer &input = function.buffers[x.index];
+  TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
+  if (input.dynamic || input.shape.empty() || input.shape[0] != 1 ||
+      input.dtype != activation)
+    return std::nullopt;
+  TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
+  TRENI_ASSIGN_OR_RETURN(bool bias, step.boolConstant("bias"));
+  int64_t elementBytes = activation == "f32" ? 4 : 2;
+  if ((k * elementBytes) % 16 != 0 || step.inputs.size() != (bias ? 3u : 2u))
+    return std::nullopt;
+  PlanStep gemv = step;
+  gemv.templateName = "gemv";
+  // Wide outputs take several rows per block, so each thread keeps that many
+  // 16-byte weight loads in flight; narrow ones one row, for enough blocks.
+  gemv.constants["rows_per_block"] = int64_t(n >= 16384 ? 4 : n >= 4096 ? 2 : 1);
+  if (!bias)
+    gemv.inputs.push_back(step.inputs[1]); // never read (kBias is false)
+  return gemv;
+}
+
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step) {
+  if (step.templateName == "gemm") {
+    TRENI_ASSIGN_OR_RETURN(std::optional<PlanStep> gemv,
+                           decodeGemvStep(plan, function, step));
+    if (gemv)
+      return generateKernel(plan, function, *gemv);
+  }
   const TemplateSignature *signature = findSignature(step.templateName);
   if (!signature)
     return absl::UnimplementedError(absl::StrCat(
@@ -565,8 +618,12 @@ absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::set<std::string> seen;
   for (const PlanFunction &function : plan.functions)
     for (const PlanStep &step : function.steps) {
-      if (step.templateName == "gemm")
-        continue;
+      if (step.templateName == "gemm") {
+        TRENI_ASSIGN_OR_RETURN(std::optional<PlanStep> gemv,
+                               decodeGemvStep(plan, function, step));
+        if (!gemv)
+          continue; // cuBLASLt
+      }
       TRENI_ASSIGN_OR_RETURN(KernelSpec kernel,
                              generateKernel(plan, function, step));
       if (seen.insert(kernel.entry).second)

@@ -216,6 +216,8 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.maxSeq = options.maxSeq;
   gpu.cacheDir = cacheDir;
   gpu.cudaGraphs = options.cudaGraphs;
+  gpu.decodeGemv = options.decodeGemv;
+  gpu.programmaticLaunch = options.programmaticLaunch;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;
   TRENI_ASSIGN_OR_RETURN(auto executor,

@@ -31,6 +31,8 @@ struct EngineOptions {
   std::optional<DType> activationDtype;
   int64_t maxSeq = 4096;
   bool cudaGraphs = true;
+  bool decodeGemv = true;         ///< see GpuOptions
+  bool programmaticLaunch = true; ///< see GpuOptions
   /// NVRTC cubins and JIT packages; default $TRENI_CACHE_DIR or ~/.cache/treni.
   std::optional<std::string> cacheDir;
 };

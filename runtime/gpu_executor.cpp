@@ -99,6 +99,7 @@ absl::StatusOr<std::string> currentDeviceArch() {
 /// One launch of a function: a generated kernel or a cuBLASLt GEMM.
 struct StepLaunch {
   const PlanStep *step = nullptr;
+  std::shared_ptr<const PlanStep> ownedStep; ///< a rewritten step (gemv)
   bool gemm = false;
   GemmShape gemmShape;       ///< m filled per call
   cudaKernel_t kernel = nullptr;
@@ -277,7 +278,15 @@ struct GpuExecutor::Impl {
       for (const PlanStep &step : function.steps) {
         StepLaunch launch;
         launch.step = &step;
-        if (step.templateName == "gemm") {
+        std::optional<PlanStep> gemv;
+        if (step.templateName == "gemm" && options.decodeGemv) {
+          TRENI_ASSIGN_OR_RETURN(gemv, decodeGemvStep(plan, function, step));
+        }
+        if (gemv) {
+          launch.ownedStep = std::make_shared<const PlanStep>(std::move(*gemv));
+          launch.step = launch.ownedStep.get();
+        }
+        if (step.templateName == "gemm" && !gemv) {
           launch.gemm = true;
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.n, step.intConstant("n"));
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.k, step.intConstant("k"));
@@ -287,7 +296,7 @@ struct GpuExecutor::Impl {
               cudaType(function.buffers[step.outputs.at(0)].dtype);
         } else {
           TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
-                                 generateKernel(plan, function, step));
+                                 generateKernel(plan, function, *launch.step));
           TRENI_ASSIGN_OR_RETURN(launch.kernel, loadKernel(spec.entry, spec.source,
                                                            arch, compiler, stats));
           launch.launch = spec.launch;
@@ -385,9 +394,21 @@ struct GpuExecutor::Impl {
               launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
     int64_t shared = launch.launch.sharedBytes +
                      launch.launch.sharedBytesPerPosition * options.maxSeq;
-    TRENI_CUDA(cudaLaunchKernel((const void *)launch.kernel, grid,
-                                dim3(unsigned(launch.launch.threads)),
-                                args.data(), size_t(shared), stream));
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = dim3(unsigned(launch.launch.threads));
+    config.dynamicSmemBytes = size_t(shared);
+    config.stream = stream;
+    cudaLaunchAttribute attribute = {};
+    if (options.programmaticLaunch) {
+      // Every generated kernel starts with treniWaitForPreviousKernel().
+      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute.val.programmaticStreamSerializationAllowed = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+    }
+    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)launch.kernel,
+                                   args.data()));
     return absl::OkStatus();
   }
 
@@ -418,6 +439,9 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  // griddepcontrol exists from sm_90 on.
+  if (std::stoi(arch.substr(3)) < 90)
+    impl->options.programmaticLaunch = false;
   TRENI_ASSIGN_OR_RETURN(impl->actDtype, activationDtype(plan));
   impl->actBytes = dtypeBytes(impl->actDtype);
   impl->plan = std::move(plan);

@@ -30,6 +30,11 @@ struct GpuOptions {
   std::string cacheDir;
   /// Capture decode as a CUDA graph (off: launch step by step, for debugging).
   bool cudaGraphs = true;
+  /// Decode GEMMs (one row) on the generated GEMV kernel (off: cuBLASLt).
+  bool decodeGemv = true;
+  /// Launch generated kernels with programmatic dependent launch (sm_90+),
+  /// so each one's launch overlaps the end of the previous one.
+  bool programmaticLaunch = true;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
   /// `cubinArch` is the device's architecture.
   const std::map<std::string, std::string> *cubins = nullptr;

@@ -4,6 +4,7 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const a_type *a, const b_type *b, out_type *out, int rows) {
+  treniWaitForPreviousKernel();
   int column = blockIdx.x * kThreads + threadIdx.x;
   if (column >= kDim)
     return;

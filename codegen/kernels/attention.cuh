@@ -14,6 +14,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
             cache_type *keyCache, cache_type *valueCache, int rows) {
+  treniWaitForPreviousKernel();
   constexpr int kGroupSize = kNumHeads / kNumKvHeads;
   constexpr int kKvDim = kNumKvHeads * kHeadDim;
   constexpr int kWarps = kThreads / 32;

@@ -8,6 +8,7 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
+  treniWaitForPreviousKernel();
   int head = blockIdx.x;
   const partials_type *first =
       partials + (long long)head * kNumSplits * (kHeadDim + 2);

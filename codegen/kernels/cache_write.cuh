@@ -6,6 +6,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const key_type *key, const value_type *value, const int *positions,
             cache_type *keyCache, cache_type *valueCache, int rows) {
+  treniWaitForPreviousKernel();
   int column = blockIdx.x * kThreads + threadIdx.x;
   if (column >= kDim)
     return;

@@ -11,6 +11,7 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const qkv_type *qkv, const int *positions,
             const q_norm_type *q_norm, const k_norm_type *k_norm, out_type *out,
             cache_type *keyCache, cache_type *valueCache, int rows) {
+  treniWaitForPreviousKernel();
   constexpr int kHalf = kHeadDim / 2;
   constexpr int kQWidth = kNumHeads * kHeadDim;
   constexpr int kKvWidth = kNumKvHeads * kHeadDim;

@@ -8,6 +8,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const qkv_type *qkv, const int *positions, out_type *out,
             cache_type *keyCache, cache_type *valueCache, int rows) {
+  treniWaitForPreviousKernel();
   constexpr int kHalf = kHeadDim / 2;
   constexpr int kQWidth = kNumHeads * kHeadDim;
   constexpr int kKvWidth = kNumKvHeads * kHeadDim;

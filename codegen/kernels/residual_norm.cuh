@@ -9,6 +9,7 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const residual_type *residual, const branch_type *branch,
             const weight_type *weight, sum_type *sum, out_type *out,
             int rows) {
+  treniWaitForPreviousKernel();
   long long start = (long long)blockIdx.y * kDim;
   float sumSquares = 0.0f;
   for (int i = threadIdx.x; i < kDim; i += kThreads) {

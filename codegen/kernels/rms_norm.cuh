@@ -7,6 +7,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, const weight_type *weight, out_type *out,
             int rows) {
+  treniWaitForPreviousKernel();
   long long start =
       (long long)blockIdx.y * kDim + (long long)blockIdx.x * kGroup;
   const x_type *in = x + start;

@@ -7,6 +7,7 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, const int *positions, out_type *out, int rows) {
+  treniWaitForPreviousKernel();
   constexpr int kHalf = kHeadDim / 2;
   int pair = blockIdx.x * kThreads + threadIdx.x;
   if (pair >= kDim / 2)

@@ -6,6 +6,7 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const gu_type *gu, out_type *out, int rows) {
+  treniWaitForPreviousKernel();
   int column = blockIdx.x * kThreads + threadIdx.x;
   if (column >= kDim)
     return;

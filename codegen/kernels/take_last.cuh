@@ -5,6 +5,7 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, out_type *out, int rows) {
+  treniWaitForPreviousKernel();
   int column = blockIdx.x * kThreads + threadIdx.x;
   if (column >= kDim)
     return;

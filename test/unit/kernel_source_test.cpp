@@ -190,7 +190,19 @@ TEST(KernelSourceTest, FixturePlans) {
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
         if (step.templateName == "gemm") {
-          EXPECT_FALSE(kernel.ok());
+          // Multi-row GEMMs run on cuBLASLt; one-row ones (decode, and
+          // prefill's logits after take_last) on gemv.
+          auto gemv = decodeGemvStep(plan, function, step);
+          ASSERT_TRUE(gemv.ok()) << gemv.status();
+          if (!gemv->has_value()) {
+            EXPECT_FALSE(kernel.ok());
+            continue;
+          }
+          ASSERT_TRUE(kernel.ok()) << kernel.status();
+          EXPECT_THAT(kernel->source,
+                      StartsWith("// treni kernel: gemv (from treni.linear)"));
+          templates.insert("gemv");
+          sources[kernel->entry] = kernel->source;
           continue;
         }
         ASSERT_TRUE(kernel.ok()) << kernel.status();
@@ -211,11 +223,12 @@ TEST(KernelSourceTest, FixturePlans) {
     // With every fusion: silu and mul are silu_mul; ropes, q/k norms and the
     // cache write are qkv_[norm_]rope_cache; adds feeding a norm are
     // residual_norm (the last prefill add, feeding take_last, stays an add);
-    // decode attention is attention_seq1_partial + attention_seq1_reduce.
+    // decode attention is attention_seq1_partial + attention_seq1_reduce;
+    // one-row GEMMs are gemv.
     std::set<std::string> expected = {
         "embedding",   "rms_norm",  "attention",     "silu_mul",
         "add",         "take_last", "residual_norm", "attention_seq1_partial",
-        "attention_seq1_reduce"};
+        "attention_seq1_reduce", "gemv"};
     expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
                                                  : "qkv_rope_cache");
     EXPECT_EQ(templates, expected);
@@ -228,12 +241,56 @@ TEST(KernelSourceTest, FixturePlans) {
       sourceTexts.insert(kernel.source);
     }
     EXPECT_EQ(sourceTexts.size(), all->size()); // one entry per source
-    // Two layers, two functions: far fewer kernels than steps.
+    // Two layers, two functions: far fewer kernels than steps (gemm steps
+    // counted too; prefill's run on cuBLASLt).
     size_t steps = 0;
     for (const PlanFunction &function : plan.functions)
       steps += function.steps.size();
-    EXPECT_LT(all->size() * 4, steps);
+    EXPECT_LT(all->size() * 3, steps);
   }
+}
+
+// Tests that a one-row (decode) GEMM becomes a gemv step with a stand-in bias
+// operand and a rows-per-block choice, and that multi-row GEMMs and rows that
+// are not whole 16-byte chunks stay on cuBLASLt.
+TEST(KernelSourceTest, DecodeGemmBecomesGemv) {
+  Plan plan = fixturePlan("qwen2");
+  int checked = 0;
+  for (const PlanFunction &function : plan.functions)
+    for (const PlanStep &step : function.steps) {
+      if (step.templateName != "gemm")
+        continue;
+      auto gemv = decodeGemvStep(plan, function, step);
+      ASSERT_TRUE(gemv.ok()) << gemv.status();
+      const PlanBuffer &x = function.buffers[step.inputs[0].index];
+      if (x.dynamic) {
+        EXPECT_FALSE(gemv->has_value());
+        continue;
+      }
+      ASSERT_TRUE(gemv->has_value());
+      const PlanStep &rewritten = **gemv;
+      EXPECT_EQ(rewritten.templateName, "gemv");
+      ASSERT_EQ(rewritten.inputs.size(), 3u);
+      EXPECT_EQ(rewritten.inputs[0], step.inputs[0]);
+      EXPECT_EQ(rewritten.inputs[1], step.inputs[1]);
+      EXPECT_EQ(rewritten.inputs[2], step.inputs[*step.boolConstant("bias") ? 2 : 1]);
+      int64_t n = *step.intConstant("n");
+      EXPECT_EQ(*rewritten.intConstant("rows_per_block"),
+                n >= 16384 ? 4 : n >= 4096 ? 2 : 1);
+      auto kernel = generateKernel(plan, function, step);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      EXPECT_EQ(kernel->launch.blocksX, (n + *rewritten.intConstant("rows_per_block") - 1) /
+                                            *rewritten.intConstant("rows_per_block"));
+      EXPECT_FALSE(kernel->launch.rowsInGridY);
+      ++checked;
+      // A row of 60 bf16 values (120 bytes) is not whole 16-byte chunks.
+      PlanStep odd = step;
+      odd.constants["k"] = int64_t(60);
+      auto stays = decodeGemvStep(plan, function, odd);
+      ASSERT_TRUE(stays.ok());
+      EXPECT_FALSE(stays->has_value());
+    }
+  EXPECT_GT(checked, 4);
 }
 
 TEST(KernelSourceTest, ActivationDtype) {
@@ -262,7 +319,11 @@ TEST(KernelSourceTest, ActivationDtype) {
       EXPECT_NE(kernel.source.find("using out_type = bf16;"),
                 std::string::npos);
     }
-    if (!residual && !partials)
+    // The decode logits GEMV writes f32 logits.
+    bool logits = kernel.entry.starts_with("treni_gemv_") &&
+                  kernel.source.find("using out_type = float;") != std::string::npos &&
+                  kernel.source.find("n=384 ") != std::string::npos;
+    if (!residual && !partials && !logits)
       EXPECT_EQ(kernel.source.find("= float;"), std::string::npos)
           << kernel.entry;
     if (kernel.entry.starts_with("treni_embedding_"))
@@ -451,9 +512,9 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("'gemm'"));
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
-  // 9 base templates, residual_norm, 2 attention_seq1 steps, silu_mul and
-  // the two qkv_ templates.
-  EXPECT_EQ(names.size(), 15u);
+  // 9 base templates, residual_norm, 2 attention_seq1 steps, silu_mul,
+  // the two qkv_ templates and gemv (decode GEMMs).
+  EXPECT_EQ(names.size(), 16u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

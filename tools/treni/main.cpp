@@ -106,6 +106,12 @@ cl::opt<int> profile("profile",
                      cl::init(0), cl::sub(runCommand));
 cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
                       cl::init(false), cl::sub(runCommand));
+cl::opt<bool> noGemv("no-gemv",
+                     cl::desc("Decode GEMMs on cuBLASLt instead of the generated GEMV"),
+                     cl::sub(runCommand));
+cl::opt<bool> noPdl("no-pdl",
+                    cl::desc("Launch kernels without programmatic dependent launch"),
+                    cl::sub(runCommand));
 
 int fail(const absl::Status &status) {
   std::fprintf(stderr, "treni: error: %s\n", std::string(status.message()).c_str());
@@ -238,6 +244,8 @@ int runRun() {
   options.activationDtype = *activation;
   options.maxSeq = maxSeq;
   options.cudaGraphs = !noGraph;
+  options.decodeGemv = !noGemv;
+  options.programmaticLaunch = !noPdl;
   auto engine = loadEngine(runModel, options);
   if (!engine.ok())
     return fail(engine.status());
