@@ -37,7 +37,8 @@ public:
   /// Reads `tokenizer_config.json` (its chat_template, bos_token,
   /// eos_token; a template given as a list of named templates picks
   /// "default", or "tool_use" when tools are passed).
-  static absl::StatusOr<std::unique_ptr<ChatTemplate>> fromTokenizerConfig(const std::string &path);
+  static absl::StatusOr<std::unique_ptr<ChatTemplate>>
+  fromTokenizerConfig(const std::string &path);
   static absl::StatusOr<std::unique_ptr<ChatTemplate>>
   fromSource(std::string source, std::string bosToken = "", std::string eosToken = "");
   ~ChatTemplate();
