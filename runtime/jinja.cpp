@@ -686,6 +686,16 @@ private:
     }
     case Expr::Kind::Binary:
       return evalBinary(e);
+    case Expr::Kind::Compare: {
+      Value left = eval(*e.children[0]);
+      for (size_t i = 1; i < e.children.size(); ++i) {
+        Value right = eval(*e.children[i]);
+        if (!compare(e.argNames[i - 1], left, right, *e.children[i]))
+          return Value::boolean(false);
+        left = std::move(right);
+      }
+      return Value::boolean(true);
+    }
     case Expr::Kind::CondExpr:
       if (eval(*e.children[0]).truthy())
         return eval(*e.children[1]);
@@ -997,6 +1007,24 @@ private:
     }
   }
 
+  bool compare(const std::string &op, const Value &a, const Value &b, const Expr &e) {
+    if (op == "==")
+      return a.equals(b);
+    if (op == "!=")
+      return !a.equals(b);
+    if (op == "<")
+      return lessThan(a, b, e);
+    if (op == ">")
+      return lessThan(b, a, e);
+    if (op == "<=")
+      return !lessThan(b, a, e);
+    if (op == ">=")
+      return !lessThan(a, b, e);
+    if (op == "in")
+      return contains(b, a, e);
+    return !contains(b, a, e); // notin
+  }
+
   Value evalBinary(const Expr &e) {
     const std::string &op = e.name;
     if (op == "and") {
@@ -1009,22 +1037,6 @@ private:
     }
     Value a = eval(*e.children[0]);
     Value b = eval(*e.children[1]);
-    if (op == "==")
-      return Value::boolean(a.equals(b));
-    if (op == "!=")
-      return Value::boolean(!a.equals(b));
-    if (op == "<")
-      return Value::boolean(lessThan(a, b, e));
-    if (op == ">")
-      return Value::boolean(lessThan(b, a, e));
-    if (op == "<=")
-      return Value::boolean(!lessThan(b, a, e));
-    if (op == ">=")
-      return Value::boolean(!lessThan(a, b, e));
-    if (op == "in")
-      return Value::boolean(contains(b, a, e));
-    if (op == "notin")
-      return Value::boolean(!contains(b, a, e));
     if (op == "~") {
       std::string s = a.str();
       s += b.str();

@@ -42,6 +42,7 @@ struct Expr {
     Neg,      ///< -children[0]
     Pos,      ///< +children[0]
     Binary,   ///< children[0] op children[1]
+    Compare,  ///< children[0] argNames[0] children[1] argNames[1] ... (chained)
     CondExpr, ///< children[1] if children[0] else children[2] (null = undefined)
   };
   Kind kind;

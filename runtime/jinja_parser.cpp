@@ -169,10 +169,12 @@ public:
 private:
   Pos posOf(size_t offset) {
     // Incremental: offsets are asked for in increasing order most of the time.
-    if (offset < lineOffset_) {
+    if (offset < lineOffset_ || offset < columnOffset_) {
       line_ = 1;
       lineOffset_ = 0;
       scanned_ = 0;
+      columnOffset_ = 0;
+      column_ = 1;
     }
     for (; scanned_ < offset && scanned_ < src_.size(); ++scanned_) {
       if (src_[scanned_] == '\n') {
@@ -180,13 +182,16 @@ private:
         lineOffset_ = scanned_ + 1;
       }
     }
-    // Columns count code points, as Python does.
-    int column = 1;
-    for (size_t i = lineOffset_; i < offset;) {
-      decodeUtf8(src_, i);
-      ++column;
+    if (columnOffset_ < lineOffset_) {
+      columnOffset_ = lineOffset_;
+      column_ = 1;
     }
-    return Pos{line_, column};
+    // Columns count code points, as Python does.
+    while (columnOffset_ < offset) {
+      decodeUtf8(src_, columnOffset_);
+      ++column_;
+    }
+    return Pos{line_, column_};
   }
 
   size_t findTagStart(size_t from) const {
@@ -550,6 +555,8 @@ private:
   int line_ = 1;
   size_t lineOffset_ = 0;
   size_t scanned_ = 0;
+  size_t columnOffset_ = 0;
+  int column_ = 1;
 };
 
 //===----------------------------------------------------------------------===//
@@ -954,8 +961,12 @@ private:
     return parseCompare();
   }
 
+  /// `a < b <= c` is `a < b and b <= c` (b evaluated once), as in Python.
   ExprPtr parseCompare() {
-    ExprPtr left = parseMath1();
+    Pos pos = peek().pos;
+    ExprPtr first = parseMath1();
+    auto chain = makeExpr(Expr::Kind::Compare, pos);
+    chain->children.push_back(std::move(first));
     while (true) {
       const Token &t = peek();
       std::string op;
@@ -971,10 +982,14 @@ private:
         next();
         next();
       } else {
-        return left;
+        break;
       }
-      left = binary(op, t.pos, std::move(left), parseMath1());
+      chain->argNames.push_back(op);
+      chain->children.push_back(parseMath1());
     }
+    if (chain->argNames.empty())
+      return std::move(chain->children[0]);
+    return chain;
   }
 
   ExprPtr parseMath1() {

@@ -53,7 +53,8 @@ size_t jsonObjectEnd(std::string_view s, size_t start) {
 
 /// {"name": string, "arguments"|"parameters": object|string} -> an OpenAI
 /// tool call, or an error.
-bool makeCall(const nlohmann::json &call, std::string id, nlohmann::json &out, std::string &error) {
+bool makeCall(const nlohmann::ordered_json &call, std::string id, nlohmann::json &out,
+              std::string &error) {
   if (!call.is_object()) {
     error = "not a JSON object";
     return false;
@@ -116,7 +117,8 @@ ParsedToolCalls parseQwen(std::string_view text, std::string_view idPrefix) {
     size_t bodyEnd = close == std::string_view::npos ? text.size() : close;
     size_t next = close == std::string_view::npos ? text.size() : close + kQwenClose.size();
     std::string_view body = trim(text.substr(bodyStart, bodyEnd - bodyStart));
-    nlohmann::json parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    nlohmann::ordered_json parsed =
+        nlohmann::ordered_json::parse(body, nullptr, /*allow_exceptions=*/false);
     nlohmann::json call;
     std::string error;
     if (parsed.is_discarded())
@@ -156,7 +158,7 @@ ParsedToolCalls parseLlama3(std::string_view text, std::string_view idPrefix) {
       break;
     }
     std::string_view object = rest.substr(pos, end - pos);
-    nlohmann::json parsed = nlohmann::json::parse(object, nullptr, false);
+    nlohmann::ordered_json parsed = nlohmann::ordered_json::parse(object, nullptr, false);
     nlohmann::json call;
     if (parsed.is_discarded()) {
       error = describeJsonError(object);
