@@ -1230,7 +1230,8 @@ private:
       e->name = expectName("a filter name");
       while (isOp(".")) {
         next();
-        e->name += "." + expectName("a filter name");
+        e->name.push_back('.');
+        e->name.append(expectName("a filter name"));
       }
       e->children.push_back(std::move(input));
       if (isOp("("))
