@@ -1,5 +1,6 @@
 //===- treni-opt.cpp - MLIR driver with the treni dialect and passes -----===//
 
+#include "ir/AgentDialect.h"
 #include "ir/TreniDialect.h"
 #include "passes/Passes.h"
 
@@ -13,7 +14,8 @@ int main(int argc, char **argv) {
   mlir::registerCSEPass();
   treni::registerAllTreniPasses();
   mlir::DialectRegistry registry;
-  registry.insert<treni::TreniDialect, mlir::func::FuncDialect>();
+  registry.insert<treni::TreniDialect, agent::AgentDialect,
+                  mlir::func::FuncDialect>();
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "treni optimizer driver\n", registry));
 }
