@@ -2,6 +2,7 @@
 
 #include "ir/AgentDialect.h"
 #include "ir/TreniDialect.h"
+#include "passes/AgentPasses.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -13,6 +14,7 @@ int main(int argc, char **argv) {
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
   treni::registerAllTreniPasses();
+  agent::registerAllAgentPasses();
   mlir::DialectRegistry registry;
   registry.insert<treni::TreniDialect, agent::AgentDialect,
                   mlir::func::FuncDialect>();

@@ -28,6 +28,7 @@
 #include "runtime/cpu_executor.h"
 #include "runtime/engine_loader.h"
 #include "runtime/sampler.h"
+#include "tools/treni/agent_command.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 
@@ -379,6 +380,8 @@ int main(int argc, char **argv) {
     return runCompile();
   if (runCommand)
     return runRun();
+  if (treni::agentCommandSelected())
+    return treni::runAgentCommand();
   cl::PrintHelpMessage();
   return 1;
 }
