@@ -108,6 +108,14 @@ agent::splitTemplate(StringRef text, std::string &error) {
 }
 
 namespace {
+/// "i64, !agent.string": types without the quotes a diagnostic adds.
+std::string typeList(TypeRange types) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  llvm::interleaveComma(types, os);
+  return text;
+}
+
 /// Checks that `region`'s block ends in a terminator allowed by `allowExit`
 /// (agent.return / agent.unreachable) or an agent.yield of `types`.
 LogicalResult verifyRegionEnd(Operation *op, Region &region, StringRef what,
@@ -124,8 +132,8 @@ LogicalResult verifyRegionEnd(Operation *op, Region &region, StringRef what,
   if (TypeRange(yield.getValues().getTypes()) != types) {
     auto diag = op->emitOpError()
                 << what << " yields " << yield.getValues().size()
-                << " value(s) of types (" << yield.getValues().getTypes()
-                << ") but (" << types << ") are expected";
+                << " value(s) of types (" << typeList(yield.getValues().getTypes())
+                << ") but (" << typeList(types) << ") are expected";
     diag.attachNote(yield.getLoc()) << "yield is here";
     return diag;
   }
@@ -208,6 +216,10 @@ LogicalResult WorkflowOp::verify() {
                              << "' is not a " << type;
     }
   }
+  return success();
+}
+
+LogicalResult WorkflowOp::verifyRegions() {
   Block &entry = getBody().front();
   if (entry.empty() || !isa<ReturnOp, UnreachableOp>(entry.back()))
     return emitOpError("body must end with agent.return or agent.unreachable");
@@ -254,7 +266,11 @@ void GenerateOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
 LogicalResult GenerateOp::verify() {
   if (getStep().empty())
     return emitOpError("needs a step name");
-  if (auto maxTokens = getMaxTokens(); maxTokens && *maxTokens <= 0)
+  // I64Attr getters return uint64_t: read the attributes as signed.
+  auto signedValue = [](IntegerAttr attr) {
+    return attr ? std::optional<int64_t>(attr.getInt()) : std::nullopt;
+  };
+  if (auto maxTokens = signedValue(getMaxTokensAttr()); maxTokens && *maxTokens <= 0)
     return emitOpError() << "max_tokens must be positive, got " << *maxTokens;
   if (auto temperature = getTemperature();
       temperature && !(temperature->convertToDouble() >= 0.0))
@@ -264,13 +280,13 @@ LogicalResult GenerateOp::verify() {
                                        topP->convertToDouble() <= 1.0))
     return emitOpError() << "top_p must be in (0, 1], got "
                          << topP->convertToDouble();
-  if (auto topK = getTopK(); topK && *topK < 0)
+  if (auto topK = signedValue(getTopKAttr()); topK && *topK < 0)
     return emitOpError() << "top_k must be >= 0, got " << *topK;
-  if (getPrefixGroup().has_value() != getPrefixLen().has_value())
+  if (bool(getPrefixGroupAttr()) != bool(getPrefixLenAttr()))
     return emitOpError("prefix_group and prefix_len come together");
-  if (auto group = getPrefixGroup(); group && *group < 0)
+  if (auto group = signedValue(getPrefixGroupAttr()); group && *group < 0)
     return emitOpError() << "prefix_group must be >= 0, got " << *group;
-  if (auto len = getPrefixLen(); len && *len <= 0)
+  if (auto len = signedValue(getPrefixLenAttr()); len && *len <= 0)
     return emitOpError() << "prefix_len must be positive, got " << *len;
   return success();
 }
@@ -295,10 +311,11 @@ LogicalResult ToolOp::verify() {
     if (!seen.insert(text).second)
       return emitOpError() << "argument '" << text << "' is given twice";
   }
-  if (auto timeout = getTimeoutMs(); timeout && *timeout <= 0)
-    return emitOpError() << "timeout_ms must be positive, got " << *timeout;
-  if (auto retries = getRetries(); retries && *retries < 0)
-    return emitOpError() << "retries must be >= 0, got " << *retries;
+  if (auto timeout = getTimeoutMsAttr(); timeout && timeout.getInt() <= 0)
+    return emitOpError() << "timeout_ms must be positive, got "
+                         << timeout.getInt();
+  if (auto retries = getRetriesAttr(); retries && retries.getInt() < 0)
+    return emitOpError() << "retries must be >= 0, got " << retries.getInt();
   return success();
 }
 
@@ -413,15 +430,16 @@ LogicalResult RetryOp::verify() {
       args.drop_front() != TypeRange(getResultTypes()))
     return emitOpError() << "body arguments must be the attempt index (i64) "
                             "then one previous value per result ("
-                         << getResultTypes() << "), got (" << args << ")";
+                         << typeList(getResultTypes()) << "), got ("
+                         << typeList(args) << ")";
   if (failed(verifyRegionEnd(*this, getBody(), "body", getResultTypes(),
                              /*allowExit=*/false)))
     return failure();
   Block &condition = getCondition().front();
   if (condition.getArgumentTypes() != getResultTypes())
     return emitOpError() << "condition arguments must be the body's values ("
-                         << getResultTypes() << "), got ("
-                         << condition.getArgumentTypes() << ")";
+                         << typeList(getResultTypes()) << "), got ("
+                         << typeList(condition.getArgumentTypes()) << ")";
   Type i1 = IntegerType::get(getContext(), 1);
   return verifyRegionEnd(*this, getCondition(), "condition region",
                          TypeRange(i1), /*allowExit=*/false);
@@ -448,8 +466,9 @@ LogicalResult ReturnOp::verify() {
   if (!workflow)
     return emitOpError("must be inside an agent.workflow");
   if (TypeRange(getValues().getTypes()) != workflow.getResultTypes())
-    return emitOpError() << "returns (" << getValues().getTypes()
+    return emitOpError() << "returns (" << typeList(getValues().getTypes())
                          << ") but workflow '" << workflow.getSymName()
-                         << "' returns (" << workflow.getResultTypes() << ")";
+                         << "' returns (" << typeList(workflow.getResultTypes())
+                         << ")";
   return success();
 }

@@ -58,6 +58,7 @@ def Agent_WorkflowOp : Agent_Op<"workflow", [
   let hasCustomAssemblyFormat = 1;
   let skipDefaultBuilders = 1;
   let hasVerifier = 1;
+  let hasRegionVerifier = 1;
 }
 
 def Agent_ToolDeclOp : Agent_Op<"tool_decl", [HasParent<"::mlir::ModuleOp">]> {

@@ -58,7 +58,7 @@ struct AgentSharePrefixPass
     if (minPrefix < 1) {
       getOperation().emitError() << "agent-share-prefix: min-prefix must be "
                                     "at least 1, got "
-                                 << minPrefix;
+                                 << static_cast<int64_t>(minPrefix);
       return signalPassFailure();
     }
     int64_t nextGroup = 0;
