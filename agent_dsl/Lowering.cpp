@@ -269,6 +269,16 @@ private:
       bind(stmt.name, op->getResult(0));
   }
 
+  /// The `names` attribute of a retry / if: its exports, or null for none.
+  ArrayAttr exportNames(const Stmt &stmt) {
+    if (stmt.exports.empty())
+      return nullptr;
+    SmallVector<StringRef> names;
+    for (const Export &exported : stmt.exports)
+      names.push_back(exported.name);
+    return builder.getStrArrayAttr(names);
+  }
+
   SmallVector<mlir::Type> exportTypes(const Stmt &stmt) {
     SmallVector<mlir::Type> types;
     for (const Export &exported : stmt.exports)
@@ -286,8 +296,9 @@ private:
   void lowerRetry(const Stmt &stmt) {
     SmallVector<mlir::Type> types = exportTypes(stmt);
     Location at = loc(stmt.loc);
-    auto retry = agent::RetryOp::create(builder, at, types,
-                                        builder.getI64IntegerAttr(stmt.maxAttempts));
+    auto retry = agent::RetryOp::create(
+        builder, at, types, builder.getI64IntegerAttr(stmt.maxAttempts),
+        exportNames(stmt));
     {
       OpBuilder::InsertionGuard guard(builder);
       mlir::Block *body = new mlir::Block();
@@ -321,7 +332,8 @@ private:
   void lowerIf(const Stmt &stmt) {
     Value condition = lowerExpr(*stmt.value);
     Location at = loc(stmt.loc);
-    auto ifOp = agent::IfOp::create(builder, at, exportTypes(stmt), condition);
+    auto ifOp = agent::IfOp::create(builder, at, exportTypes(stmt), condition,
+                                    exportNames(stmt));
     auto lowerBranch = [&](Region &region, const agentdsl::Block &block) {
       OpBuilder::InsertionGuard guard(builder);
       region.push_back(new mlir::Block());

@@ -12,6 +12,7 @@
 #include "mlir/IR/DialectImplementation.h"
 #include "mlir/Interfaces/FunctionImplementation.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -114,6 +115,32 @@ std::string typeList(TypeRange types) {
   llvm::raw_string_ostream os(text);
   llvm::interleaveComma(types, os);
   return text;
+}
+
+/// A step or variable name as an SSA name: letters, digits and '_'.
+std::string ssaName(StringRef name) {
+  std::string out;
+  for (char c : name)
+    out += llvm::isAlnum(c) ? c : '_';
+  return out;
+}
+
+/// Checks that `names`, when present, has one entry per result.
+LogicalResult verifyNames(Operation *op, std::optional<ArrayAttr> names) {
+  if (names && names->size() != op->getNumResults())
+    return op->emitOpError() << "has " << op->getNumResults()
+                             << " result(s) but " << names->size()
+                             << " name(s)";
+  return success();
+}
+
+/// Names results after `names`.
+void nameResults(Operation *op, std::optional<ArrayAttr> names,
+                 OpAsmSetValueNameFn setNameFn) {
+  if (!names || names->size() != op->getNumResults())
+    return;
+  for (auto [result, name] : llvm::zip(op->getResults(), *names))
+    setNameFn(result, ssaName(cast<StringAttr>(name).getValue()));
 }
 
 /// Checks that `region`'s block ends in a terminator allowed by `allowExit`
@@ -260,7 +287,7 @@ LogicalResult ToolDeclOp::verify() {
 //===----------------------------------------------------------------------===//
 
 void GenerateOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
-  setNameFn(getResult(), getStep());
+  setNameFn(getResult(), ssaName(getStep()));
 }
 
 LogicalResult GenerateOp::verify() {
@@ -292,7 +319,7 @@ LogicalResult GenerateOp::verify() {
 }
 
 void ToolOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
-  setNameFn(getResult(), getStep());
+  setNameFn(getResult(), ssaName(getStep()));
 }
 
 LogicalResult ToolOp::verify() {
@@ -410,7 +437,13 @@ LogicalResult MatchesOp::verify() {
 // Control flow
 //===----------------------------------------------------------------------===//
 
+void IfOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  nameResults(*this, getNames(), setNameFn);
+}
+
 LogicalResult IfOp::verify() {
+  if (failed(verifyNames(*this, getNames())))
+    return failure();
   if (failed(verifyRegionEnd(*this, getThenRegion(), "then region",
                              getResultTypes(), /*allowExit=*/true)))
     return failure();
@@ -423,7 +456,32 @@ LogicalResult IfOp::verify() {
                          getResultTypes(), /*allowExit=*/true);
 }
 
+void RetryOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  nameResults(*this, getNames(), setNameFn);
+}
+
+void RetryOp::getAsmBlockArgumentNames(Region &region,
+                                       OpAsmSetValueNameFn setNameFn) {
+  if (region.empty())
+    return;
+  auto names = getNames();
+  auto args = region.front().getArguments();
+  bool isBody = &region == &getBody();
+  if (isBody && !args.empty()) {
+    setNameFn(args.front(), "attempt");
+    args = args.drop_front();
+  }
+  if (!names || names->size() != args.size())
+    return;
+  for (auto [arg, name] : llvm::zip(args, *names)) {
+    std::string text = ssaName(cast<StringAttr>(name).getValue());
+    setNameFn(arg, isBody ? "previous_" + text : text);
+  }
+}
+
 LogicalResult RetryOp::verify() {
+  if (failed(verifyNames(*this, getNames())))
+    return failure();
   Block &body = getBody().front();
   TypeRange args = body.getArgumentTypes();
   if (args.empty() || !args.front().isInteger(64) ||

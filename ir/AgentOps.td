@@ -391,14 +391,16 @@ def Agent_JsonValidOp : Agent_Op<"json_valid", [Pure]> {
 // Control flow
 //===----------------------------------------------------------------------===//
 
-def Agent_IfOp : Agent_Op<"if", [RecursiveMemoryEffects, NoRegionArguments]> {
+def Agent_IfOp : Agent_Op<"if", [RecursiveMemoryEffects, NoRegionArguments,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "Runs one of two regions";
   let description = [{
     Runs `thenRegion` when `condition` is true, else `elseRegion` (an empty
     else region does nothing). Each region ends in `agent.yield` of the
     results' types, `agent.return` (the workflow ends) or
     `agent.unreachable` (every path before it returned). With results, the
-    else region is required.
+    else region is required. `names` (optional) are the language names of
+    the results, for traces and printing.
 
     ```mlir
     %answer = agent.if %ok -> (!agent.string) {
@@ -408,7 +410,7 @@ def Agent_IfOp : Agent_Op<"if", [RecursiveMemoryEffects, NoRegionArguments]> {
     }
     ```
   }];
-  let arguments = (ins I1:$condition);
+  let arguments = (ins I1:$condition, OptionalAttr<StrArrayAttr>:$names);
   let results = (outs Variadic<Agent_AnyType>:$results);
   let regions = (region SizedRegion<1>:$thenRegion, MaxSizedRegion<1>:$elseRegion);
   let assemblyFormat =
@@ -416,7 +418,9 @@ def Agent_IfOp : Agent_Op<"if", [RecursiveMemoryEffects, NoRegionArguments]> {
   let hasVerifier = 1;
 }
 
-def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects]> {
+def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects,
+    DeclareOpInterfaceMethods<OpAsmOpInterface,
+                              ["getAsmResultNames", "getAsmBlockArgumentNames"]>]> {
   let summary = "Re-runs a region while a condition holds, at most max_attempts times";
   let description = [{
     Run time:
@@ -434,6 +438,8 @@ def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects]> {
     JSON null). The body ends in `agent.yield` of the result types; the
     condition region takes the yielded values and yields one `i1`: true
     means "try again". An `agent.return` inside the body ends the workflow.
+    `names` (optional) are the language names of the results, for traces
+    and printing.
 
     ```mlir
     %answer = agent.retry max 3 -> (!agent.generation) {
@@ -448,7 +454,8 @@ def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects]> {
     }
     ```
   }];
-  let arguments = (ins ConfinedAttr<I64Attr, [IntPositive]>:$max_attempts);
+  let arguments = (ins ConfinedAttr<I64Attr, [IntPositive]>:$max_attempts,
+                   OptionalAttr<StrArrayAttr>:$names);
   let results = (outs Variadic<Agent_AnyType>:$results);
   let regions = (region SizedRegion<1>:$body, SizedRegion<1>:$condition);
   let assemblyFormat =
