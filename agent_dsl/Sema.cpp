@@ -75,6 +75,16 @@ std::string withArticle(Type type) {
   return std::string(vowel ? "an " : "a ") + std::string(name);
 }
 
+/// Where an expression starts: binary operators carry their operator's
+/// location, which is right for "cannot compare" but not for "must be a
+/// bool".
+SourceLoc startLoc(const Expr &expr) {
+  if (expr.kind == Expr::Kind::Compare || expr.kind == Expr::Kind::And ||
+      expr.kind == Expr::Kind::Or)
+    return startLoc(*expr.operands[0]);
+  return expr.loc;
+}
+
 size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j)
@@ -173,7 +183,8 @@ private:
 
   std::string suggestion(std::string_view name) const {
     std::string best;
-    size_t bestDistance = name.size() <= 3 ? 1 : 2;
+    // No suggestion for one- or two-letter names: everything is close.
+    size_t bestDistance = name.size() <= 2 ? 0 : name.size() <= 4 ? 1 : 2;
     for (const auto &scope : scopes)
       for (const Symbol &symbol : scope) {
         size_t distance = editDistance(name, symbol.name);
@@ -264,7 +275,7 @@ private:
     case Stmt::Kind::Generate: {
       Type type = checkExpr(*stmt.value);
       if (type != Type::String && type != Type::Error)
-        diags.error(stmt.value->loc,
+        diags.error(startLoc(*stmt.value),
                     "the prompt must be a string, not " + withArticle(type));
       checkGenerateOptions(stmt);
       if (!stmt.name.empty())
@@ -326,7 +337,7 @@ private:
     scopes.emplace_back(bodyNames);
     Type condition = checkExpr(*stmt.value);
     if (condition != Type::Bool && condition != Type::Error)
-      diags.error(stmt.value->loc, "a retry condition must be a bool, not " +
+      diags.error(startLoc(*stmt.value), "a retry condition must be a bool, not " +
                                        withArticle(condition));
     scopes.pop_back();
     if (stmt.maxAttempts < 1)
@@ -340,7 +351,7 @@ private:
   void checkIf(Stmt &stmt) {
     Type condition = checkExpr(*stmt.value);
     if (condition != Type::Bool && condition != Type::Error)
-      diags.error(stmt.value->loc, "an if condition must be a bool, not " +
+      diags.error(startLoc(*stmt.value), "an if condition must be a bool, not " +
                                        withArticle(condition));
     scopes.emplace_back();
     bool thenReturns = checkBlock(stmt.body);
@@ -385,12 +396,13 @@ private:
     if (type == Type::Error)
       return;
     if (expected == Type::Void)
-      diags.error(stmt.value->loc,
+      diags.error(startLoc(*stmt.value),
                   "workflow '" + workflow->name +
                       "' has no return type: add '-> " +
                       std::string(typeName(type)) + "' or return nothing");
     else if (type != expected)
-      diags.error(stmt.value->loc, "workflow '" + workflow->name + "' returns " +
+      diags.error(startLoc(*stmt.value),
+                  "workflow '" + workflow->name + "' returns " +
                                        withArticle(expected) +
                                        ", not " + withArticle(type));
   }
@@ -546,7 +558,7 @@ private:
     case Expr::Kind::Not: {
       Type operand = checkExpr(*expr.operands[0]);
       if (operand != Type::Bool && operand != Type::Error)
-        diags.error(expr.operands[0]->loc,
+        diags.error(startLoc(*expr.operands[0]),
                     "'not' needs a bool, not " + withArticle(operand));
       return Type::Bool;
     }
@@ -556,7 +568,7 @@ private:
       for (ExprPtr &operand : expr.operands) {
         Type type = checkExpr(*operand);
         if (type != Type::Bool && type != Type::Error)
-          diags.error(operand->loc, std::string("'") + op +
+          diags.error(startLoc(*operand), std::string("'") + op +
                                         "' needs bools on both sides, not " +
                                         withArticle(type));
       }
@@ -577,7 +589,9 @@ private:
                                   withArticle(rhs) + " using '" + op + "'");
       else if (ordering)
         diags.error(expr.loc, "'" + op + "' needs numbers, not " +
-                                  withArticle(lhs) + "s");
+                                  (lhs == Type::Json
+                                       ? std::string("JSON values")
+                                       : std::string(typeName(lhs)) + "s"));
       return Type::Bool;
     }
     }
@@ -711,7 +725,7 @@ private:
         return Type::Error;
       Type type = checkExpr(*expr.operands[0]);
       if (type != Type::String && type != Type::Error)
-        diags.error(expr.operands[0]->loc, "'matches' searches a string, not " +
+        diags.error(startLoc(*expr.operands[0]), "'matches' searches a string, not " +
                                                withArticle(type));
       Expr &pattern = *expr.operands[1];
       checkExpr(pattern);
@@ -727,7 +741,7 @@ private:
         return Type::Error;
       Type type = checkExpr(*expr.operands[0]);
       if (type != Type::String && type != Type::Error)
-        diags.error(expr.operands[0]->loc,
+        diags.error(startLoc(*expr.operands[0]),
                     "'json_valid' checks a string, not " + withArticle(type));
       return Type::Bool;
     }
