@@ -1,0 +1,541 @@
+//===- external_tools_test.cpp - JSON-lines processes, HTTP endpoints -----===//
+//
+// The process side is test/tools/json_lines_tool.cpp (built by CMake), which
+// crashes, hangs, prints garbage or answers with the wrong id on request;
+// /bin/sh covers a process that dies at once. Timing asserts are one-sided
+// and generous ("returned long before the tool would have").
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/external_tools.h"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <unistd.h>
+
+#include "test/unit/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <httplib.h>
+
+namespace treni {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using testing_util::messageOf;
+
+ToolSignature sig(std::string name,
+                  std::vector<std::pair<std::string, ToolType>> params = {},
+                  bool required = true) {
+  ToolSignature signature;
+  signature.name = std::move(name);
+  for (auto &[param, type] : params)
+    signature.parameters.push_back({param, type, required, "", std::nullopt});
+  return signature;
+}
+
+/// The test helper's tools, as the registry sees them (prefixed "t.").
+ExternalProcessConfig helperConfig() {
+  ExternalProcessConfig config;
+  config.name = "helper";
+  config.process.argv = {TRENI_JSON_LINES_TOOL};
+  config.process.stderrLimit = 4096;
+  config.defaultTimeout = 20s;
+  config.tools = {
+      sig("echo", {{"text", ToolType::String}}),
+      sig("add", {{"a", ToolType::Int}, {"b", ToolType::Int}}),
+      sig("pid"),
+      sig("fail", {{"type", ToolType::String}}, /*required=*/false),
+      sig("crash", {{"code", ToolType::Int}}, /*required=*/false),
+      sig("crash_if_pid", {{"pid", ToolType::Int}}),
+      sig("hang"),
+      sig("hang_with_child", {{"pid_file", ToolType::String}}),
+      sig("sleep", {{"ms", ToolType::Int}}),
+      sig("garbage"),
+      sig("wrong_id"),
+      sig("stderr", {{"text", ToolType::String}, {"count", ToolType::Int}}),
+  };
+  return config;
+}
+
+std::shared_ptr<ExternalProcess>
+registerHelper(ToolRegistry &registry,
+               ExternalProcessConfig config = helperConfig()) {
+  absl::StatusOr<std::shared_ptr<ExternalProcess>> process =
+      registerExternalProcessTools(registry, std::move(config));
+  EXPECT_TRUE(process.ok()) << process.status();
+  return process.ok() ? *process : nullptr;
+}
+
+int64_t callPid(ToolRegistry &registry) {
+  ToolResult result = registry.call("pid", {});
+  EXPECT_TRUE(result.ok) << result.error.message;
+  return result.ok ? result.value.get<int64_t>() : -1;
+}
+
+/// Whether `pid` is dead: gone, or a zombie nobody reaped yet (an orphan's
+/// reaper may be slow in a container). Waits up to 10 s.
+bool processGone(pid_t pid) {
+  for (int i = 0; i < 200; ++i) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH)
+      return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() &&
+        (line[close + 2] == 'Z' || line[close + 2] == 'X'))
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+template <typename F> bool eventually(F condition) {
+  for (int i = 0; i < 200; ++i) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+//===----------------------------------------------------------------------===//
+// JSON-lines processes
+//===----------------------------------------------------------------------===//
+
+TEST(ExternalProcess, AnswersFromOneLongLivedProcess) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  ASSERT_TRUE(helper);
+  int64_t pid = callPid(registry);
+  for (int i = 0; i < 20; ++i) {
+    ToolResult echo =
+        registry.call("echo", {{"text", "hi " + std::to_string(i)}});
+    ASSERT_TRUE(echo.ok) << echo.error.message;
+    EXPECT_EQ(echo.value, (json{{"text", "hi " + std::to_string(i)}}));
+  }
+  ToolResult sum = registry.call("add", {{"a", 2}, {"b", 40}});
+  ASSERT_TRUE(sum.ok);
+  EXPECT_EQ(sum.value, 42);
+  EXPECT_EQ(callPid(registry), pid); // spawned once
+  EXPECT_EQ(helper->starts(), 1);
+  EXPECT_EQ(helper->restarts(), 0);
+  // Arguments are validated before anything is sent.
+  ToolResult bad = registry.call("add", {{"a", "2"}, {"b", 1}});
+  EXPECT_EQ(bad.error.type, "invalid_arguments");
+}
+
+TEST(ExternalProcess, ToolErrorsPassThroughAndKeepTheProcess) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  int64_t pid = callPid(registry);
+  CallOptions options;
+  options.retries = 2;
+  ToolResult custom = registry.call("fail", {{"type", "bad_input"}}, options);
+  EXPECT_FALSE(custom.ok);
+  EXPECT_EQ(custom.error.type, "bad_input");
+  EXPECT_EQ(custom.error.message, "asked to fail");
+  EXPECT_EQ(custom.attempts, 1); // not a retryable type
+  ToolResult transient = registry.call("fail", {{"type", "unavailable"}},
+                                       CallOptions{0ms, 1, 1ms});
+  EXPECT_EQ(transient.error.type, "unavailable");
+  EXPECT_EQ(transient.attempts, 2);
+  EXPECT_EQ(callPid(registry), pid);
+  EXPECT_EQ(helper->restarts(), 0);
+}
+
+TEST(ExternalProcess, CrashIsReportedAndTheProcessRestarted) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  int64_t pid = callPid(registry);
+  ToolResult crash = registry.call("crash", {{"code", 3}});
+  EXPECT_FALSE(crash.ok);
+  EXPECT_EQ(crash.error.type, "unavailable");
+  EXPECT_TRUE(crash.error.retryable);
+  EXPECT_THAT(crash.error.message,
+              HasSubstr("external tool process 'helper' (pid " +
+                        std::to_string(pid) +
+                        ") exited with status 3 during "
+                        "'crash'"));
+  EXPECT_THAT(crash.error.message, HasSubstr("stderr: crashing"));
+  EXPECT_THAT(helper->lastFailure(), HasSubstr("exited with status 3"));
+  EXPECT_THAT(helper->stderrTail(), HasSubstr("crashing"));
+
+  int64_t next = callPid(registry);
+  EXPECT_NE(next, pid);
+  EXPECT_EQ(helper->restarts(), 1);
+  EXPECT_TRUE(registry.call("echo", {{"text", "back"}}).ok);
+}
+
+TEST(ExternalProcess, RetryRunsOnTheRestartedProcess) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  int64_t pid = callPid(registry);
+  CallOptions options;
+  options.retries = 1;
+  options.backoffBase = 1ms;
+  ToolResult result = registry.call("crash_if_pid", {{"pid", pid}}, options);
+  ASSERT_TRUE(result.ok) << result.error.message;
+  EXPECT_EQ(result.value, "survived");
+  EXPECT_EQ(result.attempts, 2);
+  EXPECT_EQ(result.attemptLog[0].error.type, "unavailable");
+  EXPECT_EQ(helper->restarts(), 1);
+}
+
+TEST(ExternalProcess, HangIsKilledAtTheCallTimeout) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  int64_t pid = callPid(registry);
+  CallOptions options;
+  options.timeout = 200ms;
+  ToolResult hang = registry.call("hang", {}, options);
+  EXPECT_FALSE(hang.ok);
+  EXPECT_EQ(hang.error.type, "timeout");
+  EXPECT_LT(hang.latency, 8s);
+  EXPECT_TRUE(processGone(pid_t(pid))); // killed, not left hanging
+  EXPECT_TRUE(eventually([&] { return !helper->lastFailure().empty(); }));
+  EXPECT_THAT(helper->lastFailure(), HasSubstr("did not answer 'hang' within"));
+  EXPECT_NE(callPid(registry), pid);
+  EXPECT_EQ(helper->restarts(), 1);
+}
+
+TEST(ExternalProcess, HangIsKilledAtTheDefaultTimeoutWithoutACallTimeout) {
+  ToolRegistry registry;
+  ExternalProcessConfig config = helperConfig();
+  config.defaultTimeout = 300ms;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry, config);
+  int64_t pid = callPid(registry);
+  ToolResult hang = registry.call("hang", {});
+  EXPECT_EQ(hang.error.type, "timeout");
+  EXPECT_THAT(hang.error.message, HasSubstr("did not answer 'hang' within"));
+  EXPECT_THAT(hang.error.message, HasSubstr("killed it"));
+  EXPECT_TRUE(processGone(pid_t(pid)));
+}
+
+TEST(ExternalProcess, KillTakesTheWholeProcessGroup) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  std::string pidFile = (std::filesystem::temp_directory_path() /
+                         ("treni-child-" + std::to_string(::getpid()) + ".pid"))
+                            .string();
+  CallOptions options;
+  options.timeout = 500ms;
+  ToolResult hang =
+      registry.call("hang_with_child", {{"pid_file", pidFile}}, options);
+  EXPECT_EQ(hang.error.type, "timeout");
+  pid_t child = 0;
+  ASSERT_TRUE(eventually([&] {
+    std::ifstream in(pidFile);
+    return bool(in >> child) && child > 0;
+  }));
+  std::filesystem::remove(pidFile);
+  EXPECT_TRUE(processGone(child)); // the grandchild went with it
+  EXPECT_TRUE(registry.call("echo", {{"text", "x"}}).ok);
+}
+
+TEST(ExternalProcess, GarbageAndWrongIdsAreProtocolErrors) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  ToolResult garbage = registry.call("garbage", {});
+  EXPECT_EQ(garbage.error.type, "protocol_error");
+  EXPECT_FALSE(garbage.error.retryable);
+  EXPECT_THAT(garbage.error.message,
+              HasSubstr("answered with a line that is not a JSON object: "
+                        "'this is not json'"));
+  ToolResult wrongId = registry.call("wrong_id", {});
+  EXPECT_EQ(wrongId.error.type, "protocol_error");
+  EXPECT_THAT(wrongId.error.message, HasSubstr("whose id is not"));
+  EXPECT_TRUE(registry.call("echo", {{"text", "x"}}).ok);
+  EXPECT_EQ(helper->restarts(), 2); // each protocol error replaced it
+}
+
+TEST(ExternalProcess, StderrIsKeptBounded) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  // 100 KB through a 4 KB buffer; the process never blocks on it.
+  ToolResult noisy =
+      registry.call("stderr", {{"text", "0123456789"}, {"count", 10000}});
+  ASSERT_TRUE(noisy.ok) << noisy.error.message;
+  ToolResult last = registry.call("stderr", {{"text", "END"}, {"count", 1}});
+  ASSERT_TRUE(last.ok);
+  ASSERT_TRUE(eventually([&] {
+    std::string tail = helper->stderrTail();
+    return tail.size() >= 3 && tail.substr(tail.size() - 3) == "END";
+  }));
+  EXPECT_LE(helper->stderrTail().size(), 4096u);
+  EXPECT_GE(helper->stderrTail().size(), 4000u);
+}
+
+TEST(ExternalProcess, ConcurrentCallsAreSerializedSafely) {
+  ToolRegistry registry;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        CallOptions options;
+        options.timeout = 20s;
+        ToolResult sum = registry.call("add", {{"a", t}, {"b", i}}, options);
+        wrong += !sum.ok || sum.value != t + i;
+      }
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(helper->starts(), 1);
+}
+
+TEST(ExternalProcess, ProcessThatDiesAtOnceIsReportedWithItsStderr) {
+  ToolRegistry registry;
+  ExternalProcessConfig config;
+  config.name = "dies";
+  config.process.argv = {"/bin/sh", "-c", "echo boom >&2; exit 7"};
+  config.tools = {sig("anything")};
+  std::shared_ptr<ExternalProcess> process = registerHelper(registry, config);
+  ASSERT_TRUE(process);
+  ToolResult result = registry.call("anything", {});
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "unavailable");
+  EXPECT_THAT(result.error.message, HasSubstr("exited with status 7"));
+  EXPECT_THAT(result.error.message, HasSubstr("boom"));
+}
+
+TEST(ExternalProcess, RegistrationErrors) {
+  ToolRegistry registry;
+  ExternalProcessConfig missing = helperConfig();
+  missing.process.argv = {"/nonexistent/treni-tool"};
+  absl::StatusOr<std::shared_ptr<ExternalProcess>> notFound =
+      registerExternalProcessTools(registry, missing);
+  EXPECT_EQ(notFound.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(messageOf(notFound.status()),
+              HasSubstr("cannot start '/nonexistent/treni-tool'"));
+  EXPECT_FALSE(registry.contains("echo"));
+
+  ExternalProcessConfig empty = helperConfig();
+  empty.tools.clear();
+  EXPECT_THAT(messageOf(registerExternalProcessTools(registry, empty).status()),
+              HasSubstr("declares no tools"));
+
+  ASSERT_TRUE(registry
+                  .add(sig("echo"),
+                       [](const json &, const ToolContext &) {
+                         return absl::StatusOr<json>(json());
+                       })
+                  .ok());
+  EXPECT_EQ(
+      registerExternalProcessTools(registry, helperConfig()).status().code(),
+      absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(registry.contains("add")); // nothing half-registered
+}
+
+//===----------------------------------------------------------------------===//
+// HTTP endpoints
+//===----------------------------------------------------------------------===//
+
+class EndpointServer {
+public:
+  EndpointServer() {
+    server.Post(
+        "/tool", [](const httplib::Request &req, httplib::Response &res) {
+          json body = json::parse(req.body, nullptr, false);
+          json args = body.value("args", json::object());
+          json reply;
+          if (body.value("tool", "") == "add")
+            reply = {{"ok", true},
+                     {"result", args.value("a", 0) + args.value("b", 0)}};
+          else
+            reply = {{"ok", false},
+                     {"error",
+                      {{"type", "not_found"}, {"message", "no such tool"}}}};
+          res.set_content(reply.dump(), "application/json");
+        });
+    server.Post("/bare", [](const httplib::Request &req,
+                            httplib::Response &res) {
+      res.set_content(json::parse(req.body)["args"].dump(), "application/json");
+    });
+    server.Post("/down", [](const httplib::Request &, httplib::Response &res) {
+      res.status = 503;
+      res.set_content("overloaded", "text/plain");
+    });
+    server.Post("/html", [](const httplib::Request &, httplib::Response &res) {
+      res.set_content("<html>", "text/html");
+    });
+    server.Post("/slow",
+                [this](const httplib::Request &, httplib::Response &res) {
+                  for (int i = 0; i < 200 && !stopping; ++i)
+                    std::this_thread::sleep_for(25ms);
+                  res.set_content("{}", "application/json");
+                });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~EndpointServer() {
+    stopping = true;
+    server.stop();
+    thread.join();
+  }
+  std::string url(const std::string &path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+
+  httplib::Server server;
+  int port = -1;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+};
+
+HttpEndpointConfig endpoint(std::string name, std::string url) {
+  HttpEndpointConfig config;
+  config.signature =
+      sig(std::move(name), {{"a", ToolType::Int}, {"b", ToolType::Int}},
+          /*required=*/false);
+  config.url = std::move(url);
+  config.timeout = 5s;
+  return config;
+}
+
+TEST(HttpEndpointTool, PostsArgumentsAndReadsTheEnvelope) {
+  EndpointServer server;
+  ToolRegistry registry;
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("add", server.url("/tool")))
+          .ok());
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("sub", server.url("/tool")))
+          .ok());
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("bare", server.url("/bare")))
+          .ok());
+  ToolResult sum = registry.call("add", {{"a", 1}, {"b", 2}});
+  ASSERT_TRUE(sum.ok) << sum.error.message;
+  EXPECT_EQ(sum.value, 3);
+  ToolResult error = registry.call("sub", {{"a", 1}});
+  EXPECT_EQ(error.error.type, "not_found");
+  EXPECT_EQ(error.error.message, "no such tool");
+  ToolResult bare = registry.call("bare", {{"a", 5}});
+  ASSERT_TRUE(bare.ok);
+  EXPECT_EQ(bare.value, (json{{"a", 5}}));
+}
+
+TEST(HttpEndpointTool, FailuresAreTyped) {
+  EndpointServer server;
+  ToolRegistry registry;
+  HttpEndpointConfig slow = endpoint("slow", server.url("/slow"));
+  slow.timeout = 300ms;
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("down", server.url("/down")))
+          .ok());
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("html", server.url("/html")))
+          .ok());
+  ASSERT_TRUE(registerHttpEndpointTool(registry, slow).ok());
+
+  ToolResult down = registry.call("down", {}, CallOptions{0ms, 2, 1ms});
+  EXPECT_EQ(down.error.type, "unavailable");
+  EXPECT_EQ(down.attempts, 3);
+  EXPECT_THAT(down.error.message, HasSubstr("answered HTTP 503: overloaded"));
+  ToolResult html = registry.call("html", {});
+  EXPECT_EQ(html.error.type, "protocol_error");
+  EXPECT_THAT(html.error.message, HasSubstr("not JSON: '<html>'"));
+  ToolResult timedOut = registry.call("slow", {});
+  EXPECT_EQ(timedOut.error.type, "timeout");
+  EXPECT_LT(timedOut.latency, 4s);
+}
+
+TEST(HttpEndpointTool, HostsOffTheAllowlistAreRefusedAtRegistration) {
+  ToolRegistry registry;
+  absl::Status status = registerHttpEndpointTool(
+      registry, endpoint("remote", "http://tools.example.com/run"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(messageOf(status),
+              HasSubstr("host 'tools.example.com' is not allowed"));
+  EXPECT_FALSE(registry.contains("remote"));
+  EXPECT_EQ(
+      registerHttpEndpointTool(registry, endpoint("bad", "ftp://127.0.0.1/"))
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+//===----------------------------------------------------------------------===//
+// JSON configuration
+//===----------------------------------------------------------------------===//
+
+TEST(ExternalToolsConfig, RegistersProcessesAndEndpoints) {
+  EndpointServer server;
+  ToolRegistry registry;
+  json config = {
+      {"processes",
+       {{{"name", "helper"},
+         {"command", {TRENI_JSON_LINES_TOOL}},
+         {"env", {{"TRENI_TEST", "1"}}},
+         {"timeout_ms", 10000},
+         {"tools", {sig("echo", {{"text", ToolType::String}}).toJson()}}}}},
+      {"endpoints",
+       {{{"url", server.url("/tool")},
+         {"timeout_ms", 5000},
+         {"tool", endpoint("add", "").signature.toJson()}}}}};
+  absl::StatusOr<std::vector<std::shared_ptr<ExternalProcess>>> processes =
+      registerExternalToolsFromJson(registry, config);
+  ASSERT_TRUE(processes.ok()) << processes.status();
+  ASSERT_EQ(processes->size(), 1u);
+  EXPECT_EQ(registry.call("echo", {{"text", "cfg"}}).value["text"], "cfg");
+  EXPECT_EQ(registry.call("add", {{"a", 20}, {"b", 22}}).value, 42);
+}
+
+TEST(ExternalToolsConfig, ErrorsNameTheEntryAndRegisterNothing) {
+  ToolRegistry registry;
+  json good = {
+      {"name", "helper"},
+      {"command", json::array({TRENI_JSON_LINES_TOOL})},
+      {"tools",
+       json::array({sig("echo", {{"text", ToolType::String}}).toJson()})}};
+  json bad = {{"name", "x"}};
+  struct Case {
+    json config;
+    std::string expected;
+  } cases[] = {
+      {json::array(), "must be an object"},
+      {json::parse(R"({"proceses": []})"), "unknown key \"proceses\""},
+      {json{{"processes", json::array({good, bad})}},
+       "processes[1]: \"command\" is missing"},
+      {json::parse(R"({"processes": [{"name": "x", "command": []}]})"),
+       "\"command\" must be a non-empty array of strings"},
+      {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
+                                      "tools": [{"name": "A B"}]}]})"),
+       "processes[0].tools[0]: tool signature 'A B': invalid tool name"},
+      {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
+                                      "timeout_ms": -1,
+                                      "tools": [{"name": "t"}]}]})"),
+       "\"timeout_ms\" must be a positive integer"},
+      {json{{"processes", json::array({good})},
+            {"endpoints", json::parse(R"([{"url": "http://127.0.0.1:1/"}])")}},
+       "endpoints[0]: \"tool\" (a signature) is missing"},
+  };
+  for (const Case &c : cases) {
+    auto result = registerExternalToolsFromJson(registry, c.config);
+    ASSERT_FALSE(result.ok()) << c.config;
+    EXPECT_THAT(messageOf(result.status()), HasSubstr(c.expected)) << c.config;
+    EXPECT_FALSE(registry.contains("echo")) << c.config;
+  }
+  // A failure while registering (a host off the allowlist) rolls back the
+  // process registered before it.
+  json remote = {{"url", "http://example.com/"},
+                 {"tool", sig("remote").toJson()}};
+  json late = {{"processes", json::array({good})},
+               {"endpoints", json::array({remote})}};
+  auto result = registerExternalToolsFromJson(registry, late);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(registry.contains("echo"));
+}
+
+} // namespace
+} // namespace treni
