@@ -268,6 +268,19 @@ absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
   return declarations;
 }
 
+/// gemv: 128 threads (fewer for short rows), one 16-byte chunk each per pass.
+int64_t gemvThreads(int64_t k) { return std::min<int64_t>(threadsFor(ceilDiv(k, 8)), 128); }
+
+/// gemv rows per block: enough rows that each thread has about four 16-byte
+/// loads in flight, but at least ~4 blocks per SM of a large GPU.
+int64_t gemvRowsPerBlock(int64_t n, int64_t k) {
+  int64_t passes = ceilDiv(ceilDiv(k, 8), gemvThreads(k));
+  int64_t rows = passes >= 4 ? 1 : passes >= 2 ? 2 : 4;
+  while (rows > 1 && ceilDiv(n, rows) < 528)
+    rows /= 2;
+  return rows;
+}
+
 /// Launch geometry and extra device declarations of one step.
 struct Specialisation {
   KernelLaunch launch;
@@ -294,8 +307,7 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
     TRENI_RETURN_IF_ERROR(positive(step, "n", n));
     TRENI_RETURN_IF_ERROR(positive(step, "k", k));
     TRENI_RETURN_IF_ERROR(positive(step, "rows_per_block", rowsPerBlock));
-    // One 16-byte chunk (8 16-bit elements) per thread and pass.
-    result.launch.threads = threadsFor(ceilDiv(k, 8));
+    result.launch.threads = gemvThreads(k);
     result.launch.blocksX = ceilDiv(n, rowsPerBlock);
     result.launch.rowsInGridY = false;
   } else if (name == "rope") {
@@ -514,9 +526,7 @@ decodeGemvStep(const Plan &plan, const PlanFunction &function,
     return std::nullopt;
   PlanStep gemv = step;
   gemv.templateName = "gemv";
-  // Wide outputs take several rows per block, so each thread keeps that many
-  // 16-byte weight loads in flight; narrow ones one row, for enough blocks.
-  gemv.constants["rows_per_block"] = int64_t(n >= 16384 ? 4 : n >= 4096 ? 2 : 1);
+  gemv.constants["rows_per_block"] = gemvRowsPerBlock(n, k);
   if (!bias)
     gemv.inputs.push_back(step.inputs[1]); // never read (kBias is false)
   return gemv;

@@ -4,8 +4,9 @@
 // must stream w (kN x kK, row-major as in the checkpoint) at full memory
 // bandwidth. Each block computes kRowsPerBlock consecutive outputs; its
 // threads split the kK columns in 16-byte chunks, so every load is one
-// 128-bit transaction and each thread has kRowsPerBlock such loads in
-// flight per chunk (the chunk loop is fully unrolled: kK is a constant).
+// 128-bit transaction. A thread issues the loads of kBatch chunks for all
+// its rows before it does any arithmetic, so up to 8 loads per thread are in
+// flight (kK is a constant: the loops unroll completely).
 // Weights are read with the streaming hint (read once per token, they should
 // not evict the activations from L2); x is read through the read-only path.
 // fp32 accumulation, a warp-shuffle + shared-memory reduction, one rounding.
@@ -25,29 +26,45 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, const w_type *w, const bias_type *bias,
             out_type *out, int rows) {
   treniWaitForPreviousKernel();
+  constexpr int kIterations = (kChunks + kThreads - 1) / kThreads;
+  constexpr int kBatch = kRowsPerBlock >= 8 ? 1 : 8 / kRowsPerBlock;
   const int firstRow = blockIdx.x * kRowsPerBlock;
+  const uint4 *xChunks = reinterpret_cast<const uint4 *>(x);
+  const uint4 *rowChunks[kRowsPerBlock];
+#pragma unroll
+  for (int r = 0; r < kRowsPerBlock; ++r) // a row past kN re-reads the last
+    rowChunks[r] = reinterpret_cast<const uint4 *>(
+        w + (long long)min(firstRow + r, kN - 1) * kK);
   float accumulators[kRowsPerBlock];
 #pragma unroll
   for (int r = 0; r < kRowsPerBlock; ++r)
     accumulators[r] = 0.0f;
 
-  const uint4 *xChunks = reinterpret_cast<const uint4 *>(x);
 #pragma unroll
-  for (int chunk = threadIdx.x; chunk < kChunks; chunk += kThreads) {
-    Chunk xc;
-    xc.raw = __ldg(xChunks + chunk);
+  for (int first = 0; first < kIterations; first += kBatch) {
+    Chunk xc[kBatch], wc[kBatch][kRowsPerBlock];
 #pragma unroll
-    for (int r = 0; r < kRowsPerBlock; ++r) {
-      if (kN % kRowsPerBlock != 0 && firstRow + r >= kN)
-        break;
-      Chunk wc;
-      wc.raw = __ldcs(reinterpret_cast<const uint4 *>(
-                          w + (long long)(firstRow + r) * kK) +
-                      chunk);
+    for (int b = 0; b < kBatch; ++b) {
+      int chunk = threadIdx.x + (first + b) * kThreads;
+      if (first + b < kIterations && chunk < kChunks) {
+        xc[b].raw = __ldg(xChunks + chunk);
 #pragma unroll
-      for (int e = 0; e < kVector; ++e)
-        accumulators[r] += toFloat(xc.elements[e]) * toFloat(wc.elements[e]);
+        for (int r = 0; r < kRowsPerBlock; ++r)
+          wc[b][r].raw = __ldcs(rowChunks[r] + chunk);
+      } else {
+        xc[b].raw = make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int r = 0; r < kRowsPerBlock; ++r)
+          wc[b][r].raw = make_uint4(0, 0, 0, 0);
+      }
     }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+#pragma unroll
+      for (int r = 0; r < kRowsPerBlock; ++r)
+#pragma unroll
+        for (int e = 0; e < kVector; ++e)
+          accumulators[r] += toFloat(xc[b].elements[e]) * toFloat(wc[b][r].elements[e]);
   }
 
   __shared__ float warpSums[kRowsPerBlock][kThreads / 32];
