@@ -314,42 +314,92 @@ constexpr std::string_view kGpt2Pattern =
 
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
 
+/// `text` (valid UTF-8) through utf8proc with `options`; the text itself if
+/// utf8proc fails.
+std::string utf8procMap(std::string_view text, int options) {
+  utf8proc_uint8_t *result = nullptr;
+  utf8proc_ssize_t length =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t *>(text.data()),
+                   static_cast<utf8proc_ssize_t>(text.size()), &result,
+                   static_cast<utf8proc_option_t>(options));
+  std::string out =
+      length >= 0 && result
+          ? std::string(reinterpret_cast<const char *>(result), length)
+          : std::string(text);
+  std::free(result);
+  return out;
+}
+
+/// NFC of `text`, normalizing only the stretches that need it: a character
+/// for which utf8::isKnownNfc holds starts an independent segment (nothing
+/// before it can compose with it or reorder past it), so only the runs of
+/// other characters, with the character just before each, go to utf8proc.
+std::string nfcBySegments(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t copied = 0;    // text before this is in `out`
+  size_t lastInert = 0; // start of the last inert character seen
+  size_t pos = 0;
+  while (pos < text.size()) {
+    char32_t codePoint = 0;
+    size_t length = utf8::decode(text, pos, codePoint);
+    std::string_view character = text.substr(pos, length);
+    if (utf8::isKnownNfc(character)) {
+      lastInert = pos;
+      pos += length;
+      continue;
+    }
+    // A run that needs normalizing: from the last inert character (it may
+    // compose with what follows) to the next inert one.
+    size_t runStart = std::max(lastInert, copied);
+    size_t runEnd = pos + length;
+    while (runEnd < text.size()) {
+      size_t next = utf8::decode(text, runEnd, codePoint);
+      if (utf8::isKnownNfc(text.substr(runEnd, next)))
+        break;
+      runEnd += next;
+    }
+    out.append(text.substr(copied, runStart - copied));
+    out += utf8procMap(text.substr(runStart, runEnd - runStart),
+                       UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    copied = runEnd;
+    lastInert = runEnd;
+    pos = runEnd;
+  }
+  out.append(text.substr(copied));
+  return out;
+}
+
 /// Applies `forms` in order; returns false (and leaves `out` alone) when the
 /// text is unchanged, which is always the case for ASCII.
 bool normalize(const std::vector<NormalForm> &forms, std::string_view text,
                std::string &out) {
   if (forms.empty())
     return false;
-  bool ascii = std::all_of(text.begin(), text.end(), [](char c) {
-    return static_cast<uint8_t>(c) < 0x80;
-  });
-  if (ascii)
+  if (forms.size() == 1 && forms[0] == NormalForm::NFC &&
+      utf8::isKnownNfc(text))
+    return false;
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<uint8_t>(c) < 0x80; }))
     return false;
   std::string current(text);
   for (NormalForm form : forms) {
-    int options = UTF8PROC_STABLE;
     switch (form) {
     case NormalForm::NFC:
-      options |= UTF8PROC_COMPOSE;
+      current = nfcBySegments(current);
       break;
     case NormalForm::NFD:
-      options |= UTF8PROC_DECOMPOSE;
+      current = utf8procMap(current, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE);
       break;
     case NormalForm::NFKC:
-      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+      current = utf8procMap(current, UTF8PROC_STABLE | UTF8PROC_COMPOSE |
+                                         UTF8PROC_COMPAT);
       break;
     case NormalForm::NFKD:
-      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+      current = utf8procMap(current, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE |
+                                         UTF8PROC_COMPAT);
       break;
     }
-    utf8proc_uint8_t *result = nullptr;
-    utf8proc_ssize_t length =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t *>(current.data()),
-                     static_cast<utf8proc_ssize_t>(current.size()), &result,
-                     static_cast<utf8proc_option_t>(options));
-    if (length >= 0 && result)
-      current.assign(reinterpret_cast<const char *>(result), length);
-    std::free(result);
   }
   if (current == text)
     return false;
@@ -836,13 +886,35 @@ struct Tokenizer::Impl {
                    std::vector<int32_t> &out) const;
   void tokenizeWord(std::string_view word, std::vector<int32_t> &out) const;
 
+  /// Decoder output of every model token, back to back (ByteLevel only):
+  /// decoding is then a copy per id.
+  std::string decodedBytes;
+  std::vector<uint32_t> decodedOffsets; // model id -> start; one extra at end
+
+  /// Index into addedTokens by id (-1: not an added token).
+  std::vector<int32_t> addedIndexById;
+
+  /// Appends the decoder's bytes for `id`; false when the id is unknown.
+  bool appendIdBytes(int32_t id, std::string &out) const {
+    if (id >= 0 && id < vocabSize && addedIndexById[id] >= 0) {
+      appendTokenBytes(addedTokens[addedIndexById[id]].content, out);
+      return true;
+    }
+    if (id < 0 || static_cast<size_t>(id) >= model.hasId.size() ||
+        !model.hasId[id])
+      return false;
+    if (!decodedOffsets.empty())
+      out.append(decodedBytes, decodedOffsets[id],
+                 decodedOffsets[id + 1] - decodedOffsets[id]);
+    else
+      appendTokenBytes(model.idToToken[id], out);
+    return true;
+  }
+
   /// The token text of `id` (added tokens first), or nullptr.
   const std::string *tokenText(int32_t id) const {
-    if (!addedById.empty()) {
-      auto it = addedById.find(id);
-      if (it != addedById.end())
-        return &addedTokens[it->second].content;
-    }
+    if (id >= 0 && id < vocabSize && addedIndexById[id] >= 0)
+      return &addedTokens[addedIndexById[id]].content;
     if (id >= 0 && static_cast<size_t>(id) < model.hasId.size() &&
         model.hasId[id])
       return &model.idToToken[id];
@@ -1487,6 +1559,9 @@ Tokenizer::fromJson(std::string_view json, std::string_view name) {
 
     // Skipping is by token text, as in `tokenizers`: a vocabulary entry
     // spelled like a special token is skipped too.
+    impl->addedIndexById.assign(impl->vocabSize, -1);
+    for (size_t i = 0; i < impl->addedTokens.size(); ++i)
+      impl->addedIndexById[impl->addedTokens[i].id] = static_cast<int32_t>(i);
     impl->specialById.assign(impl->vocabSize, 0);
     for (const AddedToken &token : impl->addedTokens) {
       if (!token.special)
@@ -1509,6 +1584,17 @@ Tokenizer::fromJson(std::string_view json, std::string_view name) {
               return ctx.error(
                   "post_processor",
                   absl::StrCat("adds id ", id, ", which is not a token"));
+    }
+    if (impl->decoder == Impl::DecoderKind::ByteLevel) {
+      const BpeModel &bpe = impl->model;
+      impl->decodedOffsets.reserve(bpe.idToToken.size() + 1);
+      for (const std::string &token : bpe.idToToken) {
+        impl->decodedOffsets.push_back(
+            static_cast<uint32_t>(impl->decodedBytes.size()));
+        impl->appendTokenBytes(token, impl->decodedBytes);
+      }
+      impl->decodedOffsets.push_back(
+          static_cast<uint32_t>(impl->decodedBytes.size()));
     }
     return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
   } catch (const std::exception &e) {
@@ -1548,17 +1634,16 @@ absl::StatusOr<std::string> Tokenizer::decode(absl::Span<const int32_t> ids,
                                               bool skipSpecialTokens) const {
   std::string bytes;
   bool first = true;
+  bytes.reserve(ids.size() * 4);
   for (int32_t id : ids) {
-    const std::string *token = impl_->tokenText(id);
-    if (!token)
-      return impl_->unknownId(id);
     if (impl_->skipped(id, skipSpecialTokens))
       continue;
     // Without a decoder `tokenizers` joins the tokens with spaces.
     if (impl_->decoder == Impl::DecoderKind::None && !first)
       bytes.push_back(' ');
     first = false;
-    impl_->appendTokenBytes(*token, bytes);
+    if (!impl_->appendIdBytes(id, bytes))
+      return impl_->unknownId(id);
   }
   if (utf8::isValid(bytes))
     return bytes;
@@ -1596,15 +1681,14 @@ Tokenizer::StreamDecoder::StreamDecoder(const Tokenizer &tokenizer,
 
 absl::StatusOr<std::string> Tokenizer::StreamDecoder::push(int32_t id) {
   const Impl &impl = *tokenizer_.impl_;
-  const std::string *token = impl.tokenText(id);
-  if (!token)
+  if (!impl.tokenText(id))
     return impl.unknownId(id);
   if (impl.skipped(id, skipSpecialTokens_))
     return std::string();
   if (impl.decoder == Impl::DecoderKind::None && started_)
     pending_.push_back(' ');
   started_ = true;
-  impl.appendTokenBytes(*token, pending_);
+  impl.appendIdBytes(id, pending_);
   // Everything but an incomplete (still completable) character goes out;
   // bytes that can never become valid go out as U+FFFD now, exactly where
   // decoding everything at once would put them.

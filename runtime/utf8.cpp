@@ -2,6 +2,10 @@
 
 #include "runtime/utf8.h"
 
+#include <vector>
+
+#include <utf8proc.h>
+
 namespace treni::utf8 {
 namespace {
 
@@ -153,6 +157,79 @@ size_t incompleteTail(std::string_view text) {
     return wanted > back && have == back ? back : 0;
   }
   return 0;
+}
+
+namespace {
+
+/// Characters below this bound have a precomputed answer; the rare ones
+/// above it (plane 3 and up) take the slow path.
+constexpr char32_t kNfcTableEnd = 0x30000;
+
+/// inert[c]: c has combining class 0, NFC(c) == c, and neither c nor the
+/// first character of its canonical decomposition is the second character
+/// of a canonical composition. A string of inert characters is in NFC:
+/// NFD splits it into blocks that each start with a starter, canonical
+/// ordering stays inside a block, and no block's first starter composes
+/// with the preceding one.
+std::vector<uint8_t> buildNfcInertTable() {
+  std::vector<uint8_t> second(kNfcTableEnd, 0);
+  std::vector<utf8proc_int32_t> firstOfDecomposition(kNfcTableEnd, -1);
+  utf8proc_int32_t buffer[32];
+  for (char32_t c = 0; c < kNfcTableEnd; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF)
+      continue;
+    int boundClass = 0;
+    utf8proc_ssize_t length =
+        utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buffer, 32,
+                                UTF8PROC_DECOMPOSE, &boundClass);
+    if (length <= 0)
+      continue;
+    firstOfDecomposition[c] = buffer[0];
+    for (utf8proc_ssize_t i = 1; i < length; ++i)
+      if (buffer[i] >= 0 && static_cast<char32_t>(buffer[i]) < kNfcTableEnd)
+        second[buffer[i]] = 1;
+  }
+  std::vector<uint8_t> inert(kNfcTableEnd, 0);
+  for (char32_t c = 0; c < kNfcTableEnd; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF)
+      continue;
+    auto codePoint = static_cast<utf8proc_int32_t>(c);
+    if (utf8proc_get_property(codePoint)->combining_class != 0 || second[c])
+      continue;
+    utf8proc_int32_t first = firstOfDecomposition[c];
+    if (first < 0 ||
+        (static_cast<char32_t>(first) < kNfcTableEnd && second[first]))
+      continue;
+    int boundClass = 0;
+    utf8proc_ssize_t length = utf8proc_decompose_char(
+        codePoint, buffer, 32, UTF8PROC_DECOMPOSE, &boundClass);
+    if (length <= 0)
+      continue;
+    length = utf8proc_normalize_utf32(
+        buffer, length,
+        static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    inert[c] = length == 1 && buffer[0] == codePoint;
+  }
+  return inert;
+}
+
+} // namespace
+
+bool isKnownNfc(std::string_view text) {
+  static const std::vector<uint8_t> inert = buildNfcInertTable();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (static_cast<uint8_t>(text[pos]) < 0x80) {
+      ++pos;
+      continue;
+    }
+    char32_t codePoint = 0;
+    size_t length = decode(text, pos, codePoint);
+    if (length == 0 || codePoint >= kNfcTableEnd || !inert[codePoint])
+      return false;
+    pos += length;
+  }
+  return true;
 }
 
 } // namespace treni::utf8

@@ -42,4 +42,10 @@ void append(std::string &out, char32_t codePoint);
 /// text ends on a character boundary or in bytes that can never be valid.
 size_t incompleteTail(std::string_view text);
 
+/// A fast sufficient test for NFC: true only when `text` (valid UTF-8) is
+/// certainly in Normalization Form C, i.e. every character is a starter
+/// that NFC keeps as it is and that cannot compose with what precedes it.
+/// False means "maybe not": normalize to find out.
+bool isKnownNfc(std::string_view text);
+
 } // namespace treni::utf8

@@ -36,6 +36,7 @@ ExternalProject_Add(treni_fuzz_targets
   BUILD_ALWAYS TRUE
   INSTALL_COMMAND ""
   BUILD_BYPRODUCTS ${treni_fuzz_binary_dir}/safetensors_header_fuzz
+                   ${treni_fuzz_binary_dir}/tokenizer_fuzz
 )
 
 # libFuzzer writes new inputs into the first corpus directory: a scratch one
@@ -52,3 +53,18 @@ add_test(NAME safetensors_header_fuzz
           ${treni_fuzz_source_dir}/corpus)
 set_tests_properties(safetensors_header_fuzz PROPERTIES
   TIMEOUT 300 LABELS fuzz)
+
+# The tokenizer: a real Qwen tokenizer.json (fetched into build/tokenizers by
+# test/tokenizers/fetch.sh) and the Llama fixture; seeds in tokenizer_corpus.
+file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/tokenizer_fuzz/corpus
+                    ${treni_fuzz_work_dir}/tokenizer_fuzz/artifacts)
+add_test(NAME tokenizer_fuzz
+  COMMAND ${treni_fuzz_binary_dir}/tokenizer_fuzz
+          -max_total_time=45 -rss_limit_mb=2048 -timeout=10 -max_len=4096
+          -print_final_stats=1
+          -artifact_prefix=${treni_fuzz_work_dir}/tokenizer_fuzz/artifacts/
+          ${treni_fuzz_work_dir}/tokenizer_fuzz/corpus
+          ${treni_fuzz_source_dir}/tokenizer_corpus)
+set_tests_properties(tokenizer_fuzz PROPERTIES
+  TIMEOUT 300 LABELS fuzz
+  ENVIRONMENT TRENI_FUZZ_TOKENIZER=${CMAKE_BINARY_DIR}/tokenizers/qwen2_5/tokenizer.json)

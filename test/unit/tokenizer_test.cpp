@@ -744,6 +744,65 @@ TEST(Utf8, RepairReplacesMaximalSubparts) {
   EXPECT_EQ(utf8::incompleteTail("a\xC3\xA9"), 0u);
 }
 
+TEST(Utf8, KnownNfcIsNeverWrong) {
+  // Every character it accepts is unchanged by NFC, and no pair that NFC
+  // composes is accepted.
+  for (char32_t c = 0x80; c < 0x30000; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF)
+      continue;
+    std::string text;
+    utf8::append(text, c);
+    std::string name = absl::StrCat("U+", absl::Hex(uint32_t(c)));
+    if (utf8::isKnownNfc(text)) {
+      ASSERT_EQ(nfc(text), text) << name;
+    }
+    // c's canonical decomposition, recomposed, must not be accepted unless
+    // it is c itself.
+    utf8proc_int32_t parts[8];
+    int boundClass = 0;
+    utf8proc_ssize_t length =
+        utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), parts, 8,
+                                UTF8PROC_DECOMPOSE, &boundClass);
+    if (length > 1) {
+      std::string decomposed;
+      for (utf8proc_ssize_t i = 0; i < length; ++i)
+        utf8::append(decomposed, char32_t(parts[i]));
+      if (nfc(decomposed) != decomposed) {
+        ASSERT_FALSE(utf8::isKnownNfc(decomposed)) << name;
+      }
+    }
+  }
+}
+
+TEST(Tokenizer, SegmentedNfcMatchesWholeStringNfc) {
+  // The fixture Qwen tokenizer normalizes to NFC segment by segment; random
+  // strings over characters that compose, reorder or decompose must come
+  // out as utf8proc's NFC of the whole string.
+  auto tokenizer = Tokenizer::fromFile(testing_util::fixtureDir("qwen3") +
+                                       "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::vector<std::string> alphabet = {
+      "a",      "e",      " ",      "A",      "\u00e9",     "\u0301",
+      "\u0323", "\u0307", "\u0308", "\u212b", "\u2126",     "\u1100",
+      "\u1161", "\u11a8", "\uac00", "\u304b", "\u3099",     "\u30cf",
+      "\u309a", "\u0915", "\u093c", "\u0958", "\u0cbf",     "\u0cd5",
+      "\u0f73", "\u0344", "\uf900", "\u4e00", "\U0001d15e", "\U0001d165",
+      "\u0b47", "\u0b3e", "\u00c5", "q",      "\u0327",     "\u2000"};
+  uint64_t state = 7;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    int length = 1 + round % 12;
+    for (int i = 0; i < length; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      text += alphabet[(state >> 33) % alphabet.size()];
+    }
+    std::vector<int32_t> ids = (*tokenizer)->encode(text, false);
+    absl::StatusOr<std::string> decoded = (*tokenizer)->decode(ids);
+    ASSERT_TRUE(decoded.ok());
+    ASSERT_EQ(*decoded, nfc(text)) << "round " << round;
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Fixture models' tokenizers (test/fixtures/make_tokenizer.py)
 //===----------------------------------------------------------------------===//
