@@ -621,6 +621,18 @@ private:
   }
 
   Value eval(const Expr &e) {
+    // Long operator or attribute chains parse without recursion but
+    // evaluate with it: bound the depth so no input exhausts the stack.
+    if (++evalDepth_ > kMaxEvalDepth) {
+      evalDepth_ = 0;
+      fail(e.pos, "expression nested too deeply");
+    }
+    Value v = evalNode(e);
+    --evalDepth_;
+    return v;
+  }
+
+  Value evalNode(const Expr &e) {
     switch (e.kind) {
     case Expr::Kind::Const:
       return e.value;
@@ -1877,6 +1889,8 @@ private:
   size_t totalOutput_ = 0;
   int64_t iterations_ = 0;
   int callDepth_ = 0;
+  static constexpr int kMaxEvalDepth = 1000;
+  int evalDepth_ = 0;
 };
 
 //===----------------------------------------------------------------------===//

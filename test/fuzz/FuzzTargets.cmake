@@ -37,6 +37,7 @@ ExternalProject_Add(treni_fuzz_targets
   INSTALL_COMMAND ""
   BUILD_BYPRODUCTS ${treni_fuzz_binary_dir}/safetensors_header_fuzz
                    ${treni_fuzz_binary_dir}/tokenizer_fuzz
+                   ${treni_fuzz_binary_dir}/jinja_fuzz
 )
 
 # libFuzzer writes new inputs into the first corpus directory: a scratch one
@@ -68,3 +69,18 @@ add_test(NAME tokenizer_fuzz
 set_tests_properties(tokenizer_fuzz PROPERTIES
   TIMEOUT 300 LABELS fuzz
   ENVIRONMENT TRENI_FUZZ_TOKENIZER=${CMAKE_BINARY_DIR}/tokenizers/qwen2_5/tokenizer.json)
+
+# The chat-template interpreter and the tool-call parsers; seeds in
+# jinja_corpus.
+file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/jinja_fuzz/corpus
+                    ${treni_fuzz_work_dir}/jinja_fuzz/artifacts)
+add_test(NAME jinja_fuzz
+  COMMAND ${treni_fuzz_binary_dir}/jinja_fuzz
+          -max_total_time=60 -rss_limit_mb=2048 -timeout=10 -max_len=8192
+          -print_final_stats=1
+          -dict=${treni_fuzz_source_dir}/jinja.dict
+          -artifact_prefix=${treni_fuzz_work_dir}/jinja_fuzz/artifacts/
+          ${treni_fuzz_work_dir}/jinja_fuzz/corpus
+          ${treni_fuzz_source_dir}/jinja_corpus)
+set_tests_properties(jinja_fuzz PROPERTIES
+  TIMEOUT 300 LABELS fuzz)

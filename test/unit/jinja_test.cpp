@@ -142,6 +142,11 @@ TEST(JinjaErrorTest, HostileTemplatesAreBounded) {
               HasSubstr("line 1:5005: unexpected '}'"));
   EXPECT_THAT(errorOf(std::string(3000, '-').insert(0, "{{ ") + "1 }}"),
               HasSubstr("nested too deeply"));
+  std::string longChain = "{{ 1";
+  for (int i = 0; i < 3000; ++i)
+    longChain += " + 1";
+  EXPECT_THAT(errorOf(longChain + " }}"), HasSubstr("expression nested too deeply"));
+  EXPECT_EQ(renderOk("{{ 1" + std::string(" + 1").append(" + 1") + " }}"), "3");
   std::string deepIfs;
   for (int i = 0; i < 1000; ++i)
     deepIfs += "{% if true %}";
