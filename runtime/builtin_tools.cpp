@@ -59,7 +59,8 @@ ToolSignature sqliteQuerySignature() {
            param("max_rows", ToolType::Int,
                  "the most rows to return (capped by the tool's limit)")},
           ToolType::Json,
-          "{columns: [name], rows: [{column: value}], truncated: bool}"};
+          "{columns: [name], rows: [{column: value}], truncated: bool}",
+          /*readOnly=*/true};
 }
 
 ToolSignature fileReadSignature() {
@@ -70,7 +71,8 @@ ToolSignature fileReadSignature() {
            param("encoding", ToolType::String, "\"utf8\" or \"base64\"",
                  json("utf8"))},
           ToolType::Json,
-          "{path, content, bytes, encoding}"};
+          "{path, content, bytes, encoding}",
+          /*readOnly=*/true};
 }
 
 ToolSignature fileWriteSignature() {
@@ -98,7 +100,8 @@ ToolSignature httpGetSignature() {
                  "request headers, an object of name -> string")},
           ToolType::Json,
           "{status, headers, body} (body_base64 instead of body when the body "
-          "is not UTF-8)"};
+          "is not UTF-8)",
+          /*readOnly=*/true};
 }
 
 //===----------------------------------------------------------------------===//

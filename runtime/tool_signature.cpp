@@ -147,6 +147,7 @@ nlohmann::json ToolSignature::toJson() const {
   }
   return {{"name", name},
           {"description", description},
+          {"readonly", readOnly},
           {"parameters", std::move(params)},
           {"result",
            {{"type", toolTypeName(resultType)},
@@ -214,6 +215,11 @@ ToolSignature::fromJson(const nlohmann::json &json) {
         param.defaultValue = *def;
       signature.parameters.push_back(std::move(param));
     }
+  }
+  if (auto readOnly = json.find("readonly"); readOnly != json.end()) {
+    if (!readOnly->is_boolean())
+      return fieldError(signature.name, "\"readonly\" must be a bool");
+    signature.readOnly = readOnly->get<bool>();
   }
   if (auto result = json.find("result"); result != json.end()) {
     if (!result->is_object())

@@ -45,11 +45,15 @@ struct ToolSignature {
   std::vector<ToolParameter> parameters;
   ToolType resultType = ToolType::Json;
   std::string resultDescription;
+  /// The tool changes no state (agent-hoist-tools may reorder and overlap
+  /// calls of read-only tools).
+  bool readOnly = false;
 
   const ToolParameter *parameter(std::string_view name) const;
 
-  /// {"name", "description", "parameters": [{"name", "type", "required",
-  /// "description", "default"?}], "result": {"type", "description"}}.
+  /// {"name", "description", "readonly", "parameters": [{"name", "type",
+  /// "required", "description", "default"?}], "result": {"type",
+  /// "description"}}.
   nlohmann::json toJson() const;
   /// The inverse of toJson(); errors name the field (and the tool).
   static absl::StatusOr<ToolSignature> fromJson(const nlohmann::json &json);

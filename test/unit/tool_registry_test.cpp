@@ -157,9 +157,15 @@ TEST(ToolSignature, JsonRoundTrip) {
                                              {"description", "repetitions"},
                                              {"default", 1}}));
   EXPECT_EQ(exported["result"]["type"], "json");
+  EXPECT_EQ(exported["readonly"], false);
   absl::StatusOr<ToolSignature> parsed = ToolSignature::fromJson(exported);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->toJson(), exported);
+  sig.readOnly = true;
+  absl::StatusOr<ToolSignature> readOnly =
+      ToolSignature::fromJson(sig.toJson());
+  ASSERT_TRUE(readOnly.ok());
+  EXPECT_TRUE(readOnly->readOnly);
 }
 
 TEST(ToolSignature, FromJsonRejectsBadDeclarations) {
@@ -189,6 +195,7 @@ TEST(ToolSignature, FromJsonRejectsBadDeclarations) {
        "default of parameter 'a' must be an int, got string"},
       {{{"name", "t"}, {"result", {{"type", "table"}}}},
        "result: unknown tool type 'table'"},
+      {{{"name", "t"}, {"readonly", "yes"}}, "\"readonly\" must be a bool"},
   };
   for (const Case &c : cases) {
     absl::StatusOr<ToolSignature> sig = ToolSignature::fromJson(c.declaration);
