@@ -149,6 +149,14 @@ int byteOfChar(char32_t codePoint) {
   return codePoint < table.size() ? table[codePoint] : -1;
 }
 
+/// Appends the byte-level characters of `bytes`.
+void appendByteLevel(std::string_view bytes, std::string &out) {
+  const auto &table = byteLevelAlphabet().byteToUtf8;
+  out.reserve(out.size() + bytes.size() * 2);
+  for (char c : bytes)
+    out += table[static_cast<uint8_t>(c)];
+}
+
 //===----------------------------------------------------------------------===//
 // Regex (PCRE2, with onig's meaning of \s)
 //===----------------------------------------------------------------------===//
@@ -884,7 +892,10 @@ struct Tokenizer::Impl {
               std::vector<int32_t> &out) const;
   void preTokenize(size_t step, std::string_view piece,
                    std::vector<int32_t> &out) const;
-  void tokenizeWord(std::string_view word, std::vector<int32_t> &out) const;
+  /// BPE of one pre-token through the word cache; with `mapBytes` the word
+  /// is raw bytes that the ByteLevel mapping turns into the model's alphabet.
+  void tokenizeWord(std::string_view word, bool mapBytes,
+                    std::vector<int32_t> &out) const;
 
   /// Decoder output of every model token, back to back (ByteLevel only):
   /// decoding is then a copy per id.
@@ -956,7 +967,7 @@ void Tokenizer::Impl::appendTokenBytes(const std::string &token,
   }
 }
 
-void Tokenizer::Impl::tokenizeWord(std::string_view word,
+void Tokenizer::Impl::tokenizeWord(std::string_view word, bool mapBytes,
                                    std::vector<int32_t> &out) const {
   bool cacheable = word.size() <= kCacheMaxWordBytes;
   if (cacheable) {
@@ -968,7 +979,14 @@ void Tokenizer::Impl::tokenizeWord(std::string_view word,
     }
   }
   size_t first = out.size();
-  model.tokenize(word, out);
+  if (mapBytes) {
+    thread_local std::string mapped;
+    mapped.clear();
+    appendByteLevel(word, mapped);
+    model.tokenize(mapped, out);
+  } else {
+    model.tokenize(word, out);
+  }
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cacheMutex);
     if (cache.size() < kCacheCapacity)
@@ -981,7 +999,7 @@ void Tokenizer::Impl::preTokenize(size_t step, std::string_view piece,
   if (piece.empty())
     return;
   if (step == preTokenizers.size()) {
-    tokenizeWord(piece, out);
+    tokenizeWord(piece, /*mapBytes=*/false, out);
     return;
   }
   const PreTokenizerStep &pre = preTokenizers[step];
@@ -1002,12 +1020,17 @@ void Tokenizer::Impl::preTokenize(size_t step, std::string_view piece,
     prefixed.append(piece);
     piece = prefixed;
   }
-  const auto &alphabet = byteLevelAlphabet().byteToUtf8;
+  bool last = step + 1 == preTokenizers.size();
   auto mapAndContinue = [&](std::string_view part) {
+    // Last step (the usual case): the word cache is keyed by the raw bytes
+    // and the mapping is done only on a miss.
+    if (last) {
+      if (!part.empty())
+        tokenizeWord(part, /*mapBytes=*/true, out);
+      return;
+    }
     std::string mapped;
-    mapped.reserve(part.size() * 2);
-    for (char c : part)
-      mapped += alphabet[static_cast<uint8_t>(c)];
+    appendByteLevel(part, mapped);
     preTokenize(step + 1, mapped, out);
   };
   if (!pre.regex) {
