@@ -382,7 +382,8 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
   } else if (name == "residual_norm") {
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
-    result.launch.threads = threadsFor(dim);
+    // Up to 1024 threads, at least four columns each (loads in flight).
+    result.launch.threads = std::clamp<int64_t>(ceilDiv(ceilDiv(dim, 4), 32) * 32, 32, 1024);
     result.launch.blocksX = 1; // one block per row (grid y)
   } else {
     // embedding, cache_write, silu, silu_mul, mul, add, take_last: one

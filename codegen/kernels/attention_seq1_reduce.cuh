@@ -4,7 +4,8 @@
 // written by attention_seq1_partial: with M the largest split max,
 //   out[h][i] = sum_s acc_s[i] * exp(max_s - M) / sum_s sum_s * exp(max_s - M),
 // skipping empty splits (sum 0, max -inf). Every thread reads the (max, sum)
-// pairs itself (kNumSplits of them) and owns dims i, i + kThreads, ...
+// pairs itself (kNumSplits of them; the loops unroll so the loads issue
+// together) and owns dims i, i + kThreads, ...
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
@@ -13,9 +14,11 @@ TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
   const partials_type *first =
       partials + (long long)head * kNumSplits * (kHeadDim + 2);
   float maxScore = __int_as_float(0xff800000);
+#pragma unroll
   for (int s = 0; s < kNumSplits; ++s)
     maxScore = fmaxf(maxScore, toFloat(first[s * (kHeadDim + 2)]));
   float total = 0.0f;
+#pragma unroll
   for (int s = 0; s < kNumSplits; ++s) {
     float sum = toFloat(first[s * (kHeadDim + 2) + 1]);
     if (sum != 0.0f)
@@ -23,7 +26,8 @@ TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
   }
   for (int i = threadIdx.x; i < kHeadDim; i += kThreads) {
     float acc = 0.0f;
-    for (int s = 0; s < kNumSplits; ++s) {
+  #pragma unroll
+  for (int s = 0; s < kNumSplits; ++s) {
       const partials_type *partial = first + s * (kHeadDim + 2);
       if (toFloat(partial[1]) != 0.0f)
         acc += toFloat(partial[2 + i]) *
