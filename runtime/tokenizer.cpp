@@ -1270,12 +1270,20 @@ absl::Status parseBpe(const ErrorContext &ctx, const Json &value,
   model.vocab.reserve(vocab->size());
   int32_t maxId = -1;
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    absl::StatusOr<int32_t> id = readId(
-        ctx, it.value(), absl::StrCat("model.vocab[\"", it.key(), "\"]"));
-    if (!id.ok())
-      return id.status();
-    model.vocab[it.key()] = *id;
-    maxId = std::max(maxId, *id);
+    const Json &value = it.value();
+    int32_t id;
+    if (value.is_number_unsigned() &&
+        value.get<uint64_t>() < uint64_t(std::numeric_limits<int32_t>::max())) {
+      id = static_cast<int32_t>(value.get<uint64_t>());
+    } else { // the error (the path is only built here: 150k entries)
+      absl::StatusOr<int32_t> checked =
+          readId(ctx, value, absl::StrCat("model.vocab[\"", it.key(), "\"]"));
+      if (!checked.ok())
+        return checked.status();
+      id = *checked;
+    }
+    model.vocab.try_emplace(it.key(), id);
+    maxId = std::max(maxId, id);
   }
   model.idToToken.assign(maxId + 1, std::string());
   model.hasId.assign(maxId + 1, 0);
@@ -1321,44 +1329,46 @@ absl::Status parseBpe(const ErrorContext &ctx, const Json &value,
                : "is missing");
   model.merges.reserve(merges->size());
   size_t prefixLength = model.continuingSubwordPrefix.size();
+  std::string mergedText;
   for (size_t rank = 0; rank < merges->size(); ++rank) {
     const Json &entry = (*merges)[rank];
-    std::string path = absl::StrCat("model.merges[", rank, "]");
-    std::string left, right;
+    auto path = [rank] { return absl::StrCat("model.merges[", rank, "]"); };
+    std::string_view left, right;
     if (entry.is_string()) {
-      const std::string &text = entry.get_ref<const std::string &>();
+      std::string_view text = entry.get_ref<const std::string &>();
       size_t space = text.find(' ');
       if (space == std::string::npos ||
           text.find(' ', space + 1) != std::string::npos)
         return ctx.error(
-            path, absl::StrCat("is ", describe(entry),
-                               ", expected two tokens separated by one space"));
+            path(),
+            absl::StrCat("is ", describe(entry),
+                         ", expected two tokens separated by one space"));
       left = text.substr(0, space);
       right = text.substr(space + 1);
     } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
                entry[1].is_string()) {
-      left = entry[0].get<std::string>();
-      right = entry[1].get<std::string>();
+      left = entry[0].get_ref<const std::string &>();
+      right = entry[1].get_ref<const std::string &>();
     } else {
-      return ctx.error(path,
+      return ctx.error(path(),
                        absl::StrCat("is ", describe(entry),
                                     ", expected \"a b\" or [\"a\", \"b\"]"));
     }
     std::optional<int32_t> leftId = model.find(left);
     std::optional<int32_t> rightId = model.find(right);
     if (!leftId || !rightId)
-      return ctx.error(path, absl::StrCat("has '", !leftId ? left : right,
-                                          "', which is not in model.vocab"));
-    std::string mergedText =
-        left +
-        (prefixLength && right.compare(0, prefixLength,
-                                       model.continuingSubwordPrefix) == 0
-             ? right.substr(prefixLength)
-             : right);
+      return ctx.error(path(),
+                       absl::StrCat("has '", toAbsl(!leftId ? left : right),
+                                    "', which is not in model.vocab"));
+    mergedText.assign(left);
+    mergedText.append(prefixLength && right.substr(0, prefixLength) ==
+                                          model.continuingSubwordPrefix
+                          ? right.substr(prefixLength)
+                          : right);
     std::optional<int32_t> mergedId = model.find(mergedText);
     if (!mergedId)
-      return ctx.error(path, absl::StrCat("makes '", mergedText,
-                                          "', which is not in model.vocab"));
+      return ctx.error(path(), absl::StrCat("makes '", mergedText,
+                                            "', which is not in model.vocab"));
     // A repeated pair keeps its last rank, as collecting into a HashMap does.
     model.merges[pairKey(*leftId, *rightId)] =
         Merge{static_cast<int32_t>(rank), *mergedId};
