@@ -408,6 +408,9 @@ private:
       return Flow::Normal;
     case Node::Kind::Output: {
       Value v = eval(*node.expr);
+      if (v.kind() == Value::Kind::Generator)
+        fail(node.expr->pos, "unsupported: printing a generator (Jinja2 prints its address); "
+                             "add |list");
       write(v.str(), node.pos);
       return Flow::Normal;
     }
@@ -738,6 +741,7 @@ private:
       return {};
     case Value::Kind::List:
     case Value::Kind::Tuple:
+    case Value::Kind::Generator:
       return v.asList();
     case Value::Kind::Dict: {
       ValueList keys;
@@ -792,6 +796,11 @@ private:
       return Value::undefined(hint);
     case Value::Kind::String:
       if (isStringMethod(name))
+        return boundMethod(obj, name);
+      return Value::undefined(hint);
+    case Value::Kind::List:
+    case Value::Kind::Tuple:
+      if (name == "count" || name == "index")
         return boundMethod(obj, name);
       return Value::undefined(hint);
     default:
@@ -864,8 +873,8 @@ private:
     } else if (obj.isSequence()) {
       n = static_cast<int64_t>(obj.asList().size());
     } else {
-      // Jinja: a TypeError on subscript gives Undefined.
-      return Value::undefined(absl::StrCat("'", obj.typeName(), "' object is not subscriptable"));
+      // Jinja2 compiles slices as plain Python subscripts: a TypeError.
+      fail(e.pos, absl::StrCat("'", obj.typeName(), "' object is not subscriptable"));
     }
     // CPython's PySlice_AdjustIndices.
     auto adjust = [&](std::optional<int64_t> v, int64_t fallback, bool isStop) {
@@ -1006,6 +1015,7 @@ private:
       return container.asString().find(item.asString()) != std::string::npos;
     case Value::Kind::List:
     case Value::Kind::Tuple:
+    case Value::Kind::Generator:
       for (const Value &v : container.asList())
         if (v.equals(item))
           return true;
@@ -1201,7 +1211,8 @@ public:
     if (name == "mapping")
       return v.isMapping();
     if (name == "iterable")
-      return v.isUndefined() || v.isString() || v.isSequence() || v.isMapping();
+      return v.isUndefined() || v.isString() || v.isSequence() || v.isMapping() ||
+             v.kind() == Value::Kind::Generator;
     if (name == "sequence")
       return v.isUndefined() || v.isString() || v.isSequence() || v.isMapping();
     if (name == "callable")
@@ -1214,15 +1225,30 @@ public:
     if (name == "escaped")
       return false;
     if (name == "odd" || name == "even" || name == "divisibleby") {
-      if (!isIntLike(v))
-        fail(e.pos, absl::StrCat("test '", name, "' needs an integer, got ", v.typeName()));
+      // value % 2 == 1, value % 2 == 0, value % num == 0, as Python computes them.
+      Value divisor = Value::integer(2);
       if (name == "divisibleby") {
         needArgs(1);
-        if (!isIntLike(args[0]) || args[0].asInt() == 0)
-          fail(e.pos, "divisibleby needs a non-zero integer");
-        return v.asInt() % args[0].asInt() == 0;
+        divisor = args[0];
       }
-      return (v.asInt() % 2 != 0) == (name == "odd");
+      if (!v.isNumber() || !divisor.isNumber())
+        fail(e.pos, absl::StrCat("unsupported operand type(s) for %: '", v.typeName(), "' and '",
+                                 divisor.typeName(), "'"));
+      if (toDouble(divisor) == 0)
+        fail(e.pos, "integer division or modulo by zero");
+      double m;
+      if (isIntLike(v) && isIntLike(divisor)) {
+        int64_t d = divisor.asInt(), r = d == -1 ? 0 : v.asInt() % d;
+        if (r != 0 && ((r < 0) != (d < 0)))
+          r += d;
+        m = static_cast<double>(r);
+      } else {
+        double d = toDouble(divisor);
+        m = std::fmod(toDouble(v), d);
+        if (m != 0 && ((m < 0) != (d < 0)))
+          m += d;
+      }
+      return name == "odd" ? m == 1 : m == 0;
     }
     needArgs(1);
     const Value &other = args[0];
@@ -1423,6 +1449,8 @@ private:
     }
     if (name == "first" || name == "last") {
       JINJA_BIND(args, name, callArgs);
+      if (name == "last" && v.kind() == Value::Kind::Generator)
+        return absl::InvalidArgumentError("'generator' object is not reversible");
       ValueList items = iterate(v, e.pos);
       if (items.empty())
         return Value::undefined(absl::StrCat("No ", name, " item, sequence was empty."));
@@ -1550,9 +1578,10 @@ private:
         std::reverse(cps.begin(), cps.end());
         return Value::string(fromCodePoints(cps, 0, cps.size()));
       }
+      // Jinja2 gives reversed(value): an iterator, like a generator.
       ValueList items = iterate(v, e.pos);
       std::reverse(items.begin(), items.end());
-      return Value::list(std::move(items));
+      return Value::generator(std::move(items));
     }
     if (name == "unique") {
       JINJA_BIND(args, "unique", callArgs, "case_sensitive", "attribute");
@@ -1570,7 +1599,7 @@ private:
           out.push_back(item);
         }
       }
-      return Value::list(std::move(out));
+      return Value::generator(std::move(out));
     }
     if (name == "map") {
       ValueList out;
@@ -1600,7 +1629,7 @@ private:
           out.push_back(applyFilter(filter, item, rest, e));
         }
       }
-      return Value::list(std::move(out));
+      return Value::generator(std::move(out));
     }
     if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
       if (!callArgs.keyword.empty())
@@ -1631,7 +1660,7 @@ private:
         if (pass == select)
           out.push_back(item);
       }
-      return Value::list(std::move(out));
+      return Value::generator(std::move(out));
     }
     return absl::InvalidArgumentError(absl::StrCat("unsupported filter '", name, "'"));
   }
@@ -1689,6 +1718,23 @@ public:
       for (const auto &[k, value] : self.asDict().items)
         out.push_back(name == "keys" ? k : value);
       return Value::list(std::move(out));
+    }
+    if (self.isSequence()) {
+      JINJA_BIND(args, qualified, callArgs, "value");
+      if (!args.has(0))
+        return absl::InvalidArgumentError(qualified + "() takes exactly one argument (0 given)");
+      const ValueList &items = self.asList();
+      int64_t n = 0;
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (!items[i].equals(args[0]))
+          continue;
+        if (name == "index")
+          return Value::integer(static_cast<int64_t>(i));
+        ++n;
+      }
+      if (name == "index")
+        return absl::InvalidArgumentError(absl::StrCat(args[0].repr(), " is not in list"));
+      return Value::integer(n);
     }
     const std::string &s = self.asString();
     if (name == "strip" || name == "lstrip" || name == "rstrip") {

@@ -67,7 +67,11 @@ public:
     Tuple,
     Dict,
     Namespace,
-    Function
+    Function,
+    /// What Jinja2's select/reject/selectattr/rejectattr/map/unique filters
+    /// give: an iterable that is always true, has no len() and cannot be
+    /// printed (Python shows its address).
+    Generator
   };
 
   Value() = default; ///< Undefined
@@ -79,6 +83,7 @@ public:
   static Value string(std::string s);
   static Value list(ValueList items);
   static Value tuple(ValueList items);
+  static Value generator(ValueList items);
   static Value dict(Dict d = {});
   static Value namespaceOf(Dict attributes);
   static Value function(std::shared_ptr<FunctionValue> fn);
@@ -102,7 +107,7 @@ public:
   int64_t asInt() const { return int_; }
   double asFloat() const { return float_; }
   const std::string &asString() const { return *string_; }
-  const ValueList &asList() const { return *list_; }
+  const ValueList &asList() const { return *list_; } ///< lists, tuples, generators
   const Dict &asDict() const { return *dict_; }
   Dict &mutableDict() const { return *dict_; } ///< dicts and namespaces
   const std::shared_ptr<FunctionValue> &asFunction() const { return function_; }

@@ -1274,16 +1274,19 @@ private:
           parseArgs(*e);
         } else {
           const Token &arg = peek();
+          // As Jinja2: a name, literal or bracket starts an argument, except
+          // the keywords that may follow a test.
           bool startsArg = arg.type == Tok::String || arg.type == Tok::Int ||
                            arg.type == Tok::Float || isOp("[") || isOp("{") ||
                            (arg.type == Tok::Name && arg.text != "else" && arg.text != "or" &&
-                            arg.text != "and" && arg.text != "if" && arg.text != "in" &&
-                            arg.text != "not" && arg.text != "is");
+                            arg.text != "and");
           if (startsArg) {
             e->argNames.push_back("");
             e->children.push_back(parsePostfix(parsePrimary()));
           }
         }
+        if (isName("is"))
+          fail(peek(), "You cannot chain multiple tests with is");
         node = std::move(e);
       } else if (isOp("(")) {
         node = parseCall(std::move(node));

@@ -99,6 +99,12 @@ Value Value::tuple(ValueList items) {
   return v;
 }
 
+Value Value::generator(ValueList items) {
+  Value v = list(std::move(items));
+  v.kind_ = Kind::Generator;
+  return v;
+}
+
 Value Value::dict(Dict d) {
   Value v;
   v.kind_ = Kind::Dict;
@@ -181,6 +187,7 @@ bool Value::truthy() const {
     return !dict_->items.empty();
   case Kind::Namespace:
   case Kind::Function:
+  case Kind::Generator:
     return true;
   }
   return false;
@@ -210,6 +217,8 @@ std::string Value::typeName() const {
     return "Namespace";
   case Kind::Function:
     return "function";
+  case Kind::Generator:
+    return "generator";
   }
   return "object";
 }
@@ -386,6 +395,8 @@ std::string Value::str() const {
   }
   case Kind::Function:
     return "<function " + function_->name + ">";
+  case Kind::Generator:
+    return "<generator object>";
   }
   return "";
 }
@@ -439,6 +450,8 @@ bool Value::equals(const Value &other) const {
     return dict_ == other.dict_;
   case Kind::Function:
     return function_ == other.function_;
+  case Kind::Generator:
+    return list_ == other.list_;
   default:
     return false;
   }

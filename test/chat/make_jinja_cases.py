@@ -78,6 +78,8 @@ CASES = [
     ("replace_safe", "{{ s|replace('l', 'L') }} {{ s|replace('l', 'L', 2) }} {{ 'abc'|replace('', '-') }} {{ s|safe }} {{ 5|safe }}", V),
     ("reverse_unique_abs", "{{ items|reverse|list }} {{ s|reverse }} {{ [1, 2, 1, 'A', 'a']|unique|list }} {{ -3|abs }} {{ (-2.5)|abs }}", V),
     ("map_select", "{{ msgs|map(attribute='role')|join(',') }} {{ msgs|selectattr('role', 'equalto', 'user')|list|length }} {{ msgs|rejectattr('role', 'eq', 'system')|map(attribute='content')|list }} {{ items|select('odd')|list }} {{ items|reject('even')|list }} {{ [0, 1, '', 'a']|select|list }} {{ words|map('upper')|list }}", V),
+    ("generators", "{% if empty|select %}always-true{% endif %} {{ msgs|selectattr('role', 'eq', 'x')|list }} {{ items|reverse|list }} {{ items|map('string')|join('+') }} {{ 3 in items|select('odd') }} {{ msgs|selectattr('role', 'eq', 'user')|first }} {{ items|unique is iterable }} {% for x in items|reject('odd') %}{{ x }}{% endfor %}", V),
+    ("list_methods", "{{ items.count(1) }} {{ words.index('b') }} {{ [1, 1, 2].count(1) }}", V),
     # string and dict methods
     ("string_methods", "{{ '  a b  '.strip() }}|{{ 'xxaxx'.lstrip('x') }}|{{ 'xxaxx'.rstrip('x') }}|{{ '\n\nab\n'.strip('\n') }}|{{ 'a,b,,c'.split(',') }}|{{ '  a  b '.split() }}|{{ 'a b c'.split(' ', 1) }}|{{ s.startswith('Hell') }}|{{ s.endswith(('x', 'ld')) }}|{{ s.upper() }}|{{ s.lower() }}|{{ s.replace('o', '0') }}|{{ 'hello wORLD 2nd'.title() }}|{{ 'aXb'.capitalize() }}|{{ s.find('o') }}|{{ s.count('l') }}", V),
     ("qwen3_reasoning_split", "{% set c = msgs[2].content %}{{ c.split('</think>')[-1].lstrip('\\n') }}|{{ c.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') }}", V),
@@ -134,6 +136,11 @@ CASES = [
     ("error_endfor_stray", "{% endfor %}", {}),
     ("error_break_outside_loop", "{% break %}", {}),
     ("error_macro_too_many_args", "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", {}),
+    ("error_generator_length", "{{ items|select('odd')|length }}", V),
+    ("error_generator_last", "{{ items|select|last }}", V),
+    ("error_generator_tojson", "{{ items|map('string')|tojson }}", V),
+    ("error_chained_tests", "{{ 1 is number is defined }}", {}),
+    ("error_list_index_missing", "{{ words.index('z') }}", V),
     ("error_range_too_big", "{{ range(1000000)|length }}", {}),
 ]
 
