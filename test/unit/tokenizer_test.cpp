@@ -178,7 +178,7 @@ const std::vector<Case> &corpus() {
 
 /// make_expected.py's large_document(): all case texts joined by a blank
 /// line, repeated until >= min_bytes.
-[[maybe_unused]] std::string largeDocument(size_t minBytes) {
+std::string largeDocument(size_t minBytes) {
   std::vector<std::string> texts;
   for (const Case &c : corpus())
     texts.push_back(c.text);
@@ -196,7 +196,7 @@ std::string expectedPath() {
   return std::string(TRENI_SOURCE_DIR) + "/test/tokenizers/expected.json";
 }
 
-[[maybe_unused]] const Json &expected() {
+const Json &expected() {
   static const Json goldens = [] {
     bool ok = false;
     std::string text = readFile(expectedPath(), ok);
@@ -222,13 +222,12 @@ const Tokenizer *realTokenizer(const std::string &name) {
   return (loaded[name] = std::move(*tokenizer)).get();
 }
 
-[[maybe_unused]] std::string idsText(absl::Span<const int32_t> ids) {
+std::string idsText(absl::Span<const int32_t> ids) {
   return absl::StrJoin(ids, ",");
 }
 
 class TokenizerParity : public ::testing::TestWithParam<std::string> {};
 
-#ifndef TRENI_TOKENIZER_NO_PARITY
 TEST_P(TokenizerParity, CorpusIdsAndDecodeMatchTokenizers) {
   const Json &goldens = expected();
   ASSERT_TRUE(goldens.is_object())
@@ -298,8 +297,6 @@ TEST_P(TokenizerParity, LargeDocumentMatchesTokenizers) {
   EXPECT_EQ(sha256(*decodedSkip),
             want.at("decoded_skip_sha256").get<std::string>());
 }
-
-#endif // TRENI_TOKENIZER_NO_PARITY
 
 std::string nfc(const std::string &text) {
   utf8proc_uint8_t *result = nullptr;
