@@ -449,7 +449,14 @@ private:
 
   ExprPtr parseOr() {
     ExprPtr lhs = parseAnd();
+    int chain = 0;
     while (lhs && at(TokenKind::KwOr)) {
+      // The tree is left-deep: a long chain is as deep as it is long.
+      if (++chain > kMaxNesting)
+        return fail(current(), "too many 'or' operators in one "
+                               "expression (more than " +
+                                   std::to_string(kMaxNesting) + ")"),
+               nullptr;
       SourceLoc loc = take().loc;
       ExprPtr rhs = parseAnd();
       if (!rhs)
@@ -464,7 +471,14 @@ private:
 
   ExprPtr parseAnd() {
     ExprPtr lhs = parseNot();
+    int chain = 0;
     while (lhs && at(TokenKind::KwAnd)) {
+      // The tree is left-deep: a long chain is as deep as it is long.
+      if (++chain > kMaxNesting)
+        return fail(current(), "too many 'and' operators in one "
+                               "expression (more than " +
+                                   std::to_string(kMaxNesting) + ")"),
+               nullptr;
       SourceLoc loc = take().loc;
       ExprPtr rhs = parseNot();
       if (!rhs)

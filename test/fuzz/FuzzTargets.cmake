@@ -38,6 +38,7 @@ ExternalProject_Add(treni_fuzz_targets
   BUILD_BYPRODUCTS ${treni_fuzz_binary_dir}/safetensors_header_fuzz
                    ${treni_fuzz_binary_dir}/tokenizer_fuzz
                    ${treni_fuzz_binary_dir}/jinja_fuzz
+                   ${treni_fuzz_binary_dir}/agent_dsl_fuzz
 )
 
 # libFuzzer writes new inputs into the first corpus directory: a scratch one
@@ -83,4 +84,18 @@ add_test(NAME jinja_fuzz
           ${treni_fuzz_work_dir}/jinja_fuzz/corpus
           ${treni_fuzz_source_dir}/jinja_corpus)
 set_tests_properties(jinja_fuzz PROPERTIES
+  TIMEOUT 300 LABELS fuzz)
+
+# The .agent front end: the same bounded run over its own seed corpus.
+file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/agent_dsl_fuzz/corpus
+                    ${treni_fuzz_work_dir}/agent_dsl_fuzz/artifacts)
+add_test(NAME agent_dsl_fuzz
+  COMMAND ${treni_fuzz_binary_dir}/agent_dsl_fuzz
+          -max_total_time=60 -rss_limit_mb=2048 -timeout=10 -max_len=4096
+          -print_final_stats=1
+          -dict=${treni_fuzz_source_dir}/agent.dict
+          -artifact_prefix=${treni_fuzz_work_dir}/agent_dsl_fuzz/artifacts/
+          ${treni_fuzz_work_dir}/agent_dsl_fuzz/corpus
+          ${treni_fuzz_source_dir}/agent_corpus)
+set_tests_properties(agent_dsl_fuzz PROPERTIES
   TIMEOUT 300 LABELS fuzz)
