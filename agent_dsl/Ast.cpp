@@ -9,15 +9,24 @@ namespace treni::agentdsl {
 
 std::string_view typeName(Type type) {
   switch (type) {
-  case Type::Error: return "<error>";
-  case Type::Void: return "nothing";
-  case Type::String: return "string";
-  case Type::Int: return "int";
-  case Type::Float: return "float";
-  case Type::Bool: return "bool";
-  case Type::Json: return "json";
-  case Type::Generation: return "generate step";
-  case Type::ToolResult: return "tool step";
+  case Type::Error:
+    return "<error>";
+  case Type::Void:
+    return "nothing";
+  case Type::String:
+    return "string";
+  case Type::Int:
+    return "int";
+  case Type::Float:
+    return "float";
+  case Type::Bool:
+    return "bool";
+  case Type::Json:
+    return "json";
+  case Type::Generation:
+    return "generate step";
+  case Type::ToolResult:
+    return "tool step";
   }
   return "<error>";
 }
@@ -29,12 +38,18 @@ bool isValueType(Type type) {
 
 std::string_view compareOpSpelling(CompareOp op) {
   switch (op) {
-  case CompareOp::Eq: return "==";
-  case CompareOp::Ne: return "!=";
-  case CompareOp::Lt: return "<";
-  case CompareOp::Le: return "<=";
-  case CompareOp::Gt: return ">";
-  case CompareOp::Ge: return ">=";
+  case CompareOp::Eq:
+    return "==";
+  case CompareOp::Ne:
+    return "!=";
+  case CompareOp::Lt:
+    return "<";
+  case CompareOp::Le:
+    return "<=";
+  case CompareOp::Gt:
+    return ">";
+  case CompareOp::Ge:
+    return ">=";
   }
   return "==";
 }
@@ -62,14 +77,29 @@ std::string quote(std::string_view text, bool doubleBraces) {
   std::string out = "\"";
   for (char c : text) {
     switch (c) {
-    case '\n': out += "\\n"; break;
-    case '\t': out += "\\t"; break;
-    case '\r': out += "\\r"; break;
-    case '\\': out += "\\\\"; break;
-    case '"': out += "\\\""; break;
-    case '{': out += doubleBraces ? "{{" : "{"; break;
-    case '}': out += doubleBraces ? "}}" : "}"; break;
-    default: out += c;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '"':
+      out += "\\\"";
+      break;
+    case '{':
+      out += doubleBraces ? "{{" : "{";
+      break;
+    case '}':
+      out += doubleBraces ? "}}" : "}";
+      break;
+    default:
+      out += c;
     }
   }
   return out + "\"";
@@ -135,10 +165,10 @@ std::string exprText(const Expr &expr) {
   case Expr::Kind::And:
   case Expr::Kind::Or:
   case Expr::Kind::Compare: {
-    std::string op = expr.kind == Expr::Kind::And  ? "and"
-                     : expr.kind == Expr::Kind::Or ? "or"
-                                                   : std::string(compareOpSpelling(
-                                                         expr.compareOp));
+    std::string op = expr.kind == Expr::Kind::And ? "and"
+                     : expr.kind == Expr::Kind::Or
+                         ? "or"
+                         : std::string(compareOpSpelling(expr.compareOp));
     return "(" + exprText(*expr.operands[0]) + " " + op + " " +
            exprText(*expr.operands[1]) + ")";
   }
@@ -188,8 +218,8 @@ void dumpStmt(const Stmt &stmt, int indent, std::string &out) {
              "\n";
     return;
   case Stmt::Kind::Tool:
-    out += pad + "tool " + stmt.toolName + named + "  " + locText(stmt.loc) +
-           "\n";
+    out +=
+        pad + "tool " + stmt.toolName + named + "  " + locText(stmt.loc) + "\n";
     for (const ToolArgument &argument : stmt.arguments)
       out += pad + "  arg " + argument.name + ": " +
              typedExpr(*argument.value) + "\n";

@@ -55,17 +55,17 @@ std::string_view compareOpSpelling(CompareOp op);
 
 struct Expr {
   enum class Kind : uint8_t {
-    String,   ///< parts
-    Int,      ///< intValue (durations are Int in milliseconds, isDuration)
-    Float,    ///< floatValue
-    Bool,     ///< boolValue
-    List,     ///< operands
-    Path,     ///< path (a.b.c), pathLocs
-    Call,     ///< callee(operands)
-    Not,      ///< operands[0]
-    And,      ///< operands[0], operands[1]
-    Or,       ///< operands[0], operands[1]
-    Compare,  ///< operands[0] compareOp operands[1]
+    String,  ///< parts
+    Int,     ///< intValue (durations are Int in milliseconds, isDuration)
+    Float,   ///< floatValue
+    Bool,    ///< boolValue
+    List,    ///< operands
+    Path,    ///< path (a.b.c), pathLocs
+    Call,    ///< callee(operands)
+    Not,     ///< operands[0]
+    And,     ///< operands[0], operands[1]
+    Or,      ///< operands[0], operands[1]
+    Compare, ///< operands[0] compareOp operands[1]
   };
   Kind kind;
   SourceLoc loc;

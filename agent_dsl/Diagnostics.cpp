@@ -25,8 +25,9 @@ std::string_view sourceLine(std::string_view source, uint32_t line) {
     start = newline + 1;
   }
   size_t end = source.find('\n', start);
-  std::string_view text = source.substr(
-      start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  std::string_view text = source.substr(start, end == std::string_view::npos
+                                                   ? std::string_view::npos
+                                                   : end - start);
   if (!text.empty() && text.back() == '\r')
     text.remove_suffix(1);
   return text;
@@ -38,8 +39,8 @@ std::string renderDiagnostic(std::string_view source, std::string_view fileName,
                              std::string_view message) {
   std::string out;
   out += fileName;
-  out += ':' + std::to_string(loc.line) + ':' + std::to_string(loc.column) +
-         ": ";
+  out +=
+      ':' + std::to_string(loc.line) + ':' + std::to_string(loc.column) + ": ";
   out += kind;
   out += ": ";
   out += message;

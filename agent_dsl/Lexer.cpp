@@ -17,47 +17,88 @@ namespace treni::agentdsl {
 
 std::string_view tokenKindName(TokenKind kind) {
   switch (kind) {
-  case TokenKind::Eof: return "end of file";
-  case TokenKind::Error: return "invalid token";
-  case TokenKind::Identifier: return "a name";
-  case TokenKind::Integer: return "an integer";
-  case TokenKind::Float: return "a number";
-  case TokenKind::Duration: return "a duration (e.g. 2s, 500ms)";
-  case TokenKind::String: return "a string";
-  case TokenKind::LParen: return "'('";
-  case TokenKind::RParen: return "')'";
-  case TokenKind::LBrace: return "'{'";
-  case TokenKind::RBrace: return "'}'";
-  case TokenKind::LBracket: return "'['";
-  case TokenKind::RBracket: return "']'";
-  case TokenKind::Comma: return "','";
-  case TokenKind::Colon: return "':'";
-  case TokenKind::Dot: return "'.'";
-  case TokenKind::Question: return "'?'";
-  case TokenKind::Assign: return "'='";
-  case TokenKind::Arrow: return "'->'";
-  case TokenKind::EqEq: return "'=='";
-  case TokenKind::NotEq: return "'!='";
-  case TokenKind::Less: return "'<'";
-  case TokenKind::LessEq: return "'<='";
-  case TokenKind::Greater: return "'>'";
-  case TokenKind::GreaterEq: return "'>='";
-  case TokenKind::KwWorkflow: return "'workflow'";
-  case TokenKind::KwExtern: return "'extern'";
-  case TokenKind::KwTool: return "'tool'";
-  case TokenKind::KwLet: return "'let'";
-  case TokenKind::KwGenerate: return "'generate'";
-  case TokenKind::KwRetry: return "'retry'";
-  case TokenKind::KwWhen: return "'when'";
-  case TokenKind::KwIf: return "'if'";
-  case TokenKind::KwElse: return "'else'";
-  case TokenKind::KwReturn: return "'return'";
-  case TokenKind::KwAs: return "'as'";
-  case TokenKind::KwAnd: return "'and'";
-  case TokenKind::KwOr: return "'or'";
-  case TokenKind::KwNot: return "'not'";
-  case TokenKind::KwTrue: return "'true'";
-  case TokenKind::KwFalse: return "'false'";
+  case TokenKind::Eof:
+    return "end of file";
+  case TokenKind::Error:
+    return "invalid token";
+  case TokenKind::Identifier:
+    return "a name";
+  case TokenKind::Integer:
+    return "an integer";
+  case TokenKind::Float:
+    return "a number";
+  case TokenKind::Duration:
+    return "a duration (e.g. 2s, 500ms)";
+  case TokenKind::String:
+    return "a string";
+  case TokenKind::LParen:
+    return "'('";
+  case TokenKind::RParen:
+    return "')'";
+  case TokenKind::LBrace:
+    return "'{'";
+  case TokenKind::RBrace:
+    return "'}'";
+  case TokenKind::LBracket:
+    return "'['";
+  case TokenKind::RBracket:
+    return "']'";
+  case TokenKind::Comma:
+    return "','";
+  case TokenKind::Colon:
+    return "':'";
+  case TokenKind::Dot:
+    return "'.'";
+  case TokenKind::Question:
+    return "'?'";
+  case TokenKind::Assign:
+    return "'='";
+  case TokenKind::Arrow:
+    return "'->'";
+  case TokenKind::EqEq:
+    return "'=='";
+  case TokenKind::NotEq:
+    return "'!='";
+  case TokenKind::Less:
+    return "'<'";
+  case TokenKind::LessEq:
+    return "'<='";
+  case TokenKind::Greater:
+    return "'>'";
+  case TokenKind::GreaterEq:
+    return "'>='";
+  case TokenKind::KwWorkflow:
+    return "'workflow'";
+  case TokenKind::KwExtern:
+    return "'extern'";
+  case TokenKind::KwTool:
+    return "'tool'";
+  case TokenKind::KwLet:
+    return "'let'";
+  case TokenKind::KwGenerate:
+    return "'generate'";
+  case TokenKind::KwRetry:
+    return "'retry'";
+  case TokenKind::KwWhen:
+    return "'when'";
+  case TokenKind::KwIf:
+    return "'if'";
+  case TokenKind::KwElse:
+    return "'else'";
+  case TokenKind::KwReturn:
+    return "'return'";
+  case TokenKind::KwAs:
+    return "'as'";
+  case TokenKind::KwAnd:
+    return "'and'";
+  case TokenKind::KwOr:
+    return "'or'";
+  case TokenKind::KwNot:
+    return "'not'";
+  case TokenKind::KwTrue:
+    return "'true'";
+  case TokenKind::KwFalse:
+    return "'false'";
   }
   return "token";
 }
@@ -72,14 +113,22 @@ bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 TokenKind keywordKind(std::string_view word) {
   static const std::pair<std::string_view, TokenKind> keywords[] = {
-      {"workflow", TokenKind::KwWorkflow}, {"extern", TokenKind::KwExtern},
-      {"tool", TokenKind::KwTool},         {"let", TokenKind::KwLet},
-      {"generate", TokenKind::KwGenerate}, {"retry", TokenKind::KwRetry},
-      {"when", TokenKind::KwWhen},         {"if", TokenKind::KwIf},
-      {"else", TokenKind::KwElse},         {"return", TokenKind::KwReturn},
-      {"as", TokenKind::KwAs},             {"and", TokenKind::KwAnd},
-      {"or", TokenKind::KwOr},             {"not", TokenKind::KwNot},
-      {"true", TokenKind::KwTrue},         {"false", TokenKind::KwFalse},
+      {"workflow", TokenKind::KwWorkflow},
+      {"extern", TokenKind::KwExtern},
+      {"tool", TokenKind::KwTool},
+      {"let", TokenKind::KwLet},
+      {"generate", TokenKind::KwGenerate},
+      {"retry", TokenKind::KwRetry},
+      {"when", TokenKind::KwWhen},
+      {"if", TokenKind::KwIf},
+      {"else", TokenKind::KwElse},
+      {"return", TokenKind::KwReturn},
+      {"as", TokenKind::KwAs},
+      {"and", TokenKind::KwAnd},
+      {"or", TokenKind::KwOr},
+      {"not", TokenKind::KwNot},
+      {"true", TokenKind::KwTrue},
+      {"false", TokenKind::KwFalse},
   };
   for (const auto &[spelling, kind] : keywords)
     if (word == spelling)
@@ -185,16 +234,26 @@ private:
     if (c == '"')
       return string(loc);
     switch (c) {
-    case '(': return make(TokenKind::LParen, loc, 1);
-    case ')': return make(TokenKind::RParen, loc, 1);
-    case '{': return make(TokenKind::LBrace, loc, 1);
-    case '}': return make(TokenKind::RBrace, loc, 1);
-    case '[': return make(TokenKind::LBracket, loc, 1);
-    case ']': return make(TokenKind::RBracket, loc, 1);
-    case ',': return make(TokenKind::Comma, loc, 1);
-    case ':': return make(TokenKind::Colon, loc, 1);
-    case '.': return make(TokenKind::Dot, loc, 1);
-    case '?': return make(TokenKind::Question, loc, 1);
+    case '(':
+      return make(TokenKind::LParen, loc, 1);
+    case ')':
+      return make(TokenKind::RParen, loc, 1);
+    case '{':
+      return make(TokenKind::LBrace, loc, 1);
+    case '}':
+      return make(TokenKind::RBrace, loc, 1);
+    case '[':
+      return make(TokenKind::LBracket, loc, 1);
+    case ']':
+      return make(TokenKind::RBracket, loc, 1);
+    case ',':
+      return make(TokenKind::Comma, loc, 1);
+    case ':':
+      return make(TokenKind::Colon, loc, 1);
+    case '.':
+      return make(TokenKind::Dot, loc, 1);
+    case '?':
+      return make(TokenKind::Question, loc, 1);
     case '-':
       if (peek(1) == '>')
         return make(TokenKind::Arrow, loc, 2);
@@ -274,8 +333,9 @@ private:
     if (!unit.empty()) {
       double scale = unit == "ms" ? 1.0 : unit == "s" ? 1000.0 : 0.0;
       if (scale == 0.0)
-        return error(unitLoc, "unknown unit '" + unit +
-                                  "' after a number (durations take 'ms' or 's')");
+        return error(unitLoc,
+                     "unknown unit '" + unit +
+                         "' after a number (durations take 'ms' or 's')");
       double millis = value * scale;
       if (!(millis >= 0 && millis <= 1e12))
         return error(loc, "duration '" + token.text + "' is out of range");
@@ -339,17 +399,28 @@ private:
         advance();
         char e = peek();
         switch (e) {
-        case 'n': literal += '\n'; break;
-        case 't': literal += '\t'; break;
-        case 'r': literal += '\r'; break;
-        case '\\': literal += '\\'; break;
-        case '"': literal += '"'; break;
+        case 'n':
+          literal += '\n';
+          break;
+        case 't':
+          literal += '\t';
+          break;
+        case 'r':
+          literal += '\r';
+          break;
+        case '\\':
+          literal += '\\';
+          break;
+        case '"':
+          literal += '"';
+          break;
         default:
-          return error(escapeLoc, std::string("unknown escape '\\") +
-                                      (e == '\0' || e == '\n' ? std::string()
-                                                              : std::string(1, e)) +
-                                      "' (known: \\n \\t \\r \\\\ \\\"; write "
-                                      "{{ and }} for braces)");
+          return error(
+              escapeLoc,
+              std::string("unknown escape '\\") +
+                  (e == '\0' || e == '\n' ? std::string() : std::string(1, e)) +
+                  "' (known: \\n \\t \\r \\\\ \\\"; write "
+                  "{{ and }} for braces)");
         }
         advance();
         continue;

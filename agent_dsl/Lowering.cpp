@@ -58,15 +58,23 @@ private:
 
   mlir::Type irType(agentdsl::Type type) {
     switch (type) {
-    case agentdsl::Type::String: return agent::StringType::get(&context);
-    case agentdsl::Type::Int: return builder.getI64Type();
-    case agentdsl::Type::Float: return builder.getF64Type();
-    case agentdsl::Type::Bool: return builder.getI1Type();
-    case agentdsl::Type::Json: return agent::JsonType::get(&context);
-    case agentdsl::Type::Generation: return agent::GenerationType::get(&context);
-    case agentdsl::Type::ToolResult: return agent::ToolResultType::get(&context);
+    case agentdsl::Type::String:
+      return agent::StringType::get(&context);
+    case agentdsl::Type::Int:
+      return builder.getI64Type();
+    case agentdsl::Type::Float:
+      return builder.getF64Type();
+    case agentdsl::Type::Bool:
+      return builder.getI1Type();
+    case agentdsl::Type::Json:
+      return agent::JsonType::get(&context);
+    case agentdsl::Type::Generation:
+      return agent::GenerationType::get(&context);
+    case agentdsl::Type::ToolResult:
+      return agent::ToolResultType::get(&context);
     case agentdsl::Type::Error:
-    case agentdsl::Type::Void: break;
+    case agentdsl::Type::Void:
+      break;
     }
     return builder.getNoneType();
   }
@@ -90,8 +98,8 @@ private:
     SmallVector<NamedAttribute> params;
     SmallVector<StringRef> optional;
     for (const ToolDecl::Parameter &param : tool.params) {
-      params.push_back(builder.getNamedAttr(
-          param.name, TypeAttr::get(irType(param.type))));
+      params.push_back(
+          builder.getNamedAttr(param.name, TypeAttr::get(irType(param.type))));
       if (param.optional)
         optional.push_back(param.name);
     }
@@ -129,9 +137,9 @@ private:
       results.push_back(irType(workflow.returnType));
     returnType = results.empty() ? mlir::Type() : results.front();
     OpBuilder::InsertionGuard guard(builder);
-    auto op = agent::WorkflowOp::create(
-        builder, loc(workflow.loc), workflow.name,
-        builder.getFunctionType(inputs, results));
+    auto op =
+        agent::WorkflowOp::create(builder, loc(workflow.loc), workflow.name,
+                                  builder.getFunctionType(inputs, results));
     mlir::Block *entry = new mlir::Block();
     op.getBody().push_back(entry);
     scopes.clear();
@@ -219,7 +227,8 @@ private:
     OperationState state(loc(stmt.loc), agent::GenerateOp::getOperationName());
     state.addOperands(prompt);
     state.addTypes(agent::GenerationType::get(&context));
-    state.addAttribute("step", builder.getStringAttr(stepName(stmt, "generate")));
+    state.addAttribute("step",
+                       builder.getStringAttr(stepName(stmt, "generate")));
     for (const StepOption &option : stmt.options) {
       const Expr &value = *option.value;
       Attribute attr;
@@ -363,15 +372,15 @@ private:
   Value lowerField(Value step, const std::string &field, Location at) {
     if (isa<agent::GenerationType>(step.getType())) {
       if (field == "text")
-        return agent::TextOp::create(builder, at, agent::StringType::get(&context),
-                                     step);
+        return agent::TextOp::create(builder, at,
+                                     agent::StringType::get(&context), step);
       mlir::Type type = agent::uncertaintyMetricType(&context, field);
       return agent::UncertaintyOp::create(builder, at, type, step,
                                           builder.getStringAttr(field));
     }
     if (field == "text")
-      return agent::TextOp::create(builder, at, agent::StringType::get(&context),
-                                   step);
+      return agent::TextOp::create(builder, at,
+                                   agent::StringType::get(&context), step);
     if (field == "output")
       return agent::ToolOutputOp::create(builder, at,
                                          agent::JsonType::get(&context), step);
@@ -428,7 +437,8 @@ private:
         args.push_back(lowerPath(*part.path));
       text += "{" + std::to_string(it->second) + "}";
     }
-    return agent::FormatOp::create(builder, at, agent::StringType::get(&context),
+    return agent::FormatOp::create(builder, at,
+                                   agent::StringType::get(&context),
                                    builder.getStringAttr(text), args);
   }
 

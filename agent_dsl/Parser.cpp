@@ -508,13 +508,20 @@ private:
 
   std::optional<CompareOp> comparisonAt() const {
     switch (current().kind) {
-    case TokenKind::EqEq: return CompareOp::Eq;
-    case TokenKind::NotEq: return CompareOp::Ne;
-    case TokenKind::Less: return CompareOp::Lt;
-    case TokenKind::LessEq: return CompareOp::Le;
-    case TokenKind::Greater: return CompareOp::Gt;
-    case TokenKind::GreaterEq: return CompareOp::Ge;
-    default: return std::nullopt;
+    case TokenKind::EqEq:
+      return CompareOp::Eq;
+    case TokenKind::NotEq:
+      return CompareOp::Ne;
+    case TokenKind::Less:
+      return CompareOp::Lt;
+    case TokenKind::LessEq:
+      return CompareOp::Le;
+    case TokenKind::Greater:
+      return CompareOp::Gt;
+    case TokenKind::GreaterEq:
+      return CompareOp::Ge;
+    default:
+      return std::nullopt;
     }
   }
 
@@ -548,9 +555,8 @@ private:
     SourceLoc partLoc = loc;
     while (true) {
       size_t dot = text.find('.', start);
-      std::string part = text.substr(start, dot == std::string::npos
-                                                ? std::string::npos
-                                                : dot - start);
+      std::string part = text.substr(
+          start, dot == std::string::npos ? std::string::npos : dot - start);
       node->path.push_back(part);
       node->pathLocs.push_back(partLoc);
       if (dot == std::string::npos)

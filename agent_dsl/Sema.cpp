@@ -17,9 +17,9 @@ namespace treni::agentdsl {
 
 const std::vector<FieldInfo> &generationFields() {
   static const std::vector<FieldInfo> fields = {
-      {"text", Type::String},         {"tokens", Type::Int},
-      {"perplexity", Type::Float},    {"max_entropy", Type::Float},
-      {"mean_entropy", Type::Float},  {"low_confidence", Type::Int},
+      {"text", Type::String},        {"tokens", Type::Int},
+      {"perplexity", Type::Float},   {"max_entropy", Type::Float},
+      {"mean_entropy", Type::Float}, {"low_confidence", Type::Int},
       {"uncertain", Type::Json},
   };
   return fields;
@@ -57,9 +57,8 @@ bool isNumeric(Type type) { return type == Type::Int || type == Type::Float; }
 
 std::string fieldList(Type stepType) {
   std::string list;
-  for (const FieldInfo &info : stepType == Type::Generation
-                                   ? generationFields()
-                                   : toolResultFields()) {
+  for (const FieldInfo &info :
+       stepType == Type::Generation ? generationFields() : toolResultFields()) {
     if (!list.empty())
       list += ", ";
     list += info.name;
@@ -130,7 +129,8 @@ public:
       for (size_t p = 0; p < tool.params.size(); ++p)
         for (size_t q = 0; q < p; ++q)
           if (tool.params[p].name == tool.params[q].name) {
-            diags.error(tool.params[p].loc, "parameter '" + tool.params[p].name +
+            diags.error(tool.params[p].loc, "parameter '" +
+                                                tool.params[p].name +
                                                 "' is declared twice");
             break;
           }
@@ -139,10 +139,11 @@ public:
       for (size_t j = 0; j < i; ++j)
         if (program.workflows[j].name == program.workflows[i].name) {
           diags
-              .error(program.workflows[i].loc,
-                     "workflow '" + program.workflows[i].name +
-                         "' is defined twice")
-              .notes.push_back({program.workflows[j].loc, "first defined here"});
+              .error(program.workflows[i].loc, "workflow '" +
+                                                   program.workflows[i].name +
+                                                   "' is defined twice")
+              .notes.push_back(
+                  {program.workflows[j].loc, "first defined here"});
           break;
         }
       checkWorkflow(program.workflows[i]);
@@ -337,8 +338,9 @@ private:
     scopes.emplace_back(bodyNames);
     Type condition = checkExpr(*stmt.value);
     if (condition != Type::Bool && condition != Type::Error)
-      diags.error(startLoc(*stmt.value), "a retry condition must be a bool, not " +
-                                       withArticle(condition));
+      diags.error(startLoc(*stmt.value),
+                  "a retry condition must be a bool, not " +
+                      withArticle(condition));
     scopes.pop_back();
     if (stmt.maxAttempts < 1)
       diags.error(stmt.maxLoc, "'max' is the number of attempts and must be "
@@ -351,8 +353,9 @@ private:
   void checkIf(Stmt &stmt) {
     Type condition = checkExpr(*stmt.value);
     if (condition != Type::Bool && condition != Type::Error)
-      diags.error(startLoc(*stmt.value), "an if condition must be a bool, not " +
-                                       withArticle(condition));
+      diags.error(startLoc(*stmt.value),
+                  "an if condition must be a bool, not " +
+                      withArticle(condition));
     scopes.emplace_back();
     bool thenReturns = checkBlock(stmt.body);
     std::vector<Symbol> thenNames = std::move(scopes.back());
@@ -396,15 +399,14 @@ private:
     if (type == Type::Error)
       return;
     if (expected == Type::Void)
-      diags.error(startLoc(*stmt.value),
-                  "workflow '" + workflow->name +
-                      "' has no return type: add '-> " +
-                      std::string(typeName(type)) + "' or return nothing");
+      diags.error(startLoc(*stmt.value), "workflow '" + workflow->name +
+                                             "' has no return type: add '-> " +
+                                             std::string(typeName(type)) +
+                                             "' or return nothing");
     else if (type != expected)
       diags.error(startLoc(*stmt.value),
                   "workflow '" + workflow->name + "' returns " +
-                                       withArticle(expected) +
-                                       ", not " + withArticle(type));
+                      withArticle(expected) + ", not " + withArticle(type));
   }
 
   //===--------------------------------------------------------------------===//
@@ -568,9 +570,10 @@ private:
       for (ExprPtr &operand : expr.operands) {
         Type type = checkExpr(*operand);
         if (type != Type::Bool && type != Type::Error)
-          diags.error(startLoc(*operand), std::string("'") + op +
-                                        "' needs bools on both sides, not " +
-                                        withArticle(type));
+          diags.error(startLoc(*operand),
+                      std::string("'") + op +
+                          "' needs bools on both sides, not " +
+                          withArticle(type));
       }
       return Type::Bool;
     }
@@ -588,10 +591,10 @@ private:
         diags.error(expr.loc, "cannot compare " + withArticle(lhs) + " with " +
                                   withArticle(rhs) + " using '" + op + "'");
       else if (ordering)
-        diags.error(expr.loc, "'" + op + "' needs numbers, not " +
-                                  (lhs == Type::Json
-                                       ? std::string("JSON values")
-                                       : std::string(typeName(lhs)) + "s"));
+        diags.error(expr.loc,
+                    "'" + op + "' needs numbers, not " +
+                        (lhs == Type::Json ? std::string("JSON values")
+                                           : std::string(typeName(lhs)) + "s"));
       return Type::Bool;
     }
     }
@@ -667,26 +670,26 @@ private:
       return Type::Error;
     if (fieldIndex == path.size()) {
       if (isStepType(base) && !allowStep) {
-        diags.error(expr.loc, "'" + baseName + "' is " + withArticle(base) +
-                                  ", not a value: use one of its fields, e.g. '" +
-                                  baseName + ".text'");
+        diags.error(expr.loc,
+                    "'" + baseName + "' is " + withArticle(base) +
+                        ", not a value: use one of its fields, e.g. '" +
+                        baseName + ".text'");
         return Type::Error;
       }
       return base;
     }
     const std::string &field = path[fieldIndex];
     if (!isStepType(base)) {
-      diags.error(expr.pathLocs[fieldIndex], "'" + baseName + "' is " +
-                                                 withArticle(base) +
-                                                 " and has no field '" + field +
-                                                 "'");
+      diags.error(expr.pathLocs[fieldIndex],
+                  "'" + baseName + "' is " + withArticle(base) +
+                      " and has no field '" + field + "'");
       return Type::Error;
     }
     Type type = fieldType(base, field);
     if (type == Type::Error) {
-      diags.error(expr.pathLocs[fieldIndex],
-                  withArticle(base) + " has no field '" + field + "' (" +
-                      fieldList(base) + ")");
+      diags.error(expr.pathLocs[fieldIndex], withArticle(base) +
+                                                 " has no field '" + field +
+                                                 "' (" + fieldList(base) + ")");
       return Type::Error;
     }
     if (fieldIndex + 1 < path.size()) {
@@ -725,8 +728,8 @@ private:
         return Type::Error;
       Type type = checkExpr(*expr.operands[0]);
       if (type != Type::String && type != Type::Error)
-        diags.error(startLoc(*expr.operands[0]), "'matches' searches a string, not " +
-                                               withArticle(type));
+        diags.error(startLoc(*expr.operands[0]),
+                    "'matches' searches a string, not " + withArticle(type));
       Expr &pattern = *expr.operands[1];
       checkExpr(pattern);
       if (!pattern.isPlainString())

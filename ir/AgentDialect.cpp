@@ -59,8 +59,8 @@ Type agent::uncertaintyMetricType(MLIRContext *context, StringRef metric) {
   return Type();
 }
 
-FailureOr<std::vector<TemplatePiece>>
-agent::splitTemplate(StringRef text, std::string &error) {
+FailureOr<std::vector<TemplatePiece>> agent::splitTemplate(StringRef text,
+                                                           std::string &error) {
   std::vector<TemplatePiece> pieces;
   std::string literal;
   auto flush = [&] {
@@ -93,7 +93,8 @@ agent::splitTemplate(StringRef text, std::string &error) {
     StringRef digits =
         close == StringRef::npos ? StringRef() : text.slice(i + 1, close);
     int64_t index;
-    if (digits.empty() || !llvm::all_of(digits, [](char d) { return d >= '0' && d <= '9'; }) ||
+    if (digits.empty() ||
+        !llvm::all_of(digits, [](char d) { return d >= '0' && d <= '9'; }) ||
         digits.getAsInteger(10, index)) {
       error = "placeholder at offset " + std::to_string(i) +
               " is not '{N}' with an operand number N (write '{{' for a "
@@ -128,9 +129,9 @@ std::string ssaName(StringRef name) {
 /// Checks that `names`, when present, has one entry per result.
 LogicalResult verifyNames(Operation *op, std::optional<ArrayAttr> names) {
   if (names && names->size() != op->getNumResults())
-    return op->emitOpError() << "has " << op->getNumResults()
-                             << " result(s) but " << names->size()
-                             << " name(s)";
+    return op->emitOpError()
+           << "has " << op->getNumResults() << " result(s) but "
+           << names->size() << " name(s)";
   return success();
 }
 
@@ -153,14 +154,15 @@ LogicalResult verifyRegionEnd(Operation *op, Region &region, StringRef what,
     return success();
   auto yield = dyn_cast_or_null<YieldOp>(end);
   if (!yield)
-    return op->emitOpError() << what << " must end with agent.yield"
-                             << (allowExit ? ", agent.return or agent.unreachable"
-                                           : "");
+    return op->emitOpError()
+           << what << " must end with agent.yield"
+           << (allowExit ? ", agent.return or agent.unreachable" : "");
   if (TypeRange(yield.getValues().getTypes()) != types) {
     auto diag = op->emitOpError()
                 << what << " yields " << yield.getValues().size()
-                << " value(s) of types (" << typeList(yield.getValues().getTypes())
-                << ") but (" << typeList(types) << ") are expected";
+                << " value(s) of types ("
+                << typeList(yield.getValues().getTypes()) << ") but ("
+                << typeList(types) << ") are expected";
     diag.attachNote(yield.getLoc()) << "yield is here";
     return diag;
   }
@@ -239,8 +241,8 @@ LogicalResult WorkflowOp::verify() {
                          ? isa<StringAttr>(value)
                          : typed && typed.getType() == type;
       if (!matches)
-        return emitOpError() << "default of parameter '" << name
-                             << "' is not a " << type;
+        return emitOpError()
+               << "default of parameter '" << name << "' is not a " << type;
     }
   }
   return success();
@@ -269,9 +271,9 @@ LogicalResult ToolDeclOp::verify() {
   if (auto optional = getOptional())
     for (Attribute name : *optional)
       if (!getParams().get(cast<StringAttr>(name).getValue()))
-        return emitOpError() << "optional parameter '"
-                             << cast<StringAttr>(name).getValue()
-                             << "' is not in params";
+        return emitOpError()
+               << "optional parameter '" << cast<StringAttr>(name).getValue()
+               << "' is not in params";
   auto module = (*this)->getParentOfType<ModuleOp>();
   for (auto other : module.getOps<ToolDeclOp>()) {
     if (other == *this)
@@ -297,7 +299,8 @@ LogicalResult GenerateOp::verify() {
   auto signedValue = [](IntegerAttr attr) {
     return attr ? std::optional<int64_t>(attr.getInt()) : std::nullopt;
   };
-  if (auto maxTokens = signedValue(getMaxTokensAttr()); maxTokens && *maxTokens <= 0)
+  if (auto maxTokens = signedValue(getMaxTokensAttr());
+      maxTokens && *maxTokens <= 0)
     return emitOpError() << "max_tokens must be positive, got " << *maxTokens;
   if (auto temperature = getTemperature();
       temperature && !(temperature->convertToDouble() >= 0.0))
@@ -350,9 +353,10 @@ LogicalResult ToolOp::verify() {
 // Values
 //===----------------------------------------------------------------------===//
 
-LogicalResult ConstantOp::inferReturnTypes(
-    MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferredReturnTypes) {
+LogicalResult
+ConstantOp::inferReturnTypes(MLIRContext *context,
+                             std::optional<Location> location, Adaptor adaptor,
+                             SmallVectorImpl<Type> &inferredReturnTypes) {
   Attribute value = adaptor.getValue();
   if (isa_and_nonnull<StringAttr>(value))
     inferredReturnTypes.push_back(StringType::get(context));

@@ -44,9 +44,9 @@ mlir::Type uncertaintyMetricType(mlir::MLIRContext *context,
 /// Splits a format template into literal text and operand indices. Returns
 /// failure with a message for an unbalanced or malformed brace.
 struct TemplatePiece {
-  std::string literal;   ///< Text (unescaped) when `index` is -1.
-  int64_t index = -1;    ///< Operand index of a `{N}` placeholder.
+  std::string literal; ///< Text (unescaped) when `index` is -1.
+  int64_t index = -1;  ///< Operand index of a `{N}` placeholder.
 };
-mlir::FailureOr<std::vector<TemplatePiece>>
-splitTemplate(llvm::StringRef text, std::string &error);
+mlir::FailureOr<std::vector<TemplatePiece>> splitTemplate(llvm::StringRef text,
+                                                          std::string &error);
 } // namespace agent

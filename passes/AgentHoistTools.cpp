@@ -147,8 +147,8 @@ private:
     SmallVector<Location> locs;
     for (ToolOp member : group.members)
       locs.push_back(member.getLoc());
-    auto parallel = ParallelOp::create(
-        builder, builder.getFusedLoc(locs), types);
+    auto parallel =
+        ParallelOp::create(builder, builder.getFusedLoc(locs), types);
     Block *body = new Block();
     parallel.getBody().push_back(body);
     SmallVector<Value> results;

@@ -94,8 +94,8 @@ readRegistry(MLIRContext *context, StringRef file, std::string &error) {
   }
   std::vector<ToolSignature> signatures;
   for (auto [index, entry] : llvm::enumerate(*tools)) {
-    std::string where =
-        "tool registry '" + file.str() + "', tools[" + std::to_string(index) + "]";
+    std::string where = "tool registry '" + file.str() + "', tools[" +
+                        std::to_string(index) + "]";
     const llvm::json::Object *tool = entry.getAsObject();
     auto name = tool ? tool->getString("name") : std::nullopt;
     if (!name || name->empty()) {

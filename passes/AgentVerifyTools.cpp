@@ -83,8 +83,9 @@ struct AgentVerifyToolsPass
           call.emitError() << "tool '" << signature.name
                            << "' has no argument '" << name << "'"
                            << suggestion(name, paramNames) << " (arguments: "
-                           << (paramNames.empty() ? std::string("none")
-                                                  : llvm::join(paramNames, ", "))
+                           << (paramNames.empty()
+                                   ? std::string("none")
+                                   : llvm::join(paramNames, ", "))
                            << ")";
           ok = false;
           continue;
@@ -104,9 +105,9 @@ struct AgentVerifyToolsPass
               return cast<StringAttr>(name).getValue() == param.name;
             }))
           continue;
-        call.emitError() << "tool '" << signature.name
-                         << "' needs argument '" << param.name << "' ("
-                         << valueTypeName(param.type) << ")";
+        call.emitError() << "tool '" << signature.name << "' needs argument '"
+                         << param.name << "' (" << valueTypeName(param.type)
+                         << ")";
         ok = false;
       }
     });

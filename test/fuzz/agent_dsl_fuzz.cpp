@@ -71,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   DiagnosticEngine again;
   std::optional<Program> reparsed = parseAndCheck(source, again);
-  check(reparsed.has_value() && dumpProgram(*reparsed) == dumpProgram(*program));
+  check(reparsed.has_value() &&
+        dumpProgram(*reparsed) == dumpProgram(*program));
   return 0;
 }

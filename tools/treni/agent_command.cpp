@@ -19,11 +19,11 @@
 #include "agent_dsl/Lowering.h"
 #include "agent_dsl/Parser.h"
 #include "ir/AgentDialect.h"
-#include "passes/AgentPasses.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
+#include "passes/AgentPasses.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -45,7 +45,8 @@ enum class AgentEmit { Ast, Mlir, MlirOpt };
 cl::opt<AgentEmit> agentEmit(
     "emit", cl::desc("What `compile` writes (default: mlir)"),
     cl::values(clEnumValN(AgentEmit::Ast, "ast", "the checked syntax tree"),
-               clEnumValN(AgentEmit::Mlir, "mlir", "the agent dialect as lowered"),
+               clEnumValN(AgentEmit::Mlir, "mlir",
+                          "the agent dialect as lowered"),
                clEnumValN(AgentEmit::MlirOpt, "mlir-opt",
                           "the agent dialect after the agent passes")),
     cl::init(AgentEmit::Mlir), cl::sub(agentCommand));
@@ -83,8 +84,8 @@ bool writeOutput(llvm::StringRef text) {
 int runCompile() {
   auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(agentFile, /*IsText=*/true);
   if (!buffer)
-    return error("cannot read '" + agentFile + "': " +
-                 buffer.getError().message());
+    return error("cannot read '" + agentFile +
+                 "': " + buffer.getError().message());
   std::string source = (*buffer)->getBuffer().str();
 
   agentdsl::DiagnosticEngine diags;
@@ -113,8 +114,8 @@ int runCompile() {
     options.minPrefix = agentMinPrefix;
     // Without any signature every call would be "unknown": tools are then
     // checked when the workflow runs, against the executor's registry.
-    options.verifyTools = !agentTools.empty() ||
-                          !module->getOps<agent::ToolDeclOp>().empty();
+    options.verifyTools =
+        !agentTools.empty() || !module->getOps<agent::ToolDeclOp>().empty();
     agent::buildAgentPipeline(pm, options);
     if (mlir::failed(pm.run(*module)))
       return 1;
