@@ -22,6 +22,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -438,6 +439,33 @@ TEST(Tokenizer, SpecialTokensAreMatchedFirstAndNeverSplit) {
   EXPECT_NE(without.front(), *bos);
   EXPECT_EQ(llama->vocabSize(), 128256);
   EXPECT_EQ(llama->addedTokens().size(), 256u);
+}
+
+TEST(Tokenizer, ConcurrentEncodesAgree) {
+  // One tokenizer shared by threads (the server's case): the word cache is
+  // shared, results must not depend on interleaving.
+  const Tokenizer *tokenizer = realTokenizer("llama3_2");
+  ASSERT_NE(tokenizer, nullptr);
+  std::vector<std::vector<int32_t>> want;
+  for (const Case &c : corpus())
+    want.push_back(tokenizer->encode(c.input));
+  auto fresh = Tokenizer::fromFile(tokenizerPath("llama3_2"));
+  ASSERT_TRUE(fresh.ok());
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round)
+        for (size_t i = 0; i < corpus().size(); ++i) {
+          size_t index = (i * (t + 1) + round) % corpus().size();
+          mismatches[t] +=
+              (*fresh)->encode(corpus()[index].input) != want[index];
+        }
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  for (int count : mismatches)
+    EXPECT_EQ(count, 0);
 }
 
 TEST(Tokenizer, UnknownIdsAreErrors) {
