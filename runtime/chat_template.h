@@ -44,7 +44,9 @@ public:
   ~ChatTemplate();
 
   /// `messages` is an OpenAI-style array of {role, content, tool_calls?,
-  /// tool_call_id?, reasoning_content?}.
+  /// tool_call_id?, reasoning_content?}. Safe to call from several threads
+  /// at once. A template's raise_exception(msg) is an InvalidArgument error
+  /// whose message starts with msg.
   absl::StatusOr<std::string> render(const nlohmann::ordered_json &messages,
                                      const ChatTemplateOptions &options = {}) const;
   /// Same; object keys come in nlohmann::json's sorted order.

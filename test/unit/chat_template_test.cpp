@@ -12,11 +12,14 @@
 
 #include "runtime/chat_template.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "test_util.h"
 #include "gmock/gmock.h"
@@ -119,6 +122,32 @@ TEST_P(RealTemplateTest, MatchesTransformersForEveryConversation) {
 INSTANTIATE_TEST_SUITE_P(Checkpoints, RealTemplateTest,
                          ::testing::Values("qwen2_5", "qwen3", "llama3", "llama3_2"));
 #endif // TRENI_CHAT_NO_PARITY
+
+TEST(ChatTemplateTest, RendersFromManyThreadsAtOnce) {
+  auto chat = ChatTemplate::fromTokenizerConfig(configPath("qwen3"));
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  nlohmann::ordered_json messages = nlohmann::ordered_json::parse(
+      R"([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>\nr\n</think>\n\nyo"}])");
+  ChatTemplateOptions options;
+  options.tools = nlohmann::ordered_json::parse(
+      R"([{"type": "function", "function": {"name": "f", "parameters": {"b": 1, "a": 2}}}])");
+  auto reference = (*chat)->render(messages, options);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_THAT(*reference, HasSubstr(R"({"b": 1, "a": 2})"));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        auto text = (*chat)->render(messages, options);
+        if (!text.ok() || *text != *reference)
+          ++mismatches;
+      }
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
 
 TEST(ChatTemplateTest, ReadsSpecialTokensFromTheConfig) {
   auto llama = ChatTemplate::fromTokenizerConfig(configPath("llama3_2"));
