@@ -42,10 +42,12 @@ template <> __device__ __forceinline__ f16 fromFloat<f16>(float value) {
 
 /// Programmatic dependent launch (sm_90+). The runtime may start a kernel
 /// while the previous one in the stream is still running, so that launch
-/// latency overlaps work: every kernel calls this first, before touching
-/// global memory. It waits until the previous kernel has finished and its
-/// writes are visible, then lets the next kernel start launching (it in turn
-/// waits here). A no-op when the launch was not programmatic, and below sm_90.
+/// latency overlaps work: every kernel calls this before it reads anything
+/// an earlier kernel wrote and before it writes global memory (loads of
+/// weights, which nothing writes, may come first). It waits until the
+/// previous kernel has finished and its writes are visible, then lets the
+/// next kernel start launching (it in turn waits here). A no-op when the
+/// launch was not programmatic, and below sm_90.
 __device__ __forceinline__ void treniWaitForPreviousKernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

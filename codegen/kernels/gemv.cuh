@@ -6,7 +6,10 @@
 // threads split the kK columns in 16-byte chunks, so every load is one
 // 128-bit transaction. A thread issues the loads of kBatch chunks for all
 // its rows before it does any arithmetic, so up to 8 loads per thread are in
-// flight (kK is a constant: the loops unroll completely).
+// flight (kK is a constant: the loops unroll completely). The first batch of
+// weight loads is issued before treniWaitForPreviousKernel(): weights never
+// change, so under programmatic launch they stream in while the previous
+// kernel finishes, and only the x loads wait for it.
 // Weights are read with the streaming hint (read once per token, they should
 // not evict the activations from L2); x is read through the read-only path.
 // fp32 accumulation, a warp-shuffle + shared-memory reduction, one rounding.
@@ -25,7 +28,6 @@ union Chunk {
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, const w_type *w, const bias_type *bias,
             out_type *out, int rows) {
-  treniWaitForPreviousKernel();
   constexpr int kIterations = (kChunks + kThreads - 1) / kThreads;
   constexpr int kBatch = kRowsPerBlock >= 8 ? 1 : 8 / kRowsPerBlock;
   const int firstRow = blockIdx.x * kRowsPerBlock;
@@ -40,23 +42,31 @@ TRENI_ENTRY(const x_type *x, const w_type *w, const bias_type *bias,
   for (int r = 0; r < kRowsPerBlock; ++r)
     accumulators[r] = 0.0f;
 
-#pragma unroll
-  for (int first = 0; first < kIterations; first += kBatch) {
-    Chunk xc[kBatch], wc[kBatch][kRowsPerBlock];
+  Chunk wc[kBatch][kRowsPerBlock];
+  auto loadWeights = [&](int first) {
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       int chunk = threadIdx.x + (first + b) * kThreads;
-      if (first + b < kIterations && chunk < kChunks) {
-        xc[b].raw = __ldg(xChunks + chunk);
+      bool inside = first + b < kIterations && chunk < kChunks;
 #pragma unroll
-        for (int r = 0; r < kRowsPerBlock; ++r)
-          wc[b][r].raw = __ldcs(rowChunks[r] + chunk);
-      } else {
-        xc[b].raw = make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < kRowsPerBlock; ++r)
+        wc[b][r].raw = inside ? __ldcs(rowChunks[r] + chunk) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  loadWeights(0);
+  treniWaitForPreviousKernel();
+
 #pragma unroll
-        for (int r = 0; r < kRowsPerBlock; ++r)
-          wc[b][r].raw = make_uint4(0, 0, 0, 0);
-      }
+  for (int first = 0; first < kIterations; first += kBatch) {
+    if (first > 0)
+      loadWeights(first);
+    Chunk xc[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      int chunk = threadIdx.x + (first + b) * kThreads;
+      xc[b].raw = first + b < kIterations && chunk < kChunks
+                      ? __ldg(xChunks + chunk)
+                      : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)
