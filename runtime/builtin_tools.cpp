@@ -335,6 +335,8 @@ absl::Status SqliteDatabase::bind(sqlite3_stmt *statement,
 absl::StatusOr<json> SqliteDatabase::exec(const json &args,
                                           const ToolContext &context) {
   const std::string sql = args["sql"].get<std::string>();
+  if (sql.find('\0') != std::string::npos)
+    return absl::InvalidArgumentError("sqlite: the SQL contains a NUL byte");
   const json &params = args.contains("params") ? args["params"] : json();
   absl::StatusOr<std::unique_lock<std::timed_mutex>> lock = begin(context);
   if (!lock.ok())
@@ -380,6 +382,8 @@ absl::StatusOr<json> SqliteDatabase::exec(const json &args,
       if (rc != SQLITE_OK)
         return error(rc, statements ? absl::StrCat("statement ", statements + 1)
                                     : std::string("prepare"));
+      if (tail <= cursor)
+        break; // no progress (cannot happen without NUL bytes; be safe)
       cursor = tail;
       if (!statement)
         continue; // whitespace or a comment
@@ -401,6 +405,8 @@ absl::StatusOr<json> SqliteDatabase::exec(const json &args,
 absl::StatusOr<json> SqliteDatabase::query(const json &args,
                                            const ToolContext &context) {
   const std::string sql = args["sql"].get<std::string>();
+  if (sql.find('\0') != std::string::npos)
+    return absl::InvalidArgumentError("sqlite: the SQL contains a NUL byte");
   const json &params = args.contains("params") ? args["params"] : json();
   int64_t maxRows = config_.maxRows;
   if (args.contains("max_rows")) {

@@ -39,6 +39,7 @@ ExternalProject_Add(treni_fuzz_targets
                    ${treni_fuzz_binary_dir}/tokenizer_fuzz
                    ${treni_fuzz_binary_dir}/jinja_fuzz
                    ${treni_fuzz_binary_dir}/agent_dsl_fuzz
+                   ${treni_fuzz_binary_dir}/tool_args_fuzz
 )
 
 # libFuzzer writes new inputs into the first corpus directory: a scratch one
@@ -98,4 +99,18 @@ add_test(NAME agent_dsl_fuzz
           ${treni_fuzz_work_dir}/agent_dsl_fuzz/corpus
           ${treni_fuzz_source_dir}/agent_corpus)
 set_tests_properties(agent_dsl_fuzz PROPERTIES
+  TIMEOUT 300 LABELS fuzz)
+
+# The tool layer: signatures, URLs, sandbox paths, fault specs and built-in
+# tool calls; seeds in tool_corpus.
+file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/tool_args_fuzz/corpus
+                    ${treni_fuzz_work_dir}/tool_args_fuzz/artifacts)
+add_test(NAME tool_args_fuzz
+  COMMAND ${treni_fuzz_binary_dir}/tool_args_fuzz
+          -max_total_time=30 -rss_limit_mb=2048 -timeout=10 -max_len=4096
+          -print_final_stats=1
+          -artifact_prefix=${treni_fuzz_work_dir}/tool_args_fuzz/artifacts/
+          ${treni_fuzz_work_dir}/tool_args_fuzz/corpus
+          ${treni_fuzz_source_dir}/tool_corpus)
+set_tests_properties(tool_args_fuzz PROPERTIES
   TIMEOUT 300 LABELS fuzz)

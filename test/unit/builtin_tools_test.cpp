@@ -195,6 +195,8 @@ TEST_F(SqliteToolsTest, ParameterErrorsAreClear) {
        "params must be an array or an object, got string"},
       {{{"sql", "SELEC 1"}}, "near \"SELEC\": syntax error"},
       {{{"sql", "  -- only a comment"}}, "the SQL has no statement"},
+      {{{"sql", std::string("SELECT 1;\0 DROP TABLE users", 27)}},
+       "the SQL contains a NUL byte"},
   };
   for (const Case &c : cases) {
     ToolResult result = registry.call("sqlite.exec", c.args);
