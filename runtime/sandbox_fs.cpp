@@ -146,8 +146,7 @@ Sandbox::splitPath(std::string_view path) {
 }
 
 absl::StatusOr<int>
-Sandbox::openParent(std::string_view path,
-                    const std::vector<std::string> &components,
+Sandbox::openParent(const std::vector<std::string> &components,
                     bool createDirs) const {
   UniqueFd dir(::dup(rootFd_));
   if (dir.get() < 0)
@@ -177,7 +176,7 @@ absl::StatusOr<std::string> Sandbox::readFile(std::string_view path,
   absl::StatusOr<std::vector<std::string>> components = splitPath(path);
   if (!components.ok())
     return components.status();
-  absl::StatusOr<int> parent = openParent(path, *components, false);
+  absl::StatusOr<int> parent = openParent(*components, false);
   if (!parent.ok())
     return parent.status();
   UniqueFd dir(*parent);
@@ -214,7 +213,7 @@ absl::Status Sandbox::writeFile(std::string_view path, std::string_view content,
   absl::StatusOr<std::vector<std::string>> components = splitPath(path);
   if (!components.ok())
     return components.status();
-  absl::StatusOr<int> parent = openParent(path, *components, createDirs);
+  absl::StatusOr<int> parent = openParent(*components, createDirs);
   if (!parent.ok())
     return parent.status();
   UniqueFd dir(*parent);

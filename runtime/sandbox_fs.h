@@ -55,8 +55,7 @@ private:
   Sandbox(std::string root, int rootFd)
       : root_(std::move(root)), rootFd_(rootFd) {}
   /// A descriptor of the directory holding the last component.
-  absl::StatusOr<int> openParent(std::string_view path,
-                                 const std::vector<std::string> &components,
+  absl::StatusOr<int> openParent(const std::vector<std::string> &components,
                                  bool createDirs) const;
 
   std::string root_;

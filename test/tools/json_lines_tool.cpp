@@ -6,6 +6,8 @@
 //   echo {..}            -> the arguments
 //   add {a, b}           -> a + b
 //   pid                  -> this process's pid
+//   env {name}           -> the environment variable (null if unset)
+//   cwd                  -> the working directory
 //   fail {type?}         -> an error of that type
 //   crash {code?}        -> writes "crashing" to stderr, exits with code (3)
 //   crash_if_pid {pid}   -> crashes when it is that process, else "survived"
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -67,6 +70,14 @@ int main() {
       answer(ok);
     } else if (tool == "add") {
       ok["result"] = args.value("a", 0) + args.value("b", 0);
+      answer(ok);
+    } else if (tool == "env") {
+      const char *value = std::getenv(args.value("name", "").c_str());
+      ok["result"] = value ? json(value) : json();
+      answer(ok);
+    } else if (tool == "cwd") {
+      char buffer[4096];
+      ok["result"] = ::getcwd(buffer, sizeof(buffer)) ? json(buffer) : json();
       answer(ok);
     } else if (tool == "pid") {
       ok["result"] = int(::getpid());

@@ -472,22 +472,33 @@ TEST(HttpEndpointTool, HostsOffTheAllowlistAreRefusedAtRegistration) {
 TEST(ExternalToolsConfig, RegistersProcessesAndEndpoints) {
   EndpointServer server;
   ToolRegistry registry;
-  json config = {
-      {"processes",
-       {{{"name", "helper"},
-         {"command", {TRENI_JSON_LINES_TOOL}},
-         {"env", {{"TRENI_TEST", "1"}}},
-         {"timeout_ms", 10000},
-         {"tools", {sig("echo", {{"text", ToolType::String}}).toJson()}}}}},
-      {"endpoints",
-       {{{"url", server.url("/tool")},
-         {"timeout_ms", 5000},
-         {"tool", endpoint("add", "").signature.toJson()}}}}};
+  std::string cwd = std::filesystem::temp_directory_path().string();
+  json config = {{"processes",
+                  {{{"name", "helper"},
+                    {"command", {TRENI_JSON_LINES_TOOL}},
+                    {"env", {{"TRENI_TEST", "from config"}}},
+                    {"cwd", cwd},
+                    {"timeout_ms", 10000},
+                    {"tools",
+                     {sig("echo", {{"text", ToolType::String}}).toJson(),
+                      sig("env", {{"name", ToolType::String}}).toJson(),
+                      sig("cwd").toJson()}}}}},
+                 {"endpoints",
+                  {{{"url", server.url("/tool")},
+                    {"timeout_ms", 5000},
+                    {"tool", endpoint("add", "").signature.toJson()}}}}};
   absl::StatusOr<std::vector<std::shared_ptr<ExternalProcess>>> processes =
       registerExternalToolsFromJson(registry, config);
   ASSERT_TRUE(processes.ok()) << processes.status();
   ASSERT_EQ(processes->size(), 1u);
   EXPECT_EQ(registry.call("echo", {{"text", "cfg"}}).value["text"], "cfg");
+  // The configured environment replaces this process's; cwd is applied.
+  EXPECT_EQ(registry.call("env", {{"name", "TRENI_TEST"}}).value,
+            "from config");
+  EXPECT_TRUE(registry.call("env", {{"name", "PATH"}}).value.is_null());
+  EXPECT_EQ(
+      std::filesystem::path(registry.call("cwd", {}).value.get<std::string>()),
+      std::filesystem::canonical(cwd));
   EXPECT_EQ(registry.call("add", {{"a", 20}, {"b", 22}}).value, 42);
 }
 
