@@ -1,0 +1,94 @@
+//===- http_server.h - the OpenAI-compatible HTTP server --------*- C++ -*-===//
+//
+// `treni serve`: cpp-httplib in front of ONE engine. HTTP threads parse and
+// validate requests (runtime/openai_api.h) and put them on a bounded queue;
+// a single worker thread owns the Generator (engine, tokenizer, template)
+// and runs the requests one at a time. A full queue answers 429; a request
+// past --request-timeout answers 504 (or ends its stream with an error
+// event); a client that disconnects mid-stream cancels its generation. Every
+// error is an OpenAI error object with a 4xx/5xx status; the server keeps
+// serving.
+//
+//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models
+//   GET /health                 GET /metrics (Prometheus text)
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "runtime/generation.h"
+#include "runtime/metrics.h"
+#include "runtime/openai_api.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace treni {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080; ///< 0: any free port (see HttpServer::port())
+  /// Requests waiting for the engine (the running one excluded).
+  int queueSize = 16;
+  double requestTimeoutSeconds = 600;
+  size_t maxBodyBytes = 4 << 20;
+  int httpThreads = 0; ///< 0: queueSize + 8
+  /// Test hook: sleep this long after every generated token.
+  std::chrono::milliseconds tokenDelay{0};
+};
+
+class HttpServer {
+public:
+  /// `generator` and everything `model` points to must outlive the server.
+  HttpServer(Generator &generator, ServedModel model, ServerOptions options);
+  ~HttpServer();
+
+  /// Binds (a taken port is an error naming it) and starts the worker and
+  /// the listener threads; returns once requests are accepted.
+  absl::Status start();
+  /// The bound port.
+  int port() const { return port_; }
+  /// Graceful: refuses new requests (503), lets the ones in flight finish,
+  /// stops the worker. Idempotent; safe from any thread but a handler.
+  void stop();
+  /// Blocks until stop() has finished.
+  void wait();
+
+  const Metrics &metrics() const { return metrics_; }
+
+  struct Job;
+
+private:
+  void registerRoutes();
+  void workerLoop();
+  void runJob(Job &job);
+  /// Queues `job`; the error when the queue is full or the server stops.
+  std::optional<ApiError> enqueue(std::shared_ptr<Job> job);
+
+  Generator &generator_;
+  ServedModel model_;
+  ServerOptions options_;
+  ApiLimits limits_;
+  Metrics metrics_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+
+  std::mutex mutex_;
+  std::condition_variable queueChanged_, stopped_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  bool draining_ = false, workerExit_ = false, started_ = false, finished_ = false;
+  std::thread worker_, listener_;
+  std::mutex stopMutex_;
+};
+
+} // namespace treni
