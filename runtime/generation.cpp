@@ -11,6 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/Status.h"
+#include "runtime/chat_template.h"
+#include "runtime/package.h"
+#include "runtime/progress.h"
 
 namespace treni {
 
@@ -836,6 +839,113 @@ absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
           add(id.get<int64_t>());
   }
   return ids;
+}
+
+//===----------------------------------------------------------------------===//
+// Loading
+//===----------------------------------------------------------------------===//
+
+LoadedModel::LoadedModel() = default;
+LoadedModel::LoadedModel(LoadedModel &&) = default;
+LoadedModel &LoadedModel::operator=(LoadedModel &&) = default;
+LoadedModel::~LoadedModel() = default;
+
+namespace {
+/// A tokenizer_config.json special-token field: a string or {"content"}.
+std::string tokenField(const nlohmann::json &config, const char *name) {
+  if (!config.is_object() || !config.contains(name))
+    return "";
+  const nlohmann::json &value = config[name];
+  if (value.is_string())
+    return value.get<std::string>();
+  if (value.is_object() && value.contains("content") && value["content"].is_string())
+    return value["content"].get<std::string>();
+  return "";
+}
+
+/// The template text of a chat_template field (a string, or a list of named
+/// templates: "default").
+std::string templateText(const nlohmann::json &config) {
+  if (!config.is_object() || !config.contains("chat_template"))
+    return "";
+  const nlohmann::json &value = config["chat_template"];
+  if (value.is_string())
+    return value.get<std::string>();
+  if (value.is_array())
+    for (const nlohmann::json &entry : value)
+      if (entry.is_object() && entry.value("name", "") == "default" &&
+          entry.contains("template") && entry["template"].is_string())
+        return entry["template"].get<std::string>();
+  return "";
+}
+} // namespace
+
+absl::StatusOr<LoadedModel> loadModel(const std::string &model,
+                                      const LoadOptions &options) {
+  namespace fs = std::filesystem;
+  LoadedModel loaded;
+  if (options.progress)
+    options.progress->step("tokenizer");
+  loaded.tokenizerDir = options.tokenizerDir;
+  if (loaded.tokenizerDir.empty()) {
+    if (fs::is_directory(model)) {
+      loaded.tokenizerDir = model;
+    } else {
+      TRENI_ASSIGN_OR_RETURN(Package package, readPackage(model));
+      loaded.tokenizerDir = package.modelDir;
+    }
+  }
+  std::string tokenizerPath = (fs::path(loaded.tokenizerDir) / "tokenizer.json").string();
+  if (!fs::exists(tokenizerPath))
+    return absl::NotFoundError(absl::StrCat(
+        "no tokenizer.json in ", loaded.tokenizerDir, " (use --tokenizer DIR)"));
+  TRENI_ASSIGN_OR_RETURN(loaded.tokenizer, Tokenizer::fromFile(tokenizerPath));
+  TRENI_ASSIGN_OR_RETURN(loaded.eosIds, readEosIds(loaded.tokenizerDir, *loaded.tokenizer));
+
+  if (options.progress)
+    options.progress->step("chat template");
+  std::string configPath =
+      (fs::path(loaded.tokenizerDir) / "tokenizer_config.json").string();
+  TRENI_ASSIGN_OR_RETURN(auto config, readJsonFile(configPath));
+  nlohmann::json tokenizerConfig = config ? *config : nlohmann::json::object();
+  if (!options.chatTemplateFile.empty()) {
+    std::ifstream in(options.chatTemplateFile, std::ios::binary);
+    if (!in)
+      return absl::NotFoundError("cannot read --chat-template " + options.chatTemplateFile);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    if (options.chatTemplateFile.size() > 5 &&
+        options.chatTemplateFile.substr(options.chatTemplateFile.size() - 5) == ".json") {
+      nlohmann::json other = nlohmann::json::parse(text, nullptr, false);
+      if (other.is_discarded())
+        return absl::InvalidArgumentError(options.chatTemplateFile + " is not valid JSON");
+      loaded.chatTemplateSource = templateText(other);
+      TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
+                             ChatTemplate::fromTokenizerConfig(options.chatTemplateFile));
+    } else {
+      loaded.chatTemplateSource = text;
+      TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
+                             ChatTemplate::fromSource(text,
+                                                      tokenField(tokenizerConfig, "bos_token"),
+                                                      tokenField(tokenizerConfig, "eos_token")));
+    }
+  } else if (!templateText(tokenizerConfig).empty()) {
+    loaded.chatTemplateSource = templateText(tokenizerConfig);
+    TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate, ChatTemplate::fromTokenizerConfig(configPath));
+  }
+
+  if (options.progress)
+    options.progress->step(fs::is_directory(model) && options.engine.device == Device::Gpu
+                               ? "engine (compiles on first load)"
+                               : "engine");
+  TRENI_ASSIGN_OR_RETURN(loaded.engine, loadEngine(model, options.engine));
+  if (loaded.engine->vocabSize() < loaded.tokenizer->vocabSize() &&
+      !loaded.eosIds.empty())
+    for (int32_t id : loaded.eosIds)
+      if (id >= loaded.engine->vocabSize())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "EOS id ", id, " is outside the model's vocabulary (",
+            loaded.engine->vocabSize(), "): tokenizer and model do not match"));
+  return loaded;
 }
 
 } // namespace treni

@@ -178,6 +178,38 @@ private:
 absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
                                                 const Tokenizer &tokenizer);
 
+class ChatTemplate;
+class Progress;
+
+/// Everything `run`, `chat` and `serve` load for a model.
+struct LoadedModel {
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ChatTemplate> chatTemplate; ///< null when there is none
+  std::string chatTemplateSource;             ///< its Jinja text
+  std::vector<int32_t> eosIds;
+  std::string tokenizerDir;
+  LoadedModel();
+  LoadedModel(LoadedModel &&);
+  LoadedModel &operator=(LoadedModel &&);
+  ~LoadedModel();
+};
+
+struct LoadOptions {
+  EngineOptions engine;
+  /// Where tokenizer.json and tokenizer_config.json are; default: the model
+  /// directory (a package's recorded checkpoint directory).
+  std::string tokenizerDir;
+  /// A chat template instead of tokenizer_config.json's: a .json file with
+  /// a `chat_template` field, or a Jinja text file.
+  std::string chatTemplateFile;
+  Progress *progress = nullptr; ///< announces the steps (3)
+};
+
+/// Loads the tokenizer, the chat template and the engine (compiling on
+/// first load). A model without a chat template loads (chatTemplate null).
+absl::StatusOr<LoadedModel> loadModel(const std::string &model, const LoadOptions &options);
+
 /// Length of the longest suffix of `text` that is a proper prefix of one of
 /// `stops` (the text to hold back while streaming).
 size_t stopPrefixHoldback(std::string_view text, absl::Span<const std::string> stops);

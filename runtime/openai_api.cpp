@@ -770,6 +770,13 @@ ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
 // Responses
 //===----------------------------------------------------------------------===//
 
+ToolCallFormat toolCallFormatOf(std::string_view templateSource) {
+  return templateSource.find("<tool_call>") != std::string_view::npos ||
+                 templateSource.find("tool_call") == std::string_view::npos
+             ? ToolCallFormat::Hermes
+             : ToolCallFormat::Json;
+}
+
 ResponseIdentity newIdentity(std::string_view prefix, std::string model) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();

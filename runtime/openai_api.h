@@ -109,6 +109,9 @@ enum class ToolCallFormat {
   Json,   ///< {"name": ..., "parameters": {...}} (Llama 3.x)
 };
 
+/// Hermes when the template writes `<tool_call>`, else the JSON form.
+ToolCallFormat toolCallFormatOf(std::string_view templateSource);
+
 /// What the API layer needs of the served model (all owned elsewhere).
 struct ServedModel {
   std::string name;

@@ -5,30 +5,50 @@
 //   treni run [MODEL_DIR | model.treni] [--device cpu|gpu] [--prompt-ids 1,2,3]
 //             [--max-tokens N] [--temperature T --top-k K --top-p P --seed S]
 //             [--force-ids ...] [--dump-logits FILE] [--repeat N] [--json]
+//   treni run [MODEL] --prompt "text" [--max-tokens N --temperature T
+//             --top-p P --top-k K --seed S --stop STR]   (streams text)
+//   treni chat [MODEL] [--system TEXT --chat-template FILE ...]
+//   treni serve [MODEL] [--host 127.0.0.1 --port 8080 --queue-size N
+//             --request-timeout S --chat-template FILE --served-model-name NAME]
 //
-// With no model, `run` uses the bundled tiny Qwen2 fixture on the CPU.
+// With no model, `run`, `chat` and `serve` use the bundled tiny Qwen2 fixture
+// on the CPU.
 //
 //===----------------------------------------------------------------------===//
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
 #include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "codegen/Compiler.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Status.h"
+#include "runtime/chat_template.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/engine_loader.h"
+#include "runtime/generation.h"
+#include "runtime/http_server.h"
+#include "runtime/openai_api.h"
+#include "runtime/progress.h"
 #include "runtime/sampler.h"
 #include "tools/treni/agent_command.h"
+#include "runtime/tokenizer.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 
@@ -42,12 +62,19 @@ using namespace treni;
 namespace {
 cl::SubCommand compileCommand("compile", "Compile a model directory");
 cl::SubCommand runCommand("run", "Generate tokens from a model");
+cl::SubCommand chatCommand("chat", "Interactive multi-turn chat with the model's template");
+cl::SubCommand serveCommand("serve", "Serve the OpenAI HTTP API");
 
 cl::opt<std::string> compileModel(cl::Positional, cl::desc("MODEL_DIR"),
                                   cl::Required, cl::sub(compileCommand));
 cl::opt<std::string> runModel(cl::Positional, cl::desc("[MODEL_DIR | model.treni]"),
                               cl::init(TRENI_DEFAULT_MODEL_DIR),
                               cl::sub(runCommand));
+cl::opt<std::string> chatModel(cl::Positional, cl::desc("[MODEL_DIR | model.treni]"),
+                               cl::init(TRENI_DEFAULT_MODEL_DIR), cl::sub(chatCommand));
+cl::opt<std::string> serveModel(cl::Positional, cl::desc("[MODEL_DIR | model.treni]"),
+                                cl::init(TRENI_DEFAULT_MODEL_DIR),
+                                cl::sub(serveCommand));
 enum class Emit { Mlir, MlirOpt, Plan, Cuda, Package };
 cl::opt<Emit> emit(
     "emit", cl::desc("What to write (default: package for a .treni output, else plan)"),
@@ -67,29 +94,78 @@ cl::opt<std::string> arch("arch", cl::desc("GPU architecture of the package's cu
 cl::opt<std::string> dtype("dtype",
                            cl::desc("Activation dtype: bf16, f16 or f32 (default: "
                                     "the checkpoint's; bf16 for f32 checkpoints on GPU)"),
-                           cl::init(""), cl::sub(compileCommand), cl::sub(runCommand));
+                           cl::init(""), cl::sub(compileCommand), cl::sub(runCommand),
+                           cl::sub(chatCommand), cl::sub(serveCommand));
 cl::list<std::string> disablePass(
     "disable-pass", cl::desc("Leave a pass of treni-default-pipeline out"),
-    cl::value_desc("NAME"), cl::sub(compileCommand), cl::sub(runCommand));
+    cl::value_desc("NAME"), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::sub(chatCommand), cl::sub(serveCommand));
 
 cl::opt<std::string> device("device", cl::desc("cpu or gpu"), cl::init("cpu"),
-                            cl::sub(runCommand));
+                            cl::sub(runCommand), cl::sub(chatCommand),
+                            cl::sub(serveCommand));
 cl::opt<std::string> promptIds("prompt-ids",
                                cl::desc("Comma-separated prompt token ids"),
                                cl::init("1,2,3"), cl::sub(runCommand));
 cl::opt<int> promptLength("prompt-length",
                           cl::desc("Use N pseudo-random prompt ids instead of --prompt-ids"),
                           cl::init(0), cl::sub(runCommand));
-cl::opt<int> maxTokens("max-tokens", cl::desc("Tokens to generate"),
-                       cl::init(16), cl::sub(runCommand));
-cl::opt<int> maxSeq("max-seq", cl::desc("KV cache length in tokens"),
-                    cl::init(4096), cl::sub(runCommand));
+cl::opt<int> maxTokens("max-tokens",
+                       cl::desc("Tokens to generate (default 16; chat: 512)"),
+                       cl::init(16), cl::sub(runCommand), cl::sub(chatCommand));
+cl::opt<int> maxSeq("max-seq", cl::desc("KV cache length in tokens (the context)"),
+                    cl::init(4096), cl::sub(runCommand), cl::sub(chatCommand),
+                    cl::sub(serveCommand));
 cl::opt<float> temperature("temperature", cl::desc("0 = greedy"), cl::init(0.0f),
-                           cl::sub(runCommand));
-cl::opt<int> topK("top-k", cl::desc("0 = off"), cl::init(0), cl::sub(runCommand));
-cl::opt<float> topP("top-p", cl::desc("1 = off"), cl::init(1.0f), cl::sub(runCommand));
+                           cl::sub(runCommand), cl::sub(chatCommand));
+cl::opt<int> topK("top-k", cl::desc("0 = off"), cl::init(0), cl::sub(runCommand),
+                  cl::sub(chatCommand));
+cl::opt<float> topP("top-p", cl::desc("1 = off"), cl::init(1.0f), cl::sub(runCommand),
+                    cl::sub(chatCommand));
 cl::opt<uint64_t> seed("seed", cl::desc("Sampling seed"), cl::init(0),
-                       cl::sub(runCommand));
+                       cl::sub(runCommand), cl::sub(chatCommand));
+cl::opt<std::string> promptText("prompt",
+                                cl::desc("Text prompt: stream generated text "
+                                         "(instead of --prompt-ids)"),
+                                cl::init(""), cl::sub(runCommand));
+cl::list<std::string> stopStrings("stop", cl::desc("Stop at this text (repeatable)"),
+                                  cl::sub(runCommand), cl::sub(chatCommand));
+cl::opt<std::string> tokenizerDir("tokenizer",
+                                  cl::desc("Directory of tokenizer.json and "
+                                           "tokenizer_config.json (default: the model's)"),
+                                  cl::init(""), cl::sub(runCommand), cl::sub(chatCommand),
+                                  cl::sub(serveCommand));
+cl::opt<std::string> chatTemplateFile(
+    "chat-template",
+    cl::desc("Chat template: a Jinja file, or a tokenizer_config.json"),
+    cl::init(""), cl::sub(chatCommand), cl::sub(serveCommand));
+cl::opt<std::string> systemPrompt("system", cl::desc("System message"), cl::init(""),
+                                  cl::sub(chatCommand));
+cl::opt<std::string> host("host", cl::desc("Address to listen on"),
+                          cl::init("127.0.0.1"), cl::sub(serveCommand));
+cl::opt<int> port("port", cl::desc("Port (0: any free port)"), cl::init(8080),
+                  cl::sub(serveCommand));
+cl::opt<int> queueSize("queue-size",
+                       cl::desc("Requests that may wait for the engine (more: 429)"),
+                       cl::init(16), cl::sub(serveCommand));
+cl::opt<double> requestTimeout("request-timeout",
+                               cl::desc("Seconds a request may take, queue included"),
+                               cl::init(600), cl::sub(serveCommand));
+cl::opt<std::string> servedModelName("served-model-name",
+                                     cl::desc("The `model` name clients use "
+                                              "(default: the model directory's name)"),
+                                     cl::init(""), cl::sub(serveCommand));
+cl::opt<int> maxBodyKiB("max-body-kib", cl::desc("Largest request body (413 above)"),
+                        cl::init(4096), cl::sub(serveCommand));
+cl::opt<double> lowConfidence("low-confidence",
+                              cl::desc("Probability under which a token counts as "
+                                       "low-confidence in `awareness`"),
+                              cl::init(kDefaultLowConfidenceProbability),
+                              cl::sub(serveCommand), cl::sub(runCommand),
+                              cl::sub(chatCommand));
+cl::opt<int> tokenDelayMs("debug-token-delay-ms",
+                          cl::desc("Testing: sleep after every token"), cl::init(0),
+                          cl::Hidden, cl::sub(serveCommand));
 cl::opt<std::string> forceIds(
     "force-ids",
     cl::desc("Teacher forcing: feed these ids to decode instead of the sampled ones"),
@@ -217,7 +293,11 @@ double median(std::vector<double> values) {
   return values.empty() ? 0 : values[values.size() / 2];
 }
 
+int runText();
+
 int runRun() {
+  if (promptText.getNumOccurrences())
+    return runText();
   if (runModel.empty())
     return fail(absl::InvalidArgumentError("no MODEL given"));
   if (device != "cpu" && device != "gpu")
@@ -371,6 +451,238 @@ int runRun() {
                repeat > 1 ? absl::StrCat(" [median of ", repeat.getValue(), "]").c_str() : "");
   return 0;
 }
+
+//===----------------------------------------------------------------------===//
+// Text: run --prompt, chat, serve
+//===----------------------------------------------------------------------===//
+
+absl::StatusOr<EngineOptions> engineOptionsFromFlags() {
+  if (device != "cpu" && device != "gpu")
+    return absl::InvalidArgumentError("--device must be cpu or gpu, not " + device);
+  if (maxSeq < 2)
+    return absl::InvalidArgumentError("--max-seq must be at least 2");
+  TRENI_ASSIGN_OR_RETURN(std::optional<DType> activation, parseDtypeFlag());
+  EngineOptions options;
+  options.device = device == "gpu" ? Device::Gpu : Device::Cpu;
+  options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+  options.activationDtype = activation;
+  options.maxSeq = maxSeq;
+  return options;
+}
+
+/// Tokenizer, template and engine, with a progress bar on a terminal.
+absl::StatusOr<LoadedModel> loadForText(const std::string &model) {
+  if (model.empty())
+    return absl::InvalidArgumentError("no MODEL given");
+  TRENI_ASSIGN_OR_RETURN(EngineOptions engineOptions, engineOptionsFromFlags());
+  Progress progress("loading " + std::filesystem::path(model).filename().string(), 3);
+  LoadOptions options;
+  options.engine = engineOptions;
+  options.tokenizerDir = tokenizerDir;
+  options.chatTemplateFile = chatTemplateFile;
+  options.progress = &progress;
+  TRENI_ASSIGN_OR_RETURN(LoadedModel loaded, loadModel(model, options));
+  const EngineStats &stats = loaded.engine->stats();
+  progress.finish(absl::StrCat(stats.source.empty() ? "" : stats.source,
+                               stats.compileSeconds > 0
+                                   ? absl::StrFormat(", compiled in %.2f s",
+                                                     stats.compileSeconds)
+                                   : ""));
+  return loaded;
+}
+
+absl::StatusOr<SamplingParams> samplingFromFlags() {
+  SamplingParams params;
+  params.temperature = temperature;
+  params.topK = topK;
+  params.topP = topP;
+  params.seed = seed;
+  TRENI_RETURN_IF_ERROR(validate(params));
+  return params;
+}
+
+void printGenerationStats(const GenerationResult &result) {
+  const GenerationTiming &t = result.awareness.timing;
+  const Awareness &a = result.awareness;
+  std::fprintf(stderr,
+               "prefill: %lld tokens, time to first token %.3f ms\n"
+               "decode: %lld tokens, %.1f tokens/s (%s)\n"
+               "awareness: perplexity %.3f, mean entropy %.3f, max entropy %.3f, "
+               "%zu of %lld tokens under p=%.2f\n",
+               (long long)t.promptTokens, t.timeToFirstTokenSeconds() * 1e3,
+               (long long)t.completionTokens, t.decodeTokensPerSecond(),
+               toString(result.finishReason), a.perplexity, a.meanEntropy, a.maxEntropy,
+               a.lowConfidencePositions.size(), (long long)a.numTokens,
+               a.lowConfidenceThreshold);
+}
+
+int runText() {
+  auto params = samplingFromFlags();
+  if (!params.ok())
+    return fail(params.status());
+  if (maxTokens < 1)
+    return fail(absl::InvalidArgumentError("--max-tokens must be >= 1"));
+  auto loaded = loadForText(runModel);
+  if (!loaded.ok())
+    return fail(loaded.status());
+  Generator generator(*loaded->engine, *loaded->tokenizer,
+                      {maxSeq, loaded->eosIds});
+  GenerationRequest request;
+  request.promptIds = loaded->tokenizer->encode(promptText);
+  request.sampling = *params;
+  request.maxTokens = maxTokens;
+  request.stop.assign(stopStrings.begin(), stopStrings.end());
+  request.lowConfidenceThreshold = lowConfidence;
+  auto result = generator.generate(request, [](std::string_view delta,
+                                               absl::Span<const GeneratedToken>) {
+    std::fwrite(delta.data(), 1, delta.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::printf("\n");
+  if (!result.ok())
+    return fail(result.status());
+  printGenerationStats(*result);
+  return 0;
+}
+
+int runChat() {
+  auto params = samplingFromFlags();
+  if (!params.ok())
+    return fail(params.status());
+  auto loaded = loadForText(chatModel);
+  if (!loaded.ok())
+    return fail(loaded.status());
+  if (!loaded->chatTemplate)
+    return fail(absl::NotFoundError(
+        "the model has no chat template (tokenizer_config.json chat_template); "
+        "give one with --chat-template FILE"));
+  Generator generator(*loaded->engine, *loaded->tokenizer, {maxSeq, loaded->eosIds});
+  int64_t newTokens = maxTokens.getNumOccurrences() ? maxTokens : 512;
+  nlohmann::json history = nlohmann::json::array();
+  auto reset = [&] {
+    history = nlohmann::json::array();
+    if (!systemPrompt.empty())
+      history.push_back({{"role", "system"}, {"content", systemPrompt}});
+  };
+  reset();
+  bool interactive = isatty(fileno(stdin));
+  if (interactive)
+    std::fprintf(stderr, "chat: /exit to quit, /reset to start over\n");
+  std::string line;
+  uint64_t turn = 0;
+  while (true) {
+    if (interactive) {
+      std::fprintf(stderr, "> ");
+      std::fflush(stderr);
+    }
+    if (!std::getline(std::cin, line))
+      break;
+    if (line == "/exit" || line == "/quit")
+      break;
+    if (line == "/reset") {
+      reset();
+      std::fprintf(stderr, "(history cleared)\n");
+      continue;
+    }
+    if (line.empty())
+      continue;
+    history.push_back({{"role", "user"}, {"content", line}});
+    auto prompt = loaded->chatTemplate->render(history);
+    if (!prompt.ok()) {
+      history.erase(history.end() - 1);
+      std::fprintf(stderr, "treni: error: %s\n",
+                   std::string(prompt.status().message()).c_str());
+      continue;
+    }
+    GenerationRequest request;
+    request.promptIds = loaded->tokenizer->encode(*prompt);
+    // The template writes the BOS itself (see openai_api's prompt encoding).
+    const std::string &bos = loaded->chatTemplate->bosToken();
+    if (!bos.empty() && request.promptIds.size() >= 2 &&
+        request.promptIds[0] == request.promptIds[1] &&
+        loaded->tokenizer->tokenToId(bos) == request.promptIds[0])
+      request.promptIds.erase(request.promptIds.begin());
+    request.sampling = *params;
+    request.sampling.seed = seed + turn++;
+    request.maxTokens = newTokens;
+    request.stop.assign(stopStrings.begin(), stopStrings.end());
+    request.lowConfidenceThreshold = lowConfidence;
+    auto result = generator.generate(request, [](std::string_view delta,
+                                                 absl::Span<const GeneratedToken>) {
+      std::fwrite(delta.data(), 1, delta.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    std::printf("\n");
+    std::fflush(stdout);
+    if (!result.ok()) {
+      history.erase(history.end() - 1);
+      std::fprintf(stderr, "treni: error: %s (/reset clears the history)\n",
+                   std::string(result.status().message()).c_str());
+      continue;
+    }
+    history.push_back({{"role", "assistant"}, {"content", result->text}});
+    const GenerationTiming &t = result->awareness.timing;
+    std::fprintf(stderr, "[%lld tokens, TTFT %.1f ms, %.1f tok/s, perplexity %.2f]\n",
+                 (long long)t.completionTokens, t.timeToFirstTokenSeconds() * 1e3,
+                 t.decodeTokensPerSecond(), result->awareness.perplexity);
+  }
+  return 0;
+}
+
+std::atomic<bool> stopRequested{false};
+void onStopSignal(int) { stopRequested = true; }
+
+int runServe() {
+  if (queueSize < 0 || requestTimeout <= 0 || maxBodyKiB < 1 || port < 0 ||
+      port > 65535)
+    return fail(absl::InvalidArgumentError(
+        "--queue-size must be >= 0, --request-timeout > 0, --max-body-kib >= 1, "
+        "--port in 0..65535"));
+  if (!(lowConfidence >= 0 && lowConfidence <= 1))
+    return fail(absl::InvalidArgumentError("--low-confidence must be in [0, 1]"));
+  auto loaded = loadForText(serveModel);
+  if (!loaded.ok())
+    return fail(loaded.status());
+  Generator generator(*loaded->engine, *loaded->tokenizer, {maxSeq, loaded->eosIds});
+  ServedModel model;
+  model.name = servedModelName.empty()
+                   ? std::filesystem::path(serveModel.getValue()).filename().string()
+                   : servedModelName.getValue();
+  if (model.name.empty())
+    model.name = std::filesystem::path(serveModel.getValue()).parent_path().filename().string();
+  model.tokenizer = loaded->tokenizer.get();
+  model.chatTemplate = loaded->chatTemplate.get();
+  model.toolFormat = toolCallFormatOf(loaded->chatTemplateSource);
+  model.maxSeq = maxSeq;
+  model.lowConfidenceThreshold = lowConfidence;
+  ServerOptions options;
+  options.host = host;
+  options.port = port;
+  options.queueSize = queueSize;
+  options.requestTimeoutSeconds = requestTimeout;
+  options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
+  options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
+  HttpServer server(generator, model, options);
+  if (absl::Status status = server.start(); !status.ok())
+    return fail(status);
+  std::signal(SIGINT, onStopSignal);
+  std::signal(SIGTERM, onStopSignal);
+  std::fprintf(stderr,
+               "treni serve: listening on http://%s:%d (model '%s', %s, max-seq %d, "
+               "queue %d)%s\n",
+               host.c_str(), server.port(), model.name.c_str(), device.c_str(),
+               maxSeq.getValue(), queueSize.getValue(),
+               loaded->chatTemplate ? "" : " [no chat template: /v1/completions only]");
+  std::fflush(stderr);
+  while (!stopRequested)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr, "treni serve: shutting down\n");
+  server.stop();
+  std::fprintf(stderr, "treni serve: stopped\n");
+  return 0;
+}
 } // namespace
 
 int main(int argc, char **argv) {
@@ -382,6 +694,10 @@ int main(int argc, char **argv) {
     return runRun();
   if (treni::agentCommandSelected())
     return treni::runAgentCommand();
+  if (chatCommand)
+    return runChat();
+  if (serveCommand)
+    return runServe();
   cl::PrintHelpMessage();
   return 1;
 }
