@@ -695,14 +695,14 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
   bool forced = toolsOffered && (request.toolChoice == ToolChoiceMode::Required ||
                                  request.toolChoice == ToolChoiceMode::Function);
   std::string argumentsKey =
-      model.toolFormat == ToolCallFormat::Hermes ? "arguments" : "parameters";
-  std::string opening = model.toolFormat == ToolCallFormat::Hermes
+      model.toolFormat == ToolCallFormat::Qwen ? "arguments" : "parameters";
+  std::string opening = model.toolFormat == ToolCallFormat::Qwen
                             ? "<tool_call>\n{\"name\": \""
                             : "{\"name\": \"";
   if (forced) {
     prepared.forcedToolCall = true;
     prepared.outputSuffix =
-        model.toolFormat == ToolCallFormat::Hermes ? "}\n</tool_call>" : "}";
+        model.toolFormat == ToolCallFormat::Qwen ? "}\n</tool_call>" : "}";
     std::vector<std::unique_ptr<OutputConstraint>> parts;
     if (request.toolChoice == ToolChoiceMode::Function) {
       prepared.forcedToolName = request.toolChoiceName;
@@ -770,11 +770,9 @@ ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
 // Responses
 //===----------------------------------------------------------------------===//
 
-ToolCallFormat toolCallFormatOf(std::string_view templateSource) {
-  return templateSource.find("<tool_call>") != std::string_view::npos ||
-                 templateSource.find("tool_call") == std::string_view::npos
-             ? ToolCallFormat::Hermes
-             : ToolCallFormat::Json;
+ToolCallFormat servedToolCallFormat(std::string_view templateSource) {
+  ToolCallFormat format = detectToolCallFormat(templateSource);
+  return format == ToolCallFormat::None ? ToolCallFormat::Qwen : format;
 }
 
 ResponseIdentity newIdentity(std::string_view prefix, std::string model) {
@@ -792,40 +790,14 @@ ResponseIdentity newIdentity(std::string_view prefix, std::string model) {
 
 namespace {
 
-std::string newToolCallId() {
+/// A prefix for this response's tool-call ids ("call_<16 hex>_").
+std::string newToolCallPrefix() {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
-  return absl::StrCat("call_", absl::Hex((counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ull ^
-                                             salt,
-                                         absl::kZeroPad16));
-}
-
-std::string trim(std::string_view text) {
-  size_t begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string_view::npos)
-    return "";
-  size_t end = text.find_last_not_of(" \t\r\n");
-  return std::string(text.substr(begin, end - begin + 1));
-}
-
-/// {"name": ..., "arguments"|"parameters": {...}} as a tool call, or nothing.
-std::optional<ToolCall> toolCallFromJson(const json &value) {
-  if (!value.is_object() || !value.contains("name") || !value["name"].is_string())
-    return std::nullopt;
-  json arguments = json::object();
-  for (const char *key : {"arguments", "parameters"})
-    if (value.contains(key)) {
-      arguments = value[key];
-      break;
-    }
-  if (arguments.is_string()) {
-    json parsed = json::parse(arguments.get<std::string>(), nullptr, false);
-    if (!parsed.is_discarded())
-      arguments = parsed;
-  }
-  if (!arguments.is_object())
-    return std::nullopt;
-  return ToolCall{newToolCallId(), value["name"].get<std::string>(), dumpJson(arguments)};
+  return absl::StrCat("call_",
+                      absl::Hex((counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ull ^ salt,
+                                absl::kZeroPad16),
+                      "_");
 }
 
 } // namespace
@@ -837,49 +809,12 @@ ParsedOutput parseOutput(const PreparedRequest &prepared, const std::string &tex
     output.content = text;
     return output;
   }
-  if (format == ToolCallFormat::Hermes) {
-    // Content, then any number of <tool_call>{json}</tool_call> blocks.
-    std::string content;
-    size_t pos = 0;
-    while (true) {
-      size_t open = text.find("<tool_call>", pos);
-      if (open == std::string::npos) {
-        content += text.substr(pos);
-        break;
-      }
-      size_t close = text.find("</tool_call>", open);
-      std::string body = text.substr(open + 11, close == std::string::npos
-                                                    ? std::string::npos
-                                                    : close - open - 11);
-      json value = json::parse(trim(body), nullptr, false);
-      std::optional<ToolCall> call =
-          value.is_discarded() ? std::nullopt : toolCallFromJson(value);
-      if (!call) {
-        content += text.substr(pos); // not a call: leave it as text
-        break;
-      }
-      content += text.substr(pos, open - pos);
-      output.toolCalls.push_back(std::move(*call));
-      if (close == std::string::npos)
-        break;
-      pos = close + 12;
-    }
-    std::string trimmed = trim(content);
-    if (!output.toolCalls.empty() && trimmed.empty())
-      output.content = std::nullopt;
-    else
-      output.content = output.toolCalls.empty() ? text : trimmed;
-    return output;
-  }
-  // Llama 3: the whole output is one JSON call (or several, ';'-separated).
-  std::string trimmed = trim(text);
-  json value = json::parse(trimmed, nullptr, false);
-  if (!value.is_discarded())
-    if (std::optional<ToolCall> call = toolCallFromJson(value)) {
-      output.toolCalls.push_back(std::move(*call));
-      return output;
-    }
-  output.content = text;
+  ParsedToolCalls parsed = parseToolCalls(text, format, newToolCallPrefix());
+  output.toolCalls = std::move(parsed.toolCalls);
+  if (output.toolCalls.empty())
+    output.content = text;
+  else if (!parsed.content.empty())
+    output.content = std::move(parsed.content);
   return output;
 }
 
@@ -940,14 +875,11 @@ json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
 
 namespace {
 
-json toolCallsJson(const std::vector<ToolCall> &calls, bool withIndex) {
+json toolCallsWithIndex(const json &calls) {
   json array = json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
-    json call = {{"id", calls[i].id},
-                 {"type", "function"},
-                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
-    if (withIndex)
-      call["index"] = i;
+    json call = calls[i];
+    call["index"] = i;
     array.push_back(std::move(call));
   }
   return array;
@@ -984,7 +916,7 @@ json buildChatResponse(const ResponseIdentity &identity, const PreparedRequest &
   json message = {{"role", "assistant"},
                   {"content", output.content ? json(*output.content) : json(nullptr)}};
   if (!output.toolCalls.empty())
-    message["tool_calls"] = toolCallsJson(output.toolCalls, false);
+    message["tool_calls"] = output.toolCalls;
   json choice = {{"index", 0},
                  {"message", std::move(message)},
                  {"logprobs", nullptr},
@@ -1034,7 +966,8 @@ StreamEncoder::StreamEncoder(Kind kind, ResponseIdentity identity,
     : kind_(kind), identity_(std::move(identity)), prepared_(prepared),
       toolFormat_(toolFormat), includeUsage_(includeUsage),
       tokenBytes_(std::move(tokenBytes)),
-      buffering_(kind == Kind::Chat && prepared.parseToolCalls) {}
+      toolCalls_(kind == Kind::Chat && prepared.parseToolCalls),
+      buffering_(kind == Kind::Chat && prepared.forcedToolCall) {}
 
 json StreamEncoder::chunk(json choice) const {
   return {{"id", identity_.id},
@@ -1056,10 +989,27 @@ std::vector<std::string> StreamEncoder::start() {
 
 std::vector<std::string> StreamEncoder::delta(std::string_view text,
                                               absl::Span<const GeneratedToken> tokens) {
-  if (buffering_) {
+  if (toolCalls_) {
+    // Content is sent as soon as it cannot be part of a tool call.
+    generated_ += text;
     bufferedTokens_.insert(bufferedTokens_.end(), tokens.begin(), tokens.end());
-    return {};
+    if (buffering_)
+      return {};
+    size_t streamable = streamableContentLength(generated_, toolFormat_);
+    if (streamable <= sent_)
+      return {};
+    std::string content = generated_.substr(sent_, streamable - sent_);
+    sent_ = streamable;
+    std::vector<GeneratedToken> released;
+    released.swap(bufferedTokens_);
+    return delta(content, released, /*raw=*/true);
   }
+  return delta(text, tokens, /*raw=*/true);
+}
+
+std::vector<std::string> StreamEncoder::delta(std::string_view text,
+                                              absl::Span<const GeneratedToken> tokens,
+                                              bool) {
   if (text.empty() && tokens.empty())
     return {};
   if (kind_ == Kind::Chat) {
@@ -1085,15 +1035,21 @@ std::vector<std::string> StreamEncoder::delta(std::string_view text,
 std::vector<std::string> StreamEncoder::finish(const GenerationResult &result) {
   std::vector<std::string> events;
   ParsedOutput output;
-  if (kind_ == Kind::Chat) {
+  if (toolCalls_) {
     std::string full = prepared_.outputPrefix + result.text + prepared_.outputSuffix;
     output = parseOutput(prepared_, full, toolFormat_);
-    if (buffering_) {
-      json delta = json::object();
-      if (output.content)
-        delta["content"] = *output.content;
-      if (!output.toolCalls.empty())
-        delta["tool_calls"] = toolCallsJson(output.toolCalls, true);
+    // What is left of the content after what was streamed.
+    std::string rest;
+    std::string content = output.content.value_or("");
+    std::string sentText = generated_.substr(0, sent_);
+    if (content.compare(0, sentText.size(), sentText) == 0)
+      rest = content.substr(sentText.size());
+    json delta = json::object();
+    if (!rest.empty())
+      delta["content"] = rest;
+    if (!output.toolCalls.empty())
+      delta["tool_calls"] = toolCallsWithIndex(output.toolCalls);
+    if (!delta.empty() || !bufferedTokens_.empty()) {
       json choice = {{"index", 0},
                      {"delta", std::move(delta)},
                      {"logprobs", nullptr},

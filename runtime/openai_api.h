@@ -35,6 +35,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/generation.h"
 #include "runtime/sampler.h"
+#include "runtime/tool_calls.h"
 
 namespace treni {
 
@@ -103,21 +104,16 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view body, const ApiLimits &
 ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
                                                     const ApiLimits &limits);
 
-/// How a template writes a tool call (picked from the template's text).
-enum class ToolCallFormat {
-  Hermes, ///< <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call> (Qwen)
-  Json,   ///< {"name": ..., "parameters": {...}} (Llama 3.x)
-};
-
-/// Hermes when the template writes `<tool_call>`, else the JSON form.
-ToolCallFormat toolCallFormatOf(std::string_view templateSource);
+/// The tool-call format of a chat template (runtime/tool_calls.h); a
+/// template that names none is treated as Qwen's <tool_call> tags.
+ToolCallFormat servedToolCallFormat(std::string_view templateSource);
 
 /// What the API layer needs of the served model (all owned elsewhere).
 struct ServedModel {
   std::string name;
   const Tokenizer *tokenizer = nullptr;
   const ChatTemplate *chatTemplate = nullptr; ///< null: chat answers 400
-  ToolCallFormat toolFormat = ToolCallFormat::Hermes;
+  ToolCallFormat toolFormat = ToolCallFormat::Qwen;
   int64_t maxSeq = 4096;
   double lowConfidenceThreshold = kDefaultLowConfidenceProbability;
 };
@@ -157,16 +153,10 @@ struct ResponseIdentity {
 };
 ResponseIdentity newIdentity(std::string_view prefix, std::string model);
 
-struct ToolCall {
-  std::string id; ///< "call_..."
-  std::string name;
-  std::string arguments; ///< JSON text of an object
-};
-
 /// The assistant message's content and tool calls from the full output.
 struct ParsedOutput {
   std::optional<std::string> content; ///< null when only tool calls
-  std::vector<ToolCall> toolCalls;
+  nlohmann::json toolCalls = nlohmann::json::array(); ///< OpenAI tool_calls
 };
 ParsedOutput parseOutput(const PreparedRequest &prepared, const std::string &text,
                          ToolCallFormat format);
@@ -209,6 +199,8 @@ public:
   std::vector<std::string> finish(const GenerationResult &result);
 
 private:
+  std::vector<std::string> delta(std::string_view text,
+                                 absl::Span<const GeneratedToken> tokens, bool raw);
   nlohmann::json chunk(nlohmann::json choice) const;
   Kind kind_;
   ResponseIdentity identity_;
@@ -216,8 +208,11 @@ private:
   ToolCallFormat toolFormat_;
   bool includeUsage_;
   TokenBytesFn tokenBytes_;
-  bool buffering_; ///< tool calls possible: send content at the end
+  bool toolCalls_;  ///< tool calls possible: hold back what may be one
+  bool buffering_; ///< a forced tool call: send it at the end
   std::vector<GeneratedToken> bufferedTokens_;
+  std::string generated_; ///< all text so far (tool calls possible)
+  size_t sent_ = 0;       ///< bytes of generated_ sent as content
 };
 
 /// One SSE event carrying `json`.

@@ -654,7 +654,7 @@ int runServe() {
     model.name = std::filesystem::path(serveModel.getValue()).parent_path().filename().string();
   model.tokenizer = loaded->tokenizer.get();
   model.chatTemplate = loaded->chatTemplate.get();
-  model.toolFormat = toolCallFormatOf(loaded->chatTemplateSource);
+  model.toolFormat = servedToolCallFormat(loaded->chatTemplateSource);
   model.maxSeq = maxSeq;
   model.lowConfidenceThreshold = lowConfidence;
   ServerOptions options;
