@@ -1,0 +1,526 @@
+//===- server_test.cpp - `treni serve` over loopback (CPU executor) ------===//
+//
+// Tests that the HTTP server answers every endpoint with OpenAI's shapes,
+// refuses each kind of bad input with the right 4xx and an OpenAI error while
+// it keeps serving, queues (429 when full), cancels a generation whose client
+// disconnected, times out, and gives concurrent clients their own answers.
+// The server runs in-process on an ephemeral loopback port over the tiny
+// Qwen2 fixture; the client is httplib's.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/http_server.h"
+
+#include <future>
+#include <set>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "runtime/chat_template.h"
+#include "runtime/tokenizer.h"
+#include "test/unit/test_util.h"
+
+namespace treni {
+namespace {
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+using testing_util::fixtureDir;
+
+struct Reply {
+  int status = 0; ///< 0: no response (connection failed)
+  std::string body;
+};
+
+class ServerTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    LoadOptions options;
+    options.engine.maxSeq = 256;
+    auto loaded = loadModel(fixtureDir("qwen2"), options);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    model_ = new LoadedModel(std::move(*loaded));
+    ASSERT_NE(model_->chatTemplate, nullptr);
+  }
+  static void TearDownTestSuite() { delete model_; }
+
+  void TearDown() override {
+    if (server_)
+      server_->stop();
+    server_.reset();
+    generator_.reset();
+  }
+
+  HttpServer &start(ServerOptions options = {}) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    if (options.maxBodyBytes == ServerOptions().maxBodyBytes)
+      options.maxBodyBytes = 64 * 1024;
+    generator_ = std::make_unique<Generator>(*model_->engine, *model_->tokenizer,
+                                             GeneratorOptions{256, model_->eosIds});
+    ServedModel served;
+    served.name = "qwen2";
+    served.tokenizer = model_->tokenizer.get();
+    served.chatTemplate = model_->chatTemplate.get();
+    served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
+    served.maxSeq = 256;
+    server_ = std::make_unique<HttpServer>(*generator_, served, options);
+    absl::Status status = server_->start();
+    EXPECT_TRUE(status.ok()) << status;
+    return *server_;
+  }
+
+  httplib::Client client() {
+    httplib::Client cli("127.0.0.1", server_->port());
+    cli.set_read_timeout(30, 0);
+    return cli;
+  }
+
+  Reply post(const std::string &path, const std::string &body,
+             std::function<bool(std::string_view)> onChunk = {}) {
+    httplib::Client cli = client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = path;
+    req.body = body;
+    req.headers.emplace("Content-Type", "application/json");
+    Reply reply;
+    if (onChunk)
+      req.content_receiver = [&](const char *data, size_t size, uint64_t, uint64_t) {
+        reply.body.append(data, size);
+        return onChunk(std::string_view(data, size));
+      };
+    httplib::Response res;
+    httplib::Error error = httplib::Error::Success;
+    if (cli.send(req, res, error) || res.status > 0) {
+      reply.status = res.status;
+      if (!onChunk)
+        reply.body = res.body;
+    }
+    return reply;
+  }
+  Reply get(const std::string &path) {
+    httplib::Client cli = client();
+    auto res = cli.Get(path.c_str());
+    return res ? Reply{res->status, res->body} : Reply{};
+  }
+
+  static json chatBody(json extra = json::object()) {
+    json body = {{"model", "qwen2"},
+                 {"messages", json::array({{{"role", "user"},
+                                            {"content", "Tell me about the compiler."}}})},
+                 {"max_tokens", 12},
+                 {"temperature", 0.8},
+                 {"seed", 3}};
+    body.update(extra);
+    return body;
+  }
+
+  /// The data payloads of an SSE body (json, or "[DONE]").
+  static std::vector<json> events(const std::string &body) {
+    std::vector<json> out;
+    size_t pos = 0;
+    while ((pos = body.find("data: ", pos)) != std::string::npos) {
+      size_t end = body.find("\n\n", pos);
+      std::string payload = body.substr(pos + 6, end - pos - 6);
+      out.push_back(payload == "[DONE]" ? json("[DONE]") : json::parse(payload));
+      pos = end;
+    }
+    return out;
+  }
+
+  static void expectOpenAiError(const Reply &reply, int status, const std::string &code) {
+    EXPECT_EQ(reply.status, status) << reply.body;
+    json body = json::parse(reply.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << reply.body;
+    ASSERT_TRUE(body.contains("error")) << reply.body;
+    for (const char *key : {"message", "type", "param", "code"})
+      EXPECT_TRUE(body["error"].contains(key)) << key << " in " << reply.body;
+    EXPECT_TRUE(body["error"]["message"].is_string());
+    EXPECT_FALSE(body["error"]["message"].get<std::string>().empty());
+    if (!code.empty())
+      EXPECT_EQ(body["error"]["code"], code) << reply.body;
+  }
+
+  void expectGoodChat() {
+    Reply good = post("/v1/chat/completions", chatBody().dump());
+    ASSERT_EQ(good.status, 200) << good.body;
+    EXPECT_EQ(json::parse(good.body)["object"], "chat.completion");
+  }
+
+  static LoadedModel *model_;
+  std::unique_ptr<Generator> generator_;
+  std::unique_ptr<HttpServer> server_;
+};
+LoadedModel *ServerTest::model_ = nullptr;
+
+TEST_F(ServerTest, HealthModelsMetrics) {
+  start();
+  Reply health = get("/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(json::parse(health.body)["status"], "ok");
+  Reply models = get("/v1/models");
+  ASSERT_EQ(models.status, 200);
+  json list = json::parse(models.body);
+  EXPECT_EQ(list["object"], "list");
+  EXPECT_EQ(list["data"][0]["id"], "qwen2");
+  EXPECT_EQ(list["data"][0]["object"], "model");
+  expectGoodChat();
+  Reply metrics = get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_THAT(metrics.body, HasSubstr("# TYPE treni_requests_total counter"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("treni_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("treni_completion_tokens_total 12"));
+  EXPECT_THAT(metrics.body, HasSubstr("treni_time_to_first_token_seconds_count 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("treni_request_latency_seconds_bucket{le=\"+Inf\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("treni_queue_depth 0"));
+}
+
+TEST_F(ServerTest, ChatCompletionShapeAndLogprobs) {
+  start();
+  Reply reply = post("/v1/chat/completions",
+                     chatBody({{"logprobs", true}, {"top_logprobs", 3}}).dump());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  json body = json::parse(reply.body);
+  EXPECT_EQ(body["model"], "qwen2");
+  EXPECT_THAT(body["id"].get<std::string>(), ::testing::StartsWith("chatcmpl-"));
+  const json &choice = body["choices"][0];
+  EXPECT_EQ(choice["message"]["role"], "assistant");
+  EXPECT_TRUE(choice["message"]["content"].is_string());
+  EXPECT_THAT(std::string(choice["finish_reason"]), ::testing::AnyOf("stop", "length"));
+  int completion = body["usage"]["completion_tokens"];
+  EXPECT_EQ(body["usage"]["total_tokens"],
+            body["usage"]["prompt_tokens"].get<int>() + completion);
+  ASSERT_EQ(int(choice["logprobs"]["content"].size()), completion);
+  for (const json &token : choice["logprobs"]["content"]) {
+    EXPECT_LE(token["logprob"].get<double>(), 0);
+    EXPECT_EQ(token["top_logprobs"].size(), 3u);
+  }
+  const json &awareness = body["awareness"];
+  EXPECT_GE(awareness["perplexity"].get<double>(), 1.0);
+  EXPECT_EQ(awareness["tokens"], completion);
+  EXPECT_TRUE(awareness["timing"].contains("ttft_ms"));
+  EXPECT_TRUE(awareness["low_confidence"]["positions"].is_array());
+}
+
+// Tests that a stream carries the role first, then content that adds up to
+// the same text as the same seeded request unstreamed, the finish_reason,
+// the usage chunk and [DONE].
+TEST_F(ServerTest, StreamedChatMatchesUnstreamed) {
+  start();
+  Reply plain = post("/v1/chat/completions", chatBody().dump());
+  ASSERT_EQ(plain.status, 200);
+  std::string expected = json::parse(plain.body)["choices"][0]["message"]["content"];
+
+  Reply stream = post("/v1/chat/completions",
+                      chatBody({{"stream", true}, {"stream_options", {{"include_usage", true}}}})
+                          .dump(),
+                      [](std::string_view) { return true; });
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  std::vector<json> chunks = events(stream.body);
+  ASSERT_GE(chunks.size(), 4u);
+  EXPECT_EQ(chunks.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string content;
+  std::string finish;
+  json usage;
+  for (const json &chunk : chunks) {
+    if (chunk == "[DONE]")
+      continue;
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk");
+    if (chunk.contains("usage")) {
+      usage = chunk["usage"];
+      continue;
+    }
+    const json &choice = chunk["choices"][0];
+    if (choice["delta"].contains("content"))
+      content += choice["delta"]["content"].get<std::string>();
+    if (!choice["finish_reason"].is_null()) {
+      finish = choice["finish_reason"];
+      EXPECT_TRUE(chunk.contains("awareness"));
+    }
+  }
+  EXPECT_EQ(content, expected);
+  EXPECT_FALSE(finish.empty());
+  EXPECT_EQ(usage["completion_tokens"], json::parse(plain.body)["usage"]["completion_tokens"]);
+  EXPECT_EQ(chunks.back(), "[DONE]");
+}
+
+TEST_F(ServerTest, Completions) {
+  start();
+  json body = {{"model", "qwen2"}, {"prompt", "The plan is"}, {"max_tokens", 8},
+               {"temperature", 0},  {"logprobs", 2}};
+  Reply reply = post("/v1/completions", body.dump());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  json out = json::parse(reply.body);
+  EXPECT_EQ(out["object"], "text_completion");
+  std::string text = out["choices"][0]["text"];
+  EXPECT_EQ(out["choices"][0]["logprobs"]["tokens"].size(),
+            size_t(out["usage"]["completion_tokens"]));
+  EXPECT_TRUE(out.contains("awareness"));
+
+  body["stream"] = true;
+  Reply stream = post("/v1/completions", body.dump(), [](std::string_view) { return true; });
+  ASSERT_EQ(stream.status, 200);
+  std::string streamed;
+  for (const json &chunk : events(stream.body))
+    if (chunk != "[DONE]")
+      streamed += chunk["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(streamed, text);
+}
+
+struct BadCase {
+  std::string method, path, body;
+  int status;
+  std::string code;
+};
+
+// Tests every kind of bad input: the right status, an OpenAI error, and the
+// next good request still answered.
+TEST_F(ServerTest, BadInputGetsOpenAiErrorsAndServingContinues) {
+  start();
+  std::string longPrompt;
+  for (int i = 0; i < 300; ++i)
+    longPrompt += "the compiler reads a model ";
+  std::vector<BadCase> cases = {
+      {"POST", "/v1/chat/completions", "{\"model\": \"qwen2\", \"messages\": [", 400,
+       "invalid_json"},
+      {"POST", "/v1/chat/completions", "", 400, "invalid_json"},
+      {"POST", "/v1/chat/completions", chatBody({{"temperature", "warm"}}).dump(), 400,
+       "invalid_type"},
+      {"POST", "/v1/chat/completions", chatBody({{"model", "gpt-4o"}}).dump(), 404,
+       "model_not_found"},
+      {"POST", "/v1/chat/completions", chatBody({{"messages", json::array()}}).dump(), 400,
+       "empty_array"},
+      {"POST", "/v1/chat/completions",
+       chatBody({{"messages", json::array({{{"role", "user"}, {"content", longPrompt}}})}})
+           .dump(),
+       400, "context_length_exceeded"},
+      {"POST", "/v1/chat/completions",
+       std::string("{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", "
+                   "\"content\": \"bad \xc3\x28 byte\"}]}"),
+       400, "invalid_utf8"},
+      {"POST", "/v1/chat/completions", chatBody({{"max_tokens", 1 << 30}}).dump(), 400,
+       "invalid_value"},
+      {"POST", "/v1/chat/completions", chatBody({{"n", 3}}).dump(), 400,
+       "unsupported_value"},
+      {"POST", "/v1/chat/completions", std::string(100 * 1024, ' '), 413,
+       "body_too_large"},
+      {"POST", "/v1/completions", "{\"model\": \"qwen2\"}", 400,
+       "missing_required_parameter"},
+      {"GET", "/v1/chat/completions", "", 405, "method_not_allowed"},
+      {"DELETE", "/v1/models", "", 405, "method_not_allowed"},
+      {"GET", "/v1/nothing", "", 404, "not_found"},
+      {"POST", "/v2/chat", "{}", 404, "not_found"},
+  };
+  for (const BadCase &c : cases) {
+    SCOPED_TRACE(c.method + " " + c.path + " " + c.body.substr(0, 80));
+    Reply reply;
+    if (c.method == "POST") {
+      reply = post(c.path, c.body);
+    } else {
+      httplib::Client cli = client();
+      auto res = c.method == "GET" ? cli.Get(c.path.c_str()) : cli.Delete(c.path.c_str());
+      ASSERT_TRUE(res);
+      reply = {res->status, res->body};
+    }
+    expectOpenAiError(reply, c.status, c.code);
+    expectGoodChat();
+  }
+  EXPECT_GE(server_->metrics().errors("invalid_request_error"), cases.size());
+  Reply metrics = get("/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("treni_errors_total{type=\"invalid_request_error\"}"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("treni_requests_total{endpoint=\"/v1/chat/completions\",status=\"413\"} 1"));
+}
+
+// Tests the queue bound: with one request running and one waiting, a third
+// is refused with 429 and the first two still complete.
+TEST_F(ServerTest, FullQueueAnswers429) {
+  ServerOptions options;
+  options.queueSize = 1;
+  options.tokenDelay = std::chrono::milliseconds(20);
+  HttpServer &server = start(options);
+  auto slow = [&] {
+    return post("/v1/chat/completions", chatBody({{"max_tokens", 25}}).dump());
+  };
+  auto first = std::async(std::launch::async, slow);
+  auto waitFor = [&](auto condition) {
+    for (int i = 0; i < 500 && !condition(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return condition();
+  };
+  ASSERT_TRUE(waitFor([&] { return server.metrics().running() == 1; }));
+  auto second = std::async(std::launch::async, slow);
+  ASSERT_TRUE(waitFor([&] { return server.metrics().queueDepth() == 1; }));
+  Reply third = slow();
+  expectOpenAiError(third, 429, "queue_full");
+  EXPECT_EQ(json::parse(third.body)["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(first.get().status, 200);
+  EXPECT_EQ(second.get().status, 200);
+  expectGoodChat();
+}
+
+// Tests that a client that goes away mid-stream cancels its generation (it
+// stops long before max_tokens) and the server keeps serving.
+TEST_F(ServerTest, DisconnectCancelsTheGeneration) {
+  ServerOptions options;
+  options.tokenDelay = std::chrono::milliseconds(10);
+  HttpServer &server = start(options);
+  int chunks = 0;
+  auto started = std::chrono::steady_clock::now();
+  post("/v1/chat/completions",
+       chatBody({{"max_tokens", 200}, {"stream", true}}).dump(),
+       [&](std::string_view) { return ++chunks < 3; });
+  for (int i = 0; i < 300 && server.metrics().cancelled() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server.metrics().cancelled(), 1u);
+  // 200 tokens take at least 2 s; the cancelled one stopped well before.
+  EXPECT_LT(server.metrics().completionTokens(), 100u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  expectGoodChat();
+}
+
+TEST_F(ServerTest, RequestTimeout) {
+  ServerOptions options;
+  options.tokenDelay = std::chrono::milliseconds(20);
+  options.requestTimeoutSeconds = 0.25;
+  start(options);
+  Reply reply = post("/v1/chat/completions", chatBody({{"max_tokens", 100}}).dump());
+  expectOpenAiError(reply, 504, "request_timeout");
+  Reply stream = post("/v1/chat/completions",
+                      chatBody({{"max_tokens", 100}, {"stream", true}}).dump(),
+                      [](std::string_view) { return true; });
+  EXPECT_EQ(stream.status, 200);
+  EXPECT_THAT(stream.body, HasSubstr("request_timeout"));
+  EXPECT_THAT(stream.body, HasSubstr("data: [DONE]"));
+  Reply quick = post("/v1/chat/completions", chatBody({{"max_tokens", 2}}).dump());
+  EXPECT_EQ(quick.status, 200) << quick.body;
+}
+
+// Tests that concurrent clients each get the answer their own seed gives
+// when run alone.
+TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
+  start();
+  constexpr int kClients = 6;
+  auto body = [](int i) {
+    return chatBody({{"seed", 100 + i}, {"temperature", 1.0}, {"max_tokens", 10}}).dump();
+  };
+  std::vector<std::string> sequential;
+  for (int i = 0; i < kClients; ++i) {
+    Reply reply = post("/v1/chat/completions", body(i));
+    ASSERT_EQ(reply.status, 200);
+    sequential.push_back(json::parse(reply.body)["choices"][0]["message"]["content"]);
+  }
+  // Not all the same: the seeds matter, so a mix-up would show.
+  EXPECT_GT(std::set<std::string>(sequential.begin(), sequential.end()).size(), 1u);
+  std::vector<std::future<std::string>> futures;
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < kClients; ++i)
+      futures.push_back(std::async(std::launch::async, [&, i, round] {
+        if (round == 0) {
+          Reply reply = post("/v1/chat/completions", body(i));
+          return reply.status == 200
+                     ? json::parse(reply.body)["choices"][0]["message"]["content"]
+                           .get<std::string>()
+                     : std::string("HTTP ") + std::to_string(reply.status);
+        }
+        json streamed = json::parse(body(i));
+        streamed["stream"] = true;
+        Reply reply = post("/v1/chat/completions", streamed.dump(),
+                           [](std::string_view) { return true; });
+        std::string content;
+        for (const json &chunk : events(reply.body))
+          if (chunk != "[DONE]" && chunk["choices"][0]["delta"].contains("content"))
+            content += chunk["choices"][0]["delta"]["content"].get<std::string>();
+        return content;
+      }));
+  for (int k = 0; k < int(futures.size()); ++k)
+    EXPECT_EQ(futures[k].get(), sequential[k % kClients]) << "client " << k;
+}
+
+// Tests a tool-call round trip: a named tool_choice yields a tool call with
+// JSON arguments and finish_reason tool_calls; the tool result goes back in.
+TEST_F(ServerTest, ToolCallRoundTrip) {
+  start();
+  json tools = json::array({{{"type", "function"},
+                             {"function",
+                              {{"name", "get_weather"},
+                               {"description", "Weather of a city"},
+                               {"parameters",
+                                {{"type", "object"},
+                                 {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
+  json request = chatBody({{"tools", tools},
+                           {"tool_choice", {{"type", "function"},
+                                            {"function", {{"name", "get_weather"}}}}},
+                           {"max_tokens", 24}});
+  Reply reply = post("/v1/chat/completions", request.dump());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  json body = json::parse(reply.body);
+  const json &message = body["choices"][0]["message"];
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "tool_calls");
+  ASSERT_EQ(message["tool_calls"].size(), 1u) << reply.body;
+  const json &call = message["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  json arguments = json::parse(call["function"]["arguments"].get<std::string>(), nullptr, false);
+  EXPECT_TRUE(arguments.is_object()) << call.dump();
+
+  json followUp = chatBody({{"tools", tools}});
+  followUp["messages"].push_back(message);
+  followUp["messages"].push_back(
+      {{"role", "tool"}, {"tool_call_id", call["id"]}, {"content", "{\"temp\": 21}"}});
+  Reply second = post("/v1/chat/completions", followUp.dump());
+  EXPECT_EQ(second.status, 200) << second.body;
+
+  request["tool_choice"] = "required";
+  request["stream"] = true;
+  Reply stream = post("/v1/chat/completions", request.dump(),
+                      [](std::string_view) { return true; });
+  ASSERT_EQ(stream.status, 200);
+  json streamedCall;
+  std::string finish;
+  for (const json &chunk : events(stream.body)) {
+    if (chunk == "[DONE]")
+      continue;
+    const json &choice = chunk["choices"][0];
+    if (choice["delta"].contains("tool_calls"))
+      streamedCall = choice["delta"]["tool_calls"][0];
+    if (!choice["finish_reason"].is_null())
+      finish = choice["finish_reason"];
+  }
+  EXPECT_EQ(finish, "tool_calls");
+  EXPECT_EQ(streamedCall["function"]["name"], "get_weather");
+  EXPECT_EQ(streamedCall["index"], 0);
+}
+
+TEST_F(ServerTest, JsonObjectResponseFormat) {
+  start();
+  Reply reply = post("/v1/chat/completions",
+                     chatBody({{"response_format", {{"type", "json_object"}}},
+                               {"max_tokens", 30}})
+                         .dump());
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  std::string content =
+      json::parse(reply.body)["choices"][0]["message"]["content"].get<std::string>();
+  EXPECT_TRUE(json::parse(content, nullptr, false).is_object()) << content;
+}
+
+// Tests a graceful stop: a request in flight completes, then the port closes.
+TEST_F(ServerTest, StopFinishesWhatIsInFlight) {
+  ServerOptions options;
+  options.tokenDelay = std::chrono::milliseconds(10);
+  HttpServer &server = start(options);
+  auto inFlight = std::async(std::launch::async, [&] {
+    return post("/v1/chat/completions", chatBody({{"max_tokens", 20}}).dump());
+  });
+  for (int i = 0; i < 300 && server.metrics().running() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.stop();
+  EXPECT_EQ(inFlight.get().status, 200);
+  EXPECT_EQ(get("/health").status, 0); // nothing listens any more
+}
+
+} // namespace
+} // namespace treni
