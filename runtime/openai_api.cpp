@@ -637,16 +637,10 @@ ApiError contextExceeded(size_t promptTokens, int64_t maxSeq) {
                         "messages", "context_length_exceeded");
 }
 
-/// Tokens of a rendered chat prompt. The template writes the BOS token
-/// itself; a tokenizer whose post-processor adds it again would double it
-/// (transformers tokenizes chat prompts with add_special_tokens=False).
-std::vector<int32_t> encodeRendered(const Tokenizer &tokenizer, const std::string &text,
-                                    const std::string &bosToken) {
-  std::vector<int32_t> ids = tokenizer.encode(text);
-  if (!bosToken.empty() && text.rfind(bosToken, 0) == 0 && ids.size() >= 2 &&
-      ids[0] == ids[1] && tokenizer.tokenToId(bosToken) == ids[0])
-    ids.erase(ids.begin());
-  return ids;
+/// Tokens of a rendered chat prompt: the template wrote the special tokens
+/// itself (transformers tokenizes chat prompts with add_special_tokens=False).
+std::vector<int32_t> encodeRendered(const Tokenizer &tokenizer, const std::string &text) {
+  return tokenizer.encode(text, /*addSpecialTokens=*/false);
 }
 
 void applyCommon(PreparedRequest &prepared, const SamplingParams &sampling,
@@ -725,7 +719,7 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
   prompt += prepared.outputPrefix;
 
   prepared.generation.promptIds =
-      encodeRendered(*model.tokenizer, prompt, model.chatTemplate->bosToken());
+      encodeRendered(*model.tokenizer, prompt);
   size_t promptTokens = prepared.generation.promptIds.size();
   if (promptTokens == 0)
     return invalidRequest("the rendered prompt has no tokens", "messages");

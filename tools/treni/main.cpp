@@ -596,13 +596,8 @@ int runChat() {
       continue;
     }
     GenerationRequest request;
-    request.promptIds = loaded->tokenizer->encode(*prompt);
-    // The template writes the BOS itself (see openai_api's prompt encoding).
-    const std::string &bos = loaded->chatTemplate->bosToken();
-    if (!bos.empty() && request.promptIds.size() >= 2 &&
-        request.promptIds[0] == request.promptIds[1] &&
-        loaded->tokenizer->tokenToId(bos) == request.promptIds[0])
-      request.promptIds.erase(request.promptIds.begin());
+    // The template writes the special tokens itself.
+    request.promptIds = loaded->tokenizer->encode(*prompt, /*addSpecialTokens=*/false);
     request.sampling = *params;
     request.sampling.seed = seed + turn++;
     request.maxTokens = newTokens;
