@@ -358,7 +358,7 @@ TEST_F(PrepareTest, ForcedToolCallsOpenTheCallAndConstrainTheRest) {
 
   // The whole output parses to the call.
   ParsedOutput output =
-      parseOutput(p, p.outputPrefix + "{\"tz\": \"UTC\"" + p.outputSuffix, ToolCallFormat::Qwen);
+      parseOutput(p, p.outputPrefix + "{\"tz\": \"UTC\"}" + p.outputSuffix, ToolCallFormat::Qwen);
   ASSERT_EQ(output.toolCalls.size(), 1u);
   EXPECT_EQ(output.toolCalls[0]["function"]["name"], "get_time");
   EXPECT_EQ(json::parse(output.toolCalls[0]["function"]["arguments"].get<std::string>()),

@@ -37,7 +37,7 @@ class ServerTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
     LoadOptions options;
-    options.engine.maxSeq = 256;
+    options.engine.maxSeq = 512;
     auto loaded = loadModel(fixtureDir("qwen2"), options);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     model_ = new LoadedModel(std::move(*loaded));
@@ -58,13 +58,13 @@ protected:
     if (options.maxBodyBytes == ServerOptions().maxBodyBytes)
       options.maxBodyBytes = 64 * 1024;
     generator_ = std::make_unique<Generator>(*model_->engine, *model_->tokenizer,
-                                             GeneratorOptions{256, model_->eosIds});
+                                             GeneratorOptions{512, model_->eosIds});
     ServedModel served;
     served.name = "qwen2";
     served.tokenizer = model_->tokenizer.get();
     served.chatTemplate = model_->chatTemplate.get();
     served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
-    served.maxSeq = 256;
+    served.maxSeq = 512;
     server_ = std::make_unique<HttpServer>(*generator_, served, options);
     absl::Status status = server_->start();
     EXPECT_TRUE(status.ok()) << status;
@@ -399,42 +399,65 @@ TEST_F(ServerTest, RequestTimeout) {
   EXPECT_EQ(quick.status, 200) << quick.body;
 }
 
-// Tests that concurrent clients each get the answer their own seed gives
-// when run alone.
+// Tests that concurrent clients each get the answer their own request gives
+// when run alone. The fixture model mostly repeats itself whatever the seed,
+// so requests differ by prompt and the comparison includes every token's
+// logprob, which depends on the whole prompt.
 TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
   start();
   constexpr int kClients = 6;
   auto body = [](int i) {
-    return chatBody({{"seed", 100 + i}, {"temperature", 1.0}, {"max_tokens", 10}}).dump();
+    std::string content = "Client " + std::to_string(i) + ":";
+    for (int k = 0; k <= i; ++k)
+      content += " the plan";
+    return chatBody({{"messages", json::array({{{"role", "user"}, {"content", content}}})},
+                     {"seed", 100 + i},
+                     {"max_tokens", 6},
+                     {"logprobs", true}})
+        .dump();
+  };
+  // content + every token's logprob, from a plain or a streamed reply.
+  auto answer = [](const Reply &reply, bool streamed) {
+    if (reply.status != 200)
+      return "HTTP " + std::to_string(reply.status);
+    std::string content;
+    json logprobs = json::array();
+    if (!streamed) {
+      json choice = json::parse(reply.body)["choices"][0];
+      content = choice["message"]["content"];
+      for (const json &token : choice["logprobs"]["content"])
+        logprobs.push_back(token["logprob"]);
+    } else {
+      for (const json &chunk : events(reply.body)) {
+        if (chunk == "[DONE]" || chunk["choices"].empty())
+          continue;
+        const json &choice = chunk["choices"][0];
+        if (choice["delta"].contains("content"))
+          content += choice["delta"]["content"].get<std::string>();
+        if (choice["logprobs"].is_object())
+          for (const json &token : choice["logprobs"]["content"])
+            logprobs.push_back(token["logprob"]);
+      }
+    }
+    return content + " " + logprobs.dump();
   };
   std::vector<std::string> sequential;
-  for (int i = 0; i < kClients; ++i) {
-    Reply reply = post("/v1/chat/completions", body(i));
-    ASSERT_EQ(reply.status, 200);
-    sequential.push_back(json::parse(reply.body)["choices"][0]["message"]["content"]);
-  }
-  // Not all the same: the seeds matter, so a mix-up would show.
-  EXPECT_GT(std::set<std::string>(sequential.begin(), sequential.end()).size(), 1u);
+  for (int i = 0; i < kClients; ++i)
+    sequential.push_back(answer(post("/v1/chat/completions", body(i)), false));
+  // All different, so a mix-up would show.
+  EXPECT_EQ(std::set<std::string>(sequential.begin(), sequential.end()).size(),
+            size_t(kClients));
   std::vector<std::future<std::string>> futures;
   for (int round = 0; round < 2; ++round)
     for (int i = 0; i < kClients; ++i)
       futures.push_back(std::async(std::launch::async, [&, i, round] {
-        if (round == 0) {
-          Reply reply = post("/v1/chat/completions", body(i));
-          return reply.status == 200
-                     ? json::parse(reply.body)["choices"][0]["message"]["content"]
-                           .get<std::string>()
-                     : std::string("HTTP ") + std::to_string(reply.status);
-        }
+        if (round == 0)
+          return answer(post("/v1/chat/completions", body(i)), false);
         json streamed = json::parse(body(i));
         streamed["stream"] = true;
-        Reply reply = post("/v1/chat/completions", streamed.dump(),
-                           [](std::string_view) { return true; });
-        std::string content;
-        for (const json &chunk : events(reply.body))
-          if (chunk != "[DONE]" && chunk["choices"][0]["delta"].contains("content"))
-            content += chunk["choices"][0]["delta"]["content"].get<std::string>();
-        return content;
+        return answer(post("/v1/chat/completions", streamed.dump(),
+                           [](std::string_view) { return true; }),
+                      true);
       }));
   for (int k = 0; k < int(futures.size()); ++k)
     EXPECT_EQ(futures[k].get(), sequential[k % kClients]) << "client " << k;
