@@ -544,6 +544,16 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text, const ApiLimits &
     return invalidRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
   if (auto error = readTools(body, out))
     return *error;
+  if (const json *kwargs = reader.get("chat_template_kwargs")) {
+    if (!kwargs->is_object())
+      return wrongType("chat_template_kwargs", "an object", *kwargs);
+    for (const char *reserved : {"messages", "tools", "add_generation_prompt"})
+      if (kwargs->contains(reserved))
+        return invalidRequest(absl::StrCat("'chat_template_kwargs' may not set '",
+                                           reserved, "'"),
+                              "chat_template_kwargs");
+    out.templateKwargs = *kwargs;
+  }
   if (const json *format = reader.get("response_format")) {
     if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string())
       return invalidRequest("'response_format' must be {\"type\": \"text\"} or "
@@ -675,6 +685,7 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
       messages.insert(messages.begin(), json{{"role", "system"}, {"content", instruction}});
   }
   ChatTemplateOptions options;
+  options.extra = request.templateKwargs;
   bool toolsOffered = !request.tools.is_null() && request.toolChoice != ToolChoiceMode::None;
   if (toolsOffered)
     options.tools = request.tools;

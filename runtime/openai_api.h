@@ -81,6 +81,9 @@ struct ChatRequest {
   ToolChoiceMode toolChoice = ToolChoiceMode::Auto;
   std::string toolChoiceName; ///< for ToolChoiceMode::Function
   bool jsonObject = false;    ///< response_format json_object
+  /// vLLM's chat_template_kwargs: extra template variables (e.g. Qwen3's
+  /// enable_thinking).
+  nlohmann::json templateKwargs = nlohmann::json::object();
   bool stream = false;
   bool includeUsage = false;
 };

@@ -142,6 +142,9 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
       {chat({{"response_format", {{"type", "json_schema"}}}}), 400,
        "response_format.type", "unsupported_value", "json_schema"},
       {chat({{"response_format", "json"}}), 400, "response_format", "invalid_type", ""},
+      {chat({{"chat_template_kwargs", 1}}), 400, "chat_template_kwargs", "invalid_type", ""},
+      {chat({{"chat_template_kwargs", {{"messages", 1}}}}), 400, "chat_template_kwargs",
+       "invalid_value", "messages"},
       {chat({{"messages", json::array({{{"role", "assistant"},
                                         {"content", nullptr},
                                         {"tool_calls", json::array({{{"type", "function"},
@@ -215,6 +218,7 @@ TEST(ChatRequestParse, ReadsEveryField) {
                                {"tool_choice",
                                 {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
                                {"response_format", {{"type", "json_object"}}},
+                               {"chat_template_kwargs", {{"enable_thinking", false}}},
                                {"user", "ignored"},
                                {"frequency_penalty", 0}}));
   EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
@@ -230,6 +234,7 @@ TEST(ChatRequestParse, ReadsEveryField) {
   EXPECT_EQ(r.toolChoice, ToolChoiceMode::Function);
   EXPECT_EQ(r.toolChoiceName, "get_weather");
   EXPECT_TRUE(r.jsonObject);
+  EXPECT_EQ(r.templateKwargs, json({{"enable_thinking", false}}));
 
   ChatRequest defaults = chatOk(chat());
   EXPECT_FLOAT_EQ(defaults.sampling.temperature, 1.0f); // OpenAI's default

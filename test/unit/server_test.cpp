@@ -139,8 +139,9 @@ protected:
       EXPECT_TRUE(body["error"].contains(key)) << key << " in " << reply.body;
     EXPECT_TRUE(body["error"]["message"].is_string());
     EXPECT_FALSE(body["error"]["message"].get<std::string>().empty());
-    if (!code.empty())
+    if (!code.empty()) {
       EXPECT_EQ(body["error"]["code"], code) << reply.body;
+    }
   }
 
   void expectGoodChat() {
