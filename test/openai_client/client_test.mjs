@@ -1,6 +1,7 @@
 // client_test.mjs - the official `openai` npm client against `treni serve`.
 //
 //   node client_test.mjs [TRENI_BINARY] [MODEL_DIR]
+//   TRENI_SERVE_ARGS="--device gpu" node client_test.mjs build/bin/treni /path/to/Qwen2.5-0.5B-Instruct
 //
 // Starts `treni serve` on the tiny Qwen2 fixture (CPU executor) on a free
 // loopback port and checks what the client gets: the model list, a streamed
@@ -22,7 +23,9 @@ const binary = process.argv[2] ?? path.join(root, 'build', 'bin', 'treni');
 const modelDir = process.argv[3] ?? path.join(root, 'test', 'fixtures', 'qwen2');
 
 function startServer() {
-  const server = spawn(binary, ['serve', modelDir, '--port', '0', '--max-seq', '512'], {
+  const extra = (process.env.TRENI_SERVE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const args = ['serve', modelDir, '--port', '0', '--max-seq', '512', '--served-model-name', 'treni-test', ...extra];
+  const server = spawn(binary, args, {
     stdio: ['ignore', 'inherit', 'pipe'],
   });
   return new Promise((resolve, reject) => {
@@ -43,12 +46,15 @@ function startServer() {
 
 const { server, port } = await startServer();
 const exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
+let last = Date.now();
 const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0 });
-const model = 'qwen2';
+const model = 'treni-test';
 let checks = 0;
 const check = (name) => {
   checks += 1;
-  console.log(`ok ${checks} - ${name}`);
+  const now = Date.now();
+  console.log(`ok ${checks} - ${name} (${now - last} ms)`);
+  last = now;
 };
 
 try {

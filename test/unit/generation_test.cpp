@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine_loader.h"
+#include "runtime/progress.h"
 #include "runtime/tokenizer.h"
 #include "test/unit/test_util.h"
 
@@ -451,6 +452,37 @@ TEST_F(GenerationTest, ConstrainedOutputIsAJsonObject) {
       for (const GeneratedToken &token : result->tokens)
         EXPECT_LE(token.logprob, 0.0f);
     }
+}
+
+//===----------------------------------------------------------------------===//
+// Progress
+//===----------------------------------------------------------------------===//
+
+// Tests that off a terminal, progress is plain lines: one per step and a
+// final one with the total time; and that the bar fills with the steps.
+TEST(Progress, PlainLinesOffATerminal) {
+  std::FILE *out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  {
+    Progress progress("loading m", 3, out, /*interactive=*/false);
+    EXPECT_FALSE(progress.interactive());
+    progress.step("tokenizer");
+    EXPECT_THAT(progress.line(), ::testing::HasSubstr("1/3 tokenizer"));
+    progress.step("engine");
+    EXPECT_THAT(progress.line(), ::testing::HasSubstr("[############            ] 2/3"));
+    progress.finish("ok");
+    progress.finish("twice"); // idempotent
+  }
+  std::rewind(out);
+  std::string text;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof(buffer), out))
+    text += buffer;
+  std::fclose(out);
+  EXPECT_THAT(text, ::testing::MatchesRegex("loading m: tokenizer \\(1/3\\)\n"
+                                            "loading m: engine \\(2/3\\)\n"
+                                            "loading m: done in [0-9.]+ s - ok\n"));
+  EXPECT_EQ(text.find('\r'), std::string::npos) << "no carriage returns in a log";
 }
 
 } // namespace
