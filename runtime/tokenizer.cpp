@@ -49,6 +49,12 @@ absl::string_view toAbsl(std::string_view text) {
 
 /// `value` in a short form for error messages.
 std::string describe(const Json &value) {
+  // Containers are not dumped: a hostile file may nest them deeply, and
+  // dump() recurses.
+  if (value.is_object())
+    return absl::StrCat("an object of ", value.size(), " keys");
+  if (value.is_array())
+    return absl::StrCat("an array of ", value.size(), " items");
   std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (text.size() > 60)
     text = text.substr(0, 57) + "...";
@@ -1081,6 +1087,13 @@ void Tokenizer::Impl::encode(std::string_view text, bool addSpecialTokens,
 
 namespace {
 
+/// Sequences inside Sequences are parsed recursively; a hostile file could
+/// nest them deep enough to overflow the stack. The path has one "[" per
+/// level.
+bool tooDeep(const std::string &path) {
+  return std::count(path.begin(), path.end(), '[') >= 32;
+}
+
 absl::StatusOr<std::vector<NormalForm>>
 parseNormalizer(const ErrorContext &ctx, const Json &value,
                 const std::string &path) {
@@ -1098,6 +1111,8 @@ parseNormalizer(const ErrorContext &ctx, const Json &value,
     const Json *list = member(value, "normalizers");
     if (!list || !list->is_array())
       return ctx.error(childPath(path, "normalizers"), "must be an array");
+    if (tooDeep(path))
+      return ctx.error(path, "nests Sequences too deeply");
     for (size_t i = 0; i < list->size(); ++i) {
       auto inner = parseNormalizer(
           ctx, (*list)[i],
@@ -1153,6 +1168,8 @@ absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
     const Json *list = member(value, "pretokenizers");
     if (!list || !list->is_array())
       return ctx.error(childPath(path, "pretokenizers"), "must be an array");
+    if (tooDeep(path))
+      return ctx.error(path, "nests Sequences too deeply");
     for (size_t i = 0; i < list->size(); ++i) {
       absl::Status status = parsePreTokenizer(
           ctx, (*list)[i],
@@ -1408,6 +1425,8 @@ absl::Status parsePostProcessor(
     const Json *list = member(value, "processors");
     if (!list || !list->is_array())
       return ctx.error(childPath(path, "processors"), "must be an array");
+    if (tooDeep(path))
+      return ctx.error(path, "nests Sequences too deeply");
     for (size_t i = 0; i < list->size(); ++i) {
       absl::Status status = parsePostProcessor(
           ctx, (*list)[i],

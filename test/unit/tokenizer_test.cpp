@@ -600,6 +600,23 @@ TEST(TokenizerErrors, TruncatedAndCorruptFiles) {
     EXPECT_THAT(messageOf(tokenizer.status()),
                 HasSubstr("cut.json: invalid JSON"));
   }
+  // Deep nesting is an error, not a stack overflow.
+  std::string deep = "{\"model\": " + std::string(200000, '[') +
+                     std::string(200000, ']') + "}";
+  auto nested = Tokenizer::fromJson(deep, "deep.json");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_THAT(messageOf(nested.status()),
+              HasSubstr("'model' is missing or not an object"));
+
+  Json sequence = {{"type", "NFC"}};
+  for (int i = 0; i < 1000; ++i)
+    sequence = {{"type", "Sequence"}, {"normalizers", Json::array({sequence})}};
+  auto deepSequence = Tokenizer::fromJson(
+      miniTokenizer([&](Json &j) { j["normalizer"] = sequence; }), "seq.json");
+  ASSERT_FALSE(deepSequence.ok());
+  EXPECT_THAT(messageOf(deepSequence.status()),
+              HasSubstr("nests Sequences too deeply"));
+
   auto notObject = Tokenizer::fromJson("[1, 2]", "list.json");
   ASSERT_FALSE(notObject.ok());
   EXPECT_THAT(messageOf(notObject.status()),
