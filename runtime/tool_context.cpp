@@ -16,11 +16,32 @@ constexpr std::string_view kErrorTypePayload = "treni.dev/tool_error_type";
 } // namespace
 
 void CancelToken::cancel() {
+  std::vector<std::weak_ptr<CancelToken>> children;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     cancelled_ = true;
+    children.swap(children_);
   }
   cv_.notify_all();
+  for (const std::weak_ptr<CancelToken> &weak : children)
+    if (std::shared_ptr<CancelToken> child = weak.lock())
+      child->cancel();
+}
+
+void CancelToken::link(const std::shared_ptr<CancelToken> &child) {
+  if (!child || child.get() == this)
+    return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!cancelled_) {
+      std::erase_if(children_, [](const std::weak_ptr<CancelToken> &weak) {
+        return weak.expired();
+      });
+      children_.push_back(child);
+      return;
+    }
+  }
+  child->cancel();
 }
 
 bool CancelToken::cancelled() const {

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -32,16 +33,21 @@ using ToolClock = std::chrono::steady_clock;
 /// A one-way flag: once cancelled, stays cancelled. Thread-safe.
 class CancelToken {
 public:
+  /// Cancels this token and every linked child.
   void cancel();
   bool cancelled() const;
   /// Sleeps for `duration` or until cancelled; true when it slept the whole
   /// duration.
   bool sleepFor(ToolClock::duration duration) const;
+  /// Cancelling this token cancels `child` too (at once if it already is).
+  /// Children are held weakly.
+  void link(const std::shared_ptr<CancelToken> &child);
 
 private:
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   bool cancelled_ = false;
+  std::vector<std::weak_ptr<CancelToken>> children_;
 };
 
 /// Passed to a tool for one attempt. Copyable; an abandoned attempt keeps its

@@ -238,8 +238,9 @@ absl::StatusOr<nlohmann::json>
 runAttempt(std::shared_ptr<const ToolFunction> function,
            std::shared_ptr<AtomicStats> stats, nlohmann::json args,
            ToolContext context, FaultDecision fault,
-           std::chrono::milliseconds timeout) {
-  if (timeout.count() <= 0)
+           std::chrono::milliseconds timeout,
+           const std::shared_ptr<CancelToken> &callerCancel) {
+  if (timeout.count() <= 0 && !callerCancel)
     return runBody(*function, args, context, fault);
 
   auto state = std::make_shared<AttemptState>();
@@ -265,13 +266,24 @@ runAttempt(std::shared_ptr<const ToolFunction> function,
     return absl::UnavailableError(absl::StrCat(
         "tool '", tool, "': cannot start a thread for the call: ", e.what()));
   }
+  // Wakes at the deadline, and every 20 ms to see the caller's cancellation.
   std::unique_lock<std::mutex> lock(state->mutex);
-  if (!state->done.wait_until(lock, deadline,
-                              [&] { return state->finished; })) {
-    cancel->cancel();
-    return absl::DeadlineExceededError(
-        absl::StrCat("tool '", tool, "' did not finish within ",
-                     timeout.count(), " ms (attempt abandoned)"));
+  while (!state->finished) {
+    if (callerCancel && callerCancel->cancelled()) {
+      cancel->cancel();
+      return absl::CancelledError(
+          absl::StrCat("tool '", tool, "': the call was cancelled"));
+    }
+    if (ToolClock::now() >= deadline) {
+      cancel->cancel();
+      return absl::DeadlineExceededError(
+          absl::StrCat("tool '", tool, "' did not finish within ",
+                       timeout.count(), " ms (attempt abandoned)"));
+    }
+    ToolClock::time_point wake =
+        ToolClock::now() + std::chrono::milliseconds(20);
+    state->done.wait_until(lock,
+                           callerCancel ? std::min(wake, deadline) : deadline);
   }
   return std::move(state->outcome);
 }
@@ -311,8 +323,16 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
     ToolAttempt log;
     if (attempt > 1) {
       std::chrono::milliseconds backoff = backoffDelay(options, attempt - 1);
-      std::this_thread::sleep_for(backoff);
+      if (options.cancel)
+        options.cancel->sleepFor(backoff);
+      else
+        std::this_thread::sleep_for(backoff);
       log.backoffBefore = backoff;
+    }
+    if (options.cancel && options.cancel->cancelled()) {
+      result.error = toolErrorFromStatus(absl::CancelledError(absl::StrCat(
+          "tool '", entry->signature.name, "': the call was cancelled")));
+      break;
     }
     FaultDecision fault = faults_->next(entry->signature.name);
     log.injectedDelay = fault.delay.count() > 0;
@@ -321,12 +341,14 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
     context.attempt = attempt;
     if (options.timeout.count() > 0)
       context.deadline = ToolClock::now() + options.timeout;
+    if (options.cancel)
+      options.cancel->link(context.cancel);
 
     ToolClock::time_point attemptStart = ToolClock::now();
     ++stats.attempts;
     absl::StatusOr<nlohmann::json> outcome =
         runAttempt(function, entry->stats, *validated, std::move(context),
-                   fault, options.timeout);
+                   fault, options.timeout, options.cancel);
     log.latency = ToolClock::now() - attemptStart;
     result.attempts = attempt;
     if (outcome.ok()) {

@@ -53,6 +53,10 @@ struct CallOptions {
   std::chrono::milliseconds backoffCap{2000};
   bool jitter = true;
   uint64_t jitterSeed = 0;
+  /// The caller's cancellation (a workflow aborted, a client gone): stops
+  /// the backoff and the running attempt (its context is cancelled; the
+  /// caller stops waiting for it), and the call fails as "cancelled".
+  std::shared_ptr<CancelToken> cancel;
 };
 
 /// The wait before retry `retry` (1-based): d = min(cap, base * 2^(retry-1)),

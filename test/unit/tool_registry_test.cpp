@@ -509,6 +509,91 @@ TEST(ToolTimeout, FastToolUnderATimeoutReturnsItsValue) {
 }
 
 //===----------------------------------------------------------------------===//
+// Cancellation by the caller
+//===----------------------------------------------------------------------===//
+
+TEST(CancelToken, LinkedChildrenAreCancelledWithTheParent) {
+  auto parent = std::make_shared<CancelToken>();
+  auto child = std::make_shared<CancelToken>();
+  auto grandchild = std::make_shared<CancelToken>();
+  parent->link(child);
+  child->link(grandchild);
+  EXPECT_FALSE(grandchild->cancelled());
+  parent->cancel();
+  EXPECT_TRUE(child->cancelled());
+  EXPECT_TRUE(grandchild->cancelled());
+  auto late = std::make_shared<CancelToken>();
+  parent->link(late); // already cancelled: at once
+  EXPECT_TRUE(late->cancelled());
+  EXPECT_FALSE(late->sleepFor(10s));
+}
+
+TEST(ToolCancel, CancelledCallRunsNothing) {
+  ToolRegistry registry;
+  std::atomic<int> calls{0};
+  addTool(registry, "t.ok", [&](const json &, const ToolContext &) {
+    ++calls;
+    return absl::StatusOr<json>(json(1));
+  });
+  CallOptions options;
+  options.cancel = std::make_shared<CancelToken>();
+  options.cancel->cancel();
+  ToolResult result = registry.call("t.ok", {}, options);
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "cancelled");
+  EXPECT_FALSE(result.error.retryable);
+  EXPECT_EQ(result.attempts, 0);
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST(ToolCancel, CancelStopsARunningAttempt) {
+  ToolRegistry registry;
+  std::atomic<bool> sawCancel{false};
+  addTool(registry, "t.sleep", [&](const json &, const ToolContext &context) {
+    if (context.sleepFor(20s))
+      return absl::StatusOr<json>(json("slept"));
+    sawCancel = context.shouldStop();
+    return absl::StatusOr<json>(absl::CancelledError("woken"));
+  });
+  CallOptions options; // no timeout: only the cancellation ends it
+  options.cancel = std::make_shared<CancelToken>();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    options.cancel->cancel();
+  });
+  ToolResult result = registry.call("t.sleep", {}, options);
+  canceller.join();
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "cancelled");
+  EXPECT_LT(millis(result.latency), 10000.0);
+  EXPECT_TRUE(
+      eventually([&] { return registry.stats("t.sleep").running == 0; }));
+  EXPECT_TRUE(sawCancel.load());
+}
+
+TEST(ToolCancel, CancelStopsTheBackoff) {
+  ToolRegistry registry;
+  addTool(registry, "t.down", [](const json &, const ToolContext &) {
+    return absl::StatusOr<json>(absl::UnavailableError("down"));
+  });
+  CallOptions options;
+  options.retries = 5;
+  options.backoffBase = 20s;
+  options.backoffCap = 20s;
+  options.cancel = std::make_shared<CancelToken>();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    options.cancel->cancel();
+  });
+  ToolResult result = registry.call("t.down", {}, options);
+  canceller.join();
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "cancelled");
+  EXPECT_EQ(result.attempts, 1);
+  EXPECT_LT(millis(result.latency), 9000.0); // not the 10-20 s backoff
+}
+
+//===----------------------------------------------------------------------===//
 // Fault injection
 //===----------------------------------------------------------------------===//
 
