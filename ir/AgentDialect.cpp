@@ -507,6 +507,18 @@ LogicalResult RetryOp::verify() {
                          TypeRange(i1), /*allowExit=*/false);
 }
 
+void ParallelOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  // Each result is named after the step of the call it yields.
+  if (getBody().empty() || getBody().front().empty())
+    return;
+  auto yield = dyn_cast<YieldOp>(getBody().front().back());
+  if (!yield || yield.getValues().size() != getNumResults())
+    return;
+  for (auto [result, value] : llvm::zip(getResults(), yield.getValues()))
+    if (auto tool = value.getDefiningOp<ToolOp>())
+      setNameFn(result, ssaName(tool.getStep()));
+}
+
 LogicalResult ParallelOp::verify() {
   Block &body = getBody().front();
   for (Operation &op : body.without_terminator()) {

@@ -463,7 +463,8 @@ def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects,
   let hasVerifier = 1;
 }
 
-def Agent_ParallelOp : Agent_Op<"parallel", [RecursiveMemoryEffects, NoRegionArguments]> {
+def Agent_ParallelOp : Agent_Op<"parallel", [RecursiveMemoryEffects, NoRegionArguments,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "Runs independent tool calls concurrently";
   let description = [{
     Produced by `agent-hoist-tools`. The region holds only `agent.tool` ops

@@ -6,14 +6,14 @@
 // CHECK-LABEL: agent.workflow @independent
 // CHECK:         %[[SQL:.+]] = agent.constant "SELECT 1"
 // CHECK:         %[[URL:.+]] = agent.format "http://127.0.0.1/{0}"(%q : !agent.string)
-// CHECK:         %[[R:.+]]:2 = agent.parallel -> (!agent.tool_result, !agent.tool_result) {
+// CHECK:         %a, %b = agent.parallel -> (!agent.tool_result, !agent.tool_result) {
 // CHECK-NEXT:      %[[A:.+]] = agent.tool "sqlite.query"(%[[SQL]] : !agent.string) {arg_names = ["sql"], step = "a"}
 // CHECK-NEXT:      %[[B:.+]] = agent.tool "http.get"(%[[URL]] : !agent.string) {arg_names = ["url"], step = "b"}
 // CHECK-NEXT:      agent.yield %[[A]], %[[B]] : !agent.tool_result, !agent.tool_result
 // CHECK-NEXT:    }
 // CHECK:         agent.generate
-// CHECK:         agent.text %[[R]]#0 : !agent.tool_result
-// CHECK:         agent.text %[[R]]#1 : !agent.tool_result
+// CHECK:         agent.text %a : !agent.tool_result
+// CHECK:         agent.text %b : !agent.tool_result
 agent.workflow @independent(%q: !agent.string {agent.param = "q"}) -> !agent.string {
   %sql = agent.constant "SELECT 1"
   %a = agent.tool "sqlite.query"(%sql : !agent.string) {arg_names = ["sql"], step = "a"}
@@ -105,8 +105,8 @@ agent.workflow @early_return(%q: !agent.string {agent.param = "q"}, %c: i1 {agen
 // that the result of the parallel feeds the yield.
 // CHECK-LABEL: agent.workflow @in_retry
 // CHECK:         agent.retry max 2
-// CHECK:           %[[P:.+]]:2 = agent.parallel
-// CHECK:           agent.yield %[[P]]#0, %[[P]]#1 : !agent.tool_result, !agent.tool_result
+// CHECK:           %a, %b = agent.parallel
+// CHECK:           agent.yield %a, %b : !agent.tool_result, !agent.tool_result
 agent.workflow @in_retry(%q: !agent.string {agent.param = "q"}) {
   %r:2 = agent.retry max 2 -> (!agent.tool_result, !agent.tool_result) {
   ^bb0(%i: i64, %pa: !agent.tool_result, %pb: !agent.tool_result):
