@@ -1257,6 +1257,9 @@ absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
         absl::StrCat("is '", *type,
                      "', which is not supported (Sequence, Split, ByteLevel)"));
   }
+  // encode() recurses once per step.
+  if (steps.size() >= 64)
+    return ctx.error(path, "is one pre-tokenizer too many (at most 64)");
   steps.push_back(std::move(step));
   return absl::OkStatus();
 }

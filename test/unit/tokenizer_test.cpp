@@ -617,6 +617,15 @@ TEST(TokenizerErrors, TruncatedAndCorruptFiles) {
   EXPECT_THAT(messageOf(deepSequence.status()),
               HasSubstr("nests Sequences too deeply"));
 
+  auto manySteps = Tokenizer::fromJson(miniTokenizer([](Json &j) {
+    Json &list = j["pre_tokenizer"]["pretokenizers"];
+    while (list.size() < 100000)
+      list.push_back(list[0]);
+  }));
+  ASSERT_FALSE(manySteps.ok());
+  EXPECT_THAT(messageOf(manySteps.status()),
+              HasSubstr("one pre-tokenizer too many"));
+
   auto notObject = Tokenizer::fromJson("[1, 2]", "list.json");
   ASSERT_FALSE(notObject.ok());
   EXPECT_THAT(messageOf(notObject.status()),
