@@ -25,11 +25,16 @@ fi
 if [ ! -d test/openai_client/node_modules ] && [ -f .gpu/openai_node_modules.tar.gz ]; then
   tar -xzf .gpu/openai_node_modules.tar.gz -C test/openai_client
 fi
-dir=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import models; print(models.build('$shape', '/tmp/models/$shape'))" 2>/dev/null | tail -1)
-cp "$tokenizers/qwen2_5/tokenizer.json" "$tokenizers/qwen2_5/tokenizer_config.json" "$dir/"
+device=${DEVICE:-gpu}
+if [ -n "${MODEL_DIR:-}" ]; then # e.g. DEVICE=cpu MODEL_DIR=test/fixtures/qwen2 to try it anywhere
+  dir=$MODEL_DIR
+else
+  dir=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import models; print(models.build('$shape', '/tmp/models/$shape'))" 2>/dev/null | tail -1)
+  cp "$tokenizers/qwen2_5/tokenizer.json" "$tokenizers/qwen2_5/tokenizer_config.json" "$dir/"
+fi
 
 port=8080
-"$TRENI" serve "$dir" --device gpu --port $port --served-model-name "$shape" 2> /tmp/serve.log &
+"$TRENI" serve "$dir" --device $device --port $port --served-model-name "$shape" 2> /tmp/serve.log &
 server=$!
 for _ in $(seq 1 240); do
   curl -sf localhost:$port/health >/dev/null 2>&1 && break
@@ -53,6 +58,6 @@ echo; echo "== /metrics (excerpt)"; curl -sS $url/metrics | grep -E "^treni_(req
 kill -TERM $server; wait $server; echo "server exit: $?"
 
 echo; echo "== openai npm client ($(node --version 2>/dev/null || echo no node))"
-TRENI_SERVE_ARGS="--device gpu" node test/openai_client/client_test.mjs "$TRENI" "$dir" 2>&1 | grep -v "^treni serve\|^load\|^\[" | tail -25
+TRENI_SERVE_ARGS="--device $device" node test/openai_client/client_test.mjs "$TRENI" "$dir" 2>&1 | grep -v "^treni serve\|^load\|^\[" | tail -25
 echo; echo "== load test"
-python3 bench/load_test.py --binary "$TRENI" --model "$dir" --device gpu --requests ${LOAD_REQUESTS:-300} --concurrency 16 2>&1 | tail -15
+python3 bench/load_test.py --binary "$TRENI" --model "$dir" --device $device --requests ${LOAD_REQUESTS:-300} --concurrency 16 2>&1 | tail -15
