@@ -1,4 +1,4 @@
-//===- awareness.h - how sure the model was, per generation -----*- C++ -*-===//
+//===- awareness.h - how sure the model was, per generation --*- C++ -*-===//
 //
 // The `awareness` summary every served response carries: perplexity (exp of
 // the mean negative log-probability of the generated tokens), mean and max
@@ -29,7 +29,9 @@ struct GenerationTiming {
   int64_t promptTokens = 0;
   int64_t completionTokens = 0;
 
-  double timeToFirstTokenSeconds() const { return queueSeconds + prefillSeconds; }
+  double timeToFirstTokenSeconds() const {
+    return queueSeconds + prefillSeconds;
+  }
   double totalSeconds() const {
     return queueSeconds + prefillSeconds + decodeSeconds;
   }
@@ -59,8 +61,9 @@ struct TokenUncertainty {
 
 /// Summarizes `tokens` (in generation order). `threshold` is a probability in
 /// [0, 1]: a token is low-confidence when exp(logprob) < threshold.
-Awareness summarizeAwareness(absl::Span<const TokenUncertainty> tokens,
-                             double threshold = kDefaultLowConfidenceProbability);
+Awareness
+summarizeAwareness(absl::Span<const TokenUncertainty> tokens,
+                   double threshold = kDefaultLowConfidenceProbability);
 
 /// {"perplexity", "mean_logprob", "mean_entropy", "max_entropy",
 ///  "max_entropy_position", "tokens", "low_confidence": {"threshold", "count",

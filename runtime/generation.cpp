@@ -38,7 +38,9 @@ bool OutputConstraint::acceptAll(std::string_view text) {
 
 namespace {
 
-bool isJsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool isJsonSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9')
@@ -211,8 +213,19 @@ public:
 
 private:
   enum class Mode {
-    Start, ObjectOpen, Key, Colon, Value, ArrayOpen, AfterValue,
-    String, Escape, Unicode, Number, Literal, Done
+    Start,
+    ObjectOpen,
+    Key,
+    Colon,
+    Value,
+    ArrayOpen,
+    AfterValue,
+    String,
+    Escape,
+    Unicode,
+    Number,
+    Literal,
+    Done
   };
   enum class Number { Minus, Zero, Int, Dot, Frac, Exp, ExpSign, ExpDigits };
 
@@ -396,7 +409,8 @@ public:
     return false;
   }
   bool isComplete() const override {
-    return std::find(choices_.begin(), choices_.end(), prefix_) != choices_.end();
+    return std::find(choices_.begin(), choices_.end(), prefix_) !=
+           choices_.end();
   }
   std::string completion() const override {
     for (const std::string &choice : choices_)
@@ -412,7 +426,8 @@ private:
 
 class SequenceConstraint final : public OutputConstraint {
 public:
-  explicit SequenceConstraint(std::vector<std::unique_ptr<OutputConstraint>> parts)
+  explicit SequenceConstraint(
+      std::vector<std::unique_ptr<OutputConstraint>> parts)
       : parts_(std::move(parts)) {}
   std::unique_ptr<OutputConstraint> clone() const override {
     std::vector<std::unique_ptr<OutputConstraint>> parts;
@@ -455,7 +470,8 @@ std::unique_ptr<OutputConstraint> jsonObjectConstraint(int maxDepth) {
 std::unique_ptr<OutputConstraint> literalConstraint(std::string text) {
   return std::make_unique<LiteralConstraint>(std::move(text));
 }
-std::unique_ptr<OutputConstraint> choiceConstraint(std::vector<std::string> choices) {
+std::unique_ptr<OutputConstraint>
+choiceConstraint(std::vector<std::string> choices) {
   return std::make_unique<ChoiceConstraint>(std::move(choices));
 }
 std::unique_ptr<OutputConstraint>
@@ -485,10 +501,12 @@ const char *toString(FinishReason reason) {
   return "unknown";
 }
 
-size_t stopPrefixHoldback(std::string_view text, absl::Span<const std::string> stops) {
+size_t stopPrefixHoldback(std::string_view text,
+                          absl::Span<const std::string> stops) {
   size_t hold = 0;
   for (const std::string &stop : stops) {
-    size_t longest = std::min(stop.size() - (stop.empty() ? 0 : 1), text.size());
+    size_t longest =
+        std::min(stop.size() - (stop.empty() ? 0 : 1), text.size());
     for (size_t n = longest; n > hold; --n)
       if (text.substr(text.size() - n) == std::string_view(stop).substr(0, n)) {
         hold = n;
@@ -581,14 +599,15 @@ Generator::constrainedSample(const SampleResult &engineResult,
   const std::vector<std::string> &pieces = vocabBytes();
   const float negInf = -std::numeric_limits<float>::infinity();
   auto allowed = [&](size_t id) {
-    return id < pieces.size() && !pieces[id].empty() && constraint.allows(pieces[id]);
+    return id < pieces.size() && !pieces[id].empty() &&
+           constraint.allows(pieces[id]);
   };
   int32_t token = -1;
   if (params.temperature == 0) {
     // Greedy: only tokens that beat the best allowed one so far are checked.
     for (size_t id = 0; id < logits.size(); ++id)
-      if ((token < 0 || logits[id] > logits[token]) && std::isfinite(logits[id]) &&
-          allowed(id))
+      if ((token < 0 || logits[id] > logits[token]) &&
+          std::isfinite(logits[id]) && allowed(id))
         token = int32_t(id);
   } else {
     std::vector<float> masked(logits.size(), negInf);
@@ -623,21 +642,22 @@ Generator::constrainedSample(const SampleResult &engineResult,
 }
 
 absl::StatusOr<GenerationResult>
-Generator::generate(const GenerationRequest &request, const StreamCallback &onDelta) {
+Generator::generate(const GenerationRequest &request,
+                    const StreamCallback &onDelta) {
   using Clock = std::chrono::steady_clock;
   const std::vector<int32_t> &prompt = request.promptIds;
   if (prompt.empty())
     return absl::InvalidArgumentError("the prompt is empty");
   if (int64_t(prompt.size()) >= options_.maxSeq)
     return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt has ", prompt.size(), " tokens; max_seq is ", options_.maxSeq,
-        ", so at most ", options_.maxSeq - 1, " fit"));
+        "the prompt has ", prompt.size(), " tokens; max_seq is ",
+        options_.maxSeq, ", so at most ", options_.maxSeq - 1, " fit"));
   int64_t vocab = engine_.vocabSize();
   for (int32_t id : prompt)
     if (id < 0 || id >= vocab)
       return absl::InvalidArgumentError(
-          absl::StrCat("prompt token id ", id, " is outside the vocabulary [0, ",
-                       vocab, ")"));
+          absl::StrCat("prompt token id ", id,
+                       " is outside the vocabulary [0, ", vocab, ")"));
   if (request.maxTokens < 0)
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 0, not ", request.maxTokens));
@@ -651,7 +671,8 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
   GenerationTiming &timing = result.awareness.timing;
   timing.promptTokens = int64_t(prompt.size());
   if (request.submitted)
-    timing.queueSeconds = std::max(0.0, secondsBetween(*request.submitted, start));
+    timing.queueSeconds =
+        std::max(0.0, secondsBetween(*request.submitted, start));
 
   Tokenizer::StreamDecoder decoder(tokenizer_, /*skipSpecialTokens=*/true);
   std::string &text = result.text;
@@ -664,7 +685,8 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
     upto = std::max(upto, emitted);
     if (upto == emitted && releasedTokens == result.tokens.size())
       return;
-    std::string_view delta = std::string_view(text).substr(emitted, upto - emitted);
+    std::string_view delta =
+        std::string_view(text).substr(emitted, upto - emitted);
     absl::Span<const GeneratedToken> tokens =
         absl::MakeConstSpan(result.tokens).subspan(releasedTokens);
     emitted = upto;
@@ -704,7 +726,8 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
     if (!sample.ok())
       return sample.status();
     if (request.constraint) {
-      sample = constrainedSample(*sample, request.sampling, step, *request.constraint);
+      sample = constrainedSample(*sample, request.sampling, step,
+                                 *request.constraint);
       if (absl::IsNotFound(sample.status())) {
         finish = FinishReason::Stop; // nothing fits: close it below
         break;
@@ -757,7 +780,8 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
       finish = FinishReason::Stop;
     else if (int64_t(result.tokens.size()) >= request.maxTokens)
       finish = FinishReason::Length;
-    else if (int64_t(prompt.size() + result.tokens.size()) - 1 >= options_.maxSeq)
+    else if (int64_t(prompt.size() + result.tokens.size()) - 1 >=
+             options_.maxSeq)
       finish = FinishReason::Context; // the next decode would not fit
     if (!finish) {
       emit(text.size() - stopPrefixHoldback(text, request.stop));
@@ -784,7 +808,8 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
   for (const GeneratedToken &token : result.tokens)
     uncertainty.push_back({token.logprob, token.entropy});
   GenerationTiming savedTiming = timing;
-  result.awareness = summarizeAwareness(uncertainty, request.lowConfidenceThreshold);
+  result.awareness =
+      summarizeAwareness(uncertainty, request.lowConfidenceThreshold);
   result.awareness.timing = savedTiming;
   return result;
 }
@@ -794,12 +819,14 @@ Generator::generate(const GenerationRequest &request, const StreamCallback &onDe
 //===----------------------------------------------------------------------===//
 
 namespace {
-absl::StatusOr<std::optional<nlohmann::json>> readJsonFile(const std::string &path) {
+absl::StatusOr<std::optional<nlohmann::json>>
+readJsonFile(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return std::optional<nlohmann::json>();
   std::string text((std::istreambuf_iterator<char>(in)), {});
-  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json json =
+      nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded())
     return absl::InvalidArgumentError(path + " is not valid JSON");
   return std::optional<nlohmann::json>(std::move(json));
@@ -815,21 +842,25 @@ absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
       ids.push_back(int32_t(id));
   };
   namespace fs = std::filesystem;
-  TRENI_ASSIGN_OR_RETURN(auto config,
-                         readJsonFile((fs::path(modelDir) / "tokenizer_config.json").string()));
+  TRENI_ASSIGN_OR_RETURN(
+      auto config,
+      readJsonFile((fs::path(modelDir) / "tokenizer_config.json").string()));
   if (config && config->is_object() && config->contains("eos_token")) {
     const nlohmann::json &eos = (*config)["eos_token"];
     std::string content;
     if (eos.is_string())
       content = eos.get<std::string>();
-    else if (eos.is_object() && eos.contains("content") && eos["content"].is_string())
+    else if (eos.is_object() && eos.contains("content") &&
+             eos["content"].is_string())
       content = eos["content"].get<std::string>();
     if (std::optional<int32_t> id = tokenizer.tokenToId(content))
       add(*id);
   }
-  TRENI_ASSIGN_OR_RETURN(auto generation,
-                         readJsonFile((fs::path(modelDir) / "generation_config.json").string()));
-  if (generation && generation->is_object() && generation->contains("eos_token_id")) {
+  TRENI_ASSIGN_OR_RETURN(
+      auto generation,
+      readJsonFile((fs::path(modelDir) / "generation_config.json").string()));
+  if (generation && generation->is_object() &&
+      generation->contains("eos_token_id")) {
     const nlohmann::json &eos = (*generation)["eos_token_id"];
     if (eos.is_number_integer())
       add(eos.get<int64_t>());
@@ -858,7 +889,8 @@ std::string tokenField(const nlohmann::json &config, const char *name) {
   const nlohmann::json &value = config[name];
   if (value.is_string())
     return value.get<std::string>();
-  if (value.is_object() && value.contains("content") && value["content"].is_string())
+  if (value.is_object() && value.contains("content") &&
+      value["content"].is_string())
     return value["content"].get<std::string>();
   return "";
 }
@@ -895,12 +927,15 @@ absl::StatusOr<LoadedModel> loadModel(const std::string &model,
       loaded.tokenizerDir = package.modelDir;
     }
   }
-  std::string tokenizerPath = (fs::path(loaded.tokenizerDir) / "tokenizer.json").string();
+  std::string tokenizerPath =
+      (fs::path(loaded.tokenizerDir) / "tokenizer.json").string();
   if (!fs::exists(tokenizerPath))
-    return absl::NotFoundError(absl::StrCat(
-        "no tokenizer.json in ", loaded.tokenizerDir, " (use --tokenizer DIR)"));
+    return absl::NotFoundError(absl::StrCat("no tokenizer.json in ",
+                                            loaded.tokenizerDir,
+                                            " (use --tokenizer DIR)"));
   TRENI_ASSIGN_OR_RETURN(loaded.tokenizer, Tokenizer::fromFile(tokenizerPath));
-  TRENI_ASSIGN_OR_RETURN(loaded.eosIds, readEosIds(loaded.tokenizerDir, *loaded.tokenizer));
+  TRENI_ASSIGN_OR_RETURN(loaded.eosIds,
+                         readEosIds(loaded.tokenizerDir, *loaded.tokenizer));
 
   if (options.progress)
     options.progress->step("chat template");
@@ -911,30 +946,36 @@ absl::StatusOr<LoadedModel> loadModel(const std::string &model,
   if (!options.chatTemplateFile.empty()) {
     std::ifstream in(options.chatTemplateFile, std::ios::binary);
     if (!in)
-      return absl::NotFoundError("cannot read --chat-template " + options.chatTemplateFile);
+      return absl::NotFoundError("cannot read --chat-template " +
+                                 options.chatTemplateFile);
     std::string text((std::istreambuf_iterator<char>(in)), {});
     if (options.chatTemplateFile.size() > 5 &&
-        options.chatTemplateFile.substr(options.chatTemplateFile.size() - 5) == ".json") {
+        options.chatTemplateFile.substr(options.chatTemplateFile.size() - 5) ==
+            ".json") {
       nlohmann::json other = nlohmann::json::parse(text, nullptr, false);
       if (other.is_discarded())
-        return absl::InvalidArgumentError(options.chatTemplateFile + " is not valid JSON");
+        return absl::InvalidArgumentError(options.chatTemplateFile +
+                                          " is not valid JSON");
       loaded.chatTemplateSource = templateText(other);
-      TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
-                             ChatTemplate::fromTokenizerConfig(options.chatTemplateFile));
+      TRENI_ASSIGN_OR_RETURN(
+          loaded.chatTemplate,
+          ChatTemplate::fromTokenizerConfig(options.chatTemplateFile));
     } else {
       loaded.chatTemplateSource = text;
       TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
-                             ChatTemplate::fromSource(text,
-                                                      tokenField(tokenizerConfig, "bos_token"),
-                                                      tokenField(tokenizerConfig, "eos_token")));
+                             ChatTemplate::fromSource(
+                                 text, tokenField(tokenizerConfig, "bos_token"),
+                                 tokenField(tokenizerConfig, "eos_token")));
     }
   } else if (!templateText(tokenizerConfig).empty()) {
     loaded.chatTemplateSource = templateText(tokenizerConfig);
-    TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate, ChatTemplate::fromTokenizerConfig(configPath));
+    TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
+                           ChatTemplate::fromTokenizerConfig(configPath));
   }
 
   if (options.progress)
-    options.progress->step(fs::is_directory(model) && options.engine.device == Device::Gpu
+    options.progress->step(fs::is_directory(model) &&
+                                   options.engine.device == Device::Gpu
                                ? "engine (compiles on first load)"
                                : "engine");
   TRENI_ASSIGN_OR_RETURN(loaded.engine, loadEngine(model, options.engine));

@@ -1,4 +1,4 @@
-//===- generation.h - prompt ids -> text, with stops and streaming -*- C++ -*-===//
+//===- generation.h - prompt ids to text, stops, streaming ---*- C++ -*-===//
 //
 // The generation loop shared by `treni run`, `treni chat` and `treni serve`:
 // one Engine and its Tokenizer turn prompt ids into generated tokens, each
@@ -73,7 +73,8 @@ std::unique_ptr<OutputConstraint> jsonObjectConstraint(int maxDepth = 16);
 /// Exactly `text`.
 std::unique_ptr<OutputConstraint> literalConstraint(std::string text);
 /// Exactly one of `choices` (none may be a proper prefix of another).
-std::unique_ptr<OutputConstraint> choiceConstraint(std::vector<std::string> choices);
+std::unique_ptr<OutputConstraint>
+choiceConstraint(std::vector<std::string> choices);
 /// `parts` one after the other.
 std::unique_ptr<OutputConstraint>
 sequenceConstraint(std::vector<std::unique_ptr<OutputConstraint>> parts);
@@ -132,8 +133,8 @@ struct GenerationResult {
 
 /// A text delta (complete UTF-8; may be empty when only tokens are released)
 /// and the tokens generated since the previous call. Return false to cancel.
-using StreamCallback =
-    std::function<bool(std::string_view delta, absl::Span<const GeneratedToken> tokens)>;
+using StreamCallback = std::function<bool(
+    std::string_view delta, absl::Span<const GeneratedToken> tokens)>;
 
 struct GeneratorOptions {
   int64_t maxSeq = 4096; ///< the engine's KV cache length
@@ -142,7 +143,8 @@ struct GeneratorOptions {
 
 class Generator {
 public:
-  Generator(Engine &engine, const Tokenizer &tokenizer, GeneratorOptions options);
+  Generator(Engine &engine, const Tokenizer &tokenizer,
+            GeneratorOptions options);
 
   /// Generates for `request`. Errors: an empty prompt, a prompt that does not
   /// fit max_seq, an id outside the vocabulary, invalid sampling parameters
@@ -160,10 +162,10 @@ public:
   std::string tokenBytes(int32_t id) const;
 
 private:
-  absl::StatusOr<SampleResult> constrainedSample(const SampleResult &engineResult,
-                                                 const SamplingParams &params,
-                                                 uint64_t step,
-                                                 const OutputConstraint &constraint);
+  absl::StatusOr<SampleResult>
+  constrainedSample(const SampleResult &engineResult,
+                    const SamplingParams &params, uint64_t step,
+                    const OutputConstraint &constraint);
   const std::vector<std::string> &vocabBytes();
 
   Engine &engine_;
@@ -208,10 +210,12 @@ struct LoadOptions {
 
 /// Loads the tokenizer, the chat template and the engine (compiling on
 /// first load). A model without a chat template loads (chatTemplate null).
-absl::StatusOr<LoadedModel> loadModel(const std::string &model, const LoadOptions &options);
+absl::StatusOr<LoadedModel> loadModel(const std::string &model,
+                                      const LoadOptions &options);
 
 /// Length of the longest suffix of `text` that is a proper prefix of one of
 /// `stops` (the text to hold back while streaming).
-size_t stopPrefixHoldback(std::string_view text, absl::Span<const std::string> stops);
+size_t stopPrefixHoldback(std::string_view text,
+                          absl::Span<const std::string> stops);
 
 } // namespace treni

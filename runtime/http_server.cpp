@@ -59,11 +59,12 @@ ApiError serverError(int status, std::string message, std::string type,
 }
 
 ApiError timeoutError(double seconds) {
-  return serverError(504,
-                     absl::StrCat("the request did not finish within the server's "
-                                  "--request-timeout of ",
-                                  seconds, " s"),
-                     "timeout_error", "request_timeout");
+  return serverError(
+      504,
+      absl::StrCat("the request did not finish within the server's "
+                   "--request-timeout of ",
+                   seconds, " s"),
+      "timeout_error", "request_timeout");
 }
 
 void sendError(httplib::Response &res, const ApiError &error) {
@@ -71,13 +72,15 @@ void sendError(httplib::Response &res, const ApiError &error) {
   res.set_content(dumpJson(error.toJson()), "application/json");
 }
 
-const char *kEndpoints[] = {"/v1/chat/completions", "/v1/completions", "/v1/models",
-                            "/health", "/metrics"};
+const char *kEndpoints[] = {"/v1/chat/completions", "/v1/completions",
+                            "/v1/models", "/health", "/metrics"};
 
 } // namespace
 
-HttpServer::HttpServer(Generator &generator, ServedModel model, ServerOptions options)
-    : generator_(generator), model_(std::move(model)), options_(std::move(options)) {
+HttpServer::HttpServer(Generator &generator, ServedModel model,
+                       ServerOptions options)
+    : generator_(generator), model_(std::move(model)),
+      options_(std::move(options)) {
   limits_.maxSeq = model_.maxSeq;
   limits_.modelNames = {model_.name};
 }
@@ -132,7 +135,8 @@ void HttpServer::runJob(Job &job) {
   }
   bool chat = job.kind == Job::Kind::Chat;
   ApiResult<PreparedRequest> preparedOr =
-      chat ? prepareChat(job.chat, model_) : prepareCompletion(job.completion, model_);
+      chat ? prepareChat(job.chat, model_)
+           : prepareCompletion(job.completion, model_);
   if (auto *error = std::get_if<ApiError>(&preparedOr)) {
     job.finish(*error);
     return;
@@ -144,14 +148,17 @@ void HttpServer::runJob(Job &job) {
   request.submitted = job.submitted;
   request.tokenDelay = options_.tokenDelay;
 
-  ResponseIdentity identity = newIdentity(chat ? "chatcmpl" : "cmpl", model_.name);
-  TokenBytesFn tokenBytes = [this](int32_t id) { return generator_.tokenBytes(id); };
+  ResponseIdentity identity =
+      newIdentity(chat ? "chatcmpl" : "cmpl", model_.name);
+  TokenBytesFn tokenBytes = [this](int32_t id) {
+    return generator_.tokenBytes(id);
+  };
   std::optional<StreamEncoder> encoder;
   if (job.stream) {
-    encoder.emplace(chat ? StreamEncoder::Kind::Chat : StreamEncoder::Kind::Completion,
-                    identity, prepared, model_.toolFormat,
-                    chat ? job.chat.includeUsage : job.completion.includeUsage,
-                    tokenBytes);
+    encoder.emplace(
+        chat ? StreamEncoder::Kind::Chat : StreamEncoder::Kind::Completion,
+        identity, prepared, model_.toolFormat,
+        chat ? job.chat.includeUsage : job.completion.includeUsage, tokenBytes);
     job.push(encoder->start());
   }
   {
@@ -161,11 +168,13 @@ void HttpServer::runJob(Job &job) {
   }
   StreamCallback onDelta;
   if (encoder)
-    onDelta = [&](std::string_view text, absl::Span<const GeneratedToken> tokens) {
+    onDelta = [&](std::string_view text,
+                  absl::Span<const GeneratedToken> tokens) {
       job.push(encoder->delta(text, tokens));
       return !job.cancel.load();
     };
-  absl::StatusOr<GenerationResult> result = generator_.generate(request, onDelta);
+  absl::StatusOr<GenerationResult> result =
+      generator_.generate(request, onDelta);
 
   std::optional<ApiError> failure;
   if (!result.ok()) {
@@ -179,7 +188,8 @@ void HttpServer::runJob(Job &job) {
     metrics_.addTokens(result->awareness.timing.promptTokens,
                        int64_t(result->tokens.size()));
     if (!result->tokens.empty())
-      metrics_.observeTimeToFirstToken(result->awareness.timing.timeToFirstTokenSeconds());
+      metrics_.observeTimeToFirstToken(
+          result->awareness.timing.timeToFirstTokenSeconds());
     metrics_.observeLatency(result->awareness.timing.totalSeconds());
     if (result->finishReason == FinishReason::Cancelled) {
       metrics_.countCancelled();
@@ -209,7 +219,8 @@ void HttpServer::runJob(Job &job) {
   }
   json body;
   if (chat) {
-    std::string full = prepared.outputPrefix + result->text + prepared.outputSuffix;
+    std::string full =
+        prepared.outputPrefix + result->text + prepared.outputSuffix;
     ParsedOutput output = parseOutput(prepared, full, model_.toolFormat);
     body = buildChatResponse(identity, prepared, *result, output, tokenBytes);
   } else {
@@ -236,16 +247,18 @@ void HttpServer::registerRoutes() {
       job->chat = std::move(std::get<ChatRequest>(parsed));
       job->stream = job->chat.stream;
     } else {
-      ApiResult<CompletionRequest> parsed = parseCompletionRequest(req.body, limits_);
+      ApiResult<CompletionRequest> parsed =
+          parseCompletionRequest(req.body, limits_);
       if (auto *error = std::get_if<ApiError>(&parsed))
         return sendError(res, *error);
       job->completion = std::move(std::get<CompletionRequest>(parsed));
       job->stream = job->completion.stream;
     }
     job->submitted = Clock::now();
-    job->deadline = job->submitted + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(
-                                             options_.requestTimeoutSeconds));
+    job->deadline =
+        job->submitted +
+        std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(options_.requestTimeoutSeconds));
     if (std::optional<ApiError> error = enqueue(job))
       return sendError(res, *error);
 
@@ -300,41 +313,44 @@ void HttpServer::registerRoutes() {
               [generate](const httplib::Request &req, httplib::Response &res) {
                 generate(Job::Kind::Completion, req, res);
               });
-  server.Get("/v1/models", [this](const httplib::Request &, httplib::Response &res) {
+  server.Get("/v1/models", [this](const httplib::Request &,
+                                  httplib::Response &res) {
     json models = {{"object", "list"},
-                   {"data",
-                    json::array({{{"id", model_.name},
-                                  {"object", "model"},
-                                  {"created", 0},
-                                  {"owned_by", "treni"},
-                                  {"max_model_len", model_.maxSeq}}})}};
+                   {"data", json::array({{{"id", model_.name},
+                                          {"object", "model"},
+                                          {"created", 0},
+                                          {"owned_by", "treni"},
+                                          {"max_model_len", model_.maxSeq}}})}};
     res.set_content(dumpJson(models), "application/json");
   });
-  server.Get("/health", [this](const httplib::Request &, httplib::Response &res) {
-    bool draining;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      draining = draining_;
-    }
-    res.status = draining ? 503 : 200;
-    res.set_content(dumpJson({{"status", draining ? "shutting_down" : "ok"},
-                              {"model", model_.name},
-                              {"queue_depth", metrics_.queueDepth()},
-                              {"running", metrics_.running()}}),
-                    "application/json");
-  });
-  server.Get("/metrics", [this](const httplib::Request &, httplib::Response &res) {
-    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
-  });
+  server.Get(
+      "/health", [this](const httplib::Request &, httplib::Response &res) {
+        bool draining;
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          draining = draining_;
+        }
+        res.status = draining ? 503 : 200;
+        res.set_content(dumpJson({{"status", draining ? "shutting_down" : "ok"},
+                                  {"model", model_.name},
+                                  {"queue_depth", metrics_.queueDepth()},
+                                  {"running", metrics_.running()}}),
+                        "application/json");
+      });
+  server.Get("/metrics",
+             [this](const httplib::Request &, httplib::Response &res) {
+               res.set_content(metrics_.render(), "text/plain; version=0.0.4");
+             });
 
   // A known path with the wrong method: 405 naming the right one.
   auto wrongMethod = [](const char *allowed) {
     return [allowed](const httplib::Request &req, httplib::Response &res) {
       res.set_header("Allow", allowed);
-      sendError(res, serverError(405,
-                                 absl::StrCat(req.method, " is not allowed on ", req.path,
-                                              "; use ", allowed),
-                                 "invalid_request_error", "method_not_allowed"));
+      sendError(res,
+                serverError(405,
+                            absl::StrCat(req.method, " is not allowed on ",
+                                         req.path, "; use ", allowed),
+                            "invalid_request_error", "method_not_allowed"));
     };
   };
   for (const char *path : {"/v1/chat/completions", "/v1/completions"}) {
@@ -352,7 +368,8 @@ void HttpServer::registerRoutes() {
 
   // Statuses httplib produces itself (404 routes, 413 bodies, 400 malformed
   // HTTP) get an OpenAI error body too.
-  server.set_error_handler([](const httplib::Request &req, httplib::Response &res) {
+  server.set_error_handler([](const httplib::Request &req,
+                              httplib::Response &res) {
     if (!res.body.empty())
       return;
     ApiError error;
@@ -367,25 +384,28 @@ void HttpServer::registerRoutes() {
       error.code = "body_too_large";
       break;
     default:
-      error.message = absl::StrCat("HTTP ", res.status, " for ", req.method, " ", req.path);
+      error.message =
+          absl::StrCat("HTTP ", res.status, " for ", req.method, " ", req.path);
       break;
     }
     res.set_content(dumpJson(error.toJson()), "application/json");
   });
 
-  server.set_logger([this](const httplib::Request &req, const httplib::Response &res) {
-    std::string endpoint = "other";
-    for (const char *known : kEndpoints)
-      if (req.path == known)
-        endpoint = known;
-    metrics_.countRequest(endpoint, res.status);
-    if (res.status >= 400 && !res.body.empty()) {
-      json body = json::parse(res.body, nullptr, false);
-      if (body.is_object() && body.contains("error") && body["error"].is_object() &&
-          body["error"].contains("type") && body["error"]["type"].is_string())
-        metrics_.countError(body["error"]["type"].get<std::string>());
-    }
-  });
+  server.set_logger(
+      [this](const httplib::Request &req, const httplib::Response &res) {
+        std::string endpoint = "other";
+        for (const char *known : kEndpoints)
+          if (req.path == known)
+            endpoint = known;
+        metrics_.countRequest(endpoint, res.status);
+        if (res.status >= 400 && !res.body.empty()) {
+          json body = json::parse(res.body, nullptr, false);
+          if (body.is_object() && body.contains("error") &&
+              body["error"].is_object() && body["error"].contains("type") &&
+              body["error"]["type"].is_string())
+            metrics_.countError(body["error"]["type"].get<std::string>());
+        }
+      });
 }
 
 absl::Status HttpServer::start() {
@@ -395,19 +415,23 @@ absl::Status HttpServer::start() {
   // A client that disconnects must not kill the process on the next write.
   std::signal(SIGPIPE, SIG_IGN);
   server_ = std::make_unique<httplib::Server>();
-  int threads = options_.httpThreads > 0 ? options_.httpThreads : options_.queueSize + 8;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  int threads =
+      options_.httpThreads > 0 ? options_.httpThreads : options_.queueSize + 8;
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(threads);
+  };
   server_->set_payload_max_length(options_.maxBodyBytes);
   registerRoutes();
   if (options_.port == 0) {
     port_ = server_->bind_to_any_port(options_.host);
   } else {
-    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
+    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port
+                                                                : -1;
   }
   if (port_ <= 0)
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":",
-                                               options_.port,
-                                               " (in use, or not a local address?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
+                     " (in use, or not a local address?)"));
   worker_ = std::thread([this] { workerLoop(); });
   listener_ = std::thread([this] { server_->listen_after_bind(); });
   // httplib's stop() is a no-op until the accept loop runs.

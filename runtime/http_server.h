@@ -1,4 +1,4 @@
-//===- http_server.h - the OpenAI-compatible HTTP server --------*- C++ -*-===//
+//===- http_server.h - the OpenAI-compatible HTTP server -----*- C++ -*-===//
 //
 // `treni serve`: cpp-httplib in front of ONE engine. HTTP threads parse and
 // validate requests (runtime/openai_api.h) and put them on a bounded queue;
@@ -86,7 +86,8 @@ private:
   std::mutex mutex_;
   std::condition_variable queueChanged_, stopped_;
   std::deque<std::shared_ptr<Job>> queue_;
-  bool draining_ = false, workerExit_ = false, started_ = false, finished_ = false;
+  bool draining_ = false, workerExit_ = false, started_ = false,
+       finished_ = false;
   std::thread worker_, listener_;
   std::mutex stopMutex_;
 };

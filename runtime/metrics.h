@@ -1,4 +1,4 @@
-//===- metrics.h - Prometheus counters for `treni serve` --------*- C++ -*-===//
+//===- metrics.h - Prometheus counters for `treni serve` -----*- C++ -*-===//
 //
 // What GET /metrics exposes, in the Prometheus text format (version 0.0.4):
 // requests by endpoint and status, errors by type, prompt and completion

@@ -29,7 +29,8 @@ json ApiError::toJson() const {
             {"code", code.empty() ? json(nullptr) : json(code)}}}};
 }
 
-ApiError invalidRequest(std::string message, std::string param, std::string code) {
+ApiError invalidRequest(std::string message, std::string param,
+                        std::string code) {
   ApiError error;
   error.message = std::move(message);
   error.param = std::move(param);
@@ -108,17 +109,18 @@ const char *typeName(const json &value) {
   }
 }
 
-ApiError wrongType(const std::string &param, const char *expected, const json &value) {
-  return invalidRequest(absl::StrCat("'", param, "' must be ", expected, ", not ",
-                                     typeName(value)),
+ApiError wrongType(const std::string &param, const char *expected,
+                   const json &value) {
+  return invalidRequest(absl::StrCat("'", param, "' must be ", expected,
+                                     ", not ", typeName(value)),
                         param, "invalid_type");
 }
 
 /// Parses the body into an object, or the error.
 std::variant<json, ApiError> parseBody(std::string_view body) {
   if (body.empty())
-    return invalidRequest("the request body is empty; expected a JSON object", "",
-                          "invalid_json");
+    return invalidRequest("the request body is empty; expected a JSON object",
+                          "", "invalid_json");
   if (size_t at = invalidUtf8Offset(body); at != std::string_view::npos)
     return invalidRequest(
         absl::StrCat("the request body is not valid UTF-8 (byte ", at, ")"), "",
@@ -132,9 +134,10 @@ std::variant<json, ApiError> parseBody(std::string_view body) {
         "invalid_json");
   }
   if (!value.is_object())
-    return invalidRequest(absl::StrCat("the request body must be a JSON object, not ",
-                                       typeName(value)),
-                          "", "invalid_json");
+    return invalidRequest(
+        absl::StrCat("the request body must be a JSON object, not ",
+                     typeName(value)),
+        "", "invalid_json");
   return value;
 }
 
@@ -150,7 +153,8 @@ public:
       return nullptr;
     return &*it;
   }
-  std::optional<double> number(const std::string &name, double low, double high) {
+  std::optional<double> number(const std::string &name, double low,
+                               double high) {
     const json *value = get(name);
     if (!value || error)
       return std::nullopt;
@@ -158,29 +162,33 @@ public:
       return fail(wrongType(name, "a number", *value));
     double v = value->get<double>();
     if (!(v >= low && v <= high))
-      return fail(invalidRequest(absl::StrCat("'", name, "' must be between ", low,
-                                              " and ", high, ", not ", v),
+      return fail(invalidRequest(absl::StrCat("'", name, "' must be between ",
+                                              low, " and ", high, ", not ", v),
                                  name));
     return v;
   }
-  std::optional<int64_t> integer(const std::string &name, int64_t low, int64_t high) {
+  std::optional<int64_t> integer(const std::string &name, int64_t low,
+                                 int64_t high) {
     const json *value = get(name);
     if (!value || error)
       return std::nullopt;
-    bool integral = value->is_number_integer() ||
-                    (value->is_number_float() && std::isfinite(value->get<double>()) &&
-                     std::floor(value->get<double>()) == value->get<double>() &&
-                     std::abs(value->get<double>()) < 9e15);
+    bool integral =
+        value->is_number_integer() ||
+        (value->is_number_float() && std::isfinite(value->get<double>()) &&
+         std::floor(value->get<double>()) == value->get<double>() &&
+         std::abs(value->get<double>()) < 9e15);
     if (!integral)
       return fail(wrongType(name, "an integer", *value));
     int64_t v;
-    if (value->is_number_unsigned() && value->get<uint64_t>() > uint64_t(INT64_MAX))
+    if (value->is_number_unsigned() &&
+        value->get<uint64_t>() > uint64_t(INT64_MAX))
       v = INT64_MAX;
     else
-      v = value->is_number_float() ? int64_t(value->get<double>()) : value->get<int64_t>();
+      v = value->is_number_float() ? int64_t(value->get<double>())
+                                   : value->get<int64_t>();
     if (v < low || v > high)
-      return fail(invalidRequest(absl::StrCat("'", name, "' must be between ", low,
-                                              " and ", high, ", not ", v),
+      return fail(invalidRequest(absl::StrCat("'", name, "' must be between ",
+                                              low, " and ", high, ", not ", v),
                                  name));
     return v;
   }
@@ -222,7 +230,8 @@ uint64_t freshSeed() {
   return counter.fetch_add(0x9E3779B97F4A7C15ull);
 }
 
-/// `model`, sampling, stop, stream and stream_options: shared by both endpoints.
+/// `model`, sampling, stop, stream and stream_options: shared by both
+/// endpoints.
 struct CommonFields {
   std::string model;
   SamplingParams sampling;
@@ -234,22 +243,25 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
                                    const ApiLimits &limits, CommonFields &out) {
   const json *model = reader.get("model");
   if (!model)
-    return invalidRequest("'model' is required", "model", "missing_required_parameter");
+    return invalidRequest("'model' is required", "model",
+                          "missing_required_parameter");
   if (!model->is_string())
     return wrongType("model", "a string", *model);
   out.model = model->get<std::string>();
   if (!limits.modelNames.empty() &&
-      std::find(limits.modelNames.begin(), limits.modelNames.end(), out.model) ==
-          limits.modelNames.end()) {
+      std::find(limits.modelNames.begin(), limits.modelNames.end(),
+                out.model) == limits.modelNames.end()) {
     ApiError error = invalidRequest(
-        absl::StrCat("the model '", out.model, "' does not exist; this server serves '",
+        absl::StrCat("the model '", out.model,
+                     "' does not exist; this server serves '",
                      absl::StrJoin(limits.modelNames, "', '"), "'"),
         "model", "model_not_found");
     error.status = 404;
     return error;
   }
   // OpenAI's default temperature is 1.
-  out.sampling.temperature = float(reader.number("temperature", 0, 2).value_or(1.0));
+  out.sampling.temperature =
+      float(reader.number("temperature", 0, 2).value_or(1.0));
   out.sampling.topP = float(reader.number("top_p", 0, 1).value_or(1.0));
   if (!reader.error && out.sampling.topP <= 0)
     return invalidRequest("'top_p' must be greater than 0", "top_p");
@@ -265,8 +277,9 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
   for (const char *penalty : {"presence_penalty", "frequency_penalty"})
     if (std::optional<double> value = reader.number(penalty, -2, 2);
         value && *value != 0)
-      return invalidRequest(absl::StrCat("'", penalty, "' is not supported (only 0)"),
-                            penalty, "unsupported_parameter");
+      return invalidRequest(
+          absl::StrCat("'", penalty, "' is not supported (only 0)"), penalty,
+          "unsupported_parameter");
   if (reader.error)
     return reader.error;
   if (const json *stop = reader.get("stop")) {
@@ -283,7 +296,8 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
     }
     if (int(out.stop.size()) > limits.maxStopStrings)
       return invalidRequest(absl::StrCat("'stop' has ", out.stop.size(),
-                                         " strings; at most ", limits.maxStopStrings),
+                                         " strings; at most ",
+                                         limits.maxStopStrings),
                             "stop");
     for (const std::string &s : out.stop)
       if (s.empty())
@@ -294,8 +308,9 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
     if (!options->is_object())
       return wrongType("stream_options", "an object", *options);
     if (!out.stream)
-      return invalidRequest("'stream_options' is only allowed when 'stream' is true",
-                            "stream_options");
+      return invalidRequest(
+          "'stream_options' is only allowed when 'stream' is true",
+          "stream_options");
     FieldReader optionReader(*options);
     out.includeUsage = optionReader.boolean("include_usage").value_or(false);
     if (optionReader.error) {
@@ -309,7 +324,8 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
 }
 
 /// The text of a message's content: a string, null, or text parts.
-std::variant<json, ApiError> messageContent(const json &content, const std::string &param) {
+std::variant<json, ApiError> messageContent(const json &content,
+                                            const std::string &param) {
   if (content.is_null() || content.is_string())
     return content;
   if (!content.is_array())
@@ -322,16 +338,19 @@ std::variant<json, ApiError> messageContent(const json &content, const std::stri
       return wrongType(partParam, "an object", part);
     auto type = part.find("type");
     if (type == part.end() || !type->is_string())
-      return invalidRequest(absl::StrCat("'", partParam, ".type' must be a string"),
-                            partParam + ".type", "invalid_type");
+      return invalidRequest(
+          absl::StrCat("'", partParam, ".type' must be a string"),
+          partParam + ".type", "invalid_type");
     if (*type != "text")
-      return invalidRequest(absl::StrCat("content part type '", type->get<std::string>(),
+      return invalidRequest(absl::StrCat("content part type '",
+                                         type->get<std::string>(),
                                          "' is not supported; only 'text'"),
                             partParam + ".type", "unsupported_value");
     auto partText = part.find("text");
     if (partText == part.end() || !partText->is_string())
-      return invalidRequest(absl::StrCat("'", partParam, ".text' must be a string"),
-                            partParam + ".text", "invalid_type");
+      return invalidRequest(
+          absl::StrCat("'", partParam, ".text' must be a string"),
+          partParam + ".text", "invalid_type");
     text += partText->get<std::string>();
   }
   return json(text);
@@ -344,8 +363,8 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
   if (!messages->is_array())
     return wrongType("messages", "an array", *messages);
   if (messages->empty())
-    return invalidRequest("'messages' must contain at least one message", "messages",
-                          "empty_array");
+    return invalidRequest("'messages' must contain at least one message",
+                          "messages", "empty_array");
   json normalized = json::array();
   for (size_t i = 0; i < messages->size(); ++i) {
     const json &message = (*messages)[i];
@@ -354,16 +373,18 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
       return wrongType(param, "an object", message);
     auto role = message.find("role");
     if (role == message.end() || !role->is_string())
-      return invalidRequest(absl::StrCat("'", param, ".role' is required (a string)"),
-                            param + ".role", "invalid_type");
+      return invalidRequest(
+          absl::StrCat("'", param, ".role' is required (a string)"),
+          param + ".role", "invalid_type");
     std::string roleName = role->get<std::string>();
     if (roleName == "developer")
       roleName = "system";
     if (roleName != "system" && roleName != "user" && roleName != "assistant" &&
         roleName != "tool")
       return invalidRequest(
-          absl::StrCat("'", param, ".role' must be system, developer, user, "
-                                   "assistant or tool, not '",
+          absl::StrCat("'", param,
+                       ".role' must be system, developer, user, "
+                       "assistant or tool, not '",
                        role->get<std::string>(), "'"),
           param + ".role");
     json out = {{"role", roleName}};
@@ -375,7 +396,8 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
         return *error;
       text = std::get<json>(converted);
     }
-    bool hasToolCalls = message.contains("tool_calls") && !message["tool_calls"].is_null();
+    bool hasToolCalls =
+        message.contains("tool_calls") && !message["tool_calls"].is_null();
     if (text.is_null() && !(roleName == "assistant" && hasToolCalls))
       return invalidRequest(absl::StrCat("'", param, ".content' is required"),
                             param + ".content", "missing_required_parameter");
@@ -383,39 +405,45 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
     if (hasToolCalls) {
       const json &calls = message["tool_calls"];
       if (roleName != "assistant" || !calls.is_array())
-        return invalidRequest(absl::StrCat("'", param,
-                                           ".tool_calls' must be an array on an "
-                                           "assistant message"),
-                              param + ".tool_calls", "invalid_type");
+        return invalidRequest(
+            absl::StrCat("'", param,
+                         ".tool_calls' must be an array on an "
+                         "assistant message"),
+            param + ".tool_calls", "invalid_type");
       json outCalls = json::array();
       for (size_t k = 0; k < calls.size(); ++k) {
         std::string callParam = absl::StrCat(param, ".tool_calls[", k, "]");
         const json &call = calls[k];
         if (!call.is_object() || !call.contains("function") ||
-            !call["function"].is_object() || !call["function"].contains("name") ||
+            !call["function"].is_object() ||
+            !call["function"].contains("name") ||
             !call["function"]["name"].is_string())
-          return invalidRequest(absl::StrCat("'", callParam,
-                                             "' must be {\"type\": \"function\", "
-                                             "\"function\": {\"name\", \"arguments\"}}"),
-                                callParam, "invalid_type");
+          return invalidRequest(
+              absl::StrCat("'", callParam,
+                           "' must be {\"type\": \"function\", "
+                           "\"function\": {\"name\", \"arguments\"}}"),
+              callParam, "invalid_type");
         json arguments = json::object();
         if (call["function"].contains("arguments")) {
           const json &raw = call["function"]["arguments"];
           if (raw.is_string()) {
             arguments = json::parse(raw.get<std::string>(), nullptr, false);
             if (arguments.is_discarded())
-              return invalidRequest(absl::StrCat("'", callParam,
-                                                 ".function.arguments' is not valid JSON"),
-                                    callParam + ".function.arguments");
+              return invalidRequest(
+                  absl::StrCat("'", callParam,
+                               ".function.arguments' is not valid JSON"),
+                  callParam + ".function.arguments");
           } else if (raw.is_object()) {
             arguments = raw;
           } else if (!raw.is_null()) {
-            return wrongType(callParam + ".function.arguments", "a JSON string", raw);
+            return wrongType(callParam + ".function.arguments", "a JSON string",
+                             raw);
           }
         }
-        json outCall = {{"type", "function"},
-                        {"function",
-                         {{"name", call["function"]["name"]}, {"arguments", arguments}}}};
+        json outCall = {
+            {"type", "function"},
+            {"function",
+             {{"name", call["function"]["name"]}, {"arguments", arguments}}}};
         if (call.contains("id") && call["id"].is_string())
           outCall["id"] = call["id"];
         outCalls.push_back(std::move(outCall));
@@ -447,11 +475,13 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
       const json &function = tool["function"];
       if (!function.contains("name") || !function["name"].is_string() ||
           !std::regex_match(function["name"].get<std::string>(), namePattern))
-        return invalidRequest(absl::StrCat("'", param,
-                                           ".function.name' must be 1-64 letters, "
-                                           "digits, '_' or '-'"),
-                              param + ".function.name");
-      if (function.contains("parameters") && !function["parameters"].is_null() &&
+        return invalidRequest(
+            absl::StrCat("'", param,
+                         ".function.name' must be 1-64 letters, "
+                         "digits, '_' or '-'"),
+            param + ".function.name");
+      if (function.contains("parameters") &&
+          !function["parameters"].is_null() &&
           !function["parameters"].is_object())
         return wrongType(param + ".function.parameters", "an object",
                          function["parameters"]);
@@ -459,7 +489,8 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
     if (!it->empty())
       out.tools = *it;
   }
-  if (const auto it = body.find("tool_choice"); it != body.end() && !it->is_null()) {
+  if (const auto it = body.find("tool_choice");
+      it != body.end() && !it->is_null()) {
     if (it->is_string()) {
       std::string mode = it->get<std::string>();
       if (mode == "none")
@@ -469,14 +500,16 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
       else if (mode == "required")
         out.toolChoice = ToolChoiceMode::Required;
       else
-        return invalidRequest(absl::StrCat("'tool_choice' must be none, auto, required "
-                                           "or a function, not '",
-                                           mode, "'"),
-                              "tool_choice");
+        return invalidRequest(
+            absl::StrCat("'tool_choice' must be none, auto, required "
+                         "or a function, not '",
+                         mode, "'"),
+            "tool_choice");
     } else if (it->is_object()) {
       const json &choice = *it;
-      if (choice.value("type", "") != "function" || !choice.contains("function") ||
-          !choice["function"].is_object() || !choice["function"].contains("name") ||
+      if (choice.value("type", "") != "function" ||
+          !choice.contains("function") || !choice["function"].is_object() ||
+          !choice["function"].contains("name") ||
           !choice["function"]["name"].is_string())
         return invalidRequest("'tool_choice' must be {\"type\": \"function\", "
                               "\"function\": {\"name\": ...}}",
@@ -495,7 +528,8 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
       for (const json &tool : out.tools)
         declared |= tool["function"]["name"] == out.toolChoiceName;
       if (!declared)
-        return invalidRequest(absl::StrCat("'tool_choice' names '", out.toolChoiceName,
+        return invalidRequest(absl::StrCat("'tool_choice' names '",
+                                           out.toolChoiceName,
                                            "', which is not in 'tools'"),
                               "tool_choice");
     }
@@ -505,7 +539,8 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
 
 } // namespace
 
-ApiResult<ChatRequest> parseChatRequest(std::string_view text, const ApiLimits &limits) {
+ApiResult<ChatRequest> parseChatRequest(std::string_view text,
+                                        const ApiLimits &limits) {
   auto parsed = parseBody(text);
   if (auto *error = std::get_if<ApiError>(&parsed))
     return *error;
@@ -537,11 +572,13 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text, const ApiLimits &
     return *reader.error;
   }
   out.logprobs = reader.boolean("logprobs").value_or(false);
-  out.topLogprobs = int(reader.integer("top_logprobs", 0, kMaxAlternatives).value_or(0));
+  out.topLogprobs =
+      int(reader.integer("top_logprobs", 0, kMaxAlternatives).value_or(0));
   if (reader.error)
     return *reader.error;
   if (out.topLogprobs > 0 && !out.logprobs)
-    return invalidRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+    return invalidRequest("'top_logprobs' needs 'logprobs': true",
+                          "top_logprobs");
   if (auto error = readTools(body, out))
     return *error;
   if (const json *kwargs = reader.get("chat_template_kwargs")) {
@@ -549,13 +586,14 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text, const ApiLimits &
       return wrongType("chat_template_kwargs", "an object", *kwargs);
     for (const char *reserved : {"messages", "tools", "add_generation_prompt"})
       if (kwargs->contains(reserved))
-        return invalidRequest(absl::StrCat("'chat_template_kwargs' may not set '",
-                                           reserved, "'"),
-                              "chat_template_kwargs");
+        return invalidRequest(
+            absl::StrCat("'chat_template_kwargs' may not set '", reserved, "'"),
+            "chat_template_kwargs");
     out.templateKwargs = *kwargs;
   }
   if (const json *format = reader.get("response_format")) {
-    if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string())
+    if (!format->is_object() || !format->contains("type") ||
+        !(*format)["type"].is_string())
       return invalidRequest("'response_format' must be {\"type\": \"text\"} or "
                             "{\"type\": \"json_object\"}",
                             "response_format", "invalid_type");
@@ -590,7 +628,8 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
 
   const json *prompt = reader.get("prompt");
   if (!prompt)
-    return invalidRequest("'prompt' is required", "prompt", "missing_required_parameter");
+    return invalidRequest("'prompt' is required", "prompt",
+                          "missing_required_parameter");
   const json *single = prompt;
   if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string())
     single = &(*prompt)[0];
@@ -604,26 +643,31 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
     for (const json &id : *prompt) {
       int64_t value = id.get<int64_t>();
       if (value < 0 || value > INT32_MAX)
-        return invalidRequest(absl::StrCat("'prompt' token id ", value, " is invalid"),
-                              "prompt");
+        return invalidRequest(
+            absl::StrCat("'prompt' token id ", value, " is invalid"), "prompt");
       out.promptIds.push_back(int32_t(value));
     }
   } else {
-    return invalidRequest("'prompt' must be a string, an array of one string or an "
-                          "array of token ids (one prompt per request)",
-                          "prompt", "invalid_type");
+    return invalidRequest(
+        "'prompt' must be a string, an array of one string or an "
+        "array of token ids (one prompt per request)",
+        "prompt", "invalid_type");
   }
-  if (std::optional<int64_t> value = reader.integer("max_tokens", 1, limits.maxSeq))
+  if (std::optional<int64_t> value =
+          reader.integer("max_tokens", 1, limits.maxSeq))
     out.maxTokens = *value;
   if (std::optional<int64_t> logprobs = reader.integer("logprobs", 0, 5))
     out.logprobs = int(*logprobs);
   if (reader.boolean("echo").value_or(false))
-    return invalidRequest("'echo' is not supported", "echo", "unsupported_value");
+    return invalidRequest("'echo' is not supported", "echo",
+                          "unsupported_value");
   if (reader.get("suffix"))
-    return invalidRequest("'suffix' is not supported", "suffix", "unsupported_value");
+    return invalidRequest("'suffix' is not supported", "suffix",
+                          "unsupported_value");
   if (std::optional<int64_t> bestOf = reader.integer("best_of", 1, 128);
       bestOf && *bestOf != 1)
-    return invalidRequest("only best_of=1 is supported", "best_of", "unsupported_value");
+    return invalidRequest("only best_of=1 is supported", "best_of",
+                          "unsupported_value");
   if (reader.error) {
     if (reader.error->param == "max_tokens")
       reader.error->message += absl::StrCat(" (the context, --max-seq, is ",
@@ -640,21 +684,23 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
 namespace {
 
 ApiError contextExceeded(size_t promptTokens, int64_t maxSeq) {
-  return invalidRequest(absl::StrCat("the prompt has ", promptTokens,
-                                     " tokens; this server's context (--max-seq) is ",
-                                     maxSeq, " tokens, so at most ", maxSeq - 1,
-                                     " fit"),
-                        "messages", "context_length_exceeded");
+  return invalidRequest(
+      absl::StrCat("the prompt has ", promptTokens,
+                   " tokens; this server's context (--max-seq) is ", maxSeq,
+                   " tokens, so at most ", maxSeq - 1, " fit"),
+      "messages", "context_length_exceeded");
 }
 
 /// Tokens of a rendered chat prompt: the template wrote the special tokens
 /// itself (transformers tokenizes chat prompts with add_special_tokens=False).
-std::vector<int32_t> encodeRendered(const Tokenizer &tokenizer, const std::string &text) {
+std::vector<int32_t> encodeRendered(const Tokenizer &tokenizer,
+                                    const std::string &text) {
   return tokenizer.encode(text, /*addSpecialTokens=*/false);
 }
 
 void applyCommon(PreparedRequest &prepared, const SamplingParams &sampling,
-                 const std::vector<std::string> &stop, const ServedModel &model) {
+                 const std::vector<std::string> &stop,
+                 const ServedModel &model) {
   prepared.generation.sampling = sampling;
   prepared.generation.stop = stop;
   prepared.generation.lowConfidenceThreshold = model.lowConfidenceThreshold;
@@ -665,14 +711,16 @@ void applyCommon(PreparedRequest &prepared, const SamplingParams &sampling,
 ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
                                        const ServedModel &model) {
   if (!model.chatTemplate)
-    return invalidRequest("this model has no chat template (tokenizer_config.json "
-                          "chat_template); use /v1/completions or --chat-template",
-                          "messages", "no_chat_template");
+    return invalidRequest(
+        "this model has no chat template (tokenizer_config.json "
+        "chat_template); use /v1/completions or --chat-template",
+        "messages", "no_chat_template");
   PreparedRequest prepared;
   applyCommon(prepared, request.sampling, request.stop, model);
   prepared.logprobs = request.logprobs;
   prepared.topLogprobs = request.topLogprobs;
-  prepared.generation.sampling.numAlternatives = request.logprobs ? request.topLogprobs : 0;
+  prepared.generation.sampling.numAlternatives =
+      request.logprobs ? request.topLogprobs : 0;
 
   json messages = request.messages;
   if (request.jsonObject) {
@@ -682,23 +730,28 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
       messages[0]["content"] =
           messages[0]["content"].get<std::string>() + "\n\n" + instruction;
     else
-      messages.insert(messages.begin(), json{{"role", "system"}, {"content", instruction}});
+      messages.insert(messages.begin(),
+                      json{{"role", "system"}, {"content", instruction}});
   }
   ChatTemplateOptions options;
   options.extra = request.templateKwargs;
-  bool toolsOffered = !request.tools.is_null() && request.toolChoice != ToolChoiceMode::None;
+  bool toolsOffered =
+      !request.tools.is_null() && request.toolChoice != ToolChoiceMode::None;
   if (toolsOffered)
     options.tools = request.tools;
-  absl::StatusOr<std::string> rendered = model.chatTemplate->render(messages, options);
+  absl::StatusOr<std::string> rendered =
+      model.chatTemplate->render(messages, options);
   if (!rendered.ok())
-    return invalidRequest(absl::StrCat("the chat template failed on these messages: ",
-                                       rendered.status().message()),
-                          "messages", "template_error");
+    return invalidRequest(
+        absl::StrCat("the chat template failed on these messages: ",
+                     rendered.status().message()),
+        "messages", "template_error");
   std::string prompt = *rendered;
 
   prepared.parseToolCalls = toolsOffered;
-  bool forced = toolsOffered && (request.toolChoice == ToolChoiceMode::Required ||
-                                 request.toolChoice == ToolChoiceMode::Function);
+  bool forced =
+      toolsOffered && (request.toolChoice == ToolChoiceMode::Required ||
+                       request.toolChoice == ToolChoiceMode::Function);
   std::string argumentsKey =
       model.toolFormat == ToolCallFormat::Qwen ? "arguments" : "parameters";
   std::string opening = model.toolFormat == ToolCallFormat::Qwen
@@ -711,15 +764,16 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
     std::vector<std::unique_ptr<OutputConstraint>> parts;
     if (request.toolChoice == ToolChoiceMode::Function) {
       prepared.forcedToolName = request.toolChoiceName;
-      prepared.outputPrefix =
-          absl::StrCat(opening, request.toolChoiceName, "\", \"", argumentsKey, "\": ");
+      prepared.outputPrefix = absl::StrCat(opening, request.toolChoiceName,
+                                           "\", \"", argumentsKey, "\": ");
     } else {
       prepared.outputPrefix = opening;
       std::vector<std::string> names;
       for (const json &tool : request.tools)
         names.push_back(tool["function"]["name"].get<std::string>() + "\"");
       parts.push_back(choiceConstraint(std::move(names)));
-      parts.push_back(literalConstraint(absl::StrCat(", \"", argumentsKey, "\": ")));
+      parts.push_back(
+          literalConstraint(absl::StrCat(", \"", argumentsKey, "\": ")));
     }
     parts.push_back(jsonObjectConstraint());
     prepared.constraint = sequenceConstraint(std::move(parts));
@@ -729,8 +783,7 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
   prepared.generation.constraint = prepared.constraint.get();
   prompt += prepared.outputPrefix;
 
-  prepared.generation.promptIds =
-      encodeRendered(*model.tokenizer, prompt);
+  prepared.generation.promptIds = encodeRendered(*model.tokenizer, prompt);
   size_t promptTokens = prepared.generation.promptIds.size();
   if (promptTokens == 0)
     return invalidRequest("the rendered prompt has no tokens", "messages");
@@ -754,7 +807,8 @@ ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
     for (int32_t id : request.promptIds)
       if (id >= vocab)
         return invalidRequest(absl::StrCat("'prompt' token id ", id,
-                                           " is outside the vocabulary (", vocab, ")"),
+                                           " is outside the vocabulary (",
+                                           vocab, ")"),
                               "prompt");
   } else {
     prepared.generation.promptIds = model.tokenizer->encode(request.prompt);
@@ -785,7 +839,8 @@ ResponseIdentity newIdentity(std::string_view prefix, std::string model) {
   static const uint64_t salt = std::random_device{}();
   uint64_t n = counter.fetch_add(1) ^ (salt << 20);
   ResponseIdentity identity;
-  identity.id = absl::StrCat(std::string(prefix), "-", absl::Hex(n, absl::kZeroPad16));
+  identity.id =
+      absl::StrCat(std::string(prefix), "-", absl::Hex(n, absl::kZeroPad16));
   identity.created = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
@@ -799,16 +854,17 @@ namespace {
 std::string newToolCallPrefix() {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = std::random_device{}();
-  return absl::StrCat("call_",
-                      absl::Hex((counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ull ^ salt,
-                                absl::kZeroPad16),
-                      "_");
+  return absl::StrCat(
+      "call_",
+      absl::Hex((counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ull ^ salt,
+                absl::kZeroPad16),
+      "_");
 }
 
 } // namespace
 
-ParsedOutput parseOutput(const PreparedRequest &prepared, const std::string &text,
-                         ToolCallFormat format) {
+ParsedOutput parseOutput(const PreparedRequest &prepared,
+                         const std::string &text, ToolCallFormat format) {
   ParsedOutput output;
   if (!prepared.parseToolCalls) {
     output.content = text;
@@ -823,7 +879,8 @@ ParsedOutput parseOutput(const PreparedRequest &prepared, const std::string &tex
   return output;
 }
 
-std::string finishReasonOf(const GenerationResult &result, const ParsedOutput &output) {
+std::string finishReasonOf(const GenerationResult &result,
+                           const ParsedOutput &output) {
   if (!output.toolCalls.empty())
     return "tool_calls";
   switch (result.finishReason) {
@@ -864,7 +921,8 @@ json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
   for (const GeneratedToken &token : tokens) {
     std::string bytes = tokenBytes(token.id);
     json top = json::array();
-    for (int i = 0; i < topLogprobs && i < int(token.alternatives.size()); ++i) {
+    for (int i = 0; i < topLogprobs && i < int(token.alternatives.size());
+         ++i) {
       std::string altBytes = tokenBytes(token.alternatives[i].token);
       top.push_back({{"token", altBytes},
                      {"logprob", finiteOrNull(token.alternatives[i].logprob)},
@@ -891,8 +949,9 @@ json toolCallsWithIndex(const json &calls) {
 }
 
 /// Completions-style logprobs: parallel arrays over the tokens.
-json completionLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
-                        const TokenBytesFn &tokenBytes, size_t textOffset) {
+json completionLogprobs(absl::Span<const GeneratedToken> tokens,
+                        int topLogprobs, const TokenBytesFn &tokenBytes,
+                        size_t textOffset) {
   json strings = json::array(), logprobs = json::array(), tops = json::array(),
        offsets = json::array();
   for (const GeneratedToken &token : tokens) {
@@ -915,11 +974,14 @@ json completionLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs
 
 } // namespace
 
-json buildChatResponse(const ResponseIdentity &identity, const PreparedRequest &prepared,
-                       const GenerationResult &result, const ParsedOutput &output,
+json buildChatResponse(const ResponseIdentity &identity,
+                       const PreparedRequest &prepared,
+                       const GenerationResult &result,
+                       const ParsedOutput &output,
                        const TokenBytesFn &tokenBytes) {
-  json message = {{"role", "assistant"},
-                  {"content", output.content ? json(*output.content) : json(nullptr)}};
+  json message = {
+      {"role", "assistant"},
+      {"content", output.content ? json(*output.content) : json(nullptr)}};
   if (!output.toolCalls.empty())
     message["tool_calls"] = output.toolCalls;
   json choice = {{"index", 0},
@@ -928,7 +990,8 @@ json buildChatResponse(const ResponseIdentity &identity, const PreparedRequest &
                  {"finish_reason", finishReasonOf(result, output)}};
   if (prepared.logprobs)
     choice["logprobs"] = {
-        {"content", chatLogprobs(result.tokens, prepared.topLogprobs, tokenBytes)}};
+        {"content",
+         chatLogprobs(result.tokens, prepared.topLogprobs, tokenBytes)}};
   return {{"id", identity.id},
           {"object", "chat.completion"},
           {"created", identity.created},
@@ -966,8 +1029,9 @@ json buildCompletionResponse(const ResponseIdentity &identity,
 //===----------------------------------------------------------------------===//
 
 StreamEncoder::StreamEncoder(Kind kind, ResponseIdentity identity,
-                             const PreparedRequest &prepared, ToolCallFormat toolFormat,
-                             bool includeUsage, TokenBytesFn tokenBytes)
+                             const PreparedRequest &prepared,
+                             ToolCallFormat toolFormat, bool includeUsage,
+                             TokenBytesFn tokenBytes)
     : kind_(kind), identity_(std::move(identity)), prepared_(prepared),
       toolFormat_(toolFormat), includeUsage_(includeUsage),
       tokenBytes_(std::move(tokenBytes)),
@@ -976,7 +1040,8 @@ StreamEncoder::StreamEncoder(Kind kind, ResponseIdentity identity,
 
 json StreamEncoder::chunk(json choice) const {
   return {{"id", identity_.id},
-          {"object", kind_ == Kind::Chat ? "chat.completion.chunk" : "text_completion"},
+          {"object",
+           kind_ == Kind::Chat ? "chat.completion.chunk" : "text_completion"},
           {"created", identity_.created},
           {"model", identity_.model},
           {"system_fingerprint", "treni"},
@@ -992,8 +1057,9 @@ std::vector<std::string> StreamEncoder::start() {
                           {"finish_reason", nullptr}}))};
 }
 
-std::vector<std::string> StreamEncoder::delta(std::string_view text,
-                                              absl::Span<const GeneratedToken> tokens) {
+std::vector<std::string>
+StreamEncoder::delta(std::string_view text,
+                     absl::Span<const GeneratedToken> tokens) {
   if (toolCalls_) {
     // Content is sent as soon as it cannot be part of a tool call.
     generated_ += text;
@@ -1012,9 +1078,9 @@ std::vector<std::string> StreamEncoder::delta(std::string_view text,
   return delta(text, tokens, /*raw=*/true);
 }
 
-std::vector<std::string> StreamEncoder::delta(std::string_view text,
-                                              absl::Span<const GeneratedToken> tokens,
-                                              bool) {
+std::vector<std::string>
+StreamEncoder::delta(std::string_view text,
+                     absl::Span<const GeneratedToken> tokens, bool) {
   if (text.empty() && tokens.empty())
     return {};
   if (kind_ == Kind::Chat) {
@@ -1024,7 +1090,8 @@ std::vector<std::string> StreamEncoder::delta(std::string_view text,
                    {"finish_reason", nullptr}};
     if (prepared_.logprobs)
       choice["logprobs"] = {
-          {"content", chatLogprobs(tokens, prepared_.topLogprobs, tokenBytes_)}};
+          {"content",
+           chatLogprobs(tokens, prepared_.topLogprobs, tokenBytes_)}};
     return {sseEvent(chunk(std::move(choice)))};
   }
   json choice = {{"index", 0},
@@ -1041,7 +1108,8 @@ std::vector<std::string> StreamEncoder::finish(const GenerationResult &result) {
   std::vector<std::string> events;
   ParsedOutput output;
   if (toolCalls_) {
-    std::string full = prepared_.outputPrefix + result.text + prepared_.outputSuffix;
+    std::string full =
+        prepared_.outputPrefix + result.text + prepared_.outputSuffix;
     output = parseOutput(prepared_, full, toolFormat_);
     // What is left of the content after what was streamed.
     std::string rest;
@@ -1061,7 +1129,8 @@ std::vector<std::string> StreamEncoder::finish(const GenerationResult &result) {
                      {"finish_reason", nullptr}};
       if (prepared_.logprobs)
         choice["logprobs"] = {
-            {"content", chatLogprobs(bufferedTokens_, prepared_.topLogprobs, tokenBytes_)}};
+            {"content", chatLogprobs(bufferedTokens_, prepared_.topLogprobs,
+                                     tokenBytes_)}};
       events.push_back(sseEvent(chunk(std::move(choice))));
     }
   }

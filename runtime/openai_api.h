@@ -1,4 +1,4 @@
-//===- openai_api.h - OpenAI request parsing and response building -*- C++ -*-===//
+//===- openai_api.h - OpenAI requests and responses ----------*- C++ -*-===//
 //
 // The HTTP-free half of `treni serve`: request bodies of /v1/chat/completions
 // and /v1/completions become validated structs (or an ApiError carrying the
@@ -77,7 +77,8 @@ struct ChatRequest {
   std::vector<std::string> stop;
   bool logprobs = false;
   int topLogprobs = 0;
-  nlohmann::json tools = nullptr; ///< array of {"type": "function", ...} or null
+  nlohmann::json tools =
+      nullptr; ///< array of {"type": "function", ...} or null
   ToolChoiceMode toolChoice = ToolChoiceMode::Auto;
   std::string toolChoiceName; ///< for ToolChoiceMode::Function
   bool jsonObject = false;    ///< response_format json_object
@@ -90,9 +91,9 @@ struct ChatRequest {
 
 struct CompletionRequest {
   std::string model;
-  std::string prompt;                 ///< a string prompt, or
-  std::vector<int32_t> promptIds;     ///< a token-id prompt
-  int64_t maxTokens = 16;             ///< OpenAI's default
+  std::string prompt;             ///< a string prompt, or
+  std::vector<int32_t> promptIds; ///< a token-id prompt
+  int64_t maxTokens = 16;         ///< OpenAI's default
   SamplingParams sampling;
   std::vector<std::string> stop;
   std::optional<int> logprobs; ///< 0..5 alternatives per token
@@ -103,7 +104,8 @@ struct CompletionRequest {
 /// Parses and validates a request body. Errors name the parameter: malformed
 /// JSON or invalid UTF-8, wrong types, out-of-range values, an unknown
 /// model (404), unsupported options (n > 1, echo, json_schema, ...).
-ApiResult<ChatRequest> parseChatRequest(std::string_view body, const ApiLimits &limits);
+ApiResult<ChatRequest> parseChatRequest(std::string_view body,
+                                        const ApiLimits &limits);
 ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
                                                     const ApiLimits &limits);
 
@@ -124,7 +126,8 @@ struct ServedModel {
 /// A request made ready for the Generator.
 struct PreparedRequest {
   GenerationRequest generation;
-  std::unique_ptr<OutputConstraint> constraint; ///< generation.constraint points here
+  std::unique_ptr<OutputConstraint>
+      constraint; ///< generation.constraint points here
   /// Output text the server wrote itself around the generated text (a
   /// forced tool call's opening and closing).
   std::string outputPrefix, outputSuffix;
@@ -161,12 +164,13 @@ struct ParsedOutput {
   std::optional<std::string> content; ///< null when only tool calls
   nlohmann::json toolCalls = nlohmann::json::array(); ///< OpenAI tool_calls
 };
-ParsedOutput parseOutput(const PreparedRequest &prepared, const std::string &text,
-                         ToolCallFormat format);
+ParsedOutput parseOutput(const PreparedRequest &prepared,
+                         const std::string &text, ToolCallFormat format);
 
 /// OpenAI's finish_reason for a finished generation ("stop", "length",
 /// "tool_calls").
-std::string finishReasonOf(const GenerationResult &result, const ParsedOutput &output);
+std::string finishReasonOf(const GenerationResult &result,
+                           const ParsedOutput &output);
 
 nlohmann::json usageJson(const GenerationResult &result);
 
@@ -181,8 +185,8 @@ nlohmann::json buildCompletionResponse(const ResponseIdentity &identity,
                                        const TokenBytesFn &tokenBytes);
 
 /// {"token", "logprob", "bytes", "top_logprobs"} for chat logprobs.
-nlohmann::json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
-                            const TokenBytesFn &tokenBytes);
+nlohmann::json chatLogprobs(absl::Span<const GeneratedToken> tokens,
+                            int topLogprobs, const TokenBytesFn &tokenBytes);
 
 /// Turns a generation into SSE events ("data: {...}\n\n" strings) for a
 /// streamed chat completion or completion. Feed it the generator's deltas,
@@ -190,8 +194,9 @@ nlohmann::json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogp
 class StreamEncoder {
 public:
   enum class Kind { Chat, Completion };
-  StreamEncoder(Kind kind, ResponseIdentity identity, const PreparedRequest &prepared,
-                ToolCallFormat toolFormat, bool includeUsage, TokenBytesFn tokenBytes);
+  StreamEncoder(Kind kind, ResponseIdentity identity,
+                const PreparedRequest &prepared, ToolCallFormat toolFormat,
+                bool includeUsage, TokenBytesFn tokenBytes);
   /// The opening events (chat: the role delta).
   std::vector<std::string> start();
   /// Events for one generator delta (none while tool calls are buffered).
@@ -203,7 +208,8 @@ public:
 
 private:
   std::vector<std::string> delta(std::string_view text,
-                                 absl::Span<const GeneratedToken> tokens, bool raw);
+                                 absl::Span<const GeneratedToken> tokens,
+                                 bool raw);
   nlohmann::json chunk(nlohmann::json choice) const;
   Kind kind_;
   ResponseIdentity identity_;
@@ -211,7 +217,7 @@ private:
   ToolCallFormat toolFormat_;
   bool includeUsage_;
   TokenBytesFn tokenBytes_;
-  bool toolCalls_;  ///< tool calls possible: hold back what may be one
+  bool toolCalls_; ///< tool calls possible: hold back what may be one
   bool buffering_; ///< a forced tool call: send it at the end
   std::vector<GeneratedToken> bufferedTokens_;
   std::string generated_; ///< all text so far (tool calls possible)

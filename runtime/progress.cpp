@@ -10,14 +10,16 @@ namespace treni {
 
 namespace {
 double secondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
 }
 } // namespace
 
 Progress::Progress(std::string title, int totalSteps, std::FILE *out)
     : Progress(std::move(title), totalSteps, out, isatty(fileno(out)) != 0) {}
 
-Progress::Progress(std::string title, int totalSteps, std::FILE *out, bool interactive)
+Progress::Progress(std::string title, int totalSteps, std::FILE *out,
+                   bool interactive)
     : title_(std::move(title)), totalSteps_(std::max(totalSteps, 1)), out_(out),
       interactive_(interactive), start_(std::chrono::steady_clock::now()),
       stepStart_(start_) {
@@ -47,9 +49,10 @@ std::string Progress::lineLocked() const {
   // The running step counts as half done.
   double fraction = (current_ - 0.5) / totalSteps_;
   int filled = std::clamp(int(fraction * kWidth + 0.5), 0, kWidth);
-  return absl::StrFormat("%s [%s%s] %d/%d %s %.1fs", title_, std::string(filled, '#'),
-                         std::string(kWidth - filled, ' '), current_, totalSteps_,
-                         stepName_, secondsSince(stepStart_));
+  return absl::StrFormat("%s [%s%s] %d/%d %s %.1fs", title_,
+                         std::string(filled, '#'),
+                         std::string(kWidth - filled, ' '), current_,
+                         totalSteps_, stepName_, secondsSince(stepStart_));
 }
 
 void Progress::step(const std::string &name) {
@@ -63,8 +66,8 @@ void Progress::step(const std::string &name) {
     std::string text = lineLocked();
     std::fprintf(out_, "\r\033[K%s", text.c_str());
   } else {
-    std::fprintf(out_, "%s: %s (%d/%d)\n", title_.c_str(), name.c_str(), current_,
-                 totalSteps_);
+    std::fprintf(out_, "%s: %s (%d/%d)\n", title_.c_str(), name.c_str(),
+                 current_, totalSteps_);
   }
   std::fflush(out_);
 }
@@ -77,8 +80,9 @@ void Progress::finish(const std::string &summary) {
     finished_ = true;
     if (interactive_)
       std::fprintf(out_, "\r\033[K");
-    std::fprintf(out_, "%s: done in %.2f s%s%s\n", title_.c_str(), secondsSince(start_),
-                 summary.empty() ? "" : " - ", summary.c_str());
+    std::fprintf(out_, "%s: done in %.2f s%s%s\n", title_.c_str(),
+                 secondsSince(start_), summary.empty() ? "" : " - ",
+                 summary.c_str());
     std::fflush(out_);
   }
   wake_.notify_all();

@@ -1,4 +1,4 @@
-//===- progress.h - progress of long steps on a terminal or a log -*- C++ -*-===//
+//===- progress.h - progress of long steps --------------------*- C++ -*-===//
 //
 // Loading a model (and compiling it on first load) takes seconds. On a
 // terminal, Progress draws one line that it redraws in place: a bar over the

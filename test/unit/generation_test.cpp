@@ -13,13 +13,13 @@
 #include <cmath>
 #include <thread>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine_loader.h"
 #include "runtime/progress.h"
 #include "runtime/tokenizer.h"
 #include "test/unit/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
@@ -30,7 +30,11 @@ bool isValidUtf8(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     unsigned char c = text[i];
-    int length = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    int length = c < 0x80         ? 1
+                 : (c >> 5) == 6  ? 2
+                 : (c >> 4) == 14 ? 3
+                 : (c >> 3) == 30 ? 4
+                                  : 0;
     if (length == 0 || i + length > text.size())
       return false;
     for (int k = 1; k < length; ++k)
@@ -49,7 +53,8 @@ protected:
     auto engine = loadEngine(fixtureDir("qwen2"), options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine).release();
-    auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
+    auto tokenizer =
+        Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer).release();
   }
@@ -70,7 +75,8 @@ protected:
     return r;
   }
   /// The ids greedy decoding gives, straight from the engine.
-  std::vector<int32_t> engineGreedy(const std::vector<int32_t> &prompt, int count) {
+  std::vector<int32_t> engineGreedy(const std::vector<int32_t> &prompt,
+                                    int count) {
     std::vector<int32_t> ids;
     SamplingParams params;
     auto sample = engine_->prefill(prompt, params);
@@ -78,7 +84,8 @@ protected:
     for (int i = 0; i < count; ++i) {
       ids.push_back(sample->token);
       if (i + 1 < count)
-        sample = engine_->decode(sample->token, int64_t(prompt.size()) + i, params);
+        sample =
+            engine_->decode(sample->token, int64_t(prompt.size()) + i, params);
     }
     return ids;
   }
@@ -170,29 +177,31 @@ TEST_F(GenerationTest, StopStringAcrossTokens) {
   for (size_t k = 1; k + 1 < ids.size() && stop.empty(); ++k) {
     std::string before = decode(absl::MakeConstSpan(ids).subspan(0, k));
     std::string after = decode(absl::MakeConstSpan(ids).subspan(0, k + 1));
-    if (before.size() >= 2 && after.size() > before.size() && isValidUtf8(before) &&
+    if (before.size() >= 2 && after.size() > before.size() &&
+        isValidUtf8(before) &&
         static_cast<unsigned char>(before[before.size() - 2]) < 0x80 &&
         static_cast<unsigned char>(after[before.size()]) < 0x80)
       stop = before.substr(before.size() - 2) + after[before.size()];
   }
-  ASSERT_FALSE(stop.empty()) << "no boundary with ASCII text on both sides in: "
-                             << full->text;
+  ASSERT_FALSE(stop.empty())
+      << "no boundary with ASCII text on both sides in: " << full->text;
   size_t cut = full->text.find(stop);
   ASSERT_NE(cut, std::string::npos);
   // The token that completes the first occurrence.
   size_t completing = 0;
-  while (decode(absl::MakeConstSpan(ids).subspan(0, completing + 1)).find(stop) ==
-         std::string::npos)
+  while (
+      decode(absl::MakeConstSpan(ids).subspan(0, completing + 1)).find(stop) ==
+      std::string::npos)
     ++completing;
 
   r.stop = {"zzzz-not-there", stop};
   std::string streamed;
-  auto result = gen.generate(r, [&](std::string_view delta,
-                                    absl::Span<const GeneratedToken>) {
-    streamed += delta;
-    EXPECT_EQ(streamed.find(stop), std::string::npos);
-    return true;
-  });
+  auto result = gen.generate(
+      r, [&](std::string_view delta, absl::Span<const GeneratedToken>) {
+        streamed += delta;
+        EXPECT_EQ(streamed.find(stop), std::string::npos);
+        return true;
+      });
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->finishReason, FinishReason::Stop);
   EXPECT_EQ(result->matchedStop, stop);
@@ -222,8 +231,8 @@ TEST_F(GenerationTest, StopsAtEos) {
   std::vector<int32_t> greedy = idsOf(*free);
   // The first id that did not appear before (so it first shows up there).
   size_t at = 1;
-  while (at < greedy.size() &&
-         std::find(greedy.begin(), greedy.begin() + at, greedy[at]) != greedy.begin() + at)
+  while (at < greedy.size() && std::find(greedy.begin(), greedy.begin() + at,
+                                         greedy[at]) != greedy.begin() + at)
     ++at;
   ASSERT_LT(at, greedy.size()) << "the output repeats one token";
   Generator gen = generator({greedy[at]});
@@ -290,20 +299,22 @@ TEST_F(GenerationTest, CancelsAndTimesOut) {
   std::atomic<bool> cancel{false};
   r.cancel = &cancel;
   int calls = 0;
-  auto flagged = gen.generate(r, [&](std::string_view, absl::Span<const GeneratedToken>) {
-    if (++calls == 3)
-      cancel = true;
-    return true;
-  });
+  auto flagged =
+      gen.generate(r, [&](std::string_view, absl::Span<const GeneratedToken>) {
+        if (++calls == 3)
+          cancel = true;
+        return true;
+      });
   ASSERT_TRUE(flagged.ok());
   EXPECT_EQ(flagged->finishReason, FinishReason::Cancelled);
   EXPECT_LT(flagged->tokens.size(), 6u);
 
   cancel = false;
   calls = 0;
-  auto refused = gen.generate(r, [&](std::string_view, absl::Span<const GeneratedToken>) {
-    return ++calls < 2;
-  });
+  auto refused =
+      gen.generate(r, [&](std::string_view, absl::Span<const GeneratedToken>) {
+        return ++calls < 2;
+      });
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->finishReason, FinishReason::Cancelled);
   EXPECT_EQ(calls, 2); // never called again after refusing
@@ -327,8 +338,8 @@ TEST_F(GenerationTest, CancelsAndTimesOut) {
 
 // Tests the awareness numbers against a hand computation.
 TEST(Awareness, HandComputed) {
-  std::vector<TokenUncertainty> tokens = {{-0.1f, 0.3f}, {-2.0f, 1.7f}, {-0.5f, 0.9f},
-                                          {-0.8f, 0.2f}};
+  std::vector<TokenUncertainty> tokens = {
+      {-0.1f, 0.3f}, {-2.0f, 1.7f}, {-0.5f, 0.9f}, {-0.8f, 0.2f}};
   Awareness a = summarizeAwareness(tokens, 0.5);
   EXPECT_EQ(a.numTokens, 4);
   EXPECT_NEAR(a.meanLogprob, -(0.1 + 2.0 + 0.5 + 0.8) / 4, 1e-6);
@@ -336,7 +347,8 @@ TEST(Awareness, HandComputed) {
   EXPECT_NEAR(a.meanEntropy, (0.3 + 1.7 + 0.9 + 0.2) / 4, 1e-6);
   EXPECT_NEAR(a.maxEntropy, 1.7, 1e-6);
   EXPECT_EQ(a.maxEntropyPosition, 1);
-  // exp(-2.0) = 0.135 and exp(-0.8) = 0.449 are under 0.5; exp(-0.5) = 0.607 is not.
+  // exp(-2.0) = 0.135 and exp(-0.8) = 0.449 are under 0.5; exp(-0.5) = 0.607 is
+  // not.
   EXPECT_THAT(a.lowConfidencePositions, ::testing::ElementsAre(1, 3));
   Awareness strict = summarizeAwareness(tokens, 0.95);
   EXPECT_EQ(strict.lowConfidencePositions.size(), 4u);
@@ -367,7 +379,8 @@ TEST_F(GenerationTest, AwarenessOfAGeneration) {
       low.push_back(int64_t(i));
   }
   const Awareness &a = result->awareness;
-  EXPECT_NEAR(a.perplexity, std::exp(-sum / result->tokens.size()), 1e-9 * a.perplexity);
+  EXPECT_NEAR(a.perplexity, std::exp(-sum / result->tokens.size()),
+              1e-9 * a.perplexity);
   EXPECT_NEAR(a.meanEntropy, entropy / result->tokens.size(), 1e-6);
   EXPECT_NEAR(a.maxEntropy, maxEntropy, 1e-6);
   EXPECT_EQ(a.lowConfidencePositions, low);
@@ -379,21 +392,24 @@ TEST_F(GenerationTest, AwarenessOfAGeneration) {
 // Constraints
 //===----------------------------------------------------------------------===//
 
-bool feeds(OutputConstraint &c, std::string_view text) { return c.acceptAll(text); }
+bool feeds(OutputConstraint &c, std::string_view text) {
+  return c.acceptAll(text);
+}
 
 TEST(JsonConstraint, AcceptsObjectsAndRefusesTheRest) {
   for (const char *valid :
-       {"{}", "{\"a\": 1}", "{\"a\":[1,2.5e-3,-0,true,false,null,{\"b\":\"\\u00e9\\n\"}]}",
+       {"{}", "{\"a\": 1}",
+        "{\"a\":[1,2.5e-3,-0,true,false,null,{\"b\":\"\\u00e9\\n\"}]}",
         "{ \"k\" : \"caf\xc3\xa9 \xf0\x9f\x98\x80\" }"}) {
     auto c = jsonObjectConstraint();
     EXPECT_TRUE(feeds(*c, valid)) << valid;
     EXPECT_TRUE(c->isComplete()) << valid;
     EXPECT_FALSE(c->allows(" ")) << "nothing may follow the object: " << valid;
   }
-  for (const char *invalid : {"[]", " {}", "{a:1}", "{\"a\" 1}", "{\"a\":01}",
-                              "{\"a\":tru}", "{\"a\":1,}", "{\"a\":\"\x01\"}",
-                              "{\"a\":\"\\x\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\xc0\"}",
-                              "{\"a\":1]", "{\"a\":-}"}) {
+  for (const char *invalid :
+       {"[]", " {}", "{a:1}", "{\"a\" 1}", "{\"a\":01}", "{\"a\":tru}",
+        "{\"a\":1,}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\ud800\"}", "{\"a\":\"\xc0\"}", "{\"a\":1]", "{\"a\":-}"}) {
     auto c = jsonObjectConstraint();
     bool ok = feeds(*c, invalid) && c->isComplete();
     EXPECT_FALSE(ok) << invalid;
@@ -405,8 +421,9 @@ TEST(JsonConstraint, AcceptsObjectsAndRefusesTheRest) {
 
 // Tests that completion() closes every prefix of valid JSON into valid JSON.
 TEST(JsonConstraint, CompletionClosesEveryPrefix) {
-  std::string text = "{\"name\": \"x\\u00e9\\\"y\", \"list\": [1, -2.5e+3, true, null, "
-                     "{\"deep\": \"\xe2\x82\xac\"}], \"f\": false}";
+  std::string text =
+      "{\"name\": \"x\\u00e9\\\"y\", \"list\": [1, -2.5e+3, true, null, "
+      "{\"deep\": \"\xe2\x82\xac\"}], \"f\": false}";
   for (size_t n = 0; n <= text.size(); ++n) {
     auto c = jsonObjectConstraint();
     ASSERT_TRUE(feeds(*c, text.substr(0, n)));
@@ -446,7 +463,8 @@ TEST_F(GenerationTest, ConstrainedOutputIsAJsonObject) {
       r.constraint = constraint.get();
       auto result = gen.generate(r);
       ASSERT_TRUE(result.ok()) << result.status();
-      nlohmann::json parsed = nlohmann::json::parse(result->text, nullptr, false);
+      nlohmann::json parsed =
+          nlohmann::json::parse(result->text, nullptr, false);
       EXPECT_TRUE(parsed.is_object()) << result->text;
       EXPECT_LE(int64_t(result->tokens.size()), maxTokens);
       for (const GeneratedToken &token : result->tokens)
@@ -469,7 +487,8 @@ TEST(Progress, PlainLinesOffATerminal) {
     progress.step("tokenizer");
     EXPECT_THAT(progress.line(), ::testing::HasSubstr("1/3 tokenizer"));
     progress.step("engine");
-    EXPECT_THAT(progress.line(), ::testing::HasSubstr("[############            ] 2/3"));
+    EXPECT_THAT(progress.line(),
+                ::testing::HasSubstr("[############            ] 2/3"));
     progress.finish("ok");
     progress.finish("twice"); // idempotent
   }
@@ -479,10 +498,12 @@ TEST(Progress, PlainLinesOffATerminal) {
   while (std::fgets(buffer, sizeof(buffer), out))
     text += buffer;
   std::fclose(out);
-  EXPECT_THAT(text, ::testing::MatchesRegex("loading m: tokenizer \\(1/3\\)\n"
-                                            "loading m: engine \\(2/3\\)\n"
-                                            "loading m: done in [0-9.]+ s - ok\n"));
-  EXPECT_EQ(text.find('\r'), std::string::npos) << "no carriage returns in a log";
+  EXPECT_THAT(text,
+              ::testing::MatchesRegex("loading m: tokenizer \\(1/3\\)\n"
+                                      "loading m: engine \\(2/3\\)\n"
+                                      "loading m: done in [0-9.]+ s - ok\n"));
+  EXPECT_EQ(text.find('\r'), std::string::npos)
+      << "no carriage returns in a log";
 }
 
 } // namespace

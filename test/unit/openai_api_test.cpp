@@ -9,11 +9,11 @@
 
 #include "runtime/openai_api.h"
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "runtime/chat_template.h"
 #include "runtime/tokenizer.h"
 #include "test/unit/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
@@ -52,8 +52,9 @@ ChatRequest chatOk(const std::string &body) {
 
 /// A chat body with `extra` fields merged in.
 std::string chat(json extra = json::object()) {
-  json body = {{"model", "qwen2"},
-               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  json body = {
+      {"model", "qwen2"},
+      {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   body.update(extra);
   return body.dump();
 }
@@ -67,91 +68,115 @@ struct Case {
 };
 
 TEST(ChatRequestErrors, EachNamesTheProblem) {
-  json weather = {{"type", "function"},
-                  {"function", {{"name", "get_weather"}, {"parameters", json::object()}}}};
+  json weather = {
+      {"type", "function"},
+      {"function", {{"name", "get_weather"}, {"parameters", json::object()}}}};
   std::vector<Case> cases = {
       {"", 400, "", "invalid_json", "empty"},
       {"{\"model\": ", 400, "", "invalid_json", "not valid JSON"},
       {"[1, 2]", 400, "", "invalid_json", "must be a JSON object"},
-      {std::string("{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\"}]}"),
+      {std::string("{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", "
+                   "\"content\": \"\xff\"}]}"),
        400, "", "invalid_utf8", "not valid UTF-8"},
-      {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\\ud800\"}], \"model\": \"qwen2\"}",
+      {"{\"messages\": [{\"role\": \"user\", \"content\": \"x\\ud800\"}], "
+       "\"model\": \"qwen2\"}",
        400, "", "invalid_json", "surrogate"},
-      {json{{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}}.dump(), 400,
-       "model", "missing_required_parameter", "'model' is required"},
+      {json{{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}}
+           .dump(),
+       400, "model", "missing_required_parameter", "'model' is required"},
       {chat({{"model", 7}}), 400, "model", "invalid_type", "must be a string"},
       {chat({{"model", "gpt-4"}}), 404, "model", "model_not_found", "gpt-4"},
-      {json{{"model", "qwen2"}}.dump(), 400, "messages", "missing_required_parameter", ""},
-      {chat({{"messages", "hi"}}), 400, "messages", "invalid_type", "an array"},
-      {chat({{"messages", json::array()}}), 400, "messages", "empty_array", "at least one"},
-      {chat({{"messages", json::array({"hi"})}}), 400, "messages[0]", "invalid_type", ""},
-      {chat({{"messages", json::array({{{"content", "x"}}})}}), 400, "messages[0].role",
-       "invalid_type", ""},
-      {chat({{"messages", json::array({{{"role", "robot"}, {"content", "x"}}})}}), 400,
-       "messages[0].role", "invalid_value", "robot"},
-      {chat({{"messages", json::array({{{"role", "user"}}})}}), 400, "messages[0].content",
+      {json{{"model", "qwen2"}}.dump(), 400, "messages",
        "missing_required_parameter", ""},
-      {chat({{"messages", json::array({{{"role", "user"}, {"content", 5}}})}}), 400,
-       "messages[0].content", "invalid_type", ""},
-      {chat({{"messages", json::array({{{"role", "user"},
-                                        {"content", json::array({{{"type", "image_url"}}})}}})}}),
+      {chat({{"messages", "hi"}}), 400, "messages", "invalid_type", "an array"},
+      {chat({{"messages", json::array()}}), 400, "messages", "empty_array",
+       "at least one"},
+      {chat({{"messages", json::array({"hi"})}}), 400, "messages[0]",
+       "invalid_type", ""},
+      {chat({{"messages", json::array({{{"content", "x"}}})}}), 400,
+       "messages[0].role", "invalid_type", ""},
+      {chat({{"messages",
+              json::array({{{"role", "robot"}, {"content", "x"}}})}}),
+       400, "messages[0].role", "invalid_value", "robot"},
+      {chat({{"messages", json::array({{{"role", "user"}}})}}), 400,
+       "messages[0].content", "missing_required_parameter", ""},
+      {chat({{"messages", json::array({{{"role", "user"}, {"content", 5}}})}}),
+       400, "messages[0].content", "invalid_type", ""},
+      {chat({{"messages",
+              json::array(
+                  {{{"role", "user"},
+                    {"content", json::array({{{"type", "image_url"}}})}}})}}),
        400, "messages[0].content[0].type", "unsupported_value", "image_url"},
-      {chat({{"temperature", "hot"}}), 400, "temperature", "invalid_type", "a number"},
-      {chat({{"temperature", 3}}), 400, "temperature", "invalid_value", "between 0 and 2"},
+      {chat({{"temperature", "hot"}}), 400, "temperature", "invalid_type",
+       "a number"},
+      {chat({{"temperature", 3}}), 400, "temperature", "invalid_value",
+       "between 0 and 2"},
       {chat({{"top_p", 0}}), 400, "top_p", "invalid_value", "greater than 0"},
       {chat({{"top_p", 1.5}}), 400, "top_p", "invalid_value", ""},
       {chat({{"top_k", -5}}), 400, "top_k", "invalid_value", ""},
       {chat({{"top_k", 2.5}}), 400, "top_k", "invalid_type", "an integer"},
       {chat({{"seed", "x"}}), 400, "seed", "invalid_type", ""},
       {chat({{"max_tokens", 0}}), 400, "max_tokens", "invalid_value", ""},
-      {chat({{"max_tokens", 1000000000}}), 400, "max_tokens", "invalid_value", "--max-seq"},
+      {chat({{"max_tokens", 1000000000}}), 400, "max_tokens", "invalid_value",
+       "--max-seq"},
       {chat({{"max_tokens", -1}}), 400, "max_tokens", "invalid_value", ""},
       {chat({{"max_completion_tokens", 513}}), 400, "max_completion_tokens",
        "invalid_value", ""},
       {chat({{"max_tokens", "10"}}), 400, "max_tokens", "invalid_type", ""},
       {chat({{"stop", 5}}), 400, "stop", "invalid_type", ""},
-      {chat({{"stop", json::array({"a", 1})}}), 400, "stop", "invalid_type", ""},
+      {chat({{"stop", json::array({"a", 1})}}), 400, "stop", "invalid_type",
+       ""},
       {chat({{"stop", ""}}), 400, "stop", "invalid_value", "empty"},
       {chat({{"stop", json(std::vector<std::string>(17, "x"))}}), 400, "stop",
        "invalid_value", "at most 16"},
-      {chat({{"logprobs", "yes"}}), 400, "logprobs", "invalid_type", "a boolean"},
+      {chat({{"logprobs", "yes"}}), 400, "logprobs", "invalid_type",
+       "a boolean"},
       {chat({{"logprobs", true}, {"top_logprobs", 21}}), 400, "top_logprobs",
        "invalid_value", ""},
-      {chat({{"top_logprobs", 3}}), 400, "top_logprobs", "invalid_value", "logprobs"},
+      {chat({{"top_logprobs", 3}}), 400, "top_logprobs", "invalid_value",
+       "logprobs"},
       {chat({{"n", 2}}), 400, "n", "unsupported_value", "n=1"},
       {chat({{"stream", "yes"}}), 400, "stream", "invalid_type", ""},
-      {chat({{"stream_options", {{"include_usage", true}}}}), 400, "stream_options",
-       "invalid_value", "stream"},
-      {chat({{"stream", true}, {"stream_options", {{"include_usage", 1}}}}), 400,
-       "stream_options.include_usage", "invalid_type", ""},
-      {chat({{"presence_penalty", 0.5}}), 400, "presence_penalty", "unsupported_parameter",
-       ""},
-      {chat({{"tools", {{"type", "function"}}}}), 400, "tools", "invalid_type", "an array"},
+      {chat({{"stream_options", {{"include_usage", true}}}}), 400,
+       "stream_options", "invalid_value", "stream"},
+      {chat({{"stream", true}, {"stream_options", {{"include_usage", 1}}}}),
+       400, "stream_options.include_usage", "invalid_type", ""},
+      {chat({{"presence_penalty", 0.5}}), 400, "presence_penalty",
+       "unsupported_parameter", ""},
+      {chat({{"tools", {{"type", "function"}}}}), 400, "tools", "invalid_type",
+       "an array"},
       {chat({{"tools", json::array({{{"type", "code"}}})}}), 400, "tools[0]",
        "invalid_type", ""},
-      {chat({{"tools", json::array({{{"type", "function"},
-                                     {"function", {{"name", "bad name!"}}}}})}}),
+      {chat(
+           {{"tools", json::array({{{"type", "function"},
+                                    {"function", {{"name", "bad name!"}}}}})}}),
        400, "tools[0].function.name", "invalid_value", ""},
       {chat({{"tool_choice", "required"}}), 400, "tool_choice", "invalid_value",
        "requires 'tools'"},
-      {chat({{"tools", json::array({weather})}, {"tool_choice", "sometimes"}}), 400,
-       "tool_choice", "invalid_value", "sometimes"},
+      {chat({{"tools", json::array({weather})}, {"tool_choice", "sometimes"}}),
+       400, "tool_choice", "invalid_value", "sometimes"},
       {chat({{"tools", json::array({weather})},
-             {"tool_choice", {{"type", "function"}, {"function", {{"name", "other"}}}}}}),
+             {"tool_choice",
+              {{"type", "function"}, {"function", {{"name", "other"}}}}}}),
        400, "tool_choice", "invalid_value", "not in 'tools'"},
       {chat({{"response_format", {{"type", "json_schema"}}}}), 400,
        "response_format.type", "unsupported_value", "json_schema"},
-      {chat({{"response_format", "json"}}), 400, "response_format", "invalid_type", ""},
-      {chat({{"chat_template_kwargs", 1}}), 400, "chat_template_kwargs", "invalid_type", ""},
-      {chat({{"chat_template_kwargs", {{"messages", 1}}}}), 400, "chat_template_kwargs",
-       "invalid_value", "messages"},
-      {chat({{"messages", json::array({{{"role", "assistant"},
-                                        {"content", nullptr},
-                                        {"tool_calls", json::array({{{"type", "function"},
-                                                                     {"function",
-                                                                      {{"name", "f"},
-                                                                       {"arguments", "{oops"}}}}})}}})}}),
-       400, "messages[0].tool_calls[0].function.arguments", "invalid_value", "not valid JSON"},
+      {chat({{"response_format", "json"}}), 400, "response_format",
+       "invalid_type", ""},
+      {chat({{"chat_template_kwargs", 1}}), 400, "chat_template_kwargs",
+       "invalid_type", ""},
+      {chat({{"chat_template_kwargs", {{"messages", 1}}}}), 400,
+       "chat_template_kwargs", "invalid_value", "messages"},
+      {chat({{"messages",
+              json::array({{{"role", "assistant"},
+                            {"content", nullptr},
+                            {"tool_calls",
+                             json::array({{{"type", "function"},
+                                           {"function",
+                                            {{"name", "f"},
+                                             {"arguments", "{oops"}}}}})}}})}}),
+       400, "messages[0].tool_calls[0].function.arguments", "invalid_value",
+       "not valid JSON"},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.body);
@@ -175,17 +200,20 @@ TEST(CompletionRequestErrors, EachNamesTheProblem) {
     return b.dump();
   };
   std::vector<Case> cases = {
-      {json{{"model", "qwen2"}}.dump(), 400, "prompt", "missing_required_parameter", ""},
+      {json{{"model", "qwen2"}}.dump(), 400, "prompt",
+       "missing_required_parameter", ""},
       {body({{"prompt", ""}}), 400, "prompt", "invalid_value", "empty"},
       {body({{"prompt", 5}}), 400, "prompt", "invalid_type", ""},
-      {body({{"prompt", json::array({"a", "b"})}}), 400, "prompt", "invalid_type",
-       "one prompt"},
-      {body({{"prompt", json::array({1, -2})}}), 400, "prompt", "invalid_value", "-2"},
+      {body({{"prompt", json::array({"a", "b"})}}), 400, "prompt",
+       "invalid_type", "one prompt"},
+      {body({{"prompt", json::array({1, -2})}}), 400, "prompt", "invalid_value",
+       "-2"},
       {body({{"echo", true}}), 400, "echo", "unsupported_value", ""},
       {body({{"suffix", "x"}}), 400, "suffix", "unsupported_value", ""},
       {body({{"logprobs", 6}}), 400, "logprobs", "invalid_value", ""},
       {body({{"best_of", 3}}), 400, "best_of", "unsupported_value", ""},
-      {body({{"max_tokens", 100000}}), 400, "max_tokens", "invalid_value", "--max-seq"},
+      {body({{"max_tokens", 100000}}), 400, "max_tokens", "invalid_value",
+       "--max-seq"},
       {body({{"model", "other"}}), 404, "model", "model_not_found", ""},
   };
   for (const Case &c : cases) {
@@ -199,28 +227,29 @@ TEST(CompletionRequestErrors, EachNamesTheProblem) {
 }
 
 TEST(ChatRequestParse, ReadsEveryField) {
-  json tools = json::array({{{"type", "function"},
-                             {"function",
-                              {{"name", "get_weather"},
-                               {"parameters", {{"type", "object"}}}}}}});
-  ChatRequest r = chatOk(chat({{"temperature", 0.5},
-                               {"top_p", 0.9},
-                               {"top_k", 40},
-                               {"seed", 42},
-                               {"max_tokens", 7},
-                               {"max_completion_tokens", 9},
-                               {"stop", "END"},
-                               {"logprobs", true},
-                               {"top_logprobs", 3},
-                               {"stream", true},
-                               {"stream_options", {{"include_usage", true}}},
-                               {"tools", tools},
-                               {"tool_choice",
-                                {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
-                               {"response_format", {{"type", "json_object"}}},
-                               {"chat_template_kwargs", {{"enable_thinking", false}}},
-                               {"user", "ignored"},
-                               {"frequency_penalty", 0}}));
+  json tools = json::array(
+      {{{"type", "function"},
+        {"function",
+         {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  ChatRequest r = chatOk(
+      chat({{"temperature", 0.5},
+            {"top_p", 0.9},
+            {"top_k", 40},
+            {"seed", 42},
+            {"max_tokens", 7},
+            {"max_completion_tokens", 9},
+            {"stop", "END"},
+            {"logprobs", true},
+            {"top_logprobs", 3},
+            {"stream", true},
+            {"stream_options", {{"include_usage", true}}},
+            {"tools", tools},
+            {"tool_choice",
+             {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+            {"response_format", {{"type", "json_object"}}},
+            {"chat_template_kwargs", {{"enable_thinking", false}}},
+            {"user", "ignored"},
+            {"frequency_penalty", 0}}));
   EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
   EXPECT_FLOAT_EQ(r.sampling.topP, 0.9f);
   EXPECT_EQ(r.sampling.topK, 40);
@@ -252,21 +281,25 @@ TEST(ChatRequestParse, NormalizesMessages) {
         json::array(
             {{{"role", "developer"}, {"content", "Be brief."}},
              {{"role", "user"},
-              {"content", json::array({{{"type", "text"}, {"text", "Hello, "}},
-                                       {{"type", "text"}, {"text", "world"}}})}},
+              {"content",
+               json::array({{{"type", "text"}, {"text", "Hello, "}},
+                            {{"type", "text"}, {"text", "world"}}})}},
              {{"role", "assistant"},
               {"content", nullptr},
-              {"tool_calls",
-               json::array({{{"id", "call_1"},
-                             {"type", "function"},
-                             {"function",
-                              {{"name", "f"}, {"arguments", "{\"x\": 1}"}}}}})}},
-             {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "42"}}})}}));
+              {"tool_calls", json::array({{{"id", "call_1"},
+                                           {"type", "function"},
+                                           {"function",
+                                            {{"name", "f"},
+                                             {"arguments", "{\"x\": 1}"}}}}})}},
+             {{"role", "tool"},
+              {"tool_call_id", "call_1"},
+              {"content", "42"}}})}}));
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[0]["role"], "system");
   EXPECT_EQ(r.messages[1]["content"], "Hello, world");
   EXPECT_TRUE(r.messages[2]["content"].is_null());
-  EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"], json({{"x", 1}}));
+  EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"],
+            json({{"x", 1}}));
   EXPECT_EQ(r.messages[3]["tool_call_id"], "call_1");
 }
 
@@ -277,11 +310,12 @@ TEST(ChatRequestParse, NormalizesMessages) {
 class PrepareTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
+    auto tokenizer =
+        Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer).release();
-    auto chatTemplate =
-        ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") + "/tokenizer_config.json");
+    auto chatTemplate = ChatTemplate::fromTokenizerConfig(
+        fixtureDir("qwen2") + "/tokenizer_config.json");
     ASSERT_TRUE(chatTemplate.ok()) << chatTemplate.status();
     template_ = std::move(*chatTemplate).release();
   }
@@ -305,7 +339,8 @@ Tokenizer *PrepareTest::tokenizer_ = nullptr;
 ChatTemplate *PrepareTest::template_ = nullptr;
 
 TEST_F(PrepareTest, RendersTheTemplateAndDefaultsMaxTokens) {
-  ChatRequest r = chatOk(chat({{"temperature", 0}, {"logprobs", true}, {"top_logprobs", 2}}));
+  ChatRequest r = chatOk(
+      chat({{"temperature", 0}, {"logprobs", true}, {"top_logprobs", 2}}));
   auto prepared = prepareChat(r, model());
   ASSERT_TRUE(std::holds_alternative<PreparedRequest>(prepared));
   const PreparedRequest &p = std::get<PreparedRequest>(prepared);
@@ -314,7 +349,8 @@ TEST_F(PrepareTest, RendersTheTemplateAndDefaultsMaxTokens) {
   auto text = tokenizer_->decode(p.generation.promptIds);
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, *expected);
-  EXPECT_EQ(p.generation.maxTokens, 512 - int64_t(p.generation.promptIds.size()));
+  EXPECT_EQ(p.generation.maxTokens,
+            512 - int64_t(p.generation.promptIds.size()));
   EXPECT_EQ(p.generation.sampling.numAlternatives, 2);
   EXPECT_EQ(p.generation.constraint, nullptr);
   EXPECT_FALSE(p.parseToolCalls);
@@ -324,8 +360,9 @@ TEST_F(PrepareTest, PromptOverMaxSeqIsContextLengthExceeded) {
   std::string longText;
   for (int i = 0; i < 200; ++i)
     longText += "the compiler reads a model ";
-  ChatRequest r = chatOk(chat({{"messages", json::array({{{"role", "user"},
-                                                          {"content", longText}}})}}));
+  ChatRequest r = chatOk(
+      chat({{"messages",
+             json::array({{{"role", "user"}, {"content", longText}}})}}));
   ApiError error = errorOf(prepareChat(r, model(64)));
   EXPECT_EQ(error.status, 400);
   EXPECT_EQ(error.code, "context_length_exceeded");
@@ -334,8 +371,8 @@ TEST_F(PrepareTest, PromptOverMaxSeqIsContextLengthExceeded) {
   auto completion = parseCompletionRequest(
       json{{"model", "qwen2"}, {"prompt", longText}}.dump(), limits());
   ASSERT_TRUE(std::holds_alternative<CompletionRequest>(completion));
-  ApiError completionError =
-      errorOf(prepareCompletion(std::get<CompletionRequest>(completion), model(64)));
+  ApiError completionError = errorOf(
+      prepareCompletion(std::get<CompletionRequest>(completion), model(64)));
   EXPECT_EQ(completionError.code, "context_length_exceeded");
   EXPECT_EQ(completionError.param, "prompt");
 }
@@ -344,15 +381,16 @@ TEST_F(PrepareTest, ForcedToolCallsOpenTheCallAndConstrainTheRest) {
   json tools = json::array(
       {{{"type", "function"}, {"function", {{"name", "get_weather"}}}},
        {{"type", "function"}, {"function", {{"name", "get_time"}}}}});
-  ChatRequest named = chatOk(chat({{"tools", tools},
-                                   {"tool_choice",
-                                    {{"type", "function"},
-                                     {"function", {{"name", "get_time"}}}}}}));
+  ChatRequest named = chatOk(
+      chat({{"tools", tools},
+            {"tool_choice",
+             {{"type", "function"}, {"function", {{"name", "get_time"}}}}}}));
   auto prepared = prepareChat(named, model());
   ASSERT_TRUE(std::holds_alternative<PreparedRequest>(prepared));
   PreparedRequest &p = std::get<PreparedRequest>(prepared);
   EXPECT_TRUE(p.forcedToolCall);
-  EXPECT_EQ(p.outputPrefix, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": ");
+  EXPECT_EQ(p.outputPrefix,
+            "<tool_call>\n{\"name\": \"get_time\", \"arguments\": ");
   ASSERT_NE(p.generation.constraint, nullptr);
   EXPECT_TRUE(p.generation.constraint->allows("{\"tz\": 1}"));
   EXPECT_FALSE(p.generation.constraint->allows("hello"));
@@ -363,14 +401,18 @@ TEST_F(PrepareTest, ForcedToolCallsOpenTheCallAndConstrainTheRest) {
 
   // The whole output parses to the call.
   ParsedOutput output =
-      parseOutput(p, p.outputPrefix + "{\"tz\": \"UTC\"}" + p.outputSuffix, ToolCallFormat::Qwen);
+      parseOutput(p, p.outputPrefix + "{\"tz\": \"UTC\"}" + p.outputSuffix,
+                  ToolCallFormat::Qwen);
   ASSERT_EQ(output.toolCalls.size(), 1u);
   EXPECT_EQ(output.toolCalls[0]["function"]["name"], "get_time");
-  EXPECT_EQ(json::parse(output.toolCalls[0]["function"]["arguments"].get<std::string>()),
-            json({{"tz", "UTC"}}));
+  EXPECT_EQ(
+      json::parse(
+          output.toolCalls[0]["function"]["arguments"].get<std::string>()),
+      json({{"tz", "UTC"}}));
   EXPECT_FALSE(output.content.has_value());
 
-  ChatRequest required = chatOk(chat({{"tools", tools}, {"tool_choice", "required"}}));
+  ChatRequest required =
+      chatOk(chat({{"tools", tools}, {"tool_choice", "required"}}));
   auto prepared2 = prepareChat(required, model());
   ASSERT_TRUE(std::holds_alternative<PreparedRequest>(prepared2));
   PreparedRequest &q = std::get<PreparedRequest>(prepared2);
@@ -385,7 +427,8 @@ TEST_F(PrepareTest, ForcedToolCallsOpenTheCallAndConstrainTheRest) {
 }
 
 TEST_F(PrepareTest, JsonObjectAddsAnInstructionAndAConstraint) {
-  ChatRequest r = chatOk(chat({{"response_format", {{"type", "json_object"}}}}));
+  ChatRequest r =
+      chatOk(chat({{"response_format", {{"type", "json_object"}}}}));
   auto prepared = prepareChat(r, model());
   ASSERT_TRUE(std::holds_alternative<PreparedRequest>(prepared));
   PreparedRequest &p = std::get<PreparedRequest>(prepared);
@@ -401,23 +444,26 @@ GenerationResult fakeResult() {
   result.finishReason = FinishReason::Length;
   result.tokens = {{5, -0.25f, 1.0f, {{5, -0.25f}, {9, -1.5f}}},
                    {6, -2.0f, 2.0f, {{7, -0.5f}, {6, -2.0f}}}};
-  result.awareness = summarizeAwareness(std::vector<TokenUncertainty>{{-0.25f, 1.0f},
-                                                                     {-2.0f, 2.0f}});
+  result.awareness = summarizeAwareness(
+      std::vector<TokenUncertainty>{{-0.25f, 1.0f}, {-2.0f, 2.0f}});
   result.awareness.timing.promptTokens = 11;
   result.awareness.timing.completionTokens = 2;
   return result;
 }
 
-std::string bytesOf(int32_t id) { return id == 5 ? "Hel" : id == 6 ? "lo" : "\xe2\x82"; }
+std::string bytesOf(int32_t id) {
+  return id == 5 ? "Hel" : id == 6 ? "lo" : "\xe2\x82";
+}
 
 TEST(Responses, ChatShape) {
   PreparedRequest prepared;
   prepared.logprobs = true;
   prepared.topLogprobs = 2;
   GenerationResult result = fakeResult();
-  ParsedOutput output = parseOutput(prepared, result.text, ToolCallFormat::Qwen);
-  json body = buildChatResponse({"chatcmpl-1", 123, "qwen2"}, prepared, result, output,
-                                bytesOf);
+  ParsedOutput output =
+      parseOutput(prepared, result.text, ToolCallFormat::Qwen);
+  json body = buildChatResponse({"chatcmpl-1", 123, "qwen2"}, prepared, result,
+                                output, bytesOf);
   EXPECT_EQ(body["object"], "chat.completion");
   EXPECT_EQ(body["id"], "chatcmpl-1");
   EXPECT_EQ(body["model"], "qwen2");
@@ -431,11 +477,13 @@ TEST(Responses, ChatShape) {
   EXPECT_FLOAT_EQ(lp[0]["logprob"].get<float>(), -0.25f);
   EXPECT_EQ(lp[0]["bytes"], json({72, 101, 108}));
   ASSERT_EQ(lp[1]["top_logprobs"].size(), 2u);
-  EXPECT_EQ(lp[1]["top_logprobs"][0]["bytes"], json({0xe2, 0x82})); // a split character
+  EXPECT_EQ(lp[1]["top_logprobs"][0]["bytes"],
+            json({0xe2, 0x82})); // a split character
   EXPECT_EQ(body["usage"], json({{"prompt_tokens", 11},
                                  {"completion_tokens", 2},
                                  {"total_tokens", 13}}));
-  EXPECT_NEAR(body["awareness"]["perplexity"].get<double>(), std::exp(1.125), 1e-6);
+  EXPECT_NEAR(body["awareness"]["perplexity"].get<double>(), std::exp(1.125),
+              1e-6);
   EXPECT_EQ(body["awareness"]["low_confidence"]["positions"], json({1}));
   // The dump survives the invalid UTF-8 of a split character's token.
   EXPECT_THAT(dumpJson(body), HasSubstr("\"top_logprobs\""));
@@ -447,7 +495,8 @@ TEST(Responses, CompletionShape) {
   prepared.topLogprobs = 1;
   GenerationResult result = fakeResult();
   result.finishReason = FinishReason::Eos;
-  json body = buildCompletionResponse({"cmpl-1", 1, "qwen2"}, prepared, result, bytesOf);
+  json body = buildCompletionResponse({"cmpl-1", 1, "qwen2"}, prepared, result,
+                                      bytesOf);
   EXPECT_EQ(body["object"], "text_completion");
   const json &choice = body["choices"][0];
   EXPECT_EQ(choice["text"], "Hello");
@@ -455,7 +504,9 @@ TEST(Responses, CompletionShape) {
   EXPECT_EQ(choice["logprobs"]["tokens"], json({"Hel", "lo"}));
   EXPECT_EQ(choice["logprobs"]["text_offset"], json({0, 3}));
   ASSERT_EQ(choice["logprobs"]["top_logprobs"][1].size(), 1u);
-  EXPECT_FLOAT_EQ(choice["logprobs"]["top_logprobs"][1].begin().value().get<float>(), -0.5f);
+  EXPECT_FLOAT_EQ(
+      choice["logprobs"]["top_logprobs"][1].begin().value().get<float>(),
+      -0.5f);
   EXPECT_EQ(body["usage"]["total_tokens"], 13);
   EXPECT_TRUE(body.contains("awareness"));
 }
@@ -466,7 +517,8 @@ std::vector<json> parseEvents(const std::vector<std::string> &events) {
     EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
     EXPECT_EQ(event.substr(event.size() - 2), "\n\n");
     std::string payload = event.substr(6, event.size() - 8);
-    chunks.push_back(payload == "[DONE]" ? json("[DONE]") : json::parse(payload));
+    chunks.push_back(payload == "[DONE]" ? json("[DONE]")
+                                         : json::parse(payload));
   }
   return chunks;
 }
@@ -475,12 +527,15 @@ TEST(Streaming, ChatChunksInOrder) {
   PreparedRequest prepared;
   prepared.logprobs = true;
   GenerationResult result = fakeResult();
-  StreamEncoder encoder(StreamEncoder::Kind::Chat, {"chatcmpl-2", 5, "qwen2"}, prepared,
-                        ToolCallFormat::Qwen, /*includeUsage=*/true, bytesOf);
+  StreamEncoder encoder(StreamEncoder::Kind::Chat, {"chatcmpl-2", 5, "qwen2"},
+                        prepared, ToolCallFormat::Qwen, /*includeUsage=*/true,
+                        bytesOf);
   std::vector<std::string> events = encoder.start();
-  for (std::string e : encoder.delta("Hel", absl::MakeConstSpan(result.tokens).subspan(0, 1)))
+  for (std::string e :
+       encoder.delta("Hel", absl::MakeConstSpan(result.tokens).subspan(0, 1)))
     events.push_back(e);
-  for (std::string e : encoder.delta("lo", absl::MakeConstSpan(result.tokens).subspan(1)))
+  for (std::string e :
+       encoder.delta("lo", absl::MakeConstSpan(result.tokens).subspan(1)))
     events.push_back(e);
   for (std::string e : encoder.finish(result))
     events.push_back(e);
@@ -505,10 +560,12 @@ TEST(Streaming, ToolCallsArriveAsOneDelta) {
   PreparedRequest prepared;
   prepared.parseToolCalls = true;
   GenerationResult result;
-  result.text = "Let me check.<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>";
+  result.text = "Let me check.<tool_call>\n{\"name\": \"f\", \"arguments\": "
+                "{\"a\": 1}}\n</tool_call>";
   result.finishReason = FinishReason::Eos;
-  StreamEncoder encoder(StreamEncoder::Kind::Chat, {"chatcmpl-3", 5, "qwen2"}, prepared,
-                        ToolCallFormat::Qwen, /*includeUsage=*/false, bytesOf);
+  StreamEncoder encoder(StreamEncoder::Kind::Chat, {"chatcmpl-3", 5, "qwen2"},
+                        prepared, ToolCallFormat::Qwen, /*includeUsage=*/false,
+                        bytesOf);
   std::vector<std::string> events = encoder.start();
   std::string text = result.text;
   for (size_t i = 0; i < text.size(); i += 7)
