@@ -63,6 +63,22 @@ public:
   bool isComplete() const override { return mode_ == Mode::Done; }
 
   bool accept(char c) override {
+    // Whitespace between tokens is capped: a weak model could otherwise
+    // spend all of max_tokens on it.
+    bool space = isJsonSpace(c) && mode_ != Mode::String &&
+                 mode_ != Mode::Escape && mode_ != Mode::Unicode;
+    if (space && spaceRun_ >= kMaxSpaceRun)
+      return false;
+    if (!acceptChar(c))
+      return false;
+    spaceRun_ = space ? spaceRun_ + 1 : 0;
+    return true;
+  }
+
+private:
+  static constexpr int kMaxSpaceRun = 16;
+
+  bool acceptChar(char c) {
     unsigned char u = static_cast<unsigned char>(c);
     switch (mode_) {
     case Mode::Start:
@@ -162,6 +178,7 @@ public:
     return false;
   }
 
+public:
   std::string completion() const override {
     std::string text;
     switch (mode_) {
@@ -357,10 +374,11 @@ private:
     }
     // A complete number ends at the first byte that cannot extend it.
     mode_ = Mode::AfterValue;
-    return accept(c);
+    return acceptChar(c);
   }
 
   int maxDepth_;
+  int spaceRun_ = 0;
   Mode mode_ = Mode::Start;
   std::string stack_;
   bool stringIsKey_ = false;

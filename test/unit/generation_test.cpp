@@ -414,6 +414,13 @@ TEST(JsonConstraint, AcceptsObjectsAndRefusesTheRest) {
     bool ok = feeds(*c, invalid) && c->isComplete();
     EXPECT_FALSE(ok) << invalid;
   }
+  // At most 16 whitespace bytes in a row between tokens; any inside strings.
+  auto spaces = jsonObjectConstraint();
+  EXPECT_TRUE(spaces->allows("{" + std::string(16, ' ') + "\"a\":1}"));
+  EXPECT_FALSE(spaces->allows("{" + std::string(17, ' ')));
+  EXPECT_TRUE(spaces->allows("{\"" + std::string(40, ' ') + "\"" +
+                             std::string(16, '\n') + ":" +
+                             std::string(16, ' ') + "1}"));
   auto deep = jsonObjectConstraint(/*maxDepth=*/2);
   EXPECT_TRUE(deep->allows("{\"a\":[1]}"));
   EXPECT_FALSE(deep->allows("{\"a\":[["));
