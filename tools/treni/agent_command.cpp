@@ -2,6 +2,9 @@
 //
 //   treni agent compile FLOW.agent [--emit=ast|mlir|mlir-opt] [-o FILE]
 //                       [--tools=REGISTRY.json] [--min-prefix=N]
+//   treni agent run FLOW.agent --model MODEL [--arg NAME=VALUE ...]
+//                   [--workflow NAME] [--device cpu|gpu] [--trace FILE]
+//                   [--tools-config FILE] [--raw-prompt] [--json]
 //
 // `ast` is the checked syntax tree, `mlir` the agent dialect as lowered
 // (verified), `mlir-opt` after the agent passes: agent-verify-tools,
@@ -14,11 +17,19 @@
 #include "tools/treni/agent_command.h"
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "agent_dsl/Lowering.h"
 #include "agent_dsl/Parser.h"
 #include "ir/AgentDialect.h"
+#include "runtime/agent_executor.h"
+#include "runtime/builtin_tools.h"
+#include "runtime/chat_template.h"
+#include "runtime/generation.h"
+#include "runtime/tool_registry.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -37,7 +48,7 @@ namespace treni {
 namespace {
 cl::SubCommand agentCommand("agent", "Agent workflows (.agent files)");
 
-cl::opt<std::string> agentAction(cl::Positional, cl::desc("ACTION (compile)"),
+cl::opt<std::string> agentAction(cl::Positional, cl::desc("ACTION (compile or run)"),
                                  cl::Required, cl::sub(agentCommand));
 cl::opt<std::string> agentFile(cl::Positional, cl::desc("FLOW.agent"),
                                cl::Required, cl::sub(agentCommand));
@@ -63,6 +74,38 @@ cl::opt<int> agentMinPrefix(
     cl::desc("Shortest shared literal prompt prefix (bytes) agent-share-prefix "
              "marks"),
     cl::init(16), cl::sub(agentCommand));
+
+cl::opt<std::string> agentModel("model", cl::desc("run: the model (directory or package)"),
+                                cl::value_desc("MODEL"), cl::init(""),
+                                cl::sub(agentCommand));
+cl::list<std::string> agentArgs("arg", cl::desc("run: a workflow argument NAME=VALUE"),
+                                cl::value_desc("NAME=VALUE"), cl::sub(agentCommand));
+cl::opt<std::string> agentWorkflow(
+    "workflow", cl::desc("run: the workflow to run (default: the file's only one)"),
+    cl::value_desc("NAME"), cl::init(""), cl::sub(agentCommand));
+cl::opt<std::string> agentDevice("device", cl::desc("run: cpu or gpu"), cl::init("cpu"),
+                                 cl::sub(agentCommand));
+cl::opt<int> agentMaxSeq("max-seq", cl::desc("run: KV cache length in tokens"),
+                         cl::init(4096), cl::sub(agentCommand));
+cl::opt<std::string> agentTrace("trace",
+                                cl::desc("run: write the step trace (JSON) to FILE"),
+                                cl::value_desc("FILE"), cl::init(""),
+                                cl::sub(agentCommand));
+cl::opt<std::string> agentToolsConfig(
+    "tools-config",
+    cl::desc("run: tools to register (sqlite, files, http, external, faults; "
+             "see docs/user-guide.md)"),
+    cl::value_desc("FILE"), cl::init(""), cl::sub(agentCommand));
+cl::opt<bool> agentRawPrompt(
+    "raw-prompt",
+    cl::desc("run: send generate prompts as plain completions (no chat template)"),
+    cl::init(false), cl::sub(agentCommand));
+cl::opt<double> agentLowConfidence(
+    "low-confidence", cl::desc("run: probability under which a token is uncertain"),
+    cl::init(0.5), cl::sub(agentCommand));
+cl::opt<bool> agentJson("json",
+                        cl::desc("run: print {ok, value, seconds, steps, ...} as JSON"),
+                        cl::init(false), cl::sub(agentCommand));
 
 int error(const llvm::Twine &message) {
   llvm::errs() << "treni: error: " << message << "\n";
@@ -125,6 +168,117 @@ int runCompile() {
   module->print(os);
   return writeOutput(text) ? 0 : 1;
 }
+
+/// Writes the trace file (when asked for); false (with a message) on error.
+bool writeTrace(const nlohmann::json &trace) {
+  if (agentTrace.empty())
+    return true;
+  std::ofstream out(agentTrace);
+  out << trace.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  if (!out) {
+    error("cannot write '" + agentTrace + "'");
+    return false;
+  }
+  return true;
+}
+
+int runWorkflow() {
+  std::ifstream in(agentFile);
+  if (!in)
+    return error("cannot read '" + agentFile + "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string source = buffer.str();
+
+  nlohmann::json args = nlohmann::json::object();
+  for (const std::string &arg : agentArgs) {
+    size_t eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return error("--arg '" + arg + "' is not NAME=VALUE");
+    args[arg.substr(0, eq)] = arg.substr(eq + 1);
+  }
+  if (agentDevice != "cpu" && agentDevice != "gpu")
+    return error("--device must be cpu or gpu, not " + agentDevice);
+  if (agentMaxSeq < 2)
+    return error("--max-seq must be at least 2");
+
+  // Tools first: a bad configuration should fail before the model loads.
+  ToolRegistry registry;
+  if (!agentToolsConfig.empty()) {
+    std::ifstream configIn(agentToolsConfig);
+    if (!configIn)
+      return error("cannot read '" + agentToolsConfig + "'");
+    nlohmann::json config = nlohmann::json::parse(configIn, nullptr, false);
+    if (config.is_discarded())
+      return error("'" + agentToolsConfig + "' is not valid JSON");
+    absl::Status configured = configureAgentTools(
+        registry, config,
+        std::filesystem::absolute(std::string(agentToolsConfig)).parent_path().string());
+    if (!configured.ok())
+      return error(agentToolsConfig + ": " + std::string(configured.message()));
+  }
+
+  mlir::MLIRContext context;
+  auto module = compileAgentSource(source, agentFile, context, registry.toJson(),
+                                   agentMinPrefix);
+  if (!module.ok()) {
+    llvm::errs() << std::string(module.status().message());
+    return 1;
+  }
+
+  if (agentModel.empty())
+    return error("run needs --model MODEL");
+  LoadOptions loadOptions;
+  loadOptions.engine.device = agentDevice == "gpu" ? Device::Gpu : Device::Cpu;
+  loadOptions.engine.maxSeq = agentMaxSeq;
+  absl::StatusOr<LoadedModel> loaded = loadModel(agentModel, loadOptions);
+  if (!loaded.ok())
+    return error("cannot load '" + agentModel + "': " +
+                 std::string(loaded.status().message()));
+  Generator generator(*loaded->engine, *loaded->tokenizer,
+                      {agentMaxSeq, loaded->eosIds});
+
+  AgentExecutorOptions options;
+  options.applyChatTemplate = !agentRawPrompt;
+  options.lowConfidenceThreshold = agentLowConfidence;
+  AgentExecutor executor(registry, options);
+  std::string modelName =
+      std::filesystem::path(std::string(agentModel)).lexically_normal().filename().string();
+  if (modelName.empty())
+    modelName =
+        std::filesystem::path(std::string(agentModel)).lexically_normal().parent_path().filename().string();
+  executor.addModel({modelName, &generator, loaded->chatTemplate.get()});
+
+  nlohmann::json events = nlohmann::json::array();
+  absl::StatusOr<AgentRunResult> result =
+      executor.run(**module, agentWorkflow, args,
+                   [&](const nlohmann::json &event) { events.push_back(event); });
+  if (!result.ok()) {
+    writeTrace(events);
+    if (agentJson)
+      llvm::outs() << nlohmann::json{{"ok", false},
+                                     {"error", std::string(result.status().message())}}
+                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                   << "\n";
+    return error(std::string(result.status().message()));
+  }
+  if (!writeTrace(result->trace))
+    return 1;
+  if (agentJson) {
+    nlohmann::json summary =
+        result->toJson(events.empty() ? "" : events.front().value("workflow", ""));
+    summary.erase("trace");
+    llvm::outs() << summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                 << "\n";
+  } else if (result->value.is_string()) {
+    llvm::outs() << result->value.get<std::string>() << "\n";
+  } else if (!result->value.is_null()) {
+    llvm::outs() << result->value.dump(-1, ' ', false,
+                                       nlohmann::json::error_handler_t::replace)
+                 << "\n";
+  }
+  return 0;
+}
 } // namespace
 
 bool agentCommandSelected() { return static_cast<bool>(agentCommand); }
@@ -132,7 +286,9 @@ bool agentCommandSelected() { return static_cast<bool>(agentCommand); }
 int runAgentCommand() {
   if (agentAction == "compile")
     return runCompile();
-  return error("unknown agent action '" + agentAction + "' (compile)");
+  if (agentAction == "run")
+    return runWorkflow();
+  return error("unknown agent action '" + agentAction + "' (compile or run)");
 }
 
 } // namespace treni

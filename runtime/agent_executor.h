@@ -1,0 +1,154 @@
+//===- agent_executor.h - runs agent IR in-process --------------*- C++ -*-===//
+//
+// The agent executor walks an `agent.workflow` (verified and, normally,
+// processed by the agent passes) and runs it inside the runtime:
+//
+//  - `agent.generate` calls the model directly through a Generator (no HTTP):
+//    the prompt is wrapped in the model's chat template as one user message
+//    (AgentExecutorOptions::applyChatTemplate; a model without a template,
+//    or the option off, gets the plain prompt), and the result keeps the
+//    text, the tokens with their log-probabilities, entropies and top
+//    alternatives, and the awareness summary (perplexity, max/mean entropy,
+//    low-confidence tokens);
+//  - `agent.tool` calls the ToolRegistry (timeouts, retries with backoff and
+//    fault injection are the registry's); the calls of an `agent.parallel`
+//    (made by agent-hoist-tools) run on their own threads at once;
+//  - `agent.retry` re-runs its body with the attempt index and the previous
+//    attempt's values; `agent.if` runs one region; `agent.return` ends the
+//    workflow from any depth;
+//  - every step (and every retry decision) is traced as JSON and can be
+//    streamed to a callback as it happens.
+//
+// Shared prompt prefixes (`prefix_group` from agent-share-prefix) are NOT
+// reused: the Engine interface only prefills from position 0 and has no way
+// to keep or restore a KV-cache snapshot, so each generate step prefills its
+// whole prompt. The trace records the group so the gap is visible.
+//
+// A workflow that fails (bad arguments, an unknown tool or model, an engine
+// error, an invalid regex) ends with an error naming the step and its
+// FILE:LINE:COLUMN; a tool that fails does not fail the workflow (the
+// workflow tests ok()/failed()). Nothing here throws or aborts.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "nlohmann/json.hpp"
+
+namespace treni {
+
+class ChatTemplate;
+class Generator;
+class ToolRegistry;
+
+struct AgentExecutorOptions {
+  /// Wrap each generate prompt in the model's chat template (one user
+  /// message, generation prompt added). Off, or for a model without a
+  /// template: the prompt is a plain completion prompt.
+  bool applyChatTemplate = true;
+  /// A token is low-confidence when its probability is below this.
+  double lowConfidenceThreshold = 0.5;
+  /// Top alternatives kept per generated token (0..20).
+  int numAlternatives = 5;
+  /// Defaults for options a generate step leaves out.
+  int64_t defaultMaxTokens = 64;
+  double defaultTemperature = 0.0;
+  /// Run the calls of an agent.parallel concurrently (off: one by one, in
+  /// order; for A/B measurements).
+  bool parallelTools = true;
+  /// Seed of the registry's backoff jitter.
+  uint64_t jitterSeed = 0;
+  /// Backoff between a tool's attempts (see CallOptions).
+  std::chrono::milliseconds backoffBase{50};
+  std::chrono::milliseconds backoffCap{2000};
+};
+
+/// A model the workflows can name (`model "NAME"`; absent: the default).
+struct AgentModel {
+  std::string name;
+  Generator *generator = nullptr;               ///< not owned
+  const ChatTemplate *chatTemplate = nullptr;   ///< may be null; not owned
+};
+
+/// Called with each trace event as it is recorded (step, retry and the final
+/// event); the same objects as AgentRunResult::trace.
+using AgentEventCallback = std::function<void(const nlohmann::json &event)>;
+
+struct AgentRunResult {
+  /// The workflow's return value as JSON (a string, number, bool or JSON
+  /// value; null for a workflow without a result).
+  nlohmann::json value;
+  /// Events in order: {"event": "step", ...}, {"event": "retry", ...}.
+  nlohmann::json trace = nlohmann::json::array();
+  double seconds = 0;
+  int64_t steps = 0;        ///< generate and tool steps run
+  int64_t toolFailures = 0; ///< tool steps that failed after their retries
+
+  /// {"ok": true, "workflow", "value", "seconds", "steps", "tool_failures",
+  ///  "trace": [...]}.
+  nlohmann::json toJson(std::string_view workflow) const;
+};
+
+/// Parses, checks and lowers `.agent` source and runs the agent passes
+/// (agent-verify-tools against `toolsJson` plus the file's declarations when
+/// either is present, agent-hoist-tools, agent-share-prefix). On error the
+/// message is the rendered diagnostics (FILE:LINE:COLUMN, source line and
+/// caret). `toolsJson` is a registry's toJson() or null.
+absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
+compileAgentSource(std::string_view source, std::string_view fileName,
+                   mlir::MLIRContext &context,
+                   const nlohmann::json &toolsJson = nullptr,
+                   int64_t minPrefix = 16);
+
+/// A `--tools-config` file:
+///   {"sqlite": {"path": ":memory:", "read_only": false},
+///    "files": {"sandbox": "DIR", "allow_write": true},
+///    "http": {"allowed_hosts": ["127.0.0.1"]},
+///    "external": {<registerExternalToolsFromJson's format>},
+///    "faults": {<FaultInjector::loadJson's format>}}
+/// Every key is optional; an unknown key is an error. Registers the
+/// configured tools in `registry` (relative paths against `baseDir`).
+absl::Status configureAgentTools(ToolRegistry &registry, const nlohmann::json &config,
+                                 const std::string &baseDir = "");
+
+class AgentExecutor {
+public:
+  AgentExecutor(ToolRegistry &tools, AgentExecutorOptions options = {});
+  ~AgentExecutor();
+  AgentExecutor(const AgentExecutor &) = delete;
+  AgentExecutor &operator=(const AgentExecutor &) = delete;
+
+  /// Adds a model; the first one added is the default.
+  void addModel(AgentModel model);
+
+  /// Runs workflow `workflow` of `module` (empty: the module's only
+  /// workflow). `args` binds parameters by name: a JSON string is parsed as
+  /// the parameter's type (so `--arg n=3` works), other JSON values must
+  /// fit the type. A parameter without an argument takes its default; one
+  /// without either is an error. `onEvent` sees each trace event.
+  absl::StatusOr<AgentRunResult> run(mlir::ModuleOp module, std::string_view workflow,
+                                     const nlohmann::json &args = nlohmann::json::object(),
+                                     const AgentEventCallback &onEvent = {});
+
+  const AgentExecutorOptions &options() const { return options_; }
+
+private:
+  struct Impl;
+  ToolRegistry &tools_;
+  AgentExecutorOptions options_;
+  std::vector<AgentModel> models_;
+};
+
+} // namespace treni
