@@ -577,6 +577,9 @@ struct AgentExecutor::Impl {
       absl::StatusOr<std::string> text = tokenizer.decode({&id, 1}, false);
       return validUtf8(text.ok() ? *text : generator.tokenBytes(id));
     };
+    // Rounded to 4 decimals: the list is meant to be read (and put in
+    // refinement prompts), where 17 digits only cost tokens.
+    auto round4 = [](double x) { return std::round(x * 1e4) / 1e4; };
     for (int64_t index : value->awareness.lowConfidencePositions) {
       if (index < 0 || index >= int64_t(value->tokens.size()))
         continue;
@@ -584,11 +587,11 @@ struct AgentExecutor::Impl {
       json alternatives = json::array();
       for (const TokenChoice &choice : token.alternatives)
         alternatives.push_back(
-            json{{"token", pieceOf(choice.token)}, {"prob", std::exp(double(choice.logprob))}});
+            json{{"token", pieceOf(choice.token)}, {"prob", round4(std::exp(double(choice.logprob)))}});
       value->uncertain.push_back(json{{"index", index},
                                       {"token", pieceOf(token.id)},
-                                      {"prob", std::exp(double(token.logprob))},
-                                      {"entropy", token.entropy},
+                                      {"prob", round4(std::exp(double(token.logprob)))},
+                                      {"entropy", round4(token.entropy)},
                                       {"alternatives", alternatives}});
     }
     ++result.steps;
@@ -700,7 +703,18 @@ struct AgentExecutor::Impl {
     values[op.getResult()] = std::shared_ptr<const ToolValue>(value);
   }
 
+  /// An unknown tool is the workflow's error, not a failed call: no retry
+  /// can make it appear.
+  absl::Status checkTool(agent::ToolOp op) {
+    absl::StatusOr<std::string> name = self.tools_.resolveName(op.getTool().str());
+    if (!name.ok())
+      return failWith(op, name.status());
+    return absl::OkStatus();
+  }
+
   absl::Status runTool(agent::ToolOp op) {
+    if (absl::Status known = checkTool(op); !known.ok())
+      return known;
     ToolCall call{toolArguments(op), callOptions(op), {}, 0, 0};
     callTool(op, call);
     finishTool(op, call, /*parallel=*/false);
@@ -714,6 +728,8 @@ struct AgentExecutor::Impl {
       auto toolOp = mlir::dyn_cast<agent::ToolOp>(inner);
       if (!toolOp)
         return fail(&inner, "only agent.tool may appear in agent.parallel");
+      if (absl::Status known = checkTool(toolOp); !known.ok())
+        return known;
       calls.push_back(toolOp);
     }
     std::vector<ToolCall> state(calls.size());

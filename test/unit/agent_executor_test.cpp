@@ -1,0 +1,487 @@
+//===- agent_executor_test.cpp - agent IR run in-process ------------------===//
+//
+// Tests that the executor runs each op kind of the agent dialect as
+// ir/AgentOps.td describes, on the CPU executor with the tiny Qwen2 fixture
+// (random weights: its text means nothing, so the tests check structure,
+// uncertainty plumbing and control flow, never wording), with tools of the
+// test's own whose behaviour (failures, delays, state) is known: retries on
+// tool failure and on uncertainty, fault injection recovered by retries,
+// timeouts, concurrent hoisted calls, the trace's JSON shape, and clear
+// errors with locations for bad workflows.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/agent_executor.h"
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/chat_template.h"
+#include "runtime/engine_loader.h"
+#include "runtime/generation.h"
+#include "runtime/tokenizer.h"
+#include "runtime/tool_registry.h"
+#include "test/unit/test_util.h"
+
+namespace treni {
+namespace {
+using json = nlohmann::json;
+using testing::HasSubstr;
+using testing_util::fixtureDir;
+using testing_util::messageOf;
+
+ToolSignature signature(std::string name, std::vector<std::string> stringParams,
+                        bool readOnly = false) {
+  ToolSignature sig;
+  sig.name = std::move(name);
+  sig.description = "test tool";
+  for (std::string &p : stringParams) {
+    ToolParameter param;
+    param.name = std::move(p);
+    param.type = ToolType::String;
+    sig.parameters.push_back(std::move(param));
+  }
+  sig.readOnly = readOnly;
+  return sig;
+}
+
+class AgentExecutorTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    EngineOptions options;
+    options.maxSeq = 512;
+    auto engine = loadEngine(fixtureDir("qwen2"), options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine).release();
+    auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = std::move(*tokenizer).release();
+    auto chat =
+        ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") + "/tokenizer_config.json");
+    ASSERT_TRUE(chat.ok()) << chat.status();
+    chat_ = std::move(*chat).release();
+    generator_ = new Generator(*engine_, *tokenizer_, {512, {}});
+  }
+  static void TearDownTestSuite() {
+    delete generator_;
+    delete chat_;
+    delete tokenizer_;
+    delete engine_;
+  }
+
+  void SetUp() override {
+    // echo(text) -> text; flaky(text) fails while `failures` > 0;
+    // slow.a / slow.b (read-only) sleep `sleepMs`; counter() counts.
+    ASSERT_TRUE(registry_
+                    .add(signature("echo", {"text"}, true),
+                         [](const json &args, const ToolContext &) -> absl::StatusOr<json> {
+                           return args["text"];
+                         })
+                    .ok());
+    ASSERT_TRUE(registry_
+                    .add(signature("flaky", {"text"}),
+                         [this](const json &args, const ToolContext &) -> absl::StatusOr<json> {
+                           if (failures_.fetch_sub(1) > 0)
+                             return absl::UnavailableError("flaky is down");
+                           return json{{"got", args["text"]}};
+                         })
+                    .ok());
+    for (const char *name : {"slow.a", "slow.b"})
+      ASSERT_TRUE(registry_
+                      .add(signature(name, {"text"}, true),
+                           [this](const json &args,
+                                  const ToolContext &) -> absl::StatusOr<json> {
+                             std::this_thread::sleep_for(std::chrono::milliseconds(sleepMs_));
+                             return args["text"];
+                           })
+                      .ok());
+  }
+
+  /// Compiles `source` (the registry's signatures checked) and runs it.
+  absl::StatusOr<AgentRunResult> run(const std::string &source, json args = json::object(),
+                                     AgentExecutorOptions options = {},
+                                     std::string workflow = "") {
+    mlir::MLIRContext context;
+    auto module = compileAgentSource(source, "test.agent", context, registry_.toJson());
+    if (!module.ok())
+      return module.status();
+    options.backoffBase = std::chrono::milliseconds(1);
+    AgentExecutor executor(registry_, options);
+    executor.addModel({"qwen2", generator_, chat_});
+    return executor.run(**module, workflow, args);
+  }
+
+  static std::vector<json> events(const AgentRunResult &result, const std::string &kind) {
+    std::vector<json> out;
+    for (const json &e : result.trace)
+      if (e["event"] == kind)
+        out.push_back(e);
+    return out;
+  }
+
+  static Engine *engine_;
+  static Tokenizer *tokenizer_;
+  static ChatTemplate *chat_;
+  static Generator *generator_;
+  ToolRegistry registry_;
+  std::atomic<int> failures_{0};
+  int sleepMs_ = 0;
+};
+Engine *AgentExecutorTest::engine_ = nullptr;
+Tokenizer *AgentExecutorTest::tokenizer_ = nullptr;
+ChatTemplate *AgentExecutorTest::chat_ = nullptr;
+Generator *AgentExecutorTest::generator_ = nullptr;
+
+TEST_F(AgentExecutorTest, ValuesTemplatesConditionsAndIf) {
+  const char *source = R"(
+workflow w(name: string, n: int, x: float = 2.5, flag: bool = true, j: json = "[1, 2]") -> string {
+  let t = "{name}|{n}|{x}|{flag}|{j}|{{lit}}"
+  let m = matches(t, "^ada\\|3\\|")
+  let v = json_valid("{j}")
+  let w = json_valid("not json")
+  if m and v and not w and n >= 3 and x > 2 and x < n and j == [1, 2] and name != "bob" {
+    return "yes {t}"
+  } else {
+    return "no {t}"
+  }
+}
+)";
+  auto result = run(source, {{"name", "ada"}, {"n", "3"}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->value, "yes ada|3|2.5|true|[1,2]|{lit}");
+  auto other = run(source, {{"name", "bob"}, {"n", 3}, {"flag", false}});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->value, "no bob|3|2.5|false|[1,2]|{lit}");
+  EXPECT_EQ(other->steps, 0);
+}
+
+TEST_F(AgentExecutorTest, GenerateUsesTheChatTemplateAndReportsUncertainty) {
+  const char *source = R"(
+workflow g(q: string) -> json {
+  generate "Question: {q}" max_tokens 6 as a
+  return [a.text, a.tokens, a.perplexity, a.max_entropy, a.mean_entropy, a.low_confidence]
+}
+)";
+  AgentExecutorOptions options;
+  options.lowConfidenceThreshold = 0.999; // the fixture is peaked: catch some
+  auto result = run(source, {{"q", "why"}}, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+
+  // The same request made directly.
+  auto rendered = chat_->render(json::array({{{"role", "user"}, {"content", "Question: why"}}}));
+  ASSERT_TRUE(rendered.ok());
+  GenerationRequest request;
+  request.promptIds = tokenizer_->encode(*rendered, false);
+  request.maxTokens = 6;
+  request.lowConfidenceThreshold = 0.999;
+  auto direct = generator_->generate(request);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+
+  const json &v = result->value;
+  EXPECT_EQ(v[0], direct->text);
+  EXPECT_EQ(v[1], int64_t(direct->tokens.size()));
+  EXPECT_DOUBLE_EQ(v[2].get<double>(), direct->awareness.perplexity);
+  EXPECT_DOUBLE_EQ(v[3].get<double>(), direct->awareness.maxEntropy);
+  EXPECT_DOUBLE_EQ(v[4].get<double>(), direct->awareness.meanEntropy);
+  EXPECT_EQ(v[5], int64_t(direct->awareness.lowConfidencePositions.size()));
+
+  auto steps = events(*result, "step");
+  ASSERT_EQ(steps.size(), 1u);
+  const json &step = steps[0];
+  EXPECT_EQ(step["kind"], "generate");
+  EXPECT_EQ(step["step"], "a");
+  EXPECT_EQ(step["location"], "test.agent:3:3");
+  EXPECT_EQ(step["inputs"]["chat_template"], true);
+  EXPECT_EQ(step["inputs"]["prompt_tokens"], int64_t(request.promptIds.size()));
+  const json &u = step["uncertainty"];
+  EXPECT_EQ(u["low_confidence"], v[5]);
+  ASSERT_EQ(u["uncertain"].size(), direct->awareness.lowConfidencePositions.size());
+  for (const json &token : u["uncertain"]) {
+    EXPECT_LT(token["prob"].get<double>(), 0.999);
+    EXPECT_TRUE(token["alternatives"].is_array());
+    EXPECT_FALSE(token["alternatives"].empty());
+    EXPECT_TRUE(token.contains("entropy") && token.contains("index") && token.contains("token"));
+  }
+
+  // Without the template the prompt is plain (and shorter).
+  options.applyChatTemplate = false;
+  auto raw = run(source, {{"q", "why"}}, options);
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto rawStep = events(*raw, "step")[0];
+  EXPECT_EQ(rawStep["inputs"]["chat_template"], false);
+  EXPECT_EQ(rawStep["inputs"]["prompt_tokens"],
+            int64_t(tokenizer_->encode("Question: why").size()));
+}
+
+TEST_F(AgentExecutorTest, RetryOnUncertaintySeesAttemptIndex) {
+  const char *source = R"(
+workflow r(limit: float) -> string {
+  retry {
+    generate "try {attempt.index}" max_tokens 3 as g
+  } when g.max_entropy > limit max 3
+  return "{g.tokens}"
+}
+)";
+  // max_entropy of a random model is > 0: a limit of -1 always retries,
+  // a huge one never does.
+  auto always = run(source, {{"limit", -1.0}});
+  ASSERT_TRUE(always.ok()) << always.status();
+  auto steps = events(*always, "step");
+  ASSERT_EQ(steps.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(steps[i]["attempt"], i);
+    EXPECT_EQ(steps[i]["inputs"]["prompt"], "try " + std::to_string(i));
+  }
+  auto retries = events(*always, "retry");
+  ASSERT_EQ(retries.size(), 3u);
+  EXPECT_EQ(retries[0]["again"], true);
+  EXPECT_EQ(retries[2]["again"], false); // max reached
+  EXPECT_EQ(retries[2]["condition"], true);
+
+  auto never = run(source, {{"limit", 1e9}});
+  ASSERT_TRUE(never.ok()) << never.status();
+  EXPECT_EQ(events(*never, "step").size(), 1u);
+}
+
+TEST_F(AgentExecutorTest, RetryOnToolFailureSeesThePreviousError) {
+  const char *source = R"(
+workflow f() -> string {
+  retry {
+    tool flaky(text: "x") as t
+    let seen = "attempt {attempt.index} after '{attempt.previous.t.error}'"
+  } when failed(t) max 4
+  if ok(t) {
+    return "{seen} -> {t.text}"
+  }
+  return "gave up: {t.error}"
+}
+)";
+  failures_ = 2;
+  auto result = run(source);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->value,
+            "attempt 2 after 'unavailable: flaky is down' -> {\"got\":\"x\"}");
+  EXPECT_EQ(result->toolFailures, 2);
+
+  failures_ = 10;
+  auto gaveUp = run(source);
+  ASSERT_TRUE(gaveUp.ok()) << gaveUp.status();
+  EXPECT_EQ(gaveUp->value, "gave up: unavailable: flaky is down");
+  EXPECT_EQ(events(*gaveUp, "step").size(), 4u);
+}
+
+TEST_F(AgentExecutorTest, InjectedFaultsAreRecoveredByToolRetries) {
+  // Every 2nd attempt fails: with one retry per call every call succeeds.
+  FaultSpec spec;
+  spec.failEvery = 2;
+  registry_.faults().set("echo", spec);
+  const char *source = R"(
+workflow e() -> string {
+  tool echo(text: "a") retries 1 as a
+  tool echo(text: "b") retries 1 as b
+  tool echo(text: "c") retries 1 as c
+  tool echo(text: "d") as d
+  return "{a.text}{b.text}{c.text}|{d.ok}"
+}
+)";
+  auto result = run(source);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Attempts: a1 ok, b1 fail, b2 ok, c1 fail(4), c2 ok, d1 fail(6).
+  EXPECT_EQ(result->value, "abc|false");
+  auto steps = events(*result, "step");
+  ASSERT_EQ(steps.size(), 4u);
+  EXPECT_EQ(steps[0]["retries"], 0);
+  EXPECT_EQ(steps[1]["retries"], 1);
+  EXPECT_EQ(steps[1]["attempts"][0]["ok"], false);
+  EXPECT_THAT(steps[1]["attempts"][0]["error"].get<std::string>(), HasSubstr("injected"));
+  EXPECT_THAT(steps[3]["error"].get<std::string>(), HasSubstr("injected"));
+}
+
+TEST_F(AgentExecutorTest, TimeoutFailsTheCallNotTheWorkflow) {
+  sleepMs_ = 2000;
+  const char *source = R"(
+workflow t() -> string {
+  tool slow.a(text: "x") timeout 100ms as s
+  return "{s.ok} {s.error}"
+}
+)";
+  auto start = std::chrono::steady_clock::now();
+  auto result = run(source);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->value.get<std::string>(), HasSubstr("false timeout"));
+  EXPECT_LT(seconds, 1.5); // did not wait for the 2 s tool
+}
+
+TEST_F(AgentExecutorTest, HoistedIndependentToolsOverlap) {
+  sleepMs_ = 400;
+  const char *source = R"(
+workflow p() -> string {
+  tool slow.a(text: "a") as a
+  tool slow.b(text: "b") as b
+  return "{a.text}{b.text}"
+}
+)";
+  auto result = run(source);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->value, "ab");
+  auto steps = events(*result, "step");
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0]["parallel"], true);
+  // Each call takes >= 400 ms; they overlap when each starts before the
+  // other ends (true however slow the machine, if they ran concurrently).
+  double aStart = steps[0]["start_ms"], aEnd = steps[0]["end_ms"];
+  double bStart = steps[1]["start_ms"], bEnd = steps[1]["end_ms"];
+  EXPECT_LT(bStart, aEnd);
+  EXPECT_LT(aStart, bEnd);
+  EXPECT_GE(aEnd - aStart, 390);
+
+  AgentExecutorOptions serial;
+  serial.parallelTools = false;
+  auto one = run(source, json::object(), serial);
+  ASSERT_TRUE(one.ok()) << one.status();
+  auto s = events(*one, "step");
+  EXPECT_GE(s[1]["start_ms"].get<double>(), s[0]["end_ms"].get<double>());
+}
+
+TEST_F(AgentExecutorTest, TraceShape) {
+  const char *source = R"(
+workflow s(q: string) -> string {
+  tool echo(text: q) timeout 1s retries 2 as e
+  generate "{e.text}" max_tokens 2 as g
+  return g.text
+}
+)";
+  std::vector<json> streamed;
+  mlir::MLIRContext context;
+  auto module = compileAgentSource(source, "s.agent", context, registry_.toJson());
+  ASSERT_TRUE(module.ok()) << module.status();
+  AgentExecutor executor(registry_);
+  executor.addModel({"qwen2", generator_, chat_});
+  auto result = executor.run(**module, "s", {{"q", "hi"}},
+                             [&](const json &e) { streamed.push_back(e); });
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(streamed.size(), result->trace.size());
+  ASSERT_EQ(streamed.size(), 4u);
+  EXPECT_EQ(streamed[0]["event"], "start");
+  EXPECT_EQ(streamed[0]["args"], json({{"q", "hi"}}));
+  const json &tool = streamed[1];
+  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "latency_ms",
+                          "retries", "attempts", "t_ms"})
+    EXPECT_TRUE(tool.contains(key)) << key;
+  EXPECT_EQ(tool["inputs"], json({{"text", "hi"}}));
+  EXPECT_EQ(tool["outputs"]["output"], "hi");
+  const json &gen = streamed[2];
+  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "uncertainty",
+                          "latency_ms", "model"})
+    EXPECT_TRUE(gen.contains(key)) << key;
+  for (const char *key : {"perplexity", "max_entropy", "mean_entropy", "low_confidence",
+                          "uncertain"})
+    EXPECT_TRUE(gen["uncertainty"].contains(key)) << key;
+  EXPECT_EQ(streamed[3]["event"], "end");
+  EXPECT_EQ(streamed[3]["value"], result->value);
+  EXPECT_EQ(result->steps, 2);
+  json whole = result->toJson("s");
+  EXPECT_EQ(whole["trace"].size(), 4u);
+  EXPECT_NO_THROW(whole.dump());
+}
+
+TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
+  // Syntax error: location and caret.
+  auto parse = run("workflow w( {");
+  ASSERT_FALSE(parse.ok());
+  EXPECT_THAT(messageOf(parse.status()), HasSubstr("test.agent:1:"));
+  EXPECT_THAT(messageOf(parse.status()), HasSubstr("^"));
+
+  // Unknown tool: caught by agent-verify-tools against the registry.
+  auto unknown = run("workflow w() {\n  tool nope.x(a: \"1\")\n}\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(messageOf(unknown.status()), HasSubstr("test.agent:2:3"));
+  EXPECT_THAT(messageOf(unknown.status()), HasSubstr("nope.x"));
+
+  const char *needsArg = "workflow w(n: int) -> int {\n  return n\n}\n";
+  auto missing = run(needsArg);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(messageOf(missing.status()), HasSubstr("missing argument 'n'"));
+  auto badType = run(needsArg, {{"n", "three"}});
+  ASSERT_FALSE(badType.ok());
+  EXPECT_THAT(messageOf(badType.status()), HasSubstr("expected an integer"));
+  auto extra = run(needsArg, {{"n", 1}, {"m", 2}});
+  ASSERT_FALSE(extra.ok());
+  EXPECT_THAT(messageOf(extra.status()), HasSubstr("no parameter 'm'"));
+
+  auto regex = run("workflow w() -> bool {\n  return matches(\"a\", \"(\")\n}\n");
+  ASSERT_FALSE(regex.ok());
+  EXPECT_THAT(messageOf(regex.status()), HasSubstr("test.agent:2:"));
+  EXPECT_THAT(messageOf(regex.status()), HasSubstr("regular expression"));
+
+  auto model = run("workflow w() {\n  generate \"x\" model \"other\" as g\n}\n");
+  ASSERT_FALSE(model.ok());
+  EXPECT_THAT(messageOf(model.status()), HasSubstr("test.agent:2:3: step 'g'"));
+  EXPECT_THAT(messageOf(model.status()), HasSubstr("unknown model 'other' (loaded: qwen2)"));
+
+  const char *two = "workflow a() {\n}\nworkflow b() -> int {\n  return 2\n}\n";
+  auto ambiguous = run(two);
+  ASSERT_FALSE(ambiguous.ok());
+  EXPECT_THAT(messageOf(ambiguous.status()), HasSubstr("several workflows (a, b)"));
+  auto chosen = run(two, json::object(), {}, "b");
+  ASSERT_TRUE(chosen.ok()) << chosen.status();
+  EXPECT_EQ(chosen->value, 2);
+  auto none = run(two, json::object(), {}, "c");
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(messageOf(none.status()), HasSubstr("no workflow 'c'"));
+
+  // A prompt longer than the context is the generate step's error.
+  std::string longPrompt(4000, 'a');
+  auto tooLong = run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n",
+                     {{"p", longPrompt}});
+  ASSERT_FALSE(tooLong.ok());
+  EXPECT_THAT(messageOf(tooLong.status()), HasSubstr("test.agent:2:3: step 'g'"));
+}
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
+  std::string source = readFile(std::string(TRENI_SOURCE_DIR) + "/agent_dsl/library/refine.agent");
+  ASSERT_FALSE(source.empty());
+  AgentExecutorOptions options;
+  // Generous thresholds: one pass.
+  auto sure = run(source,
+                  {{"question", "What is 2+2?"}, {"max_perplexity", 1e9},
+                   {"max_entropy", 1e9}, {"max_low_confidence", 1000000}},
+                  options);
+  ASSERT_TRUE(sure.ok()) << sure.status();
+  auto sureSteps = events(*sure, "step");
+  ASSERT_EQ(sureSteps.size(), 1u);
+  EXPECT_EQ(sure->value, sureSteps[0]["outputs"]["text"]);
+
+  // Entropy threshold below the first pass's: a refinement pass whose
+  // prompt lists the first pass's uncertain tokens and alternatives.
+  auto unsure = run(source,
+                    {{"question", "What is 2+2?"}, {"max_perplexity", 1e9},
+                     {"max_entropy", 0.0}, {"max_low_confidence", 1000000}},
+                    options);
+  ASSERT_TRUE(unsure.ok()) << unsure.status();
+  auto steps = events(*unsure, "step");
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[1]["step"], "refined");
+  std::string prompt = steps[1]["inputs"]["prompt"];
+  EXPECT_THAT(prompt, HasSubstr(steps[0]["outputs"]["text"].get<std::string>()));
+  EXPECT_THAT(prompt, HasSubstr(steps[0]["uncertainty"]["uncertain"].dump()));
+  if (!steps[0]["uncertainty"]["uncertain"].empty())
+    EXPECT_THAT(prompt, HasSubstr("\"alternatives\""));
+  EXPECT_EQ(unsure->value, steps[1]["outputs"]["text"]);
+}
+
+} // namespace
+} // namespace treni
