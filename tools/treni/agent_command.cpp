@@ -5,6 +5,12 @@
 //   treni agent run FLOW.agent --model MODEL [--arg NAME=VALUE ...]
 //                   [--workflow NAME] [--device cpu|gpu] [--trace FILE]
 //                   [--tools-config FILE] [--raw-prompt] [--json]
+//                   [--batch ARGS.jsonl]
+//
+// `--batch` runs the workflow once per line of ARGS.jsonl (a JSON object of
+// arguments, merged over the --arg ones) in one process, printing one JSON
+// summary line per run (failed runs too); tools, their state and their
+// fault-injection counters carry over from run to run (bench/agent_bench.py).
 //
 // `ast` is the checked syntax tree, `mlir` the agent dialect as lowered
 // (verified), `mlir-opt` after the agent passes: agent-verify-tools,
@@ -103,6 +109,9 @@ cl::opt<bool> agentRawPrompt(
 cl::opt<double> agentLowConfidence(
     "low-confidence", cl::desc("run: probability under which a token is uncertain"),
     cl::init(0.5), cl::sub(agentCommand));
+cl::opt<std::string> agentBatch(
+    "batch", cl::desc("run: run once per JSON line of FILE (arguments), one summary each"),
+    cl::value_desc("ARGS.jsonl"), cl::init(""), cl::sub(agentCommand));
 cl::opt<bool> agentJson("json",
                         cl::desc("run: print {ok, value, seconds, steps, ...} as JSON"),
                         cl::init(false), cl::sub(agentCommand));
@@ -248,6 +257,43 @@ int runWorkflow() {
     modelName =
         std::filesystem::path(std::string(agentModel)).lexically_normal().parent_path().filename().string();
   executor.addModel({modelName, &generator, loaded->chatTemplate.get()});
+
+  if (!agentBatch.empty()) {
+    std::ifstream batch(agentBatch);
+    if (!batch)
+      return error("cannot read '" + agentBatch + "'");
+    std::string line;
+    int lineNumber = 0;
+    nlohmann::json traces = nlohmann::json::array();
+    while (std::getline(batch, line)) {
+      ++lineNumber;
+      if (line.find_first_not_of(" \t\r") == std::string::npos)
+        continue;
+      nlohmann::json runArgs = nlohmann::json::parse(line, nullptr, false);
+      if (!runArgs.is_object())
+        return error(agentBatch + ":" + std::to_string(lineNumber) +
+                     ": not a JSON object of arguments");
+      nlohmann::json merged = args;
+      merged.update(runArgs);
+      nlohmann::json runEvents = nlohmann::json::array();
+      absl::StatusOr<AgentRunResult> run =
+          executor.run(**module, agentWorkflow, merged,
+                       [&](const nlohmann::json &event) { runEvents.push_back(event); });
+      nlohmann::json summary;
+      if (run.ok()) {
+        summary = run->toJson(runEvents.empty() ? "" : runEvents.front().value("workflow", ""));
+        summary.erase("trace");
+      } else {
+        summary = {{"ok", false}, {"error", std::string(run.status().message())}};
+      }
+      summary["line"] = lineNumber;
+      traces.push_back(runEvents);
+      llvm::outs() << summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                   << "\n";
+      llvm::outs().flush();
+    }
+    return writeTrace(traces) ? 0 : 1;
+  }
 
   nlohmann::json events = nlohmann::json::array();
   absl::StatusOr<AgentRunResult> result =
