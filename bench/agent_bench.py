@@ -343,7 +343,8 @@ def summarize(results):
             "success": sum(r["ok"] for r in results) / len(results),
             "tool_failure_rate": sum(r["tool_error"] for r in results) / len(results),
             "mean_ms": 1000 * statistics.mean(lat),
-            "p50_ms": 1000 * lat[len(lat) // 2],
+            "p50_ms": 1000 * statistics.median(lat),
+            "p90_ms": 1000 * lat[min(len(lat) - 1, int(0.9 * len(lat)))],
             "max_ms": 1000 * lat[-1]}
 
 
@@ -354,6 +355,9 @@ def main():
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--tasks", type=int, default=10)
     p.add_argument("--max-seq", type=int, default=1024)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds per (profile, workflow); the two sides alternate "
+                        "which goes first; per-task latencies are pooled")
     p.add_argument("--profiles", default="baseline,stress")
     p.add_argument("--workflows", default="retrieval,state,gated")
     p.add_argument("--json", help="write all numbers here")
@@ -366,18 +370,25 @@ def main():
             faults = STRESS if profile == "stress" else None
             for workflow in args.workflows.split(","):
                 tasks = tasks_for(workflow, args.tasks)
-                side = {}
-                for name in ("internal", "external"):
-                    workdir = tempfile.mkdtemp(prefix="agent-bench-")
-                    os.makedirs(os.path.join(workdir, "files"))
-                    make_db(os.path.join(workdir, "bench.db"), args.tasks)
-                    if name == "internal":
-                        results, wall = run_internal(args, workflow, tasks, workdir, faults)
-                    else:
-                        results, wall = run_external(url, served, workflow, tasks, workdir,
-                                                     faults)
-                    side[name] = dict(summarize(results), wall_s=wall)
-                    shutil.rmtree(workdir, ignore_errors=True)
+                pooled = {"internal": [], "external": []}
+                walls = {"internal": 0.0, "external": 0.0}
+                for round_ in range(args.repeat):
+                    order = ("internal", "external") if round_ % 2 == 0 else ("external",
+                                                                              "internal")
+                    for name in order:
+                        workdir = tempfile.mkdtemp(prefix="agent-bench-")
+                        os.makedirs(os.path.join(workdir, "files"))
+                        make_db(os.path.join(workdir, "bench.db"), args.tasks)
+                        if name == "internal":
+                            results, wall = run_internal(args, workflow, tasks, workdir, faults)
+                        else:
+                            results, wall = run_external(url, served, workflow, tasks, workdir,
+                                                         faults)
+                        pooled[name] += results
+                        walls[name] += wall
+                        shutil.rmtree(workdir, ignore_errors=True)
+                side = {name: dict(summarize(pooled[name]), wall_s=walls[name],
+                                   repeats=args.repeat) for name in pooled}
                 rows.append({"profile": profile, "workflow": workflow, **{
                     k: side[k] for k in side}})
                 i, e = side["internal"], side["external"]
@@ -397,6 +408,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": args.device, "model": args.model, "tasks": args.tasks,
+                       "repeat": args.repeat,
                        "stress": STRESS, "timeout_s": TIMEOUT_S, "retries": RETRIES,
                        "rows": rows}, f, indent=2)
 

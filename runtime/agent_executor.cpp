@@ -19,12 +19,6 @@
 #include "agent_dsl/Lowering.h"
 #include "agent_dsl/Parser.h"
 #include "ir/AgentDialect.h"
-#include "llvm/ADT/DenseMap.h"
-#include "llvm/ADT/TypeSwitch.h"
-#include "llvm/Support/FileSystem.h"
-#include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/SourceMgr.h"
-#include "llvm/Support/raw_ostream.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
@@ -34,6 +28,12 @@
 #include "runtime/external_tools.h"
 #include "runtime/generation.h"
 #include "runtime/tool_registry.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/raw_ostream.h"
 
 namespace treni {
 namespace {
@@ -78,9 +78,9 @@ struct ToolValue {
   std::string error;
 };
 
-using Value = std::variant<std::monostate, std::string, int64_t, double, bool, JsonValue,
-                           std::shared_ptr<const GenerationValue>,
-                           std::shared_ptr<const ToolValue>>;
+using Value =
+    std::variant<std::monostate, std::string, int64_t, double, bool, JsonValue,
+                 std::shared_ptr<const GenerationValue>, std::shared_ptr<const ToolValue>>;
 
 std::string formatDouble(double value) {
   if (std::isnan(value))
@@ -266,9 +266,9 @@ using Regex = std::unique_ptr<pcre2_code, RegexDeleter>;
 absl::StatusOr<Regex> compileRegex(const std::string &pattern) {
   int errorCode = 0;
   PCRE2_SIZE errorOffset = 0;
-  pcre2_code *code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
-                                   pattern.size(), PCRE2_UTF | PCRE2_MATCH_INVALID_UTF,
-                                   &errorCode, &errorOffset, nullptr);
+  pcre2_code *code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &errorCode, &errorOffset, nullptr);
   if (!code) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(errorCode, message, sizeof(message));
@@ -283,8 +283,8 @@ absl::StatusOr<bool> regexSearch(const pcre2_code *code, std::string_view text) 
   pcre2_match_data *data = pcre2_match_data_create_from_pattern(code, nullptr);
   if (!data)
     return absl::ResourceExhaustedError("out of memory for a regex match");
-  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0,
-                       data, nullptr);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, data,
+                       nullptr);
   pcre2_match_data_free(data);
   if (rc >= 0)
     return true;
@@ -303,10 +303,9 @@ absl::StatusOr<bool> regexSearch(const pcre2_code *code, std::string_view text) 
 //===----------------------------------------------------------------------===//
 
 json AgentRunResult::toJson(std::string_view workflow) const {
-  return json{{"ok", true},        {"workflow", std::string(workflow)},
-              {"value", value},    {"seconds", seconds},
-              {"steps", steps},    {"tool_failures", toolFailures},
-              {"trace", trace}};
+  return json{
+      {"ok", true},     {"workflow", std::string(workflow)}, {"value", value}, {"seconds", seconds},
+      {"steps", steps}, {"tool_failures", toolFailures},     {"trace", trace}};
 }
 
 //===----------------------------------------------------------------------===//
@@ -314,8 +313,8 @@ json AgentRunResult::toJson(std::string_view workflow) const {
 //===----------------------------------------------------------------------===//
 
 absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
-compileAgentSource(std::string_view source, std::string_view fileName,
-                   mlir::MLIRContext &context, const json &toolsJson, int64_t minPrefix) {
+compileAgentSource(std::string_view source, std::string_view fileName, mlir::MLIRContext &context,
+                   const json &toolsJson, int64_t minPrefix) {
   agentdsl::DiagnosticEngine diags;
   std::optional<agentdsl::Program> program = agentdsl::parseAndCheck(source, diags);
   if (!program)
@@ -325,8 +324,7 @@ compileAgentSource(std::string_view source, std::string_view fileName,
   llvm::raw_string_ostream os(messages);
   llvm::SourceMgr sourceMgr;
   sourceMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(source, llvm::StringRef(fileName)),
-      llvm::SMLoc());
+      llvm::MemoryBuffer::getMemBufferCopy(source, llvm::StringRef(fileName)), llvm::SMLoc());
   mlir::SourceMgrDiagnosticHandler handler(sourceMgr, &context, os);
   mlir::OwningOpRef<mlir::ModuleOp> module =
       agentdsl::lowerToAgentIR(*program, context, llvm::StringRef(fileName));
@@ -375,11 +373,10 @@ absl::Status configureAgentTools(ToolRegistry &registry, const json &config,
     return (std::filesystem::path(baseDir) / path).string();
   };
   for (auto &[key, value] : config.items()) {
-    if (key != "sqlite" && key != "files" && key != "http" && key != "external" &&
-        key != "faults")
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tools configuration: unknown key '", key,
-          "' (expected sqlite, files, http, external, faults)"));
+    if (key != "sqlite" && key != "files" && key != "http" && key != "external" && key != "faults")
+      return absl::InvalidArgumentError(
+          absl::StrCat("tools configuration: unknown key '", key,
+                       "' (expected sqlite, files, http, external, faults)"));
     if (!value.is_object())
       return absl::InvalidArgumentError(
           absl::StrCat("tools configuration: '", key, "' must be an object"));
@@ -442,8 +439,7 @@ struct AgentExecutor::Impl {
 
   enum class Flow { Next, Returned };
 
-  Impl(AgentExecutor &self, const AgentEventCallback &onEvent)
-      : self(self), onEvent(onEvent) {}
+  Impl(AgentExecutor &self, const AgentEventCallback &onEvent) : self(self), onEvent(onEvent) {}
 
   absl::Status fail(mlir::Operation *op, std::string_view message) {
     std::string step;
@@ -451,7 +447,8 @@ struct AgentExecutor::Impl {
       step = absl::StrCat(" step '", name.getValue().str(), "'");
     return absl::Status(absl::StatusCode::kFailedPrecondition,
                         absl::StrCat(locationOf(op), ":", step, " (",
-                                     op->getName().getStringRef().str(), "): ", std::string(message)));
+                                     op->getName().getStringRef().str(),
+                                     "): ", std::string(message)));
   }
   absl::Status failWith(mlir::Operation *op, const absl::Status &status) {
     absl::Status out = fail(op, std::string(status.message()));
@@ -536,7 +533,7 @@ struct AgentExecutor::Impl {
       absl::StatusOr<std::string> rendered = model->chatTemplate->render(messages);
       if (!rendered.ok())
         return fail(op, absl::StrCat("the chat template failed: ",
-                                          std::string(rendered.status().message())));
+                                     std::string(rendered.status().message())));
       request.promptIds = tokenizer.encode(*rendered, /*addSpecialTokens=*/false);
     } else {
       request.promptIds = tokenizer.encode(promptText);
@@ -586,8 +583,8 @@ struct AgentExecutor::Impl {
       const GeneratedToken &token = value->tokens[size_t(index)];
       json alternatives = json::array();
       for (const TokenChoice &choice : token.alternatives)
-        alternatives.push_back(
-            json{{"token", pieceOf(choice.token)}, {"prob", round4(std::exp(double(choice.logprob)))}});
+        alternatives.push_back(json{{"token", pieceOf(choice.token)},
+                                    {"prob", round4(std::exp(double(choice.logprob)))}});
       value->uncertain.push_back(json{{"index", index},
                                       {"token", pieceOf(token.id)},
                                       {"prob", round4(std::exp(double(token.logprob)))},
@@ -673,8 +670,9 @@ struct AgentExecutor::Impl {
       ++result.toolFailures;
     json attemptLog = json::array();
     for (const ToolAttempt &attempt : call.result.attemptLog) {
-      json entry{{"ok", attempt.ok},
-                 {"latency_ms", std::chrono::duration<double, std::milli>(attempt.latency).count()}};
+      json entry{
+          {"ok", attempt.ok},
+          {"latency_ms", std::chrono::duration<double, std::milli>(attempt.latency).count()}};
       if (!attempt.ok)
         entry["error"] = validUtf8(attempt.error.message.empty()
                                        ? attempt.error.type
@@ -773,8 +771,7 @@ struct AgentExecutor::Impl {
       } else if (c == '{') {
         size_t close = text.find('}', i);
         unsigned index = 0;
-        if (close == llvm::StringRef::npos ||
-            text.slice(i + 1, close).getAsInteger(10, index) ||
+        if (close == llvm::StringRef::npos || text.slice(i + 1, close).getAsInteger(10, index) ||
             index >= op.getArgs().size())
           return fail(op, "malformed placeholder in the template");
         out += renderValue(get(op.getArgs()[index]));
@@ -799,12 +796,18 @@ struct AgentExecutor::Impl {
       return std::nullopt;
     };
     auto ordered = [&](auto a, auto b) -> std::optional<bool> {
-      if (pred == "eq") return a == b;
-      if (pred == "ne") return a != b;
-      if (pred == "lt") return a < b;
-      if (pred == "le") return a <= b;
-      if (pred == "gt") return a > b;
-      if (pred == "ge") return a >= b;
+      if (pred == "eq")
+        return a == b;
+      if (pred == "ne")
+        return a != b;
+      if (pred == "lt")
+        return a < b;
+      if (pred == "le")
+        return a <= b;
+      if (pred == "gt")
+        return a > b;
+      if (pred == "ge")
+        return a >= b;
       return std::nullopt;
     };
     std::optional<bool> answer;
@@ -869,8 +872,7 @@ struct AgentExecutor::Impl {
         return Flow::Returned;
       }
       if (mlir::isa<agent::UnreachableOp>(op))
-        return failWith(&op, absl::InternalError(
-                                 "reached agent.unreachable (an executor bug)"));
+        return failWith(&op, absl::InternalError("reached agent.unreachable (an executor bug)"));
       absl::StatusOr<Flow> flow = runOp(op);
       if (!flow.ok())
         return flow.status();
@@ -1033,8 +1035,7 @@ AgentExecutor::~AgentExecutor() = default;
 
 void AgentExecutor::addModel(AgentModel model) { models_.push_back(std::move(model)); }
 
-absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module,
-                                                  std::string_view workflow,
+absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module, std::string_view workflow,
                                                   const json &args,
                                                   const AgentEventCallback &onEvent) {
   if (options_.numAlternatives < 0 || options_.numAlternatives > 20)
@@ -1047,11 +1048,11 @@ absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module,
   agent::WorkflowOp selected;
   if (workflow.empty()) {
     if (workflows.size() != 1)
-      return absl::InvalidArgumentError(
-          workflows.empty()
-              ? std::string("the file defines no workflow")
-              : absl::StrCat("the file defines several workflows (",
-                             absl::StrJoin(names, ", "), "); choose one with --workflow"));
+      return absl::InvalidArgumentError(workflows.empty()
+                                            ? std::string("the file defines no workflow")
+                                            : absl::StrCat("the file defines several workflows (",
+                                                           absl::StrJoin(names, ", "),
+                                                           "); choose one with --workflow"));
     selected = workflows.front();
   } else {
     for (agent::WorkflowOp w : workflows)
@@ -1059,8 +1060,7 @@ absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module,
         selected = w;
     if (!selected)
       return absl::NotFoundError(absl::StrCat("no workflow '", std::string(workflow),
-                                              "' (defined: ", absl::StrJoin(names, ", "),
-                                              ")"));
+                                              "' (defined: ", absl::StrJoin(names, ", "), ")"));
   }
   if (!args.is_object())
     return absl::InvalidArgumentError("workflow arguments must be a JSON object");
@@ -1072,9 +1072,9 @@ absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module,
     paramNames.push_back(selected.getParamName(i).str());
   for (auto &[key, value] : args.items())
     if (std::find(paramNames.begin(), paramNames.end(), key) == paramNames.end())
-      return absl::InvalidArgumentError(absl::StrCat(
-          "workflow '", selected.getSymName().str(), "' has no parameter '", key,
-          "' (parameters: ", absl::StrJoin(paramNames, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("workflow '", selected.getSymName().str(), "' has no parameter '", key,
+                       "' (parameters: ", absl::StrJoin(paramNames, ", "), ")"));
   json bound = json::object();
   for (unsigned i = 0; i < entry.getNumArguments(); ++i) {
     mlir::BlockArgument arg = entry.getArgument(i);
@@ -1085,19 +1085,16 @@ absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module,
     } else if (mlir::Attribute def = selected.getArgAttr(i, "agent.default")) {
       value = attributeValue(def, arg.getType());
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("missing argument '", name, "' (", typeName(arg.getType()),
-                       ") of workflow '", selected.getSymName().str(), "' (--arg ", name,
-                       "=VALUE)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "missing argument '", name, "' (", typeName(arg.getType()), ") of workflow '",
+          selected.getSymName().str(), "' (--arg ", name, "=VALUE)"));
     }
     if (!value.ok())
       return value.status();
     bound[name] = toJsonValue(*value);
     impl.values[arg] = std::move(*value);
   }
-  impl.emit(json{{"event", "start"},
-                 {"workflow", selected.getSymName().str()},
-                 {"args", bound}});
+  impl.emit(json{{"event", "start"}, {"workflow", selected.getSymName().str()}, {"args", bound}});
   absl::StatusOr<Impl::Flow> flow = impl.runBlock(entry, nullptr);
   impl.result.seconds = msSince(impl.start) / 1000.0;
   if (!flow.ok()) {

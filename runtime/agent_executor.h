@@ -78,8 +78,8 @@ struct AgentExecutorOptions {
 /// A model the workflows can name (`model "NAME"`; absent: the default).
 struct AgentModel {
   std::string name;
-  Generator *generator = nullptr;               ///< not owned
-  const ChatTemplate *chatTemplate = nullptr;   ///< may be null; not owned
+  Generator *generator = nullptr;             ///< not owned
+  const ChatTemplate *chatTemplate = nullptr; ///< may be null; not owned
 };
 
 /// Called with each trace event as it is recorded (step, retry and the final
@@ -107,10 +107,8 @@ struct AgentRunResult {
 /// message is the rendered diagnostics (FILE:LINE:COLUMN, source line and
 /// caret). `toolsJson` is a registry's toJson() or null.
 absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
-compileAgentSource(std::string_view source, std::string_view fileName,
-                   mlir::MLIRContext &context,
-                   const nlohmann::json &toolsJson = nullptr,
-                   int64_t minPrefix = 16);
+compileAgentSource(std::string_view source, std::string_view fileName, mlir::MLIRContext &context,
+                   const nlohmann::json &toolsJson = nullptr, int64_t minPrefix = 16);
 
 /// A `--tools-config` file:
 ///   {"sqlite": {"path": ":memory:", "read_only": false},

@@ -18,14 +18,14 @@
 #include <sstream>
 #include <thread>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "runtime/chat_template.h"
 #include "runtime/engine_loader.h"
 #include "runtime/generation.h"
 #include "runtime/tokenizer.h"
 #include "runtime/tool_registry.h"
 #include "test/unit/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
@@ -60,8 +60,7 @@ protected:
     auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer).release();
-    auto chat =
-        ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") + "/tokenizer_config.json");
+    auto chat = ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") + "/tokenizer_config.json");
     ASSERT_TRUE(chat.ok()) << chat.status();
     chat_ = std::move(*chat).release();
     generator_ = new Generator(*engine_, *tokenizer_, {512, {}});
@@ -93,8 +92,7 @@ protected:
     for (const char *name : {"slow.a", "slow.b"})
       ASSERT_TRUE(registry_
                       .add(signature(name, {"text"}, true),
-                           [this](const json &args,
-                                  const ToolContext &) -> absl::StatusOr<json> {
+                           [this](const json &args, const ToolContext &) -> absl::StatusOr<json> {
                              std::this_thread::sleep_for(std::chrono::milliseconds(sleepMs_));
                              return args["text"];
                            })
@@ -103,8 +101,7 @@ protected:
 
   /// Compiles `source` (the registry's signatures checked) and runs it.
   absl::StatusOr<AgentRunResult> run(const std::string &source, json args = json::object(),
-                                     AgentExecutorOptions options = {},
-                                     std::string workflow = "") {
+                                     AgentExecutorOptions options = {}, std::string workflow = "") {
     mlir::MLIRContext context;
     auto module = compileAgentSource(source, "test.agent", context, registry_.toJson());
     if (!module.ok())
@@ -263,8 +260,7 @@ workflow f() -> string {
   failures_ = 2;
   auto result = run(source);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->value,
-            "attempt 2 after 'unavailable: flaky is down' -> {\"got\":\"x\"}");
+  EXPECT_EQ(result->value, "attempt 2 after 'unavailable: flaky is down' -> {\"got\":\"x\"}");
   EXPECT_EQ(result->toolFailures, 2);
 
   failures_ = 10;
@@ -311,8 +307,7 @@ workflow t() -> string {
 )";
   auto start = std::chrono::steady_clock::now();
   auto result = run(source);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->value.get<std::string>(), HasSubstr("false timeout"));
   EXPECT_LT(seconds, 1.5); // did not wait for the 2 s tool
@@ -363,25 +358,25 @@ workflow s(q: string) -> string {
   ASSERT_TRUE(module.ok()) << module.status();
   AgentExecutor executor(registry_);
   executor.addModel({"qwen2", generator_, chat_});
-  auto result = executor.run(**module, "s", {{"q", "hi"}},
-                             [&](const json &e) { streamed.push_back(e); });
+  auto result =
+      executor.run(**module, "s", {{"q", "hi"}}, [&](const json &e) { streamed.push_back(e); });
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(streamed.size(), result->trace.size());
   ASSERT_EQ(streamed.size(), 4u);
   EXPECT_EQ(streamed[0]["event"], "start");
   EXPECT_EQ(streamed[0]["args"], json({{"q", "hi"}}));
   const json &tool = streamed[1];
-  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "latency_ms",
-                          "retries", "attempts", "t_ms"})
+  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "latency_ms", "retries",
+                          "attempts", "t_ms"})
     EXPECT_TRUE(tool.contains(key)) << key;
   EXPECT_EQ(tool["inputs"], json({{"text", "hi"}}));
   EXPECT_EQ(tool["outputs"]["output"], "hi");
   const json &gen = streamed[2];
-  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "uncertainty",
-                          "latency_ms", "model"})
+  for (const char *key :
+       {"step", "kind", "location", "inputs", "outputs", "uncertainty", "latency_ms", "model"})
     EXPECT_TRUE(gen.contains(key)) << key;
-  for (const char *key : {"perplexity", "max_entropy", "mean_entropy", "low_confidence",
-                          "uncertain"})
+  for (const char *key :
+       {"perplexity", "max_entropy", "mean_entropy", "low_confidence", "uncertain"})
     EXPECT_TRUE(gen["uncertainty"].contains(key)) << key;
   EXPECT_EQ(streamed[3]["event"], "end");
   EXPECT_EQ(streamed[3]["value"], result->value);
@@ -438,8 +433,8 @@ TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
 
   // A prompt longer than the context is the generate step's error.
   std::string longPrompt(4000, 'a');
-  auto tooLong = run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n",
-                     {{"p", longPrompt}});
+  auto tooLong =
+      run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n", {{"p", longPrompt}});
   ASSERT_FALSE(tooLong.ok());
   EXPECT_THAT(messageOf(tooLong.status()), HasSubstr("test.agent:2:3: step 'g'"));
 }
@@ -457,8 +452,10 @@ TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
   AgentExecutorOptions options;
   // Generous thresholds: one pass.
   auto sure = run(source,
-                  {{"question", "What is 2+2?"}, {"max_perplexity", 1e9},
-                   {"max_entropy", 1e9}, {"max_low_confidence", 1000000}},
+                  {{"question", "What is 2+2?"},
+                   {"max_perplexity", 1e9},
+                   {"max_entropy", 1e9},
+                   {"max_low_confidence", 1000000}},
                   options);
   ASSERT_TRUE(sure.ok()) << sure.status();
   auto sureSteps = events(*sure, "step");
@@ -468,8 +465,10 @@ TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
   // Entropy threshold below the first pass's: a refinement pass whose
   // prompt lists the first pass's uncertain tokens and alternatives.
   auto unsure = run(source,
-                    {{"question", "What is 2+2?"}, {"max_perplexity", 1e9},
-                     {"max_entropy", 0.0}, {"max_low_confidence", 1000000}},
+                    {{"question", "What is 2+2?"},
+                     {"max_perplexity", 1e9},
+                     {"max_entropy", 0.0},
+                     {"max_low_confidence", 1000000}},
                     options);
   ASSERT_TRUE(unsure.ok()) << unsure.status();
   auto steps = events(*unsure, "step");

@@ -81,22 +81,24 @@ cl::opt<int> agentMinPrefix(
              "marks"),
     cl::init(16), cl::sub(agentCommand));
 
-cl::opt<std::string> agentModel("model", cl::desc("run: the model (directory or package)"),
-                                cl::value_desc("MODEL"), cl::init(""),
+cl::opt<std::string>
+    agentModel("model", cl::desc("run: the model (directory or package)"),
+               cl::value_desc("MODEL"), cl::init(""), cl::sub(agentCommand));
+cl::list<std::string> agentArgs("arg",
+                                cl::desc("run: a workflow argument NAME=VALUE"),
+                                cl::value_desc("NAME=VALUE"),
                                 cl::sub(agentCommand));
-cl::list<std::string> agentArgs("arg", cl::desc("run: a workflow argument NAME=VALUE"),
-                                cl::value_desc("NAME=VALUE"), cl::sub(agentCommand));
 cl::opt<std::string> agentWorkflow(
-    "workflow", cl::desc("run: the workflow to run (default: the file's only one)"),
+    "workflow",
+    cl::desc("run: the workflow to run (default: the file's only one)"),
     cl::value_desc("NAME"), cl::init(""), cl::sub(agentCommand));
-cl::opt<std::string> agentDevice("device", cl::desc("run: cpu or gpu"), cl::init("cpu"),
-                                 cl::sub(agentCommand));
+cl::opt<std::string> agentDevice("device", cl::desc("run: cpu or gpu"),
+                                 cl::init("cpu"), cl::sub(agentCommand));
 cl::opt<int> agentMaxSeq("max-seq", cl::desc("run: KV cache length in tokens"),
                          cl::init(4096), cl::sub(agentCommand));
-cl::opt<std::string> agentTrace("trace",
-                                cl::desc("run: write the step trace (JSON) to FILE"),
-                                cl::value_desc("FILE"), cl::init(""),
-                                cl::sub(agentCommand));
+cl::opt<std::string>
+    agentTrace("trace", cl::desc("run: write the step trace (JSON) to FILE"),
+               cl::value_desc("FILE"), cl::init(""), cl::sub(agentCommand));
 cl::opt<std::string> agentToolsConfig(
     "tools-config",
     cl::desc("run: tools to register (sqlite, files, http, external, faults; "
@@ -104,17 +106,22 @@ cl::opt<std::string> agentToolsConfig(
     cl::value_desc("FILE"), cl::init(""), cl::sub(agentCommand));
 cl::opt<bool> agentRawPrompt(
     "raw-prompt",
-    cl::desc("run: send generate prompts as plain completions (no chat template)"),
+    cl::desc(
+        "run: send generate prompts as plain completions (no chat template)"),
     cl::init(false), cl::sub(agentCommand));
 cl::opt<double> agentLowConfidence(
-    "low-confidence", cl::desc("run: probability under which a token is uncertain"),
+    "low-confidence",
+    cl::desc("run: probability under which a token is uncertain"),
     cl::init(0.5), cl::sub(agentCommand));
 cl::opt<std::string> agentBatch(
-    "batch", cl::desc("run: run once per JSON line of FILE (arguments), one summary each"),
+    "batch",
+    cl::desc(
+        "run: run once per JSON line of FILE (arguments), one summary each"),
     cl::value_desc("ARGS.jsonl"), cl::init(""), cl::sub(agentCommand));
-cl::opt<bool> agentJson("json",
-                        cl::desc("run: print {ok, value, seconds, steps, ...} as JSON"),
-                        cl::init(false), cl::sub(agentCommand));
+cl::opt<bool>
+    agentJson("json",
+              cl::desc("run: print {ok, value, seconds, steps, ...} as JSON"),
+              cl::init(false), cl::sub(agentCommand));
 
 int error(const llvm::Twine &message) {
   llvm::errs() << "treni: error: " << message << "\n";
@@ -183,7 +190,8 @@ bool writeTrace(const nlohmann::json &trace) {
   if (agentTrace.empty())
     return true;
   std::ofstream out(agentTrace);
-  out << trace.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  out << trace.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+      << "\n";
   if (!out) {
     error("cannot write '" + agentTrace + "'");
     return false;
@@ -222,14 +230,16 @@ int runWorkflow() {
       return error("'" + agentToolsConfig + "' is not valid JSON");
     absl::Status configured = configureAgentTools(
         registry, config,
-        std::filesystem::absolute(std::string(agentToolsConfig)).parent_path().string());
+        std::filesystem::absolute(std::string(agentToolsConfig))
+            .parent_path()
+            .string());
     if (!configured.ok())
       return error(agentToolsConfig + ": " + std::string(configured.message()));
   }
 
   mlir::MLIRContext context;
-  auto module = compileAgentSource(source, agentFile, context, registry.toJson(),
-                                   agentMinPrefix);
+  auto module = compileAgentSource(source, agentFile, context,
+                                   registry.toJson(), agentMinPrefix);
   if (!module.ok()) {
     llvm::errs() << std::string(module.status().message());
     return 1;
@@ -242,8 +252,8 @@ int runWorkflow() {
   loadOptions.engine.maxSeq = agentMaxSeq;
   absl::StatusOr<LoadedModel> loaded = loadModel(agentModel, loadOptions);
   if (!loaded.ok())
-    return error("cannot load '" + agentModel + "': " +
-                 std::string(loaded.status().message()));
+    return error("cannot load '" + agentModel +
+                 "': " + std::string(loaded.status().message()));
   Generator generator(*loaded->engine, *loaded->tokenizer,
                       {agentMaxSeq, loaded->eosIds});
 
@@ -251,11 +261,16 @@ int runWorkflow() {
   options.applyChatTemplate = !agentRawPrompt;
   options.lowConfidenceThreshold = agentLowConfidence;
   AgentExecutor executor(registry, options);
-  std::string modelName =
-      std::filesystem::path(std::string(agentModel)).lexically_normal().filename().string();
+  std::string modelName = std::filesystem::path(std::string(agentModel))
+                              .lexically_normal()
+                              .filename()
+                              .string();
   if (modelName.empty())
-    modelName =
-        std::filesystem::path(std::string(agentModel)).lexically_normal().parent_path().filename().string();
+    modelName = std::filesystem::path(std::string(agentModel))
+                    .lexically_normal()
+                    .parent_path()
+                    .filename()
+                    .string();
   executor.addModel({modelName, &generator, loaded->chatTemplate.get()});
 
   if (!agentBatch.empty()) {
@@ -276,19 +291,22 @@ int runWorkflow() {
       nlohmann::json merged = args;
       merged.update(runArgs);
       nlohmann::json runEvents = nlohmann::json::array();
-      absl::StatusOr<AgentRunResult> run =
-          executor.run(**module, agentWorkflow, merged,
-                       [&](const nlohmann::json &event) { runEvents.push_back(event); });
+      absl::StatusOr<AgentRunResult> run = executor.run(
+          **module, agentWorkflow, merged,
+          [&](const nlohmann::json &event) { runEvents.push_back(event); });
       nlohmann::json summary;
       if (run.ok()) {
-        summary = run->toJson(runEvents.empty() ? "" : runEvents.front().value("workflow", ""));
+        summary = run->toJson(
+            runEvents.empty() ? "" : runEvents.front().value("workflow", ""));
         summary.erase("trace");
       } else {
-        summary = {{"ok", false}, {"error", std::string(run.status().message())}};
+        summary = {{"ok", false},
+                   {"error", std::string(run.status().message())}};
       }
       summary["line"] = lineNumber;
       traces.push_back(runEvents);
-      llvm::outs() << summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+      llvm::outs() << summary.dump(-1, ' ', false,
+                                   nlohmann::json::error_handler_t::replace)
                    << "\n";
       llvm::outs().flush();
     }
@@ -296,25 +314,28 @@ int runWorkflow() {
   }
 
   nlohmann::json events = nlohmann::json::array();
-  absl::StatusOr<AgentRunResult> result =
-      executor.run(**module, agentWorkflow, args,
-                   [&](const nlohmann::json &event) { events.push_back(event); });
+  absl::StatusOr<AgentRunResult> result = executor.run(
+      **module, agentWorkflow, args,
+      [&](const nlohmann::json &event) { events.push_back(event); });
   if (!result.ok()) {
     writeTrace(events);
     if (agentJson)
       llvm::outs() << nlohmann::json{{"ok", false},
-                                     {"error", std::string(result.status().message())}}
-                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                     {"error",
+                                      std::string(result.status().message())}}
+                          .dump(-1, ' ', false,
+                                nlohmann::json::error_handler_t::replace)
                    << "\n";
     return error(std::string(result.status().message()));
   }
   if (!writeTrace(result->trace))
     return 1;
   if (agentJson) {
-    nlohmann::json summary =
-        result->toJson(events.empty() ? "" : events.front().value("workflow", ""));
+    nlohmann::json summary = result->toJson(
+        events.empty() ? "" : events.front().value("workflow", ""));
     summary.erase("trace");
-    llvm::outs() << summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+    llvm::outs() << summary.dump(-1, ' ', false,
+                                 nlohmann::json::error_handler_t::replace)
                  << "\n";
   } else if (result->value.is_string()) {
     llvm::outs() << result->value.get<std::string>() << "\n";
