@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 #include <variant>
@@ -419,6 +420,20 @@ absl::Status configureAgentTools(ToolRegistry &registry, const json &config,
   } catch (const json::exception &e) {
     return absl::InvalidArgumentError(absl::StrCat("tools configuration: ", e.what()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status configureAgentToolsFromFile(ToolRegistry &registry, const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
+  json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not valid JSON"));
+  absl::Status status =
+      configureAgentTools(registry, config, std::filesystem::absolute(path).parent_path().string());
+  if (!status.ok())
+    return absl::Status(status.code(), absl::StrCat(path, ": ", std::string(status.message())));
   return absl::OkStatus();
 }
 
@@ -948,6 +963,9 @@ struct AgentExecutor::Impl {
   absl::StatusOr<Flow> runOp(mlir::Operation &operation) {
     mlir::Operation *op = &operation;
     absl::Status status = absl::OkStatus();
+    if (self.options_.cancel && self.options_.cancel->load() &&
+        mlir::isa<agent::GenerateOp, agent::ToolOp, agent::ParallelOp>(op))
+      return failWith(op, absl::CancelledError("the run was cancelled"));
     if (auto g = mlir::dyn_cast<agent::GenerateOp>(op)) {
       status = runGenerate(g);
     } else if (auto t = mlir::dyn_cast<agent::ToolOp>(op)) {

@@ -32,6 +32,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -73,6 +74,9 @@ struct AgentExecutorOptions {
   /// Backoff between a tool's attempts (see CallOptions).
   std::chrono::milliseconds backoffBase{50};
   std::chrono::milliseconds backoffCap{2000};
+  /// Checked before every step; when set, the run ends with a Cancelled
+  /// error (a server sets it when the client goes away).
+  const std::atomic<bool> *cancel = nullptr;
 };
 
 /// A model the workflows can name (`model "NAME"`; absent: the default).
@@ -120,6 +124,10 @@ compileAgentSource(std::string_view source, std::string_view fileName, mlir::MLI
 /// configured tools in `registry` (relative paths against `baseDir`).
 absl::Status configureAgentTools(ToolRegistry &registry, const nlohmann::json &config,
                                  const std::string &baseDir = "");
+
+/// configureAgentTools() with the JSON file `path` (relative paths in it
+/// against the file's directory). Errors name the file.
+absl::Status configureAgentToolsFromFile(ToolRegistry &registry, const std::string &path);
 
 class AgentExecutor {
 public:

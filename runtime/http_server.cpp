@@ -13,8 +13,9 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
 struct HttpServer::Job {
-  enum class Kind { Chat, Completion };
+  enum class Kind { Chat, Completion, Streamed };
   Kind kind = Kind::Chat;
+  std::function<void(Job &)> work; ///< Kind::Streamed: runs on the worker
   ChatRequest chat;
   CompletionRequest completion;
   bool stream = false;
@@ -131,6 +132,17 @@ void HttpServer::runJob(Job &job) {
   if (Clock::now() >= job.deadline) {
     metrics_.countTimeout();
     job.finish(timeoutError(options_.requestTimeoutSeconds));
+    return;
+  }
+  if (job.kind == Job::Kind::Streamed) {
+    {
+      std::lock_guard<std::mutex> lock(job.mutex);
+      job.started = true;
+      job.changed.notify_all();
+    }
+    job.work(job);
+    job.push({"data: [DONE]\n\n"});
+    job.finish();
     return;
   }
   bool chat = job.kind == Job::Kind::Chat;
@@ -313,6 +325,57 @@ void HttpServer::registerRoutes() {
               [generate](const httplib::Request &req, httplib::Response &res) {
                 generate(Job::Kind::Completion, req, res);
               });
+  for (auto &[path, work] : streamedRoutes_) {
+    server.Post(path, [this, work = work](const httplib::Request &req,
+                                          httplib::Response &res) {
+      auto job = std::make_shared<Job>();
+      job->kind = Job::Kind::Streamed;
+      job->stream = true;
+      std::string body = req.body;
+      job->work = [work, body](Job &j) {
+        work(
+            body,
+            [&j](const std::string &data) {
+              j.push({"data: " + data + "\n\n"});
+            },
+            j.cancel);
+      };
+      job->submitted = Clock::now();
+      job->deadline =
+          job->submitted +
+          std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(options_.requestTimeoutSeconds));
+      if (std::optional<ApiError> error = enqueue(job))
+        return sendError(res, *error);
+      res.status = 200;
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Accel-Buffering", "no");
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [job](size_t, httplib::DataSink &sink) {
+            std::deque<std::string> batch;
+            bool done;
+            {
+              std::unique_lock<std::mutex> jobLock(job->mutex);
+              job->changed.wait_for(
+                  jobLock, std::chrono::milliseconds(100),
+                  [&] { return !job->events.empty() || job->done; });
+              batch.swap(job->events);
+              done = job->done;
+            }
+            for (const std::string &event : batch)
+              if (!sink.write(event.data(), event.size())) {
+                job->cancel = true;
+                return false;
+              }
+            if (done)
+              sink.done();
+            return true;
+          },
+          [job](bool) { job->cancel = true; });
+    });
+  }
+
   server.Get("/v1/models", [this](const httplib::Request &,
                                   httplib::Response &res) {
     json models = {{"object", "list"},
@@ -406,6 +469,10 @@ void HttpServer::registerRoutes() {
             metrics_.countError(body["error"]["type"].get<std::string>());
         }
       });
+}
+
+void HttpServer::addStreamedRoute(std::string path, StreamedWork work) {
+  streamedRoutes_.emplace_back(std::move(path), std::move(work));
 }
 
 absl::Status HttpServer::start() {

@@ -15,14 +15,18 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "runtime/generation.h"
@@ -66,6 +70,18 @@ public:
 
   const Metrics &metrics() const { return metrics_; }
 
+  /// Work for a streamed route: runs on the generation worker (serialized
+  /// with every generation, so it may use the Generator), reading the
+  /// request body and calling `emit` with each Server-Sent Event's data
+  /// (one JSON text, without the `data: ` framing). `cancel` turns true when
+  /// the client goes away or the request times out.
+  using StreamedWork = std::function<void(const std::string &body,
+                                          const std::function<void(const std::string &)> &emit,
+                                          const std::atomic<bool> &cancel)>;
+  /// Adds `POST path` answered as `text/event-stream` by `work`, queued like
+  /// a generation; the stream ends with `data: [DONE]`. Call before start().
+  void addStreamedRoute(std::string path, StreamedWork work);
+
   struct Job;
 
 private:
@@ -90,6 +106,7 @@ private:
        finished_ = false;
   std::thread worker_, listener_;
   std::mutex stopMutex_;
+  std::vector<std::pair<std::string, StreamedWork>> streamedRoutes_;
 };
 
 } // namespace treni

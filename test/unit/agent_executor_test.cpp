@@ -12,15 +12,19 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/agent_executor.h"
+#include "runtime/agent_http.h"
 
 #include <atomic>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "httplib.h"
 #include "runtime/chat_template.h"
 #include "runtime/engine_loader.h"
 #include "runtime/generation.h"
+#include "runtime/http_server.h"
+#include "runtime/openai_api.h"
 #include "runtime/tokenizer.h"
 #include "runtime/tool_registry.h"
 #include "test/unit/test_util.h"
@@ -480,6 +484,70 @@ TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
   if (!steps[0]["uncertainty"]["uncertain"].empty())
     EXPECT_THAT(prompt, HasSubstr("\"alternatives\""));
   EXPECT_EQ(unsure->value, steps[1]["outputs"]["text"]);
+}
+
+/// The data of each `data: ` line of an SSE body.
+std::vector<std::string> sseData(const std::string &body) {
+  std::vector<std::string> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("data: ", 0) == 0)
+      out.push_back(line.substr(6));
+  return out;
+}
+
+TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  ServedModel served;
+  served.name = "qwen2";
+  served.tokenizer = tokenizer_;
+  served.chatTemplate = chat_;
+  served.maxSeq = 512;
+  HttpServer server(*generator_, served, options);
+  addAgentRoute(server, *generator_, served, registry_);
+  ASSERT_TRUE(server.start().ok());
+  httplib::Client client("127.0.0.1", server.port());
+  client.set_read_timeout(30, 0);
+
+  json body = {{"source", "workflow w(q: string) -> string {\n"
+                          "  tool echo(text: q) as e\n"
+                          "  generate \"{e.text}\" max_tokens 2 as g\n"
+                          "  return e.text\n}\n"},
+               {"args", {{"q", "hello"}}}};
+  auto res = client.Post("/v1/agent/run", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_THAT(res->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  std::vector<std::string> data = sseData(res->body);
+  ASSERT_EQ(data.size(), 5u) << res->body; // start, 2 steps, end, [DONE]
+  EXPECT_EQ(json::parse(data[0])["event"], "start");
+  EXPECT_EQ(json::parse(data[1])["step"], "e");
+  EXPECT_EQ(json::parse(data[2])["kind"], "generate");
+  json end = json::parse(data[3]);
+  EXPECT_EQ(end["event"], "end");
+  EXPECT_EQ(end["value"], "hello");
+  EXPECT_EQ(data[4], "[DONE]");
+
+  // Errors are events too: a compile error, then a run-time one.
+  auto bad =
+      client.Post("/v1/agent/run", json{{"source", "workflow ("}}.dump(), "application/json");
+  ASSERT_TRUE(bad);
+  std::vector<std::string> badData = sseData(bad->body);
+  ASSERT_EQ(badData.size(), 2u) << bad->body;
+  json badEvent = json::parse(badData[0]);
+  EXPECT_EQ(badEvent["event"], "error");
+  EXPECT_THAT(badEvent["error"].get<std::string>(), HasSubstr("request.agent:1:"));
+  auto missing = client.Post(
+      "/v1/agent/run", json{{"source", "workflow w(n: int) -> int {\n  return n\n}\n"}}.dump(),
+      "application/json");
+  ASSERT_TRUE(missing);
+  std::vector<std::string> missingData = sseData(missing->body);
+  ASSERT_EQ(missingData.size(), 2u) << missing->body;
+  EXPECT_THAT(missingData[0], HasSubstr("missing argument 'n'"));
+  server.stop();
 }
 
 } // namespace

@@ -39,6 +39,7 @@
 #include "codegen/Compiler.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Status.h"
+#include "runtime/agent_http.h"
 #include "runtime/chat_template.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/engine_loader.h"
@@ -49,6 +50,7 @@
 #include "runtime/sampler.h"
 #include "tools/treni/agent_command.h"
 #include "runtime/tokenizer.h"
+#include "runtime/tool_registry.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 
@@ -151,6 +153,9 @@ cl::opt<int> queueSize("queue-size",
 cl::opt<double> requestTimeout("request-timeout",
                                cl::desc("Seconds a request may take, queue included"),
                                cl::init(600), cl::sub(serveCommand));
+cl::opt<std::string> serveToolsConfig(
+    "tools-config", cl::desc("Tools for POST /v1/agent/run (see `treni agent run`)"),
+    cl::value_desc("FILE"), cl::init(""), cl::sub(serveCommand));
 cl::opt<std::string> servedModelName("served-model-name",
                                      cl::desc("The `model` name clients use "
                                               "(default: the model directory's name)"),
@@ -660,6 +665,12 @@ int runServe() {
   options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
   options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
   HttpServer server(generator, model, options);
+  ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent_http.h)
+  if (!serveToolsConfig.empty())
+    if (absl::Status status = configureAgentToolsFromFile(agentTools, serveToolsConfig);
+        !status.ok())
+      return fail(status);
+  addAgentRoute(server, generator, model, agentTools);
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
   std::signal(SIGINT, onStopSignal);
