@@ -30,7 +30,8 @@ tasks' success depends only on the tool pipeline, validation and retries;
 latency is real. Standard library only.
 
   python3 bench/agent_bench.py --treni build/bin/treni --model test/fixtures/qwen2 \
-      [--device cpu|gpu] [--tasks 10] [--profiles baseline,stress] [--json OUT]
+      [--device cpu|gpu] [--tokenizer DIR] [--tasks 20] [--repeat 3]
+      [--profiles baseline,stress] [--json OUT]
 """
 
 import argparse
@@ -127,6 +128,8 @@ def run_internal(args, workflow, tasks, workdir, faults):
     cmd = [args.treni, "agent", "run", FLOW, "--workflow", workflow, "--model", args.model,
            "--device", args.device, "--max-seq", str(args.max_seq), "--tools-config",
            config_path, "--batch", batch_path, "--trace", os.path.join(workdir, "trace.json")]
+    if args.tokenizer:
+        cmd += ["--tokenizer", args.tokenizer]
     start = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - start
@@ -321,6 +324,8 @@ def start_server(args):
     port = free_port()
     cmd = [args.treni, "serve", args.model, "--device", args.device, "--host", "127.0.0.1",
            "--port", str(port), "--max-seq", str(args.max_seq)]
+    if args.tokenizer:
+        cmd += ["--tokenizer", args.tokenizer]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + 600
@@ -353,6 +358,8 @@ def main():
     p.add_argument("--treni", default="build/bin/treni")
     p.add_argument("--model", default="test/fixtures/qwen2")
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--tokenizer", default="",
+                   help="tokenizer directory for models without one (both sides)")
     p.add_argument("--tasks", type=int, default=10)
     p.add_argument("--max-seq", type=int, default=1024)
     p.add_argument("--repeat", type=int, default=3,

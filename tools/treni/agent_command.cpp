@@ -5,7 +5,7 @@
 //   treni agent run FLOW.agent --model MODEL [--arg NAME=VALUE ...]
 //                   [--workflow NAME] [--device cpu|gpu] [--trace FILE]
 //                   [--tools-config FILE] [--raw-prompt] [--json]
-//                   [--batch ARGS.jsonl]
+//                   [--batch ARGS.jsonl] [--tokenizer DIR] [--max-seq N]
 //
 // `--batch` runs the workflow once per line of ARGS.jsonl (a JSON object of
 // arguments, merged over the --arg ones) in one process, printing one JSON
@@ -88,6 +88,11 @@ cl::list<std::string> agentArgs("arg",
                                 cl::desc("run: a workflow argument NAME=VALUE"),
                                 cl::value_desc("NAME=VALUE"),
                                 cl::sub(agentCommand));
+cl::opt<std::string> agentTokenizerDir(
+    "tokenizer",
+    cl::desc("run: directory of tokenizer.json and tokenizer_config.json "
+             "(default: the model's)"),
+    cl::init(""), cl::sub(agentCommand));
 cl::opt<std::string> agentWorkflow(
     "workflow",
     cl::desc("run: the workflow to run (default: the file's only one)"),
@@ -222,19 +227,10 @@ int runWorkflow() {
   // Tools first: a bad configuration should fail before the model loads.
   ToolRegistry registry;
   if (!agentToolsConfig.empty()) {
-    std::ifstream configIn(agentToolsConfig);
-    if (!configIn)
-      return error("cannot read '" + agentToolsConfig + "'");
-    nlohmann::json config = nlohmann::json::parse(configIn, nullptr, false);
-    if (config.is_discarded())
-      return error("'" + agentToolsConfig + "' is not valid JSON");
-    absl::Status configured = configureAgentTools(
-        registry, config,
-        std::filesystem::absolute(std::string(agentToolsConfig))
-            .parent_path()
-            .string());
+    absl::Status configured =
+        configureAgentToolsFromFile(registry, agentToolsConfig);
     if (!configured.ok())
-      return error(agentToolsConfig + ": " + std::string(configured.message()));
+      return error(std::string(configured.message()));
   }
 
   mlir::MLIRContext context;
@@ -250,6 +246,7 @@ int runWorkflow() {
   LoadOptions loadOptions;
   loadOptions.engine.device = agentDevice == "gpu" ? Device::Gpu : Device::Cpu;
   loadOptions.engine.maxSeq = agentMaxSeq;
+  loadOptions.tokenizerDir = agentTokenizerDir;
   absl::StatusOr<LoadedModel> loaded = loadModel(agentModel, loadOptions);
   if (!loaded.ok())
     return error("cannot load '" + agentModel +
