@@ -145,8 +145,8 @@ absl::StatusOr<SampleResult> sampleCpu(absl::Span<const float> logits,
       sumExpShifted += e * shifted;
   }
   const double logSum = std::log(sumExp);
-  auto logprobOf = [&](int32_t token) {
-    return float(double(logits[token] - maxLogit) - logSum);
+  auto logprobOf = [&](int32_t token) { // <= 0, as the kernel clamps it
+    return float(std::min(double(logits[token] - maxLogit) - logSum, 0.0));
   };
 
   SampleResult result;

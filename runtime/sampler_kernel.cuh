@@ -1452,16 +1452,19 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
       rank += sh.outValues[j] > value ||
               (sh.outValues[j] == value && sh.outIds[j] < id);
     out->alternativeTokens[rank] = id;
+    // A log-probability is <= 0; the rounding of logSum (when the top token
+    // holds nearly all the mass) must not make it positive.
     out->alternativeLogprobs[rank] =
-        (float)((double)(value - ctx.maxLogit) - logSum);
+        (float)fmin((double)(value - ctx.maxLogit) - logSum, 0.0);
   }
   if (tid == 0) {
     const double entropy =
         logSum - 0.6931471805599453 * sumExpLog2Total / sumExpTotal;
     out->token = token;
     out->logprob =
-        token >= 0 ? (float)((double)(sh.tokenValue - ctx.maxLogit) - logSum)
-                   : 0.0f;
+        token >= 0
+            ? (float)fmin((double)(sh.tokenValue - ctx.maxLogit) - logSum, 0.0)
+            : 0.0f;
     out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
     out->numAlternatives = numOut;
     *stepCounter = *stepCounter + 1;
