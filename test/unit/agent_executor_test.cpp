@@ -276,16 +276,18 @@ workflow f() -> string {
 
 TEST_F(AgentExecutorTest, InjectedFaultsAreRecoveredByToolRetries) {
   // Every 2nd attempt fails: with one retry per call every call succeeds.
+  // Each call reads the previous one's output, so none are hoisted into a
+  // parallel group and the attempt order (and so which attempts fail) is fixed.
   FaultSpec spec;
   spec.failEvery = 2;
   registry_.faults().set("echo", spec);
   const char *source = R"(
 workflow e() -> string {
   tool echo(text: "a") retries 1 as a
-  tool echo(text: "b") retries 1 as b
-  tool echo(text: "c") retries 1 as c
-  tool echo(text: "d") as d
-  return "{a.text}{b.text}{c.text}|{d.ok}"
+  tool echo(text: "{a.text}b") retries 1 as b
+  tool echo(text: "{b.text}c") retries 1 as c
+  tool echo(text: "{c.text}d") as d
+  return "{c.text}|{d.ok}"
 }
 )";
   auto result = run(source);

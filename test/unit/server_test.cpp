@@ -173,7 +173,14 @@ TEST_F(ServerTest, HealthModelsMetrics) {
   EXPECT_EQ(list["data"][0]["id"], "qwen2");
   EXPECT_EQ(list["data"][0]["object"], "model");
   expectGoodChat();
+  // The request counter is bumped after the response is written: poll.
   Reply metrics = get("/metrics");
+  for (int i = 0; i < 100 && metrics.body.find("chat/completions\",status=\"200\"} 1") ==
+                                 std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    metrics = get("/metrics");
+  }
   ASSERT_EQ(metrics.status, 200);
   EXPECT_THAT(metrics.body, HasSubstr("# TYPE treni_requests_total counter"));
   EXPECT_THAT(metrics.body, HasSubstr("treni_requests_total{endpoint=\"/v1/"
