@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "runtime/sha256.h" // sha256Hex: the cache key
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -21,8 +23,6 @@ namespace treni {
 /// NVRTC's version, e.g. "13.0".
 std::string nvrtcVersion();
 
-/// Lower-case hex SHA-256 of `bytes` (the cache key; exposed for tests).
-std::string sha256Hex(std::string_view bytes);
 
 /// Thread-safe: concurrent calls (and concurrent processes sharing the cache
 /// directory) are fine.

@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/sha256.h"
 #include "runtime/tokenizer.h"
 
 #include <array>
@@ -56,78 +57,13 @@ std::string tokenizerPath(const std::string &name) {
   return std::string(TRENI_TOKENIZERS_DIR) + "/" + name + "/tokenizer.json";
 }
 
-//===----------------------------------------------------------------------===//
-// SHA-256 (FIPS 180-4), for the large document's digests.
-//===----------------------------------------------------------------------===//
-
-std::string sha256(std::string_view data) {
-  static constexpr uint32_t k[64] = {
-      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-      0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-      0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-      0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-      0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-      0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-      0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-      0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-      0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-      0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-      0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  std::string message(data);
-  uint64_t bitLength = uint64_t(data.size()) * 8;
-  message.push_back(char(0x80));
-  while (message.size() % 64 != 56)
-    message.push_back(0);
-  for (int i = 7; i >= 0; --i)
-    message.push_back(char((bitLength >> (8 * i)) & 0xFF));
-  auto rotr = [](uint32_t x, int n) { return (x >> n) | (x << (32 - n)); };
-  for (size_t block = 0; block < message.size(); block += 64) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; ++i)
-      w[i] = (uint32_t(uint8_t(message[block + 4 * i])) << 24) |
-             (uint32_t(uint8_t(message[block + 4 * i + 1])) << 16) |
-             (uint32_t(uint8_t(message[block + 4 * i + 2])) << 8) |
-             uint32_t(uint8_t(message[block + 4 * i + 3]));
-    for (int i = 16; i < 64; ++i) {
-      uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-      uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
-             g = h[6], hh = h[7];
-    for (int i = 0; i < 64; ++i) {
-      uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-      uint32_t ch = (e & f) ^ (~e & g);
-      uint32_t t1 = hh + s1 + ch + k[i] + w[i];
-      uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-      uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-      uint32_t t2 = s0 + maj;
-      hh = g;
-      g = f;
-      f = e;
-      e = d + t1;
-      d = c;
-      c = b;
-      b = a;
-      a = t1 + t2;
-    }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g,
-        h[7] += hh;
-  }
-  std::string hex;
-  for (uint32_t word : h)
-    absl::StrAppend(&hex, absl::Hex(word, absl::kZeroPad8));
-  return hex;
-}
-
+// The large document's digests use sha256Hex (runtime/sha256.h).
 TEST(Sha256, KnownDigests) {
-  EXPECT_EQ(sha256(""),
+  EXPECT_EQ(sha256Hex(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256("abc"),
+  EXPECT_EQ(sha256Hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(sha256(std::string(1000, 'a')),
+  EXPECT_EQ(sha256Hex(std::string(1000, 'a')),
             "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
@@ -238,7 +174,7 @@ TEST_P(TokenizerParity, CorpusIdsAndDecodeMatchTokenizers) {
   bool ok = false;
   std::string corpusText = readFile(
       std::string(TRENI_SOURCE_DIR) + "/test/tokenizers/corpus.jsonl", ok);
-  ASSERT_EQ(goldens.at("corpus_sha256").get<std::string>(), sha256(corpusText))
+  ASSERT_EQ(goldens.at("corpus_sha256").get<std::string>(), sha256Hex(corpusText))
       << "corpus.jsonl changed since expected.json was made: re-run "
          "make_expected.py";
   const Json &golden = goldens.at("tokenizers").at(GetParam());
@@ -247,7 +183,7 @@ TEST_P(TokenizerParity, CorpusIdsAndDecodeMatchTokenizers) {
       << tokenizerPath(GetParam())
       << " is missing: run bash test/tokenizers/fetch.sh build/tokenizers";
   ASSERT_EQ(golden.at("tokenizer_json_sha256").get<std::string>(),
-            sha256(fileText))
+            sha256Hex(fileText))
       << "the fetched tokenizer.json differs from the one expected.json was "
          "made with";
   const Tokenizer *tokenizer = realTokenizer(GetParam());
@@ -282,20 +218,20 @@ TEST_P(TokenizerParity, LargeDocumentMatchesTokenizers) {
   const Json &large = goldens.at("large");
   std::string document = largeDocument(large.at("min_bytes").get<size_t>());
   ASSERT_EQ(document.size(), large.at("bytes").get<size_t>());
-  ASSERT_EQ(sha256(document), large.at("text_sha256").get<std::string>())
+  ASSERT_EQ(sha256Hex(document), large.at("text_sha256").get<std::string>())
       << "the large document is not built as make_expected.py builds it";
   const Tokenizer *tokenizer = realTokenizer(GetParam());
   ASSERT_NE(tokenizer, nullptr);
   const Json &want = goldens.at("tokenizers").at(GetParam()).at("large");
   std::vector<int32_t> ids = tokenizer->encode(document);
   EXPECT_EQ(ids.size(), want.at("count").get<size_t>());
-  EXPECT_EQ(sha256(idsText(ids)), want.at("ids_sha256").get<std::string>());
+  EXPECT_EQ(sha256Hex(idsText(ids)), want.at("ids_sha256").get<std::string>());
   absl::StatusOr<std::string> decoded = tokenizer->decode(ids, false);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
-  EXPECT_EQ(sha256(*decoded), want.at("decoded_sha256").get<std::string>());
+  EXPECT_EQ(sha256Hex(*decoded), want.at("decoded_sha256").get<std::string>());
   absl::StatusOr<std::string> decodedSkip = tokenizer->decode(ids, true);
   ASSERT_TRUE(decodedSkip.ok()) << decodedSkip.status();
-  EXPECT_EQ(sha256(*decodedSkip),
+  EXPECT_EQ(sha256Hex(*decodedSkip),
             want.at("decoded_skip_sha256").get<std::string>());
 }
 
