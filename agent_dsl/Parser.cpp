@@ -11,10 +11,26 @@
 #include "agent_dsl/Lexer.h"
 #include "agent_dsl/Sema.h"
 
+#include <iterator>
+
 namespace treni::agentdsl {
 namespace {
 
 constexpr int kMaxNesting = 200;
+
+/// One precedence level of left-associative binary operators: the keyword,
+/// the node it builds and its spelling in diagnostics.
+struct BinaryLevel {
+  TokenKind token;
+  Expr::Kind kind;
+  const char *spelling;
+};
+
+/// Binary operator precedence levels, loosest first.
+constexpr BinaryLevel kBinaryLevels[] = {
+    {TokenKind::KwOr, Expr::Kind::Or, "or"},
+    {TokenKind::KwAnd, Expr::Kind::And, "and"},
+};
 
 class Parser {
 public:
@@ -438,52 +454,38 @@ private:
     return stmt->value ? std::move(stmt) : nullptr;
   }
 
-  // Expressions, loosest first: or, and, not, comparison, primary.
+  // Expressions, loosest first: the binary levels (or, and), not,
+  // comparison, primary.
 
   ExprPtr parseExpr() {
     DepthGuard guard(*this, current().loc);
     if (!guard.ok)
       return nullptr;
-    return parseOr();
+    return parseBinary(0);
   }
 
-  ExprPtr parseOr() {
-    ExprPtr lhs = parseAnd();
+  /// Parses the left-associative binary operators from precedence level
+  /// `level` of kBinaryLevels down; below the last level come 'not' and
+  /// comparisons.
+  ExprPtr parseBinary(size_t level) {
+    if (level == std::size(kBinaryLevels))
+      return parseNot();
+    const BinaryLevel &op = kBinaryLevels[level];
+    ExprPtr lhs = parseBinary(level + 1);
     int chain = 0;
-    while (lhs && at(TokenKind::KwOr)) {
+    while (lhs && at(op.token)) {
       // The tree is left-deep: a long chain is as deep as it is long.
       if (++chain > kMaxNesting)
-        return fail(current(), "too many 'or' operators in one "
-                               "expression (more than " +
+        return fail(current(), "too many '" + std::string(op.spelling) +
+                                   "' operators in one expression (more "
+                                   "than " +
                                    std::to_string(kMaxNesting) + ")"),
                nullptr;
       SourceLoc loc = take().loc;
-      ExprPtr rhs = parseAnd();
+      ExprPtr rhs = parseBinary(level + 1);
       if (!rhs)
         return nullptr;
-      auto node = std::make_unique<Expr>(Expr::Kind::Or, loc);
-      node->operands.push_back(std::move(lhs));
-      node->operands.push_back(std::move(rhs));
-      lhs = std::move(node);
-    }
-    return lhs;
-  }
-
-  ExprPtr parseAnd() {
-    ExprPtr lhs = parseNot();
-    int chain = 0;
-    while (lhs && at(TokenKind::KwAnd)) {
-      // The tree is left-deep: a long chain is as deep as it is long.
-      if (++chain > kMaxNesting)
-        return fail(current(), "too many 'and' operators in one "
-                               "expression (more than " +
-                                   std::to_string(kMaxNesting) + ")"),
-               nullptr;
-      SourceLoc loc = take().loc;
-      ExprPtr rhs = parseNot();
-      if (!rhs)
-        return nullptr;
-      auto node = std::make_unique<Expr>(Expr::Kind::And, loc);
+      auto node = std::make_unique<Expr>(op.kind, loc);
       node->operands.push_back(std::move(lhs));
       node->operands.push_back(std::move(rhs));
       lhs = std::move(node);
