@@ -89,9 +89,12 @@ def Agent_GenerateOp : Agent_Op<"generate", [
     DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "Generates text from the model for a prompt";
   let description = [{
-    Run time: tokenizes `prompt` (a plain completion prompt, no chat
-    template), generates until `max_tokens`, an end-of-sequence token or one
-    of the `stop` strings (not included in the text), sampling with
+    Run time: wraps `prompt` in the model's chat template as one user
+    message with the generation prompt added (the executor's default; a
+    model without a template, or `treni agent run --raw-prompt`, uses the
+    prompt as a plain completion prompt), tokenizes it, generates until
+    `max_tokens`, an end-of-sequence token or one of the `stop` strings (not
+    included in the text), sampling with
     `temperature` (0 = greedy), `top_p`, `top_k` and `seed`; a missing
     option takes the executor's default. `model` names one of the engine's
     loaded models (absent: the default model). The result carries the text
