@@ -4,8 +4,10 @@
 #   bench/agent_bench_gpu.sh [SHAPE] [extra agent_bench.py flags]
 # Builds SHAPE (default qwen2.5-0.5b, random weights) with bench/models.py,
 # gives it the real Qwen2.5 tokenizer and chat template, and runs
-# bench/agent_bench.py --device gpu (20 tasks x 3 rounds per workflow and
-# profile), writing $OUT/agent_bench_gpu.json (or /tmp) and the table.
+# bench/agent_bench.py --device gpu (20 tasks x 3 rounds per workflow, gate
+# variant and profile), writing $OUT/agent_bench_gpu.json (or /tmp) and the
+# table. Random weights: only structure and latency mean anything here; the
+# quality ablation on a trained model is bench/agent_ablation_gpu.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TRENI=${TRENI:-build/bin/treni}
