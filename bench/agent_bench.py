@@ -73,7 +73,7 @@ latency are real. Standard library only.
   python3 bench/agent_bench.py --treni build/bin/treni --model test/fixtures/qwen2 \\
       [--device cpu|gpu] [--tokenizer DIR] [--tasks 20] [--repeat 3]
       [--profiles baseline,stress] [--workflows retrieval,state,gated]
-      [--gate-variants on,off] [--gate 0.5] [--external-logprobs]
+      [--gate-variants on,off] [--gate 0.5] [--gated-tasks N] [--external-logprobs]
       [--propagate-deadline] [--json OUT] [--table OUT]
 """
 
@@ -529,6 +529,9 @@ def main():
     p.add_argument("--gate-variants", default="on,off",
                    help="the uncertainty ablation: `gated` with its entropy gate on / off")
     p.add_argument("--gate", type=float, default=0.5, help="max-entropy gate (nats)")
+    p.add_argument("--gated-tasks", type=int, default=0,
+                   help="distinct tasks for `gated` (default: --tasks); with a greedy model "
+                        "the answer quality varies over tasks, not over rounds")
     p.add_argument("--external-logprobs", action="store_true",
                    help="the controller asks for top_logprobs and gates on their entropy "
                         "(default: text only, as the issue's external controller)")
@@ -548,7 +551,9 @@ def main():
             for workflow in args.workflows.split(","):
                 variants = args.gate_variants.split(",") if workflow == "gated" else ["-"]
                 for variant in variants:
-                    tasks = tasks_for(workflow, args.tasks, variant, args.gate)
+                    n = args.gated_tasks if workflow == "gated" and args.gated_tasks else (
+                        args.tasks)
+                    tasks = tasks_for(workflow, n, variant, args.gate)
                     pooled = {"internal": [], "external": []}
                     for round_ in range(args.repeat):
                         order = ("internal", "external") if round_ % 2 == 0 else (
@@ -560,7 +565,7 @@ def main():
                            "repeats": args.repeat}
                     for name in pooled:
                         row[name] = summarize(pooled[name])
-                        row[name]["values"] = [r["value"] for r in pooled[name][:args.tasks]]
+                        row[name]["values"] = [r["value"] for r in pooled[name][:len(tasks)]]
                     rows.append(row)
                     print(row_line(row), flush=True)
     finally:
@@ -576,6 +581,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": args.device, "model": args.model, "tasks": args.tasks,
+                       "gated_tasks": args.gated_tasks or args.tasks,
                        "repeat": args.repeat, "gate": args.gate, "stress": STRESS,
                        "timeout_s": TIMEOUT_S, "retries": RETRIES,
                        "external_gating": "top-20 logprobs" if args.external_logprobs
