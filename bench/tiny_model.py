@@ -108,6 +108,7 @@ def main():
     args = p.parse_args()
 
     import torch
+    import transformers
     from transformers import AutoTokenizer, Qwen2ForCausalLM
     import models  # bench/models.py: the config across transformers versions
 
@@ -127,7 +128,13 @@ def main():
 
     # The template rendered once around a placeholder (rendering per example
     # is slow); the whole prompt is still tokenized in one piece.
-    before, after = chat_prompt(tok, "\x00").split("\x00")
+    parts = chat_prompt(tok, "\x00").split("\x00")
+    if len(parts) != 2:
+        sys.exit("the chat template does not render the user message once: %r" % parts)
+    before, after = parts
+    print("torch %s, transformers %s, %s; prompt: %r" % (
+        torch.__version__, transformers.__version__, dev, before + "What is 1 + 2?" + after),
+        flush=True)
 
     def encode(pairs):
         """Prompt ids and answer ids (digits, then <|im_end|>) per pair."""
@@ -174,7 +181,7 @@ def main():
     @torch.no_grad()
     def val_accuracy():
         x, rows, cols, targets = val_t
-        with torch.autocast(dev, dtype=torch.bfloat16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
             pred = answer_logits(x, rows, cols).argmax(-1)
         wrong = torch.zeros(len(val), device=dev)
         wrong.index_add_(0, rows, (pred != targets).float())
@@ -187,18 +194,18 @@ def main():
         x, rows, cols, targets = batch_tensors(train_pairs(args.batch))
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / 200)
-        with torch.autocast(dev, dtype=torch.bfloat16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
             loss = torch.nn.functional.cross_entropy(answer_logits(x, rows, cols), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        if step % 100 == 0:
+        elapsed = time.monotonic() - start
+        if step % 100 == 0 or elapsed >= args.budget:
             model.eval()
             acc = val_accuracy()
             model.train()
-            elapsed = time.monotonic() - start
             log.append({"step": step, "seconds": round(elapsed, 1), "loss": round(loss.item(), 4),
                         "val_accuracy": acc})
             print("step %5d  %5.1f s  loss %.4f  val exact match %.3f" % (
@@ -207,8 +214,9 @@ def main():
                 break
     train_seconds = time.monotonic() - start
 
-    # Evaluate the bf16 model, greedy, as treni generates.
-    model = model.to(torch.bfloat16).eval()
+    # Evaluate the bf16 model, greedy, as treni generates (fp32 without a
+    # GPU: only for trying the script out).
+    model = model.to(torch.bfloat16 if dev == "cuda" else torch.float32).eval()
     test = agent_bench.arith_pairs(args.test, "test")
     p_ids, _ = encode(test)
     records = [None] * len(test)
