@@ -94,9 +94,9 @@ def Agent_GenerateOp : Agent_Op<"generate", [
     model without a template, or `treni agent run --raw-prompt`, uses the
     prompt as a plain completion prompt), tokenizes it, generates until
     `max_tokens`, an end-of-sequence token or one of the `stop` strings (not
-    included in the text), sampling with
-    `temperature` (0 = greedy), `top_p`, `top_k` and `seed`; a missing
-    option takes the executor's default. `model` names one of the engine's
+    included in the text), sampling with `temperature` (0 = greedy),
+    `top_p`, `top_k` and `seed`; a missing option takes the executor's
+    default. `model` names one of the engine's
     loaded models (absent: the default model). The result carries the text
     and, per generated token, its log-probability, the distribution's
     entropy and its top alternatives, from which `agent.uncertainty`
