@@ -66,7 +66,7 @@ json.dump(runs, open(os.path.join(out, "agent_ablation.json"), "w"), indent=2)
 EOF
 {
   echo "## tiny model (bench/tiny_model.py)"
-  grep -E "^(held-out|max entropy|gate )" "$work/train.log"
+  grep -E "^(torch|step|held-out|max entropy|gate )" "$work/train.log" | tail -n 6
   echo
   echo "## internal vs external, external text only ($tasks tasks x $repeat rounds per row)"
   cat "$work/text.md" 2>/dev/null

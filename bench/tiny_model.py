@@ -264,6 +264,7 @@ def main():
                  "mean_max_entropy_right": mean(right), "mean_max_entropy_wrong": mean(wrong),
                  "auroc_entropy_predicts_wrong": auroc(wrong, right),
                  "gate": gate_report(records, args.gate),
+                 "gate_sweep": [gate_report(records, g) for g in (0.1, 0.25, 0.5, 1.0, 2.0)],
                  "first_20": records[:20]},
     }
     t = result["test"]
@@ -275,6 +276,9 @@ def main():
     g = t["gate"]
     print("gate %.2f: %.0f%% to the tool, accuracy %.3f gated vs %.3f format check only" % (
         args.gate, 100 * g["sent_to_tool"], g["accuracy_gated"], g["accuracy_format_only"]))
+    print("gate sweep (gate: to the tool, accuracy): " + ", ".join(
+        "%.2f: %.0f%% %.3f" % (r["gate"], 100 * r["sent_to_tool"], r["accuracy_gated"])
+        for r in t["gate_sweep"]))
 
     os.makedirs(args.out, exist_ok=True)
     if hasattr(model.config, "torch_dtype"):
