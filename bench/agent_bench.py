@@ -38,11 +38,12 @@ differs: same tasks, order, faults, timeouts, retries):
     `sqlite.exec` sleeps 1.1 s and times out at 350 ms on both sides, and
     both retry. In-process, the registry gives the attempt a ToolContext
     with the deadline and cancels it: the injected delay is a cancellable
-    sleep, and after it the registry runs the tool only if the deadline
-    has not passed (runtime/tool_registry.cpp runBody), and the built-in
-    SQLite tool's progress handler interrupts a statement at the deadline
-    (runtime/builtin_tools.cpp). So the abandoned attempt never applies the
-    UPDATE and the retry applies it once. Over plain HTTP the tool server
+    sleep that ends at the deadline, after which runBody
+    (runtime/tool_registry.cpp) returns a timeout without running the
+    tool. So the abandoned attempt never applies the UPDATE and the retry
+    applies it once. (The built-in SQLite tool also waits for its
+    connection only until the deadline and interrupts a statement still
+    running then, checked every 1000 VM steps: runtime/builtin_tools.cpp.) Over plain HTTP the tool server
     does not know its client's deadline: it sleeps, then runs the UPDATE
     after the client has given up, and the client's retry applies it a
     second time. The returned value looks right (the task re-reads the
@@ -50,9 +51,12 @@ differs: same tasks, order, faults, timeouts, retries):
     database afterwards: the `double` column. Passing the deadline to the
     tool server (--propagate-deadline, an X-Deadline-Ms header it honours
     as the registry does) removes the difference; ordinary HTTP tool
-    endpoints have no such contract. Caveat for the in-process side: a tool
-    that neither polls its context nor can be killed (a custom in-process
-    function) is abandoned, not stopped, and would apply late too.
+    endpoints have no such contract. Caveat for the in-process side: the
+    guarantee holds for work not yet started at the deadline. A tool that
+    neither polls its context nor can be killed (a custom in-process
+    function), or a short statement (under 1000 VM steps) or commit already
+    running when the deadline passes, is abandoned, not stopped, and can
+    apply late too.
   * Confidence-gated branching (`gated`). The internal workflow reads the
     answer's max token entropy and computes the sum with a tool when it is
     over the gate; the text-only controller gets no entropy and can only
