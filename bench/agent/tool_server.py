@@ -35,7 +35,8 @@ then applies it a second time). This is the default. With the request
 header X-Deadline-Ms: N (agent_bench.py --propagate-deadline) the server
 does what the in-process registry's ToolContext does: the injected delay is
 cut at the deadline and the tool is then not run, and a SQLite statement
-still running at the deadline is interrupted (rolled back).
+still running at the deadline is interrupted (a progress handler every 1000
+VM steps, as the built-in's).
 
 Standard library only.
 """
