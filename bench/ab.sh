@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A/B of every fusion pass on the GPU machine, in one run: decode tok/s and
 # TTFT (32-token prompt, 128 new tokens, median of 5) with all passes, with
-# each pass disabled, with all four disabled, and with the runtime's decode
-# GEMV (--no-gemv: cuBLASLt) and programmatic launch (--no-pdl) switched off. Then a long-context check of
+# each pass disabled, with all of them disabled, with treni-fuse-matvec's
+# folds off (plain matvec kernels) and with programmatic launch (--no-pdl)
+# switched off. Then a long-context check of
 # treni-specialize-seq1-attention: logits of 64 decode steps after a
 # 1500-token prompt, with and without the pass.
-#   bench/ab.sh [--runtime] [MODEL ...]   (--runtime: only the runtime switches)
+#   bench/ab.sh [--runtime] [MODEL ...]   (--runtime: only the matvec folds and PDL)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TRENI=${TRENI:-build/bin/treni}
@@ -13,7 +14,7 @@ runtime_only=0
 if [ "${1:-}" = --runtime ]; then runtime_only=1; shift; fi
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(qwen2.5-0.5b qwen2.5-3b qwen2.5-7b)
-passes=(treni-fuse-qkv-split-bias treni-fuse-ffn-act treni-fuse-residual-norm treni-specialize-seq1-attention)
+passes=(treni-fuse-qkv-split-bias treni-fuse-ffn-act treni-fuse-residual-norm treni-specialize-seq1-attention treni-fuse-matvec)
 export TRENI_CACHE_DIR=${TRENI_CACHE_DIR:-/tmp/treni-ab-cache}
 build() { python3 -c "import sys; sys.path.insert(0, 'bench'); import models; print(models.build('$1', '/tmp/models/$1'))" 2>/dev/null | tail -1; }
 measure() { # dir label args...
@@ -27,11 +28,12 @@ for model in "${models[@]}"; do
   if [ $runtime_only = 0 ]; then
     for p in "${passes[@]}"; do measure "$dir" "without $p" --disable-pass=$p; done
     all=(); for p in "${passes[@]}"; do all+=(--disable-pass=$p); done
-    measure "$dir" "without all four" "${all[@]}"
+    measure "$dir" "without all five" "${all[@]}"
   fi
-  measure "$dir" "decode GEMMs on cuBLASLt" --no-gemv
+  measure "$dir" "matvec, no folds" "--pass-option=treni-fuse-matvec=fold-norm=false fold-gated=false fold-residual=false"
+  measure "$dir" "matvec, no norm fold" "--pass-option=treni-fuse-matvec=fold-norm=false"
   measure "$dir" "without PDL" --no-pdl
-  measure "$dir" "cuBLASLt, no PDL" --no-gemv --no-pdl
+  [ $runtime_only = 1 ] && measure "$dir" "decode on cuBLASLt" --disable-pass=treni-fuse-matvec
 done
 [ $runtime_only = 1 ] && exit 0
 

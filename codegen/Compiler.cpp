@@ -61,10 +61,11 @@ absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
   mlir::PassManager pm(&context);
   DefaultPipelineOptions pipeline;
   pipeline.disabledPasses = options.disabledPasses;
-  if (failed(buildDefaultPipeline(pm, pipeline)))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--disable-pass names a pass that is not in the pipeline; passes: ",
-        absl::StrJoin(defaultPipelinePassNames(), ", ")));
+  pipeline.passOptions = options.passOptions;
+  std::string pipelineError;
+  if (failed(buildDefaultPipeline(pm, pipeline, &pipelineError)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--disable-pass / --pass-option: ", pipelineError));
   if (failed(pm.run(*loaded->module)))
     return absl::InternalError(absl::StrCat(
         "pass pipeline failed: ", absl::StrJoin(diagnostics, "\n")));

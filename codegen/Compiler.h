@@ -1,6 +1,7 @@
 //===- Compiler.h - model directory -> plan ---------------------*- C++ -*-===//
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,8 @@ namespace treni {
 struct CompileOptions {
   /// Pass flags of treni-default-pipeline to leave out (--disable-pass).
   std::vector<std::string> disabledPasses;
+  /// Pass options by pass flag (--pass-option FLAG=OPTIONS).
+  std::map<std::string, std::string> passOptions;
   /// When set, receives the module as the builder emitted it.
   std::string *inputIR = nullptr;
   /// When set, receives the module after the pipeline.

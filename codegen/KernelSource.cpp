@@ -128,10 +128,10 @@ const std::vector<TemplateSignature> &signatures() {
        false,
        {{"num_heads", 'i'}, {"head_dim", 'i'}, {"num_splits", 'i'}}},
       {"gemv",
-       {"x", "w", "bias"},
+       {"x", "w", "bias", "norm", "residual"},
        {"out"},
        false,
-       {{"n", 'i'}, {"k", 'i'}, {"rows_per_block", 'i'}}},
+       {{"n", 'i'}, {"k", 'i'}}},
       {"residual_norm",
        {"residual", "branch", "weight"},
        {"sum", "out"},
@@ -303,13 +303,26 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
   } else if (name == "gemv") {
     TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
     TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
-    TRENI_ASSIGN_OR_RETURN(int64_t rowsPerBlock, step.intConstant("rows_per_block"));
     TRENI_RETURN_IF_ERROR(positive(step, "n", n));
     TRENI_RETURN_IF_ERROR(positive(step, "k", k));
-    TRENI_RETURN_IF_ERROR(positive(step, "rows_per_block", rowsPerBlock));
+    for (const char *flag : {"bias", "gated", "norm", "residual"})
+      TRENI_RETURN_IF_ERROR(step.boolConstant(flag).status());
+    bool gated = *step.boolConstant("gated"), norm = *step.boolConstant("norm");
+    if (gated && (n % 2 != 0 || *step.boolConstant("residual")))
+      return invalid(step, "gated needs an even n and no residual");
+    if (norm != step.constants.count("epsilon") > 0)
+      return invalid(step, "epsilon must be given exactly when norm is");
+    // A gated block loads a gate row and an up row per output.
+    int64_t rowsPerBlock = gemvRowsPerBlock(n, k);
+    if (gated)
+      rowsPerBlock = std::max<int64_t>(1, rowsPerBlock / 2);
     result.launch.threads = gemvThreads(k);
-    result.launch.blocksX = ceilDiv(n, rowsPerBlock);
+    result.launch.blocksX = ceilDiv(gated ? n / 2 : n, rowsPerBlock);
     result.launch.rowsInGridY = false;
+    result.declarations =
+        absl::StrCat("constexpr int kRowsPerBlock = ", rowsPerBlock,
+                     "; // outputs per block, from n and k\n",
+                     norm ? "" : "constexpr float kEpsilon = 0.0f; // no norm\n");
   } else if (name == "rope") {
     TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
     TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
@@ -504,44 +517,9 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan) {
   return dtype;
 }
 
-absl::StatusOr<std::optional<PlanStep>>
-decodeGemvStep(const Plan &plan, const PlanFunction &function,
-               const PlanStep &step) {
-  if (step.templateName != "gemm" || step.inputs.size() < 2 ||
-      step.outputs.size() != 1)
-    return std::nullopt;
-  const PlanOperand &x = step.inputs[0];
-  if (x.kind != PlanOperand::Kind::Buffer || x.index < 0 ||
-      x.index >= int64_t(function.buffers.size()))
-    return std::nullopt;
-  const PlanBuffer &input = function.buffers[x.index];
-  TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
-  if (input.dynamic || input.shape.empty() || input.shape[0] != 1 ||
-      input.dtype != activation)
-    return std::nullopt;
-  TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
-  TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
-  TRENI_ASSIGN_OR_RETURN(bool bias, step.boolConstant("bias"));
-  int64_t elementBytes = activation == "f32" ? 4 : 2;
-  if ((k * elementBytes) % 16 != 0 || step.inputs.size() != (bias ? 3u : 2u))
-    return std::nullopt;
-  PlanStep gemv = step;
-  gemv.templateName = "gemv";
-  gemv.constants["rows_per_block"] = gemvRowsPerBlock(n, k);
-  if (!bias)
-    gemv.inputs.push_back(step.inputs[1]); // never read (kBias is false)
-  return gemv;
-}
-
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step) {
-  if (step.templateName == "gemm") {
-    TRENI_ASSIGN_OR_RETURN(std::optional<PlanStep> gemv,
-                           decodeGemvStep(plan, function, step));
-    if (gemv)
-      return generateKernel(plan, function, *gemv);
-  }
   const TemplateSignature *signature = findSignature(step.templateName);
   if (!signature)
     return absl::UnimplementedError(absl::StrCat(
@@ -629,12 +607,8 @@ absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::set<std::string> seen;
   for (const PlanFunction &function : plan.functions)
     for (const PlanStep &step : function.steps) {
-      if (step.templateName == "gemm") {
-        TRENI_ASSIGN_OR_RETURN(std::optional<PlanStep> gemv,
-                               decodeGemvStep(plan, function, step));
-        if (!gemv)
-          continue; // cuBLASLt
-      }
+      if (step.templateName == "gemm")
+        continue; // cuBLASLt
       TRENI_ASSIGN_OR_RETURN(KernelSpec kernel,
                              generateKernel(plan, function, step));
       if (seen.insert(kernel.entry).second)

@@ -1,7 +1,6 @@
 //===- KernelSource.h - plan steps -> CUDA C++ ------------------*- C++ -*-===//
 //
-// Every plan step except a multi-row "gemm" (cuBLASLt) becomes one CUDA C++
-// kernel (a one-row "gemm" becomes the "gemv" template): a
+// Every plan step except a "gemm" (cuBLASLt) becomes one CUDA C++ kernel: a
 // readable template (codegen/kernels/<template>.cuh, embedded in the binary at
 // build time) specialised with the step's constants as `constexpr` values and
 // with its operands' element types. The source needs no #include, so NVRTC
@@ -64,15 +63,6 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan);
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step);
-
-/// A "gemm" step of a one-row function (decode) as a "gemv" step: the
-/// generated matrix-vector kernel (codegen/kernels/gemv.cuh) replaces
-/// cuBLASLt there. Its inputs are (x, w, bias), with w standing in for an
-/// absent bias. nullopt when the step is not such a GEMM (more rows, a row
-/// length that is not a multiple of 16 bytes): it stays on cuBLASLt.
-absl::StatusOr<std::optional<PlanStep>>
-decodeGemvStep(const Plan &plan, const PlanFunction &function,
-               const PlanStep &step);
 
 /// Every distinct kernel of a plan (deduplicated by entry, in first-use
 /// order), for ahead-of-time compilation.

@@ -198,6 +198,40 @@ LogicalResult LinearOp::verify() {
                             weight.getDimSize(0));
 }
 
+LogicalResult MatvecOp::verify() {
+  auto input = tensorType(getInput());
+  auto weight = tensorType(getWeight());
+  if (input.getDimSize(0) != 1)
+    return emitOpError() << "input must be one row, got "
+                         << dimString(input.getDimSize(0));
+  if (input.isDynamicDim(1) || !weight.hasStaticShape())
+    return emitOpError("feature dimensions must be static");
+  int64_t k = input.getDimSize(1), n = weight.getDimSize(0);
+  if (weight.getDimSize(1) != k)
+    return emitOpError() << "input has " << k
+                         << " features but the weight expects "
+                         << weight.getDimSize(1);
+  if (getBias() && tensorType(getBias()).getDimSize(0) != n)
+    return emitOpError() << "bias has " << tensorType(getBias()).getDimSize(0)
+                         << " elements but the weight has " << n << " outputs";
+  if (!getNormWeight() != !getEpsilon())
+    return emitOpError("norm and epsilon come together");
+  if (getNormWeight() && tensorType(getNormWeight()).getDimSize(0) != k)
+    return emitOpError() << "norm weight has "
+                         << tensorType(getNormWeight()).getDimSize(0)
+                         << " elements but the row has " << k;
+  if (getGated() && n % 2 != 0)
+    return emitOpError() << "gated needs an even number of weight rows, got "
+                         << n;
+  if (getGated() && getResidual())
+    return emitOpError("gated and residual do not combine");
+  if (getResidual() && getResidual().getType() != getResult().getType())
+    return emitOpError() << "residual type " << getResidual().getType()
+                         << " differs from the result type "
+                         << getResult().getType();
+  return verifyMatrixResult(*this, getResult(), 1, getGated() ? n / 2 : n);
+}
+
 LogicalResult RopeOp::verify() {
   int64_t headDim = getHeadDim();
   if (headDim % 2 != 0)

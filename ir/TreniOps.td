@@ -277,6 +277,43 @@ def Treni_ResidualNormOp : Treni_Op<"residual_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Treni_MatvecOp : Treni_Op<"matvec", [Pure, AttrSizedOperandSegments]> {
+  let summary = "A one-row linear with its neighbours folded in (produced by treni-fuse-matvec)";
+  let description = [{
+    `input` is a single row (the decode step). In order:
+
+    - `norm %g` (with `epsilon`): the row is first RMS-normalised with weight
+      `%g` (as wide as the row) and rounded to the weight's element type,
+      exactly as a separate `treni.rms_norm` would have written it;
+    - `y = input @ weight^T (+ bias)`;
+    - `gated`: the weight holds gate rows then up rows (`2F` of them); the
+      result is `silu(y[i]) * y[F + i]` (`treni.silu_mul`);
+    - `residual %r`: the result is `r + y` (`treni.add`), in `%r`'s type.
+
+    With `gated` or `residual`, `y` is first rounded to the weight's element
+    type, as the unfused linear's output was. The whole chain is one
+    matrix-vector kernel that streams the weight once: the norm is a
+    prologue, the rest an epilogue, and no intermediate touches memory.
+
+    ```mlir
+    %h2 = treni.matvec %a, %wo residual %h : (tensor<1x896xbf16>, tensor<896x896xbf16>, tensor<1x896xf32>) -> tensor<1x896xf32>
+    %act = treni.matvec %h2, %wgu norm %g {epsilon = 1.0e-06 : f64, gated} : (tensor<1x896xf32>, tensor<9728x896xbf16>, tensor<896xbf16>) -> tensor<1x4864xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$input, Treni_FloatTensor2D:$weight,
+                   Optional<Treni_FloatTensor1D>:$bias,
+                   Optional<Treni_FloatTensor1D>:$normWeight,
+                   Optional<Treni_FloatTensor2D>:$residual,
+                   UnitAttr:$gated,
+                   OptionalAttr<ConfinedAttr<F64Attr, [Treni_F64Positive]>>:$epsilon);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? (`norm` $normWeight^)?
+    (`residual` $residual^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 class Treni_ElementwiseOp<string mnemonic, string doc>
     : Treni_Op<mnemonic, [Pure, Elementwise, SameOperandsAndResultType]> {
   let summary = doc;

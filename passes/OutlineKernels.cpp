@@ -172,6 +172,38 @@ void outlineSeq1Attention(AttentionSeq1Op op) {
   op.erase();
 }
 
+/// treni.matvec is the "gemv" template, whose ABI has a slot for every
+/// optional operand (x, w, bias, norm, residual): an absent one is passed
+/// the weight again and never read (its flag constant is false).
+void outlineMatvec(MatvecOp op) {
+  OpBuilder b(op);
+  auto weight = cast<RankedTensorType>(op.getWeight().getType());
+  auto flag = [&](StringRef name, bool value) {
+    return b.getNamedAttr(name, b.getBoolAttr(value));
+  };
+  SmallVector<NamedAttribute> constants = {
+      flag("bias", !!op.getBias()),
+      flag("gated", op.getGated()),
+      b.getNamedAttr("k", b.getI64IntegerAttr(weight.getDimSize(1))),
+      b.getNamedAttr("n", b.getI64IntegerAttr(weight.getDimSize(0))),
+      flag("norm", !!op.getNormWeight()),
+      flag("residual", !!op.getResidual())};
+  if (op.getEpsilon())
+    constants.push_back(b.getNamedAttr("epsilon", op.getEpsilonAttr()));
+  llvm::sort(constants, [](const NamedAttribute &x, const NamedAttribute &y) {
+    return x.getName().strref() < y.getName().strref();
+  });
+  Value w = op.getWeight();
+  auto kernel = KernelOp::create(
+      b, op.getLoc(), TypeRange{op.getResult().getType()}, "gemv",
+      ValueRange{op.getInput(), w, op.getBias() ? op.getBias() : w,
+                 op.getNormWeight() ? op.getNormWeight() : w,
+                 op.getResidual() ? op.getResidual() : w},
+      b.getDictionaryAttr(constants), op->getName().getStringRef());
+  op.getResult().replaceAllUsesWith(kernel.getResult(0));
+  op.erase();
+}
+
 struct OutlineKernelsPass
     : public impl::OutlineKernelsPassBase<OutlineKernelsPass> {
   void runOnOperation() override {
@@ -184,6 +216,10 @@ struct OutlineKernelsPass
     for (Operation *op : ops) {
       if (auto seq1 = dyn_cast<AttentionSeq1Op>(op)) {
         outlineSeq1Attention(seq1);
+        continue;
+      }
+      if (auto matvec = dyn_cast<MatvecOp>(op)) {
+        outlineMatvec(matvec);
         continue;
       }
       FailureOr<KernelDesc> desc = describe(op);

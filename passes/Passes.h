@@ -1,6 +1,7 @@
 //===- Passes.h - treni passes and the default pipeline ---------*- C++ -*-===//
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,15 +21,20 @@ namespace treni {
 struct DefaultPipelineOptions {
   /// Pass flags (e.g. "treni-fuse-ffn-act") to leave out.
   std::vector<std::string> disabledPasses;
+  /// Options of passes that stay, by pass flag, in the pass's own syntax
+  /// (e.g. "treni-fuse-matvec" -> "fold-norm=false").
+  std::map<std::string, std::string> passOptions;
 };
 
 /// The flags of every pass `treni-default-pipeline` may run, in order.
 const std::vector<std::string> &defaultPipelinePassNames();
 
-/// Fills `pm` with the default pipeline. Fails when `options` disables a pass
-/// that is not part of it (a typo must not silently measure nothing).
+/// Fills `pm` with the default pipeline. Fails when `options` disables or
+/// configures a pass that is not part of it (a typo must not silently
+/// measure nothing), or when a pass rejects its options.
 mlir::LogicalResult buildDefaultPipeline(mlir::OpPassManager &pm,
-                                         const DefaultPipelineOptions &options);
+                                         const DefaultPipelineOptions &options,
+                                         std::string *error = nullptr);
 
 /// Registers every treni pass and `treni-default-pipeline` with the global
 /// registry (for treni-opt).

@@ -73,6 +73,56 @@ def FuseFfnActPass : Pass<"treni-fuse-ffn-act", "mlir::ModuleOp"> {
   let dependentDialects = ["::treni::TreniDialect"];
 }
 
+def FuseMatvecPass : Pass<"treni-fuse-matvec", "mlir::ModuleOp"> {
+  let summary = "Turn one-row linears (decode) into matrix-vector kernels with the norm before and the activation or residual add after folded in";
+  let description = [{
+    At batch 1 a decode step is ~10 kernels per layer, most of them tiny:
+    at the 0.5B shape launch latency, not bandwidth, sets the token time.
+    A linear with one static row becomes `treni.matvec` (a generated
+    matrix-vector kernel instead of a GEMM library call), and what sits
+    around it moves into that kernel:
+
+    - a full-row `treni.rms_norm` whose result only this linear reads becomes
+      its prologue (each block normalises the row itself: it is a few KB);
+    - a `treni.silu_mul` that is the linear's only user becomes its epilogue
+      (`gated`: each block computes gate row i and up row i together);
+    - a `treni.add` into the residual stream that is the linear's only user
+      becomes its epilogue (`residual`).
+
+    A `treni.residual_norm` between two such linears is split back into the
+    add and the norm first, so both halves fold: per layer the decode step
+    goes from norm, QKV, (attention), O, residual+norm, gate/up, silu_mul,
+    down, residual+norm to QKV, (attention), O, gate/up, down. Roundings are
+    kept where the unfused kernels had them (see treni.matvec), so the CPU
+    reference gives the same logits with and without the pass.
+
+    Before (@decode):
+    ```mlir
+    %o = treni.linear %a, %wo : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
+    %s, %n = treni.residual_norm %h, %o, %g {epsilon = 1.0e-06 : f64} : (tensor<1x64xf32>, tensor<1x64xbf16>, tensor<64xbf16>) -> (tensor<1x64xf32>, tensor<1x64xbf16>)
+    %gu = treni.linear %n, %wgu : (tensor<1x64xbf16>, tensor<320x64xbf16>) -> tensor<1x320xbf16>
+    %act = treni.silu_mul %gu : (tensor<1x320xbf16>) -> tensor<1x160xbf16>
+    ```
+    After:
+    ```mlir
+    %s = treni.matvec %a, %wo residual %h : (tensor<1x64xbf16>, tensor<64x64xbf16>, tensor<1x64xf32>) -> tensor<1x64xf32>
+    %act = treni.matvec %s, %wgu norm %g {epsilon = 1.0e-06 : f64, gated} : (tensor<1x64xf32>, tensor<320x64xbf16>, tensor<64xbf16>) -> tensor<1x160xbf16>
+    ```
+    Left alone: linears of more than one row (prefill's GEMMs stay on
+    cuBLASLt), rows that are not a multiple of 16 bytes, an input whose type
+    differs from the weight's, and neighbours that have other users.
+  }];
+  let options = [
+    Option<"foldNorm", "fold-norm", "bool", "true",
+           "Fold a full-row rms_norm into the matvec that reads it">,
+    Option<"foldGated", "fold-gated", "bool", "true",
+           "Fold silu_mul into the gate/up matvec">,
+    Option<"foldResidual", "fold-residual", "bool", "true",
+           "Fold the residual add into the matvec that produces its branch">,
+  ];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
 def OutlineKernelsPass : Pass<"treni-outline-kernels", "mlir::ModuleOp"> {
   let summary = "Turn every compute op into a treni.kernel naming its template and constants";
   let description = [{

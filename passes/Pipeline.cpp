@@ -19,27 +19,27 @@ using namespace mlir;
 namespace {
 struct PipelineEntry {
   const char *flag;
-  std::function<void(OpPassManager &)> add;
+  std::function<std::unique_ptr<Pass>()> create;
 };
 
 const std::vector<PipelineEntry> &pipelineEntries() {
   static const std::vector<PipelineEntry> entries = {
-      {"canonicalize", [](OpPassManager &pm) { pm.addPass(createCanonicalizerPass()); }},
-      {"cse", [](OpPassManager &pm) { pm.addPass(createCSEPass()); }},
+      {"canonicalize", [] { return createCanonicalizerPass(); }},
+      {"cse", [] { return createCSEPass(); }},
       {"treni-fuse-qkv-split-bias",
-       [](OpPassManager &pm) { pm.addPass(createFuseQkvSplitBiasPass()); }},
+       [] { return createFuseQkvSplitBiasPass(); }},
       {"treni-fuse-ffn-act",
-       [](OpPassManager &pm) { pm.addPass(createFuseFfnActPass()); }},
+       [] { return createFuseFfnActPass(); }},
       {"treni-fuse-residual-norm",
-       [](OpPassManager &pm) { pm.addPass(createFuseResidualNormPass()); }},
+       [] { return createFuseResidualNormPass(); }},
       {"treni-specialize-seq1-attention",
-       [](OpPassManager &pm) {
-         pm.addPass(createSpecializeSeq1AttentionPass());
-       }},
+       [] { return createSpecializeSeq1AttentionPass(); }},
+      {"treni-fuse-matvec",
+       [] { return createFuseMatvecPass(); }},
       {"treni-outline-kernels",
-       [](OpPassManager &pm) { pm.addPass(createOutlineKernelsPass()); }},
+       [] { return createOutlineKernelsPass(); }},
       {"treni-plan-buffers",
-       [](OpPassManager &pm) { pm.addPass(createPlanBuffersPass()); }},
+       [] { return createPlanBuffersPass(); }},
   };
   return entries;
 }
@@ -56,13 +56,33 @@ const std::vector<std::string> &defaultPipelinePassNames() {
 }
 
 LogicalResult buildDefaultPipeline(OpPassManager &pm,
-                                   const DefaultPipelineOptions &options) {
+                                   const DefaultPipelineOptions &options,
+                                   std::string *error) {
+  auto reject = [&](const Twine &message) {
+    if (error)
+      *error = message.str();
+    return failure();
+  };
+  std::string names = llvm::join(defaultPipelinePassNames(), ", ");
   for (const std::string &disabled : options.disabledPasses)
     if (!llvm::is_contained(defaultPipelinePassNames(), disabled))
+      return reject("'" + disabled + "' is not in the pipeline (passes: " + names + ")");
+  for (const auto &[flag, text] : options.passOptions)
+    if (!llvm::is_contained(defaultPipelinePassNames(), flag))
+      return reject("'" + flag + "' is not in the pipeline (passes: " + names + ")");
+  for (const PipelineEntry &entry : pipelineEntries()) {
+    if (llvm::is_contained(options.disabledPasses, entry.flag))
+      continue;
+    std::unique_ptr<Pass> pass = entry.create();
+    auto text = options.passOptions.find(entry.flag);
+    if (text != options.passOptions.end() &&
+        failed(pass->initializeOptions(text->second, [&](const Twine &message) {
+          return reject(Twine(entry.flag) + " options '" + text->second +
+                        "': " + message);
+        })))
       return failure();
-  for (const PipelineEntry &entry : pipelineEntries())
-    if (!llvm::is_contained(options.disabledPasses, entry.flag))
-      entry.add(pm);
+    pm.addPass(std::move(pass));
+  }
   return success();
 }
 
@@ -85,11 +105,9 @@ void registerAllTreniPasses() {
           return failure();
         DefaultPipelineOptions options;
         options.disabledPasses.assign(cl->disable.begin(), cl->disable.end());
-        if (failed(buildDefaultPipeline(pm, options)))
-          return errorHandler("treni-default-pipeline: disable= names a pass "
-                              "that is not in the pipeline (passes: " +
-                              llvm::join(defaultPipelinePassNames(), ", ") +
-                              ")");
+        std::string error;
+        if (failed(buildDefaultPipeline(pm, options, &error)))
+          return errorHandler("treni-default-pipeline: disable=" + error);
         return success();
       },
       [](function_ref<void(const mlir::detail::PassOptions &)> optHandler) {

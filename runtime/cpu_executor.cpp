@@ -195,6 +195,37 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
       cpu::gemm(c.in(0), c.rows(0), k, c.in(1), n, bias ? c.in(2) : nullptr,
                 c.out(0));
+    } else if (name == "gemv") {
+      // treni.matvec: the reference is the unfused composition, so CPU logits
+      // are identical with and without treni-fuse-matvec.
+      TRENI_RETURN_IF_ERROR(c.expectInputs(5, 1));
+      TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
+      TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
+      TRENI_ASSIGN_OR_RETURN(bool bias, step.boolConstant("bias"));
+      TRENI_ASSIGN_OR_RETURN(bool gated, step.boolConstant("gated"));
+      TRENI_ASSIGN_OR_RETURN(bool norm, step.boolConstant("norm"));
+      TRENI_ASSIGN_OR_RETURN(bool residual, step.boolConstant("residual"));
+      if (c.rows(0) != 1 || (gated && (n % 2 != 0 || residual)))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kernel 'gemv' (", step.origin,
+            "): one row, and gated needs an even n and no residual"));
+      const float *x = c.in(0);
+      std::vector<float> normed, y;
+      if (norm) {
+        TRENI_ASSIGN_OR_RETURN(double eps, step.floatConstant("epsilon"));
+        normed.resize(k);
+        cpu::rmsNorm(x, 1, k, c.in(3), k, eps, normed.data());
+        x = normed.data();
+      }
+      bool epilogue = gated || residual;
+      if (epilogue)
+        y.resize(n);
+      float *out = epilogue ? y.data() : c.out(0);
+      cpu::gemm(x, 1, k, c.in(1), n, bias ? c.in(2) : nullptr, out);
+      if (gated)
+        cpu::siluMul(y.data(), 1, n / 2, c.out(0));
+      else if (residual)
+        cpu::add(c.in(4), y.data(), n, c.out(0));
     } else if (name == "rope") {
       TRENI_RETURN_IF_ERROR(c.expectInputs(2, 1));
       TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));

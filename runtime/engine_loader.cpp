@@ -58,6 +58,8 @@ std::string packageKey(const std::string &dir, const EngineOptions &options) {
         fs::last_write_time(file, error).time_since_epoch().count()));
   }
   fnv.add(absl::StrJoin(options.disabledPasses, ","));
+  for (const auto &[flag, text] : options.passOptions)
+    fnv.add(flag + "=" + text);
   fnv.add(options.activationDtype ? dtypeName(*options.activationDtype) : "default");
   fs::path self = fs::read_symlink("/proc/self/exe", error);
   fnv.add(std::to_string(fs::file_size(self, error)));
@@ -89,6 +91,7 @@ absl::StatusOr<Plan> compilePlan(const std::string &dir,
   mlir::MLIRContext context;
   CompileOptions compile;
   compile.disabledPasses = options.disabledPasses;
+  compile.passOptions = options.passOptions;
   compile.activationDtype = activation;
   TRENI_ASSIGN_OR_RETURN(CompiledModel compiled,
                          compileModelDir(context, dir, compile));
@@ -216,7 +219,6 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.maxSeq = options.maxSeq;
   gpu.cacheDir = cacheDir;
   gpu.cudaGraphs = options.cudaGraphs;
-  gpu.decodeGemv = options.decodeGemv;
   gpu.programmaticLaunch = options.programmaticLaunch;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;

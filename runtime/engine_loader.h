@@ -28,10 +28,10 @@ enum class Device { Cpu, Gpu };
 struct EngineOptions {
   Device device = Device::Cpu;
   std::vector<std::string> disabledPasses;
+  std::map<std::string, std::string> passOptions; ///< see CompileOptions
   std::optional<DType> activationDtype;
   int64_t maxSeq = 4096;
   bool cudaGraphs = true;
-  bool decodeGemv = true;         ///< see GpuOptions
   bool programmaticLaunch = true; ///< see GpuOptions
   /// NVRTC cubins and JIT packages; default $TRENI_CACHE_DIR or ~/.cache/treni.
   std::optional<std::string> cacheDir;

@@ -99,7 +99,6 @@ absl::StatusOr<std::string> currentDeviceArch() {
 /// One launch of a function: a generated kernel or a cuBLASLt GEMM.
 struct StepLaunch {
   const PlanStep *step = nullptr;
-  std::shared_ptr<const PlanStep> ownedStep; ///< a rewritten step (gemv)
   bool gemm = false;
   GemmShape gemmShape;       ///< m filled per call
   cudaKernel_t kernel = nullptr;
@@ -278,15 +277,7 @@ struct GpuExecutor::Impl {
       for (const PlanStep &step : function.steps) {
         StepLaunch launch;
         launch.step = &step;
-        std::optional<PlanStep> gemv;
-        if (step.templateName == "gemm" && options.decodeGemv) {
-          TRENI_ASSIGN_OR_RETURN(gemv, decodeGemvStep(plan, function, step));
-        }
-        if (gemv) {
-          launch.ownedStep = std::make_shared<const PlanStep>(std::move(*gemv));
-          launch.step = launch.ownedStep.get();
-        }
-        if (step.templateName == "gemm" && !gemv) {
+        if (step.templateName == "gemm") {
           launch.gemm = true;
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.n, step.intConstant("n"));
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.k, step.intConstant("k"));

@@ -30,8 +30,6 @@ struct GpuOptions {
   std::string cacheDir;
   /// Capture decode as a CUDA graph (off: launch step by step, for debugging).
   bool cudaGraphs = true;
-  /// Decode GEMMs (one row) on the generated GEMV kernel (off: cuBLASLt).
-  bool decodeGemv = true;
   /// Launch generated kernels with programmatic dependent launch (sm_90+),
   /// so each one's launch overlaps the end of the previous one.
   bool programmaticLaunch = true;

@@ -3,7 +3,7 @@
 
 // Tests that the default pipeline runs end to end on a small prefill:
 // canonicalize drops the dead silu, cse merges the duplicate rms_norm, every compute op becomes a
-// kernel, and the kernels get arena offsets computed after that cleanup:
+// kernel (the one-row logits linear a matvec), and the kernels get arena offsets computed after that cleanup:
 //   rows:   %ids (?xi32, 64) -> 0; %h (?x64xf32, 256) -> 64; %n -> 320
 //           (%ids freed, [0, 64) too small); %s -> 0 (%h freed).
 //           Peak: 320 + 256 = 576 bytes per token.
@@ -19,7 +19,7 @@
 // CHECK-NOT:     "rms_norm"
 // CHECK:         %[[S:.+]] = treni.kernel "add"(%[[N]], %[[N]]) {constants = {dim = 64 : i64}, origin = "treni.add", treni.offsets = array<i64: 0>}
 // CHECK:         %[[LAST:.+]] = treni.kernel "take_last"(%[[S]]) {constants = {dim = 64 : i64}, origin = "treni.take_last", treni.offsets = array<i64: 0>}
-// CHECK:         %[[LOGITS:.+]] = treni.kernel "gemm"(%[[LAST]], %[[TABLE]]) {constants = {bias = false, k = 64 : i64, n = 128 : i64}, origin = "treni.linear", treni.offsets = array<i64: 256>}
+// CHECK:         %[[LOGITS:.+]] = treni.kernel "gemv"(%[[LAST]], %[[TABLE]], %[[TABLE]], %[[TABLE]], %[[TABLE]]) {constants = {bias = false, gated = false, k = 64 : i64, n = 128 : i64, norm = false, residual = false}, origin = "treni.matvec", treni.offsets = array<i64: 256>}
 // CHECK:         return %[[LOGITS]]
 
 // Tests that disabling treni-outline-kernels leaves the transformer-level ops
@@ -34,7 +34,7 @@
 // NO-OUTLINE-NOT:     treni.rms_norm
 // NO-OUTLINE:         %[[S:.+]] = treni.add %[[N]], %[[N]] {treni.offsets = array<i64: 0>}
 // NO-OUTLINE:         %[[LAST:.+]] = treni.take_last %[[S]] {treni.offsets = array<i64: 0>}
-// NO-OUTLINE:         %[[LOGITS:.+]] = treni.linear %[[LAST]], %{{.+}} {treni.offsets = array<i64: 256>}
+// NO-OUTLINE:         %[[LOGITS:.+]] = treni.matvec %[[LAST]], %{{.+}} {treni.offsets = array<i64: 256>}
 // NO-OUTLINE-NOT:     treni.kernel
 // NO-OUTLINE:         return %[[LOGITS]]
 func.func @prefill(%ids: tensor<?xi32>) -> tensor<1x128xf32> {

@@ -1,7 +1,7 @@
 //===- fusion_res_attn_test.cpp - fusions keep the CPU logits ------------===//
 //
-// treni-fuse-residual-norm and treni-specialize-seq1-attention must not change
-// what the model computes: the CPU reference executor runs the plan with and
+// treni-fuse-residual-norm, treni-specialize-seq1-attention and
+// treni-fuse-matvec must not change what the model computes: the CPU reference executor runs the plan with and
 // without each pass and the logits must agree within max|a-b|/max|b| <= 1e-5,
 // for a prefill and for decode steps at every position of the KV cache (so
 // the seq1 attention's split boundaries move through many layouts).
@@ -65,11 +65,23 @@ protected:
   }
   const std::string &flag() const { return std::get<1>(GetParam()); }
   const std::string &fusedTemplate() const { return std::get<2>(GetParam()); }
+  /// Passes off in both builds: treni-fuse-matvec takes decode's
+  /// residual_norm kernels in, so the other passes are tested without it.
+  std::vector<std::string> base() const {
+    if (flag() == "treni-fuse-matvec")
+      return {};
+    return {"treni-fuse-matvec"};
+  }
+  std::vector<std::string> withoutPass() const {
+    std::vector<std::string> disabled = base();
+    disabled.push_back(flag());
+    return disabled;
+  }
 };
 
 TEST_P(FusionEquivalenceTest, PassFiresAndCanBeTurnedOff) {
-  Compiled on = compile(dir(), {});
-  Compiled off = compile(dir(), {flag()});
+  Compiled on = compile(dir(), base());
+  Compiled off = compile(dir(), withoutPass());
   ASSERT_TRUE(on.executor && off.executor);
   EXPECT_GT(countSteps(on.plan, "decode", fusedTemplate()), 0);
   EXPECT_EQ(countSteps(off.plan, "decode", fusedTemplate()), 0);
@@ -77,8 +89,8 @@ TEST_P(FusionEquivalenceTest, PassFiresAndCanBeTurnedOff) {
 }
 
 TEST_P(FusionEquivalenceTest, SameLogitsForPrefillAndEveryDecodePosition) {
-  Compiled on = compile(dir(), {});
-  Compiled off = compile(dir(), {flag()});
+  Compiled on = compile(dir(), base());
+  Compiled off = compile(dir(), withoutPass());
   ASSERT_TRUE(on.executor && off.executor);
   int64_t vocab = on.executor->vocabSize();
   // A deterministic token sequence covering the vocabulary.
@@ -117,6 +129,13 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Combine(testing::Values("qwen2", "llama", "qwen3"),
                      testing::Values("treni-specialize-seq1-attention"),
                      testing::Values("attention_seq1_partial")),
+    paramName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Matvec, FusionEquivalenceTest,
+    testing::Combine(testing::Values("qwen2", "llama", "qwen3"),
+                     testing::Values("treni-fuse-matvec"),
+                     testing::Values("gemv")),
     paramName);
 
 // Tests the split rule and the two-step reduction against the one-pass

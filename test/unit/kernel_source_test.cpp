@@ -13,6 +13,7 @@
 #include <regex>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "codegen/Compiler.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Rope.h"
@@ -189,20 +190,8 @@ TEST(KernelSourceTest, FixturePlans) {
     for (const PlanFunction &function : plan.functions)
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
-        if (step.templateName == "gemm") {
-          // Multi-row GEMMs run on cuBLASLt; one-row ones (decode, and
-          // prefill's logits after take_last) on gemv.
-          auto gemv = decodeGemvStep(plan, function, step);
-          ASSERT_TRUE(gemv.ok()) << gemv.status();
-          if (!gemv->has_value()) {
-            EXPECT_FALSE(kernel.ok());
-            continue;
-          }
-          ASSERT_TRUE(kernel.ok()) << kernel.status();
-          EXPECT_THAT(kernel->source,
-                      StartsWith("// treni kernel: gemv (from treni.linear)"));
-          templates.insert("gemv");
-          sources[kernel->entry] = kernel->source;
+        if (step.templateName == "gemm") { // cuBLASLt
+          EXPECT_FALSE(kernel.ok());
           continue;
         }
         ASSERT_TRUE(kernel.ok()) << kernel.status();
@@ -224,7 +213,8 @@ TEST(KernelSourceTest, FixturePlans) {
     // cache write are qkv_[norm_]rope_cache; adds feeding a norm are
     // residual_norm (the last prefill add, feeding take_last, stays an add);
     // decode attention is attention_seq1_partial + attention_seq1_reduce;
-    // one-row GEMMs are gemv.
+    // one-row linears are gemv (treni.matvec), which take in decode's norms,
+    // silu_mul and residual adds.
     std::set<std::string> expected = {
         "embedding",   "rms_norm",  "attention",     "silu_mul",
         "add",         "take_last", "residual_norm", "attention_seq1_partial",
@@ -246,51 +236,61 @@ TEST(KernelSourceTest, FixturePlans) {
     size_t steps = 0;
     for (const PlanFunction &function : plan.functions)
       steps += function.steps.size();
-    EXPECT_LT(all->size() * 3, steps);
+    EXPECT_LT(all->size() * 2, steps);
   }
 }
 
-// Tests that a one-row (decode) GEMM becomes a gemv step with a stand-in bias
-// operand and a rows-per-block choice, and that multi-row GEMMs and rows that
-// are not whole 16-byte chunks stay on cuBLASLt.
-TEST(KernelSourceTest, DecodeGemmBecomesGemv) {
+// Tests the gemv (treni.matvec) steps of a fixture plan: five operands, a
+// launch of ceil(outputs / kRowsPerBlock) blocks (outputs = n / 2 when
+// gated), each flag spelled as a constexpr bool, and decode's steps using
+// every fold. Inconsistent flags are errors naming the step.
+TEST(KernelSourceTest, GemvSteps) {
   Plan plan = fixturePlan("qwen2");
+  const PlanFunction &decode = *plan.function("decode");
+  std::set<std::string> folds;
   int checked = 0;
-  for (const PlanFunction &function : plan.functions)
-    for (const PlanStep &step : function.steps) {
-      if (step.templateName != "gemm")
-        continue;
-      auto gemv = decodeGemvStep(plan, function, step);
-      ASSERT_TRUE(gemv.ok()) << gemv.status();
-      const PlanBuffer &x = function.buffers[step.inputs[0].index];
-      if (x.dynamic) {
-        EXPECT_FALSE(gemv->has_value());
-        continue;
-      }
-      ASSERT_TRUE(gemv->has_value());
-      const PlanStep &rewritten = **gemv;
-      EXPECT_EQ(rewritten.templateName, "gemv");
-      ASSERT_EQ(rewritten.inputs.size(), 3u);
-      EXPECT_EQ(rewritten.inputs[0], step.inputs[0]);
-      EXPECT_EQ(rewritten.inputs[1], step.inputs[1]);
-      EXPECT_EQ(rewritten.inputs[2], step.inputs[*step.boolConstant("bias") ? 2 : 1]);
-      int64_t n = *step.intConstant("n");
-      int64_t rowsPerBlock = *rewritten.intConstant("rows_per_block");
-      EXPECT_TRUE(rowsPerBlock == 1 || rowsPerBlock == 2 || rowsPerBlock == 4);
-      auto kernel = generateKernel(plan, function, step);
-      ASSERT_TRUE(kernel.ok()) << kernel.status();
-      EXPECT_EQ(kernel->launch.blocksX, (n + *rewritten.intConstant("rows_per_block") - 1) /
-                                            *rewritten.intConstant("rows_per_block"));
-      EXPECT_FALSE(kernel->launch.rowsInGridY);
-      ++checked;
-      // A row of 60 bf16 values (120 bytes) is not whole 16-byte chunks.
-      PlanStep odd = step;
-      odd.constants["k"] = int64_t(60);
-      auto stays = decodeGemvStep(plan, function, odd);
-      ASSERT_TRUE(stays.ok());
-      EXPECT_FALSE(stays->has_value());
-    }
-  EXPECT_GT(checked, 4);
+  for (const PlanStep &step : decode.steps) {
+    EXPECT_NE(step.templateName, "gemm") << "decode keeps a GEMM";
+    if (step.templateName != "gemv")
+      continue;
+    ASSERT_EQ(step.inputs.size(), 5u);
+    auto kernel = generateKernel(plan, decode, step);
+    ASSERT_TRUE(kernel.ok()) << kernel.status();
+    int64_t n = *step.intConstant("n");
+    bool gated = *step.boolConstant("gated");
+    for (const char *flag : {"gated", "norm", "residual"})
+      if (*step.boolConstant(flag))
+        folds.insert(flag);
+    size_t at = kernel->source.find("constexpr int kRowsPerBlock = ");
+    ASSERT_NE(at, std::string::npos);
+    int64_t rowsPerBlock = std::stoll(kernel->source.substr(at + 30));
+    EXPECT_TRUE(rowsPerBlock == 1 || rowsPerBlock == 2 || rowsPerBlock == 4);
+    int64_t outputs = gated ? n / 2 : n;
+    EXPECT_EQ(kernel->launch.blocksX, (outputs + rowsPerBlock - 1) / rowsPerBlock);
+    EXPECT_FALSE(kernel->launch.rowsInGridY);
+    EXPECT_THAT(kernel->source,
+                HasSubstr(absl::StrCat("constexpr bool kGated = ",
+                                       gated ? "true" : "false")));
+    ++checked;
+
+    PlanStep broken = step;
+    broken.constants["gated"] = true;
+    broken.constants["residual"] = true;
+    auto rejected = generateKernel(plan, decode, broken);
+    ASSERT_FALSE(rejected.ok());
+    EXPECT_THAT(std::string(rejected.status().message()),
+                HasSubstr("gated needs an even n and no residual"));
+    broken = step;
+    broken.constants["norm"] = !*step.boolConstant("norm");
+    rejected = generateKernel(plan, decode, broken);
+    ASSERT_FALSE(rejected.ok());
+    EXPECT_THAT(std::string(rejected.status().message()),
+                HasSubstr("epsilon must be given exactly when norm is"));
+  }
+  // Per layer QKV (norm), O (residual), gate/up (norm, gated), down
+  // (residual); then the logits (norm).
+  EXPECT_EQ(checked, 4 * 2 + 1);
+  EXPECT_EQ(folds, (std::set<std::string>{"gated", "norm", "residual"}));
 }
 
 TEST(KernelSourceTest, ActivationDtype) {

@@ -1,6 +1,7 @@
 //===- plan_test.cpp - plan extraction, round-trip and validation --------===//
 
 #include <algorithm>
+#include <map>
 
 #include "codegen/Compiler.h"
 #include "codegen/Plan.h"
@@ -12,11 +13,13 @@ namespace {
 using testing_util::fixtureDir;
 
 
-absl::StatusOr<Plan> compilePlan(const std::string &name,
-                                 std::vector<std::string> disabled = {}) {
+absl::StatusOr<Plan>
+compilePlan(const std::string &name, std::vector<std::string> disabled = {},
+            std::map<std::string, std::string> passOptions = {}) {
   mlir::MLIRContext context;
   CompileOptions options;
   options.disabledPasses = std::move(disabled);
+  options.passOptions = std::move(passOptions);
   auto compiled = compileModelDir(context, fixtureDir(name), options);
   if (!compiled.ok())
     return compiled.status();
@@ -51,10 +54,16 @@ TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
   // gate|up in one GEMM, silu_mul (-2 per layer); treni-fuse-residual-norm
   // folds every add into the norm after it (decode: all 4; prefill: 3, the
   // last add feeds take_last); treni-specialize-seq1-attention makes decode
-  // attention two steps (partials, reduce: +1 per layer).
-  EXPECT_EQ(decode->steps.size(), 2u * 11 + 3 - 4 + 2);
-  EXPECT_EQ(prefill->steps.size(), 2u * 11 + 3 - 3 + 1); // take_last
+  // attention two steps (partials, reduce: +1 per layer) -- 23 decode steps.
+  // treni-fuse-matvec then folds decode's norms, residual adds and silu_mul
+  // into its matvecs: per layer q|k|v, qkv_norm_rope_cache, partials, reduce,
+  // o, gate|up, down = 7; plus embedding and the logits. In prefill only the
+  // one-row logits linear is a matvec (the final norm after take_last folds).
+  EXPECT_EQ(decode->steps.size(), 2u * 7 + 2);
+  EXPECT_EQ(prefill->steps.size(), 2u * 11 + 3 - 3 + 1 - 1); // take_last
+  // The other passes' counts are without treni-fuse-matvec.
   const std::vector<std::pair<std::vector<std::string>, size_t>> offCases = {
+      {{"treni-fuse-matvec"}, 2u * 11 + 3 - 4 + 2},
       {{"treni-fuse-qkv-split-bias"}, 2u * 17 + 3 - 4 + 2},
       {{"treni-fuse-ffn-act"}, 2u * 13 + 3 - 4 + 2},
       {{"treni-fuse-residual-norm"}, 2u * 11 + 3 + 2},
@@ -63,7 +72,9 @@ TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
         "treni-fuse-residual-norm", "treni-specialize-seq1-attention"},
        2u * 19 + 3},
   };
-  for (const auto &[disabled, steps] : offCases) {
+  for (auto [disabled, steps] : offCases) {
+    if (disabled.front() != "treni-fuse-matvec")
+      disabled.push_back("treni-fuse-matvec");
     auto other = compilePlan("qwen3", disabled);
     ASSERT_TRUE(other.ok()) << other.status();
     EXPECT_EQ(other->function("decode")->steps.size(), steps)
@@ -71,7 +82,7 @@ TEST(PlanTest, HasPrefillAndDecodeWithTheExpectedKernels) {
         << ")";
   }
   EXPECT_EQ(decode->steps.front().templateName, "embedding");
-  EXPECT_EQ(decode->steps.back().templateName, "gemm");
+  EXPECT_EQ(decode->steps.back().templateName, "gemv");
   EXPECT_EQ(std::get<int64_t>(decode->steps.back().constants.at("n")), 512);
   EXPECT_GT(prefill->rowBytes, 0);
   EXPECT_EQ(decode->rowBytes, 0);
@@ -116,6 +127,41 @@ TEST(PlanTest, DisablingOutliningOrPlanningIsAClearError) {
   plan = compilePlan("qwen2", {"treni-no-such-pass"});
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("not in the pipeline"), std::string::npos);
+}
+
+// Tests --pass-option: treni-fuse-matvec's folds switch off one by one (the
+// step they would have taken in comes back), and an unknown option or pass
+// is an error naming it.
+TEST(PlanTest, PassOptionsReachThePass) {
+  auto count = [](const Plan &plan, const std::string &name) {
+    const PlanFunction &decode = *plan.function("decode");
+    return std::count_if(decode.steps.begin(), decode.steps.end(),
+                         [&](const PlanStep &s) { return s.templateName == name; });
+  };
+  auto all = compilePlan("qwen2");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(count(*all, "silu_mul"), 0);
+  auto noGated =
+      compilePlan("qwen2", {}, {{"treni-fuse-matvec", "fold-gated=false"}});
+  ASSERT_TRUE(noGated.ok()) << noGated.status();
+  EXPECT_EQ(count(*noGated, "silu_mul"), 2);
+  EXPECT_EQ(count(*noGated, "residual_norm"), 0);
+  auto noNorm =
+      compilePlan("qwen2", {}, {{"treni-fuse-matvec", "fold-norm=false"}});
+  ASSERT_TRUE(noNorm.ok()) << noNorm.status();
+  EXPECT_EQ(count(*noNorm, "residual_norm"), 4); // not split either
+  EXPECT_EQ(count(*noNorm, "rms_norm"), 1);      // after the embedding
+
+  auto bad = compilePlan("qwen2", {}, {{"treni-fuse-matvec", "fold-nrom=false"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("treni-fuse-matvec"), std::string::npos)
+      << bad.status();
+  EXPECT_NE(bad.status().message().find("fold-nrom"), std::string::npos)
+      << bad.status();
+  bad = compilePlan("qwen2", {}, {{"treni-no-such-pass", "x=1"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("treni-no-such-pass"), std::string::npos)
+      << bad.status();
 }
 
 TEST(PlanTest, CanonicalizeAndCseCanBeDisabledWithoutChangingTheKernels) {

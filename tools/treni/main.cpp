@@ -103,6 +103,26 @@ cl::list<std::string> disablePass(
     cl::value_desc("NAME"), cl::sub(compileCommand), cl::sub(runCommand),
     cl::sub(chatCommand), cl::sub(serveCommand));
 
+cl::list<std::string> passOption(
+    "pass-option",
+    cl::desc("Options of a pass of treni-default-pipeline, e.g. "
+             "'treni-fuse-matvec=fold-norm=false fold-gated=false'"),
+    cl::value_desc("NAME=OPTIONS"), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::sub(chatCommand), cl::sub(serveCommand));
+
+/// --pass-option values by pass flag (the text after the first '=').
+std::map<std::string, std::string> passOptionMap() {
+  std::map<std::string, std::string> options;
+  for (const std::string &entry : passOption) {
+    size_t equals = entry.find('=');
+    std::string flag = entry.substr(0, equals);
+    std::string &text = options[flag];
+    if (equals != std::string::npos)
+      text += (text.empty() ? "" : " ") + entry.substr(equals + 1);
+  }
+  return options;
+}
+
 cl::opt<std::string> device("device", cl::desc("cpu or gpu"), cl::init("cpu"),
                             cl::sub(runCommand), cl::sub(chatCommand),
                             cl::sub(serveCommand));
@@ -188,9 +208,6 @@ cl::opt<int> profile("profile",
                      cl::init(0), cl::sub(runCommand));
 cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
                       cl::init(false), cl::sub(runCommand));
-cl::opt<bool> noGemv("no-gemv",
-                     cl::desc("Decode GEMMs on cuBLASLt instead of the generated GEMV"),
-                     cl::sub(runCommand));
 cl::opt<bool> noPdl("no-pdl",
                     cl::desc("Launch kernels without programmatic dependent launch"),
                     cl::sub(runCommand));
@@ -246,6 +263,7 @@ int runCompile() {
       return fail(absl::InvalidArgumentError("--emit=package needs -o FILE"));
     EngineOptions options;
     options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+    options.passOptions = passOptionMap();
     options.activationDtype = *activation;
     auto stats = compilePackage(compileModel, outputFile, arch, options);
     if (!stats.ok())
@@ -261,6 +279,7 @@ int runCompile() {
   std::string text;
   CompileOptions options;
   options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+    options.passOptions = passOptionMap();
   options.activationDtype = *activation;
   options.inputIR = what == Emit::Mlir ? &text : nullptr;
   options.outputIR = what == Emit::MlirOpt ? &text : nullptr;
@@ -327,10 +346,10 @@ int runRun() {
   EngineOptions options;
   options.device = device == "gpu" ? Device::Gpu : Device::Cpu;
   options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+    options.passOptions = passOptionMap();
   options.activationDtype = *activation;
   options.maxSeq = maxSeq;
   options.cudaGraphs = !noGraph;
-  options.decodeGemv = !noGemv;
   options.programmaticLaunch = !noPdl;
   auto engine = loadEngine(runModel, options);
   if (!engine.ok())
@@ -470,6 +489,7 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags() {
   EngineOptions options;
   options.device = device == "gpu" ? Device::Gpu : Device::Cpu;
   options.disabledPasses.assign(disablePass.begin(), disablePass.end());
+    options.passOptions = passOptionMap();
   options.activationDtype = activation;
   options.maxSeq = maxSeq;
   return options;
