@@ -26,6 +26,10 @@ set(treni_fuzz_source_dir ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(treni_fuzz_root ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
 set(treni_fuzz_binary_dir ${CMAKE_BINARY_DIR}/test/fuzz-build)
 set(treni_fuzz_work_dir ${CMAKE_BINARY_DIR}/test/fuzz-work)
+set(treni_fuzz_names safetensors_header_fuzz tokenizer_fuzz jinja_fuzz
+                     agent_dsl_fuzz tool_args_fuzz)
+list(TRANSFORM treni_fuzz_names PREPEND ${treni_fuzz_binary_dir}/
+     OUTPUT_VARIABLE treni_fuzz_binaries)
 ExternalProject_Add(treni_fuzz_targets
   SOURCE_DIR ${treni_fuzz_source_dir}
   BINARY_DIR ${treni_fuzz_binary_dir}
@@ -35,82 +39,48 @@ ExternalProject_Add(treni_fuzz_targets
   # The sources live outside the sub-project; let its own build decide.
   BUILD_ALWAYS TRUE
   INSTALL_COMMAND ""
-  BUILD_BYPRODUCTS ${treni_fuzz_binary_dir}/safetensors_header_fuzz
-                   ${treni_fuzz_binary_dir}/tokenizer_fuzz
-                   ${treni_fuzz_binary_dir}/jinja_fuzz
-                   ${treni_fuzz_binary_dir}/agent_dsl_fuzz
-                   ${treni_fuzz_binary_dir}/tool_args_fuzz
+  BUILD_BYPRODUCTS ${treni_fuzz_binaries}
 )
 
+# treni_fuzz_test(NAME SECONDS MAX_LEN CORPUS [DICT file] [ENVIRONMENT ...])
+# A bounded ctest run of the libFuzzer binary NAME for SECONDS over the
+# committed seed corpus test/fuzz/CORPUS (with the dictionary DICT, if given).
 # libFuzzer writes new inputs into the first corpus directory: a scratch one
 # in the build tree, so the committed seeds stay untouched.
-file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/safetensors_header_fuzz/corpus
-                    ${treni_fuzz_work_dir}/safetensors_header_fuzz/artifacts)
-add_test(NAME safetensors_header_fuzz
-  COMMAND ${treni_fuzz_binary_dir}/safetensors_header_fuzz
-          -max_total_time=60 -rss_limit_mb=2048 -timeout=10 -max_len=8192
-          -print_final_stats=1
-          -dict=${treni_fuzz_source_dir}/safetensors.dict
-          -artifact_prefix=${treni_fuzz_work_dir}/safetensors_header_fuzz/artifacts/
-          ${treni_fuzz_work_dir}/safetensors_header_fuzz/corpus
-          ${treni_fuzz_source_dir}/corpus)
-set_tests_properties(safetensors_header_fuzz PROPERTIES
-  TIMEOUT 300 LABELS fuzz)
+function(treni_fuzz_test name seconds max_len corpus)
+  cmake_parse_arguments(ARG "" "DICT" "ENVIRONMENT" ${ARGN})
+  set(work ${treni_fuzz_work_dir}/${name})
+  file(MAKE_DIRECTORY ${work}/corpus ${work}/artifacts)
+  set(dict_arg)
+  if(ARG_DICT)
+    set(dict_arg -dict=${treni_fuzz_source_dir}/${ARG_DICT})
+  endif()
+  add_test(NAME ${name}
+    COMMAND ${treni_fuzz_binary_dir}/${name}
+            -max_total_time=${seconds} -rss_limit_mb=2048 -timeout=10
+            -max_len=${max_len} -print_final_stats=1 ${dict_arg}
+            -artifact_prefix=${work}/artifacts/
+            ${work}/corpus ${treni_fuzz_source_dir}/${corpus})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300 LABELS fuzz)
+  if(ARG_ENVIRONMENT)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${ARG_ENVIRONMENT}")
+  endif()
+endfunction()
+
+treni_fuzz_test(safetensors_header_fuzz 60 8192 corpus DICT safetensors.dict)
 
 # The tokenizer: a real Qwen tokenizer.json (fetched into build/tokenizers by
 # test/tokenizers/fetch.sh) and the Llama fixture; seeds in tokenizer_corpus.
-file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/tokenizer_fuzz/corpus
-                    ${treni_fuzz_work_dir}/tokenizer_fuzz/artifacts)
-add_test(NAME tokenizer_fuzz
-  COMMAND ${treni_fuzz_binary_dir}/tokenizer_fuzz
-          -max_total_time=45 -rss_limit_mb=2048 -timeout=10 -max_len=4096
-          -print_final_stats=1
-          -artifact_prefix=${treni_fuzz_work_dir}/tokenizer_fuzz/artifacts/
-          ${treni_fuzz_work_dir}/tokenizer_fuzz/corpus
-          ${treni_fuzz_source_dir}/tokenizer_corpus)
-set_tests_properties(tokenizer_fuzz PROPERTIES
-  TIMEOUT 300 LABELS fuzz
+treni_fuzz_test(tokenizer_fuzz 45 4096 tokenizer_corpus
   ENVIRONMENT TRENI_FUZZ_TOKENIZER=${CMAKE_BINARY_DIR}/tokenizers/qwen2_5/tokenizer.json)
 
 # The chat-template interpreter and the tool-call parsers; seeds in
 # jinja_corpus.
-file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/jinja_fuzz/corpus
-                    ${treni_fuzz_work_dir}/jinja_fuzz/artifacts)
-add_test(NAME jinja_fuzz
-  COMMAND ${treni_fuzz_binary_dir}/jinja_fuzz
-          -max_total_time=60 -rss_limit_mb=2048 -timeout=10 -max_len=8192
-          -print_final_stats=1
-          -dict=${treni_fuzz_source_dir}/jinja.dict
-          -artifact_prefix=${treni_fuzz_work_dir}/jinja_fuzz/artifacts/
-          ${treni_fuzz_work_dir}/jinja_fuzz/corpus
-          ${treni_fuzz_source_dir}/jinja_corpus)
-set_tests_properties(jinja_fuzz PROPERTIES
-  TIMEOUT 300 LABELS fuzz)
+treni_fuzz_test(jinja_fuzz 60 8192 jinja_corpus DICT jinja.dict)
 
 # The .agent front end: the same bounded run over its own seed corpus.
-file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/agent_dsl_fuzz/corpus
-                    ${treni_fuzz_work_dir}/agent_dsl_fuzz/artifacts)
-add_test(NAME agent_dsl_fuzz
-  COMMAND ${treni_fuzz_binary_dir}/agent_dsl_fuzz
-          -max_total_time=60 -rss_limit_mb=2048 -timeout=10 -max_len=4096
-          -print_final_stats=1
-          -dict=${treni_fuzz_source_dir}/agent.dict
-          -artifact_prefix=${treni_fuzz_work_dir}/agent_dsl_fuzz/artifacts/
-          ${treni_fuzz_work_dir}/agent_dsl_fuzz/corpus
-          ${treni_fuzz_source_dir}/agent_corpus)
-set_tests_properties(agent_dsl_fuzz PROPERTIES
-  TIMEOUT 300 LABELS fuzz)
+treni_fuzz_test(agent_dsl_fuzz 60 4096 agent_corpus DICT agent.dict)
 
 # The tool layer: signatures, URLs, sandbox paths, fault specs and built-in
 # tool calls; seeds in tool_corpus.
-file(MAKE_DIRECTORY ${treni_fuzz_work_dir}/tool_args_fuzz/corpus
-                    ${treni_fuzz_work_dir}/tool_args_fuzz/artifacts)
-add_test(NAME tool_args_fuzz
-  COMMAND ${treni_fuzz_binary_dir}/tool_args_fuzz
-          -max_total_time=30 -rss_limit_mb=2048 -timeout=10 -max_len=4096
-          -print_final_stats=1
-          -artifact_prefix=${treni_fuzz_work_dir}/tool_args_fuzz/artifacts/
-          ${treni_fuzz_work_dir}/tool_args_fuzz/corpus
-          ${treni_fuzz_source_dir}/tool_corpus)
-set_tests_properties(tool_args_fuzz PROPERTIES
-  TIMEOUT 300 LABELS fuzz)
+treni_fuzz_test(tool_args_fuzz 30 4096 tool_corpus)
