@@ -1094,12 +1094,16 @@ bool tooDeep(const std::string &path) {
   return std::count(path.begin(), path.end(), '[') >= 32;
 }
 
-absl::StatusOr<std::vector<NormalForm>>
-parseNormalizer(const ErrorContext &ctx, const Json &value,
-                const std::string &path) {
-  std::vector<NormalForm> forms;
+/// What normalizers, pre-tokenizers and post-processors share: `value` is
+/// null (none), a {"type": "Sequence", LIST_KEY: [...]} whose items are read
+/// the same way, in order, or one component, which `parseOne(value, path,
+/// type)` reads.
+template <typename ParseOne>
+absl::Status parseSequenceOr(const ErrorContext &ctx, const Json &value,
+                             const std::string &path, const char *listKey,
+                             const ParseOne &parseOne) {
   if (value.is_null())
-    return forms;
+    return absl::OkStatus();
   if (!value.is_object())
     return ctx.error(
         path, absl::StrCat("is ", describe(value), ", expected an object"));
@@ -1107,37 +1111,50 @@ parseNormalizer(const ErrorContext &ctx, const Json &value,
       readString(ctx, value, path, "type", std::nullopt);
   if (!type.ok())
     return type.status();
-  if (*type == "Sequence") {
-    const Json *list = member(value, "normalizers");
-    if (!list || !list->is_array())
-      return ctx.error(childPath(path, "normalizers"), "must be an array");
-    if (tooDeep(path))
-      return ctx.error(path, "nests Sequences too deeply");
-    for (size_t i = 0; i < list->size(); ++i) {
-      auto inner = parseNormalizer(
-          ctx, (*list)[i],
-          absl::StrCat(childPath(path, "normalizers"), "[", i, "]"));
-      if (!inner.ok())
-        return inner.status();
-      forms.insert(forms.end(), inner->begin(), inner->end());
-    }
-    return forms;
+  if (*type != "Sequence")
+    return parseOne(value, path, *type);
+  std::string listPath = childPath(path, listKey);
+  const Json *list = member(value, listKey);
+  if (!list || !list->is_array())
+    return ctx.error(listPath, "must be an array");
+  if (tooDeep(path))
+    return ctx.error(path, "nests Sequences too deeply");
+  for (size_t i = 0; i < list->size(); ++i) {
+    absl::Status status =
+        parseSequenceOr(ctx, (*list)[i], absl::StrCat(listPath, "[", i, "]"),
+                        listKey, parseOne);
+    if (!status.ok())
+      return status;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<NormalForm>>
+parseNormalizer(const ErrorContext &ctx, const Json &value,
+                const std::string &path) {
   static const std::pair<const char *, NormalForm> kForms[] = {
       {"NFC", NormalForm::NFC},
       {"NFD", NormalForm::NFD},
       {"NFKC", NormalForm::NFKC},
       {"NFKD", NormalForm::NFKD}};
-  for (const auto &[name, form] : kForms)
-    if (*type == name) {
-      forms.push_back(form);
-      return forms;
-    }
-  return ctx.error(
-      childPath(path, "type"),
-      absl::StrCat(
-          "is '", *type,
-          "', which is not supported (NFC, NFD, NFKC, NFKD, Sequence)"));
+  std::vector<NormalForm> forms;
+  absl::Status status = parseSequenceOr(
+      ctx, value, path, "normalizers",
+      [&](const Json &, const std::string &formPath,
+          const std::string &type) -> absl::Status {
+        for (const auto &[name, form] : kForms)
+          if (type == name) {
+            forms.push_back(form);
+            return absl::OkStatus();
+          }
+        return ctx.error(childPath(formPath, "type"),
+                         absl::StrCat("is '", type,
+                                      "', which is not supported (NFC, NFD, "
+                                      "NFKC, NFKD, Sequence)"));
+      });
+  if (!status.ok())
+    return status;
+  return forms;
 }
 
 absl::StatusOr<std::unique_ptr<Regex>> compileOnig(const ErrorContext &ctx,
@@ -1152,35 +1169,13 @@ absl::StatusOr<std::unique_ptr<Regex>> compileOnig(const ErrorContext &ctx,
   return regex;
 }
 
-absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
-                               const std::string &path,
-                               std::vector<PreTokenizerStep> &steps) {
-  if (value.is_null())
-    return absl::OkStatus();
-  if (!value.is_object())
-    return ctx.error(
-        path, absl::StrCat("is ", describe(value), ", expected an object"));
-  absl::StatusOr<std::string> type =
-      readString(ctx, value, path, "type", std::nullopt);
-  if (!type.ok())
-    return type.status();
-  if (*type == "Sequence") {
-    const Json *list = member(value, "pretokenizers");
-    if (!list || !list->is_array())
-      return ctx.error(childPath(path, "pretokenizers"), "must be an array");
-    if (tooDeep(path))
-      return ctx.error(path, "nests Sequences too deeply");
-    for (size_t i = 0; i < list->size(); ++i) {
-      absl::Status status = parsePreTokenizer(
-          ctx, (*list)[i],
-          absl::StrCat(childPath(path, "pretokenizers"), "[", i, "]"), steps);
-      if (!status.ok())
-        return status;
-    }
-    return absl::OkStatus();
-  }
+/// One pre-tokenizer of type `type` (not a Sequence), appended to `steps`.
+absl::Status parsePreTokenizerStep(const ErrorContext &ctx, const Json &value,
+                                   const std::string &path,
+                                   const std::string &type,
+                                   std::vector<PreTokenizerStep> &steps) {
   PreTokenizerStep step;
-  if (*type == "Split") {
+  if (type == "Split") {
     step.kind = PreTokenizerStep::Kind::Split;
     const Json *pattern = member(value, "pattern");
     std::string patternPath = childPath(path, "pattern");
@@ -1232,7 +1227,7 @@ absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
     if (!invert.ok())
       return invert.status();
     step.invert = *invert;
-  } else if (*type == "ByteLevel") {
+  } else if (type == "ByteLevel") {
     step.kind = PreTokenizerStep::Kind::ByteLevel;
     // Defaults of `tokenizers`' ByteLevel::default().
     absl::StatusOr<bool> addPrefixSpace =
@@ -1254,7 +1249,7 @@ absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
   } else {
     return ctx.error(
         childPath(path, "type"),
-        absl::StrCat("is '", *type,
+        absl::StrCat("is '", type,
                      "', which is not supported (Sequence, Split, ByteLevel)"));
   }
   // encode() recurses once per step.
@@ -1262,6 +1257,17 @@ absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
     return ctx.error(path, "is one pre-tokenizer too many (at most 64)");
   steps.push_back(std::move(step));
   return absl::OkStatus();
+}
+
+absl::Status parsePreTokenizer(const ErrorContext &ctx, const Json &value,
+                               const std::string &path,
+                               std::vector<PreTokenizerStep> &steps) {
+  return parseSequenceOr(ctx, value, path, "pretokenizers",
+                         [&](const Json &step, const std::string &stepPath,
+                             const std::string &type) {
+                           return parsePreTokenizerStep(ctx, step, stepPath,
+                                                        type, steps);
+                         });
 }
 
 absl::Status parseBpe(const ErrorContext &ctx, const Json &value,
@@ -1408,41 +1414,18 @@ absl::Status parseBpe(const ErrorContext &ctx, const Json &value,
   return absl::OkStatus();
 }
 
-absl::Status parsePostProcessor(
+/// One post-processor of type `type` (not a Sequence); a TemplateProcessing
+/// appends its (prefix, suffix) ids to `templates`.
+absl::Status parsePostProcessorStep(
     const ErrorContext &ctx, const Json &value, const std::string &path,
-    const absl::flat_hash_map<std::string, int32_t> &addedByContent,
+    const std::string &type,
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>
         &templates) {
-  if (value.is_null())
-    return absl::OkStatus();
-  if (!value.is_object())
-    return ctx.error(
-        path, absl::StrCat("is ", describe(value), ", expected an object"));
-  absl::StatusOr<std::string> type =
-      readString(ctx, value, path, "type", std::nullopt);
-  if (!type.ok())
-    return type.status();
-  if (*type == "ByteLevel")
+  if (type == "ByteLevel")
     return absl::OkStatus(); // offsets only
-  if (*type == "Sequence") {
-    const Json *list = member(value, "processors");
-    if (!list || !list->is_array())
-      return ctx.error(childPath(path, "processors"), "must be an array");
-    if (tooDeep(path))
-      return ctx.error(path, "nests Sequences too deeply");
-    for (size_t i = 0; i < list->size(); ++i) {
-      absl::Status status = parsePostProcessor(
-          ctx, (*list)[i],
-          absl::StrCat(childPath(path, "processors"), "[", i, "]"),
-          addedByContent, templates);
-      if (!status.ok())
-        return status;
-    }
-    return absl::OkStatus();
-  }
-  if (*type != "TemplateProcessing")
+  if (type != "TemplateProcessing")
     return ctx.error(childPath(path, "type"),
-                     absl::StrCat("is '", *type,
+                     absl::StrCat("is '", type,
                                   "', which is not supported (ByteLevel, "
                                   "TemplateProcessing, Sequence)"));
   std::string singlePath = childPath(path, "single");
@@ -1491,6 +1474,19 @@ absl::Status parsePostProcessor(
     return ctx.error(singlePath, "has no {\"Sequence\": {\"id\": \"A\"}} item");
   templates.push_back({std::move(before), std::move(after)});
   return absl::OkStatus();
+}
+
+absl::Status parsePostProcessor(
+    const ErrorContext &ctx, const Json &value, const std::string &path,
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>
+        &templates) {
+  return parseSequenceOr(
+      ctx, value, path, "processors",
+      [&](const Json &processor, const std::string &processorPath,
+          const std::string &type) {
+        return parsePostProcessorStep(ctx, processor, processorPath, type,
+                                      templates);
+      });
 }
 
 } // namespace
@@ -1628,8 +1624,8 @@ Tokenizer::fromJson(std::string_view json, std::string_view name) {
     }
 
     if (const Json *post = member(root, "post_processor")) {
-      status = parsePostProcessor(ctx, *post, "post_processor",
-                                  impl->addedByContent, impl->templates);
+      status =
+          parsePostProcessor(ctx, *post, "post_processor", impl->templates);
       if (!status.ok())
         return status;
       for (const auto &[before, after] : impl->templates)
