@@ -231,16 +231,11 @@ uint64_t freshSeed() {
 }
 
 /// `model`, sampling, stop, stream and stream_options: shared by both
-/// endpoints.
-struct CommonFields {
-  std::string model;
-  SamplingParams sampling;
-  std::vector<std::string> stop;
-  bool stream = false, includeUsage = false;
-};
-
+/// endpoints, read into the fields of the same names of a ChatRequest or a
+/// CompletionRequest.
+template <typename Request>
 std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
-                                   const ApiLimits &limits, CommonFields &out) {
+                                   const ApiLimits &limits, Request &out) {
   const json *model = reader.get("model");
   if (!model)
     return invalidRequest("'model' is required", "model",
@@ -547,14 +542,8 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text,
   const json &body = std::get<json>(parsed);
   FieldReader reader(body);
   ChatRequest out;
-  CommonFields common;
-  if (auto error = readCommon(body, reader, limits, common))
+  if (auto error = readCommon(body, reader, limits, out))
     return *error;
-  out.model = std::move(common.model);
-  out.sampling = common.sampling;
-  out.stop = std::move(common.stop);
-  out.stream = common.stream;
-  out.includeUsage = common.includeUsage;
 
   auto messages = normalizeMessages(reader.get("messages"));
   if (auto *error = std::get_if<ApiError>(&messages))
@@ -617,14 +606,8 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
   const json &body = std::get<json>(parsed);
   FieldReader reader(body);
   CompletionRequest out;
-  CommonFields common;
-  if (auto error = readCommon(body, reader, limits, common))
+  if (auto error = readCommon(body, reader, limits, out))
     return *error;
-  out.model = std::move(common.model);
-  out.sampling = common.sampling;
-  out.stop = std::move(common.stop);
-  out.stream = common.stream;
-  out.includeUsage = common.includeUsage;
 
   const json *prompt = reader.get("prompt");
   if (!prompt)
@@ -972,6 +955,26 @@ json completionLogprobs(absl::Span<const GeneratedToken> tokens,
           {"text_offset", offsets}};
 }
 
+/// What every response and stream chunk carries around its one choice.
+json responseEnvelope(const ResponseIdentity &identity, const char *object,
+                      json choice) {
+  return {{"id", identity.id},
+          {"object", object},
+          {"created", identity.created},
+          {"model", identity.model},
+          {"system_fingerprint", "treni"},
+          {"choices", json::array({std::move(choice)})}};
+}
+
+/// A whole (not streamed) response: the envelope, usage and awareness.
+json fullResponse(const ResponseIdentity &identity, const char *object,
+                  json choice, const GenerationResult &result) {
+  json response = responseEnvelope(identity, object, std::move(choice));
+  response["usage"] = usageJson(result);
+  response["awareness"] = toJson(result.awareness);
+  return response;
+}
+
 } // namespace
 
 json buildChatResponse(const ResponseIdentity &identity,
@@ -992,14 +995,7 @@ json buildChatResponse(const ResponseIdentity &identity,
     choice["logprobs"] = {
         {"content",
          chatLogprobs(result.tokens, prepared.topLogprobs, tokenBytes)}};
-  return {{"id", identity.id},
-          {"object", "chat.completion"},
-          {"created", identity.created},
-          {"model", identity.model},
-          {"system_fingerprint", "treni"},
-          {"choices", json::array({std::move(choice)})},
-          {"usage", usageJson(result)},
-          {"awareness", toJson(result.awareness)}};
+  return fullResponse(identity, "chat.completion", std::move(choice), result);
 }
 
 json buildCompletionResponse(const ResponseIdentity &identity,
@@ -1014,14 +1010,7 @@ json buildCompletionResponse(const ResponseIdentity &identity,
   if (prepared.logprobs)
     choice["logprobs"] =
         completionLogprobs(result.tokens, prepared.topLogprobs, tokenBytes, 0);
-  return {{"id", identity.id},
-          {"object", "text_completion"},
-          {"created", identity.created},
-          {"model", identity.model},
-          {"system_fingerprint", "treni"},
-          {"choices", json::array({std::move(choice)})},
-          {"usage", usageJson(result)},
-          {"awareness", toJson(result.awareness)}};
+  return fullResponse(identity, "text_completion", std::move(choice), result);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1039,13 +1028,10 @@ StreamEncoder::StreamEncoder(Kind kind, ResponseIdentity identity,
       buffering_(kind == Kind::Chat && prepared.forcedToolCall) {}
 
 json StreamEncoder::chunk(json choice) const {
-  return {{"id", identity_.id},
-          {"object",
-           kind_ == Kind::Chat ? "chat.completion.chunk" : "text_completion"},
-          {"created", identity_.created},
-          {"model", identity_.model},
-          {"system_fingerprint", "treni"},
-          {"choices", json::array({std::move(choice)})}};
+  return responseEnvelope(identity_,
+                          kind_ == Kind::Chat ? "chat.completion.chunk"
+                                              : "text_completion",
+                          std::move(choice));
 }
 
 std::vector<std::string> StreamEncoder::start() {
