@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/sandbox_fs.h"
+#include "test/unit/loopback_http_server.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -558,8 +559,8 @@ TEST(HttpUrl, ParsesStrictly) {
   }
 }
 
-/// An httplib server on 127.0.0.1 and an ephemeral port, for one test.
-class LoopbackServer {
+/// The loopback server http.get fetches from.
+class LoopbackServer : public testing_util::LoopbackHttpServer {
 public:
   LoopbackServer() {
     server.Get(
@@ -583,28 +584,9 @@ public:
                  res.status = 404;
                  res.set_content("nope", "text/plain");
                });
-    server.Get("/slow",
-               [this](const httplib::Request &, httplib::Response &res) {
-                 for (int i = 0; i < 200 && !stopping; ++i)
-                   std::this_thread::sleep_for(25ms);
-                 res.set_content("late", "text/plain");
-               });
-    port = server.bind_to_any_port("127.0.0.1");
-    thread = std::thread([this] { server.listen_after_bind(); });
+    server.Get("/slow", slowHandler("late", "text/plain"));
+    start();
   }
-  ~LoopbackServer() {
-    stopping = true;
-    server.stop();
-    thread.join();
-  }
-  std::string url(const std::string &path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
-
-  httplib::Server server;
-  int port = -1;
-  std::atomic<bool> stopping{false};
-  std::thread thread;
 };
 
 TEST(HttpGetTool, FetchesFromLoopback) {

@@ -18,6 +18,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "test/unit/loopback_http_server.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -341,7 +342,8 @@ TEST(ExternalProcess, RegistrationErrors) {
 // HTTP endpoints
 //===----------------------------------------------------------------------===//
 
-class EndpointServer {
+/// The loopback server the HTTP endpoint tools post to.
+class EndpointServer : public testing_util::LoopbackHttpServer {
 public:
   EndpointServer() {
     server.Post(
@@ -369,28 +371,9 @@ public:
     server.Post("/html", [](const httplib::Request &, httplib::Response &res) {
       res.set_content("<html>", "text/html");
     });
-    server.Post("/slow",
-                [this](const httplib::Request &, httplib::Response &res) {
-                  for (int i = 0; i < 200 && !stopping; ++i)
-                    std::this_thread::sleep_for(25ms);
-                  res.set_content("{}", "application/json");
-                });
-    port = server.bind_to_any_port("127.0.0.1");
-    thread = std::thread([this] { server.listen_after_bind(); });
+    server.Post("/slow", slowHandler("{}", "application/json"));
+    start();
   }
-  ~EndpointServer() {
-    stopping = true;
-    server.stop();
-    thread.join();
-  }
-  std::string url(const std::string &path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
-
-  httplib::Server server;
-  int port = -1;
-  std::atomic<bool> stopping{false};
-  std::thread thread;
 };
 
 HttpEndpointConfig endpoint(std::string name, std::string url) {
