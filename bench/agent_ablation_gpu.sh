@@ -8,7 +8,7 @@
 #    held-out accuracy and how its errors track its entropy;
 # 2. bench/agent_bench.py on that model, --device gpu: internal vs external
 #    for every workflow, baseline and stress ($TASKS tasks x $REPEAT rounds,
-#    default 20 x 2), with the entropy-gate ablation (`gated` gate on / off),
+#    default 20 x 3, as the CPU table), with the entropy-gate ablation (`gated` gate on / off),
 #    the external controller text-only;
 # 3. the quality ablation: `gated` on $GATED distinct held-out tasks
 #    (default 200), gate on / off, one round, baseline, the external
@@ -16,8 +16,9 @@
 # Writes at most three files to $OUT (default /tmp/agent-ablation):
 # tiny_model.json, agent_ablation.json and agent_ablation.md (the tables;
 # also printed last). Expected wall time on an H200: about 3.5 minutes
-# (training <= 60 s + ~20 s start-up and evaluation; step 2 ~2 minutes,
-# most of it the stress profile's timeouts; step 3 ~20 s).
+# (training <= 60 s + ~20 s start-up and evaluation; step 2 ~1.5 minutes,
+# most of it the stress profile's timeouts: 90 s on the dev machine's CPU
+# with the fixture model; step 3 ~15 s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TRENI=${TRENI:-build/bin/treni}
@@ -33,7 +34,7 @@ out=${OUT:-/tmp/agent-ablation}
 mkdir -p "$out"
 model=${MODEL_DIR:-/tmp/models/tiny-add}
 tasks=${TASKS:-20}
-repeat=${REPEAT:-2}
+repeat=${REPEAT:-3}
 device=${DEVICE:-gpu}
 work=$(mktemp -d)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
