@@ -569,6 +569,22 @@ private:
     return node;
   }
 
+  /// Comma-separated expressions (a trailing comma allowed) up to and
+  /// including `close`, as the operands of a list or a call whose opening
+  /// bracket is already taken.
+  bool parseOperands(TokenKind close, std::string_view closing, Expr &node) {
+    while (!at(close)) {
+      ExprPtr operand = parseExpr();
+      if (!operand)
+        return false;
+      node.operands.push_back(std::move(operand));
+      if (!at(TokenKind::Comma))
+        break;
+      take();
+    }
+    return expect(close, closing);
+  }
+
   ExprPtr parsePrimary() {
     const Token &token = current();
     switch (token.kind) {
@@ -617,16 +633,7 @@ private:
       if (!guard.ok)
         return nullptr;
       auto node = std::make_unique<Expr>(Expr::Kind::List, take().loc);
-      while (!at(TokenKind::RBracket)) {
-        ExprPtr element = parseExpr();
-        if (!element)
-          return nullptr;
-        node->operands.push_back(std::move(element));
-        if (!at(TokenKind::Comma))
-          break;
-        take();
-      }
-      if (!expect(TokenKind::RBracket, "to close the list"))
+      if (!parseOperands(TokenKind::RBracket, "to close the list", *node))
         return nullptr;
       return node;
     }
@@ -636,16 +643,7 @@ private:
         take();
         auto node = std::make_unique<Expr>(Expr::Kind::Call, first.loc);
         node->callee = first.text;
-        while (!at(TokenKind::RParen)) {
-          ExprPtr argument = parseExpr();
-          if (!argument)
-            return nullptr;
-          node->operands.push_back(std::move(argument));
-          if (!at(TokenKind::Comma))
-            break;
-          take();
-        }
-        if (!expect(TokenKind::RParen, "to close the call"))
+        if (!parseOperands(TokenKind::RParen, "to close the call", *node))
           return nullptr;
         return node;
       }
