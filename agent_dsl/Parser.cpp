@@ -120,6 +120,44 @@ private:
            std::nullopt;
   }
 
+  /// Items separated by commas (a trailing comma allowed) up to and
+  /// including `close`, the opening bracket already taken: `parseItem`
+  /// reads one and returns false after reporting an error.
+  template <typename ParseItem>
+  bool parseCommaList(TokenKind close, std::string_view closing,
+                      ParseItem parseItem) {
+    while (!at(close)) {
+      if (!parseItem())
+        return false;
+      if (!at(TokenKind::Comma))
+        break;
+      take();
+    }
+    return expect(close, closing);
+  }
+
+  /// "NAME: TYPE" of a tool or workflow parameter; tool parameters pass
+  /// `optional`, set by a '?' after the name.
+  template <typename Parameter>
+  bool parseParam(Parameter &param, bool *optional) {
+    auto name = expectName("a parameter name");
+    if (!name)
+      return false;
+    param.name = name->text;
+    param.loc = name->loc;
+    if (optional && at(TokenKind::Question)) {
+      take();
+      *optional = true;
+    }
+    if (!expect(TokenKind::Colon, "after the parameter name"))
+      return false;
+    auto type = parseType();
+    if (!type)
+      return false;
+    param.type = *type;
+    return true;
+  }
+
   struct DepthGuard {
     Parser &parser;
     bool ok;
@@ -181,29 +219,13 @@ private:
     decl.name = *name;
     if (!expect(TokenKind::LParen, "after the tool name"))
       return std::nullopt;
-    while (!at(TokenKind::RParen)) {
-      ToolDecl::Parameter param;
-      auto paramName = expectName("a parameter name");
-      if (!paramName)
-        return std::nullopt;
-      param.name = paramName->text;
-      param.loc = paramName->loc;
-      if (at(TokenKind::Question)) {
-        take();
-        param.optional = true;
-      }
-      if (!expect(TokenKind::Colon, "after the parameter name"))
-        return std::nullopt;
-      auto type = parseType();
-      if (!type)
-        return std::nullopt;
-      param.type = *type;
-      decl.params.push_back(std::move(param));
-      if (!at(TokenKind::Comma))
-        break;
-      take();
-    }
-    if (!expect(TokenKind::RParen, "to close the parameter list"))
+    if (!parseCommaList(TokenKind::RParen, "to close the parameter list", [&] {
+          ToolDecl::Parameter param;
+          if (!parseParam(param, &param.optional))
+            return false;
+          decl.params.push_back(std::move(param));
+          return true;
+        }))
       return std::nullopt;
     if (at(TokenKind::Identifier) && current().text == "readonly") {
       take();
@@ -222,31 +244,19 @@ private:
     workflow.loc = name->loc;
     if (!expect(TokenKind::LParen, "after the workflow name"))
       return std::nullopt;
-    while (!at(TokenKind::RParen)) {
-      Param param;
-      auto paramName = expectName("a parameter name");
-      if (!paramName)
-        return std::nullopt;
-      param.name = paramName->text;
-      param.loc = paramName->loc;
-      if (!expect(TokenKind::Colon, "after the parameter name"))
-        return std::nullopt;
-      auto type = parseType();
-      if (!type)
-        return std::nullopt;
-      param.type = *type;
-      if (at(TokenKind::Assign)) {
-        take();
-        param.defaultValue = parsePrimary();
-        if (!param.defaultValue)
-          return std::nullopt;
-      }
-      workflow.params.push_back(std::move(param));
-      if (!at(TokenKind::Comma))
-        break;
-      take();
-    }
-    if (!expect(TokenKind::RParen, "to close the parameter list"))
+    if (!parseCommaList(TokenKind::RParen, "to close the parameter list", [&] {
+          Param param;
+          if (!parseParam(param, /*optional=*/nullptr))
+            return false;
+          if (at(TokenKind::Assign)) {
+            take();
+            param.defaultValue = parsePrimary();
+            if (!param.defaultValue)
+              return false;
+          }
+          workflow.params.push_back(std::move(param));
+          return true;
+        }))
       return std::nullopt;
     if (at(TokenKind::Arrow)) {
       take();
@@ -373,25 +383,22 @@ private:
     stmt->toolName = *name;
     if (!expect(TokenKind::LParen, "after the tool name"))
       return nullptr;
-    while (!at(TokenKind::RParen)) {
-      ToolArgument argument;
-      auto argName = expectName("an argument name");
-      if (!argName)
-        return nullptr;
-      argument.name = argName->text;
-      argument.loc = argName->loc;
-      if (!expect(TokenKind::Colon,
-                  "after the argument name (arguments are 'name: value')"))
-        return nullptr;
-      argument.value = parseExpr();
-      if (!argument.value)
-        return nullptr;
-      stmt->arguments.push_back(std::move(argument));
-      if (!at(TokenKind::Comma))
-        break;
-      take();
-    }
-    if (!expect(TokenKind::RParen, "to close the argument list"))
+    if (!parseCommaList(TokenKind::RParen, "to close the argument list", [&] {
+          ToolArgument argument;
+          auto argName = expectName("an argument name");
+          if (!argName)
+            return false;
+          argument.name = argName->text;
+          argument.loc = argName->loc;
+          if (!expect(TokenKind::Colon, "after the argument name (arguments "
+                                        "are 'name: value')"))
+            return false;
+          argument.value = parseExpr();
+          if (!argument.value)
+            return false;
+          stmt->arguments.push_back(std::move(argument));
+          return true;
+        }))
       return nullptr;
     if (!parseOptions(*stmt) || !parseAs(*stmt))
       return nullptr;
@@ -569,20 +576,16 @@ private:
     return node;
   }
 
-  /// Comma-separated expressions (a trailing comma allowed) up to and
-  /// including `close`, as the operands of a list or a call whose opening
-  /// bracket is already taken.
+  /// Comma-separated expressions up to and including `close`, as the
+  /// operands of a list or a call whose opening bracket is already taken.
   bool parseOperands(TokenKind close, std::string_view closing, Expr &node) {
-    while (!at(close)) {
+    return parseCommaList(close, closing, [&] {
       ExprPtr operand = parseExpr();
       if (!operand)
         return false;
       node.operands.push_back(std::move(operand));
-      if (!at(TokenKind::Comma))
-        break;
-      take();
-    }
-    return expect(close, closing);
+      return true;
+    });
   }
 
   ExprPtr parsePrimary() {
