@@ -171,6 +171,10 @@ public:
                                                       int iterations) override {
     return executor_->profileDecode(position, iterations);
   }
+  absl::StatusOr<ReplayTime> replayDecode(int64_t position,
+                                          int iterations) override {
+    return executor_->replayDecode(position, iterations);
+  }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
 
 private:
@@ -220,6 +224,7 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.cacheDir = cacheDir;
   gpu.cudaGraphs = options.cudaGraphs;
   gpu.programmaticLaunch = options.programmaticLaunch;
+  gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;
   TRENI_ASSIGN_OR_RETURN(auto executor,

@@ -33,6 +33,7 @@ struct EngineOptions {
   int64_t maxSeq = 4096;
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions
+  bool spinWait = true;           ///< see GpuOptions
   /// NVRTC cubins and JIT packages; default $TRENI_CACHE_DIR or ~/.cache/treni.
   std::optional<std::string> cacheDir;
 };
@@ -62,6 +63,12 @@ public:
   virtual absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
                                                               int iterations) {
     return absl::UnimplementedError("profiling needs --device gpu");
+  }
+  /// Decode graph replayed back to back (GPU only; see
+  /// GpuExecutor::replayDecode).
+  virtual absl::StatusOr<ReplayTime> replayDecode(int64_t position,
+                                                  int iterations) {
+    return absl::UnimplementedError("graph replay needs --device gpu");
   }
   const EngineStats &stats() const { return stats_; }
 

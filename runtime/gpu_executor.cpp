@@ -403,6 +403,21 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
+  /// Waits for the stream. With spinWait the host polls instead of sleeping
+  /// until the driver wakes it up, which costs a decode step's worth of time
+  /// at small model sizes.
+  absl::Status waitForStream() {
+    if (!options.spinWait) {
+      TRENI_CUDA(cudaStreamSynchronize(stream));
+      return absl::OkStatus();
+    }
+    cudaError_t state;
+    while ((state = cudaStreamQuery(stream)) == cudaErrorNotReady) {
+    }
+    TRENI_CUDA(state);
+    return absl::OkStatus();
+  }
+
   absl::Status enqueueSample(const PlanFunction &function,
                              const SamplingParams &params, int64_t vocab) {
     const float *logits = reinterpret_cast<const float *>(
@@ -536,20 +551,28 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
   Impl &impl = *impl_;
 
-  // Token ids and positions go to their arena buffers from pinned memory.
+  // Token ids and positions go to their arena buffers from pinned memory;
+  // under a graph the copies are its first nodes (they read the pinned
+  // buffers when the graph runs), so a decode step is one launch and one
+  // wait.
   int32_t *hostIds = impl.hostInputs, *hostPositions = impl.hostInputs + maxSeq_;
   std::copy(ids.begin(), ids.end(), hostIds);
   for (int64_t i = 0; i < tokens; ++i)
     hostPositions[i] = int32_t(startPosition + i);
-  TRENI_CUDA(cudaMemcpyAsync(
-      impl.bufferAddress(function, function.inputs[0], tokens), hostIds,
-      tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
-  TRENI_CUDA(cudaMemcpyAsync(
-      impl.bufferAddress(function, function.inputs[1], tokens), hostPositions,
-      tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+  auto copyInputs = [&]() -> absl::Status {
+    TRENI_CUDA(cudaMemcpyAsync(
+        impl.bufferAddress(function, function.inputs[0], tokens), hostIds,
+        tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+    TRENI_CUDA(cudaMemcpyAsync(
+        impl.bufferAddress(function, function.inputs[1], tokens), hostPositions,
+        tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+    return absl::OkStatus();
+  };
 
   if (useGraph) {
-    if (!impl.graph || std::memcmp(&impl.graphParams, &params, sizeof(params))) {
+    // Field by field: a memcmp also compared the struct's padding, which made
+    // every decode step capture the graph again (0.7 ms per token at 0.5B).
+    if (!impl.graph || impl.graphParams != params) {
       if (impl.graph) {
         TRENI_CUDA(cudaGraphExecDestroy(impl.graph));
         impl.graph = nullptr;
@@ -560,7 +583,9 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       cudaGraph_t graph;
       TRENI_CUDA(cudaStreamBeginCapture(impl.stream,
                                         cudaStreamCaptureModeThreadLocal));
-      absl::Status captured = impl.enqueueSteps(function, tokens);
+      absl::Status captured = copyInputs();
+      if (captured.ok())
+        captured = impl.enqueueSteps(function, tokens);
       if (captured.ok())
         captured = impl.enqueueSample(function, params, vocabSize_);
       cudaError_t end = cudaStreamEndCapture(impl.stream, &graph);
@@ -574,12 +599,48 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     }
     TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
   } else {
+    TRENI_RETURN_IF_ERROR(copyInputs());
     TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
     TRENI_RETURN_IF_ERROR(impl.enqueueSample(function, params, vocabSize_));
   }
-  TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+  TRENI_RETURN_IF_ERROR(impl.waitForStream());
   impl.lastFunction = &function;
   return fromDeviceResult(*impl.hostResult);
+}
+
+absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
+                                                     int iterations) {
+  Impl &impl = *impl_;
+  if (!impl.graph || iterations < 1 || position < 0 || position >= maxSeq_)
+    return absl::FailedPreconditionError(
+        "replayDecode: needs a captured decode graph (run a decode step "
+        "first), a position and a count");
+  impl.hostInputs[0] = 0;
+  impl.hostInputs[maxSeq_] = int32_t(position);
+  ReplayTime result;
+  cudaEvent_t begin, end;
+  TRENI_CUDA(cudaEventCreate(&begin));
+  TRENI_CUDA(cudaEventCreate(&end));
+  absl::Status status = [&]() -> absl::Status {
+    TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream)); // warm
+    TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+    TRENI_CUDA(cudaEventRecord(begin, impl.stream));
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < iterations; ++i)
+      TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
+    result.hostLaunchMicros = 1e6 * secondsSince(start) / iterations;
+    TRENI_CUDA(cudaEventRecord(end, impl.stream));
+    TRENI_CUDA(cudaEventSynchronize(end));
+    return absl::OkStatus();
+  }();
+  float ms = 0;
+  if (status.ok() && cudaEventElapsedTime(&ms, begin, end) != cudaSuccess)
+    status = absl::InternalError("replayDecode: cudaEventElapsedTime failed");
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  TRENI_RETURN_IF_ERROR(status);
+  result.gpuMillis = double(ms) / iterations;
+  return result;
 }
 
 absl::StatusOr<std::vector<StepTime>>

@@ -33,6 +33,9 @@ struct GpuOptions {
   /// Launch generated kernels with programmatic dependent launch (sm_90+),
   /// so each one's launch overlaps the end of the previous one.
   bool programmaticLaunch = true;
+  /// Wait for a step by polling the stream (a busy host thread) instead of
+  /// a blocking synchronisation.
+  bool spinWait = true;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
   /// `cubinArch` is the device's architecture.
   const std::map<std::string, std::string> *cubins = nullptr;
@@ -56,6 +59,12 @@ struct GpuLoadStats {
 struct StepTime {
   std::string templateName, origin;
   double microseconds = 0;
+};
+
+/// A decode graph replayed back to back (GpuExecutor::replayDecode).
+struct ReplayTime {
+  double gpuMillis = 0;        ///< GPU time per step
+  double hostLaunchMicros = 0; ///< host time per cudaGraphLaunch call
 };
 
 /// CUDA source of `treni_convert`, the weight dtype conversion kernel.
@@ -82,6 +91,11 @@ public:
   /// the steps: the sum exceeds a graph replay's time by the launch gaps.)
   absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
                                                       int iterations);
+  /// The captured decode graph replayed `iterations` times back to back at
+  /// `position` (no host round trip in between): the GPU's time per step,
+  /// and the host's time per cudaGraphLaunch call. The KV cache row at
+  /// `position` is overwritten.
+  absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
   /// fp32 logits of the last prefill/decode call (copied to the host).
   absl::StatusOr<std::vector<float>> lastLogits();
 

@@ -56,6 +56,8 @@ struct SamplingParams {
   float topP = 1.0f;        ///< 1 = no nucleus limit
   uint64_t seed = 0;
   int32_t numAlternatives = 0; ///< how many top alternatives to report (<= 20)
+  /// Field by field (never memcmp: the struct has padding bytes).
+  bool operator==(const SamplingParams &) const = default;
 };
 
 /// temperature finite and >= 0, topK >= 0, 0 < topP <= 1, numAlternatives in
