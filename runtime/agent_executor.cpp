@@ -607,6 +607,8 @@ struct AgentExecutor::Impl {
                                       {"alternatives", alternatives}});
     }
     ++result.steps;
+    // Prompt tokens whose KV cache an earlier generation left (not prefilled).
+    int64_t reusedTokens = generated->awareness.timing.cachedPromptTokens;
     json event{{"event", "step"},
                {"kind", "generate"},
                {"step", op.getStep().str()},
@@ -622,6 +624,8 @@ struct AgentExecutor::Impl {
                                 {"finish_reason", toString(generated->finishReason)}}},
                {"uncertainty", uncertaintyJson(*value)},
                {"latency_ms", msSince(stepStart)},
+               {"reused", reusedTokens > 0},
+               {"reused_tokens", reusedTokens},
                {"retries", 0}};
     if (!attempts.empty())
       event["attempt"] = attempts.back();
@@ -629,8 +633,8 @@ struct AgentExecutor::Impl {
       int64_t group = op.getPrefixGroupAttr().getInt();
       event["prefix"] = json{{"group", group},
                              {"bytes", op.getPrefixLenAttr() ? op.getPrefixLenAttr().getInt() : 0},
-                             {"reused", false},
-                             {"why", "the engine prefills from position 0 only"}};
+                             {"reused", reusedTokens > 0},
+                             {"reused_tokens", reusedTokens}};
       prefixSeen[group] = true;
     }
     emit(event);

@@ -19,10 +19,13 @@
 //  - every step (and every retry decision) is traced as JSON and can be
 //    streamed to a callback as it happens.
 //
-// Shared prompt prefixes (`prefix_group` from agent-share-prefix) are NOT
-// reused: the Engine interface only prefills from position 0 and has no way
-// to keep or restore a KV-cache snapshot, so each generate step prefills its
-// whole prompt. The trace records the group so the gap is visible.
+// Generate steps reuse the KV cache of the prompt prefix they share with
+// what the engine last saw (the Generator's prefix caching; see
+// generation.h): two steps whose prompts share a prefix (`prefix_group`
+// from agent-share-prefix) prefill only the second one's suffix when they
+// run one after the other on the same model. Each generate step's trace
+// records `reused_tokens` (prompt tokens not prefilled) and, for a grouped
+// step, `prefix: {group, bytes, reused}`.
 //
 // A workflow that fails (bad arguments, an unknown tool or model, an engine
 // error, an invalid regex) ends with an error naming the step and its

@@ -63,7 +63,8 @@ nlohmann::json toJson(const Awareness &awareness) {
         {"ttft_ms", t.timeToFirstTokenSeconds() * 1e3},
         {"decode_ms", t.decodeSeconds * 1e3},
         {"total_ms", t.totalSeconds() * 1e3},
-        {"decode_tokens_per_second", t.decodeTokensPerSecond()}}},
+        {"decode_tokens_per_second", t.decodeTokensPerSecond()},
+        {"cached_prompt_tokens", t.cachedPromptTokens}}},
   };
 }
 

@@ -27,6 +27,9 @@ struct GenerationTiming {
   double prefillSeconds = 0; ///< engine start -> first token (TTFT minus queue)
   double decodeSeconds = 0;  ///< first token -> last token
   int64_t promptTokens = 0;
+  /// Prompt tokens whose KV-cache rows were kept from an earlier generation
+  /// (prefix caching) instead of being prefilled.
+  int64_t cachedPromptTokens = 0;
   int64_t completionTokens = 0;
 
   double timeToFirstTokenSeconds() const {
@@ -68,7 +71,8 @@ summarizeAwareness(absl::Span<const TokenUncertainty> tokens,
 /// {"perplexity", "mean_logprob", "mean_entropy", "max_entropy",
 ///  "max_entropy_position", "tokens", "low_confidence": {"threshold", "count",
 ///  "positions"}, "timing": {"queue_ms", "prefill_ms", "ttft_ms",
-///  "decode_ms", "total_ms", "decode_tokens_per_second"}}
+///  "decode_ms", "total_ms", "decode_tokens_per_second",
+///  "cached_prompt_tokens"}}
 nlohmann::json toJson(const Awareness &awareness);
 
 } // namespace treni

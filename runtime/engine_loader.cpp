@@ -130,19 +130,22 @@ public:
       : executor_(std::move(executor)) {
     stats_ = std::move(stats);
   }
-  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
-                                       const SamplingParams &params) override {
-    TRENI_ASSIGN_OR_RETURN(logits_, executor_->prefill(ids, 0));
+  absl::StatusOr<std::vector<float>> lastLogits() override { return logits_; }
+  int64_t vocabSize() const override { return executor_->vocabSize(); }
+
+protected:
+  absl::StatusOr<SampleResult>
+  doPrefill(absl::Span<const int32_t> ids, int64_t startPosition,
+            const SamplingParams &params) override {
+    TRENI_ASSIGN_OR_RETURN(logits_, executor_->prefill(ids, startPosition));
     step_ = 0;
     return sampleCpu(logits_, params, step_++);
   }
-  absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
-                                      const SamplingParams &params) override {
+  absl::StatusOr<SampleResult> doDecode(int32_t id, int64_t position,
+                                        const SamplingParams &params) override {
     TRENI_ASSIGN_OR_RETURN(logits_, executor_->decode(id, position));
     return sampleCpu(logits_, params, step_++);
   }
-  absl::StatusOr<std::vector<float>> lastLogits() override { return logits_; }
-  int64_t vocabSize() const override { return executor_->vocabSize(); }
 
 private:
   std::unique_ptr<CpuExecutor> executor_;
@@ -156,26 +159,29 @@ public:
       : executor_(std::move(executor)) {
     stats_ = std::move(stats);
   }
-  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
-                                       const SamplingParams &params) override {
-    return executor_->prefill(ids, 0, params);
-  }
-  absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
-                                      const SamplingParams &params) override {
-    return executor_->decode(id, position, params);
-  }
   absl::StatusOr<std::vector<float>> lastLogits() override {
     return executor_->lastLogits();
   }
-  absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
-                                                      int iterations) override {
+  int64_t vocabSize() const override { return executor_->vocabSize(); }
+
+protected:
+  absl::StatusOr<SampleResult>
+  doPrefill(absl::Span<const int32_t> ids, int64_t startPosition,
+            const SamplingParams &params) override {
+    return executor_->prefill(ids, startPosition, params);
+  }
+  absl::StatusOr<SampleResult> doDecode(int32_t id, int64_t position,
+                                        const SamplingParams &params) override {
+    return executor_->decode(id, position, params);
+  }
+  absl::StatusOr<std::vector<StepTime>>
+  doProfileDecode(int64_t position, int iterations) override {
     return executor_->profileDecode(position, iterations);
   }
-  absl::StatusOr<ReplayTime> replayDecode(int64_t position,
-                                          int iterations) override {
+  absl::StatusOr<ReplayTime> doReplayDecode(int64_t position,
+                                            int iterations) override {
     return executor_->replayDecode(position, iterations);
   }
-  int64_t vocabSize() const override { return executor_->vocabSize(); }
 
 private:
   std::unique_ptr<GpuExecutor> executor_;
@@ -252,6 +258,31 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   return std::unique_ptr<Engine>(new GpuEngine(std::move(executor), stats));
 }
 } // namespace
+
+absl::StatusOr<SampleResult> Engine::prefill(absl::Span<const int32_t> ids,
+                                             int64_t startPosition,
+                                             const SamplingParams &params) {
+  ++cacheWrites_;
+  return doPrefill(ids, startPosition, params);
+}
+
+absl::StatusOr<SampleResult> Engine::decode(int32_t id, int64_t position,
+                                            const SamplingParams &params) {
+  ++cacheWrites_;
+  return doDecode(id, position, params);
+}
+
+absl::StatusOr<std::vector<StepTime>> Engine::profileDecode(int64_t position,
+                                                            int iterations) {
+  ++cacheWrites_;
+  return doProfileDecode(position, iterations);
+}
+
+absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
+                                                int iterations) {
+  ++cacheWrites_;
+  return doReplayDecode(position, iterations);
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,
                                                    const EngineOptions &options) {

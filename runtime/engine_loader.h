@@ -51,29 +51,57 @@ class Engine {
 public:
   virtual ~Engine() = default;
   /// Prefills `ids` from position 0 and samples the first new token.
-  virtual absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
-                                               const SamplingParams &params) = 0;
+  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
+                                       const SamplingParams &params) {
+    return prefill(ids, 0, params);
+  }
+  /// Prefills `ids` at positions startPosition.. and samples the next token.
+  /// KV-cache rows 0..startPosition-1 are kept from earlier calls: the caller
+  /// must know they hold the tokens it means (Generator tracks that, see
+  /// cacheWrites()); 0 starts afresh. The sampler's step counter restarts.
+  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
+                                       int64_t startPosition,
+                                       const SamplingParams &params);
   /// Feeds `id` at `position` and samples the next token.
-  virtual absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
-                                              const SamplingParams &params) = 0;
+  absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
+                                      const SamplingParams &params);
   /// fp32 logits of the last call.
   virtual absl::StatusOr<std::vector<float>> lastLogits() = 0;
   virtual int64_t vocabSize() const = 0;
-  /// Per-step decode times at `position` (GPU only; see GpuExecutor).
-  virtual absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
-                                                              int iterations) {
-    return absl::UnimplementedError("profiling needs --device gpu");
-  }
+  /// Per-step decode times at `position` (GPU only; see GpuExecutor). It
+  /// writes KV-cache row `position`.
+  absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
+                                                      int iterations);
   /// Decode graph replayed back to back (GPU only; see
-  /// GpuExecutor::replayDecode).
-  virtual absl::StatusOr<ReplayTime> replayDecode(int64_t position,
-                                                  int iterations) {
-    return absl::UnimplementedError("graph replay needs --device gpu");
-  }
+  /// GpuExecutor::replayDecode). It writes KV-cache row `position`.
+  absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
+  /// Calls that may have written the KV cache (prefill, decode,
+  /// profileDecode, replayDecode), failed ones included. A caller that
+  /// tracks the cache's contents compares it with the count after its own
+  /// last call: a change means someone else used the engine and the contents
+  /// are unknown.
+  uint64_t cacheWrites() const { return cacheWrites_; }
   const EngineStats &stats() const { return stats_; }
 
 protected:
+  virtual absl::StatusOr<SampleResult>
+  doPrefill(absl::Span<const int32_t> ids, int64_t startPosition,
+            const SamplingParams &params) = 0;
+  virtual absl::StatusOr<SampleResult>
+  doDecode(int32_t id, int64_t position, const SamplingParams &params) = 0;
+  virtual absl::StatusOr<std::vector<StepTime>>
+  doProfileDecode(int64_t position, int iterations) {
+    return absl::UnimplementedError("profiling needs --device gpu");
+  }
+  virtual absl::StatusOr<ReplayTime> doReplayDecode(int64_t position,
+                                                    int iterations) {
+    return absl::UnimplementedError("graph replay needs --device gpu");
+  }
+
   EngineStats stats_;
+
+private:
+  uint64_t cacheWrites_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,

@@ -596,6 +596,14 @@ std::string Generator::tokenBytes(int32_t id) const {
   return bytes;
 }
 
+absl::Span<const int32_t> Generator::cachedIds() const {
+  if (engine_.cacheWrites() != cacheWrites_)
+    return {};
+  return cachedIds_;
+}
+
+void Generator::forgetCache() { cachedIds_.clear(); }
+
 const std::vector<std::string> &Generator::vocabBytes() {
   if (vocabBytes_.empty()) {
     int64_t vocab = engine_.vocabSize();
@@ -726,6 +734,29 @@ Generator::generate(const GenerationRequest &request,
   Clock::time_point firstToken = start;
   int32_t previous = -1;
   bool stoppedByString = false;
+
+  // Prefix caching: KV-cache rows 0..reuse-1 already hold prompt[0..reuse-1]
+  // when this Generator made the engine's last call and remembers it. At
+  // least the last prompt token is prefilled: its logits sample the first
+  // new token.
+  if (!options_.prefixCache || engine_.cacheWrites() != cacheWrites_)
+    cachedIds_.clear();
+  size_t reuse = 0;
+  size_t reuseLimit = std::min(cachedIds_.size(), prompt.size() - 1);
+  while (reuse < reuseLimit && cachedIds_[reuse] == prompt[reuse])
+    ++reuse;
+  // After each engine call: what the cache holds now (nothing known when the
+  // call failed; it may have written some rows).
+  auto track = [&](const absl::StatusOr<SampleResult> &sample, bool isPrefill) {
+    if (!sample.ok() || !options_.prefixCache) {
+      cachedIds_.clear();
+    } else if (isPrefill) {
+      cachedIds_.assign(prompt.begin(), prompt.end());
+    } else {
+      cachedIds_.push_back(previous);
+    }
+    cacheWrites_ = engine_.cacheWrites();
+  };
   while (!finish) {
     if (callbackCancelled ||
         (request.cancel && request.cancel->load(std::memory_order_relaxed))) {
@@ -738,11 +769,15 @@ Generator::generate(const GenerationRequest &request,
     }
     uint64_t step = result.tokens.size();
     absl::StatusOr<SampleResult> sample =
-        step == 0 ? engine_.prefill(prompt, request.sampling)
+        step == 0 ? engine_.prefill(absl::MakeConstSpan(prompt).subspan(reuse),
+                                    int64_t(reuse), request.sampling)
                   : engine_.decode(previous, int64_t(prompt.size() + step - 1),
                                    request.sampling);
+    track(sample, step == 0);
     if (!sample.ok())
       return sample.status();
+    if (step == 0)
+      timing.cachedPromptTokens = int64_t(reuse);
     if (request.constraint) {
       sample = constrainedSample(*sample, request.sampling, step,
                                  *request.constraint);

@@ -18,6 +18,16 @@
 //    break it: the server uses it to force a JSON object for
 //    response_format json_object and for the arguments of a forced tool call.
 //
+//  - Prefix caching (as llama.cpp's cache_prompt and vLLM's prefix caching
+//    do for one sequence): the Generator remembers which ids its engine's KV
+//    cache holds (the last prompt and the tokens fed back through decode) and
+//    prefills only what follows the longest common prefix of a new prompt
+//    with them (at least the prompt's last token, whose logits are needed).
+//    The memory is dropped when it may be wrong: an engine error, or another
+//    caller having used the engine since (Engine::cacheWrites()). A cancelled
+//    or timed-out generation stops between engine calls, so what it fed is
+//    still known and stays reusable.
+//
 //===----------------------------------------------------------------------===//
 #pragma once
 
@@ -139,6 +149,10 @@ using StreamCallback = std::function<bool(
 struct GeneratorOptions {
   int64_t maxSeq = 4096; ///< the engine's KV cache length
   std::vector<int32_t> eosIds;
+  /// Reuse the KV cache of the longest prefix a prompt shares with the ids
+  /// already there (`--no-prefix-cache` turns it off: every prompt is
+  /// prefilled from position 0).
+  bool prefixCache = true;
 };
 
 class Generator {
@@ -161,6 +175,12 @@ public:
   /// possibly part of a UTF-8 character; a special token's content).
   std::string tokenBytes(int32_t id) const;
 
+  /// The ids the engine's KV cache holds at positions 0.. as far as this
+  /// Generator knows (empty when unknown, or with prefixCache off).
+  absl::Span<const int32_t> cachedIds() const;
+  /// Forgets what the KV cache holds: the next prompt is prefilled whole.
+  void forgetCache();
+
 private:
   absl::StatusOr<SampleResult>
   constrainedSample(const SampleResult &engineResult,
@@ -172,6 +192,10 @@ private:
   const Tokenizer &tokenizer_;
   GeneratorOptions options_;
   std::vector<std::string> vocabBytes_; ///< lazily, for constrained decoding
+  /// What KV-cache rows 0.. hold after this Generator's last engine call,
+  /// and the engine's cacheWrites() right after it.
+  std::vector<int32_t> cachedIds_;
+  uint64_t cacheWrites_ = 0;
 };
 
 /// EOS ids of a model directory: the tokenizer's eos_token (from

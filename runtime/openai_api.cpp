@@ -880,7 +880,9 @@ json usageJson(const GenerationResult &result) {
   int64_t completion = int64_t(result.tokens.size());
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details",
+           {{"cached_tokens", result.awareness.timing.cachedPromptTokens}}}};
 }
 
 namespace {

@@ -479,9 +479,11 @@ TEST(Responses, ChatShape) {
   ASSERT_EQ(lp[1]["top_logprobs"].size(), 2u);
   EXPECT_EQ(lp[1]["top_logprobs"][0]["bytes"],
             json({0xe2, 0x82})); // a split character
-  EXPECT_EQ(body["usage"], json({{"prompt_tokens", 11},
-                                 {"completion_tokens", 2},
-                                 {"total_tokens", 13}}));
+  EXPECT_EQ(body["usage"],
+            json({{"prompt_tokens", 11},
+                  {"completion_tokens", 2},
+                  {"total_tokens", 13},
+                  {"prompt_tokens_details", {{"cached_tokens", 0}}}}));
   EXPECT_NEAR(body["awareness"]["perplexity"].get<double>(), std::exp(1.125),
               1e-6);
   EXPECT_EQ(body["awareness"]["low_confidence"]["positions"], json({1}));

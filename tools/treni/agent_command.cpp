@@ -6,6 +6,7 @@
 //                   [--workflow NAME] [--device cpu|gpu] [--trace FILE]
 //                   [--tools-config FILE] [--raw-prompt] [--json]
 //                   [--batch ARGS.jsonl] [--tokenizer DIR] [--max-seq N]
+//                   [--no-prefix-cache]
 //
 // `--batch` runs the workflow once per line of ARGS.jsonl (a JSON object of
 // arguments, merged over the --arg ones) in one process, printing one JSON
@@ -101,6 +102,11 @@ cl::opt<std::string> agentDevice("device", cl::desc("run: cpu or gpu"),
                                  cl::init("cpu"), cl::sub(agentCommand));
 cl::opt<int> agentMaxSeq("max-seq", cl::desc("run: KV cache length in tokens"),
                          cl::init(4096), cl::sub(agentCommand));
+cl::opt<bool> agentNoPrefixCache(
+    "no-prefix-cache",
+    cl::desc("run: prefill every generate step's prompt whole (no KV-cache "
+             "reuse of a prefix shared with the previous step)"),
+    cl::init(false), cl::sub(agentCommand));
 cl::opt<std::string>
     agentTrace("trace", cl::desc("run: write the step trace (JSON) to FILE"),
                cl::value_desc("FILE"), cl::init(""), cl::sub(agentCommand));
@@ -252,7 +258,7 @@ int runWorkflow() {
     return error("cannot load '" + agentModel +
                  "': " + std::string(loaded.status().message()));
   Generator generator(*loaded->engine, *loaded->tokenizer,
-                      {agentMaxSeq, loaded->eosIds});
+                      {agentMaxSeq, loaded->eosIds, !agentNoPrefixCache});
 
   AgentExecutorOptions options;
   options.applyChatTemplate = !agentRawPrompt;

@@ -206,6 +206,12 @@ cl::opt<int> profile("profile",
                      cl::desc("GPU: after generating, time every decode step "
                               "N times and print where a token's time goes"),
                      cl::init(0), cl::sub(runCommand));
+cl::opt<bool> noPrefixCache(
+    "no-prefix-cache",
+    cl::desc("Prefill every prompt whole instead of reusing the KV cache of "
+             "the prefix it shares with the previous one"),
+    cl::init(false), cl::sub(runCommand), cl::sub(chatCommand),
+    cl::sub(serveCommand));
 cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
                       cl::init(false), cl::sub(runCommand));
 cl::opt<bool> blockingSync(
@@ -567,7 +573,7 @@ int runText() {
   if (!loaded.ok())
     return fail(loaded.status());
   Generator generator(*loaded->engine, *loaded->tokenizer,
-                      {maxSeq, loaded->eosIds});
+                      {maxSeq, loaded->eosIds, !noPrefixCache});
   GenerationRequest request;
   request.promptIds = loaded->tokenizer->encode(promptText);
   request.sampling = *params;
@@ -598,7 +604,8 @@ int runChat() {
     return fail(absl::NotFoundError(
         "the model has no chat template (tokenizer_config.json chat_template); "
         "give one with --chat-template FILE"));
-  Generator generator(*loaded->engine, *loaded->tokenizer, {maxSeq, loaded->eosIds});
+  Generator generator(*loaded->engine, *loaded->tokenizer,
+                      {maxSeq, loaded->eosIds, !noPrefixCache});
   int64_t newTokens = maxTokens.getNumOccurrences() ? maxTokens : 512;
   nlohmann::json history = nlohmann::json::array();
   auto reset = [&] {
@@ -681,7 +688,8 @@ int runServe() {
   auto loaded = loadForText(serveModel);
   if (!loaded.ok())
     return fail(loaded.status());
-  Generator generator(*loaded->engine, *loaded->tokenizer, {maxSeq, loaded->eosIds});
+  Generator generator(*loaded->engine, *loaded->tokenizer,
+                      {maxSeq, loaded->eosIds, !noPrefixCache});
   ServedModel model;
   model.name = servedModelName.empty()
                    ? std::filesystem::path(serveModel.getValue()).filename().string()
