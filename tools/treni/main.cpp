@@ -188,6 +188,12 @@ cl::opt<double> lowConfidence("low-confidence",
                               cl::init(kDefaultLowConfidenceProbability),
                               cl::sub(serveCommand), cl::sub(runCommand),
                               cl::sub(chatCommand));
+cl::opt<bool> noPrefixCache(
+    "no-prefix-cache",
+    cl::desc("Prefill every prompt whole instead of reusing the KV cache of "
+             "the prefix it shares with the previous one"),
+    cl::init(false), cl::sub(runCommand), cl::sub(chatCommand),
+    cl::sub(serveCommand));
 cl::opt<int> tokenDelayMs("debug-token-delay-ms",
                           cl::desc("Testing: sleep after every token"), cl::init(0),
                           cl::Hidden, cl::sub(serveCommand));
@@ -206,12 +212,6 @@ cl::opt<int> profile("profile",
                      cl::desc("GPU: after generating, time every decode step "
                               "N times and print where a token's time goes"),
                      cl::init(0), cl::sub(runCommand));
-cl::opt<bool> noPrefixCache(
-    "no-prefix-cache",
-    cl::desc("Prefill every prompt whole instead of reusing the KV cache of "
-             "the prefix it shares with the previous one"),
-    cl::init(false), cl::sub(runCommand), cl::sub(chatCommand),
-    cl::sub(serveCommand));
 cl::opt<bool> noGraph("no-cuda-graph", cl::desc("Launch decode step by step"),
                       cl::init(false), cl::sub(runCommand));
 cl::opt<bool> blockingSync(
