@@ -238,6 +238,13 @@ def run_internal(args, workflow, tasks, workdir, faults):
                         "error": (not r.get("ok")) or str(value).startswith("ERROR")})
     if len(results) != len(tasks):
         sys.exit("internal run printed %d results for %d tasks" % (len(results), len(tasks)))
+    # KV-cache reuse per task: prompt tokens the generate steps did not prefill.
+    with open(os.path.join(workdir, "trace.json")) as f:
+        traces = json.load(f)
+    for result, events in zip(results, traces):
+        steps = [e for e in events if e.get("event") == "step" and e.get("kind") == "generate"]
+        result["prompt_tokens"] = sum(e.get("inputs", {}).get("prompt_tokens", 0) for e in steps)
+        result["reused_tokens"] = sum(e.get("reused_tokens", 0) for e in steps)
     return results
 
 
@@ -476,6 +483,10 @@ def summarize(results):
             "error_rate": sum(r["error"] for r in results) / n,
             "double_applied": sum(r["double"] for r in results),
             "steps_mean": statistics.mean(r["steps"] for r in results),
+            # internal side only (the external side's server reuses too,
+            # but the controller does not read usage)
+            "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in results),
+            "reused_prompt_tokens": sum(r.get("reused_tokens", 0) for r in results),
             "mean_ms": 1000 * statistics.mean(lat),
             "p50_ms": 1000 * statistics.median(lat),
             "p90_ms": 1000 * lat[min(n - 1, int(0.9 * n))],
@@ -502,18 +513,19 @@ def run_round(args, name, url, served, workflow, tasks, faults):
 
 HEADER = ("| profile | workflow | gate | internal mean / p50 / p90 ms | external mean / p50 / p90 ms"
           " | ext/int (mean) | success int / ext | errors int / ext | steps int / ext"
-          " | double int / ext |")
+          " | double int / ext | KV reused int |")
 
 
 def row_line(row):
     i, e = row["internal"], row["external"]
     return ("| %s | %s | %s | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.2fx | %.0f%% / %.0f%% "
-            "| %.0f%% / %.0f%% | %.2f / %.2f | %d / %d |" % (
+            "| %.0f%% / %.0f%% | %.2f / %.2f | %d / %d | %d of %d |" % (
                 row["profile"], row["workflow"], row["gate"], i["mean_ms"], i["p50_ms"],
                 i["p90_ms"], e["mean_ms"], e["p50_ms"], e["p90_ms"],
                 e["mean_ms"] / max(i["mean_ms"], 1e-9), 100 * i["success"], 100 * e["success"],
                 100 * i["error_rate"], 100 * e["error_rate"], i["steps_mean"], e["steps_mean"],
-                i["double_applied"], e["double_applied"]))
+                i["double_applied"], e["double_applied"], i["reused_prompt_tokens"],
+                i["prompt_tokens"]))
 
 
 def main():
@@ -548,7 +560,7 @@ def main():
 
     server, url, served = start_server(args)
     rows = []
-    print(HEADER + "\n" + "|---" * 11 + "|", flush=True)
+    print(HEADER + "\n" + "|---" * 12 + "|", flush=True)
     try:
         for profile in args.profiles.split(","):
             faults = STRESS if profile == "stress" else None

@@ -667,9 +667,13 @@ int runChat() {
     }
     history.push_back({{"role", "assistant"}, {"content", result->text}});
     const GenerationTiming &t = result->awareness.timing;
-    std::fprintf(stderr, "[%lld tokens, TTFT %.1f ms, %.1f tok/s, perplexity %.2f]\n",
-                 (long long)t.completionTokens, t.timeToFirstTokenSeconds() * 1e3,
-                 t.decodeTokensPerSecond(), result->awareness.perplexity);
+    std::fprintf(
+        stderr,
+        "[%lld tokens, TTFT %.1f ms (%lld of %lld prompt tokens cached), "
+        "%.1f tok/s, perplexity %.2f]\n",
+        (long long)t.completionTokens, t.timeToFirstTokenSeconds() * 1e3,
+        (long long)t.cachedPromptTokens, (long long)t.promptTokens,
+        t.decodeTokensPerSecond(), result->awareness.perplexity);
   }
   return 0;
 }
