@@ -181,21 +181,30 @@ LogicalResult RmsNormOp::verify() {
   return success();
 }
 
+/// x @ weight^T (+ bias): static features that agree, a bias per output.
+static LogicalResult verifyProjection(Operation *op, Value input, Value weight,
+                               Value bias) {
+  auto x = tensorType(input);
+  auto w = tensorType(weight);
+  if (x.isDynamicDim(1) || !w.hasStaticShape())
+    return op->emitOpError("feature dimensions must be static");
+  if (x.getDimSize(1) != w.getDimSize(1))
+    return op->emitOpError() << "input has " << x.getDimSize(1)
+                             << " features but the weight expects "
+                             << w.getDimSize(1);
+  if (bias && tensorType(bias).getDimSize(0) != w.getDimSize(0))
+    return op->emitOpError() << "bias has " << tensorType(bias).getDimSize(0)
+                             << " elements but the weight has "
+                             << w.getDimSize(0) << " outputs";
+  return success();
+}
+
 LogicalResult LinearOp::verify() {
-  auto input = tensorType(getInput());
-  auto weight = tensorType(getWeight());
-  if (input.isDynamicDim(1) || !weight.hasStaticShape())
-    return emitOpError("feature dimensions must be static");
-  if (input.getDimSize(1) != weight.getDimSize(1))
-    return emitOpError() << "input has " << input.getDimSize(1)
-                         << " features but the weight expects "
-                         << weight.getDimSize(1);
-  if (getBias() && tensorType(getBias()).getDimSize(0) != weight.getDimSize(0))
-    return emitOpError() << "bias has " << tensorType(getBias()).getDimSize(0)
-                         << " elements but the weight has "
-                         << weight.getDimSize(0) << " outputs";
-  return verifyMatrixResult(*this, getResult(), input.getDimSize(0),
-                            weight.getDimSize(0));
+  if (failed(verifyProjection(*this, getInput(), getWeight(), getBias())))
+    return failure();
+  return verifyMatrixResult(*this, getResult(),
+                            tensorType(getInput()).getDimSize(0),
+                            tensorType(getWeight()).getDimSize(0));
 }
 
 LogicalResult MatvecOp::verify() {
@@ -204,16 +213,9 @@ LogicalResult MatvecOp::verify() {
   if (input.getDimSize(0) != 1)
     return emitOpError() << "input must be one row, got "
                          << dimString(input.getDimSize(0));
-  if (input.isDynamicDim(1) || !weight.hasStaticShape())
-    return emitOpError("feature dimensions must be static");
+  if (failed(verifyProjection(*this, getInput(), getWeight(), getBias())))
+    return failure();
   int64_t k = input.getDimSize(1), n = weight.getDimSize(0);
-  if (weight.getDimSize(1) != k)
-    return emitOpError() << "input has " << k
-                         << " features but the weight expects "
-                         << weight.getDimSize(1);
-  if (getBias() && tensorType(getBias()).getDimSize(0) != n)
-    return emitOpError() << "bias has " << tensorType(getBias()).getDimSize(0)
-                         << " elements but the weight has " << n << " outputs";
   if (!getNormWeight() != !getEpsilon())
     return emitOpError("norm and epsilon come together");
   if (getNormWeight() && tensorType(getNormWeight()).getDimSize(0) != k)
