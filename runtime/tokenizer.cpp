@@ -1228,6 +1228,14 @@ absl::Status parsePreTokenizerStep(const ErrorContext &ctx, const Json &value,
       return invert.status();
     step.invert = *invert;
   } else if (type == "ByteLevel") {
+    // Each ByteLevel step maps every byte to a 1-2 byte character, so n of
+    // them blow the text up 2^n times (encode would not finish at n = 64).
+    // One is what every real tokenizer has.
+    for (const PreTokenizerStep &earlier : steps)
+      if (earlier.kind == PreTokenizerStep::Kind::ByteLevel)
+        return ctx.error(path, "is a second ByteLevel pre-tokenizer; one is "
+                               "supported (each re-maps the bytes the one "
+                               "before produced, doubling the text)");
     step.kind = PreTokenizerStep::Kind::ByteLevel;
     // Defaults of `tokenizers`' ByteLevel::default().
     absl::StatusOr<bool> addPrefixSpace =

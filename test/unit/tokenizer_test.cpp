@@ -562,6 +562,17 @@ TEST(TokenizerErrors, TruncatedAndCorruptFiles) {
   EXPECT_THAT(messageOf(manySteps.status()),
               HasSubstr("one pre-tokenizer too many"));
 
+  // Two ByteLevel steps would double the text twice (at 18 steps encode
+  // took seconds and megabytes for 20 bytes): a load error naming the step.
+  auto twoByteLevels = Tokenizer::fromJson(miniTokenizer([](Json &j) {
+    Json &list = j["pre_tokenizer"]["pretokenizers"];
+    list.push_back(list[1]);
+  }));
+  ASSERT_FALSE(twoByteLevels.ok());
+  EXPECT_THAT(messageOf(twoByteLevels.status()),
+              HasSubstr("'pre_tokenizer.pretokenizers[2]' is a second "
+                        "ByteLevel pre-tokenizer"));
+
   auto notObject = Tokenizer::fromJson("[1, 2]", "list.json");
   ASSERT_FALSE(notObject.ok());
   EXPECT_THAT(messageOf(notObject.status()),
