@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <new>
 #include <numeric>
 #include <random>
 #include <set>
@@ -116,6 +117,28 @@ TEST(SamplerValidate, MessagesNameTheField) {
   EXPECT_NE(message(params).find("numAlternatives"), std::string::npos);
   params.numAlternatives = -1;
   EXPECT_NE(message(params).find("numAlternatives"), std::string::npos);
+}
+
+// Tests that equal sampling parameters compare equal whatever their padding
+// bytes hold (the GPU executor re-captures its decode graph when they
+// differ; a memcmp once made that happen on every token), and that each
+// field counts.
+TEST(SamplerParams, EqualityIsFieldByField) {
+  alignas(SamplingParams) unsigned char a[sizeof(SamplingParams)],
+      b[sizeof(SamplingParams)];
+  std::fill(std::begin(a), std::end(a), 0x00);
+  std::fill(std::begin(b), std::end(b), 0xAB);
+  SamplingParams *x = new (a) SamplingParams; // default-initialised:
+  SamplingParams *y = new (b) SamplingParams; // padding keeps 0x00 / 0xAB
+  EXPECT_TRUE(*x == *y);
+  y->seed = 7;
+  EXPECT_FALSE(*x == *y);
+  *y = *x;
+  y->numAlternatives = 3;
+  EXPECT_FALSE(*x == *y);
+  *y = *x;
+  y->topP = 0.5f;
+  EXPECT_FALSE(*x == *y);
 }
 
 TEST(SamplerValidate, SampleCpuRejectsBadParams) {
