@@ -248,47 +248,17 @@ void HttpServer::runJob(Job &job) {
 void HttpServer::registerRoutes() {
   httplib::Server &server = *server_;
 
-  auto generate = [this](Job::Kind kind, const httplib::Request &req,
-                         httplib::Response &res) {
-    auto job = std::make_shared<Job>();
-    job->kind = kind;
-    if (kind == Job::Kind::Chat) {
-      ApiResult<ChatRequest> parsed = parseChatRequest(req.body, limits_);
-      if (auto *error = std::get_if<ApiError>(&parsed))
-        return sendError(res, *error);
-      job->chat = std::move(std::get<ChatRequest>(parsed));
-      job->stream = job->chat.stream;
-    } else {
-      ApiResult<CompletionRequest> parsed =
-          parseCompletionRequest(req.body, limits_);
-      if (auto *error = std::get_if<ApiError>(&parsed))
-        return sendError(res, *error);
-      job->completion = std::move(std::get<CompletionRequest>(parsed));
-      job->stream = job->completion.stream;
-    }
-    job->submitted = Clock::now();
-    job->deadline =
-        job->submitted +
+  // A job's submission time and its --request-timeout deadline.
+  auto startClock = [this](Job &job) {
+    job.submitted = Clock::now();
+    job.deadline =
+        job.submitted +
         std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(options_.requestTimeoutSeconds));
-    if (std::optional<ApiError> error = enqueue(job))
-      return sendError(res, *error);
-
-    std::unique_lock<std::mutex> lock(job->mutex);
-    auto ready = [&] { return job->done || (job->stream && job->started); };
-    if (!job->changed.wait_until(lock, job->deadline, ready)) {
-      job->cancel = true;
-      metrics_.countTimeout();
-      return sendError(res, timeoutError(options_.requestTimeoutSeconds));
-    }
-    if (job->error)
-      return sendError(res, *job->error);
-    if (!job->stream) {
-      res.status = 200;
-      res.set_content(std::move(job->body), "application/json");
-      return;
-    }
-    lock.unlock();
+  };
+  // Answers 200 and streams the job's SSE events as the worker pushes them;
+  // a client that goes away cancels the job.
+  auto streamEvents = [](httplib::Response &res, std::shared_ptr<Job> job) {
     res.status = 200;
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
@@ -317,6 +287,46 @@ void HttpServer::registerRoutes() {
         [job](bool) { job->cancel = true; });
   };
 
+  auto generate = [this, startClock, streamEvents](Job::Kind kind, const httplib::Request &req,
+                         httplib::Response &res) {
+    auto job = std::make_shared<Job>();
+    job->kind = kind;
+    if (kind == Job::Kind::Chat) {
+      ApiResult<ChatRequest> parsed = parseChatRequest(req.body, limits_);
+      if (auto *error = std::get_if<ApiError>(&parsed))
+        return sendError(res, *error);
+      job->chat = std::move(std::get<ChatRequest>(parsed));
+      job->stream = job->chat.stream;
+    } else {
+      ApiResult<CompletionRequest> parsed =
+          parseCompletionRequest(req.body, limits_);
+      if (auto *error = std::get_if<ApiError>(&parsed))
+        return sendError(res, *error);
+      job->completion = std::move(std::get<CompletionRequest>(parsed));
+      job->stream = job->completion.stream;
+    }
+    startClock(*job);
+    if (std::optional<ApiError> error = enqueue(job))
+      return sendError(res, *error);
+
+    std::unique_lock<std::mutex> lock(job->mutex);
+    auto ready = [&] { return job->done || (job->stream && job->started); };
+    if (!job->changed.wait_until(lock, job->deadline, ready)) {
+      job->cancel = true;
+      metrics_.countTimeout();
+      return sendError(res, timeoutError(options_.requestTimeoutSeconds));
+    }
+    if (job->error)
+      return sendError(res, *job->error);
+    if (!job->stream) {
+      res.status = 200;
+      res.set_content(std::move(job->body), "application/json");
+      return;
+    }
+    lock.unlock();
+    streamEvents(res, job);
+  };
+
   server.Post("/v1/chat/completions",
               [generate](const httplib::Request &req, httplib::Response &res) {
                 generate(Job::Kind::Chat, req, res);
@@ -326,7 +336,7 @@ void HttpServer::registerRoutes() {
                 generate(Job::Kind::Completion, req, res);
               });
   for (auto &[path, work] : streamedRoutes_) {
-    server.Post(path, [this, work = work](const httplib::Request &req,
+    server.Post(path, [this, startClock, streamEvents, work = work](const httplib::Request &req,
                                           httplib::Response &res) {
       auto job = std::make_shared<Job>();
       job->kind = Job::Kind::Streamed;
@@ -340,39 +350,10 @@ void HttpServer::registerRoutes() {
             },
             j.cancel);
       };
-      job->submitted = Clock::now();
-      job->deadline =
-          job->submitted +
-          std::chrono::duration_cast<Clock::duration>(
-              std::chrono::duration<double>(options_.requestTimeoutSeconds));
+      startClock(*job);
       if (std::optional<ApiError> error = enqueue(job))
         return sendError(res, *error);
-      res.status = 200;
-      res.set_header("Cache-Control", "no-cache");
-      res.set_header("X-Accel-Buffering", "no");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [job](size_t, httplib::DataSink &sink) {
-            std::deque<std::string> batch;
-            bool done;
-            {
-              std::unique_lock<std::mutex> jobLock(job->mutex);
-              job->changed.wait_for(
-                  jobLock, std::chrono::milliseconds(100),
-                  [&] { return !job->events.empty() || job->done; });
-              batch.swap(job->events);
-              done = job->done;
-            }
-            for (const std::string &event : batch)
-              if (!sink.write(event.data(), event.size())) {
-                job->cancel = true;
-                return false;
-              }
-            if (done)
-              sink.done();
-            return true;
-          },
-          [job](bool) { job->cancel = true; });
+      streamEvents(res, job);
     });
   }
 
