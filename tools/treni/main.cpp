@@ -563,6 +563,13 @@ void printGenerationStats(const GenerationResult &result) {
                a.lowConfidenceThreshold);
 }
 
+/// Generation callback of `run --prompt` and `chat`: the text as it comes.
+bool printDelta(std::string_view delta, absl::Span<const GeneratedToken>) {
+  std::fwrite(delta.data(), 1, delta.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
 int runText() {
   auto params = samplingFromFlags();
   if (!params.ok())
@@ -580,12 +587,7 @@ int runText() {
   request.maxTokens = maxTokens;
   request.stop.assign(stopStrings.begin(), stopStrings.end());
   request.lowConfidenceThreshold = lowConfidence;
-  auto result = generator.generate(request, [](std::string_view delta,
-                                               absl::Span<const GeneratedToken>) {
-    std::fwrite(delta.data(), 1, delta.size(), stdout);
-    std::fflush(stdout);
-    return true;
-  });
+  auto result = generator.generate(request, printDelta);
   std::printf("\n");
   if (!result.ok())
     return fail(result.status());
@@ -651,12 +653,7 @@ int runChat() {
     request.maxTokens = newTokens;
     request.stop.assign(stopStrings.begin(), stopStrings.end());
     request.lowConfidenceThreshold = lowConfidence;
-    auto result = generator.generate(request, [](std::string_view delta,
-                                                 absl::Span<const GeneratedToken>) {
-      std::fwrite(delta.data(), 1, delta.size(), stdout);
-      std::fflush(stdout);
-      return true;
-    });
+    auto result = generator.generate(request, printDelta);
     std::printf("\n");
     std::fflush(stdout);
     if (!result.ok()) {
