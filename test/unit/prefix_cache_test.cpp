@@ -116,6 +116,18 @@ protected:
     return tokenizer_->encode(text);
   }
 
+  /// The ids the cache holds after generating `reply` for `prompt`: decode
+  /// fed every generated token but the last. Checks the generator reports
+  /// exactly those and returns them.
+  std::vector<int32_t> expectCacheHolds(const std::vector<int32_t> &prompt,
+                                        const std::vector<int32_t> &reply) {
+    std::vector<int32_t> held = prompt;
+    held.insert(held.end(), reply.begin(), reply.end() - 1);
+    absl::Span<const int32_t> cached = generator_->cachedIds();
+    EXPECT_EQ(std::vector<int32_t>(cached.begin(), cached.end()), held);
+    return held;
+  }
+
   static Output generate(Generator &generator,
                          const std::vector<int32_t> &prompt, int64_t maxTokens,
                          float temperature = 0, int cancelAfter = -1) {
@@ -261,11 +273,7 @@ TEST_F(PrefixCacheTest, ContinuingTheGeneratedTextReusesTheFedTokens) {
   std::vector<int32_t> first = ids(kContext);
   Output a = generate(*generator_, first, 6);
   ASSERT_EQ(a.ids.size(), 6u);
-  // Decode fed every generated token but the last back into the cache.
-  std::vector<int32_t> held = first;
-  held.insert(held.end(), a.ids.begin(), a.ids.end() - 1);
-  absl::Span<const int32_t> cached = generator_->cachedIds();
-  EXPECT_EQ(std::vector<int32_t>(cached.begin(), cached.end()), held);
+  std::vector<int32_t> held = expectCacheHolds(first, a.ids);
 
   std::vector<int32_t> next = first;
   next.insert(next.end(), a.ids.begin(), a.ids.end());
@@ -362,10 +370,7 @@ TEST_F(PrefixCacheTest, ACancelledGenerationKeepsWhatItFed) {
   Output a = generate(*generator_, first, 10, 0, /*cancelAfter=*/3);
   EXPECT_EQ(a.finish, FinishReason::Cancelled);
   ASSERT_EQ(a.ids.size(), 3u);
-  std::vector<int32_t> held = first;
-  held.insert(held.end(), a.ids.begin(), a.ids.end() - 1);
-  absl::Span<const int32_t> cached = generator_->cachedIds();
-  EXPECT_EQ(std::vector<int32_t>(cached.begin(), cached.end()), held);
+  std::vector<int32_t> held = expectCacheHolds(first, a.ids);
 
   std::vector<int32_t> next = first;
   next.insert(next.end(), a.ids.begin(), a.ids.end());
