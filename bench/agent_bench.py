@@ -27,9 +27,12 @@ checked against the data this script built, and for `state` the database
 after the round as well), steps (generate + tool steps per task, as the
 executor counts them), latency per task (the executor's own clock per run;
 the controller's wall clock per task; model load and server start excluded
-on both sides), error rate (tasks that returned a tool or controller error)
-and double-applied updates (`state` items whose stock was decremented
-twice).
+on both sides), error rate (tasks that returned a tool or controller error),
+double-applied updates (`state` items whose stock was decremented
+twice) and KV-cache reuse (prompt tokens of the generate steps that were
+not prefilled: the internal side's trace `reused_tokens`, the external
+side's `usage.prompt_tokens_details.cached_tokens`; "n/a" when the binary
+does not report it, i.e. predates prefix caching).
 
 Where the two sides differ in failure behaviour, and why (nothing else
 differs: same tasks, order, faults, timeouts, retries):
@@ -238,14 +241,29 @@ def run_internal(args, workflow, tasks, workdir, faults):
                         "error": (not r.get("ok")) or str(value).startswith("ERROR")})
     if len(results) != len(tasks):
         sys.exit("internal run printed %d results for %d tasks" % (len(results), len(tasks)))
-    # KV-cache reuse per task: prompt tokens the generate steps did not prefill.
     with open(os.path.join(workdir, "trace.json")) as f:
         traces = json.load(f)
     for result, events in zip(results, traces):
-        steps = [e for e in events if e.get("event") == "step" and e.get("kind") == "generate"]
-        result["prompt_tokens"] = sum(e.get("inputs", {}).get("prompt_tokens", 0) for e in steps)
-        result["reused_tokens"] = sum(e.get("reused_tokens", 0) for e in steps)
+        result["prompt_tokens"], result["reused_tokens"] = generate_reuse(events)
     return results
+
+
+def generate_reuse(events):
+    """KV-cache reuse of one task's trace: (prompt tokens of its generate
+    steps, those of them not prefilled). The second is None when a generate
+    step has no `reused_tokens` (a treni built before prefix caching):
+    unknown, not 0."""
+    steps = [e for e in events if e.get("event") == "step" and e.get("kind") == "generate"]
+    prompt = sum(e.get("inputs", {}).get("prompt_tokens", 0) for e in steps)
+    if any("reused_tokens" not in e for e in steps):
+        return prompt, None
+    return prompt, sum(e["reused_tokens"] for e in steps)
+
+
+def sum_known(values):
+    """The sum, or None when any value is unknown (None)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
 
 
 # ---------------------------------------------------------------------------
@@ -354,6 +372,9 @@ class Controller:
     def __init__(self, url, model, tools, logprobs):
         self.url, self.model, self.tools, self.logprobs = url, model, tools, logprobs
         self.steps = 0
+        # The server's KV-cache reuse (usage.prompt_tokens_details.cached_tokens;
+        # None once a response lacks it).
+        self.prompt_tokens, self.reused_tokens = 0, 0
 
     def generate(self, prompt, max_tokens):
         """(text, max entropy or None)."""
@@ -366,7 +387,15 @@ class Controller:
                                          data=json.dumps(req).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as resp:
-            choice = json.loads(resp.read())["choices"][0]
+            body = json.loads(resp.read())
+        choice = body["choices"][0]
+        usage = body.get("usage") or {}
+        self.prompt_tokens += usage.get("prompt_tokens", 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is None or self.reused_tokens is None:
+            self.reused_tokens = None
+        else:
+            self.reused_tokens += cached
         entropy = None
         if self.logprobs and choice.get("logprobs"):
             entropy = max((top_entropy(t["top_logprobs"]) for t in choice["logprobs"]["content"]),
@@ -439,7 +468,9 @@ def run_external(args, url, model, workflow, tasks, workdir, faults):
                 value = "ERROR controller: %s" % e
             results.append({"value": value, "returned_ok": check(workflow, task, value),
                             "seconds": time.monotonic() - start, "steps": controller.steps,
-                            "error": value.startswith("ERROR")})
+                            "error": value.startswith("ERROR"),
+                            "prompt_tokens": controller.prompt_tokens,
+                            "reused_tokens": controller.reused_tokens})
     finally:
         server.close()
     return results
@@ -483,10 +514,10 @@ def summarize(results):
             "error_rate": sum(r["error"] for r in results) / n,
             "double_applied": sum(r["double"] for r in results),
             "steps_mean": statistics.mean(r["steps"] for r in results),
-            # internal side only (the external side's server reuses too,
-            # but the controller does not read usage)
-            "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in results),
-            "reused_prompt_tokens": sum(r.get("reused_tokens", 0) for r in results),
+            # KV-cache reuse: internal from the trace, external from the
+            # responses' usage; None when the binary does not report it
+            "prompt_tokens": sum(r["prompt_tokens"] for r in results),
+            "reused_prompt_tokens": sum_known(r["reused_tokens"] for r in results),
             "mean_ms": 1000 * statistics.mean(lat),
             "p50_ms": 1000 * statistics.median(lat),
             "p90_ms": 1000 * lat[min(n - 1, int(0.9 * n))],
@@ -513,19 +544,25 @@ def run_round(args, name, url, served, workflow, tasks, faults):
 
 HEADER = ("| profile | workflow | gate | internal mean / p50 / p90 ms | external mean / p50 / p90 ms"
           " | ext/int (mean) | success int / ext | errors int / ext | steps int / ext"
-          " | double int / ext | KV reused int |")
+          " | double int / ext | KV reused int / ext |")
+COLUMNS = HEADER.count("|") - 1
+
+
+def reuse_cell(side):
+    """'R of P' prompt tokens reused, 'n/a of P' when unknown."""
+    reused = side["reused_prompt_tokens"]
+    return "%s of %d" % ("n/a" if reused is None else reused, side["prompt_tokens"])
 
 
 def row_line(row):
     i, e = row["internal"], row["external"]
     return ("| %s | %s | %s | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.2fx | %.0f%% / %.0f%% "
-            "| %.0f%% / %.0f%% | %.2f / %.2f | %d / %d | %d of %d |" % (
+            "| %.0f%% / %.0f%% | %.2f / %.2f | %d / %d | %s / %s |" % (
                 row["profile"], row["workflow"], row["gate"], i["mean_ms"], i["p50_ms"],
                 i["p90_ms"], e["mean_ms"], e["p50_ms"], e["p90_ms"],
                 e["mean_ms"] / max(i["mean_ms"], 1e-9), 100 * i["success"], 100 * e["success"],
                 100 * i["error_rate"], 100 * e["error_rate"], i["steps_mean"], e["steps_mean"],
-                i["double_applied"], e["double_applied"], i["reused_prompt_tokens"],
-                i["prompt_tokens"]))
+                i["double_applied"], e["double_applied"], reuse_cell(i), reuse_cell(e)))
 
 
 def main():
@@ -559,8 +596,8 @@ def main():
     args = p.parse_args()
 
     server, url, served = start_server(args)
-    rows = []
-    print(HEADER + "\n" + "|---" * 12 + "|", flush=True)
+    rows, unknown = [], set()
+    print(HEADER + "\n" + "|---" * COLUMNS + "|", flush=True)
     try:
         for profile in args.profiles.split(","):
             faults = STRESS if profile == "stress" else None
@@ -584,19 +621,29 @@ def main():
                         row[name]["values"] = [r["value"] for r in pooled[name][:len(tasks)]]
                     rows.append(row)
                     print(row_line(row), flush=True)
+                    for name in pooled:
+                        if row[name]["reused_prompt_tokens"] is None and name not in unknown:
+                            unknown.add(name)
+                            print("agent_bench: the %s side's %s reports no KV-cache reuse "
+                                  "(%s): %s was built before prefix caching; 'n/a', not 0" % (
+                                      name, "trace" if name == "internal" else "responses",
+                                      "no reused_tokens" if name == "internal" else
+                                      "no usage.prompt_tokens_details.cached_tokens",
+                                      args.treni), file=sys.stderr, flush=True)
     finally:
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    table = HEADER + "\n" + "|---" * 11 + "|\n" + "\n".join(row_line(r) for r in rows) + "\n"
+    table = HEADER + "\n" + "|---" * COLUMNS + "|\n" + "\n".join(row_line(r) for r in rows) + "\n"
     if args.table:
         with open(args.table, "w") as f:
             f.write(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": args.device, "model": args.model, "tasks": args.tasks,
+            json.dump({"treni": args.treni, "device": args.device, "model": args.model,
+                       "tasks": args.tasks,
                        "gated_tasks": args.gated_tasks or args.tasks,
                        "repeat": args.repeat, "gate": args.gate, "stress": STRESS,
                        "timeout_s": TIMEOUT_S, "retries": RETRIES,

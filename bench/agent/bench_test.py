@@ -125,6 +125,33 @@ def test_short_run(treni, model, tmp):
                        side, r["workflow"], r["gate"], s["values"]))
         expect(r["internal"]["steps_mean"] == r["external"]["steps_mean"],
                "%s: the same steps on both sides" % r["workflow"])
+        # Consecutive generate prompts share the chat template's preamble:
+        # both sides' engines reuse its KV cache, and both report it.
+        for side in ("internal", "external"):
+            s = r[side]
+            expect(s["reused_prompt_tokens"] is not None and
+                   0 < s["reused_prompt_tokens"] < s["prompt_tokens"],
+                   "%s %s/%s: KV reuse reported (%s of %d prompt tokens)" % (
+                       side, r["workflow"], r["gate"], s["reused_prompt_tokens"],
+                       s["prompt_tokens"]))
+
+
+def test_reuse_accounting():
+    """A trace without reused_tokens (a treni built before prefix caching)
+    is unknown reuse, not 0."""
+    def gen(prompt_tokens, **extra):
+        return dict({"event": "step", "kind": "generate",
+                     "inputs": {"prompt_tokens": prompt_tokens}}, **extra)
+    tool = {"event": "step", "kind": "tool", "reused_tokens": 99}
+    expect(ab.generate_reuse([gen(30, reused_tokens=0), tool, gen(40, reused_tokens=25)]) ==
+           (70, 25), "reuse of the generate steps is summed (tool steps ignored)")
+    expect(ab.generate_reuse([gen(30, reused_tokens=5), gen(40)]) == (70, None),
+           "a generate step without reused_tokens makes the task's reuse unknown")
+    expect(ab.sum_known([3, 4]) == 7 and ab.sum_known([3, None]) is None,
+           "sum_known: None when any value is unknown")
+    side = {"reused_prompt_tokens": None, "prompt_tokens": 70}
+    expect(ab.reuse_cell(side) == "n/a of 70", "the table says n/a, not 0: %s" %
+           ab.reuse_cell(side))
 
 
 def main():
@@ -138,6 +165,7 @@ def main():
             test_short_run(args.treni, args.model, tmp)
         else:
             test_tool_server(tmp)
+            test_reuse_accounting()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d failure(s)" % len(FAILURES))
