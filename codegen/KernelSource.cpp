@@ -383,13 +383,14 @@ absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
         return invalid(step, absl::StrCat("num_heads ", heads,
                                           " is not a multiple of num_kv_heads ",
                                           kvHeads));
-      // Static shared memory: the merged (max, sum, acc) of the group.
-      if ((heads / kvHeads) * (headDim + 2) * 4 > 32 * 1024)
-        return invalid(step, absl::StrCat("a group of ", heads / kvHeads,
-                                          " heads of ", headDim,
-                                          " needs more than 32 KiB of shared "
-                                          "memory"));
-      result.launch.threads = 128;
+      // Static shared memory: every warp's (max, sum, acc) for the group.
+      const int64_t threads = 128, group = heads / kvHeads;
+      int64_t shared = (threads / 32) * group * (headDim + 2) * 4;
+      if (shared > 48 * 1024)
+        return invalid(step, absl::StrCat("a group of ", group, " heads of ",
+                                          headDim, " needs ", shared,
+                                          " bytes of shared memory (> 48 KiB)"));
+      result.launch.threads = threads;
       result.launch.blocksX = kvHeads * splits;
     }
   } else if (name == "residual_norm") {

@@ -6,12 +6,15 @@
 // seq1SplitStart, uses the same rule). The launch shape never depends on the
 // position, so one CUDA graph serves every decode step.
 // The block handles every query head of its KV head's group, so each K/V row
-// is read once for the group. Warp w takes rows begin+w, begin+w+kWarps, ...
-// and keeps an fp32 online softmax per query head (running max, sum of
-// exponentials, unnormalised output; lane l owns dims l, l+32, ...). The
-// warps are then merged one after another in shared memory, and the block
-// writes, per query head h, partials[(h * kNumSplits + split) * (kHeadDim+2)]
-// = (max, sum, acc[kHeadDim]). An empty split writes (-inf, 0, 0, ...).
+// is read once for the group. Warp w takes rows begin+w, begin+w+kWarps, ...,
+// kRowBatch of them at a time (their loads issued together, so a long slice
+// is not one memory round trip per row), and keeps an fp32 online softmax
+// per query head (running max, sum of exponentials, unnormalised output;
+// lane l owns dims l, l+32, ...). The warps' states meet in shared memory
+// after one barrier; every thread merges a few (head, dim) entries over the
+// warps and the block writes, per query head h,
+// partials[(h * kNumSplits + split) * (kHeadDim+2)] = (max, sum,
+// acc[kHeadDim]). An empty split writes (-inf, 0, 0, ...).
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions,
@@ -22,9 +25,11 @@ TRENI_ENTRY(const query_type *query, const int *positions,
   constexpr int kKvDim = kNumKvHeads * kHeadDim;
   constexpr int kWarps = kThreads / 32;
   constexpr int kPerLane = (kHeadDim + 31) / 32;
+  constexpr int kRowBatch = 4;
+  constexpr int kStride = kHeadDim + 2; // one partial: max, sum, acc
   const float negInf = __int_as_float(0xff800000);
-  __shared__ float sharedMax[kGroup], sharedSum[kGroup];
-  __shared__ float sharedAcc[kGroup][kHeadDim];
+  __shared__ float warpMax[kWarps][kGroup], warpSum[kWarps][kGroup];
+  __shared__ float warpAcc[kWarps][kGroup][kHeadDim];
 
   int kvHead = blockIdx.x / kNumSplits, split = blockIdx.x % kNumSplits;
   int length = positions[0] + 1;
@@ -35,7 +40,9 @@ TRENI_ENTRY(const query_type *query, const int *positions,
 
   // This lane's query dims, pre-scaled, for every head of the group.
   float q[kGroup][kPerLane];
+#pragma unroll
   for (int g = 0; g < kGroup; ++g)
+#pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
       int i = lane + 32 * j;
       q[g][j] = i < kHeadDim ? toFloat(query[(kvHead * kGroup + g) * kHeadDim +
@@ -43,74 +50,85 @@ TRENI_ENTRY(const query_type *query, const int *positions,
                              : 0.0f;
     }
   float runningMax[kGroup], runningSum[kGroup], acc[kGroup][kPerLane];
+#pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     runningMax[g] = negInf;
     runningSum[g] = 0.0f;
+#pragma unroll
     for (int j = 0; j < kPerLane; ++j)
       acc[g][j] = 0.0f;
   }
 
-  for (int t = begin + warp; t < end; t += kWarps) {
-    const cache_type *key = keyCache + (long long)t * kKvDim + kvHead * kHeadDim;
-    const cache_type *value =
-        valueCache + (long long)t * kKvDim + kvHead * kHeadDim;
-    float k[kPerLane], v[kPerLane];
-    for (int j = 0; j < kPerLane; ++j) {
-      int i = lane + 32 * j;
-      k[j] = i < kHeadDim ? toFloat(key[i]) : 0.0f;
-      v[j] = i < kHeadDim ? toFloat(value[i]) : 0.0f;
-    }
-    for (int g = 0; g < kGroup; ++g) {
-      float dot = 0.0f;
-      for (int j = 0; j < kPerLane; ++j)
-        dot += q[g][j] * k[j];
-      float score = warpReduceSum(dot);
-      float newMax = fmaxf(runningMax[g], score);
-      float correction = expf(runningMax[g] - newMax); // 0 on the first row
-      float p = expf(score - newMax);
-      runningSum[g] = runningSum[g] * correction + p;
-      for (int j = 0; j < kPerLane; ++j)
-        acc[g][j] = acc[g][j] * correction + p * v[j];
-      runningMax[g] = newMax;
-    }
-  }
-
-  // Merge the warps' states in a fixed order (deterministic).
-  for (int w = 0; w < kWarps; ++w) {
-    if (warp == w) {
-      for (int g = 0; g < kGroup; ++g) {
-        float oldMax = w == 0 ? negInf : sharedMax[g];
-        float newMax = fmaxf(oldMax, runningMax[g]);
-        // Either side may be empty (max -inf): it then weighs 0.
-        float oldWeight = oldMax == negInf ? 0.0f : expf(oldMax - newMax);
-        float newWeight =
-            runningMax[g] == negInf ? 0.0f : expf(runningMax[g] - newMax);
-        float oldSum = w == 0 ? 0.0f : sharedSum[g];
-        for (int j = 0; j < kPerLane; ++j) {
-          int i = lane + 32 * j;
-          if (i < kHeadDim) {
-            float old = w == 0 ? 0.0f : sharedAcc[g][i];
-            sharedAcc[g][i] = old * oldWeight + acc[g][j] * newWeight;
-          }
-        }
-        __syncwarp();
-        if (lane == 0) {
-          sharedMax[g] = newMax;
-          sharedSum[g] = oldSum * oldWeight + runningSum[g] * newWeight;
-        }
-        __syncwarp();
+  for (int first = begin + warp; first < end; first += kWarps * kRowBatch) {
+    float k[kRowBatch][kPerLane], v[kRowBatch][kPerLane];
+#pragma unroll
+    for (int b = 0; b < kRowBatch; ++b) {
+      int t = first + b * kWarps;
+      long long offset = (long long)t * kKvDim + kvHead * kHeadDim;
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        int i = lane + 32 * j;
+        bool inside = t < end && i < kHeadDim;
+        k[b][j] = inside ? toFloat(keyCache[offset + i]) : 0.0f;
+        v[b][j] = inside ? toFloat(valueCache[offset + i]) : 0.0f;
       }
     }
-    __syncthreads();
+#pragma unroll
+    for (int b = 0; b < kRowBatch; ++b) {
+      if (first + b * kWarps >= end)
+        break;
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+          dot += q[g][j] * k[b][j];
+        float score = warpReduceSum(dot);
+        float newMax = fmaxf(runningMax[g], score);
+        float correction = expf(runningMax[g] - newMax); // 0 on the first row
+        float p = expf(score - newMax);
+        runningSum[g] = runningSum[g] * correction + p;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+          acc[g][j] = acc[g][j] * correction + p * v[b][j];
+        runningMax[g] = newMax;
+      }
+    }
   }
 
-  for (int index = threadIdx.x; index < kGroup * (kHeadDim + 2);
-       index += kThreads) {
-    int g = index / (kHeadDim + 2), i = index % (kHeadDim + 2);
-    float result = i == 0   ? sharedMax[g]
-                   : i == 1 ? sharedSum[g]
-                            : sharedAcc[g][i - 2];
+  // The warps' states meet in shared memory (a warp without rows has max
+  // -inf and weighs 0).
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+      int i = lane + 32 * j;
+      if (i < kHeadDim)
+        warpAcc[warp][g][i] = acc[g][j];
+    }
+    if (lane == 0) {
+      warpMax[warp][g] = runningMax[g];
+      warpSum[warp][g] = runningSum[g];
+    }
+  }
+  __syncthreads();
+
+  // Merge the warps in a fixed order (deterministic).
+  for (int index = threadIdx.x; index < kGroup * kStride; index += kThreads) {
+    int g = index / kStride, i = index % kStride;
+    float maxScore = negInf;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      maxScore = fmaxf(maxScore, warpMax[w][g]);
+    float result = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      if (warpMax[w][g] != negInf)
+        result += (i == 1 ? warpSum[w][g] : i >= 2 ? warpAcc[w][g][i - 2] : 0.0f) *
+                  expf(warpMax[w][g] - maxScore);
+    if (i == 0)
+      result = maxScore;
     long long head = (long long)kvHead * kGroup + g;
-    partials[(head * kNumSplits + split) * (kHeadDim + 2) + i] = result;
+    partials[(head * kNumSplits + split) * kStride + i] = result;
   }
 }
