@@ -127,7 +127,9 @@ struct GpuExecutor::Impl {
   std::map<std::string, Cache> caches;
   std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
   cudaKernel_t sampler = nullptr;
-  SampleResultDevice *deviceResult = nullptr, *hostResult = nullptr;
+  /// The sampler's result: pinned host memory, mapped (the sampler writes
+  /// it through mappedResult; the host reads it after the stream's wait).
+  SampleResultDevice *hostResult = nullptr, *mappedResult = nullptr;
   unsigned long long *stepCounter = nullptr;
   int32_t *hostInputs = nullptr; ///< pinned: ids then positions
   cudaGraphExec_t graph = nullptr;
@@ -140,8 +142,7 @@ struct GpuExecutor::Impl {
     gemm.reset();
     for (cudaLibrary_t library : libraries)
       cudaLibraryUnload(library);
-    for (void *p : {(void *)weights, (void *)arena, (void *)deviceResult,
-                    (void *)stepCounter})
+    for (void *p : {(void *)weights, (void *)arena, (void *)stepCounter})
       if (p)
         cudaFree(p);
     for (auto &[name, cache] : caches)
@@ -424,12 +425,23 @@ struct GpuExecutor::Impl {
         bufferAddress(function, function.outputs[0], 1));
     int vocabSize = int(vocab);
     SamplingParamsDevice deviceParams = toDeviceParams(params);
+    // The sampler writes its result straight into mapped pinned memory (no
+    // copy node after it) and, like the generated kernels, may launch while
+    // the logits are still being computed (it waits for them first).
     void *args[] = {&logits, &vocabSize, &deviceParams, &stepCounter,
-                    &deviceResult};
-    TRENI_CUDA(cudaLaunchKernel((const void *)sampler, dim3(1), dim3(1024),
-                                args, 0, stream));
-    TRENI_CUDA(cudaMemcpyAsync(hostResult, deviceResult, sizeof(*hostResult),
-                               cudaMemcpyDeviceToHost, stream));
+                    &mappedResult};
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(1);
+    config.blockDim = dim3(1024);
+    config.stream = stream;
+    cudaLaunchAttribute attribute = {};
+    if (options.programmaticLaunch) {
+      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute.val.programmaticStreamSerializationAllowed = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+    }
+    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)sampler, args));
     return absl::OkStatus();
   }
 };
@@ -484,11 +496,12 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
                           f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
   TRENI_CUDA(cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
   stats.arenaBytes = arenaBytes;
-  TRENI_CUDA(cudaMalloc((void **)&impl->deviceResult, sizeof(SampleResultDevice)));
   TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
   TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResult, sizeof(SampleResultDevice),
-                           cudaHostAllocDefault));
+                           cudaHostAllocMapped));
+  TRENI_CUDA(cudaHostGetDevicePointer((void **)&impl->mappedResult,
+                                      impl->hostResult, 0));
   TRENI_CUDA(cudaHostAlloc((void **)&impl->hostInputs,
                            2 * options.maxSeq * sizeof(int32_t),
                            cudaHostAllocDefault));

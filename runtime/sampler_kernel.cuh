@@ -1073,6 +1073,10 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
                  SamplingParamsDevice params, unsigned long long *stepCounter,
                  SampleResultDevice *out) {
   using namespace treni_sampler;
+#if __CUDA_ARCH__ >= 900
+  // Launched programmatically: the logits are complete past this point.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   __shared__ Shared sh;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
   const float inf = __uint_as_float(0x7f800000u);
