@@ -386,21 +386,30 @@ struct GpuExecutor::Impl {
               launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
     int64_t shared = launch.launch.sharedBytes +
                      launch.launch.sharedBytesPerPosition * options.maxSeq;
+    // Every generated kernel starts with treniWaitForPreviousKernel().
+    return launchKernel(launch.kernel, grid,
+                        dim3(unsigned(launch.launch.threads)), size_t(shared),
+                        args.data());
+  }
+
+  /// Launches `kernel` on the stream, programmatically (may start while the
+  /// previous kernel finishes) unless --no-pdl: the kernel must wait with
+  /// griddepcontrol.wait before touching memory.
+  absl::Status launchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
+                            size_t sharedBytes, void **args) {
     cudaLaunchConfig_t config = {};
     config.gridDim = grid;
-    config.blockDim = dim3(unsigned(launch.launch.threads));
-    config.dynamicSmemBytes = size_t(shared);
+    config.blockDim = block;
+    config.dynamicSmemBytes = sharedBytes;
     config.stream = stream;
     cudaLaunchAttribute attribute = {};
     if (options.programmaticLaunch) {
-      // Every generated kernel starts with treniWaitForPreviousKernel().
       attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
       attribute.val.programmaticStreamSerializationAllowed = 1;
       config.attrs = &attribute;
       config.numAttrs = 1;
     }
-    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)launch.kernel,
-                                   args.data()));
+    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)kernel, args));
     return absl::OkStatus();
   }
 
@@ -430,19 +439,7 @@ struct GpuExecutor::Impl {
     // the logits are still being computed (it waits for them first).
     void *args[] = {&logits, &vocabSize, &deviceParams, &stepCounter,
                     &mappedResult};
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(1);
-    config.blockDim = dim3(1024);
-    config.stream = stream;
-    cudaLaunchAttribute attribute = {};
-    if (options.programmaticLaunch) {
-      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attribute.val.programmaticStreamSerializationAllowed = 1;
-      config.attrs = &attribute;
-      config.numAttrs = 1;
-    }
-    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)sampler, args));
-    return absl::OkStatus();
+    return launchKernel(sampler, dim3(1), dim3(kSamplerThreads), 0, args);
   }
 };
 
