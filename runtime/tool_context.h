@@ -75,6 +75,10 @@ namespace tool_error {
 inline constexpr std::string_view kInvalidArguments = "invalid_arguments";
 inline constexpr std::string_view kUnknownTool = "unknown_tool";
 inline constexpr std::string_view kTimeout = "timeout";
+/// A state-changing (not read-only) tool's attempt abandoned at its deadline
+/// after the tool had started: it may still have taken effect, so it is not
+/// retried (a retry could apply it twice).
+inline constexpr std::string_view kOutcomeUnknown = "outcome_unknown";
 inline constexpr std::string_view kUnavailable = "unavailable";
 inline constexpr std::string_view kInjectedFault = "injected_fault";
 inline constexpr std::string_view kPermissionDenied = "permission_denied";

@@ -3,6 +3,7 @@
 #include "runtime/tool_registry.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -26,6 +27,7 @@ struct AttemptState {
   std::mutex mutex;
   std::condition_variable done;
   bool finished = false;
+  std::atomic<bool> started{false}; ///< the tool's own body was entered
   absl::StatusOr<nlohmann::json> outcome = absl::UnknownError("not run");
 };
 
@@ -212,7 +214,8 @@ namespace {
 absl::StatusOr<nlohmann::json> runBody(const ToolFunction &function,
                                        const nlohmann::json &args,
                                        const ToolContext &context,
-                                       const FaultDecision &fault) {
+                                       const FaultDecision &fault,
+                                       std::atomic<bool> *started = nullptr) {
   if (fault.delay.count() > 0 && !context.sleepFor(fault.delay))
     return absl::DeadlineExceededError(
         absl::StrCat("tool '", context.tool, "': injected delay of ",
@@ -222,6 +225,8 @@ absl::StatusOr<nlohmann::json> runBody(const ToolFunction &function,
                            tool_error::kInjectedFault,
                            absl::StrCat("tool '", context.tool,
                                         "': injected fault, ", fault.reason));
+  if (started)
+    *started = true;
   try {
     return function(args, context);
   } catch (const std::exception &e) {
@@ -233,13 +238,15 @@ absl::StatusOr<nlohmann::json> runBody(const ToolFunction &function,
   }
 }
 
-/// Runs one attempt under `timeout` (0: inline on this thread).
+/// Runs one attempt under `timeout` (0: inline on this thread). An attempt
+/// of a state-changing tool abandoned after the tool started fails as
+/// outcome_unknown, not timeout.
 absl::StatusOr<nlohmann::json>
 runAttempt(std::shared_ptr<const ToolFunction> function,
            std::shared_ptr<AtomicStats> stats, nlohmann::json args,
            ToolContext context, FaultDecision fault,
            std::chrono::milliseconds timeout,
-           const std::shared_ptr<CancelToken> &callerCancel) {
+           const std::shared_ptr<CancelToken> &callerCancel, bool readOnly) {
   if (timeout.count() <= 0 && !callerCancel)
     return runBody(*function, args, context, fault);
 
@@ -252,7 +259,7 @@ runAttempt(std::shared_ptr<const ToolFunction> function,
     std::thread([state, stats, function, args = std::move(args),
                  context = std::move(context), fault] {
       absl::StatusOr<nlohmann::json> outcome =
-          runBody(*function, args, context, fault);
+          runBody(*function, args, context, fault, &state->started);
       --stats->running;
       {
         std::lock_guard<std::mutex> lock(state->mutex);
@@ -276,6 +283,13 @@ runAttempt(std::shared_ptr<const ToolFunction> function,
     }
     if (ToolClock::now() >= deadline) {
       cancel->cancel();
+      if (!readOnly && state->started)
+        return toolErrorStatus(
+            absl::StatusCode::kDeadlineExceeded, tool_error::kOutcomeUnknown,
+            absl::StrCat("tool '", tool, "' did not finish within ",
+                         timeout.count(),
+                         " ms and may still take effect (attempt abandoned; "
+                         "a state-changing tool is not retried)"));
       return absl::DeadlineExceededError(
           absl::StrCat("tool '", tool, "' did not finish within ",
                        timeout.count(), " ms (attempt abandoned)"));
@@ -346,9 +360,9 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
 
     ToolClock::time_point attemptStart = ToolClock::now();
     ++stats.attempts;
-    absl::StatusOr<nlohmann::json> outcome =
-        runAttempt(function, entry->stats, *validated, std::move(context),
-                   fault, options.timeout, options.cancel);
+    absl::StatusOr<nlohmann::json> outcome = runAttempt(
+        function, entry->stats, *validated, std::move(context), fault,
+        options.timeout, options.cancel, entry->signature.readOnly);
     log.latency = ToolClock::now() - attemptStart;
     result.attempts = attempt;
     if (outcome.ok()) {
@@ -360,7 +374,8 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
       break;
     }
     ToolError error = toolErrorFromStatus(outcome.status());
-    if (error.type == tool_error::kTimeout)
+    if (error.type == tool_error::kTimeout ||
+        error.type == tool_error::kOutcomeUnknown)
       ++stats.timeouts;
     if (error.type == tool_error::kInjectedFault)
       ++stats.injectedFailures;

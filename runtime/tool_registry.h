@@ -9,7 +9,10 @@
 //    running until the tool returns, holding only shared state, and its
 //    result is dropped. Tools that can stop early (the built-ins, external
 //    processes, which are killed) do so. Without a timeout the tool runs on
-//    the caller's thread, with no thread hop;
+//    the caller's thread, with no thread hop. If the tool is not read-only
+//    and had already started (it was not still in an injected delay), the
+//    error is "outcome_unknown" instead, which is not retried: the abandoned
+//    attempt may still have taken effect, and a retry could apply it twice;
 //  - retries retryable errors (timeout, unavailable, injected_fault) with
 //    exponential backoff, min(cap, base * 2^(k-1)), halved and jittered
 //    deterministically from a seed ("equal jitter": [d/2, d));

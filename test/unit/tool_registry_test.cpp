@@ -48,10 +48,12 @@ ToolFunction echoFunction() {
   };
 }
 
-/// Registers a tool with no parameters.
-void addTool(ToolRegistry &registry, std::string name, ToolFunction function) {
+/// Registers a tool with no parameters (state-changing unless readOnly).
+void addTool(ToolRegistry &registry, std::string name, ToolFunction function,
+             bool readOnly = false) {
   ToolSignature sig;
   sig.name = std::move(name);
+  sig.readOnly = readOnly;
   ASSERT_TRUE(registry.add(sig, std::move(function)).ok());
 }
 
@@ -439,12 +441,15 @@ TEST(Backoff, ExponentialCappedAndDeterministicallyJittered) {
 TEST(ToolTimeout, CooperativeToolIsCancelled) {
   ToolRegistry registry;
   std::atomic<bool> sawCancel{false};
-  addTool(registry, "t.sleep", [&](const json &, const ToolContext &context) {
-    if (context.sleepFor(20s))
-      return absl::StatusOr<json>(json("slept"));
-    sawCancel = context.shouldStop();
-    return absl::StatusOr<json>(absl::DeadlineExceededError("cut short"));
-  });
+  addTool(
+      registry, "t.sleep",
+      [&](const json &, const ToolContext &context) {
+        if (context.sleepFor(20s))
+          return absl::StatusOr<json>(json("slept"));
+        sawCancel = context.shouldStop();
+        return absl::StatusOr<json>(absl::DeadlineExceededError("cut short"));
+      },
+      /*readOnly=*/true);
   CallOptions options;
   options.timeout = 100ms;
   ToolResult result = registry.call("t.sleep", {}, options);
@@ -463,10 +468,13 @@ TEST(ToolTimeout, CooperativeToolIsCancelled) {
 TEST(ToolTimeout, HungToolIsAbandoned) {
   ToolRegistry registry;
   // Ignores its context entirely.
-  addTool(registry, "t.hang", [](const json &, const ToolContext &) {
-    std::this_thread::sleep_for(4s);
-    return absl::StatusOr<json>(json("late"));
-  });
+  addTool(
+      registry, "t.hang",
+      [](const json &, const ToolContext &) {
+        std::this_thread::sleep_for(4s);
+        return absl::StatusOr<json>(json("late"));
+      },
+      /*readOnly=*/true);
   CallOptions options;
   options.timeout = 100ms;
   ToolResult result = registry.call("t.hang", {}, options);
@@ -481,12 +489,14 @@ TEST(ToolTimeout, HungToolIsAbandoned) {
 TEST(ToolTimeout, RetryAfterTimeoutSucceeds) {
   ToolRegistry registry;
   std::atomic<int> calls{0};
-  addTool(registry, "t.slow_once",
-          [&](const json &, const ToolContext &context) {
-            if (++calls == 1 && !context.sleepFor(20s))
-              return absl::StatusOr<json>(absl::DeadlineExceededError("cut"));
-            return absl::StatusOr<json>(json(context.attempt));
-          });
+  addTool(
+      registry, "t.slow_once",
+      [&](const json &, const ToolContext &context) {
+        if (++calls == 1 && !context.sleepFor(20s))
+          return absl::StatusOr<json>(absl::DeadlineExceededError("cut"));
+        return absl::StatusOr<json>(json(context.attempt));
+      },
+      /*readOnly=*/true);
   CallOptions options;
   options.timeout = 100ms;
   options.retries = 1;
@@ -496,6 +506,62 @@ TEST(ToolTimeout, RetryAfterTimeoutSucceeds) {
   EXPECT_EQ(result.value, 2);
   EXPECT_EQ(result.attempts, 2);
   EXPECT_EQ(result.attemptLog[0].error.type, "timeout");
+}
+
+// Tests that a state-changing tool abandoned at its deadline after it had
+// started is not retried: it may still take effect (here it does, once),
+// and a retry could apply it twice.
+TEST(ToolTimeout, StartedStateChangingToolIsNotRetried) {
+  ToolRegistry registry;
+  std::atomic<int> applied{0};
+  addTool(registry, "t.apply_then_hang",
+          [&](const json &, const ToolContext &) {
+            ++applied;
+            std::this_thread::sleep_for(1500ms); // ignores its context
+            return absl::StatusOr<json>(json("late"));
+          });
+  CallOptions options;
+  options.timeout = 300ms;
+  options.retries = 2;
+  options.backoffBase = 1ms;
+  ToolResult result = registry.call("t.apply_then_hang", {}, options);
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error.type, "outcome_unknown");
+  EXPECT_FALSE(result.error.retryable);
+  EXPECT_THAT(result.error.message,
+              HasSubstr("did not finish within 300 ms and may still take "
+                        "effect"));
+  EXPECT_EQ(result.attempts, 1);
+  EXPECT_TRUE(eventually(
+      [&] { return registry.stats("t.apply_then_hang").running == 0; }));
+  EXPECT_EQ(applied.load(), 1);
+  EXPECT_EQ(registry.stats("t.apply_then_hang").timeouts, 1);
+}
+
+// Tests that an attempt still in its injected delay (the tool never
+// started) is a plain, retried timeout even for a state-changing tool.
+TEST(ToolTimeout, StateChangingToolInAnInjectedDelayIsRetried) {
+  ToolRegistry registry;
+  std::atomic<int> applied{0};
+  addTool(registry, "t.apply", [&](const json &, const ToolContext &) {
+    ++applied;
+    return absl::StatusOr<json>(json(true));
+  });
+  FaultSpec spec;
+  spec.delay = 3000ms;
+  spec.delayEvery = 2; // the second attempt overall
+  registry.faults().set("t.apply", spec);
+  CallOptions options;
+  options.timeout = 300ms;
+  options.retries = 2;
+  options.backoffBase = 1ms;
+  ASSERT_TRUE(registry.call("t.apply", {}, options).ok);
+  ToolResult result = registry.call("t.apply", {}, options);
+  ASSERT_TRUE(result.ok) << result.error.message;
+  EXPECT_EQ(result.attempts, 2);
+  EXPECT_EQ(result.attemptLog[0].error.type, "timeout");
+  EXPECT_TRUE(result.attemptLog[0].injectedDelay);
+  EXPECT_EQ(applied.load(), 2);
 }
 
 TEST(ToolTimeout, FastToolUnderATimeoutReturnsItsValue) {
