@@ -739,11 +739,10 @@ Generator::generate(const GenerationRequest &request,
   // when this Generator made the engine's last call and remembers it. At
   // least the last prompt token is prefilled: its logits sample the first
   // new token.
-  if (!options_.prefixCache || engine_.cacheWrites() != cacheWrites_)
-    cachedIds_.clear();
+  absl::Span<const int32_t> cached = cachedIds();
   size_t reuse = 0;
-  size_t reuseLimit = std::min(cachedIds_.size(), prompt.size() - 1);
-  while (reuse < reuseLimit && cachedIds_[reuse] == prompt[reuse])
+  size_t reuseLimit = std::min(cached.size(), prompt.size() - 1);
+  while (reuse < reuseLimit && cached[reuse] == prompt[reuse])
     ++reuse;
   // After each engine call: what the cache holds now (nothing known when the
   // call failed; it may have written some rows).
