@@ -413,6 +413,19 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
+  /// Copies `tokens` token ids and positions from host memory to the
+  /// function's two input buffers (under capture: the graph's first nodes,
+  /// reading the host memory whenever the graph runs).
+  absl::Status copyInputs(const PlanFunction &function, const int32_t *ids,
+                          const int32_t *positions, int64_t tokens) {
+    size_t bytes = tokens * sizeof(int32_t);
+    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[0], tokens),
+                               ids, bytes, cudaMemcpyHostToDevice, stream));
+    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[1], tokens),
+                               positions, bytes, cudaMemcpyHostToDevice, stream));
+    return absl::OkStatus();
+  }
+
   /// Waits for the stream. With spinWait the host polls instead of sleeping
   /// until the driver wakes it up, which costs a decode step's worth of time
   /// at small model sizes.
@@ -569,15 +582,6 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
   std::copy(ids.begin(), ids.end(), hostIds);
   for (int64_t i = 0; i < tokens; ++i)
     hostPositions[i] = int32_t(startPosition + i);
-  auto copyInputs = [&]() -> absl::Status {
-    TRENI_CUDA(cudaMemcpyAsync(
-        impl.bufferAddress(function, function.inputs[0], tokens), hostIds,
-        tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
-    TRENI_CUDA(cudaMemcpyAsync(
-        impl.bufferAddress(function, function.inputs[1], tokens), hostPositions,
-        tokens * sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
-    return absl::OkStatus();
-  };
 
   if (useGraph) {
     // Field by field: a memcmp also compared the struct's padding, which made
@@ -593,7 +597,8 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       cudaGraph_t graph;
       TRENI_CUDA(cudaStreamBeginCapture(impl.stream,
                                         cudaStreamCaptureModeThreadLocal));
-      absl::Status captured = copyInputs();
+      absl::Status captured =
+          impl.copyInputs(function, hostIds, hostPositions, tokens);
       if (captured.ok())
         captured = impl.enqueueSteps(function, tokens);
       if (captured.ok())
@@ -609,7 +614,8 @@ GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     }
     TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
   } else {
-    TRENI_RETURN_IF_ERROR(copyInputs());
+    TRENI_RETURN_IF_ERROR(
+        impl.copyInputs(function, hostIds, hostPositions, tokens));
     TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
     TRENI_RETURN_IF_ERROR(impl.enqueueSample(function, params, vocabSize_));
   }
@@ -671,12 +677,8 @@ GpuExecutor::profileDecode(int64_t position, int iterations) {
   absl::Status status = [&]() -> absl::Status {
     int32_t inputs[2] = {0, int32_t(position)};
     for (int it = 0; it < iterations; ++it) {
-      TRENI_CUDA(cudaMemcpyAsync(
-          impl.bufferAddress(function, function.inputs[0], 1), &inputs[0],
-          sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
-      TRENI_CUDA(cudaMemcpyAsync(
-          impl.bufferAddress(function, function.inputs[1], 1), &inputs[1],
-          sizeof(int32_t), cudaMemcpyHostToDevice, impl.stream));
+      TRENI_RETURN_IF_ERROR(
+          impl.copyInputs(function, &inputs[0], &inputs[1], 1));
       TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, 1, &events));
       TRENI_CUDA(cudaStreamSynchronize(impl.stream));
       for (size_t i = 0; i < list.size(); ++i) {
