@@ -182,6 +182,16 @@ protected:
     return recorder_->prefills.back();
   }
 
+  /// `out` reused the first `cached` tokens of `prompt`: the Generator
+  /// reports them, and the engine's last prefill started there and covered
+  /// the rest of the prompt.
+  void expectPrefilledFrom(const Output &out,
+                           const std::vector<int32_t> &prompt, int64_t cached) {
+    EXPECT_EQ(out.cached, cached);
+    EXPECT_EQ(lastPrefill().start, cached);
+    EXPECT_EQ(lastPrefill().length, int64_t(prompt.size()) - cached);
+  }
+
   static Engine *engine_;    ///< under test (through recorder_)
   static Engine *reference_; ///< whole prompts only (fresh_)
   static Tokenizer *tokenizer_;
@@ -208,17 +218,13 @@ TEST_F(PrefixCacheTest, SharedPrefixPrefillsOnlyTheSuffix) {
   ASSERT_LT(common, second.size());
 
   Output a = generate(*generator_, first, 6);
-  EXPECT_EQ(a.cached, 0);
   ASSERT_EQ(recorder_->prefills.size(), 1u);
-  EXPECT_EQ(lastPrefill().start, 0);
-  EXPECT_EQ(lastPrefill().length, int64_t(first.size()));
+  expectPrefilledFrom(a, first, 0);
   expectSameAsFresh(a, first, 6);
 
   Output b = generate(*generator_, second, 6);
-  EXPECT_EQ(b.cached, int64_t(common));
   ASSERT_EQ(recorder_->prefills.size(), 2u);
-  EXPECT_EQ(lastPrefill().start, int64_t(common));
-  EXPECT_EQ(lastPrefill().length, int64_t(second.size() - common));
+  expectPrefilledFrom(b, second, int64_t(common));
   expectSameAsFresh(b, second, 6);
 }
 
@@ -229,17 +235,14 @@ TEST_F(PrefixCacheTest, DivergenceInTheMiddleReusesUpToIt) {
   second[7] = second[7] == 100 ? 101 : 100; // differs at position 7 only
   generate(*generator_, first, 4);
   Output b = generate(*generator_, second, 4);
-  EXPECT_EQ(b.cached, 7);
-  EXPECT_EQ(lastPrefill().start, 7);
-  EXPECT_EQ(lastPrefill().length, int64_t(second.size()) - 7);
+  expectPrefilledFrom(b, second, 7);
   expectSameAsFresh(b, second, 4);
 
   // Different from the first token on: nothing is reused.
   std::vector<int32_t> third = second;
   third[0] = third[0] == 100 ? 101 : 100;
   Output c = generate(*generator_, third, 4);
-  EXPECT_EQ(c.cached, 0);
-  EXPECT_EQ(lastPrefill().start, 0);
+  expectPrefilledFrom(c, third, 0);
   expectSameAsFresh(c, third, 4);
 }
 
@@ -249,8 +252,7 @@ TEST_F(PrefixCacheTest, APrefixOfTheCachedIdsStillPrefillsItsLastToken) {
 
   std::vector<int32_t> shorter(first.begin(), first.begin() + 9);
   Output b = generate(*generator_, shorter, 5);
-  EXPECT_EQ(b.cached, 8);
-  EXPECT_EQ(lastPrefill().start, 8);
+  expectPrefilledFrom(b, shorter, 8);
   EXPECT_EQ(lastPrefill().length, 1);
   expectSameAsFresh(b, shorter, 5);
 
@@ -263,8 +265,7 @@ TEST_F(PrefixCacheTest, APrefixOfTheCachedIdsStillPrefillsItsLastToken) {
   // A one-token prompt has nothing to reuse.
   std::vector<int32_t> one(first.begin(), first.begin() + 1);
   Output single = generate(*generator_, one, 3);
-  EXPECT_EQ(single.cached, 0);
-  EXPECT_EQ(lastPrefill().start, 0);
+  expectPrefilledFrom(single, one, 0);
   expectSameAsFresh(single, one, 3);
 }
 
@@ -280,9 +281,7 @@ TEST_F(PrefixCacheTest, ContinuingTheGeneratedTextReusesTheFedTokens) {
   std::vector<int32_t> more = ids(" And then?");
   next.insert(next.end(), more.begin(), more.end());
   Output b = generate(*generator_, next, 6);
-  EXPECT_EQ(b.cached, int64_t(held.size()));
-  EXPECT_EQ(lastPrefill().start, int64_t(held.size()));
-  EXPECT_EQ(lastPrefill().length, int64_t(next.size() - held.size()));
+  expectPrefilledFrom(b, next, int64_t(held.size()));
   expectSameAsFresh(b, next, 6);
 }
 
@@ -296,10 +295,8 @@ TEST_F(PrefixCacheTest, ReuseOffPrefillsWholePromptsAndGivesTheSameOutput) {
     recorder_->prefills.clear();
     Output offA = generate(noCache, first, 6, temperature);
     Output offB = generate(noCache, second, 6, temperature);
-    EXPECT_EQ(offB.cached, 0);
     ASSERT_EQ(recorder_->prefills.size(), 2u);
-    EXPECT_EQ(lastPrefill().start, 0);
-    EXPECT_EQ(lastPrefill().length, int64_t(second.size()));
+    expectPrefilledFrom(offB, second, 0);
     EXPECT_TRUE(noCache.cachedIds().empty());
 
     Output onA = generate(*generator_, first, 6, temperature);
@@ -325,8 +322,7 @@ TEST_F(PrefixCacheTest, AnotherCallerOnTheEngineInvalidatesTheCache) {
   EXPECT_TRUE(generator_->cachedIds().empty());
   // ...so the first Generator must not reuse what it had.
   Output b = generate(*generator_, first, 4);
-  EXPECT_EQ(b.cached, 0);
-  EXPECT_EQ(lastPrefill().start, 0);
+  expectPrefilledFrom(b, first, 0);
   expectSameAsFresh(b, first, 4);
 
   // A direct engine call does the same.
@@ -359,9 +355,7 @@ TEST_F(PrefixCacheTest, AnEngineErrorForgetsTheCache) {
 
   recorder_->failDecode = -1;
   Output b = generate(*generator_, first, 6);
-  EXPECT_EQ(b.cached, 0);
-  EXPECT_EQ(lastPrefill().start, 0);
-  EXPECT_EQ(lastPrefill().length, int64_t(first.size()));
+  expectPrefilledFrom(b, first, 0);
   expectSameAsFresh(b, first, 6);
 }
 
