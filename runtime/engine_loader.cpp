@@ -155,8 +155,9 @@ private:
 
 class GpuEngine : public Engine {
 public:
-  GpuEngine(std::unique_ptr<GpuExecutor> executor, EngineStats stats)
-      : executor_(std::move(executor)) {
+  GpuEngine(std::unique_ptr<GpuExecutor> executor, EngineStats stats,
+            bool asyncDecode)
+      : executor_(std::move(executor)), asyncDecode_(asyncDecode) {
     stats_ = std::move(stats);
   }
   absl::StatusOr<std::vector<float>> lastLogits() override {
@@ -174,6 +175,13 @@ protected:
                                         const SamplingParams &params) override {
     return executor_->decode(id, position, params);
   }
+  absl::Status doDecodeStream(
+      int32_t id, int64_t position, int64_t count, const SamplingParams &params,
+      absl::FunctionRef<bool(const SampleResult &)> onToken) override {
+    if (!asyncDecode_)
+      return Engine::doDecodeStream(id, position, count, params, onToken);
+    return executor_->decodeStream(id, position, count, params, onToken);
+  }
   absl::StatusOr<std::vector<StepTime>>
   doProfileDecode(int64_t position, int iterations) override {
     return executor_->profileDecode(position, iterations);
@@ -185,6 +193,7 @@ protected:
 
 private:
   std::unique_ptr<GpuExecutor> executor_;
+  bool asyncDecode_ = true;
 };
 
 absl::StatusOr<std::unique_ptr<Engine>>
@@ -255,7 +264,8 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
                    std::string(status.message()).c_str());
   }
   stats.totalLoadSeconds = secondsSince(start);
-  return std::unique_ptr<Engine>(new GpuEngine(std::move(executor), stats));
+  return std::unique_ptr<Engine>(
+      new GpuEngine(std::move(executor), stats, options.asyncDecode));
 }
 } // namespace
 
@@ -270,6 +280,28 @@ absl::StatusOr<SampleResult> Engine::decode(int32_t id, int64_t position,
                                             const SamplingParams &params) {
   ++cacheWrites_;
   return doDecode(id, position, params);
+}
+
+absl::Status
+Engine::decodeStream(int32_t id, int64_t position, int64_t count,
+                     const SamplingParams &params,
+                     absl::FunctionRef<bool(const SampleResult &)> onToken) {
+  ++cacheWrites_;
+  return doDecodeStream(id, position, count, params, onToken);
+}
+
+absl::Status
+Engine::doDecodeStream(int32_t id, int64_t position, int64_t count,
+                       const SamplingParams &params,
+                       absl::FunctionRef<bool(const SampleResult &)> onToken) {
+  for (int64_t k = 0; k < count; ++k) {
+    TRENI_ASSIGN_OR_RETURN(SampleResult result,
+                           doDecode(id, position + k, params));
+    id = result.token;
+    if (!onToken(result))
+      break;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<StepTime>> Engine::profileDecode(int64_t position,

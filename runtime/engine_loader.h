@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "frontends/safetensors/safetensors.h"
@@ -34,6 +35,9 @@ struct EngineOptions {
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions
   bool spinWait = true;           ///< see GpuOptions
+  /// GPU: decodeStream enqueues step k+1 before reading step k's token (off:
+  /// one step at a time, like decode()).
+  bool asyncDecode = true;
   /// NVRTC cubins and JIT packages; default $TRENI_CACHE_DIR or ~/.cache/treni.
   std::optional<std::string> cacheDir;
 };
@@ -65,6 +69,18 @@ public:
   /// Feeds `id` at `position` and samples the next token.
   absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
                                       const SamplingParams &params);
+  /// Up to `count` decode steps from `id` at `position`, each fed the token
+  /// the previous one sampled; `onToken` sees each result in order and
+  /// returns false to stop. On the GPU (asyncDecode) the next step is already
+  /// enqueued when `onToken` runs, so the host's work per token overlaps the
+  /// GPU's: after a stop that step has still run, writing KV row
+  /// position+k+1 for the last accepted token (a correct row: the caller
+  /// may count it or not), and lastLogits() are its. Errors when the steps
+  /// would pass the KV cache.
+  absl::Status
+  decodeStream(int32_t id, int64_t position, int64_t count,
+               const SamplingParams &params,
+               absl::FunctionRef<bool(const SampleResult &)> onToken);
   /// fp32 logits of the last call.
   virtual absl::StatusOr<std::vector<float>> lastLogits() = 0;
   virtual int64_t vocabSize() const = 0;
@@ -89,6 +105,11 @@ protected:
             const SamplingParams &params) = 0;
   virtual absl::StatusOr<SampleResult>
   doDecode(int32_t id, int64_t position, const SamplingParams &params) = 0;
+  /// One doDecode after another (the GPU engine overrides it).
+  virtual absl::Status
+  doDecodeStream(int32_t id, int64_t position, int64_t count,
+                 const SamplingParams &params,
+                 absl::FunctionRef<bool(const SampleResult &)> onToken);
   virtual absl::StatusOr<std::vector<StepTime>>
   doProfileDecode(int64_t position, int iterations) {
     return absl::UnimplementedError("profiling needs --device gpu");

@@ -756,38 +756,36 @@ Generator::generate(const GenerationRequest &request,
     }
     cacheWrites_ = engine_.cacheWrites();
   };
-  while (!finish) {
+  // Sets `finish` when the request was cancelled or its deadline passed.
+  auto interrupted = [&]() {
     if (callbackCancelled ||
-        (request.cancel && request.cancel->load(std::memory_order_relaxed))) {
+        (request.cancel && request.cancel->load(std::memory_order_relaxed)))
       finish = FinishReason::Cancelled;
-      break;
-    }
-    if (request.deadline && Clock::now() >= *request.deadline) {
+    else if (request.deadline && Clock::now() >= *request.deadline)
       finish = FinishReason::Timeout;
-      break;
-    }
+    return finish.has_value();
+  };
+  // Takes one engine result: the token, its text, the stop checks; sets
+  // `finish` when the generation is over.
+  auto accept = [&](absl::StatusOr<SampleResult> sample,
+                    bool isPrefill) -> absl::Status {
     uint64_t step = result.tokens.size();
-    absl::StatusOr<SampleResult> sample =
-        step == 0 ? engine_.prefill(absl::MakeConstSpan(prompt).subspan(reuse),
-                                    int64_t(reuse), request.sampling)
-                  : engine_.decode(previous, int64_t(prompt.size() + step - 1),
-                                   request.sampling);
-    track(sample, step == 0);
+    track(sample, isPrefill);
     if (!sample.ok())
       return sample.status();
-    if (step == 0)
+    if (isPrefill)
       timing.cachedPromptTokens = int64_t(reuse);
     if (request.constraint) {
       sample = constrainedSample(*sample, request.sampling, step,
                                  *request.constraint);
       if (absl::IsNotFound(sample.status())) {
         finish = FinishReason::Stop; // nothing fits: close it below
-        break;
+        return absl::OkStatus();
       }
       if (!sample.ok())
         return sample.status();
     }
-    if (step == 0) {
+    if (isPrefill) {
       firstToken = Clock::now();
       timing.prefillSeconds = secondsBetween(start, firstToken);
     }
@@ -798,7 +796,7 @@ Generator::generate(const GenerationRequest &request,
 
     if (!request.ignoreEos && !request.constraint && isEos(previous)) {
       finish = FinishReason::Eos;
-      break;
+      return absl::OkStatus();
     }
     size_t before = text.size();
     // An id past the tokenizer's vocabulary (models pad their embedding
@@ -825,7 +823,7 @@ Generator::generate(const GenerationRequest &request,
         text.resize(best);
         stoppedByString = true;
         finish = FinishReason::Stop;
-        break;
+        return absl::OkStatus();
       }
     }
     if (request.constraint && request.constraint->isComplete())
@@ -840,6 +838,42 @@ Generator::generate(const GenerationRequest &request,
       if (request.tokenDelay.count() > 0)
         std::this_thread::sleep_for(request.tokenDelay);
     }
+    return absl::OkStatus();
+  };
+
+  if (!finish && !interrupted())
+    TRENI_RETURN_IF_ERROR(
+        accept(engine_.prefill(absl::MakeConstSpan(prompt).subspan(reuse),
+                               int64_t(reuse), request.sampling),
+               /*isPrefill=*/true));
+  if (request.constraint) {
+    // The constraint may replace the sampled token: one step at a time.
+    while (!finish && !interrupted())
+      TRENI_RETURN_IF_ERROR(accept(
+          engine_.decode(previous,
+                         int64_t(prompt.size() + result.tokens.size() - 1),
+                         request.sampling),
+          /*isPrefill=*/false));
+  } else if (!finish && !interrupted()) {
+    // Each step is fed the token the previous one sampled, so the engine
+    // may run a step ahead of this loop (Engine::decodeStream). The bounds
+    // are those of Length and Context above: no step runs past them.
+    int64_t position = int64_t(prompt.size());
+    int64_t count =
+        std::min<int64_t>(request.maxTokens - 1, options_.maxSeq - position);
+    absl::Status accepted;
+    absl::Status streamed = engine_.decodeStream(
+        previous, position, count, request.sampling,
+        [&](const SampleResult &sample) {
+          accepted = accept(sample, /*isPrefill=*/false);
+          return accepted.ok() && !finish && !interrupted();
+        });
+    if (!streamed.ok())
+      track(streamed, /*isPrefill=*/false);
+    TRENI_RETURN_IF_ERROR(streamed);
+    TRENI_RETURN_IF_ERROR(accepted);
+    if (!finish) // the engine stopped early without saying why
+      return absl::InternalError("decoding ended before the generation did");
   }
 
   if (!stoppedByString && *finish != FinishReason::Cancelled)

@@ -2,8 +2,11 @@
 
 #include "runtime/gpu_executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "codegen/KernelSource.h"
@@ -48,6 +51,33 @@ double secondsSince(std::chrono::steady_clock::time_point start) {
 
 int dtypeKind(const std::string &dtype) {
   return dtype == "bf16" ? 0 : dtype == "f16" ? 1 : 2;
+}
+
+/// The sampler writes @decode's next inputs while its own threads may still
+/// read the logits (and lastLogits() reads them later): the buffers must not
+/// share memory. The planner keeps them apart (the inputs are token-dynamic,
+/// the logits static); a plan from elsewhere is checked.
+absl::Status checkDecodeFeed(const PlanFunction &decode) {
+  if (decode.inputs.size() != 2 || decode.outputs.empty())
+    return absl::InvalidArgumentError(
+        "plan: @decode needs two inputs (ids, positions) and a logits output");
+  auto range = [&](int64_t index) {
+    const PlanBuffer &buffer = decode.buffers[index];
+    int64_t bytes = dtypeBytes(buffer.dtype);
+    for (int64_t dim : buffer.shape)
+      bytes *= dim < 0 ? 1 : dim;
+    int64_t begin = decode.bufferOffset(index, 1);
+    return std::pair(begin, begin + bytes);
+  };
+  auto [logitsBegin, logitsEnd] = range(decode.outputs[0]);
+  for (int64_t input : decode.inputs) {
+    auto [begin, end] = range(input);
+    if (begin < logitsEnd && logitsBegin < end)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "plan: @decode's input buffer ", input,
+          " overlaps its logits; the sampler could not feed the next step"));
+  }
+  return absl::OkStatus();
 }
 
 } // namespace
@@ -127,14 +157,29 @@ struct GpuExecutor::Impl {
   std::map<std::string, Cache> caches;
   std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
   cudaKernel_t sampler = nullptr;
-  /// The sampler's result: pinned host memory, mapped (the sampler writes
-  /// it through mappedResult; the host reads it after the stream's wait).
-  SampleResultDevice *hostResult = nullptr, *mappedResult = nullptr;
+  /// The sampler's results, two slots (see SampleFeedDevice): pinned host
+  /// memory, mapped (the sampler writes them through mappedResults; the host
+  /// reads a slot after waiting for its step).
+  SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
   unsigned long long *stepCounter = nullptr;
-  int32_t *hostInputs = nullptr; ///< pinned: ids then positions
+  /// Device: the position of the decode step that runs next (the feed's).
+  int32_t *feedPosition = nullptr;
+  /// Pinned: maxSeq ids, maxSeq positions, then the feed position.
+  int32_t *hostInputs = nullptr;
+  /// Completion of the last two decode steps enqueued (decodeStream).
+  cudaEvent_t stepDone[2] = {nullptr, nullptr};
   cudaGraphExec_t graph = nullptr;
   SamplingParams graphParams;
   const PlanFunction *lastFunction = nullptr;
+  /// What @decode's inputs will hold when the enqueued work is done: the
+  /// token and position the last decode step's sampler fed (or the host
+  /// wrote). Empty when unknown (after prefill, profiling, an error).
+  struct Fed {
+    int32_t id = 0;
+    int64_t position = 0;
+    bool operator==(const Fed &) const = default;
+  };
+  std::optional<Fed> fed;
 
   ~Impl() {
     if (graph)
@@ -142,13 +187,17 @@ struct GpuExecutor::Impl {
     gemm.reset();
     for (cudaLibrary_t library : libraries)
       cudaLibraryUnload(library);
-    for (void *p : {(void *)weights, (void *)arena, (void *)stepCounter})
+    for (void *p : {(void *)weights, (void *)arena, (void *)stepCounter,
+                    (void *)feedPosition})
       if (p)
         cudaFree(p);
     for (auto &[name, cache] : caches)
       cudaFree(cache.keys);
-    if (hostResult)
-      cudaFreeHost(hostResult);
+    for (cudaEvent_t event : stepDone)
+      if (event)
+        cudaEventDestroy(event);
+    if (hostResults)
+      cudaFreeHost(hostResults);
     if (hostInputs)
       cudaFreeHost(hostInputs);
     if (stream)
@@ -426,23 +475,28 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
-  /// Waits for the stream. With spinWait the host polls instead of sleeping
-  /// until the driver wakes it up, which costs a decode step's worth of time
-  /// at small model sizes.
-  absl::Status waitForStream() {
+  /// Waits for the stream's work, or with `event` for the work before it.
+  /// With spinWait the host polls instead of sleeping until the driver wakes
+  /// it up, which costs a decode step's worth of time at small model sizes.
+  absl::Status wait(cudaEvent_t event = nullptr) {
     if (!options.spinWait) {
-      TRENI_CUDA(cudaStreamSynchronize(stream));
+      TRENI_CUDA(event ? cudaEventSynchronize(event)
+                       : cudaStreamSynchronize(stream));
       return absl::OkStatus();
     }
     cudaError_t state;
-    while ((state = cudaStreamQuery(stream)) == cudaErrorNotReady) {
+    while ((state = event ? cudaEventQuery(event) : cudaStreamQuery(stream)) ==
+           cudaErrorNotReady) {
     }
     TRENI_CUDA(state);
     return absl::OkStatus();
   }
 
+  /// Enqueues the sampler on `function`'s logits. With a feed (decode) it
+  /// also writes the next decode step's inputs.
   absl::Status enqueueSample(const PlanFunction &function,
-                             const SamplingParams &params, int64_t vocab) {
+                             const SamplingParams &params, int64_t vocab,
+                             SampleFeedDevice feed) {
     const float *logits = reinterpret_cast<const float *>(
         bufferAddress(function, function.outputs[0], 1));
     int vocabSize = int(vocab);
@@ -450,10 +504,104 @@ struct GpuExecutor::Impl {
     // The sampler writes its result straight into mapped pinned memory (no
     // copy node after it) and, like the generated kernels, may launch while
     // the logits are still being computed (it waits for them first).
-    void *args[] = {&logits, &vocabSize, &deviceParams, &stepCounter,
-                    &mappedResult};
+    void *args[] = {&logits,      &vocabSize,     &deviceParams,
+                    &stepCounter, &mappedResults, &feed};
     return launchKernel(sampler, dim3(1), dim3(kSamplerThreads), 0, args);
   }
+
+  const PlanFunction &decodeFunction() const {
+    return *plan.function("decode");
+  }
+
+  /// @decode's own inputs as the sampler's feed.
+  SampleFeedDevice decodeFeed() {
+    const PlanFunction &function = decodeFunction();
+    return {reinterpret_cast<int32_t *>(
+                bufferAddress(function, function.inputs[0], 1)),
+            reinterpret_cast<int32_t *>(
+                bufferAddress(function, function.inputs[1], 1)),
+            feedPosition};
+  }
+
+  /// Makes @decode's inputs (and the feed position) `id` at `position`:
+  /// nothing to do when the last decode step fed exactly that, else three
+  /// copies from pinned memory (the stream must be idle: they read it when
+  /// they run).
+  absl::Status feedDecode(int32_t id, int64_t position) {
+    Fed wanted{id, position};
+    if (fed == wanted)
+      return absl::OkStatus();
+    fed.reset();
+    int32_t *hostIds = hostInputs, *hostPositions = hostInputs + maxSeq(),
+            *hostFeed = hostInputs + 2 * maxSeq();
+    hostIds[0] = id;
+    hostPositions[0] = hostFeed[0] = int32_t(position);
+    TRENI_RETURN_IF_ERROR(
+        copyInputs(decodeFunction(), hostIds, hostPositions, 1));
+    TRENI_CUDA(cudaMemcpyAsync(feedPosition, hostFeed, sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream));
+    fed = wanted;
+    return absl::OkStatus();
+  }
+
+  /// Captures the decode graph for `params` unless the current one is for
+  /// them (no-op without graphs). Nothing else may be pending on the stream
+  /// that the graph must not include: capture starts on an idle stream.
+  absl::Status prepareDecode(const SamplingParams &params, int64_t vocab) {
+    // Field by field: a memcmp also compared the struct's padding, which made
+    // every decode step capture the graph again (0.7 ms per token at 0.5B).
+    if (!options.cudaGraphs || (graph && graphParams == params))
+      return absl::OkStatus();
+    if (graph) {
+      TRENI_CUDA(cudaGraphExecDestroy(graph));
+      graph = nullptr;
+    }
+    const PlanFunction &function = decodeFunction();
+    // GEMM plans are made before capture: heuristic queries are not
+    // capturable.
+    TRENI_RETURN_IF_ERROR(prepareGemms(function, 1));
+    cudaGraph_t captured;
+    TRENI_CUDA(
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::Status status = enqueueSteps(function, 1);
+    if (status.ok())
+      status = enqueueSample(function, params, vocab, decodeFeed());
+    cudaError_t end = cudaStreamEndCapture(stream, &captured);
+    TRENI_RETURN_IF_ERROR(status);
+    TRENI_CUDA(end);
+    cudaError_t instantiated = cudaGraphInstantiate(&graph, captured, 0);
+    cudaGraphDestroy(captured);
+    TRENI_CUDA(instantiated);
+    graphParams = params;
+    ++graphCaptures;
+    return absl::OkStatus();
+  }
+
+  /// Enqueues one decode step on the inputs fed: the graph, or (without
+  /// graphs) its launches one by one. Advances `fed` past it when known.
+  absl::Status enqueueDecode(const SamplingParams &params, int64_t vocab) {
+    fed.reset(); // known again once the step's token is read
+    if (graph && options.cudaGraphs) {
+      TRENI_CUDA(cudaGraphLaunch(graph, stream));
+      return absl::OkStatus();
+    }
+    const PlanFunction &function = decodeFunction();
+    TRENI_RETURN_IF_ERROR(enqueueSteps(function, 1));
+    return enqueueSample(function, params, vocab, decodeFeed());
+  }
+
+  /// The result of the decode step at `position`, once it is done.
+  absl::StatusOr<SampleResult> decodeResult(int64_t position) {
+    lastFunction = &decodeFunction();
+    return fromDeviceResult(hostResults[position & 1]);
+  }
+  /// Once the decode step at `position` is the last one done: what it fed.
+  void fedBy(int64_t position) {
+    fed = Fed{std::max(hostResults[position & 1].token, 0), position + 1};
+  }
+
+  int64_t maxSeq() const { return options.maxSeq; }
+  int64_t graphCaptures = 0;
 };
 
 GpuExecutor::GpuExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -477,6 +625,7 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   for (const char *name : {"prefill", "decode"})
     if (!p.function(name))
       return absl::InvalidArgumentError(absl::StrCat("plan has no @", name));
+  TRENI_RETURN_IF_ERROR(checkDecodeFeed(*p.function("decode")));
   auto vocab = p.model.find("vocab_size");
   if (vocab == p.model.end() || !std::holds_alternative<int64_t>(vocab->second))
     return absl::InvalidArgumentError("plan: model.vocab_size missing");
@@ -508,13 +657,17 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   stats.arenaBytes = arenaBytes;
   TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
-  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResult, sizeof(SampleResultDevice),
+  TRENI_CUDA(cudaMalloc((void **)&impl->feedPosition, sizeof(int32_t)));
+  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResults,
+                           2 * sizeof(SampleResultDevice),
                            cudaHostAllocMapped));
-  TRENI_CUDA(cudaHostGetDevicePointer((void **)&impl->mappedResult,
-                                      impl->hostResult, 0));
+  TRENI_CUDA(cudaHostGetDevicePointer((void **)&impl->mappedResults,
+                                      impl->hostResults, 0));
   TRENI_CUDA(cudaHostAlloc((void **)&impl->hostInputs,
-                           2 * options.maxSeq * sizeof(int32_t),
+                           (2 * options.maxSeq + 1) * sizeof(int32_t),
                            cudaHostAllocDefault));
+  for (cudaEvent_t &event : impl->stepDone)
+    TRENI_CUDA(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
 
   // Kernels (NVRTC through the disk cache, or the package's cubins).
   auto start = std::chrono::steady_clock::now();
@@ -551,95 +704,117 @@ GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
                      const SamplingParams &params) {
   if (ids.empty())
     return absl::InvalidArgumentError("prefill needs at least one token");
-  // A new generation: the sampler's random stream restarts at step 0.
-  TRENI_CUDA(cudaMemsetAsync(impl_->stepCounter, 0, sizeof(unsigned long long),
-                             impl_->stream));
-  return run(*impl_->plan.function("prefill"), ids, startPosition, params,
-             /*useGraph=*/false);
-}
-
-absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
-                                                 const SamplingParams &params) {
-  return run(*impl_->plan.function("decode"), {&id, 1}, position, params,
-             impl_->options.cudaGraphs);
-}
-
-absl::StatusOr<SampleResult>
-GpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
-                 int64_t startPosition, const SamplingParams &params,
-                 bool useGraph) {
   TRENI_RETURN_IF_ERROR(validate(params));
-  int64_t tokens = ids.size();
   TRENI_RETURN_IF_ERROR(
       checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
   Impl &impl = *impl_;
-
-  // Token ids and positions go to their arena buffers from pinned memory;
-  // under a graph the copies are its first nodes (they read the pinned
-  // buffers when the graph runs), so a decode step is one launch and one
-  // wait.
+  const PlanFunction &function = *impl.plan.function("prefill");
+  impl.fed.reset();
+  // A new generation: the sampler's random stream restarts at step 0.
+  TRENI_CUDA(cudaMemsetAsync(impl.stepCounter, 0, sizeof(unsigned long long),
+                             impl.stream));
+  int64_t tokens = ids.size();
   int32_t *hostIds = impl.hostInputs, *hostPositions = impl.hostInputs + maxSeq_;
   std::copy(ids.begin(), ids.end(), hostIds);
   for (int64_t i = 0; i < tokens; ++i)
     hostPositions[i] = int32_t(startPosition + i);
-
-  if (useGraph) {
-    // Field by field: a memcmp also compared the struct's padding, which made
-    // every decode step capture the graph again (0.7 ms per token at 0.5B).
-    if (!impl.graph || impl.graphParams != params) {
-      if (impl.graph) {
-        TRENI_CUDA(cudaGraphExecDestroy(impl.graph));
-        impl.graph = nullptr;
-      }
-      // GEMM plans are made before capture: heuristic queries are not
-      // capturable.
-      TRENI_RETURN_IF_ERROR(impl.prepareGemms(function, tokens));
-      cudaGraph_t graph;
-      TRENI_CUDA(cudaStreamBeginCapture(impl.stream,
-                                        cudaStreamCaptureModeThreadLocal));
-      absl::Status captured =
-          impl.copyInputs(function, hostIds, hostPositions, tokens);
-      if (captured.ok())
-        captured = impl.enqueueSteps(function, tokens);
-      if (captured.ok())
-        captured = impl.enqueueSample(function, params, vocabSize_);
-      cudaError_t end = cudaStreamEndCapture(impl.stream, &graph);
-      TRENI_RETURN_IF_ERROR(captured);
-      TRENI_CUDA(end);
-      cudaError_t instantiated = cudaGraphInstantiate(&impl.graph, graph, 0);
-      cudaGraphDestroy(graph);
-      TRENI_CUDA(instantiated);
-      impl.graphParams = params;
-      ++graphCaptures_;
-    }
-    TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
-  } else {
-    TRENI_RETURN_IF_ERROR(
-        impl.copyInputs(function, hostIds, hostPositions, tokens));
-    TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
-    TRENI_RETURN_IF_ERROR(impl.enqueueSample(function, params, vocabSize_));
-  }
-  TRENI_RETURN_IF_ERROR(impl.waitForStream());
+  TRENI_RETURN_IF_ERROR(
+      impl.copyInputs(function, hostIds, hostPositions, tokens));
+  TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
+  TRENI_RETURN_IF_ERROR(
+      impl.enqueueSample(function, params, vocabSize_, SampleFeedDevice{}));
+  TRENI_RETURN_IF_ERROR(impl.wait());
   impl.lastFunction = &function;
-  return fromDeviceResult(*impl.hostResult);
+  return fromDeviceResult(impl.hostResults[0]);
 }
+
+absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
+                                                 const SamplingParams &params) {
+  TRENI_RETURN_IF_ERROR(validate(params));
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs({&id, 1}, position, maxSeq_, vocabSize_));
+  Impl &impl = *impl_;
+  // The inputs are usually there already: the previous step's sampler wrote
+  // them, and the step is one graph launch and one wait.
+  TRENI_RETURN_IF_ERROR(impl.prepareDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.feedDecode(id, position));
+  TRENI_RETURN_IF_ERROR(impl.enqueueDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  impl.fedBy(position);
+  return impl.decodeResult(position);
+}
+
+absl::Status GpuExecutor::decodeStream(
+    int32_t id, int64_t position, int64_t count, const SamplingParams &params,
+    absl::FunctionRef<bool(const SampleResult &)> onToken) {
+  TRENI_RETURN_IF_ERROR(validate(params));
+  if (count <= 0)
+    return absl::OkStatus();
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs({&id, 1}, position, maxSeq_, vocabSize_));
+  if (count > maxSeq_ - position)
+    return absl::InvalidArgumentError(
+        absl::StrCat("decoding ", count, " tokens from position ", position,
+                     " passes the KV cache's ", maxSeq_, " rows"));
+  Impl &impl = *impl_;
+  TRENI_RETURN_IF_ERROR(impl.prepareDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.feedDecode(id, position));
+  // Step k+1 is enqueued before step k's result is read: the GPU never waits
+  // for the host. Step k writes result slot (position + k) & 1, which the
+  // host has read before step k+2, the next one to write it, is enqueued.
+  int64_t enqueued = 0;
+  auto enqueue = [&]() -> absl::Status {
+    TRENI_RETURN_IF_ERROR(impl.enqueueDecode(params, vocabSize_));
+    TRENI_CUDA(cudaEventRecord(impl.stepDone[enqueued & 1], impl.stream));
+    ++enqueued;
+    return absl::OkStatus();
+  };
+  absl::Status status = enqueue();
+  for (int64_t k = 0; status.ok() && k < count; ++k) {
+    if (enqueued < count)
+      status = enqueue();
+    if (status.ok())
+      status = impl.wait(impl.stepDone[k & 1]);
+    if (!status.ok())
+      break;
+    absl::StatusOr<SampleResult> result = impl.decodeResult(position + k);
+    if (!result.ok())
+      status = result.status();
+    else if (!onToken(*result))
+      break;
+  }
+  // The step enqueued past the last one read still runs; its KV row is the
+  // fed token's, like any step's, and its result is dropped.
+  absl::Status drained = impl.wait();
+  if (!status.ok() || !drained.ok()) {
+    impl.fed.reset();
+    return status.ok() ? drained : status;
+  }
+  impl.fedBy(position + enqueued - 1);
+  return absl::OkStatus();
+}
+
+int64_t GpuExecutor::graphCaptures() const { return impl_->graphCaptures; }
 
 absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
                                                      int iterations) {
   Impl &impl = *impl_;
-  if (!impl.graph || iterations < 1 || position < 0 || position >= maxSeq_)
+  if (!impl.graph || iterations < 1 || position < 0 ||
+      iterations > maxSeq_ - position)
     return absl::FailedPreconditionError(
         "replayDecode: needs a captured decode graph (run a decode step "
-        "first), a position and a count");
-  impl.hostInputs[0] = 0;
-  impl.hostInputs[maxSeq_] = int32_t(position);
+        "first), a position and a count that fit in the KV cache");
   ReplayTime result;
   cudaEvent_t begin, end;
   TRENI_CUDA(cudaEventCreate(&begin));
   TRENI_CUDA(cudaEventCreate(&end));
   absl::Status status = [&]() -> absl::Status {
+    // Each replay feeds the next: positions position.. as in a generation.
+    TRENI_RETURN_IF_ERROR(impl.feedDecode(0, position));
     TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream)); // warm
     TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+    impl.fed.reset();
+    TRENI_RETURN_IF_ERROR(impl.feedDecode(0, position));
     TRENI_CUDA(cudaEventRecord(begin, impl.stream));
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < iterations; ++i)
@@ -649,6 +824,7 @@ absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
     TRENI_CUDA(cudaEventSynchronize(end));
     return absl::OkStatus();
   }();
+  impl.fed.reset();
   float ms = 0;
   if (status.ok() && cudaEventElapsedTime(&ms, begin, end) != cudaSuccess)
     status = absl::InternalError("replayDecode: cudaEventElapsedTime failed");
@@ -674,6 +850,7 @@ GpuExecutor::profileDecode(int64_t position, int iterations) {
   std::vector<StepTime> times(list.size());
   for (size_t i = 0; i < list.size(); ++i)
     times[i] = {list[i].step->templateName, list[i].step->origin, 0.0};
+  impl.fed.reset();
   absl::Status status = [&]() -> absl::Status {
     int32_t inputs[2] = {0, int32_t(position)};
     for (int it = 0; it < iterations; ++it) {

@@ -4,8 +4,10 @@
 // from an AOT package), weights uploaded once in the activation dtype, one
 // activation arena laid out by the plan, a KV cache of --max-seq rows, and
 // cuBLASLt for the GEMMs. Prefill launches the plan's @prefill steps for the
-// whole prompt; decode replays one captured CUDA graph per sampling setting
-// (position and token live in device memory, written before each replay).
+// whole prompt; decode replays one captured CUDA graph per sampling setting.
+// The sampler writes the next decode step's token and position into its
+// inputs, so consecutive steps need no host writes and can be enqueued
+// ahead (decodeStream).
 // Sampling runs on the GPU and returns the token with its uncertainty.
 //
 //===----------------------------------------------------------------------===//
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "codegen/Plan.h"
@@ -86,15 +89,26 @@ public:
   /// Runs @decode for `id` at `position` and samples the next token.
   absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
                                       const SamplingParams &params);
+  /// Runs @decode `count` times from `id` at `position`, each step fed the
+  /// token the previous one sampled, and hands each result to `onToken` in
+  /// order. Step k+1 is enqueued before step k's result is read, so the
+  /// host's round trip overlaps the GPU's work. When `onToken` returns false
+  /// the step already enqueued still runs (it writes KV row position+k+1
+  /// for the token it was fed, the last accepted one) and its result is
+  /// dropped. lastLogits() is then that step's.
+  absl::Status
+  decodeStream(int32_t id, int64_t position, int64_t count,
+               const SamplingParams &params,
+               absl::FunctionRef<bool(const SampleResult &)> onToken);
   /// Runs @decode step by step `iterations` times at `position` with an event
   /// pair around every step; returns each step's mean time. (Events serialise
   /// the steps: the sum exceeds a graph replay's time by the launch gaps.)
   absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
                                                       int iterations);
-  /// The captured decode graph replayed `iterations` times back to back at
-  /// `position` (no host round trip in between): the GPU's time per step,
-  /// and the host's time per cudaGraphLaunch call. The KV cache row at
-  /// `position` is overwritten.
+  /// The captured decode graph replayed `iterations` times back to back from
+  /// `position` (each step fed by the previous one, as in a generation; no
+  /// host round trip in between): the GPU's time per step, and the host's
+  /// time per cudaGraphLaunch call. KV-cache rows position.. are overwritten.
   absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
   /// fp32 logits of the last prefill/decode call (copied to the host).
   absl::StatusOr<std::vector<float>> lastLogits();
@@ -103,19 +117,15 @@ public:
   int64_t vocabSize() const { return vocabSize_; }
   int64_t maxSeq() const { return maxSeq_; }
   /// Graph captures so far (one per distinct sampling setting).
-  int64_t graphCaptures() const { return graphCaptures_; }
+  int64_t graphCaptures() const;
 
 private:
   struct Impl;
   explicit GpuExecutor(std::unique_ptr<Impl> impl);
-  absl::StatusOr<SampleResult> run(const PlanFunction &function,
-                                   absl::Span<const int32_t> ids,
-                                   int64_t startPosition,
-                                   const SamplingParams &params, bool useGraph);
 
   std::unique_ptr<Impl> impl_;
   GpuLoadStats stats_;
-  int64_t vocabSize_ = 0, maxSeq_ = 0, graphCaptures_ = 0;
+  int64_t vocabSize_ = 0, maxSeq_ = 0;
 };
 
 } // namespace treni

@@ -51,6 +51,10 @@ TRENI_SAME_FIELD(SampleResultDevice, entropy);
 TRENI_SAME_FIELD(SampleResultDevice, numAlternatives);
 TRENI_SAME_FIELD(SampleResultDevice, alternativeTokens);
 TRENI_SAME_FIELD(SampleResultDevice, alternativeLogprobs);
+static_assert(sizeof(SampleFeedDevice) == sizeof(kernel::SampleFeedDevice));
+TRENI_SAME_FIELD(SampleFeedDevice, ids);
+TRENI_SAME_FIELD(SampleFeedDevice, positions);
+TRENI_SAME_FIELD(SampleFeedDevice, position);
 #undef TRENI_SAME_FIELD
 
 /// The weight table the kernel builds in shared memory.

@@ -107,9 +107,11 @@ const std::string &samplerKernelSource();
 
 /// extern "C" __global__ void treni_sample(const float *logits, int vocab,
 ///     SamplingParamsDevice params, unsigned long long *stepCounter,
-///     SampleResultDevice *out)
+///     SampleResultDevice *out, SampleFeedDevice feed)
 /// Launch: grid 1, block kSamplerThreads, no dynamic shared memory. Reads
-/// *stepCounter as `step`, writes *out, then increments *stepCounter.
+/// *stepCounter as `step`, writes the result, then increments *stepCounter.
+/// Without a feed (feed.position null) the result goes to out[0]; with one,
+/// see SampleFeedDevice.
 inline constexpr const char *kSamplerKernelName = "treni_sample";
 inline constexpr int kSamplerThreads = 1024;
 
@@ -146,6 +148,19 @@ static_assert(offsetof(SampleResultDevice, entropy) == 8);
 static_assert(offsetof(SampleResultDevice, numAlternatives) == 12);
 static_assert(offsetof(SampleResultDevice, alternativeTokens) == 16);
 static_assert(offsetof(SampleResultDevice, alternativeLogprobs) == 96);
+
+/// Host mirror of the kernel's feed: @decode's token-id and position input
+/// buffers (one row) and a device int holding the position p of the row the
+/// step computes. The kernel writes its result to out[p & 1] (two slots: the
+/// host reads step p while step p + 1 writes the other one), then the token
+/// (0 for -1) to ids[0] and p + 1 to positions[0] and *position, so the next
+/// decode step runs without the host writing its inputs.
+struct SampleFeedDevice {
+  int32_t *ids = nullptr;
+  int32_t *positions = nullptr;
+  int32_t *position = nullptr;
+};
+static_assert(sizeof(SampleFeedDevice) == 24);
 
 /// `params` as the kernel takes them (validate() them first: the kernel
 /// answers token -1 to invalid ones).

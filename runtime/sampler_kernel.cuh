@@ -4,7 +4,9 @@
 // the final logits (fp32, vocab <= 2^18). It writes the token, its logprob and
 // the entropy under the unmodified distribution and the top alternatives,
 // then advances the step counter it read, so a CUDA graph replayed every
-// token draws a fresh number without the host. Needs sm_80+.
+// token draws a fresh number without the host. Given a feed (decode), it also
+// writes the token and the next position into @decode's inputs: the next
+// step can be enqueued before the host has read this one. Needs sm_80+.
 //
 // NVRTC compiles this text with no headers. runtime/sampler.cpp includes it
 // too: the order key, the integer sampling weight, the RNG and the draw
@@ -74,6 +76,19 @@ struct SampleResultDevice {
   int numAlternatives;
   int alternativeTokens[20];
   float alternativeLogprobs[20];
+};
+
+/// Where a decode step's token goes next, mirrored by treni::SampleFeedDevice
+/// (sampler.h). With `position` null the kernel writes out[0] and feeds
+/// nothing. Otherwise *position is the position of the row just computed,
+/// p: the result goes to out[p & 1] (two slots, so the host can read one
+/// step while the next is writing), and the kernel then writes the token
+/// (0 for -1) to ids[0], p + 1 to positions[0] and to *position: the inputs
+/// of the next decode step, so that step can run without the host.
+struct SampleFeedDevice {
+  int *ids;
+  int *positions;
+  int *position;
 };
 
 //===-- Shared by CPU and GPU ---------------------------------------------===//
@@ -1071,7 +1086,7 @@ __device__ bool drawFromBuffer(Shared &sh, const Context &ctx,
 extern "C" __global__ void __launch_bounds__(1024, 1)
     treni_sample(const float *__restrict__ logits, int vocab,
                  SamplingParamsDevice params, unsigned long long *stepCounter,
-                 SampleResultDevice *out) {
+                 SampleResultDevice *out, SampleFeedDevice feed) {
   using namespace treni_sampler;
 #if __CUDA_ARCH__ >= 900
   // Launched programmatically: the logits are complete past this point.
@@ -1080,13 +1095,25 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   __shared__ Shared sh;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
   const float inf = __uint_as_float(0x7f800000u);
+  // Every thread reads the position before thread 0 advances it: after a
+  // barrier, or in the early failure, where no other thread uses it.
+  const int position = feed.position ? *feed.position : 0;
+  out += position & 1;
 
+  auto finish = [&](int token) { // thread 0, last: feed the next step
+    *stepCounter = *stepCounter + 1;
+    if (feed.position) {
+      feed.ids[0] = token >= 0 ? token : 0;
+      feed.positions[0] = position + 1;
+      *feed.position = position + 1;
+    }
+  };
   auto fail = [&]() { // thread 0: the error result
     out->token = -1;
     out->logprob = 0.0f;
     out->entropy = 0.0f;
     out->numAlternatives = 0;
-    *stepCounter = *stepCounter + 1;
+    finish(-1);
   };
   if (!(vocab >= 1 && vocab <= kMaxVocab && params.temperature >= 0.0f &&
         params.temperature < inf && params.topK >= 0 && params.topP > 0.0f &&
@@ -1471,7 +1498,7 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
             : 0.0f;
     out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
     out->numAlternatives = numOut;
-    *stepCounter = *stepCounter + 1;
+    finish(token);
   }
   TRENI_SAMPLER_MARK(5);
 }

@@ -127,6 +127,68 @@ TEST_F(GenerationTest, MaxTokensAndGreedyIds) {
   }
 }
 
+// Tests that Engine::decodeStream feeds each step the token sampled before
+// (the ids and results of a step-by-step loop, greedy and seeded sampling),
+// stops when the callback says so, and refuses steps past the KV cache.
+TEST_F(GenerationTest, DecodeStreamIsDecodeStepByStep) {
+  std::vector<int32_t> prompt = request(1).promptIds;
+  int64_t position = int64_t(prompt.size());
+  for (float temperature : {0.0f, 0.9f}) {
+    SamplingParams params;
+    params.temperature = temperature;
+    params.seed = 11;
+    params.numAlternatives = 3;
+    auto first = engine_->prefill(prompt, params);
+    ASSERT_TRUE(first.ok()) << first.status();
+    std::vector<SampleResult> stepwise;
+    int32_t id = first->token;
+    for (int i = 0; i < 10; ++i) {
+      auto next = engine_->decode(id, position + i, params);
+      ASSERT_TRUE(next.ok()) << next.status();
+      stepwise.push_back(*next);
+      id = next->token;
+    }
+    ASSERT_TRUE(engine_->prefill(prompt, params).ok());
+    std::vector<SampleResult> streamed;
+    absl::Status status = engine_->decodeStream(
+        first->token, position, 10, params, [&](const SampleResult &result) {
+          streamed.push_back(result);
+          return true;
+        });
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_EQ(streamed.size(), stepwise.size());
+    for (size_t i = 0; i < streamed.size(); ++i) {
+      EXPECT_EQ(streamed[i].token, stepwise[i].token) << "T " << temperature;
+      EXPECT_FLOAT_EQ(streamed[i].logprob, stepwise[i].logprob);
+      ASSERT_EQ(streamed[i].alternatives.size(), 3u);
+      EXPECT_EQ(streamed[i].alternatives[0].token,
+                stepwise[i].alternatives[0].token);
+    }
+  }
+
+  SamplingParams greedy;
+  auto first = engine_->prefill(prompt, greedy);
+  ASSERT_TRUE(first.ok());
+  int calls = 0;
+  ASSERT_TRUE(
+      engine_
+          ->decodeStream(first->token, position, 10, greedy,
+                         [&](const SampleResult &) { return ++calls < 3; })
+          .ok());
+  EXPECT_EQ(calls, 3);
+  calls = 0;
+  ASSERT_TRUE(engine_
+                  ->decodeStream(first->token, position, 0, greedy,
+                                 [&](const SampleResult &) { return ++calls; })
+                  .ok());
+  EXPECT_EQ(calls, 0);
+  // The fixture engine has 256 rows: 250..259 do not fit.
+  absl::Status past =
+      engine_->decodeStream(first->token, 250, 10, greedy,
+                            [&](const SampleResult &) { return true; });
+  EXPECT_FALSE(past.ok());
+}
+
 // Tests that the streamed deltas add up to the text and are each valid UTF-8,
 // and that every token is handed to the callback exactly once.
 TEST_F(GenerationTest, StreamsCompleteUtf8) {

@@ -551,7 +551,7 @@ protected:
     CUDA_OK(cudaLibraryGetKernel(&kernel_, library_, kSamplerKernelName));
     CUDA_OK(cudaMalloc((void **)&logits_, (kMaxVocab + 4) * sizeof(float)));
     CUDA_OK(cudaMalloc((void **)&step_, sizeof(unsigned long long)));
-    CUDA_OK(cudaMalloc((void **)&result_, sizeof(SampleResultDevice)));
+    CUDA_OK(cudaMalloc((void **)&result_, 2 * sizeof(SampleResultDevice)));
   }
   void TearDown() override {
     cudaFree(logits_);
@@ -594,7 +594,8 @@ protected:
                        cudaMemcpyHostToDevice));
     const float *logits = logits_ + offset;
     SamplingParamsDevice device = toDeviceParams(params);
-    void *args[] = {&logits, &vocab, &device, &step_, &result_};
+    SampleFeedDevice noFeed;
+    void *args[] = {&logits, &vocab, &device, &step_, &result_, &noFeed};
     CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
                              dim3(kSamplerThreads), args, 0, nullptr));
     CUDA_OK(cudaMemcpy(out, result_, sizeof(*out), cudaMemcpyDeviceToHost));
@@ -715,6 +716,61 @@ TEST_F(GpuSampler, UnalignedLogits) {
   }
 }
 
+TEST_F(GpuSampler, FeedWritesTheNextStepsInputs) {
+  // A decode step at position p: the result goes to slot p & 1, the token
+  // (0 for -1) and p + 1 to the next step's inputs, p + 1 to the feed.
+  int32_t *feedWords = nullptr; // ids, positions, position
+  CUDA_OK(cudaMalloc((void **)&feedWords, 3 * sizeof(int32_t)));
+  SampleFeedDevice feed{feedWords, feedWords + 1, feedWords + 2};
+  SampleResultDevice sentinel{};
+  sentinel.token = 777;
+  CUDA_OK(
+      cudaMemcpy(result_, &sentinel, sizeof(sentinel), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(result_ + 1, &sentinel, sizeof(sentinel),
+                     cudaMemcpyHostToDevice));
+  int32_t position = 41;
+  CUDA_OK(cudaMemcpy(feed.position, &position, sizeof(position),
+                     cudaMemcpyHostToDevice));
+  struct Step {
+    int argmax;      ///< -1: a NaN logit
+    int slot, token; ///< expected
+  };
+  int vocab = 1000;
+  SamplingParams greedy;
+  SamplingParamsDevice device = toDeviceParams(greedy);
+  const float *logits = logits_;
+  for (Step step :
+       {Step{5, 1, 5}, Step{9, 0, 9}, Step{-1, 1, -1}, Step{999, 0, 999}}) {
+    std::vector<float> values = randomLogits(vocab, 20 + position, 1.0f);
+    if (step.argmax >= 0)
+      values[step.argmax] = 50.0f;
+    else
+      values[3] = std::nanf("");
+    ASSERT_NO_FATAL_FAILURE(upload(values));
+    void *args[] = {&logits, &vocab, &device, &step_, &result_, &feed};
+    CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
+                             dim3(kSamplerThreads), args, 0, nullptr));
+    SampleResultDevice slots[2];
+    int32_t words[3];
+    CUDA_OK(cudaMemcpy(slots, result_, sizeof(slots), cudaMemcpyDeviceToHost));
+    CUDA_OK(
+        cudaMemcpy(words, feedWords, sizeof(words), cudaMemcpyDeviceToHost));
+    std::string where = absl::StrCat("position ", position);
+    EXPECT_EQ(position & 1, step.slot) << where;
+    EXPECT_EQ(slots[step.slot].token, step.token) << where;
+    EXPECT_EQ(words[0], std::max(step.token, 0)) << where;
+    EXPECT_EQ(words[1], position + 1) << where;
+    EXPECT_EQ(words[2], position + 1) << where;
+    // The other slot still holds the previous step's result.
+    if (position > 41)
+      EXPECT_NE(slots[1 - step.slot].token, 777) << where;
+    else
+      EXPECT_EQ(slots[1 - step.slot].token, 777) << where;
+    ++position;
+  }
+  cudaFree(feedWords);
+}
+
 TEST_F(GpuSampler, BadLogitsGiveMinusOne) {
   SampleResultDevice out;
   std::vector<float> logits = randomLogits(1000, 13);
@@ -784,7 +840,8 @@ TEST_F(GpuSamplerTiming, Timing) {
               kSamplerThreads);
   for (const Case &c : cases) {
     SamplingParamsDevice device = toDeviceParams(c.params);
-    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_};
+    SampleFeedDevice noFeed;
+    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_, &noFeed};
     std::vector<float> times;
     for (int rep = 0; rep < 7; ++rep) {
       constexpr int kLaunches = 200;
@@ -820,7 +877,8 @@ TEST_F(GpuSamplerTiming, TimingFlat) {
   for (SamplingParams params :
        {alts, temperature(1.0f, 0, 0.9f, 1), temperature(0.7f, 40, 0.9f, 1)}) {
     SamplingParamsDevice device = toDeviceParams(params);
-    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_};
+    SampleFeedDevice noFeed;
+    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_, &noFeed};
     CUDA_OK(cudaEventRecord(start));
     for (int i = 0; i < 200; ++i)
       CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),

@@ -222,6 +222,12 @@ cl::opt<bool> blockingSync(
 cl::opt<bool> noPdl("no-pdl",
                     cl::desc("Launch kernels without programmatic dependent launch"),
                     cl::sub(runCommand));
+cl::opt<bool> noAsyncDecode(
+    "no-async-decode",
+    cl::desc("Read each decode step's token before enqueueing the next one "
+             "(default: the GPU feeds a step's token to the next, which is "
+             "enqueued before the host reads it)"),
+    cl::sub(runCommand));
 
 int fail(const absl::Status &status) {
   std::fprintf(stderr, "treni: error: %s\n", std::string(status.message()).c_str());
@@ -363,6 +369,7 @@ int runRun() {
   options.cudaGraphs = !noGraph;
   options.programmaticLaunch = !noPdl;
   options.spinWait = !blockingSync;
+  options.asyncDecode = !noAsyncDecode;
   auto engine = loadEngine(runModel, options);
   if (!engine.ok())
     return fail(engine.status());
@@ -404,14 +411,26 @@ int runRun() {
     }
     start = std::chrono::steady_clock::now();
     int64_t position = prompt->size();
-    for (int i = 0; i < maxTokens; ++i) {
+    if (maxTokens > 0)
       generated.push_back(sample->token);
-      if (i + 1 == maxTokens)
-        break;
-      int32_t next = size_t(i) < forced->size() ? (*forced)[i] : sample->token;
+    if (forced->empty() && !(r == 0 && logitsOut.is_open())) {
+      // Each step fed the token sampled before: the engine runs ahead.
+      absl::Status status =
+          e.decodeStream(sample->token, position, maxTokens - 1, params,
+                         [&](const SampleResult &next) {
+                           generated.push_back(next.token);
+                           return true;
+                         });
+      if (!status.ok())
+        return fail(status);
+    }
+    for (int i = 1; i < maxTokens && int(generated.size()) < maxTokens; ++i) {
+      int32_t next =
+          size_t(i - 1) < forced->size() ? (*forced)[i - 1] : sample->token;
       sample = e.decode(next, position++, params);
       if (!sample.ok())
         return fail(sample.status());
+      generated.push_back(sample->token);
       if (r == 0 && logitsOut.is_open()) {
         auto logits = e.lastLogits();
         if (!logits.ok())
