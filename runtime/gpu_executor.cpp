@@ -162,6 +162,9 @@ struct GpuExecutor::Impl {
   /// reads a slot after waiting for its step).
   SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
   unsigned long long *stepCounter = nullptr;
+  /// A split greedy sampler's per-block partials and arrival count.
+  SamplePartialDevice *samplePartials = nullptr;
+  unsigned *sampleArrivals = nullptr;
   /// Device: the position of the decode step that runs next (the feed's).
   int32_t *feedPosition = nullptr;
   /// Pinned: maxSeq ids, maxSeq positions, then the feed position.
@@ -187,8 +190,9 @@ struct GpuExecutor::Impl {
     gemm.reset();
     for (cudaLibrary_t library : libraries)
       cudaLibraryUnload(library);
-    for (void *p : {(void *)weights, (void *)arena, (void *)stepCounter,
-                    (void *)feedPosition})
+    for (void *p :
+         {(void *)weights, (void *)arena, (void *)stepCounter,
+          (void *)feedPosition, (void *)samplePartials, (void *)sampleArrivals})
       if (p)
         cudaFree(p);
     for (auto &[name, cache] : caches)
@@ -504,9 +508,11 @@ struct GpuExecutor::Impl {
     // The sampler writes its result straight into mapped pinned memory (no
     // copy node after it) and, like the generated kernels, may launch while
     // the logits are still being computed (it waits for them first).
-    void *args[] = {&logits,      &vocabSize,     &deviceParams,
-                    &stepCounter, &mappedResults, &feed};
-    return launchKernel(sampler, dim3(1), dim3(kSamplerThreads), 0, args);
+    void *args[] = {&logits,         &vocabSize,     &deviceParams,
+                    &stepCounter,    &mappedResults, &feed,
+                    &samplePartials, &sampleArrivals};
+    return launchKernel(sampler, dim3(samplerBlocks(params)),
+                        dim3(kSamplerThreads), 0, args);
   }
 
   const PlanFunction &decodeFunction() const {
@@ -658,6 +664,10 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMalloc((void **)&impl->feedPosition, sizeof(int32_t)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->samplePartials,
+                        kSamplerBlocks * sizeof(SamplePartialDevice)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->sampleArrivals, sizeof(unsigned)));
+  TRENI_CUDA(cudaMemset(impl->sampleArrivals, 0, sizeof(unsigned)));
   TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResults,
                            2 * sizeof(SampleResultDevice),
                            cudaHostAllocMapped));

@@ -55,6 +55,13 @@ static_assert(sizeof(SampleFeedDevice) == sizeof(kernel::SampleFeedDevice));
 TRENI_SAME_FIELD(SampleFeedDevice, ids);
 TRENI_SAME_FIELD(SampleFeedDevice, positions);
 TRENI_SAME_FIELD(SampleFeedDevice, position);
+static_assert(sizeof(SamplePartialDevice) ==
+              sizeof(kernel::SamplePartialDevice));
+TRENI_SAME_FIELD(SamplePartialDevice, sumExp);
+TRENI_SAME_FIELD(SamplePartialDevice, sumExpLog2);
+TRENI_SAME_FIELD(SamplePartialDevice, best);
+TRENI_SAME_FIELD(SamplePartialDevice, bestIndex);
+TRENI_SAME_FIELD(SamplePartialDevice, nan);
 #undef TRENI_SAME_FIELD
 
 /// The weight table the kernel builds in shared memory.
@@ -261,6 +268,12 @@ SamplingParamsDevice toDeviceParams(const SamplingParams &params) {
   device.topK = params.topK;
   device.numAlternatives = params.numAlternatives;
   return device;
+}
+
+int samplerBlocks(const SamplingParams &params) {
+  return params.temperature == 0.0f && params.numAlternatives == 0
+             ? kSamplerBlocks
+             : 1;
 }
 
 absl::StatusOr<SampleResult>

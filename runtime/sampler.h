@@ -107,13 +107,18 @@ const std::string &samplerKernelSource();
 
 /// extern "C" __global__ void treni_sample(const float *logits, int vocab,
 ///     SamplingParamsDevice params, unsigned long long *stepCounter,
-///     SampleResultDevice *out, SampleFeedDevice feed)
-/// Launch: grid 1, block kSamplerThreads, no dynamic shared memory. Reads
-/// *stepCounter as `step`, writes the result, then increments *stepCounter.
-/// Without a feed (feed.position null) the result goes to out[0]; with one,
-/// see SampleFeedDevice.
+///     SampleResultDevice *out, SampleFeedDevice feed,
+///     SamplePartialDevice *partials, unsigned *arrivals)
+/// Launch: samplerBlocks(params) blocks of kSamplerThreads, no dynamic shared
+/// memory. Reads *stepCounter as `step`, writes the result, then increments
+/// *stepCounter. Without a feed (feed.position null) the result goes to
+/// out[0]; with one, see SampleFeedDevice. With several blocks, `partials`
+/// holds one SamplePartialDevice a block and *arrivals (zero before the
+/// first launch) counts the blocks done; the kernel leaves it zero.
 inline constexpr const char *kSamplerKernelName = "treni_sample";
 inline constexpr int kSamplerThreads = 1024;
+/// Blocks of a split greedy launch (at most 32).
+inline constexpr int kSamplerBlocks = 32;
 
 /// Host mirror of the kernel's parameter struct (layout checked below and
 /// against the .cuh's own definition in sampler.cpp).
@@ -161,6 +166,21 @@ struct SampleFeedDevice {
   int32_t *position = nullptr;
 };
 static_assert(sizeof(SampleFeedDevice) == 24);
+
+/// Host mirror of the kernel's per-block partial of a split greedy launch.
+struct SamplePartialDevice {
+  double sumExp;
+  double sumExpLog2;
+  float best;
+  int32_t bestIndex;
+  int32_t nan;
+  int32_t unused;
+};
+static_assert(sizeof(SamplePartialDevice) == 32);
+
+/// The sampler's grid for `params`: kSamplerBlocks for greedy sampling
+/// without alternatives (pass A alone, split over the blocks), else 1.
+int samplerBlocks(const SamplingParams &params);
 
 /// `params` as the kernel takes them (validate() them first: the kernel
 /// answers token -1 to invalid ones).

@@ -44,6 +44,9 @@
 //          before it in id order. Otherwise per-warp kept mass over the
 //          slices, then over 1/32 of the chosen slice, then one warp scans
 //          ~150 tokens. Alternatives come from the candidates too.
+// Greedy without alternatives needs pass A alone: the host then launches
+// kSamplerBlocks blocks, each runs pass A over its share of the vocabulary,
+// and the last to finish combines their partials (splitPassA).
 // Measured on an H100 (151936 logits, back-to-back launches): greedy 20 us,
 // greedy + 20 alternatives 37 us, T=1 47 us, T=0.7 top-k 40 39 us, top-k 40
 // + top-p 0.9 + 20 alternatives 51 us, top-p 0.9 alone 86 us; the fallback
@@ -89,6 +92,19 @@ struct SampleFeedDevice {
   int *ids;
   int *positions;
   int *position;
+};
+
+/// One block's pass A when greedy sampling without alternatives is split
+/// over several blocks, mirrored by treni::SamplePartialDevice (sampler.h):
+/// the block's largest logit (lowest index), the softmax sums relative to it
+/// and whether it saw a NaN.
+struct SamplePartialDevice {
+  double sumExp;     ///< sum 2^t, t = (x - best) log2 e
+  double sumExpLog2; ///< sum 2^t t
+  float best;
+  int bestIndex;
+  int nan;
+  int unused;
 };
 
 //===-- Shared by CPU and GPU ---------------------------------------------===//
@@ -1081,12 +1097,219 @@ __device__ bool drawFromBuffer(Shared &sh, const Context &ctx,
   return true;
 }
 
+/// One thread's part of pass A over its warp's slice [begin, end) (walked by
+/// forEachGroup): its max (lowest index on ties), the softmax sums relative
+/// to that max (online: one ex2.approx per token, rescaled when the max
+/// grows), its count of finite tokens and whether it saw a NaN.
+struct PassA {
+  float best;
+  int bestIndex;
+  float sumExp, sumExpLog2; ///< sum 2^t and sum 2^t t, t = (x - best) log2 e
+  unsigned finite;
+  bool sawNaN;
+};
+
+__device__ __forceinline__ PassA passA(const float *__restrict__ logits,
+                                       int begin, int end, bool aligned,
+                                       int vocab, bool wantFinite) {
+  // In log2 units: e = 2^t, t = (x - max) log2(e).
+  const float log2e = 1.44269504f;
+  float best = negativeInfinity();
+  int bestIndex = vocab;
+  float shiftLog2 = 0.0f; // -best * log2(e)
+  float sumExp = 0.0f, sumExpLog2 = 0.0f;
+  unsigned finite = 0;
+  bool sawNaN = false;
+  forEachGroup(
+      logits, begin, end, aligned, [&](int first, float4 values, int n) {
+        float groupMax = max4(values); // ignores NaN; -inf past the end
+        if (groupMax > best) {         // ids ascend within a lane: first max
+          bestIndex = first + (values.x == groupMax   ? 0
+                               : values.y == groupMax ? 1
+                               : values.z == groupMax ? 2
+                                                      : 3);
+          if (best > negativeInfinity()) {
+            float d = fmaxf((best - groupMax) * log2e, -1e30f);
+            float f = fastExp2(d);
+            sumExpLog2 = f * fmaf(d, sumExp, sumExpLog2);
+            sumExp *= f;
+          }
+          best = groupMax;
+          shiftLog2 = -best * log2e;
+        }
+        if (best > negativeInfinity()) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            // -inf weighs nothing; NaN (and +inf - +inf) stays NaN: checked
+            // below
+            float t = fmaf(component(values, j), log2e, shiftLog2);
+            float e = fastExp2(t);
+            sumExp += e;
+            sumExpLog2 = fmaf(e, fmaxf(t, -1e30f), sumExpLog2);
+          }
+        } else {
+          sawNaN |= !(values.x == values.x) || !(values.y == values.y) ||
+                    !(values.z == values.z) || !(values.w == values.w);
+        }
+        if (wantFinite) {
+          if (min4(values) > negativeInfinity())
+            finite += 4;
+          else
+            finite += (values.x > negativeInfinity()) +
+                      (values.y > negativeInfinity()) +
+                      (values.z > negativeInfinity()) +
+                      (values.w > negativeInfinity());
+        }
+      });
+  return PassA{best,       bestIndex, sumExp,
+               sumExpLog2, finite,    sawNaN || !(sumExp == sumExp)};
+}
+
+/// The block's largest value, lowest index on ties (warps in order); every
+/// thread gets it. Uses scratchF/scratchI.
+__device__ __forceinline__ void blockArgmax(float &best, int &bestIndex,
+                                            float *scratchF, int *scratchI) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    float otherValue = __shfl_xor_sync(kFullMask, best, offset);
+    int otherIndex = __shfl_xor_sync(kFullMask, bestIndex, offset);
+    if (otherValue > best || (otherValue == best && otherIndex < bestIndex)) {
+      best = otherValue;
+      bestIndex = otherIndex;
+    }
+  }
+  if (lane == 0) {
+    scratchF[warp] = best;
+    scratchI[warp] = bestIndex;
+  }
+  __syncthreads();
+  best = scratchF[0];
+  bestIndex = scratchI[0];
+  for (int w = 1; w < kWarps; ++w)
+    if (scratchF[w] > best ||
+        (scratchF[w] == best && scratchI[w] < bestIndex)) {
+      best = scratchF[w];
+      bestIndex = scratchI[w];
+    }
+  __syncthreads();
+}
+
+/// A thread's sums, relative to its own max, rescaled to the block's max
+/// `best` in double and summed over the block (fixed order).
+__device__ __forceinline__ void blockSums(const PassA &a, float best,
+                                          double *scratchD, double &sumExpTotal,
+                                          double &sumExpLog2Total) {
+  double scaled = 0.0, scaledLog2 = 0.0;
+  if (a.best > negativeInfinity()) {
+    double d = ((double)a.best - (double)best) * 1.4426950408889634;
+    double f = exp2(d);
+    scaled = f * a.sumExp;
+    scaledLog2 = f * (a.sumExpLog2 + d * a.sumExp);
+  }
+  sumExpTotal = blockSum<double>(scaled, scratchD);
+  sumExpLog2Total = blockSum<double>(scaledLog2, scratchD);
+}
+
+/// Greedy sampling without alternatives needs pass A alone, which one block
+/// spends most of its time on: split over the launch's blocks, each runs it
+/// over its share of the vocabulary (shares and warp slices start at
+/// multiples of 4) and writes a partial; the last block to arrive (counted
+/// in *arrivals, which it resets for the next launch) combines them in block
+/// order, lowest index on ties. Returns false in the other blocks.
+__device__ bool splitPassA(Shared &sh, const float *__restrict__ logits,
+                           int vocab, SamplePartialDevice *partials,
+                           unsigned *arrivals, float &best, int &bestIndex,
+                           bool &anyNaN, double &sumExpTotal,
+                           double &sumExpLog2Total) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
+  const float inf = __uint_as_float(0x7f800000u);
+  const int share = ((vocab + gridDim.x - 1) / gridDim.x + 3) & ~3;
+  const int blockBegin = min((int)blockIdx.x * share, vocab);
+  const int blockEnd = min(blockBegin + share, vocab);
+  const int slice = ((blockEnd - blockBegin + kWarps - 1) / kWarps + 3) & ~3;
+  const int begin = min(blockBegin + warp * slice, blockEnd);
+  const int end = min(begin + slice, blockEnd);
+  const PassA a = passA(logits, begin, end,
+                        ((unsigned long long)logits & 15u) == 0, vocab, false);
+  const bool blockNaN = __syncthreads_or(a.sawNaN);
+  float blockBest = a.best;
+  int blockBestIndex = a.bestIndex;
+  blockArgmax(blockBest, blockBestIndex, sh.scratchF, sh.scratchI);
+  double sumExp = 0.0, sumExpLog2 = 0.0;
+  if (!blockNaN && blockBest > negativeInfinity() && blockBest < inf)
+    blockSums(a, blockBest, sh.scratchD, sumExp, sumExpLog2);
+  if (tid == 0) {
+    SamplePartialDevice &partial = partials[blockIdx.x];
+    partial.sumExp = sumExp;
+    partial.sumExpLog2 = sumExpLog2;
+    partial.best = blockBest;
+    partial.bestIndex = blockBestIndex;
+    partial.nan = blockNaN;
+    __threadfence(); // the partial is visible before the arrival counts
+    sh.scratchI[0] = atomicAdd(arrivals, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!sh.scratchI[0])
+    return false;
+  __threadfence();
+  if (warp == 0) { // one partial a lane (gridDim.x <= 32), L2 reads
+    float value = negativeInfinity();
+    int index = vocab, nan = 0;
+    double partSum = 0.0, partSumLog2 = 0.0;
+    if (lane < (int)gridDim.x) {
+      value = __ldcg(&partials[lane].best);
+      index = __ldcg(&partials[lane].bestIndex);
+      nan = __ldcg(&partials[lane].nan);
+      partSum = __ldcg(&partials[lane].sumExp);
+      partSumLog2 = __ldcg(&partials[lane].sumExpLog2);
+    }
+    float m = value;
+    int mIndex = index;
+    for (int offset = 16; offset > 0; offset /= 2) {
+      float otherValue = __shfl_xor_sync(kFullMask, m, offset);
+      int otherIndex = __shfl_xor_sync(kFullMask, mIndex, offset);
+      if (otherValue > m || (otherValue == m && otherIndex < mIndex)) {
+        m = otherValue;
+        mIndex = otherIndex;
+      }
+    }
+    double scaled = 0.0, scaledLog2 = 0.0;
+    if (value > negativeInfinity() && m < inf) {
+      double d = ((double)value - (double)m) * 1.4426950408889634;
+      double f = exp2(d);
+      scaled = f * partSum;
+      scaledLog2 = f * (partSumLog2 + d * partSum);
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      scaled += __shfl_xor_sync(kFullMask, scaled, offset);
+      scaledLog2 += __shfl_xor_sync(kFullMask, scaledLog2, offset);
+    }
+    const bool anyPartNaN = __any_sync(kFullMask, nan != 0);
+    if (lane == 0) {
+      sh.scratchF[0] = m;
+      sh.scratchI[1] = mIndex;
+      sh.scratchI[2] = anyPartNaN;
+      sh.scratchD[0] = scaled;
+      sh.scratchD[1] = scaledLog2;
+      *arrivals = 0;
+    }
+  }
+  __syncthreads();
+  best = sh.scratchF[0];
+  bestIndex = sh.scratchI[1];
+  anyNaN = sh.scratchI[2] != 0;
+  sumExpTotal = sh.scratchD[0];
+  sumExpLog2Total = sh.scratchD[1];
+  return true;
+}
+
 } // namespace treni_sampler
 
 extern "C" __global__ void __launch_bounds__(1024, 1)
     treni_sample(const float *__restrict__ logits, int vocab,
                  SamplingParamsDevice params, unsigned long long *stepCounter,
-                 SampleResultDevice *out, SampleFeedDevice feed) {
+                 SampleResultDevice *out, SampleFeedDevice feed,
+                 SamplePartialDevice *partials, unsigned *arrivals) {
   using namespace treni_sampler;
 #if __CUDA_ARCH__ >= 900
   // Launched programmatically: the logits are complete past this point.
@@ -1119,8 +1342,39 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
         params.temperature < inf && params.topK >= 0 && params.topP > 0.0f &&
         params.topP <= 1.0f && params.numAlternatives >= 0 &&
         params.numAlternatives <= kMaxAlternatives)) {
-    if (tid == 0)
+    if (tid == 0 && blockIdx.x == 0)
       fail();
+    return;
+  }
+  if (gridDim.x > 1) {
+    // Greedy without alternatives, split over the blocks: the host launches
+    // several only then (logprob and entropy as below, token = argmax).
+    float best;
+    int bestIndex;
+    bool anyNaN;
+    double sumExpTotal, sumExpLog2Total;
+    if (params.temperature != 0.0f || params.numAlternatives != 0 ||
+        gridDim.x > 32) {
+      if (tid == 0 && blockIdx.x == 0)
+        fail();
+      return;
+    }
+    if (!splitPassA(sh, logits, vocab, partials, arrivals, best, bestIndex,
+                    anyNaN, sumExpTotal, sumExpLog2Total) ||
+        tid != 0)
+      return;
+    if (anyNaN || !(best > negativeInfinity()) || !(best < inf)) {
+      fail();
+      return;
+    }
+    const double logSum = log(sumExpTotal);
+    const double entropy =
+        logSum - 0.6931471805599453 * sumExpLog2Total / sumExpTotal;
+    out->token = bestIndex;
+    out->logprob = (float)fmin(-logSum, 0.0);
+    out->entropy = entropy > 0.0 ? (float)entropy : 0.0f;
+    out->numAlternatives = 0;
+    finish(bestIndex);
     return;
   }
   TRENI_SAMPLER_MARK(0);
@@ -1144,82 +1398,19 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
       params.numAlternatives > 0 || (sampling && params.topK > 0);
 
   //===-- Pass A: max (lowest index), softmax sums, finite count ---------===//
-  // Online: the sums are relative to this thread's running max, rescaled
-  // when it grows (rarely). In log2 units: e = 2^t, t = (x - max) log2(e).
-  const float log2e = 1.44269504f;
-  float best = negativeInfinity();
-  int bestIndex = vocab;
-  float shiftLog2 = 0.0f; // -best * log2(e)
-  float sumExp = 0.0f, sumExpLog2 = 0.0f;
-  unsigned finite = 0;
-  bool sawNaN = false;
-  ctx.forEachInSlice([&](int first, float4 values, int n) {
-    float groupMax = max4(values); // ignores NaN; -inf past the end
-    if (groupMax > best) {         // ids ascend within a lane: first max
-      bestIndex = first + (values.x == groupMax   ? 0
-                           : values.y == groupMax ? 1
-                           : values.z == groupMax ? 2
-                                                  : 3);
-      if (best > negativeInfinity()) {
-        float d = fmaxf((best - groupMax) * log2e, -1e30f);
-        float f = fastExp2(d);
-        sumExpLog2 = f * fmaf(d, sumExp, sumExpLog2);
-        sumExp *= f;
-      }
-      best = groupMax;
-      shiftLog2 = -best * log2e;
-    }
-    if (best > negativeInfinity()) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        // -inf weighs nothing; NaN (and +inf - +inf) stays NaN: checked below
-        float t = fmaf(component(values, j), log2e, shiftLog2);
-        float e = fastExp2(t);
-        sumExp += e;
-        sumExpLog2 = fmaf(e, fmaxf(t, -1e30f), sumExpLog2);
-      }
-    } else {
-      sawNaN |= !(values.x == values.x) || !(values.y == values.y) ||
-                !(values.z == values.z) || !(values.w == values.w);
-    }
-    if (wantFinite) {
-      if (min4(values) > negativeInfinity())
-        finite += 4;
-      else
-        finite +=
-            (values.x > negativeInfinity()) + (values.y > negativeInfinity()) +
-            (values.z > negativeInfinity()) + (values.w > negativeInfinity());
-    }
-  });
-  const float threadMax = best;
-  const bool threadNaN = sawNaN || !(sumExp == sumExp);
-  for (int offset = 16; offset > 0; offset /= 2) {
-    float otherValue = __shfl_xor_sync(kFullMask, best, offset);
-    int otherIndex = __shfl_xor_sync(kFullMask, bestIndex, offset);
-    if (otherValue > best || (otherValue == best && otherIndex < bestIndex)) {
-      best = otherValue;
-      bestIndex = otherIndex;
-    }
-  }
-  finite = warpSum(finite);
-  if (lane == 0) {
-    sh.scratchF[warp] = best;
-    sh.scratchI[warp] = bestIndex;
+  const PassA a = passA(ctx.logits, ctx.sliceBegin, ctx.sliceEnd, ctx.aligned,
+                        vocab, wantFinite);
+  const float threadMax = a.best;
+  float best = a.best;
+  int bestIndex = a.bestIndex;
+  const unsigned finite = warpSum(a.finite);
+  if (lane == 0)
     sh.sliceTies[warp] = finite;
-  }
-  const bool anyNaN = __syncthreads_or(threadNaN);
-  best = sh.scratchF[0];
-  bestIndex = sh.scratchI[0];
+  const bool anyNaN = __syncthreads_or(a.sawNaN);
   u64 numFinite = 0;
-  for (int w = 0; w < kWarps; ++w) {
+  for (int w = 0; w < kWarps; ++w)
     numFinite += sh.sliceTies[w];
-    if (sh.scratchF[w] > best ||
-        (sh.scratchF[w] == best && sh.scratchI[w] < bestIndex)) {
-      best = sh.scratchF[w];
-      bestIndex = sh.scratchI[w];
-    }
-  }
-  __syncthreads();
+  blockArgmax(best, bestIndex, sh.scratchF, sh.scratchI);
   if (anyNaN || !(best > negativeInfinity()) || !(best < inf)) {
     if (tid == 0)
       fail();
@@ -1227,17 +1418,7 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
   }
   // The sums of all threads, relative to the max (double from here).
   double sumExpTotal, sumExpLog2Total;
-  {
-    double scaled = 0.0, scaledLog2 = 0.0;
-    if (threadMax > negativeInfinity()) {
-      double d = ((double)threadMax - (double)best) * 1.4426950408889634;
-      double f = exp2(d);
-      scaled = f * sumExp;
-      scaledLog2 = f * (sumExpLog2 + d * sumExp);
-    }
-    sumExpTotal = blockSum<double>(scaled, sh.scratchD);
-    sumExpLog2Total = blockSum<double>(scaledLog2, sh.scratchD);
-  }
+  blockSums(a, best, sh.scratchD, sumExpTotal, sumExpLog2Total);
   TRENI_SAMPLER_MARK(1);
   ctx.maxLogit = best;
   const unsigned maxKey = treniOrderKey(best);

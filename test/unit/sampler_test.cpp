@@ -552,11 +552,17 @@ protected:
     CUDA_OK(cudaMalloc((void **)&logits_, (kMaxVocab + 4) * sizeof(float)));
     CUDA_OK(cudaMalloc((void **)&step_, sizeof(unsigned long long)));
     CUDA_OK(cudaMalloc((void **)&result_, 2 * sizeof(SampleResultDevice)));
+    CUDA_OK(cudaMalloc((void **)&partials_,
+                       kSamplerBlocks * sizeof(SamplePartialDevice)));
+    CUDA_OK(cudaMalloc((void **)&arrivals_, sizeof(unsigned)));
+    CUDA_OK(cudaMemset(arrivals_, 0, sizeof(unsigned)));
   }
   void TearDown() override {
     cudaFree(logits_);
     cudaFree(step_);
     cudaFree(result_);
+    cudaFree(partials_);
+    cudaFree(arrivals_);
     if (library_)
       cudaLibraryUnload(library_);
   }
@@ -581,6 +587,19 @@ protected:
                         marks[8], " locate passes");
   }
 
+  /// Launches the kernel as the runtime does: samplerBlocks(params) blocks
+  /// (one with oneBlock_), on the default stream.
+  void launchKernel(const float *logits, int vocab,
+                    const SamplingParams &params,
+                    SampleFeedDevice feed = SampleFeedDevice{}) {
+    SamplingParamsDevice device = toDeviceParams(params);
+    void *args[] = {&logits,  &vocab, &device,    &step_,
+                    &result_, &feed,  &partials_, &arrivals_};
+    CUDA_OK(cudaLaunchKernel((const void *)kernel_,
+                             dim3(oneBlock_ ? 1 : samplerBlocks(params)),
+                             dim3(kSamplerThreads), args, 0, nullptr));
+  }
+
   void upload(const std::vector<float> &logits, int offset = 0) {
     ASSERT_LE(logits.size() + offset, size_t(kMaxVocab + 4));
     CUDA_OK(cudaMemcpy(logits_ + offset, logits.data(),
@@ -592,12 +611,7 @@ protected:
     unsigned long long stepValue = step;
     CUDA_OK(cudaMemcpy(step_, &stepValue, sizeof(stepValue),
                        cudaMemcpyHostToDevice));
-    const float *logits = logits_ + offset;
-    SamplingParamsDevice device = toDeviceParams(params);
-    SampleFeedDevice noFeed;
-    void *args[] = {&logits, &vocab, &device, &step_, &result_, &noFeed};
-    CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
-                             dim3(kSamplerThreads), args, 0, nullptr));
+    ASSERT_NO_FATAL_FAILURE(launchKernel(logits_ + offset, vocab, params));
     CUDA_OK(cudaMemcpy(out, result_, sizeof(*out), cudaMemcpyDeviceToHost));
     CUDA_OK(cudaMemcpy(&stepValue, step_, sizeof(stepValue),
                        cudaMemcpyDeviceToHost));
@@ -637,6 +651,10 @@ protected:
   float *logits_ = nullptr;
   unsigned long long *step_ = nullptr;
   SampleResultDevice *result_ = nullptr;
+  SamplePartialDevice *partials_ = nullptr;
+  unsigned *arrivals_ = nullptr;
+  /// Greedy without alternatives on one block instead of kSamplerBlocks.
+  bool oneBlock_ = false;
   int compared_ = 0;
 };
 
@@ -699,6 +717,30 @@ TEST_F(GpuSampler, MatchesCpuTokenForToken) {
   std::printf("GPU == CPU for %d samples\n", compared_);
 }
 
+// Tests greedy sampling without alternatives on a single block too (the
+// runtime splits it over kSamplerBlocks): the same results, bad logits
+// included.
+TEST_F(GpuSampler, GreedyOnOneBlockToo) {
+  oneBlock_ = true;
+  for (const std::vector<float> &logits : parityLogits()) {
+    ASSERT_NO_FATAL_FAILURE(upload(logits));
+    ASSERT_NO_FATAL_FAILURE(expectParity(logits, SamplingParams{}, 0));
+  }
+  std::vector<float> logits = randomLogits(151936, 19);
+  logits[100000] = kNaN;
+  ASSERT_NO_FATAL_FAILURE(upload(logits));
+  SampleResultDevice out;
+  ASSERT_NO_FATAL_FAILURE(launch(151936, SamplingParams{}, 0, &out));
+  EXPECT_EQ(out.token, -1);
+  oneBlock_ = false;
+  ASSERT_NO_FATAL_FAILURE(launch(151936, SamplingParams{}, 0, &out));
+  EXPECT_EQ(out.token, -1);
+  // A clean launch after a failed one: the arrival count was reset.
+  ASSERT_NO_FATAL_FAILURE(upload(randomLogits(151936, 19)));
+  ASSERT_NO_FATAL_FAILURE(
+      expectParity(randomLogits(151936, 19), SamplingParams{}, 0));
+}
+
 TEST_F(GpuSampler, ManyStepsMatchCpu) {
   std::vector<float> logits = randomLogits(151936, 11, 2.5f);
   ASSERT_NO_FATAL_FAILURE(upload(logits));
@@ -737,8 +779,6 @@ TEST_F(GpuSampler, FeedWritesTheNextStepsInputs) {
   };
   int vocab = 1000;
   SamplingParams greedy;
-  SamplingParamsDevice device = toDeviceParams(greedy);
-  const float *logits = logits_;
   for (Step step :
        {Step{5, 1, 5}, Step{9, 0, 9}, Step{-1, 1, -1}, Step{999, 0, 999}}) {
     std::vector<float> values = randomLogits(vocab, 20 + position, 1.0f);
@@ -747,9 +787,7 @@ TEST_F(GpuSampler, FeedWritesTheNextStepsInputs) {
     else
       values[3] = std::nanf("");
     ASSERT_NO_FATAL_FAILURE(upload(values));
-    void *args[] = {&logits, &vocab, &device, &step_, &result_, &feed};
-    CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
-                             dim3(kSamplerThreads), args, 0, nullptr));
+    ASSERT_NO_FATAL_FAILURE(launchKernel(logits_, vocab, greedy, feed));
     SampleResultDevice slots[2];
     int32_t words[3];
     CUDA_OK(cudaMemcpy(slots, result_, sizeof(slots), cudaMemcpyDeviceToHost));
@@ -818,6 +856,7 @@ TEST_F(GpuSamplerTiming, Timing) {
   struct Case {
     const char *name;
     SamplingParams params;
+    bool oneBlock = false;
   };
   SamplingParams greedyAlts;
   greedyAlts.numAlternatives = 20;
@@ -825,6 +864,7 @@ TEST_F(GpuSamplerTiming, Timing) {
   fullAlts.numAlternatives = 20;
   std::vector<Case> cases = {
       {"greedy", SamplingParams{}},
+      {"greedy, one block", SamplingParams{}, true},
       {"greedy + 20 alternatives", greedyAlts},
       {"T=1", temperature(1.0f, 0, 1.0f, 1)},
       {"T=0.7 top-k 40", temperature(0.7f, 40, 1.0f, 1)},
@@ -836,19 +876,16 @@ TEST_F(GpuSamplerTiming, Timing) {
   cudaEvent_t start, stop;
   CUDA_OK(cudaEventCreate(&start));
   CUDA_OK(cudaEventCreate(&stop));
-  std::printf("treni_sample, vocab %d, one block of %d threads:\n", vocab,
+  std::printf("treni_sample, vocab %d, blocks of %d threads:\n", vocab,
               kSamplerThreads);
   for (const Case &c : cases) {
-    SamplingParamsDevice device = toDeviceParams(c.params);
-    SampleFeedDevice noFeed;
-    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_, &noFeed};
+    oneBlock_ = c.oneBlock;
     std::vector<float> times;
     for (int rep = 0; rep < 7; ++rep) {
       constexpr int kLaunches = 200;
       CUDA_OK(cudaEventRecord(start));
       for (int i = 0; i < kLaunches; ++i)
-        CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
-                                 dim3(kSamplerThreads), args, 0, nullptr));
+        ASSERT_NO_FATAL_FAILURE(launchKernel(deviceLogits, vocab, c.params));
       CUDA_OK(cudaEventRecord(stop));
       CUDA_OK(cudaEventSynchronize(stop));
       float ms = 0.0f;
@@ -857,7 +894,10 @@ TEST_F(GpuSamplerTiming, Timing) {
     }
     std::sort(times.begin(), times.end());
     std::printf("  %-40s %8.2f us (median of 7 x 200 launches); %s\n", c.name,
-                times[times.size() / 2], phases().c_str());
+                times[times.size() / 2],
+                oneBlock_ || samplerBlocks(c.params) == 1
+                    ? phases().c_str()
+                    : "split over blocks, no phase marks");
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -876,13 +916,9 @@ TEST_F(GpuSamplerTiming, TimingFlat) {
   alts.numAlternatives = 20;
   for (SamplingParams params :
        {alts, temperature(1.0f, 0, 0.9f, 1), temperature(0.7f, 40, 0.9f, 1)}) {
-    SamplingParamsDevice device = toDeviceParams(params);
-    SampleFeedDevice noFeed;
-    void *args[] = {&deviceLogits, &vocab, &device, &step_, &result_, &noFeed};
     CUDA_OK(cudaEventRecord(start));
     for (int i = 0; i < 200; ++i)
-      CUDA_OK(cudaLaunchKernel((const void *)kernel_, dim3(1),
-                               dim3(kSamplerThreads), args, 0, nullptr));
+      ASSERT_NO_FATAL_FAILURE(launchKernel(deviceLogits, vocab, params));
     CUDA_OK(cudaEventRecord(stop));
     CUDA_OK(cudaEventSynchronize(stop));
     float ms = 0.0f;
