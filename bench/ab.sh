@@ -2,8 +2,9 @@
 # A/B of every fusion pass on the GPU machine, in one run: decode tok/s and
 # TTFT (32-token prompt, 128 new tokens, median of 5) with all passes, with
 # each pass disabled, with all of them disabled, with treni-fuse-matvec's
-# folds off (plain matvec kernels) and with programmatic launch (--no-pdl)
-# switched off. Then a long-context check of
+# folds off (plain matvec kernels), with programmatic launch (--no-pdl)
+# switched off and with each decode step's token read before the next step
+# is enqueued (--no-async-decode). Then a long-context check of
 # treni-specialize-seq1-attention: logits of 64 decode steps after a
 # 1500-token prompt, with and without the pass.
 #   bench/ab.sh [--runtime] [MODEL ...]   (--runtime: only the matvec folds and PDL)
@@ -33,6 +34,7 @@ for model in "${models[@]}"; do
   measure "$dir" "matvec, no folds" "--pass-option=treni-fuse-matvec=fold-norm=false fold-gated=false fold-residual=false"
   measure "$dir" "matvec, no norm fold" "--pass-option=treni-fuse-matvec=fold-norm=false"
   measure "$dir" "without PDL" --no-pdl
+  measure "$dir" "without async decode" --no-async-decode
   [ $runtime_only = 1 ] && measure "$dir" "decode on cuBLASLt" --disable-pass=treni-fuse-matvec
 done
 [ $runtime_only = 1 ] && exit 0

@@ -71,9 +71,10 @@ template <typename OpT> OpT soleUser(Operation *op) {
 }
 
 /// Step 2: residual_norm(r, matvec) whose normed row only a matvec reads.
-void splitResidualNorm(ResidualNormOp fused) {
+void splitResidualNorm(ResidualNormOp fused, int64_t maxWidth) {
   auto producer = fused.getBranch().getDefiningOp<MatvecOp>();
-  if (!producer || !producer->hasOneUse() || !fused.getNormed().hasOneUse())
+  if (!producer || !producer->hasOneUse() || !fused.getNormed().hasOneUse() ||
+      tensorOf(fused.getNormed()).getDimSize(1) > maxWidth)
     return;
   auto consumer = dyn_cast<MatvecOp>(*fused.getNormed().getUsers().begin());
   if (!consumer || consumer.getInput() != fused.getNormed())
@@ -126,14 +127,14 @@ void foldResidualAdd(MatvecOp op) {
 }
 
 /// Step 5: matvec(rms_norm(x, g)) -> matvec x norm g.
-void foldRmsNorm(MatvecOp op) {
+void foldRmsNorm(MatvecOp op, int64_t maxWidth) {
   auto norm = op.getInput().getDefiningOp<RmsNormOp>();
   if (!norm || op.getNormWeight() || !norm->hasOneUse())
     return;
   Type weightType = elementOf(op.getWeight());
   Type rowType = elementOf(norm.getInput());
   int64_t width = tensorOf(norm.getInput()).getDimSize(1);
-  if (tensorOf(norm.getWeight()).getDimSize(0) != width ||
+  if (width > maxWidth || tensorOf(norm.getWeight()).getDimSize(0) != width ||
       elementOf(norm.getResult()) != weightType ||
       (rowType != weightType && !rowType.isF32()))
     return;
@@ -171,7 +172,7 @@ struct FuseMatvecPass : public impl::FuseMatvecPassBase<FuseMatvecPass> {
     }
     if (foldResidual && foldNorm)
       for (ResidualNormOp fused : collect<ResidualNormOp>(root))
-        splitResidualNorm(fused);
+        splitResidualNorm(fused, foldNormMaxWidth);
     if (foldGated)
       for (MatvecOp op : collect<MatvecOp>(root))
         foldSiluMul(op);
@@ -180,7 +181,7 @@ struct FuseMatvecPass : public impl::FuseMatvecPassBase<FuseMatvecPass> {
         foldResidualAdd(op);
     if (foldNorm)
       for (MatvecOp op : collect<MatvecOp>(root))
-        foldRmsNorm(op);
+        foldRmsNorm(op, foldNormMaxWidth);
   }
 };
 } // namespace

@@ -110,11 +110,17 @@ def FuseMatvecPass : Pass<"treni-fuse-matvec", "mlir::ModuleOp"> {
     ```
     Left alone: linears of more than one row (prefill's GEMMs stay on
     cuBLASLt), rows that are not a multiple of 16 bytes, an input whose type
-    differs from the weight's, and neighbours that have other users.
+    differs from the weight's, neighbours that have other users, and norms
+    of rows wider than `fold-norm-max-width` (their residual_norm stays one
+    kernel).
   }];
   let options = [
     Option<"foldNorm", "fold-norm", "bool", "true",
            "Fold a full-row rms_norm into the matvec that reads it">,
+    Option<"foldNormMaxWidth", "fold-norm-max-width", "int64_t", "1024",
+           "Fold norms of rows at most this wide only (every block of the "
+           "matvec normalises the row again; on an H200 that costs more than "
+           "the saved launch at widths 2048 and 3584)">,
     Option<"foldGated", "fold-gated", "bool", "true",
            "Fold silu_mul into the gate/up matvec">,
     Option<"foldResidual", "fold-residual", "bool", "true",

@@ -2,6 +2,7 @@
 // RUN: treni-opt %s -split-input-file -treni-fuse-matvec -treni-outline-kernels | FileCheck %s --check-prefix=KERNEL
 // RUN: treni-opt %s -split-input-file -treni-fuse-matvec="fold-norm=false fold-gated=false fold-residual=false" | FileCheck %s --check-prefix=PLAIN
 // RUN: treni-opt %s -split-input-file -pass-pipeline="builtin.module(treni-default-pipeline{disable=treni-fuse-matvec,treni-plan-buffers})" | FileCheck %s --check-prefix=OFF
+// RUN: treni-opt %s -split-input-file -treni-fuse-matvec="fold-norm-max-width=32" | FileCheck %s --check-prefix=NARROW
 
 // Tests a decode layer's MLP half: the residual_norm between the O projection
 // and gate/up is split, its add folds into O's matvec (residual) and its norm
@@ -29,6 +30,13 @@
 // PLAIN:         treni.silu_mul
 // PLAIN:         treni.matvec
 // PLAIN:         treni.add
+// Rows wider than fold-norm-max-width keep their norm: residual_norm stays one
+// kernel, the other folds still happen.
+// NARROW-LABEL: func.func @mlp
+// NARROW:         %[[O:.+]] = treni.matvec %{{.+}}, %{{.+}} : (tensor<1x64xbf16>, tensor<64x64xbf16>) -> tensor<1x64xbf16>
+// NARROW:         %[[S:.+]], %[[N:.+]] = treni.residual_norm %{{.+}}, %[[O]], %{{.+}}
+// NARROW:         %[[ACT:.+]] = treni.matvec %[[N]], %{{.+}} {gated} : (tensor<1x64xbf16>, tensor<320x64xbf16>) -> tensor<1x160xbf16>
+// NARROW:         treni.matvec %[[ACT]], %{{.+}} residual %[[S]]
 // OFF-LABEL: func.func @mlp
 // OFF-NOT:     "gemv"
 // OFF:         treni.kernel "gemm"
@@ -53,6 +61,9 @@ func.func @mlp(%a: tensor<1x64xbf16>, %h: tensor<1x64xf32>) -> tensor<1x64xf32> 
 
 // Tests the first layer's input norm (a plain rms_norm of the embedding) and
 // a bias: both fold into the QKV matvec.
+// NARROW-LABEL: func.func @qkv
+// NARROW:         treni.rms_norm
+// NARROW:         treni.matvec %{{.+}}, %{{.+}} bias %{{.+}} : (tensor<1x64xbf16>, tensor<128x64xbf16>, tensor<128xbf16>) -> tensor<1x128xbf16>
 // CHECK-LABEL: func.func @qkv
 // CHECK-NOT:     treni.rms_norm
 // CHECK:         treni.matvec %{{.+}}, %{{.+}} bias %{{.+}} norm %{{.+}} {epsilon = 9.9999999999999995E-7 : f64} : (tensor<1x64xf32>, tensor<128x64xbf16>, tensor<128xbf16>, tensor<64xbf16>) -> tensor<1x128xbf16>

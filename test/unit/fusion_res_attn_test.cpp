@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 
 #include "codegen/Compiler.h"
@@ -30,10 +31,12 @@ struct Compiled {
   std::unique_ptr<CpuExecutor> executor;
 };
 
-Compiled compile(const std::string &dir, std::vector<std::string> disabled) {
+Compiled compile(const std::string &dir, std::vector<std::string> disabled,
+                 std::map<std::string, std::string> passOptions = {}) {
   mlir::MLIRContext context;
   CompileOptions options;
   options.disabledPasses = std::move(disabled);
+  options.passOptions = std::move(passOptions);
   auto compiled = compileModelDir(context, dir, options);
   EXPECT_TRUE(compiled.ok()) << compiled.status();
   if (!compiled.ok())
@@ -108,6 +111,35 @@ TEST_P(FusionEquivalenceTest, SameLogitsForPrefillAndEveryDecodePosition) {
     b = off.executor->decode(tokens[position], position);
     ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
     EXPECT_LE(relativeError(*a, *b), 1e-5) << "decode position " << position;
+  }
+}
+
+// Tests treni-fuse-matvec with the norms left unfolded (rows wider than
+// fold-norm-max-width, here all of them): residual_norm kernels stay, the
+// other folds happen, and the logits are those of the plain plan.
+TEST(FusionEquivalence, MatvecWithNarrowNormFolds) {
+  for (const char *fixture : {"qwen2", "llama", "qwen3"}) {
+    std::string dir = fixtureDir(fixture);
+    Compiled narrow =
+        compile(dir, {}, {{"treni-fuse-matvec", "fold-norm-max-width=0"}});
+    Compiled folded = compile(dir, {});
+    Compiled off = compile(dir, {"treni-fuse-matvec"});
+    ASSERT_TRUE(narrow.executor && folded.executor && off.executor) << fixture;
+    EXPECT_GT(countSteps(narrow.plan, "decode", "gemv"), 0) << fixture;
+    EXPECT_GT(countSteps(narrow.plan, "decode", "residual_norm"), 0) << fixture;
+    EXPECT_EQ(countSteps(folded.plan, "decode", "residual_norm"), 0) << fixture;
+    std::vector<int32_t> prompt = {3, 17, 40, 8};
+    auto a = narrow.executor->prefill(prompt, 0);
+    auto b = off.executor->prefill(prompt, 0);
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+    EXPECT_LE(relativeError(*a, *b), 1e-5) << fixture << " prefill";
+    for (int64_t position = 4; position < 20; ++position) {
+      a = narrow.executor->decode(int32_t(position * 5 + 1), position);
+      b = off.executor->decode(int32_t(position * 5 + 1), position);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_LE(relativeError(*a, *b), 1e-5)
+          << fixture << " decode position " << position;
+    }
   }
 }
 
