@@ -89,13 +89,8 @@ public:
   /// Runs @decode for `id` at `position` and samples the next token.
   absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
                                       const SamplingParams &params);
-  /// Runs @decode `count` times from `id` at `position`, each step fed the
-  /// token the previous one sampled, and hands each result to `onToken` in
-  /// order. Step k+1 is enqueued before step k's result is read, so the
-  /// host's round trip overlaps the GPU's work. When `onToken` returns false
-  /// the step already enqueued still runs (it writes KV row position+k+1
-  /// for the token it was fed, the last accepted one) and its result is
-  /// dropped. lastLogits() is then that step's.
+  /// Engine::decodeStream: step k+1 (fed by step k's sampler) is enqueued
+  /// before step k's result is read; after a stop it still runs.
   absl::Status
   decodeStream(int32_t id, int64_t position, int64_t count,
                const SamplingParams &params,
