@@ -423,20 +423,22 @@ int runRun() {
                          });
       if (!status.ok())
         return fail(status);
-    }
-    for (int i = 1; i < maxTokens && int(generated.size()) < maxTokens; ++i) {
-      int32_t next =
-          size_t(i - 1) < forced->size() ? (*forced)[i - 1] : sample->token;
-      sample = e.decode(next, position++, params);
-      if (!sample.ok())
-        return fail(sample.status());
-      generated.push_back(sample->token);
-      if (r == 0 && logitsOut.is_open()) {
-        auto logits = e.lastLogits();
-        if (!logits.ok())
-          return fail(logits.status());
-        logitsOut.write(reinterpret_cast<const char *>(logits->data()),
-                        logits->size() * sizeof(float));
+    } else {
+      // Teacher forcing or logits to dump: one step at a time.
+      for (int i = 1; i < maxTokens; ++i) {
+        int32_t next =
+            size_t(i - 1) < forced->size() ? (*forced)[i - 1] : sample->token;
+        sample = e.decode(next, position++, params);
+        if (!sample.ok())
+          return fail(sample.status());
+        generated.push_back(sample->token);
+        if (r == 0 && logitsOut.is_open()) {
+          auto logits = e.lastLogits();
+          if (!logits.ok())
+            return fail(logits.status());
+          logitsOut.write(reinterpret_cast<const char *>(logits->data()),
+                          logits->size() * sizeof(float));
+        }
       }
     }
     double seconds = secondsSince(start);
