@@ -42,11 +42,11 @@ differs: same tasks, order, faults, timeouts, retries):
     both retry. In-process, the registry gives the attempt a ToolContext
     with the deadline and cancels it: the injected delay is a cancellable
     sleep that ends at the deadline, after which runBody
-    (runtime/tool_registry.cpp) returns a timeout without running the
+    (runtime/tools/tool_registry.cpp) returns a timeout without running the
     tool. So the abandoned attempt never applies the UPDATE and the retry
     applies it once. (The built-in SQLite tool also waits for its
     connection only until the deadline and interrupts a statement still
-    running then, checked every 1000 VM steps: runtime/builtin_tools.cpp.) Over plain HTTP the tool server
+    running then, checked every 1000 VM steps: runtime/tools/builtin_tools.cpp.) Over plain HTTP the tool server
     does not know its client's deadline: it sleeps, then runs the UPDATE
     after the client has given up, and the client's retry applies it a
     second time. The returned value looks right (the task re-reads the
@@ -118,7 +118,7 @@ MASK64 = (1 << 64) - 1
 # ---------------------------------------------------------------------------
 
 def deterministic_unit(seed, index):
-    """runtime/fault_injection.cpp deterministicUnit: splitmix64 -> [0, 1)."""
+    """runtime/tools/fault_injection.cpp deterministicUnit: splitmix64 -> [0, 1)."""
     z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
@@ -271,7 +271,7 @@ def sum_known(values):
 # ---------------------------------------------------------------------------
 
 def backoff_s(retry):
-    """runtime/tool_registry.cpp backoffDelay with jitter seed 0."""
+    """runtime/tools/tool_registry.cpp backoffDelay with jitter seed 0."""
     d = BACKOFF_BASE_MS
     for _ in range(1, retry):
         if d >= BACKOFF_CAP_MS:

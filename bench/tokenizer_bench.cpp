@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/tokenizer.h"
-#include "runtime/utf8.h"
+#include "runtime/text/tokenizer.h"
+#include "support/utf8.h"
 #include <nlohmann/json.hpp>
 
 namespace {

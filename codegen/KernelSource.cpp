@@ -25,7 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "codegen/Rope.h"
-#include "codegen/Status.h"
+#include "support/status.h"
 
 namespace treni {
 namespace detail {

@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/Plan.h"
-#include "codegen/Status.h"
+#include "support/status.h"
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"

@@ -2,7 +2,7 @@
 
 #include "codegen/Rope.h"
 
-#include "codegen/Status.h"
+#include "support/status.h"
 
 #include <cmath>
 #include <numbers>

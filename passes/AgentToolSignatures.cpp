@@ -1,6 +1,6 @@
 //===- AgentToolSignatures.cpp - tool signatures from IR and JSON --------===//
 //
-// The registry file is the tool registry's export (runtime/tool_signature.h):
+// The registry file is the tool registry's export (runtime/tools/tool_signature.h):
 //   {"format": "treni.tools/1",
 //    "tools": [{"name": "sqlite.query", "readonly": true,
 //               "parameters": [{"name": "sql", "type": "string",

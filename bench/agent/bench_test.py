@@ -98,7 +98,7 @@ def test_tool_server(tmp):
     # The registry's backoff with jitter seed 0 (measured from a
     # `treni agent run` trace: 35 ms, then 51 ms).
     expect([round(1000 * ab.backoff_s(k)) for k in (1, 2)] == [35, 51],
-           "backoff matches runtime/tool_registry.cpp: %s" % [ab.backoff_s(k) for k in (1, 2)])
+           "backoff matches runtime/tools/tool_registry.cpp: %s" % [ab.backoff_s(k) for k in (1, 2)])
     expect(ab.check("gated", {"a": 2, "b": 3}, "5") and not ab.check("gated", {"a": 2, "b": 3}, "6")
            and ab.check("gated", {"a": 2, "b": 3}, '{"rows":[{"total":5}]}'), "gated answers")
 

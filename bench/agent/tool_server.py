@@ -14,7 +14,7 @@ and reads "PORT <n>" from its first line of output. Endpoints:
                      flight (abandoned ones included) has finished
 
 Tools: sqlite.query, sqlite.exec, file.read, file.write, with the results of
-the runtime's built-ins (runtime/builtin_tools.cpp): {"columns", "rows",
+the runtime's built-ins (runtime/tools/builtin_tools.cpp): {"columns", "rows",
 "truncated"}, {"changes", "last_insert_rowid", "statements"}, {"path",
 "content", "bytes", "encoding"}, {"path", "bytes"}. Parameters are bound,
 never spliced; paths are confined to the sandbox.

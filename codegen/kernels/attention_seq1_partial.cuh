@@ -2,7 +2,7 @@
 //
 // Grid (kNumKvHeads * kNumSplits): block b takes KV head b / kNumSplits and
 // split b % kNumSplits of the cache rows 0..positions[0], cut into kNumSplits
-// slices of ceil(length / kNumSplits) rows (runtime/cpu_kernels.cpp,
+// slices of ceil(length / kNumSplits) rows (runtime/exec/cpu_kernels.cpp,
 // seq1SplitStart, uses the same rule). The launch shape never depends on the
 // position, so one CUDA graph serves every decode step.
 // The block handles every query head of its KV head's group, so each K/V row

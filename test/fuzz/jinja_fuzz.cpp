@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/jinja.h"
-#include "runtime/tool_calls.h"
+#include "runtime/text/jinja.h"
+#include "runtime/text/tool_calls.h"
 
 namespace {
 

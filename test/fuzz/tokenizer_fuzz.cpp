@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/tokenizer.h"
-#include "runtime/utf8.h"
+#include "runtime/text/tokenizer.h"
+#include "support/utf8.h"
 #include <utf8proc.h>
 
 namespace {

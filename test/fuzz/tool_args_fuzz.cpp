@@ -22,8 +22,8 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/builtin_tools.h"
-#include "runtime/sandbox_fs.h"
+#include "runtime/tools/builtin_tools.h"
+#include "runtime/tools/sandbox_fs.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 //===- json_lines_tool.cpp - a JSON-lines tool process for the tests ------===//
 //
-// Speaks the external tool protocol (runtime/external_tools.h) on
+// Speaks the external tool protocol (runtime/tools/external_tools.h) on
 // stdin/stdout and misbehaves on request, so the tests can check every way
 // a tool process can fail:
 //   echo {..}            -> the arguments

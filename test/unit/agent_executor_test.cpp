@@ -11,8 +11,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/agent_executor.h"
-#include "runtime/agent_http.h"
+#include "runtime/agent/agent_executor.h"
+#include "runtime/agent/agent_http.h"
 
 #include <atomic>
 #include <fstream>
@@ -20,13 +20,13 @@
 #include <thread>
 
 #include "httplib.h"
-#include "runtime/chat_template.h"
-#include "runtime/engine_loader.h"
-#include "runtime/generation.h"
-#include "runtime/http_server.h"
-#include "runtime/openai_api.h"
-#include "runtime/tokenizer.h"
-#include "runtime/tool_registry.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/serve/generation.h"
+#include "runtime/serve/http_server.h"
+#include "runtime/serve/openai_api.h"
+#include "runtime/text/tokenizer.h"
+#include "runtime/tools/tool_registry.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

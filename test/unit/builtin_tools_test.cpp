@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/builtin_tools.h"
+#include "runtime/tools/builtin_tools.h"
 
 #include <arpa/inet.h>
 #include <atomic>
@@ -20,7 +20,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "runtime/sandbox_fs.h"
+#include "runtime/tools/sandbox_fs.h"
 #include "test/unit/loopback_http_server.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"

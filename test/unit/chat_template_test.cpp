@@ -10,7 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/chat_template.h"
+#include "runtime/text/chat_template.h"
 
 #include <atomic>
 #include <cstdio>

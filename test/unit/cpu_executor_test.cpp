@@ -12,11 +12,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
-#include "runtime/cpu_executor.h"
+#include "runtime/exec/cpu_executor.h"
 
 namespace treni {
 namespace {

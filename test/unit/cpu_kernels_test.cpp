@@ -4,7 +4,7 @@
 #include <numbers>
 
 #include "gtest/gtest.h"
-#include "runtime/cpu_kernels.h"
+#include "runtime/exec/cpu_kernels.h"
 
 namespace treni::cpu {
 namespace {

@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/external_tools.h"
+#include "runtime/tools/external_tools.h"
 
 #include <atomic>
 #include <cerrno>

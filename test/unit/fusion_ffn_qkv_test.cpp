@@ -11,9 +11,9 @@
 #include <cmath>
 #include <fstream>
 
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "nlohmann/json.hpp"
-#include "runtime/cpu_executor.h"
+#include "runtime/exec/cpu_executor.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"
 

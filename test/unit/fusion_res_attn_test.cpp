@@ -13,9 +13,9 @@
 #include <map>
 #include <tuple>
 
-#include "codegen/Compiler.h"
-#include "runtime/cpu_executor.h"
-#include "runtime/cpu_kernels.h"
+#include "codegen/mlir/Compiler.h"
+#include "runtime/exec/cpu_executor.h"
+#include "runtime/exec/cpu_kernels.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"
 

@@ -8,42 +8,24 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/generation.h"
+#include "runtime/serve/generation.h"
 
 #include <cmath>
 #include <thread>
 
 #include "nlohmann/json.hpp"
-#include "runtime/engine_loader.h"
-#include "runtime/progress.h"
-#include "runtime/tokenizer.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/serve/progress.h"
+#include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/utf8.h"
 
 namespace treni {
 namespace {
 using testing_util::fixtureDir;
 using testing_util::messageOf;
-
-bool isValidUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    unsigned char c = text[i];
-    int length = c < 0x80         ? 1
-                 : (c >> 5) == 6  ? 2
-                 : (c >> 4) == 14 ? 3
-                 : (c >> 3) == 30 ? 4
-                                  : 0;
-    if (length == 0 || i + length > text.size())
-      return false;
-    for (int k = 1; k < length; ++k)
-      if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80)
-        return false;
-    i += length;
-  }
-  return true;
-}
 
 class GenerationTest : public ::testing::Test {
 protected:
@@ -198,7 +180,7 @@ TEST_F(GenerationTest, StreamsCompleteUtf8) {
   size_t tokens = 0;
   auto result = gen.generate(r, [&](std::string_view delta,
                                     absl::Span<const GeneratedToken> released) {
-    EXPECT_TRUE(isValidUtf8(delta)) << "delta is not complete UTF-8";
+    EXPECT_TRUE(utf8::isValid(delta)) << "delta is not complete UTF-8";
     streamed += delta;
     tokens += released.size();
     return true;
@@ -240,7 +222,7 @@ TEST_F(GenerationTest, StopStringAcrossTokens) {
     std::string before = decode(absl::MakeConstSpan(ids).subspan(0, k));
     std::string after = decode(absl::MakeConstSpan(ids).subspan(0, k + 1));
     if (before.size() >= 2 && after.size() > before.size() &&
-        isValidUtf8(before) &&
+        utf8::isValid(before) &&
         static_cast<unsigned char>(before[before.size() - 2]) < 0x80 &&
         static_cast<unsigned char>(after[before.size()]) < 0x80)
       stop = before.substr(before.size() - 2) + after[before.size()];

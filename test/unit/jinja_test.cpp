@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/jinja.h"
+#include "runtime/text/jinja.h"
 
 #include <cmath>
 #include <fstream>

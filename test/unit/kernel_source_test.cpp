@@ -14,7 +14,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Rope.h"
 #include "gmock/gmock.h"

@@ -18,13 +18,13 @@
 #include <thread>
 #include <unistd.h>
 
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
-#include "codegen/PlanBuilder.h"
+#include "codegen/mlir/PlanBuilder.h"
 #include "frontends/safetensors/builder.h"
 #include "mlir/Pass/PassManager.h"
 #include "passes/Passes.h"
-#include "runtime/nvrtc_compiler.h"
+#include "runtime/exec/nvrtc_compiler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"

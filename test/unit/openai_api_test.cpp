@@ -7,10 +7,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/openai_api.h"
+#include "runtime/serve/openai_api.h"
 
-#include "runtime/chat_template.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

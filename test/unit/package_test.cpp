@@ -3,12 +3,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
-#include "runtime/engine_loader.h"
-#include "runtime/package.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/exec/package.h"
 
 namespace treni {
 namespace {

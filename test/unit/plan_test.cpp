@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "codegen/Plan.h"
 #include "gtest/gtest.h"
 #include "test/unit/test_util.h"

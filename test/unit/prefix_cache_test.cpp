@@ -13,20 +13,20 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/generation.h"
+#include "runtime/serve/generation.h"
 
 #include <algorithm>
 #include <memory>
 
 #include "httplib.h"
 #include "nlohmann/json.hpp"
-#include "runtime/agent_executor.h"
-#include "runtime/chat_template.h"
-#include "runtime/engine_loader.h"
-#include "runtime/http_server.h"
-#include "runtime/openai_api.h"
-#include "runtime/tokenizer.h"
-#include "runtime/tool_registry.h"
+#include "runtime/agent/agent_executor.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/serve/http_server.h"
+#include "runtime/serve/openai_api.h"
+#include "runtime/text/tokenizer.h"
+#include "runtime/tools/tool_registry.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

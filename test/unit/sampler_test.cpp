@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/sampler.h"
+#include "runtime/exec/sampler.h"
 
 #include <algorithm>
 #include <cmath>

@@ -9,15 +9,15 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/http_server.h"
+#include "runtime/serve/http_server.h"
 
 #include <future>
 #include <set>
 #include <thread>
 
 #include "httplib.h"
-#include "runtime/chat_template.h"
-#include "runtime/tokenizer.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -13,8 +13,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/sha256.h"
-#include "runtime/tokenizer.h"
+#include "support/sha256.h"
+#include "runtime/text/tokenizer.h"
 
 #include <array>
 #include <cstdlib>
@@ -28,7 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/utf8.h"
+#include "support/utf8.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -57,7 +57,7 @@ std::string tokenizerPath(const std::string &name) {
   return std::string(TRENI_TOKENIZERS_DIR) + "/" + name + "/tokenizer.json";
 }
 
-// The large document's digests use sha256Hex (runtime/sha256.h).
+// The large document's digests use sha256Hex (support/sha256.h).
 TEST(Sha256, KnownDigests) {
   EXPECT_EQ(sha256Hex(""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");

@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/tool_calls.h"
+#include "runtime/text/tool_calls.h"
 
 #include <fstream>
 #include <sstream>

@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/tool_registry.h"
+#include "runtime/tools/tool_registry.h"
 
 #include <atomic>
 #include <chrono>

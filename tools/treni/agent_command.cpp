@@ -32,11 +32,11 @@
 #include "agent_dsl/Lowering.h"
 #include "agent_dsl/Parser.h"
 #include "ir/AgentDialect.h"
-#include "runtime/agent_executor.h"
-#include "runtime/builtin_tools.h"
-#include "runtime/chat_template.h"
-#include "runtime/generation.h"
-#include "runtime/tool_registry.h"
+#include "runtime/agent/agent_executor.h"
+#include "runtime/tools/builtin_tools.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/serve/generation.h"
+#include "runtime/tools/tool_registry.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -48,6 +48,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
+#include "support/json.h"
 
 namespace cl = llvm::cl;
 
@@ -201,7 +202,7 @@ bool writeTrace(const nlohmann::json &trace) {
   if (agentTrace.empty())
     return true;
   std::ofstream out(agentTrace);
-  out << trace.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+  out << dumpJson(trace, 2)
       << "\n";
   if (!out) {
     error("cannot write '" + agentTrace + "'");
@@ -308,8 +309,7 @@ int runWorkflow() {
       }
       summary["line"] = lineNumber;
       traces.push_back(runEvents);
-      llvm::outs() << summary.dump(-1, ' ', false,
-                                   nlohmann::json::error_handler_t::replace)
+      llvm::outs() << dumpJson(summary)
                    << "\n";
       llvm::outs().flush();
     }
@@ -323,11 +323,9 @@ int runWorkflow() {
   if (!result.ok()) {
     writeTrace(events);
     if (agentJson)
-      llvm::outs() << nlohmann::json{{"ok", false},
-                                     {"error",
-                                      std::string(result.status().message())}}
-                          .dump(-1, ' ', false,
-                                nlohmann::json::error_handler_t::replace)
+      llvm::outs() << dumpJson(nlohmann::json{
+                          {"ok", false},
+                          {"error", std::string(result.status().message())}})
                    << "\n";
     return error(std::string(result.status().message()));
   }
@@ -337,14 +335,12 @@ int runWorkflow() {
     nlohmann::json summary = result->toJson(
         events.empty() ? "" : events.front().value("workflow", ""));
     summary.erase("trace");
-    llvm::outs() << summary.dump(-1, ' ', false,
-                                 nlohmann::json::error_handler_t::replace)
+    llvm::outs() << dumpJson(summary)
                  << "\n";
   } else if (result->value.is_string()) {
     llvm::outs() << result->value.get<std::string>() << "\n";
   } else if (!result->value.is_null()) {
-    llvm::outs() << result->value.dump(-1, ' ', false,
-                                       nlohmann::json::error_handler_t::replace)
+    llvm::outs() << dumpJson(result->value)
                  << "\n";
   }
   return 0;

@@ -36,23 +36,24 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "codegen/Compiler.h"
+#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
-#include "codegen/Status.h"
-#include "runtime/agent_http.h"
-#include "runtime/chat_template.h"
-#include "runtime/cpu_executor.h"
-#include "runtime/engine_loader.h"
-#include "runtime/generation.h"
-#include "runtime/http_server.h"
-#include "runtime/openai_api.h"
-#include "runtime/progress.h"
-#include "runtime/sampler.h"
+#include "support/status.h"
+#include "runtime/agent/agent_http.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/exec/cpu_executor.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/serve/generation.h"
+#include "runtime/serve/http_server.h"
+#include "runtime/serve/openai_api.h"
+#include "runtime/serve/progress.h"
+#include "runtime/exec/sampler.h"
 #include "tools/treni/agent_command.h"
-#include "runtime/tokenizer.h"
-#include "runtime/tool_registry.h"
+#include "runtime/text/tokenizer.h"
+#include "runtime/tools/tool_registry.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
+#include "support/clock.h"
 
 #ifndef TRENI_DEFAULT_MODEL_DIR
 #define TRENI_DEFAULT_MODEL_DIR ""
@@ -232,11 +233,6 @@ cl::opt<bool> noAsyncDecode(
 int fail(const absl::Status &status) {
   std::fprintf(stderr, "treni: error: %s\n", std::string(status.message()).c_str());
   return 1;
-}
-
-double secondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
 }
 
 absl::StatusOr<std::optional<DType>> parseDtypeFlag() {
@@ -731,7 +727,7 @@ int runServe() {
   options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
   options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
   HttpServer server(generator, model, options);
-  ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent_http.h)
+  ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent/agent_http.h)
   if (!serveToolsConfig.empty())
     if (absl::Status status = configureAgentToolsFromFile(agentTools, serveToolsConfig);
         !status.ok())

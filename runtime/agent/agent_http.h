@@ -1,0 +1,36 @@
+//===- agent_http.h - POST /v1/agent/run on treni serve ---------*- C++ -*-===//
+//
+// Runs an `.agent` workflow sent to the server, in-process on the served
+// model, streaming its trace as Server-Sent Events:
+//
+//   POST /v1/agent/run  {"source": "<.agent text>", "workflow": "name"?,
+//                        "args": {...}?, "file": "name.agent"?}
+//   -> data: {"event": "start", ...}
+//      data: {"event": "step", ...}        (one per generate/tool step)
+//      data: {"event": "retry", ...}
+//      data: {"event": "end", "value": ..., ...}   or {"event": "error", ...}
+//      data: [DONE]
+//
+// The events are the executor's trace events (agent_executor.h). The
+// workflow runs on the server's generation worker, so its generate steps
+// are serialized with the other requests; while it waits on a tool, no other
+// request generates.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/agent/agent_executor.h"
+
+namespace treni {
+
+class HttpServer;
+class Generator;
+class ToolRegistry;
+struct ServedModel;
+
+/// Adds POST /v1/agent/run to `server` (before start()). `generator`,
+/// `model`'s pointees and `tools` must outlive the server.
+void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &model,
+                   ToolRegistry &tools, AgentExecutorOptions options = {});
+
+} // namespace treni

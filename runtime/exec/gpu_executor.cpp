@@ -1,0 +1,885 @@
+//===- gpu_executor.cpp - the CUDA runtime for a Plan --------------------===//
+
+#include "runtime/exec/gpu_executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/KernelSource.h"
+#include "support/status.h"
+#include "runtime/exec/cuda_status.h"
+#include "runtime/exec/gemm.h"
+#include "runtime/exec/nvrtc_compiler.h"
+#include "runtime/exec/step_inputs.h"
+#include "runtime/exec/weights.h"
+#include "support/dtype.h"
+#include "support/clock.h"
+
+namespace treni {
+namespace {
+
+cudaDataType_t cudaType(const std::string &dtype) {
+  if (dtype == "bf16")
+    return CUDA_R_16BF;
+  if (dtype == "f16")
+    return CUDA_R_16F;
+  return CUDA_R_32F;
+}
+
+int64_t alignUp(int64_t value, int64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+int dtypeKind(const std::string &dtype) {
+  return dtype == "bf16" ? 0 : dtype == "f16" ? 1 : 2;
+}
+
+/// The sampler writes @decode's next inputs while its own threads may still
+/// read the logits (and lastLogits() reads them later): the buffers must not
+/// share memory. The planner keeps them apart (the inputs are token-dynamic,
+/// the logits static); a plan from elsewhere is checked.
+absl::Status checkDecodeFeed(const PlanFunction &decode) {
+  if (decode.inputs.size() != 2 || decode.outputs.empty())
+    return absl::InvalidArgumentError(
+        "plan: @decode needs two inputs (ids, positions) and a logits output");
+  auto range = [&](int64_t index) {
+    const PlanBuffer &buffer = decode.buffers[index];
+    int64_t bytes = dtypeBytes(buffer.dtype);
+    for (int64_t dim : buffer.shape)
+      bytes *= dim < 0 ? 1 : dim;
+    int64_t begin = decode.bufferOffset(index, 1);
+    return std::pair(begin, begin + bytes);
+  };
+  auto [logitsBegin, logitsEnd] = range(decode.outputs[0]);
+  for (int64_t input : decode.inputs) {
+    auto [begin, end] = range(input);
+    if (begin < logitsEnd && logitsBegin < end)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "plan: @decode's input buffer ", input,
+          " overlaps its logits; the sampler could not feed the next step"));
+  }
+  return absl::OkStatus();
+}
+
+} // namespace
+
+const std::string &convertKernelSource() {
+  static const std::string source = R"cuda(// treni kernel: convert (weight upload: checkpoint dtype -> activation dtype)
+__device__ __forceinline__ float load(const float *p, long long i) { return p[i]; }
+__device__ __forceinline__ float load(const unsigned short *p, long long i, int isHalf) {
+  unsigned short bits = p[i];
+  if (!isHalf) return __uint_as_float(((unsigned int)bits) << 16);
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f;
+}
+__device__ __forceinline__ unsigned short toBits(float f, int isHalf) {
+  if (isHalf) { unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+  unsigned int u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+// srcKind/dstKind: 0 = bf16, 1 = f16, 2 = f32.
+extern "C" __global__ void treni_convert(const void *in, void *out, long long n,
+                                         int srcKind, int dstKind) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+       i += (long long)gridDim.x * blockDim.x) {
+    float v = srcKind == 2 ? load((const float *)in, i)
+                           : load((const unsigned short *)in, i, srcKind);
+    if (dstKind == 2) ((float *)out)[i] = v;
+    else ((unsigned short *)out)[i] = toBits(v, dstKind);
+  }
+}
+)cuda";
+  return source;
+}
+
+absl::StatusOr<std::string> currentDeviceArch() {
+  int count = 0;
+  cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess || count == 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device available (",
+        error == cudaSuccess ? "0 devices" : cudaGetErrorString(error), ")"));
+  int device = 0, major = 0, minor = 0;
+  TRENI_CUDA(cudaGetDevice(&device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return absl::StrCat("sm_", major, minor);
+}
+
+/// One launch of a function: a generated kernel or a cuBLASLt GEMM.
+struct StepLaunch {
+  const PlanStep *step = nullptr;
+  bool gemm = false;
+  GemmShape gemmShape;       ///< m filled per call
+  cudaKernel_t kernel = nullptr;
+  KernelLaunch launch;
+  bool usesCache = false;
+  std::string cache;
+  int64_t layer = 0;
+};
+
+struct GpuExecutor::Impl {
+  Plan plan;
+  GpuOptions options;
+  std::string actDtype;
+  int64_t actBytes = 2;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<GemmRunner> gemm;
+  std::vector<cudaLibrary_t> libraries;
+  std::map<std::string, cudaKernel_t> kernels; ///< by entry
+  char *weights = nullptr;
+  std::vector<char *> weightPtrs;
+  char *arena = nullptr;
+  struct Cache {
+    char *keys = nullptr, *values = nullptr;
+    int64_t layerBytes = 0;
+  };
+  std::map<std::string, Cache> caches;
+  std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
+  cudaKernel_t sampler = nullptr;
+  /// The sampler's results, two slots (see SampleFeedDevice): pinned host
+  /// memory, mapped (the sampler writes them through mappedResults; the host
+  /// reads a slot after waiting for its step).
+  SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
+  unsigned long long *stepCounter = nullptr;
+  /// A split greedy sampler's per-block partials and arrival count.
+  SamplePartialDevice *samplePartials = nullptr;
+  unsigned *sampleArrivals = nullptr;
+  /// Device: the position of the decode step that runs next (the feed's).
+  int32_t *feedPosition = nullptr;
+  /// Pinned: maxSeq ids, maxSeq positions, then the feed position.
+  int32_t *hostInputs = nullptr;
+  /// Completion of the last two decode steps enqueued (decodeStream).
+  cudaEvent_t stepDone[2] = {nullptr, nullptr};
+  cudaGraphExec_t graph = nullptr;
+  SamplingParams graphParams;
+  const PlanFunction *lastFunction = nullptr;
+  /// What @decode's inputs will hold when the enqueued work is done: the
+  /// token and position the last decode step's sampler fed (or the host
+  /// wrote). Empty when unknown (after prefill, profiling, an error).
+  struct Fed {
+    int32_t id = 0;
+    int64_t position = 0;
+    bool operator==(const Fed &) const = default;
+  };
+  std::optional<Fed> fed;
+
+  ~Impl() {
+    if (graph)
+      cudaGraphExecDestroy(graph);
+    gemm.reset();
+    for (cudaLibrary_t library : libraries)
+      cudaLibraryUnload(library);
+    for (void *p :
+         {(void *)weights, (void *)arena, (void *)stepCounter,
+          (void *)feedPosition, (void *)samplePartials, (void *)sampleArrivals})
+      if (p)
+        cudaFree(p);
+    for (auto &[name, cache] : caches)
+      cudaFree(cache.keys);
+    for (cudaEvent_t event : stepDone)
+      if (event)
+        cudaEventDestroy(event);
+    if (hostResults)
+      cudaFreeHost(hostResults);
+    if (hostInputs)
+      cudaFreeHost(hostInputs);
+    if (stream)
+      cudaStreamDestroy(stream);
+  }
+
+  absl::StatusOr<cudaKernel_t> loadKernel(const std::string &entry,
+                                          const std::string &source,
+                                          const std::string &arch,
+                                          KernelCompiler &compiler,
+                                          GpuLoadStats &stats) {
+    if (auto it = kernels.find(entry); it != kernels.end())
+      return it->second;
+    std::string cubin;
+    if (options.cubins && options.cubinArch == arch &&
+        options.cubins->count(entry)) {
+      cubin = options.cubins->at(entry);
+      ++stats.aotKernels;
+    } else {
+      TRENI_ASSIGN_OR_RETURN(cubin, compiler.cubin(source, arch));
+    }
+    cudaLibrary_t library;
+    TRENI_CUDA(cudaLibraryLoadData(&library, cubin.data(), nullptr, nullptr, 0,
+                                   nullptr, nullptr, 0));
+    libraries.push_back(library);
+    cudaKernel_t kernel;
+    TRENI_CUDA(cudaLibraryGetKernel(&kernel, library, entry.c_str()));
+    kernels[entry] = kernel;
+    ++stats.kernels;
+    return kernel;
+  }
+
+  absl::Status uploadWeights(const std::string &modelDir, KernelCompiler &compiler,
+                             const std::string &arch, GpuLoadStats &stats) {
+    auto start = std::chrono::steady_clock::now();
+    TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+    TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+    // A concatenated weight (treni.concat) is its parts back to back: rows of
+    // row-major [N, K] tensors concatenated along dimension 0 are contiguous,
+    // so each part lands at the previous part's end.
+    std::vector<int64_t> offsets;
+    int64_t total = 0, largestConverted = 0;
+    for (const WeightTensors &parts : tensors) {
+      offsets.push_back(total);
+      int64_t elements = 0;
+      for (const TensorInfo *info : parts) {
+        elements += info->numElements();
+        if (planDtypeOf(dtypeName(info->dtype)) != actDtype)
+          largestConverted = std::max<int64_t>(largestConverted, info->byteSize);
+      }
+      total += alignUp(elements * actBytes, 256);
+    }
+    TRENI_CUDA(cudaMalloc((void **)&weights, std::max<int64_t>(total, 256)));
+    char *scratch = nullptr;
+    if (largestConverted)
+      TRENI_CUDA(cudaMalloc((void **)&scratch, largestConverted));
+    cudaKernel_t convert = nullptr;
+    if (largestConverted) {
+      TRENI_ASSIGN_OR_RETURN(convert, loadKernel("treni_convert",
+                                                 convertKernelSource(), arch,
+                                                 compiler, stats));
+    }
+
+    // Two pinned staging buffers: the CPU fills one from the mmap while the
+    // copy engine drains the other.
+    constexpr int64_t kChunk = 64 << 20;
+    char *staging[2] = {nullptr, nullptr};
+    cudaEvent_t drained[2] = {nullptr, nullptr};
+    absl::Status status = [&]() -> absl::Status {
+      for (int i = 0; i < 2; ++i) {
+        TRENI_CUDA(cudaHostAlloc((void **)&staging[i], kChunk, cudaHostAllocDefault));
+        TRENI_CUDA(cudaEventCreateWithFlags(&drained[i], cudaEventDisableTiming));
+        TRENI_CUDA(cudaEventRecord(drained[i], stream));
+      }
+      int slot = 0;
+      for (size_t w = 0; w < tensors.size(); ++w) {
+        char *target = weights + offsets[w];
+        weightPtrs.push_back(target);
+        for (const TensorInfo *info : tensors[w]) {
+          auto bytes = checkpoint->data(*info);
+          std::string srcDtype = planDtypeOf(dtypeName(info->dtype));
+          char *dst = srcDtype == actDtype ? target : scratch;
+          for (int64_t offset = 0; offset < int64_t(bytes.size());
+               offset += kChunk) {
+            int64_t n = std::min<int64_t>(kChunk, bytes.size() - offset);
+            TRENI_CUDA(cudaEventSynchronize(drained[slot]));
+            std::memcpy(staging[slot], bytes.data() + offset, n);
+            TRENI_CUDA(cudaMemcpyAsync(dst + offset, staging[slot], n,
+                                       cudaMemcpyHostToDevice, stream));
+            TRENI_CUDA(cudaEventRecord(drained[slot], stream));
+            slot ^= 1;
+          }
+          if (dst == scratch) {
+            // The scratch buffer is reused by the next converted part: the
+            // conversion is queued on the same stream before that part's
+            // copies, so it reads this part's data.
+            long long count = info->numElements();
+            int srcKind = dtypeKind(srcDtype), dstKind = dtypeKind(actDtype);
+            void *in = scratch, *out = target;
+            void *args[] = {&in, &out, &count, &srcKind, &dstKind};
+            TRENI_CUDA(cudaLaunchKernel((const void *)convert, dim3(1024),
+                                        dim3(256), args, 0, stream));
+          }
+          target += info->numElements() * actBytes;
+          stats.weightBytes += bytes.size();
+        }
+      }
+      TRENI_CUDA(cudaStreamSynchronize(stream));
+      return absl::OkStatus();
+    }();
+    for (int i = 0; i < 2; ++i) {
+      if (staging[i])
+        cudaFreeHost(staging[i]);
+      if (drained[i])
+        cudaEventDestroy(drained[i]);
+    }
+    if (scratch)
+      cudaFree(scratch);
+    stats.weightSeconds = secondsSince(start);
+    return status;
+  }
+
+  absl::Status prepareLaunches(KernelCompiler &compiler, const std::string &arch,
+                               GpuLoadStats &stats) {
+    for (const PlanFunction &function : plan.functions) {
+      std::vector<StepLaunch> &list = launches[function.name];
+      for (const PlanStep &step : function.steps) {
+        StepLaunch launch;
+        launch.step = &step;
+        if (step.templateName == "gemm") {
+          launch.gemm = true;
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.n, step.intConstant("n"));
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.k, step.intConstant("k"));
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.bias, step.boolConstant("bias"));
+          launch.gemmShape.inType = cudaType(actDtype);
+          launch.gemmShape.outType =
+              cudaType(function.buffers[step.outputs.at(0)].dtype);
+        } else {
+          TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
+                                 generateKernel(plan, function, *launch.step));
+          TRENI_ASSIGN_OR_RETURN(launch.kernel, loadKernel(spec.entry, spec.source,
+                                                           arch, compiler, stats));
+          launch.launch = spec.launch;
+          launch.usesCache = spec.usesCache;
+          if (spec.usesCache) {
+            TRENI_ASSIGN_OR_RETURN(launch.cache, step.stringConstant("cache"));
+            TRENI_ASSIGN_OR_RETURN(launch.layer, step.intConstant("layer"));
+            if (!caches.count(launch.cache))
+              return absl::InvalidArgumentError("plan: unknown cache " + launch.cache);
+          }
+          int64_t shared = spec.launch.sharedBytes +
+                           spec.launch.sharedBytesPerPosition * options.maxSeq;
+          if (shared > 48 * 1024) {
+            int device = 0;
+            TRENI_CUDA(cudaGetDevice(&device));
+            TRENI_CUDA(cudaKernelSetAttributeForDevice(
+                launch.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                int(shared), device));
+          }
+        }
+        list.push_back(launch);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status prepareGemms(const PlanFunction &function, int64_t tokens) {
+    for (const StepLaunch &launch : launches[function.name])
+      if (launch.gemm) {
+        GemmShape shape = launch.gemmShape;
+        shape.m = rowsOf(function, *launch.step, tokens);
+        TRENI_RETURN_IF_ERROR(gemm->prepare(shape));
+      }
+    return absl::OkStatus();
+  }
+
+  static int rowsOf(const PlanFunction &function, const PlanStep &step,
+                    int64_t tokens) {
+    const PlanBuffer &first = function.buffers[step.inputs[0].index];
+    return int(first.dynamic ? tokens : first.shape[0]);
+  }
+
+  char *bufferAddress(const PlanFunction &function, int64_t buffer, int64_t tokens) {
+    return arena + function.bufferOffset(buffer, tokens);
+  }
+
+  /// Enqueues every step of `function` for `tokens` rows on the stream.
+  /// Enqueues every step; with `events` (profiling, never under capture), an
+  /// event pair around each step.
+  absl::Status enqueueSteps(const PlanFunction &function, int64_t tokens,
+                            std::vector<std::pair<cudaEvent_t, cudaEvent_t>>
+                                *events = nullptr) {
+    const std::vector<StepLaunch> &list = launches[function.name];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (events)
+        TRENI_CUDA(cudaEventRecord((*events)[i].first, stream));
+      TRENI_RETURN_IF_ERROR(enqueueStep(function, list[i], tokens));
+      if (events)
+        TRENI_CUDA(cudaEventRecord((*events)[i].second, stream));
+    }
+    return absl::OkStatus();
+  }
+
+  /// Enqueues one step: a cuBLASLt GEMM or a generated kernel with the
+  /// generic argument list (inputs, outputs, [layer's key and value cache],
+  /// rows).
+  absl::Status enqueueStep(const PlanFunction &function,
+                           const StepLaunch &launch, int64_t tokens) {
+    const PlanStep &step = *launch.step;
+    std::vector<void *> pointers;
+    for (const PlanOperand &operand : step.inputs)
+      pointers.push_back(operand.kind == PlanOperand::Kind::Weight
+                             ? weightPtrs[operand.index]
+                             : bufferAddress(function, operand.index, tokens));
+    for (int64_t output : step.outputs)
+      pointers.push_back(bufferAddress(function, output, tokens));
+    int rows = rowsOf(function, step, tokens);
+    if (launch.gemm) {
+      GemmShape shape = launch.gemmShape;
+      shape.m = rows;
+      return gemm->run(shape, pointers[0], pointers[1],
+                       shape.bias ? pointers[2] : nullptr, pointers.back(),
+                       stream);
+    }
+    if (launch.usesCache) {
+      Cache &cache = caches[launch.cache];
+      pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
+      pointers.push_back(cache.values + launch.layer * cache.layerBytes);
+    }
+    std::vector<void *> args;
+    for (void *&pointer : pointers)
+      args.push_back(&pointer);
+    args.push_back(&rows);
+    dim3 grid(unsigned(launch.launch.blocksX),
+              launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
+    int64_t shared = launch.launch.sharedBytes +
+                     launch.launch.sharedBytesPerPosition * options.maxSeq;
+    // Every generated kernel starts with treniWaitForPreviousKernel().
+    return launchKernel(launch.kernel, grid,
+                        dim3(unsigned(launch.launch.threads)), size_t(shared),
+                        args.data());
+  }
+
+  /// Launches `kernel` on the stream, programmatically (may start while the
+  /// previous kernel finishes) unless --no-pdl: the kernel must wait with
+  /// griddepcontrol.wait before touching memory.
+  absl::Status launchKernel(cudaKernel_t kernel, dim3 grid, dim3 block,
+                            size_t sharedBytes, void **args) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = sharedBytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute = {};
+    if (options.programmaticLaunch) {
+      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute.val.programmaticStreamSerializationAllowed = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+    }
+    TRENI_CUDA(cudaLaunchKernelExC(&config, (const void *)kernel, args));
+    return absl::OkStatus();
+  }
+
+  /// Copies `tokens` token ids and positions from host memory to the
+  /// function's two input buffers (under capture: the graph's first nodes,
+  /// reading the host memory whenever the graph runs).
+  absl::Status copyInputs(const PlanFunction &function, const int32_t *ids,
+                          const int32_t *positions, int64_t tokens) {
+    size_t bytes = tokens * sizeof(int32_t);
+    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[0], tokens),
+                               ids, bytes, cudaMemcpyHostToDevice, stream));
+    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[1], tokens),
+                               positions, bytes, cudaMemcpyHostToDevice, stream));
+    return absl::OkStatus();
+  }
+
+  /// Waits for the stream's work, or with `event` for the work before it.
+  /// With spinWait the host polls instead of sleeping until the driver wakes
+  /// it up, which costs a decode step's worth of time at small model sizes.
+  absl::Status wait(cudaEvent_t event = nullptr) {
+    if (!options.spinWait) {
+      TRENI_CUDA(event ? cudaEventSynchronize(event)
+                       : cudaStreamSynchronize(stream));
+      return absl::OkStatus();
+    }
+    cudaError_t state;
+    while ((state = event ? cudaEventQuery(event) : cudaStreamQuery(stream)) ==
+           cudaErrorNotReady) {
+    }
+    TRENI_CUDA(state);
+    return absl::OkStatus();
+  }
+
+  /// Enqueues the sampler on `function`'s logits. With a feed (decode) it
+  /// also writes the next decode step's inputs.
+  absl::Status enqueueSample(const PlanFunction &function,
+                             const SamplingParams &params, int64_t vocab,
+                             SampleFeedDevice feed) {
+    const float *logits = reinterpret_cast<const float *>(
+        bufferAddress(function, function.outputs[0], 1));
+    int vocabSize = int(vocab);
+    SamplingParamsDevice deviceParams = toDeviceParams(params);
+    // The sampler writes its result straight into mapped pinned memory (no
+    // copy node after it) and, like the generated kernels, may launch while
+    // the logits are still being computed (it waits for them first).
+    void *args[] = {&logits,         &vocabSize,     &deviceParams,
+                    &stepCounter,    &mappedResults, &feed,
+                    &samplePartials, &sampleArrivals};
+    return launchKernel(sampler, dim3(samplerBlocks(params)),
+                        dim3(kSamplerThreads), 0, args);
+  }
+
+  const PlanFunction &decodeFunction() const {
+    return *plan.function("decode");
+  }
+
+  /// @decode's own inputs as the sampler's feed.
+  SampleFeedDevice decodeFeed() {
+    const PlanFunction &function = decodeFunction();
+    return {reinterpret_cast<int32_t *>(
+                bufferAddress(function, function.inputs[0], 1)),
+            reinterpret_cast<int32_t *>(
+                bufferAddress(function, function.inputs[1], 1)),
+            feedPosition};
+  }
+
+  /// Makes @decode's inputs (and the feed position) `id` at `position`:
+  /// nothing to do when the last decode step fed exactly that, else three
+  /// copies from pinned memory (the stream must be idle: they read it when
+  /// they run).
+  absl::Status feedDecode(int32_t id, int64_t position) {
+    Fed wanted{id, position};
+    if (fed == wanted)
+      return absl::OkStatus();
+    fed.reset();
+    int32_t *hostIds = hostInputs, *hostPositions = hostInputs + maxSeq(),
+            *hostFeed = hostInputs + 2 * maxSeq();
+    hostIds[0] = id;
+    hostPositions[0] = hostFeed[0] = int32_t(position);
+    TRENI_RETURN_IF_ERROR(
+        copyInputs(decodeFunction(), hostIds, hostPositions, 1));
+    TRENI_CUDA(cudaMemcpyAsync(feedPosition, hostFeed, sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream));
+    fed = wanted;
+    return absl::OkStatus();
+  }
+
+  /// Captures the decode graph for `params` unless the current one is for
+  /// them (no-op without graphs). Nothing else may be pending on the stream
+  /// that the graph must not include: capture starts on an idle stream.
+  absl::Status prepareDecode(const SamplingParams &params, int64_t vocab) {
+    // Field by field: a memcmp also compared the struct's padding, which made
+    // every decode step capture the graph again (0.7 ms per token at 0.5B).
+    if (!options.cudaGraphs || (graph && graphParams == params))
+      return absl::OkStatus();
+    if (graph) {
+      TRENI_CUDA(cudaGraphExecDestroy(graph));
+      graph = nullptr;
+    }
+    const PlanFunction &function = decodeFunction();
+    // GEMM plans are made before capture: heuristic queries are not
+    // capturable.
+    TRENI_RETURN_IF_ERROR(prepareGemms(function, 1));
+    cudaGraph_t captured;
+    TRENI_CUDA(
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::Status status = enqueueSteps(function, 1);
+    if (status.ok())
+      status = enqueueSample(function, params, vocab, decodeFeed());
+    cudaError_t end = cudaStreamEndCapture(stream, &captured);
+    TRENI_RETURN_IF_ERROR(status);
+    TRENI_CUDA(end);
+    cudaError_t instantiated = cudaGraphInstantiate(&graph, captured, 0);
+    cudaGraphDestroy(captured);
+    TRENI_CUDA(instantiated);
+    graphParams = params;
+    ++graphCaptures;
+    return absl::OkStatus();
+  }
+
+  /// Enqueues one decode step on the inputs fed: the graph, or (without
+  /// graphs) its launches one by one. Advances `fed` past it when known.
+  absl::Status enqueueDecode(const SamplingParams &params, int64_t vocab) {
+    fed.reset(); // known again once the step's token is read
+    if (graph && options.cudaGraphs) {
+      TRENI_CUDA(cudaGraphLaunch(graph, stream));
+      return absl::OkStatus();
+    }
+    const PlanFunction &function = decodeFunction();
+    TRENI_RETURN_IF_ERROR(enqueueSteps(function, 1));
+    return enqueueSample(function, params, vocab, decodeFeed());
+  }
+
+  /// The result of the decode step at `position`, once it is done.
+  absl::StatusOr<SampleResult> decodeResult(int64_t position) {
+    lastFunction = &decodeFunction();
+    return fromDeviceResult(hostResults[position & 1]);
+  }
+  /// Once the decode step at `position` is the last one done: what it fed.
+  void fedBy(int64_t position) {
+    fed = Fed{std::max(hostResults[position & 1].token, 0), position + 1};
+  }
+
+  int64_t maxSeq() const { return options.maxSeq; }
+  int64_t graphCaptures = 0;
+};
+
+GpuExecutor::GpuExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuExecutor::~GpuExecutor() = default;
+
+absl::StatusOr<std::unique_ptr<GpuExecutor>>
+GpuExecutor::create(Plan plan, const std::string &modelDir,
+                    const GpuOptions &options) {
+  if (options.maxSeq <= 0)
+    return absl::InvalidArgumentError("max-seq must be positive");
+  TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  // griddepcontrol exists from sm_90 on.
+  if (std::stoi(arch.substr(3)) < 90)
+    impl->options.programmaticLaunch = false;
+  TRENI_ASSIGN_OR_RETURN(impl->actDtype, activationDtype(plan));
+  impl->actBytes = dtypeBytes(impl->actDtype);
+  impl->plan = std::move(plan);
+  Plan &p = impl->plan;
+  for (const char *name : {"prefill", "decode"})
+    if (!p.function(name))
+      return absl::InvalidArgumentError(absl::StrCat("plan has no @", name));
+  TRENI_RETURN_IF_ERROR(checkDecodeFeed(*p.function("decode")));
+  auto vocab = p.model.find("vocab_size");
+  if (vocab == p.model.end() || !std::holds_alternative<int64_t>(vocab->second))
+    return absl::InvalidArgumentError("plan: model.vocab_size missing");
+
+  GpuLoadStats stats;
+  stats.arch = arch;
+  cudaDeviceProp properties;
+  TRENI_CUDA(cudaGetDeviceProperties(&properties, 0));
+  stats.deviceName = properties.name;
+  TRENI_CUDA(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  TRENI_ASSIGN_OR_RETURN(impl->gemm, GemmRunner::create());
+
+  // KV cache and arena.
+  for (const PlanKvCache &cache : p.caches) {
+    Impl::Cache &c = impl->caches[cache.name];
+    c.layerBytes = options.maxSeq * cache.numKvHeads * cache.headDim *
+                   dtypeBytes(cache.dtype);
+    int64_t bytes = c.layerBytes * cache.numLayers;
+    TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
+    TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
+    c.values = c.keys + bytes;
+    stats.kvCacheBytes += 2 * bytes;
+  }
+  int64_t arenaBytes = 0;
+  for (const PlanFunction &f : p.functions)
+    arenaBytes = std::max(arenaBytes,
+                          f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
+  TRENI_CUDA(cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
+  stats.arenaBytes = arenaBytes;
+  TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
+  TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->feedPosition, sizeof(int32_t)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->samplePartials,
+                        kSamplerBlocks * sizeof(SamplePartialDevice)));
+  TRENI_CUDA(cudaMalloc((void **)&impl->sampleArrivals, sizeof(unsigned)));
+  TRENI_CUDA(cudaMemset(impl->sampleArrivals, 0, sizeof(unsigned)));
+  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostResults,
+                           2 * sizeof(SampleResultDevice),
+                           cudaHostAllocMapped));
+  TRENI_CUDA(cudaHostGetDevicePointer((void **)&impl->mappedResults,
+                                      impl->hostResults, 0));
+  TRENI_CUDA(cudaHostAlloc((void **)&impl->hostInputs,
+                           (2 * options.maxSeq + 1) * sizeof(int32_t),
+                           cudaHostAllocDefault));
+  for (cudaEvent_t &event : impl->stepDone)
+    TRENI_CUDA(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+
+  // Kernels (NVRTC through the disk cache, or the package's cubins).
+  auto start = std::chrono::steady_clock::now();
+  KernelCompiler compiler(options.cacheDir);
+  TRENI_RETURN_IF_ERROR(impl->prepareLaunches(compiler, arch, stats));
+  TRENI_ASSIGN_OR_RETURN(impl->sampler,
+                         impl->loadKernel("treni_sample", samplerKernelSource(),
+                                          arch, compiler, stats));
+  stats.kernelSeconds = secondsSince(start);
+  TRENI_RETURN_IF_ERROR(impl->uploadWeights(modelDir, compiler, arch, stats));
+  stats.nvrtcCompiles = compiler.compiles();
+  stats.cacheHits = compiler.cacheHits();
+
+  std::unique_ptr<GpuExecutor> executor(new GpuExecutor(std::move(impl)));
+  executor->stats_ = stats;
+  executor->vocabSize_ = std::get<int64_t>(vocab->second);
+  executor->maxSeq_ = options.maxSeq;
+
+  // Warm-up: the first cuBLASLt call, lazy module loading and the decode
+  // graph capture happen here rather than in the first request's TTFT. The
+  // cache rows it writes are overwritten by every request's own prefill.
+  start = std::chrono::steady_clock::now();
+  SamplingParams greedy;
+  int32_t token = 0;
+  TRENI_RETURN_IF_ERROR(executor->prefill({&token, 1}, 0, greedy).status());
+  if (options.maxSeq > 1)
+    TRENI_RETURN_IF_ERROR(executor->decode(token, 1, greedy).status());
+  executor->stats_.warmupSeconds = secondsSince(start);
+  return executor;
+}
+
+absl::StatusOr<SampleResult>
+GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
+                     const SamplingParams &params) {
+  if (ids.empty())
+    return absl::InvalidArgumentError("prefill needs at least one token");
+  TRENI_RETURN_IF_ERROR(validate(params));
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
+  Impl &impl = *impl_;
+  const PlanFunction &function = *impl.plan.function("prefill");
+  impl.fed.reset();
+  // A new generation: the sampler's random stream restarts at step 0.
+  TRENI_CUDA(cudaMemsetAsync(impl.stepCounter, 0, sizeof(unsigned long long),
+                             impl.stream));
+  int64_t tokens = ids.size();
+  int32_t *hostIds = impl.hostInputs, *hostPositions = impl.hostInputs + maxSeq_;
+  std::copy(ids.begin(), ids.end(), hostIds);
+  for (int64_t i = 0; i < tokens; ++i)
+    hostPositions[i] = int32_t(startPosition + i);
+  TRENI_RETURN_IF_ERROR(
+      impl.copyInputs(function, hostIds, hostPositions, tokens));
+  TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
+  TRENI_RETURN_IF_ERROR(
+      impl.enqueueSample(function, params, vocabSize_, SampleFeedDevice{}));
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  impl.lastFunction = &function;
+  return fromDeviceResult(impl.hostResults[0]);
+}
+
+absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
+                                                 const SamplingParams &params) {
+  TRENI_RETURN_IF_ERROR(validate(params));
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs({&id, 1}, position, maxSeq_, vocabSize_));
+  Impl &impl = *impl_;
+  // The inputs are usually there already: the previous step's sampler wrote
+  // them, and the step is one graph launch and one wait.
+  TRENI_RETURN_IF_ERROR(impl.prepareDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.feedDecode(id, position));
+  TRENI_RETURN_IF_ERROR(impl.enqueueDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  impl.fedBy(position);
+  return impl.decodeResult(position);
+}
+
+absl::Status GpuExecutor::decodeStream(
+    int32_t id, int64_t position, int64_t count, const SamplingParams &params,
+    absl::FunctionRef<bool(const SampleResult &)> onToken) {
+  TRENI_RETURN_IF_ERROR(validate(params));
+  if (count <= 0)
+    return absl::OkStatus();
+  TRENI_RETURN_IF_ERROR(
+      checkStepInputs({&id, 1}, position, maxSeq_, vocabSize_));
+  if (count > maxSeq_ - position)
+    return absl::InvalidArgumentError(
+        absl::StrCat("decoding ", count, " tokens from position ", position,
+                     " passes the KV cache's ", maxSeq_, " rows"));
+  Impl &impl = *impl_;
+  TRENI_RETURN_IF_ERROR(impl.prepareDecode(params, vocabSize_));
+  TRENI_RETURN_IF_ERROR(impl.feedDecode(id, position));
+  // Step k+1 is enqueued before step k's result is read: the GPU never waits
+  // for the host. Step k writes result slot (position + k) & 1, which the
+  // host has read before step k+2, the next one to write it, is enqueued.
+  int64_t enqueued = 0;
+  auto enqueue = [&]() -> absl::Status {
+    TRENI_RETURN_IF_ERROR(impl.enqueueDecode(params, vocabSize_));
+    TRENI_CUDA(cudaEventRecord(impl.stepDone[enqueued & 1], impl.stream));
+    ++enqueued;
+    return absl::OkStatus();
+  };
+  absl::Status status = enqueue();
+  for (int64_t k = 0; status.ok() && k < count; ++k) {
+    if (enqueued < count)
+      status = enqueue();
+    if (status.ok())
+      status = impl.wait(impl.stepDone[k & 1]);
+    if (!status.ok())
+      break;
+    absl::StatusOr<SampleResult> result = impl.decodeResult(position + k);
+    if (!result.ok())
+      status = result.status();
+    else if (!onToken(*result))
+      break;
+  }
+  // The step enqueued past the last one read still runs; its KV row is the
+  // fed token's, like any step's, and its result is dropped.
+  absl::Status drained = impl.wait();
+  if (!status.ok() || !drained.ok()) {
+    impl.fed.reset();
+    return status.ok() ? drained : status;
+  }
+  impl.fedBy(position + enqueued - 1);
+  return absl::OkStatus();
+}
+
+int64_t GpuExecutor::graphCaptures() const { return impl_->graphCaptures; }
+
+absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
+                                                     int iterations) {
+  Impl &impl = *impl_;
+  if (!impl.graph || iterations < 1 || position < 0 ||
+      iterations > maxSeq_ - position)
+    return absl::FailedPreconditionError(
+        "replayDecode: needs a captured decode graph (run a decode step "
+        "first), a position and a count that fit in the KV cache");
+  ReplayTime result;
+  cudaEvent_t begin, end;
+  TRENI_CUDA(cudaEventCreate(&begin));
+  TRENI_CUDA(cudaEventCreate(&end));
+  absl::Status status = [&]() -> absl::Status {
+    // Each replay feeds the next: positions position.. as in a generation.
+    TRENI_RETURN_IF_ERROR(impl.feedDecode(0, position));
+    TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream)); // warm
+    TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+    impl.fed.reset();
+    TRENI_RETURN_IF_ERROR(impl.feedDecode(0, position));
+    TRENI_CUDA(cudaEventRecord(begin, impl.stream));
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < iterations; ++i)
+      TRENI_CUDA(cudaGraphLaunch(impl.graph, impl.stream));
+    result.hostLaunchMicros = 1e6 * secondsSince(start) / iterations;
+    TRENI_CUDA(cudaEventRecord(end, impl.stream));
+    TRENI_CUDA(cudaEventSynchronize(end));
+    return absl::OkStatus();
+  }();
+  impl.fed.reset();
+  float ms = 0;
+  if (status.ok() && cudaEventElapsedTime(&ms, begin, end) != cudaSuccess)
+    status = absl::InternalError("replayDecode: cudaEventElapsedTime failed");
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  TRENI_RETURN_IF_ERROR(status);
+  result.gpuMillis = double(ms) / iterations;
+  return result;
+}
+
+absl::StatusOr<std::vector<StepTime>>
+GpuExecutor::profileDecode(int64_t position, int iterations) {
+  if (iterations < 1 || position < 0 || position >= maxSeq_)
+    return absl::InvalidArgumentError("profileDecode: bad position or count");
+  Impl &impl = *impl_;
+  const PlanFunction &function = *impl.plan.function("decode");
+  const std::vector<StepLaunch> &list = impl.launches[function.name];
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events(list.size());
+  for (auto &[begin, end] : events) {
+    TRENI_CUDA(cudaEventCreate(&begin));
+    TRENI_CUDA(cudaEventCreate(&end));
+  }
+  std::vector<StepTime> times(list.size());
+  for (size_t i = 0; i < list.size(); ++i)
+    times[i] = {list[i].step->templateName, list[i].step->origin, 0.0};
+  impl.fed.reset();
+  absl::Status status = [&]() -> absl::Status {
+    int32_t inputs[2] = {0, int32_t(position)};
+    for (int it = 0; it < iterations; ++it) {
+      TRENI_RETURN_IF_ERROR(
+          impl.copyInputs(function, &inputs[0], &inputs[1], 1));
+      TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, 1, &events));
+      TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+      for (size_t i = 0; i < list.size(); ++i) {
+        float ms = 0;
+        TRENI_CUDA(cudaEventElapsedTime(&ms, events[i].first, events[i].second));
+        times[i].microseconds += 1e3 * ms / iterations;
+      }
+    }
+    return absl::OkStatus();
+  }();
+  for (auto &[begin, end] : events) {
+    cudaEventDestroy(begin);
+    cudaEventDestroy(end);
+  }
+  if (!status.ok())
+    return status;
+  return times;
+}
+
+absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {
+  // Logits are planned as a static f32 [1, vocab] buffer in both functions.
+  const PlanFunction *function = impl_->lastFunction;
+  if (!function)
+    return absl::FailedPreconditionError("no prefill or decode has run yet");
+  std::vector<float> logits(vocabSize_);
+  TRENI_CUDA(cudaMemcpy(logits.data(),
+                        impl_->bufferAddress(*function, function->outputs[0], 1),
+                        vocabSize_ * sizeof(float), cudaMemcpyDeviceToHost));
+  return logits;
+}
+
+} // namespace treni

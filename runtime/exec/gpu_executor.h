@@ -1,0 +1,126 @@
+//===- gpu_executor.h - the CUDA runtime for a Plan -------------*- C++ -*-===//
+//
+// Loads a plan onto one GPU: NVRTC-compiled kernels (disk-cached, or cubins
+// from an AOT package), weights uploaded once in the activation dtype, one
+// activation arena laid out by the plan, a KV cache of --max-seq rows, and
+// cuBLASLt for the GEMMs. Prefill launches the plan's @prefill steps for the
+// whole prompt; decode replays one captured CUDA graph per sampling setting.
+// The sampler writes the next decode step's token and position into its
+// inputs, so consecutive steps need no host writes and can be enqueued
+// ahead (decodeStream).
+// Sampling runs on the GPU and returns the token with its uncertainty.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "codegen/Plan.h"
+#include "runtime/exec/sampler.h"
+
+namespace treni {
+
+struct GpuOptions {
+  int64_t maxSeq = 4096;
+  /// NVRTC cubin cache; "" disables it.
+  std::string cacheDir;
+  /// Capture decode as a CUDA graph (off: launch step by step, for debugging).
+  bool cudaGraphs = true;
+  /// Launch generated kernels with programmatic dependent launch (sm_90+),
+  /// so each one's launch overlaps the end of the previous one.
+  bool programmaticLaunch = true;
+  /// Wait for a step by polling the stream (a busy host thread) instead of
+  /// a blocking synchronisation.
+  bool spinWait = true;
+  /// Precompiled cubins by kernel entry (from an AOT package), used when
+  /// `cubinArch` is the device's architecture.
+  const std::map<std::string, std::string> *cubins = nullptr;
+  std::string cubinArch;
+};
+
+struct GpuLoadStats {
+  std::string deviceName, arch;
+  int64_t weightBytes = 0;    ///< bytes read from the checkpoint
+  double weightSeconds = 0;   ///< mmap -> pinned -> device, conversion included
+  double kernelSeconds = 0;   ///< NVRTC / cache / module loading
+  int64_t kernels = 0;        ///< distinct kernels loaded
+  int64_t nvrtcCompiles = 0;  ///< kernels NVRTC compiled in this process
+  int64_t cacheHits = 0;      ///< kernels found in the disk cache
+  int64_t aotKernels = 0;     ///< kernels taken from the package
+  int64_t arenaBytes = 0, kvCacheBytes = 0;
+  double warmupSeconds = 0;   ///< first GEMMs, lazy loading, graph capture
+};
+
+/// Time of one plan step, from CUDA events around it.
+struct StepTime {
+  std::string templateName, origin;
+  double microseconds = 0;
+};
+
+/// A decode graph replayed back to back (GpuExecutor::replayDecode).
+struct ReplayTime {
+  double gpuMillis = 0;        ///< GPU time per step
+  double hostLaunchMicros = 0; ///< host time per cudaGraphLaunch call
+};
+
+/// CUDA source of `treni_convert`, the weight dtype conversion kernel.
+const std::string &convertKernelSource();
+
+/// "sm_90" for the current device, or an error when there is no usable GPU.
+absl::StatusOr<std::string> currentDeviceArch();
+
+class GpuExecutor {
+public:
+  static absl::StatusOr<std::unique_ptr<GpuExecutor>>
+  create(Plan plan, const std::string &modelDir, const GpuOptions &options);
+  ~GpuExecutor();
+
+  /// Runs @prefill over `ids` at positions start.. and samples the next token.
+  absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
+                                       int64_t startPosition,
+                                       const SamplingParams &params);
+  /// Runs @decode for `id` at `position` and samples the next token.
+  absl::StatusOr<SampleResult> decode(int32_t id, int64_t position,
+                                      const SamplingParams &params);
+  /// Engine::decodeStream: step k+1 (fed by step k's sampler) is enqueued
+  /// before step k's result is read; after a stop it still runs.
+  absl::Status
+  decodeStream(int32_t id, int64_t position, int64_t count,
+               const SamplingParams &params,
+               absl::FunctionRef<bool(const SampleResult &)> onToken);
+  /// Runs @decode step by step `iterations` times at `position` with an event
+  /// pair around every step; returns each step's mean time. (Events serialise
+  /// the steps: the sum exceeds a graph replay's time by the launch gaps.)
+  absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
+                                                      int iterations);
+  /// The captured decode graph replayed `iterations` times back to back from
+  /// `position` (each step fed by the previous one, as in a generation; no
+  /// host round trip in between): the GPU's time per step, and the host's
+  /// time per cudaGraphLaunch call. KV-cache rows position.. are overwritten.
+  absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
+  /// fp32 logits of the last prefill/decode call (copied to the host).
+  absl::StatusOr<std::vector<float>> lastLogits();
+
+  const GpuLoadStats &loadStats() const { return stats_; }
+  int64_t vocabSize() const { return vocabSize_; }
+  int64_t maxSeq() const { return maxSeq_; }
+  /// Graph captures so far (one per distinct sampling setting).
+  int64_t graphCaptures() const;
+
+private:
+  struct Impl;
+  explicit GpuExecutor(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+  GpuLoadStats stats_;
+  int64_t vocabSize_ = 0, maxSeq_ = 0;
+};
+
+} // namespace treni

@@ -1,0 +1,245 @@
+//===- generation.h - prompt ids to text, stops, streaming ---*- C++ -*-===//
+//
+// The generation loop shared by `treni run`, `treni chat` and `treni serve`:
+// one Engine and its Tokenizer turn prompt ids into generated tokens, each
+// with its log-probability, entropy and top alternatives, and into text.
+//
+//  - Stops: an EOS id (the tokenizer config's eos_token and
+//    generation_config.json's eos_token_id), a `stop` string, max_tokens, or
+//    the end of the KV cache (max_seq). Stop strings are matched on the
+//    detokenized text, across token boundaries; text that might be the start
+//    of a stop string is held back, so a stop string is never streamed.
+//  - Streaming: the callback gets text deltas that are always complete UTF-8
+//    (Tokenizer::StreamDecoder holds the bytes of a split character) and the
+//    tokens whose text the delta releases.
+//  - Cancellation (a flag, or the callback returning false) and a deadline
+//    are checked every token.
+//  - An OutputConstraint (constrained decoding) masks tokens whose text would
+//    break it: the server uses it to force a JSON object for
+//    response_format json_object and for the arguments of a forced tool call.
+//
+//  - Prefix caching (as llama.cpp's cache_prompt and vLLM's prefix caching
+//    do for one sequence): the Generator remembers which ids its engine's KV
+//    cache holds (the last prompt and the tokens fed back through decode) and
+//    prefills only what follows the longest common prefix of a new prompt
+//    with them (at least the prompt's last token, whose logits are needed).
+//    The memory is dropped when it may be wrong: an engine error, or another
+//    caller having used the engine since (Engine::cacheWrites()). A cancelled
+//    or timed-out generation stops between engine calls, so what it fed is
+//    still known and stays reusable.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "runtime/serve/awareness.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/exec/sampler.h"
+#include "runtime/text/tokenizer.h"
+
+namespace treni {
+
+//===----------------------------------------------------------------------===//
+// Constrained decoding
+//===----------------------------------------------------------------------===//
+
+/// A character-level automaton the output must follow. Tokens are allowed
+/// when every byte of their text is accepted; generation stops when the
+/// constraint is complete, and complete() closes it when max_tokens runs out.
+class OutputConstraint {
+public:
+  virtual ~OutputConstraint() = default;
+  virtual std::unique_ptr<OutputConstraint> clone() const = 0;
+  /// Consumes `c` if it may come next; false (state unchanged or undefined
+  /// on a clone) if not.
+  virtual bool accept(char c) = 0;
+  /// The output so far is a complete match (generation stops here).
+  virtual bool isComplete() const = 0;
+  /// Shortest text that makes the output so far complete.
+  virtual std::string completion() const = 0;
+
+  /// Whether all of `text` may come next (checked on a clone).
+  bool allows(std::string_view text) const;
+  /// Feeds `text`; false if some byte was refused.
+  bool acceptAll(std::string_view text);
+};
+
+/// One JSON object (RFC 8259), surrounding whitespace excluded: the first
+/// byte must be '{', and the constraint is complete at the matching '}'.
+/// Strings take any valid escape and any byte >= 0x20 but '"' and '\'
+/// (multi-byte UTF-8 included); nesting is limited to `maxDepth`.
+std::unique_ptr<OutputConstraint> jsonObjectConstraint(int maxDepth = 16);
+/// Exactly `text`.
+std::unique_ptr<OutputConstraint> literalConstraint(std::string text);
+/// Exactly one of `choices` (none may be a proper prefix of another).
+std::unique_ptr<OutputConstraint>
+choiceConstraint(std::vector<std::string> choices);
+/// `parts` one after the other.
+std::unique_ptr<OutputConstraint>
+sequenceConstraint(std::vector<std::unique_ptr<OutputConstraint>> parts);
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+enum class FinishReason {
+  Eos,       ///< an EOS token
+  Stop,      ///< a stop string, or the constraint completed
+  Length,    ///< max_tokens
+  Context,   ///< the KV cache is full (max_seq)
+  Cancelled, ///< the cancel flag or the stream callback
+  Timeout,   ///< the deadline passed
+};
+/// "eos", "stop", "length", "context", "cancelled", "timeout".
+const char *toString(FinishReason reason);
+
+struct GeneratedToken {
+  int32_t id;
+  float logprob; ///< under the unmodified distribution
+  float entropy; ///< nats, under the unmodified distribution
+  std::vector<TokenChoice> alternatives;
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> promptIds;
+  SamplingParams sampling;
+  int64_t maxTokens = 16; ///< new tokens at most
+  std::vector<std::string> stop;
+  bool ignoreEos = false;
+  /// Checked before every token; set by another thread to cancel.
+  const std::atomic<bool> *cancel = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  /// When the request was queued (for the awareness queue time).
+  std::optional<std::chrono::steady_clock::time_point> submitted;
+  /// Constrained decoding; owned by the caller, mutated by generate().
+  OutputConstraint *constraint = nullptr;
+  double lowConfidenceThreshold = kDefaultLowConfidenceProbability;
+  /// Test hook: sleep this long after every token (queue and cancellation
+  /// tests need slow requests on a fast fixture model).
+  std::chrono::milliseconds tokenDelay{0};
+};
+
+struct GenerationResult {
+  /// The text of the generated tokens: special tokens skipped, a matched
+  /// stop string and what followed it removed, a completed constraint's
+  /// closing text appended when max_tokens cut it short.
+  std::string text;
+  std::vector<GeneratedToken> tokens;
+  FinishReason finishReason = FinishReason::Length;
+  std::string matchedStop; ///< the stop string that ended it, if any
+  Awareness awareness;     ///< includes the timing
+};
+
+/// A text delta (complete UTF-8; may be empty when only tokens are released)
+/// and the tokens generated since the previous call. Return false to cancel.
+using StreamCallback = std::function<bool(
+    std::string_view delta, absl::Span<const GeneratedToken> tokens)>;
+
+struct GeneratorOptions {
+  int64_t maxSeq = 4096; ///< the engine's KV cache length
+  std::vector<int32_t> eosIds;
+  /// Reuse the KV cache of the longest prefix a prompt shares with the ids
+  /// already there (`--no-prefix-cache` turns it off: every prompt is
+  /// prefilled from position 0).
+  bool prefixCache = true;
+};
+
+class Generator {
+public:
+  Generator(Engine &engine, const Tokenizer &tokenizer,
+            GeneratorOptions options);
+
+  /// Generates for `request`. Errors: an empty prompt, a prompt that does not
+  /// fit max_seq, an id outside the vocabulary, invalid sampling parameters
+  /// (InvalidArgument), or an engine failure. A stream that was cancelled or
+  /// timed out is not an error: see finishReason.
+  absl::StatusOr<GenerationResult> generate(const GenerationRequest &request,
+                                            const StreamCallback &onDelta = {});
+
+  const GeneratorOptions &options() const { return options_; }
+  const Tokenizer &tokenizer() const { return tokenizer_; }
+  Engine &engine() { return engine_; }
+
+  /// The bytes token `id` stands for on its own (its byte-level BPE bytes,
+  /// possibly part of a UTF-8 character; a special token's content).
+  std::string tokenBytes(int32_t id) const;
+
+  /// The ids the engine's KV cache holds at positions 0.. as far as this
+  /// Generator knows (empty when unknown, or with prefixCache off).
+  absl::Span<const int32_t> cachedIds() const;
+  /// Forgets what the KV cache holds: the next prompt is prefilled whole.
+  void forgetCache();
+
+private:
+  absl::StatusOr<SampleResult>
+  constrainedSample(const SampleResult &engineResult,
+                    const SamplingParams &params, uint64_t step,
+                    const OutputConstraint &constraint);
+  const std::vector<std::string> &vocabBytes();
+
+  Engine &engine_;
+  const Tokenizer &tokenizer_;
+  GeneratorOptions options_;
+  std::vector<std::string> vocabBytes_; ///< lazily, for constrained decoding
+  /// What KV-cache rows 0.. hold after this Generator's last engine call,
+  /// and the engine's cacheWrites() right after it.
+  std::vector<int32_t> cachedIds_;
+  uint64_t cacheWrites_ = 0;
+};
+
+/// EOS ids of a model directory: the tokenizer's eos_token (from
+/// tokenizer_config.json) and generation_config.json's eos_token_id (a number
+/// or a list). Missing files are fine; unreadable JSON is an error.
+absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
+                                                const Tokenizer &tokenizer);
+
+class ChatTemplate;
+class Progress;
+
+/// Everything `run`, `chat` and `serve` load for a model.
+struct LoadedModel {
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ChatTemplate> chatTemplate; ///< null when there is none
+  std::string chatTemplateSource;             ///< its Jinja text
+  std::vector<int32_t> eosIds;
+  std::string tokenizerDir;
+  LoadedModel();
+  LoadedModel(LoadedModel &&);
+  LoadedModel &operator=(LoadedModel &&);
+  ~LoadedModel();
+};
+
+struct LoadOptions {
+  EngineOptions engine;
+  /// Where tokenizer.json and tokenizer_config.json are; default: the model
+  /// directory (a package's recorded checkpoint directory).
+  std::string tokenizerDir;
+  /// A chat template instead of tokenizer_config.json's: a .json file with
+  /// a `chat_template` field, or a Jinja text file.
+  std::string chatTemplateFile;
+  Progress *progress = nullptr; ///< announces the steps (3)
+};
+
+/// Loads the tokenizer, the chat template and the engine (compiling on
+/// first load). A model without a chat template loads (chatTemplate null).
+absl::StatusOr<LoadedModel> loadModel(const std::string &model,
+                                      const LoadOptions &options);
+
+/// Length of the longest suffix of `text` that is a proper prefix of one of
+/// `stops` (the text to hold back while streaming).
+size_t stopPrefixHoldback(std::string_view text,
+                          absl::Span<const std::string> stops);
+
+} // namespace treni
