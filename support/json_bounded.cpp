@@ -2,6 +2,7 @@
 
 #include "support/json_bounded.h"
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -49,7 +50,12 @@ absl::StatusOr<Json> parseBounded(std::string_view text, int maxDepth) {
     try {
       (void)Json::parse(text);
     } catch (const typename Json::parse_error &error) {
-      return absl::InvalidArgumentError(error.what());
+      // "[json.exception.parse_error.101] parse error at line 1, column 7:
+      // ..." without the library's tag.
+      std::string_view message = error.what();
+      if (size_t tag = message.find("] "); tag != std::string_view::npos)
+        message.remove_prefix(tag + 2);
+      return absl::InvalidArgumentError(std::string(message));
     }
     return absl::InvalidArgumentError("not valid JSON");
   }

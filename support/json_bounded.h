@@ -27,7 +27,7 @@ int jsonNestingDepth(std::string_view text, int stopAbove);
 
 /// Parses `text` as JSON whose arrays and objects nest at most `maxDepth`
 /// deep. The error (InvalidArgument) says what is wrong: too deep (naming
-/// the limit) or not JSON (nlohmann's message, which names the byte).
+/// the limit) or not JSON (where: "parse error at line 1, column 7: ...").
 absl::StatusOr<nlohmann::json> parseJsonBounded(std::string_view text,
                                                 int maxDepth = kMaxJsonDepth);
 

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "support/file.h"
 #include <nlohmann/json.hpp>
 
 namespace treni {
@@ -709,34 +710,23 @@ parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
 //===----------------------------------------------------------------------===//
 
 absl::StatusOr<MappedFile> MappedFile::open(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    int error = errno;
-    ::close(fd);
-    return absl::ErrnoToStatus(error, absl::StrCat("cannot stat ", path));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot map ", path, ": not a regular file"));
-  }
+  // A FIFO or device named model.safetensors must not block the loader.
   MappedFile file;
+  absl::StatusOr<int> fd = openRegularFile(path, file.size_);
+  if (!fd.ok())
+    return fd.status();
   file.path_ = path;
-  file.size_ = static_cast<size_t>(info.st_size);
   if (file.size_ > 0) {
-    void *data = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *data = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, *fd, 0);
     if (data == MAP_FAILED) {
       int error = errno;
-      ::close(fd);
+      ::close(*fd);
       file.size_ = 0;
       return absl::ErrnoToStatus(error, absl::StrCat("cannot mmap ", path));
     }
     file.data_ = static_cast<const uint8_t *>(data);
   }
-  ::close(fd);
+  ::close(*fd);
   return file;
 }
 

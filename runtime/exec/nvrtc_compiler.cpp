@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "support/file.h"
 
 namespace treni {
 namespace {
@@ -80,15 +81,13 @@ std::optional<std::string> parseCacheFile(const std::string &bytes) {
   return cubin;
 }
 
+/// A cached cubin, or nullopt when there is none (or it is not a regular
+/// file of a sane size: the cache is then simply missed).
 std::optional<std::string> readFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  absl::StatusOr<std::string> bytes = readRegularFile(path, size_t{1} << 30);
+  if (!bytes.ok())
     return std::nullopt;
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  if (in.bad())
-    return std::nullopt;
-  return std::move(bytes).str();
+  return std::move(*bytes);
 }
 
 /// Best effort: a cache that cannot be written only costs a recompile later.

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "support/status.h"
 #include "nlohmann/json.hpp"
+#include "support/file.h"
 
 namespace treni {
 namespace {
@@ -76,11 +77,8 @@ absl::Status writePackage(const std::string &path, const Package &package) {
 }
 
 absl::StatusOr<Package> readPackage(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::string bytes((std::istreambuf_iterator<char>(in)),
-                    std::istreambuf_iterator<char>());
+  TRENI_ASSIGN_OR_RETURN(std::string bytes,
+                         readRegularFile(path, size_t{16} << 30));
   if (bytes.size() < 16 || std::memcmp(bytes.data(), kMagic, 8) != 0)
     return packageError(path, "bad magic");
   uint64_t size = 0;

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/text/jinja.h"
+#include "support/file.h"
 
 namespace treni {
 
@@ -32,15 +33,9 @@ struct ChatTemplate::Impl {
 
 namespace {
 
+/// tokenizer_config.json or a template file: real ones are a few hundred KB.
 absl::StatusOr<std::string> readFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad())
-    return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return text.str();
+  return readRegularFile(path, size_t{64} << 20);
 }
 
 /// A special token given as a string or as an AddedToken dict {"content": ...}.

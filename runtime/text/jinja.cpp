@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -1364,12 +1365,7 @@ public:
   }
 
   static bool isSupportedFilter(const std::string &name) {
-    static const std::set<std::string> kSupported = {
-        "tojson",  "trim",   "length",     "count",  "first",      "last",       "join",
-        "upper",   "lower",  "capitalize", "title",  "default",    "d",          "items",
-        "list",    "string", "int",        "float",  "replace",    "safe",       "abs",
-        "reverse", "map",    "select",     "reject", "selectattr", "rejectattr", "unique"};
-    return kSupported.count(name) > 0;
+    return filters().count(name) > 0;
   }
 
 private:
@@ -1394,275 +1390,357 @@ private:
     return std::move(*result);
   }
 
+  using FilterFn = absl::StatusOr<Value> (Interpreter::*)(const std::string &, const Value &,
+                                                          const CallArgs &, const Expr &);
+
+  /// Every supported filter, by name: adding a filter is one entry here and
+  /// one member function below.
+  static const std::map<std::string, FilterFn, std::less<>> &filters() {
+    static const std::map<std::string, FilterFn, std::less<>> kFilters = {
+        {"tojson", &Interpreter::filterTojson},
+        {"trim", &Interpreter::filterTrim},
+        {"length", &Interpreter::filterLength},
+        {"count", &Interpreter::filterLength},
+        {"first", &Interpreter::filterFirstOrLast},
+        {"last", &Interpreter::filterFirstOrLast},
+        {"join", &Interpreter::filterJoin},
+        {"upper", &Interpreter::filterCase},
+        {"lower", &Interpreter::filterCase},
+        {"capitalize", &Interpreter::filterCase},
+        {"title", &Interpreter::filterCase},
+        {"default", &Interpreter::filterDefault},
+        {"d", &Interpreter::filterDefault},
+        {"items", &Interpreter::filterItems},
+        {"list", &Interpreter::filterList},
+        {"string", &Interpreter::filterString},
+        {"safe", &Interpreter::filterString},
+        {"int", &Interpreter::filterInt},
+        {"float", &Interpreter::filterFloat},
+        {"replace", &Interpreter::filterReplace},
+        {"abs", &Interpreter::filterAbs},
+        {"reverse", &Interpreter::filterReverse},
+        {"unique", &Interpreter::filterUnique},
+        {"map", &Interpreter::filterMap},
+        {"select", &Interpreter::filterSelect},
+        {"reject", &Interpreter::filterSelect},
+        {"selectattr", &Interpreter::filterSelect},
+        {"rejectattr", &Interpreter::filterSelect},
+    };
+    return kFilters;
+  }
+
   absl::StatusOr<Value> filterImpl(const std::string &name, const Value &v,
                                    const CallArgs &callArgs, const Expr &e) {
-    if (name == "tojson") {
-      JINJA_BIND(args, "tojson", callArgs, "ensure_ascii", "indent", "separators", "sort_keys");
-      JsonOptions options;
-      options.ensureAscii = args.has(0) && args[0].truthy();
-      options.sortKeys = args.has(3) && args[3].truthy();
-      if (args.has(1) && !args[1].isNone()) {
-        if (isIntLike(args[1]))
-          options.indent =
-              std::string(std::max<int64_t>(0, std::min<int64_t>(args[1].asInt(), 256)), ' ');
-        else if (args[1].isString())
-          options.indent = args[1].asString();
-        else
-          return absl::InvalidArgumentError("tojson: indent must be an integer or a string");
-        options.itemSeparator = ",";
-      }
-      if (args.has(2) && !args[2].isNone()) {
-        if (!args[2].isSequence() || args[2].asList().size() != 2 ||
-            !args[2].asList()[0].isString() || !args[2].asList()[1].isString())
-          return absl::InvalidArgumentError("tojson: separators must be a pair of strings");
-        options.itemSeparator = args[2].asList()[0].asString();
-        options.keySeparator = args[2].asList()[1].asString();
-      }
-      TRENI_JINJA_ASSIGN(std::string json, toJson(v, options));
-      return Value::string(std::move(json));
+    auto filter = filters().find(name);
+    if (filter == filters().end())
+      return absl::InvalidArgumentError(absl::StrCat("unsupported filter '", name, "'"));
+    return (this->*filter->second)(name, v, callArgs, e);
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Filters, one member function each (Jinja2's names and semantics)
+  //===--------------------------------------------------------------------===//
+
+  absl::StatusOr<Value> filterTojson(const std::string &/*name*/, const Value &v,
+                                     const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "tojson", callArgs, "ensure_ascii", "indent", "separators", "sort_keys");
+    JsonOptions options;
+    options.ensureAscii = args.has(0) && args[0].truthy();
+    options.sortKeys = args.has(3) && args[3].truthy();
+    if (args.has(1) && !args[1].isNone()) {
+      if (isIntLike(args[1]))
+        options.indent =
+            std::string(std::max<int64_t>(0, std::min<int64_t>(args[1].asInt(), 256)), ' ');
+      else if (args[1].isString())
+        options.indent = args[1].asString();
+      else
+        return absl::InvalidArgumentError("tojson: indent must be an integer or a string");
+      options.itemSeparator = ",";
     }
-    if (name == "trim") {
-      JINJA_BIND(args, "trim", callArgs, "chars");
-      std::string chars;
-      bool haveChars = args.has(0) && !args[0].isNone();
-      if (haveChars) {
-        TRENI_JINJA_ASSIGN(chars, args.string(0, ""));
-      }
-      return Value::string(pythonStrip(v.str(), haveChars ? &chars : nullptr, true, true));
+    if (args.has(2) && !args[2].isNone()) {
+      if (!args[2].isSequence() || args[2].asList().size() != 2 ||
+          !args[2].asList()[0].isString() || !args[2].asList()[1].isString())
+        return absl::InvalidArgumentError("tojson: separators must be a pair of strings");
+      options.itemSeparator = args[2].asList()[0].asString();
+      options.keySeparator = args[2].asList()[1].asString();
     }
-    if (name == "length" || name == "count") {
-      JINJA_BIND(args, name, callArgs);
-      switch (v.kind()) {
-      case Value::Kind::Undefined:
-        return Value::integer(0);
-      case Value::Kind::String:
-        return Value::integer(codePointLength(v.asString()));
-      case Value::Kind::List:
-      case Value::Kind::Tuple:
-        return Value::integer(static_cast<int64_t>(v.asList().size()));
-      case Value::Kind::Dict:
-        return Value::integer(static_cast<int64_t>(v.asDict().items.size()));
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("object of type '", v.typeName(), "' has no len()"));
-      }
+    TRENI_JINJA_ASSIGN(std::string json, toJson(v, options));
+    return Value::string(std::move(json));
+  }
+
+  absl::StatusOr<Value> filterTrim(const std::string &/*name*/, const Value &v,
+                                   const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "trim", callArgs, "chars");
+    std::string chars;
+    bool haveChars = args.has(0) && !args[0].isNone();
+    if (haveChars) {
+      TRENI_JINJA_ASSIGN(chars, args.string(0, ""));
     }
-    if (name == "first" || name == "last") {
-      JINJA_BIND(args, name, callArgs);
-      if (name == "last" && v.kind() == Value::Kind::Generator)
-        return absl::InvalidArgumentError("'generator' object is not reversible");
-      ValueList items = iterate(v, e.pos);
-      if (items.empty())
-        return Value::undefined(absl::StrCat("No ", name, " item, sequence was empty."));
-      return name == "first" ? items.front() : items.back();
-    }
-    if (name == "join") {
-      JINJA_BIND(args, "join", callArgs, "d", "attribute");
-      TRENI_JINJA_ASSIGN(std::string separator, args.string(0, ""));
-      std::vector<std::string> parts;
-      for (const Value &item : iterate(v, e.pos))
-        parts.push_back(args.has(1) ? attribute(item, args[1], e).str() : item.str());
-      std::string joined = absl::StrJoin(parts, separator);
-      if (joined.size() > options_.maxOutputBytes)
-        return absl::InvalidArgumentError("join: result too large");
-      return Value::string(std::move(joined));
-    }
-    if (name == "upper" || name == "lower" || name == "capitalize" || name == "title") {
-      JINJA_BIND(args, name, callArgs);
-      std::string s = v.str();
-      if (name == "upper")
-        return Value::string(mapCase(s, toUpper));
-      if (name == "lower")
-        return Value::string(mapCase(s, toLower));
-      if (name == "capitalize")
-        return Value::string(pythonCapitalize(s));
-      return Value::string(jinjaTitle(s));
-    }
-    if (name == "default" || name == "d") {
-      JINJA_BIND(args, name, callArgs, "default_value", "boolean");
-      bool boolean = args.has(1) && args[1].truthy();
-      if (v.isUndefined() || (boolean && !v.truthy()))
-        return args.has(0) ? args[0] : Value::string("");
-      return v;
-    }
-    if (name == "items") {
-      JINJA_BIND(args, "items", callArgs);
-      if (v.isUndefined())
-        return Value::list({});
-      if (!v.isMapping())
-        return absl::InvalidArgumentError("Can only get item pairs from a mapping.");
-      return dictItems(v);
-    }
-    if (name == "list") {
-      JINJA_BIND(args, "list", callArgs);
-      return Value::list(iterate(v, e.pos));
-    }
-    if (name == "string" || name == "safe") {
-      JINJA_BIND(args, name, callArgs);
-      return v.isString() ? v : Value::string(v.str());
-    }
-    if (name == "int") {
-      JINJA_BIND(args, "int", callArgs, "default", "base");
-      TRENI_JINJA_ASSIGN(int64_t base, args.integer(1, 10));
-      Value fallback = args.has(0) ? args[0] : Value::integer(0);
-      if (v.isUndefined())
-        return absl::InvalidArgumentError(undefinedMessage(v));
-      if (isIntLike(v))
-        return Value::integer(v.asInt());
-      if (v.kind() == Value::Kind::Float) {
-        if (!std::isfinite(v.asFloat()) || std::fabs(v.asFloat()) >= 9.2e18)
-          return fallback;
-        return Value::integer(static_cast<int64_t>(v.asFloat()));
-      }
-      if (v.isString()) {
-        std::string s = pythonStrip(v.asString(), nullptr, true, true);
-        std::string digits;
-        for (char c : s)
-          if (c != '_')
-            digits.push_back(c);
-        if (!digits.empty() && base >= 2 && base <= 36) {
-          errno = 0;
-          char *end = nullptr;
-          long long parsed = std::strtoll(digits.c_str(), &end, static_cast<int>(base));
-          if (errno == 0 && end && *end == '\0')
-            return Value::integer(parsed);
-        }
-        char *end = nullptr;
-        double d = std::strtod(s.c_str(), &end);
-        if (!s.empty() && end && *end == '\0' && std::isfinite(d) && std::fabs(d) < 9.2e18)
-          return Value::integer(static_cast<int64_t>(d));
-      }
-      return fallback;
-    }
-    if (name == "float") {
-      JINJA_BIND(args, "float", callArgs, "default");
-      Value fallback = args.has(0) ? args[0] : Value::number(0.0);
-      if (v.isUndefined())
-        return absl::InvalidArgumentError(undefinedMessage(v));
-      if (v.isNumber())
-        return Value::number(toDouble(v));
-      if (v.isString()) {
-        std::string s = pythonStrip(v.asString(), nullptr, true, true);
-        char *end = nullptr;
-        double d = std::strtod(s.c_str(), &end);
-        if (!s.empty() && end && *end == '\0')
-          return Value::number(d);
-      }
-      return fallback;
-    }
-    if (name == "replace") {
-      JINJA_BIND(args, "replace", callArgs, "old", "new", "count");
-      TRENI_JINJA_ASSIGN(std::string from, args.string(0, ""));
-      TRENI_JINJA_ASSIGN(std::string to, args.string(1, ""));
-      TRENI_JINJA_ASSIGN(int64_t count, args.integer(2, -1));
-      if (!args.has(0) || !args.has(1))
-        return absl::InvalidArgumentError("replace() needs old and new");
-      return Value::string(pythonReplace(v.str(), from, to, count, options_.maxOutputBytes, e.pos));
-    }
-    if (name == "abs") {
-      JINJA_BIND(args, "abs", callArgs);
-      if (isIntLike(v)) {
-        if (v.asInt() == INT64_MIN)
-          return absl::InvalidArgumentError("integer overflow");
-        return Value::integer(std::abs(v.asInt()));
-      }
-      if (v.kind() == Value::Kind::Float)
-        return Value::number(std::fabs(v.asFloat()));
+    return Value::string(pythonStrip(v.str(), haveChars ? &chars : nullptr, true, true));
+  }
+
+  absl::StatusOr<Value> filterLength(const std::string &name, const Value &v,
+                                     const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, name, callArgs);
+    switch (v.kind()) {
+    case Value::Kind::Undefined:
+      return Value::integer(0);
+    case Value::Kind::String:
+      return Value::integer(codePointLength(v.asString()));
+    case Value::Kind::List:
+    case Value::Kind::Tuple:
+      return Value::integer(static_cast<int64_t>(v.asList().size()));
+    case Value::Kind::Dict:
+      return Value::integer(static_cast<int64_t>(v.asDict().items.size()));
+    default:
       return absl::InvalidArgumentError(
-          absl::StrCat("bad operand type for abs(): '", v.typeName(), "'"));
+          absl::StrCat("object of type '", v.typeName(), "' has no len()"));
     }
-    if (name == "reverse") {
-      JINJA_BIND(args, "reverse", callArgs);
-      if (v.isString()) {
-        std::vector<uint32_t> cps = codePoints(v.asString());
-        std::reverse(cps.begin(), cps.end());
-        return Value::string(fromCodePoints(cps, 0, cps.size()));
-      }
-      // Jinja2 gives reversed(value): an iterator, like a generator.
-      ValueList items = iterate(v, e.pos);
-      std::reverse(items.begin(), items.end());
-      return Value::generator(std::move(items));
+  }
+
+  absl::StatusOr<Value> filterFirstOrLast(const std::string &name, const Value &v,
+                                    const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, name, callArgs);
+    if (name == "last" && v.kind() == Value::Kind::Generator)
+      return absl::InvalidArgumentError("'generator' object is not reversible");
+    ValueList items = iterate(v, e.pos);
+    if (items.empty())
+      return Value::undefined(absl::StrCat("No ", name, " item, sequence was empty."));
+    return name == "first" ? items.front() : items.back();
+  }
+
+  absl::StatusOr<Value> filterJoin(const std::string &/*name*/, const Value &v,
+                                   const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "join", callArgs, "d", "attribute");
+    TRENI_JINJA_ASSIGN(std::string separator, args.string(0, ""));
+    std::vector<std::string> parts;
+    for (const Value &item : iterate(v, e.pos))
+      parts.push_back(args.has(1) ? attribute(item, args[1], e).str() : item.str());
+    std::string joined = absl::StrJoin(parts, separator);
+    if (joined.size() > options_.maxOutputBytes)
+      return absl::InvalidArgumentError("join: result too large");
+    return Value::string(std::move(joined));
+  }
+
+  absl::StatusOr<Value> filterCase(const std::string &name, const Value &v,
+                                    const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, name, callArgs);
+    std::string s = v.str();
+    if (name == "upper")
+      return Value::string(mapCase(s, toUpper));
+    if (name == "lower")
+      return Value::string(mapCase(s, toLower));
+    if (name == "capitalize")
+      return Value::string(pythonCapitalize(s));
+    return Value::string(jinjaTitle(s));
+  }
+
+  absl::StatusOr<Value> filterDefault(const std::string &name, const Value &v,
+                                      const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, name, callArgs, "default_value", "boolean");
+    bool boolean = args.has(1) && args[1].truthy();
+    if (v.isUndefined() || (boolean && !v.truthy()))
+      return args.has(0) ? args[0] : Value::string("");
+    return v;
+  }
+
+  absl::StatusOr<Value> filterItems(const std::string &/*name*/, const Value &v,
+                                    const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "items", callArgs);
+    if (v.isUndefined())
+      return Value::list({});
+    if (!v.isMapping())
+      return absl::InvalidArgumentError("Can only get item pairs from a mapping.");
+    return dictItems(v);
+  }
+
+  absl::StatusOr<Value> filterList(const std::string &/*name*/, const Value &v,
+                                   const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "list", callArgs);
+    return Value::list(iterate(v, e.pos));
+  }
+
+  absl::StatusOr<Value> filterString(const std::string &name, const Value &v,
+                                     const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, name, callArgs);
+    return v.isString() ? v : Value::string(v.str());
+  }
+
+  absl::StatusOr<Value> filterInt(const std::string &/*name*/, const Value &v,
+                                  const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "int", callArgs, "default", "base");
+    TRENI_JINJA_ASSIGN(int64_t base, args.integer(1, 10));
+    Value fallback = args.has(0) ? args[0] : Value::integer(0);
+    if (v.isUndefined())
+      return absl::InvalidArgumentError(undefinedMessage(v));
+    if (isIntLike(v))
+      return Value::integer(v.asInt());
+    if (v.kind() == Value::Kind::Float) {
+      if (!std::isfinite(v.asFloat()) || std::fabs(v.asFloat()) >= 9.2e18)
+        return fallback;
+      return Value::integer(static_cast<int64_t>(v.asFloat()));
     }
-    if (name == "unique") {
-      JINJA_BIND(args, "unique", callArgs, "case_sensitive", "attribute");
-      bool caseSensitive = args.has(0) && args[0].truthy();
-      ValueList out, seen;
-      for (const Value &item : iterate(v, e.pos)) {
-        Value key = args.has(1) ? attribute(item, args[1], e) : item;
-        if (!caseSensitive && key.isString())
-          key = Value::string(mapCase(key.asString(), toLower));
-        bool found = false;
-        for (const Value &s : seen)
-          found = found || s.equals(key);
-        if (!found) {
-          seen.push_back(key);
-          out.push_back(item);
-        }
+    if (v.isString()) {
+      std::string s = pythonStrip(v.asString(), nullptr, true, true);
+      std::string digits;
+      for (char c : s)
+        if (c != '_')
+          digits.push_back(c);
+      if (!digits.empty() && base >= 2 && base <= 36) {
+        errno = 0;
+        char *end = nullptr;
+        long long parsed = std::strtoll(digits.c_str(), &end, static_cast<int>(base));
+        if (errno == 0 && end && *end == '\0')
+          return Value::integer(parsed);
       }
-      return Value::generator(std::move(out));
+      char *end = nullptr;
+      double d = std::strtod(s.c_str(), &end);
+      if (!s.empty() && end && *end == '\0' && std::isfinite(d) && std::fabs(d) < 9.2e18)
+        return Value::integer(static_cast<int64_t>(d));
     }
-    if (name == "map") {
-      ValueList out;
-      std::optional<Value> attr;
-      for (const auto &[k, value] : callArgs.keyword) {
-        if (k == "attribute")
-          attr = value;
-        else if (k != "default")
-          return absl::InvalidArgumentError("map: unexpected keyword argument '" + k + "'");
-      }
-      Value fallback;
-      for (const auto &[k, value] : callArgs.keyword)
-        if (k == "default")
-          fallback = value;
-      for (const Value &item : iterate(v, e.pos)) {
-        if (attr) {
-          Value got = attribute(item, *attr, e);
-          out.push_back(got.isUndefined() && !fallback.isUndefined() ? fallback : got);
-        } else {
-          if (callArgs.positional.empty() || !callArgs.positional[0].isString())
-            return absl::InvalidArgumentError("map: needs a filter name or attribute=");
-          CallArgs rest;
-          rest.positional.assign(callArgs.positional.begin() + 1, callArgs.positional.end());
-          std::string filter = callArgs.positional[0].asString();
-          if (!isSupportedFilter(filter))
-            return absl::InvalidArgumentError("map: unsupported filter '" + filter + "'");
-          out.push_back(applyFilter(filter, item, rest, e));
-        }
-      }
-      return Value::generator(std::move(out));
+    return fallback;
+  }
+
+  absl::StatusOr<Value> filterFloat(const std::string &/*name*/, const Value &v,
+                                    const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "float", callArgs, "default");
+    Value fallback = args.has(0) ? args[0] : Value::number(0.0);
+    if (v.isUndefined())
+      return absl::InvalidArgumentError(undefinedMessage(v));
+    if (v.isNumber())
+      return Value::number(toDouble(v));
+    if (v.isString()) {
+      std::string s = pythonStrip(v.asString(), nullptr, true, true);
+      char *end = nullptr;
+      double d = std::strtod(s.c_str(), &end);
+      if (!s.empty() && end && *end == '\0')
+        return Value::number(d);
     }
-    if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
-      if (!callArgs.keyword.empty())
-        return absl::InvalidArgumentError(name + ": unexpected keyword argument");
-      bool byAttr = name == "selectattr" || name == "rejectattr";
-      bool select = name == "select" || name == "selectattr";
-      const ValueList &p = callArgs.positional;
-      size_t next = 0;
-      Value attr;
-      if (byAttr) {
-        if (p.empty())
-          return absl::InvalidArgumentError(name + ": needs an attribute name");
-        attr = p[next++];
-      }
-      std::optional<std::string> test;
-      if (next < p.size()) {
-        if (!p[next].isString())
-          return absl::InvalidArgumentError(name + ": the test name must be a string");
-        test = p[next++].asString();
-        if (!isKnownTest(*test))
-          return absl::InvalidArgumentError(absl::StrCat("no test named '", *test, "'"));
-      }
-      ValueList testArgs(p.begin() + next, p.end());
-      ValueList out;
-      for (const Value &item : iterate(v, e.pos)) {
-        Value subject = byAttr ? attribute(item, attr, e) : item;
-        bool pass = test ? applyTest(*test, subject, testArgs, e) : subject.truthy();
-        if (pass == select)
-          out.push_back(item);
-      }
-      return Value::generator(std::move(out));
+    return fallback;
+  }
+
+  absl::StatusOr<Value> filterReplace(const std::string &/*name*/, const Value &v,
+                                      const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "replace", callArgs, "old", "new", "count");
+    TRENI_JINJA_ASSIGN(std::string from, args.string(0, ""));
+    TRENI_JINJA_ASSIGN(std::string to, args.string(1, ""));
+    TRENI_JINJA_ASSIGN(int64_t count, args.integer(2, -1));
+    if (!args.has(0) || !args.has(1))
+      return absl::InvalidArgumentError("replace() needs old and new");
+    return Value::string(pythonReplace(v.str(), from, to, count, options_.maxOutputBytes, e.pos));
+  }
+
+  absl::StatusOr<Value> filterAbs(const std::string &/*name*/, const Value &v,
+                                  const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "abs", callArgs);
+    if (isIntLike(v)) {
+      if (v.asInt() == INT64_MIN)
+        return absl::InvalidArgumentError("integer overflow");
+      return Value::integer(std::abs(v.asInt()));
     }
-    return absl::InvalidArgumentError(absl::StrCat("unsupported filter '", name, "'"));
+    if (v.kind() == Value::Kind::Float)
+      return Value::number(std::fabs(v.asFloat()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad operand type for abs(): '", v.typeName(), "'"));
+  }
+
+  absl::StatusOr<Value> filterReverse(const std::string &/*name*/, const Value &v,
+                                      const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "reverse", callArgs);
+    if (v.isString()) {
+      std::vector<uint32_t> cps = codePoints(v.asString());
+      std::reverse(cps.begin(), cps.end());
+      return Value::string(fromCodePoints(cps, 0, cps.size()));
+    }
+    // Jinja2 gives reversed(value): an iterator, like a generator.
+    ValueList items = iterate(v, e.pos);
+    std::reverse(items.begin(), items.end());
+    return Value::generator(std::move(items));
+  }
+
+  absl::StatusOr<Value> filterUnique(const std::string &/*name*/, const Value &v,
+                                     const CallArgs &callArgs, const Expr &e) {
+    JINJA_BIND(args, "unique", callArgs, "case_sensitive", "attribute");
+    bool caseSensitive = args.has(0) && args[0].truthy();
+    ValueList out, seen;
+    for (const Value &item : iterate(v, e.pos)) {
+      Value key = args.has(1) ? attribute(item, args[1], e) : item;
+      if (!caseSensitive && key.isString())
+        key = Value::string(mapCase(key.asString(), toLower));
+      bool found = false;
+      for (const Value &s : seen)
+        found = found || s.equals(key);
+      if (!found) {
+        seen.push_back(key);
+        out.push_back(item);
+      }
+    }
+    return Value::generator(std::move(out));
+  }
+
+  absl::StatusOr<Value> filterMap(const std::string &name, const Value &v,
+                                  const CallArgs &callArgs, const Expr &e) {
+    ValueList out;
+    std::optional<Value> attr;
+    for (const auto &[k, value] : callArgs.keyword) {
+      if (k == "attribute")
+        attr = value;
+      else if (k != "default")
+        return absl::InvalidArgumentError("map: unexpected keyword argument '" + k + "'");
+    }
+    Value fallback;
+    for (const auto &[k, value] : callArgs.keyword)
+      if (k == "default")
+        fallback = value;
+    for (const Value &item : iterate(v, e.pos)) {
+      if (attr) {
+        Value got = attribute(item, *attr, e);
+        out.push_back(got.isUndefined() && !fallback.isUndefined() ? fallback : got);
+      } else {
+        if (callArgs.positional.empty() || !callArgs.positional[0].isString())
+          return absl::InvalidArgumentError("map: needs a filter name or attribute=");
+        CallArgs rest;
+        rest.positional.assign(callArgs.positional.begin() + 1, callArgs.positional.end());
+        std::string filter = callArgs.positional[0].asString();
+        if (!isSupportedFilter(filter))
+          return absl::InvalidArgumentError("map: unsupported filter '" + filter + "'");
+        out.push_back(applyFilter(filter, item, rest, e));
+      }
+    }
+    return Value::generator(std::move(out));
+  }
+
+  absl::StatusOr<Value> filterSelect(const std::string &name, const Value &v,
+                                     const CallArgs &callArgs, const Expr &e) {
+    if (!callArgs.keyword.empty())
+      return absl::InvalidArgumentError(name + ": unexpected keyword argument");
+    bool byAttr = name == "selectattr" || name == "rejectattr";
+    bool select = name == "select" || name == "selectattr";
+    const ValueList &p = callArgs.positional;
+    size_t next = 0;
+    Value attr;
+    if (byAttr) {
+      if (p.empty())
+        return absl::InvalidArgumentError(name + ": needs an attribute name");
+      attr = p[next++];
+    }
+    std::optional<std::string> test;
+    if (next < p.size()) {
+      if (!p[next].isString())
+        return absl::InvalidArgumentError(name + ": the test name must be a string");
+      test = p[next++].asString();
+      if (!isKnownTest(*test))
+        return absl::InvalidArgumentError(absl::StrCat("no test named '", *test, "'"));
+    }
+    ValueList testArgs(p.begin() + next, p.end());
+    ValueList out;
+    for (const Value &item : iterate(v, e.pos)) {
+      Value subject = byAttr ? attribute(item, attr, e) : item;
+      bool pass = test ? applyTest(*test, subject, testArgs, e) : subject.truthy();
+      if (pass == select)
+        out.push_back(item);
+    }
+    return Value::generator(std::move(out));
   }
 
   /// `attribute="a.b"` (dotted, integers as indexes) of an item, as Jinja's

@@ -32,6 +32,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "support/utf8.h"
+#include "support/file.h"
+#include "support/json_bounded.h"
+#include "support/status.h"
 #include <nlohmann/json.hpp>
 #include <pcre2.h>
 #include <utf8proc.h>
@@ -1087,13 +1090,6 @@ void Tokenizer::Impl::encode(std::string_view text, bool addSpecialTokens,
 
 namespace {
 
-/// Sequences inside Sequences are parsed recursively; a hostile file could
-/// nest them deep enough to overflow the stack. The path has one "[" per
-/// level.
-bool tooDeep(const std::string &path) {
-  return std::count(path.begin(), path.end(), '[') >= 32;
-}
-
 /// What normalizers, pre-tokenizers and post-processors share: `value` is
 /// null (none), a {"type": "Sequence", LIST_KEY: [...]} whose items are read
 /// the same way, in order, or one component, which `parseOne(value, path,
@@ -1117,8 +1113,6 @@ absl::Status parseSequenceOr(const ErrorContext &ctx, const Json &value,
   const Json *list = member(value, listKey);
   if (!list || !list->is_array())
     return ctx.error(listPath, "must be an array");
-  if (tooDeep(path))
-    return ctx.error(path, "nests Sequences too deeply");
   for (size_t i = 0; i < list->size(); ++i) {
     absl::Status status =
         parseSequenceOr(ctx, (*list)[i], absl::StrCat(listPath, "[", i, "]"),
@@ -1499,16 +1493,81 @@ absl::Status parsePostProcessor(
 
 } // namespace
 
+/// The `added_tokens` array: each token's id, content and flags go into the
+/// two matchers (raw and normalized content). Returns the largest id seen.
+static absl::StatusOr<int64_t> parseAddedTokens(const ErrorContext &ctx,
+                                                const Json &root,
+                                                Tokenizer::Impl &impl) {
+  int64_t maxId = static_cast<int64_t>(impl.model.idToToken.size()) - 1;
+  std::vector<AddedTokenMatcher::Entry> raw, normalizedEntries;
+  if (const Json *added = member(root, "added_tokens")) {
+    if (!added->is_array())
+      return ctx.error("added_tokens", absl::StrCat("is ", describe(*added),
+                                                    ", expected an array"));
+    for (size_t i = 0; i < added->size(); ++i) {
+      const Json &entry = (*added)[i];
+      std::string path = absl::StrCat("added_tokens[", i, "]");
+      if (!entry.is_object())
+        return ctx.error(path, absl::StrCat("is ", describe(entry),
+                                            ", expected an object"));
+      const Json *idValue = member(entry, "id");
+      if (!idValue)
+        return ctx.error(path + ".id", "is missing");
+      absl::StatusOr<int32_t> id = readId(ctx, *idValue, path + ".id");
+      if (!id.ok())
+        return id.status();
+      absl::StatusOr<std::string> content =
+          readString(ctx, entry, path, "content", std::nullopt);
+      if (!content.ok())
+        return content.status();
+      if (content->empty())
+        return ctx.error(path + ".content", "is empty");
+      if (!utf8::isValid(*content))
+        return ctx.error(path + ".content", "is not valid UTF-8");
+      absl::StatusOr<bool> special =
+          readBool(ctx, entry, path, "special", false);
+      if (!special.ok())
+        return special.status();
+      AddedTokenFlags flags;
+      for (auto [key, flag, fallback] :
+           {std::tuple{"single_word", &flags.singleWord, false},
+            std::tuple{"lstrip", &flags.lstrip, false},
+            std::tuple{"rstrip", &flags.rstrip, false},
+            std::tuple{"normalized", &flags.normalized, !*special}}) {
+        absl::StatusOr<bool> read = readBool(ctx, entry, path, key, fallback);
+        if (!read.ok())
+          return read.status();
+        *flag = *read;
+      }
+      if (impl.addedById.contains(*id))
+        return ctx.error(path + ".id", absl::StrCat("repeats id ", *id));
+      impl.addedById[*id] = impl.addedTokens.size();
+      impl.addedByContent[*content] = *id;
+      impl.addedTokens.push_back({*id, *content, *special});
+      maxId = std::max<int64_t>(maxId, *id);
+      if (flags.normalized) {
+        std::string normalizedContent;
+        if (!normalize(impl.normalizer, *content, normalizedContent))
+          normalizedContent = *content;
+        normalizedEntries.push_back({normalizedContent, *id, flags});
+      } else {
+        raw.push_back({*content, *id, flags});
+      }
+    }
+  }
+  impl.rawMatcher.build(std::move(raw));
+  impl.normalizedMatcher.build(std::move(normalizedEntries));
+  return maxId;
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>>
 Tokenizer::fromJson(std::string_view json, std::string_view name) {
   ErrorContext ctx{std::string(name)};
-  Json root;
-  try {
-    root = Json::parse(json.begin(), json.end());
-  } catch (const std::exception &e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(toAbsl(name), ": invalid JSON: ", e.what()));
-  }
+  absl::StatusOr<Json> parsed = parseJsonBounded(json);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        toAbsl(name), ": invalid JSON: ", parsed.status().message()));
+  Json root = *std::move(parsed);
   if (!root.is_object())
     return absl::InvalidArgumentError(
         absl::StrCat(toAbsl(name), ": the file is ", describe(root),
@@ -1554,66 +1613,7 @@ Tokenizer::fromJson(std::string_view json, std::string_view name) {
       impl->decoder = Impl::DecoderKind::ByteLevel;
     }
 
-    // Added tokens.
-    int64_t maxId = static_cast<int64_t>(impl->model.idToToken.size()) - 1;
-    std::vector<AddedTokenMatcher::Entry> raw, normalizedEntries;
-    if (const Json *added = member(root, "added_tokens")) {
-      if (!added->is_array())
-        return ctx.error("added_tokens", absl::StrCat("is ", describe(*added),
-                                                      ", expected an array"));
-      for (size_t i = 0; i < added->size(); ++i) {
-        const Json &entry = (*added)[i];
-        std::string path = absl::StrCat("added_tokens[", i, "]");
-        if (!entry.is_object())
-          return ctx.error(path, absl::StrCat("is ", describe(entry),
-                                              ", expected an object"));
-        const Json *idValue = member(entry, "id");
-        if (!idValue)
-          return ctx.error(path + ".id", "is missing");
-        absl::StatusOr<int32_t> id = readId(ctx, *idValue, path + ".id");
-        if (!id.ok())
-          return id.status();
-        absl::StatusOr<std::string> content =
-            readString(ctx, entry, path, "content", std::nullopt);
-        if (!content.ok())
-          return content.status();
-        if (content->empty())
-          return ctx.error(path + ".content", "is empty");
-        if (!utf8::isValid(*content))
-          return ctx.error(path + ".content", "is not valid UTF-8");
-        absl::StatusOr<bool> special =
-            readBool(ctx, entry, path, "special", false);
-        if (!special.ok())
-          return special.status();
-        AddedTokenFlags flags;
-        for (auto [key, flag, fallback] :
-             {std::tuple{"single_word", &flags.singleWord, false},
-              std::tuple{"lstrip", &flags.lstrip, false},
-              std::tuple{"rstrip", &flags.rstrip, false},
-              std::tuple{"normalized", &flags.normalized, !*special}}) {
-          absl::StatusOr<bool> read = readBool(ctx, entry, path, key, fallback);
-          if (!read.ok())
-            return read.status();
-          *flag = *read;
-        }
-        if (impl->addedById.contains(*id))
-          return ctx.error(path + ".id", absl::StrCat("repeats id ", *id));
-        impl->addedById[*id] = impl->addedTokens.size();
-        impl->addedByContent[*content] = *id;
-        impl->addedTokens.push_back({*id, *content, *special});
-        maxId = std::max<int64_t>(maxId, *id);
-        if (flags.normalized) {
-          std::string normalizedContent;
-          if (!normalize(impl->normalizer, *content, normalizedContent))
-            normalizedContent = *content;
-          normalizedEntries.push_back({normalizedContent, *id, flags});
-        } else {
-          raw.push_back({*content, *id, flags});
-        }
-      }
-    }
-    impl->rawMatcher.build(std::move(raw));
-    impl->normalizedMatcher.build(std::move(normalizedEntries));
+    TRENI_ASSIGN_OR_RETURN(int64_t maxId, parseAddedTokens(ctx, root, *impl));
     impl->vocabSize = maxId + 1;
 
     // Skipping is by token text, as in `tokenizers`: a vocabulary entry
@@ -1664,14 +1664,10 @@ Tokenizer::fromJson(std::string_view json, std::string_view name) {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>>
 Tokenizer::fromFile(const std::string &path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file)
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream text;
-  text << file.rdbuf();
-  if (!file.good() && !file.eof())
-    return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return fromJson(text.str(), path);
+  // Real tokenizer.json files are up to ~30 MB (large vocabularies).
+  TRENI_ASSIGN_OR_RETURN(std::string text,
+                         readRegularFile(path, size_t{512} << 20));
+  return fromJson(text, path);
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -16,6 +16,8 @@
 #include <random>
 #include <sstream>
 
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include "test/unit/test_util.h"
@@ -688,6 +690,16 @@ TEST(MappedFileTest, Errors) {
   absl::StatusOr<MappedFile> directory = MappedFile::open(dir);
   ASSERT_FALSE(directory.ok());
   EXPECT_THAT(messageOf(directory.status()), HasSubstr("not a regular file"));
+}
+
+// Tests that a FIFO named model.safetensors is refused at once: opening it
+// for reading used to block the loader until a writer came, i.e. forever.
+TEST(CheckpointTest, FifoIsRefusedWithoutBlocking) {
+  std::string dir = freshTempDir();
+  ASSERT_EQ(::mkfifo((dir + "/model.safetensors").c_str(), 0600), 0);
+  auto checkpoint = Checkpoint::open(dir);
+  ASSERT_FALSE(checkpoint.ok());
+  EXPECT_THAT(messageOf(checkpoint.status()), HasSubstr("not a regular file"));
 }
 
 TEST(MappedFileTest, MapsAndMoves) {

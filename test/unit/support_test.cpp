@@ -1,10 +1,15 @@
 //===- support_test.cpp - the shared helpers in support/ ------------------===//
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+
+#include <sys/stat.h>
 
 #include "gtest/gtest.h"
 #include "support/ascii.h"
 #include "support/dtype.h"
+#include "support/file.h"
 #include "support/json.h"
 #include "support/json_bounded.h"
 #include "support/utf8.h"
@@ -44,8 +49,9 @@ TEST(JsonBounded, RefusesDeepDocuments) {
 TEST(JsonBounded, ErrorsAndKeyOrder) {
   auto bad = parseJsonBounded(R"({"a": })");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("byte"), std::string::npos)
+  EXPECT_NE(bad.status().message().find("line 1, column 7"), std::string::npos)
       << bad.status();
+  EXPECT_EQ(bad.status().message().find("json.exception"), std::string::npos);
   auto ordered = parseOrderedJsonBounded(R"({"z": 1, "a": 2, "m": 3})");
   ASSERT_TRUE(ordered.ok());
   EXPECT_EQ(dumpJson(*ordered), R"({"z":1,"a":2,"m":3})");
@@ -66,6 +72,30 @@ TEST(Utf8, FirstInvalidOffset) {
   EXPECT_EQ(utf8::firstInvalid("ok \xC3\xA9 then \xC0\xAF"), 11u);
   EXPECT_EQ(utf8::firstInvalid("\xED\xA0\x80"), 0u); // a surrogate
   EXPECT_FALSE(utf8::isValid("\xF4\x90\x80\x80"));   // above U+10FFFF
+}
+
+// Tests that whole-file reads take regular files only, never block on a
+// FIFO, and hold to their size bound.
+TEST(File, RegularFilesOnlyAndBounded) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(::testing::TempDir()) / "treni_support_file";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream((dir / "ok.txt").string()) << "hello";
+  auto ok = readRegularFile((dir / "ok.txt").string(), 5);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "hello");
+  auto tooBig = readRegularFile((dir / "ok.txt").string(), 4);
+  ASSERT_FALSE(tooBig.ok());
+  EXPECT_NE(tooBig.status().message().find("the limit is 4"),
+            std::string::npos);
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  auto fifo = readRegularFile((dir / "fifo").string(), 1 << 20);
+  ASSERT_FALSE(fifo.ok());
+  EXPECT_NE(fifo.status().message().find("not a regular file"),
+            std::string::npos);
+  EXPECT_FALSE(readRegularFile(dir.string(), 1 << 20).ok());
+  EXPECT_FALSE(readRegularFile((dir / "missing").string(), 1 << 20).ok());
 }
 
 TEST(Ascii, HexDigits) {
