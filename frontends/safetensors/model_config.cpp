@@ -242,6 +242,70 @@ void readRopeDict(ConfigReader &top, const Json &dict, std::string_view key,
   }
 }
 
+/// What the builders cannot honour: each is an error naming the key.
+void rejectUnsupported(ConfigReader &reader) {
+  if (std::optional<std::string> act = reader.optionalString("hidden_act");
+      act && *act != "silu")
+    reader.fail(absl::StrCat("unsupported 'hidden_act' '", *act,
+                             "' (only silu is supported)"));
+  reader.rejectTrue("mlp_bias", "a bias in the MLP projections");
+  reader.rejectTrue("use_sliding_window", "sliding-window attention");
+  if (const Json *layerTypes = reader.get("layer_types")) {
+    if (!layerTypes->is_array()) {
+      reader.fail(absl::StrCat("'layer_types' must be a list, got ",
+                               describeJson(*layerTypes)));
+    } else {
+      for (size_t i = 0; i < layerTypes->size(); ++i) {
+        const Json &type = (*layerTypes)[i];
+        if (!type.is_string() ||
+            type.get_ref<const std::string &>() != "full_attention") {
+          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describeJson(type),
+                                   ": only full_attention is supported"));
+          break;
+        }
+      }
+    }
+  }
+  if (std::optional<int64_t> tp = reader.optionalInt("pretraining_tp");
+      tp && *tp > 1)
+    reader.fail(absl::StrCat("'pretraining_tp' is ", *tp,
+                             ": sliced tensor-parallel projections are not "
+                             "supported (only 1)"));
+  if (std::optional<double> partial =
+          reader.optionalPositiveNumber("partial_rotary_factor");
+      partial && *partial != 1.0)
+    reader.fail(absl::StrCat("'partial_rotary_factor' is ", *partial,
+                             ": partial rotary embeddings are not supported"));
+}
+
+/// RoPE: transformers 5 `rope_parameters`, or 4.x `rope_theta` +
+/// `rope_scaling`.
+void readRope(ConfigReader &reader, std::string_view fileName,
+              ModelConfig &config) {
+  std::optional<double> topTheta = reader.optionalPositiveNumber("rope_theta");
+  std::optional<double> dictTheta;
+  const Json *ropeParameters = reader.get("rope_parameters");
+  const Json *ropeScaling = reader.get("rope_scaling");
+  if (ropeParameters && ropeScaling && *ropeParameters != *ropeScaling)
+    reader.fail("both 'rope_parameters' and 'rope_scaling' are set and "
+                "differ; expected one");
+  else if (ropeParameters)
+    readRopeDict(reader, *ropeParameters, "rope_parameters", fileName, config,
+                 dictTheta);
+  else if (ropeScaling)
+    readRopeDict(reader, *ropeScaling, "rope_scaling", fileName, config,
+                 dictTheta);
+  if (topTheta && dictTheta && *topTheta != *dictTheta)
+    reader.fail(absl::StrCat("'rope_theta' is ", *topTheta,
+                             " but the rope dictionary says ", *dictTheta));
+  if (dictTheta)
+    config.ropeTheta = *dictTheta;
+  else if (topTheta)
+    config.ropeTheta = *topTheta;
+  else
+    reader.fail("missing 'rope_theta' (top level or in 'rope_parameters')");
+}
+
 absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
                                             std::string_view fileName) {
   absl::string_view file = toAbsl(fileName);
@@ -294,39 +358,7 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
   config.tieWordEmbeddings =
       reader.optionalBool("tie_word_embeddings").value_or(false);
 
-  // What the builders cannot honour.
-  if (std::optional<std::string> act = reader.optionalString("hidden_act");
-      act && *act != "silu")
-    reader.fail(absl::StrCat("unsupported 'hidden_act' '", *act,
-                             "' (only silu is supported)"));
-  reader.rejectTrue("mlp_bias", "a bias in the MLP projections");
-  reader.rejectTrue("use_sliding_window", "sliding-window attention");
-  if (const Json *layerTypes = reader.get("layer_types")) {
-    if (!layerTypes->is_array()) {
-      reader.fail(absl::StrCat("'layer_types' must be a list, got ",
-                               describeJson(*layerTypes)));
-    } else {
-      for (size_t i = 0; i < layerTypes->size(); ++i) {
-        const Json &type = (*layerTypes)[i];
-        if (!type.is_string() ||
-            type.get_ref<const std::string &>() != "full_attention") {
-          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describeJson(type),
-                                   ": only full_attention is supported"));
-          break;
-        }
-      }
-    }
-  }
-  if (std::optional<int64_t> tp = reader.optionalInt("pretraining_tp");
-      tp && *tp > 1)
-    reader.fail(absl::StrCat("'pretraining_tp' is ", *tp,
-                             ": sliced tensor-parallel projections are not "
-                             "supported (only 1)"));
-  if (std::optional<double> partial =
-          reader.optionalPositiveNumber("partial_rotary_factor");
-      partial && *partial != 1.0)
-    reader.fail(absl::StrCat("'partial_rotary_factor' is ", *partial,
-                             ": partial rotary embeddings are not supported"));
+  rejectUnsupported(reader);
 
   switch (config.architecture) {
   case Architecture::Qwen2:
@@ -342,30 +374,7 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
     break;
   }
 
-  // RoPE: transformers 5 `rope_parameters`, or 4.x `rope_theta` +
-  // `rope_scaling`.
-  std::optional<double> topTheta = reader.optionalPositiveNumber("rope_theta");
-  std::optional<double> dictTheta;
-  const Json *ropeParameters = reader.get("rope_parameters");
-  const Json *ropeScaling = reader.get("rope_scaling");
-  if (ropeParameters && ropeScaling && *ropeParameters != *ropeScaling)
-    reader.fail("both 'rope_parameters' and 'rope_scaling' are set and "
-                "differ; expected one");
-  else if (ropeParameters)
-    readRopeDict(reader, *ropeParameters, "rope_parameters", fileName, config,
-                 dictTheta);
-  else if (ropeScaling)
-    readRopeDict(reader, *ropeScaling, "rope_scaling", fileName, config,
-                 dictTheta);
-  if (topTheta && dictTheta && *topTheta != *dictTheta)
-    reader.fail(absl::StrCat("'rope_theta' is ", *topTheta,
-                             " but the rope dictionary says ", *dictTheta));
-  if (dictTheta)
-    config.ropeTheta = *dictTheta;
-  else if (topTheta)
-    config.ropeTheta = *topTheta;
-  else
-    reader.fail("missing 'rope_theta' (top level or in 'rope_parameters')");
+  readRope(reader, fileName, config);
 
   // `dtype` (transformers 5) wins over `torch_dtype` (4.x).
   const char *dtypeKey = reader.has("dtype") ? "dtype" : "torch_dtype";
