@@ -535,7 +535,7 @@ def readme(result):
     lines += ["", "## Accuracy", "",
               "Exact match of greedy decoding (the sum's digits, then the end token) on",
               "held-out pairs, with the saved bf16 weights:", "",
-              "| prompts | pairs | fp32 (CPU executor) | bf16 (GPU) |", "| --- | --- | --- | --- |"]
+              "| prompts | pairs | fp32 (transformers) | bf16 (transformers, GPU) |", "| --- | --- | --- | --- |"]
     fp32, bf16 = result.get("eval_fp32"), result.get("eval_bf16")
     if isinstance(fp32, dict):
         for label, r in fp32.items():
