@@ -89,9 +89,9 @@ absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
   if (headDim % 2 != 0 || dim % headDim != 0)
-    return invalidStep(step, absl::StrCat("head_dim ", headDim,
-                                          " must be even and divide dim ",
-                                          dim));
+    return invalidStep(step,
+                       absl::StrCat("head_dim ", headDim,
+                                    " must be even and divide dim ", dim));
   return KernelGeometry{perElement(dim / 2), {}};
 }
 
@@ -143,9 +143,10 @@ absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
   const int64_t threads = 128, group = heads / kvHeads;
   int64_t shared = (threads / 32) * group * (headDim + 2) * 4;
   if (shared > 48 * 1024)
-    return invalidStep(step, absl::StrCat("a group of ", group, " heads of ",
-                                          headDim, " needs ", shared,
-                                          " bytes of shared memory (> 48 KiB)"));
+    return invalidStep(step,
+                       absl::StrCat("a group of ", group, " heads of ", headDim,
+                                    " needs ", shared,
+                                    " bytes of shared memory (> 48 KiB)"));
   KernelGeometry geometry;
   geometry.launch.rowsInGridY = false;
   geometry.launch.threads = threads;
@@ -221,8 +222,7 @@ absl::StatusOr<KernelGeometry> residualNormGeometry(const PlanStep &step) {
 
 KernelOperand index(std::string name) { return {std::move(name), true}; }
 
-KernelConstant derived(std::string key,
-                       ConstantKind kind = ConstantKind::Int) {
+KernelConstant derived(std::string key, ConstantKind kind = ConstantKind::Int) {
   return {std::move(key), kind, ConstantSource::Derived};
 }
 
@@ -274,48 +274,48 @@ std::vector<KernelTemplate> buildTable() {
                    .constants = {derived("dim"), derived("group"),
                                  attribute("epsilon", Float)},
                    .geometry = rmsNormGeometry});
-  table.push_back({.name = "gemm",
-                   .inputs = {{"x"}, {"w"}, {"bias", false, "bias"}},
-                   .outputs = {"out"},
-                   .constants = {derived("n"), derived("k"),
-                                 derived("bias", Bool)}});
-  table.push_back({.name = "rope",
-                   .inputs = {{"x"}, index("positions")},
-                   .outputs = {"out"},
-                   .constants = with({derived("dim"), attribute("head_dim", Int)},
-                                     ropeConstants()),
-                   .ropeFrequencies = true,
-                   .geometry = ropeGeometry});
+  table.push_back(
+      {.name = "gemm",
+       .inputs = {{"x"}, {"w"}, {"bias", false, "bias"}},
+       .outputs = {"out"},
+       .constants = {derived("n"), derived("k"), derived("bias", Bool)}});
+  table.push_back(
+      {.name = "rope",
+       .inputs = {{"x"}, index("positions")},
+       .outputs = {"out"},
+       .constants =
+           with({derived("dim"), attribute("head_dim", Int)}, ropeConstants()),
+       .ropeFrequencies = true,
+       .geometry = ropeGeometry});
   table.push_back({.name = "cache_write",
                    .inputs = {{"key"}, {"value"}, index("positions")},
                    .outputs = {},
                    .constants = with(dim, cacheConstants()),
                    .usesCache = true,
                    .geometry = perElementOfRow});
-  table.push_back(
-      {.name = "attention",
-       .inputs = {{"query"}, index("positions")},
-       .outputs = {"out"},
-       .constants = with(with(heads, {attribute("scale", Float)}),
-                         cacheConstants()),
-       .usesCache = true,
-       .geometry = attentionGeometry});
-  table.push_back({.name = "qkv_rope_cache",
-                   .inputs = {{"qkv"}, index("positions")},
+  table.push_back({.name = "attention",
+                   .inputs = {{"query"}, index("positions")},
                    .outputs = {"out"},
-                   .constants = with(with(heads, ropeConstants()),
+                   .constants = with(with(heads, {attribute("scale", Float)}),
                                      cacheConstants()),
                    .usesCache = true,
-                   .ropeFrequencies = true,
-                   .parts = {"qkv_rope_head"},
-                   .geometry = qkvGeometry});
+                   .geometry = attentionGeometry});
+  table.push_back(
+      {.name = "qkv_rope_cache",
+       .inputs = {{"qkv"}, index("positions")},
+       .outputs = {"out"},
+       .constants = with(with(heads, ropeConstants()), cacheConstants()),
+       .usesCache = true,
+       .ropeFrequencies = true,
+       .parts = {"qkv_rope_head"},
+       .geometry = qkvGeometry});
   table.push_back(
       {.name = "qkv_norm_rope_cache",
        .inputs = {{"qkv"}, index("positions"), {"q_norm"}, {"k_norm"}},
        .outputs = {"out"},
-       .constants = with(with(with(heads, ropeConstants()),
-                              {attribute("epsilon", Float)}),
-                         cacheConstants()),
+       .constants = with(
+           with(with(heads, ropeConstants()), {attribute("epsilon", Float)}),
+           cacheConstants()),
        .usesCache = true,
        .ropeFrequencies = true,
        .parts = {"qkv_rope_head"},
@@ -354,13 +354,13 @@ std::vector<KernelTemplate> buildTable() {
                          cacheConstants()),
        .usesCache = true,
        .geometry = seq1PartialGeometry});
-  table.push_back({.name = "attention_seq1_reduce",
-                   .inputs = {{"partials"}},
-                   .outputs = {"out"},
-                   .constants = {attribute("num_heads", Int),
-                                 attribute("head_dim", Int),
-                                 attribute("num_splits", Int)},
-                   .geometry = seq1ReduceGeometry});
+  table.push_back(
+      {.name = "attention_seq1_reduce",
+       .inputs = {{"partials"}},
+       .outputs = {"out"},
+       .constants = {attribute("num_heads", Int), attribute("head_dim", Int),
+                     attribute("num_splits", Int)},
+       .geometry = seq1ReduceGeometry});
   table.push_back(
       {.name = "gemv",
        .inputs = {{"x"}, {"w"}, {"bias"}, {"norm"}, {"residual"}},
@@ -392,6 +392,8 @@ const char *kindName(ConstantKind kind) {
   return "?";
 }
 
+} // namespace
+
 bool hasKind(const PlanConstant &value, ConstantKind kind) {
   switch (kind) {
   case ConstantKind::Int:
@@ -405,8 +407,6 @@ bool hasKind(const PlanConstant &value, ConstantKind kind) {
   }
   return false;
 }
-
-} // namespace
 
 const KernelConstant *KernelTemplate::constant(std::string_view key) const {
   for (const KernelConstant &c : constants)
@@ -435,9 +435,9 @@ absl::Status invalidStep(const PlanStep &step, const std::string &message) {
 absl::Status checkStep(const KernelTemplate &kernel, const PlanStep &step) {
   for (const KernelConstant &constant : kernel.constants)
     if (!constant.optional && !step.constants.count(constant.key))
-      return invalidStep(step, absl::StrCat("missing constant '", constant.key,
-                                            "' (", kindName(constant.kind),
-                                            ")"));
+      return invalidStep(step,
+                         absl::StrCat("missing constant '", constant.key, "' (",
+                                      kindName(constant.kind), ")"));
   for (const auto &[key, value] : step.constants) {
     const KernelConstant *constant = kernel.constant(key);
     if (!constant)

@@ -48,6 +48,9 @@ struct KernelOperand {
 
 enum class ConstantKind { Int, Float, Bool, Symbol };
 
+/// Whether `value` holds a `kind` (int64_t, double, bool, string).
+bool hasKind(const PlanConstant &value, ConstantKind kind);
+
 /// Where treni-outline-kernels takes a constant from.
 enum class ConstantSource {
   /// The op's attribute of the same name, copied (f64, i64, a symbol; a unit

@@ -3,9 +3,10 @@
 // A generated source is, in order: the header comment, common.cuh (element
 // types, reductions), the specialisation (constexpr constants, operand types,
 // the launch rule's constants, RoPE frequencies), the entry's shared parts
-// and the template's kernel, whose `TRENI_ENTRY` becomes the entry name. The entry is derived from a hash of everything else, so two
-// steps with the same source share one kernel (every layer, prefill and
-// decode alike): the layer and cache name are launch arguments, not constants.
+// and the template's kernel, whose `TRENI_ENTRY` becomes the entry name. The
+// entry is derived from a hash of everything else, so two steps with the same
+// source share one kernel (every layer, prefill and decode alike): the layer
+// and cache name are launch arguments, not constants.
 //
 //===----------------------------------------------------------------------===//
 
@@ -156,11 +157,10 @@ operandTypes(const Plan &plan, const PlanFunction &function,
                                       "' must be an i32 buffer, not a weight"));
     }
     if (input.index != (dtype == "i32"))
-      return invalidStep(step, absl::StrCat("input '", input.name,
-                                            "' has dtype ", dtype,
-                                            input.index
-                                                ? ", expected i32"
-                                                : ", expected a float type"));
+      return invalidStep(
+          step, absl::StrCat("input '", input.name, "' has dtype ", dtype,
+                             input.index ? ", expected i32"
+                                         : ", expected a float type"));
     if (input.index)
       continue;
     TRENI_ASSIGN_OR_RETURN(std::string type, cudaType(dtype));
@@ -192,8 +192,8 @@ absl::StatusOr<std::string> constexprDeclaration(const PlanStep &step,
   if (auto *i = std::get_if<int64_t>(&value)) {
     bool fits = *i >= std::numeric_limits<int32_t>::min() &&
                 *i <= std::numeric_limits<int32_t>::max();
-    return absl::StrCat("constexpr ", fits ? "int " : "long long ", name,
-                        " = ", *i, fits ? "" : "ll", ";");
+    return absl::StrCat("constexpr ", fits ? "int " : "long long ", name, " = ",
+                        *i, fits ? "" : "ll", ";");
   }
   if (auto *d = std::get_if<double>(&value)) {
     TRENI_ASSIGN_OR_RETURN(std::string literal,
@@ -224,9 +224,9 @@ bool containsIgnoringSpace(std::string_view text, std::string_view needle) {
 std::string kernelParameterList(const KernelTemplate &kernel) {
   std::vector<std::string> parameters;
   for (const KernelOperand &input : kernel.inputs)
-    parameters.push_back(
-        input.index ? absl::StrCat("const int *", input.name)
-                    : absl::StrCat("const ", input.name, "_type *", input.name));
+    parameters.push_back(input.index ? absl::StrCat("const int *", input.name)
+                                     : absl::StrCat("const ", input.name,
+                                                    "_type *", input.name));
   for (const std::string &output : kernel.outputs)
     parameters.push_back(absl::StrCat(output, "_type *", output));
   if (kernel.usesCache) {
@@ -276,14 +276,14 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
   std::optional<std::string_view> body = kernelFileText(kernel->name);
   std::optional<std::string_view> common = kernelFileText("common");
   if (!body || !common)
-    return absl::InternalError(absl::StrCat(
-        "kernel template '", kernel->name, "' was not embedded"));
+    return absl::InternalError(
+        absl::StrCat("kernel template '", kernel->name, "' was not embedded"));
   std::string parameters = kernelParameterList(*kernel);
   if (!containsIgnoringSpace(*body,
                              absl::StrCat("TRENI_ENTRY(", parameters, ")")))
-    return absl::InternalError(absl::StrCat("codegen/kernels/", kernel->name,
-                                            ".cuh does not declare TRENI_ENTRY(",
-                                            parameters, ")"));
+    return absl::InternalError(
+        absl::StrCat("codegen/kernels/", kernel->name,
+                     ".cuh does not declare TRENI_ENTRY(", parameters, ")"));
   std::string parts;
   for (const std::string &part : kernel->parts) {
     std::optional<std::string_view> text = kernelFileText(part);
@@ -308,8 +308,9 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
     if (!kernel->constant(key)->specialise)
       continue;
     absl::StrAppend(&header, " ", key, "=", constantText(value));
-    TRENI_ASSIGN_OR_RETURN(std::string declaration,
-                           constexprDeclaration(step, constantName(key), value));
+    TRENI_ASSIGN_OR_RETURN(
+        std::string declaration,
+        constexprDeclaration(step, constantName(key), value));
     absl::StrAppend(&constants, declaration, "\n");
   }
   absl::StrAppend(&header, " dtype=", activation, "\n");

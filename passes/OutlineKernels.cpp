@@ -53,8 +53,7 @@ Attribute asConstant(Builder &b, Attribute value, ConstantKind kind) {
 /// plus every constant the registry sources from an attribute, copied from
 /// `op`'s attribute of that name (an absent bool is false). Emits an error
 /// on `op` when they do not match the registry entry.
-FailureOr<DictionaryAttr> kernelConstants(Operation *op,
-                                          StringRef templateName,
+FailureOr<DictionaryAttr> kernelConstants(Operation *op, StringRef templateName,
                                           ArrayRef<NamedAttribute> derived) {
   const KernelTemplate *kernel = findKernelTemplate(templateName);
   if (!kernel)
@@ -64,10 +63,9 @@ FailureOr<DictionaryAttr> kernelConstants(Operation *op,
   SmallVector<NamedAttribute> constants;
   for (NamedAttribute attr : derived) {
     const KernelConstant *constant = kernel->constant(attr.getName().strref());
-    Attribute value =
-        constant && constant->source == ConstantSource::Derived
-            ? asConstant(b, attr.getValue(), constant->kind)
-            : Attribute();
+    Attribute value = constant && constant->source == ConstantSource::Derived
+                          ? asConstant(b, attr.getValue(), constant->kind)
+                          : Attribute();
     if (!value)
       return op->emitOpError()
              << "derives constant '" << attr.getName().strref()
@@ -96,9 +94,9 @@ FailureOr<DictionaryAttr> kernelConstants(Operation *op,
         llvm::none_of(constants, [&](const NamedAttribute &attr) {
           return attr.getName().strref() == constant.key;
         }))
-      return op->emitOpError() << "derives no constant '" << constant.key
-                               << "' for kernel template '" << templateName
-                               << "'";
+      return op->emitOpError()
+             << "derives no constant '" << constant.key
+             << "' for kernel template '" << templateName << "'";
   return b.getDictionaryAttr(constants);
 }
 
@@ -125,8 +123,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
       })
       .Case([&](RmsNormOp n) {
         auto group = cast<RankedTensorType>(n.getWeight().getType());
-        return KernelDesc{"rms_norm", {i64("dim", width(n.getInput())),
-                                       i64("group", group.getDimSize(0))}};
+        return KernelDesc{"rms_norm",
+                          {i64("dim", width(n.getInput())),
+                           i64("group", group.getDimSize(0))}};
       })
       .Case([&](LinearOp l) {
         auto weight = cast<RankedTensorType>(l.getWeight().getType());
@@ -142,7 +141,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
                                                : "qkv_norm_rope_cache",
                           {}};
       })
-      .Case([&](AttentionOp) { return KernelDesc{"attention", {}}; })
+      .Case([&](AttentionOp) {
+        return KernelDesc{"attention", {}};
+      })
       .Case([&](SiluOp s) { return dim("silu", s.getInput()); })
       .Case([&](SiluMulOp s) { return dim("silu_mul", s.getResult()); })
       .Case([&](MulOp m) { return dim("mul", m.getLhs()); })

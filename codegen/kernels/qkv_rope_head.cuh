@@ -21,12 +21,9 @@ __device__ __forceinline__ const qkv_type *qkvBlockHead(const qkv_type *qkv) {
 /// into `out`, a key head into key cache row positions[row]; a key block
 /// also copies its value head there.
 template <typename Element>
-__device__ __forceinline__ void ropeHeadIntoCache(const qkv_type *in,
-                                                  const int *positions,
-                                                  Element element,
-                                                  out_type *out,
-                                                  cache_type *keyCache,
-                                                  cache_type *valueCache) {
+__device__ __forceinline__ void
+ropeHeadIntoCache(const qkv_type *in, const int *positions, Element element,
+                  out_type *out, cache_type *keyCache, cache_type *valueCache) {
   constexpr int kHalf = kHeadDim / 2;
   constexpr int kQWidth = kNumHeads * kHeadDim;
   constexpr int kKvWidth = kNumKvHeads * kHeadDim;

@@ -13,12 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/KernelRegistry.h"
-#include "support/status.h"
 #include "frontends/safetensors/safetensors.h"
 #include "runtime/exec/cpu_kernels.h"
 #include "runtime/exec/step_inputs.h"
 #include "runtime/exec/weights.h"
 #include "support/dtype.h"
+#include "support/status.h"
 
 namespace treni {
 
@@ -155,8 +155,8 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       auto keys = keys_.find(cacheName);
       if (keys == keys_.end() || layer < 0 ||
           layer >= int64_t(keys->second.size()))
-        return invalidStep(step, absl::StrCat("no layer ", layer,
-                                              " in cache '", cacheName, "'"));
+        return invalidStep(step, absl::StrCat("no layer ", layer, " in cache '",
+                                              cacheName, "'"));
       args.keyCache = keys->second[layer].data();
       args.valueCache = values_[cacheName][layer].data();
     }

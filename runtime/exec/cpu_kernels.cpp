@@ -277,8 +277,8 @@ absl::Status gemvStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(bool norm, s.step.boolConstant("norm"));
   TRENI_ASSIGN_OR_RETURN(bool residual, s.step.boolConstant("residual"));
   if (s.rows(0) != 1 || (gated && (n % 2 != 0 || residual)))
-    return invalidStep(
-        s.step, "one row, and gated needs an even n and no residual");
+    return invalidStep(s.step,
+                       "one row, and gated needs an even n and no residual");
   const float *x = s.in(0);
   std::vector<float> normed, y;
   if (norm) {
@@ -336,10 +336,9 @@ absl::Status qkvRopeCacheStep(const StepArgs &s, bool norm) {
   }
   TRENI_ASSIGN_OR_RETURN(auto invFreq,
                          ropeInverseFrequencies(s.step, h.headDim));
-  qkvRopeCache(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim,
-               s.indices(1), invFreq, norm ? s.in(2) : nullptr,
-               norm ? s.in(3) : nullptr, epsilon, s.out(0), s.keyCache,
-               s.valueCache);
+  qkvRopeCache(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim, s.indices(1),
+               invFreq, norm ? s.in(2) : nullptr, norm ? s.in(3) : nullptr,
+               epsilon, s.out(0), s.keyCache, s.valueCache);
   return absl::OkStatus();
 }
 
@@ -357,9 +356,8 @@ absl::Status attentionSeq1PartialStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(double scale, s.step.floatConstant("scale"));
   if (s.rows(0) != 1)
     return invalidStep(s.step, "takes one query row");
-  attentionSeq1Partial(s.in(0), h.heads, h.kvHeads, h.headDim,
-                       s.indices(1)[0], s.keyCache, s.valueCache, scale,
-                       splits, s.out(0));
+  attentionSeq1Partial(s.in(0), h.heads, h.kvHeads, h.headDim, s.indices(1)[0],
+                       s.keyCache, s.valueCache, scale, splits, s.out(0));
   return absl::OkStatus();
 }
 
