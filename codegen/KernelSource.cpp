@@ -2,10 +2,11 @@
 //
 // A generated source is, in order: the header comment, common.cuh (element
 // types, reductions), the specialisation (constexpr constants, operand types,
-// RoPE frequencies) and the template's kernel, whose `TRENI_ENTRY` becomes the
-// entry name. The entry is derived from a hash of everything else, so two
-// steps with the same source share one kernel (every layer, prefill and
-// decode alike): the layer and cache name are launch arguments, not constants.
+// the launch rule's constants, RoPE frequencies), the entry's shared parts
+// and the template's kernel, whose `TRENI_ENTRY` becomes the entry name. The
+// entry is derived from a hash of everything else, so two steps with the same
+// source share one kernel (every layer, prefill and decode alike): the layer
+// and cache name are launch arguments, not constants.
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,114 +40,6 @@ extern const int kNumKernelTemplateTexts;
 } // namespace detail
 
 namespace {
-
-std::optional<std::string_view> templateText(std::string_view name) {
-  for (int i = 0; i < detail::kNumKernelTemplateTexts; ++i)
-    if (detail::kKernelTemplateTexts[i].name == name)
-      return detail::kKernelTemplateTexts[i].text;
-  return std::nullopt;
-}
-
-/// What a template expects of its step.
-struct TemplateSignature {
-  std::string name;
-  /// Input names in ABI order; an index input (ids, positions) is an i32
-  /// buffer, every other input a float buffer or weight.
-  std::vector<std::string> inputs;
-  std::vector<std::string> outputs;
-  bool usesCache = false;
-  /// Constants the kernel is specialised with: (key, kind) with kind one of
-  /// 'i' (integer), 'f' (float). Extra constants of the step are specialised
-  /// too; layer and cache never are.
-  std::vector<std::pair<std::string, char>> constants;
-};
-
-bool isIndexInput(const std::string &name) {
-  return name == "ids" || name == "positions";
-}
-
-const std::vector<TemplateSignature> &signatures() {
-  static const std::vector<TemplateSignature> table = {
-      {"embedding",
-       {"ids", "table"},
-       {"out"},
-       false,
-       {{"vocab", 'i'}, {"dim", 'i'}}},
-      {"rms_norm",
-       {"x", "weight"},
-       {"out"},
-       false,
-       {{"dim", 'i'}, {"group", 'i'}, {"epsilon", 'f'}}},
-      {"rope",
-       {"x", "positions"},
-       {"out"},
-       false,
-       {{"dim", 'i'}, {"head_dim", 'i'}, {"theta", 'f'}}},
-      {"cache_write", {"key", "value", "positions"}, {}, true, {{"dim", 'i'}}},
-      {"attention",
-       {"query", "positions"},
-       {"out"},
-       true,
-       {{"num_heads", 'i'},
-        {"num_kv_heads", 'i'},
-        {"head_dim", 'i'},
-        {"scale", 'f'}}},
-      {"qkv_rope_cache",
-       {"qkv", "positions"},
-       {"out"},
-       true,
-       {{"num_heads", 'i'},
-        {"num_kv_heads", 'i'},
-        {"head_dim", 'i'},
-        {"theta", 'f'}}},
-      {"qkv_norm_rope_cache",
-       {"qkv", "positions", "q_norm", "k_norm"},
-       {"out"},
-       true,
-       {{"num_heads", 'i'},
-        {"num_kv_heads", 'i'},
-        {"head_dim", 'i'},
-        {"theta", 'f'},
-        {"epsilon", 'f'}}},
-      {"silu", {"x"}, {"out"}, false, {{"dim", 'i'}}},
-      {"silu_mul", {"gu"}, {"out"}, false, {{"dim", 'i'}}},
-      {"mul", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
-      {"add", {"a", "b"}, {"out"}, false, {{"dim", 'i'}}},
-      {"take_last", {"x"}, {"out"}, false, {{"dim", 'i'}}},
-      {"attention_seq1_partial",
-       {"query", "positions"},
-       {"partials"},
-       true,
-       {{"num_heads", 'i'},
-        {"num_kv_heads", 'i'},
-        {"head_dim", 'i'},
-        {"scale", 'f'},
-        {"num_splits", 'i'}}},
-      {"attention_seq1_reduce",
-       {"partials"},
-       {"out"},
-       false,
-       {{"num_heads", 'i'}, {"head_dim", 'i'}, {"num_splits", 'i'}}},
-      {"gemv",
-       {"x", "w", "bias", "norm", "residual"},
-       {"out"},
-       false,
-       {{"n", 'i'}, {"k", 'i'}}},
-      {"residual_norm",
-       {"residual", "branch", "weight"},
-       {"sum", "out"},
-       false,
-       {{"dim", 'i'}, {"epsilon", 'f'}}},
-  };
-  return table;
-}
-
-const TemplateSignature *findSignature(std::string_view name) {
-  for (const TemplateSignature &signature : signatures())
-    if (signature.name == name)
-      return &signature;
-  return nullptr;
-}
 
 /// FNV-1a, 64 bits: stable across runs and builds (unlike std::hash).
 uint64_t fnv1a(std::string_view text) {
@@ -214,34 +107,6 @@ absl::StatusOr<std::string> cudaType(const std::string &dtype) {
       absl::StrCat("dtype '", dtype, "' has no CUDA element type"));
 }
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-/// Threads for `width` independent elements: whole warps, at most 256.
-int64_t threadsFor(int64_t width) {
-  return std::clamp<int64_t>(ceilDiv(width, 32) * 32, 32, 256);
-}
-
-/// A launch with one thread per element of a `width`-wide row.
-KernelLaunch perElement(int64_t width) {
-  KernelLaunch launch;
-  launch.threads = threadsFor(width);
-  launch.blocksX = ceilDiv(width, launch.threads);
-  return launch;
-}
-
-absl::Status positive(const PlanStep &step, const char *key, int64_t value) {
-  if (value > 0 && value <= std::numeric_limits<int32_t>::max())
-    return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("kernel '", step.templateName, "' (", step.origin,
-                   "): ", key, " = ", value, " must be in [1, 2^31)"));
-}
-
-absl::Status invalid(const PlanStep &step, const std::string &message) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "kernel '", step.templateName, "' (", step.origin, "): ", message));
-}
-
 /// The `kInvFreq` table of a rope-like step (head_dim, theta, llama3_*),
 /// computed on the host exactly as the CPU reference does (codegen/Rope.h).
 absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
@@ -268,221 +133,78 @@ absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
   return declarations;
 }
 
-/// gemv: 128 threads (fewer for short rows), one 16-byte chunk each per pass.
-int64_t gemvThreads(int64_t k) { return std::min<int64_t>(threadsFor(ceilDiv(k, 8)), 128); }
-
-/// gemv rows per block: enough rows that each thread has about four 16-byte
-/// loads in flight, but at least ~4 blocks per SM of a large GPU.
-int64_t gemvRowsPerBlock(int64_t n, int64_t k) {
-  int64_t passes = ceilDiv(ceilDiv(k, 8), gemvThreads(k));
-  int64_t rows = passes >= 4 ? 1 : passes >= 2 ? 2 : 4;
-  while (rows > 1 && ceilDiv(n, rows) < 528)
-    rows /= 2;
-  return rows;
-}
-
-/// Launch geometry and extra device declarations of one step.
-struct Specialisation {
-  KernelLaunch launch;
-  std::string declarations;
-};
-
-absl::StatusOr<Specialisation> specialise(const PlanStep &step) {
-  Specialisation result;
-  const std::string &name = step.templateName;
-  if (name == "rms_norm") {
-    TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
-    TRENI_ASSIGN_OR_RETURN(int64_t group, step.intConstant("group"));
-    TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
-    TRENI_RETURN_IF_ERROR(positive(step, "group", group));
-    if (dim % group != 0)
-      return invalid(step, absl::StrCat("dim ", dim,
-                                        " is not a multiple of group ", group));
-    result.launch.threads = threadsFor(group);
-    result.launch.blocksX = dim / group;
-  } else if (name == "gemv") {
-    TRENI_ASSIGN_OR_RETURN(int64_t n, step.intConstant("n"));
-    TRENI_ASSIGN_OR_RETURN(int64_t k, step.intConstant("k"));
-    TRENI_RETURN_IF_ERROR(positive(step, "n", n));
-    TRENI_RETURN_IF_ERROR(positive(step, "k", k));
-    for (const char *flag : {"bias", "gated", "norm", "residual"})
-      TRENI_RETURN_IF_ERROR(step.boolConstant(flag).status());
-    bool gated = *step.boolConstant("gated"), norm = *step.boolConstant("norm");
-    if (gated && (n % 2 != 0 || *step.boolConstant("residual")))
-      return invalid(step, "gated needs an even n and no residual");
-    if (norm != step.constants.count("epsilon") > 0)
-      return invalid(step, "epsilon must be given exactly when norm is");
-    // A gated block loads a gate row and an up row per output.
-    int64_t rowsPerBlock = gemvRowsPerBlock(n, k);
-    if (gated)
-      rowsPerBlock = std::max<int64_t>(1, rowsPerBlock / 2);
-    result.launch.threads = gemvThreads(k);
-    result.launch.blocksX = ceilDiv(gated ? n / 2 : n, rowsPerBlock);
-    result.launch.rowsInGridY = false;
-    result.declarations =
-        absl::StrCat("constexpr int kRowsPerBlock = ", rowsPerBlock,
-                     "; // outputs per block, from n and k\n",
-                     norm ? "" : "constexpr float kEpsilon = 0.0f; // no norm\n");
-  } else if (name == "rope") {
-    TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
-    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-    TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
-    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
-    if (headDim % 2 != 0 || dim % headDim != 0)
-      return invalid(step, absl::StrCat("head_dim ", headDim,
-                                        " must be even and divide dim ", dim));
-    TRENI_ASSIGN_OR_RETURN(result.declarations,
-                           ropeDeclarations(step, headDim));
-    result.launch = perElement(dim / 2);
-  } else if (name == "qkv_rope_cache" || name == "qkv_norm_rope_cache") {
-    TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
-    TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
-    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_heads", heads));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_kv_heads", kvHeads));
-    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
-    if (headDim % 2 != 0)
-      return invalid(step, absl::StrCat("head_dim ", headDim, " must be even"));
-    // One block per q and k head of a row; it also copies one v head.
-    result.launch.threads = threadsFor(headDim / 2);
-    result.launch.blocksX = heads + kvHeads;
-    TRENI_ASSIGN_OR_RETURN(result.declarations,
-                           ropeDeclarations(step, headDim));
-  } else if (name == "attention") {
-    TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
-    TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
-    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_heads", heads));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_kv_heads", kvHeads));
-    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
-    if (heads % kvHeads != 0)
-      return invalid(step, absl::StrCat("num_heads ", heads,
-                                        " is not a multiple of num_kv_heads ",
-                                        kvHeads));
-    if (headDim > 1024)
-      return invalid(step, absl::StrCat("head_dim ", headDim, " > 1024"));
-    result.launch.threads = 128;
-    result.launch.blocksX = heads;
-    result.launch.sharedBytesPerPosition = sizeof(float); // one score each
-  } else if (name == "attention_seq1_partial" ||
-             name == "attention_seq1_reduce") {
-    TRENI_ASSIGN_OR_RETURN(int64_t heads, step.intConstant("num_heads"));
-    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
-    TRENI_ASSIGN_OR_RETURN(int64_t splits, step.intConstant("num_splits"));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_heads", heads));
-    TRENI_RETURN_IF_ERROR(positive(step, "head_dim", headDim));
-    TRENI_RETURN_IF_ERROR(positive(step, "num_splits", splits));
-    result.launch.rowsInGridY = false; // one query row; grid never moves
-    if (name == "attention_seq1_reduce") {
-      result.launch.threads = threadsFor(headDim);
-      result.launch.blocksX = heads;
-    } else {
-      TRENI_ASSIGN_OR_RETURN(int64_t kvHeads, step.intConstant("num_kv_heads"));
-      TRENI_RETURN_IF_ERROR(positive(step, "num_kv_heads", kvHeads));
-      if (heads % kvHeads != 0)
-        return invalid(step, absl::StrCat("num_heads ", heads,
-                                          " is not a multiple of num_kv_heads ",
-                                          kvHeads));
-      // Static shared memory: every warp's (max, sum, acc) for the group.
-      const int64_t threads = 128, group = heads / kvHeads;
-      int64_t shared = (threads / 32) * group * (headDim + 2) * 4;
-      if (shared > 48 * 1024)
-        return invalid(step, absl::StrCat("a group of ", group, " heads of ",
-                                          headDim, " needs ", shared,
-                                          " bytes of shared memory (> 48 KiB)"));
-      result.launch.threads = threads;
-      result.launch.blocksX = kvHeads * splits;
-    }
-  } else if (name == "residual_norm") {
-    TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
-    TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
-    // Up to 1024 threads, at least four columns each (loads in flight).
-    result.launch.threads = std::clamp<int64_t>(ceilDiv(ceilDiv(dim, 4), 32) * 32, 32, 1024);
-    result.launch.blocksX = 1; // one block per row (grid y)
-  } else {
-    // embedding, cache_write, silu, silu_mul, mul, add, take_last: one
-    // thread per element of a row.
-    TRENI_ASSIGN_OR_RETURN(int64_t dim, step.intConstant("dim"));
-    TRENI_RETURN_IF_ERROR(positive(step, "dim", dim));
-    result.launch = perElement(dim);
-    result.launch.rowsInGridY = name != "take_last";
-  }
-  return result;
-}
-
-/// Checks operand counts and kinds; returns the CUDA element type of each
-/// float operand by name (inputs, outputs and "cache").
+/// Checks operand kinds (the counts are checkStep's); returns the CUDA
+/// element type of each float operand by name (inputs, outputs and "cache").
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
 operandTypes(const Plan &plan, const PlanFunction &function,
-             const PlanStep &step, const TemplateSignature &signature,
+             const PlanStep &step, const KernelTemplate &kernel,
              const std::string &activation) {
-  if (step.inputs.size() != signature.inputs.size() ||
-      step.outputs.size() != signature.outputs.size())
-    return invalid(
-        step, absl::StrCat("expects ", signature.inputs.size(), " inputs and ",
-                           signature.outputs.size(), " outputs, the plan has ",
-                           step.inputs.size(), " and ", step.outputs.size()));
   auto bufferDtype = [&](int64_t index) -> absl::StatusOr<std::string> {
     if (index < 0 || index >= int64_t(function.buffers.size()))
-      return invalid(step, absl::StrCat("buffer ", index, " out of range"));
+      return invalidStep(step, absl::StrCat("buffer ", index, " out of range"));
     return function.buffers[index].dtype;
   };
   std::vector<std::pair<std::string, std::string>> types;
   for (size_t i = 0; i < step.inputs.size(); ++i) {
-    const std::string &input = signature.inputs[i];
+    const KernelOperand &input = kernel.inputs[i];
     const PlanOperand &operand = step.inputs[i];
     std::string dtype = activation; // weights: converted at upload
     if (operand.kind == PlanOperand::Kind::Buffer) {
       TRENI_ASSIGN_OR_RETURN(dtype, bufferDtype(operand.index));
-    } else if (isIndexInput(input)) {
-      return invalid(step,
-                     absl::StrCat("input '", input,
-                                  "' must be an i32 buffer, not a weight"));
+    } else if (input.index) {
+      return invalidStep(step,
+                         absl::StrCat("input '", input.name,
+                                      "' must be an i32 buffer, not a weight"));
     }
-    if (isIndexInput(input) != (dtype == "i32"))
-      return invalid(step, absl::StrCat("input '", input, "' has dtype ", dtype,
-                                        isIndexInput(input)
-                                            ? ", expected i32"
-                                            : ", expected a float type"));
-    if (isIndexInput(input))
+    if (input.index != (dtype == "i32"))
+      return invalidStep(
+          step, absl::StrCat("input '", input.name, "' has dtype ", dtype,
+                             input.index ? ", expected i32"
+                                         : ", expected a float type"));
+    if (input.index)
       continue;
     TRENI_ASSIGN_OR_RETURN(std::string type, cudaType(dtype));
-    types.emplace_back(input, type);
+    types.emplace_back(input.name, type);
   }
   for (size_t i = 0; i < step.outputs.size(); ++i) {
     TRENI_ASSIGN_OR_RETURN(std::string dtype, bufferDtype(step.outputs[i]));
     auto type = cudaType(dtype);
     if (!type.ok())
-      return invalid(step, absl::StrCat("output '", signature.outputs[i],
-                                        "': ", type.status().message()));
-    types.emplace_back(signature.outputs[i], *type);
+      return invalidStep(step, absl::StrCat("output '", kernel.outputs[i],
+                                            "': ", type.status().message()));
+    types.emplace_back(kernel.outputs[i], *type);
   }
-  if (signature.usesCache) {
+  if (kernel.usesCache) {
     TRENI_ASSIGN_OR_RETURN(std::string cacheName, step.stringConstant("cache"));
     const PlanKvCache *cache = plan.cache(cacheName);
     if (!cache)
-      return invalid(step, absl::StrCat("no KV cache '", cacheName, "'"));
+      return invalidStep(step, absl::StrCat("no KV cache '", cacheName, "'"));
     TRENI_ASSIGN_OR_RETURN(std::string type, cudaType(cache->dtype));
     types.emplace_back("cache", type);
   }
   return types;
 }
 
-/// The kernel's parameter list as the template must spell it.
-std::string parameterList(const TemplateSignature &signature) {
-  std::vector<std::string> parameters;
-  for (const std::string &input : signature.inputs)
-    parameters.push_back(isIndexInput(input)
-                             ? absl::StrCat("const int *", input)
-                             : absl::StrCat("const ", input, "_type *", input));
-  for (const std::string &output : signature.outputs)
-    parameters.push_back(absl::StrCat(output, "_type *", output));
-  if (signature.usesCache) {
-    parameters.push_back("cache_type *keyCache");
-    parameters.push_back("cache_type *valueCache");
+/// "constexpr int kDim = 896;" for a step constant or a launch rule's.
+absl::StatusOr<std::string> constexprDeclaration(const PlanStep &step,
+                                                 const std::string &name,
+                                                 const PlanConstant &value) {
+  if (auto *i = std::get_if<int64_t>(&value)) {
+    bool fits = *i >= std::numeric_limits<int32_t>::min() &&
+                *i <= std::numeric_limits<int32_t>::max();
+    return absl::StrCat("constexpr ", fits ? "int " : "long long ", name, " = ",
+                        *i, fits ? "" : "ll", ";");
   }
-  parameters.push_back("int rows");
-  return absl::StrJoin(parameters, ", ");
+  if (auto *d = std::get_if<double>(&value)) {
+    TRENI_ASSIGN_OR_RETURN(std::string literal,
+                           floatLiteral(*d, absl::StrCat("constant ", name)));
+    return absl::StrCat("constexpr float ", name, " = ", literal, ";");
+  }
+  if (auto *b = std::get_if<bool>(&value))
+    return absl::StrCat("constexpr bool ", name, " = ", *b ? "true" : "false",
+                        ";");
+  return invalidStep(step, absl::StrCat("string constant '", name,
+                                        "' cannot specialise a kernel"));
 }
 
 /// Whitespace-insensitive "does `text` contain `needle`".
@@ -499,11 +221,35 @@ bool containsIgnoringSpace(std::string_view text, std::string_view needle) {
 
 } // namespace
 
+std::string kernelParameterList(const KernelTemplate &kernel) {
+  std::vector<std::string> parameters;
+  for (const KernelOperand &input : kernel.inputs)
+    parameters.push_back(input.index ? absl::StrCat("const int *", input.name)
+                                     : absl::StrCat("const ", input.name,
+                                                    "_type *", input.name));
+  for (const std::string &output : kernel.outputs)
+    parameters.push_back(absl::StrCat(output, "_type *", output));
+  if (kernel.usesCache) {
+    parameters.push_back("cache_type *keyCache");
+    parameters.push_back("cache_type *valueCache");
+  }
+  parameters.push_back("int rows");
+  return absl::StrJoin(parameters, ", ");
+}
+
 std::vector<std::string> kernelTemplateNames() {
   std::vector<std::string> names;
-  for (const TemplateSignature &signature : signatures())
-    names.push_back(signature.name);
+  for (const KernelTemplate &kernel : kernelTemplates())
+    if (kernel.hasCudaTemplate())
+      names.push_back(kernel.name);
   return names;
+}
+
+std::optional<std::string_view> kernelFileText(std::string_view name) {
+  for (int i = 0; i < detail::kNumKernelTemplateTexts; ++i)
+    if (detail::kKernelTemplateTexts[i].name == name)
+      return detail::kKernelTemplateTexts[i].text;
+  return std::nullopt;
 }
 
 absl::StatusOr<std::string> activationDtype(const Plan &plan) {
@@ -521,27 +267,37 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan) {
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step) {
-  const TemplateSignature *signature = findSignature(step.templateName);
-  if (!signature)
+  const KernelTemplate *kernel = findKernelTemplate(step.templateName);
+  if (!kernel || !kernel->hasCudaTemplate())
     return absl::UnimplementedError(absl::StrCat(
         "no CUDA kernel template '", step.templateName, "' (", step.origin, ")",
         step.templateName == "gemm" ? ": GEMMs run on cuBLASLt" : "",
         "; templates: ", absl::StrJoin(kernelTemplateNames(), ", ")));
-  std::optional<std::string_view> body = templateText(signature->name);
-  std::optional<std::string_view> common = templateText("common");
+  std::optional<std::string_view> body = kernelFileText(kernel->name);
+  std::optional<std::string_view> common = kernelFileText("common");
   if (!body || !common)
-    return absl::InternalError(absl::StrCat(
-        "kernel template '", signature->name, "' was not embedded"));
-  if (!containsIgnoringSpace(
-          *body, absl::StrCat("TRENI_ENTRY(", parameterList(*signature), ")")))
-    return absl::InternalError(absl::StrCat(
-        "codegen/kernels/", signature->name,
-        ".cuh does not declare TRENI_ENTRY(", parameterList(*signature), ")"));
+    return absl::InternalError(
+        absl::StrCat("kernel template '", kernel->name, "' was not embedded"));
+  std::string parameters = kernelParameterList(*kernel);
+  if (!containsIgnoringSpace(*body,
+                             absl::StrCat("TRENI_ENTRY(", parameters, ")")))
+    return absl::InternalError(
+        absl::StrCat("codegen/kernels/", kernel->name,
+                     ".cuh does not declare TRENI_ENTRY(", parameters, ")"));
+  std::string parts;
+  for (const std::string &part : kernel->parts) {
+    std::optional<std::string_view> text = kernelFileText(part);
+    if (!text)
+      return absl::InternalError(
+          absl::StrCat("kernel part '", part, "' was not embedded"));
+    absl::StrAppend(&parts, "\n", std::string(*text));
+  }
 
   TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
+  TRENI_RETURN_IF_ERROR(checkStep(*kernel, step));
   TRENI_ASSIGN_OR_RETURN(
-      auto types, operandTypes(plan, function, step, *signature, activation));
-  TRENI_ASSIGN_OR_RETURN(Specialisation specialisation, specialise(step));
+      auto types, operandTypes(plan, function, step, *kernel, activation));
+  TRENI_ASSIGN_OR_RETURN(KernelGeometry geometry, kernel->geometry(step));
 
   // Header and constants. Layer and cache are launch arguments: leaving them
   // out lets every layer share one kernel.
@@ -549,57 +305,46 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                     " (from ", step.origin, ")");
   std::string constants;
   for (const auto &[key, value] : step.constants) {
-    if (signature->usesCache && (key == "layer" || key == "cache"))
+    if (!kernel->constant(key)->specialise)
       continue;
     absl::StrAppend(&header, " ", key, "=", constantText(value));
-    std::string name = constantName(key);
-    if (auto *i = std::get_if<int64_t>(&value)) {
-      bool fits = *i >= std::numeric_limits<int32_t>::min() &&
-                  *i <= std::numeric_limits<int32_t>::max();
-      absl::StrAppend(&constants, "constexpr ", fits ? "int " : "long long ",
-                      name, " = ", *i, fits ? "" : "ll", ";\n");
-    } else if (auto *d = std::get_if<double>(&value)) {
-      TRENI_ASSIGN_OR_RETURN(std::string literal,
-                             floatLiteral(*d, absl::StrCat("constant ", key)));
-      absl::StrAppend(&constants, "constexpr float ", name, " = ", literal,
-                      ";\n");
-    } else if (auto *b = std::get_if<bool>(&value)) {
-      absl::StrAppend(&constants, "constexpr bool ", name, " = ",
-                      *b ? "true" : "false", ";\n");
-    } else {
-      return invalid(step, absl::StrCat("string constant '", key,
-                                        "' cannot specialise a kernel"));
-    }
-  }
-  // The signature's constants must be present with the right kind.
-  for (const auto &[key, kind] : signature->constants) {
-    if (kind == 'i') {
-      TRENI_RETURN_IF_ERROR(step.intConstant(key).status());
-    } else {
-      TRENI_RETURN_IF_ERROR(step.floatConstant(key).status());
-    }
+    TRENI_ASSIGN_OR_RETURN(
+        std::string declaration,
+        constexprDeclaration(step, constantName(key), value));
+    absl::StrAppend(&constants, declaration, "\n");
   }
   absl::StrAppend(&header, " dtype=", activation, "\n");
+
+  std::string declarations;
+  for (const DerivedConstant &constant : geometry.constants) {
+    TRENI_ASSIGN_OR_RETURN(
+        std::string declaration,
+        constexprDeclaration(step, constant.name, constant.value));
+    absl::StrAppend(&declarations, declaration, " // ", constant.why, "\n");
+  }
+  if (kernel->ropeFrequencies) {
+    TRENI_ASSIGN_OR_RETURN(int64_t headDim, step.intConstant("head_dim"));
+    TRENI_ASSIGN_OR_RETURN(std::string frequencies,
+                           ropeDeclarations(step, headDim));
+    absl::StrAppend(&declarations, frequencies);
+  }
 
   std::string source = header;
   absl::StrAppend(&source, "\n", std::string(*common), "\n");
   absl::StrAppend(&source, "//===-- Specialisation ", std::string(52, '-'),
                   "===//\n\n");
-  absl::StrAppend(&source,
-                  "constexpr int kThreads = ", specialisation.launch.threads,
+  absl::StrAppend(&source, "constexpr int kThreads = ", geometry.launch.threads,
                   ";\n", constants);
   for (const auto &[operand, type] : types)
     absl::StrAppend(&source, "using ", operand, "_type = ", type, ";\n");
-  if (!specialisation.declarations.empty())
-    absl::StrAppend(&source, specialisation.declarations);
-  absl::StrAppend(&source, "\n", std::string(*body));
+  absl::StrAppend(&source, declarations, parts, "\n", std::string(*body));
 
   KernelSpec spec;
   spec.entry =
       absl::StrFormat("treni_%s_%016x", step.templateName, fnv1a(source));
   spec.source = absl::StrReplaceAll(source, {{"TRENI_ENTRY", spec.entry}});
-  spec.launch = specialisation.launch;
-  spec.usesCache = signature->usesCache;
+  spec.launch = geometry.launch;
+  spec.usesCache = kernel->usesCache;
   return spec;
 }
 

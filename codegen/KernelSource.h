@@ -3,9 +3,10 @@
 // Every plan step except a "gemm" (cuBLASLt) becomes one CUDA C++ kernel: a
 // readable template (codegen/kernels/<template>.cuh, embedded in the binary at
 // build time) specialised with the step's constants as `constexpr` values and
-// with its operands' element types. The source needs no #include, so NVRTC
-// compiles it as is; its first line names the template, the op it came from
-// and every constant, e.g.
+// with its operands' element types; what each template takes and how it is
+// launched is its entry in codegen/KernelRegistry.h. The source needs no
+// #include, so NVRTC compiles it as is; its first line names the template,
+// the op it came from and every constant, e.g.
 //
 //   // treni kernel: rms_norm (from treni.rms_norm) dim=896 epsilon=1e-06
 //   group=896 dtype=bf16
@@ -21,25 +22,16 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "codegen/KernelRegistry.h"
 #include "codegen/Plan.h"
 
 namespace treni {
-
-/// Launch geometry: grid = (blocksX, rowsInGridY ? rows : 1, 1), block =
-/// (threads, 1, 1), dynamic shared memory = sharedBytes +
-/// sharedBytesPerPosition * maxSeq.
-struct KernelLaunch {
-  int64_t blocksX = 1;
-  int64_t threads = 128;
-  bool rowsInGridY = true;
-  int64_t sharedBytes = 0;
-  int64_t sharedBytesPerPosition = 0;
-  bool operator==(const KernelLaunch &) const = default;
-};
 
 struct KernelSpec {
   /// Unique extern "C" __global__ name: "treni_<template>_<16 hex digits of
@@ -48,8 +40,8 @@ struct KernelSpec {
   /// Complete NVRTC-compilable CUDA C++ (no #include).
   std::string source;
   KernelLaunch launch;
-  /// cache_write, attention and qkv_[norm_]rope_cache take the layer's key
-  /// and value cache pointers.
+  /// The template's KernelTemplate::usesCache: the kernel takes the layer's
+  /// key and value cache pointers.
   bool usesCache = false;
 };
 
@@ -67,7 +59,16 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
 /// order), for ahead-of-time compilation.
 absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan);
 
-/// The templates generateKernel accepts.
+/// The templates generateKernel accepts: the registry's entries that have a
+/// CUDA template (all but gemm).
 std::vector<std::string> kernelTemplateNames();
+
+/// The parameter list a template's TRENI_ENTRY must declare, from its
+/// registry entry (see the ABI above).
+std::string kernelParameterList(const KernelTemplate &kernel);
+
+/// The embedded text of codegen/kernels/<name>.cuh (a template, a shared
+/// part or "common"), or nullopt.
+std::optional<std::string_view> kernelFileText(std::string_view name);
 
 } // namespace treni

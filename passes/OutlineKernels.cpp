@@ -1,13 +1,17 @@
 //===- OutlineKernels.cpp - compute ops -> treni.kernel ------------------===//
 //
 // Every compute op becomes one `treni.kernel` carrying the template name and
-// the constants codegen specialises it with. The mapping lives here, in one
-// table, so the CPU executor, codegen and the plan all read the same names.
+// the constants codegen specialises it with. Which constants a template takes
+// is its entry in codegen/KernelRegistry.h: the ones it sources from an
+// attribute are copied here from the op's attribute of the same name, the
+// derived ones (widths, vocabulary, which optional operands exist) are
+// computed below, and the result is checked against the entry.
 //
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
 
+#include "codegen/KernelRegistry.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -23,10 +27,84 @@ int64_t width(Value value) {
   return cast<RankedTensorType>(value.getType()).getDimSize(1);
 }
 
-/// Template name and constants of one op, or failure if it has no kernel.
+/// `value` as a kernel constant of `kind` (an i64, f64, bool or the symbol
+/// itself; a unit attribute is true), or null when it is not one.
+Attribute asConstant(Builder &b, Attribute value, ConstantKind kind) {
+  switch (kind) {
+  case ConstantKind::Int:
+    if (auto i = dyn_cast<IntegerAttr>(value); i && !isa<BoolAttr>(value))
+      return b.getI64IntegerAttr(i.getInt());
+    return {};
+  case ConstantKind::Float:
+    if (auto f = dyn_cast<FloatAttr>(value))
+      return b.getF64FloatAttr(f.getValueAsDouble());
+    return {};
+  case ConstantKind::Bool:
+    if (isa<UnitAttr>(value))
+      return b.getBoolAttr(true);
+    return isa<BoolAttr>(value) ? value : Attribute();
+  case ConstantKind::Symbol:
+    return isa<FlatSymbolRefAttr>(value) ? value : Attribute();
+  }
+  return {};
+}
+
+/// The constants of a `templateName` kernel outlined from `op`: `derived`,
+/// plus every constant the registry sources from an attribute, copied from
+/// `op`'s attribute of that name (an absent bool is false). Emits an error
+/// on `op` when they do not match the registry entry.
+FailureOr<DictionaryAttr> kernelConstants(Operation *op, StringRef templateName,
+                                          ArrayRef<NamedAttribute> derived) {
+  const KernelTemplate *kernel = findKernelTemplate(templateName);
+  if (!kernel)
+    return op->emitOpError() << "has no kernel template '" << templateName
+                             << "' in codegen/KernelRegistry.cpp";
+  Builder b(op->getContext());
+  SmallVector<NamedAttribute> constants;
+  for (NamedAttribute attr : derived) {
+    const KernelConstant *constant = kernel->constant(attr.getName().strref());
+    Attribute value = constant && constant->source == ConstantSource::Derived
+                          ? asConstant(b, attr.getValue(), constant->kind)
+                          : Attribute();
+    if (!value)
+      return op->emitOpError()
+             << "derives constant '" << attr.getName().strref()
+             << "', which kernel template '" << templateName
+             << "' does not declare as derived of that kind";
+    constants.push_back(b.getNamedAttr(attr.getName(), value));
+  }
+  for (const KernelConstant &constant : kernel->constants) {
+    if (constant.source != ConstantSource::Attribute)
+      continue;
+    Attribute value = op->getAttr(constant.key);
+    if (!value && constant.kind == ConstantKind::Bool)
+      value = b.getBoolAttr(false);
+    if (!value && constant.optional)
+      continue;
+    Attribute converted =
+        value ? asConstant(b, value, constant.kind) : Attribute();
+    if (!converted)
+      return op->emitOpError()
+             << "needs attribute '" << constant.key << "' of the kind "
+             << "kernel template '" << templateName << "' declares";
+    constants.push_back(b.getNamedAttr(constant.key, converted));
+  }
+  for (const KernelConstant &constant : kernel->constants)
+    if (!constant.optional &&
+        llvm::none_of(constants, [&](const NamedAttribute &attr) {
+          return attr.getName().strref() == constant.key;
+        }))
+      return op->emitOpError()
+             << "derives no constant '" << constant.key
+             << "' for kernel template '" << templateName << "'";
+  return b.getDictionaryAttr(constants);
+}
+
+/// Template name and the constants derived from operand shapes or presence
+/// of one op, or failure if it has no kernel.
 struct KernelDesc {
   StringRef templateName;
-  SmallVector<NamedAttribute> constants;
+  SmallVector<NamedAttribute> derived;
 };
 
 FailureOr<KernelDesc> describe(Operation *op) {
@@ -34,8 +112,8 @@ FailureOr<KernelDesc> describe(Operation *op) {
   auto i64 = [&](StringRef name, int64_t value) {
     return b.getNamedAttr(name, b.getI64IntegerAttr(value));
   };
-  auto f64 = [&](StringRef name, double value) {
-    return b.getNamedAttr(name, b.getF64FloatAttr(value));
+  auto dim = [&](StringRef templateName, Value value) {
+    return KernelDesc{templateName, {i64("dim", width(value))}};
   };
   return TypeSwitch<Operation *, FailureOr<KernelDesc>>(op)
       .Case([&](EmbeddingOp e) {
@@ -47,8 +125,7 @@ FailureOr<KernelDesc> describe(Operation *op) {
         auto group = cast<RankedTensorType>(n.getWeight().getType());
         return KernelDesc{"rms_norm",
                           {i64("dim", width(n.getInput())),
-                           i64("group", group.getDimSize(0)),
-                           f64("epsilon", n.getEpsilon().convertToDouble())}};
+                           i64("group", group.getDimSize(0))}};
       })
       .Case([&](LinearOp l) {
         auto weight = cast<RankedTensorType>(l.getWeight().getType());
@@ -57,151 +134,85 @@ FailureOr<KernelDesc> describe(Operation *op) {
                            i64("k", weight.getDimSize(1)),
                            b.getNamedAttr("bias", b.getBoolAttr(!!l.getBias()))}};
       })
-      .Case([&](RopeOp r) {
-        KernelDesc desc{"rope",
-                        {i64("dim", width(r.getInput())),
-                         i64("head_dim", r.getHeadDim()),
-                         f64("theta", r.getTheta().convertToDouble())}};
-        if (r.getLlama3Factor()) {
-          desc.constants.push_back(f64("llama3_factor", r.getLlama3Factor()->convertToDouble()));
-          desc.constants.push_back(
-              f64("llama3_low_freq_factor", r.getLlama3LowFreqFactor()->convertToDouble()));
-          desc.constants.push_back(
-              f64("llama3_high_freq_factor", r.getLlama3HighFreqFactor()->convertToDouble()));
-          desc.constants.push_back(i64("llama3_original_max_position",
-                                       *r.getLlama3OriginalMaxPosition()));
-        }
-        return desc;
-      })
-      .Case([&](CacheWriteOp c) {
-        return KernelDesc{"cache_write",
-                          {b.getNamedAttr("cache", c.getCacheAttr()),
-                           i64("layer", c.getLayer()),
-                           i64("dim", width(c.getKey()))}};
-      })
+      .Case([&](RopeOp r) { return dim("rope", r.getInput()); })
+      .Case([&](CacheWriteOp c) { return dim("cache_write", c.getKey()); })
       .Case([&](QkvRopeCacheOp f) {
-        bool norm = !f.getNorms().empty();
-        KernelDesc desc{norm ? "qkv_norm_rope_cache" : "qkv_rope_cache",
-                        {b.getNamedAttr("cache", f.getCacheAttr()),
-                         i64("layer", f.getLayer()),
-                         i64("num_heads", f.getNumHeads()),
-                         i64("num_kv_heads", f.getNumKvHeads()),
-                         i64("head_dim", f.getHeadDim()),
-                         f64("theta", f.getTheta().convertToDouble())}};
-        if (norm)
-          desc.constants.push_back(
-              f64("epsilon", f.getEpsilon()->convertToDouble()));
-        if (f.getLlama3Factor()) {
-          desc.constants.push_back(f64("llama3_factor", f.getLlama3Factor()->convertToDouble()));
-          desc.constants.push_back(
-              f64("llama3_low_freq_factor", f.getLlama3LowFreqFactor()->convertToDouble()));
-          desc.constants.push_back(
-              f64("llama3_high_freq_factor", f.getLlama3HighFreqFactor()->convertToDouble()));
-          desc.constants.push_back(i64("llama3_original_max_position",
-                                       *f.getLlama3OriginalMaxPosition()));
-        }
-        return desc;
+        return KernelDesc{f.getNorms().empty() ? "qkv_rope_cache"
+                                               : "qkv_norm_rope_cache",
+                          {}};
       })
-      .Case([&](AttentionOp a) {
-        return KernelDesc{"attention",
-                          {b.getNamedAttr("cache", a.getCacheAttr()),
-                           i64("layer", a.getLayer()),
-                           i64("num_heads", a.getNumHeads()),
-                           i64("num_kv_heads", a.getNumKvHeads()),
-                           i64("head_dim", a.getHeadDim()),
-                           f64("scale", a.getScale().convertToDouble())}};
+      .Case([&](AttentionOp) {
+        return KernelDesc{"attention", {}};
       })
-      .Case([&](SiluOp s) {
-        return KernelDesc{"silu", {i64("dim", width(s.getInput()))}};
-      })
-      .Case([&](SiluMulOp s) {
-        return KernelDesc{"silu_mul", {i64("dim", width(s.getResult()))}};
-      })
-      .Case([&](MulOp m) {
-        return KernelDesc{"mul", {i64("dim", width(m.getLhs()))}};
-      })
-      .Case([&](AddOp a) {
-        return KernelDesc{"add", {i64("dim", width(a.getLhs()))}};
-      })
+      .Case([&](SiluOp s) { return dim("silu", s.getInput()); })
+      .Case([&](SiluMulOp s) { return dim("silu_mul", s.getResult()); })
+      .Case([&](MulOp m) { return dim("mul", m.getLhs()); })
+      .Case([&](AddOp a) { return dim("add", a.getLhs()); })
       .Case([&](ResidualNormOp r) {
-        return KernelDesc{"residual_norm",
-                          {i64("dim", width(r.getResidual())),
-                           f64("epsilon", r.getEpsilon().convertToDouble())}};
+        return dim("residual_norm", r.getResidual());
       })
-      .Case([&](TakeLastOp t) {
-        return KernelDesc{"take_last", {i64("dim", width(t.getInput()))}};
-      })
+      .Case([&](TakeLastOp t) { return dim("take_last", t.getInput()); })
       .Default([](Operation *) { return failure(); });
 }
 
 /// treni.attention_seq1 is two launches: "attention_seq1_partial" writes,
 /// per (query head, split), the slice's max score, sum of exponentials and
 /// unnormalised output (head_dim + 2 floats) to an f32 tensor the buffer plan
-/// sizes like any other; "attention_seq1_reduce" combines the splits.
-void outlineSeq1Attention(AttentionSeq1Op op) {
+/// sizes like any other; "attention_seq1_reduce" combines the splits. Both
+/// take every constant from the op's attributes.
+LogicalResult outlineSeq1Attention(AttentionSeq1Op op) {
   OpBuilder b(op);
-  auto i64 = [&](StringRef name, int64_t value) {
-    return b.getNamedAttr(name, b.getI64IntegerAttr(value));
-  };
+  FailureOr<DictionaryAttr> partialConstants =
+      kernelConstants(op, "attention_seq1_partial", {});
+  FailureOr<DictionaryAttr> reduceConstants =
+      kernelConstants(op, "attention_seq1_reduce", {});
+  if (failed(partialConstants) || failed(reduceConstants))
+    return failure();
   int64_t heads = op.getNumHeads(), headDim = op.getHeadDim(),
           splits = op.getNumSplits();
-  SmallVector<NamedAttribute> partialConstants = {
-      b.getNamedAttr("cache", op.getCacheAttr()),
-      i64("head_dim", headDim),
-      i64("layer", op.getLayer()),
-      i64("num_heads", heads),
-      i64("num_kv_heads", op.getNumKvHeads()),
-      i64("num_splits", splits),
-      b.getNamedAttr("scale",
-                     b.getF64FloatAttr(op.getScale().convertToDouble()))};
   auto partialType =
       RankedTensorType::get({heads * splits * (headDim + 2)}, b.getF32Type());
   StringRef origin = op->getName().getStringRef();
   auto partial = KernelOp::create(
       b, op.getLoc(), TypeRange{partialType}, "attention_seq1_partial",
-      ValueRange{op.getQuery(), op.getPositions()},
-      b.getDictionaryAttr(partialConstants), origin);
-  SmallVector<NamedAttribute> reduceConstants = {i64("head_dim", headDim),
-                                                 i64("num_heads", heads),
-                                                 i64("num_splits", splits)};
+      ValueRange{op.getQuery(), op.getPositions()}, *partialConstants, origin);
   auto reduce = KernelOp::create(
       b, op.getLoc(), TypeRange{op.getResult().getType()},
       "attention_seq1_reduce", ValueRange{partial.getResult(0)},
-      b.getDictionaryAttr(reduceConstants), origin);
+      *reduceConstants, origin);
   op.getResult().replaceAllUsesWith(reduce.getResult(0));
   op.erase();
+  return success();
 }
 
 /// treni.matvec is the "gemv" template, whose ABI has a slot for every
 /// optional operand (x, w, bias, norm, residual): an absent one is passed
 /// the weight again and never read (its flag constant is false).
-void outlineMatvec(MatvecOp op) {
+LogicalResult outlineMatvec(MatvecOp op) {
   OpBuilder b(op);
   auto weight = cast<RankedTensorType>(op.getWeight().getType());
   auto flag = [&](StringRef name, bool value) {
     return b.getNamedAttr(name, b.getBoolAttr(value));
   };
-  SmallVector<NamedAttribute> constants = {
-      flag("bias", !!op.getBias()),
-      flag("gated", op.getGated()),
-      b.getNamedAttr("k", b.getI64IntegerAttr(weight.getDimSize(1))),
-      b.getNamedAttr("n", b.getI64IntegerAttr(weight.getDimSize(0))),
-      flag("norm", !!op.getNormWeight()),
-      flag("residual", !!op.getResidual())};
-  if (op.getEpsilon())
-    constants.push_back(b.getNamedAttr("epsilon", op.getEpsilonAttr()));
-  llvm::sort(constants, [](const NamedAttribute &x, const NamedAttribute &y) {
-    return x.getName().strref() < y.getName().strref();
-  });
+  FailureOr<DictionaryAttr> constants = kernelConstants(
+      op, "gemv",
+      {flag("bias", !!op.getBias()),
+       b.getNamedAttr("k", b.getI64IntegerAttr(weight.getDimSize(1))),
+       b.getNamedAttr("n", b.getI64IntegerAttr(weight.getDimSize(0))),
+       flag("norm", !!op.getNormWeight()),
+       flag("residual", !!op.getResidual())});
+  if (failed(constants))
+    return failure();
   Value w = op.getWeight();
   auto kernel = KernelOp::create(
       b, op.getLoc(), TypeRange{op.getResult().getType()}, "gemv",
       ValueRange{op.getInput(), w, op.getBias() ? op.getBias() : w,
                  op.getNormWeight() ? op.getNormWeight() : w,
                  op.getResidual() ? op.getResidual() : w},
-      b.getDictionaryAttr(constants), op->getName().getStringRef());
+      *constants, op->getName().getStringRef());
   op.getResult().replaceAllUsesWith(kernel.getResult(0));
   op.erase();
+  return success();
 }
 
 struct OutlineKernelsPass
@@ -215,11 +226,13 @@ struct OutlineKernelsPass
     });
     for (Operation *op : ops) {
       if (auto seq1 = dyn_cast<AttentionSeq1Op>(op)) {
-        outlineSeq1Attention(seq1);
+        if (failed(outlineSeq1Attention(seq1)))
+          return signalPassFailure();
         continue;
       }
       if (auto matvec = dyn_cast<MatvecOp>(op)) {
-        outlineMatvec(matvec);
+        if (failed(outlineMatvec(matvec)))
+          return signalPassFailure();
         continue;
       }
       FailureOr<KernelDesc> desc = describe(op);
@@ -227,15 +240,14 @@ struct OutlineKernelsPass
         op->emitOpError("has no kernel template");
         return signalPassFailure();
       }
+      FailureOr<DictionaryAttr> constants =
+          kernelConstants(op, desc->templateName, desc->derived);
+      if (failed(constants))
+        return signalPassFailure();
       OpBuilder builder(op);
-      llvm::sort(desc->constants, [](const NamedAttribute &a,
-                                     const NamedAttribute &b) {
-        return a.getName().strref() < b.getName().strref();
-      });
       auto kernel = KernelOp::create(
           builder, op->getLoc(), op->getResultTypes(), desc->templateName,
-          op->getOperands(), builder.getDictionaryAttr(desc->constants),
-          op->getName().getStringRef());
+          op->getOperands(), *constants, op->getName().getStringRef());
       op->replaceAllUsesWith(kernel.getResults());
       op->erase();
     }

@@ -11,6 +11,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "codegen/KernelRegistry.h"
+#include "support/status.h"
+
 namespace treni::cpu {
 
 void embedding(const int32_t *ids, int64_t rows, const float *table,
@@ -236,6 +239,213 @@ void attentionSeq1Reduce(const float *partials, int64_t numHeads,
     for (int64_t i = 0; i < headDim; ++i)
       out[head * headDim + i] = float(acc[i] / total);
   }
+}
+
+//===-- Plan steps --------------------------------------------------------===//
+
+namespace {
+
+absl::Status embeddingStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  embedding(s.indices(0), s.rows(0), s.in(1), dim, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status rmsNormStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t group, s.step.intConstant("group"));
+  TRENI_ASSIGN_OR_RETURN(double epsilon, s.step.floatConstant("epsilon"));
+  rmsNorm(s.in(0), s.rows(0), dim, s.in(1), group, epsilon, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status gemmStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(bool bias, s.step.boolConstant("bias"));
+  TRENI_ASSIGN_OR_RETURN(int64_t n, s.step.intConstant("n"));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, s.step.intConstant("k"));
+  gemm(s.in(0), s.rows(0), k, s.in(1), n, bias ? s.in(2) : nullptr, s.out(0));
+  return absl::OkStatus();
+}
+
+/// treni.matvec: the reference is the unfused composition, so CPU logits are
+/// identical with and without treni-fuse-matvec.
+absl::Status gemvStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t n, s.step.intConstant("n"));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, s.step.intConstant("k"));
+  TRENI_ASSIGN_OR_RETURN(bool bias, s.step.boolConstant("bias"));
+  TRENI_ASSIGN_OR_RETURN(bool gated, s.step.boolConstant("gated"));
+  TRENI_ASSIGN_OR_RETURN(bool norm, s.step.boolConstant("norm"));
+  TRENI_ASSIGN_OR_RETURN(bool residual, s.step.boolConstant("residual"));
+  if (s.rows(0) != 1 || (gated && (n % 2 != 0 || residual)))
+    return invalidStep(s.step,
+                       "one row, and gated needs an even n and no residual");
+  const float *x = s.in(0);
+  std::vector<float> normed, y;
+  if (norm) {
+    TRENI_ASSIGN_OR_RETURN(double epsilon, s.step.floatConstant("epsilon"));
+    normed.resize(k);
+    rmsNorm(x, 1, k, s.in(3), k, epsilon, normed.data());
+    x = normed.data();
+  }
+  bool epilogue = gated || residual;
+  if (epilogue)
+    y.resize(n);
+  float *out = epilogue ? y.data() : s.out(0);
+  gemm(x, 1, k, s.in(1), n, bias ? s.in(2) : nullptr, out);
+  if (gated)
+    siluMul(y.data(), 1, n / 2, s.out(0));
+  else if (residual)
+    add(s.in(4), y.data(), n, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status ropeStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, s.step.intConstant("head_dim"));
+  TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeInverseFrequencies(s.step, headDim));
+  rope(s.in(0), s.rows(0), dim, headDim, s.indices(1), invFreq, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status cacheWriteStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  cacheWrite(s.in(0), s.in(1), s.rows(0), dim, s.indices(2), s.keyCache,
+             s.valueCache);
+  return absl::OkStatus();
+}
+
+/// num_heads, num_kv_heads and head_dim of an attention-like step.
+struct Heads {
+  int64_t heads, kvHeads, headDim;
+};
+absl::StatusOr<Heads> headsOf(const PlanStep &step) {
+  Heads h;
+  TRENI_ASSIGN_OR_RETURN(h.heads, step.intConstant("num_heads"));
+  TRENI_ASSIGN_OR_RETURN(h.kvHeads, step.intConstant("num_kv_heads"));
+  TRENI_ASSIGN_OR_RETURN(h.headDim, step.intConstant("head_dim"));
+  return h;
+}
+
+/// qkv_rope_cache, and with the q/k norm weights (inputs 2 and 3)
+/// qkv_norm_rope_cache.
+absl::Status qkvRopeCacheStep(const StepArgs &s, bool norm) {
+  TRENI_ASSIGN_OR_RETURN(Heads h, headsOf(s.step));
+  double epsilon = 0;
+  if (norm) {
+    TRENI_ASSIGN_OR_RETURN(epsilon, s.step.floatConstant("epsilon"));
+  }
+  TRENI_ASSIGN_OR_RETURN(auto invFreq,
+                         ropeInverseFrequencies(s.step, h.headDim));
+  qkvRopeCache(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim, s.indices(1),
+               invFreq, norm ? s.in(2) : nullptr, norm ? s.in(3) : nullptr,
+               epsilon, s.out(0), s.keyCache, s.valueCache);
+  return absl::OkStatus();
+}
+
+absl::Status attentionStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(Heads h, headsOf(s.step));
+  TRENI_ASSIGN_OR_RETURN(double scale, s.step.floatConstant("scale"));
+  attention(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim, s.indices(1),
+            s.keyCache, s.valueCache, scale, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status attentionSeq1PartialStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(Heads h, headsOf(s.step));
+  TRENI_ASSIGN_OR_RETURN(int64_t splits, s.step.intConstant("num_splits"));
+  TRENI_ASSIGN_OR_RETURN(double scale, s.step.floatConstant("scale"));
+  if (s.rows(0) != 1)
+    return invalidStep(s.step, "takes one query row");
+  attentionSeq1Partial(s.in(0), h.heads, h.kvHeads, h.headDim, s.indices(1)[0],
+                       s.keyCache, s.valueCache, scale, splits, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status attentionSeq1ReduceStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, s.step.intConstant("num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, s.step.intConstant("head_dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t splits, s.step.intConstant("num_splits"));
+  attentionSeq1Reduce(s.in(0), heads, headDim, splits, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status siluStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  silu(s.in(0), s.rows(0) * dim, s.out(0));
+  return absl::OkStatus();
+}
+
+absl::Status siluMulStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  siluMul(s.in(0), s.rows(0), dim, s.out(0));
+  return absl::OkStatus();
+}
+
+/// mul and add.
+template <void (*kOp)(const float *, const float *, int64_t, float *)>
+absl::Status elementwiseStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  kOp(s.in(0), s.in(1), s.rows(0) * dim, s.out(0));
+  return absl::OkStatus();
+}
+
+/// The fused kernel's reference is the unfused composition, so CPU logits are
+/// bit-identical with and without treni-fuse-residual-norm.
+absl::Status residualNormStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  TRENI_ASSIGN_OR_RETURN(double epsilon, s.step.floatConstant("epsilon"));
+  add(s.in(0), s.in(1), s.rows(0) * dim, s.out(0));
+  rmsNorm(s.out(0), s.rows(0), dim, s.in(2), dim, epsilon, s.out(1));
+  return absl::OkStatus();
+}
+
+absl::Status takeLastStep(const StepArgs &s) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
+  std::copy_n(s.in(0) + (s.rows(0) - 1) * dim, dim, s.out(0));
+  return absl::OkStatus();
+}
+
+struct NamedStepKernel {
+  std::string_view name;
+  StepKernel run;
+};
+
+constexpr NamedStepKernel kStepKernels[] = {
+    {"embedding", embeddingStep},
+    {"rms_norm", rmsNormStep},
+    {"gemm", gemmStep},
+    {"gemv", gemvStep},
+    {"rope", ropeStep},
+    {"cache_write", cacheWriteStep},
+    {"qkv_rope_cache",
+     [](const StepArgs &s) { return qkvRopeCacheStep(s, false); }},
+    {"qkv_norm_rope_cache",
+     [](const StepArgs &s) { return qkvRopeCacheStep(s, true); }},
+    {"attention", attentionStep},
+    {"attention_seq1_partial", attentionSeq1PartialStep},
+    {"attention_seq1_reduce", attentionSeq1ReduceStep},
+    {"silu", siluStep},
+    {"silu_mul", siluMulStep},
+    {"mul", elementwiseStep<mul>},
+    {"add", elementwiseStep<add>},
+    {"residual_norm", residualNormStep},
+    {"take_last", takeLastStep},
+};
+
+} // namespace
+
+StepKernel findStepKernel(std::string_view name) {
+  for (const NamedStepKernel &kernel : kStepKernels)
+    if (kernel.name == name)
+      return kernel.run;
+  return nullptr;
+}
+
+std::vector<std::string> stepKernelNames() {
+  std::vector<std::string> names;
+  for (const NamedStepKernel &kernel : kStepKernels)
+    names.emplace_back(kernel.name);
+  return names;
 }
 
 } // namespace treni::cpu

@@ -2,15 +2,20 @@
 //
 // Plain loops, one function per kernel template, written for clarity: this is
 // the oracle the GPU kernels and every fusion are checked against. Matrices
-// are row-major; `rows` is the token count.
+// are row-major; `rows` is the token count. At the end, the table that runs a
+// plan step of each template (codegen/KernelRegistry.h) with these loops.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "codegen/Plan.h"
 #include "codegen/Rope.h"
 
 namespace treni::cpu {
@@ -83,5 +88,35 @@ void siluMul(const float *gu, int64_t rows, int64_t dim, float *out);
 
 void mul(const float *a, const float *b, int64_t count, float *out);
 void add(const float *a, const float *b, int64_t count, float *out);
+
+//===-- Plan steps --------------------------------------------------------===//
+
+/// One plan step as its reference function sees it. The executor fills it
+/// after checkStep, so operand counts match the template and its constants
+/// are present and typed.
+struct StepArgs {
+  const PlanStep &step;
+  std::vector<const float *> inputs; ///< an index input holds int32 words
+  std::vector<int64_t> inputRows;    ///< leading dimension (tokens if dynamic)
+  std::vector<float *> outputs;
+  /// This layer's caches, [maxSeq, numKvHeads * headDim], for a template
+  /// that uses them.
+  float *keyCache = nullptr, *valueCache = nullptr;
+
+  const float *in(size_t i) const { return inputs[i]; }
+  const int32_t *indices(size_t i) const {
+    return reinterpret_cast<const int32_t *>(inputs[i]);
+  }
+  float *out(size_t i) const { return outputs[i]; }
+  int64_t rows(size_t i) const { return inputRows[i]; }
+};
+
+/// Runs one step of a template with the loops above.
+using StepKernel = absl::Status (*)(const StepArgs &args);
+
+/// The reference function of template `name`, or null.
+StepKernel findStepKernel(std::string_view name);
+/// The templates that have one (every registry entry must).
+std::vector<std::string> stepKernelNames();
 
 } // namespace treni::cpu

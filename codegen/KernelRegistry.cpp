@@ -1,0 +1,462 @@
+//===- KernelRegistry.cpp - the contract of every kernel template --------===//
+//
+// The table, and the launch rule of each CUDA template. A launch rule checks
+// the shape constants its kernel relies on (positive, divisible) and picks the
+// grid; the comment at the top of each .cuh says what a block does.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/KernelRegistry.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "support/status.h"
+
+namespace treni {
+namespace {
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// Threads for `width` independent elements: whole warps, at most 256.
+int64_t threadsFor(int64_t width) {
+  return std::clamp<int64_t>(ceilDiv(width, 32) * 32, 32, 256);
+}
+
+/// A launch with one thread per element of a `width`-wide row.
+KernelLaunch perElement(int64_t width) {
+  KernelLaunch launch;
+  launch.threads = threadsFor(width);
+  launch.blocksX = ceilDiv(width, launch.threads);
+  return launch;
+}
+
+absl::Status positive(const PlanStep &step, const char *key, int64_t value) {
+  if (value > 0 && value <= std::numeric_limits<int32_t>::max())
+    return absl::OkStatus();
+  return invalidStep(step,
+                     absl::StrCat(key, " = ", value, " must be in [1, 2^31)"));
+}
+
+/// The integer constant `key`, checked to fit a positive `int`.
+absl::StatusOr<int64_t> positiveConstant(const PlanStep &step,
+                                         const char *key) {
+  TRENI_ASSIGN_OR_RETURN(int64_t value, step.intConstant(key));
+  TRENI_RETURN_IF_ERROR(positive(step, key, value));
+  return value;
+}
+
+absl::Status notMultipleOfKvHeads(const PlanStep &step, int64_t heads,
+                                  int64_t kvHeads) {
+  return invalidStep(step, absl::StrCat("num_heads ", heads,
+                                        " is not a multiple of num_kv_heads ",
+                                        kvHeads));
+}
+
+//===-- Launch rules ------------------------------------------------------===//
+
+/// embedding, cache_write, silu, silu_mul, mul, add: one thread per element
+/// of a row, one grid row per token.
+absl::StatusOr<KernelGeometry> perElementOfRow(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  return KernelGeometry{perElement(dim), {}};
+}
+
+/// take_last: one thread per element of the last row; the row count is an
+/// argument, so the grid does not depend on it.
+absl::StatusOr<KernelGeometry> takeLastGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(KernelGeometry geometry, perElementOfRow(step));
+  geometry.launch.rowsInGridY = false;
+  return geometry;
+}
+
+/// rms_norm: one block per group of a row.
+absl::StatusOr<KernelGeometry> rmsNormGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t group, positiveConstant(step, "group"));
+  if (dim % group != 0)
+    return invalidStep(
+        step, absl::StrCat("dim ", dim, " is not a multiple of group ", group));
+  KernelGeometry geometry;
+  geometry.launch.threads = threadsFor(group);
+  geometry.launch.blocksX = dim / group;
+  return geometry;
+}
+
+/// rope: one thread per rotated pair of a row.
+absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  if (headDim % 2 != 0 || dim % headDim != 0)
+    return invalidStep(step,
+                       absl::StrCat("head_dim ", headDim,
+                                    " must be even and divide dim ", dim));
+  return KernelGeometry{perElement(dim / 2), {}};
+}
+
+/// qkv_[norm_]rope_cache: one block per q and k head of a row; a k block also
+/// copies its v head.
+absl::StatusOr<KernelGeometry> qkvGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
+                         positiveConstant(step, "num_kv_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  if (headDim % 2 != 0)
+    return invalidStep(step,
+                       absl::StrCat("head_dim ", headDim, " must be even"));
+  KernelGeometry geometry;
+  geometry.launch.threads = threadsFor(headDim / 2);
+  geometry.launch.blocksX = heads + kvHeads;
+  return geometry;
+}
+
+/// attention: one block per query head of a row; dynamic shared memory holds
+/// one fp32 score per cache position.
+absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
+                         positiveConstant(step, "num_kv_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  if (heads % kvHeads != 0)
+    return notMultipleOfKvHeads(step, heads, kvHeads);
+  if (headDim > 1024)
+    return invalidStep(step, absl::StrCat("head_dim ", headDim, " > 1024"));
+  KernelGeometry geometry;
+  geometry.launch.threads = 128;
+  geometry.launch.blocksX = heads;
+  geometry.launch.sharedBytesPerPosition = sizeof(float); // one score each
+  return geometry;
+}
+
+/// attention_seq1_partial: one block per (KV head, split), for the one query
+/// row; the grid never moves.
+absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  TRENI_ASSIGN_OR_RETURN(int64_t splits, positiveConstant(step, "num_splits"));
+  TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
+                         positiveConstant(step, "num_kv_heads"));
+  if (heads % kvHeads != 0)
+    return notMultipleOfKvHeads(step, heads, kvHeads);
+  // Static shared memory: every warp's (max, sum, acc) for the group.
+  const int64_t threads = 128, group = heads / kvHeads;
+  int64_t shared = (threads / 32) * group * (headDim + 2) * 4;
+  if (shared > 48 * 1024)
+    return invalidStep(step,
+                       absl::StrCat("a group of ", group, " heads of ", headDim,
+                                    " needs ", shared,
+                                    " bytes of shared memory (> 48 KiB)"));
+  KernelGeometry geometry;
+  geometry.launch.rowsInGridY = false;
+  geometry.launch.threads = threads;
+  geometry.launch.blocksX = kvHeads * splits;
+  return geometry;
+}
+
+/// attention_seq1_reduce: one block per query head.
+absl::StatusOr<KernelGeometry> seq1ReduceGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  TRENI_RETURN_IF_ERROR(positiveConstant(step, "num_splits").status());
+  KernelGeometry geometry;
+  geometry.launch.rowsInGridY = false;
+  geometry.launch.threads = threadsFor(headDim);
+  geometry.launch.blocksX = heads;
+  return geometry;
+}
+
+/// gemv: 128 threads (fewer for short rows), one 16-byte chunk each per pass.
+int64_t gemvThreads(int64_t k) {
+  return std::min<int64_t>(threadsFor(ceilDiv(k, 8)), 128);
+}
+
+/// gemv rows per block: enough rows that each thread has about four 16-byte
+/// loads in flight, but at least ~4 blocks per SM of a large GPU.
+int64_t gemvRowsPerBlock(int64_t n, int64_t k) {
+  int64_t passes = ceilDiv(ceilDiv(k, 8), gemvThreads(k));
+  int64_t rows = passes >= 4 ? 1 : passes >= 2 ? 2 : 4;
+  while (rows > 1 && ceilDiv(n, rows) < 528)
+    rows /= 2;
+  return rows;
+}
+
+/// gemv: ceil(outputs / kRowsPerBlock) blocks of one row.
+absl::StatusOr<KernelGeometry> gemvGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t n, positiveConstant(step, "n"));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, positiveConstant(step, "k"));
+  TRENI_ASSIGN_OR_RETURN(bool gated, step.boolConstant("gated"));
+  TRENI_ASSIGN_OR_RETURN(bool norm, step.boolConstant("norm"));
+  TRENI_ASSIGN_OR_RETURN(bool residual, step.boolConstant("residual"));
+  if (gated && (n % 2 != 0 || residual))
+    return invalidStep(step, "gated needs an even n and no residual");
+  if (norm != (step.constants.count("epsilon") > 0))
+    return invalidStep(step, "epsilon must be given exactly when norm is");
+  // A gated block loads a gate row and an up row per output.
+  int64_t rowsPerBlock = gemvRowsPerBlock(n, k);
+  if (gated)
+    rowsPerBlock = std::max<int64_t>(1, rowsPerBlock / 2);
+  KernelGeometry geometry;
+  geometry.launch.threads = gemvThreads(k);
+  geometry.launch.blocksX = ceilDiv(gated ? n / 2 : n, rowsPerBlock);
+  geometry.launch.rowsInGridY = false;
+  geometry.constants.push_back(
+      {"kRowsPerBlock", rowsPerBlock, "outputs per block, from n and k"});
+  if (!norm)
+    geometry.constants.push_back({"kEpsilon", 0.0, "no norm"});
+  return geometry;
+}
+
+/// residual_norm: one block per row, up to 1024 threads with at least four
+/// columns each (loads in flight).
+absl::StatusOr<KernelGeometry> residualNormGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  KernelGeometry geometry;
+  geometry.launch.threads =
+      std::clamp<int64_t>(ceilDiv(ceilDiv(dim, 4), 32) * 32, 32, 1024);
+  geometry.launch.blocksX = 1;
+  return geometry;
+}
+
+//===-- The table ---------------------------------------------------------===//
+
+KernelOperand index(std::string name) { return {std::move(name), true}; }
+
+KernelConstant derived(std::string key, ConstantKind kind = ConstantKind::Int) {
+  return {std::move(key), kind, ConstantSource::Derived};
+}
+
+KernelConstant attribute(std::string key, ConstantKind kind,
+                         bool optional = false) {
+  return {std::move(key), kind, ConstantSource::Attribute, optional};
+}
+
+std::vector<KernelConstant> with(std::vector<KernelConstant> constants,
+                                 const std::vector<KernelConstant> &more) {
+  constants.insert(constants.end(), more.begin(), more.end());
+  return constants;
+}
+
+/// The layer's cache, picked at launch.
+const std::vector<KernelConstant> &cacheConstants() {
+  static const std::vector<KernelConstant> constants = {
+      {"cache", ConstantKind::Symbol, ConstantSource::Attribute, false, false},
+      {"layer", ConstantKind::Int, ConstantSource::Attribute, false, false}};
+  return constants;
+}
+
+/// Theta and Llama 3's frequency scaling (all four or none).
+const std::vector<KernelConstant> &ropeConstants() {
+  static const std::vector<KernelConstant> constants = {
+      attribute("theta", ConstantKind::Float),
+      attribute("llama3_factor", ConstantKind::Float, true),
+      attribute("llama3_low_freq_factor", ConstantKind::Float, true),
+      attribute("llama3_high_freq_factor", ConstantKind::Float, true),
+      attribute("llama3_original_max_position", ConstantKind::Int, true)};
+  return constants;
+}
+
+std::vector<KernelTemplate> buildTable() {
+  using enum ConstantKind;
+  const std::vector<KernelConstant> heads = {attribute("num_heads", Int),
+                                             attribute("num_kv_heads", Int),
+                                             attribute("head_dim", Int)};
+  const std::vector<KernelConstant> dim = {derived("dim")};
+  std::vector<KernelTemplate> table;
+  table.push_back({.name = "embedding",
+                   .inputs = {index("ids"), {"table"}},
+                   .outputs = {"out"},
+                   .constants = {derived("vocab"), derived("dim")},
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "rms_norm",
+                   .inputs = {{"x"}, {"weight"}},
+                   .outputs = {"out"},
+                   .constants = {derived("dim"), derived("group"),
+                                 attribute("epsilon", Float)},
+                   .geometry = rmsNormGeometry});
+  table.push_back(
+      {.name = "gemm",
+       .inputs = {{"x"}, {"w"}, {"bias", false, "bias"}},
+       .outputs = {"out"},
+       .constants = {derived("n"), derived("k"), derived("bias", Bool)}});
+  table.push_back(
+      {.name = "rope",
+       .inputs = {{"x"}, index("positions")},
+       .outputs = {"out"},
+       .constants =
+           with({derived("dim"), attribute("head_dim", Int)}, ropeConstants()),
+       .ropeFrequencies = true,
+       .geometry = ropeGeometry});
+  table.push_back({.name = "cache_write",
+                   .inputs = {{"key"}, {"value"}, index("positions")},
+                   .outputs = {},
+                   .constants = with(dim, cacheConstants()),
+                   .usesCache = true,
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "attention",
+                   .inputs = {{"query"}, index("positions")},
+                   .outputs = {"out"},
+                   .constants = with(with(heads, {attribute("scale", Float)}),
+                                     cacheConstants()),
+                   .usesCache = true,
+                   .geometry = attentionGeometry});
+  table.push_back(
+      {.name = "qkv_rope_cache",
+       .inputs = {{"qkv"}, index("positions")},
+       .outputs = {"out"},
+       .constants = with(with(heads, ropeConstants()), cacheConstants()),
+       .usesCache = true,
+       .ropeFrequencies = true,
+       .parts = {"qkv_rope_head"},
+       .geometry = qkvGeometry});
+  table.push_back(
+      {.name = "qkv_norm_rope_cache",
+       .inputs = {{"qkv"}, index("positions"), {"q_norm"}, {"k_norm"}},
+       .outputs = {"out"},
+       .constants = with(
+           with(with(heads, ropeConstants()), {attribute("epsilon", Float)}),
+           cacheConstants()),
+       .usesCache = true,
+       .ropeFrequencies = true,
+       .parts = {"qkv_rope_head"},
+       .geometry = qkvGeometry});
+  table.push_back({.name = "silu",
+                   .inputs = {{"x"}},
+                   .outputs = {"out"},
+                   .constants = dim,
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "silu_mul",
+                   .inputs = {{"gu"}},
+                   .outputs = {"out"},
+                   .constants = dim,
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "mul",
+                   .inputs = {{"a"}, {"b"}},
+                   .outputs = {"out"},
+                   .constants = dim,
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "add",
+                   .inputs = {{"a"}, {"b"}},
+                   .outputs = {"out"},
+                   .constants = dim,
+                   .geometry = perElementOfRow});
+  table.push_back({.name = "take_last",
+                   .inputs = {{"x"}},
+                   .outputs = {"out"},
+                   .constants = dim,
+                   .geometry = takeLastGeometry});
+  table.push_back(
+      {.name = "attention_seq1_partial",
+       .inputs = {{"query"}, index("positions")},
+       .outputs = {"partials"},
+       .constants = with(with(heads, {attribute("scale", Float),
+                                      attribute("num_splits", Int)}),
+                         cacheConstants()),
+       .usesCache = true,
+       .geometry = seq1PartialGeometry});
+  table.push_back(
+      {.name = "attention_seq1_reduce",
+       .inputs = {{"partials"}},
+       .outputs = {"out"},
+       .constants = {attribute("num_heads", Int), attribute("head_dim", Int),
+                     attribute("num_splits", Int)},
+       .geometry = seq1ReduceGeometry});
+  table.push_back(
+      {.name = "gemv",
+       .inputs = {{"x"}, {"w"}, {"bias"}, {"norm"}, {"residual"}},
+       .outputs = {"out"},
+       .constants = {derived("n"), derived("k"), derived("bias", Bool),
+                     derived("norm", Bool), derived("residual", Bool),
+                     attribute("gated", Bool),
+                     attribute("epsilon", Float, /*optional=*/true)},
+       .geometry = gemvGeometry});
+  table.push_back({.name = "residual_norm",
+                   .inputs = {{"residual"}, {"branch"}, {"weight"}},
+                   .outputs = {"sum", "out"},
+                   .constants = {derived("dim"), attribute("epsilon", Float)},
+                   .geometry = residualNormGeometry});
+  return table;
+}
+
+const char *kindName(ConstantKind kind) {
+  switch (kind) {
+  case ConstantKind::Int:
+    return "an integer";
+  case ConstantKind::Float:
+    return "a float";
+  case ConstantKind::Bool:
+    return "a bool";
+  case ConstantKind::Symbol:
+    return "a name";
+  }
+  return "?";
+}
+
+} // namespace
+
+bool hasKind(const PlanConstant &value, ConstantKind kind) {
+  switch (kind) {
+  case ConstantKind::Int:
+    return std::holds_alternative<int64_t>(value);
+  case ConstantKind::Float:
+    return std::holds_alternative<double>(value);
+  case ConstantKind::Bool:
+    return std::holds_alternative<bool>(value);
+  case ConstantKind::Symbol:
+    return std::holds_alternative<std::string>(value);
+  }
+  return false;
+}
+
+const KernelConstant *KernelTemplate::constant(std::string_view key) const {
+  for (const KernelConstant &c : constants)
+    if (c.key == key)
+      return &c;
+  return nullptr;
+}
+
+const std::vector<KernelTemplate> &kernelTemplates() {
+  static const std::vector<KernelTemplate> table = buildTable();
+  return table;
+}
+
+const KernelTemplate *findKernelTemplate(std::string_view name) {
+  for (const KernelTemplate &kernel : kernelTemplates())
+    if (kernel.name == name)
+      return &kernel;
+  return nullptr;
+}
+
+absl::Status invalidStep(const PlanStep &step, const std::string &message) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "kernel '", step.templateName, "' (", step.origin, "): ", message));
+}
+
+absl::Status checkStep(const KernelTemplate &kernel, const PlanStep &step) {
+  for (const KernelConstant &constant : kernel.constants)
+    if (!constant.optional && !step.constants.count(constant.key))
+      return invalidStep(step,
+                         absl::StrCat("missing constant '", constant.key, "' (",
+                                      kindName(constant.kind), ")"));
+  for (const auto &[key, value] : step.constants) {
+    const KernelConstant *constant = kernel.constant(key);
+    if (!constant)
+      return invalidStep(step, absl::StrCat("unknown constant '", key, "'"));
+    if (!hasKind(value, constant->kind))
+      return invalidStep(step, absl::StrCat("constant '", key, "' must be ",
+                                            kindName(constant->kind)));
+  }
+  size_t inputs = 0;
+  for (const KernelOperand &operand : kernel.inputs)
+    inputs += operand.presentWhen.empty() ||
+              std::get<bool>(step.constants.at(operand.presentWhen));
+  if (step.inputs.size() != inputs ||
+      step.outputs.size() != kernel.outputs.size())
+    return invalidStep(
+        step, absl::StrCat("expects ", inputs, " inputs and ",
+                           kernel.outputs.size(), " outputs, the plan has ",
+                           step.inputs.size(), " and ", step.outputs.size()));
+  return absl::OkStatus();
+}
+
+} // namespace treni
