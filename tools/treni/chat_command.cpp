@@ -55,13 +55,6 @@ private:
   nlohmann::json messages_;
 };
 
-/// Generation callback: the reply as it comes.
-bool printDelta(std::string_view delta, absl::Span<const GeneratedToken>) {
-  std::fwrite(delta.data(), 1, delta.size(), stdout);
-  std::fflush(stdout);
-  return true;
-}
-
 /// One user turn: renders the history, streams the reply and records it.
 /// An error leaves the history as it was. Turn k samples with seed + k.
 absl::Status chatTurn(const TextModel &model, Generator &generator,

@@ -68,13 +68,13 @@ cl::list<std::string>
                 cl::value_desc("NAME"), cl::sub(compileSubcommand()),
                 cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
                 cl::sub(serveSubcommand()));
-cl::list<std::string> passOption(
-    "pass-option",
-    cl::desc("Options of a pass of treni-default-pipeline, e.g. "
-             "'treni-fuse-matvec=fold-norm=false fold-gated=false'"),
-    cl::value_desc("NAME=OPTIONS"), cl::sub(compileSubcommand()),
-    cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
-    cl::sub(serveSubcommand()));
+cl::list<std::string>
+    passOption("pass-option",
+               cl::desc("Options of a pass of treni-default-pipeline, e.g. "
+                        "'treni-fuse-matvec=fold-norm=false fold-gated=false'"),
+               cl::value_desc("NAME=OPTIONS"), cl::sub(compileSubcommand()),
+               cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
+               cl::sub(serveSubcommand()));
 
 //===----------------------------------------------------------------------===//
 // Engine flags: run, chat, serve
@@ -84,8 +84,8 @@ cl::opt<std::string>
     device("device",
            cl::desc("auto (the GPU when a CUDA device is usable, else the "
                     "CPU), cpu or gpu"),
-           cl::init("auto"), cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
-           cl::sub(serveSubcommand()));
+           cl::init("auto"), cl::sub(runSubcommand()),
+           cl::sub(chatSubcommand()), cl::sub(serveSubcommand()));
 cl::opt<int> maxSeq("max-seq",
                     cl::desc("KV cache length in tokens, the context (default "
                              "4096, or the model's max_position_embeddings "
@@ -338,6 +338,12 @@ std::string modelName(const std::string &model) {
   return name.empty() ? path.parent_path().filename().string() : name;
 }
 
+bool printDelta(std::string_view delta, absl::Span<const GeneratedToken>) {
+  std::fwrite(delta.data(), 1, delta.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
 GeneratorOptions TextModel::generatorOptions() const {
   return {options.maxSeq, loaded.eosIds, !noPrefixCache};
 }
@@ -356,11 +362,11 @@ absl::StatusOr<TextModel> loadForText(const std::string &model) {
   options.progress = &progress;
   TRENI_ASSIGN_OR_RETURN(text.loaded, loadModel(model, options));
   const EngineStats &stats = text.loaded.engine->stats();
-  progress.finish(absl::StrCat(
-      stats.source, stats.compileSeconds > 0
-                        ? absl::StrFormat(", compiled in %.2f s",
-                                          stats.compileSeconds)
-                        : ""));
+  progress.finish(
+      absl::StrCat(stats.source, stats.compileSeconds > 0
+                                     ? absl::StrFormat(", compiled in %.2f s",
+                                                       stats.compileSeconds)
+                                     : ""));
   text.loadSeconds = secondsSince(start);
   return text;
 }

@@ -77,6 +77,9 @@ const char *deviceName(Device device);
 /// The last component of a model path ("qwen2" for "test/fixtures/qwen2/").
 std::string modelName(const std::string &model);
 
+/// Generation callback of `run` and `chat`: the text on stdout as it comes.
+bool printDelta(std::string_view delta, absl::Span<const GeneratedToken>);
+
 /// A model loaded for text (`run`, `chat`, `serve`) and the options it was
 /// loaded with (--max-seq resolved).
 struct TextModel {

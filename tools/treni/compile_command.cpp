@@ -29,7 +29,8 @@ enum class Emit { Mlir, MlirOpt, Plan, Cuda, Package };
 cl::opt<Emit> emit(
     "emit",
     cl::desc("What to write (default: package for a .treni output, else plan)"),
-    cl::values(clEnumValN(Emit::Mlir, "mlir", "the treni IR the frontend builds"),
+    cl::values(clEnumValN(Emit::Mlir, "mlir",
+                          "the treni IR the frontend builds"),
                clEnumValN(Emit::MlirOpt, "mlir-opt",
                           "the IR after treni-default-pipeline"),
                clEnumValN(Emit::Plan, "plan", "the executable plan (JSON)"),
@@ -99,11 +100,11 @@ int runCompileCommand() {
   auto options = compilerOptionsFromFlags();
   if (!options.ok())
     return fail(options.status());
-  Emit what = emit.getNumOccurrences()
-                  ? emit.getValue()
-                  : (llvm::StringRef(outputFile).ends_with(".treni")
-                         ? Emit::Package
-                         : Emit::Plan);
+  Emit what =
+      emit.getNumOccurrences()
+          ? emit.getValue()
+          : (llvm::StringRef(outputFile).ends_with(".treni") ? Emit::Package
+                                                             : Emit::Plan);
   if (what == Emit::Package)
     return writePackage(*options);
   auto text = compiledText(what, *options);

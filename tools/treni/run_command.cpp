@@ -60,7 +60,8 @@ cl::opt<std::string>
                cl::init(kDefaultPrompt), cl::sub(runSubcommand()));
 cl::opt<bool> rawPrompt(
     "raw-prompt",
-    cl::desc("Send --prompt as it is (a completion), without the chat template"),
+    cl::desc(
+        "Send --prompt as it is (a completion), without the chat template"),
     cl::init(false), cl::sub(runSubcommand()));
 
 // Token ids: any of these selects the id mode.
@@ -96,8 +97,7 @@ constexpr int64_t kTextMaxTokens = 64;
 constexpr int64_t kIdMaxTokens = 16;
 
 bool idModeSelected() {
-  for (const cl::Option *flag :
-       std::initializer_list<const cl::Option *>{
+  for (const cl::Option *flag : std::initializer_list<const cl::Option *>{
            &promptIds, &promptLength, &forceIds, &dumpLogits, &repeat, &json,
            &profile})
     if (flag->getNumOccurrences())
@@ -111,9 +111,9 @@ absl::Status checkModelGiven(const std::string &model) {
   if (model.empty())
     return absl::InvalidArgumentError("no MODEL given");
   if (model == kDefaultModelDir && !std::filesystem::exists(model))
-    return absl::NotFoundError(absl::StrCat(
-        "no MODEL given, and the built-in default model (", model,
-        ") is not there"));
+    return absl::NotFoundError(
+        absl::StrCat("no MODEL given, and the built-in default model (", model,
+                     ") is not there"));
   return absl::OkStatus();
 }
 
@@ -143,23 +143,16 @@ absl::StatusOr<std::vector<int32_t>> encodePrompt(const LoadedModel &model,
   return model.tokenizer->encode(rendered, /*addSpecialTokens=*/false);
 }
 
-/// Generation callback: the text as it comes.
-bool printDelta(std::string_view delta, absl::Span<const GeneratedToken>) {
-  std::fwrite(delta.data(), 1, delta.size(), stdout);
-  std::fflush(stdout);
-  return true;
-}
-
 /// The tokens under the confidence threshold, each with its probability
 /// (the first few; the count says how many there were).
 std::string lowConfidenceTokens(const Generator &generator,
                                 const GenerationResult &result) {
   constexpr size_t kShown = 8;
   const Awareness &a = result.awareness;
-  std::string text = absl::StrFormat(
-      "low-confidence: %zu of %lld tokens under p=%.2f",
-      a.lowConfidencePositions.size(), (long long)a.numTokens,
-      a.lowConfidenceThreshold);
+  std::string text =
+      absl::StrFormat("low-confidence: %zu of %lld tokens under p=%.2f",
+                      a.lowConfidencePositions.size(), (long long)a.numTokens,
+                      a.lowConfidenceThreshold);
   for (size_t i = 0; i < a.lowConfidencePositions.size() && i < kShown; ++i) {
     const GeneratedToken &token = result.tokens[a.lowConfidencePositions[i]];
     absl::StrAppendFormat(&text, "%s\"%s\" (p=%.2f)", i == 0 ? ": " : ", ",
@@ -205,11 +198,11 @@ int runText() {
   if (!ids.ok())
     return fail(ids.status());
   request->promptIds = std::move(*ids);
-  std::fprintf(stderr, "%s\nprompt: %s\n",
-               modelLine(runModel, model->options,
-                         model->loaded.engine->stats())
-                   .c_str(),
-               promptText.c_str());
+  std::fprintf(
+      stderr, "%s\nprompt: %s\n",
+      modelLine(runModel, model->options, model->loaded.engine->stats())
+          .c_str(),
+      promptText.c_str());
   Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
                       model->generatorOptions());
   auto result = generator.generate(*request, printDelta);
@@ -289,12 +282,12 @@ absl::Status generateIds(Engine &engine, const std::vector<int32_t> &prompt,
     run.generated.push_back(sample.token);
   if (forced.empty() && !logitsOut) {
     // Each step fed the token sampled before: the engine runs ahead.
-    TRENI_RETURN_IF_ERROR(engine.decodeStream(
-        sample.token, position, maxTokens - 1, params,
-        [&](const SampleResult &next) {
-          run.generated.push_back(next.token);
-          return true;
-        }));
+    TRENI_RETURN_IF_ERROR(
+        engine.decodeStream(sample.token, position, maxTokens - 1, params,
+                            [&](const SampleResult &next) {
+                              run.generated.push_back(next.token);
+                              return true;
+                            }));
   } else {
     // Teacher forcing or logits to dump: one step at a time.
     for (int64_t i = 1; i < maxTokens; ++i) {
@@ -453,10 +446,9 @@ int runIds() {
       return fail(status);
   std::printf("%s\n", absl::StrJoin(run.generated, ",").c_str());
   if (json)
-    std::printf("%s\n",
-                dumpJson(idRunReport(**engine, options->device, prompt->size(),
-                                     newTokens, run))
-                    .c_str());
+    std::printf("%s\n", dumpJson(idRunReport(**engine, options->device,
+                                             prompt->size(), newTokens, run))
+                            .c_str());
   printIdSummary(**engine, *options, prompt->size(), newTokens, run);
   return 0;
 }

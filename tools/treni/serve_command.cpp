@@ -76,10 +76,9 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--port must be in 0..65535, not ", port.getValue()));
   if (queueSize < 1)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--queue-size must be at least 1, not ",
-                     queueSize.getValue(),
-                     " (requests that may wait while one runs)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--queue-size must be at least 1, not ", queueSize.getValue(),
+        " (requests that may wait while one runs)"));
   if (!(std::isfinite(requestTimeout) && requestTimeout > 0 &&
         requestTimeout <= kMaxRequestTimeoutSeconds))
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -128,7 +127,8 @@ int runServeCommand() {
   // Tools first: a bad configuration should fail before the model loads.
   ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent/agent_http.h)
   if (!toolsConfig.empty())
-    if (absl::Status status = configureAgentToolsFromFile(agentTools, toolsConfig);
+    if (absl::Status status =
+            configureAgentToolsFromFile(agentTools, toolsConfig);
         !status.ok())
       return fail(status);
   auto model = loadForText(serveModel);
