@@ -573,7 +573,9 @@ def main():
     p.add_argument("--tokenizer", default="",
                    help="tokenizer directory for models without one (both sides)")
     p.add_argument("--tasks", type=int, default=10)
-    p.add_argument("--max-seq", type=int, default=1024)
+    p.add_argument("--max-seq", type=int, default=None,
+                   help="KV cache length (default: 1024, or the model's "
+                        "max_position_embeddings when smaller: treni refuses more)")
     p.add_argument("--repeat", type=int, default=3,
                    help="rounds per (profile, workflow, gate); the two sides alternate "
                         "which goes first; per-task numbers are pooled")
@@ -594,6 +596,9 @@ def main():
     p.add_argument("--json", help="write all numbers here")
     p.add_argument("--table", help="write the markdown table here")
     args = p.parse_args()
+    if args.max_seq is None:
+        with open(os.path.join(args.model, "config.json")) as f:
+            args.max_seq = min(1024, json.load(f).get("max_position_embeddings", 1024))
 
     server, url, served = start_server(args)
     rows, unknown = [], set()

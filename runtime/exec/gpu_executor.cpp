@@ -111,6 +111,13 @@ absl::StatusOr<std::string> currentDeviceArch() {
   return absl::StrCat("sm_", major, minor);
 }
 
+absl::StatusOr<int64_t> freeDeviceMemoryBytes() {
+  TRENI_RETURN_IF_ERROR(currentDeviceArch().status());
+  size_t freeBytes = 0, totalBytes = 0;
+  TRENI_CUDA(cudaMemGetInfo(&freeBytes, &totalBytes));
+  return int64_t(freeBytes);
+}
+
 /// One launch of a function: a generated kernel or a cuBLASLt GEMM.
 struct StepLaunch {
   const PlanStep *step = nullptr;

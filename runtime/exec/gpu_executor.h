@@ -76,6 +76,10 @@ const std::string &convertKernelSource();
 /// "sm_90" for the current device, or an error when there is no usable GPU.
 absl::StatusOr<std::string> currentDeviceArch();
 
+/// Free bytes of the current device's memory (cudaMemGetInfo), or an error
+/// when there is no usable GPU.
+absl::StatusOr<int64_t> freeDeviceMemoryBytes();
+
 class GpuExecutor {
 public:
   static absl::StatusOr<std::unique_ptr<GpuExecutor>>
