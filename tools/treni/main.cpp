@@ -9,7 +9,9 @@
 //             --top-p P --top-k K --seed S --stop STR]   (streams text)
 //   treni chat [MODEL] [--system TEXT --chat-template FILE ...]
 //   treni serve [MODEL] [--host 127.0.0.1 --port 8080 --queue-size N
-//             --request-timeout S --chat-template FILE --served-model-name NAME]
+//             --request-timeout S --chat-template FILE --served-model-name NAME
+//             --api-key KEY --allowed-hosts NAMES --enable-agent-api]
+//             (docs/server.md: limits, timeouts, the security options)
 //
 // With no model, `run`, `chat` and `serve` use the bundled tiny Qwen2 fixture
 // on the CPU.
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -175,8 +178,31 @@ cl::opt<double> requestTimeout("request-timeout",
                                cl::desc("Seconds a request may take, queue included"),
                                cl::init(600), cl::sub(serveCommand));
 cl::opt<std::string> serveToolsConfig(
-    "tools-config", cl::desc("Tools for POST /v1/agent/run (see `treni agent run`)"),
+    "tools-config",
+    cl::desc("Tools for POST /v1/agent/run (see `treni agent run`; needs --enable-agent-api)"),
     cl::value_desc("FILE"), cl::init(""), cl::sub(serveCommand));
+cl::opt<bool> enableAgentApi("enable-agent-api",
+                             cl::desc("Mount POST /v1/agent/run (runs the tools of "
+                                      "--tools-config for whoever may call the API)"),
+                             cl::init(false), cl::sub(serveCommand));
+cl::opt<std::string> apiKey("api-key",
+                            cl::desc("Require 'Authorization: Bearer KEY' on every route "
+                                     "but /health (default: $TRENI_API_KEY)"),
+                            cl::value_desc("KEY"), cl::init(""), cl::sub(serveCommand));
+cl::list<std::string> allowedHosts(
+    "allowed-hosts",
+    cl::desc("Host header names accepted besides the bound address's ('*': any)"),
+    cl::value_desc("NAME[:PORT],..."), cl::CommaSeparated, cl::sub(serveCommand));
+cl::opt<double> headerTimeout("header-timeout",
+                              cl::desc("Seconds a request's headers may take to arrive"),
+                              cl::init(10), cl::sub(serveCommand));
+cl::opt<double> bodyTimeout("body-timeout",
+                            cl::desc("Seconds a request's body may take to arrive"),
+                            cl::init(30), cl::sub(serveCommand));
+cl::opt<int> maxConnectionsPerClient(
+    "max-connections-per-client",
+    cl::desc("Open connections one client address may hold (more: 503)"), cl::init(64),
+    cl::sub(serveCommand));
 cl::opt<std::string> servedModelName("served-model-name",
                                      cl::desc("The `model` name clients use "
                                               "(default: the model directory's name)"),
@@ -701,6 +727,10 @@ int runServe() {
     return fail(absl::InvalidArgumentError(
         "--queue-size must be >= 0, --request-timeout > 0, --max-body-kib >= 1, "
         "--port in 0..65535"));
+  if (!(headerTimeout > 0) || !(bodyTimeout > 0) || maxConnectionsPerClient < 1)
+    return fail(absl::InvalidArgumentError(
+        "--header-timeout and --body-timeout must be > 0, "
+        "--max-connections-per-client >= 1"));
   if (!(lowConfidence >= 0 && lowConfidence <= 1))
     return fail(absl::InvalidArgumentError("--low-confidence must be in [0, 1]"));
   auto loaded = loadForText(serveModel);
@@ -726,13 +756,24 @@ int runServe() {
   options.requestTimeoutSeconds = requestTimeout;
   options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
   options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
+  options.headerTimeoutSeconds = headerTimeout;
+  options.bodyTimeoutSeconds = bodyTimeout;
+  options.maxConnectionsPerClient = maxConnectionsPerClient;
+  options.allowedHosts.assign(allowedHosts.begin(), allowedHosts.end());
+  options.apiKey = apiKey;
+  if (const char *fromEnvironment = std::getenv("TRENI_API_KEY");
+      options.apiKey.empty() && fromEnvironment)
+    options.apiKey = fromEnvironment;
   HttpServer server(generator, model, options);
   ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent/agent_http.h)
+  if (!serveToolsConfig.empty() && !enableAgentApi)
+    return fail(absl::InvalidArgumentError("--tools-config needs --enable-agent-api"));
   if (!serveToolsConfig.empty())
     if (absl::Status status = configureAgentToolsFromFile(agentTools, serveToolsConfig);
         !status.ok())
       return fail(status);
-  addAgentRoute(server, generator, model, agentTools);
+  if (enableAgentApi)
+    addAgentRoute(server, generator, model, agentTools);
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
   std::signal(SIGINT, onStopSignal);
