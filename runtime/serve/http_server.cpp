@@ -35,12 +35,11 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/serve/http_access.h"
 #include "support/ascii.h"
 #include "support/json_bounded.h"
-#include "support/sha256.h"
 
 namespace treni {
 
@@ -167,26 +166,6 @@ std::string quote(std::string_view value) {
          (value.size() > 100 ? "...'" : "'");
 }
 
-std::string lowerCase(std::string_view text) {
-  std::string out(text);
-  for (char &c : out)
-    c = absl::ascii_tolower(static_cast<unsigned char>(c));
-  return out;
-}
-
-bool startsWithIgnoringCase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() &&
-         beast::iequals(text.substr(0, prefix.size()), prefix);
-}
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && absl::ascii_isspace(static_cast<unsigned char>(text.front())))
-    text.remove_prefix(1);
-  while (!text.empty() && absl::ascii_isspace(static_cast<unsigned char>(text.back())))
-    text.remove_suffix(1);
-  return text;
-}
-
 /// The checks every JSON body gets before it is parsed: nlohmann stops at a
 /// NUL byte and would accept what follows unread; the values built from a
 /// deeply nested document are copied and rendered recursively.
@@ -226,105 +205,6 @@ std::string clientAddress(const net::ip::address &address) {
     return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).to_string();
   return address.to_string();
 }
-
-/// An address as it appears in a Host header: IPv6 in brackets.
-std::string hostForm(const net::ip::address &address) {
-  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]")
-                         : address.to_string();
-}
-
-/// "name:port" -> {name, port}; "[v6]:port" keeps the brackets; no port: "".
-std::pair<std::string_view, std::string_view> splitHostPort(std::string_view host) {
-  size_t colon = host.rfind(':');
-  if (colon == std::string_view::npos ||
-      (!host.empty() && host.front() == '[' && host.back() == ']'))
-    return {host, {}};
-  return {host.substr(0, colon), host.substr(colon + 1)};
-}
-
-bool isIpLiteral(std::string_view name) {
-  if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
-    beast::error_code ec;
-    net::ip::make_address_v6(std::string(name.substr(1, name.size() - 2)), ec);
-    return !ec;
-  }
-  beast::error_code ec;
-  net::ip::make_address_v4(std::string(name), ec);
-  return !ec;
-}
-
-/// Who may talk to the server. DNS rebinding (a page on evil.example whose
-/// name comes to resolve to 127.0.0.1) sends its own name as Host: only the
-/// bound address's names, IP literals on a wildcard bind, and
-/// --allowed-hosts pass. A browser's cross-site request carries its page's
-/// Origin: only the server's own passes. The API key is compared through
-/// its SHA-256, in time independent of where it differs and of its length.
-class AccessPolicy {
-public:
-  AccessPolicy() = default;
-  AccessPolicy(const ServerOptions &options, const net::ip::address &bound) {
-    names_.push_back(lowerCase(options.host));
-    names_.push_back(hostForm(bound));
-    if (bound.is_loopback())
-      for (const char *name : {"localhost", "127.0.0.1", "[::1]"})
-        names_.push_back(name);
-    if (bound.is_unspecified()) {
-      anyIpLiteral_ = true;
-      names_.push_back("localhost");
-    }
-    for (const std::string &host : options.allowedHosts) {
-      if (host == "*")
-        anyHost_ = true;
-      extra_.push_back(lowerCase(host));
-    }
-    if (!options.apiKey.empty())
-      keyDigest_ = sha256Hex(options.apiKey);
-  }
-
-  /// The port is not checked against the bound one: rebinding is about the
-  /// name, and a mapped port (docker -p 9000:8080) shows the client's.
-  bool hostAllowed(std::string_view host) const {
-    if (anyHost_)
-      return true;
-    std::string lower = lowerCase(host);
-    std::string_view name = splitHostPort(lower).first;
-    for (const std::string &entry : extra_)
-      if (entry == lower || entry == name)
-        return true;
-    for (const std::string &own : names_)
-      if (own == name)
-        return true;
-    return anyIpLiteral_ && isIpLiteral(name);
-  }
-
-  /// `origin` names `host` (which passed hostAllowed) over http or https.
-  static bool originAllowed(std::string_view origin, std::string_view host) {
-    for (std::string_view scheme : {"http://", "https://"})
-      if (startsWithIgnoringCase(origin, scheme))
-        return beast::iequals(origin.substr(scheme.size()), host);
-    return false; // "null" (a sandboxed or file: page) included
-  }
-
-  bool keyRequired() const { return !keyDigest_.empty(); }
-
-  /// `authorization` is "Bearer <the key>".
-  bool keyMatches(std::string_view authorization) const {
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!startsWithIgnoringCase(authorization, kBearer))
-      return false;
-    std::string digest = sha256Hex(trimmed(authorization.substr(kBearer.size())));
-    unsigned difference = 0;
-    for (size_t i = 0; i < digest.size(); ++i)
-      difference |= unsigned(digest[i] ^ keyDigest_[i]);
-    return difference == 0;
-  }
-
-private:
-  bool anyHost_ = false, anyIpLiteral_ = false;
-  std::vector<std::string> names_; ///< the bound address's
-  std::vector<std::string> extra_; ///< --allowed-hosts
-  std::string keyDigest_;
-};
 
 } // namespace
 
@@ -550,7 +430,9 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       auto type = request.find(http::field::content_type);
       std::string_view mediaType =
           type == request.end() ? "" : type->value();
-      mediaType = trimmed(mediaType.substr(0, mediaType.find(';')));
+      mediaType = mediaType.substr(0, mediaType.find(';'));
+      while (!mediaType.empty() && (mediaType.back() == ' ' || mediaType.back() == '\t'))
+        mediaType.remove_suffix(1); // "application/json ; charset=utf-8"
       if (!beast::iequals(mediaType, "application/json"))
         return requestError(415,
                             absl::StrCat("the request body must be JSON sent as "
@@ -1210,8 +1092,10 @@ absl::Status HttpServer::start() {
         ec.message(), " (in use, or not a local address?)"));
   }
   port_ = bound->port();
-  impl_->access = AccessPolicy(options_, bound->address());
-  if (!bound->address().is_loopback() && options_.apiKey.empty())
+  std::string boundAddress = bound->address().to_string();
+  impl_->access = AccessPolicy(options_.host, boundAddress, options_.allowedHosts,
+                               options_.apiKey);
+  if (!isLoopbackAddress(boundAddress) && options_.apiKey.empty())
     std::fprintf(stderr,
                  "treni serve: warning: listening on %s, which is not a loopback "
                  "address, without --api-key: whoever reaches port %d can use "
