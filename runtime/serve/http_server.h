@@ -74,6 +74,7 @@ struct ServerOptions {
   int maxConnections = 1000;
   /// The listen backlog (connections the kernel holds before accept).
   int listenBacklog = 1024;
+  /// Threads that do the sockets' I/O (none of it blocks).
   int ioThreads = 2;
 
   /// Host header values accepted besides the bound address's own names
@@ -99,8 +100,10 @@ public:
   absl::Status start();
   /// The bound port.
   int port() const { return port_; }
-  /// Graceful: refuses new requests (503), lets the ones in flight finish,
-  /// stops the worker. Idempotent; safe from any thread but a handler.
+  /// Graceful: stops accepting, closes the connections that wait for a
+  /// request, lets the requests in flight finish (queued ones included; a
+  /// request that arrives meanwhile gets 503), then stops the threads.
+  /// Idempotent; safe from any thread but the server's own.
   void stop();
   /// Blocks until stop() has finished.
   void wait();

@@ -75,34 +75,17 @@ public:
   /// connection (or reset it) by then.
   bool readUntilClosed(std::chrono::milliseconds timeout) {
     auto end = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          end - std::chrono::steady_clock::now());
-      pollfd entry{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&entry, 1, int(left.count())) <= 0)
-        return false;
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0)
-        return true;
-      received.append(chunk, size_t(n));
+    Read read;
+    while ((read = readSome(end)) == Read::Data) {
     }
+    return read == Read::Closed;
   }
   /// Reads until `text` has arrived (or `timeout`).
   bool readUntil(std::string_view text, std::chrono::milliseconds timeout) {
     auto end = std::chrono::steady_clock::now() + timeout;
-    while (received.find(text) == std::string::npos) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          end - std::chrono::steady_clock::now());
-      pollfd entry{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&entry, 1, int(left.count())) <= 0)
+    while (received.find(text) == std::string::npos)
+      if (readSome(end) != Read::Data)
         return false;
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0)
-        return false;
-      received.append(chunk, size_t(n));
-    }
     return true;
   }
   /// The status of the response received so far (0: none).
@@ -115,6 +98,22 @@ public:
   std::string received;
 
 private:
+  enum class Read { Data, Closed, TimedOut };
+  /// Appends what arrives before `end` to `received`.
+  Read readSome(std::chrono::steady_clock::time_point end) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    pollfd entry{fd_, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&entry, 1, int(left.count())) <= 0)
+      return Read::TimedOut;
+    char chunk[4096];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0)
+      return Read::Closed;
+    received.append(chunk, size_t(n));
+    return Read::Data;
+  }
+
   int fd_ = -1;
   bool connected_ = false;
 };
@@ -138,7 +137,9 @@ protected:
     generator_.reset();
   }
 
-  HttpServer &start(ServerOptions options = {}) {
+  /// Starts a server over the fixture; `beforeStart` may add routes.
+  HttpServer &start(ServerOptions options = {},
+                    const std::function<void(HttpServer &)> &beforeStart = {}) {
     options.host = "127.0.0.1";
     options.port = 0;
     if (options.maxBodyBytes == ServerOptions().maxBodyBytes)
@@ -153,6 +154,8 @@ protected:
     served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
     served.maxSeq = 512;
     server_ = std::make_unique<HttpServer>(*generator_, served, options);
+    if (beforeStart)
+      beforeStart(*server_);
     absl::Status status = server_->start();
     EXPECT_TRUE(status.ok()) << status;
     return *server_;
@@ -796,25 +799,15 @@ TEST_F(ServerTest, ApiKeyGuardsEverythingButHealth) {
 // throws on the worker (which used to end the process) get a generic error,
 // and the server keeps serving.
 TEST_F(ServerTest, NoExceptionTextInResponses) {
-  generator_ = std::make_unique<Generator>(*model_->engine, *model_->tokenizer,
-                                           GeneratorOptions{512, model_->eosIds});
-  ServedModel served;
-  served.name = "qwen2";
-  served.tokenizer = model_->tokenizer.get();
-  served.chatTemplate = model_->chatTemplate.get();
-  served.maxSeq = 512;
-  ServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  server_ = std::make_unique<HttpServer>(*generator_, served, options);
-  server_->addStreamedRoute(
-      "/v1/throws", [](const std::string &body,
-                       const std::function<void(const std::string &)> &emit,
-                       const std::atomic<bool> &) {
-        emit("{\"event\": \"start\"}");
-        throw std::runtime_error("secret detail " + body.substr(0, 8));
-      });
-  ASSERT_TRUE(server_->start().ok());
+  start({}, [](HttpServer &server) {
+    server.addStreamedRoute(
+        "/v1/throws", [](const std::string &body,
+                         const std::function<void(const std::string &)> &emit,
+                         const std::atomic<bool> &) {
+          emit("{\"event\": \"start\"}");
+          throw std::runtime_error("secret detail " + body.substr(0, 8));
+        });
+  });
 
   Reply thrown = post("/v1/chat/completions",
                       chatBody({{"tool_choice", {{"type", 1}}}}).dump());
