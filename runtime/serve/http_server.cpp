@@ -119,9 +119,11 @@ constexpr size_t kLingerBytes = 8 << 20;
 constexpr int kRequestPoolThreads = 2;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/// `value` seconds, at most about 30 years (an infinite or absurd option
+/// must not overflow the clock).
 Clock::duration seconds(double value) {
   return std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(value));
+      std::chrono::duration<double>(value < 1e9 ? value : 1e9));
 }
 
 ApiError serverError(int status, std::string message, std::string type,
@@ -1104,7 +1106,20 @@ absl::Status HttpServer::start() {
   worker_ = std::thread([this] { workerLoop(); });
   impl_->accept();
   for (int i = 0; i < std::max(1, options_.ioThreads); ++i)
-    impl_->ioThreads.emplace_back([this] { impl_->io.run(); });
+    impl_->ioThreads.emplace_back([this] {
+      // An exception out of a handler (std::bad_alloc, say) ends that
+      // connection, whose handlers are gone; the thread goes on serving.
+      while (true) {
+        try {
+          impl_->io.run();
+          return;
+        } catch (const std::exception &error) {
+          logInternalError("an I/O thread", error.what());
+        } catch (...) {
+          logInternalError("an I/O thread", "unknown exception");
+        }
+      }
+    });
   started_ = true;
   return absl::OkStatus();
 }
