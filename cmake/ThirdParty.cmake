@@ -2,7 +2,9 @@
 # imported targets. Static archives where Debian ships them (PCRE2, utf8proc,
 # SQLite), so `treni` stays self-contained on the GPU machine. cpp-httplib is
 # packaged as a shared library only (libcpp-httplib.so.0.11, with OpenSSL and
-# brotli); bench/gpu_check.sh carries it to the GPU machine.
+# brotli); bench/gpu_check.sh carries it to the GPU machine. It is the HTTP
+# client of the agent tools and the tests; the server is Boost.Beast
+# (header-only, libboost-dev), included by runtime/serve/http_server.cpp alone.
 
 function(treni_import_static target header archive)
   find_path(${target}_INCLUDE ${header} REQUIRED)
@@ -30,4 +32,11 @@ set_target_properties(treni_httplib PROPERTIES
   IMPORTED_LOCATION "${treni_httplib_LIBRARY}"
   INTERFACE_INCLUDE_DIRECTORIES "${treni_httplib_INCLUDE}"
   INTERFACE_COMPILE_DEFINITIONS "CPPHTTPLIB_OPENSSL_SUPPORT;CPPHTTPLIB_ZLIB_SUPPORT;CPPHTTPLIB_BROTLI_SUPPORT"
+  INTERFACE_LINK_LIBRARIES Threads::Threads)
+
+find_path(treni_beast_INCLUDE boost/beast.hpp REQUIRED)
+add_library(treni_beast INTERFACE IMPORTED GLOBAL)
+set_target_properties(treni_beast PROPERTIES
+  INTERFACE_INCLUDE_DIRECTORIES "${treni_beast_INCLUDE}"
+  INTERFACE_COMPILE_DEFINITIONS "BOOST_BEAST_USE_STD_STRING_VIEW;BOOST_ASIO_NO_DEPRECATED"
   INTERFACE_LINK_LIBRARIES Threads::Threads)

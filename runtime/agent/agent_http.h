@@ -16,6 +16,10 @@
 // are serialized with the other requests; while it waits on a tool, no other
 // request generates.
 //
+// The route runs tools for whoever may call the API, so `treni serve` mounts
+// it only with --enable-agent-api. The body has passed the server's checks
+// for every POST (Host, Origin, API key, application/json, size, depth).
+//
 //===----------------------------------------------------------------------===//
 #pragma once
 

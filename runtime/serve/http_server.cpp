@@ -1,14 +1,52 @@
 //===- http_server.cpp - the OpenAI-compatible HTTP server ---------------===//
+//
+// The only file that includes Boost (Beast for HTTP/1.1, asio for sockets and
+// timers). Why Beast and not cpp-httplib: httplib serves a connection on a
+// pool thread from its first byte to its last, with only a per-recv timeout,
+// so 30 connections that send one header line every 2 s held every thread
+// and /health timed out; its listen backlog is compiled into Debian's library
+// (5). libmicrohttpd has only an inactivity timeout, which such a client
+// resets with every line. Here every connection is a chain of asynchronous
+// operations under a whole-phase deadline (beast::tcp_stream::expires_after):
+// headers, body, each write.
+//
+//===----------------------------------------------------------------------===//
 
 #include "runtime/serve/http_server.h"
 
-#include <csignal>
+#include <malloc.h>
 
+#include <array>
+#include <csignal>
+#include <limits>
+#include <cstdio>
+#include <unordered_map>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "httplib.h"
+#include "runtime/serve/http_access.h"
+#include "support/ascii.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
@@ -21,9 +59,11 @@ struct HttpServer::Job {
   bool stream = false;
   Clock::time_point submitted, deadline;
   std::atomic<bool> cancel{false};
+  /// Set before the job is queued: schedules the connection's pump after
+  /// every change below (the worker makes them; the connection reads them).
+  std::function<void()> notify;
 
   std::mutex mutex;
-  std::condition_variable changed;
   bool started = false; ///< prepared: a stream's events follow
   bool done = false;
   std::optional<ApiError> error; ///< before started: the whole response
@@ -33,21 +73,58 @@ struct HttpServer::Job {
   void push(std::vector<std::string> more) {
     if (more.empty())
       return;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (std::string &event : more)
+        events.push_back(std::move(event));
+    }
+    notify();
+  }
+  void markStarted() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      started = true;
+    }
+    notify();
+  }
+  bool hasStarted() {
     std::lock_guard<std::mutex> lock(mutex);
-    for (std::string &event : more)
-      events.push_back(std::move(event));
-    changed.notify_all();
+    return started;
   }
   void finish(std::optional<ApiError> failure = std::nullopt) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (failure)
-      error = std::move(failure);
-    done = true;
-    changed.notify_all();
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (failure)
+        error = std::move(failure);
+      done = true;
+    }
+    notify();
   }
 };
 
 namespace {
+
+/// Request headers larger than this answer 431.
+constexpr uint32_t kMaxHeaderBytes = 16 * 1024;
+/// After a request body this large, free memory goes back to the system.
+constexpr size_t kTrimAfterBodyBytes = 1 << 20;
+/// glibc makes up to 8 arenas per core, each keeping what it once held: a
+/// multi-MiB body parsed on one thread and freed on another stays resident.
+constexpr int kMallocArenas = 4;
+/// A connection closed after an error answer (its body unread) reads and
+/// drops what the client still sends for at most this long and this much,
+/// so that the client reads the answer instead of a reset.
+constexpr std::chrono::seconds kLingerTime{1};
+constexpr size_t kLingerBytes = 8 << 20;
+constexpr int kRequestPoolThreads = 2;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/// `value` seconds, at most about 30 years (an infinite or absurd option
+/// must not overflow the clock).
+Clock::duration seconds(double value) {
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(value < 1e9 ? value : 1e9));
+}
 
 ApiError serverError(int status, std::string message, std::string type,
                      std::string code) {
@@ -59,6 +136,11 @@ ApiError serverError(int status, std::string message, std::string type,
   return error;
 }
 
+ApiError requestError(int status, std::string message, std::string code) {
+  return serverError(status, std::move(message), "invalid_request_error",
+                     std::move(code));
+}
+
 ApiError timeoutError(double seconds) {
   return serverError(
       504,
@@ -68,15 +150,722 @@ ApiError timeoutError(double seconds) {
       "timeout_error", "request_timeout");
 }
 
-void sendError(httplib::Response &res, const ApiError &error) {
-  res.status = error.status;
-  res.set_content(dumpJson(error.toJson()), "application/json");
+/// What a client sees of an exception: nothing of its text.
+ApiError internalError() {
+  return serverError(500, "internal server error", "server_error",
+                     "internal_error");
 }
 
-const char *kEndpoints[] = {"/v1/chat/completions", "/v1/completions",
-                            "/v1/models", "/health", "/metrics"};
+void logInternalError(std::string_view where, std::string_view what) {
+  std::fprintf(stderr, "treni serve: internal error in %.*s: %.*s\n",
+               int(where.size()), where.data(), int(what.size()), what.data());
+  std::fflush(stderr);
+}
+
+/// A header value quoted in an error message, cut short.
+std::string quote(std::string_view value) {
+  return "'" + std::string(value.substr(0, 100)) +
+         (value.size() > 100 ? "...'" : "'");
+}
+
+/// The checks every JSON body gets before it is parsed: nlohmann stops at a
+/// NUL byte and would accept what follows unread; the values built from a
+/// deeply nested document are copied and rendered recursively.
+std::optional<ApiError> checkJsonBody(std::string_view body) {
+  if (size_t at = body.find('\0'); at != std::string_view::npos)
+    return invalidRequest(absl::StrCat("the request body is not valid JSON: "
+                                       "a NUL byte at byte ",
+                                       at),
+                          "", "invalid_json");
+  if (jsonNestingDepth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    return invalidRequest(absl::StrCat("the request body nests arrays and "
+                                       "objects deeper than ",
+                                       kMaxJsonDepth, " levels"),
+                          "", "invalid_json");
+  return std::nullopt;
+}
+
+std::string percentDecode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    int high, low;
+    if (text[i] == '%' && i + 2 < text.size() &&
+        (high = hexDigitValue(text[i + 1])) >= 0 &&
+        (low = hexDigitValue(text[i + 2])) >= 0) {
+      out += char(high * 16 + low);
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+/// The address a per-client limit counts by (IPv4-mapped IPv6 as IPv4).
+std::string clientAddress(const net::ip::address &address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).to_string();
+  return address.to_string();
+}
 
 } // namespace
+
+struct HttpServer::Impl {
+  explicit Impl(HttpServer &server)
+      : server(server), acceptor(net::make_strand(io)),
+        acceptRetry(acceptor.get_executor()), requestPool(kRequestPoolThreads),
+        workGuard(io.get_executor()) {}
+
+  void accept();
+  void onAccept(beast::error_code ec, tcp::socket socket);
+
+  HttpServer &server;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  net::steady_timer acceptRetry;
+  net::thread_pool requestPool;
+  net::executor_work_guard<net::io_context::executor_type> workGuard;
+  std::vector<std::thread> ioThreads;
+  AccessPolicy access;
+  std::atomic<bool> stopping{false};
+
+  /// The open connections: counts (total and per client address) and a
+  /// registry for stop().
+  std::mutex mutex;
+  std::condition_variable allClosed;
+  int open = 0;
+  std::unordered_map<std::string, int> perClient;
+  std::unordered_map<Connection *, std::weak_ptr<Connection>> connections;
+};
+
+/// One TCP connection: reads requests one after another (keep-alive), each
+/// within its header and body deadlines, and writes their answers. All of
+/// its handlers run on its strand; the Job is the only state it shares
+/// with the worker.
+struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
+  enum class Route { None, Health, Metrics, Models, Model, Chat, Completion, Streamed };
+
+  Connection(HttpServer &server, tcp::socket socket, std::string client)
+      : server(server), impl(*server.impl_), options(server.options_),
+        stream(std::move(socket)), client(std::move(client)),
+        jobTimer(stream.get_executor()) {}
+  ~Connection() {
+    if (!counted)
+      return;
+    std::lock_guard<std::mutex> lock(impl.mutex);
+    --impl.open;
+    if (admitted && --impl.perClient[client] == 0)
+      impl.perClient.erase(client);
+    impl.connections.erase(this);
+    impl.allClosed.notify_all();
+  }
+
+  void start() {
+    if (admitted)
+      return readRequest();
+    endpoint = "other";
+    // Past the per-client limit: one answer, then the connection closes.
+    respondError(serverError(503,
+                             absl::StrCat("too many connections from ", client,
+                                          " (--max-connections-per-client ",
+                                          options.maxConnectionsPerClient, ")"),
+                             "server_error", "too_many_connections"),
+                 /*close=*/true);
+  }
+
+  /// stop(): a connection waiting for a request closes; one serving a
+  /// request finishes it (its answer says Connection: close).
+  void onServerStop() {
+    if (idle)
+      closeNow();
+  }
+
+  void readRequest() {
+    idle = true;
+    responded = streaming = false;
+    route = Route::None;
+    if (impl.stopping)
+      return closeNow();
+    parser.emplace();
+    parser->header_limit(kMaxHeaderBytes);
+    // The body's size is checked after the access checks (onHeader).
+    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    stream.expires_after(seconds(options.headerTimeoutSeconds));
+    http::async_read_header(stream, buffer, *parser,
+                            [self = shared_from_this()](beast::error_code ec,
+                                                        size_t) {
+                              self->onHeader(ec);
+                            });
+  }
+
+  void onHeader(beast::error_code ec) {
+    idle = false;
+    const auto &request = parser->get();
+    method = std::string(request.method_string());
+    std::string_view target = request.target();
+    path = std::string(target.substr(0, target.find('?')));
+    version = request.version() == 10 ? 10 : 11;
+    keepAlive = false;
+    matchRoute();
+    if (ec == http::error::header_limit)
+      return respondError(requestError(431,
+                                       absl::StrCat("the request headers are larger than ",
+                                                    kMaxHeaderBytes, " bytes"),
+                                       "headers_too_large"),
+                          /*close=*/true);
+    if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+        ec == net::error::eof || ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset)
+      return closeNow();
+    if (ec)
+      return respondError(requestError(400,
+                                       absl::StrCat("malformed HTTP request (", ec.message(),
+                                                    ")"),
+                                       "malformed_request"),
+                          /*close=*/true);
+    keepAlive = request.keep_alive();
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (std::optional<ApiError> error = checkAccess(headers))
+      return respondError(*error, /*close=*/!parser->is_done(), std::move(headers));
+    if (boost::optional<uint64_t> length = parser->content_length();
+        length && *length > options.maxBodyBytes)
+      return respondError(bodyTooLarge(), /*close=*/true);
+    parser->body_limit(options.maxBodyBytes); // a chunked body's
+    if (parser->is_done())
+      return onBody({});
+    auto expect = request.find(http::field::expect);
+    if (expect != request.end() &&
+        beast::iequals(expect->value(), "100-continue")) {
+      stream.expires_after(seconds(options.writeTimeoutSeconds));
+      return net::async_write(stream, net::buffer(kContinue),
+                              [self = shared_from_this()](beast::error_code ec,
+                                                          size_t) {
+                                if (ec)
+                                  return self->closeNow();
+                                self->readBody();
+                              });
+    }
+    readBody();
+  }
+
+  void matchRoute() {
+    endpoint = "other";
+    allowed = "GET";
+    if (path == "/health") {
+      route = Route::Health;
+    } else if (path == "/metrics") {
+      route = Route::Metrics;
+    } else if (path == "/v1/models") {
+      route = Route::Models;
+    } else if (absl::StartsWith(path, "/v1/models/")) {
+      route = Route::Model;
+      modelId = percentDecode(std::string_view(path).substr(11));
+      endpoint = "/v1/models";
+    } else if (path == "/v1/chat/completions") {
+      route = Route::Chat;
+    } else if (path == "/v1/completions") {
+      route = Route::Completion;
+    } else {
+      route = Route::None;
+      for (size_t i = 0; i < server.streamedRoutes_.size(); ++i)
+        if (server.streamedRoutes_[i].first == path) {
+          route = Route::Streamed;
+          streamedRoute = i;
+        }
+    }
+    if (route == Route::Chat || route == Route::Completion ||
+        route == Route::Streamed)
+      allowed = "POST";
+    if (route != Route::None && route != Route::Model)
+      endpoint = path;
+  }
+
+  /// Host, Origin, the API key, the route and method, the content type:
+  /// the error that answers the request (its body unread), if any.
+  std::optional<ApiError>
+  checkAccess(std::vector<std::pair<std::string, std::string>> &headers) {
+    const auto &request = parser->get();
+    auto host = request.find(http::field::host);
+    std::string_view hostValue;
+    if (host == request.end()) {
+      if (version >= 11)
+        return requestError(400, "an HTTP/1.1 request needs a Host header",
+                            "invalid_host");
+    } else {
+      hostValue = host->value();
+      if (!impl.access.hostAllowed(hostValue))
+        return requestError(403,
+                            absl::StrCat("the Host header ", quote(hostValue),
+                                         " does not name this server (see "
+                                         "treni serve --allowed-hosts)"),
+                            "invalid_host");
+    }
+    auto origin = request.find(http::field::origin);
+    if (origin != request.end() &&
+        !AccessPolicy::originAllowed(origin->value(), hostValue))
+      return requestError(403,
+                          absl::StrCat("cross-origin requests are refused (Origin ",
+                                       quote(origin->value()), ")"),
+                          "invalid_origin");
+    if (route != Route::Health && impl.access.keyRequired()) {
+      auto authorization = request.find(http::field::authorization);
+      if (authorization == request.end() ||
+          !impl.access.keyMatches(authorization->value())) {
+        headers.emplace_back("WWW-Authenticate", "Bearer");
+        return requestError(401,
+                            "a missing or incorrect API key: send "
+                            "'Authorization: Bearer <key>'",
+                            "invalid_api_key");
+      }
+    }
+    if (route == Route::None)
+      return requestError(404, absl::StrCat("no route for ", method, " ", path),
+                          "not_found");
+    if (method != allowed) {
+      headers.emplace_back("Allow", allowed);
+      return requestError(405,
+                          absl::StrCat(method, " is not allowed on ", path,
+                                       "; use ", allowed),
+                          "method_not_allowed");
+    }
+    if (allowed == std::string_view("POST")) {
+      auto type = request.find(http::field::content_type);
+      std::string_view mediaType =
+          type == request.end() ? "" : type->value();
+      mediaType = mediaType.substr(0, mediaType.find(';'));
+      while (!mediaType.empty() && (mediaType.back() == ' ' || mediaType.back() == '\t'))
+        mediaType.remove_suffix(1); // "application/json ; charset=utf-8"
+      if (!beast::iequals(mediaType, "application/json"))
+        return requestError(415,
+                            absl::StrCat("the request body must be JSON sent as "
+                                         "Content-Type: application/json, not ",
+                                         mediaType.empty() ? "no Content-Type"
+                                                           : quote(mediaType)),
+                            "unsupported_media_type");
+    }
+    return std::nullopt;
+  }
+
+  ApiError bodyTooLarge() const {
+    return requestError(413,
+                        absl::StrCat("the request body is larger than the server's "
+                                     "limit of ",
+                                     options.maxBodyBytes, " bytes (--max-body-kib)"),
+                        "body_too_large");
+  }
+
+  void readBody() {
+    stream.expires_after(seconds(options.bodyTimeoutSeconds));
+    http::async_read(stream, buffer, *parser,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->onBody(ec);
+                     });
+  }
+
+  void onBody(beast::error_code ec) {
+    if (ec == http::error::body_limit)
+      return respondError(bodyTooLarge(), /*close=*/true);
+    if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+        ec == http::error::partial_message || ec == net::error::eof ||
+        ec == net::error::operation_aborted || ec == net::error::connection_reset)
+      return closeNow();
+    if (ec)
+      return respondError(requestError(400,
+                                       absl::StrCat("malformed HTTP request body (",
+                                                    ec.message(), ")"),
+                                       "malformed_request"),
+                          /*close=*/true);
+    bodyBytes = parser->get().body().size();
+    try {
+      handleRequest();
+    } catch (const std::exception &error) {
+      logInternalError(absl::StrCat(method, " ", path), error.what());
+      respondError(internalError());
+    } catch (...) {
+      logInternalError(absl::StrCat(method, " ", path), "unknown exception");
+      respondError(internalError());
+    }
+  }
+
+  void handleRequest() {
+    switch (route) {
+    case Route::Health: {
+      bool draining;
+      {
+        std::lock_guard<std::mutex> lock(server.mutex_);
+        draining = server.draining_;
+      }
+      return respond(draining ? 503 : 200,
+                     dumpJson({{"status", draining ? "shutting_down" : "ok"},
+                               {"model", server.model_.name},
+                               {"queue_depth", server.metrics_.queueDepth()},
+                               {"running", server.metrics_.running()}}),
+                     "application/json");
+    }
+    case Route::Metrics:
+      return respond(200, server.metrics_.render(), "text/plain; version=0.0.4");
+    case Route::Models:
+      return respond(200,
+                     dumpJson({{"object", "list"},
+                               {"data", json::array({server.modelObject()})}}),
+                     "application/json");
+    case Route::Model:
+      if (modelId != server.model_.name) {
+        ApiError error = requestError(
+            404, absl::StrCat("The model ", quote(modelId), " does not exist"),
+            "model_not_found");
+        error.param = "model";
+        return respondError(error);
+      }
+      return respond(200, dumpJson(server.modelObject()), "application/json");
+    case Route::Chat:
+    case Route::Completion:
+    case Route::Streamed:
+      break;
+    case Route::None:
+      return;
+    }
+    // Parsing and validating the body is CPU work: the request pool does it.
+    net::post(impl.requestPool, [self = shared_from_this(), route = route,
+                                 index = streamedRoute,
+                                 body = std::move(parser->get().body())]() mutable {
+      ApiResult<std::shared_ptr<Job>> job = internalError();
+      try {
+        job = self->prepareJob(route, index, std::move(body));
+      } catch (const std::exception &error) {
+        logInternalError(absl::StrCat(self->method, " ", self->path), error.what());
+      } catch (...) {
+        logInternalError(absl::StrCat(self->method, " ", self->path),
+                         "unknown exception");
+      }
+      net::post(self->stream.get_executor(),
+                [self, job = std::move(job)]() mutable {
+                  self->onPrepared(std::move(job));
+                });
+    });
+  }
+
+  /// On the request pool.
+  ApiResult<std::shared_ptr<Job>> prepareJob(Route route, size_t index,
+                                             std::string body) const {
+    if (std::optional<ApiError> error = checkJsonBody(body))
+      return *error;
+    auto job = std::make_shared<Job>();
+    if (route == Route::Chat) {
+      ApiResult<ChatRequest> parsed = parseChatRequest(body, server.limits_);
+      if (auto *error = std::get_if<ApiError>(&parsed))
+        return *error;
+      job->kind = Job::Kind::Chat;
+      job->chat = std::move(std::get<ChatRequest>(parsed));
+      job->stream = job->chat.stream;
+    } else if (route == Route::Completion) {
+      ApiResult<CompletionRequest> parsed =
+          parseCompletionRequest(body, server.limits_);
+      if (auto *error = std::get_if<ApiError>(&parsed))
+        return *error;
+      job->kind = Job::Kind::Completion;
+      job->completion = std::move(std::get<CompletionRequest>(parsed));
+      job->stream = job->completion.stream;
+    } else {
+      job->kind = Job::Kind::Streamed;
+      job->stream = true;
+      job->work = [work = server.streamedRoutes_[index].second,
+                   body = std::move(body)](Job &j) {
+        work(
+            body,
+            [&j](const std::string &data) {
+              j.push({"data: " + data + "\n\n"});
+            },
+            j.cancel);
+      };
+    }
+    return job;
+  }
+
+  void onPrepared(ApiResult<std::shared_ptr<Job>> prepared) {
+    if (auto *error = std::get_if<ApiError>(&prepared))
+      return respondError(*error);
+    job = std::move(std::get<std::shared_ptr<Job>>(prepared));
+    job->submitted = Clock::now();
+    job->deadline = job->submitted + seconds(options.requestTimeoutSeconds);
+    // The job keeps the connection alive while the worker has it; the
+    // connection drops the job once answered or closed.
+    job->notify = [self = shared_from_this()] {
+      net::post(self->stream.get_executor(), [self] { self->pump(); });
+    };
+    if (std::optional<ApiError> error = server.enqueue(job))
+      return respondError(*error);
+    jobTimer.expires_at(job->deadline);
+    jobTimer.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec)
+        self->onJobDeadline();
+    });
+    pump();
+  }
+
+  /// Before a stream starts: a request still queued or generating at its
+  /// deadline answers 504 (a started stream ends with the worker's event).
+  void onJobDeadline() {
+    if (!job || responded || streaming)
+      return;
+    {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      if (job->done || (job->stream && job->started))
+        return; // its pump is on the way
+    }
+    job->cancel = true;
+    server.metrics_.countTimeout();
+    respondError(timeoutError(options.requestTimeoutSeconds));
+  }
+
+  /// Moves the job's progress to the client: the whole answer once done, or
+  /// a stream's header, then its events as they come, then its end.
+  void pump() {
+    if (!job || responded || writing)
+      return;
+    std::deque<std::string> batch;
+    bool done, started;
+    std::optional<ApiError> error;
+    std::string body;
+    {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      done = job->done;
+      started = job->started;
+      if (streaming)
+        batch.swap(job->events);
+      else if (done && !(job->stream && started)) {
+        error = job->error;
+        body = std::move(job->body);
+      }
+    }
+    if (!streaming) {
+      if (done && !(job->stream && started)) {
+        if (error)
+          return respondError(*error);
+        return respond(200, std::move(body), "application/json");
+      }
+      if (job->stream && started)
+        startStream();
+      return;
+    }
+    if (!batch.empty()) {
+      std::string data;
+      for (const std::string &event : batch)
+        data += event;
+      return writeStreamData(std::move(data));
+    }
+    if (done)
+      finishStream();
+  }
+
+  void startStream() {
+    jobTimer.cancel();
+    streaming = writing = true;
+    server.metrics_.countRequest(endpoint, 200);
+    streamHead.emplace(http::status::ok, version);
+    streamHead->set(http::field::content_type, "text/event-stream");
+    streamHead->set(http::field::cache_control, "no-cache");
+    streamHead->set("X-Accel-Buffering", "no");
+    chunked = version >= 11;
+    streamHead->keep_alive(chunked && keepAlive && !impl.stopping);
+    if (chunked)
+      streamHead->chunked(true);
+    streamSerializer.emplace(*streamHead);
+    stream.expires_after(seconds(options.writeTimeoutSeconds));
+    http::async_write_header(stream, *streamSerializer,
+                             [self = shared_from_this()](beast::error_code ec,
+                                                         size_t) {
+                               self->afterStreamWrite(ec);
+                             });
+  }
+
+  void writeStreamData(std::string data) {
+    writing = true;
+    pending = std::move(data);
+    stream.expires_after(seconds(options.writeTimeoutSeconds));
+    auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->afterStreamWrite(ec);
+    };
+    if (chunked)
+      net::async_write(stream, http::make_chunk(net::buffer(pending)), done);
+    else
+      net::async_write(stream, net::buffer(pending), done);
+  }
+
+  void afterStreamWrite(beast::error_code ec) {
+    writing = false;
+
+    if (ec) {
+      job->cancel = true; // the client went away, or stopped reading
+      return closeNow();
+    }
+    pump();
+  }
+
+  void finishStream() {
+    bool close = !streamHead->keep_alive();
+    if (!chunked)
+      return afterResponse({}, close);
+    writing = true;
+    stream.expires_after(seconds(options.writeTimeoutSeconds));
+    net::async_write(stream, http::make_chunk_last(),
+                     [self = shared_from_this(), close](beast::error_code ec, size_t) {
+                       self->writing = false;
+                       self->afterResponse(ec, close);
+                     });
+  }
+
+  void respond(int status, std::string body, std::string_view contentType,
+               std::vector<std::pair<std::string, std::string>> headers = {},
+               bool close = false) {
+    responded = true;
+    jobTimer.cancel();
+    auto response = std::make_shared<http::response<http::string_body>>(
+        http::status(status), version);
+    response->set(http::field::content_type, contentType);
+    for (auto &[name, value] : headers)
+      response->set(name, value);
+    response->keep_alive(keepAlive && !close && !impl.stopping);
+    response->body() = std::move(body);
+    response->prepare_payload();
+    server.metrics_.countRequest(endpoint, status);
+    stream.expires_after(seconds(options.writeTimeoutSeconds));
+    http::async_write(stream, *response,
+                      [self = shared_from_this(), response](beast::error_code ec,
+                                                            size_t) {
+                        self->afterResponse(ec, !response->keep_alive());
+                      });
+  }
+
+  void respondError(const ApiError &error, bool close = false,
+                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+    server.metrics_.countError(error.type);
+    respond(error.status, dumpJson(error.toJson()), "application/json",
+            std::move(headers), close);
+  }
+
+  void afterResponse(beast::error_code ec, bool close) {
+    jobTimer.cancel();
+    job.reset();
+    streamSerializer.reset();
+    streamHead.reset();
+    parser.reset();
+    if (bodyBytes >= kTrimAfterBodyBytes)
+      malloc_trim(0); // the body, its parse and its copies are freed
+    bodyBytes = 0;
+    if (ec)
+      return closeNow();
+    if (close)
+      return lingeringClose();
+    readRequest();
+  }
+
+  void lingeringClose() {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.expires_after(kLingerTime);
+    drain();
+  }
+
+  void drain() {
+    stream.async_read_some(net::buffer(scratch),
+                           [self = shared_from_this()](beast::error_code ec,
+                                                       size_t bytes) {
+                             self->drained += bytes;
+                             if (ec || self->drained > kLingerBytes)
+                               return self->closeNow();
+                             self->drain();
+                           });
+  }
+
+  void closeNow() {
+    if (job) {
+      job->cancel = true; // nobody is left to answer
+      job.reset();
+    }
+    jobTimer.cancel();
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.close();
+  }
+
+  HttpServer &server;
+  Impl &impl;
+  const ServerOptions &options;
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  std::string client;
+  bool admitted = false, counted = false;
+
+  // The request being served.
+  std::optional<http::request_parser<http::string_body>> parser;
+  Route route = Route::None;
+  size_t streamedRoute = 0;
+  std::string method, path, endpoint, modelId;
+  const char *allowed = "GET";
+  unsigned version = 11;
+  bool keepAlive = false;
+  bool idle = true;       ///< waiting for a request's headers
+  bool responded = false; ///< a whole answer is being written
+  size_t bodyBytes = 0;
+  std::shared_ptr<Job> job;
+  net::steady_timer jobTimer;
+
+  // A stream's answer.
+  bool streaming = false, writing = false, chunked = true;
+  std::optional<http::response<http::empty_body>> streamHead;
+  std::optional<http::response_serializer<http::empty_body>> streamSerializer;
+  std::string pending; ///< the data being written
+
+  std::array<char, 16 * 1024> scratch; ///< what a lingering close drops
+  size_t drained = 0;
+};
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(net::make_strand(io),
+                        [this](beast::error_code ec, tcp::socket socket) {
+                          onAccept(ec, std::move(socket));
+                        });
+}
+
+void HttpServer::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor.is_open())
+    return;
+  if (ec) {
+    // Out of file descriptors, most likely: wait for connections to close.
+    acceptRetry.expires_after(std::chrono::milliseconds(100));
+    acceptRetry.async_wait([this](beast::error_code ec) {
+      if (!ec)
+        accept();
+    });
+    return;
+  }
+  beast::error_code peerError;
+  tcp::endpoint peer = socket.remote_endpoint(peerError);
+  if (!peerError) {
+    auto connection = std::make_shared<Connection>(
+        server, std::move(socket), clientAddress(peer.address()));
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!stopping && open < server.options_.maxConnections) {
+        connection->counted = start = true;
+        ++open;
+        connections[connection.get()] = connection;
+        int &fromClient = perClient[connection->client];
+        connection->admitted =
+            fromClient < server.options_.maxConnectionsPerClient;
+        if (connection->admitted)
+          ++fromClient;
+        else if (fromClient == 0)
+          perClient.erase(connection->client);
+      }
+    }
+    if (start)
+      connection->start(); // else its destructor closes the socket
+  }
+  accept();
+}
 
 HttpServer::HttpServer(Generator &generator, ServedModel model,
                        ServerOptions options)
@@ -87,6 +876,14 @@ HttpServer::HttpServer(Generator &generator, ServedModel model,
 }
 
 HttpServer::~HttpServer() { stop(); }
+
+json HttpServer::modelObject() const {
+  return {{"id", model_.name},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "treni"},
+          {"max_model_len", model_.maxSeq}};
+}
 
 std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -117,9 +914,27 @@ void HttpServer::workerLoop() {
       queue_.pop_front();
       metrics_.setQueueDepth(int64_t(queue_.size()), 1);
     }
-    runJob(*job);
+    try {
+      runJob(*job);
+    } catch (const std::exception &error) {
+      logInternalError("the generation worker", error.what());
+      failJob(*job);
+    } catch (...) {
+      logInternalError("the generation worker", "unknown exception");
+      failJob(*job);
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     metrics_.setQueueDepth(int64_t(queue_.size()), 0);
+  }
+}
+
+void HttpServer::failJob(Job &job) {
+  metrics_.countError(internalError().type);
+  if (job.stream && job.hasStarted()) {
+    job.push({sseEvent(internalError().toJson()), "data: [DONE]\n\n"});
+    job.finish();
+  } else {
+    job.finish(internalError());
   }
 }
 
@@ -135,11 +950,7 @@ void HttpServer::runJob(Job &job) {
     return;
   }
   if (job.kind == Job::Kind::Streamed) {
-    {
-      std::lock_guard<std::mutex> lock(job.mutex);
-      job.started = true;
-      job.changed.notify_all();
-    }
+    job.markStarted();
     job.work(job);
     job.push({"data: [DONE]\n\n"});
     job.finish();
@@ -173,11 +984,7 @@ void HttpServer::runJob(Job &job) {
         chat ? job.chat.includeUsage : job.completion.includeUsage, tokenBytes);
     job.push(encoder->start());
   }
-  {
-    std::lock_guard<std::mutex> lock(job.mutex);
-    job.started = true;
-    job.changed.notify_all();
-  }
+  job.markStarted();
   StreamCallback onDelta;
   if (encoder)
     onDelta = [&](std::string_view text,
@@ -245,213 +1052,6 @@ void HttpServer::runJob(Job &job) {
   job.finish();
 }
 
-void HttpServer::registerRoutes() {
-  httplib::Server &server = *server_;
-
-  // A job's submission time and its --request-timeout deadline.
-  auto startClock = [this](Job &job) {
-    job.submitted = Clock::now();
-    job.deadline =
-        job.submitted +
-        std::chrono::duration_cast<Clock::duration>(
-            std::chrono::duration<double>(options_.requestTimeoutSeconds));
-  };
-  // Answers 200 and streams the job's SSE events as the worker pushes them;
-  // a client that goes away cancels the job.
-  auto streamEvents = [](httplib::Response &res, std::shared_ptr<Job> job) {
-    res.status = 200;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [job](size_t, httplib::DataSink &sink) {
-          std::deque<std::string> batch;
-          bool done;
-          {
-            std::unique_lock<std::mutex> jobLock(job->mutex);
-            job->changed.wait_for(jobLock, std::chrono::milliseconds(100), [&] {
-              return !job->events.empty() || job->done;
-            });
-            batch.swap(job->events);
-            done = job->done;
-          }
-          for (const std::string &event : batch)
-            if (!sink.write(event.data(), event.size())) {
-              job->cancel = true; // the client went away
-              return false;
-            }
-          if (done)
-            sink.done();
-          return true;
-        },
-        [job](bool) { job->cancel = true; });
-  };
-
-  auto generate = [this, startClock, streamEvents](Job::Kind kind, const httplib::Request &req,
-                         httplib::Response &res) {
-    auto job = std::make_shared<Job>();
-    job->kind = kind;
-    if (kind == Job::Kind::Chat) {
-      ApiResult<ChatRequest> parsed = parseChatRequest(req.body, limits_);
-      if (auto *error = std::get_if<ApiError>(&parsed))
-        return sendError(res, *error);
-      job->chat = std::move(std::get<ChatRequest>(parsed));
-      job->stream = job->chat.stream;
-    } else {
-      ApiResult<CompletionRequest> parsed =
-          parseCompletionRequest(req.body, limits_);
-      if (auto *error = std::get_if<ApiError>(&parsed))
-        return sendError(res, *error);
-      job->completion = std::move(std::get<CompletionRequest>(parsed));
-      job->stream = job->completion.stream;
-    }
-    startClock(*job);
-    if (std::optional<ApiError> error = enqueue(job))
-      return sendError(res, *error);
-
-    std::unique_lock<std::mutex> lock(job->mutex);
-    auto ready = [&] { return job->done || (job->stream && job->started); };
-    if (!job->changed.wait_until(lock, job->deadline, ready)) {
-      job->cancel = true;
-      metrics_.countTimeout();
-      return sendError(res, timeoutError(options_.requestTimeoutSeconds));
-    }
-    if (job->error)
-      return sendError(res, *job->error);
-    if (!job->stream) {
-      res.status = 200;
-      res.set_content(std::move(job->body), "application/json");
-      return;
-    }
-    lock.unlock();
-    streamEvents(res, job);
-  };
-
-  server.Post("/v1/chat/completions",
-              [generate](const httplib::Request &req, httplib::Response &res) {
-                generate(Job::Kind::Chat, req, res);
-              });
-  server.Post("/v1/completions",
-              [generate](const httplib::Request &req, httplib::Response &res) {
-                generate(Job::Kind::Completion, req, res);
-              });
-  for (auto &[path, work] : streamedRoutes_) {
-    server.Post(path, [this, startClock, streamEvents, work = work](const httplib::Request &req,
-                                          httplib::Response &res) {
-      auto job = std::make_shared<Job>();
-      job->kind = Job::Kind::Streamed;
-      job->stream = true;
-      std::string body = req.body;
-      job->work = [work, body](Job &j) {
-        work(
-            body,
-            [&j](const std::string &data) {
-              j.push({"data: " + data + "\n\n"});
-            },
-            j.cancel);
-      };
-      startClock(*job);
-      if (std::optional<ApiError> error = enqueue(job))
-        return sendError(res, *error);
-      streamEvents(res, job);
-    });
-  }
-
-  server.Get("/v1/models", [this](const httplib::Request &,
-                                  httplib::Response &res) {
-    json models = {{"object", "list"},
-                   {"data", json::array({{{"id", model_.name},
-                                          {"object", "model"},
-                                          {"created", 0},
-                                          {"owned_by", "treni"},
-                                          {"max_model_len", model_.maxSeq}}})}};
-    res.set_content(dumpJson(models), "application/json");
-  });
-  server.Get(
-      "/health", [this](const httplib::Request &, httplib::Response &res) {
-        bool draining;
-        {
-          std::lock_guard<std::mutex> lock(mutex_);
-          draining = draining_;
-        }
-        res.status = draining ? 503 : 200;
-        res.set_content(dumpJson({{"status", draining ? "shutting_down" : "ok"},
-                                  {"model", model_.name},
-                                  {"queue_depth", metrics_.queueDepth()},
-                                  {"running", metrics_.running()}}),
-                        "application/json");
-      });
-  server.Get("/metrics",
-             [this](const httplib::Request &, httplib::Response &res) {
-               res.set_content(metrics_.render(), "text/plain; version=0.0.4");
-             });
-
-  // A known path with the wrong method: 405 naming the right one.
-  auto wrongMethod = [](const char *allowed) {
-    return [allowed](const httplib::Request &req, httplib::Response &res) {
-      res.set_header("Allow", allowed);
-      sendError(res,
-                serverError(405,
-                            absl::StrCat(req.method, " is not allowed on ",
-                                         req.path, "; use ", allowed),
-                            "invalid_request_error", "method_not_allowed"));
-    };
-  };
-  for (const char *path : {"/v1/chat/completions", "/v1/completions"}) {
-    server.Get(path, wrongMethod("POST"));
-    server.Put(path, wrongMethod("POST"));
-    server.Delete(path, wrongMethod("POST"));
-    server.Patch(path, wrongMethod("POST"));
-  }
-  for (const char *path : {"/v1/models", "/health", "/metrics"}) {
-    server.Post(path, wrongMethod("GET"));
-    server.Put(path, wrongMethod("GET"));
-    server.Delete(path, wrongMethod("GET"));
-    server.Patch(path, wrongMethod("GET"));
-  }
-
-  // Statuses httplib produces itself (404 routes, 413 bodies, 400 malformed
-  // HTTP) get an OpenAI error body too.
-  server.set_error_handler([](const httplib::Request &req,
-                              httplib::Response &res) {
-    if (!res.body.empty())
-      return;
-    ApiError error;
-    error.status = res.status;
-    switch (res.status) {
-    case 404:
-      error.message = absl::StrCat("no route for ", req.method, " ", req.path);
-      error.code = "not_found";
-      break;
-    case 413:
-      error.message = "the request body is too large";
-      error.code = "body_too_large";
-      break;
-    default:
-      error.message =
-          absl::StrCat("HTTP ", res.status, " for ", req.method, " ", req.path);
-      break;
-    }
-    res.set_content(dumpJson(error.toJson()), "application/json");
-  });
-
-  server.set_logger(
-      [this](const httplib::Request &req, const httplib::Response &res) {
-        std::string endpoint = "other";
-        for (const char *known : kEndpoints)
-          if (req.path == known)
-            endpoint = known;
-        metrics_.countRequest(endpoint, res.status);
-        if (res.status >= 400 && !res.body.empty()) {
-          json body = json::parse(res.body, nullptr, false);
-          if (body.is_object() && body.contains("error") &&
-              body["error"].is_object() && body["error"].contains("type") &&
-              body["error"]["type"].is_string())
-            metrics_.countError(body["error"]["type"].get<std::string>());
-        }
-      });
-}
-
 void HttpServer::addStreamedRoute(std::string path, StreamedWork work) {
   streamedRoutes_.emplace_back(std::move(path), std::move(work));
 }
@@ -462,29 +1062,64 @@ absl::Status HttpServer::start() {
     return absl::FailedPreconditionError("the server is already started");
   // A client that disconnects must not kill the process on the next write.
   std::signal(SIGPIPE, SIG_IGN);
-  server_ = std::make_unique<httplib::Server>();
-  int threads =
-      options_.httpThreads > 0 ? options_.httpThreads : options_.queueSize + 8;
-  server_->new_task_queue = [threads] {
-    return new httplib::ThreadPool(threads);
-  };
-  server_->set_payload_max_length(options_.maxBodyBytes);
-  registerRoutes();
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-  } else {
-    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port
-                                                                : -1;
+  mallopt(M_ARENA_MAX, kMallocArenas);
+  impl_ = std::make_unique<Impl>(*this);
+  tcp::acceptor &acceptor = impl_->acceptor;
+  beast::error_code ec;
+  tcp::resolver resolver(impl_->io);
+  auto endpoints = resolver.resolve(options_.host, std::to_string(options_.port),
+                                    tcp::resolver::passive, ec);
+  std::optional<tcp::endpoint> bound;
+  for (const auto &entry : endpoints) {
+    beast::error_code bindError;
+    acceptor.open(entry.endpoint().protocol(), bindError);
+    if (!bindError)
+      acceptor.set_option(net::socket_base::reuse_address(true), bindError);
+    if (!bindError)
+      acceptor.bind(entry.endpoint(), bindError);
+    if (!bindError)
+      acceptor.listen(options_.listenBacklog, bindError);
+    if (!bindError) {
+      bound = acceptor.local_endpoint();
+      break;
+    }
+    ec = bindError;
+    beast::error_code ignored;
+    acceptor.close(ignored);
   }
-  if (port_ <= 0)
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
-                     " (in use, or not a local address?)"));
+  if (!bound) {
+    impl_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options_.host, ":", options_.port, ": ",
+        ec.message(), " (in use, or not a local address?)"));
+  }
+  port_ = bound->port();
+  std::string boundAddress = bound->address().to_string();
+  impl_->access = AccessPolicy(options_.host, boundAddress, options_.allowedHosts,
+                               options_.apiKey);
+  if (!isLoopbackAddress(boundAddress) && options_.apiKey.empty())
+    std::fprintf(stderr,
+                 "treni serve: warning: listening on %s, which is not a loopback "
+                 "address, without --api-key: whoever reaches port %d can use "
+                 "the model\n",
+                 options_.host.c_str(), port_);
   worker_ = std::thread([this] { workerLoop(); });
-  listener_ = std::thread([this] { server_->listen_after_bind(); });
-  // httplib's stop() is a no-op until the accept loop runs.
-  while (!server_->is_running())
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->accept();
+  for (int i = 0; i < std::max(1, options_.ioThreads); ++i)
+    impl_->ioThreads.emplace_back([this] {
+      // An exception out of a handler (std::bad_alloc, say) ends that
+      // connection, whose handlers are gone; the thread goes on serving.
+      while (true) {
+        try {
+          impl_->io.run();
+          return;
+        } catch (const std::exception &error) {
+          logInternalError("an I/O thread", error.what());
+        } catch (...) {
+          logInternalError("an I/O thread", "unknown exception");
+        }
+      }
+    });
   started_ = true;
   return absl::OkStatus();
 }
@@ -497,11 +1132,29 @@ void HttpServer::stop() {
     std::lock_guard<std::mutex> lock(mutex_);
     draining_ = true;
   }
-  // Closes the listening socket; listen_after_bind returns once the HTTP
-  // threads have answered what they hold (the worker still runs for them).
-  server_->stop();
-  if (listener_.joinable())
-    listener_.join();
+  Impl &impl = *impl_;
+  impl.stopping = true;
+  net::post(impl.acceptor.get_executor(), [&impl] {
+    beast::error_code ignored;
+    impl.acceptor.close(ignored);
+    impl.acceptRetry.cancel();
+  });
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard<std::mutex> lock(impl.mutex);
+    for (auto &[raw, weak] : impl.connections)
+      if (std::shared_ptr<Connection> connection = weak.lock())
+        open.push_back(std::move(connection));
+  }
+  for (std::shared_ptr<Connection> &connection : open)
+    net::post(connection->stream.get_executor(),
+              [connection] { connection->onServerStop(); });
+  open.clear();
+  // The connections serving a request finish it (the worker still runs).
+  {
+    std::unique_lock<std::mutex> lock(impl.mutex);
+    impl.allClosed.wait(lock, [&] { return impl.open == 0; });
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workerExit_ = true;
@@ -509,6 +1162,11 @@ void HttpServer::stop() {
   }
   if (worker_.joinable())
     worker_.join();
+  impl.workGuard.reset();
+  impl.io.stop();
+  for (std::thread &thread : impl.ioThreads)
+    thread.join();
+  impl.requestPool.join();
   std::lock_guard<std::mutex> lock(mutex_);
   finished_ = true;
   stopped_.notify_all();

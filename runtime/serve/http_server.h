@@ -1,15 +1,30 @@
 //===- http_server.h - the OpenAI-compatible HTTP server -----*- C++ -*-===//
 //
-// `treni serve`: cpp-httplib in front of ONE engine. HTTP threads parse and
-// validate requests (runtime/serve/openai_api.h) and put them on a bounded queue;
-// a single worker thread owns the Generator (engine, tokenizer, template)
-// and runs the requests one at a time. A full queue answers 429; a request
-// past --request-timeout answers 504 (or ends its stream with an error
-// event); a client that disconnects mid-stream cancels its generation. Every
-// error is an OpenAI error object with a 4xx/5xx status; the server keeps
-// serving.
+// `treni serve`: an HTTP/1.1 server (Boost.Beast, confined to
+// http_server.cpp) in front of ONE engine. docs/server.md states what it
+// promises: limits, timeouts, what is exposed, the security options.
 //
-//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models
+// Threads, and what may block where:
+//   - I/O threads (ServerOptions::ioThreads): every socket read and write,
+//     every timer, routing, the access checks, and the small answers
+//     (/health, /metrics, /v1/models, errors). All of it is asynchronous: a
+//     slow or silent client holds a connection (bounded per client address
+//     and in total) and a timer, never a thread.
+//   - the request pool (2 threads): the CPU work of a POST body (the NUL
+//     and nesting-depth scans, JSON parsing and validation), so that a
+//     4 MiB body does not delay /health.
+//   - the generation worker (one): owns the Generator (engine, tokenizer,
+//     template) and runs the queued requests one at a time.
+// A validated request goes on a bounded queue; a full queue answers 429; a
+// request past --request-timeout answers 504 (or ends its stream with an
+// error event); a client that disconnects mid-stream cancels its
+// generation. The worker pushes a stream's events to the connection, which
+// writes them as the client reads. Every error is an OpenAI error object
+// with a 4xx/5xx status, and no response carries an exception's text (it
+// goes to stderr); the server keeps serving.
+//
+//   POST /v1/chat/completions   POST /v1/completions
+//   GET /v1/models              GET /v1/models/{id}
 //   GET /health                 GET /metrics (Prometheus text)
 //
 //===----------------------------------------------------------------------===//
@@ -23,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -33,10 +49,6 @@
 #include "runtime/serve/metrics.h"
 #include "runtime/serve/openai_api.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace treni {
 
 struct ServerOptions {
@@ -46,7 +58,31 @@ struct ServerOptions {
   int queueSize = 16;
   double requestTimeoutSeconds = 600;
   size_t maxBodyBytes = 4 << 20;
-  int httpThreads = 0; ///< 0: queueSize + 8
+
+  /// A request's line and headers must arrive whole within this many
+  /// seconds of the connection's being ready for them (accepted, or done
+  /// with the previous response); else the connection is closed.
+  double headerTimeoutSeconds = 10;
+  /// Its body must arrive whole within this many seconds of the headers.
+  double bodyTimeoutSeconds = 30;
+  /// Each write of a response must be taken by the client within this many
+  /// seconds; else the connection is closed (and its generation cancelled).
+  double writeTimeoutSeconds = 30;
+  /// Open connections from one client address (more: 503, then closed).
+  int maxConnectionsPerClient = 64;
+  /// Open connections in all (more: closed at once).
+  int maxConnections = 1000;
+  /// The listen backlog (connections the kernel holds before accept).
+  int listenBacklog = 1024;
+  /// Threads that do the sockets' I/O (none of it blocks).
+  int ioThreads = 2;
+
+  /// Host header values accepted besides the bound address's own names
+  /// (`name` matches any port, `name:port` that port); "*" accepts any.
+  std::vector<std::string> allowedHosts;
+  /// When not empty, every route but /health requires
+  /// `Authorization: Bearer <apiKey>` (401 otherwise).
+  std::string apiKey;
   /// Test hook: sleep this long after every generated token.
   std::chrono::milliseconds tokenDelay{0};
 };
@@ -57,13 +93,17 @@ public:
   HttpServer(Generator &generator, ServedModel model, ServerOptions options);
   ~HttpServer();
 
-  /// Binds (a taken port is an error naming it) and starts the worker and
-  /// the listener threads; returns once requests are accepted.
+  /// Binds (a taken port is an error naming it) and starts the worker, the
+  /// request pool and the I/O threads; returns once requests are accepted.
+  /// Bounds glibc's malloc arenas (a process-wide setting): every thread
+  /// that parses a multi-MiB body would otherwise keep an arena of its own.
   absl::Status start();
   /// The bound port.
   int port() const { return port_; }
-  /// Graceful: refuses new requests (503), lets the ones in flight finish,
-  /// stops the worker. Idempotent; safe from any thread but a handler.
+  /// Graceful: stops accepting, closes the connections that wait for a
+  /// request, lets the requests in flight finish (queued ones included; a
+  /// request that arrives meanwhile gets 503), then stops the threads.
+  /// Idempotent; safe from any thread but the server's own.
   void stop();
   /// Blocks until stop() has finished.
   void wait();
@@ -79,15 +119,22 @@ public:
                                           const std::function<void(const std::string &)> &emit,
                                           const std::atomic<bool> &cancel)>;
   /// Adds `POST path` answered as `text/event-stream` by `work`, queued like
-  /// a generation; the stream ends with `data: [DONE]`. Call before start().
+  /// a generation; the stream ends with `data: [DONE]`. The body has passed
+  /// the checks every POST gets (application/json, the size limit, no NUL
+  /// byte, bounded nesting). Call before start().
   void addStreamedRoute(std::string path, StreamedWork work);
 
   struct Job;
+  struct Impl;
+  struct Connection;
 
 private:
-  void registerRoutes();
   void workerLoop();
   void runJob(Job &job);
+  /// After an exception escaped runJob: a generic error for the client.
+  void failJob(Job &job);
+  /// The served model as GET /v1/models lists it.
+  nlohmann::json modelObject() const;
   /// Queues `job`; the error when the queue is full or the server stops.
   std::optional<ApiError> enqueue(std::shared_ptr<Job> job);
 
@@ -96,7 +143,7 @@ private:
   ServerOptions options_;
   ApiLimits limits_;
   Metrics metrics_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<Impl> impl_;
   int port_ = 0;
 
   std::mutex mutex_;
@@ -104,7 +151,7 @@ private:
   std::deque<std::shared_ptr<Job>> queue_;
   bool draining_ = false, workerExit_ = false, started_ = false,
        finished_ = false;
-  std::thread worker_, listener_;
+  std::thread worker_;
   std::mutex stopMutex_;
   std::vector<std::pair<std::string, StreamedWork>> streamedRoutes_;
 };

@@ -3,16 +3,27 @@
 // Tests that the HTTP server answers every endpoint with OpenAI's shapes,
 // refuses each kind of bad input with the right 4xx and an OpenAI error while
 // it keeps serving, queues (429 when full), cancels a generation whose client
-// disconnected, times out, and gives concurrent clients their own answers.
+// disconnected, times out, and gives concurrent clients their own answers;
+// and what docs/server.md promises against hostile clients: JSON-only POSTs,
+// Host/Origin checks, the API key, no exception text, whole bodies, header
+// and body deadlines, the per-client connection limit.
 // The server runs in-process on an ephemeral loopback port over the tiny
-// Qwen2 fixture; the client is httplib's.
+// Qwen2 fixture; the client is httplib's, or a raw socket for what httplib
+// cannot send (a trickle, another source address, chunked or HTTP/1.0).
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/serve/http_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <future>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "httplib.h"
@@ -26,11 +37,85 @@ namespace treni {
 namespace {
 using json = nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing_util::fixtureDir;
 
 struct Reply {
   int status = 0; ///< 0: no response (connection failed)
   std::string body;
+  httplib::Headers headers;
+};
+
+/// One raw TCP connection to the server, from a chosen loopback address.
+class RawConnection {
+public:
+  RawConnection(int port, const char *source = "127.0.0.1") {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &local.sin_addr);
+    sockaddr_in remote{};
+    remote.sin_family = AF_INET;
+    remote.sin_port = htons(uint16_t(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
+    connected_ =
+        ::bind(fd_, reinterpret_cast<sockaddr *>(&local), sizeof local) == 0 &&
+        ::connect(fd_, reinterpret_cast<sockaddr *>(&remote), sizeof remote) == 0;
+  }
+  ~RawConnection() { ::close(fd_); }
+  RawConnection(const RawConnection &) = delete;
+  RawConnection &operator=(const RawConnection &) = delete;
+
+  bool connected() const { return connected_; }
+  bool send(std::string_view bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           ssize_t(bytes.size());
+  }
+  /// Reads what arrives within `timeout`; true when the server closed the
+  /// connection (or reset it) by then.
+  bool readUntilClosed(std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    Read read;
+    while ((read = readSome(end)) == Read::Data) {
+    }
+    return read == Read::Closed;
+  }
+  /// Reads until `text` has arrived (or `timeout`).
+  bool readUntil(std::string_view text, std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (received.find(text) == std::string::npos)
+      if (readSome(end) != Read::Data)
+        return false;
+    return true;
+  }
+  /// The status of the response received so far (0: none).
+  int status() const {
+    if (received.rfind("HTTP/1.", 0) != 0 || received.size() < 12)
+      return 0;
+    return std::atoi(received.c_str() + 9);
+  }
+
+  std::string received;
+
+private:
+  enum class Read { Data, Closed, TimedOut };
+  /// Appends what arrives before `end` to `received`.
+  Read readSome(std::chrono::steady_clock::time_point end) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    pollfd entry{fd_, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&entry, 1, int(left.count())) <= 0)
+      return Read::TimedOut;
+    char chunk[4096];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0)
+      return Read::Closed;
+    received.append(chunk, size_t(n));
+    return Read::Data;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
 };
 
 class ServerTest : public ::testing::Test {
@@ -52,7 +137,9 @@ protected:
     generator_.reset();
   }
 
-  HttpServer &start(ServerOptions options = {}) {
+  /// Starts a server over the fixture; `beforeStart` may add routes.
+  HttpServer &start(ServerOptions options = {},
+                    const std::function<void(HttpServer &)> &beforeStart = {}) {
     options.host = "127.0.0.1";
     options.port = 0;
     if (options.maxBodyBytes == ServerOptions().maxBodyBytes)
@@ -67,6 +154,8 @@ protected:
     served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
     served.maxSeq = 512;
     server_ = std::make_unique<HttpServer>(*generator_, served, options);
+    if (beforeStart)
+      beforeStart(*server_);
     absl::Status status = server_->start();
     EXPECT_TRUE(status.ok()) << status;
     return *server_;
@@ -105,7 +194,25 @@ protected:
   Reply get(const std::string &path) {
     httplib::Client cli = client();
     auto res = cli.Get(path.c_str());
-    return res ? Reply{res->status, res->body} : Reply{};
+    return res ? Reply{res->status, res->body, res->headers} : Reply{};
+  }
+  /// A request with exactly these headers (httplib adds Host unless given).
+  Reply send(const std::string &method, const std::string &path,
+             const std::string &body, httplib::Headers headers) {
+    httplib::Client cli = client();
+    httplib::Request req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    req.headers = std::move(headers);
+    httplib::Response res;
+    httplib::Error error = httplib::Error::Success;
+    if (!cli.send(req, res, error) && res.status <= 0)
+      return {};
+    return {res.status, res.body, res.headers};
+  }
+  std::string hostHeader(const std::string &name) const {
+    return name + ":" + std::to_string(server_->port());
   }
 
   static json chatBody(json extra = json::object()) {
@@ -577,6 +684,349 @@ TEST_F(ServerTest, StopFinishesWhatIsInFlight) {
   server.stop();
   EXPECT_EQ(inFlight.get().status, 200);
   EXPECT_EQ(get("/health").status, 0); // nothing listens any more
+}
+
+// Tests that a POST must carry Content-Type: application/json (a browser's
+// cross-site form or text/plain POST needs no preflight): 415 otherwise,
+// whatever its size (httplib refused form bodies over 8 KiB with 413).
+TEST_F(ServerTest, PostBodiesMustBeJson) {
+  start();
+  std::string body = chatBody().dump();
+  for (const char *type : {"text/plain", "application/x-www-form-urlencoded",
+                           "multipart/form-data; boundary=x", "application/jsonx"}) {
+    SCOPED_TRACE(type);
+    expectOpenAiError(send("POST", "/v1/chat/completions", body, {{"Content-Type", type}}),
+                      415, "unsupported_media_type");
+  }
+  expectOpenAiError(send("POST", "/v1/completions", body, {}), 415,
+                    "unsupported_media_type");
+  expectOpenAiError(send("POST", "/v1/chat/completions", "a=" + std::string(20000, 'b'),
+                         {{"Content-Type", "application/x-www-form-urlencoded"}}),
+                    415, "unsupported_media_type");
+  Reply charset = send("POST", "/v1/chat/completions", body,
+                       {{"Content-Type", "Application/JSON; charset=utf-8"}});
+  EXPECT_EQ(charset.status, 200) << charset.body;
+}
+
+// Tests the defence against DNS rebinding and cross-site requests: a Host
+// that is not one of the server's names and a foreign browser Origin get
+// 403; the loopback names (with or without a port) and the server's own
+// Origin pass; --allowed-hosts adds names, and "*" turns the check off.
+TEST_F(ServerTest, HostAndOriginAreChecked) {
+  start();
+  std::string body = chatBody({{"max_tokens", 2}}).dump();
+  httplib::Headers json = {{"Content-Type", "application/json"}};
+  for (const std::string &host :
+       {hostHeader("localhost"), hostHeader("127.0.0.1"), hostHeader("[::1]"),
+        hostHeader("LocalHost"), std::string("localhost")}) {
+    SCOPED_TRACE(host);
+    EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", host}}).status, 200);
+  }
+  for (const std::string &host :
+       {hostHeader("evil.example"), hostHeader("localhost.evil.example"),
+        hostHeader("10.0.0.1"), std::string("127.0.0.1.nip.io")}) {
+    SCOPED_TRACE(host);
+    expectOpenAiError(send("GET", "/v1/models", "", {{"Host", host}}), 403,
+                      "invalid_host");
+    expectOpenAiError(send("GET", "/health", "", {{"Host", host}}), 403,
+                      "invalid_host");
+  }
+  auto withOrigin = [&](const std::string &origin) {
+    httplib::Headers headers = json;
+    headers.emplace("Origin", origin);
+    return send("POST", "/v1/chat/completions", body, headers);
+  };
+  for (const std::string &origin :
+       {std::string("http://evil.example"), std::string("null"),
+        "http://" + hostHeader("localhost"), std::string("http://127.0.0.1:1")}) {
+    SCOPED_TRACE(origin);
+    expectOpenAiError(withOrigin(origin), 403, "invalid_origin");
+  }
+  EXPECT_EQ(withOrigin("http://" + hostHeader("127.0.0.1")).status, 200);
+
+  server_->stop();
+  ServerOptions options;
+  options.allowedHosts = {"api.example.com", "proxy.example:9000"};
+  start(options);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "api.example.com"}}).status, 200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "API.example.com:443"}}).status, 200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "proxy.example:9000"}}).status, 200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "proxy.example:9001"}}).status, 403);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status, 403);
+
+  server_->stop();
+  options.allowedHosts = {"*"};
+  start(options);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status, 200);
+}
+
+// Tests --api-key: every route but /health needs `Authorization: Bearer
+// <key>`, a wrong or missing key gets 401 with WWW-Authenticate, and a
+// rejected POST's answer reaches a client that sends its whole body first.
+TEST_F(ServerTest, ApiKeyGuardsEverythingButHealth) {
+  ServerOptions options;
+  options.apiKey = "sk-treni-test";
+  start(options);
+  for (const char *path : {"/v1/models", "/metrics", "/v1/models/qwen2", "/v1/nothing"}) {
+    SCOPED_TRACE(path);
+    Reply missing = send("GET", path, "", {});
+    expectOpenAiError(missing, 401, "invalid_api_key");
+    EXPECT_EQ(missing.headers.count("WWW-Authenticate"), 1u);
+    for (const char *wrong : {"Bearer sk-treni-tesT", "Bearer sk-treni-test2",
+                              "Bearer ", "sk-treni-test", "Basic sk-treni-test"})
+      expectOpenAiError(send("GET", path, "", {{"Authorization", wrong}}), 401,
+                        "invalid_api_key");
+  }
+  EXPECT_EQ(send("GET", "/health", "", {}).status, 200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Authorization", "Bearer sk-treni-test"}}).status,
+            200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Authorization", "bearer sk-treni-test"}}).status,
+            200);
+  json big = chatBody();
+  big["user"] = std::string(60 * 1024, 'u');
+  expectOpenAiError(send("POST", "/v1/chat/completions", big.dump(),
+                         {{"Content-Type", "application/json"}}),
+                    401, "invalid_api_key");
+  Reply chat = send("POST", "/v1/chat/completions", chatBody().dump(),
+                    {{"Content-Type", "application/json"},
+                     {"Authorization", "Bearer sk-treni-test"}});
+  EXPECT_EQ(chat.status, 200) << chat.body;
+}
+
+// Tests that no response carries an exception's text: an input that throws
+// while it is validated (tool_choice {"type": 1}; httplib answered 500 with
+// the text in an EXCEPTION_WHAT header) and a streamed route whose work
+// throws on the worker (which used to end the process) get a generic error,
+// and the server keeps serving.
+TEST_F(ServerTest, NoExceptionTextInResponses) {
+  start({}, [](HttpServer &server) {
+    server.addStreamedRoute(
+        "/v1/throws", [](const std::string &body,
+                         const std::function<void(const std::string &)> &emit,
+                         const std::atomic<bool> &) {
+          emit("{\"event\": \"start\"}");
+          throw std::runtime_error("secret detail " + body.substr(0, 8));
+        });
+  });
+
+  Reply thrown = post("/v1/chat/completions",
+                      chatBody({{"tool_choice", {{"type", 1}}}}).dump());
+  EXPECT_TRUE(thrown.status == 400 || thrown.status == 500) << thrown.status;
+  expectOpenAiError(thrown, thrown.status, "");
+  EXPECT_THAT(thrown.body, Not(HasSubstr("json.exception")));
+  EXPECT_THAT(thrown.body, Not(HasSubstr("type must be")));
+  for (const auto &[name, value] : thrown.headers)
+    EXPECT_THAT(name, Not(HasSubstr("EXCEPTION"))) << value;
+  if (thrown.status == 500) {
+    EXPECT_EQ(json::parse(thrown.body)["error"]["code"], "internal_error");
+  }
+
+  for (int i = 0; i < 2; ++i) {
+    Reply stream = post("/v1/throws", "{\"a\": 1}", [](std::string_view) { return true; });
+    EXPECT_EQ(stream.status, 200);
+    std::vector<json> chunks = events(stream.body);
+    ASSERT_EQ(chunks.size(), 3u) << stream.body;
+    EXPECT_EQ(chunks[0]["event"], "start");
+    EXPECT_EQ(chunks[1]["error"]["code"], "internal_error");
+    EXPECT_EQ(chunks[2], "[DONE]");
+    EXPECT_THAT(stream.body, Not(HasSubstr("secret")));
+  }
+  expectGoodChat();
+}
+
+// Tests GET /v1/models/{id}: the model object for the served name (percent-
+// decoded), an OpenAI 404 for any other.
+TEST_F(ServerTest, ModelById) {
+  start();
+  for (const char *path : {"/v1/models/qwen2", "/v1/models/qw%65n2"}) {
+    Reply reply = get(path);
+    ASSERT_EQ(reply.status, 200) << path;
+    json model = json::parse(reply.body);
+    EXPECT_EQ(model["id"], "qwen2");
+    EXPECT_EQ(model["object"], "model");
+    EXPECT_EQ(model["owned_by"], "treni");
+  }
+  Reply other = get("/v1/models/gpt-4o");
+  expectOpenAiError(other, 404, "model_not_found");
+  EXPECT_EQ(json::parse(other.body)["error"]["param"], "model");
+  expectOpenAiError(get("/v1/models/"), 404, "model_not_found");
+  expectOpenAiError(send("POST", "/v1/models/qwen2", "{}",
+                         {{"Content-Type", "application/json"}}),
+                    405, "method_not_allowed");
+}
+
+// Tests that a body is taken whole and bounded: bytes after a NUL are not
+// ignored (nlohmann stops at a NUL), 20,000 nested arrays are refused before
+// anything recurses, a body over --max-body-kib gets 413 whether it says its
+// length or comes chunked, and one just under the limit is read.
+TEST_F(ServerTest, BodiesAreTakenWholeAndBounded) {
+  start(); // a 64 KiB limit
+  std::string good = chatBody({{"max_tokens", 2}}).dump();
+  EXPECT_EQ(post("/v1/chat/completions", good).status, 200);
+  expectOpenAiError(post("/v1/chat/completions", good + std::string("\0trailing", 9)),
+                    400, "invalid_json");
+  expectOpenAiError(post("/v1/chat/completions",
+                         good.substr(0, 10) + std::string(1, '\0') + good.substr(10)),
+                    400, "invalid_json");
+  std::string deep = std::string(20000, '[') + std::string(20000, ']');
+  std::string deepBody =
+      "{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", \"content\": "
+      "\"hi\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": "
+      "\"f\", \"parameters\": {\"type\": \"object\", \"default\": " +
+      deep + "}}}]}";
+  expectOpenAiError(post("/v1/chat/completions", deepBody), 400, "invalid_json");
+
+  json padded = chatBody({{"max_tokens", 2}});
+  padded["user"] = "";
+  size_t room = 64 * 1024 - padded.dump().size();
+  padded["user"] = std::string(room, 'u');
+  ASSERT_EQ(padded.dump().size(), 64u * 1024);
+  EXPECT_EQ(post("/v1/chat/completions", padded.dump()).status, 200);
+  padded["user"] = std::string(room + 1, 'u');
+  expectOpenAiError(post("/v1/chat/completions", padded.dump()), 413, "body_too_large");
+
+  RawConnection chunked(server_->port());
+  ASSERT_TRUE(chunked.connected());
+  std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: " +
+                     hostHeader("127.0.0.1") +
+                     "\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n";
+  chunked.send(head);
+  std::string piece(16 * 1024, ' ');
+  for (int i = 0; i < 5; ++i)
+    chunked.send("4000\r\n" + piece + "\r\n");
+  chunked.readUntilClosed(std::chrono::seconds(5));
+  EXPECT_EQ(chunked.status(), 413) << chunked.received.substr(0, 200);
+  EXPECT_THAT(chunked.received, HasSubstr("body_too_large"));
+  expectGoodChat();
+}
+
+// Tests the whole-request deadlines: a client that trickles its headers (a
+// line every 100 ms) or its body is cut off at --header-timeout /
+// --body-timeout, however steadily it sends, while /health answers at once;
+// and stop() does not wait for such a client.
+TEST_F(ServerTest, SlowClientsAreCutOff) {
+  ServerOptions options;
+  options.headerTimeoutSeconds = 0.5;
+  options.bodyTimeoutSeconds = 0.5;
+  start(options);
+  using namespace std::chrono_literals;
+  std::string host = "Host: " + hostHeader("127.0.0.1") + "\r\n";
+  RawConnection headers(server_->port());
+  RawConnection body(server_->port());
+  ASSERT_TRUE(headers.connected() && body.connected());
+  headers.send("POST /v1/chat/completions HTTP/1.1\r\n" + host);
+  body.send("POST /v1/chat/completions HTTP/1.1\r\n" + host +
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{");
+  auto begin = std::chrono::steady_clock::now();
+  bool headersClosed = false, bodyClosed = false;
+  double headersAt = 0, bodyAt = 0;
+  for (int i = 0; i < 30 && !(headersClosed && bodyClosed); ++i) {
+    auto health = std::async(std::launch::async, [&] { return get("/health"); });
+    if (!headersClosed && (!headers.send("X-Trickle: x\r\n") ||
+                           headers.readUntilClosed(100ms))) {
+      headersClosed = true;
+      headersAt = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    }
+    if (!bodyClosed && (!body.send(" ") || body.readUntilClosed(1ms))) {
+      bodyClosed = true;
+      bodyAt = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    }
+    auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(health.get().status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 500ms);
+  }
+  EXPECT_TRUE(headersClosed);
+  EXPECT_TRUE(bodyClosed);
+  EXPECT_GE(headersAt, 0.4);
+  EXPECT_LT(headersAt, 1.5);
+  EXPECT_GE(bodyAt, 0.4);
+  EXPECT_LT(bodyAt, 1.5);
+
+  RawConnection idle(server_->port());
+  ASSERT_TRUE(idle.connected());
+  idle.send("GET /health HTTP/1.1\r\n");
+  auto stopping = std::chrono::steady_clock::now();
+  server_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 400ms);
+}
+
+// Tests the per-client connection limit: past it a client's connection gets
+// 503 and is closed, while another address is served; once the client's
+// connections close, it is served again.
+TEST_F(ServerTest, ConnectionLimitPerClient) {
+  ServerOptions options;
+  options.maxConnectionsPerClient = 2;
+  start(options);
+  using namespace std::chrono_literals;
+  std::string request = "GET /health HTTP/1.1\r\nHost: " + hostHeader("127.0.0.1") +
+                        "\r\n\r\n";
+  auto first = std::make_unique<RawConnection>(server_->port(), "127.0.0.2");
+  auto second = std::make_unique<RawConnection>(server_->port(), "127.0.0.2");
+  ASSERT_TRUE(first->connected() && second->connected());
+  for (RawConnection *connection : {first.get(), second.get()}) {
+    connection->send(request);
+    ASSERT_TRUE(connection->readUntil("\"status\":\"ok\"", 2s)) << connection->received;
+  }
+  RawConnection third(server_->port(), "127.0.0.2");
+  ASSERT_TRUE(third.connected());
+  EXPECT_TRUE(third.readUntilClosed(3s));
+  EXPECT_EQ(third.status(), 503) << third.received;
+  EXPECT_THAT(third.received, HasSubstr("too_many_connections"));
+  RawConnection other(server_->port(), "127.0.0.3");
+  other.send(request);
+  EXPECT_TRUE(other.readUntil("\"status\":\"ok\"", 2s)) << other.received;
+
+  first.reset();
+  second.reset();
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    RawConnection again(server_->port(), "127.0.0.2");
+    again.send(request);
+    again.readUntil("\r\n\r\n", 2s);
+    status = again.status();
+    if (status != 200)
+      std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(status, 200);
+}
+
+// Tests the HTTP details a raw client relies on: `Expect: 100-continue` gets
+// its interim answer before the body is sent, an HTTP/1.0 stream comes
+// unchunked and ends with the connection, and keep-alive serves several
+// requests on one connection.
+TEST_F(ServerTest, ContinueHttp10AndKeepAlive) {
+  start();
+  using namespace std::chrono_literals;
+  std::string host = "Host: " + hostHeader("127.0.0.1") + "\r\n";
+  std::string body = chatBody({{"max_tokens", 2}}).dump();
+  RawConnection expect(server_->port());
+  expect.send("POST /v1/chat/completions HTTP/1.1\r\n" + host +
+              "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  ASSERT_TRUE(expect.readUntil("\r\n\r\n", 2s));
+  EXPECT_EQ(expect.status(), 100);
+  expect.received.clear();
+  expect.send(body);
+  ASSERT_TRUE(expect.readUntil("chat.completion", 10s)) << expect.received;
+  EXPECT_EQ(expect.status(), 200);
+
+  RawConnection old(server_->port());
+  std::string streamed = chatBody({{"max_tokens", 3}, {"stream", true}}).dump();
+  old.send("POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+           "Content-Length: " + std::to_string(streamed.size()) + "\r\n\r\n" + streamed);
+  EXPECT_TRUE(old.readUntilClosed(10s));
+  EXPECT_EQ(old.status(), 200);
+  EXPECT_THAT(old.received, Not(HasSubstr("chunked")));
+  EXPECT_THAT(old.received, HasSubstr("\r\n\r\ndata: {"));
+  EXPECT_THAT(old.received, HasSubstr("data: [DONE]\n\n"));
+
+  RawConnection kept(server_->port());
+  for (int i = 0; i < 3; ++i) {
+    kept.received.clear();
+    ASSERT_TRUE(kept.send("GET /health HTTP/1.1\r\n" + host + "\r\n"));
+    ASSERT_TRUE(kept.readUntil("\"status\":\"ok\"", 2s)) << i;
+  }
 }
 
 } // namespace

@@ -2,10 +2,12 @@
 //
 //   treni serve [MODEL] [--host 127.0.0.1 --port 8080 --queue-size N
 //               --request-timeout S --max-body-kib N --chat-template FILE
-//               --served-model-name NAME --tools-config FILE]
+//               --served-model-name NAME --api-key KEY --allowed-hosts NAMES
+//               --enable-agent-api --tools-config FILE]
 //
-// Serves the OpenAI HTTP API (runtime/serve/http_server.h) and POST
-// /v1/agent/run until SIGINT or SIGTERM, then stops gracefully.
+// Serves the OpenAI HTTP API (runtime/serve/http_server.h), and POST
+// /v1/agent/run when --enable-agent-api is given, until SIGINT or SIGTERM,
+// then stops gracefully. docs/server.md: limits, timeouts, access checks.
 //
 // A new server flag: declare it below and set its ServerOptions field in
 // serverOptionsFromFlags(), which checks every value before the model loads.
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -60,8 +63,37 @@ cl::opt<std::string> servedModelName(
     cl::init(""), cl::sub(serveSubcommand()));
 cl::opt<std::string> toolsConfig(
     "tools-config",
-    cl::desc("Tools for POST /v1/agent/run (see `treni agent run`)"),
+    cl::desc("Tools for POST /v1/agent/run (see `treni agent run`; needs "
+             "--enable-agent-api)"),
     cl::value_desc("FILE"), cl::init(""), cl::sub(serveSubcommand()));
+cl::opt<bool> enableAgentApi(
+    "enable-agent-api",
+    cl::desc("Mount POST /v1/agent/run (runs the tools of --tools-config for "
+             "whoever may call the API)"),
+    cl::init(false), cl::sub(serveSubcommand()));
+cl::opt<std::string>
+    apiKey("api-key",
+           cl::desc("Require 'Authorization: Bearer KEY' on every route but "
+                    "/health (default: $TRENI_API_KEY)"),
+           cl::value_desc("KEY"), cl::init(""), cl::sub(serveSubcommand()));
+cl::list<std::string> allowedHosts(
+    "allowed-hosts",
+    cl::desc("Host header names accepted besides the bound address's ('*': "
+             "any)"),
+    cl::value_desc("NAME[:PORT],..."), cl::CommaSeparated,
+    cl::sub(serveSubcommand()));
+cl::opt<double>
+    headerTimeout("header-timeout",
+                  cl::desc("Seconds a request's headers may take to arrive"),
+                  cl::init(10), cl::sub(serveSubcommand()));
+cl::opt<double>
+    bodyTimeout("body-timeout",
+                cl::desc("Seconds a request's body may take to arrive"),
+                cl::init(30), cl::sub(serveSubcommand()));
+cl::opt<int> maxConnectionsPerClient(
+    "max-connections-per-client",
+    cl::desc("Open connections one client address may hold (more: 503)"),
+    cl::init(64), cl::sub(serveSubcommand()));
 cl::opt<int> tokenDelayMs("debug-token-delay-ms",
                           cl::desc("Testing: sleep after every token"),
                           cl::init(0), cl::Hidden, cl::sub(serveSubcommand()));
@@ -89,6 +121,21 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
         "--max-body-kib must be at least 1, not ", maxBodyKiB.getValue()));
   if (tokenDelayMs < 0)
     return absl::InvalidArgumentError("--debug-token-delay-ms must be >= 0");
+  for (auto [flag, seconds] : {std::pair{"--header-timeout", &headerTimeout},
+                               std::pair{"--body-timeout", &bodyTimeout}})
+    if (!(std::isfinite(*seconds) && *seconds > 0 &&
+          *seconds <= kMaxRequestTimeoutSeconds))
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s must be a number of seconds in (0, %.0f], not %g", flag,
+          kMaxRequestTimeoutSeconds, seconds->getValue()));
+  if (maxConnectionsPerClient < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-connections-per-client must be at least 1, not ",
+                     maxConnectionsPerClient.getValue()));
+  if (!toolsConfig.empty() && !enableAgentApi)
+    return absl::InvalidArgumentError(
+        "--tools-config needs --enable-agent-api (the tools are only for "
+        "POST /v1/agent/run)");
   ServerOptions options;
   options.host = host;
   options.port = port;
@@ -96,6 +143,14 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
   options.requestTimeoutSeconds = requestTimeout;
   options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
   options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
+  options.headerTimeoutSeconds = headerTimeout;
+  options.bodyTimeoutSeconds = bodyTimeout;
+  options.maxConnectionsPerClient = maxConnectionsPerClient;
+  options.allowedHosts.assign(allowedHosts.begin(), allowedHosts.end());
+  options.apiKey = apiKey;
+  if (const char *fromEnvironment = std::getenv("TRENI_API_KEY");
+      options.apiKey.empty() && fromEnvironment)
+    options.apiKey = fromEnvironment;
   return options;
 }
 
@@ -140,7 +195,8 @@ int runServeCommand() {
   Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
                       model->generatorOptions());
   HttpServer server(generator, *served, *options);
-  addAgentRoute(server, generator, *served, agentTools);
+  if (enableAgentApi)
+    addAgentRoute(server, generator, *served, agentTools);
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
   std::signal(SIGINT, onStopSignal);
