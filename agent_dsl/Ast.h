@@ -16,6 +16,12 @@
 
 namespace treni::agentdsl {
 
+/// The most attempts a `retry ... max N` may make. A workflow is outside
+/// input: `max 9223372036854775807` on a body with no model or tool step
+/// spun a server thread forever. ir/AgentOps.td holds agent.retry to the
+/// same bound.
+inline constexpr int64_t kMaxRetryAttempts = 1000;
+
 /// A position in the source: 1-based line and column (in bytes).
 struct SourceLoc {
   uint32_t line = 0;
@@ -133,7 +139,7 @@ struct Stmt {
   Block body;
   Block elseBody;
   bool hasElse = false;
-  /// retry max N.
+  /// retry max N (1..kMaxRetryAttempts).
   int64_t maxAttempts = 0;
   SourceLoc maxLoc;
   /// Set by Sema: names a retry or if makes visible after it, in order.

@@ -342,10 +342,11 @@ private:
                   "a retry condition must be a bool, not " +
                       withArticle(condition));
     scopes.pop_back();
-    if (stmt.maxAttempts < 1)
-      diags.error(stmt.maxLoc, "'max' is the number of attempts and must be "
-                               "at least 1, got " +
-                                   std::to_string(stmt.maxAttempts));
+    if (stmt.maxAttempts < 1 || stmt.maxAttempts > kMaxRetryAttempts)
+      diags.error(stmt.maxLoc,
+                  "'max' is the number of attempts and must be 1 to " +
+                      std::to_string(kMaxRetryAttempts) + ", got " +
+                      std::to_string(stmt.maxAttempts));
     for (const Symbol &symbol : bodyNames)
       scopes.back().push_back(symbol);
   }

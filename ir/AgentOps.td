@@ -457,7 +457,7 @@ def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects,
     }
     ```
   }];
-  let arguments = (ins ConfinedAttr<I64Attr, [IntPositive]>:$max_attempts,
+  let arguments = (ins ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<1000>]>:$max_attempts,
                    OptionalAttr<StrArrayAttr>:$names);
   let results = (outs Variadic<Agent_AnyType>:$results);
   let regions = (region SizedRegion<1>:$body, SizedRegion<1>:$condition);

@@ -2,10 +2,13 @@
 
 #include "runtime/agent/agent_http.h"
 
+#include "absl/strings/str_cat.h"
+
 #include "runtime/serve/http_server.h"
 #include "runtime/serve/openai_api.h"
 #include "runtime/tools/tool_registry.h"
 #include "support/json.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 namespace {
@@ -23,7 +26,13 @@ void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &
     auto error = [&](const std::string &message) {
       emit(dumpJson(json{{"event", "error"}, {"error", message}}));
     };
-    json request = json::parse(body, nullptr, false);
+    // Bounded nesting: the arguments are bound, traced and dumped, and
+    // copying or dumping recurses.
+    absl::StatusOr<json> parsed = parseJsonBounded(body);
+    if (!parsed.ok())
+      return error(absl::StrCat("the body is not usable JSON: ",
+                                parsed.status().message()));
+    json request = *std::move(parsed);
     if (!request.is_object())
       return error("the body must be a JSON object {source, workflow?, args?}");
     if (!request.contains("source") || !request["source"].is_string())

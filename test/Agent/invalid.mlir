@@ -461,8 +461,22 @@ agent.workflow @retry(%p: !agent.string {agent.param = "p"}) {
 // -----
 
 agent.workflow @retry() {
-  // expected-error @+1 {{attribute 'max_attempts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  // expected-error @+1 {{attribute 'max_attempts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive whose maximum value is 1000}}
   agent.retry max 0 {
+  ^bb0(%i: i64):
+    agent.yield
+  } when {
+    %t = agent.constant true
+    agent.yield %t : i1
+  }
+  agent.return
+}
+
+// -----
+
+agent.workflow @retry_too_many() {
+  // expected-error @+1 {{attribute 'max_attempts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive whose maximum value is 1000}}
+  agent.retry max 1001 {
   ^bb0(%i: i64):
     agent.yield
   } when {
