@@ -10,8 +10,8 @@
 #include <sqlite3.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/tools/sandbox_fs.h"
 #include "support/utf8.h"
 
 namespace treni {
@@ -109,6 +109,58 @@ ToolSignature httpGetSignature() {
 // SQLite
 //===----------------------------------------------------------------------===//
 
+/// The connection's limits besides the configured length (see the file
+/// comment of builtin_tools.h): tight enough that no statement the model
+/// writes can make SQLite recurse deeply or build something huge, loose
+/// enough for any schema or query a workflow has a use for.
+constexpr std::pair<int, int> kSqliteLimits[] = {
+    {SQLITE_LIMIT_SQL_LENGTH, 1 << 20},
+    {SQLITE_LIMIT_ATTACHED, 0},
+    {SQLITE_LIMIT_COLUMN, 500},
+    {SQLITE_LIMIT_EXPR_DEPTH, 100},
+    {SQLITE_LIMIT_COMPOUND_SELECT, 100},
+    {SQLITE_LIMIT_VDBE_OP, 250000},
+    {SQLITE_LIMIT_FUNCTION_ARG, 32},
+    {SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000},
+    {SQLITE_LIMIT_VARIABLE_NUMBER, 999},
+    {SQLITE_LIMIT_TRIGGER_DEPTH, 10},
+    {SQLITE_LIMIT_WORKER_THREADS, 0},
+};
+
+/// PRAGMAs that only describe the database. Those marked `takesName` may
+/// name a table or index; the others may not be given a value (which would
+/// set it).
+struct AllowedPragma {
+  std::string_view name;
+  bool takesName;
+};
+constexpr AllowedPragma kAllowedPragmas[] = {
+    {"table_info", true},       {"table_xinfo", true},
+    {"table_list", true},       {"index_list", true},
+    {"index_info", true},       {"index_xinfo", true},
+    {"foreign_key_list", true}, {"foreign_key_check", true},
+    {"integrity_check", true},  {"quick_check", true},
+    {"user_version", false},    {"application_id", false},
+    {"schema_version", false},  {"data_version", false},
+    {"page_count", false},      {"page_size", false},
+    {"freelist_count", false},  {"encoding", false},
+    {"foreign_keys", false},
+};
+
+/// Functions that leak or reach outside the database: fts3_tokenizer()
+/// returns a code pointer (defeats ASLR) and with two arguments installs
+/// one; load_extension() loads a library; rtreenode() and rtreedepth()
+/// are debugging aids that decode a caller-supplied node blob.
+constexpr std::string_view kDeniedFunctions[] = {
+    "fts3_tokenizer", "load_extension", "rtreenode", "rtreedepth"};
+
+const AllowedPragma *findAllowedPragma(std::string_view name) {
+  for (const AllowedPragma &pragma : kAllowedPragmas)
+    if (absl::EqualsIgnoreCase(toAbsl(pragma.name), toAbsl(name)))
+      return &pragma;
+  return nullptr;
+}
+
 /// One connection, serialized; the progress handler stops a statement at
 /// the running call's deadline.
 class SqliteDatabase {
@@ -130,6 +182,11 @@ private:
   absl::Status bind(sqlite3_stmt *statement, const json &params) const;
   absl::StatusOr<sqlite3_stmt *> prepareOne(const std::string &sql) const;
   static int onProgress(void *self);
+  /// The authorizer (file comment); remembers why it refused in denial_.
+  static int authorize(void *self, int action, const char *first,
+                       const char *second, const char *database,
+                       const char *trigger);
+  int deny(std::string why);
 
   SqliteToolConfig config_;
   sqlite3 *db_ = nullptr;
@@ -137,6 +194,7 @@ private:
   const ToolContext *context_ = nullptr;    ///< guarded by mutex_
   ToolClock::time_point statementDeadline_; ///< guarded by mutex_
   bool timedOut_ = false;                   ///< guarded by mutex_
+  std::string denial_; ///< the authorizer's last refusal; guarded by mutex_
 };
 
 struct StatementDeleter {
@@ -162,15 +220,70 @@ SqliteDatabase::open(const SqliteToolConfig &config) {
   sqlite3 *db = database->db_;
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, int(config.busyTimeout.count()));
-  // Nothing outside this database file: no ATTACH (which can create files
-  // anywhere), no extensions, no writes to the schema tables.
-  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+  // Bounded statements and values; nothing outside this database file (no
+  // ATTACH, which can create files anywhere; no extensions); no writes to
+  // the schema tables.
+  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, config.maxValueBytes);
+  for (auto [limit, value] : kSqliteLimits)
+    sqlite3_limit(db, limit, value);
+  sqlite3_enable_load_extension(db, 0);
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  // Temporary tables and sort runs in files, not memory (the authorizer
+  // keeps it so).
+  if (sqlite3_exec(db, "PRAGMA temp_store = FILE", nullptr, nullptr, nullptr) !=
+      SQLITE_OK)
+    return absl::InternalError(absl::StrCat(
+        "sqlite: cannot configure '", config.path, "': ", sqlite3_errmsg(db)));
+  sqlite3_set_authorizer(db, &SqliteDatabase::authorize, database.get());
   sqlite3_progress_handler(db, 1000, &SqliteDatabase::onProgress,
                            database.get());
   return database;
+}
+
+int SqliteDatabase::deny(std::string why) {
+  denial_ = std::move(why);
+  return SQLITE_DENY;
+}
+
+int SqliteDatabase::authorize(void *self, int action, const char *first,
+                              const char *second, const char *, const char *) {
+  auto *database = static_cast<SqliteDatabase *>(self);
+  std::string_view a = first ? first : "", b = second ? second : "";
+  switch (action) {
+  case SQLITE_ATTACH:
+  case SQLITE_DETACH:
+    return database->deny(
+        "ATTACH and DETACH are not allowed (the tools use one database)");
+  case SQLITE_PRAGMA: {
+    const AllowedPragma *pragma = findAllowedPragma(a);
+    if (!pragma || (second && !pragma->takesName))
+      return database->deny(absl::StrCat(
+          "PRAGMA ", toAbsl(a), " is not allowed",
+          second ? " with a value" : "",
+          " (only read-only PRAGMAs that describe the schema are)"));
+    return SQLITE_OK;
+  }
+  case SQLITE_READ:
+    // The table-valued form of a PRAGMA ("SELECT * FROM pragma_x").
+    if (absl::StartsWithIgnoreCase(toAbsl(a), "pragma_") &&
+        !findAllowedPragma(a.substr(7)))
+      return database->deny(absl::StrCat(
+          "reading ", toAbsl(a), ": PRAGMA ", toAbsl(a.substr(7)),
+          " is not allowed (only read-only PRAGMAs that describe the "
+          "schema are)"));
+    return SQLITE_OK;
+  case SQLITE_FUNCTION:
+    for (std::string_view denied : kDeniedFunctions)
+      if (absl::EqualsIgnoreCase(toAbsl(b), toAbsl(denied)))
+        return database->deny(
+            absl::StrCat("function ", toAbsl(b), "() is not allowed"));
+    return SQLITE_OK;
+  default:
+    return SQLITE_OK;
+  }
 }
 
 int SqliteDatabase::onProgress(void *self) {
@@ -198,6 +311,7 @@ SqliteDatabase::begin(const ToolContext &context) {
   }
   context_ = &context;
   timedOut_ = false;
+  denial_.clear();
   statementDeadline_ =
       std::min(context.deadline, ToolClock::now() + config_.statementTimeout);
   return lock;
@@ -206,6 +320,10 @@ SqliteDatabase::begin(const ToolContext &context) {
 absl::Status SqliteDatabase::error(int code, std::string_view what) const {
   std::string message =
       absl::StrCat("sqlite: ", toAbsl(what), ": ", sqlite3_errmsg(db_));
+  // The authorizer refused something this call prepared (SQLite reports a
+  // refused function as a plain SQLITE_ERROR).
+  if (!denial_.empty())
+    return absl::PermissionDeniedError(absl::StrCat(message, ": ", denial_));
   switch (code & 0xff) {
   case SQLITE_INTERRUPT:
     return absl::DeadlineExceededError(
@@ -219,11 +337,15 @@ absl::Status SqliteDatabase::error(int code, std::string_view what) const {
   case SQLITE_PERM:
   case SQLITE_READONLY:
     return absl::PermissionDeniedError(message);
+  case SQLITE_TOOBIG:
+    return absl::ResourceExhaustedError(absl::StrCat(
+        message, " (a value is at most ", config_.maxValueBytes,
+        " bytes, the SQL text at most ",
+        sqlite3_limit(db_, SQLITE_LIMIT_SQL_LENGTH, -1), " bytes)"));
   case SQLITE_CONSTRAINT:
   case SQLITE_MISMATCH:
   case SQLITE_RANGE:
   case SQLITE_ERROR:
-  case SQLITE_TOOBIG:
     return absl::InvalidArgumentError(message);
   default:
     return absl::InternalError(message);
@@ -443,8 +565,20 @@ absl::StatusOr<json> SqliteDatabase::query(const json &args,
   }
   json rows = json::array();
   bool truncated = false;
+  size_t resultBytes = 0;
+  auto count = [&](size_t bytes) -> absl::Status {
+    resultBytes += bytes;
+    if (resultBytes > config_.maxResultBytes)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sqlite.query: the result is over the limit of ",
+          config_.maxResultBytes,
+          " bytes (maxResultBytes); select fewer rows or columns, or pass "
+          "max_rows"));
+    return absl::OkStatus();
+  };
+  sqlite3_stmt *current = statement.get();
   int rc;
-  while ((rc = sqlite3_step(statement.get())) == SQLITE_ROW) {
+  while ((rc = sqlite3_step(current)) == SQLITE_ROW) {
     if (int64_t(rows.size()) >= maxRows) {
       truncated = true;
       break;
@@ -452,25 +586,35 @@ absl::StatusOr<json> SqliteDatabase::query(const json &args,
     json row = json::object();
     for (int i = 0; i < columnCount; ++i) {
       const std::string &name = columns[i].get_ref<const std::string &>();
-      switch (sqlite3_column_type(statement.get(), i)) {
+      int type = sqlite3_column_type(current, i);
+      // Sized before anything is copied out.
+      size_t bytes = name.size();
+      if (type == SQLITE_TEXT)
+        bytes += size_t(sqlite3_column_bytes(current, i));
+      else if (type == SQLITE_BLOB)
+        bytes += (size_t(sqlite3_column_bytes(current, i)) + 2) / 3 * 4;
+      else
+        bytes += 8;
+      if (absl::Status status = count(bytes); !status.ok())
+        return status;
+      switch (type) {
       case SQLITE_INTEGER:
-        row[name] = int64_t(sqlite3_column_int64(statement.get(), i));
+        row[name] = int64_t(sqlite3_column_int64(current, i));
         break;
       case SQLITE_FLOAT:
-        row[name] = sqlite3_column_double(statement.get(), i);
+        row[name] = sqlite3_column_double(current, i);
         break;
       case SQLITE_TEXT: {
-        auto *text = reinterpret_cast<const char *>(
-            sqlite3_column_text(statement.get(), i));
-        row[name] = std::string(text, sqlite3_column_bytes(statement.get(), i));
+        auto *text =
+            reinterpret_cast<const char *>(sqlite3_column_text(current, i));
+        row[name] = std::string(text, sqlite3_column_bytes(current, i));
         break;
       }
       case SQLITE_BLOB: {
-        auto *data =
-            static_cast<const char *>(sqlite3_column_blob(statement.get(), i));
-        int bytes = sqlite3_column_bytes(statement.get(), i);
-        row[name] = {{"blob_base64",
-                      absl::Base64Escape(absl::string_view(data, bytes))}};
+        auto *data = static_cast<const char *>(sqlite3_column_blob(current, i));
+        int size = sqlite3_column_bytes(current, i);
+        row[name] = {
+            {"blob_base64", absl::Base64Escape(absl::string_view(data, size))}};
         break;
       }
       default:
@@ -621,8 +765,8 @@ absl::Status registerSqliteTools(ToolRegistry &registry,
 
 absl::Status registerFileTools(ToolRegistry &registry,
                                const FileToolConfig &config) {
-  absl::StatusOr<std::shared_ptr<Sandbox>> opened =
-      Sandbox::open(config.sandboxDir);
+  absl::StatusOr<std::shared_ptr<Sandbox>> opened = Sandbox::open(
+      config.sandboxDir, {config.maxFileBytes, config.maxSandboxBytes});
   if (!opened.ok())
     return opened.status();
   std::shared_ptr<Sandbox> sandbox = *opened;

@@ -2,8 +2,11 @@
 
 #include "runtime/tools/external_tools.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
@@ -211,12 +214,16 @@ absl::StatusOr<json> ExternalProcess::call(const std::string &tool,
   if (!line.ok())
     return fail(line.status(), tool, started);
 
-  json response = json::parse(*line, nullptr, /*allow_exceptions=*/false);
-  if (response.is_discarded() || !response.is_object())
-    return fail(protocolError(absl::StrCat("answered with a line that is not "
-                                           "a JSON object: '",
-                                           head(*line), "'")),
+  absl::StatusOr<json> parsed = parseJsonBounded(*line);
+  if (!parsed.ok() || !parsed->is_object())
+    return fail(protocolError(absl::StrCat(
+                    "answered with a line that is not a JSON object: '",
+                    head(*line), "' (",
+                    parsed.ok() ? absl::StrCat("a JSON ", parsed->type_name())
+                                : std::string(parsed.status().message()),
+                    ")")),
                 tool, started);
+  json &response = *parsed;
   auto idField = response.find("id");
   if (idField == response.end() || !idField->is_number_integer() ||
       idField->get<int64_t>() != id)
@@ -305,12 +312,12 @@ absl::StatusOr<json> callEndpoint(const HttpEndpointConfig &config,
     return toolErrorStatus(absl::StatusCode::kFailedPrecondition,
                            tool_error::kToolError, message);
   }
-  json body = json::parse(response->body, nullptr, false);
-  if (body.is_discarded())
-    return protocolError(absl::StrCat(who, ": ", config.url,
-                                      " answered with a body that is not "
-                                      "JSON: '",
-                                      head(response->body), "'"));
+  absl::StatusOr<json> parsed = parseJsonBounded(response->body);
+  if (!parsed.ok())
+    return protocolError(absl::StrCat(
+        who, ": ", config.url, " answered with a body that is not JSON: '",
+        head(response->body), "' (", parsed.status().message(), ")"));
+  json &body = *parsed;
   if (!body.is_object() || !body.contains("ok"))
     return body;
   if (!body["ok"].is_boolean())
@@ -394,13 +401,20 @@ stringList(const json &value, const std::string &where, const char *key) {
   return result;
 }
 
+/// A name an environment entry can have: not empty, no '=' or NUL.
+bool isEnvName(const std::string &name) {
+  return !name.empty() &&
+         name.find_first_of(std::string("=\0", 2)) == std::string::npos;
+}
+
 absl::StatusOr<ExternalProcessConfig> parseProcess(const json &entry,
                                                    const std::string &where) {
   if (!entry.is_object())
     return configError(where, "must be an object");
-  if (absl::Status s = checkKeys(entry, where,
-                                 {"name", "command", "env", "cwd", "timeout_ms",
-                                  "stderr_limit", "tools"});
+  if (absl::Status s =
+          checkKeys(entry, where,
+                    {"name", "command", "env", "inherit_env", "cwd",
+                     "timeout_ms", "stderr_limit", "tools"});
       !s.ok())
     return s;
   ExternalProcessConfig config;
@@ -418,14 +432,30 @@ absl::StatusOr<ExternalProcessConfig> parseProcess(const json &entry,
     const json &env = entry["env"];
     if (!env.is_object())
       return configError(where, "\"env\" must be an object of name -> string");
-    std::vector<std::string> entries;
     for (auto it = env.begin(); it != env.end(); ++it) {
-      if (!it->is_string())
-        return configError(
-            where, absl::StrCat("env \"", it.key(), "\" must be a string"));
-      entries.push_back(absl::StrCat(it.key(), "=", it->get<std::string>()));
+      if (!isEnvName(it.key()))
+        return configError(where, absl::StrCat("env name \"", it.key(),
+                                               "\" must be non-empty, "
+                                               "without '=' or NUL"));
+      if (!it->is_string() ||
+          it->get_ref<const std::string &>().find('\0') != std::string::npos)
+        return configError(where,
+                           absl::StrCat("env \"", it.key(),
+                                        "\" must be a string without NUL"));
+      config.process.env.push_back(
+          absl::StrCat(it.key(), "=", it->get<std::string>()));
     }
-    config.process.env = std::move(entries);
+  }
+  if (entry.contains("inherit_env")) {
+    const json &names = entry["inherit_env"];
+    if (!names.is_array() ||
+        !std::all_of(names.begin(), names.end(), [](const json &name) {
+          return name.is_string() && isEnvName(name.get<std::string>());
+        }))
+      return configError(where, "\"inherit_env\" must be an array of "
+                                "variable names (\"NAME\", or \"PREFIX*\")");
+    for (const json &name : names)
+      config.process.inheritEnv.push_back(name.get<std::string>());
   }
   if (entry.contains("cwd")) {
     if (!entry["cwd"].is_string())

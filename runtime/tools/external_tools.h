@@ -24,9 +24,19 @@
 // itself. 5xx and 429 are "unavailable" (retryable), other non-2xx statuses
 // "tool_error".
 //
+// A process gets PATH, HOME, LANG, LC_*, TZ and TMPDIR from this process's
+// environment, the variables its "inherit_env" names, and its "env"; the
+// rest of the server's environment (its keys and tokens) stays behind.
+//
+// What comes back is bounded: an answer line is at most `maxResponseBytes`
+// (a response body `maxResponseBytes`), and either is parsed with nesting
+// at most kMaxJsonDepth (support/json_bounded.h) deep, else it is a
+// protocol_error; the registry caps the result's size (tool_registry.h).
+//
 // Both can be configured from JSON (registerExternalToolsFromJson):
 //   {"processes": [{"name": "kb", "command": ["python3", "kb.py"],
-//                   "env": {"K": "V"}, "cwd": "/srv", "timeout_ms": 30000,
+//                   "env": {"K": "V"}, "inherit_env": ["KB_HOME"],
+//                   "cwd": "/srv", "timeout_ms": 30000,
 //                   "stderr_limit": 65536, "tools": [<signature>, ...]}],
 //    "endpoints": [{"url": "http://127.0.0.1:9000/tools", "timeout_ms": 5000,
 //                   "allowed_hosts": ["127.0.0.1"], "tool": <signature>}]}

@@ -5,7 +5,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,13 +96,13 @@ absl::Status checkRegular(int fd, const std::string &shown) {
 
 } // namespace
 
-absl::StatusOr<std::shared_ptr<Sandbox>>
-Sandbox::open(const std::string &root) {
+absl::StatusOr<std::shared_ptr<Sandbox>> Sandbox::open(const std::string &root,
+                                                       SandboxQuota quota) {
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return absl::NotFoundError(
         absl::StrCat("sandbox directory '", root, "': ", std::strerror(errno)));
-  return std::shared_ptr<Sandbox>(new Sandbox(root, fd));
+  return std::shared_ptr<Sandbox>(new Sandbox(root, fd, quota));
 }
 
 Sandbox::~Sandbox() {
@@ -122,6 +124,7 @@ Sandbox::splitPath(std::string_view path) {
         quotePath(path),
         " is absolute; paths are relative to the sandbox directory"));
   std::vector<std::string> components;
+  bool lastIsFile = false; // the last component names an entry, not "."
   size_t start = 0;
   while (start <= path.size()) {
     size_t end = path.find('/', start);
@@ -135,25 +138,32 @@ Sandbox::splitPath(std::string_view path) {
       return absl::InvalidArgumentError(
           absl::StrCat(quotePath(path), " has a component longer than ",
                        NAME_MAX, " bytes"));
-    if (!part.empty() && part != ".")
+    lastIsFile = !part.empty() && part != ".";
+    if (lastIsFile)
       components.emplace_back(part);
     start = end + 1;
   }
   if (components.empty())
     return absl::InvalidArgumentError(absl::StrCat(
         quotePath(path), " names the sandbox directory, not a file"));
+  // "a.txt/" is not a.txt: open() would refuse it as ENOTDIR, and so does
+  // the sandbox, rather than read the file the slash was dropped from.
+  if (!lastIsFile)
+    return absl::InvalidArgumentError(absl::StrCat(
+        quotePath(path), " ends in '/' or '/.', so it names a directory, not a "
+                         "file"));
   return components;
 }
 
 absl::StatusOr<int>
-Sandbox::openParent(const std::vector<std::string> &components,
-                    bool createDirs) const {
+Sandbox::openDirectory(const std::vector<std::string> &components, size_t count,
+                       bool createDirs) const {
   UniqueFd dir(::dup(rootFd_));
   if (dir.get() < 0)
     return absl::InternalError(
         absl::StrCat("cannot use the sandbox: ", std::strerror(errno)));
   std::string shown;
-  for (size_t i = 0; i + 1 < components.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     const std::string &name = components[i];
     shown = shown.empty() ? name : absl::StrCat(shown, "/", name);
     constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
@@ -171,12 +181,53 @@ Sandbox::openParent(const std::vector<std::string> &components,
   return dir.release();
 }
 
+uint64_t Sandbox::usedBytes() const {
+  // Depth first, one directory open at a time: each is reopened from the
+  // root, component by component (O_NOFOLLOW), so a directory nested as
+  // deep as a path allows costs no more than two descriptors.
+  uint64_t total = 0;
+  std::vector<std::vector<std::string>> pending = {{}};
+  while (!pending.empty()) {
+    std::vector<std::string> components = std::move(pending.back());
+    pending.pop_back();
+    absl::StatusOr<int> fd =
+        openDirectory(components, components.size(), false);
+    if (!fd.ok())
+      continue; // gone, or not ours to read: nothing to count
+    DIR *dir = ::fdopendir(*fd);
+    if (!dir) {
+      ::close(*fd);
+      continue;
+    }
+    // The root's descriptor is a dup() of rootFd_, sharing its offset with
+    // every earlier walk.
+    ::rewinddir(dir);
+    while (struct dirent *entry = ::readdir(dir)) {
+      std::string_view name = entry->d_name;
+      if (name == "." || name == "..")
+        continue;
+      struct stat st;
+      if (::fstatat(::dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        continue;
+      if (S_ISREG(st.st_mode)) {
+        total += uint64_t(st.st_size);
+      } else if (S_ISDIR(st.st_mode)) {
+        pending.push_back(components);
+        pending.back().emplace_back(name);
+      }
+    }
+    ::closedir(dir);
+  }
+  return total;
+}
+
 absl::StatusOr<std::string> Sandbox::readFile(std::string_view path,
                                               size_t maxBytes) const {
   absl::StatusOr<std::vector<std::string>> components = splitPath(path);
   if (!components.ok())
     return components.status();
-  absl::StatusOr<int> parent = openParent(*components, false);
+  absl::StatusOr<int> parent =
+      openDirectory(*components, components->size() - 1, false);
   if (!parent.ok())
     return parent.status();
   UniqueFd dir(*parent);
@@ -213,11 +264,36 @@ absl::Status Sandbox::writeFile(std::string_view path, std::string_view content,
   absl::StatusOr<std::vector<std::string>> components = splitPath(path);
   if (!components.ok())
     return components.status();
-  absl::StatusOr<int> parent = openParent(*components, createDirs);
+  absl::StatusOr<int> parent =
+      openDirectory(*components, components->size() - 1, createDirs);
   if (!parent.ok())
     return parent.status();
   UniqueFd dir(*parent);
   std::string shown(path);
+  std::lock_guard<std::mutex> lock(writeMutex_);
+  // The quotas, before anything is created. What the file holds now is
+  // replaced, or kept and appended to.
+  uint64_t oldSize = 0;
+  struct stat st;
+  if (::fstatat(dir.get(), components->back().c_str(), &st,
+                AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISREG(st.st_mode))
+    oldSize = uint64_t(st.st_size);
+  uint64_t fileSize = (append ? oldSize : 0) + content.size();
+  if (fileSize > quota_.maxFileBytes)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        quotePath(shown), append ? " would grow to " : " would be ", fileSize,
+        " bytes, over the per-file quota of ", quota_.maxFileBytes,
+        " bytes (maxFileBytes)"));
+  if (quota_.maxSandboxBytes != std::numeric_limits<uint64_t>::max()) {
+    uint64_t used = usedBytes();
+    uint64_t total =
+        used - std::min(used, append ? 0 : oldSize) + content.size();
+    if (total > quota_.maxSandboxBytes)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the sandbox would hold ", total, " bytes, over its quota of ",
+          quota_.maxSandboxBytes, " bytes (maxSandboxBytes)"));
+  }
   // No O_TRUNC here: the file is truncated only once it is known to be a
   // regular file.
   UniqueFd file(::openat(dir.get(), components->back().c_str(),

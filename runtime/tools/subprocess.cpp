@@ -58,7 +58,45 @@ private:
   bool raised_ = false;
 };
 
+/// The name of a "NAME=value" entry (empty when it has no '=').
+std::string_view entryName(std::string_view entry) {
+  size_t equals = entry.find('=');
+  return equals == std::string_view::npos ? std::string_view()
+                                          : entry.substr(0, equals);
+}
+
+bool nameMatches(std::string_view name, std::string_view pattern) {
+  if (!pattern.empty() && pattern.back() == '*')
+    return name.substr(0, pattern.size() - 1) ==
+           pattern.substr(0, pattern.size() - 1);
+  return name == pattern;
+}
+
 } // namespace
+
+std::vector<std::string> defaultInheritedEnv() {
+  return {"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"};
+}
+
+std::vector<std::string> childEnvironment(const SubprocessOptions &options,
+                                          char *const *parent) {
+  std::vector<std::string> result;
+  for (char *const *entry = parent; entry && *entry; ++entry) {
+    std::string_view name = entryName(*entry);
+    if (name.empty())
+      continue;
+    bool allowed = std::any_of(
+        options.inheritEnv.begin(), options.inheritEnv.end(),
+        [&](const std::string &pattern) { return nameMatches(name, pattern); });
+    bool overridden = std::any_of(
+        options.env.begin(), options.env.end(),
+        [&](const std::string &set) { return entryName(set) == name; });
+    if (allowed && !overridden)
+      result.emplace_back(*entry);
+  }
+  result.insert(result.end(), options.env.begin(), options.env.end());
+  return result;
+}
 
 absl::StatusOr<std::unique_ptr<Subprocess>>
 Subprocess::spawn(const SubprocessOptions &options) {
@@ -104,15 +142,14 @@ Subprocess::spawn(const SubprocessOptions &options) {
   for (const std::string &arg : options.argv)
     argv.push_back(const_cast<char *>(arg.c_str()));
   argv.push_back(nullptr);
+  std::vector<std::string> environment = childEnvironment(options, environ);
   std::vector<char *> envp;
-  if (options.env) {
-    for (const std::string &entry : *options.env)
-      envp.push_back(const_cast<char *>(entry.c_str()));
-    envp.push_back(nullptr);
-  }
+  for (std::string &entry : environment)
+    envp.push_back(entry.data());
+  envp.push_back(nullptr);
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(),
-                          options.env ? envp.data() : environ);
+  int rc =
+      ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   ::close(inPipe[0]);
@@ -259,8 +296,15 @@ absl::StatusOr<std::string>
 Subprocess::readLine(ToolClock::time_point deadline,
                      const std::function<bool()> &stop, size_t maxBytes) {
   char buffer[65536];
+  size_t scanned = 0; // pendingOutput_ has no newline before this
   while (true) {
-    size_t newline = pendingOutput_.find('\n');
+    size_t newline = pendingOutput_.find('\n', scanned);
+    scanned = pendingOutput_.size();
+    size_t length =
+        newline == std::string::npos ? pendingOutput_.size() : newline;
+    if (length > maxBytes)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the process wrote a line longer than ", maxBytes, " bytes"));
     if (newline != std::string::npos) {
       std::string line = pendingOutput_.substr(0, newline);
       pendingOutput_.erase(0, newline + 1);
@@ -268,9 +312,6 @@ Subprocess::readLine(ToolClock::time_point deadline,
         line.pop_back();
       return line;
     }
-    if (pendingOutput_.size() > maxBytes)
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the process wrote a line longer than ", maxBytes, " bytes"));
     ssize_t n = ::read(stdoutFd_, buffer, sizeof(buffer));
     if (n > 0) {
       pendingOutput_.append(buffer, size_t(n));

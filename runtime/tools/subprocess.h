@@ -8,6 +8,11 @@
 // child that has exited report EPIPE without raising SIGPIPE in this
 // process.
 //
+// The child does not inherit this process's environment, which holds the
+// server's own secrets (API keys, tokens): only the variables named in
+// `inheritEnv` (by default PATH, HOME, LANG, LC_*, TZ, TMPDIR) pass, plus
+// the entries of `env`.
+//
 //===----------------------------------------------------------------------===//
 #pragma once
 
@@ -29,13 +34,28 @@
 
 namespace treni {
 
+/// PATH, HOME, LANG, LC_*, TZ, TMPDIR: what a tool needs to find programs,
+/// write temporary files and format text, and nothing that could be a
+/// credential.
+std::vector<std::string> defaultInheritedEnv();
+
 struct SubprocessOptions {
   std::vector<std::string> argv; ///< argv[0] is looked up in PATH
-  /// "NAME=value" entries; absent: this process's environment.
-  std::optional<std::vector<std::string>> env;
+  /// Names of this process's environment variables the child gets; a name
+  /// ending in '*' stands for every variable with that prefix ("LC_*").
+  std::vector<std::string> inheritEnv = defaultInheritedEnv();
+  /// "NAME=value" entries the child gets besides (over inherited ones).
+  std::vector<std::string> env;
   std::string workingDir; ///< empty: this process's
   size_t stderrLimit = 64 * 1024;
 };
+
+/// The child's environment: the entries of `parent` (a NULL-terminated
+/// "NAME=value" array, as `environ`) whose names `options.inheritEnv`
+/// allows and `options.env` does not set, in their order, then
+/// `options.env`.
+std::vector<std::string> childEnvironment(const SubprocessOptions &options,
+                                          char *const *parent);
 
 class Subprocess {
 public:

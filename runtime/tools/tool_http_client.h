@@ -7,6 +7,13 @@
 // cap on the response body, enforced while it streams in. Redirects are not
 // followed (a redirect could leave the allowlist); the 3xx is returned.
 //
+// Request headers are the caller's except those the client owns: Host,
+// Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE,
+// Trailer, Expect and Proxy-* are refused (InvalidArgument naming the
+// header, before any connection), not dropped, so a workflow learns that
+// its header was not sent. Names must be RFC 9110 tokens and values free
+// of control characters (a tab aside).
+//
 // Allowed hosts are compared by name, exactly (case-insensitive): an entry
 // "localhost" allows the URL host "localhost", not "127.0.0.1", and a name
 // is trusted to resolve where its owner says.

@@ -35,6 +35,24 @@ double toMillis(std::chrono::nanoseconds duration) {
   return std::chrono::duration<double, std::milli>(duration).count();
 }
 
+/// too_large unless `value` nests at most kMaxJsonDepth deep and its JSON
+/// text is at most `maxBytes`. The depth is checked first: measuring the
+/// text of a deeper value would recurse as deep.
+absl::Status checkResultBounds(std::string_view tool,
+                               const nlohmann::json &value, size_t maxBytes) {
+  if (jsonValueDepth(value) > kMaxJsonDepth)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "tool '", toAbsl(tool), "' returned JSON nested deeper than ",
+        kMaxJsonDepth, " levels of arrays and objects"));
+  size_t bytes = dumpJson(value).size();
+  if (bytes > maxBytes)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tool '", toAbsl(tool), "' returned ", bytes,
+                     " bytes of JSON, over the limit of ", maxBytes,
+                     " bytes (the registry's maxResultBytes)"));
+  return absl::OkStatus();
+}
+
 } // namespace
 
 struct ToolRegistry::Entry {
@@ -324,13 +342,19 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
   AtomicStats &stats = *entry->stats;
   ++stats.calls;
   absl::StatusOr<nlohmann::json> validated =
-      validateToolArguments(entry->signature, args);
+      jsonValueDepth(args) > kMaxJsonDepth
+          ? absl::InvalidArgumentError(
+                absl::StrCat("tool '", entry->signature.name,
+                             "': the arguments are nested deeper than ",
+                             kMaxJsonDepth, " levels of arrays and objects"))
+          : validateToolArguments(entry->signature, args);
   if (!validated.ok()) {
     ++stats.failures;
     return fail(toolErrorFromStatus(validated.status()));
   }
   // Shared with abandoned attempts, which may outlive this entry.
   auto function = std::shared_ptr<const ToolFunction>(entry, &entry->function);
+  size_t maxResultBytes = maxResultBytes_;
 
   int maxAttempts = 1 + std::max(0, options.retries);
   for (int attempt = 1; attempt <= maxAttempts; ++attempt) {
@@ -363,6 +387,11 @@ ToolResult ToolRegistry::call(std::string_view name, const nlohmann::json &args,
     absl::StatusOr<nlohmann::json> outcome = runAttempt(
         function, entry->stats, *validated, std::move(context), fault,
         options.timeout, options.cancel, entry->signature.readOnly);
+    if (outcome.ok())
+      if (absl::Status bounds = checkResultBounds(entry->signature.name,
+                                                  *outcome, maxResultBytes);
+          !bounds.ok())
+        outcome = std::move(bounds);
     log.latency = ToolClock::now() - attemptStart;
     result.attempts = attempt;
     if (outcome.ok()) {

@@ -17,6 +17,11 @@
 //    exponential backoff, min(cap, base * 2^(k-1)), halved and jittered
 //    deterministically from a seed ("equal jitter": [d/2, d));
 //  - applies fault injection (fault_injection.h) to every attempt;
+//  - bounds what a call hands back: arguments nested deeper than
+//    kMaxJsonDepth are invalid_arguments, and a result nested deeper, or
+//    whose JSON text is over maxResultBytes() (16 MiB by default), is a
+//    too_large error (not retried) instead of a value: never truncated,
+//    since half a JSON value is no value, and never kept in the trace;
 //  - is safe to call from many threads at once (tools run concurrently; a
 //    tool's own state must be thread-safe, as the built-ins are).
 //
@@ -25,6 +30,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -38,9 +44,14 @@
 #include "runtime/tools/fault_injection.h"
 #include "runtime/tools/tool_context.h"
 #include "runtime/tools/tool_signature.h"
+#include "support/json_bounded.h"
 #include <nlohmann/json.hpp>
 
 namespace treni {
+
+/// The default cap on a tool result's JSON text (ToolRegistry::
+/// setMaxResultBytes).
+inline constexpr size_t kDefaultMaxToolResultBytes = size_t(16) << 20;
 
 /// A tool's body. Receives validated arguments (defaults filled in). Fails
 /// by returning a status (see toolErrorFromStatus); an exception it throws
@@ -132,6 +143,11 @@ public:
   FaultInjector &faults() { return *faults_; }
   ToolStats stats(std::string_view name) const;
 
+  /// The largest result, as JSON text, a call returns; a larger one fails
+  /// the call as too_large. Applies to calls that start after it is set.
+  void setMaxResultBytes(size_t bytes) { maxResultBytes_ = bytes; }
+  size_t maxResultBytes() const { return maxResultBytes_; }
+
   struct Entry; ///< implementation detail (shared with running attempts)
 
 private:
@@ -141,6 +157,7 @@ private:
   std::map<std::string, std::shared_ptr<const Entry>, std::less<>> tools_;
   std::map<std::string, std::string, std::less<>> openAiNames_;
   std::shared_ptr<FaultInjector> faults_;
+  std::atomic<size_t> maxResultBytes_{kDefaultMaxToolResultBytes};
 };
 
 } // namespace treni

@@ -9,9 +9,14 @@
 //   4..: a call of a built-in tool with JSON arguments (SQLite in memory, a
 //        file sandbox in a temporary directory, http.get with no allowed
 //        host, so nothing leaves the process)
+// JSON inputs are parsed as the server parses them (parseJsonBounded).
 // Besides the sanitizers it checks the promises: a failure always has a
 // type and a message, parsed URLs and paths are well formed, signatures
-// round-trip, and every result serializes.
+// round-trip, and every result serializes within the registry's result cap.
+// The seeds include the hostile tester's reproducers (issue 16): huge
+// SQLite values, leaking functions and PRAGMAs, ATTACH, deep expressions, a
+// trailing slash, appends past the quota, Host and Content-Length headers,
+// deeply nested arguments.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,11 +24,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "runtime/tools/builtin_tools.h"
 #include "runtime/tools/sandbox_fs.h"
+#include "support/json_bounded.h"
 
 namespace {
 
@@ -51,6 +58,8 @@ const std::string &sandboxDir() {
   return *dir;
 }
 
+constexpr size_t kMaxResultBytes = 1 << 16;
+
 /// A registry with the built-ins, renewed now and then so the in-memory
 /// database does not grow without bound.
 ToolRegistry &registry() {
@@ -62,18 +71,31 @@ ToolRegistry &registry() {
     config.sqlite = SqliteToolConfig();
     config.sqlite->statementTimeout = std::chrono::milliseconds(20);
     config.sqlite->maxRows = 100;
-    config.files = FileToolConfig{sandboxDir(), 4096, 4096, true};
+    config.sqlite->maxValueBytes = 4096;
+    config.sqlite->maxResultBytes = 16384;
+    // Small quotas also keep the fuzzer's own disk use bounded.
+    config.files = FileToolConfig{sandboxDir(), 4096, 4096, true, 8192, 65536};
     config.http = HttpGetConfig();
     config.http->allowedHosts = {};
     check(registerBuiltinTools(*instance, config).ok());
+    instance->setMaxResultBytes(kMaxResultBytes);
   }
   return *instance;
 }
 
+/// JSON as the server reads it; nullopt when it is not (bounded) JSON.
+std::optional<json> parse(std::string_view text) {
+  absl::StatusOr<json> value = parseJsonBounded(text);
+  if (!value.ok())
+    return std::nullopt;
+  return std::move(*value);
+}
+
 void fuzzSignature(std::string_view text) {
-  json value = json::parse(text, nullptr, false);
-  if (value.is_discarded())
+  std::optional<json> parsed = parse(text);
+  if (!parsed)
     return;
+  const json &value = *parsed;
   absl::StatusOr<ToolSignature> signature = ToolSignature::fromJson(value);
   if (!signature.ok()) {
     check(!signature.status().message().empty());
@@ -114,11 +136,11 @@ void fuzzPath(std::string_view text) {
 }
 
 void fuzzFaults(std::string_view text) {
-  json value = json::parse(text, nullptr, false);
-  if (value.is_discarded())
+  std::optional<json> value = parse(text);
+  if (!value)
     return;
   FaultInjector injector;
-  absl::Status status = injector.loadJson(value);
+  absl::Status status = injector.loadJson(*value);
   if (!status.ok()) {
     check(!status.message().empty());
     return;
@@ -133,7 +155,7 @@ void fuzzCall(uint8_t selector, std::string_view text) {
   static const char *const kTools[] = {"sqlite.exec", "sqlite.query",
                                        "file.read", "file.write", "http.get"};
   const char *tool = kTools[selector % 5];
-  json args = json::parse(text, nullptr, false);
+  json args = parse(text).value_or(json(json::value_t::discarded));
   if (args.is_discarded()) {
     // Not JSON: the text as the tool's main string argument.
     std::string value(text);
@@ -150,6 +172,9 @@ void fuzzCall(uint8_t selector, std::string_view text) {
   ToolResult result = registry().call(tool, args);
   if (!result.ok)
     check(!result.error.type.empty() && !result.error.message.empty());
+  else
+    check(jsonValueDepth(result.value) <= kMaxJsonDepth &&
+          dumpJson(result.value).size() <= kMaxResultBytes);
   (void)dumpJson(result.toJson());
 }
 

@@ -7,6 +7,9 @@
 //   add {a, b}           -> a + b
 //   pid                  -> this process's pid
 //   env {name}           -> the environment variable (null if unset)
+//   environ              -> the names of every environment variable
+//   deep {depth}         -> a result of `depth` nested arrays
+//   big {bytes}          -> a string of that many bytes
 //   cwd                  -> the working directory
 //   fail {type?}         -> an error of that type
 //   crash {code?}        -> writes "crashing" to stderr, exits with code (3)
@@ -32,6 +35,8 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+
+extern char **environ;
 
 using json = nlohmann::json;
 
@@ -74,6 +79,25 @@ int main() {
     } else if (tool == "env") {
       const char *value = std::getenv(args.value("name", "").c_str());
       ok["result"] = value ? json(value) : json();
+      answer(ok);
+    } else if (tool == "environ") {
+      json names = json::array();
+      for (char **entry = environ; *entry; ++entry) {
+        std::string text = *entry;
+        names.push_back(text.substr(0, text.find('=')));
+      }
+      ok["result"] = names;
+      answer(ok);
+    } else if (tool == "deep") {
+      // Written as text: building it as a json value and dumping it would
+      // recurse as deep.
+      size_t depth = args.value("depth", 1);
+      std::cout << "{\"id\":" << id.dump()
+                << ",\"ok\":true,\"result\":" << std::string(depth, '[')
+                << std::string(depth, ']') << "}\n"
+                << std::flush;
+    } else if (tool == "big") {
+      ok["result"] = std::string(args.value("bytes", size_t(0)), 'b');
       answer(ok);
     } else if (tool == "cwd") {
       char buffer[4096];

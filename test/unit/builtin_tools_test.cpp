@@ -75,6 +75,16 @@ json callOk(ToolRegistry &registry, const std::string &tool, const json &args,
   return result.value;
 }
 
+/// A call that must fail with `type`, its message naming `expected`.
+void expectFailure(ToolRegistry &registry, const std::string &tool,
+                   const json &args, const std::string &type,
+                   const std::string &expected) {
+  ToolResult result = registry.call(tool, args);
+  EXPECT_FALSE(result.ok) << tool << " " << args;
+  EXPECT_EQ(result.error.type, type) << tool << " " << args;
+  EXPECT_THAT(result.error.message, HasSubstr(expected)) << tool << " " << args;
+}
+
 //===----------------------------------------------------------------------===//
 // SQLite
 //===----------------------------------------------------------------------===//
@@ -235,6 +245,155 @@ TEST_F(SqliteToolsTest, MaxRowsTruncates) {
   EXPECT_EQ(all["truncated"], false);
 }
 
+TEST_F(SqliteToolsTest, HugeValuesStopAtTheLengthLimit) {
+  // Without a limit each of these builds a value of most of a gigabyte (the
+  // first came back as 11.9 GB of JSON); SQLite now refuses them before
+  // allocating.
+  for (const char *sql :
+       {"SELECT randomblob(900000000)", "SELECT zeroblob(900000000)",
+        "SELECT hex(randomblob(600000))",
+        "SELECT group_concat(zeroblob(300000)) FROM (SELECT 1 UNION ALL "
+        "SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4)"}) {
+    expectFailure(registry, "sqlite.query", {{"sql", sql}}, "too_large",
+                  "a value is at most 1048576 bytes");
+    expectFailure(registry, "sqlite.exec", {{"sql", sql}}, "too_large",
+                  "string or blob too big");
+  }
+  expectFailure(registry, "sqlite.exec",
+                {{"sql", "INSERT INTO users(name) VALUES (?)"},
+                 {"params", {std::string((1 << 20) + 1, 'x')}}},
+                "too_large", "a value is at most 1048576 bytes");
+  // printf() gives up (NULL) at the limit instead of growing past it.
+  json printed = callOk(registry, "sqlite.query",
+                        {{"sql", "SELECT printf('%900000000d', 5) AS p"}});
+  EXPECT_TRUE(printed["rows"][0]["p"].is_null());
+  // At the limit is fine.
+  json atLimit = callOk(registry, "sqlite.query",
+                        {{"sql", "SELECT length(zeroblob(1048576)) AS n"}});
+  EXPECT_EQ(atLimit["rows"][0]["n"], 1048576);
+}
+
+TEST(SqliteTools, QueryResultIsCappedInBytes) {
+  ToolRegistry registry;
+  SqliteToolConfig config;
+  config.maxResultBytes = 10000;
+  ASSERT_TRUE(registerSqliteTools(registry, config).ok());
+  callOk(registry, "sqlite.exec",
+         {{"sql", "CREATE TABLE t(v TEXT); WITH RECURSIVE c(x) AS (SELECT 1 "
+                  "UNION ALL SELECT x + 1 FROM c WHERE x < 100) INSERT INTO "
+                  "t SELECT printf('%.200c', 'v') FROM c"}});
+  // 100 rows of 200 bytes: each value is small, together they are not.
+  expectFailure(registry, "sqlite.query", {{"sql", "SELECT v FROM t"}},
+                "too_large",
+                "the result is over the limit of 10000 bytes (maxResultBytes)");
+  json some = callOk(registry, "sqlite.query",
+                     {{"sql", "SELECT v FROM t"}, {"max_rows", 20}});
+  EXPECT_EQ(some["rows"].size(), 20u);
+  EXPECT_EQ(some["truncated"], true);
+}
+
+TEST_F(SqliteToolsTest, ConnectionLimitsAreTight) {
+  std::string deep = "SELECT 1";
+  for (int i = 0; i < 300; ++i)
+    deep += " + 1";
+  expectFailure(registry, "sqlite.query", {{"sql", deep}}, "invalid_arguments",
+                "Expression tree is too large");
+  std::string compound = "SELECT 1";
+  for (int i = 0; i < 200; ++i)
+    compound += " UNION ALL SELECT 1";
+  expectFailure(registry, "sqlite.query", {{"sql", compound}},
+                "invalid_arguments", "too many terms in compound SELECT");
+  expectFailure(registry, "sqlite.query", {{"sql", "SELECT ?5000"}},
+                "invalid_arguments", "variable number must be between ?1 and");
+  std::string wide = "CREATE TABLE wide(";
+  for (int i = 0; i < 600; ++i)
+    wide += (i ? ", c" : "c") + std::to_string(i);
+  expectFailure(registry, "sqlite.exec", {{"sql", wide + ")"}},
+                "invalid_arguments", "too many columns");
+  expectFailure(
+      registry, "sqlite.query",
+      {{"sql", "SELECT 'x' LIKE ?"}, {"params", {std::string(2000, '%')}}},
+      "invalid_arguments", "LIKE or GLOB pattern too complex");
+  std::string longSql = "SELECT '" + std::string((1 << 20) + 10, 'x') + "'";
+  expectFailure(registry, "sqlite.query", {{"sql", longSql}}, "too_large",
+                "statement too long");
+  // A chain of triggers, each inserting into the next table.
+  std::string chain;
+  for (int i = 0; i < 12; ++i)
+    chain += "CREATE TABLE n" + std::to_string(i) + "(x);";
+  for (int i = 0; i + 1 < 12; ++i)
+    chain += "CREATE TRIGGER t" + std::to_string(i) + " AFTER INSERT ON n" +
+             std::to_string(i) + " BEGIN INSERT INTO n" +
+             std::to_string(i + 1) + " VALUES (new.x); END;";
+  callOk(registry, "sqlite.exec", {{"sql", chain}});
+  expectFailure(registry, "sqlite.exec", {{"sql", "INSERT INTO n0 VALUES (1)"}},
+                "invalid_arguments", "too many levels of trigger recursion");
+  callOk(registry, "sqlite.exec", {{"sql", "INSERT INTO n3 VALUES (1)"}});
+}
+
+TEST_F(SqliteToolsTest, AuthorizerRefusesPragmasThatChangeOrLeak) {
+  for (const char *sql :
+       {"PRAGMA temp_store_directory = '/tmp'", "PRAGMA writable_schema = 1",
+        "PRAGMA database_list", "PRAGMA temp_store = MEMORY",
+        "PRAGMA user_version = 7", "PRAGMA journal_mode = OFF",
+        "PRAGMA mmap_size = 1000000", "PRAGMA trusted_schema = 1",
+        "PRAGMA cell_size_check = 0"})
+    expectFailure(registry, "sqlite.exec", {{"sql", sql}}, "permission_denied",
+                  "is not allowed");
+  expectFailure(registry, "sqlite.exec",
+                {{"sql", "PRAGMA temp_store_directory = '/tmp'"}},
+                "permission_denied",
+                "PRAGMA temp_store_directory is not allowed");
+  // The read-only ones that describe the schema stay.
+  json info =
+      callOk(registry, "sqlite.query", {{"sql", "PRAGMA table_info(users)"}});
+  EXPECT_EQ(info["rows"].size(), 4u);
+  json version =
+      callOk(registry, "sqlite.query", {{"sql", "PRAGMA user_version"}});
+  EXPECT_EQ(version["rows"][0]["user_version"], 0);
+  json columns = callOk(registry, "sqlite.query",
+                        {{"sql", "SELECT name FROM pragma_table_info('users') "
+                                 "ORDER BY cid"}});
+  EXPECT_EQ(columns["rows"][1]["name"], "name");
+  // The table-valued form does not get around the allow-list.
+  expectFailure(registry, "sqlite.query",
+                {{"sql", "SELECT file FROM pragma_database_list"}},
+                "permission_denied", "pragma_database_list");
+}
+
+TEST_F(SqliteToolsTest, AuthorizerRefusesFunctionsThatLeakOrEscape) {
+  // fts3_tokenizer('simple') returns the address of a tokenizer module (a
+  // code pointer, which defeats ASLR); with two arguments it installs one.
+  expectFailure(registry, "sqlite.query",
+                {{"sql", "SELECT hex(fts3_tokenizer('simple'))"}},
+                "permission_denied", "function fts3_tokenizer");
+  expectFailure(registry, "sqlite.exec",
+                {{"sql", "SELECT fts3_tokenizer('x', x'4141414141414141')"}},
+                "permission_denied", "function fts3_tokenizer");
+  expectFailure(registry, "sqlite.query",
+                {{"sql", "SELECT load_extension('/tmp/evil.so')"}},
+                "permission_denied", "function load_extension");
+  // Not through a view or a trigger either (SQLite refuses functions that
+  // are not innocuous there: the schema is untrusted).
+  callOk(registry, "sqlite.exec",
+         {{"sql", "CREATE VIEW leak AS SELECT fts3_tokenizer('simple') AS p; "
+                  "CREATE TABLE log(x); CREATE TRIGGER leaky AFTER INSERT ON "
+                  "log BEGIN SELECT fts3_tokenizer('simple'); END"}});
+  for (const char *sql : {"SELECT p FROM leak", "INSERT INTO log VALUES (1)"}) {
+    ToolResult result = registry.call("sqlite.exec", {{"sql", sql}});
+    EXPECT_FALSE(result.ok) << sql;
+    EXPECT_THAT(result.error.message, HasSubstr("fts3_tokenizer")) << sql;
+  }
+  // FTS itself works.
+  callOk(registry, "sqlite.exec",
+         {{"sql", "CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO "
+                  "docs VALUES ('hello tools')"}});
+  json hit =
+      callOk(registry, "sqlite.query",
+             {{"sql", "SELECT body FROM docs WHERE docs MATCH 'tools'"}});
+  EXPECT_EQ(hit["rows"].size(), 1u);
+}
+
 constexpr char kEndlessQuery[] =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
     "SELECT count(*) FROM c";
@@ -351,11 +510,7 @@ protected:
   /// Asserts `tool` refuses `args` with `type`, naming `expected`.
   void expectRefused(const std::string &tool, const json &args,
                      const std::string &type, const std::string &expected) {
-    ToolResult result = registry.call(tool, args);
-    EXPECT_FALSE(result.ok) << tool << " " << args;
-    EXPECT_EQ(result.error.type, type) << tool << " " << args;
-    EXPECT_THAT(result.error.message, HasSubstr(expected))
-        << tool << " " << args;
+    expectFailure(registry, tool, args, type, expected);
   }
 
   std::unique_ptr<TempDir> sandbox, outside;
@@ -498,6 +653,73 @@ TEST_F(FileToolsTest, OnlyRegularSingleLinkFilesWithinLimits) {
                 "'missing.txt' does not exist");
 }
 
+TEST_F(FileToolsTest, TrailingSlashesAndDirectoriesAreRefused) {
+  writeText(*sandbox / "ok.txt", "ok");
+  ASSERT_EQ(::mkdir((*sandbox / "dir").c_str(), 0755), 0);
+  // "ok.txt/" used to read ok.txt: the slash was dropped with the empty
+  // component after it.
+  for (const char *path : {"ok.txt/", "ok.txt/.", "ok.txt//", "dir/"})
+    expectRefused("file.read", {{"path", path}}, "invalid_arguments",
+                  "names a directory");
+  expectRefused("file.write", {{"path", "new.txt/"}, {"content", "x"}},
+                "invalid_arguments", "names a directory");
+  EXPECT_FALSE(fs::exists(*sandbox / "new.txt"));
+  expectRefused("file.read", {{"path", "dir"}}, "permission_denied",
+                "'dir' is not a regular file");
+  expectRefused("file.write", {{"path", "dir"}, {"content", "x"}},
+                "invalid_arguments", "'dir' is a directory");
+  EXPECT_EQ(callOk(registry, "file.read", {{"path", "./ok.txt"}})["content"],
+            "ok");
+}
+
+TEST(FileTools, AppendsStopAtTheFileAndSandboxQuotas) {
+  TempDir dir;
+  writeText(dir / "existing.bin", std::string(500, 'e'));
+  ToolRegistry registry;
+  FileToolConfig config;
+  config.sandboxDir = dir.path();
+  config.maxWriteBytes = 1000;
+  config.maxFileBytes = 1500;
+  config.maxSandboxBytes = 3000;
+  ASSERT_TRUE(registerFileTools(registry, config).ok());
+  std::string chunk(1000, 'a');
+  json append = {{"path", "log.txt"}, {"content", chunk}, {"append", true}};
+  callOk(registry, "file.write", append);
+  // Each call is under the write limit; the file would not be.
+  expectFailure(registry, "file.write", append, "too_large",
+                "'log.txt' would grow to 2000 bytes, over the per-file quota "
+                "of 1500 bytes (maxFileBytes)");
+  EXPECT_EQ(fs::file_size(dir / "log.txt"), 1000u);
+  // Replacing counts the new size, not the old plus the new.
+  callOk(registry, "file.write", {{"path", "log.txt"}, {"content", chunk}});
+  callOk(registry, "file.write",
+         {{"path", "two.txt"}, {"content", chunk}, {"create_dirs", true}});
+  // 500 (there before) + 1000 + 1000 + 1000 would be 3500.
+  expectFailure(
+      registry, "file.write",
+      {{"path", "sub/three.txt"}, {"content", chunk}, {"create_dirs", true}},
+      "too_large",
+      "the sandbox would hold 3500 bytes, over its quota of 3000 "
+      "bytes (maxSandboxBytes)");
+  EXPECT_FALSE(fs::exists(dir / "sub/three.txt"));
+  callOk(registry, "file.write",
+         {{"path", "sub/three.txt"},
+          {"content", std::string(500, 'c')},
+          {"create_dirs", true}});
+  expectFailure(registry, "file.write",
+                {{"path", "one-more"}, {"content", "x"}}, "too_large",
+                "over its quota of 3000 bytes");
+  // Shrinking a file makes room again.
+  callOk(registry, "file.write", {{"path", "log.txt"}, {"content", "small"}});
+  callOk(registry, "file.write", {{"path", "one-more"}, {"content", "x"}});
+}
+
+TEST(FileTools, QuotasHaveSaneDefaults) {
+  FileToolConfig config;
+  EXPECT_EQ(config.maxFileBytes, size_t(16) << 20);
+  EXPECT_EQ(config.maxSandboxBytes, size_t(256) << 20);
+}
+
 TEST(FileTools, RegistrationChecksTheSandboxAndWritePermission) {
   ToolRegistry registry;
   FileToolConfig config;
@@ -585,8 +807,17 @@ public:
                  res.set_content("nope", "text/plain");
                });
     server.Get("/slow", slowHandler("late", "text/plain"));
+    server.Get("/headers",
+               [this](const httplib::Request &req, httplib::Response &res) {
+                 ++headerRequests;
+                 json seen = json::object();
+                 for (const auto &[name, value] : req.headers)
+                   seen[name] = value;
+                 res.set_content(seen.dump(), "application/json");
+               });
     start();
   }
+  std::atomic<int> headerRequests{0};
 };
 
 TEST(HttpGetTool, FetchesFromLoopback) {
@@ -641,6 +872,58 @@ TEST(HttpGetTool, RefusesHostsOffTheAllowlist) {
       registry.call("http.get", {{"url", "http://127.0.0.1:1/"},
                                  {"headers", {{"X-A", "1\r\nHost: evil"}}}});
   EXPECT_EQ(headerInjection.error.type, "invalid_arguments");
+}
+
+TEST(HttpGetTool, RefusesHopByHopAndFramingHeaders) {
+  LoopbackServer server;
+  ToolRegistry registry;
+  ASSERT_TRUE(registerHttpGetTool(registry, {}).ok());
+  // A workflow could set Host (to reach another virtual host than the
+  // allowlist named) or Content-Length / Transfer-Encoding (to smuggle a
+  // second request past a proxy): the client sets these itself.
+  const std::pair<const char *, const char *> refused[] = {
+      {"Host", "internal.example"},
+      {"content-length", "5"},
+      {"Transfer-Encoding", "chunked"},
+      {"Connection", "keep-alive, X-Secret"},
+      {"Keep-Alive", "timeout=99"},
+      {"Upgrade", "websocket"},
+      {"TE", "trailers"},
+      {"Trailer", "X-Late"},
+      {"Expect", "100-continue"},
+      {"Proxy-Authorization", "Basic Zm9vOmJhcg=="},
+      {"proxy-connection", "keep-alive"},
+  };
+  for (const auto &[name, value] : refused)
+    expectFailure(
+        registry, "http.get",
+        {{"url", server.url("/headers")}, {"headers", {{name, value}}}},
+        "invalid_arguments",
+        std::string("HTTP header '") + name +
+            "' is not allowed: the client sets hop-by-hop and "
+            "framing headers itself");
+  // Names must be tokens (a colon would start the value early).
+  for (const char *name : {"X-A:B", "X A", "X\tA", "X(A)"})
+    expectFailure(registry, "http.get",
+                  {{"url", server.url("/headers")}, {"headers", {{name, "1"}}}},
+                  "invalid_arguments", "invalid HTTP header name");
+  expectFailure(registry, "http.get",
+                {{"url", server.url("/headers")},
+                 {"headers", {{"X-A", std::string("a\0b", 3)}}}},
+                "invalid_arguments", "control character");
+  EXPECT_EQ(server.headerRequests.load(), 0); // refused before connecting
+
+  json seen = callOk(registry, "http.get",
+                     {{"url", server.url("/headers")},
+                      {"headers",
+                       {{"X-Name", "treni"},
+                        {"Authorization", "Bearer t"},
+                        {"Accept", "text/plain"}}}});
+  json headers = json::parse(seen["body"].get<std::string>());
+  EXPECT_EQ(headers["X-Name"], "treni");
+  EXPECT_EQ(headers["Authorization"], "Bearer t");
+  EXPECT_EQ(headers["Host"], "127.0.0.1:" + std::to_string(server.port));
+  EXPECT_EQ(server.headerRequests.load(), 1);
 }
 
 TEST(HttpGetTool, SizeLimitTimeoutAndRefusedConnection) {

@@ -15,6 +15,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -62,6 +64,10 @@ ExternalProcessConfig helperConfig() {
       sig("garbage"),
       sig("wrong_id"),
       sig("stderr", {{"text", ToolType::String}, {"count", ToolType::Int}}),
+      sig("env", {{"name", ToolType::String}}),
+      sig("environ"),
+      sig("deep", {{"depth", ToolType::Int}}),
+      sig("big", {{"bytes", ToolType::Int}}),
   };
   return config;
 }
@@ -312,6 +318,120 @@ TEST(ExternalProcess, ProcessThatDiesAtOnceIsReportedWithItsStderr) {
   EXPECT_THAT(result.error.message, HasSubstr("boom"));
 }
 
+/// Sets environment variables for one test, and restores them after it.
+class ScopedEnv {
+public:
+  void set(const std::string &name, const std::string &value) {
+    const char *old = std::getenv(name.c_str());
+    saved_.emplace_back(name,
+                        old ? std::optional<std::string>(old) : std::nullopt);
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second)
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else
+        ::unsetenv(it->first.c_str());
+    }
+  }
+
+private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST(Subprocess, ChildEnvironmentIsAllowListed) {
+  std::vector<std::string> parent = {"PATH=/usr/bin", "AWS_SECRET_ACCESS_KEY=k",
+                                     "LC_ALL=C",      "LCX=no",
+                                     "LANG=en_US",    "HOMEDIR=no",
+                                     "HOME=/h",       "TZ=UTC",
+                                     "TMPDIR=/t",     "OPENAI_API_KEY=sk",
+                                     "PASS_ME=1",     "=odd",
+                                     "NOEQUALS"};
+  std::vector<char *> parentEnv;
+  for (std::string &entry : parent)
+    parentEnv.push_back(entry.data());
+  parentEnv.push_back(nullptr);
+  SubprocessOptions options;
+  EXPECT_EQ(options.inheritEnv, defaultInheritedEnv());
+  EXPECT_EQ(childEnvironment(options, parentEnv.data()),
+            (std::vector<std::string>{"PATH=/usr/bin", "LC_ALL=C", "LANG=en_US",
+                                      "HOME=/h", "TZ=UTC", "TMPDIR=/t"}));
+  // Named variables join them; set ones win over inherited ones.
+  options.inheritEnv.push_back("PASS_ME");
+  options.env = {"HOME=/configured", "EXTRA=x"};
+  EXPECT_EQ(childEnvironment(options, parentEnv.data()),
+            (std::vector<std::string>{"PATH=/usr/bin", "LC_ALL=C", "LANG=en_US",
+                                      "TZ=UTC", "TMPDIR=/t", "PASS_ME=1",
+                                      "HOME=/configured", "EXTRA=x"}));
+}
+
+TEST(ExternalProcess, ServerSecretsDoNotReachTheTool) {
+  ScopedEnv env;
+  env.set("TRENI_TEST_SECRET_TOKEN", "hunter2");
+  env.set("LC_TRENI_TEST", "lc");
+  env.set("TRENI_TEST_PASSED", "named in the config");
+  auto envOf = [](ToolRegistry &registry, const std::string &name) {
+    ToolResult result = registry.call("env", {{"name", name}});
+    EXPECT_TRUE(result.ok) << result.error.message;
+    return result.value;
+  };
+  // Nothing configured: the allow-list alone (this used to be the whole
+  // environment).
+  ToolRegistry plain;
+  ASSERT_TRUE(registerHelper(plain));
+  EXPECT_TRUE(envOf(plain, "TRENI_TEST_SECRET_TOKEN").is_null());
+  EXPECT_TRUE(envOf(plain, "TRENI_TEST_PASSED").is_null());
+  EXPECT_EQ(envOf(plain, "PATH"), std::getenv("PATH"));
+  EXPECT_EQ(envOf(plain, "LC_TRENI_TEST"), "lc");
+
+  ToolRegistry registry;
+  ExternalProcessConfig config = helperConfig();
+  config.process.inheritEnv.push_back("TRENI_TEST_PASSED");
+  config.process.env = {"TRENI_TEST_SET=configured"};
+  ASSERT_TRUE(registerHelper(registry, config));
+  EXPECT_TRUE(envOf(registry, "TRENI_TEST_SECRET_TOKEN").is_null());
+  EXPECT_EQ(envOf(registry, "PATH"), std::getenv("PATH"));
+  EXPECT_EQ(envOf(registry, "TRENI_TEST_PASSED"), "named in the config");
+  EXPECT_EQ(envOf(registry, "TRENI_TEST_SET"), "configured");
+  ToolResult names = registry.call("environ", {});
+  ASSERT_TRUE(names.ok) << names.error.message;
+  const std::set<std::string> allowed = {
+      "PATH",          "HOME", "LANG", "TZ", "TMPDIR", "TRENI_TEST_PASSED",
+      "TRENI_TEST_SET"};
+  for (const json &name : names.value)
+    EXPECT_TRUE(allowed.count(name.get<std::string>()) ||
+                name.get<std::string>().rfind("LC_", 0) == 0)
+        << name;
+}
+
+TEST(ExternalProcess, DeepLongAndLargeAnswersAreBounded) {
+  ToolRegistry registry;
+  ExternalProcessConfig config = helperConfig();
+  config.maxResponseBytes = 100000;
+  std::shared_ptr<ExternalProcess> helper = registerHelper(registry, config);
+  ASSERT_TRUE(helper);
+  ToolResult shallow = registry.call("deep", {{"depth", 10}});
+  ASSERT_TRUE(shallow.ok) << shallow.error.message;
+  ToolResult deep = registry.call("deep", {{"depth", 20000}});
+  EXPECT_EQ(deep.error.type, "protocol_error");
+  EXPECT_THAT(deep.error.message,
+              HasSubstr("JSON nests deeper than 64 levels"));
+  EXPECT_THAT(helper->lastFailure(), HasSubstr("nests deeper"));
+  ToolResult line = registry.call("big", {{"bytes", 200000}});
+  EXPECT_EQ(line.error.type, "too_large");
+  EXPECT_THAT(line.error.message,
+              HasSubstr("wrote a line longer than 100000 bytes"));
+  registry.setMaxResultBytes(1000);
+  ToolResult result = registry.call("big", {{"bytes", 5000}});
+  EXPECT_EQ(result.error.type, "too_large");
+  EXPECT_THAT(result.error.message, HasSubstr("over the limit of 1000 bytes"));
+  EXPECT_TRUE(registry.call("big", {{"bytes", 500}}).ok);
+  // Replaced after the deep answer and after the long line (too large a
+  // result is the registry's refusal: the process answered correctly).
+  EXPECT_EQ(helper->restarts(), 2);
+}
+
 TEST(ExternalProcess, RegistrationErrors) {
   ToolRegistry registry;
   ExternalProcessConfig missing = helperConfig();
@@ -374,6 +494,10 @@ public:
       res.set_content("<html>", "text/html");
     });
     server.Post("/slow", slowHandler("{}", "application/json"));
+    server.Post("/deep", [](const httplib::Request &, httplib::Response &res) {
+      res.set_content(std::string(50000, '[') + std::string(50000, ']'),
+                      "application/json");
+    });
     start();
   }
 };
@@ -431,6 +555,13 @@ TEST(HttpEndpointTool, FailuresAreTyped) {
   ToolResult html = registry.call("html", {});
   EXPECT_EQ(html.error.type, "protocol_error");
   EXPECT_THAT(html.error.message, HasSubstr("not JSON: '<html>'"));
+  ASSERT_TRUE(
+      registerHttpEndpointTool(registry, endpoint("deep", server.url("/deep")))
+          .ok());
+  ToolResult deep = registry.call("deep", {});
+  EXPECT_EQ(deep.error.type, "protocol_error");
+  EXPECT_THAT(deep.error.message,
+              HasSubstr("JSON nests deeper than 64 levels"));
   ToolResult timedOut = registry.call("slow", {});
   EXPECT_EQ(timedOut.error.type, "timeout");
   EXPECT_LT(timedOut.latency, 4s);
@@ -457,11 +588,15 @@ TEST(HttpEndpointTool, HostsOffTheAllowlistAreRefusedAtRegistration) {
 TEST(ExternalToolsConfig, RegistersProcessesAndEndpoints) {
   EndpointServer server;
   ToolRegistry registry;
+  ScopedEnv env;
+  env.set("TRENI_TEST_SECRET_TOKEN", "hunter2");
+  env.set("TRENI_TEST_PASSED", "passed");
   std::string cwd = std::filesystem::temp_directory_path().string();
   json config = {{"processes",
                   {{{"name", "helper"},
                     {"command", {TRENI_JSON_LINES_TOOL}},
                     {"env", {{"TRENI_TEST", "from config"}}},
+                    {"inherit_env", {"TRENI_TEST_PASSED"}},
                     {"cwd", cwd},
                     {"timeout_ms", 10000},
                     {"tools",
@@ -477,10 +612,16 @@ TEST(ExternalToolsConfig, RegistersProcessesAndEndpoints) {
   ASSERT_TRUE(processes.ok()) << processes.status();
   ASSERT_EQ(processes->size(), 1u);
   EXPECT_EQ(registry.call("echo", {{"text", "cfg"}}).value["text"], "cfg");
-  // The configured environment replaces this process's; cwd is applied.
+  // The configured environment joins the allow-listed part of this
+  // process's, and the variables named in inherit_env; cwd is applied.
   EXPECT_EQ(registry.call("env", {{"name", "TRENI_TEST"}}).value,
             "from config");
-  EXPECT_TRUE(registry.call("env", {{"name", "PATH"}}).value.is_null());
+  EXPECT_EQ(registry.call("env", {{"name", "PATH"}}).value,
+            std::getenv("PATH"));
+  EXPECT_EQ(registry.call("env", {{"name", "TRENI_TEST_PASSED"}}).value,
+            "passed");
+  EXPECT_TRUE(registry.call("env", {{"name", "TRENI_TEST_SECRET_TOKEN"}})
+                  .value.is_null());
   EXPECT_EQ(
       std::filesystem::path(registry.call("cwd", {}).value.get<std::string>()),
       std::filesystem::canonical(cwd));
@@ -508,6 +649,15 @@ TEST(ExternalToolsConfig, ErrorsNameTheEntryAndRegisterNothing) {
       {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
                                       "tools": [{"name": "A B"}]}]})"),
        "processes[0].tools[0]: tool signature 'A B': invalid tool name"},
+      {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
+                                      "env": {"A=B": "c"}}]})"),
+       "env name \"A=B\" must be non-empty, without '=' or NUL"},
+      {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
+                                      "inherit_env": "PATH"}]})"),
+       "\"inherit_env\" must be an array of variable names"},
+      {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
+                                      "inherit_env": ["A=B"]}]})"),
+       "\"inherit_env\" must be an array of variable names"},
       {json::parse(R"({"processes": [{"name": "x", "command": ["x"],
                                       "timeout_ms": -1,
                                       "tools": [{"name": "t"}]}]})"),

@@ -61,6 +61,18 @@ double millis(std::chrono::nanoseconds duration) {
   return std::chrono::duration<double, std::milli>(duration).count();
 }
 
+/// `depth` nested arrays around 1, built in place (no copies, no recursion).
+json nestedArrays(int depth) {
+  json value = json::array();
+  json *inner = &value;
+  for (int i = 1; i < depth; ++i) {
+    inner->push_back(json::array());
+    inner = &inner->back();
+  }
+  inner->push_back(1);
+  return value;
+}
+
 /// Waits (up to 10 s) until `condition` holds.
 template <typename F> bool eventually(F condition) {
   auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -304,6 +316,13 @@ TEST(ToolRegistry, InvalidArgumentsNeverReachTheTool) {
   EXPECT_THAT(result.error.message,
               HasSubstr("argument 'text' must be a string"));
   EXPECT_EQ(result.attempts, 0);
+  // Nor do arguments nested deeper than any JSON the server accepts (they
+  // were built in code: copying them would recurse as deep).
+  ToolResult deep = registry.call(
+      "test.echo", {{"text", "x"}, {"extra", nestedArrays(1000)}});
+  EXPECT_EQ(deep.error.type, "invalid_arguments");
+  EXPECT_THAT(deep.error.message,
+              HasSubstr("the arguments are nested deeper than 64 levels"));
   EXPECT_EQ(calls.load(), 0);
 }
 
@@ -872,6 +891,58 @@ TEST(ToolRegistry, RemovedToolIsUnknown) {
   ToolSignature sig;
   sig.name = "test_echo";
   EXPECT_TRUE(registry.add(sig, echoFunction()).ok());
+}
+
+TEST(ToolResultBounds, ResultOverTheSizeLimitIsAnError) {
+  ToolRegistry registry;
+  EXPECT_EQ(registry.maxResultBytes(), kDefaultMaxToolResultBytes);
+  EXPECT_EQ(kDefaultMaxToolResultBytes, size_t(16) << 20);
+  std::atomic<int> calls{0};
+  addTool(registry, "t.big", [&](const json &, const ToolContext &) {
+    ++calls;
+    return absl::StatusOr<json>(std::string(2000, 'x'));
+  });
+  // Under the default limit: returned whole.
+  ToolResult whole = registry.call("t.big", {});
+  ASSERT_TRUE(whole.ok);
+  EXPECT_EQ(whole.value.get<std::string>().size(), 2000u);
+
+  registry.setMaxResultBytes(1000);
+  CallOptions options;
+  options.retries = 3;
+  ToolResult big = registry.call("t.big", {}, options);
+  EXPECT_FALSE(big.ok);
+  EXPECT_TRUE(big.value.is_null()); // nothing of it is kept
+  EXPECT_EQ(big.error.type, "too_large");
+  EXPECT_FALSE(big.error.retryable);
+  EXPECT_EQ(big.attempts, 1);
+  EXPECT_THAT(big.error.message,
+              HasSubstr("tool 't.big' returned 2002 bytes of JSON, over the "
+                        "limit of 1000 bytes"));
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(registry.stats("t.big").failures, 1);
+  // The same under a timeout (the attempt on its own thread).
+  options.timeout = 10s;
+  EXPECT_EQ(registry.call("t.big", {}, options).error.type, "too_large");
+}
+
+TEST(ToolResultBounds, DeeplyNestedResultIsAnError) {
+  ToolRegistry registry;
+  addTool(registry, "t.deep", [](const json &, const ToolContext &) {
+    return absl::StatusOr<json>(nestedArrays(100000));
+  });
+  addTool(registry, "t.ok", [](const json &, const ToolContext &) {
+    return absl::StatusOr<json>(nestedArrays(kMaxJsonDepth));
+  });
+  ToolResult deep = registry.call("t.deep", {});
+  EXPECT_FALSE(deep.ok);
+  EXPECT_EQ(deep.error.type, "too_large");
+  EXPECT_THAT(deep.error.message,
+              HasSubstr("tool 't.deep' returned JSON nested deeper than 64 "
+                        "levels"));
+  // The result and the call's JSON serialize (no recursion blows up).
+  EXPECT_FALSE(deep.toJson().dump().empty());
+  EXPECT_TRUE(registry.call("t.ok", {}).ok);
 }
 
 } // namespace
