@@ -2,13 +2,11 @@
 
 #include "runtime/agent/agent_http.h"
 
-#include "absl/strings/str_cat.h"
-
+#include "runtime/agent/agent_request.h"
 #include "runtime/serve/http_server.h"
 #include "runtime/serve/openai_api.h"
 #include "runtime/tools/tool_registry.h"
 #include "support/json.h"
-#include "support/json_bounded.h"
 
 namespace treni {
 namespace {
@@ -26,27 +24,12 @@ void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &
     auto error = [&](const std::string &message) {
       emit(dumpJson(json{{"event", "error"}, {"error", message}}));
     };
-    // Bounded nesting: the arguments are bound, traced and dumped, and
-    // copying or dumping recurses.
-    absl::StatusOr<json> parsed = parseJsonBounded(body);
-    if (!parsed.ok())
-      return error(absl::StrCat("the body is not usable JSON: ",
-                                parsed.status().message()));
-    json request = *std::move(parsed);
-    if (!request.is_object())
-      return error("the body must be a JSON object {source, workflow?, args?}");
-    if (!request.contains("source") || !request["source"].is_string())
-      return error("'source' (the .agent text) is required and must be a string");
-    if (request.contains("workflow") && !request["workflow"].is_string())
-      return error("'workflow' must be a string");
-    if (request.contains("args") && !request["args"].is_object())
-      return error("'args' must be an object");
-    if (request.contains("file") && !request["file"].is_string())
-      return error("'file' must be a string");
-    std::string source = request["source"].get<std::string>();
-    std::string file = request.value("file", std::string("request.agent"));
+    absl::StatusOr<AgentRunRequest> request = parseAgentRunRequest(body);
+    if (!request.ok())
+      return error(std::string(request.status().message()));
     mlir::MLIRContext context;
-    auto module = compileAgentSource(source, file, context, tools.toJson());
+    auto module = compileAgentSource(request->source, request->file, context,
+                                     tools.toJson());
     if (!module.ok())
       return error(std::string(module.status().message()));
     if (cancel)
@@ -57,8 +40,8 @@ void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &
     executor.addModel(agentModel);
     bool streamedError = false;
     absl::StatusOr<AgentRunResult> result =
-        executor.run(**module, request.value("workflow", std::string()),
-                     request.value("args", json::object()), [&](const json &event) {
+        executor.run(**module, request->workflow, request->args,
+                     [&](const json &event) {
                        streamedError |= event.value("event", "") == "error";
                        emit(dumpJson(event));
                      });

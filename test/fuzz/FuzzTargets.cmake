@@ -27,7 +27,7 @@ get_filename_component(treni_fuzz_root ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
 set(treni_fuzz_binary_dir ${CMAKE_BINARY_DIR}/test/fuzz-build)
 set(treni_fuzz_work_dir ${CMAKE_BINARY_DIR}/test/fuzz-work)
 set(treni_fuzz_names safetensors_header_fuzz tokenizer_fuzz jinja_fuzz
-                     agent_dsl_fuzz tool_args_fuzz)
+                     agent_dsl_fuzz agent_request_fuzz tool_args_fuzz)
 list(TRANSFORM treni_fuzz_names PREPEND ${treni_fuzz_binary_dir}/
      OUTPUT_VARIABLE treni_fuzz_binaries)
 ExternalProject_Add(treni_fuzz_targets
@@ -83,4 +83,6 @@ treni_fuzz_test(agent_dsl_fuzz 60 4096 agent_corpus DICT agent.dict)
 
 # The tool layer: signatures, URLs, sandbox paths, fault specs and built-in
 # tool calls; seeds in tool_corpus.
+treni_fuzz_test(agent_request_fuzz 30 16384 agent_request_corpus DICT agent.dict)
+
 treni_fuzz_test(tool_args_fuzz 30 4096 tool_corpus)
