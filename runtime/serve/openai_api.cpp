@@ -946,7 +946,8 @@ ApiResult<PreparedRequest> buildChat(const ChatRequest &request,
       prepared.outputPrefix = opening;
       std::vector<std::string> names;
       for (const ojson &tool : request.tools)
-        names.push_back(tool["function"]["name"].get<std::string>() + "\"");
+        names.push_back(tool.at("function").at("name").get<std::string>() +
+                        "\"");
       parts.push_back(choiceConstraint(std::move(names)));
       parts.push_back(
           literalConstraint(absl::StrCat(", \"", argumentsKey, "\": ")));
