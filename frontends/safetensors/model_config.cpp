@@ -426,19 +426,18 @@ absl::StatusOr<std::vector<int32_t>> eosTokenIds(const nlohmann::json &value,
     std::string key = value.is_array() ? absl::StrCat("'eos_token_id[", i, "]'")
                                        : "'eos_token_id'";
     if (!item.is_number_integer())
-      return absl::InvalidArgumentError(
-          absl::StrCat(toAbsl(file), ": ", key,
-                       " must be a token id (an integer), got ",
-                       describeJson(item)));
-    bool inVocabulary = item.is_number_unsigned()
-                            ? item.get<uint64_t>() < uint64_t(vocabSize)
-                            : item.get<int64_t>() >= 0 &&
-                                  item.get<int64_t>() < vocabSize;
-    if (!inVocabulary)
       return absl::InvalidArgumentError(absl::StrCat(
-          toAbsl(file), ": ", key, " is ", item.dump(),
-          ", outside the vocabulary of ", vocabSize, " tokens (ids 0 to ",
-          vocabSize - 1, ")"));
+          toAbsl(file), ": ", key, " must be a token id (an integer), got ",
+          describeJson(item)));
+    bool inVocabulary =
+        item.is_number_unsigned()
+            ? item.get<uint64_t>() < uint64_t(vocabSize)
+            : item.get<int64_t>() >= 0 && item.get<int64_t>() < vocabSize;
+    if (!inVocabulary)
+      return absl::InvalidArgumentError(
+          absl::StrCat(toAbsl(file), ": ", key, " is ", item.dump(),
+                       ", outside the vocabulary of ", vocabSize,
+                       " tokens (ids 0 to ", vocabSize - 1, ")"));
     ids.push_back(static_cast<int32_t>(item.get<int64_t>()));
   }
   return ids;

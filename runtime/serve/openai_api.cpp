@@ -98,9 +98,19 @@ ApiError tooDeep(const std::string &param) {
                         param);
 }
 
-/// The error for an exception that nothing in a parse foresaw (a bug, as
-/// every bad input has its own error): a 400 that says nothing of the
-/// exception.
+/// `read()`, or `fallback()` if an exception escapes it: the last resort
+/// for one that nothing in `read` foresaw (a bug, as every bad input has an
+/// error of its own), which the response must not describe.
+template <typename T, typename Read>
+ApiResult<T> withoutEscapes(Read read, ApiError (*fallback)()) {
+  try {
+    return read();
+  } catch (...) {
+    return fallback();
+  }
+}
+
+/// The fallback of parsing a request: a 400.
 ApiError unexpectedParseError() {
   return invalidRequest("the request could not be read", "",
                         kUnexpectedErrorCode);
@@ -354,8 +364,8 @@ uint64_t freshSeed() {
 /// endpoints, read into the fields of the same names of a ChatRequest or a
 /// CompletionRequest.
 template <typename Request>
-std::optional<ApiError> readCommon(FieldReader &reader,
-                                   const ApiLimits &limits, Request &out) {
+std::optional<ApiError> readCommon(FieldReader &reader, const ApiLimits &limits,
+                                   Request &out) {
   const ojson *model = reader.get("model");
   if (!model)
     return invalidRequest("'model' is required", "model",
@@ -508,7 +518,8 @@ functionOf(const ojson &value, const std::string &param, bool typeRequired) {
         param + ".type", "unsupported_value");
   auto function = value.find("function");
   if (function == value.end() || !function->is_object())
-    return invalidRequest(absl::StrCat("'", param, ".function' must be an "
+    return invalidRequest(absl::StrCat("'", param,
+                                       ".function' must be an "
                                        "object with a string \"name\""),
                           param + ".function", "invalid_type");
   if (!stringField(*function, "name"))
@@ -839,20 +850,15 @@ ApiResult<CompletionRequest> readCompletionRequest(std::string_view text,
 
 ApiResult<ChatRequest> parseChatRequest(std::string_view body,
                                         const ApiLimits &limits) {
-  try {
-    return readChatRequest(body, limits);
-  } catch (...) {
-    return unexpectedParseError();
-  }
+  return withoutEscapes<ChatRequest>(
+      [&] { return readChatRequest(body, limits); }, unexpectedParseError);
 }
 
 ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
                                                     const ApiLimits &limits) {
-  try {
-    return readCompletionRequest(body, limits);
-  } catch (...) {
-    return unexpectedParseError();
-  }
+  return withoutEscapes<CompletionRequest>(
+      [&] { return readCompletionRequest(body, limits); },
+      unexpectedParseError);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1002,8 +1008,7 @@ ApiResult<PreparedRequest> buildCompletion(const CompletionRequest &request,
   return prepared;
 }
 
-/// The error for an exception that nothing in preparing a request foresaw
-/// (a bug): a 500 that says nothing of the exception.
+/// The fallback of preparing a request: a 500 (the request was valid).
 ApiError unexpectedPrepareError() {
   ApiError error;
   error.status = 500;
@@ -1017,20 +1022,14 @@ ApiError unexpectedPrepareError() {
 
 ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
                                        const ServedModel &model) {
-  try {
-    return buildChat(request, model);
-  } catch (...) {
-    return unexpectedPrepareError();
-  }
+  return withoutEscapes<PreparedRequest>(
+      [&] { return buildChat(request, model); }, unexpectedPrepareError);
 }
 
 ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
                                              const ServedModel &model) {
-  try {
-    return buildCompletion(request, model);
-  } catch (...) {
-    return unexpectedPrepareError();
-  }
+  return withoutEscapes<PreparedRequest>(
+      [&] { return buildCompletion(request, model); }, unexpectedPrepareError);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1140,9 +1139,10 @@ json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
     for (int i = 0; i < topLogprobs && i < int(token.alternatives.size());
          ++i) {
       std::string altBytes = tokenBytes(token.alternatives[i].token);
-      top.push_back({{"token", altBytes},
-                     {"logprob", reportedLogprob(token.alternatives[i].logprob)},
-                     {"bytes", bytesArray(altBytes)}});
+      top.push_back(
+          {{"token", altBytes},
+           {"logprob", reportedLogprob(token.alternatives[i].logprob)},
+           {"bytes", bytesArray(altBytes)}});
     }
     content.push_back({{"token", bytes},
                        {"logprob", reportedLogprob(token.logprob)},

@@ -37,8 +37,8 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
-#include "runtime/serve/generation.h"
 #include "runtime/exec/sampler.h"
+#include "runtime/serve/generation.h"
 #include "runtime/text/tool_calls.h"
 #include "support/json.h"
 #include "support/json_bounded.h"

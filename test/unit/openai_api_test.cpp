@@ -98,11 +98,11 @@ std::string nestedArrays(int depth) {
 
 /// A tool whose parameters hold "@@" at properties.x (2 levels down).
 json toolWithProperty() {
-  return {{"type", "function"},
-          {"function",
-           {{"name", "f"},
-            {"parameters",
-             {{"type", "object"}, {"properties", {{"x", "@@"}}}}}}}};
+  return {
+      {"type", "function"},
+      {"function",
+       {{"name", "f"},
+        {"parameters", {{"type", "object"}, {"properties", {{"x", "@@"}}}}}}}};
 }
 
 constexpr const char *kArgumentsParam =
@@ -200,15 +200,18 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
       {chat({{"tools",
               json::array({{{"type", 1}, {"function", {{"name", "f"}}}}})}}),
        400, "tools[0].type", "invalid_type", "not an integer"},
-      {chat({{"tools", json::array({{{"type", "function"}, {"function", "f"}}})}}),
+      {chat({{"tools",
+              json::array({{{"type", "function"}, {"function", "f"}}})}}),
        400, "tools[0].function", "invalid_type", ""},
       {chat({{"tools", json::array({weather})},
              {"tool_choice", {{"type", 5}, {"function", {{"name", "f"}}}}}}),
        400, "tool_choice.type", "invalid_type", ""},
       {chat({{"tools", json::array({weather})},
-             {"tool_choice", {{"type", "function"}, {"function", {{"name", 7}}}}}}),
+             {"tool_choice",
+              {{"type", "function"}, {"function", {{"name", 7}}}}}}),
        400, "tool_choice.function.name", "invalid_type", ""},
-      {withToolCall("{}", 3).dump(), 400, "messages[1].tool_calls[0].function.name", "invalid_type", ""},
+      {withToolCall("{}", 3).dump(), 400,
+       "messages[1].tool_calls[0].function.name", "invalid_type", ""},
       {chat(
            {{"tools", json::array({{{"type", "function"},
                                     {"function", {{"name", "bad name!"}}}}})}}),
@@ -257,41 +260,51 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
   }
 }
 
+/// A request that must fail with a 400 invalid_value naming `param`.
+struct FieldCase {
+  std::string body;
+  std::string param;
+  std::string messagePart;
+};
+
+void expectFieldErrors(const std::vector<FieldCase> &cases) {
+  for (const FieldCase &c : cases) {
+    SCOPED_TRACE(c.param);
+    ApiError error = chatError(c.body);
+    EXPECT_EQ(error.status, 400);
+    EXPECT_EQ(error.param, c.param);
+    EXPECT_EQ(error.code, "invalid_value");
+    EXPECT_THAT(error.message, HasSubstr(c.messagePart));
+  }
+}
+
 // Tests that JSON nesting deeper than kMaxJsonDepth inside any field the
 // request layer takes is a 400 naming the field: 20,000 nested arrays (40 KB
 // of body) used to overflow the worker's stack in the recursive copy of the
 // parsed body.
 TEST(ChatRequestErrors, DeepJsonNamesTheField) {
   const std::string deep = nestedArrays(20000);
-  struct DeepCase {
-    std::string body;
-    std::string param;
+  auto deepCase = [](std::string body, std::string param) {
+    std::string where = param.empty() ? "the request body" : "'" + param + "'";
+    return FieldCase{std::move(body), std::move(param),
+                     where + " nests deeper than 64 levels"};
   };
-  std::vector<DeepCase> cases = {
-      {splice(chatJson({{"tools", json::array({toolWithProperty()})}}), deep),
-       "tools[0].function.parameters"},
-      {splice(chatJson({{"chat_template_kwargs", {{"x", "@@"}}}}), deep),
-       "chat_template_kwargs"},
-      {splice(withToolCall({{"a", "@@"}}), deep), kArgumentsParam},
-      {withToolCall("{\"a\": " + deep + "}").dump(), kArgumentsParam},
-      {splice(chatJson({{"messages", "@@"}}), deep), "messages"},
+  expectFieldErrors({
+      deepCase(splice(chatJson({{"tools", json::array({toolWithProperty()})}}),
+                      deep),
+               "tools[0].function.parameters"),
+      deepCase(
+          splice(chatJson({{"chat_template_kwargs", {{"x", "@@"}}}}), deep),
+          "chat_template_kwargs"),
+      deepCase(splice(withToolCall({{"a", "@@"}}), deep), kArgumentsParam),
+      deepCase(withToolCall("{\"a\": " + deep + "}").dump(), kArgumentsParam),
+      deepCase(splice(chatJson({{"messages", "@@"}}), deep), "messages"),
       // A field the server ignores is held to the same bound.
-      {splice(chatJson({{"user", "@@"}}), deep), "user"},
-      {deep, ""},
-  };
-  for (const DeepCase &c : cases) {
-    SCOPED_TRACE(c.param);
-    ApiError error = chatError(c.body);
-    EXPECT_EQ(error.status, 400);
-    EXPECT_EQ(error.param, c.param);
-    EXPECT_EQ(error.code, "invalid_value");
-    EXPECT_THAT(error.message,
-                HasSubstr((c.param.empty() ? "the request body"
-                                           : "'" + c.param + "'") +
-                          " nests deeper than 64 levels"));
-  }
-  ApiError completion = completionError(
-      splice(json{{"model", "qwen2"}, {"prompt", "@@"}}, deep));
+      deepCase(splice(chatJson({{"user", "@@"}}), deep), "user"),
+      deepCase(deep, ""),
+  });
+  ApiError completion =
+      completionError(splice(json{{"model", "qwen2"}, {"prompt", "@@"}}, deep));
   EXPECT_EQ(completion.param, "prompt");
   EXPECT_THAT(completion.message, HasSubstr("nests deeper than 64"));
 }
@@ -328,30 +341,19 @@ TEST(ChatRequestParse, DepthLimitCountsFromTheField) {
 // Tests that a number too large for a double, where nlohmann throws
 // out_of_range (a 500 before), is a 400 naming the field.
 TEST(ChatRequestErrors, HugeNumbersNameTheField) {
-  struct HugeCase {
-    std::string body;
-    std::string param;
-  };
-  std::vector<HugeCase> cases = {
-      {splice(chatJson({{"temperature", "@@"}}), "1e400"), "temperature"},
-      {splice(chatJson({{"top_p", "@@"}}), "-1e400"), "top_p"},
+  expectFieldErrors({
+      {splice(chatJson({{"temperature", "@@"}}), "1e400"), "temperature",
+       "'temperature' is a number too large for a double (1e400)"},
+      {splice(chatJson({{"top_p", "@@"}}), "-1e400"), "top_p", "-1e400"},
       {splice(chatJson({{"stop", json::array({"a", "@@"})}}), "1e400"),
-       "stop[1]"},
+       "stop[1]", "1e400"},
       {splice(chatJson({{"tools", json::array({toolWithProperty()})}}),
               "{\"type\": \"number\", \"maximum\": 1e400}"),
-       "tools[0].function.parameters.properties.x.maximum"},
-      {withToolCall("{\"a\": 1e400}").dump(), kArgumentsParam},
-  };
-  for (const HugeCase &c : cases) {
-    SCOPED_TRACE(c.body);
-    ApiError error = chatError(c.body);
-    EXPECT_EQ(error.status, 400);
-    EXPECT_EQ(error.param, c.param);
-    EXPECT_EQ(error.code, "invalid_value");
-    EXPECT_THAT(error.message, HasSubstr("1e400"));
-  }
-  ApiError completion = completionError(
-      R"({"model": "qwen2", "prompt": [1, 2e308, 3]})");
+       "tools[0].function.parameters.properties.x.maximum", "1e400"},
+      {withToolCall("{\"a\": 1e400}").dump(), kArgumentsParam, "1e400"},
+  });
+  ApiError completion =
+      completionError(R"({"model": "qwen2", "prompt": [1, 2e308, 3]})");
   EXPECT_EQ(completion.param, "prompt[1]");
   EXPECT_THAT(completion.message, HasSubstr("2e308"));
 }
@@ -697,8 +699,9 @@ std::string preparedPrompt(const std::string &checkpoint,
     ADD_FAILURE() << error->message;
     return "";
   }
-  auto text = (*tokenizer)->decode(
-      std::get<PreparedRequest>(prepared).generation.promptIds);
+  auto text =
+      (*tokenizer)
+          ->decode(std::get<PreparedRequest>(prepared).generation.promptIds);
   EXPECT_TRUE(text.ok()) << text.status();
   return text.ok() ? *text : "";
 }
@@ -818,9 +821,9 @@ TEST(RealTemplates, RequestsRenderAsTransformersDoes) {
   // What the request layer changes on purpose: string arguments are parsed
   // (vLLM does so; transformers renders the string), reasoning_content and
   // structured tool results are not OpenAI request fields.
-  const std::set<std::string> notRequests = {
-      "tool_call_string_arguments", "reasoning_content_field",
-      "tool_result_structured_content"};
+  const std::set<std::string> notRequests = {"tool_call_string_arguments",
+                                             "reasoning_content_field",
+                                             "tool_result_structured_content"};
   int compared = 0;
   for (const char *checkpoint : {"qwen2_5", "qwen3", "llama3", "llama3_2"}) {
     auto chatTemplate = ChatTemplate::fromTokenizerConfig(
