@@ -39,6 +39,17 @@ int jsonNestingDepth(std::string_view text, int stopAbove) {
 
 namespace {
 
+/// nlohmann's message without its "[json.exception.parse_error.101] " tag:
+/// the tag names library internals, the rest names the place.
+std::string withoutExceptionId(std::string_view message) {
+  if (message.starts_with("[json.exception.")) {
+    size_t end = message.find("] ");
+    if (end != std::string_view::npos)
+      message.remove_prefix(end + 2);
+  }
+  return std::string(message);
+}
+
 template <typename Json>
 absl::StatusOr<Json> parseBounded(std::string_view text, int maxDepth) {
   if (jsonNestingDepth(text, maxDepth) > maxDepth)
@@ -46,16 +57,16 @@ absl::StatusOr<Json> parseBounded(std::string_view text, int maxDepth) {
         "JSON nests deeper than ", maxDepth, " levels of arrays and objects"));
   Json value = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) {
-    // Parse again with exceptions for the message: it names the byte.
+    // Parse again with exceptions for the message: it names the place. A
+    // number too large for a double (1e400) is an out_of_range, not a
+    // parse_error.
     try {
       (void)Json::parse(text);
     } catch (const typename Json::parse_error &error) {
-      // "[json.exception.parse_error.101] parse error at line 1, column 7:
-      // ..." without the library's tag.
-      std::string_view message = error.what();
-      if (size_t tag = message.find("] "); tag != std::string_view::npos)
-        message.remove_prefix(tag + 2);
-      return absl::InvalidArgumentError(std::string(message));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "byte ", error.byte, ": ", withoutExceptionId(error.what())));
+    } catch (const typename Json::exception &error) {
+      return absl::InvalidArgumentError(withoutExceptionId(error.what()));
     }
     return absl::InvalidArgumentError("not valid JSON");
   }

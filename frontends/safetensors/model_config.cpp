@@ -391,6 +391,12 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
   }
   if (!reader.ok())
     return reader.getStatus();
+  if (const Json *eos = reader.get("eos_token_id")) {
+    absl::StatusOr<std::vector<int32_t>> ids =
+        eosTokenIds(*eos, fileName, config.vocabSize);
+    if (!ids.ok())
+      return ids.status();
+  }
 
   // Derived sizes.
   if (headDim) {
@@ -411,6 +417,40 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
 }
 
 } // namespace
+
+absl::StatusOr<std::vector<int32_t>> eosTokenIds(const nlohmann::json &value,
+                                                 std::string_view file,
+                                                 int64_t vocabSize) {
+  std::vector<int32_t> ids;
+  if (value.is_null())
+    return ids;
+  std::vector<const Json *> items;
+  if (value.is_array())
+    for (const Json &item : value)
+      items.push_back(&item);
+  else
+    items.push_back(&value);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Json &item = *items[i];
+    std::string key = value.is_array() ? absl::StrCat("'eos_token_id[", i, "]'")
+                                       : "'eos_token_id'";
+    if (!item.is_number_integer())
+      return absl::InvalidArgumentError(absl::StrCat(
+          toAbsl(file), ": ", key, " must be a token id (an integer), got ",
+          describeJson(item)));
+    bool inVocabulary =
+        item.is_number_unsigned()
+            ? item.get<uint64_t>() < uint64_t(vocabSize)
+            : item.get<int64_t>() >= 0 && item.get<int64_t>() < vocabSize;
+    if (!inVocabulary)
+      return absl::InvalidArgumentError(
+          absl::StrCat(toAbsl(file), ": ", key, " is ", item.dump(),
+                       ", outside the vocabulary of ", vocabSize,
+                       " tokens (ids 0 to ", vocabSize - 1, ")"));
+    ids.push_back(static_cast<int32_t>(item.get<int64_t>()));
+  }
+  return ids;
+}
 
 std::string_view architectureName(Architecture arch) {
   switch (arch) {

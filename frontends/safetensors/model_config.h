@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "frontends/safetensors/safetensors.h"
+#include "nlohmann/json.hpp"
 
 namespace treni {
 
@@ -57,6 +58,15 @@ absl::StatusOr<ModelConfig> parseModelConfig(std::string_view json,
                                              std::string_view fileName);
 /// Reads and parses DIR/config.json.
 absl::StatusOr<ModelConfig> loadModelConfig(const std::string &dir);
+
+/// The token ids an `eos_token_id` value names (in generation_config.json
+/// or config.json): one id, or a list of them; null names none. Anything
+/// else, or an id outside the vocabulary (ids 0 .. vocabSize - 1, which a
+/// model could never generate, so it would never stop there), is an error
+/// naming `file`, the key and the vocabulary size.
+absl::StatusOr<std::vector<int32_t>> eosTokenIds(const nlohmann::json &value,
+                                                 std::string_view file,
+                                                 int64_t vocabSize);
 
 /// A tensor the architecture needs, with its expected shape.
 struct RequiredTensor {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "frontends/safetensors/model_config.h"
 #include "support/status.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/exec/package.h"
@@ -933,18 +934,16 @@ absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
     if (std::optional<int32_t> id = tokenizer.tokenToId(content))
       add(*id);
   }
-  TRENI_ASSIGN_OR_RETURN(
-      auto generation,
-      readJsonFile((fs::path(modelDir) / "generation_config.json").string()));
+  std::string generationPath =
+      (fs::path(modelDir) / "generation_config.json").string();
+  TRENI_ASSIGN_OR_RETURN(auto generation, readJsonFile(generationPath));
   if (generation && generation->is_object() &&
       generation->contains("eos_token_id")) {
-    const nlohmann::json &eos = (*generation)["eos_token_id"];
-    if (eos.is_number_integer())
-      add(eos.get<int64_t>());
-    else if (eos.is_array())
-      for (const nlohmann::json &id : eos)
-        if (id.is_number_integer())
-          add(id.get<int64_t>());
+    TRENI_ASSIGN_OR_RETURN(std::vector<int32_t> generationIds,
+                           eosTokenIds((*generation)["eos_token_id"],
+                                       generationPath, tokenizer.vocabSize()));
+    for (int32_t id : generationIds)
+      add(id);
   }
   return ids;
 }

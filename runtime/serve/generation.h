@@ -200,7 +200,8 @@ private:
 
 /// EOS ids of a model directory: the tokenizer's eos_token (from
 /// tokenizer_config.json) and generation_config.json's eos_token_id (a number
-/// or a list). Missing files are fine; unreadable JSON is an error.
+/// or a list). Missing files are fine; unreadable JSON, or an eos_token_id
+/// that is not ids of the vocabulary (eosTokenIds), is an error.
 absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
                                                 const Tokenizer &tokenizer);
 

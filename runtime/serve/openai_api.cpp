@@ -1,23 +1,34 @@
 //===- openai_api.cpp - OpenAI request parsing and response building -----===//
+//
+// Request bodies are read as nlohmann::ordered_json, so the chat template
+// sees tools, their parameters and tool-call arguments with their keys in the
+// client's order, as transformers' apply_chat_template does. Responses are
+// built as nlohmann::json: their key order is ours.
+//
+//===----------------------------------------------------------------------===//
 
 #include "runtime/serve/openai_api.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <random>
-#include <regex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
-#include "support/utf8.h"
 #include "support/json.h"
+#include "support/json_bounded.h"
+#include "support/utf8.h"
 
 namespace treni {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 //===----------------------------------------------------------------------===//
 // Errors and JSON text
@@ -46,22 +57,22 @@ std::string sseEvent(const json &value) {
 
 namespace {
 
-const char *typeName(const json &value) {
+const char *typeName(const ojson &value) {
   switch (value.type()) {
-  case json::value_t::null:
+  case ojson::value_t::null:
     return "null";
-  case json::value_t::boolean:
+  case ojson::value_t::boolean:
     return "a boolean";
-  case json::value_t::number_integer:
-  case json::value_t::number_unsigned:
+  case ojson::value_t::number_integer:
+  case ojson::value_t::number_unsigned:
     return "an integer";
-  case json::value_t::number_float:
+  case ojson::value_t::number_float:
     return "a number";
-  case json::value_t::string:
+  case ojson::value_t::string:
     return "a string";
-  case json::value_t::array:
+  case ojson::value_t::array:
     return "an array";
-  case json::value_t::object:
+  case ojson::value_t::object:
     return "an object";
   default:
     return "an unsupported value";
@@ -69,14 +80,186 @@ const char *typeName(const json &value) {
 }
 
 ApiError wrongType(const std::string &param, const char *expected,
-                   const json &value) {
+                   const ojson &value) {
   return invalidRequest(absl::StrCat("'", param, "' must be ", expected,
                                      ", not ", typeName(value)),
                         param, "invalid_type");
 }
 
+/// "'param'", or "the request body" for the empty param.
+std::string quotedParam(const std::string &param) {
+  return param.empty() ? "the request body" : absl::StrCat("'", param, "'");
+}
+
+ApiError tooDeep(const std::string &param) {
+  return invalidRequest(absl::StrCat(quotedParam(param), " nests deeper than ",
+                                     kMaxJsonDepth,
+                                     " levels of arrays and objects"),
+                        param);
+}
+
+/// `read()`, or `fallback()` if an exception escapes it: the last resort
+/// for one that nothing in `read` foresaw (a bug, as every bad input has an
+/// error of its own), which the response must not describe.
+template <typename T, typename Read>
+ApiResult<T> withoutEscapes(Read read, ApiError (*fallback)()) {
+  try {
+    return read();
+  } catch (...) {
+    return fallback();
+  }
+}
+
+/// The fallback of parsing a request: a 400.
+ApiError unexpectedParseError() {
+  return invalidRequest("the request could not be read", "",
+                        kUnexpectedErrorCode);
+}
+
+//===----------------------------------------------------------------------===//
+// The body's shape, checked before it is built
+//===----------------------------------------------------------------------===//
+
+/// Where a client's own JSON starts below the body, as the steps to it ("*":
+/// any array index): tool parameters and tool-call arguments. Each may nest
+/// kMaxJsonDepth levels inside itself; so may every other top-level field.
+constexpr std::string_view kArgumentsRoot[] = {
+    "messages", "*", "tool_calls", "*", "function", "arguments"};
+constexpr std::string_view kParametersRoot[] = {"tools", "*", "function",
+                                                "parameters"};
+
+/// How deep a body that passed BodyScan can be.
+constexpr int kMaxBodyDepth = kMaxJsonDepth + int(std::size(kArgumentsRoot));
+
+/// One step of a path into the body: an object key or an array index.
+struct PathStep {
+  bool index;
+  std::string text; ///< the key, or the index in decimal
+};
+
+/// "tools[0].function.parameters" for the first `length` steps.
+std::string paramOf(const std::vector<PathStep> &path, size_t length) {
+  std::string param;
+  for (size_t i = 0; i < length; ++i) {
+    if (path[i].index)
+      absl::StrAppend(&param, "[", path[i].text, "]");
+    else
+      absl::StrAppend(&param, i ? "." : "", path[i].text);
+  }
+  return param;
+}
+
+/// How many steps of `path` lead to the root whose depth budget applies:
+/// a root of kArgumentsRoot / kParametersRoot, else the top-level field (0
+/// in a body that is not an object).
+template <size_t N>
+bool startsWith(const std::vector<PathStep> &path,
+                const std::string_view (&root)[N]) {
+  if (path.size() < N)
+    return false;
+  for (size_t i = 0; i < N; ++i)
+    if (root[i] == "*" ? !path[i].index
+                       : path[i].index || path[i].text != root[i])
+      return false;
+  return true;
+}
+size_t rootLength(const std::vector<PathStep> &path) {
+  if (startsWith(path, kArgumentsRoot))
+    return std::size(kArgumentsRoot);
+  if (startsWith(path, kParametersRoot))
+    return std::size(kParametersRoot);
+  return path.empty() || path[0].index ? 0 : 1;
+}
+
+/// A SAX pass over the body (nlohmann's parser does not recurse; copying,
+/// comparing and dumping a built value do) that stops at the first array or
+/// object nesting deeper than kMaxJsonDepth inside its root, or at a number
+/// too large for a double, and names the field. Syntax errors are left to
+/// the parse that follows.
+class BodyScan {
+public:
+  std::optional<ApiError> error;
+
+  bool null() { return scalar(); }
+  bool boolean(bool) { return scalar(); }
+  bool number_integer(ojson::number_integer_t) { return scalar(); }
+  bool number_unsigned(ojson::number_unsigned_t) { return scalar(); }
+  bool number_float(ojson::number_float_t, const std::string &) {
+    return scalar();
+  }
+  bool string(std::string &) { return scalar(); }
+  bool binary(ojson::binary_t &) { return scalar(); }
+  bool key(std::string &name) {
+    frames_.back().key = name;
+    return true;
+  }
+  bool start_object(size_t) { return open(/*array=*/false); }
+  bool start_array(size_t) { return open(/*array=*/true); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool parse_error(size_t, const std::string &token,
+                   const nlohmann::detail::exception &exception) {
+    constexpr int kNumberOverflow = 406; // nlohmann's out_of_range.406
+    if (exception.id == kNumberOverflow) {
+      std::string param = paramOf(path(), frames_.size());
+      error = invalidRequest(absl::StrCat(quotedParam(param),
+                                          " is a number too large for a "
+                                          "double (",
+                                          token, ")"),
+                             param);
+    }
+    return false;
+  }
+
+private:
+  struct Frame {
+    bool array;
+    size_t count = 0; ///< elements of an array begun so far
+    std::string key;  ///< the current key of an object
+  };
+
+  /// The steps to the value being read now (for an array, the element
+  /// after the `count` begun).
+  std::vector<PathStep> path() const {
+    std::vector<PathStep> steps;
+    for (size_t i = 0; i < frames_.size(); ++i) {
+      const Frame &frame = frames_[i];
+      size_t current = i + 1 == frames_.size() ? frame.count : frame.count - 1;
+      steps.push_back(frame.array ? PathStep{true, std::to_string(current)}
+                                  : PathStep{false, frame.key});
+    }
+    return steps;
+  }
+  bool scalar() {
+    if (!frames_.empty() && frames_.back().array)
+      ++frames_.back().count;
+    return true;
+  }
+  bool open(bool array) {
+    // Within the body, every root is at least one step down.
+    int depth = int(frames_.size()) + 1;
+    if (depth > kMaxJsonDepth + 1) {
+      std::vector<PathStep> steps = path();
+      size_t root = rootLength(steps);
+      if (depth - int(root) > kMaxJsonDepth) {
+        error = tooDeep(paramOf(steps, root));
+        return false;
+      }
+    }
+    scalar();
+    frames_.push_back({array});
+    return true;
+  }
+  bool close() {
+    frames_.pop_back();
+    return true;
+  }
+
+  std::vector<Frame> frames_;
+};
+
 /// Parses the body into an object, or the error.
-std::variant<json, ApiError> parseBody(std::string_view body) {
+std::variant<ojson, ApiError> parseBody(std::string_view body) {
   if (body.empty())
     return invalidRequest("the request body is empty; expected a JSON object",
                           "", "invalid_json");
@@ -84,29 +267,30 @@ std::variant<json, ApiError> parseBody(std::string_view body) {
     return invalidRequest(
         absl::StrCat("the request body is not valid UTF-8 (byte ", at, ")"), "",
         "invalid_utf8");
-  json value;
-  try {
-    value = json::parse(body);
-  } catch (const json::parse_error &error) {
-    return invalidRequest(
-        absl::StrCat("the request body is not valid JSON: ", error.what()), "",
-        "invalid_json");
-  }
-  if (!value.is_object())
+  BodyScan scan;
+  (void)ojson::sax_parse(body, &scan);
+  if (scan.error)
+    return *scan.error;
+  absl::StatusOr<ojson> value = parseOrderedJsonBounded(body, kMaxBodyDepth);
+  if (!value.ok())
+    return invalidRequest(absl::StrCat("the request body is not valid JSON: ",
+                                       value.status().message()),
+                          "", "invalid_json");
+  if (!value->is_object())
     return invalidRequest(
         absl::StrCat("the request body must be a JSON object, not ",
-                     typeName(value)),
+                     typeName(*value)),
         "", "invalid_json");
-  return value;
+  return std::move(*value);
 }
 
 /// Reads optional fields of one JSON object; the first problem sticks.
 class FieldReader {
 public:
-  explicit FieldReader(const json &object) : object_(object) {}
+  explicit FieldReader(const ojson &object) : object_(object) {}
   std::optional<ApiError> error;
 
-  const json *get(const std::string &name) const {
+  const ojson *get(const std::string &name) const {
     auto it = object_.find(name);
     if (it == object_.end() || it->is_null())
       return nullptr;
@@ -114,7 +298,7 @@ public:
   }
   std::optional<double> number(const std::string &name, double low,
                                double high) {
-    const json *value = get(name);
+    const ojson *value = get(name);
     if (!value || error)
       return std::nullopt;
     if (!value->is_number())
@@ -128,7 +312,7 @@ public:
   }
   std::optional<int64_t> integer(const std::string &name, int64_t low,
                                  int64_t high) {
-    const json *value = get(name);
+    const ojson *value = get(name);
     if (!value || error)
       return std::nullopt;
     bool integral =
@@ -152,27 +336,14 @@ public:
     return v;
   }
   std::optional<bool> boolean(const std::string &name) {
-    const json *value = get(name);
+    const ojson *value = get(name);
     if (!value || error)
       return std::nullopt;
     if (!value->is_boolean())
       return fail(wrongType(name, "a boolean", *value));
     return value->get<bool>();
   }
-  std::optional<std::string> string(const std::string &name) {
-    const json *value = get(name);
-    if (!value || error)
-      return std::nullopt;
-    if (!value->is_string())
-      return fail(wrongType(name, "a string", *value));
-    return value->get<std::string>();
-  }
 
-  template <typename T> std::optional<T> fail(ApiError e) {
-    if (!error)
-      error = std::move(e);
-    return std::nullopt;
-  }
   std::nullopt_t fail(ApiError e) {
     if (!error)
       error = std::move(e);
@@ -180,7 +351,7 @@ public:
   }
 
 private:
-  const json &object_;
+  const ojson &object_;
 };
 
 /// A seed for requests that give none: different per request.
@@ -193,9 +364,9 @@ uint64_t freshSeed() {
 /// endpoints, read into the fields of the same names of a ChatRequest or a
 /// CompletionRequest.
 template <typename Request>
-std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
-                                   const ApiLimits &limits, Request &out) {
-  const json *model = reader.get("model");
+std::optional<ApiError> readCommon(FieldReader &reader, const ApiLimits &limits,
+                                   Request &out) {
+  const ojson *model = reader.get("model");
   if (!model)
     return invalidRequest("'model' is required", "model",
                           "missing_required_parameter");
@@ -236,11 +407,11 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
           "unsupported_parameter");
   if (reader.error)
     return reader.error;
-  if (const json *stop = reader.get("stop")) {
+  if (const ojson *stop = reader.get("stop")) {
     if (stop->is_string()) {
       out.stop.push_back(stop->get<std::string>());
     } else if (stop->is_array()) {
-      for (const json &item : *stop) {
+      for (const ojson &item : *stop) {
         if (!item.is_string())
           return wrongType("stop", "a string or an array of strings", *stop);
         out.stop.push_back(item.get<std::string>());
@@ -258,7 +429,7 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
         return invalidRequest("'stop' strings must not be empty", "stop");
   }
   out.stream = reader.boolean("stream").value_or(false);
-  if (const json *options = reader.get("stream_options")) {
+  if (const ojson *options = reader.get("stream_options")) {
     if (!options->is_object())
       return wrongType("stream_options", "an object", *options);
     if (!out.stream)
@@ -278,15 +449,15 @@ std::optional<ApiError> readCommon(const json &body, FieldReader &reader,
 }
 
 /// The text of a message's content: a string, null, or text parts.
-std::variant<json, ApiError> messageContent(const json &content,
-                                            const std::string &param) {
+std::variant<ojson, ApiError> messageContent(const ojson &content,
+                                             const std::string &param) {
   if (content.is_null() || content.is_string())
     return content;
   if (!content.is_array())
     return wrongType(param, "a string or an array of content parts", content);
   std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
-    const json &part = content[i];
+    const ojson &part = content[i];
     std::string partParam = absl::StrCat(param, "[", i, "]");
     if (!part.is_object())
       return wrongType(partParam, "an object", part);
@@ -307,10 +478,96 @@ std::variant<json, ApiError> messageContent(const json &content,
           partParam + ".text", "invalid_type");
     text += partText->get<std::string>();
   }
-  return json(text);
+  return ojson(text);
 }
 
-std::variant<json, ApiError> normalizeMessages(const json *messages) {
+/// Tool-call arguments given as a JSON string, parsed into the value a chat
+/// template expects (the string comes from outside: its depth is bounded
+/// like the body's).
+std::variant<ojson, ApiError> parseArguments(const std::string &text,
+                                             const std::string &param) {
+  if (jsonNestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth)
+    return tooDeep(param);
+  absl::StatusOr<ojson> arguments = parseOrderedJsonBounded(text);
+  if (!arguments.ok())
+    return invalidRequest(absl::StrCat("'", param, "' is not valid JSON: ",
+                                       arguments.status().message()),
+                          param);
+  return std::move(*arguments);
+}
+
+/// The field `name` of `object` when it is a string, else null.
+const ojson *stringField(const ojson &object, const char *name) {
+  auto it = object.find(name);
+  return it != object.end() && it->is_string() ? &*it : nullptr;
+}
+
+/// {"type": "function", "function": {"name": string, ...}} at `param` (a
+/// tool, a tool call or a named tool_choice): the function object, or an
+/// error naming the first field that is wrong.
+std::variant<const ojson *, ApiError>
+functionOf(const ojson &value, const std::string &param, bool typeRequired) {
+  if (!value.is_object())
+    return wrongType(param, "an object", value);
+  auto type = value.find("type");
+  if (type != value.end() && !type->is_string())
+    return wrongType(param + ".type", "\"function\"", *type);
+  if (type == value.end() ? typeRequired : *type != "function")
+    return invalidRequest(
+        absl::StrCat("'", param, ".type' must be \"function\""),
+        param + ".type", "unsupported_value");
+  auto function = value.find("function");
+  if (function == value.end() || !function->is_object())
+    return invalidRequest(absl::StrCat("'", param,
+                                       ".function' must be an "
+                                       "object with a string \"name\""),
+                          param + ".function", "invalid_type");
+  if (!stringField(*function, "name"))
+    return invalidRequest(
+        absl::StrCat("'", param, ".function.name' must be a string"),
+        param + ".function.name", "invalid_type");
+  return &*function;
+}
+
+/// The tool calls of an assistant message, with arguments given as a string
+/// parsed into a value.
+std::variant<ojson, ApiError> normalizeToolCalls(const ojson &calls,
+                                                 const std::string &param) {
+  ojson outCalls = ojson::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    std::string callParam = absl::StrCat(param, "[", k, "]");
+    auto function = functionOf(calls[k], callParam, /*typeRequired=*/false);
+    if (auto *error = std::get_if<ApiError>(&function))
+      return *error;
+    const ojson &call = calls[k];
+    const ojson &fields = *std::get<const ojson *>(function);
+    std::string argumentsParam = callParam + ".function.arguments";
+    ojson arguments = ojson::object();
+    if (auto raw = fields.find("arguments"); raw != fields.end()) {
+      if (raw->is_string()) {
+        auto parsed =
+            parseArguments(raw->get_ref<const std::string &>(), argumentsParam);
+        if (auto *error = std::get_if<ApiError>(&parsed))
+          return *error;
+        arguments = std::move(std::get<ojson>(parsed));
+      } else if (raw->is_object()) {
+        arguments = *raw;
+      } else if (!raw->is_null()) {
+        return wrongType(argumentsParam, "a JSON string", *raw);
+      }
+    }
+    ojson outCall = {
+        {"type", "function"},
+        {"function",
+         {{"name", fields["name"]}, {"arguments", std::move(arguments)}}}};
+    if (const ojson *id = stringField(call, "id"))
+      outCall["id"] = *id;
+    outCalls.push_back(std::move(outCall));
+  }
+  return outCalls;
+}
+
+std::variant<ojson, ApiError> normalizeMessages(const ojson *messages) {
   if (!messages)
     return invalidRequest("'messages' is required", "messages",
                           "missing_required_parameter");
@@ -319,14 +576,14 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
   if (messages->empty())
     return invalidRequest("'messages' must contain at least one message",
                           "messages", "empty_array");
-  json normalized = json::array();
+  ojson normalized = ojson::array();
   for (size_t i = 0; i < messages->size(); ++i) {
-    const json &message = (*messages)[i];
+    const ojson &message = (*messages)[i];
     std::string param = absl::StrCat("messages[", i, "]");
     if (!message.is_object())
       return wrongType(param, "an object", message);
-    auto role = message.find("role");
-    if (role == message.end() || !role->is_string())
+    const ojson *role = stringField(message, "role");
+    if (!role)
       return invalidRequest(
           absl::StrCat("'", param, ".role' is required (a string)"),
           param + ".role", "invalid_type");
@@ -341,104 +598,72 @@ std::variant<json, ApiError> normalizeMessages(const json *messages) {
                        "assistant or tool, not '",
                        role->get<std::string>(), "'"),
           param + ".role");
-    json out = {{"role", roleName}};
+    ojson out = {{"role", roleName}};
     auto content = message.find("content");
-    json text = nullptr;
+    ojson text = nullptr;
     if (content != message.end()) {
       auto converted = messageContent(*content, param + ".content");
       if (auto *error = std::get_if<ApiError>(&converted))
         return *error;
-      text = std::get<json>(converted);
+      text = std::move(std::get<ojson>(converted));
     }
-    bool hasToolCalls =
-        message.contains("tool_calls") && !message["tool_calls"].is_null();
+    auto calls = message.find("tool_calls");
+    bool hasToolCalls = calls != message.end() && !calls->is_null();
     if (text.is_null() && !(roleName == "assistant" && hasToolCalls))
       return invalidRequest(absl::StrCat("'", param, ".content' is required"),
                             param + ".content", "missing_required_parameter");
-    out["content"] = text;
+    out["content"] = std::move(text);
     if (hasToolCalls) {
-      const json &calls = message["tool_calls"];
-      if (roleName != "assistant" || !calls.is_array())
+      if (roleName != "assistant" || !calls->is_array())
         return invalidRequest(
             absl::StrCat("'", param,
                          ".tool_calls' must be an array on an "
                          "assistant message"),
             param + ".tool_calls", "invalid_type");
-      json outCalls = json::array();
-      for (size_t k = 0; k < calls.size(); ++k) {
-        std::string callParam = absl::StrCat(param, ".tool_calls[", k, "]");
-        const json &call = calls[k];
-        if (!call.is_object() || !call.contains("function") ||
-            !call["function"].is_object() ||
-            !call["function"].contains("name") ||
-            !call["function"]["name"].is_string())
-          return invalidRequest(
-              absl::StrCat("'", callParam,
-                           "' must be {\"type\": \"function\", "
-                           "\"function\": {\"name\", \"arguments\"}}"),
-              callParam, "invalid_type");
-        json arguments = json::object();
-        if (call["function"].contains("arguments")) {
-          const json &raw = call["function"]["arguments"];
-          if (raw.is_string()) {
-            arguments = json::parse(raw.get<std::string>(), nullptr, false);
-            if (arguments.is_discarded())
-              return invalidRequest(
-                  absl::StrCat("'", callParam,
-                               ".function.arguments' is not valid JSON"),
-                  callParam + ".function.arguments");
-          } else if (raw.is_object()) {
-            arguments = raw;
-          } else if (!raw.is_null()) {
-            return wrongType(callParam + ".function.arguments", "a JSON string",
-                             raw);
-          }
-        }
-        json outCall = {
-            {"type", "function"},
-            {"function",
-             {{"name", call["function"]["name"]}, {"arguments", arguments}}}};
-        if (call.contains("id") && call["id"].is_string())
-          outCall["id"] = call["id"];
-        outCalls.push_back(std::move(outCall));
-      }
-      out["tool_calls"] = std::move(outCalls);
+      auto outCalls = normalizeToolCalls(*calls, param + ".tool_calls");
+      if (auto *error = std::get_if<ApiError>(&outCalls))
+        return *error;
+      out["tool_calls"] = std::move(std::get<ojson>(outCalls));
     }
     for (const char *field : {"tool_call_id", "name"})
-      if (message.contains(field) && message[field].is_string())
-        out[field] = message[field];
+      if (const ojson *value = stringField(message, field))
+        out[field] = *value;
     normalized.push_back(std::move(out));
   }
   return normalized;
 }
 
-std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
+/// A tool's function name as OpenAI allows it: 1-64 letters, digits, '_'
+/// or '-'.
+bool isFunctionName(std::string_view name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                  c == '_' || c == '-';
+         });
+}
+
+std::optional<ApiError> readTools(const ojson &body, ChatRequest &out) {
   if (const auto it = body.find("tools"); it != body.end() && !it->is_null()) {
     if (!it->is_array())
       return wrongType("tools", "an array", *it);
-    static const std::regex namePattern("^[a-zA-Z0-9_-]{1,64}$");
     for (size_t i = 0; i < it->size(); ++i) {
-      const json &tool = (*it)[i];
       std::string param = absl::StrCat("tools[", i, "]");
-      if (!tool.is_object() || tool.value("type", "") != "function" ||
-          !tool.contains("function") || !tool["function"].is_object())
-        return invalidRequest(absl::StrCat("'", param,
-                                           "' must be {\"type\": \"function\", "
-                                           "\"function\": {...}}"),
-                              param, "invalid_type");
-      const json &function = tool["function"];
-      if (!function.contains("name") || !function["name"].is_string() ||
-          !std::regex_match(function["name"].get<std::string>(), namePattern))
+      auto function = functionOf((*it)[i], param, /*typeRequired=*/true);
+      if (auto *error = std::get_if<ApiError>(&function))
+        return *error;
+      const ojson &fields = *std::get<const ojson *>(function);
+      if (!isFunctionName(fields["name"].get_ref<const std::string &>()))
         return invalidRequest(
             absl::StrCat("'", param,
                          ".function.name' must be 1-64 letters, "
                          "digits, '_' or '-'"),
             param + ".function.name");
-      if (function.contains("parameters") &&
-          !function["parameters"].is_null() &&
-          !function["parameters"].is_object())
+      auto parameters = fields.find("parameters");
+      if (parameters != fields.end() && !parameters->is_null() &&
+          !parameters->is_object())
         return wrongType(param + ".function.parameters", "an object",
-                         function["parameters"]);
+                         *parameters);
     }
     if (!it->empty())
       out.tools = *it;
@@ -460,16 +685,12 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
                          mode, "'"),
             "tool_choice");
     } else if (it->is_object()) {
-      const json &choice = *it;
-      if (choice.value("type", "") != "function" ||
-          !choice.contains("function") || !choice["function"].is_object() ||
-          !choice["function"].contains("name") ||
-          !choice["function"]["name"].is_string())
-        return invalidRequest("'tool_choice' must be {\"type\": \"function\", "
-                              "\"function\": {\"name\": ...}}",
-                              "tool_choice", "invalid_type");
+      auto function = functionOf(*it, "tool_choice", /*typeRequired=*/true);
+      if (auto *error = std::get_if<ApiError>(&function))
+        return *error;
       out.toolChoice = ToolChoiceMode::Function;
-      out.toolChoiceName = choice["function"]["name"].get<std::string>();
+      out.toolChoiceName =
+          (*std::get<const ojson *>(function))["name"].get<std::string>();
     } else {
       return wrongType("tool_choice", "a string or an object", *it);
     }
@@ -479,7 +700,7 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
       return invalidRequest("'tool_choice' requires 'tools'", "tool_choice");
     if (out.toolChoice == ToolChoiceMode::Function) {
       bool declared = false;
-      for (const json &tool : out.tools)
+      for (const ojson &tool : out.tools)
         declared |= tool["function"]["name"] == out.toolChoiceName;
       if (!declared)
         return invalidRequest(absl::StrCat("'tool_choice' names '",
@@ -491,23 +712,21 @@ std::optional<ApiError> readTools(const json &body, ChatRequest &out) {
   return std::nullopt;
 }
 
-} // namespace
-
-ApiResult<ChatRequest> parseChatRequest(std::string_view text,
-                                        const ApiLimits &limits) {
+ApiResult<ChatRequest> readChatRequest(std::string_view text,
+                                       const ApiLimits &limits) {
   auto parsed = parseBody(text);
   if (auto *error = std::get_if<ApiError>(&parsed))
     return *error;
-  const json &body = std::get<json>(parsed);
+  const ojson &body = std::get<ojson>(parsed);
   FieldReader reader(body);
   ChatRequest out;
-  if (auto error = readCommon(body, reader, limits, out))
+  if (auto error = readCommon(reader, limits, out))
     return *error;
 
   auto messages = normalizeMessages(reader.get("messages"));
   if (auto *error = std::get_if<ApiError>(&messages))
     return *error;
-  out.messages = std::move(std::get<json>(messages));
+  out.messages = std::move(std::get<ojson>(messages));
 
   // max_completion_tokens is the newer name; it wins when both are given.
   for (const char *name : {"max_tokens", "max_completion_tokens"})
@@ -529,27 +748,29 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text,
                           "top_logprobs");
   if (auto error = readTools(body, out))
     return *error;
-  if (const json *kwargs = reader.get("chat_template_kwargs")) {
+  if (const ojson *kwargs = reader.get("chat_template_kwargs")) {
     if (!kwargs->is_object())
       return wrongType("chat_template_kwargs", "an object", *kwargs);
-    for (const char *reserved : {"messages", "tools", "add_generation_prompt"})
+    for (const char *reserved :
+         {"messages", "tools", "documents", "add_generation_prompt"})
       if (kwargs->contains(reserved))
         return invalidRequest(
             absl::StrCat("'chat_template_kwargs' may not set '", reserved, "'"),
             "chat_template_kwargs");
     out.templateKwargs = *kwargs;
   }
-  if (const json *format = reader.get("response_format")) {
-    if (!format->is_object() || !format->contains("type") ||
-        !(*format)["type"].is_string())
+  if (const ojson *format = reader.get("response_format")) {
+    const ojson *type =
+        format->is_object() ? stringField(*format, "type") : nullptr;
+    if (!type)
       return invalidRequest("'response_format' must be {\"type\": \"text\"} or "
                             "{\"type\": \"json_object\"}",
                             "response_format", "invalid_type");
-    std::string type = (*format)["type"].get<std::string>();
-    if (type == "json_object")
+    if (*type == "json_object")
       out.jsonObject = true;
-    else if (type != "text")
-      return invalidRequest(absl::StrCat("response_format type '", type,
+    else if (*type != "text")
+      return invalidRequest(absl::StrCat("response_format type '",
+                                         type->get<std::string>(),
                                          "' is not supported; use 'text' or "
                                          "'json_object'"),
                             "response_format.type", "unsupported_value");
@@ -557,22 +778,22 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view text,
   return out;
 }
 
-ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
-                                                    const ApiLimits &limits) {
+ApiResult<CompletionRequest> readCompletionRequest(std::string_view text,
+                                                   const ApiLimits &limits) {
   auto parsed = parseBody(text);
   if (auto *error = std::get_if<ApiError>(&parsed))
     return *error;
-  const json &body = std::get<json>(parsed);
+  const ojson &body = std::get<ojson>(parsed);
   FieldReader reader(body);
   CompletionRequest out;
-  if (auto error = readCommon(body, reader, limits, out))
+  if (auto error = readCommon(reader, limits, out))
     return *error;
 
-  const json *prompt = reader.get("prompt");
+  const ojson *prompt = reader.get("prompt");
   if (!prompt)
     return invalidRequest("'prompt' is required", "prompt",
                           "missing_required_parameter");
-  const json *single = prompt;
+  const ojson *single = prompt;
   if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string())
     single = &(*prompt)[0];
   if (single->is_string()) {
@@ -580,9 +801,15 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
     if (out.prompt.empty())
       return invalidRequest("'prompt' must not be empty", "prompt");
   } else if (prompt->is_array() && !prompt->empty() &&
-             std::all_of(prompt->begin(), prompt->end(),
-                         [](const json &v) { return v.is_number_integer(); })) {
-    for (const json &id : *prompt) {
+             std::all_of(prompt->begin(), prompt->end(), [](const ojson &v) {
+               return v.is_number_integer();
+             })) {
+    for (const ojson &id : *prompt) {
+      // An unsigned id past INT64_MAX would wrap to a negative one.
+      if (id.is_number_unsigned() && id.get<uint64_t>() > uint64_t(INT32_MAX))
+        return invalidRequest(absl::StrCat("'prompt' token id ",
+                                           id.get<uint64_t>(), " is invalid"),
+                              "prompt");
       int64_t value = id.get<int64_t>();
       if (value < 0 || value > INT32_MAX)
         return invalidRequest(
@@ -619,6 +846,21 @@ ApiResult<CompletionRequest> parseCompletionRequest(std::string_view text,
   return out;
 }
 
+} // namespace
+
+ApiResult<ChatRequest> parseChatRequest(std::string_view body,
+                                        const ApiLimits &limits) {
+  return withoutEscapes<ChatRequest>(
+      [&] { return readChatRequest(body, limits); }, unexpectedParseError);
+}
+
+ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
+                                                    const ApiLimits &limits) {
+  return withoutEscapes<CompletionRequest>(
+      [&] { return readCompletionRequest(body, limits); },
+      unexpectedParseError);
+}
+
 //===----------------------------------------------------------------------===//
 // Preparing a generation
 //===----------------------------------------------------------------------===//
@@ -648,10 +890,8 @@ void applyCommon(PreparedRequest &prepared, const SamplingParams &sampling,
   prepared.generation.lowConfidenceThreshold = model.lowConfidenceThreshold;
 }
 
-} // namespace
-
-ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
-                                       const ServedModel &model) {
+ApiResult<PreparedRequest> buildChat(const ChatRequest &request,
+                                     const ServedModel &model) {
   if (!model.chatTemplate)
     return invalidRequest(
         "this model has no chat template (tokenizer_config.json "
@@ -664,7 +904,7 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
   prepared.generation.sampling.numAlternatives =
       request.logprobs ? request.topLogprobs : 0;
 
-  json messages = request.messages;
+  ojson messages = request.messages;
   if (request.jsonObject) {
     const char *instruction = "Respond with one JSON object and nothing else.";
     if (!messages.empty() && messages[0]["role"] == "system" &&
@@ -673,7 +913,7 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
           messages[0]["content"].get<std::string>() + "\n\n" + instruction;
     else
       messages.insert(messages.begin(),
-                      json{{"role", "system"}, {"content", instruction}});
+                      ojson{{"role", "system"}, {"content", instruction}});
   }
   ChatTemplateOptions options;
   options.extra = request.templateKwargs;
@@ -711,8 +951,9 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
     } else {
       prepared.outputPrefix = opening;
       std::vector<std::string> names;
-      for (const json &tool : request.tools)
-        names.push_back(tool["function"]["name"].get<std::string>() + "\"");
+      for (const ojson &tool : request.tools)
+        names.push_back(tool.at("function").at("name").get<std::string>() +
+                        "\"");
       parts.push_back(choiceConstraint(std::move(names)));
       parts.push_back(
           literalConstraint(absl::StrCat(", \"", argumentsKey, "\": ")));
@@ -736,8 +977,8 @@ ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
   return prepared;
 }
 
-ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
-                                             const ServedModel &model) {
+ApiResult<PreparedRequest> buildCompletion(const CompletionRequest &request,
+                                           const ServedModel &model) {
   PreparedRequest prepared;
   applyCommon(prepared, request.sampling, request.stop, model);
   prepared.logprobs = request.logprobs.has_value();
@@ -765,6 +1006,30 @@ ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
   }
   prepared.generation.maxTokens = request.maxTokens;
   return prepared;
+}
+
+/// The fallback of preparing a request: a 500 (the request was valid).
+ApiError unexpectedPrepareError() {
+  ApiError error;
+  error.status = 500;
+  error.message = "the request could not be prepared";
+  error.type = "server_error";
+  error.code = kUnexpectedErrorCode;
+  return error;
+}
+
+} // namespace
+
+ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
+                                       const ServedModel &model) {
+  return withoutEscapes<PreparedRequest>(
+      [&] { return buildChat(request, model); }, unexpectedPrepareError);
+}
+
+ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,
+                                             const ServedModel &model) {
+  return withoutEscapes<PreparedRequest>(
+      [&] { return buildCompletion(request, model); }, unexpectedPrepareError);
 }
 
 //===----------------------------------------------------------------------===//
@@ -853,8 +1118,14 @@ json bytesArray(const std::string &bytes) {
   return array;
 }
 
-json finiteOrNull(float value) {
-  return std::isfinite(value) ? json(value) : json(-9999.0);
+/// A logprob as the API reports it: a number, at least kLogprobFloor. JSON
+/// has no -Infinity (a token the model gives no chance) nor NaN, and OpenAI's
+/// schema wants a number: like vLLM, anything below the floor, non-finite
+/// values included, is the floor, so reported logprobs keep their order.
+json reportedLogprob(float value) {
+  constexpr double kLogprobFloor = -9999.0;
+  return std::isfinite(value) && value > kLogprobFloor ? json(value)
+                                                       : json(kLogprobFloor);
 }
 
 } // namespace
@@ -868,12 +1139,13 @@ json chatLogprobs(absl::Span<const GeneratedToken> tokens, int topLogprobs,
     for (int i = 0; i < topLogprobs && i < int(token.alternatives.size());
          ++i) {
       std::string altBytes = tokenBytes(token.alternatives[i].token);
-      top.push_back({{"token", altBytes},
-                     {"logprob", finiteOrNull(token.alternatives[i].logprob)},
-                     {"bytes", bytesArray(altBytes)}});
+      top.push_back(
+          {{"token", altBytes},
+           {"logprob", reportedLogprob(token.alternatives[i].logprob)},
+           {"bytes", bytesArray(altBytes)}});
     }
     content.push_back({{"token", bytes},
-                       {"logprob", finiteOrNull(token.logprob)},
+                       {"logprob", reportedLogprob(token.logprob)},
                        {"bytes", bytesArray(bytes)},
                        {"top_logprobs", std::move(top)}});
   }
@@ -901,11 +1173,11 @@ json completionLogprobs(absl::Span<const GeneratedToken> tokens,
   for (const GeneratedToken &token : tokens) {
     std::string bytes = tokenBytes(token.id);
     strings.push_back(bytes);
-    logprobs.push_back(finiteOrNull(token.logprob));
+    logprobs.push_back(reportedLogprob(token.logprob));
     json top = json::object();
     for (int i = 0; i < topLogprobs && i < int(token.alternatives.size()); ++i)
       top[tokenBytes(token.alternatives[i].token)] =
-          finiteOrNull(token.alternatives[i].logprob);
+          reportedLogprob(token.alternatives[i].logprob);
     tops.push_back(std::move(top));
     offsets.push_back(textOffset);
     textOffset += bytes.size();

@@ -20,6 +20,10 @@
 // constrains the output to one JSON object; a JSON schema is not enforced
 // (json_schema is refused).
 //
+// Request JSON keeps the client's key order (nlohmann::ordered_json) from the
+// body to the chat template, as transformers' tojson does, and nests at most
+// kMaxJsonDepth levels inside each field (support/json_bounded.h).
+//
 //===----------------------------------------------------------------------===//
 #pragma once
 
@@ -33,10 +37,11 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
-#include "runtime/serve/generation.h"
 #include "runtime/exec/sampler.h"
+#include "runtime/serve/generation.h"
 #include "runtime/text/tool_calls.h"
 #include "support/json.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
@@ -56,6 +61,12 @@ struct ApiError {
 ApiError invalidRequest(std::string message, std::string param = "",
                         std::string code = "invalid_value");
 
+/// The `code` of the error that parsing or preparing a request returns when
+/// an exception escaped it: a bug, since every bad input has an error of its
+/// own (the fuzz targets count it as a finding). The message says nothing
+/// of the exception.
+inline constexpr char kUnexpectedErrorCode[] = "unexpected_error";
+
 template <typename T> using ApiResult = std::variant<T, ApiError>;
 
 /// Limits the server enforces while parsing.
@@ -72,20 +83,20 @@ struct ChatRequest {
   /// Normalized: each {role, content: string|null, tool_calls?, tool_call_id?,
   /// name?}; "developer" becomes "system"; content parts joined; tool-call
   /// arguments parsed into objects (what chat templates expect).
-  nlohmann::json messages;
+  nlohmann::ordered_json messages;
   std::optional<int64_t> maxTokens;
   SamplingParams sampling;
   std::vector<std::string> stop;
   bool logprobs = false;
   int topLogprobs = 0;
-  nlohmann::json tools =
+  nlohmann::ordered_json tools =
       nullptr; ///< array of {"type": "function", ...} or null
   ToolChoiceMode toolChoice = ToolChoiceMode::Auto;
   std::string toolChoiceName; ///< for ToolChoiceMode::Function
   bool jsonObject = false;    ///< response_format json_object
   /// vLLM's chat_template_kwargs: extra template variables (e.g. Qwen3's
   /// enable_thinking).
-  nlohmann::json templateKwargs = nlohmann::json::object();
+  nlohmann::ordered_json templateKwargs = nlohmann::ordered_json::object();
   bool stream = false;
   bool includeUsage = false;
 };
@@ -103,8 +114,10 @@ struct CompletionRequest {
 };
 
 /// Parses and validates a request body. Errors name the parameter: malformed
-/// JSON or invalid UTF-8, wrong types, out-of-range values, an unknown
-/// model (404), unsupported options (n > 1, echo, json_schema, ...).
+/// JSON or invalid UTF-8, JSON nesting deeper than kMaxJsonDepth inside a
+/// field, numbers too large for a double, wrong types, out-of-range values,
+/// an unknown model (404), unsupported options (n > 1, echo, json_schema,
+/// ...). Never throws.
 ApiResult<ChatRequest> parseChatRequest(std::string_view body,
                                         const ApiLimits &limits);
 ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
@@ -142,7 +155,7 @@ struct PreparedRequest {
 /// Renders the chat template (tools included), appends a forced tool-call
 /// opening, tokenizes, and checks the prompt fits max_seq (400,
 /// context_length_exceeded). max_tokens defaults to what is left of the
-/// context.
+/// context. Never throws.
 ApiResult<PreparedRequest> prepareChat(const ChatRequest &request,
                                        const ServedModel &model);
 ApiResult<PreparedRequest> prepareCompletion(const CompletionRequest &request,

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/text/jinja.h"
 #include "support/file.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
@@ -73,8 +74,12 @@ ChatTemplate::fromTokenizerConfig(const std::string &path) {
   absl::StatusOr<std::string> text = readFile(path);
   if (!text.ok())
     return text.status();
-  nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object())
+  absl::StatusOr<nlohmann::json> parsed = parseJsonBounded(*text);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a JSON object: ", parsed.status().message()));
+  const nlohmann::json &config = *parsed;
+  if (!config.is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
 
   auto impl = std::make_unique<Impl>();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/text/jinja.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
@@ -89,14 +90,24 @@ bool makeCall(const nlohmann::ordered_json &call, std::string id, nlohmann::json
   return true;
 }
 
-std::string describeJsonError(std::string_view json) {
-  try {
-    nlohmann::json parsed = nlohmann::json::parse(json);
-    (void)parsed;
-  } catch (const nlohmann::json::exception &e) {
-    return e.what();
+/// Builds the call out of a model's JSON text for it, or says why not. The
+/// text is the model's: its depth is bounded like a request's, as the
+/// arguments are rebuilt recursively (and a tool gets them). Llama 3's
+/// format needs the arguments key: without it, JSON is an answer.
+bool parseCall(std::string_view text, bool argumentsRequired, std::string id,
+               nlohmann::json &out, std::string &error) {
+  absl::StatusOr<nlohmann::ordered_json> parsed = parseOrderedJsonBounded(text);
+  if (!parsed.ok()) {
+    error = std::string(parsed.status().message());
+    return false;
   }
-  return "invalid JSON";
+  if (argumentsRequired &&
+      (!parsed->is_object() ||
+       (!parsed->contains("parameters") && !parsed->contains("arguments")))) {
+    error = "no \"parameters\"";
+    return false;
+  }
+  return makeCall(*parsed, std::move(id), out, error);
 }
 
 ParsedToolCalls parseQwen(std::string_view text, std::string_view idPrefix) {
@@ -117,15 +128,10 @@ ParsedToolCalls parseQwen(std::string_view text, std::string_view idPrefix) {
     size_t bodyEnd = close == std::string_view::npos ? text.size() : close;
     size_t next = close == std::string_view::npos ? text.size() : close + kQwenClose.size();
     std::string_view body = trim(text.substr(bodyStart, bodyEnd - bodyStart));
-    nlohmann::ordered_json parsed =
-        nlohmann::ordered_json::parse(body, nullptr, /*allow_exceptions=*/false);
     nlohmann::json call;
     std::string error;
-    if (parsed.is_discarded())
-      error = describeJsonError(body);
-    else
-      makeCall(parsed, absl::StrCat(std::string(idPrefix), index), call, error);
-    if (error.empty()) {
+    if (parseCall(body, /*argumentsRequired=*/false,
+                  absl::StrCat(std::string(idPrefix), index), call, error)) {
       result.toolCalls.push_back(std::move(call));
       ++index;
     } else {
@@ -158,16 +164,10 @@ ParsedToolCalls parseLlama3(std::string_view text, std::string_view idPrefix) {
       break;
     }
     std::string_view object = rest.substr(pos, end - pos);
-    nlohmann::ordered_json parsed = nlohmann::ordered_json::parse(object, nullptr, false);
     nlohmann::json call;
-    if (parsed.is_discarded()) {
-      error = describeJsonError(object);
-    } else if (!parsed.is_object() ||
-               (!parsed.contains("parameters") && !parsed.contains("arguments"))) {
-      error = "no \"parameters\"";
-    } else if (makeCall(parsed, absl::StrCat(std::string(idPrefix), calls.size()), call, error)) {
+    if (parseCall(object, /*argumentsRequired=*/true,
+                  absl::StrCat(std::string(idPrefix), calls.size()), call, error))
       calls.push_back(std::move(call));
-    }
     pos = end;
     while (pos < rest.size() && (isSpace(rest[pos]) || rest[pos] == ';'))
       ++pos;

@@ -27,7 +27,7 @@ get_filename_component(treni_fuzz_root ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
 set(treni_fuzz_binary_dir ${CMAKE_BINARY_DIR}/test/fuzz-build)
 set(treni_fuzz_work_dir ${CMAKE_BINARY_DIR}/test/fuzz-work)
 set(treni_fuzz_names safetensors_header_fuzz tokenizer_fuzz jinja_fuzz
-                     agent_dsl_fuzz agent_request_fuzz tool_args_fuzz)
+                     openai_api_fuzz agent_dsl_fuzz agent_request_fuzz tool_args_fuzz)
 list(TRANSFORM treni_fuzz_names PREPEND ${treni_fuzz_binary_dir}/
      OUTPUT_VARIABLE treni_fuzz_binaries)
 ExternalProject_Add(treni_fuzz_targets
@@ -77,6 +77,11 @@ treni_fuzz_test(tokenizer_fuzz 45 4096 tokenizer_corpus
 # The chat-template interpreter and the tool-call parsers; seeds in
 # jinja_corpus.
 treni_fuzz_test(jinja_fuzz 60 8192 jinja_corpus DICT jinja.dict)
+
+# The OpenAI request layer: bodies parsed and prepared with the fixtures'
+# chat templates; seeds in openai_corpus (the reproducers of issue 16 are
+# 40 KB, hence max_len).
+treni_fuzz_test(openai_api_fuzz 45 49152 openai_corpus DICT openai.dict)
 
 # The .agent front end: the same bounded run over its own seed corpus.
 treni_fuzz_test(agent_dsl_fuzz 60 4096 agent_corpus DICT agent.dict)

@@ -11,6 +11,8 @@
 #include "runtime/serve/generation.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "nlohmann/json.hpp"
@@ -301,6 +303,29 @@ TEST_F(GenerationTest, ReadsEosIdsFromTheConfig) {
   std::optional<int32_t> imEnd = tokenizer_->tokenToId("<|im_end|>");
   ASSERT_TRUE(imEnd.has_value());
   EXPECT_THAT(*ids, ::testing::Contains(*imEnd));
+}
+
+// Tests that a generation_config.json eos_token_id outside the tokenizer's
+// vocabulary (10^12, or not an id) stops loading with an error naming the
+// file, the key and the vocabulary size, instead of being dropped silently.
+TEST_F(GenerationTest, RefusesEosIdsOutsideTheVocabulary) {
+  std::string dir = ::testing::TempDir() + "/treni_eos_ids";
+  std::filesystem::create_directories(dir);
+  std::string outside =
+      absl::StrCat("generation_config.json: 'eos_token_id' is 1000000000000, "
+                   "outside the vocabulary of ",
+                   tokenizer_->vocabSize(), " tokens");
+  for (auto [eos, message] :
+       {std::pair<std::string, std::string>{"1000000000000", outside},
+        {"[\"a\"]", "generation_config.json: 'eos_token_id[0]' must be a "
+                     "token id (an integer), got a string \"a\""}}) {
+    std::ofstream(dir + "/generation_config.json")
+        << "{\"eos_token_id\": " << eos << "}";
+    auto ids = readEosIds(dir, *tokenizer_);
+    ASSERT_FALSE(ids.ok()) << eos;
+    EXPECT_THAT(messageOf(ids.status()), ::testing::HasSubstr(message));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // Tests that generation stops when the KV cache is full: with max_seq n + 3

@@ -476,6 +476,40 @@ TEST(ConfigRejectTest, RequiredFieldsAndTypes) {
               HasSubstr("'hidden_act' must be a string"));
 }
 
+// Tests that an eos_token_id the model cannot generate (10^12, a string, a
+// negative id) is refused naming the file, the key and the vocabulary size,
+// and that an id, a list of ids or null is accepted.
+TEST(ConfigRejectTest, EosTokenIdOutsideTheVocabulary) {
+  EXPECT_THAT(configError(withKey("eos_token_id", 1000000000000)),
+              HasSubstr("config.json: 'eos_token_id' is 1000000000000, "
+                        "outside the vocabulary of 256 tokens (ids 0 to "
+                        "255)"));
+  EXPECT_THAT(configError(withKey("eos_token_id", Json::array({"a"}))),
+              HasSubstr("config.json: 'eos_token_id[0]' must be a token id "
+                        "(an integer), got a string \"a\""));
+  EXPECT_THAT(configError(withKey("eos_token_id", Json::array({1, 256}))),
+              HasSubstr("'eos_token_id[1]' is 256, outside the vocabulary"));
+  EXPECT_THAT(configError(withKey("eos_token_id", -1)),
+              HasSubstr("'eos_token_id' is -1, outside the vocabulary"));
+  EXPECT_THAT(configError(withKey("eos_token_id", true)),
+              HasSubstr("'eos_token_id' must be a token id"));
+  EXPECT_TRUE(parse(withKey("eos_token_id", 255)).ok());
+  EXPECT_TRUE(parse(withKey("eos_token_id", Json::array({0, 2}))).ok());
+  Json nullEos = baseConfig();
+  nullEos["eos_token_id"] = nullptr;
+  EXPECT_TRUE(parse(nullEos).ok());
+
+  absl::StatusOr<std::vector<int32_t>> ids =
+      eosTokenIds(Json::array({7, 3}), "generation_config.json", 10);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, (std::vector<int32_t>{7, 3}));
+  EXPECT_THAT(messageOf(eosTokenIds(Json(18446744073709551615ull),
+                                    "generation_config.json", 10)
+                            .status()),
+              HasSubstr("generation_config.json: 'eos_token_id' is "
+                        "18446744073709551615, outside the vocabulary of 10"));
+}
+
 TEST(ConfigRejectTest, Divisibility) {
   EXPECT_THAT(configError(withKey("num_key_value_heads", 3)),
               HasSubstr("config.json: 'num_attention_heads' 4 is not "

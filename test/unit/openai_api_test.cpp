@@ -9,6 +9,11 @@
 
 #include "runtime/serve/openai_api.h"
 
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"
@@ -19,6 +24,7 @@ namespace treni {
 namespace {
 using json = nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing_util::fixtureDir;
 
 ApiLimits limits() {
@@ -51,13 +57,56 @@ ChatRequest chatOk(const std::string &body) {
 }
 
 /// A chat body with `extra` fields merged in.
-std::string chat(json extra = json::object()) {
+json chatJson(json extra = json::object()) {
   json body = {
       {"model", "qwen2"},
       {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   body.update(extra);
-  return body.dump();
+  return body;
 }
+std::string chat(json extra = json::object()) { return chatJson(extra).dump(); }
+
+/// A chat body whose second message is an assistant tool call of `name`
+/// with these arguments.
+json withToolCall(json arguments, json name = "f") {
+  return chatJson(
+      {{"messages",
+        json::array({{{"role", "user"}, {"content", "hi"}},
+                     {{"role", "assistant"},
+                      {"content", nullptr},
+                      {"tool_calls",
+                       json::array({{{"id", "c1"},
+                                     {"type", "function"},
+                                     {"function",
+                                      {{"name", name},
+                                       {"arguments", arguments}}}}})}}})}});
+}
+
+/// The text of `body` with its "@@" string replaced by `raw` JSON text: what
+/// a nlohmann::json cannot hold (1e400) or should not (20,000 levels, which
+/// it copies and dumps recursively).
+std::string splice(const json &body, const std::string &raw) {
+  std::string text = body.dump();
+  size_t at = text.find("\"@@\"");
+  EXPECT_NE(at, std::string::npos) << text;
+  return at == std::string::npos ? text : text.replace(at, 4, raw);
+}
+
+std::string nestedArrays(int depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
+
+/// A tool whose parameters hold "@@" at properties.x (2 levels down).
+json toolWithProperty() {
+  return {
+      {"type", "function"},
+      {"function",
+       {{"name", "f"},
+        {"parameters", {{"type", "object"}, {"properties", {{"x", "@@"}}}}}}}};
+}
+
+constexpr const char *kArgumentsParam =
+    "messages[1].tool_calls[0].function.arguments";
 
 struct Case {
   std::string body;
@@ -145,8 +194,24 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
        "unsupported_parameter", ""},
       {chat({{"tools", {{"type", "function"}}}}), 400, "tools", "invalid_type",
        "an array"},
-      {chat({{"tools", json::array({{{"type", "code"}}})}}), 400, "tools[0]",
-       "invalid_type", ""},
+      {chat({{"tools", json::array({{{"type", "code"}}})}}), 400,
+       "tools[0].type", "unsupported_value", "\"function\""},
+      // nlohmann's value("type", "") throws on a non-string type.
+      {chat({{"tools",
+              json::array({{{"type", 1}, {"function", {{"name", "f"}}}}})}}),
+       400, "tools[0].type", "invalid_type", "not an integer"},
+      {chat({{"tools",
+              json::array({{{"type", "function"}, {"function", "f"}}})}}),
+       400, "tools[0].function", "invalid_type", ""},
+      {chat({{"tools", json::array({weather})},
+             {"tool_choice", {{"type", 5}, {"function", {{"name", "f"}}}}}}),
+       400, "tool_choice.type", "invalid_type", ""},
+      {chat({{"tools", json::array({weather})},
+             {"tool_choice",
+              {{"type", "function"}, {"function", {{"name", 7}}}}}}),
+       400, "tool_choice.function.name", "invalid_type", ""},
+      {withToolCall("{}", 3).dump(), 400,
+       "messages[1].tool_calls[0].function.name", "invalid_type", ""},
       {chat(
            {{"tools", json::array({{{"type", "function"},
                                     {"function", {{"name", "bad name!"}}}}})}}),
@@ -167,6 +232,8 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
        "invalid_type", ""},
       {chat({{"chat_template_kwargs", {{"messages", 1}}}}), 400,
        "chat_template_kwargs", "invalid_value", "messages"},
+      {chat({{"chat_template_kwargs", {{"documents", 1}}}}), 400,
+       "chat_template_kwargs", "invalid_value", "documents"},
       {chat({{"messages",
               json::array({{{"role", "assistant"},
                             {"content", nullptr},
@@ -191,6 +258,161 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
       EXPECT_TRUE(shape["error"].contains(key)) << key;
     EXPECT_EQ(shape["error"]["type"], "invalid_request_error");
   }
+}
+
+/// A request that must fail with a 400 invalid_value naming `param`.
+struct FieldCase {
+  std::string body;
+  std::string param;
+  std::string messagePart;
+};
+
+void expectFieldErrors(const std::vector<FieldCase> &cases) {
+  for (const FieldCase &c : cases) {
+    SCOPED_TRACE(c.param);
+    ApiError error = chatError(c.body);
+    EXPECT_EQ(error.status, 400);
+    EXPECT_EQ(error.param, c.param);
+    EXPECT_EQ(error.code, "invalid_value");
+    EXPECT_THAT(error.message, HasSubstr(c.messagePart));
+  }
+}
+
+// Tests that JSON nesting deeper than kMaxJsonDepth inside any field the
+// request layer takes is a 400 naming the field: 20,000 nested arrays (40 KB
+// of body) used to overflow the worker's stack in the recursive copy of the
+// parsed body.
+TEST(ChatRequestErrors, DeepJsonNamesTheField) {
+  const std::string deep = nestedArrays(20000);
+  auto deepCase = [](std::string body, std::string param) {
+    std::string where = param.empty() ? "the request body" : "'" + param + "'";
+    return FieldCase{std::move(body), std::move(param),
+                     where + " nests deeper than 64 levels"};
+  };
+  expectFieldErrors({
+      deepCase(splice(chatJson({{"tools", json::array({toolWithProperty()})}}),
+                      deep),
+               "tools[0].function.parameters"),
+      deepCase(
+          splice(chatJson({{"chat_template_kwargs", {{"x", "@@"}}}}), deep),
+          "chat_template_kwargs"),
+      deepCase(splice(withToolCall({{"a", "@@"}}), deep), kArgumentsParam),
+      deepCase(withToolCall("{\"a\": " + deep + "}").dump(), kArgumentsParam),
+      deepCase(splice(chatJson({{"messages", "@@"}}), deep), "messages"),
+      // A field the server ignores is held to the same bound.
+      deepCase(splice(chatJson({{"user", "@@"}}), deep), "user"),
+      deepCase(deep, ""),
+  });
+  ApiError completion =
+      completionError(splice(json{{"model", "qwen2"}, {"prompt", "@@"}}, deep));
+  EXPECT_EQ(completion.param, "prompt");
+  EXPECT_THAT(completion.message, HasSubstr("nests deeper than 64"));
+}
+
+// Tests that the depth limit counts from each field, not from the body: 64
+// levels inside tool parameters, tool-call arguments (an object or a string)
+// and chat_template_kwargs pass, 65 do not.
+TEST(ChatRequestParse, DepthLimitCountsFromTheField) {
+  // parameters is 2 levels above the arrays, the arguments and kwargs 1.
+  auto parameters = [](int arrays) {
+    return splice(chatJson({{"tools", json::array({toolWithProperty()})}}),
+                  nestedArrays(arrays));
+  };
+  auto argumentsObject = [](int arrays) {
+    return splice(withToolCall({{"a", "@@"}}), nestedArrays(arrays));
+  };
+  auto argumentsString = [](int arrays) {
+    return withToolCall("{\"a\": " + nestedArrays(arrays) + "}").dump();
+  };
+  auto kwargs = [](int arrays) {
+    return splice(chatJson({{"chat_template_kwargs", {{"x", "@@"}}}}),
+                  nestedArrays(arrays));
+  };
+  EXPECT_EQ(chatOk(parameters(62)).tools.size(), 1u);
+  EXPECT_EQ(chatError(parameters(63)).param, "tools[0].function.parameters");
+  EXPECT_EQ(chatOk(argumentsObject(63)).messages.size(), 2u);
+  EXPECT_EQ(chatError(argumentsObject(64)).param, kArgumentsParam);
+  EXPECT_EQ(chatOk(argumentsString(63)).messages.size(), 2u);
+  EXPECT_EQ(chatError(argumentsString(64)).param, kArgumentsParam);
+  EXPECT_TRUE(chatOk(kwargs(63)).templateKwargs.contains("x"));
+  EXPECT_EQ(chatError(kwargs(64)).param, "chat_template_kwargs");
+}
+
+// Tests that a number too large for a double, where nlohmann throws
+// out_of_range (a 500 before), is a 400 naming the field.
+TEST(ChatRequestErrors, HugeNumbersNameTheField) {
+  expectFieldErrors({
+      {splice(chatJson({{"temperature", "@@"}}), "1e400"), "temperature",
+       "'temperature' is a number too large for a double (1e400)"},
+      {splice(chatJson({{"top_p", "@@"}}), "-1e400"), "top_p", "-1e400"},
+      {splice(chatJson({{"stop", json::array({"a", "@@"})}}), "1e400"),
+       "stop[1]", "1e400"},
+      {splice(chatJson({{"tools", json::array({toolWithProperty()})}}),
+              "{\"type\": \"number\", \"maximum\": 1e400}"),
+       "tools[0].function.parameters.properties.x.maximum", "1e400"},
+      {withToolCall("{\"a\": 1e400}").dump(), kArgumentsParam, "1e400"},
+  });
+  ApiError completion =
+      completionError(R"({"model": "qwen2", "prompt": [1, 2e308, 3]})");
+  EXPECT_EQ(completion.param, "prompt[1]");
+  EXPECT_THAT(completion.message, HasSubstr("2e308"));
+}
+
+// Tests that no error message carries internal text (nlohmann's exception
+// tags, source files) and that none of these inputs reaches the catch-all.
+TEST(ChatRequestErrors, MessagesCarryNoInternalText) {
+  std::vector<std::string> bodies = {
+      "{\"model\": ",
+      "{\"a\": }",
+      "[1e400]",
+      "1e400",
+      "{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", "
+      "\"content\": \"x\\ud800\"}]}",
+      nestedArrays(100),
+      withToolCall("{oops").dump(),
+      withToolCall("[1e400]").dump(),
+      withToolCall("{\"a\": \"\\ud800\"}").dump(),
+      chat({{"tools", json::array({{{"type", 1}}})}}),
+      chat({{"tool_choice", {{"type", 5}}}}),
+      chat({{"response_format", {{"type", 1}}}}),
+      chat({{"messages", json::array({{{"role", 1}, {"content", "x"}}})}}),
+  };
+  for (const std::string &body : bodies) {
+    SCOPED_TRACE(body);
+    for (const ApiError &error : {chatError(body), completionError(body)}) {
+      EXPECT_EQ(error.status, 400);
+      EXPECT_NE(error.code, kUnexpectedErrorCode);
+      for (const char *internal :
+           {"json.exception", "type_error", "out_of_range", ".cpp", ".h:"})
+        EXPECT_THAT(error.message, Not(HasSubstr(internal)));
+    }
+  }
+}
+
+// Tests that the request keeps the client's key order everywhere the chat
+// template looks: tools and their parameters, tool-call arguments given as
+// a string or an object, and chat_template_kwargs.
+TEST(ChatRequestParse, KeepsTheClientsKeyOrder) {
+  const std::string tools =
+      R"([{"type":"function","function":{"name":"f","parameters":)"
+      R"({"type":"object","properties":{"zeta":{"type":"string"},)"
+      R"("alpha":{"type":"integer"}},"required":["zeta"]},"description":"d"}}])";
+  const std::string body =
+      R"({"model":"qwen2","tools":)" + tools +
+      R"(,"chat_template_kwargs":{"z":1,"a":{"y":2,"b":3}},"messages":[)"
+      R"({"role":"user","content":"hi"},{"role":"assistant","content":null,)"
+      R"("tool_calls":[{"id":"c1","type":"function","function":{"name":"f",)"
+      R"("arguments":"{\"zeta\": \"x\", \"alpha\": 1}"}},{"id":"c2",)"
+      R"("type":"function","function":{"name":"f","arguments":)"
+      R"({"zeta":"y","alpha":[{"y":1,"b":2}]}}}]}]})";
+  ChatRequest r = chatOk(body);
+  EXPECT_EQ(dumpJson(r.tools), tools);
+  EXPECT_EQ(dumpJson(r.templateKwargs), R"({"z":1,"a":{"y":2,"b":3}})");
+  const auto &calls = r.messages[1]["tool_calls"];
+  EXPECT_EQ(dumpJson(calls[0]["function"]["arguments"]),
+            R"({"zeta":"x","alpha":1})");
+  EXPECT_EQ(dumpJson(calls[1]["function"]["arguments"]),
+            R"({"zeta":"y","alpha":[{"y":1,"b":2}]})");
 }
 
 TEST(CompletionRequestErrors, EachNamesTheProblem) {
@@ -263,7 +485,7 @@ TEST(ChatRequestParse, ReadsEveryField) {
   EXPECT_EQ(r.toolChoice, ToolChoiceMode::Function);
   EXPECT_EQ(r.toolChoiceName, "get_weather");
   EXPECT_TRUE(r.jsonObject);
-  EXPECT_EQ(r.templateKwargs, json({{"enable_thinking", false}}));
+  EXPECT_EQ(dumpJson(r.templateKwargs), R"({"enable_thinking":false})");
 
   ChatRequest defaults = chatOk(chat());
   EXPECT_FLOAT_EQ(defaults.sampling.temperature, 1.0f); // OpenAI's default
@@ -299,7 +521,7 @@ TEST(ChatRequestParse, NormalizesMessages) {
   EXPECT_EQ(r.messages[1]["content"], "Hello, world");
   EXPECT_TRUE(r.messages[2]["content"].is_null());
   EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"],
-            json({{"x", 1}}));
+            nlohmann::ordered_json({{"x", 1}}));
   EXPECT_EQ(r.messages[3]["tool_call_id"], "call_1");
 }
 
@@ -438,6 +660,202 @@ TEST_F(PrepareTest, JsonObjectAddsAnInstructionAndAConstraint) {
   EXPECT_THAT(*text, HasSubstr("JSON object"));
 }
 
+//===----------------------------------------------------------------------===//
+// Real checkpoints' templates (test/tokenizers/fetch.sh) through the request
+// layer
+//===----------------------------------------------------------------------===//
+
+std::string checkpointDir(const std::string &name) {
+  return std::string(TRENI_TOKENIZERS_DIR) + "/" + name;
+}
+
+std::string readText(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// The prompt that prepareChat makes of `body` with a real checkpoint's
+/// tokenizer and chat template, decoded back to text.
+std::string preparedPrompt(const std::string &checkpoint,
+                           const std::string &body) {
+  auto tokenizer =
+      Tokenizer::fromFile(checkpointDir(checkpoint) + "/tokenizer.json");
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto chatTemplate = ChatTemplate::fromTokenizerConfig(
+      checkpointDir(checkpoint) + "/tokenizer_config.json");
+  EXPECT_TRUE(chatTemplate.ok()) << chatTemplate.status();
+  if (!tokenizer.ok() || !chatTemplate.ok())
+    return "";
+  ServedModel model;
+  model.name = "qwen2";
+  model.tokenizer = tokenizer->get();
+  model.chatTemplate = chatTemplate->get();
+  model.toolFormat = servedToolCallFormat((*chatTemplate)->source());
+  model.maxSeq = 8192;
+  auto prepared = prepareChat(chatOk(body), model);
+  if (auto *error = std::get_if<ApiError>(&prepared)) {
+    ADD_FAILURE() << error->message;
+    return "";
+  }
+  auto text =
+      (*tokenizer)
+          ->decode(std::get<PreparedRequest>(prepared).generation.promptIds);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? *text : "";
+}
+
+/// A request whose tool and tool-call arguments have keys out of sorted
+/// order ("parameters" before "description", "unit" before "city").
+const char *kUnsortedToolRequest = R"({
+  "model": "qwen2",
+  "messages": [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+      "type": "function", "function": {"name": "get_weather",
+      "arguments": "{\"unit\": \"c\", \"city\": \"Paris\"}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "21"}],
+  "tools": [{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"unit": {"type": "string"},
+    "city": {"type": "string"}}, "required": ["city"]},
+    "description": "Weather"}}],
+  "chat_template_kwargs": {"date_string": "26 Jul 2024"}})";
+
+// Tests that Qwen2.5's template lists a tool's keys and a tool call's
+// arguments in the client's order, byte for byte what transformers renders
+// (tojson is json.dumps without sort_keys).
+TEST(RealTemplates, QwenSeesTheClientsKeyOrder) {
+  EXPECT_EQ(preparedPrompt("qwen2_5", kUnsortedToolRequest),
+            R"(<|im_start|>system
+You are Qwen, created by Alibaba Cloud. You are a helpful assistant.
+
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"unit": {"type": "string"}, "city": {"type": "string"}}, "required": ["city"]}, "description": "Weather"}}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+<|im_start|>user
+Weather in Paris?<|im_end|>
+<|im_start|>assistant
+<tool_call>
+{"name": "get_weather", "arguments": {"unit": "c", "city": "Paris"}}
+</tool_call><|im_end|>
+<|im_start|>user
+<tool_response>
+21
+</tool_response><|im_end|>
+<|im_start|>assistant
+)");
+}
+
+// Tests the same with Llama 3.2's template (Llama 3.1's tool format; the
+// Llama 3 template has no tools): tojson(indent=4) of the tool and the
+// arguments in the client's order.
+TEST(RealTemplates, LlamaSeesTheClientsKeyOrder) {
+  EXPECT_EQ(preparedPrompt("llama3_2", kUnsortedToolRequest),
+            R"(<|begin_of_text|><|start_header_id|>system<|end_header_id|>
+
+Environment: ipython
+Cutting Knowledge Date: December 2023
+Today Date: 26 Jul 2024
+
+<|eot_id|><|start_header_id|>user<|end_header_id|>
+
+Given the following functions, please respond with a JSON for a function call with its proper arguments that best answers the given prompt.
+
+Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.Do not use variables.
+
+{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "unit": {
+                    "type": "string"
+                },
+                "city": {
+                    "type": "string"
+                }
+            },
+            "required": [
+                "city"
+            ]
+        },
+        "description": "Weather"
+    }
+}
+
+Weather in Paris?<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+
+{"name": "get_weather", "parameters": {"unit": "c", "city": "Paris"}}<|eot_id|><|start_header_id|>ipython<|end_header_id|>
+
+"21"<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+
+)");
+}
+
+// Tests that every conversation of test/chat/conversations.json that an
+// OpenAI request can carry, sent as a request body, reaches the chat
+// templates of all four checkpoints as transformers' apply_chat_template got
+// it: the rendering equals test/chat/expected.json byte for byte.
+TEST(RealTemplates, RequestsRenderAsTransformersDoes) {
+  nlohmann::ordered_json conversations = nlohmann::ordered_json::parse(
+      readText(std::string(TRENI_SOURCE_DIR) + "/test/chat/conversations.json"),
+      nullptr, false);
+  nlohmann::ordered_json expected = nlohmann::ordered_json::parse(
+      readText(std::string(TRENI_SOURCE_DIR) + "/test/chat/expected.json"),
+      nullptr, false);
+  ASSERT_TRUE(conversations.is_array());
+  ASSERT_TRUE(expected.is_object());
+  // What the request layer changes on purpose: string arguments are parsed
+  // (vLLM does so; transformers renders the string), reasoning_content and
+  // structured tool results are not OpenAI request fields.
+  const std::set<std::string> notRequests = {"tool_call_string_arguments",
+                                             "reasoning_content_field",
+                                             "tool_result_structured_content"};
+  int compared = 0;
+  for (const char *checkpoint : {"qwen2_5", "qwen3", "llama3", "llama3_2"}) {
+    auto chatTemplate = ChatTemplate::fromTokenizerConfig(
+        checkpointDir(checkpoint) + "/tokenizer_config.json");
+    ASSERT_TRUE(chatTemplate.ok()) << chatTemplate.status();
+    for (const auto &conversation : conversations) {
+      std::string name = conversation["name"].get<std::string>();
+      const auto &golden = expected["templates"][checkpoint]["cases"][name];
+      if (notRequests.count(name) || golden.contains("error"))
+        continue;
+      SCOPED_TRACE(std::string(checkpoint) + " / " + name);
+      nlohmann::ordered_json body = {{"model", "qwen2"},
+                                     {"messages", conversation["messages"]}};
+      if (conversation.contains("tools"))
+        body["tools"] = conversation["tools"];
+      if (conversation.contains("extra"))
+        body["chat_template_kwargs"] = conversation["extra"];
+      ChatRequest request = chatOk(dumpJson(body));
+      ChatTemplateOptions options;
+      options.addGenerationPrompt =
+          conversation["add_generation_prompt"].get<bool>();
+      options.tools = request.tools;
+      options.extra = request.templateKwargs;
+      auto text = (*chatTemplate)->render(request.messages, options);
+      ASSERT_TRUE(text.ok()) << text.status();
+      EXPECT_EQ(*text, golden["text"].get<std::string>());
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 40);
+}
+
 GenerationResult fakeResult() {
   GenerationResult result;
   result.text = "Hello";
@@ -511,6 +929,33 @@ TEST(Responses, CompletionShape) {
       -0.5f);
   EXPECT_EQ(body["usage"]["total_tokens"], 13);
   EXPECT_TRUE(body.contains("awareness"));
+}
+
+// Tests that a logprob below -9999 or not finite (a token the model gives no
+// chance, NaN from broken logits) is reported as -9999.0, as vLLM does, in
+// chat and completion logprobs alike, and that other values pass unchanged.
+TEST(Responses, LogprobsBelowTheFloorAreTheFloor) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  GenerationResult result = fakeResult();
+  result.tokens = {{5, -inf, 1.0f, {{5, -inf}, {9, nan}}},
+                   {6, -12345.0f, 2.0f, {{7, -0.5f}, {6, -12345.0f}}}};
+  json chat = chatLogprobs(result.tokens, 2, bytesOf);
+  EXPECT_EQ(chat[0]["logprob"], -9999.0);
+  EXPECT_EQ(chat[0]["top_logprobs"][0]["logprob"], -9999.0);
+  EXPECT_EQ(chat[0]["top_logprobs"][1]["logprob"], -9999.0);
+  EXPECT_EQ(chat[1]["logprob"], -9999.0);
+  EXPECT_EQ(chat[1]["top_logprobs"][0]["logprob"], -0.5);
+
+  PreparedRequest prepared;
+  prepared.logprobs = true;
+  prepared.topLogprobs = 2;
+  json body = buildCompletionResponse({"cmpl-2", 1, "qwen2"}, prepared, result,
+                                      bytesOf);
+  const json &logprobs = body["choices"][0]["logprobs"];
+  EXPECT_EQ(logprobs["token_logprobs"], json({-9999.0, -9999.0}));
+  EXPECT_EQ(logprobs["top_logprobs"][1]["\xe2\x82"], -0.5);
+  EXPECT_EQ(logprobs["top_logprobs"][1]["lo"], -9999.0);
 }
 
 std::vector<json> parseEvents(const std::vector<std::string> &events) {

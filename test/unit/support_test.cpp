@@ -60,6 +60,22 @@ TEST(JsonBounded, ErrorsAndKeyOrder) {
   EXPECT_EQ(dumpJson(*sorted), R"({"a":2,"m":3,"z":1})");
 }
 
+// Tests that a number too large for a double is an error rather than an
+// escaping out_of_range exception, and that no message carries nlohmann's
+// "[json.exception..." tag.
+TEST(JsonBounded, NumberOverflowIsAnError) {
+  auto huge = parseOrderedJsonBounded(R"({"t": 1e400})");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("1e400"), std::string::npos)
+      << huge.status();
+  EXPECT_EQ(huge.status().message().find("json.exception"), std::string::npos)
+      << huge.status();
+  auto bad = parseJsonBounded("[1,");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().find("json.exception"), std::string::npos)
+      << bad.status();
+}
+
 // Tests that dumpJson replaces invalid UTF-8 instead of throwing.
 TEST(Json, DumpReplacesInvalidUtf8) {
   nlohmann::json value = std::string("a\xff");

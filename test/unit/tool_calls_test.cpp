@@ -128,6 +128,42 @@ TEST(Llama3ToolCallsTest, OtherTextIsContent) {
   EXPECT_THAT(broken.errors[0], HasSubstr("unterminated"));
 }
 
+// Tests that a model's tool call nesting deeper than kMaxJsonDepth (20,000
+// arrays: its arguments are rebuilt recursively) stays content with an error
+// naming the limit, in both formats; 64 levels are still a call.
+TEST(ToolCallsTest, DeepArgumentsStayContent) {
+  auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  std::string qwen = "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": " + nested(20000) +
+                     "}}</tool_call>";
+  std::string llama = "<|python_tag|>{\"name\": \"f\", \"parameters\": {\"a\": " +
+                      nested(20000) + "}}";
+  for (auto [text, format] : {std::pair{qwen, ToolCallFormat::Qwen},
+                              std::pair{llama, ToolCallFormat::Llama3Json}}) {
+    ParsedToolCalls parsed = parseToolCalls(text, format);
+    EXPECT_TRUE(parsed.toolCalls.empty());
+    EXPECT_EQ(parsed.content, text);
+    ASSERT_THAT(parsed.errors, SizeIs(1));
+    EXPECT_THAT(parsed.errors[0], HasSubstr("deeper than 64"));
+  }
+  // The call object is level 1 and its arguments level 2: 62 arrays below.
+  ParsedToolCalls atLimit = parseToolCalls(
+      "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": " + nested(62) + "}}</tool_call>",
+      ToolCallFormat::Qwen);
+  EXPECT_THAT(atLimit.toolCalls, SizeIs(1));
+}
+
+// Tests that a number too large for a double in a model's call is a parse
+// error without nlohmann's internal exception tag, not an exception.
+TEST(ToolCallsTest, HugeNumbersAreErrors) {
+  ParsedToolCalls parsed = parseToolCalls(
+      "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1e400}}</tool_call>",
+      ToolCallFormat::Qwen);
+  EXPECT_TRUE(parsed.toolCalls.empty());
+  ASSERT_THAT(parsed.errors, SizeIs(1));
+  EXPECT_THAT(parsed.errors[0], HasSubstr("1e400"));
+  EXPECT_THAT(parsed.errors[0], ::testing::Not(HasSubstr("json.exception")));
+}
+
 TEST(ToolCallFormatTest, NoneNeverParses) {
   ParsedToolCalls parsed = parseToolCalls(
       "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>", ToolCallFormat::None);
