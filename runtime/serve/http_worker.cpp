@@ -1,0 +1,221 @@
+//===- http_worker.cpp - the generation worker of treni serve -------------===//
+//
+// One thread takes jobs from the bounded queue in order and runs them on the
+// generator; connections (http_server.cpp) read what it pushes into the job.
+//
+//===----------------------------------------------------------------------===//
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/serve/http_job.h"
+#include "support/json.h"
+
+namespace treni {
+namespace http_detail {
+
+ApiError serverError(int status, std::string message, std::string type,
+                     std::string code) {
+  ApiError error;
+  error.status = status;
+  error.message = std::move(message);
+  error.type = std::move(type);
+  error.code = std::move(code);
+  return error;
+}
+
+ApiError timeoutError(double seconds) {
+  return serverError(
+      504,
+      absl::StrCat("the request did not finish within the server's "
+                   "--request-timeout of ",
+                   seconds, " s"),
+      "timeout_error", "request_timeout");
+}
+
+ApiError internalError() {
+  return serverError(500, "internal server error", "server_error",
+                     "internal_error");
+}
+
+void logInternalError(std::string_view where, std::string_view what) {
+  std::fprintf(stderr, "treni serve: internal error in %.*s: %.*s\n",
+               int(where.size()), where.data(), int(what.size()), what.data());
+  std::fflush(stderr);
+}
+
+} // namespace http_detail
+
+using namespace http_detail;
+using json = nlohmann::json;
+
+std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (draining_)
+    return serverError(503, "the server is shutting down", "server_error",
+                       "shutting_down");
+  if (int(queue_.size()) >= options_.queueSize)
+    return serverError(429,
+                       absl::StrCat("the server is busy: ", queue_.size(),
+                                    " requests are waiting (--queue-size ",
+                                    options_.queueSize, "); retry later"),
+                       "rate_limit_error", "queue_full");
+  queue_.push_back(std::move(job));
+  metrics_.setQueueDepth(int64_t(queue_.size()), metrics_.running());
+  queueChanged_.notify_all();
+  return std::nullopt;
+}
+
+void HttpServer::workerLoop() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      queueChanged_.wait(lock, [&] { return workerExit_ || !queue_.empty(); });
+      if (queue_.empty())
+        return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      metrics_.setQueueDepth(int64_t(queue_.size()), 1);
+    }
+    try {
+      runJob(*job);
+    } catch (const std::exception &error) {
+      logInternalError("the generation worker", error.what());
+      failJob(*job);
+    } catch (...) {
+      logInternalError("the generation worker", "unknown exception");
+      failJob(*job);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    metrics_.setQueueDepth(int64_t(queue_.size()), 0);
+  }
+}
+
+void HttpServer::failJob(Job &job) {
+  metrics_.countError(internalError().type);
+  if (job.stream && job.hasStarted()) {
+    job.push({sseEvent(internalError().toJson()), "data: [DONE]\n\n"});
+    job.finish();
+  } else {
+    job.finish(internalError());
+  }
+}
+
+void HttpServer::runJob(Job &job) {
+  if (job.cancel) {
+    metrics_.countCancelled();
+    job.finish();
+    return;
+  }
+  if (Clock::now() >= job.deadline) {
+    metrics_.countTimeout();
+    job.finish(timeoutError(options_.requestTimeoutSeconds));
+    return;
+  }
+  if (job.kind == Job::Kind::Streamed) {
+    job.markStarted();
+    job.work(job);
+    job.push({"data: [DONE]\n\n"});
+    job.finish();
+    return;
+  }
+  bool chat = job.kind == Job::Kind::Chat;
+  ApiResult<PreparedRequest> preparedOr =
+      chat ? prepareChat(job.chat, model_)
+           : prepareCompletion(job.completion, model_);
+  if (auto *error = std::get_if<ApiError>(&preparedOr)) {
+    job.finish(*error);
+    return;
+  }
+  PreparedRequest &prepared = std::get<PreparedRequest>(preparedOr);
+  GenerationRequest &request = prepared.generation;
+  request.cancel = &job.cancel;
+  request.deadline = job.deadline;
+  request.submitted = job.submitted;
+  request.tokenDelay = options_.tokenDelay;
+
+  ResponseIdentity identity =
+      newIdentity(chat ? "chatcmpl" : "cmpl", model_.name);
+  TokenBytesFn tokenBytes = [this](int32_t id) {
+    return generator_.tokenBytes(id);
+  };
+  std::optional<StreamEncoder> encoder;
+  if (job.stream) {
+    encoder.emplace(
+        chat ? StreamEncoder::Kind::Chat : StreamEncoder::Kind::Completion,
+        identity, prepared, model_.toolFormat,
+        chat ? job.chat.includeUsage : job.completion.includeUsage, tokenBytes);
+    job.push(encoder->start());
+  }
+  job.markStarted();
+  StreamCallback onDelta;
+  if (encoder)
+    onDelta = [&](std::string_view text,
+                  absl::Span<const GeneratedToken> tokens) {
+      job.push(encoder->delta(text, tokens));
+      return !job.cancel.load();
+    };
+  absl::StatusOr<GenerationResult> result =
+      generator_.generate(request, onDelta);
+
+  std::optional<ApiError> failure;
+  if (!result.ok()) {
+    // An engine failure's text (CUDA, NVRTC, file paths) stays in the log.
+    if (absl::IsInvalidArgument(result.status())) {
+      failure = invalidRequest(std::string(result.status().message()));
+    } else {
+      logInternalError("generation", result.status().message());
+      failure = serverError(500, "generation failed (see the server's log)",
+                            "server_error", "engine_error");
+    }
+  } else {
+    metrics_.addTokens(result->awareness.timing.promptTokens,
+                       int64_t(result->tokens.size()));
+    if (!result->tokens.empty())
+      metrics_.observeTimeToFirstToken(
+          result->awareness.timing.timeToFirstTokenSeconds());
+    metrics_.observeLatency(result->awareness.timing.totalSeconds());
+    if (result->finishReason == FinishReason::Cancelled) {
+      metrics_.countCancelled();
+      job.finish();
+      return;
+    }
+    if (result->finishReason == FinishReason::Timeout) {
+      metrics_.countTimeout();
+      failure = timeoutError(options_.requestTimeoutSeconds);
+    }
+  }
+  if (failure) {
+    if (job.stream) {
+      // The status line is sent: the stream ends with an error event.
+      metrics_.countError(failure->type);
+      job.push({sseEvent(failure->toJson()), "data: [DONE]\n\n"});
+      job.finish();
+    } else {
+      job.finish(failure);
+    }
+    return;
+  }
+  if (job.stream) {
+    job.push(encoder->finish(*result));
+    job.finish();
+    return;
+  }
+  json body;
+  if (chat) {
+    std::string full =
+        prepared.outputPrefix + result->text + prepared.outputSuffix;
+    ParsedOutput output = parseOutput(prepared, full, model_.toolFormat);
+    body = buildChatResponse(identity, prepared, *result, output, tokenBytes);
+  } else {
+    body = buildCompletionResponse(identity, prepared, *result, tokenBytes);
+  }
+  {
+    std::lock_guard<std::mutex> lock(job.mutex);
+    job.body = dumpJson(body);
+  }
+  job.finish();
+}
+
+} // namespace treni
