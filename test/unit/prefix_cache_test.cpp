@@ -412,8 +412,8 @@ workflow w(q: string) -> json {
 )";
   ToolRegistry tools;
   mlir::MLIRContext context;
-  auto module =
-      compileAgentSource(source, "share.agent", context, tools.toJson());
+  auto module = compileAgentSource(source, "share.agent", context,
+                                   {.tools = tools.signatures()});
   ASSERT_TRUE(module.ok()) << module.status();
 
   auto runWith = [&](Generator &generator) {
