@@ -519,19 +519,22 @@ struct AgentExecutor::Interpreter {
     return options;
   }
 
-  /// Runs one call; thread-safe (touches no interpreter state).
+  /// One call: its arguments and options, then its result and times.
   struct ToolCall {
     json args;
     CallOptions options;
     ToolResult result;
     double startMs = 0, endMs = 0;
   };
+
+  /// Runs one call; thread-safe (touches no interpreter state).
   void callTool(agent::ToolOp op, ToolCall &call) {
     call.startMs = millisecondsSince(start);
     call.result = self.tools_.call(op.getTool(), call.args, call.options);
     call.endMs = millisecondsSince(start);
   }
 
+  /// The step's value, its trace event and the run's counters.
   void finishTool(agent::ToolOp op, ToolCall &call, bool parallel) {
     auto value = std::make_shared<ToolValue>();
     value->ok = call.result.ok;

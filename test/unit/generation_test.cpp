@@ -18,6 +18,8 @@
 #include "nlohmann/json.hpp"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/serve/progress.h"
+#include "runtime/serve/loaded_model.h"
+#include "runtime/serve/output_constraints.h"
 #include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"

@@ -20,10 +20,12 @@
 
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "runtime/agent/agent_compiler.h"
 #include "runtime/agent/agent_executor.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/serve/http_server.h"
+#include "runtime/serve/loaded_model.h"
 #include "runtime/serve/openai_api.h"
 #include "runtime/text/tokenizer.h"
 #include "runtime/tools/tool_registry.h"
