@@ -59,8 +59,8 @@ bool checkCall(ToolOp call, const treni::ToolSignature &signature) {
     if (!acceptsToolType(param->type, value.getType())) {
       call.emitError() << "argument '" << name << "' of tool '"
                        << signature.name << "' must be "
-                       << withArticle(std::string(
-                              treni::toolTypeName(param->type)))
+                       << withArticle(
+                              std::string(treni::toolTypeName(param->type)))
                        << ", got "
                        << withArticle(valueTypeName(value.getType()));
       ok = false;

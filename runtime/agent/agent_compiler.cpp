@@ -58,8 +58,8 @@ lowerAgentProgram(const agentdsl::Program &program, std::string_view source,
   pipeline.minPrefix = options.minPrefix;
   // Without any signature every call would be "unknown": tools are then
   // checked when the workflow runs, against the executor's registry.
-  pipeline.verifyTools = options.tools.has_value() ||
-                         !module->getOps<agent::ToolDeclOp>().empty();
+  pipeline.verifyTools =
+      options.tools.has_value() || !module->getOps<agent::ToolDeclOp>().empty();
   mlir::PassManager pm(&context);
   agent::buildAgentPipeline(pm, pipeline);
   if (mlir::failed(pm.run(*module)))

@@ -34,11 +34,11 @@
 #include "runtime/serve/generation.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/tools/tool_registry.h"
-#include "llvm/ADT/DenseMap.h"
-#include "llvm/Support/raw_ostream.h"
 #include "support/clock.h"
 #include "support/json.h"
 #include "support/utf8.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/raw_ostream.h"
 
 namespace treni {
 namespace {
@@ -56,7 +56,8 @@ std::string locationOf(mlir::Operation *op) {
   if (auto name = mlir::dyn_cast<mlir::NameLoc>(loc))
     loc = name.getChildLoc();
   if (auto file = mlir::dyn_cast<mlir::FileLineColLoc>(loc)) {
-    os << file.getFilename().getValue() << ":" << file.getLine() << ":" << file.getColumn();
+    os << file.getFilename().getValue() << ":" << file.getLine() << ":"
+       << file.getColumn();
     return text;
   }
   loc.print(os);
@@ -73,25 +74,26 @@ using Regex = std::unique_ptr<pcre2_code, RegexDeleter>;
 absl::StatusOr<Regex> compileRegex(const std::string &pattern) {
   int errorCode = 0;
   PCRE2_SIZE errorOffset = 0;
-  pcre2_code *code =
-      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                    PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &errorCode, &errorOffset, nullptr);
+  pcre2_code *code = pcre2_compile(
+      reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+      PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &errorCode, &errorOffset, nullptr);
   if (!code) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(errorCode, message, sizeof(message));
-    return absl::InvalidArgumentError(absl::StrCat("invalid regular expression '", pattern,
-                                                   "' at offset ", errorOffset, ": ",
-                                                   reinterpret_cast<char *>(message)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid regular expression '", pattern, "' at offset ",
+                     errorOffset, ": ", reinterpret_cast<char *>(message)));
   }
   return Regex(code);
 }
 
-absl::StatusOr<bool> regexSearch(const pcre2_code *code, std::string_view text) {
+absl::StatusOr<bool> regexSearch(const pcre2_code *code,
+                                 std::string_view text) {
   pcre2_match_data *data = pcre2_match_data_create_from_pattern(code, nullptr);
   if (!data)
     return absl::ResourceExhaustedError("out of memory for a regex match");
-  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, data,
-                       nullptr);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()),
+                       text.size(), 0, 0, data, nullptr);
   pcre2_match_data_free(data);
   if (rc >= 0)
     return true;
@@ -110,9 +112,10 @@ absl::StatusOr<bool> regexSearch(const pcre2_code *code, std::string_view text) 
 //===----------------------------------------------------------------------===//
 
 json AgentRunResult::toJson(std::string_view workflow) const {
-  return json{
-      {"ok", true},     {"workflow", std::string(workflow)}, {"value", value}, {"seconds", seconds},
-      {"steps", steps}, {"tool_failures", toolFailures},     {"trace", trace}};
+  return json{{"ok", true},     {"workflow", std::string(workflow)},
+              {"value", value}, {"seconds", seconds},
+              {"steps", steps}, {"tool_failures", toolFailures},
+              {"trace", trace}};
 }
 
 //===----------------------------------------------------------------------===//
@@ -154,8 +157,9 @@ struct AgentExecutor::Interpreter {
   /// fail() keeping the code of `status`.
   absl::Status failWith(mlir::Operation *op, const absl::Status &status) {
     absl::Status out = fail(op, std::string(status.message()));
-    return absl::Status(status.code() == absl::StatusCode::kOk ? absl::StatusCode::kInternal
-                                                               : status.code(),
+    return absl::Status(status.code() == absl::StatusCode::kOk
+                            ? absl::StatusCode::kInternal
+                            : status.code(),
                         out.message());
   }
 
@@ -168,7 +172,9 @@ struct AgentExecutor::Interpreter {
 
   const AgentValue &get(mlir::Value v) { return values[v]; }
 
-  template <typename T> const T *as(mlir::Value v) { return std::get_if<T>(&values[v]); }
+  template <typename T> const T *as(mlir::Value v) {
+    return std::get_if<T>(&values[v]);
+  }
 
   std::shared_ptr<const GenerationValue> generation(mlir::Value v) {
     auto *g = as<std::shared_ptr<const GenerationValue>>(v);
@@ -189,7 +195,8 @@ struct AgentExecutor::Interpreter {
 
   /// Runs `block` up to its terminator. A yield leaves its values in
   /// `yielded`; a return sets the workflow's value and answers Returned.
-  absl::StatusOr<Flow> runBlock(mlir::Block &block, std::vector<AgentValue> *yielded) {
+  absl::StatusOr<Flow> runBlock(mlir::Block &block,
+                                std::vector<AgentValue> *yielded) {
     for (mlir::Operation &op : block) {
       if (auto yield = mlir::dyn_cast<agent::YieldOp>(op)) {
         if (yielded)
@@ -203,7 +210,9 @@ struct AgentExecutor::Interpreter {
         return Flow::Returned;
       }
       if (mlir::isa<agent::UnreachableOp>(op))
-        return failWith(&op, absl::InternalError("reached agent.unreachable (an executor bug)"));
+        return failWith(
+            &op,
+            absl::InternalError("reached agent.unreachable (an executor bug)"));
       absl::StatusOr<Flow> flow = runOp(op);
       if (!flow.ok())
         return flow.status();
@@ -305,9 +314,11 @@ struct AgentExecutor::Interpreter {
   }
 
   /// The retry's condition block over an attempt's values.
-  absl::StatusOr<bool> retryCondition(agent::RetryOp op, const std::vector<AgentValue> &attempt) {
+  absl::StatusOr<bool> retryCondition(agent::RetryOp op,
+                                      const std::vector<AgentValue> &attempt) {
     mlir::Block &condition = op.getCondition().front();
-    for (unsigned i = 0; i < attempt.size() && i < condition.getNumArguments(); ++i)
+    for (unsigned i = 0; i < attempt.size() && i < condition.getNumArguments();
+         ++i)
       values[condition.getArgument(i)] = attempt[i];
     std::vector<AgentValue> verdict;
     absl::StatusOr<Flow> flow = runBlock(condition, &verdict);
@@ -324,7 +335,8 @@ struct AgentExecutor::Interpreter {
     std::string name;
     if (auto names = op.getNamesAttr())
       for (mlir::Attribute n : names)
-        name += (name.empty() ? "" : ",") + mlir::cast<mlir::StringAttr>(n).getValue().str();
+        name += (name.empty() ? "" : ",") +
+                mlir::cast<mlir::StringAttr>(n).getValue().str();
     return name;
   }
 
@@ -345,26 +357,30 @@ struct AgentExecutor::Interpreter {
 
   /// The request of a generate step: its prompt (in the model's chat
   /// template when `chat`) and its sampling options over the defaults.
-  absl::StatusOr<GenerationRequest> generateRequest(agent::GenerateOp op, const AgentModel &model,
-                                                    const std::string &promptText, bool chat) {
+  absl::StatusOr<GenerationRequest>
+  generateRequest(agent::GenerateOp op, const AgentModel &model,
+                  const std::string &promptText, bool chat) {
     const Tokenizer &tokenizer = model.generator->tokenizer();
     GenerationRequest request;
     if (chat) {
-      json messages = json::array({json{{"role", "user"}, {"content", promptText}}});
-      absl::StatusOr<std::string> rendered = model.chatTemplate->render(messages);
+      json messages =
+          json::array({json{{"role", "user"}, {"content", promptText}}});
+      absl::StatusOr<std::string> rendered =
+          model.chatTemplate->render(messages);
       if (!rendered.ok())
         return fail(op, absl::StrCat("the chat template failed: ",
                                      std::string(rendered.status().message())));
-      request.promptIds = tokenizer.encode(*rendered, /*addSpecialTokens=*/false);
+      request.promptIds =
+          tokenizer.encode(*rendered, /*addSpecialTokens=*/false);
     } else {
       request.promptIds = tokenizer.encode(promptText);
     }
     const AgentExecutorOptions &defaults = self.options_;
-    request.maxTokens =
-        op.getMaxTokensAttr() ? op.getMaxTokensAttr().getInt() : defaults.defaultMaxTokens;
-    request.sampling.temperature = op.getTemperatureAttr()
-                                       ? op.getTemperatureAttr().getValueAsDouble()
-                                       : defaults.defaultTemperature;
+    request.maxTokens = op.getMaxTokensAttr() ? op.getMaxTokensAttr().getInt()
+                                              : defaults.defaultMaxTokens;
+    request.sampling.temperature =
+        op.getTemperatureAttr() ? op.getTemperatureAttr().getValueAsDouble()
+                                : defaults.defaultTemperature;
     if (op.getTopPAttr())
       request.sampling.topP = op.getTopPAttr().getValueAsDouble();
     if (op.getTopKAttr())
@@ -374,15 +390,18 @@ struct AgentExecutor::Interpreter {
     request.sampling.numAlternatives = defaults.numAlternatives;
     if (auto stops = op.getStopAttr())
       for (mlir::Attribute s : stops)
-        request.stop.push_back(mlir::cast<mlir::StringAttr>(s).getValue().str());
+        request.stop.push_back(
+            mlir::cast<mlir::StringAttr>(s).getValue().str());
     request.lowConfidenceThreshold = defaults.lowConfidenceThreshold;
     return request;
   }
 
   /// The low-confidence tokens of a generation with their alternatives.
-  static json uncertainTokens(const GenerationValue &value, const Generator &generator) {
+  static json uncertainTokens(const GenerationValue &value,
+                              const Generator &generator) {
     auto pieceOf = [&](int32_t id) {
-      absl::StatusOr<std::string> text = generator.tokenizer().decode({&id, 1}, false);
+      absl::StatusOr<std::string> text =
+          generator.tokenizer().decode({&id, 1}, false);
       return utf8::repair(text.ok() ? *text : generator.tokenBytes(id));
     };
     // Rounded to 4 decimals: the list is meant to be read (and put in
@@ -395,13 +414,15 @@ struct AgentExecutor::Interpreter {
       const GeneratedToken &token = value.tokens[size_t(index)];
       json alternatives = json::array();
       for (const TokenChoice &choice : token.alternatives)
-        alternatives.push_back(json{{"token", pieceOf(choice.token)},
-                                    {"prob", round4(std::exp(double(choice.logprob)))}});
-      uncertain.push_back(json{{"index", index},
-                               {"token", pieceOf(token.id)},
-                               {"prob", round4(std::exp(double(token.logprob)))},
-                               {"entropy", round4(token.entropy)},
-                               {"alternatives", alternatives}});
+        alternatives.push_back(
+            json{{"token", pieceOf(choice.token)},
+                 {"prob", round4(std::exp(double(choice.logprob)))}});
+      uncertain.push_back(
+          json{{"index", index},
+               {"token", pieceOf(token.id)},
+               {"prob", round4(std::exp(double(token.logprob)))},
+               {"entropy", round4(token.entropy)},
+               {"alternatives", alternatives}});
     }
     return uncertain;
   }
@@ -418,37 +439,41 @@ struct AgentExecutor::Interpreter {
   }
 
   /// The trace event of a generate step that ran.
-  json generateEvent(agent::GenerateOp op, const AgentModel &model, const std::string &promptText,
-                     bool chat, const GenerationRequest &request,
-                     const GenerationResult &generated, const GenerationValue &value,
+  json generateEvent(agent::GenerateOp op, const AgentModel &model,
+                     const std::string &promptText, bool chat,
+                     const GenerationRequest &request,
+                     const GenerationResult &generated,
+                     const GenerationValue &value,
                      Clock::time_point stepStart) {
     // Prompt tokens whose KV cache an earlier generation left (not prefilled).
     int64_t reusedTokens = generated.awareness.timing.cachedPromptTokens;
-    json event{{"event", "step"},
-               {"kind", "generate"},
-               {"step", op.getStep().str()},
-               {"location", locationOf(op)},
-               {"model", model.name},
-               {"inputs", json{{"prompt", utf8::repair(promptText)},
-                               {"prompt_tokens", int64_t(request.promptIds.size())},
-                               {"chat_template", chat},
-                               {"max_tokens", request.maxTokens},
-                               {"temperature", request.sampling.temperature}}},
-               {"outputs", json{{"text", utf8::repair(value.text)},
-                                {"tokens", int64_t(value.tokens.size())},
-                                {"finish_reason", toString(generated.finishReason)}}},
-               {"uncertainty", uncertaintyJson(value)},
-               {"latency_ms", millisecondsSince(stepStart)},
-               {"reused", reusedTokens > 0},
-               {"reused_tokens", reusedTokens},
-               {"retries", 0}};
+    json event{
+        {"event", "step"},
+        {"kind", "generate"},
+        {"step", op.getStep().str()},
+        {"location", locationOf(op)},
+        {"model", model.name},
+        {"inputs", json{{"prompt", utf8::repair(promptText)},
+                        {"prompt_tokens", int64_t(request.promptIds.size())},
+                        {"chat_template", chat},
+                        {"max_tokens", request.maxTokens},
+                        {"temperature", request.sampling.temperature}}},
+        {"outputs", json{{"text", utf8::repair(value.text)},
+                         {"tokens", int64_t(value.tokens.size())},
+                         {"finish_reason", toString(generated.finishReason)}}},
+        {"uncertainty", uncertaintyJson(value)},
+        {"latency_ms", millisecondsSince(stepStart)},
+        {"reused", reusedTokens > 0},
+        {"reused_tokens", reusedTokens},
+        {"retries", 0}};
     if (!attempts.empty())
       event["attempt"] = attempts.back();
     if (op.getPrefixGroupAttr())
-      event["prefix"] = json{{"group", op.getPrefixGroupAttr().getInt()},
-                             {"bytes", op.getPrefixLenAttr() ? op.getPrefixLenAttr().getInt() : 0},
-                             {"reused", reusedTokens > 0},
-                             {"reused_tokens", reusedTokens}};
+      event["prefix"] = json{
+          {"group", op.getPrefixGroupAttr().getInt()},
+          {"bytes", op.getPrefixLenAttr() ? op.getPrefixLenAttr().getInt() : 0},
+          {"reused", reusedTokens > 0},
+          {"reused_tokens", reusedTokens}};
     return event;
   }
 
@@ -466,15 +491,18 @@ struct AgentExecutor::Interpreter {
       return fail(op, self.models_.empty()
                           ? std::string("no model is loaded (run with --model)")
                           : absl::StrCat("unknown model '", modelName->str(),
-                                         "' (loaded: ", absl::StrJoin(names, ", "), ")"));
+                                         "' (loaded: ",
+                                         absl::StrJoin(names, ", "), ")"));
     }
     bool chat = self.options_.applyChatTemplate && model->chatTemplate;
-    absl::StatusOr<GenerationRequest> request = generateRequest(op, *model, promptText, chat);
+    absl::StatusOr<GenerationRequest> request =
+        generateRequest(op, *model, promptText, chat);
     if (!request.ok())
       return request.status();
 
     Clock::time_point stepStart = Clock::now();
-    absl::StatusOr<GenerationResult> generated = model->generator->generate(*request);
+    absl::StatusOr<GenerationResult> generated =
+        model->generator->generate(*request);
     if (!generated.ok()) {
       emit(json{{"event", "step"},
                 {"kind", "generate"},
@@ -489,7 +517,8 @@ struct AgentExecutor::Interpreter {
     value->awareness = generated->awareness;
     value->uncertain = uncertainTokens(*value, *model->generator);
     ++result.steps;
-    emit(generateEvent(op, *model, promptText, chat, *request, *generated, *value, stepStart));
+    emit(generateEvent(op, *model, promptText, chat, *request, *generated,
+                       *value, stepStart));
     values[op.getResult()] = std::shared_ptr<const GenerationValue>(value);
     return absl::OkStatus();
   }
@@ -503,14 +532,16 @@ struct AgentExecutor::Interpreter {
     json args = json::object();
     mlir::ArrayAttr names = op.getArgNames();
     for (auto [name, operand] : llvm::zip(names, op.getArgs()))
-      args[mlir::cast<mlir::StringAttr>(name).getValue().str()] = toJsonValue(get(operand));
+      args[mlir::cast<mlir::StringAttr>(name).getValue().str()] =
+          toJsonValue(get(operand));
     return args;
   }
 
   CallOptions callOptions(agent::ToolOp op) {
     CallOptions options;
     if (op.getTimeoutMsAttr())
-      options.timeout = std::chrono::milliseconds(op.getTimeoutMsAttr().getInt());
+      options.timeout =
+          std::chrono::milliseconds(op.getTimeoutMsAttr().getInt());
     if (op.getRetriesAttr())
       options.retries = int(op.getRetriesAttr().getInt());
     options.backoffBase = self.options_.backoffBase;
@@ -542,7 +573,8 @@ struct AgentExecutor::Interpreter {
     if (!call.result.ok)
       value->error = call.result.error.message.empty()
                          ? call.result.error.type
-                         : absl::StrCat(call.result.error.type, ": ", call.result.error.message);
+                         : absl::StrCat(call.result.error.type, ": ",
+                                        call.result.error.message);
     ++result.steps;
     if (!value->ok)
       ++result.toolFailures;
@@ -550,11 +582,13 @@ struct AgentExecutor::Interpreter {
     for (const ToolAttempt &attempt : call.result.attemptLog) {
       json entry{
           {"ok", attempt.ok},
-          {"latency_ms", std::chrono::duration<double, std::milli>(attempt.latency).count()}};
+          {"latency_ms",
+           std::chrono::duration<double, std::milli>(attempt.latency).count()}};
       if (!attempt.ok)
         entry["error"] = utf8::repair(attempt.error.message.empty()
-                                       ? attempt.error.type
-                                       : attempt.error.type + ": " + attempt.error.message);
+                                          ? attempt.error.type
+                                          : attempt.error.type + ": " +
+                                                attempt.error.message);
       attemptLog.push_back(entry);
     }
     json outputs{{"ok", value->ok}, {"output", value->output}};
@@ -582,7 +616,8 @@ struct AgentExecutor::Interpreter {
   /// An unknown tool is the workflow's error, not a failed call: no retry
   /// can make it appear.
   absl::Status checkTool(agent::ToolOp op) {
-    absl::StatusOr<std::string> name = self.tools_.resolveName(op.getTool().str());
+    absl::StatusOr<std::string> name =
+        self.tools_.resolveName(op.getTool().str());
     if (!name.ok())
       return failWith(op, name.status());
     return absl::OkStatus();
@@ -610,12 +645,14 @@ struct AgentExecutor::Interpreter {
     }
     std::vector<ToolCall> state(calls.size());
     for (size_t i = 0; i < calls.size(); ++i)
-      state[i] = ToolCall{toolArguments(calls[i]), callOptions(calls[i]), {}, 0, 0};
+      state[i] =
+          ToolCall{toolArguments(calls[i]), callOptions(calls[i]), {}, 0, 0};
     if (self.options_.parallelTools && calls.size() > 1) {
       std::vector<std::thread> threads;
       threads.reserve(calls.size());
       for (size_t i = 0; i < calls.size(); ++i)
-        threads.emplace_back([this, &calls, &state, i] { callTool(calls[i], state[i]); });
+        threads.emplace_back(
+            [this, &calls, &state, i] { callTool(calls[i], state[i]); });
       for (std::thread &thread : threads)
         thread.join();
     } else {
@@ -701,7 +738,8 @@ struct AgentExecutor::Interpreter {
       it = regexes.emplace(op, std::move(*regex)).first;
     }
     const std::string *text = as<std::string>(op.getInput());
-    absl::StatusOr<bool> found = regexSearch(it->second.get(), text ? *text : "");
+    absl::StatusOr<bool> found =
+        regexSearch(it->second.get(), text ? *text : "");
     if (!found.ok())
       return failWith(op, found.status());
     values[op.getResult()] = *found;
@@ -723,7 +761,8 @@ struct AgentExecutor::Interpreter {
       } else if (c == '{') {
         size_t close = text.find('}', i);
         unsigned index = 0;
-        if (close == llvm::StringRef::npos || text.slice(i + 1, close).getAsInteger(10, index) ||
+        if (close == llvm::StringRef::npos ||
+            text.slice(i + 1, close).getAsInteger(10, index) ||
             index >= op.getArgs().size())
           return fail(op, "malformed placeholder in the template");
         out += renderValue(get(op.getArgs()[index]));
@@ -799,7 +838,8 @@ struct AgentExecutor::Interpreter {
     else if (metric == "uncertain")
       v = JsonValue{g->uncertain};
     else
-      return fail(op, absl::StrCat("unknown uncertainty metric '", metric.str(), "'"));
+      return fail(
+          op, absl::StrCat("unknown uncertainty metric '", metric.str(), "'"));
     values[op.getResult()] = std::move(v);
     return absl::OkStatus();
   }
@@ -812,43 +852,49 @@ struct AgentExecutor::Interpreter {
 namespace {
 
 /// The workflow `name` of `module` (empty: the module's only one).
-absl::StatusOr<agent::WorkflowOp> selectWorkflow(mlir::ModuleOp module, std::string_view name) {
-  std::vector<agent::WorkflowOp> workflows(module.getOps<agent::WorkflowOp>().begin(),
-                                           module.getOps<agent::WorkflowOp>().end());
+absl::StatusOr<agent::WorkflowOp> selectWorkflow(mlir::ModuleOp module,
+                                                 std::string_view name) {
+  std::vector<agent::WorkflowOp> workflows(
+      module.getOps<agent::WorkflowOp>().begin(),
+      module.getOps<agent::WorkflowOp>().end());
   std::vector<std::string> names;
   for (agent::WorkflowOp w : workflows)
     names.push_back(w.getSymName().str());
   if (name.empty()) {
     if (workflows.size() != 1)
-      return absl::InvalidArgumentError(workflows.empty()
-                                            ? std::string("the file defines no workflow")
-                                            : absl::StrCat("the file defines several workflows (",
-                                                           absl::StrJoin(names, ", "),
-                                                           "); choose one with --workflow"));
+      return absl::InvalidArgumentError(
+          workflows.empty()
+              ? std::string("the file defines no workflow")
+              : absl::StrCat("the file defines several workflows (",
+                             absl::StrJoin(names, ", "),
+                             "); choose one with --workflow"));
     return workflows.front();
   }
   for (agent::WorkflowOp w : workflows)
     if (w.getSymName() == llvm::StringRef(name.data(), name.size()))
       return w;
-  return absl::NotFoundError(absl::StrCat("no workflow '", std::string(name),
-                                          "' (defined: ", absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat("no workflow '", std::string(name),
+                   "' (defined: ", absl::StrJoin(names, ", "), ")"));
 }
 
 /// The values of `workflow`'s parameters: `args` by name, else the
 /// parameter's default. Errors name the parameter.
-absl::StatusOr<std::vector<AgentValue>> bindParameters(agent::WorkflowOp workflow,
-                                                       const json &args) {
+absl::StatusOr<std::vector<AgentValue>>
+bindParameters(agent::WorkflowOp workflow, const json &args) {
   if (!args.is_object())
-    return absl::InvalidArgumentError("workflow arguments must be a JSON object");
+    return absl::InvalidArgumentError(
+        "workflow arguments must be a JSON object");
   mlir::Block &entry = workflow.getBody().front();
   std::vector<std::string> paramNames;
   for (unsigned i = 0; i < entry.getNumArguments(); ++i)
     paramNames.push_back(workflow.getParamName(i).str());
   for (auto &[key, value] : args.items())
-    if (std::find(paramNames.begin(), paramNames.end(), key) == paramNames.end())
-      return absl::InvalidArgumentError(
-          absl::StrCat("workflow '", workflow.getSymName().str(), "' has no parameter '", key,
-                       "' (parameters: ", absl::StrJoin(paramNames, ", "), ")"));
+    if (std::find(paramNames.begin(), paramNames.end(), key) ==
+        paramNames.end())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "workflow '", workflow.getSymName().str(), "' has no parameter '",
+          key, "' (parameters: ", absl::StrJoin(paramNames, ", "), ")"));
   std::vector<AgentValue> bound;
   for (unsigned i = 0; i < entry.getNumArguments(); ++i) {
     mlir::Type type = entry.getArgument(i).getType();
@@ -860,8 +906,9 @@ absl::StatusOr<std::vector<AgentValue>> bindParameters(agent::WorkflowOp workflo
       value = attributeValue(def, type);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          "missing argument '", name, "' (", parameterTypeName(type), ") of workflow '",
-          workflow.getSymName().str(), "' (--arg ", name, "=VALUE)"));
+          "missing argument '", name, "' (", parameterTypeName(type),
+          ") of workflow '", workflow.getSymName().str(), "' (--arg ", name,
+          "=VALUE)"));
     }
     if (!value.ok())
       return value.status();
@@ -876,17 +923,20 @@ AgentExecutor::AgentExecutor(ToolRegistry &tools, AgentExecutorOptions options)
     : tools_(tools), options_(std::move(options)) {}
 AgentExecutor::~AgentExecutor() = default;
 
-void AgentExecutor::addModel(AgentModel model) { models_.push_back(std::move(model)); }
+void AgentExecutor::addModel(AgentModel model) {
+  models_.push_back(std::move(model));
+}
 
-absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module, std::string_view workflow,
-                                                  const json &args,
-                                                  const AgentEventCallback &onEvent) {
+absl::StatusOr<AgentRunResult>
+AgentExecutor::run(mlir::ModuleOp module, std::string_view workflow,
+                   const json &args, const AgentEventCallback &onEvent) {
   if (options_.numAlternatives < 0 || options_.numAlternatives > 20)
     return absl::InvalidArgumentError("numAlternatives must be in [0, 20]");
   absl::StatusOr<agent::WorkflowOp> selected = selectWorkflow(module, workflow);
   if (!selected.ok())
     return selected.status();
-  absl::StatusOr<std::vector<AgentValue>> params = bindParameters(*selected, args);
+  absl::StatusOr<std::vector<AgentValue>> params =
+      bindParameters(*selected, args);
   if (!params.ok())
     return params.status();
 
@@ -897,13 +947,15 @@ absl::StatusOr<AgentRunResult> AgentExecutor::run(mlir::ModuleOp module, std::st
     bound[selected->getParamName(i).str()] = toJsonValue((*params)[i]);
     interpreter.values[entry.getArgument(i)] = std::move((*params)[i]);
   }
-  interpreter.emit(
-      json{{"event", "start"}, {"workflow", selected->getSymName().str()}, {"args", bound}});
+  interpreter.emit(json{{"event", "start"},
+                        {"workflow", selected->getSymName().str()},
+                        {"args", bound}});
   absl::StatusOr<Interpreter::Flow> flow = interpreter.runBlock(entry, nullptr);
   AgentRunResult &result = interpreter.result;
   result.seconds = millisecondsSince(interpreter.start) / 1000.0;
   if (!flow.ok()) {
-    interpreter.emit(json{{"event", "error"}, {"error", std::string(flow.status().message())}});
+    interpreter.emit(json{{"event", "error"},
+                          {"error", std::string(flow.status().message())}});
     return flow.status();
   }
   interpreter.emit(json{{"event", "end"},

@@ -30,7 +30,8 @@ std::string formatDouble(double value) {
 /// `text` read whole as a T (std::from_chars), or nullopt.
 template <typename T> std::optional<T> parseWhole(const std::string &text) {
   T value{};
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  auto [ptr, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec == std::errc() && ptr == text.data() + text.size() && !text.empty())
     return value;
   return std::nullopt;
@@ -103,10 +104,12 @@ std::string parameterTypeName(mlir::Type type) {
   return "value";
 }
 
-absl::StatusOr<AgentValue> bindArgument(const json &arg, mlir::Type type, std::string_view name) {
+absl::StatusOr<AgentValue> bindArgument(const json &arg, mlir::Type type,
+                                        std::string_view name) {
   auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("argument '", std::string(name), "' (",
-                                                   parameterTypeName(type), "): ", std::string(why)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("argument '", std::string(name), "' (",
+                     parameterTypeName(type), "): ", std::string(why)));
   };
   if (mlir::isa<agent::StringType>(type)) {
     if (arg.is_string())
@@ -115,7 +118,8 @@ absl::StatusOr<AgentValue> bindArgument(const json &arg, mlir::Type type, std::s
   }
   if (mlir::isa<agent::JsonType>(type)) {
     if (arg.is_string()) {
-      json parsed = json::parse(arg.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+      json parsed = json::parse(arg.get<std::string>(), nullptr,
+                                /*allow_exceptions=*/false);
       if (parsed.is_discarded())
         return JsonValue{arg}; // a plain string is a JSON string
       return JsonValue{parsed};
@@ -133,7 +137,8 @@ absl::StatusOr<AgentValue> bindArgument(const json &arg, mlir::Type type, std::s
     if (arg.is_number_integer())
       return arg.get<int64_t>();
     if (arg.is_string())
-      if (std::optional<int64_t> value = parseWhole<int64_t>(arg.get<std::string>()))
+      if (std::optional<int64_t> value =
+              parseWhole<int64_t>(arg.get<std::string>()))
         return *value;
     return bad(absl::StrCat("expected an integer, got ", dumpJson(arg)));
   }
@@ -141,14 +146,16 @@ absl::StatusOr<AgentValue> bindArgument(const json &arg, mlir::Type type, std::s
     if (arg.is_number())
       return arg.get<double>();
     if (arg.is_string())
-      if (std::optional<double> value = parseWhole<double>(arg.get<std::string>()))
+      if (std::optional<double> value =
+              parseWhole<double>(arg.get<std::string>()))
         return *value;
     return bad(absl::StrCat("expected a number, got ", dumpJson(arg)));
   }
   return bad("unsupported parameter type");
 }
 
-absl::StatusOr<AgentValue> attributeValue(mlir::Attribute attr, mlir::Type type) {
+absl::StatusOr<AgentValue> attributeValue(mlir::Attribute attr,
+                                          mlir::Type type) {
   if (auto s = mlir::dyn_cast<mlir::StringAttr>(attr)) {
     if (mlir::isa<agent::JsonType>(type)) {
       json parsed = json::parse(s.getValue().str(), nullptr, false);

@@ -207,7 +207,6 @@ Generator::constrainedSample(const SampleResult &engineResult,
   return result;
 }
 
-
 //===----------------------------------------------------------------------===//
 // One generation
 //===----------------------------------------------------------------------===//
@@ -267,10 +266,10 @@ private:
   }
 
   absl::Status prefill() {
-    return accept(gen_.engine_.prefill(
-                      absl::MakeConstSpan(prompt_).subspan(reuse_),
-                      int64_t(reuse_), request_.sampling),
-                  /*isPrefill=*/true);
+    return accept(
+        gen_.engine_.prefill(absl::MakeConstSpan(prompt_).subspan(reuse_),
+                             int64_t(reuse_), request_.sampling),
+        /*isPrefill=*/true);
   }
 
   /// The constraint may replace the sampled token: one step at a time.
@@ -378,7 +377,8 @@ private:
       return absl::OkStatus();
     checkLimits();
     if (!finish_) {
-      emit(result_.text.size() - stopPrefixHoldback(result_.text, request_.stop));
+      emit(result_.text.size() -
+           stopPrefixHoldback(result_.text, request_.stop));
       if (request_.tokenDelay.count() > 0)
         std::this_thread::sleep_for(request_.tokenDelay);
     }

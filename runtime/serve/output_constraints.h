@@ -1,4 +1,5 @@
-//===- output_constraints.h - constrained decoding ---------------*- C++ -*-===//
+//===- output_constraints.h - constrained decoding ---------------*- C++
+//-*-===//
 //
 // Character-level automata a generated output must follow (constrained
 // decoding). The Generator masks every token whose text one of them would

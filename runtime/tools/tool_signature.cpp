@@ -2,14 +2,12 @@
 
 #include "runtime/tools/tool_signature.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/tools/tool_context.h"
+#include "support/file.h"
 #include "support/json_bounded.h"
 
 namespace treni {
@@ -374,20 +372,20 @@ parseToolSignatures(const nlohmann::json &document) {
 
 absl::StatusOr<std::vector<ToolSignature>>
 readToolSignaturesFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat(
-        "cannot read tool registry '", path, "': ", std::strerror(errno)));
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  absl::StatusOr<nlohmann::json> document = parseJsonBounded(text);
+  absl::StatusOr<std::string> text = readRegularFile(path, size_t{64} << 20);
+  if (!text.ok())
+    return absl::Status(text.status().code(),
+                        absl::StrCat("cannot read tool registry '", path,
+                                     "': ", text.status().message()));
+  absl::StatusOr<nlohmann::json> document = parseJsonBounded(*text);
   absl::StatusOr<std::vector<ToolSignature>> signatures =
-      document.ok() ? parseToolSignatures(*document)
-                    : absl::StatusOr<std::vector<ToolSignature>>(
-                          document.status());
+      document.ok()
+          ? parseToolSignatures(*document)
+          : absl::StatusOr<std::vector<ToolSignature>>(document.status());
   if (!signatures.ok())
     return absl::Status(signatures.status().code(),
-                        absl::StrCat("tool registry '", path, "': ",
-                                     signatures.status().message()));
+                        absl::StrCat("tool registry '", path,
+                                     "': ", signatures.status().message()));
   return signatures;
 }
 

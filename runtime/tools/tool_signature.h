@@ -101,8 +101,9 @@ inline constexpr std::string_view kToolSignaturesFormat = "treni.tools/1";
 absl::StatusOr<std::vector<ToolSignature>>
 parseToolSignatures(const nlohmann::json &document);
 
-/// parseToolSignatures() of the JSON file `path`. Errors name the file:
-/// "tool registry 'PATH': ..." (NotFound when it cannot be read).
+/// parseToolSignatures() of the JSON file `path` (a regular file of at most
+/// 64 MiB). Errors name the file: "cannot read tool registry 'PATH': ..."
+/// (NotFound when it does not exist), "tool registry 'PATH': ...".
 absl::StatusOr<std::vector<ToolSignature>>
 readToolSignaturesFile(const std::string &path);
 

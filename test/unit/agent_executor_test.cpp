@@ -11,8 +11,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/agent/agent_executor.h"
 #include "runtime/agent/agent_compiler.h"
+#include "runtime/agent/agent_executor.h"
 #include "runtime/agent/agent_http.h"
 
 #include <atomic>
@@ -21,17 +21,17 @@
 #include <thread>
 
 #include "httplib.h"
-#include "runtime/text/chat_template.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/serve/generation.h"
 #include "runtime/serve/http_server.h"
 #include "runtime/serve/openai_api.h"
+#include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 #include "runtime/tools/tool_registry.h"
 #include "test/unit/test_util.h"
+#include "llvm/Support/raw_ostream.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "llvm/Support/raw_ostream.h"
 
 namespace treni {
 namespace {
@@ -110,8 +110,8 @@ protected:
   absl::StatusOr<AgentRunResult> run(const std::string &source, json args = json::object(),
                                      AgentExecutorOptions options = {}, std::string workflow = "") {
     mlir::MLIRContext context;
-    auto module =
-        compileAgentSource(source, "test.agent", context, {.tools = registry_.signatures()});
+    auto module = compileAgentSource(source, "test.agent", context,
+                                     {.tools = registry_.signatures()});
     if (!module.ok())
       return module.status();
     options.backoffBase = std::chrono::milliseconds(1);
@@ -364,7 +364,8 @@ workflow s(q: string) -> string {
 )";
   std::vector<json> streamed;
   mlir::MLIRContext context;
-  auto module = compileAgentSource(source, "s.agent", context, {.tools = registry_.signatures()});
+  auto module = compileAgentSource(source, "s.agent", context,
+                                   {.tools = registry_.signatures()});
   ASSERT_TRUE(module.ok()) << module.status();
   AgentExecutor executor(registry_);
   executor.addModel({"qwen2", generator_, chat_});
@@ -451,7 +452,8 @@ TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
 
 /// The module compileAgentSource() gives for `source`, printed (or the
 /// error message).
-std::string compiled(const std::string &source, const AgentCompileOptions &options) {
+std::string compiled(const std::string &source,
+                     const AgentCompileOptions &options) {
   mlir::MLIRContext context;
   auto module = compileAgentSource(source, "c.agent", context, options);
   if (!module.ok())
@@ -471,15 +473,22 @@ TEST(AgentCompiler, ChecksCallsAgainstSignaturesInMemory) {
               HasSubstr("c.agent:2:3: error: unknown tool 'kv.get'"));
   std::vector<ToolSignature> tools = {signature("kv.get", {"key"})};
   std::string checked = compiled(source, {.tools = tools});
-  EXPECT_THAT(checked, HasSubstr("c.agent:2:3: error: tool 'kv.get' has no argument 'k'"));
-  EXPECT_THAT(checked, HasSubstr("tool 'kv.get' needs argument 'key' (string)"));
+  EXPECT_THAT(
+      checked,
+      HasSubstr("c.agent:2:3: error: tool 'kv.get' has no argument 'k'"));
+  EXPECT_THAT(checked,
+              HasSubstr("tool 'kv.get' needs argument 'key' (string)"));
   // The registry export (what the server's route passes) reads the same.
   ToolRegistry registry;
-  ASSERT_TRUE(registry.add(tools[0], [](const json &args, const ToolContext &) {
-                return absl::StatusOr<json>(args);
-              }).ok());
+  ASSERT_TRUE(registry
+                  .add(tools[0],
+                       [](const json &args, const ToolContext &) {
+                         return absl::StatusOr<json>(args);
+                       })
+                  .ok());
   mlir::MLIRContext context;
-  auto exported = compileAgentSource(source, "c.agent", context, registry.toJson());
+  auto exported =
+      compileAgentSource(source, "c.agent", context, registry.toJson());
   ASSERT_FALSE(exported.ok());
   EXPECT_EQ("error: " + messageOf(exported.status()), checked);
 }
@@ -488,8 +497,9 @@ TEST(AgentCompiler, HoistingReadsReadonlyFromSignaturesInMemory) {
   // Two calls of one namespace overlap only when both tools are read-only.
   const char *source = "workflow w(q: string) {\n  tool kv.get(key: q) as a\n"
                        "  tool kv.scan(key: q) as b\n}\n";
-  std::vector<ToolSignature> tools = {signature("kv.get", {"key"}, /*readOnly=*/true),
-                                      signature("kv.scan", {"key"}, /*readOnly=*/true)};
+  std::vector<ToolSignature> tools = {
+      signature("kv.get", {"key"}, /*readOnly=*/true),
+      signature("kv.scan", {"key"}, /*readOnly=*/true)};
   EXPECT_THAT(compiled(source, {.tools = tools}), HasSubstr("agent.parallel"));
   tools[1].readOnly = false;
   std::string serial = compiled(source, {.tools = tools});

@@ -265,7 +265,8 @@ TEST(ToolSignatures, DocumentErrorsNameTheEntry) {
     std::string expected;
   } cases[] = {
       {json::array(), "expected an object with a \"tools\" array"},
-      {{{"tools", json::object()}}, "expected an object with a \"tools\" array"},
+      {{{"tools", json::object()}},
+       "expected an object with a \"tools\" array"},
       {{{"format", "treni.tools/2"}, {"tools", json::array()}},
        "format is string \"treni.tools/2\", expected 'treni.tools/1'"},
       {{{"tools",
@@ -313,6 +314,11 @@ TEST(ToolSignatures, FileErrorsNameTheFile) {
   EXPECT_EQ(absent.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(messageOf(absent.status()),
               HasSubstr("cannot read tool registry '" + missing + "'"));
+  // Only regular files are read: a directory is refused.
+  absl::StatusOr<std::vector<ToolSignature>> directory =
+      readToolSignaturesFile(dir);
+  EXPECT_THAT(messageOf(directory.status()),
+              HasSubstr("cannot read tool registry '" + dir + "'"));
 }
 
 //===----------------------------------------------------------------------===//

@@ -39,12 +39,12 @@
 #include "runtime/text/chat_template.h"
 #include "runtime/tools/tool_registry.h"
 #include "runtime/tools/tool_signature.h"
+#include "support/json.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
-#include "support/json.h"
 
 namespace cl = llvm::cl;
 
@@ -175,7 +175,8 @@ int runCompile() {
     options.tools = std::move(*tools);
   }
   mlir::MLIRContext context;
-  auto module = lowerAgentProgram(*program, source, agentFile, context, options);
+  auto module =
+      lowerAgentProgram(*program, source, agentFile, context, options);
   if (!module.ok()) {
     llvm::errs() << std::string(module.status().message());
     return 1;
