@@ -32,7 +32,8 @@ struct Group {
 
 class Hoister {
 public:
-  explicit Hoister(const std::map<std::string, ToolSignature> &signatures)
+  explicit Hoister(
+      const std::map<std::string, treni::ToolSignature> &signatures)
       : signatures(signatures) {}
 
   void run(Block &block) {
@@ -60,11 +61,11 @@ public:
   }
 
 private:
-  const std::map<std::string, ToolSignature> &signatures;
+  const std::map<std::string, treni::ToolSignature> &signatures;
 
   bool isReadonly(ToolOp call) const {
     auto found = signatures.find(call.getTool().str());
-    return found != signatures.end() && found->second.readonly;
+    return found != signatures.end() && found->second.readOnly;
   }
 
   /// Two calls conflict when they may touch the same state.
@@ -167,10 +168,12 @@ private:
 struct AgentHoistToolsPass
     : public impl::AgentHoistToolsPassBase<AgentHoistToolsPass> {
   using AgentHoistToolsPassBase::AgentHoistToolsPassBase;
+  explicit AgentHoistToolsPass(ToolSignatureList given)
+      : given(std::move(given)) {}
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto signatures = collectToolSignatures(module, registry);
+    auto signatures = collectToolSignatures(module, registry, given);
     if (failed(signatures))
       return signalPassFailure();
     std::vector<Block *> blocks;
@@ -184,6 +187,14 @@ struct AgentHoistToolsPass
     for (Block *block : blocks)
       hoister.run(*block);
   }
+
+  /// Signatures handed over in memory (createAgentHoistToolsPass).
+  ToolSignatureList given;
 };
 } // namespace
+
+std::unique_ptr<Pass> createAgentHoistToolsPass(ToolSignatureList signatures) {
+  return std::make_unique<AgentHoistToolsPass>(std::move(signatures));
+}
+
 } // namespace agent

@@ -2,12 +2,15 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ir/AgentDialect.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
+#include "runtime/tools/tool_signature.h"
 
 namespace agent {
 
@@ -17,29 +20,35 @@ namespace agent {
 #define GEN_PASS_REGISTRATION
 #include "passes/AgentPasses.h.inc"
 
-/// One declared argument of a tool.
-struct ToolParamSignature {
-  std::string name;
-  mlir::Type type; ///< A value type: !agent.string, i64, f64, i1, !agent.json.
-  bool optional = false;
-};
+/// Tool signatures handed to the passes in memory (a ToolRegistry's, or a
+/// file a driver read with treni::readToolSignaturesFile), shared by the
+/// passes of a pipeline and their clones.
+using ToolSignatureList =
+    std::shared_ptr<const std::vector<treni::ToolSignature>>;
 
-/// A tool's declared signature.
-struct ToolSignature {
-  std::string name;
-  std::vector<ToolParamSignature> params;
-  bool readonly = false;
-  /// Where it was declared: the agent.tool_decl, or the registry file.
-  std::string origin;
+/// The signatures tool calls are checked against, by name: `given`, then
+/// those of the `treni.tools/1` file `registryFile` (none when empty), then
+/// `module`'s `agent.tool_decl` ops; a later source wins. A file that cannot
+/// be read or parsed is reported on `module` and fails.
+mlir::FailureOr<std::map<std::string, treni::ToolSignature>>
+collectToolSignatures(mlir::ModuleOp module, llvm::StringRef registryFile,
+                      const ToolSignatureList &given);
 
-  const ToolParamSignature *param(llvm::StringRef paramName) const;
-};
+/// agent-verify-tools and agent-hoist-tools with `signatures` besides the
+/// module's declarations (and the `registry` option, unset here).
+std::unique_ptr<mlir::Pass>
+createAgentVerifyToolsPass(ToolSignatureList signatures);
+std::unique_ptr<mlir::Pass>
+createAgentHoistToolsPass(ToolSignatureList signatures);
 
-/// The signatures of `module`'s `agent.tool_decl` ops, over those of the
-/// JSON registry file `registryFile` (none when empty). A malformed file is
-/// reported on `module` and fails.
-mlir::FailureOr<std::map<std::string, ToolSignature>>
-collectToolSignatures(mlir::ModuleOp module, llvm::StringRef registryFile);
+/// The tool type of an agent value type (!agent.string, i64, f64, i1,
+/// !agent.json); none for any other type.
+std::optional<treni::ToolType> toolTypeOf(mlir::Type type);
+
+/// Whether a value of type `actual` may be passed where `declared` is
+/// expected: its own type, an i64 where a float is declared, anything where
+/// json is.
+bool acceptsToolType(treni::ToolType declared, mlir::Type actual);
 
 /// The namespace of a tool: what precedes the first '.' ("sqlite" for
 /// "sqlite.query"), or the whole name.
@@ -48,13 +57,15 @@ llvm::StringRef toolNamespace(llvm::StringRef toolName);
 /// "string", "int", "float", "bool", "json" for the value types.
 std::string valueTypeName(mlir::Type type);
 
-/// Options of the agent pass pipeline `treni agent compile --emit=mlir-opt`
-/// runs.
+/// Options of the agent pass pipeline (runtime/agent/agent_compiler.h runs
+/// it for `treni agent compile --emit=mlir-opt`, `treni agent run` and the
+/// server).
 struct AgentPipelineOptions {
-  /// agent-verify-tools runs when the module declares tools or this names
-  /// a registry file.
-  std::string toolRegistryFile;
+  /// Signatures besides the module's `agent.tool_decl` ops (null: none).
+  ToolSignatureList toolSignatures;
   int64_t minPrefix = 16;
+  /// Run agent-verify-tools. Drivers turn it off when there is no signature
+  /// at all: every call would be "unknown".
   bool verifyTools = true;
 };
 

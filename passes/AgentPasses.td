@@ -8,11 +8,14 @@ def AgentVerifyToolsPass : Pass<"agent-verify-tools", "mlir::ModuleOp"> {
   let summary = "Check every tool call against the declared tool signatures";
   let description = [{
     Signatures come from the module's `agent.tool_decl` ops (the `.agent`
-    file's `extern tool` declarations) and, with `registry=FILE`, from a JSON
-    file in the tool registry's export format (`"format": "treni.tools/1"`,
-    a `tools` array of objects with `name`, `parameters` (each with `name`,
-    `type`, `required`) and optionally `readonly`); a module declaration
-    wins over the file.
+    file's `extern tool` declarations), from a driver in memory (a tool
+    registry's signatures, `createAgentVerifyToolsPass(signatures)`) and,
+    with `registry=FILE`, from a JSON file in the tool registry's export
+    format (`"format": "treni.tools/1"`, a `tools` array of signatures with
+    `name`, `parameters` (each with `name`, `type`, `required`) and
+    optionally `readonly`; read by the runtime's one reader of the format,
+    `treni::readToolSignaturesFile`); a module declaration wins over the
+    others.
 
     Each `agent.tool` must name a declared tool, give every required
     argument, give no argument the tool does not take, and pass values of
@@ -45,8 +48,8 @@ def AgentHoistToolsPass : Pass<"agent-hoist-tools", "mlir::ModuleOp"> {
     it; a `generate`, `retry` or `if` result it needs keeps it in place), it
     does not use the result of a call of the group, and nothing it crosses
     or runs beside touches the same tool namespace (`sqlite` of
-    `sqlite.query`) unless both are `readonly` (from `agent.tool_decl` or
-    the `registry` file), and it crosses no `agent.if` / `agent.retry` that
+    `sqlite.query`) unless both are `readonly` (from `agent.tool_decl`, the
+    signatures a driver hands over, or the `registry` file), and it crosses no `agent.if` / `agent.retry` that
     may return (the call must not run when the workflow would have ended).
     Each group of two or more becomes one `agent.parallel` at the first
     call's place.

@@ -13,14 +13,9 @@ namespace agent {
 
 void buildAgentPipeline(mlir::OpPassManager &pm,
                         const AgentPipelineOptions &options) {
-  if (options.verifyTools) {
-    AgentVerifyToolsPassOptions verify;
-    verify.registry = options.toolRegistryFile;
-    pm.addPass(createAgentVerifyToolsPass(verify));
-  }
-  AgentHoistToolsPassOptions hoist;
-  hoist.registry = options.toolRegistryFile;
-  pm.addPass(createAgentHoistToolsPass(hoist));
+  if (options.verifyTools)
+    pm.addPass(createAgentVerifyToolsPass(options.toolSignatures));
+  pm.addPass(createAgentHoistToolsPass(options.toolSignatures));
   AgentSharePrefixPassOptions share;
   share.minPrefix = options.minPrefix;
   pm.addPass(createAgentSharePrefixPass(share));

@@ -1,7 +1,8 @@
 //===- agent_executor.h - runs agent IR in-process --------------*- C++ -*-===//
 //
 // The agent executor walks an `agent.workflow` (verified and, normally,
-// processed by the agent passes) and runs it inside the runtime:
+// processed by the agent passes: see agent_compiler.h) and runs it inside
+// the runtime:
 //
 //  - `agent.generate` calls the model directly through a Generator (no HTTP):
 //    the prompt is wrapped in the model's chat template as one user message
@@ -50,6 +51,11 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/OwningOpRef.h"
 #include "nlohmann/json.hpp"
+// The compile driver (agent_compiler.h) and the tools configuration
+// (agent_tool_config.h) are files of their own; included here for the
+// callers that still reach them through this header.
+#include "runtime/agent/agent_compiler.h"
+#include "runtime/agent/agent_tool_config.h"
 
 namespace treni {
 
@@ -108,30 +114,6 @@ struct AgentRunResult {
   nlohmann::json toJson(std::string_view workflow) const;
 };
 
-/// Parses, checks and lowers `.agent` source and runs the agent passes
-/// (agent-verify-tools against `toolsJson` plus the file's declarations when
-/// either is present, agent-hoist-tools, agent-share-prefix). On error the
-/// message is the rendered diagnostics (FILE:LINE:COLUMN, source line and
-/// caret). `toolsJson` is a registry's toJson() or null.
-absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
-compileAgentSource(std::string_view source, std::string_view fileName, mlir::MLIRContext &context,
-                   const nlohmann::json &toolsJson = nullptr, int64_t minPrefix = 16);
-
-/// A `--tools-config` file:
-///   {"sqlite": {"path": ":memory:", "read_only": false},
-///    "files": {"sandbox": "DIR", "allow_write": true},
-///    "http": {"allowed_hosts": ["127.0.0.1"]},
-///    "external": {<registerExternalToolsFromJson's format>},
-///    "faults": {<FaultInjector::loadJson's format>}}
-/// Every key is optional; an unknown key is an error. Registers the
-/// configured tools in `registry` (relative paths against `baseDir`).
-absl::Status configureAgentTools(ToolRegistry &registry, const nlohmann::json &config,
-                                 const std::string &baseDir = "");
-
-/// configureAgentTools() with the JSON file `path` (relative paths in it
-/// against the file's directory). Errors name the file.
-absl::Status configureAgentToolsFromFile(ToolRegistry &registry, const std::string &path);
-
 class AgentExecutor {
 public:
   AgentExecutor(ToolRegistry &tools, AgentExecutorOptions options = {});
@@ -154,7 +136,8 @@ public:
   const AgentExecutorOptions &options() const { return options_; }
 
 private:
-  struct Impl;
+  /// One run (agent_executor.cpp): the op loop and the steps.
+  struct Interpreter;
   ToolRegistry &tools_;
   AgentExecutorOptions options_;
   std::vector<AgentModel> models_;

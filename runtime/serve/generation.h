@@ -14,7 +14,7 @@
 //    tokens whose text the delta releases.
 //  - Cancellation (a flag, or the callback returning false) and a deadline
 //    are checked every token.
-//  - An OutputConstraint (constrained decoding) masks tokens whose text would
+//  - An OutputConstraint (output_constraints.h) masks tokens whose text would
 //    break it: the server uses it to force a JSON object for
 //    response_format json_object and for the arguments of a forced tool call.
 //
@@ -43,51 +43,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "runtime/serve/awareness.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/exec/sampler.h"
+#include "runtime/serve/awareness.h"
+#include "runtime/serve/output_constraints.h"
 #include "runtime/text/tokenizer.h"
+// Model loading (loadModel, LoadedModel, readEosIds) lives in
+// loaded_model.h; included here for the callers that still reach it through
+// this header.
+#include "runtime/serve/loaded_model.h"
 
 namespace treni {
-
-//===----------------------------------------------------------------------===//
-// Constrained decoding
-//===----------------------------------------------------------------------===//
-
-/// A character-level automaton the output must follow. Tokens are allowed
-/// when every byte of their text is accepted; generation stops when the
-/// constraint is complete, and complete() closes it when max_tokens runs out.
-class OutputConstraint {
-public:
-  virtual ~OutputConstraint() = default;
-  virtual std::unique_ptr<OutputConstraint> clone() const = 0;
-  /// Consumes `c` if it may come next; false (state unchanged or undefined
-  /// on a clone) if not.
-  virtual bool accept(char c) = 0;
-  /// The output so far is a complete match (generation stops here).
-  virtual bool isComplete() const = 0;
-  /// Shortest text that makes the output so far complete.
-  virtual std::string completion() const = 0;
-
-  /// Whether all of `text` may come next (checked on a clone).
-  bool allows(std::string_view text) const;
-  /// Feeds `text`; false if some byte was refused.
-  bool acceptAll(std::string_view text);
-};
-
-/// One JSON object (RFC 8259), surrounding whitespace excluded: the first
-/// byte must be '{', and the constraint is complete at the matching '}'.
-/// Strings take any valid escape and any byte >= 0x20 but '"' and '\'
-/// (multi-byte UTF-8 included); nesting is limited to `maxDepth`.
-std::unique_ptr<OutputConstraint> jsonObjectConstraint(int maxDepth = 16);
-/// Exactly `text`.
-std::unique_ptr<OutputConstraint> literalConstraint(std::string text);
-/// Exactly one of `choices` (none may be a proper prefix of another).
-std::unique_ptr<OutputConstraint>
-choiceConstraint(std::vector<std::string> choices);
-/// `parts` one after the other.
-std::unique_ptr<OutputConstraint>
-sequenceConstraint(std::vector<std::unique_ptr<OutputConstraint>> parts);
 
 //===----------------------------------------------------------------------===//
 // Generation
@@ -188,6 +154,9 @@ private:
                     const OutputConstraint &constraint);
   const std::vector<std::string> &vocabBytes();
 
+  /// The state of one generate() call (generation.cpp).
+  class Run;
+
   Engine &engine_;
   const Tokenizer &tokenizer_;
   GeneratorOptions options_;
@@ -197,46 +166,6 @@ private:
   std::vector<int32_t> cachedIds_;
   uint64_t cacheWrites_ = 0;
 };
-
-/// EOS ids of a model directory: the tokenizer's eos_token (from
-/// tokenizer_config.json) and generation_config.json's eos_token_id (a number
-/// or a list). Missing files are fine; unreadable JSON, or an eos_token_id
-/// that is not ids of the vocabulary (eosTokenIds), is an error.
-absl::StatusOr<std::vector<int32_t>> readEosIds(const std::string &modelDir,
-                                                const Tokenizer &tokenizer);
-
-class ChatTemplate;
-class Progress;
-
-/// Everything `run`, `chat` and `serve` load for a model.
-struct LoadedModel {
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<ChatTemplate> chatTemplate; ///< null when there is none
-  std::string chatTemplateSource;             ///< its Jinja text
-  std::vector<int32_t> eosIds;
-  std::string tokenizerDir;
-  LoadedModel();
-  LoadedModel(LoadedModel &&);
-  LoadedModel &operator=(LoadedModel &&);
-  ~LoadedModel();
-};
-
-struct LoadOptions {
-  EngineOptions engine;
-  /// Where tokenizer.json and tokenizer_config.json are; default: the model
-  /// directory (a package's recorded checkpoint directory).
-  std::string tokenizerDir;
-  /// A chat template instead of tokenizer_config.json's: a .json file with
-  /// a `chat_template` field, or a Jinja text file.
-  std::string chatTemplateFile;
-  Progress *progress = nullptr; ///< announces the steps (3)
-};
-
-/// Loads the tokenizer, the chat template and the engine (compiling on
-/// first load). A model without a chat template loads (chatTemplate null).
-absl::StatusOr<LoadedModel> loadModel(const std::string &model,
-                                      const LoadOptions &options);
 
 /// Length of the longest suffix of `text` that is a proper prefix of one of
 /// `stops` (the text to hold back while streaming).

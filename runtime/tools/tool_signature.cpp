@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/tools/tool_context.h"
+#include "support/file.h"
+#include "support/json_bounded.h"
 
 namespace treni {
 
@@ -336,6 +338,55 @@ validateToolArguments(const ToolSignature &signature,
           " ", toAbsl(toolTypeName(param.type)), ", got ", describeValue(*it)));
   }
   return result;
+}
+
+//===----------------------------------------------------------------------===//
+// treni.tools/1 documents
+//===----------------------------------------------------------------------===//
+
+absl::StatusOr<std::vector<ToolSignature>>
+parseToolSignatures(const nlohmann::json &document) {
+  auto tools = document.is_object() ? document.find("tools") : document.end();
+  if (!document.is_object() || tools == document.end() || !tools->is_array())
+    return absl::InvalidArgumentError(
+        "expected an object with a \"tools\" array");
+  if (auto format = document.find("format"); format != document.end()) {
+    if (!format->is_string() ||
+        format->get<std::string>() != kToolSignaturesFormat)
+      return absl::InvalidArgumentError(
+          absl::StrCat("format is ", describeValue(*format), ", expected '",
+                       toAbsl(kToolSignaturesFormat), "'"));
+  }
+  std::vector<ToolSignature> signatures;
+  signatures.reserve(tools->size());
+  for (size_t i = 0; i < tools->size(); ++i) {
+    absl::StatusOr<ToolSignature> signature =
+        ToolSignature::fromJson((*tools)[i]);
+    if (!signature.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("tools[", i, "]: ", signature.status().message()));
+    signatures.push_back(std::move(*signature));
+  }
+  return signatures;
+}
+
+absl::StatusOr<std::vector<ToolSignature>>
+readToolSignaturesFile(const std::string &path) {
+  absl::StatusOr<std::string> text = readRegularFile(path, size_t{64} << 20);
+  if (!text.ok())
+    return absl::Status(text.status().code(),
+                        absl::StrCat("cannot read tool registry '", path,
+                                     "': ", text.status().message()));
+  absl::StatusOr<nlohmann::json> document = parseJsonBounded(*text);
+  absl::StatusOr<std::vector<ToolSignature>> signatures =
+      document.ok()
+          ? parseToolSignatures(*document)
+          : absl::StatusOr<std::vector<ToolSignature>>(document.status());
+  if (!signatures.ok())
+    return absl::Status(signatures.status().code(),
+                        absl::StrCat("tool registry '", path,
+                                     "': ", signatures.status().message()));
+  return signatures;
 }
 
 } // namespace treni

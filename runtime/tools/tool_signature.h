@@ -5,10 +5,16 @@
 //  - the registry, which validates every call's arguments before the tool
 //    runs (unknown, missing or mistyped arguments are refused with a message
 //    naming the tool, the argument and what was expected);
-//  - the compiler's `agent-verify-tools` pass, through the registry's JSON
-//    export (`{"format": "treni.tools/1", "tools": [...]}`, the format
-//    documented in docs/user-guide.md, "Tools");
+//  - the agent passes (agent-verify-tools, agent-hoist-tools), which get a
+//    registry's signatures in memory, or read a `treni.tools/1` document
+//    (`{"format": "treni.tools/1", "tools": [...]}`, the registry's JSON
+//    export, documented in docs/user-guide.md, "Tools") through
+//    parseToolSignatures(), the one reader of that format;
 //  - the model, through OpenAI `tools` definitions (JSON Schema parameters).
+//
+// This file is a library of its own (TreniToolSignature: absl, nlohmann and
+// support/ only) so that the compiler's passes can share it without the
+// runtime's tools.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -84,5 +90,21 @@ bool matchesToolType(const nlohmann::json &value, ToolType type);
 absl::StatusOr<nlohmann::json>
 validateToolArguments(const ToolSignature &signature,
                       const nlohmann::json &args);
+
+/// The format name of a signature document.
+inline constexpr std::string_view kToolSignaturesFormat = "treni.tools/1";
+
+/// Reads a `treni.tools/1` document: an object with a "tools" array of
+/// signatures (ToolSignature::fromJson) and an optional "format", which must
+/// then be "treni.tools/1". Errors (InvalidArgument) name the entry:
+/// "tools[2]: tool signature 'x': ...".
+absl::StatusOr<std::vector<ToolSignature>>
+parseToolSignatures(const nlohmann::json &document);
+
+/// parseToolSignatures() of the JSON file `path` (a regular file of at most
+/// 64 MiB). Errors name the file: "cannot read tool registry 'PATH': ..."
+/// (NotFound when it does not exist), "tool registry 'PATH': ...".
+absl::StatusOr<std::vector<ToolSignature>>
+readToolSignaturesFile(const std::string &path);
 
 } // namespace treni

@@ -11,7 +11,7 @@
 // Tests that without the file the same calls are unknown tools.
 // NOREGISTRY: error: unknown tool 'file.read': no tools are declared (add 'extern tool' declarations or a registry file)
 // MISSING: error: cannot read tool registry '{{.*}}missing.json'
-// BADFILE: error: tool registry '{{.*}}bad-tools.json', tools[0] ('file.read'), parameters[0]: needs a "name" and a "type" (string, int, float, bool, json)
+// BADFILE: error: tool registry '{{.*}}bad-tools.json': tools[0]: tool signature 'file.read': parameter 'path': unknown tool type 'text' (expected string, int, float, bool or json)
 
 // Tests that well-formed calls pass: all arguments, an optional one left
 // out, an i64 where a float is declared, any value where json is.

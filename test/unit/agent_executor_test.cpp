@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/agent/agent_compiler.h"
 #include "runtime/agent/agent_executor.h"
 #include "runtime/agent/agent_http.h"
 
@@ -20,14 +21,15 @@
 #include <thread>
 
 #include "httplib.h"
-#include "runtime/text/chat_template.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/serve/generation.h"
 #include "runtime/serve/http_server.h"
 #include "runtime/serve/openai_api.h"
+#include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 #include "runtime/tools/tool_registry.h"
 #include "test/unit/test_util.h"
+#include "llvm/Support/raw_ostream.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -35,6 +37,7 @@ namespace treni {
 namespace {
 using json = nlohmann::json;
 using testing::HasSubstr;
+using testing::Not;
 using testing_util::fixtureDir;
 using testing_util::messageOf;
 
@@ -107,7 +110,8 @@ protected:
   absl::StatusOr<AgentRunResult> run(const std::string &source, json args = json::object(),
                                      AgentExecutorOptions options = {}, std::string workflow = "") {
     mlir::MLIRContext context;
-    auto module = compileAgentSource(source, "test.agent", context, registry_.toJson());
+    auto module = compileAgentSource(source, "test.agent", context,
+                                     {.tools = registry_.signatures()});
     if (!module.ok())
       return module.status();
     options.backoffBase = std::chrono::milliseconds(1);
@@ -360,7 +364,8 @@ workflow s(q: string) -> string {
 )";
   std::vector<json> streamed;
   mlir::MLIRContext context;
-  auto module = compileAgentSource(source, "s.agent", context, registry_.toJson());
+  auto module = compileAgentSource(source, "s.agent", context,
+                                   {.tools = registry_.signatures()});
   ASSERT_TRUE(module.ok()) << module.status();
   AgentExecutor executor(registry_);
   executor.addModel({"qwen2", generator_, chat_});
@@ -443,6 +448,63 @@ TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
       run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n", {{"p", longPrompt}});
   ASSERT_FALSE(tooLong.ok());
   EXPECT_THAT(messageOf(tooLong.status()), HasSubstr("test.agent:2:3: step 'g'"));
+}
+
+/// The module compileAgentSource() gives for `source`, printed (or the
+/// error message).
+std::string compiled(const std::string &source,
+                     const AgentCompileOptions &options) {
+  mlir::MLIRContext context;
+  auto module = compileAgentSource(source, "c.agent", context, options);
+  if (!module.ok())
+    return "error: " + messageOf(module.status());
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  (*module)->print(os);
+  return text;
+}
+
+TEST(AgentCompiler, ChecksCallsAgainstSignaturesInMemory) {
+  const char *source = "workflow w(q: string) {\n  tool kv.get(k: q) as a\n}\n";
+  // No signatures at all: the call is left for the executor's registry.
+  EXPECT_THAT(compiled(source, {}), HasSubstr("agent.tool \"kv.get\""));
+  // An empty list checks: the tool is unknown.
+  EXPECT_THAT(compiled(source, {.tools = std::vector<ToolSignature>{}}),
+              HasSubstr("c.agent:2:3: error: unknown tool 'kv.get'"));
+  std::vector<ToolSignature> tools = {signature("kv.get", {"key"})};
+  std::string checked = compiled(source, {.tools = tools});
+  EXPECT_THAT(
+      checked,
+      HasSubstr("c.agent:2:3: error: tool 'kv.get' has no argument 'k'"));
+  EXPECT_THAT(checked,
+              HasSubstr("tool 'kv.get' needs argument 'key' (string)"));
+  // The registry export (what the server's route passes) reads the same.
+  ToolRegistry registry;
+  ASSERT_TRUE(registry
+                  .add(tools[0],
+                       [](const json &args, const ToolContext &) {
+                         return absl::StatusOr<json>(args);
+                       })
+                  .ok());
+  mlir::MLIRContext context;
+  auto exported =
+      compileAgentSource(source, "c.agent", context, registry.toJson());
+  ASSERT_FALSE(exported.ok());
+  EXPECT_EQ("error: " + messageOf(exported.status()), checked);
+}
+
+TEST(AgentCompiler, HoistingReadsReadonlyFromSignaturesInMemory) {
+  // Two calls of one namespace overlap only when both tools are read-only.
+  const char *source = "workflow w(q: string) {\n  tool kv.get(key: q) as a\n"
+                       "  tool kv.scan(key: q) as b\n}\n";
+  std::vector<ToolSignature> tools = {
+      signature("kv.get", {"key"}, /*readOnly=*/true),
+      signature("kv.scan", {"key"}, /*readOnly=*/true)};
+  EXPECT_THAT(compiled(source, {.tools = tools}), HasSubstr("agent.parallel"));
+  tools[1].readOnly = false;
+  std::string serial = compiled(source, {.tools = tools});
+  EXPECT_THAT(serial, HasSubstr("agent.tool \"kv.scan\""));
+  EXPECT_THAT(serial, Not(HasSubstr("agent.parallel")));
 }
 
 std::string readFile(const std::string &path) {

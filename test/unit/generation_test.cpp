@@ -17,12 +17,14 @@
 
 #include "nlohmann/json.hpp"
 #include "runtime/exec/engine_loader.h"
+#include "runtime/serve/loaded_model.h"
+#include "runtime/serve/output_constraints.h"
 #include "runtime/serve/progress.h"
 #include "runtime/text/tokenizer.h"
+#include "support/utf8.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "support/utf8.h"
 
 namespace treni {
 namespace {

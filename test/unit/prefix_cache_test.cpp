@@ -20,11 +20,13 @@
 
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "runtime/agent/agent_compiler.h"
 #include "runtime/agent/agent_executor.h"
-#include "runtime/text/chat_template.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/serve/http_server.h"
+#include "runtime/serve/loaded_model.h"
 #include "runtime/serve/openai_api.h"
+#include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 #include "runtime/tools/tool_registry.h"
 #include "test/unit/test_util.h"
@@ -412,8 +414,8 @@ workflow w(q: string) -> json {
 )";
   ToolRegistry tools;
   mlir::MLIRContext context;
-  auto module =
-      compileAgentSource(source, "share.agent", context, tools.toJson());
+  auto module = compileAgentSource(source, "share.agent", context,
+                                   {.tools = tools.signatures()});
   ASSERT_TRUE(module.ok()) << module.status();
 
   auto runWith = [&](Generator &generator) {

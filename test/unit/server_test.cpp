@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "httplib.h"
+#include "runtime/serve/loaded_model.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 #include "test/unit/test_util.h"

@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 #include <vector>
@@ -232,6 +234,91 @@ TEST(ToolSignature, OpenAiDefinition) {
   EXPECT_FALSE(params["properties"]["extra"].contains("type"));
   EXPECT_EQ(params["properties"]["count"]["default"], 1);
   EXPECT_EQ(params["additionalProperties"], false);
+}
+
+//===----------------------------------------------------------------------===//
+// treni.tools/1 documents
+//===----------------------------------------------------------------------===//
+
+TEST(ToolSignatures, DocumentReadsTheRegistryExport) {
+  ToolRegistry registry;
+  ASSERT_TRUE(registry.add(echoSignature(), echoFunction()).ok());
+  addTool(registry, "a.first", echoFunction(), /*readOnly=*/true);
+  absl::StatusOr<std::vector<ToolSignature>> parsed =
+      parseToolSignatures(registry.toJson());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  std::vector<ToolSignature> expected = registry.signatures();
+  ASSERT_EQ(parsed->size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_EQ((*parsed)[i].toJson(), expected[i].toJson());
+  EXPECT_TRUE((*parsed)[0].readOnly);
+  // "format" may be left out.
+  absl::StatusOr<std::vector<ToolSignature>> bare =
+      parseToolSignatures(json{{"tools", json::array()}});
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_TRUE(bare->empty());
+}
+
+TEST(ToolSignatures, DocumentErrorsNameTheEntry) {
+  struct Case {
+    json document;
+    std::string expected;
+  } cases[] = {
+      {json::array(), "expected an object with a \"tools\" array"},
+      {{{"tools", json::object()}},
+       "expected an object with a \"tools\" array"},
+      {{{"format", "treni.tools/2"}, {"tools", json::array()}},
+       "format is string \"treni.tools/2\", expected 'treni.tools/1'"},
+      {{{"tools",
+         {{{"name", "a.ok"}},
+          {{"name", "b.bad"},
+           {"parameters", {{{"name", "path"}, {"type", "text"}}}}}}}},
+       "tools[1]: tool signature 'b.bad': parameter 'path': unknown tool type "
+       "'text'"},
+  };
+  for (const Case &c : cases) {
+    absl::StatusOr<std::vector<ToolSignature>> parsed =
+        parseToolSignatures(c.document);
+    ASSERT_FALSE(parsed.ok()) << c.document;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(messageOf(parsed.status()), HasSubstr(c.expected))
+        << c.document;
+  }
+}
+
+TEST(ToolSignatures, FileErrorsNameTheFile) {
+  std::string dir = ::testing::TempDir();
+  std::string good = dir + "/treni-tools-good.json";
+  std::string bad = dir + "/treni-tools-bad.json";
+  std::string missing = dir + "/treni-tools-missing.json";
+  std::ofstream(good) << json{{"format", "treni.tools/1"},
+                              {"tools", {echoSignature().toJson()}}}
+                             .dump();
+  std::ofstream(bad) << "{\"tools\": [";
+  std::remove(missing.c_str());
+
+  absl::StatusOr<std::vector<ToolSignature>> parsed =
+      readToolSignaturesFile(good);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->size(), 1u);
+  EXPECT_EQ((*parsed)[0].toJson(), echoSignature().toJson());
+
+  absl::StatusOr<std::vector<ToolSignature>> notJson =
+      readToolSignaturesFile(bad);
+  ASSERT_FALSE(notJson.ok());
+  EXPECT_THAT(messageOf(notJson.status()),
+              HasSubstr("tool registry '" + bad + "': "));
+
+  absl::StatusOr<std::vector<ToolSignature>> absent =
+      readToolSignaturesFile(missing);
+  EXPECT_EQ(absent.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(messageOf(absent.status()),
+              HasSubstr("cannot read tool registry '" + missing + "'"));
+  // Only regular files are read: a directory is refused.
+  absl::StatusOr<std::vector<ToolSignature>> directory =
+      readToolSignaturesFile(dir);
+  EXPECT_THAT(messageOf(directory.status()),
+              HasSubstr("cannot read tool registry '" + dir + "'"));
 }
 
 //===----------------------------------------------------------------------===//

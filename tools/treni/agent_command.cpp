@@ -29,26 +29,22 @@
 #include <sstream>
 #include <string>
 
-#include "agent_dsl/Lowering.h"
-#include "agent_dsl/Parser.h"
-#include "ir/AgentDialect.h"
-#include "runtime/agent/agent_executor.h"
-#include "runtime/tools/builtin_tools.h"
-#include "runtime/text/chat_template.h"
-#include "runtime/serve/generation.h"
-#include "runtime/tools/tool_registry.h"
-#include "mlir/IR/Diagnostics.h"
+#include "agent_dsl/Ast.h"
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/IR/Verifier.h"
-#include "mlir/Pass/PassManager.h"
-#include "passes/AgentPasses.h"
+#include "runtime/agent/agent_compiler.h"
+#include "runtime/agent/agent_executor.h"
+#include "runtime/agent/agent_tool_config.h"
+#include "runtime/serve/generation.h"
+#include "runtime/serve/loaded_model.h"
+#include "runtime/text/chat_template.h"
+#include "runtime/tools/tool_registry.h"
+#include "runtime/tools/tool_signature.h"
+#include "support/json.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
-#include "support/json.h"
 
 namespace cl = llvm::cl;
 
@@ -159,41 +155,35 @@ int runCompile() {
                  "': " + buffer.getError().message());
   std::string source = (*buffer)->getBuffer().str();
 
-  agentdsl::DiagnosticEngine diags;
-  std::optional<agentdsl::Program> program =
-      agentdsl::parseAndCheck(source, diags);
-  if (!program) {
-    llvm::errs() << diags.render(source, agentFile);
+  absl::StatusOr<agentdsl::Program> program =
+      parseAgentSource(source, agentFile);
+  if (!program.ok()) {
+    llvm::errs() << std::string(program.status().message());
     return 1;
   }
   if (agentEmit == AgentEmit::Ast)
     return writeOutput(agentdsl::dumpProgram(*program)) ? 0 : 1;
 
+  AgentCompileOptions options;
+  options.minPrefix = agentMinPrefix;
+  options.runPasses = agentEmit == AgentEmit::MlirOpt;
+  if (options.runPasses && !agentTools.empty()) {
+    absl::StatusOr<std::vector<ToolSignature>> tools =
+        readToolSignaturesFile(agentTools);
+    if (!tools.ok())
+      return error(std::string(tools.status().message()));
+    options.tools = std::move(*tools);
+  }
   mlir::MLIRContext context;
-  llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(source, agentFile), llvm::SMLoc());
-  mlir::SourceMgrDiagnosticHandler handler(sourceMgr, &context);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      agentdsl::lowerToAgentIR(*program, context, agentFile);
-  if (!module || mlir::failed(mlir::verify(*module)))
+  auto module =
+      lowerAgentProgram(*program, source, agentFile, context, options);
+  if (!module.ok()) {
+    llvm::errs() << std::string(module.status().message());
     return 1;
-  if (agentEmit == AgentEmit::MlirOpt) {
-    mlir::PassManager pm(&context);
-    agent::AgentPipelineOptions options;
-    options.toolRegistryFile = agentTools;
-    options.minPrefix = agentMinPrefix;
-    // Without any signature every call would be "unknown": tools are then
-    // checked when the workflow runs, against the executor's registry.
-    options.verifyTools =
-        !agentTools.empty() || !module->getOps<agent::ToolDeclOp>().empty();
-    agent::buildAgentPipeline(pm, options);
-    if (mlir::failed(pm.run(*module)))
-      return 1;
   }
   std::string text;
   llvm::raw_string_ostream os(text);
-  module->print(os);
+  (*module)->print(os);
   return writeOutput(text) ? 0 : 1;
 }
 
@@ -209,6 +199,83 @@ bool writeTrace(const nlohmann::json &trace) {
     return false;
   }
   return true;
+}
+
+/// The summary line of a run (--json, --batch): its result without the
+/// trace, or {ok: false, error}.
+nlohmann::json runSummary(const absl::StatusOr<AgentRunResult> &run,
+                          const nlohmann::json &events) {
+  if (!run.ok())
+    return {{"ok", false}, {"error", std::string(run.status().message())}};
+  nlohmann::json summary =
+      run->toJson(events.empty() ? "" : events.front().value("workflow", ""));
+  summary.erase("trace");
+  return summary;
+}
+
+/// Runs the workflow once per line of --batch (arguments merged over
+/// `args`), printing one summary line per run, failed runs too.
+int runBatch(AgentExecutor &executor, mlir::ModuleOp module,
+             const nlohmann::json &args) {
+  std::ifstream batch(agentBatch);
+  if (!batch)
+    return error("cannot read '" + agentBatch + "'");
+  std::string line;
+  int lineNumber = 0;
+  nlohmann::json traces = nlohmann::json::array();
+  while (std::getline(batch, line)) {
+    ++lineNumber;
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    nlohmann::json runArgs = nlohmann::json::parse(line, nullptr, false);
+    if (!runArgs.is_object())
+      return error(agentBatch + ":" + std::to_string(lineNumber) +
+                   ": not a JSON object of arguments");
+    nlohmann::json merged = args;
+    merged.update(runArgs);
+    nlohmann::json runEvents = nlohmann::json::array();
+    absl::StatusOr<AgentRunResult> run = executor.run(
+        module, agentWorkflow, merged,
+        [&](const nlohmann::json &event) { runEvents.push_back(event); });
+    nlohmann::json summary = runSummary(run, runEvents);
+    summary["line"] = lineNumber;
+    traces.push_back(runEvents);
+    llvm::outs() << dumpJson(summary) << "\n";
+    llvm::outs().flush();
+  }
+  return writeTrace(traces) ? 0 : 1;
+}
+
+/// Runs the workflow once and prints its value (or, with --json, its
+/// summary).
+int runOnce(AgentExecutor &executor, mlir::ModuleOp module,
+            const nlohmann::json &args) {
+  nlohmann::json events = nlohmann::json::array();
+  absl::StatusOr<AgentRunResult> result = executor.run(
+      module, agentWorkflow, args,
+      [&](const nlohmann::json &event) { events.push_back(event); });
+  if (!result.ok()) {
+    writeTrace(events);
+    if (agentJson)
+      llvm::outs() << dumpJson(runSummary(result, events)) << "\n";
+    return error(std::string(result.status().message()));
+  }
+  if (!writeTrace(result->trace))
+    return 1;
+  if (agentJson)
+    llvm::outs() << dumpJson(runSummary(result, events)) << "\n";
+  else if (result->value.is_string())
+    llvm::outs() << result->value.get<std::string>() << "\n";
+  else if (!result->value.is_null())
+    llvm::outs() << dumpJson(result->value) << "\n";
+  return 0;
+}
+
+/// The name workflows call the model by: the last component of its path.
+std::string modelNameOf(const std::string &model) {
+  std::filesystem::path path = std::filesystem::path(model).lexically_normal();
+  std::string name = path.filename().string();
+  return name.empty() ? path.parent_path().filename().string() : name;
 }
 
 int runWorkflow() {
@@ -241,8 +308,10 @@ int runWorkflow() {
   }
 
   mlir::MLIRContext context;
-  auto module = compileAgentSource(source, agentFile, context,
-                                   registry.toJson(), agentMinPrefix);
+  AgentCompileOptions compileOptions;
+  compileOptions.tools = registry.signatures();
+  compileOptions.minPrefix = agentMinPrefix;
+  auto module = compileAgentSource(source, agentFile, context, compileOptions);
   if (!module.ok()) {
     llvm::errs() << std::string(module.status().message());
     return 1;
@@ -265,85 +334,11 @@ int runWorkflow() {
   options.applyChatTemplate = !agentRawPrompt;
   options.lowConfidenceThreshold = agentLowConfidence;
   AgentExecutor executor(registry, options);
-  std::string modelName = std::filesystem::path(std::string(agentModel))
-                              .lexically_normal()
-                              .filename()
-                              .string();
-  if (modelName.empty())
-    modelName = std::filesystem::path(std::string(agentModel))
-                    .lexically_normal()
-                    .parent_path()
-                    .filename()
-                    .string();
-  executor.addModel({modelName, &generator, loaded->chatTemplate.get()});
-
-  if (!agentBatch.empty()) {
-    std::ifstream batch(agentBatch);
-    if (!batch)
-      return error("cannot read '" + agentBatch + "'");
-    std::string line;
-    int lineNumber = 0;
-    nlohmann::json traces = nlohmann::json::array();
-    while (std::getline(batch, line)) {
-      ++lineNumber;
-      if (line.find_first_not_of(" \t\r") == std::string::npos)
-        continue;
-      nlohmann::json runArgs = nlohmann::json::parse(line, nullptr, false);
-      if (!runArgs.is_object())
-        return error(agentBatch + ":" + std::to_string(lineNumber) +
-                     ": not a JSON object of arguments");
-      nlohmann::json merged = args;
-      merged.update(runArgs);
-      nlohmann::json runEvents = nlohmann::json::array();
-      absl::StatusOr<AgentRunResult> run = executor.run(
-          **module, agentWorkflow, merged,
-          [&](const nlohmann::json &event) { runEvents.push_back(event); });
-      nlohmann::json summary;
-      if (run.ok()) {
-        summary = run->toJson(
-            runEvents.empty() ? "" : runEvents.front().value("workflow", ""));
-        summary.erase("trace");
-      } else {
-        summary = {{"ok", false},
-                   {"error", std::string(run.status().message())}};
-      }
-      summary["line"] = lineNumber;
-      traces.push_back(runEvents);
-      llvm::outs() << dumpJson(summary)
-                   << "\n";
-      llvm::outs().flush();
-    }
-    return writeTrace(traces) ? 0 : 1;
-  }
-
-  nlohmann::json events = nlohmann::json::array();
-  absl::StatusOr<AgentRunResult> result = executor.run(
-      **module, agentWorkflow, args,
-      [&](const nlohmann::json &event) { events.push_back(event); });
-  if (!result.ok()) {
-    writeTrace(events);
-    if (agentJson)
-      llvm::outs() << dumpJson(nlohmann::json{
-                          {"ok", false},
-                          {"error", std::string(result.status().message())}})
-                   << "\n";
-    return error(std::string(result.status().message()));
-  }
-  if (!writeTrace(result->trace))
-    return 1;
-  if (agentJson) {
-    nlohmann::json summary = result->toJson(
-        events.empty() ? "" : events.front().value("workflow", ""));
-    summary.erase("trace");
-    llvm::outs() << dumpJson(summary)
-                 << "\n";
-  } else if (result->value.is_string()) {
-    llvm::outs() << result->value.get<std::string>() << "\n";
-  } else if (!result->value.is_null()) {
-    llvm::outs() << dumpJson(result->value)
-                 << "\n";
-  }
-  return 0;
+  executor.addModel(
+      {modelNameOf(agentModel), &generator, loaded->chatTemplate.get()});
+  if (!agentBatch.empty())
+    return runBatch(executor, **module, args);
+  return runOnce(executor, **module, args);
 }
 } // namespace
 
