@@ -11,7 +11,11 @@
 //       evaluate(op)                             pure value ops
 //
 // Steps are where a run spends its time; beforeStep() is the one place
-// checked before each of them (cancellation today).
+// checked before each of them and before every retry attempt
+// (cancellation, which is also how a server's request deadline arrives).
+// A run is bounded by its trace: every step and retry decision is an event,
+// and past AgentExecutorOptions::maxTraceEvents the run fails; strings a
+// workflow builds are bounded by maxStringBytes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -170,6 +174,17 @@ struct AgentExecutor::Interpreter {
       onEvent(result.trace.back());
   }
 
+  /// Fails once the trace holds maxTraceEvents events: the run has done as
+  /// much as one run may.
+  absl::Status checkTraceRoom(mlir::Operation *op) {
+    if (result.trace.size() < self.options_.maxTraceEvents)
+      return absl::OkStatus();
+    return failWith(op, absl::ResourceExhaustedError(absl::StrCat(
+                            "the run reached its limit of ",
+                            self.options_.maxTraceEvents,
+                            " trace events (steps and retry decisions)")));
+  }
+
   const AgentValue &get(mlir::Value v) { return values[v]; }
 
   template <typename T> const T *as(mlir::Value v) {
@@ -248,11 +263,12 @@ struct AgentExecutor::Interpreter {
     return Flow::Next;
   }
 
-  /// Checked before every generate, tool and parallel step.
+  /// Checked before every generate, tool and parallel step, and before
+  /// every retry attempt.
   absl::Status beforeStep(mlir::Operation *op) {
     if (self.options_.cancel && self.options_.cancel->load())
       return failWith(op, absl::CancelledError("the run was cancelled"));
-    return absl::OkStatus();
+    return checkTraceRoom(op);
   }
 
   //===------------------------------------------------------------------===//
@@ -284,6 +300,8 @@ struct AgentExecutor::Interpreter {
       previous.push_back(emptyValueOf(type));
     std::vector<AgentValue> current;
     for (int64_t attempt = 0;; ++attempt) {
+      if (absl::Status ready = beforeStep(op); !ready.ok())
+        return ready;
       values[body.getArgument(0)] = attempt;
       for (unsigned i = 0; i < previous.size(); ++i)
         values[body.getArgument(i + 1)] = previous[i];
@@ -770,6 +788,11 @@ struct AgentExecutor::Interpreter {
       } else {
         out += c;
       }
+      if (out.size() > self.options_.maxStringBytes)
+        return failWith(op, absl::ResourceExhaustedError(absl::StrCat(
+                                "a format string built more than ",
+                                self.options_.maxStringBytes,
+                                " bytes (the limit of a workflow's strings)")));
     }
     values[op.getResult()] = std::move(out);
     return absl::OkStatus();

@@ -86,6 +86,12 @@ struct AgentExecutorOptions {
   /// Checked before every step; when set, the run ends with a Cancelled
   /// error (a server sets it when the client goes away).
   const std::atomic<bool> *cancel = nullptr;
+  /// Bounds on what a workflow (outside input) can make the executor do: a
+  /// string a format op builds, and the events of one run's trace (every
+  /// step and every retry decision is one, so this also bounds the
+  /// iterations of nested retries). Past either, the run fails and says so.
+  size_t maxStringBytes = size_t{1} << 20;
+  size_t maxTraceEvents = 10000;
 };
 
 /// A model the workflows can name (`model "NAME"`; absent: the default).

@@ -165,7 +165,7 @@ void HttpServer::runJob(Job &job) {
     if (absl::IsInvalidArgument(result.status())) {
       failure = invalidRequest(std::string(result.status().message()));
     } else {
-      logInternalError("generation", result.status().message());
+      logInternalError("generation", std::string(result.status().message()));
       failure = serverError(500, "generation failed (see the server's log)",
                             "server_error", "engine_error");
     }

@@ -397,6 +397,44 @@ workflow s(q: string) -> string {
   EXPECT_NO_THROW(whole.dump());
 }
 
+// Tests that what a hostile workflow can make the executor do is bounded:
+// a format string that multiplies a large argument fails at the string
+// limit (it built 10 GB before), nested retries with no step fail at the
+// trace limit (every retry decision is an event), and cancellation is seen
+// by a retry loop that runs no step at all.
+TEST_F(AgentExecutorTest, HostileWorkflowsAreBounded) {
+  std::string format;
+  for (int i = 0; i < 100; ++i)
+    format += "{q}";
+  auto amplified = run("workflow w(q: string) -> string {\n  let s = \"" +
+                           format + "\"\n  return s\n}\n",
+                       {{"q", std::string(100000, 'x')}});
+  ASSERT_FALSE(amplified.ok());
+  EXPECT_THAT(messageOf(amplified.status()),
+              HasSubstr("a format string built more than 1048576 bytes"));
+
+  const char *nested = R"(
+workflow w() {
+  retry {
+    retry {
+    } when true max 1000
+  } when true max 1000
+}
+)";
+  auto loops = run(nested);
+  ASSERT_FALSE(loops.ok());
+  EXPECT_EQ(loops.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(messageOf(loops.status()),
+              HasSubstr("limit of 10000 trace events"));
+
+  std::atomic<bool> cancel{true};
+  AgentExecutorOptions options;
+  options.cancel = &cancel;
+  auto cancelled = run(nested, json::object(), options);
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+}
+
 TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
   // Syntax error: location and caret.
   auto parse = run("workflow w( {");
