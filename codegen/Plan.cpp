@@ -150,8 +150,8 @@ std::string serializePlan(const Plan &plan) {
     for (const PlanStep &s : f.steps) {
       json inputs = json::array();
       for (const PlanOperand &o : s.inputs)
-        inputs.push_back({o.kind == PlanOperand::Kind::Weight ? "w" : "b",
-                          o.index});
+        inputs.push_back(
+            {o.kind == PlanOperand::Kind::Weight ? "w" : "b", o.index});
       steps.push_back({{"template", s.templateName},
                        {"origin", s.origin},
                        {"constants", constantsToJson(s.constants)},
@@ -210,16 +210,20 @@ absl::StatusOr<PlanFunction> parseFunction(const json &in, size_t numWeights) {
     PlanBuffer buffer;
     TRENI_RETURN_IF_ERROR(read(b, "dtype", buffer.dtype, where + " buffer"));
     TRENI_RETURN_IF_ERROR(read(b, "shape", buffer.shape, where + " buffer"));
-    TRENI_RETURN_IF_ERROR(read(b, "dynamic", buffer.dynamic, where + " buffer"));
+    TRENI_RETURN_IF_ERROR(
+        read(b, "dynamic", buffer.dynamic, where + " buffer"));
     TRENI_RETURN_IF_ERROR(read(b, "offset", buffer.offset, where + " buffer"));
     if (buffer.offset < 0)
-      return absl::InvalidArgumentError("plan: negative buffer offset in " + where);
+      return absl::InvalidArgumentError("plan: negative buffer offset in " +
+                                        where);
     f.buffers.push_back(std::move(buffer));
   }
   for (int64_t index : f.inputs)
-    TRENI_RETURN_IF_ERROR(checkIndex(index, f.buffers.size(), where + " input"));
+    TRENI_RETURN_IF_ERROR(
+        checkIndex(index, f.buffers.size(), where + " input"));
   for (int64_t index : f.outputs)
-    TRENI_RETURN_IF_ERROR(checkIndex(index, f.buffers.size(), where + " output"));
+    TRENI_RETURN_IF_ERROR(
+        checkIndex(index, f.buffers.size(), where + " output"));
   for (const json &s : in["steps"]) {
     PlanStep step;
     std::string stepWhere = where + " step";
@@ -242,11 +246,11 @@ absl::StatusOr<PlanFunction> parseFunction(const json &in, size_t numWeights) {
       operand.kind =
           kind == "w" ? PlanOperand::Kind::Weight : PlanOperand::Kind::Buffer;
       operand.index = o[1].get<int64_t>();
-      TRENI_RETURN_IF_ERROR(checkIndex(
-          operand.index,
-          operand.kind == PlanOperand::Kind::Weight ? numWeights
-                                                    : f.buffers.size(),
-          stepWhere + " operand"));
+      TRENI_RETURN_IF_ERROR(checkIndex(operand.index,
+                                       operand.kind == PlanOperand::Kind::Weight
+                                           ? numWeights
+                                           : f.buffers.size(),
+                                       stepWhere + " operand"));
       step.inputs.push_back(operand);
     }
     for (int64_t index : step.outputs)
@@ -265,9 +269,11 @@ absl::StatusOr<Plan> parsePlan(const std::string &text) {
   Plan plan;
   TRENI_RETURN_IF_ERROR(read(in, "version", plan.version, "plan"));
   if (plan.version != kPlanVersion)
-    return absl::InvalidArgumentError(
-        absl::StrCat("plan: version ", plan.version, " is not supported (this "
-                     "build reads version ", kPlanVersion, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("plan: version ",
+                                                   plan.version,
+                                                   " is not supported (this "
+                                                   "build reads version ",
+                                                   kPlanVersion, ")"));
   if (!in.contains("model") || !in.contains("weights") ||
       !in["weights"].is_array() || !in.contains("kv_caches") ||
       !in["kv_caches"].is_array() || !in.contains("functions") ||
@@ -277,10 +283,14 @@ absl::StatusOr<Plan> parsePlan(const std::string &text) {
   TRENI_RETURN_IF_ERROR(constantsFromJson(in["model"], plan.model));
   auto readWeight = [](const json &w, PlanWeight &weight) -> absl::Status {
     TRENI_RETURN_IF_ERROR(read(w, "name", weight.name, "weight"));
-    TRENI_RETURN_IF_ERROR(read(w, "file", weight.file, "weight " + weight.name));
-    TRENI_RETURN_IF_ERROR(read(w, "offset", weight.offset, "weight " + weight.name));
-    TRENI_RETURN_IF_ERROR(read(w, "dtype", weight.dtype, "weight " + weight.name));
-    TRENI_RETURN_IF_ERROR(read(w, "shape", weight.shape, "weight " + weight.name));
+    TRENI_RETURN_IF_ERROR(
+        read(w, "file", weight.file, "weight " + weight.name));
+    TRENI_RETURN_IF_ERROR(
+        read(w, "offset", weight.offset, "weight " + weight.name));
+    TRENI_RETURN_IF_ERROR(
+        read(w, "dtype", weight.dtype, "weight " + weight.name));
+    TRENI_RETURN_IF_ERROR(
+        read(w, "shape", weight.shape, "weight " + weight.name));
     return absl::OkStatus();
   };
   for (const json &w : in["weights"]) {
@@ -305,7 +315,8 @@ absl::StatusOr<Plan> parsePlan(const std::string &text) {
     PlanKvCache cache;
     TRENI_RETURN_IF_ERROR(read(c, "name", cache.name, "kv_cache"));
     TRENI_RETURN_IF_ERROR(read(c, "num_layers", cache.numLayers, "kv_cache"));
-    TRENI_RETURN_IF_ERROR(read(c, "num_kv_heads", cache.numKvHeads, "kv_cache"));
+    TRENI_RETURN_IF_ERROR(
+        read(c, "num_kv_heads", cache.numKvHeads, "kv_cache"));
     TRENI_RETURN_IF_ERROR(read(c, "head_dim", cache.headDim, "kv_cache"));
     TRENI_RETURN_IF_ERROR(read(c, "dtype", cache.dtype, "kv_cache"));
     plan.caches.push_back(std::move(cache));

@@ -71,7 +71,9 @@ struct PlanFunction {
   bool operator==(const PlanFunction &) const = default;
 
   /// Arena bytes for a call with `tokens` rows.
-  int64_t arenaBytes(int64_t tokens) const { return staticBytes + tokens * rowBytes; }
+  int64_t arenaBytes(int64_t tokens) const {
+    return staticBytes + tokens * rowBytes;
+  }
   /// Byte address of buffer `index` for a call with `tokens` rows.
   int64_t bufferOffset(int64_t index, int64_t tokens) const;
 };

@@ -59,8 +59,8 @@ FailureOr<KvCacheOp> lookupCache(Operation *op, FlatSymbolRefAttr cache,
                                  SymbolTableCollection &symbolTable) {
   auto decl = symbolTable.lookupNearestSymbolFrom<KvCacheOp>(op, cache);
   if (!decl)
-    return op->emitOpError() << "'" << cache.getValue()
-                             << "' does not name a treni.kv_cache";
+    return op->emitOpError()
+           << "'" << cache.getValue() << "' does not name a treni.kv_cache";
   return decl;
 }
 
@@ -70,13 +70,13 @@ LogicalResult verifyCacheUse(Operation *op, KvCacheOp decl, int64_t layer,
                              int64_t numKvHeads, int64_t headDim,
                              Type elementType) {
   if (elementType != decl.getElementType())
-    return op->emitOpError() << "element type " << elementType
-                             << " differs from cache '" << decl.getSymName()
-                             << "' of " << decl.getElementType();
+    return op->emitOpError()
+           << "element type " << elementType << " differs from cache '"
+           << decl.getSymName() << "' of " << decl.getElementType();
   if (layer >= (int64_t)decl.getNumLayers())
-    return op->emitOpError() << "layer " << layer << " is out of range: cache '"
-                             << decl.getSymName() << "' has "
-                             << decl.getNumLayers() << " layers";
+    return op->emitOpError()
+           << "layer " << layer << " is out of range: cache '"
+           << decl.getSymName() << "' has " << decl.getNumLayers() << " layers";
   if (numKvHeads != (int64_t)decl.getNumKvHeads() ||
       headDim != (int64_t)decl.getHeadDim())
     return op->emitOpError()
@@ -113,7 +113,9 @@ LogicalResult WeightOp::verify() {
                          << getName() << "' in the weight map";
   auto dtype = entry.getAs<StringAttr>("dtype");
   Type element = type.getElementType();
-  StringRef expected = element.isBF16() ? "BF16" : element.isF16() ? "F16" : "F32";
+  StringRef expected = element.isBF16()  ? "BF16"
+                       : element.isF16() ? "F16"
+                                         : "F32";
   if (!dtype || dtype.getValue() != expected)
     return emitOpError() << "element type " << element
                          << " does not match the dtype of '" << getName()
@@ -183,19 +185,19 @@ LogicalResult RmsNormOp::verify() {
 
 /// x @ weight^T (+ bias): static features that agree, a bias per output.
 static LogicalResult verifyProjection(Operation *op, Value input, Value weight,
-                               Value bias) {
+                                      Value bias) {
   auto x = tensorType(input);
   auto w = tensorType(weight);
   if (x.isDynamicDim(1) || !w.hasStaticShape())
     return op->emitOpError("feature dimensions must be static");
   if (x.getDimSize(1) != w.getDimSize(1))
-    return op->emitOpError() << "input has " << x.getDimSize(1)
-                             << " features but the weight expects "
-                             << w.getDimSize(1);
+    return op->emitOpError()
+           << "input has " << x.getDimSize(1)
+           << " features but the weight expects " << w.getDimSize(1);
   if (bias && tensorType(bias).getDimSize(0) != w.getDimSize(0))
-    return op->emitOpError() << "bias has " << tensorType(bias).getDimSize(0)
-                             << " elements but the weight has "
-                             << w.getDimSize(0) << " outputs";
+    return op->emitOpError()
+           << "bias has " << tensorType(bias).getDimSize(0)
+           << " elements but the weight has " << w.getDimSize(0) << " outputs";
   return success();
 }
 
@@ -339,17 +341,17 @@ QkvRopeCacheOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   auto decl = lookupCache(*this, getCacheAttr(), symbolTable);
   if (failed(decl))
     return failure();
-  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(),
-                        getHeadDim(), tensorType(getResult()).getElementType());
+  return verifyCacheUse(*this, *decl, getLayer(), getNumKvHeads(), getHeadDim(),
+                        tensorType(getResult()).getElementType());
 }
 
 /// The head layout checks shared by attention and attention_seq1.
 template <typename AttentionLikeOp>
 LogicalResult verifyAttentionHeads(AttentionLikeOp op) {
   if (op.getNumHeads() % op.getNumKvHeads() != 0)
-    return op.emitOpError() << "num_heads " << op.getNumHeads()
-                            << " is not a multiple of num_kv_heads "
-                            << op.getNumKvHeads();
+    return op.emitOpError()
+           << "num_heads " << op.getNumHeads()
+           << " is not a multiple of num_kv_heads " << op.getNumKvHeads();
   int64_t width = tensorType(op.getQuery()).getDimSize(1);
   if (width != (int64_t)(op.getNumHeads() * op.getHeadDim()))
     return op.emitOpError() << "query rows have " << dimString(width)
@@ -423,8 +425,7 @@ LogicalResult SiluMulOp::verify() {
   if (ShapedType::isDynamic(width) || width % 2 != 0)
     return emitOpError() << "input rows have " << dimString(width)
                          << " elements, expected an even number";
-  return verifyMatrixResult(*this, getResult(), input.getDimSize(0),
-                            width / 2);
+  return verifyMatrixResult(*this, getResult(), input.getDimSize(0), width / 2);
 }
 
 LogicalResult TakeLastOp::verify() {

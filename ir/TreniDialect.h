@@ -12,7 +12,8 @@
 
 namespace treni {
 /// The KV cache, as a memory-effect resource.
-struct KVCacheResource : public mlir::SideEffects::Resource::Base<KVCacheResource> {
+struct KVCacheResource
+    : public mlir::SideEffects::Resource::Base<KVCacheResource> {
   llvm::StringRef getName() final { return "treni.kv_cache"; }
 };
 

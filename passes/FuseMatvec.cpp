@@ -38,9 +38,14 @@ struct MatvecParts {
   FloatAttr epsilon;
 
   static MatvecParts of(MatvecOp op) {
-    return {op.getResult().getType(), op.getInput(),     op.getWeight(),
-            op.getBias(),             op.getNormWeight(), op.getResidual(),
-            op.getGated(),            op.getEpsilonAttr()};
+    return {op.getResult().getType(),
+            op.getInput(),
+            op.getWeight(),
+            op.getBias(),
+            op.getNormWeight(),
+            op.getResidual(),
+            op.getGated(),
+            op.getEpsilonAttr()};
   }
 
   /// The new op at the builder's insertion point.
@@ -58,8 +63,8 @@ bool isMatvecLinear(LinearOp linear) {
   if (input.getDimSize(0) != 1 || !weight.hasStaticShape() ||
       input.getElementType() != weight.getElementType())
     return false;
-  int64_t rowBytes =
-      weight.getDimSize(1) * weight.getElementType().getIntOrFloatBitWidth() / 8;
+  int64_t rowBytes = weight.getDimSize(1) *
+                     weight.getElementType().getIntOrFloatBitWidth() / 8;
   return rowBytes % 16 == 0;
 }
 

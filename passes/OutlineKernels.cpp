@@ -118,8 +118,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
   return TypeSwitch<Operation *, FailureOr<KernelDesc>>(op)
       .Case([&](EmbeddingOp e) {
         auto table = cast<RankedTensorType>(e.getTable().getType());
-        return KernelDesc{"embedding", {i64("vocab", table.getDimSize(0)),
-                                        i64("dim", table.getDimSize(1))}};
+        return KernelDesc{"embedding",
+                          {i64("vocab", table.getDimSize(0)),
+                           i64("dim", table.getDimSize(1))}};
       })
       .Case([&](RmsNormOp n) {
         auto group = cast<RankedTensorType>(n.getWeight().getType());
@@ -129,10 +130,10 @@ FailureOr<KernelDesc> describe(Operation *op) {
       })
       .Case([&](LinearOp l) {
         auto weight = cast<RankedTensorType>(l.getWeight().getType());
-        return KernelDesc{"gemm",
-                          {i64("n", weight.getDimSize(0)),
-                           i64("k", weight.getDimSize(1)),
-                           b.getNamedAttr("bias", b.getBoolAttr(!!l.getBias()))}};
+        return KernelDesc{
+            "gemm",
+            {i64("n", weight.getDimSize(0)), i64("k", weight.getDimSize(1)),
+             b.getNamedAttr("bias", b.getBoolAttr(!!l.getBias()))}};
       })
       .Case([&](RopeOp r) { return dim("rope", r.getInput()); })
       .Case([&](CacheWriteOp c) { return dim("cache_write", c.getKey()); })

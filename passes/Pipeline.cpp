@@ -28,18 +28,13 @@ const std::vector<PipelineEntry> &pipelineEntries() {
       {"cse", [] { return createCSEPass(); }},
       {"treni-fuse-qkv-split-bias",
        [] { return createFuseQkvSplitBiasPass(); }},
-      {"treni-fuse-ffn-act",
-       [] { return createFuseFfnActPass(); }},
-      {"treni-fuse-residual-norm",
-       [] { return createFuseResidualNormPass(); }},
+      {"treni-fuse-ffn-act", [] { return createFuseFfnActPass(); }},
+      {"treni-fuse-residual-norm", [] { return createFuseResidualNormPass(); }},
       {"treni-specialize-seq1-attention",
        [] { return createSpecializeSeq1AttentionPass(); }},
-      {"treni-fuse-matvec",
-       [] { return createFuseMatvecPass(); }},
-      {"treni-outline-kernels",
-       [] { return createOutlineKernelsPass(); }},
-      {"treni-plan-buffers",
-       [] { return createPlanBuffersPass(); }},
+      {"treni-fuse-matvec", [] { return createFuseMatvecPass(); }},
+      {"treni-outline-kernels", [] { return createOutlineKernelsPass(); }},
+      {"treni-plan-buffers", [] { return createPlanBuffersPass(); }},
   };
   return entries;
 }
@@ -66,10 +61,12 @@ LogicalResult buildDefaultPipeline(OpPassManager &pm,
   std::string names = llvm::join(defaultPipelinePassNames(), ", ");
   for (const std::string &disabled : options.disabledPasses)
     if (!llvm::is_contained(defaultPipelinePassNames(), disabled))
-      return reject("'" + disabled + "' is not in the pipeline (passes: " + names + ")");
+      return reject("'" + disabled +
+                    "' is not in the pipeline (passes: " + names + ")");
   for (const auto &[flag, text] : options.passOptions)
     if (!llvm::is_contained(defaultPipelinePassNames(), flag))
-      return reject("'" + flag + "' is not in the pipeline (passes: " + names + ")");
+      return reject("'" + flag + "' is not in the pipeline (passes: " + names +
+                    ")");
   for (const PipelineEntry &entry : pipelineEntries()) {
     if (llvm::is_contained(options.disabledPasses, entry.flag))
       continue;
@@ -97,7 +94,8 @@ void registerAllTreniPasses() {
   registerTreniPasses();
   registerPassPipeline(
       "treni-default-pipeline",
-      "Fusion, kernel outlining and buffer planning, as `treni compile` runs them",
+      "Fusion, kernel outlining and buffer planning, as `treni compile` runs "
+      "them",
       [](OpPassManager &pm, StringRef text,
          function_ref<LogicalResult(const Twine &)> errorHandler) {
         auto cl = PipelineCLOptions::createFromString(text);

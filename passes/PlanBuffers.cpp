@@ -63,9 +63,9 @@ struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
   void runOnOperation() override {
     for (int64_t value : {int64_t(alignment), int64_t(rowAlignment)})
       if (value <= 0 || !llvm::isPowerOf2_64(value)) {
-        getOperation().emitError()
-            << "treni-plan-buffers: alignments must be positive powers of two, got "
-            << value;
+        getOperation().emitError() << "treni-plan-buffers: alignments must be "
+                                      "positive powers of two, got "
+                                   << value;
         return signalPassFailure();
       }
     for (auto func : getOperation().getOps<func::FuncOp>())

@@ -45,8 +45,8 @@ absl::StatusOr<std::string> readRegularFile(const std::string &path,
     return fd.status();
   if (size > maxBytes) {
     ::close(*fd);
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is ", size, " bytes; the limit is ", maxBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is ", size, " bytes; the limit is ", maxBytes));
   }
   std::string bytes(size, '\0');
   size_t done = 0;

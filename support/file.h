@@ -1,4 +1,5 @@
-//===- file.h - reading files that come from outside -------------*- C++ -*-===//
+//===- file.h - reading files that come from outside -------------*- C++
+//-*-===//
 //
 // A model directory, a chat template or a cached package is outside input:
 // a path may name a FIFO (opening it for reading blocks until a writer

@@ -18,8 +18,8 @@ inline std::string dumpJson(const nlohmann::json &value, int indent = -1) {
 /// The same for a value that keeps its keys in insertion order (a template,
 /// so that a braced initializer list still means nlohmann::json).
 template <typename Json>
-  requires std::is_same_v<Json, nlohmann::ordered_json>
-std::string dumpJson(const Json &value, int indent = -1) {
+requires std::is_same_v<Json, nlohmann::ordered_json> std::string
+dumpJson(const Json &value, int indent = -1) {
   return value.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 

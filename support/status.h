@@ -14,9 +14,11 @@
       return _treni_status;                                                    \
   } while (0)
 
-/// `TRENI_ASSIGN_OR_RETURN(auto x, f());` unwraps a StatusOr or returns its error.
+/// `TRENI_ASSIGN_OR_RETURN(auto x, f());` unwraps a StatusOr or returns its
+/// error.
 #define TRENI_ASSIGN_OR_RETURN(lhs, expr)                                      \
-  TRENI_ASSIGN_OR_RETURN_IMPL(TRENI_STATUS_CONCAT(_treni_or_, __LINE__), lhs, expr)
+  TRENI_ASSIGN_OR_RETURN_IMPL(TRENI_STATUS_CONCAT(_treni_or_, __LINE__), lhs,  \
+                              expr)
 #define TRENI_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                            \
   auto tmp = (expr);                                                           \
   if (!tmp.ok())                                                               \

@@ -63,8 +63,8 @@ absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
     return absl::InvalidArgumentError(
         absl::StrCat("--disable-pass / --pass-option: ", pipelineError));
   if (failed(pm.run(*loaded->module)))
-    return absl::InternalError(absl::StrCat(
-        "pass pipeline failed: ", absl::StrJoin(diagnostics, "\n")));
+    return absl::InternalError(absl::StrCat("pass pipeline failed: ",
+                                            absl::StrJoin(diagnostics, "\n")));
   if (options.outputIR)
     *options.outputIR = print(*loaded->module);
   if (options.buildPlan) {

@@ -71,11 +71,10 @@ public:
         plan.model[entry.getName().str()] = *value;
       }
     for (auto cache : module.getOps<KvCacheOp>())
-      plan.caches.push_back({cache.getSymName().str(),
-                             (int64_t)cache.getNumLayers(),
-                             (int64_t)cache.getNumKvHeads(),
-                             (int64_t)cache.getHeadDim(),
-                             dtypeOf(cache.getElementType())});
+      plan.caches.push_back(
+          {cache.getSymName().str(), (int64_t)cache.getNumLayers(),
+           (int64_t)cache.getNumKvHeads(), (int64_t)cache.getHeadDim(),
+           dtypeOf(cache.getElementType())});
     for (auto func : module.getOps<func::FuncOp>()) {
       auto function = buildFunction(func);
       if (!function.ok())
@@ -89,7 +88,8 @@ private:
   /// The checkpoint entry of one treni.weight.
   absl::StatusOr<PlanWeight> checkpointWeight(WeightOp op) {
     auto map = module->getAttrOfType<DictionaryAttr>(kWeightsAttrName);
-    DictionaryAttr entry = map ? map.getAs<DictionaryAttr>(op.getName()) : nullptr;
+    DictionaryAttr entry =
+        map ? map.getAs<DictionaryAttr>(op.getName()) : nullptr;
     auto file = entry ? entry.getAs<StringAttr>("file") : nullptr;
     auto offset = entry ? entry.getAs<IntegerAttr>("offset") : nullptr;
     auto dtype = entry ? entry.getAs<StringAttr>("dtype") : nullptr;
@@ -98,11 +98,13 @@ private:
           absl::StrCat("weight '", op.getName().str(),
                        "' has no complete entry in the module's weight map"));
     auto type = op.getResult().getType();
-    return PlanWeight{op.getName().str(), file.str(), offset.getInt(),
-                      dtype.str(),
-                      std::vector<int64_t>(type.getShape().begin(),
-                                           type.getShape().end()),
-                      {}};
+    return PlanWeight{
+        op.getName().str(),
+        file.str(),
+        offset.getInt(),
+        dtype.str(),
+        std::vector<int64_t>(type.getShape().begin(), type.getShape().end()),
+        {}};
   }
 
   /// Appends the checkpoint tensors of a concat (nested concats flattened).
@@ -179,11 +181,13 @@ private:
   absl::StatusOr<PlanFunction> buildFunction(func::FuncOp func) {
     PlanFunction f;
     f.name = func.getSymName().str();
-    auto staticBytes = func->getAttrOfType<IntegerAttr>("treni.arena_static_bytes");
+    auto staticBytes =
+        func->getAttrOfType<IntegerAttr>("treni.arena_static_bytes");
     auto rowBytes = func->getAttrOfType<IntegerAttr>("treni.arena_row_bytes");
     if (!staticBytes || !rowBytes)
       return absl::FailedPreconditionError(
-          absl::StrCat("@", f.name, " has no arena sizes: run treni-plan-buffers "
+          absl::StrCat("@", f.name,
+                       " has no arena sizes: run treni-plan-buffers "
                        "before building a plan (was it disabled?)"));
     f.staticBytes = staticBytes.getInt();
     f.rowBytes = rowBytes.getInt();
@@ -235,7 +239,8 @@ private:
       auto kernel = dyn_cast<KernelOp>(op);
       if (!kernel)
         return absl::FailedPreconditionError(
-            absl::StrCat(describe(&op), " was not outlined into a kernel: run "
+            absl::StrCat(describe(&op),
+                         " was not outlined into a kernel: run "
                          "treni-outline-kernels before building a plan (was it "
                          "disabled?)"));
       PlanStep step;
@@ -258,9 +263,9 @@ private:
       auto offsets = kernel->getAttrOfType<DenseI64ArrayAttr>("treni.offsets");
       if (kernel.getNumResults() > 0 &&
           (!offsets || offsets.size() != (int64_t)kernel.getNumResults()))
-        return absl::FailedPreconditionError(
-            absl::StrCat(describe(&op), " has no arena offsets: run "
-                         "treni-plan-buffers before building a plan"));
+        return absl::FailedPreconditionError(absl::StrCat(
+            describe(&op), " has no arena offsets: run "
+                           "treni-plan-buffers before building a plan"));
       for (auto [i, result] : llvm::enumerate(kernel.getResults())) {
         int64_t index = addBuffer(f, result, offsets[i]);
         step.outputs.push_back(index);
@@ -277,6 +282,8 @@ private:
 };
 } // namespace
 
-absl::StatusOr<Plan> buildPlan(ModuleOp module) { return Builder(module).build(); }
+absl::StatusOr<Plan> buildPlan(ModuleOp module) {
+  return Builder(module).build();
+}
 
 } // namespace treni

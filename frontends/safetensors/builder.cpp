@@ -32,9 +32,8 @@ class FunctionBuilder {
 public:
   FunctionBuilder(OpBuilder &builder, const ModelConfig &config,
                   const Checkpoint *checkpoint, Type activationType)
-      : b(builder), config(config), checkpoint(checkpoint),
-        act(activationType), residual(builder.getF32Type()),
-        loc(builder.getUnknownLoc()) {}
+      : b(builder), config(config), checkpoint(checkpoint), act(activationType),
+        residual(builder.getF32Type()), loc(builder.getUnknownLoc()) {}
 
   void build(func::FuncOp func, int64_t rows) {
     Block *entry = func.addEntryBlock();
@@ -43,8 +42,8 @@ public:
     positions = entry->getArgument(1);
     this->rows = rows;
 
-    Value hidden = EmbeddingOp::create(
-        b, loc, residualMatrix(), ids, weight("model.embed_tokens.weight"));
+    Value hidden = EmbeddingOp::create(b, loc, residualMatrix(), ids,
+                                       weight("model.embed_tokens.weight"));
     for (int64_t layer = 0; layer < config.numLayers; ++layer)
       hidden = decoderLayer(hidden, layer);
     if (ShapedType::isDynamic(rows))
@@ -110,7 +109,8 @@ private:
     if (const auto &scaling = config.llama3Scaling) {
       op.setLlama3FactorAttr(b.getF64FloatAttr(scaling->factor));
       op.setLlama3LowFreqFactorAttr(b.getF64FloatAttr(scaling->lowFreqFactor));
-      op.setLlama3HighFreqFactorAttr(b.getF64FloatAttr(scaling->highFreqFactor));
+      op.setLlama3HighFreqFactorAttr(
+          b.getF64FloatAttr(scaling->highFreqFactor));
       op.setLlama3OriginalMaxPositionAttr(
           b.getI64IntegerAttr(scaling->originalMaxPositionEmbeddings));
     }
@@ -148,7 +148,8 @@ private:
 
     normed = rmsNorm(hidden, prefix + "post_attention_layernorm.weight");
     std::string mlp = prefix + "mlp.";
-    Value gate = linear(normed, mlp + "gate_proj", config.intermediateSize, false);
+    Value gate =
+        linear(normed, mlp + "gate_proj", config.intermediateSize, false);
     Value up = linear(normed, mlp + "up_proj", config.intermediateSize, false);
     Value activated = MulOp::create(b, loc, SiluOp::create(b, loc, gate), up);
     Value down = linear(activated, mlp + "down_proj", config.hiddenSize, false);
@@ -185,9 +186,9 @@ DictionaryAttr weightMap(Builder &b, const ModelConfig &config,
   if (checkpoint) {
     for (const auto &[name, info] : checkpoint->tensors())
       entries.push_back(b.getNamedAttr(
-          name, weightEntry(b,
-                            std::filesystem::path(info.file).filename().string(),
-                            info.fileOffset, info.dtype, info.shape)));
+          name,
+          weightEntry(b, std::filesystem::path(info.file).filename().string(),
+                      info.fileOffset, info.dtype, info.shape)));
   } else {
     for (const RequiredTensor &tensor : requiredTensors(config))
       entries.push_back(b.getNamedAttr(
@@ -214,12 +215,13 @@ DictionaryAttr modelSummary(Builder &b, const ModelConfig &config) {
 }
 } // namespace
 
-absl::StatusOr<OwningOpRef<ModuleOp>>
-buildModule(MLIRContext &context, const ModelConfig &config,
-            const Checkpoint *checkpoint, const BuildOptions &options) {
+absl::StatusOr<OwningOpRef<ModuleOp>> buildModule(MLIRContext &context,
+                                                  const ModelConfig &config,
+                                                  const Checkpoint *checkpoint,
+                                                  const BuildOptions &options) {
   context.loadDialect<TreniDialect, func::FuncDialect>();
-  DType actDtype = options.activationDtype.value_or(
-      config.dtype.value_or(DType::BF16));
+  DType actDtype =
+      options.activationDtype.value_or(config.dtype.value_or(DType::BF16));
   if (checkpoint && !options.activationDtype && !config.dtype) {
     const TensorInfo *embedding = checkpoint->find("model.embed_tokens.weight");
     if (!embedding)
@@ -242,9 +244,10 @@ buildModule(MLIRContext &context, const ModelConfig &config,
     auto ids = RankedTensorType::get({rows}, b.getI32Type());
     auto logits = RankedTensorType::get({1, config.vocabSize}, b.getF32Type());
     b.setInsertionPointToEnd(module->getBody());
-    auto func = func::FuncOp::create(
-        b, b.getUnknownLoc(), ShapedType::isDynamic(rows) ? "prefill" : "decode",
-        b.getFunctionType({ids, ids}, {logits}));
+    auto func =
+        func::FuncOp::create(b, b.getUnknownLoc(),
+                             ShapedType::isDynamic(rows) ? "prefill" : "decode",
+                             b.getFunctionType({ids, ids}, {logits}));
     OpBuilder bodyBuilder(&context);
     FunctionBuilder(bodyBuilder, config, checkpoint, act).build(func, rows);
   }
@@ -268,7 +271,8 @@ absl::StatusOr<LoadedModel> loadModelDir(MLIRContext &context,
   if (absl::Status status = validateCheckpoint(model.config, *model.checkpoint);
       !status.ok())
     return status;
-  auto module = buildModule(context, model.config, model.checkpoint.get(), options);
+  auto module =
+      buildModule(context, model.config, model.checkpoint.get(), options);
   if (!module.ok())
     return module.status();
   model.module = std::move(*module);

@@ -5,8 +5,9 @@
 // embeddings, all read from ModelConfig. The module holds:
 //
 //   treni.kv_cache @kv ...
-//   func.func @prefill(%ids: tensor<?xi32>, %positions: tensor<?xi32>) -> tensor<1xVxf32>
-//   func.func @decode(%ids: tensor<1xi32>, %positions: tensor<1xi32>) -> tensor<1xVxf32>
+//   func.func @prefill(%ids: tensor<?xi32>, %positions: tensor<?xi32>) ->
+//   tensor<1xVxf32> func.func @decode(%ids: tensor<1xi32>, %positions:
+//   tensor<1xi32>) -> tensor<1xVxf32>
 //
 // plus the module attributes `treni.weights` (where every tensor lives) and
 // `treni.model` (the config values the runtime needs). Activations are in the

@@ -31,7 +31,6 @@ absl::string_view toAbsl(std::string_view text) {
   return {text.data(), text.size()};
 }
 
-
 /// Typed access to the keys of one JSON object. The first error is kept and
 /// later reads return defaults, so a parser can read everything and check
 /// ok() once before values are combined.
@@ -259,7 +258,8 @@ void rejectUnsupported(ConfigReader &reader) {
         const Json &type = (*layerTypes)[i];
         if (!type.is_string() ||
             type.get_ref<const std::string &>() != "full_attention") {
-          reader.fail(absl::StrCat("'layer_types'[", i, "] is ", describeJson(type),
+          reader.fail(absl::StrCat("'layer_types'[", i, "] is ",
+                                   describeJson(type),
                                    ": only full_attention is supported"));
           break;
         }

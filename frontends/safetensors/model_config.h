@@ -1,4 +1,5 @@
-//===- model_config.h - Hugging Face config.json for decoder LMs -*- C++ -*-===//
+//===- model_config.h - Hugging Face config.json for decoder LMs -*- C++
+//-*-===//
 //
 // Parses `config.json` for Qwen2ForCausalLM, LlamaForCausalLM and
 // Qwen3ForCausalLM and checks a checkpoint against it. Anything the builders
@@ -39,18 +40,18 @@ struct ModelConfig {
   int64_t hiddenSize = 0;
   int64_t numLayers = 0;
   int64_t numHeads = 0;
-  int64_t numKvHeads = 0;        ///< defaults to numHeads when absent
-  int64_t headDim = 0;           ///< `head_dim` when given, else hidden / heads
+  int64_t numKvHeads = 0; ///< defaults to numHeads when absent
+  int64_t headDim = 0;    ///< `head_dim` when given, else hidden / heads
   int64_t intermediateSize = 0;
   int64_t vocabSize = 0;
   int64_t maxPositionEmbeddings = 0;
   double rmsNormEps = 1e-6;
-  double ropeTheta = 10000.0;    ///< `rope_theta`, or inside `rope_parameters`
+  double ropeTheta = 10000.0; ///< `rope_theta`, or inside `rope_parameters`
   std::optional<Llama3RopeScaling> llama3Scaling;
   bool tieWordEmbeddings = false;
-  bool attentionBias = false;    ///< q/k/v bias (always true for Qwen2)
-  bool qkNorm = false;           ///< per-head RMSNorm of q and k (Qwen3)
-  std::optional<DType> dtype;    ///< `dtype` / `torch_dtype` when given
+  bool attentionBias = false; ///< q/k/v bias (always true for Qwen2)
+  bool qkNorm = false;        ///< per-head RMSNorm of q and k (Qwen3)
+  std::optional<DType> dtype; ///< `dtype` / `torch_dtype` when given
 };
 
 /// Parses config.json text. `fileName` appears in error messages.

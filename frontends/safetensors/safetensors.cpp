@@ -190,7 +190,6 @@ bool parseJson(std::string_view text, Json &out, JsonError &error) {
   }
 }
 
-
 /// Accepts a JSON integer >= 0 (not a float such as 4.0).
 bool readNonNegativeInt(const Json &value, uint64_t &out) {
   if (value.is_number_unsigned()) {
@@ -672,7 +671,8 @@ parseSafetensorsIndex(std::string_view json, std::string_view fileName) {
                                 ", expected a JSON object"));
     if (index.contains("metadata") && !index["metadata"].is_object() &&
         !index["metadata"].is_null())
-      return error(absl::StrCat("'metadata' is ", describeJson(index["metadata"]),
+      return error(absl::StrCat("'metadata' is ",
+                                describeJson(index["metadata"]),
                                 ", expected an object"));
     if (!index.contains("weight_map"))
       return error("missing 'weight_map'");

@@ -1,6 +1,7 @@
 //===- safetensors.h - mmap reader for safetensors checkpoints --*- C++ -*-===//
 //
-// Reads `model.safetensors` or a sharded checkpoint (`model.safetensors.index.json`
+// Reads `model.safetensors` or a sharded checkpoint
+// (`model.safetensors.index.json`
 // + shards) by mmap. Every tensor's header entry is validated strictly: dtype,
 // shape, offsets inside the file, byte span == shape x dtype size, no overlap,
 // no duplicate names. Errors name the file, the tensor and the problem.
@@ -50,8 +51,8 @@ struct TensorInfo {
 /// libFuzzer entry point. The `__metadata__` entry is accepted and ignored
 /// (it must be an object of strings).
 absl::StatusOr<std::vector<TensorInfo>>
-parseSafetensorsHeader(std::string_view fileName, absl::Span<const uint8_t> bytes,
-                       uint64_t fileSize);
+parseSafetensorsHeader(std::string_view fileName,
+                       absl::Span<const uint8_t> bytes, uint64_t fileSize);
 
 /// Parses `model.safetensors.index.json` text: tensor name -> shard file name.
 /// Shard names must be plain file names (no '/', no ".."); a tensor listed
@@ -96,7 +97,8 @@ private:
 /// shard but not the index, or in two shards, is an error).
 class Checkpoint {
 public:
-  static absl::StatusOr<std::unique_ptr<Checkpoint>> open(const std::string &dir);
+  static absl::StatusOr<std::unique_ptr<Checkpoint>>
+  open(const std::string &dir);
 
   /// nullptr when absent.
   const TensorInfo *find(std::string_view name) const;

@@ -179,10 +179,10 @@ struct AgentExecutor::Interpreter {
   absl::Status checkTraceRoom(mlir::Operation *op) {
     if (result.trace.size() < self.options_.maxTraceEvents)
       return absl::OkStatus();
-    return failWith(op, absl::ResourceExhaustedError(absl::StrCat(
-                            "the run reached its limit of ",
-                            self.options_.maxTraceEvents,
-                            " trace events (steps and retry decisions)")));
+    return failWith(
+        op, absl::ResourceExhaustedError(absl::StrCat(
+                "the run reached its limit of ", self.options_.maxTraceEvents,
+                " trace events (steps and retry decisions)")));
   }
 
   const AgentValue &get(mlir::Value v) { return values[v]; }

@@ -135,9 +135,10 @@ public:
   /// the parameter's type (so `--arg n=3` works), other JSON values must
   /// fit the type. A parameter without an argument takes its default; one
   /// without either is an error. `onEvent` sees each trace event.
-  absl::StatusOr<AgentRunResult> run(mlir::ModuleOp module, std::string_view workflow,
-                                     const nlohmann::json &args = nlohmann::json::object(),
-                                     const AgentEventCallback &onEvent = {});
+  absl::StatusOr<AgentRunResult>
+  run(mlir::ModuleOp module, std::string_view workflow,
+      const nlohmann::json &args = nlohmann::json::object(),
+      const AgentEventCallback &onEvent = {});
 
   const AgentExecutorOptions &options() const { return options_; }
 

@@ -13,43 +13,44 @@ namespace {
 using json = nlohmann::json;
 } // namespace
 
-void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &model,
-                   ToolRegistry &tools, AgentExecutorOptions options) {
+void addAgentRoute(HttpServer &server, Generator &generator,
+                   const ServedModel &model, ToolRegistry &tools,
+                   AgentExecutorOptions options) {
   AgentModel agentModel{model.name, &generator, model.chatTemplate};
   options.lowConfidenceThreshold = model.lowConfidenceThreshold;
-  server.addStreamedRoute("/v1/agent/run", [agentModel, &tools, options](
-                                               const std::string &body,
-                                               const std::function<void(const std::string &)> &emit,
-                                               const std::atomic<bool> &cancel) {
-    auto error = [&](const std::string &message) {
-      emit(dumpJson(json{{"event", "error"}, {"error", message}}));
-    };
-    absl::StatusOr<AgentRunRequest> request = parseAgentRunRequest(body);
-    if (!request.ok())
-      return error(std::string(request.status().message()));
-    mlir::MLIRContext context;
-    auto module = compileAgentSource(request->source, request->file, context,
-                                     tools.toJson());
-    if (!module.ok())
-      return error(std::string(module.status().message()));
-    if (cancel)
-      return;
-    AgentExecutorOptions runOptions = options;
-    runOptions.cancel = &cancel;
-    AgentExecutor executor(tools, runOptions);
-    executor.addModel(agentModel);
-    bool streamedError = false;
-    absl::StatusOr<AgentRunResult> result =
-        executor.run(**module, request->workflow, request->args,
-                     [&](const json &event) {
-                       streamedError |= event.value("event", "") == "error";
-                       emit(dumpJson(event));
-                     });
-    // Errors before the workflow starts (arguments, its name) have no
-    // event of their own.
-    if (!result.ok() && !streamedError)
-      error(std::string(result.status().message()));
-  });
+  server.addStreamedRoute(
+      "/v1/agent/run", [agentModel, &tools, options](
+                           const std::string &body,
+                           const std::function<void(const std::string &)> &emit,
+                           const std::atomic<bool> &cancel) {
+        auto error = [&](const std::string &message) {
+          emit(dumpJson(json{{"event", "error"}, {"error", message}}));
+        };
+        absl::StatusOr<AgentRunRequest> request = parseAgentRunRequest(body);
+        if (!request.ok())
+          return error(std::string(request.status().message()));
+        mlir::MLIRContext context;
+        auto module = compileAgentSource(request->source, request->file,
+                                         context, tools.toJson());
+        if (!module.ok())
+          return error(std::string(module.status().message()));
+        if (cancel)
+          return;
+        AgentExecutorOptions runOptions = options;
+        runOptions.cancel = &cancel;
+        AgentExecutor executor(tools, runOptions);
+        executor.addModel(agentModel);
+        bool streamedError = false;
+        absl::StatusOr<AgentRunResult> result = executor.run(
+            **module, request->workflow, request->args, [&](const json &event) {
+              streamedError |= event.value("event", "") == "error";
+              emit(dumpJson(event));
+            });
+        // Errors before the workflow starts (arguments, its name) have no
+        // event of their own.
+        if (!result.ok() && !streamedError)
+          error(std::string(result.status().message()));
+      });
 }
 
 } // namespace treni

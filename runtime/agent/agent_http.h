@@ -34,7 +34,8 @@ struct ServedModel;
 
 /// Adds POST /v1/agent/run to `server` (before start()). `generator`,
 /// `model`'s pointees and `tools` must outlive the server.
-void addAgentRoute(HttpServer &server, Generator &generator, const ServedModel &model,
-                   ToolRegistry &tools, AgentExecutorOptions options = {});
+void addAgentRoute(HttpServer &server, Generator &generator,
+                   const ServedModel &model, ToolRegistry &tools,
+                   AgentExecutorOptions options = {});
 
 } // namespace treni

@@ -34,8 +34,8 @@ absl::StatusOr<AgentRunRequest> parseAgentRunRequest(std::string_view body) {
   // or dumping a value recurses.
   absl::StatusOr<json> parsed = parseJsonBounded(body);
   if (!parsed.ok())
-    return absl::InvalidArgumentError(
-        absl::StrCat("the body is not usable JSON: ", parsed.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the body is not usable JSON: ", parsed.status().message()));
   const json &request = *parsed;
   if (!request.is_object())
     return absl::InvalidArgumentError(

@@ -97,14 +97,15 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
       checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
   if (function.inputs.size() != 2 || function.outputs.size() != 1)
     return absl::InvalidArgumentError(
-        absl::StrCat("@", function.name, " must take (ids, positions) and "
+        absl::StrCat("@", function.name,
+                     " must take (ids, positions) and "
                      "return logits"));
   for (int64_t input : function.inputs) {
     const PlanBuffer &buffer = function.buffers[input];
     if (!buffer.dynamic && buffer.shape != std::vector<int64_t>{tokens})
-      return absl::InvalidArgumentError(absl::StrCat(
-          "@", function.name, " takes ", buffer.shape[0], " tokens, got ",
-          tokens));
+      return absl::InvalidArgumentError(absl::StrCat("@", function.name,
+                                                     " takes ", buffer.shape[0],
+                                                     " tokens, got ", tokens));
   }
 
   int64_t minBytes = 4;
@@ -162,7 +163,8 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     }
     TRENI_RETURN_IF_ERROR(reference(args));
   }
-  const float *logits = reinterpret_cast<const float *>(words(function.outputs[0]));
+  const float *logits =
+      reinterpret_cast<const float *>(words(function.outputs[0]));
   return std::vector<float>(logits, logits + vocabSize_);
 }
 

@@ -67,9 +67,8 @@ void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
     }
 }
 
-void cacheWrite(const float *key, const float *value, int64_t rows,
-                int64_t dim, const int32_t *positions, float *keyCache,
-                float *valueCache) {
+void cacheWrite(const float *key, const float *value, int64_t rows, int64_t dim,
+                const int32_t *positions, float *keyCache, float *valueCache) {
   for (int64_t r = 0; r < rows; ++r) {
     std::memcpy(keyCache + int64_t(positions[r]) * dim, key + r * dim,
                 dim * sizeof(float));
@@ -125,10 +124,10 @@ void silu(const float *x, int64_t count, float *out) {
 }
 
 void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
-                  int64_t numKvHeads, int64_t headDim,
-                  const int32_t *positions, const std::vector<float> &invFreq,
-                  const float *qNorm, const float *kNorm, double epsilon,
-                  float *out, float *keyCache, float *valueCache) {
+                  int64_t numKvHeads, int64_t headDim, const int32_t *positions,
+                  const std::vector<float> &invFreq, const float *qNorm,
+                  const float *kNorm, double epsilon, float *out,
+                  float *keyCache, float *valueCache) {
   int64_t qWidth = numHeads * headDim, kvWidth = numKvHeads * headDim;
   int64_t rowWidth = qWidth + 2 * kvWidth;
   std::vector<float> q(rows * qWidth), k(rows * kvWidth), v(rows * kvWidth);

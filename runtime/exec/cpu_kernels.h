@@ -44,19 +44,18 @@ void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
 
 /// Copies key/value rows into cache rows positions[r]; caches are
 /// [maxSeq, dim] for one layer.
-void cacheWrite(const float *key, const float *value, int64_t rows,
-                int64_t dim, const int32_t *positions, float *keyCache,
-                float *valueCache);
+void cacheWrite(const float *key, const float *value, int64_t rows, int64_t dim,
+                const int32_t *positions, float *keyCache, float *valueCache);
 
 /// The fused Q|K|V row of treni.qkv_rope_cache: splits each row of `qkv`
 /// ([rows, (numHeads + 2 * numKvHeads) * headDim]) into q | k | v, applies
 /// rmsNorm per head to q and k when `qNorm`/`kNorm` are given, rope to both,
 /// writes k and v with cacheWrite and q to `out` — exactly those kernels.
 void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
-                  int64_t numKvHeads, int64_t headDim,
-                  const int32_t *positions, const std::vector<float> &invFreq,
-                  const float *qNorm, const float *kNorm, double epsilon,
-                  float *out, float *keyCache, float *valueCache);
+                  int64_t numKvHeads, int64_t headDim, const int32_t *positions,
+                  const std::vector<float> &invFreq, const float *qNorm,
+                  const float *kNorm, double epsilon, float *out,
+                  float *keyCache, float *valueCache);
 
 /// Causal GQA attention: query row r attends to cache rows 0..positions[r].
 void attention(const float *query, int64_t rows, int64_t numHeads,

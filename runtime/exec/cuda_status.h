@@ -24,14 +24,15 @@ inline absl::Status cudaStatus(cudaError_t error, const char *call) {
 inline absl::Status cublasStatus(cublasStatus_t status, const char *call) {
   if (status == CUBLAS_STATUS_SUCCESS)
     return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(call, " failed: ",
-                                          cublasLtGetStatusName(status), " (",
-                                          cublasLtGetStatusString(status), ")"));
+  return absl::InternalError(
+      absl::StrCat(call, " failed: ", cublasLtGetStatusName(status), " (",
+                   cublasLtGetStatusString(status), ")"));
 }
 
 } // namespace treni
 
 /// Evaluates a CUDA runtime call; returns a status naming it on failure.
-#define TRENI_CUDA(call) TRENI_RETURN_IF_ERROR(::treni::cudaStatus((call), #call))
+#define TRENI_CUDA(call)                                                       \
+  TRENI_RETURN_IF_ERROR(::treni::cudaStatus((call), #call))
 #define TRENI_CUBLAS(call)                                                     \
   TRENI_RETURN_IF_ERROR(::treni::cublasStatus((call), #call))

@@ -10,21 +10,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
-#include "support/status.h"
+#include "codegen/mlir/Compiler.h"
 #include "runtime/exec/cpu_executor.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/nvrtc_compiler.h"
 #include "runtime/exec/package.h"
 #include "support/clock.h"
+#include "support/status.h"
 
 namespace treni {
 namespace {
 namespace fs = std::filesystem;
 
 std::string cacheDirOf(const EngineOptions &options) {
-  return options.cacheDir ? *options.cacheDir : KernelCompiler::defaultCacheDir();
+  return options.cacheDir ? *options.cacheDir
+                          : KernelCompiler::defaultCacheDir();
 }
 
 /// FNV-1a, 64 bits: a stable key for file names (not for security).
@@ -56,17 +57,19 @@ std::string packageKey(const std::string &dir, const EngineOptions &options) {
   fnv.add(absl::StrJoin(options.disabledPasses, ","));
   for (const auto &[flag, text] : options.passOptions)
     fnv.add(flag + "=" + text);
-  fnv.add(options.activationDtype ? dtypeName(*options.activationDtype) : "default");
+  fnv.add(options.activationDtype ? dtypeName(*options.activationDtype)
+                                  : "default");
   fs::path self = fs::read_symlink("/proc/self/exe", error);
   fnv.add(std::to_string(fs::file_size(self, error)));
-  fnv.add(std::to_string(fs::last_write_time(self, error).time_since_epoch().count()));
+  fnv.add(std::to_string(
+      fs::last_write_time(self, error).time_since_epoch().count()));
   return absl::StrFormat("%016x", fnv.h);
 }
 
 /// GPUs run 16-bit: an f32 checkpoint is compiled for bf16 activations and
 /// its weights are converted at upload.
-absl::StatusOr<std::optional<DType>> gpuActivationDtype(const std::string &dir,
-                                                        const EngineOptions &options) {
+absl::StatusOr<std::optional<DType>>
+gpuActivationDtype(const std::string &dir, const EngineOptions &options) {
   if (options.activationDtype)
     return options.activationDtype;
   TRENI_ASSIGN_OR_RETURN(ModelConfig config, loadModelConfig(dir));
@@ -96,7 +99,8 @@ absl::StatusOr<Plan> compilePlan(const std::string &dir,
 }
 
 /// Every kernel a GPU executor of `plan` loads, with its source.
-absl::StatusOr<std::map<std::string, std::string>> allKernelSources(const Plan &plan) {
+absl::StatusOr<std::map<std::string, std::string>>
+allKernelSources(const Plan &plan) {
   std::map<std::string, std::string> sources;
   TRENI_ASSIGN_OR_RETURN(auto kernels, generateAllKernels(plan));
   for (const KernelSpec &kernel : kernels)
@@ -205,8 +209,8 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
     TRENI_ASSIGN_OR_RETURN(package, readPackage(model));
     stats.source = absl::StrCat("package ", model, " (", package->arch, ")");
   } else {
-    packagePath = absl::StrCat(cacheDir, "/packages/", packageKey(model, options),
-                               ".treni");
+    packagePath = absl::StrCat(cacheDir, "/packages/",
+                               packageKey(model, options), ".treni");
     if (!cacheDir.empty() && fs::exists(packagePath)) {
       auto cached = readPackage(packagePath);
       if (cached.ok()) {
@@ -218,10 +222,12 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
       }
     }
     if (!package) {
-      TRENI_ASSIGN_OR_RETURN(auto activation, gpuActivationDtype(model, options));
+      TRENI_ASSIGN_OR_RETURN(auto activation,
+                             gpuActivationDtype(model, options));
       Package compiled;
-      TRENI_ASSIGN_OR_RETURN(compiled.plan, compilePlan(model, options, activation,
-                                                        stats.compileSeconds));
+      TRENI_ASSIGN_OR_RETURN(
+          compiled.plan,
+          compilePlan(model, options, activation, stats.compileSeconds));
       compiled.modelDir = fs::absolute(model).string();
       package = std::move(compiled);
       stats.ranMlir = true;
@@ -238,8 +244,9 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;
-  TRENI_ASSIGN_OR_RETURN(auto executor,
-                         GpuExecutor::create(package->plan, package->modelDir, gpu));
+  TRENI_ASSIGN_OR_RETURN(
+      auto executor,
+      GpuExecutor::create(package->plan, package->modelDir, gpu));
   const GpuLoadStats &load = executor->loadStats();
   stats.deviceName = load.deviceName;
   stats.kernelSeconds = load.kernelSeconds;
@@ -254,7 +261,8 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
     std::error_code error;
     fs::create_directories(fs::path(packagePath).parent_path(), error);
     auto built = buildPackage(package->plan, package->modelDir, arch, compiler);
-    absl::Status status = built.ok() ? writePackage(packagePath, *built) : built.status();
+    absl::Status status =
+        built.ok() ? writePackage(packagePath, *built) : built.status();
     if (!status.ok())
       std::fprintf(stderr, "treni: could not cache the compiled package: %s\n",
                    std::string(status.message()).c_str());
@@ -312,8 +320,8 @@ absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
   return doReplayDecode(position, iterations);
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,
-                                                   const EngineOptions &options) {
+absl::StatusOr<std::unique_ptr<Engine>>
+loadEngine(const std::string &model, const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
   if (options.device == Device::Gpu)
     return loadGpuEngine(model, options, start);
@@ -327,14 +335,16 @@ absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,
     modelDir = package.modelDir;
     stats.source = "package " + model;
   } else {
-    TRENI_ASSIGN_OR_RETURN(plan, compilePlan(model, options, options.activationDtype,
-                                             stats.compileSeconds));
+    TRENI_ASSIGN_OR_RETURN(plan,
+                           compilePlan(model, options, options.activationDtype,
+                                       stats.compileSeconds));
     stats.ranMlir = true;
     stats.source = "compiled with MLIR";
   }
   auto weightsStart = std::chrono::steady_clock::now();
-  TRENI_ASSIGN_OR_RETURN(auto executor,
-                         CpuExecutor::create(std::move(plan), modelDir, options.maxSeq));
+  TRENI_ASSIGN_OR_RETURN(
+      auto executor,
+      CpuExecutor::create(std::move(plan), modelDir, options.maxSeq));
   stats.weightSeconds = secondsSince(weightsStart);
   stats.weightBytes = executor->weightBytes();
   stats.deviceName = "cpu (fp32 reference)";
@@ -347,13 +357,14 @@ absl::StatusOr<PackageStats> compilePackage(const std::string &modelDir,
                                             const std::string &arch,
                                             const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
-  TRENI_ASSIGN_OR_RETURN(auto activation, gpuActivationDtype(modelDir, options));
+  TRENI_ASSIGN_OR_RETURN(auto activation,
+                         gpuActivationDtype(modelDir, options));
   double compileSeconds = 0;
-  TRENI_ASSIGN_OR_RETURN(Plan plan,
-                         compilePlan(modelDir, options, activation, compileSeconds));
+  TRENI_ASSIGN_OR_RETURN(
+      Plan plan, compilePlan(modelDir, options, activation, compileSeconds));
   KernelCompiler compiler(cacheDirOf(options));
-  TRENI_ASSIGN_OR_RETURN(Package package,
-                         buildPackage(std::move(plan), modelDir, arch, compiler));
+  TRENI_ASSIGN_OR_RETURN(
+      Package package, buildPackage(std::move(plan), modelDir, arch, compiler));
   TRENI_RETURN_IF_ERROR(writePackage(outputPath, package));
   PackageStats stats;
   stats.kernels = package.cubins.size();

@@ -1,4 +1,5 @@
-//===- engine_loader.h - one engine over the CPU or GPU executor -*- C++ -*-===//
+//===- engine_loader.h - one engine over the CPU or GPU executor -*- C++
+//-*-===//
 //
 // What `treni run` (and later `chat`/`serve`) talks to. A model argument is
 // either a `.treni` package (no MLIR; no NVRTC when its cubins match the GPU)
@@ -125,8 +126,8 @@ private:
   uint64_t cacheWrites_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<Engine>> loadEngine(const std::string &model,
-                                                   const EngineOptions &options);
+absl::StatusOr<std::unique_ptr<Engine>>
+loadEngine(const std::string &model, const EngineOptions &options);
 
 struct PackageStats {
   int64_t kernels = 0, nvrtcCompiles = 0, cacheHits = 0;

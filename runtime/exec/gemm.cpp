@@ -8,8 +8,8 @@
 
 #include "runtime/exec/gemm.h"
 
-#include "support/status.h"
 #include "runtime/exec/cuda_status.h"
+#include "support/status.h"
 
 namespace treni {
 
@@ -58,8 +58,9 @@ absl::Status GemmRunner::prepare(const GemmShape &shape) {
       plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &transB, sizeof(transB)));
   if (shape.bias) {
     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    TRENI_CUBLAS(cublasLtMatmulDescSetAttribute(
-        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    TRENI_CUBLAS(cublasLtMatmulDescSetAttribute(plan->desc,
+                                                CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                &epilogue, sizeof(epilogue)));
     cudaDataType_t biasType = shape.inType;
     TRENI_CUBLAS(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &biasType,
@@ -75,9 +76,9 @@ absl::Status GemmRunner::prepare(const GemmShape &shape) {
   cublasLtMatmulPreference_t preference;
   TRENI_CUBLAS(cublasLtMatmulPreferenceCreate(&preference));
   size_t workspace = workspaceBytes_;
-  cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
-      sizeof(workspace));
+  cublasLtMatmulPreferenceSetAttribute(preference,
+                                       CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                       &workspace, sizeof(workspace));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
@@ -86,9 +87,9 @@ absl::Status GemmRunner::prepare(const GemmShape &shape) {
   cublasLtMatmulPreferenceDestroy(preference);
   TRENI_CUBLAS(status);
   if (found == 0)
-    return absl::UnimplementedError(absl::StrCat(
-        "cuBLASLt has no algorithm for GEMM m=", shape.m, " n=", shape.n,
-        " k=", shape.k));
+    return absl::UnimplementedError(
+        absl::StrCat("cuBLASLt has no algorithm for GEMM m=", shape.m,
+                     " n=", shape.n, " k=", shape.k));
   plan->algo = result.algo;
   plans_[shape] = std::move(plan);
   return absl::OkStatus();

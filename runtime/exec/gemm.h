@@ -30,7 +30,8 @@ struct GemmShape {
 
 class GemmRunner {
 public:
-  static absl::StatusOr<std::unique_ptr<GemmRunner>> create(size_t workspaceBytes = 32 << 20);
+  static absl::StatusOr<std::unique_ptr<GemmRunner>>
+  create(size_t workspaceBytes = 32 << 20);
   ~GemmRunner();
 
   /// Enqueues one GEMM on `stream`. Plans (descriptor + algorithm) are cached

@@ -10,14 +10,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/KernelSource.h"
-#include "support/status.h"
 #include "runtime/exec/cuda_status.h"
 #include "runtime/exec/gemm.h"
 #include "runtime/exec/nvrtc_compiler.h"
 #include "runtime/exec/step_inputs.h"
 #include "runtime/exec/weights.h"
-#include "support/dtype.h"
 #include "support/clock.h"
+#include "support/dtype.h"
+#include "support/status.h"
 
 namespace treni {
 namespace {
@@ -68,7 +68,8 @@ absl::Status checkDecodeFeed(const PlanFunction &decode) {
 } // namespace
 
 const std::string &convertKernelSource() {
-  static const std::string source = R"cuda(// treni kernel: convert (weight upload: checkpoint dtype -> activation dtype)
+  static const std::string source =
+      R"cuda(// treni kernel: convert (weight upload: checkpoint dtype -> activation dtype)
 __device__ __forceinline__ float load(const float *p, long long i) { return p[i]; }
 __device__ __forceinline__ float load(const unsigned short *p, long long i, int isHalf) {
   unsigned short bits = p[i];
@@ -106,8 +107,10 @@ absl::StatusOr<std::string> currentDeviceArch() {
         error == cudaSuccess ? "0 devices" : cudaGetErrorString(error), ")"));
   int device = 0, major = 0, minor = 0;
   TRENI_CUDA(cudaGetDevice(&device));
-  TRENI_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  TRENI_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                    device));
+  TRENI_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                                    device));
   return absl::StrCat("sm_", major, minor);
 }
 
@@ -122,7 +125,7 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes() {
 struct StepLaunch {
   const PlanStep *step = nullptr;
   bool gemm = false;
-  GemmShape gemmShape;       ///< m filled per call
+  GemmShape gemmShape; ///< m filled per call
   cudaKernel_t kernel = nullptr;
   KernelLaunch launch;
   bool usesCache = false;
@@ -226,8 +229,9 @@ struct GpuExecutor::Impl {
     return kernel;
   }
 
-  absl::Status uploadWeights(const std::string &modelDir, KernelCompiler &compiler,
-                             const std::string &arch, GpuLoadStats &stats) {
+  absl::Status uploadWeights(const std::string &modelDir,
+                             KernelCompiler &compiler, const std::string &arch,
+                             GpuLoadStats &stats) {
     auto start = std::chrono::steady_clock::now();
     TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
     TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
@@ -242,7 +246,8 @@ struct GpuExecutor::Impl {
       for (const TensorInfo *info : parts) {
         elements += info->numElements();
         if (planDtypeOf(dtypeName(info->dtype)) != actDtype)
-          largestConverted = std::max<int64_t>(largestConverted, info->byteSize);
+          largestConverted =
+              std::max<int64_t>(largestConverted, info->byteSize);
       }
       total += alignUp(elements * actBytes, 256);
     }
@@ -252,9 +257,9 @@ struct GpuExecutor::Impl {
       TRENI_CUDA(cudaMalloc((void **)&scratch, largestConverted));
     cudaKernel_t convert = nullptr;
     if (largestConverted) {
-      TRENI_ASSIGN_OR_RETURN(convert, loadKernel("treni_convert",
-                                                 convertKernelSource(), arch,
-                                                 compiler, stats));
+      TRENI_ASSIGN_OR_RETURN(convert,
+                             loadKernel("treni_convert", convertKernelSource(),
+                                        arch, compiler, stats));
     }
 
     // Two pinned staging buffers: the CPU fills one from the mmap while the
@@ -264,8 +269,10 @@ struct GpuExecutor::Impl {
     cudaEvent_t drained[2] = {nullptr, nullptr};
     absl::Status status = [&]() -> absl::Status {
       for (int i = 0; i < 2; ++i) {
-        TRENI_CUDA(cudaHostAlloc((void **)&staging[i], kChunk, cudaHostAllocDefault));
-        TRENI_CUDA(cudaEventCreateWithFlags(&drained[i], cudaEventDisableTiming));
+        TRENI_CUDA(
+            cudaHostAlloc((void **)&staging[i], kChunk, cudaHostAllocDefault));
+        TRENI_CUDA(
+            cudaEventCreateWithFlags(&drained[i], cudaEventDisableTiming));
         TRENI_CUDA(cudaEventRecord(drained[i], stream));
       }
       int slot = 0;
@@ -316,8 +323,8 @@ struct GpuExecutor::Impl {
     return status;
   }
 
-  absl::Status prepareLaunches(KernelCompiler &compiler, const std::string &arch,
-                               GpuLoadStats &stats) {
+  absl::Status prepareLaunches(KernelCompiler &compiler,
+                               const std::string &arch, GpuLoadStats &stats) {
     for (const PlanFunction &function : plan.functions) {
       std::vector<StepLaunch> &list = launches[function.name];
       for (const PlanStep &step : function.steps) {
@@ -327,22 +334,25 @@ struct GpuExecutor::Impl {
           launch.gemm = true;
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.n, step.intConstant("n"));
           TRENI_ASSIGN_OR_RETURN(launch.gemmShape.k, step.intConstant("k"));
-          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.bias, step.boolConstant("bias"));
+          TRENI_ASSIGN_OR_RETURN(launch.gemmShape.bias,
+                                 step.boolConstant("bias"));
           launch.gemmShape.inType = cudaType(actDtype);
           launch.gemmShape.outType =
               cudaType(function.buffers[step.outputs.at(0)].dtype);
         } else {
           TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
                                  generateKernel(plan, function, *launch.step));
-          TRENI_ASSIGN_OR_RETURN(launch.kernel, loadKernel(spec.entry, spec.source,
-                                                           arch, compiler, stats));
+          TRENI_ASSIGN_OR_RETURN(
+              launch.kernel,
+              loadKernel(spec.entry, spec.source, arch, compiler, stats));
           launch.launch = spec.launch;
           launch.usesCache = spec.usesCache;
           if (spec.usesCache) {
             TRENI_ASSIGN_OR_RETURN(launch.cache, step.stringConstant("cache"));
             TRENI_ASSIGN_OR_RETURN(launch.layer, step.intConstant("layer"));
             if (!caches.count(launch.cache))
-              return absl::InvalidArgumentError("plan: unknown cache " + launch.cache);
+              return absl::InvalidArgumentError("plan: unknown cache " +
+                                                launch.cache);
           }
           int64_t shared = spec.launch.sharedBytes +
                            spec.launch.sharedBytesPerPosition * options.maxSeq;
@@ -376,16 +386,17 @@ struct GpuExecutor::Impl {
     return int(first.dynamic ? tokens : first.shape[0]);
   }
 
-  char *bufferAddress(const PlanFunction &function, int64_t buffer, int64_t tokens) {
+  char *bufferAddress(const PlanFunction &function, int64_t buffer,
+                      int64_t tokens) {
     return arena + function.bufferOffset(buffer, tokens);
   }
 
   /// Enqueues every step of `function` for `tokens` rows on the stream.
   /// Enqueues every step; with `events` (profiling, never under capture), an
   /// event pair around each step.
-  absl::Status enqueueSteps(const PlanFunction &function, int64_t tokens,
-                            std::vector<std::pair<cudaEvent_t, cudaEvent_t>>
-                                *events = nullptr) {
+  absl::Status enqueueSteps(
+      const PlanFunction &function, int64_t tokens,
+      std::vector<std::pair<cudaEvent_t, cudaEvent_t>> *events = nullptr) {
     const std::vector<StepLaunch> &list = launches[function.name];
     for (size_t i = 0; i < list.size(); ++i) {
       if (events)
@@ -464,10 +475,12 @@ struct GpuExecutor::Impl {
   absl::Status copyInputs(const PlanFunction &function, const int32_t *ids,
                           const int32_t *positions, int64_t tokens) {
     size_t bytes = tokens * sizeof(int32_t);
-    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[0], tokens),
-                               ids, bytes, cudaMemcpyHostToDevice, stream));
-    TRENI_CUDA(cudaMemcpyAsync(bufferAddress(function, function.inputs[1], tokens),
-                               positions, bytes, cudaMemcpyHostToDevice, stream));
+    TRENI_CUDA(
+        cudaMemcpyAsync(bufferAddress(function, function.inputs[0], tokens),
+                        ids, bytes, cudaMemcpyHostToDevice, stream));
+    TRENI_CUDA(
+        cudaMemcpyAsync(bufferAddress(function, function.inputs[1], tokens),
+                        positions, bytes, cudaMemcpyHostToDevice, stream));
     return absl::OkStatus();
   }
 
@@ -649,11 +662,13 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
   }
   int64_t arenaBytes = 0;
   for (const PlanFunction &f : p.functions)
-    arenaBytes = std::max(arenaBytes,
-                          f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
-  TRENI_CUDA(cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
+    arenaBytes =
+        std::max(arenaBytes, f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
+  TRENI_CUDA(
+      cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
   stats.arenaBytes = arenaBytes;
-  TRENI_CUDA(cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
+  TRENI_CUDA(
+      cudaMalloc((void **)&impl->stepCounter, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMemset(impl->stepCounter, 0, sizeof(unsigned long long)));
   TRENI_CUDA(cudaMalloc((void **)&impl->feedPosition, sizeof(int32_t)));
   TRENI_CUDA(cudaMalloc((void **)&impl->samplePartials,
@@ -716,7 +731,8 @@ GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
   TRENI_CUDA(cudaMemsetAsync(impl.stepCounter, 0, sizeof(unsigned long long),
                              impl.stream));
   int64_t tokens = ids.size();
-  int32_t *hostIds = impl.hostInputs, *hostPositions = impl.hostInputs + maxSeq_;
+  int32_t *hostIds = impl.hostInputs,
+          *hostPositions = impl.hostInputs + maxSeq_;
   std::copy(ids.begin(), ids.end(), hostIds);
   for (int64_t i = 0; i < tokens; ++i)
     hostPositions[i] = int32_t(startPosition + i);
@@ -862,7 +878,8 @@ GpuExecutor::profileDecode(int64_t position, int iterations) {
       TRENI_CUDA(cudaStreamSynchronize(impl.stream));
       for (size_t i = 0; i < list.size(); ++i) {
         float ms = 0;
-        TRENI_CUDA(cudaEventElapsedTime(&ms, events[i].first, events[i].second));
+        TRENI_CUDA(
+            cudaEventElapsedTime(&ms, events[i].first, events[i].second));
         times[i].microseconds += 1e3 * ms / iterations;
       }
     }
@@ -883,9 +900,9 @@ absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {
   if (!function)
     return absl::FailedPreconditionError("no prefill or decode has run yet");
   std::vector<float> logits(vocabSize_);
-  TRENI_CUDA(cudaMemcpy(logits.data(),
-                        impl_->bufferAddress(*function, function->outputs[0], 1),
-                        vocabSize_ * sizeof(float), cudaMemcpyDeviceToHost));
+  TRENI_CUDA(cudaMemcpy(
+      logits.data(), impl_->bufferAddress(*function, function->outputs[0], 1),
+      vocabSize_ * sizeof(float), cudaMemcpyDeviceToHost));
   return logits;
 }
 

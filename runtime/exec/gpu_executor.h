@@ -47,15 +47,15 @@ struct GpuOptions {
 
 struct GpuLoadStats {
   std::string deviceName, arch;
-  int64_t weightBytes = 0;    ///< bytes read from the checkpoint
-  double weightSeconds = 0;   ///< mmap -> pinned -> device, conversion included
-  double kernelSeconds = 0;   ///< NVRTC / cache / module loading
-  int64_t kernels = 0;        ///< distinct kernels loaded
-  int64_t nvrtcCompiles = 0;  ///< kernels NVRTC compiled in this process
-  int64_t cacheHits = 0;      ///< kernels found in the disk cache
-  int64_t aotKernels = 0;     ///< kernels taken from the package
+  int64_t weightBytes = 0;   ///< bytes read from the checkpoint
+  double weightSeconds = 0;  ///< mmap -> pinned -> device, conversion included
+  double kernelSeconds = 0;  ///< NVRTC / cache / module loading
+  int64_t kernels = 0;       ///< distinct kernels loaded
+  int64_t nvrtcCompiles = 0; ///< kernels NVRTC compiled in this process
+  int64_t cacheHits = 0;     ///< kernels found in the disk cache
+  int64_t aotKernels = 0;    ///< kernels taken from the package
   int64_t arenaBytes = 0, kvCacheBytes = 0;
-  double warmupSeconds = 0;   ///< first GEMMs, lazy loading, graph capture
+  double warmupSeconds = 0; ///< first GEMMs, lazy loading, graph capture
 };
 
 /// Time of one plan step, from CUDA events around it.

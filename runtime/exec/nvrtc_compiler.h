@@ -23,7 +23,6 @@ namespace treni {
 /// NVRTC's version, e.g. "13.0".
 std::string nvrtcVersion();
 
-
 /// Thread-safe: concurrent calls (and concurrent processes sharing the cache
 /// directory) are fine.
 class KernelCompiler {

@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "support/status.h"
 #include "nlohmann/json.hpp"
 #include "support/file.h"
+#include "support/status.h"
 
 namespace treni {
 namespace {
@@ -17,7 +17,8 @@ constexpr char kMagic[8] = {'T', 'R', 'E', 'N', 'I', 'P', 'K', 'G'};
 constexpr uint64_t kMaxManifest = 1ull << 30;
 
 absl::Status packageError(const std::string &path, const std::string &what) {
-  return absl::DataLossError(absl::StrCat(path, ": not a valid treni package: ", what));
+  return absl::DataLossError(
+      absl::StrCat(path, ": not a valid treni package: ", what));
 }
 } // namespace
 
@@ -71,8 +72,8 @@ absl::Status writePackage(const std::string &path, const Package &package) {
   std::error_code error;
   std::filesystem::rename(temp, path, error);
   if (error)
-    return absl::UnavailableError(
-        absl::StrCat("cannot rename ", temp, " to ", path, ": ", error.message()));
+    return absl::UnavailableError(absl::StrCat("cannot rename ", temp, " to ",
+                                               path, ": ", error.message()));
   return absl::OkStatus();
 }
 
@@ -107,9 +108,11 @@ absl::StatusOr<Package> readPackage(const std::string &path) {
       if (kernel.contains("cubin_offset")) {
         uint64_t offset = kernel.at("cubin_offset").get<uint64_t>();
         uint64_t length = kernel.at("cubin_size").get<uint64_t>();
-        if (offset > bytes.size() - blobs || length > bytes.size() - blobs - offset)
-          return packageError(path, absl::StrCat("cubin of '", entry,
-                                                 "' lies beyond the end of the file"));
+        if (offset > bytes.size() - blobs ||
+            length > bytes.size() - blobs - offset)
+          return packageError(
+              path, absl::StrCat("cubin of '", entry,
+                                 "' lies beyond the end of the file"));
         package.cubins[entry] = bytes.substr(blobs + offset, length);
       }
     }

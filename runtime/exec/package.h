@@ -1,4 +1,5 @@
-//===- package.h - AOT packages (plan + kernel sources + cubins) -*- C++ -*-===//
+//===- package.h - AOT packages (plan + kernel sources + cubins) -*- C++
+//-*-===//
 //
 // A `.treni` file is everything `treni run` needs besides the weights: the
 // plan, every kernel's CUDA source and the cubins compiled for one GPU

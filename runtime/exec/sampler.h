@@ -6,8 +6,8 @@
 // under the unmodified distribution (what OpenAI's logprobs report).
 //
 // Two implementations with one meaning: sampleCpu() here, and the CUDA kernel
-// `treni_sample` (runtime/exec/sampler_kernel.cuh, compiled by NVRTC) that the GPU
-// runtime launches inside its decode graph. They share the order key, the
+// `treni_sample` (runtime/exec/sampler_kernel.cuh, compiled by NVRTC) that the
+// GPU runtime launches inside its decode graph. They share the order key, the
 // integer sampling weights, the RNG and the draw (the .cuh is compiled into
 // sampler.cpp too), so for the same logits, parameters and step both pick
 // the same token; logprob and entropy agree to float rounding.
@@ -101,8 +101,8 @@ uint64_t samplerWeight(float logit, float maxLogit, float temperature);
 // GPU kernel interface
 //===----------------------------------------------------------------------===//
 
-/// Source of the CUDA kernel (runtime/exec/sampler_kernel.cuh, embedded at build
-/// time). No #include; needs sm_80 or newer.
+/// Source of the CUDA kernel (runtime/exec/sampler_kernel.cuh, embedded at
+/// build time). No #include; needs sm_80 or newer.
 const std::string &samplerKernelSource();
 
 /// extern "C" __global__ void treni_sample(const float *logits, int vocab,

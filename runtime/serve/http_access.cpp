@@ -23,9 +23,11 @@ bool startsWithIgnoringCase(std::string_view text, std::string_view prefix) {
 }
 
 std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && absl::ascii_isspace(static_cast<unsigned char>(text.front())))
+  while (!text.empty() &&
+         absl::ascii_isspace(static_cast<unsigned char>(text.front())))
     text.remove_prefix(1);
-  while (!text.empty() && absl::ascii_isspace(static_cast<unsigned char>(text.back())))
+  while (!text.empty() &&
+         absl::ascii_isspace(static_cast<unsigned char>(text.back())))
     text.remove_suffix(1);
   return text;
 }
@@ -111,7 +113,8 @@ bool AccessPolicy::hostAllowed(std::string_view host) const {
   return anyIpLiteral_ && isIpLiteral(name);
 }
 
-bool AccessPolicy::originAllowed(std::string_view origin, std::string_view host) {
+bool AccessPolicy::originAllowed(std::string_view origin,
+                                 std::string_view host) {
   for (std::string_view scheme : {"http://", "https://"})
     if (startsWithIgnoringCase(origin, scheme))
       return lowerCase(origin.substr(scheme.size())) == lowerCase(host);

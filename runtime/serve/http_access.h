@@ -30,7 +30,8 @@ public:
   /// it to, as text ("127.0.0.1", "::", ...); `allowedHosts`: names,
   /// `name:port` pairs or "*"; `apiKey`: empty for none.
   AccessPolicy(std::string_view host, std::string_view boundAddress,
-               const std::vector<std::string> &allowedHosts, std::string_view apiKey);
+               const std::vector<std::string> &allowedHosts,
+               std::string_view apiKey);
 
   /// `host` is a Host header value. The port is not compared with the bound
   /// one: rebinding is about the name, and a mapped port (docker -p

@@ -18,8 +18,8 @@
 
 #include <array>
 #include <csignal>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <unordered_map>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -49,7 +49,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using json = nlohmann::json;
-
 
 using namespace http_detail;
 
@@ -124,7 +123,8 @@ std::string percentDecode(std::string_view text) {
 /// The address a per-client limit counts by (IPv4-mapped IPv6 as IPv4).
 std::string clientAddress(const net::ip::address &address) {
   if (address.is_v6() && address.to_v6().is_v4_mapped())
-    return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).to_string();
+    return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6())
+        .to_string();
   return address.to_string();
 }
 
@@ -163,7 +163,16 @@ struct HttpServer::Impl {
 /// its handlers run on its strand; the Job is the only state it shares
 /// with the worker.
 struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
-  enum class Route { None, Health, Metrics, Models, Model, Chat, Completion, Streamed };
+  enum class Route {
+    None,
+    Health,
+    Metrics,
+    Models,
+    Model,
+    Chat,
+    Completion,
+    Streamed
+  };
 
   Connection(HttpServer &server, tcp::socket socket, std::string client)
       : server(server), impl(*server.impl_), options(server.options_),
@@ -211,11 +220,11 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     // The body's size is checked after the access checks (onHeader).
     parser->body_limit(std::numeric_limits<std::uint64_t>::max());
     stream.expires_after(seconds(options.headerTimeoutSeconds));
-    http::async_read_header(stream, buffer, *parser,
-                            [self = shared_from_this()](beast::error_code ec,
-                                                        size_t) {
-                              self->onHeader(ec);
-                            });
+    http::async_read_header(
+        stream, buffer, *parser,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->onHeader(ec);
+        });
   }
 
   void onHeader(beast::error_code ec) {
@@ -228,25 +237,27 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     keepAlive = false;
     matchRoute();
     if (ec == http::error::header_limit)
-      return respondError(requestError(431,
-                                       absl::StrCat("the request headers are larger than ",
-                                                    kMaxHeaderBytes, " bytes"),
-                                       "headers_too_large"),
-                          /*close=*/true);
+      return respondError(
+          requestError(431,
+                       absl::StrCat("the request headers are larger than ",
+                                    kMaxHeaderBytes, " bytes"),
+                       "headers_too_large"),
+          /*close=*/true);
     if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
         ec == net::error::eof || ec == net::error::operation_aborted ||
         ec == net::error::connection_reset)
       return closeNow();
     if (ec)
       return respondError(requestError(400,
-                                       absl::StrCat("malformed HTTP request (", ec.message(),
-                                                    ")"),
+                                       absl::StrCat("malformed HTTP request (",
+                                                    ec.message(), ")"),
                                        "malformed_request"),
                           /*close=*/true);
     keepAlive = request.keep_alive();
     std::vector<std::pair<std::string, std::string>> headers;
     if (std::optional<ApiError> error = checkAccess(headers))
-      return respondError(*error, /*close=*/!parser->is_done(), std::move(headers));
+      return respondError(*error, /*close=*/!parser->is_done(),
+                          std::move(headers));
     if (boost::optional<uint64_t> length = parser->content_length();
         length && *length > options.maxBodyBytes)
       return respondError(bodyTooLarge(), /*close=*/true);
@@ -257,13 +268,13 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     if (expect != request.end() &&
         beast::iequals(expect->value(), "100-continue")) {
       stream.expires_after(seconds(options.writeTimeoutSeconds));
-      return net::async_write(stream, net::buffer(kContinue),
-                              [self = shared_from_this()](beast::error_code ec,
-                                                          size_t) {
-                                if (ec)
-                                  return self->closeNow();
-                                self->readBody();
-                              });
+      return net::async_write(
+          stream, net::buffer(kContinue),
+          [self = shared_from_this()](beast::error_code ec, size_t) {
+            if (ec)
+              return self->closeNow();
+            self->readBody();
+          });
     }
     readBody();
   }
@@ -323,10 +334,11 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     auto origin = request.find(http::field::origin);
     if (origin != request.end() &&
         !AccessPolicy::originAllowed(origin->value(), hostValue))
-      return requestError(403,
-                          absl::StrCat("cross-origin requests are refused (Origin ",
-                                       quote(origin->value()), ")"),
-                          "invalid_origin");
+      return requestError(
+          403,
+          absl::StrCat("cross-origin requests are refused (Origin ",
+                       quote(origin->value()), ")"),
+          "invalid_origin");
     if (route != Route::Health && impl.access.keyRequired()) {
       auto authorization = request.find(http::field::authorization);
       if (authorization == request.end() ||
@@ -343,35 +355,37 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
                           "not_found");
     if (method != allowed) {
       headers.emplace_back("Allow", allowed);
-      return requestError(405,
-                          absl::StrCat(method, " is not allowed on ", path,
-                                       "; use ", allowed),
-                          "method_not_allowed");
+      return requestError(
+          405,
+          absl::StrCat(method, " is not allowed on ", path, "; use ", allowed),
+          "method_not_allowed");
     }
     if (allowed == std::string_view("POST")) {
       auto type = request.find(http::field::content_type);
-      std::string_view mediaType =
-          type == request.end() ? "" : type->value();
+      std::string_view mediaType = type == request.end() ? "" : type->value();
       mediaType = mediaType.substr(0, mediaType.find(';'));
-      while (!mediaType.empty() && (mediaType.back() == ' ' || mediaType.back() == '\t'))
+      while (!mediaType.empty() &&
+             (mediaType.back() == ' ' || mediaType.back() == '\t'))
         mediaType.remove_suffix(1); // "application/json ; charset=utf-8"
       if (!beast::iequals(mediaType, "application/json"))
-        return requestError(415,
-                            absl::StrCat("the request body must be JSON sent as "
-                                         "Content-Type: application/json, not ",
-                                         mediaType.empty() ? "no Content-Type"
-                                                           : quote(mediaType)),
-                            "unsupported_media_type");
+        return requestError(
+            415,
+            absl::StrCat("the request body must be JSON sent as "
+                         "Content-Type: application/json, not ",
+                         mediaType.empty() ? "no Content-Type"
+                                           : quote(mediaType)),
+            "unsupported_media_type");
     }
     return std::nullopt;
   }
 
   ApiError bodyTooLarge() const {
-    return requestError(413,
-                        absl::StrCat("the request body is larger than the server's "
-                                     "limit of ",
-                                     options.maxBodyBytes, " bytes (--max-body-kib)"),
-                        "body_too_large");
+    return requestError(
+        413,
+        absl::StrCat("the request body is larger than the server's "
+                     "limit of ",
+                     options.maxBodyBytes, " bytes (--max-body-kib)"),
+        "body_too_large");
   }
 
   void readBody() {
@@ -387,14 +401,16 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       return respondError(bodyTooLarge(), /*close=*/true);
     if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
         ec == http::error::partial_message || ec == net::error::eof ||
-        ec == net::error::operation_aborted || ec == net::error::connection_reset)
+        ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset)
       return closeNow();
     if (ec)
-      return respondError(requestError(400,
-                                       absl::StrCat("malformed HTTP request body (",
-                                                    ec.message(), ")"),
-                                       "malformed_request"),
-                          /*close=*/true);
+      return respondError(
+          requestError(
+              400,
+              absl::StrCat("malformed HTTP request body (", ec.message(), ")"),
+              "malformed_request"),
+          /*close=*/true);
     bodyBytes = parser->get().body().size();
     try {
       handleRequest();
@@ -423,7 +439,8 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
                      "application/json");
     }
     case Route::Metrics:
-      return respond(200, server.metrics_.render(), "text/plain; version=0.0.4");
+      return respond(200, server.metrics_.render(),
+                     "text/plain; version=0.0.4");
     case Route::Models:
       return respond(200,
                      dumpJson({{"object", "list"},
@@ -446,23 +463,24 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       return;
     }
     // Parsing and validating the body is CPU work: the request pool does it.
-    net::post(impl.requestPool, [self = shared_from_this(), route = route,
-                                 index = streamedRoute,
-                                 body = std::move(parser->get().body())]() mutable {
-      ApiResult<std::shared_ptr<Job>> job = internalError();
-      try {
-        job = self->prepareJob(route, index, std::move(body));
-      } catch (const std::exception &error) {
-        logInternalError(absl::StrCat(self->method, " ", self->path), error.what());
-      } catch (...) {
-        logInternalError(absl::StrCat(self->method, " ", self->path),
-                         "unknown exception");
-      }
-      net::post(self->stream.get_executor(),
-                [self, job = std::move(job)]() mutable {
-                  self->onPrepared(std::move(job));
-                });
-    });
+    net::post(impl.requestPool,
+              [self = shared_from_this(), route = route, index = streamedRoute,
+               body = std::move(parser->get().body())]() mutable {
+                ApiResult<std::shared_ptr<Job>> job = internalError();
+                try {
+                  job = self->prepareJob(route, index, std::move(body));
+                } catch (const std::exception &error) {
+                  logInternalError(absl::StrCat(self->method, " ", self->path),
+                                   error.what());
+                } catch (...) {
+                  logInternalError(absl::StrCat(self->method, " ", self->path),
+                                   "unknown exception");
+                }
+                net::post(self->stream.get_executor(),
+                          [self, job = std::move(job)]() mutable {
+                            self->onPrepared(std::move(job));
+                          });
+              });
   }
 
   /// On the request pool.
@@ -592,11 +610,11 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       streamHead->chunked(true);
     streamSerializer.emplace(*streamHead);
     stream.expires_after(seconds(options.writeTimeoutSeconds));
-    http::async_write_header(stream, *streamSerializer,
-                             [self = shared_from_this()](beast::error_code ec,
-                                                         size_t) {
-                               self->afterStreamWrite(ec);
-                             });
+    http::async_write_header(
+        stream, *streamSerializer,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->afterStreamWrite(ec);
+        });
   }
 
   void writeStreamData(std::string data) {
@@ -628,11 +646,12 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       return afterResponse({}, close);
     writing = true;
     stream.expires_after(seconds(options.writeTimeoutSeconds));
-    net::async_write(stream, http::make_chunk_last(),
-                     [self = shared_from_this(), close](beast::error_code ec, size_t) {
-                       self->writing = false;
-                       self->afterResponse(ec, close);
-                     });
+    net::async_write(
+        stream, http::make_chunk_last(),
+        [self = shared_from_this(), close](beast::error_code ec, size_t) {
+          self->writing = false;
+          self->afterResponse(ec, close);
+        });
   }
 
   void respond(int status, std::string body, std::string_view contentType,
@@ -650,15 +669,16 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     response->prepare_payload();
     server.metrics_.countRequest(endpoint, status);
     stream.expires_after(seconds(options.writeTimeoutSeconds));
-    http::async_write(stream, *response,
-                      [self = shared_from_this(), response](beast::error_code ec,
-                                                            size_t) {
-                        self->afterResponse(ec, !response->keep_alive());
-                      });
+    http::async_write(
+        stream, *response,
+        [self = shared_from_this(), response](beast::error_code ec, size_t) {
+          self->afterResponse(ec, !response->keep_alive());
+        });
   }
 
-  void respondError(const ApiError &error, bool close = false,
-                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+  void
+  respondError(const ApiError &error, bool close = false,
+               std::vector<std::pair<std::string, std::string>> headers = {}) {
     server.metrics_.countError(error.type);
     respond(error.status, dumpJson(error.toJson()), "application/json",
             std::move(headers), close);
@@ -688,14 +708,14 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
   }
 
   void drain() {
-    stream.async_read_some(net::buffer(scratch),
-                           [self = shared_from_this()](beast::error_code ec,
-                                                       size_t bytes) {
-                             self->drained += bytes;
-                             if (ec || self->drained > kLingerBytes)
-                               return self->closeNow();
-                             self->drain();
-                           });
+    stream.async_read_some(
+        net::buffer(scratch),
+        [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+          self->drained += bytes;
+          if (ec || self->drained > kLingerBytes)
+            return self->closeNow();
+          self->drain();
+        });
   }
 
   void closeNow() {
@@ -820,8 +840,8 @@ absl::Status HttpServer::start() {
   tcp::acceptor &acceptor = impl_->acceptor;
   beast::error_code ec;
   tcp::resolver resolver(impl_->io);
-  auto endpoints = resolver.resolve(options_.host, std::to_string(options_.port),
-                                    tcp::resolver::passive, ec);
+  auto endpoints = resolver.resolve(
+      options_.host, std::to_string(options_.port), tcp::resolver::passive, ec);
   std::optional<tcp::endpoint> bound;
   for (const auto &entry : endpoints) {
     beast::error_code bindError;
@@ -842,20 +862,21 @@ absl::Status HttpServer::start() {
   }
   if (!bound) {
     impl_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options_.host, ":", options_.port, ": ",
-        ec.message(), " (in use, or not a local address?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
+                     ": ", ec.message(), " (in use, or not a local address?)"));
   }
   port_ = bound->port();
   std::string boundAddress = bound->address().to_string();
-  impl_->access = AccessPolicy(options_.host, boundAddress, options_.allowedHosts,
-                               options_.apiKey);
+  impl_->access = AccessPolicy(options_.host, boundAddress,
+                               options_.allowedHosts, options_.apiKey);
   if (!isLoopbackAddress(boundAddress) && options_.apiKey.empty())
-    std::fprintf(stderr,
-                 "treni serve: warning: listening on %s, which is not a loopback "
-                 "address, without --api-key: whoever reaches port %d can use "
-                 "the model\n",
-                 options_.host.c_str(), port_);
+    std::fprintf(
+        stderr,
+        "treni serve: warning: listening on %s, which is not a loopback "
+        "address, without --api-key: whoever reaches port %d can use "
+        "the model\n",
+        options_.host.c_str(), port_);
   worker_ = std::thread([this] { workerLoop(); });
   impl_->accept();
   for (int i = 0; i < std::max(1, options_.ioThreads); ++i)

@@ -115,9 +115,10 @@ public:
   /// request body and calling `emit` with each Server-Sent Event's data
   /// (one JSON text, without the `data: ` framing). `cancel` turns true when
   /// the client goes away or the request times out.
-  using StreamedWork = std::function<void(const std::string &body,
-                                          const std::function<void(const std::string &)> &emit,
-                                          const std::atomic<bool> &cancel)>;
+  using StreamedWork =
+      std::function<void(const std::string &body,
+                         const std::function<void(const std::string &)> &emit,
+                         const std::atomic<bool> &cancel)>;
   /// Adds `POST path` answered as `text/event-stream` by `work`, queued like
   /// a generation; the stream ends with `data: [DONE]`. The body has passed
   /// the checks every POST gets (application/json, the size limit, no NUL

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +12,8 @@
 #include "runtime/exec/package.h"
 #include "runtime/serve/progress.h"
 #include "runtime/text/chat_template.h"
+#include "support/file.h"
+#include "support/json_bounded.h"
 #include "support/status.h"
 
 namespace treni {
@@ -24,15 +25,17 @@ namespace {
 /// read, an error when it is not JSON.
 absl::StatusOr<std::optional<nlohmann::json>>
 readJsonFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  if (!std::filesystem::exists(path))
     return std::optional<nlohmann::json>();
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  nlohmann::json json =
-      nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded())
-    return absl::InvalidArgumentError(path + " is not valid JSON");
-  return std::optional<nlohmann::json>(std::move(json));
+  // A model directory is outside input: regular files of a sane size only
+  // (a FIFO would block), JSON nested at most kMaxJsonDepth deep.
+  TRENI_ASSIGN_OR_RETURN(std::string text,
+                         readRegularFile(path, size_t{64} << 20));
+  absl::StatusOr<nlohmann::json> json = parseJsonBounded(text);
+  if (!json.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not valid JSON: ", json.status().message()));
+  return std::optional<nlohmann::json>(*std::move(json));
 }
 
 /// A tokenizer_config.json special-token field: a string or {"content"}.
@@ -98,23 +101,24 @@ absl::Status loadTokenizer(const std::string &model, const LoadOptions &options,
 absl::Status loadChatTemplateFile(const std::string &file,
                                   const nlohmann::json &tokenizerConfig,
                                   LoadedModel &loaded) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError("cannot read --chat-template " + file);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
+  absl::StatusOr<std::string> text = readRegularFile(file, size_t{64} << 20);
+  if (!text.ok())
+    return absl::NotFoundError(
+        absl::StrCat("cannot read --chat-template ", text.status().message()));
   if (file.size() > 5 && file.substr(file.size() - 5) == ".json") {
-    nlohmann::json other = nlohmann::json::parse(text, nullptr, false);
-    if (other.is_discarded())
-      return absl::InvalidArgumentError(file + " is not valid JSON");
-    loaded.chatTemplateSource = templateText(other);
+    absl::StatusOr<nlohmann::json> other = parseJsonBounded(*text);
+    if (!other.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, " is not valid JSON: ", other.status().message()));
+    loaded.chatTemplateSource = templateText(*other);
     TRENI_ASSIGN_OR_RETURN(loaded.chatTemplate,
                            ChatTemplate::fromTokenizerConfig(file));
     return absl::OkStatus();
   }
-  loaded.chatTemplateSource = text;
+  loaded.chatTemplateSource = *text;
   TRENI_ASSIGN_OR_RETURN(
       loaded.chatTemplate,
-      ChatTemplate::fromSource(text, tokenField(tokenizerConfig, "bos_token"),
+      ChatTemplate::fromSource(*text, tokenField(tokenizerConfig, "bos_token"),
                                tokenField(tokenizerConfig, "eos_token")));
   return absl::OkStatus();
 }

@@ -9,7 +9,6 @@
 
 namespace treni {
 
-
 Progress::Progress(std::string title, int totalSteps, std::FILE *out)
     : Progress(std::move(title), totalSteps, out, isatty(fileno(out)) != 0) {}
 

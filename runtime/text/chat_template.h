@@ -1,11 +1,11 @@
 //===- chat_template.h - a checkpoint's own chat template -------*- C++ -*-===//
 //
 // Renders the `chat_template` of a `tokenizer_config.json` with the Jinja
-// subset interpreter (runtime/text/jinja.h), as transformers' apply_chat_template
-// does: `messages`, `tools`, `add_generation_prompt`, `bos_token`,
-// `eos_token` and any extra variables (e.g. `enable_thinking`, `date_string`)
-// are in scope; `raise_exception(msg)` is an error carrying msg. An
-// unsupported construct is an error naming it and its line.
+// subset interpreter (runtime/text/jinja.h), as transformers'
+// apply_chat_template does: `messages`, `tools`, `add_generation_prompt`,
+// `bos_token`, `eos_token` and any extra variables (e.g. `enable_thinking`,
+// `date_string`) are in scope; `raise_exception(msg)` is an error carrying msg.
+// An unsupported construct is an error naming it and its line.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -40,18 +40,21 @@ public:
   static absl::StatusOr<std::unique_ptr<ChatTemplate>>
   fromTokenizerConfig(const std::string &path);
   static absl::StatusOr<std::unique_ptr<ChatTemplate>>
-  fromSource(std::string source, std::string bosToken = "", std::string eosToken = "");
+  fromSource(std::string source, std::string bosToken = "",
+             std::string eosToken = "");
   ~ChatTemplate();
 
   /// `messages` is an OpenAI-style array of {role, content, tool_calls?,
   /// tool_call_id?, reasoning_content?}. Safe to call from several threads
   /// at once. A template's raise_exception(msg) is an InvalidArgument error
   /// whose message starts with msg.
-  absl::StatusOr<std::string> render(const nlohmann::ordered_json &messages,
-                                     const ChatTemplateOptions &options = {}) const;
+  absl::StatusOr<std::string>
+  render(const nlohmann::ordered_json &messages,
+         const ChatTemplateOptions &options = {}) const;
   /// Same; object keys come in nlohmann::json's sorted order.
-  absl::StatusOr<std::string> render(const nlohmann::json &messages,
-                                     const ChatTemplateOptions &options = {}) const;
+  absl::StatusOr<std::string>
+  render(const nlohmann::json &messages,
+         const ChatTemplateOptions &options = {}) const;
 
   /// The template's source (the "default" one of a named list).
   const std::string &source() const;

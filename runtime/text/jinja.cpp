@@ -58,7 +58,9 @@ struct RenderError {
   throw RenderError{pos, std::move(message), raised};
 }
 
-[[noreturn]] void fail(Pos pos, std::string message) { throw RenderError{pos, std::move(message)}; }
+[[noreturn]] void fail(Pos pos, std::string message) {
+  throw RenderError{pos, std::move(message)};
+}
 
 std::string undefinedMessage(const Value &v) {
   if (v.undefinedHint().empty())
@@ -78,7 +80,8 @@ std::vector<uint32_t> codePoints(std::string_view s) {
   return out;
 }
 
-std::string fromCodePoints(const std::vector<uint32_t> &cps, size_t begin, size_t end) {
+std::string fromCodePoints(const std::vector<uint32_t> &cps, size_t begin,
+                           size_t end) {
   std::string out;
   for (size_t i = begin; i < end; ++i)
     appendUtf8(out, cps[i]);
@@ -97,7 +100,8 @@ uint32_t toUpper(uint32_t cp) {
     return (cp >= 'a' && cp <= 'z') ? cp - 32 : cp;
   if (cp >= 0xdc80 && cp <= 0xdcff)
     return cp;
-  return static_cast<uint32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(cp)));
+  return static_cast<uint32_t>(
+      utf8proc_toupper(static_cast<utf8proc_int32_t>(cp)));
 }
 
 uint32_t toLower(uint32_t cp) {
@@ -105,7 +109,8 @@ uint32_t toLower(uint32_t cp) {
     return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
   if (cp >= 0xdc80 && cp <= 0xdcff)
     return cp;
-  return static_cast<uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp)));
+  return static_cast<uint32_t>(
+      utf8proc_tolower(static_cast<utf8proc_int32_t>(cp)));
 }
 
 bool isCased(uint32_t cp) {
@@ -114,7 +119,8 @@ bool isCased(uint32_t cp) {
   if (cp >= 0xdc80 && cp <= 0xdcff)
     return false;
   auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
+  return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
+         cat == UTF8PROC_CATEGORY_LT;
 }
 
 std::string mapCase(std::string_view s, uint32_t (*fn)(uint32_t)) {
@@ -155,8 +161,8 @@ std::string jinjaTitle(std::string_view s) {
   bool wordStart = true;
   for (size_t i = 0; i < s.size();) {
     uint32_t cp = decodeUtf8(s, i);
-    bool separator =
-        isPythonSpace(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
+    bool separator = isPythonSpace(cp) || cp == '-' || cp == '(' || cp == '{' ||
+                     cp == '[' || cp == '<';
     if (separator) {
       appendUtf8(out, cp);
       wordStart = true;
@@ -169,13 +175,15 @@ std::string jinjaTitle(std::string_view s) {
 }
 
 /// Python str.strip/lstrip/rstrip; `chars` null = whitespace.
-std::string pythonStrip(std::string_view s, const std::string *chars, bool left, bool right) {
+std::string pythonStrip(std::string_view s, const std::string *chars, bool left,
+                        bool right) {
   std::vector<uint32_t> cps = codePoints(s);
   std::vector<uint32_t> set;
   if (chars)
     set = codePoints(*chars);
   auto strip = [&](uint32_t cp) {
-    return chars ? std::find(set.begin(), set.end(), cp) != set.end() : isPythonSpace(cp);
+    return chars ? std::find(set.begin(), set.end(), cp) != set.end()
+                 : isPythonSpace(cp);
   };
   size_t begin = 0, end = cps.size();
   if (left)
@@ -188,7 +196,8 @@ std::string pythonStrip(std::string_view s, const std::string *chars, bool left,
 }
 
 /// Python str.split(sep=None, maxsplit=-1).
-ValueList pythonSplit(std::string_view s, const std::string *sep, int64_t maxSplit, Pos pos) {
+ValueList pythonSplit(std::string_view s, const std::string *sep,
+                      int64_t maxSplit, Pos pos) {
   ValueList out;
   if (sep) {
     if (sep->empty())
@@ -227,8 +236,9 @@ ValueList pythonSplit(std::string_view s, const std::string *sep, int64_t maxSpl
 }
 
 /// Python str.replace(old, new, count).
-std::string pythonReplace(std::string_view s, const std::string &from, const std::string &to,
-                          int64_t count, size_t limit, Pos pos) {
+std::string pythonReplace(std::string_view s, const std::string &from,
+                          const std::string &to, int64_t count, size_t limit,
+                          Pos pos) {
   std::string out;
   if (from.empty()) {
     std::vector<uint32_t> cps = codePoints(s);
@@ -269,12 +279,14 @@ std::string pythonReplace(std::string_view s, const std::string &from, const std
 /// Binds CallArgs to a Python-style signature.
 class Args {
 public:
-  Args(std::string function, const CallArgs &args, std::vector<std::string> params)
-      : function_(std::move(function)), values_(params.size()), given_(params.size(), false),
-        params_(std::move(params)) {
+  Args(std::string function, const CallArgs &args,
+       std::vector<std::string> params)
+      : function_(std::move(function)), values_(params.size()),
+        given_(params.size(), false), params_(std::move(params)) {
     if (args.positional.size() > params_.size())
-      error_ = absl::StrCat(function_, "() takes at most ", params_.size(), " argument(s) (",
-                            args.positional.size(), " given)");
+      error_ =
+          absl::StrCat(function_, "() takes at most ", params_.size(),
+                       " argument(s) (", args.positional.size(), " given)");
     for (size_t i = 0; i < args.positional.size() && i < params_.size(); ++i) {
       values_[i] = args.positional[i];
       given_[i] = true;
@@ -282,18 +294,21 @@ public:
     for (const auto &[name, value] : args.keyword) {
       auto it = std::find(params_.begin(), params_.end(), name);
       if (it == params_.end()) {
-        error_ = absl::StrCat(function_, "() got an unexpected keyword argument '", name, "'");
+        error_ = absl::StrCat(
+            function_, "() got an unexpected keyword argument '", name, "'");
         continue;
       }
       size_t index = it - params_.begin();
       if (given_[index])
-        error_ = absl::StrCat(function_, "() got multiple values for argument '", name, "'");
+        error_ = absl::StrCat(
+            function_, "() got multiple values for argument '", name, "'");
       values_[index] = value;
       given_[index] = true;
     }
   }
   absl::Status status() const {
-    return error_.empty() ? absl::OkStatus() : absl::InvalidArgumentError(error_);
+    return error_.empty() ? absl::OkStatus()
+                          : absl::InvalidArgumentError(error_);
   }
   bool has(size_t i) const { return given_[i]; }
   const Value &operator[](size_t i) const { return values_[i]; }
@@ -301,18 +316,19 @@ public:
     if (!given_[i])
       return fallback;
     if (!values_[i].isString())
-      return absl::InvalidArgumentError(absl::StrCat(function_, "(): argument '", params_[i],
-                                                     "' must be a string, not ",
-                                                     values_[i].typeName()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(function_, "(): argument '", params_[i],
+                       "' must be a string, not ", values_[i].typeName()));
     return values_[i].asString();
   }
   absl::StatusOr<int64_t> integer(size_t i, int64_t fallback) const {
     if (!given_[i] || values_[i].isNone())
       return fallback;
-    if (values_[i].kind() != Value::Kind::Int && values_[i].kind() != Value::Kind::Bool)
-      return absl::InvalidArgumentError(absl::StrCat(function_, "(): argument '", params_[i],
-                                                     "' must be an integer, not ",
-                                                     values_[i].typeName()));
+    if (values_[i].kind() != Value::Kind::Int &&
+        values_[i].kind() != Value::Kind::Bool)
+      return absl::InvalidArgumentError(
+          absl::StrCat(function_, "(): argument '", params_[i],
+                       "' must be an integer, not ", values_[i].typeName()));
     return values_[i].asInt();
   }
 
@@ -324,28 +340,28 @@ private:
   std::string error_;
 };
 
-#define JINJA_BIND(argsVar, fnName, callArgs, ...)                                                 \
-  Args argsVar(fnName, callArgs, {__VA_ARGS__});                                                   \
+#define JINJA_BIND(argsVar, fnName, callArgs, ...)                             \
+  Args argsVar(fnName, callArgs, {__VA_ARGS__});                               \
   TRENI_JINJA_RETURN(argsVar.status())
 
-#define TRENI_JINJA_RETURN(expr)                                                                   \
-  do {                                                                                             \
-    absl::Status _s = (expr);                                                                      \
-    if (!_s.ok())                                                                                  \
-      return _s;                                                                                   \
+#define TRENI_JINJA_RETURN(expr)                                               \
+  do {                                                                         \
+    absl::Status _s = (expr);                                                  \
+    if (!_s.ok())                                                              \
+      return _s;                                                               \
   } while (0)
 
-#define TRENI_JINJA_ASSIGN(lhs, expr)                                                              \
-  auto TRENI_JINJA_CAT(_v, __LINE__) = (expr);                                                     \
-  if (!TRENI_JINJA_CAT(_v, __LINE__).ok())                                                         \
-    return TRENI_JINJA_CAT(_v, __LINE__).status();                                                 \
+#define TRENI_JINJA_ASSIGN(lhs, expr)                                          \
+  auto TRENI_JINJA_CAT(_v, __LINE__) = (expr);                                 \
+  if (!TRENI_JINJA_CAT(_v, __LINE__).ok())                                     \
+    return TRENI_JINJA_CAT(_v, __LINE__).status();                             \
   lhs = std::move(*TRENI_JINJA_CAT(_v, __LINE__))
 #define TRENI_JINJA_CAT_INNER(a, b) a##b
 #define TRENI_JINJA_CAT(a, b) TRENI_JINJA_CAT_INNER(a, b)
 
-std::shared_ptr<FunctionValue>
-makeFunction(std::string name,
-             std::function<absl::StatusOr<Value>(Interpreter &, const CallArgs &)> fn) {
+std::shared_ptr<FunctionValue> makeFunction(
+    std::string name,
+    std::function<absl::StatusOr<Value>(Interpreter &, const CallArgs &)> fn) {
   auto f = std::make_shared<FunctionValue>();
   f->name = std::move(name);
   f->call = std::move(fn);
@@ -362,7 +378,8 @@ class Interpreter {
 public:
   using Scope = std::unordered_map<std::string, Value>;
 
-  Interpreter(const TemplateOptions &options, std::map<std::string, Value> variables)
+  Interpreter(const TemplateOptions &options,
+              std::map<std::string, Value> variables)
       : options_(options) {
     scopes_.emplace_back();
     for (auto &[name, value] : variables)
@@ -390,7 +407,8 @@ private:
     out_->append(text);
     totalOutput_ += text.size();
     if (totalOutput_ > options_.maxOutputBytes)
-      fail(pos, absl::StrCat("output larger than ", options_.maxOutputBytes, " bytes"));
+      fail(pos, absl::StrCat("output larger than ", options_.maxOutputBytes,
+                             " bytes"));
   }
 
   Flow execBody(const NodeList &body) {
@@ -410,8 +428,9 @@ private:
     case Node::Kind::Output: {
       Value v = eval(*node.expr);
       if (v.kind() == Value::Kind::Generator)
-        fail(node.expr->pos, "unsupported: printing a generator (Jinja2 prints its address); "
-                             "add |list");
+        fail(node.expr->pos,
+             "unsupported: printing a generator (Jinja2 prints its address); "
+             "add |list");
       write(v.str(), node.pos);
       return Flow::Normal;
     }
@@ -427,8 +446,9 @@ private:
       if (!node.attr.empty()) {
         Value target = lookup(node.names[0]);
         if (target.kind() != Value::Kind::Namespace)
-          fail(node.pos, absl::StrCat("cannot assign attribute on non-namespace object '",
-                                      node.names[0], "'"));
+          fail(node.pos,
+               absl::StrCat("cannot assign attribute on non-namespace object '",
+                            node.names[0], "'"));
         target.mutableDict().set(Value::string(node.attr), std::move(v));
         return Flow::Normal;
       }
@@ -469,7 +489,9 @@ private:
     return buffer;
   }
 
-  void assign(const std::string &name, Value v) { scopes_.back()[name] = std::move(v); }
+  void assign(const std::string &name, Value v) {
+    scopes_.back()[name] = std::move(v);
+  }
 
   void assignTargets(const std::vector<std::string> &names, Value v, Pos pos) {
     if (names.size() == 1) {
@@ -480,7 +502,8 @@ private:
     if (items.size() != names.size())
       fail(pos,
            absl::StrCat(items.size() < names.size() ? "not enough" : "too many",
-                        " values to unpack (expected ", names.size(), ", got ", items.size(), ")"));
+                        " values to unpack (expected ", names.size(), ", got ",
+                        items.size(), ")"));
     for (size_t i = 0; i < names.size(); ++i)
       assign(names[i], items[i]);
   }
@@ -506,7 +529,9 @@ private:
     for (int64_t i = 0; i < length; ++i) {
       countIteration(node.pos);
       Dict loop;
-      auto set = [&](const char *key, Value v) { loop.items.emplace_back(Value::string(key), v); };
+      auto set = [&](const char *key, Value v) {
+        loop.items.emplace_back(Value::string(key), v);
+      };
       set("index", Value::integer(i + 1));
       set("index0", Value::integer(i));
       set("revindex", Value::integer(length - i));
@@ -516,15 +541,20 @@ private:
       set("length", Value::integer(length));
       set("depth", Value::integer(1));
       set("depth0", Value::integer(0));
-      set("previtem", i > 0 ? items[i - 1] : Value::undefined("there is no previous item"));
-      set("nextitem", i + 1 < length ? items[i + 1] : Value::undefined("there is no next item"));
-      set("cycle",
-          Value::function(makeFunction(
-              "loop.cycle", [i](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
-                if (args.positional.empty())
-                  return absl::InvalidArgumentError("no items for cycling given");
-                return args.positional[i % args.positional.size()];
-              })));
+      set("previtem",
+          i > 0 ? items[i - 1] : Value::undefined("there is no previous item"));
+      set("nextitem", i + 1 < length
+                          ? items[i + 1]
+                          : Value::undefined("there is no next item"));
+      set("cycle", Value::function(makeFunction(
+                       "loop.cycle",
+                       [i](Interpreter &,
+                           const CallArgs &args) -> absl::StatusOr<Value> {
+                         if (args.positional.empty())
+                           return absl::InvalidArgumentError(
+                               "no items for cycling given");
+                         return args.positional[i % args.positional.size()];
+                       })));
       scopes_.emplace_back();
       scopes_.back()["loop"] = Value::namespaceOf(std::move(loop));
       assignTargets(node.names, items[i], node.pos);
@@ -538,7 +568,8 @@ private:
 
   void countIteration(Pos pos) {
     if (++iterations_ > options_.maxLoopIterations)
-      fail(pos, absl::StrCat("more than ", options_.maxLoopIterations, " loop iterations"));
+      fail(pos, absl::StrCat("more than ", options_.maxLoopIterations,
+                             " loop iterations"));
   }
 
   //===--------------------------------------------------------------------===//
@@ -547,22 +578,25 @@ private:
 
   Value makeMacro(const Node &node) {
     const Node *macro = &node;
-    return Value::function(makeFunction(
-        node.text, [macro](Interpreter &interp, const CallArgs &args) -> absl::StatusOr<Value> {
-          return interp.callMacro(*macro, args);
-        }));
+    return Value::function(
+        makeFunction(node.text,
+                     [macro](Interpreter &interp,
+                             const CallArgs &args) -> absl::StatusOr<Value> {
+                       return interp.callMacro(*macro, args);
+                     }));
   }
 
 public:
   absl::StatusOr<Value> callMacro(const Node &macro, const CallArgs &args) {
     const std::vector<std::string> &params = macro.names;
     if (args.positional.size() > params.size())
-      return absl::InvalidArgumentError(absl::StrCat(
-          "macro '", macro.text, "' takes not more than ", params.size(), " argument(s)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("macro '", macro.text, "' takes not more than ",
+                       params.size(), " argument(s)"));
     if (++callDepth_ > options_.maxCallDepth) {
       --callDepth_;
-      return absl::InvalidArgumentError(
-          absl::StrCat("macro calls nested deeper than ", options_.maxCallDepth));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "macro calls nested deeper than ", options_.maxCallDepth));
     }
     Scope frame;
     std::vector<bool> given(params.size(), false);
@@ -574,8 +608,8 @@ public:
       auto it = std::find(params.begin(), params.end(), name);
       if (it == params.end()) {
         --callDepth_;
-        return absl::InvalidArgumentError(
-            absl::StrCat("macro '", macro.text, "' takes no keyword argument '", name, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "macro '", macro.text, "' takes no keyword argument '", name, "'"));
       }
       frame[name] = value;
       given[it - params.begin()] = true;
@@ -591,9 +625,10 @@ public:
         if (given[i])
           continue;
         scopes_.back()[params[i]] =
-            macro.exprs[i] ? eval(*macro.exprs[i])
-                           : Value::undefined(
-                                 absl::StrCat("'", params[i], "' is undefined (missing argument)"));
+            macro.exprs[i]
+                ? eval(*macro.exprs[i])
+                : Value::undefined(absl::StrCat(
+                      "'", params[i], "' is undefined (missing argument)"));
       }
       result = capture(macro.bodies[0]);
     } catch (...) {
@@ -697,8 +732,8 @@ private:
           fail(e.pos, "integer overflow");
         return Value::integer(neg ? -v.asInt() : v.asInt());
       }
-      fail(e.pos,
-           absl::StrCat("bad operand type for unary ", neg ? "-" : "+", ": '", v.typeName(), "'"));
+      fail(e.pos, absl::StrCat("bad operand type for unary ", neg ? "-" : "+",
+                               ": '", v.typeName(), "'"));
     }
     case Expr::Kind::Binary:
       return evalBinary(e);
@@ -717,8 +752,9 @@ private:
         return eval(*e.children[1]);
       if (e.children[2])
         return eval(*e.children[2]);
-      return Value::undefined("the inline if-expression evaluated to false and no else "
-                              "section was defined");
+      return Value::undefined(
+          "the inline if-expression evaluated to false and no else "
+          "section was defined");
     }
     fail(e.pos, "unsupported expression");
   }
@@ -769,8 +805,10 @@ private:
     std::string qualified = absl::StrCat(self.typeName(), ".", name);
     return Value::function(makeFunction(
         qualified,
-        [self, name, qualified](Interpreter &interp, const CallArgs &args)
-            -> absl::StatusOr<Value> { return interp.callMethod(self, name, qualified, args); }));
+        [self, name, qualified](Interpreter &interp,
+                                const CallArgs &args) -> absl::StatusOr<Value> {
+          return interp.callMethod(self, name, qualified, args);
+        }));
   }
 
   static bool isStringMethod(const std::string &name) {
@@ -782,10 +820,12 @@ private:
   }
 
   Value getAttr(const Value &obj, const std::string &name) {
-    std::string hint = absl::StrCat("'", obj.typeName(), " object' has no attribute '", name, "'");
+    std::string hint = absl::StrCat("'", obj.typeName(),
+                                    " object' has no attribute '", name, "'");
     switch (obj.kind()) {
     case Value::Kind::Dict: {
-      if (name == "get" || name == "items" || name == "keys" || name == "values")
+      if (name == "get" || name == "items" || name == "keys" ||
+          name == "values")
         return boundMethod(obj, name);
       if (const Value *v = obj.asDict().find(Value::string(name)))
         return *v;
@@ -810,7 +850,8 @@ private:
   }
 
   Value getItem(const Value &obj, const Value &key) {
-    std::string hint = absl::StrCat("'", obj.typeName(), " object' has no attribute ", key.repr());
+    std::string hint = absl::StrCat("'", obj.typeName(),
+                                    " object' has no attribute ", key.repr());
     switch (obj.kind()) {
     case Value::Kind::Dict:
       if (const Value *v = obj.asDict().find(key))
@@ -828,7 +869,8 @@ private:
         if (index < 0)
           index += n;
         if (index < 0 || index >= n)
-          return Value::undefined(absl::StrCat("string index ", key.asInt(), " out of range"));
+          return Value::undefined(
+              absl::StrCat("string index ", key.asInt(), " out of range"));
         return Value::string(fromCodePoints(cps, index, index + 1));
       }
       const ValueList &items = obj.asList();
@@ -836,8 +878,8 @@ private:
       if (index < 0)
         index += n;
       if (index < 0 || index >= n)
-        return Value::undefined(
-            absl::StrCat(obj.typeName(), " index ", key.asInt(), " out of range"));
+        return Value::undefined(absl::StrCat(obj.typeName(), " index ",
+                                             key.asInt(), " out of range"));
       return items[index];
     }
     default:
@@ -860,7 +902,8 @@ private:
       if (b.isNone())
         continue;
       if (b.kind() != Value::Kind::Int && b.kind() != Value::Kind::Bool)
-        fail(e.children[i + 1]->pos, "slice indices must be integers or None, not " + b.typeName());
+        fail(e.children[i + 1]->pos,
+             "slice indices must be integers or None, not " + b.typeName());
       bounds[i] = b.asInt();
     }
     int64_t step = bounds[2].value_or(1);
@@ -875,7 +918,8 @@ private:
       n = static_cast<int64_t>(obj.asList().size());
     } else {
       // Jinja2 compiles slices as plain Python subscripts: a TypeError.
-      fail(e.pos, absl::StrCat("'", obj.typeName(), "' object is not subscriptable"));
+      fail(e.pos,
+           absl::StrCat("'", obj.typeName(), "' object is not subscriptable"));
     }
     // CPython's PySlice_AdjustIndices.
     auto adjust = [&](std::optional<int64_t> v, int64_t fallback, bool isStop) {
@@ -933,12 +977,14 @@ private:
     if (callee.isUndefined())
       fail(e.pos, undefinedMessage(callee));
     if (callee.kind() != Value::Kind::Function)
-      fail(e.pos, absl::StrCat("'", callee.typeName(), "' object is not callable"));
+      fail(e.pos,
+           absl::StrCat("'", callee.typeName(), "' object is not callable"));
     absl::StatusOr<Value> result = absl::InternalError("not called");
     try {
       result = callee.asFunction()->call(*this, args);
     } catch (RenderError &error) {
-      if (error.pos.line == 0) // raised by a native function: locate it at the call
+      if (error.pos.line ==
+          0) // raised by a native function: locate it at the call
         error.pos = e.pos;
       throw;
     }
@@ -955,12 +1001,14 @@ private:
     return v.kind() == Value::Kind::Int || v.kind() == Value::Kind::Bool;
   }
   static double toDouble(const Value &v) {
-    return v.kind() == Value::Kind::Float ? v.asFloat() : static_cast<double>(v.asInt());
+    return v.kind() == Value::Kind::Float ? v.asFloat()
+                                          : static_cast<double>(v.asInt());
   }
 
-  [[noreturn]] void operandError(const Expr &e, const Value &a, const Value &b) {
-    fail(e.pos, absl::StrCat("unsupported operand type(s) for ", e.name, ": '", a.typeName(),
-                             "' and '", b.typeName(), "'"));
+  [[noreturn]] void operandError(const Expr &e, const Value &a,
+                                 const Value &b) {
+    fail(e.pos, absl::StrCat("unsupported operand type(s) for ", e.name, ": '",
+                             a.typeName(), "' and '", b.typeName(), "'"));
   }
 
   Value repeat(const Value &seq, int64_t times, const Expr &e) {
@@ -975,7 +1023,8 @@ private:
       return Value::string(std::move(out));
     }
     size_t size = seq.asList().size();
-    if (size && static_cast<uint64_t>(times) > (options_.maxOutputBytes / 8) / size)
+    if (size &&
+        static_cast<uint64_t>(times) > (options_.maxOutputBytes / 8) / size)
       fail(e.pos, "list repetition too large");
     ValueList out;
     for (int64_t i = 0; i < times; ++i)
@@ -1003,8 +1052,8 @@ private:
       }
       return x.size() < y.size();
     }
-    fail(e.pos, absl::StrCat("'<' not supported between instances of '", a.typeName(), "' and '",
-                             b.typeName(), "'"));
+    fail(e.pos, absl::StrCat("'<' not supported between instances of '",
+                             a.typeName(), "' and '", b.typeName(), "'"));
   }
 
   bool contains(const Value &container, const Value &item, const Expr &e) {
@@ -1012,7 +1061,8 @@ private:
     case Value::Kind::String:
       if (!item.isString())
         fail(e.pos,
-             absl::StrCat("'in <string>' requires string as left operand, not ", item.typeName()));
+             absl::StrCat("'in <string>' requires string as left operand, not ",
+                          item.typeName()));
       return container.asString().find(item.asString()) != std::string::npos;
     case Value::Kind::List:
     case Value::Kind::Tuple:
@@ -1026,11 +1076,13 @@ private:
     case Value::Kind::Undefined:
       return false;
     default:
-      fail(e.pos, absl::StrCat("argument of type '", container.typeName(), "' is not iterable"));
+      fail(e.pos, absl::StrCat("argument of type '", container.typeName(),
+                               "' is not iterable"));
     }
   }
 
-  bool compare(const std::string &op, const Value &a, const Value &b, const Expr &e) {
+  bool compare(const std::string &op, const Value &a, const Value &b,
+               const Expr &e) {
     if (op == "==")
       return a.equals(b);
     if (op == "!=")
@@ -1128,7 +1180,8 @@ private:
       }
       if (op == "**") {
         if (y < 0)
-          return Value::number(std::pow(static_cast<double>(x), static_cast<double>(y)));
+          return Value::number(
+              std::pow(static_cast<double>(x), static_cast<double>(y)));
         int64_t result = 1, base = x;
         for (int64_t exp = y; exp > 0; exp >>= 1) {
           if (exp & 1)
@@ -1160,8 +1213,9 @@ private:
         m += y;
       if (op == "%")
         return Value::number(m);
-      return Value::number(std::floor((x - m) / y + 0.5) == (x - m) / y ? (x - m) / y
-                                                                        : std::floor(x / y));
+      return Value::number(std::floor((x - m) / y + 0.5) == (x - m) / y
+                               ? (x - m) / y
+                               : std::floor(x / y));
     }
     if (op == "**")
       return Value::number(std::pow(x, y));
@@ -1175,19 +1229,22 @@ private:
 public:
   static bool isKnownTest(const std::string &name) {
     static const std::set<std::string> kTests = {
-        "defined",     "undefined", "none",        "boolean", "false",    "true",     "integer",
-        "float",       "number",    "string",      "mapping", "iterable", "sequence", "callable",
-        "odd",         "even",      "divisibleby", "eq",      "equalto",  "==",       "ne",
-        "!=",          "lt",        "lessthan",    "<",       "le",       "<=",       "gt",
-        "greaterthan", ">",         "ge",          ">=",      "in",       "sameas",   "lower",
-        "upper",       "escaped"};
+        "defined",  "undefined", "none",   "boolean", "false",       "true",
+        "integer",  "float",     "number", "string",  "mapping",     "iterable",
+        "sequence", "callable",  "odd",    "even",    "divisibleby", "eq",
+        "equalto",  "==",        "ne",     "!=",      "lt",          "lessthan",
+        "<",        "le",        "<=",     "gt",      "greaterthan", ">",
+        "ge",       ">=",        "in",     "sameas",  "lower",       "upper",
+        "escaped"};
     return kTests.count(name) > 0;
   }
 
-  bool applyTest(const std::string &name, const Value &v, const ValueList &args, const Expr &e) {
+  bool applyTest(const std::string &name, const Value &v, const ValueList &args,
+                 const Expr &e) {
     auto needArgs = [&](size_t n) {
       if (args.size() != n)
-        fail(e.pos, absl::StrCat("test '", name, "' takes ", n, " argument(s), got ", args.size()));
+        fail(e.pos, absl::StrCat("test '", name, "' takes ", n,
+                                 " argument(s), got ", args.size()));
     };
     if (name == "defined")
       return !v.isUndefined();
@@ -1212,29 +1269,32 @@ public:
     if (name == "mapping")
       return v.isMapping();
     if (name == "iterable")
-      return v.isUndefined() || v.isString() || v.isSequence() || v.isMapping() ||
-             v.kind() == Value::Kind::Generator;
+      return v.isUndefined() || v.isString() || v.isSequence() ||
+             v.isMapping() || v.kind() == Value::Kind::Generator;
     if (name == "sequence")
       return v.isUndefined() || v.isString() || v.isSequence() || v.isMapping();
     if (name == "callable")
       return v.kind() == Value::Kind::Function;
     if (name == "lower" || name == "upper") {
       std::string s = v.str();
-      return name == "lower" ? mapCase(s, toLower) == s && mapCase(s, toUpper) != s
-                             : mapCase(s, toUpper) == s && mapCase(s, toLower) != s;
+      return name == "lower"
+                 ? mapCase(s, toLower) == s && mapCase(s, toUpper) != s
+                 : mapCase(s, toUpper) == s && mapCase(s, toLower) != s;
     }
     if (name == "escaped")
       return false;
     if (name == "odd" || name == "even" || name == "divisibleby") {
-      // value % 2 == 1, value % 2 == 0, value % num == 0, as Python computes them.
+      // value % 2 == 1, value % 2 == 0, value % num == 0, as Python computes
+      // them.
       Value divisor = Value::integer(2);
       if (name == "divisibleby") {
         needArgs(1);
         divisor = args[0];
       }
       if (!v.isNumber() || !divisor.isNumber())
-        fail(e.pos, absl::StrCat("unsupported operand type(s) for %: '", v.typeName(), "' and '",
-                                 divisor.typeName(), "'"));
+        fail(e.pos,
+             absl::StrCat("unsupported operand type(s) for %: '", v.typeName(),
+                          "' and '", divisor.typeName(), "'"));
       if (toDouble(divisor) == 0)
         fail(e.pos, "integer division or modulo by zero");
       double m;
@@ -1277,7 +1337,8 @@ public:
       case Value::Kind::Bool:
         return v.asBool() == other.asBool();
       case Value::Kind::Int:
-        return v.asInt() == other.asInt() && v.asInt() >= -5 && v.asInt() <= 256;
+        return v.asInt() == other.asInt() && v.asInt() >= -5 &&
+               v.asInt() <= 256;
       case Value::Kind::List:
       case Value::Kind::Tuple:
         return &v.asList() == &other.asList();
@@ -1374,24 +1435,27 @@ private:
   Value evalFilter(const Expr &e, const Value *input) {
     Value v;
     if (e.children[0])
-      v = e.children[0]->kind == Expr::Kind::Filter ? evalFilter(*e.children[0], input)
-                                                    : eval(*e.children[0]);
+      v = e.children[0]->kind == Expr::Kind::Filter
+              ? evalFilter(*e.children[0], input)
+              : eval(*e.children[0]);
     else if (input)
       v = *input;
     CallArgs args = evalArgs(e, 1);
     return applyFilter(e.name, v, args, e);
   }
 
-  Value applyFilter(const std::string &name, const Value &v, const CallArgs &callArgs,
-                    const Expr &e) {
+  Value applyFilter(const std::string &name, const Value &v,
+                    const CallArgs &callArgs, const Expr &e) {
     absl::StatusOr<Value> result = filterImpl(name, v, callArgs, e);
     if (!result.ok())
       throwStatus(result.status(), e.pos);
     return std::move(*result);
   }
 
-  using FilterFn = absl::StatusOr<Value> (Interpreter::*)(const std::string &, const Value &,
-                                                          const CallArgs &, const Expr &);
+  using FilterFn = absl::StatusOr<Value> (Interpreter::*)(const std::string &,
+                                                          const Value &,
+                                                          const CallArgs &,
+                                                          const Expr &);
 
   /// Every supported filter, by name: adding a filter is one entry here and
   /// one member function below.
@@ -1433,7 +1497,8 @@ private:
                                    const CallArgs &callArgs, const Expr &e) {
     auto filter = filters().find(name);
     if (filter == filters().end())
-      return absl::InvalidArgumentError(absl::StrCat("unsupported filter '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported filter '", name, "'"));
     return (this->*filter->second)(name, v, callArgs, e);
   }
 
@@ -1441,26 +1506,30 @@ private:
   // Filters, one member function each (Jinja2's names and semantics)
   //===--------------------------------------------------------------------===//
 
-  absl::StatusOr<Value> filterTojson(const std::string &/*name*/, const Value &v,
-                                     const CallArgs &callArgs, const Expr &e) {
-    JINJA_BIND(args, "tojson", callArgs, "ensure_ascii", "indent", "separators", "sort_keys");
+  absl::StatusOr<Value> filterTojson(const std::string & /*name*/,
+                                     const Value &v, const CallArgs &callArgs,
+                                     const Expr &e) {
+    JINJA_BIND(args, "tojson", callArgs, "ensure_ascii", "indent", "separators",
+               "sort_keys");
     JsonOptions options;
     options.ensureAscii = args.has(0) && args[0].truthy();
     options.sortKeys = args.has(3) && args[3].truthy();
     if (args.has(1) && !args[1].isNone()) {
       if (isIntLike(args[1]))
-        options.indent =
-            std::string(std::max<int64_t>(0, std::min<int64_t>(args[1].asInt(), 256)), ' ');
+        options.indent = std::string(
+            std::max<int64_t>(0, std::min<int64_t>(args[1].asInt(), 256)), ' ');
       else if (args[1].isString())
         options.indent = args[1].asString();
       else
-        return absl::InvalidArgumentError("tojson: indent must be an integer or a string");
+        return absl::InvalidArgumentError(
+            "tojson: indent must be an integer or a string");
       options.itemSeparator = ",";
     }
     if (args.has(2) && !args[2].isNone()) {
       if (!args[2].isSequence() || args[2].asList().size() != 2 ||
           !args[2].asList()[0].isString() || !args[2].asList()[1].isString())
-        return absl::InvalidArgumentError("tojson: separators must be a pair of strings");
+        return absl::InvalidArgumentError(
+            "tojson: separators must be a pair of strings");
       options.itemSeparator = args[2].asList()[0].asString();
       options.keySeparator = args[2].asList()[1].asString();
     }
@@ -1468,7 +1537,7 @@ private:
     return Value::string(std::move(json));
   }
 
-  absl::StatusOr<Value> filterTrim(const std::string &/*name*/, const Value &v,
+  absl::StatusOr<Value> filterTrim(const std::string & /*name*/, const Value &v,
                                    const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, "trim", callArgs, "chars");
     std::string chars;
@@ -1476,7 +1545,8 @@ private:
     if (haveChars) {
       TRENI_JINJA_ASSIGN(chars, args.string(0, ""));
     }
-    return Value::string(pythonStrip(v.str(), haveChars ? &chars : nullptr, true, true));
+    return Value::string(
+        pythonStrip(v.str(), haveChars ? &chars : nullptr, true, true));
   }
 
   absl::StatusOr<Value> filterLength(const std::string &name, const Value &v,
@@ -1498,24 +1568,28 @@ private:
     }
   }
 
-  absl::StatusOr<Value> filterFirstOrLast(const std::string &name, const Value &v,
-                                    const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterFirstOrLast(const std::string &name,
+                                          const Value &v,
+                                          const CallArgs &callArgs,
+                                          const Expr &e) {
     JINJA_BIND(args, name, callArgs);
     if (name == "last" && v.kind() == Value::Kind::Generator)
       return absl::InvalidArgumentError("'generator' object is not reversible");
     ValueList items = iterate(v, e.pos);
     if (items.empty())
-      return Value::undefined(absl::StrCat("No ", name, " item, sequence was empty."));
+      return Value::undefined(
+          absl::StrCat("No ", name, " item, sequence was empty."));
     return name == "first" ? items.front() : items.back();
   }
 
-  absl::StatusOr<Value> filterJoin(const std::string &/*name*/, const Value &v,
+  absl::StatusOr<Value> filterJoin(const std::string & /*name*/, const Value &v,
                                    const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, "join", callArgs, "d", "attribute");
     TRENI_JINJA_ASSIGN(std::string separator, args.string(0, ""));
     std::vector<std::string> parts;
     for (const Value &item : iterate(v, e.pos))
-      parts.push_back(args.has(1) ? attribute(item, args[1], e).str() : item.str());
+      parts.push_back(args.has(1) ? attribute(item, args[1], e).str()
+                                  : item.str());
     std::string joined = absl::StrJoin(parts, separator);
     if (joined.size() > options_.maxOutputBytes)
       return absl::InvalidArgumentError("join: result too large");
@@ -1523,7 +1597,7 @@ private:
   }
 
   absl::StatusOr<Value> filterCase(const std::string &name, const Value &v,
-                                    const CallArgs &callArgs, const Expr &e) {
+                                   const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, name, callArgs);
     std::string s = v.str();
     if (name == "upper")
@@ -1544,17 +1618,19 @@ private:
     return v;
   }
 
-  absl::StatusOr<Value> filterItems(const std::string &/*name*/, const Value &v,
-                                    const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterItems(const std::string & /*name*/,
+                                    const Value &v, const CallArgs &callArgs,
+                                    const Expr &e) {
     JINJA_BIND(args, "items", callArgs);
     if (v.isUndefined())
       return Value::list({});
     if (!v.isMapping())
-      return absl::InvalidArgumentError("Can only get item pairs from a mapping.");
+      return absl::InvalidArgumentError(
+          "Can only get item pairs from a mapping.");
     return dictItems(v);
   }
 
-  absl::StatusOr<Value> filterList(const std::string &/*name*/, const Value &v,
+  absl::StatusOr<Value> filterList(const std::string & /*name*/, const Value &v,
                                    const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, "list", callArgs);
     return Value::list(iterate(v, e.pos));
@@ -1566,7 +1642,7 @@ private:
     return v.isString() ? v : Value::string(v.str());
   }
 
-  absl::StatusOr<Value> filterInt(const std::string &/*name*/, const Value &v,
+  absl::StatusOr<Value> filterInt(const std::string & /*name*/, const Value &v,
                                   const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, "int", callArgs, "default", "base");
     TRENI_JINJA_ASSIGN(int64_t base, args.integer(1, 10));
@@ -1589,20 +1665,23 @@ private:
       if (!digits.empty() && base >= 2 && base <= 36) {
         errno = 0;
         char *end = nullptr;
-        long long parsed = std::strtoll(digits.c_str(), &end, static_cast<int>(base));
+        long long parsed =
+            std::strtoll(digits.c_str(), &end, static_cast<int>(base));
         if (errno == 0 && end && *end == '\0')
           return Value::integer(parsed);
       }
       char *end = nullptr;
       double d = std::strtod(s.c_str(), &end);
-      if (!s.empty() && end && *end == '\0' && std::isfinite(d) && std::fabs(d) < 9.2e18)
+      if (!s.empty() && end && *end == '\0' && std::isfinite(d) &&
+          std::fabs(d) < 9.2e18)
         return Value::integer(static_cast<int64_t>(d));
     }
     return fallback;
   }
 
-  absl::StatusOr<Value> filterFloat(const std::string &/*name*/, const Value &v,
-                                    const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterFloat(const std::string & /*name*/,
+                                    const Value &v, const CallArgs &callArgs,
+                                    const Expr &e) {
     JINJA_BIND(args, "float", callArgs, "default");
     Value fallback = args.has(0) ? args[0] : Value::number(0.0);
     if (v.isUndefined())
@@ -1619,18 +1698,20 @@ private:
     return fallback;
   }
 
-  absl::StatusOr<Value> filterReplace(const std::string &/*name*/, const Value &v,
-                                      const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterReplace(const std::string & /*name*/,
+                                      const Value &v, const CallArgs &callArgs,
+                                      const Expr &e) {
     JINJA_BIND(args, "replace", callArgs, "old", "new", "count");
     TRENI_JINJA_ASSIGN(std::string from, args.string(0, ""));
     TRENI_JINJA_ASSIGN(std::string to, args.string(1, ""));
     TRENI_JINJA_ASSIGN(int64_t count, args.integer(2, -1));
     if (!args.has(0) || !args.has(1))
       return absl::InvalidArgumentError("replace() needs old and new");
-    return Value::string(pythonReplace(v.str(), from, to, count, options_.maxOutputBytes, e.pos));
+    return Value::string(pythonReplace(v.str(), from, to, count,
+                                       options_.maxOutputBytes, e.pos));
   }
 
-  absl::StatusOr<Value> filterAbs(const std::string &/*name*/, const Value &v,
+  absl::StatusOr<Value> filterAbs(const std::string & /*name*/, const Value &v,
                                   const CallArgs &callArgs, const Expr &e) {
     JINJA_BIND(args, "abs", callArgs);
     if (isIntLike(v)) {
@@ -1644,8 +1725,9 @@ private:
         absl::StrCat("bad operand type for abs(): '", v.typeName(), "'"));
   }
 
-  absl::StatusOr<Value> filterReverse(const std::string &/*name*/, const Value &v,
-                                      const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterReverse(const std::string & /*name*/,
+                                      const Value &v, const CallArgs &callArgs,
+                                      const Expr &e) {
     JINJA_BIND(args, "reverse", callArgs);
     if (v.isString()) {
       std::vector<uint32_t> cps = codePoints(v.asString());
@@ -1658,8 +1740,9 @@ private:
     return Value::generator(std::move(items));
   }
 
-  absl::StatusOr<Value> filterUnique(const std::string &/*name*/, const Value &v,
-                                     const CallArgs &callArgs, const Expr &e) {
+  absl::StatusOr<Value> filterUnique(const std::string & /*name*/,
+                                     const Value &v, const CallArgs &callArgs,
+                                     const Expr &e) {
     JINJA_BIND(args, "unique", callArgs, "case_sensitive", "attribute");
     bool caseSensitive = args.has(0) && args[0].truthy();
     ValueList out, seen;
@@ -1686,7 +1769,8 @@ private:
       if (k == "attribute")
         attr = value;
       else if (k != "default")
-        return absl::InvalidArgumentError("map: unexpected keyword argument '" + k + "'");
+        return absl::InvalidArgumentError("map: unexpected keyword argument '" +
+                                          k + "'");
     }
     Value fallback;
     for (const auto &[k, value] : callArgs.keyword)
@@ -1695,15 +1779,19 @@ private:
     for (const Value &item : iterate(v, e.pos)) {
       if (attr) {
         Value got = attribute(item, *attr, e);
-        out.push_back(got.isUndefined() && !fallback.isUndefined() ? fallback : got);
+        out.push_back(got.isUndefined() && !fallback.isUndefined() ? fallback
+                                                                   : got);
       } else {
         if (callArgs.positional.empty() || !callArgs.positional[0].isString())
-          return absl::InvalidArgumentError("map: needs a filter name or attribute=");
+          return absl::InvalidArgumentError(
+              "map: needs a filter name or attribute=");
         CallArgs rest;
-        rest.positional.assign(callArgs.positional.begin() + 1, callArgs.positional.end());
+        rest.positional.assign(callArgs.positional.begin() + 1,
+                               callArgs.positional.end());
         std::string filter = callArgs.positional[0].asString();
         if (!isSupportedFilter(filter))
-          return absl::InvalidArgumentError("map: unsupported filter '" + filter + "'");
+          return absl::InvalidArgumentError("map: unsupported filter '" +
+                                            filter + "'");
         out.push_back(applyFilter(filter, item, rest, e));
       }
     }
@@ -1727,16 +1815,19 @@ private:
     std::optional<std::string> test;
     if (next < p.size()) {
       if (!p[next].isString())
-        return absl::InvalidArgumentError(name + ": the test name must be a string");
+        return absl::InvalidArgumentError(name +
+                                          ": the test name must be a string");
       test = p[next++].asString();
       if (!isKnownTest(*test))
-        return absl::InvalidArgumentError(absl::StrCat("no test named '", *test, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("no test named '", *test, "'"));
     }
     ValueList testArgs(p.begin() + next, p.end());
     ValueList out;
     for (const Value &item : iterate(v, e.pos)) {
       Value subject = byAttr ? attribute(item, attr, e) : item;
-      bool pass = test ? applyTest(*test, subject, testArgs, e) : subject.truthy();
+      bool pass =
+          test ? applyTest(*test, subject, testArgs, e) : subject.truthy();
       if (pass == select)
         out.push_back(item);
     }
@@ -1753,9 +1844,12 @@ private:
     Value current = item;
     std::vector<std::string> parts = absl::StrSplit(path.asString(), '.');
     for (const std::string &key : parts) {
-      bool numeric = !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
-      current = numeric ? getItemChecked(current, Value::integer(std::atoll(key.c_str())), e)
-                        : getItemChecked(current, Value::string(key), e);
+      bool numeric =
+          !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
+      current = numeric
+                    ? getItemChecked(current,
+                                     Value::integer(std::atoll(key.c_str())), e)
+                    : getItemChecked(current, Value::string(key), e);
     }
     return current;
   }
@@ -1779,7 +1873,8 @@ private:
 
 public:
   absl::StatusOr<Value> callMethod(const Value &self, const std::string &name,
-                                   const std::string &qualified, const CallArgs &callArgs) {
+                                   const std::string &qualified,
+                                   const CallArgs &callArgs) {
     if (self.isMapping()) {
       if (name == "get") {
         JINJA_BIND(args, qualified, callArgs, "key", "default");
@@ -1800,7 +1895,8 @@ public:
     if (self.isSequence()) {
       JINJA_BIND(args, qualified, callArgs, "value");
       if (!args.has(0))
-        return absl::InvalidArgumentError(qualified + "() takes exactly one argument (0 given)");
+        return absl::InvalidArgumentError(
+            qualified + "() takes exactly one argument (0 given)");
       const ValueList &items = self.asList();
       int64_t n = 0;
       for (size_t i = 0; i < items.size(); ++i) {
@@ -1811,7 +1907,8 @@ public:
         ++n;
       }
       if (name == "index")
-        return absl::InvalidArgumentError(absl::StrCat(args[0].repr(), " is not in list"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(args[0].repr(), " is not in list"));
       return Value::integer(n);
     }
     const std::string &s = self.asString();
@@ -1822,8 +1919,8 @@ public:
       if (haveChars) {
         TRENI_JINJA_ASSIGN(chars, args.string(0, ""));
       }
-      return Value::string(
-          pythonStrip(s, haveChars ? &chars : nullptr, name != "rstrip", name != "lstrip"));
+      return Value::string(pythonStrip(s, haveChars ? &chars : nullptr,
+                                       name != "rstrip", name != "lstrip"));
     }
     if (name == "split") {
       JINJA_BIND(args, qualified, callArgs, "sep", "maxsplit");
@@ -1835,12 +1932,14 @@ public:
           return absl::InvalidArgumentError("str.split(): empty separator");
       }
       TRENI_JINJA_ASSIGN(int64_t maxSplit, args.integer(1, -1));
-      return Value::list(pythonSplit(s, haveSep ? &sep : nullptr, maxSplit, Pos{0, 0}));
+      return Value::list(
+          pythonSplit(s, haveSep ? &sep : nullptr, maxSplit, Pos{0, 0}));
     }
     if (name == "startswith" || name == "endswith") {
       JINJA_BIND(args, qualified, callArgs, "prefix");
       if (!args.has(0))
-        return absl::InvalidArgumentError(qualified + "() takes at least 1 argument (0 given)");
+        return absl::InvalidArgumentError(
+            qualified + "() takes at least 1 argument (0 given)");
       ValueList candidates;
       if (args[0].kind() == Value::Kind::Tuple)
         candidates = args[0].asList();
@@ -1849,13 +1948,16 @@ public:
       for (const Value &c : candidates) {
         if (!c.isString())
           return absl::InvalidArgumentError(absl::StrCat(
-              qualified, " first arg must be str or a tuple of str, not ", c.typeName()));
-        if (name == "startswith" ? s.starts_with(c.asString()) : s.ends_with(c.asString()))
+              qualified, " first arg must be str or a tuple of str, not ",
+              c.typeName()));
+        if (name == "startswith" ? s.starts_with(c.asString())
+                                 : s.ends_with(c.asString()))
           return Value::boolean(true);
       }
       return Value::boolean(false);
     }
-    if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
+    if (name == "upper" || name == "lower" || name == "title" ||
+        name == "capitalize") {
       JINJA_BIND(args, qualified, callArgs);
       if (name == "upper")
         return Value::string(mapCase(s, toUpper));
@@ -1872,26 +1974,30 @@ public:
       TRENI_JINJA_ASSIGN(std::string from, args.string(0, ""));
       TRENI_JINJA_ASSIGN(std::string to, args.string(1, ""));
       TRENI_JINJA_ASSIGN(int64_t count, args.integer(2, -1));
-      return Value::string(pythonReplace(s, from, to, count, options_.maxOutputBytes, Pos{0, 0}));
+      return Value::string(pythonReplace(s, from, to, count,
+                                         options_.maxOutputBytes, Pos{0, 0}));
     }
     if (name == "find" || name == "count") {
       JINJA_BIND(args, qualified, callArgs, "sub");
       TRENI_JINJA_ASSIGN(std::string sub, args.string(0, ""));
       if (!args.has(0))
-        return absl::InvalidArgumentError(qualified + "() takes at least 1 argument (0 given)");
+        return absl::InvalidArgumentError(
+            qualified + "() takes at least 1 argument (0 given)");
       if (name == "find") {
         size_t at = s.find(sub);
-        return Value::integer(at == std::string::npos ? -1 : codePointLength(s.substr(0, at)));
+        return Value::integer(
+            at == std::string::npos ? -1 : codePointLength(s.substr(0, at)));
       }
       if (sub.empty())
         return Value::integer(codePointLength(s) + 1);
       int64_t n = 0;
-      for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size()))
+      for (size_t at = s.find(sub); at != std::string::npos;
+           at = s.find(sub, at + sub.size()))
         ++n;
       return Value::integer(n);
     }
-    if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isupper" ||
-        name == "islower") {
+    if (name == "isdigit" || name == "isalpha" || name == "isspace" ||
+        name == "isupper" || name == "islower") {
       JINJA_BIND(args, qualified, callArgs);
       std::vector<uint32_t> cps = codePoints(s);
       if (name == "isupper" || name == "islower") {
@@ -1910,17 +2016,21 @@ public:
       for (uint32_t cp : cps) {
         bool ok = name == "isspace" ? isPythonSpace(cp)
                   : name == "isdigit"
-                      ? utf8proc_category(static_cast<utf8proc_int32_t>(cp)) == UTF8PROC_CATEGORY_ND
+                      ? utf8proc_category(static_cast<utf8proc_int32_t>(cp)) ==
+                            UTF8PROC_CATEGORY_ND
                       : (isCased(cp) || (cp >= 0x80 && [&] {
-                           auto c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-                           return c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_LO;
+                           auto c = utf8proc_category(
+                               static_cast<utf8proc_int32_t>(cp));
+                           return c == UTF8PROC_CATEGORY_LM ||
+                                  c == UTF8PROC_CATEGORY_LO;
                          }()));
         if (!ok)
           return Value::boolean(false);
       }
       return Value::boolean(true);
     }
-    return absl::InvalidArgumentError(absl::StrCat("unsupported method '", qualified, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported method '", qualified, "'"));
   }
 
 private:
@@ -1930,80 +2040,98 @@ private:
 
   void installGlobals() {
     auto add = [&](const std::string &name,
-                   std::function<absl::StatusOr<Value>(Interpreter &, const CallArgs &)> fn) {
+                   std::function<absl::StatusOr<Value>(Interpreter &,
+                                                       const CallArgs &)>
+                       fn) {
       globals_[name] = Value::function(makeFunction(name, std::move(fn)));
     };
-    add("raise_exception", [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
-      std::string message = args.positional.empty() ? "" : args.positional[0].str();
-      return absl::InvalidArgumentError(message + "\x01raised\x01");
-    });
-    add("range", [](Interpreter &, const CallArgs &callArgs) -> absl::StatusOr<Value> {
-      JINJA_BIND(args, "range", callArgs, "start", "stop", "step");
-      int64_t start = 0, stop = 0, step = 1;
-      for (size_t i = 0; i < 3; ++i)
-        if (args.has(i) && !isIntLike(args[i]))
-          return absl::InvalidArgumentError(absl::StrCat(
-              "range(): '", args[i].typeName(), "' object cannot be interpreted as an integer"));
-      if (!args.has(0))
-        return absl::InvalidArgumentError("range expected at least 1 argument, got 0");
-      if (!args.has(1)) {
-        stop = args[0].asInt();
-      } else {
-        start = args[0].asInt();
-        stop = args[1].asInt();
-        if (args.has(2))
-          step = args[2].asInt();
-      }
-      if (step == 0)
-        return absl::InvalidArgumentError("range() arg 3 must not be zero");
-      ValueList out;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        if (out.size() >= 100000) // jinja2.sandbox.MAX_RANGE
-          return absl::InvalidArgumentError(
-              "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
-        out.push_back(Value::integer(i));
-        if (__builtin_add_overflow(i, step, &i))
-          break;
-        i -= step;
-      }
-      return Value::list(std::move(out));
-    });
-    add("namespace", [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
-      Dict attributes;
-      for (const Value &p : args.positional) {
-        if (!p.isMapping())
-          return absl::InvalidArgumentError("namespace() takes keyword arguments or a dict");
-        for (const auto &[k, v] : p.asDict().items)
-          attributes.set(k, v);
-      }
-      for (const auto &[k, v] : args.keyword)
-        attributes.set(Value::string(k), v);
-      return Value::namespaceOf(std::move(attributes));
-    });
-    add("dict", [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
-      Dict d;
-      for (const Value &p : args.positional) {
-        if (!p.isMapping())
-          return absl::InvalidArgumentError("dict() takes keyword arguments or a dict");
-        for (const auto &[k, v] : p.asDict().items)
-          d.set(k, v);
-      }
-      for (const auto &[k, v] : args.keyword)
-        d.set(Value::string(k), v);
-      return Value::dict(std::move(d));
-    });
-    add("strftime_now", [](Interpreter &interp, const CallArgs &callArgs) -> absl::StatusOr<Value> {
-      JINJA_BIND(args, "strftime_now", callArgs, "format");
-      TRENI_JINJA_ASSIGN(std::string format, args.string(0, ""));
-      std::time_t now = interp.options().now ? interp.options().now() : std::time(nullptr);
-      std::tm local{};
-      localtime_r(&now, &local);
-      char buf[512];
-      size_t n = format.empty() ? 0 : std::strftime(buf, sizeof(buf), format.c_str(), &local);
-      if (n == 0 && !format.empty())
-        return absl::InvalidArgumentError("strftime_now: format too long or invalid");
-      return Value::string(std::string(buf, n));
-    });
+    add("raise_exception",
+        [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
+          std::string message =
+              args.positional.empty() ? "" : args.positional[0].str();
+          return absl::InvalidArgumentError(message + "\x01raised\x01");
+        });
+    add("range",
+        [](Interpreter &, const CallArgs &callArgs) -> absl::StatusOr<Value> {
+          JINJA_BIND(args, "range", callArgs, "start", "stop", "step");
+          int64_t start = 0, stop = 0, step = 1;
+          for (size_t i = 0; i < 3; ++i)
+            if (args.has(i) && !isIntLike(args[i]))
+              return absl::InvalidArgumentError(
+                  absl::StrCat("range(): '", args[i].typeName(),
+                               "' object cannot be interpreted as an integer"));
+          if (!args.has(0))
+            return absl::InvalidArgumentError(
+                "range expected at least 1 argument, got 0");
+          if (!args.has(1)) {
+            stop = args[0].asInt();
+          } else {
+            start = args[0].asInt();
+            stop = args[1].asInt();
+            if (args.has(2))
+              step = args[2].asInt();
+          }
+          if (step == 0)
+            return absl::InvalidArgumentError("range() arg 3 must not be zero");
+          ValueList out;
+          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+            if (out.size() >= 100000) // jinja2.sandbox.MAX_RANGE
+              return absl::InvalidArgumentError(
+                  "Range too big. The sandbox blocks ranges larger than "
+                  "MAX_RANGE (100000).");
+            out.push_back(Value::integer(i));
+            if (__builtin_add_overflow(i, step, &i))
+              break;
+            i -= step;
+          }
+          return Value::list(std::move(out));
+        });
+    add("namespace",
+        [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
+          Dict attributes;
+          for (const Value &p : args.positional) {
+            if (!p.isMapping())
+              return absl::InvalidArgumentError(
+                  "namespace() takes keyword arguments or a dict");
+            for (const auto &[k, v] : p.asDict().items)
+              attributes.set(k, v);
+          }
+          for (const auto &[k, v] : args.keyword)
+            attributes.set(Value::string(k), v);
+          return Value::namespaceOf(std::move(attributes));
+        });
+    add("dict",
+        [](Interpreter &, const CallArgs &args) -> absl::StatusOr<Value> {
+          Dict d;
+          for (const Value &p : args.positional) {
+            if (!p.isMapping())
+              return absl::InvalidArgumentError(
+                  "dict() takes keyword arguments or a dict");
+            for (const auto &[k, v] : p.asDict().items)
+              d.set(k, v);
+          }
+          for (const auto &[k, v] : args.keyword)
+            d.set(Value::string(k), v);
+          return Value::dict(std::move(d));
+        });
+    add("strftime_now",
+        [](Interpreter &interp,
+           const CallArgs &callArgs) -> absl::StatusOr<Value> {
+          JINJA_BIND(args, "strftime_now", callArgs, "format");
+          TRENI_JINJA_ASSIGN(std::string format, args.string(0, ""));
+          std::time_t now = interp.options().now ? interp.options().now()
+                                                 : std::time(nullptr);
+          std::tm local{};
+          localtime_r(&now, &local);
+          char buf[512];
+          size_t n = format.empty() ? 0
+                                    : std::strftime(buf, sizeof(buf),
+                                                    format.c_str(), &local);
+          if (n == 0 && !format.empty())
+            return absl::InvalidArgumentError(
+                "strftime_now: format too long or invalid");
+          return Value::string(std::string(buf, n));
+        });
   }
 
   const TemplateOptions &options_;
@@ -2030,15 +2158,18 @@ absl::Status checkExpr(const Expr *e) {
     return absl::OkStatus();
   if (e->kind == Expr::Kind::Filter) {
     if (!Interpreter::isKnownFilter(e->name))
-      return absl::InvalidArgumentError(absl::StrCat("template error at ", formatPos(e->pos),
-                                                     ": no filter named '", e->name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template error at ", formatPos(e->pos),
+                       ": no filter named '", e->name, "'"));
     if (!Interpreter::isSupportedFilter(e->name))
-      return absl::InvalidArgumentError(absl::StrCat("template error at ", formatPos(e->pos),
-                                                     ": unsupported filter '", e->name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template error at ", formatPos(e->pos),
+                       ": unsupported filter '", e->name, "'"));
   }
   if (e->kind == Expr::Kind::Test && !Interpreter::isKnownTest(e->name))
     return absl::InvalidArgumentError(
-        absl::StrCat("template error at ", formatPos(e->pos), ": no test named '", e->name, "'"));
+        absl::StrCat("template error at ", formatPos(e->pos),
+                     ": no test named '", e->name, "'"));
   for (const auto &child : e->children)
     TRENI_JINJA_RETURN(checkExpr(child.get()));
   return absl::OkStatus();
@@ -2061,8 +2192,8 @@ absl::Status checkNodes(const NodeList &nodes) {
 
 Template::~Template() = default;
 
-absl::StatusOr<std::unique_ptr<Template>> Template::parse(std::string_view source,
-                                                          TemplateOptions options) {
+absl::StatusOr<std::unique_ptr<Template>>
+Template::parse(std::string_view source, TemplateOptions options) {
   // Jinja2 normalizes \r\n and \r to \n and drops one trailing newline.
   std::string normalized;
   normalized.reserve(source.size());
@@ -2075,7 +2206,8 @@ absl::StatusOr<std::unique_ptr<Template>> Template::parse(std::string_view sourc
       normalized.push_back(source[i]);
     }
   }
-  if (!options.keepTrailingNewline && !normalized.empty() && normalized.back() == '\n')
+  if (!options.keepTrailingNewline && !normalized.empty() &&
+      normalized.back() == '\n')
     normalized.pop_back();
   absl::StatusOr<NodeList> body = detail::parseTemplate(normalized, options);
   if (!body.ok())
@@ -2087,27 +2219,31 @@ absl::StatusOr<std::unique_ptr<Template>> Template::parse(std::string_view sourc
   return t;
 }
 
-absl::StatusOr<std::string> Template::render(const nlohmann::json &variables) const {
+absl::StatusOr<std::string>
+Template::render(const nlohmann::json &variables) const {
   return render(nlohmann::ordered_json(variables));
 }
 
-absl::StatusOr<std::string> Template::render(const nlohmann::ordered_json &variables) const {
+absl::StatusOr<std::string>
+Template::render(const nlohmann::ordered_json &variables) const {
   if (!variables.is_object())
-    return absl::InvalidArgumentError("template variables must be a JSON object");
+    return absl::InvalidArgumentError(
+        "template variables must be a JSON object");
   std::map<std::string, Value> values;
   for (auto it = variables.begin(); it != variables.end(); ++it)
     values[it.key()] = Value::fromJson(it.value());
   return render(values);
 }
 
-absl::StatusOr<std::string> Template::render(const std::map<std::string, Value> &variables) const {
+absl::StatusOr<std::string>
+Template::render(const std::map<std::string, Value> &variables) const {
   try {
     Interpreter interpreter(options_, variables);
     return interpreter.render(body_);
   } catch (const RenderError &e) {
     if (e.raised)
-      return absl::InvalidArgumentError(
-          absl::StrCat(e.message, " (raise_exception at ", formatPos(e.pos), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          e.message, " (raise_exception at ", formatPos(e.pos), ")"));
     return absl::InvalidArgumentError(
         absl::StrCat("template error at ", formatPos(e.pos), ": ", e.message));
   } catch (const std::bad_alloc &) {

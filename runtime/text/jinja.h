@@ -100,14 +100,18 @@ public:
   bool isNumber() const {
     return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool;
   }
-  bool isSequence() const { return kind_ == Kind::List || kind_ == Kind::Tuple; }
+  bool isSequence() const {
+    return kind_ == Kind::List || kind_ == Kind::Tuple;
+  }
   bool isMapping() const { return kind_ == Kind::Dict; }
 
   bool asBool() const { return bool_; }
   int64_t asInt() const { return int_; }
   double asFloat() const { return float_; }
   const std::string &asString() const { return *string_; }
-  const ValueList &asList() const { return *list_; } ///< lists, tuples, generators
+  const ValueList &asList() const {
+    return *list_;
+  } ///< lists, tuples, generators
   const Dict &asDict() const { return *dict_; }
   Dict &mutableDict() const { return *dict_; } ///< dicts and namespaces
   const std::shared_ptr<FunctionValue> &asFunction() const { return function_; }
@@ -149,7 +153,8 @@ struct JsonOptions {
 
 /// json.dumps(value, ...). An error for values JSON cannot hold (Undefined,
 /// functions, namespaces).
-absl::StatusOr<std::string> toJson(const Value &value, const JsonOptions &options = {});
+absl::StatusOr<std::string> toJson(const Value &value,
+                                   const JsonOptions &options = {});
 /// Python float repr ('1.0', '1e-05', '1.5e+16', 'inf', 'nan').
 std::string formatFloat(double value);
 
@@ -169,8 +174,8 @@ struct FunctionValue {
 };
 
 struct TemplateOptions {
-  bool trimBlocks = true;           ///< transformers: True (Jinja's default: False)
-  bool lstripBlocks = true;         ///< transformers: True (Jinja's default: False)
+  bool trimBlocks = true;   ///< transformers: True (Jinja's default: False)
+  bool lstripBlocks = true; ///< transformers: True (Jinja's default: False)
   bool keepTrailingNewline = false; ///< Jinja's default
   /// Local time for strftime_now (tests fix it); the system clock if unset.
   std::function<std::time_t()> now;
@@ -188,15 +193,17 @@ class Template {
 public:
   /// Parses `source`; a syntax error names what was found and its
   /// line:column.
-  static absl::StatusOr<std::unique_ptr<Template>> parse(std::string_view source,
-                                                         TemplateOptions options = {});
+  static absl::StatusOr<std::unique_ptr<Template>>
+  parse(std::string_view source, TemplateOptions options = {});
   ~Template();
 
   /// Renders with `variables` (a JSON object, converted with
   /// Value::fromJson) in scope, plus the globals.
   absl::StatusOr<std::string> render(const nlohmann::json &variables) const;
-  absl::StatusOr<std::string> render(const nlohmann::ordered_json &variables) const;
-  absl::StatusOr<std::string> render(const std::map<std::string, Value> &variables) const;
+  absl::StatusOr<std::string>
+  render(const nlohmann::ordered_json &variables) const;
+  absl::StatusOr<std::string>
+  render(const std::map<std::string, Value> &variables) const;
 
 private:
   Template() = default;

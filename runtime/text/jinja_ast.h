@@ -27,15 +27,17 @@ std::string formatPos(Pos pos);
 
 struct Expr {
   enum class Kind {
-    Const,    ///< value
-    Name,     ///< name
-    List,     ///< children
-    Tuple,    ///< children
-    Dict,     ///< children: key, value, key, value, ...
-    GetAttr,  ///< children[0].name
-    GetItem,  ///< children[0][children[1]]
-    Slice,    ///< children[0][children[1]:children[2]:children[3]] (null = omitted)
-    Call,     ///< children[0](children[1..]); argNames[i] names children[i+1] ("" = positional)
+    Const,   ///< value
+    Name,    ///< name
+    List,    ///< children
+    Tuple,   ///< children
+    Dict,    ///< children: key, value, key, value, ...
+    GetAttr, ///< children[0].name
+    GetItem, ///< children[0][children[1]]
+    Slice,   ///< children[0][children[1]:children[2]:children[3]] (null =
+             ///< omitted)
+    Call, ///< children[0](children[1..]); argNames[i] names children[i+1] ("" =
+          ///< positional)
     Filter,   ///< children[0] | name(children[1..]) with argNames
     Test,     ///< children[0] is [not] name(children[1..]); negated
     Not,      ///< not children[0]
@@ -43,14 +45,16 @@ struct Expr {
     Pos,      ///< +children[0]
     Binary,   ///< children[0] op children[1]
     Compare,  ///< children[0] argNames[0] children[1] argNames[1] ... (chained)
-    CondExpr, ///< children[1] if children[0] else children[2] (null = undefined)
+    CondExpr, ///< children[1] if children[0] else children[2] (null =
+              ///< undefined)
   };
   Kind kind;
   Pos pos;
   Value value;
   std::string name; ///< names, attributes, filters, tests, operators
   bool negated = false;
-  std::vector<std::unique_ptr<Expr>> children; ///< may hold nulls (Slice, CondExpr)
+  std::vector<std::unique_ptr<Expr>>
+      children; ///< may hold nulls (Slice, CondExpr)
   std::vector<std::string> argNames;
 };
 
@@ -59,11 +63,11 @@ using NodeList = std::vector<std::unique_ptr<Node>>;
 
 struct Node {
   enum class Kind {
-    Text,     ///< text
-    Output,   ///< {{ expr }}
-    If,       ///< exprs[i] -> bodies[i]; bodies[exprs.size()] = else (may be empty)
-    For,      ///< for names in expr [if filter]: bodies[0], else bodies[1]
-    Set,      ///< set names = expr, or set names[0].attr = expr
+    Text,   ///< text
+    Output, ///< {{ expr }}
+    If,  ///< exprs[i] -> bodies[i]; bodies[exprs.size()] = else (may be empty)
+    For, ///< for names in expr [if filter]: bodies[0], else bodies[1]
+    Set, ///< set names = expr, or set names[0].attr = expr
     SetBlock, ///< set names[0] %}bodies[0]{% endset (filters: filterChain)
     Macro,    ///< macro text(names = exprs defaults) bodies[0]
     Break,
@@ -79,13 +83,15 @@ struct Node {
   std::unique_ptr<Expr> filter;
   /// For SetBlock / FilterBlock: a Filter chain whose innermost input is null.
   std::unique_ptr<Expr> filterChain;
-  std::vector<std::unique_ptr<Expr>> exprs; ///< If conditions; Macro defaults (null = none)
+  std::vector<std::unique_ptr<Expr>>
+      exprs; ///< If conditions; Macro defaults (null = none)
   std::vector<std::string> names;
   std::vector<NodeList> bodies;
 };
 
 /// Lexes and parses `source` (newlines already normalized by the caller).
-absl::StatusOr<NodeList> parseTemplate(std::string_view source, const TemplateOptions &options);
+absl::StatusOr<NodeList> parseTemplate(std::string_view source,
+                                       const TemplateOptions &options);
 
 /// Python's str.isspace() for one code point.
 bool isPythonSpace(uint32_t codePoint);

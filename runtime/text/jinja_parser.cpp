@@ -21,12 +21,15 @@
 
 namespace treni::jinja::detail {
 
-std::string formatPos(Pos pos) { return absl::StrCat("line ", pos.line, ":", pos.column); }
+std::string formatPos(Pos pos) {
+  return absl::StrCat("line ", pos.line, ":", pos.column);
+}
 
 bool isPythonSpace(uint32_t c) {
-  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
-         c == 0x205f || c == 0x3000;
+  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 ||
+         c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
+         c == 0x3000;
 }
 
 uint32_t decodeUtf8(std::string_view s, size_t &pos) {
@@ -92,7 +95,19 @@ struct SyntaxError {
   std::string message;
 };
 
-enum class Tok { Data, VarBegin, VarEnd, BlockBegin, BlockEnd, Name, String, Int, Float, Op, Eof };
+enum class Tok {
+  Data,
+  VarBegin,
+  VarEnd,
+  BlockBegin,
+  BlockEnd,
+  Name,
+  String,
+  Int,
+  Float,
+  Op,
+  Eof
+};
 
 struct Token {
   Tok type;
@@ -135,7 +150,8 @@ std::string describe(const Token &t) {
 
 class Lexer {
 public:
-  Lexer(std::string_view src, const TemplateOptions &options) : src_(src), options_(options) {}
+  Lexer(std::string_view src, const TemplateOptions &options)
+      : src_(src), options_(options) {}
 
   std::vector<Token> run() {
     while (pos_ < src_.size()) {
@@ -196,8 +212,10 @@ private:
   }
 
   size_t findTagStart(size_t from) const {
-    for (size_t i = src_.find('{', from); i != std::string_view::npos; i = src_.find('{', i + 1)) {
-      if (i + 1 < src_.size() && (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#'))
+    for (size_t i = src_.find('{', from); i != std::string_view::npos;
+         i = src_.find('{', i + 1)) {
+      if (i + 1 < src_.size() &&
+          (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#'))
         return i;
     }
     return std::string_view::npos;
@@ -208,7 +226,8 @@ private:
     while (end > 0) {
       // Step back over one code point.
       size_t start = end - 1;
-      while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xc0) == 0x80 &&
+      while (start > 0 &&
+             (static_cast<unsigned char>(text[start]) & 0xc0) == 0x80 &&
              end - start < 4)
         --start;
       size_t p = start;
@@ -230,7 +249,8 @@ private:
     return p;
   }
 
-  void stripBefore(std::string &text, char modifier, bool isBlockOrComment, bool lineStarting) {
+  void stripBefore(std::string &text, char modifier, bool isBlockOrComment,
+                   bool lineStarting) {
     if (modifier == '-') {
       text.resize(rstripLength(text));
     } else if (modifier != '+' && options_.lstripBlocks && isBlockOrComment) {
@@ -298,7 +318,8 @@ private:
       pos_ = end;
       return;
     }
-    throw SyntaxError{posOf(tag), "missing end of raw directive ({% endraw %})"};
+    throw SyntaxError{posOf(tag),
+                      "missing end of raw directive ({% endraw %})"};
   }
 
   void lexComment(size_t tag, char modifier) {
@@ -323,14 +344,16 @@ private:
 
   void lexTag(size_t tag, char kind, char modifier) {
     bool block = kind == '%';
-    tokens_.push_back(Token{block ? Tok::BlockBegin : Tok::VarBegin, posOf(tag), "", 0, 0});
+    tokens_.push_back(
+        Token{block ? Tok::BlockBegin : Tok::VarBegin, posOf(tag), "", 0, 0});
     size_t p = tag + 2 + (modifier ? 1 : 0);
     std::vector<char> balance;
     while (true) {
       p = skipSpaces(p);
       if (p >= src_.size())
-        throw SyntaxError{posOf(tag), block ? "unexpected end of template, expected '%}'"
-                                            : "unexpected end of template, expected '}}'"};
+        throw SyntaxError{posOf(tag),
+                          block ? "unexpected end of template, expected '%}'"
+                                : "unexpected end of template, expected '}}'"};
       if (balance.empty()) {
         std::string_view rest = src_.substr(p);
         if (block) {
@@ -343,7 +366,8 @@ private:
             tokens_.push_back(Token{Tok::BlockEnd, posOf(p), "", 0, 0});
             bool keep = rest[0] == '+';
             pos_ = p + (keep ? 3 : 2);
-            if (!keep && options_.trimBlocks && pos_ < src_.size() && src_[pos_] == '\n')
+            if (!keep && options_.trimBlocks && pos_ < src_.size() &&
+                src_[pos_] == '\n')
               ++pos_;
             return;
           }
@@ -376,16 +400,17 @@ private:
       size_t e = p;
       while (e < src_.size() && (isNameStart(src_[e]) || isDigit(src_[e])))
         ++e;
-      tokens_.push_back(Token{Tok::Name, at, std::string(src_.substr(p, e - p)), 0, 0});
+      tokens_.push_back(
+          Token{Tok::Name, at, std::string(src_.substr(p, e - p)), 0, 0});
       return e;
     }
     if (isDigit(c))
       return lexNumber(p, at);
     if (c == '\'' || c == '"')
       return lexString(p, at);
-    static const char *const kOps[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "*",
-                                       "/",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
-                                       ">",  "<",  "=",  ".",  ":",  "|",  ",", ";"};
+    static const char *const kOps[] = {
+        "//", "**", "==", "!=", ">=", "<=", "+", "-", "*", "/", "%", "~", "[",
+        "]",  "(",  ")",  "{",  "}",  ">",  "<", "=", ".", ":", "|", ",", ";"};
     for (const char *op : kOps) {
       std::string_view o(op);
       if (src_.substr(p, o.size()) != o)
@@ -395,7 +420,8 @@ private:
       } else if (o == ")" || o == "]" || o == "}") {
         char open = o == ")" ? '(' : o == "]" ? '[' : '{';
         if (balance.empty() || balance.back() != open)
-          throw SyntaxError{at, absl::StrCat("unexpected '", std::string(o), "'")};
+          throw SyntaxError{at,
+                            absl::StrCat("unexpected '", std::string(o), "'")};
         balance.pop_back();
       }
       tokens_.push_back(Token{Tok::Op, at, std::string(o), 0, 0});
@@ -411,9 +437,10 @@ private:
   size_t lexNumber(size_t p, Pos at) {
     size_t e = p;
     auto digits = [&] {
-      while (e < src_.size() &&
-             (isDigit(src_[e]) || (src_[e] == '_' && e + 1 < src_.size() && isDigit(src_[e + 1]) &&
-                                   isDigit(src_[e - 1]))))
+      while (
+          e < src_.size() &&
+          (isDigit(src_[e]) || (src_[e] == '_' && e + 1 < src_.size() &&
+                                isDigit(src_[e + 1]) && isDigit(src_[e - 1]))))
         ++e;
     };
     digits();
@@ -445,7 +472,8 @@ private:
       char *end = nullptr;
       t.intValue = std::strtoll(text.c_str(), &end, 10);
       if (errno == ERANGE)
-        throw SyntaxError{at, "integer literal " + text + " does not fit 64 bits"};
+        throw SyntaxError{at,
+                          "integer literal " + text + " does not fit 64 bits"};
     }
     tokens_.push_back(std::move(t));
     return e;
@@ -512,8 +540,9 @@ private:
         for (int k = 0; k < count; ++k, ++i) {
           int h = i < src_.size() ? hexDigitValue(src_[i]) : -1;
           if (h < 0)
-            throw SyntaxError{
-                at, absl::StrCat("truncated \\", std::string(1, e), " escape in string literal")};
+            throw SyntaxError{at,
+                              absl::StrCat("truncated \\", std::string(1, e),
+                                           " escape in string literal")};
           cp = cp * 16 + h;
         }
         if (cp > 0x10ffff)
@@ -526,7 +555,9 @@ private:
       default:
         if (e >= '0' && e <= '7') {
           uint32_t cp = e - '0';
-          for (int k = 0; k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7'; ++k, ++i)
+          for (int k = 0;
+               k < 2 && i < src_.size() && src_[i] >= '0' && src_[i] <= '7';
+               ++k, ++i)
             cp = cp * 8 + (src_[i] - '0');
           appendUtf8(out, cp);
         } else {
@@ -590,17 +621,20 @@ private:
   }
   void expectOp(std::string_view op) {
     if (!isOp(op))
-      fail(peek(), absl::StrCat("expected '", std::string(op), "', got ", describe(peek())));
+      fail(peek(), absl::StrCat("expected '", std::string(op), "', got ",
+                                describe(peek())));
     next();
   }
   std::string expectName(std::string_view what) {
     if (peek().type != Tok::Name)
-      fail(peek(), absl::StrCat("expected ", std::string(what), ", got ", describe(peek())));
+      fail(peek(), absl::StrCat("expected ", std::string(what), ", got ",
+                                describe(peek())));
     return next().text;
   }
   void expectBlockEnd() {
     if (peek().type != Tok::BlockEnd)
-      fail(peek(), absl::StrCat("expected end of statement block, got ", describe(peek())));
+      fail(peek(), absl::StrCat("expected end of statement block, got ",
+                                describe(peek())));
     next();
   }
 
@@ -624,8 +658,10 @@ private:
         if (!endTags.empty()) {
           std::string expected;
           for (const std::string &tag : endTags)
-            absl::StrAppend(&expected, expected.empty() ? "" : " or ", "'", tag, "'");
-          fail(t, absl::StrCat("unexpected end of template, expected ", expected));
+            absl::StrAppend(&expected, expected.empty() ? "" : " or ", "'", tag,
+                            "'");
+          fail(t,
+               absl::StrCat("unexpected end of template, expected ", expected));
         }
         return body;
       }
@@ -641,7 +677,8 @@ private:
         auto node = makeNode(Node::Kind::Output, t);
         node->expr = parseTuple(true);
         if (peek().type != Tok::VarEnd)
-          fail(peek(), absl::StrCat("expected end of print statement, got ", describe(peek())));
+          fail(peek(), absl::StrCat("expected end of print statement, got ",
+                                    describe(peek())));
         next();
         body.push_back(std::move(node));
         continue;
@@ -681,7 +718,8 @@ private:
     if (keyword == "macro")
       return parseMacro();
     if (keyword == "break" || keyword == "continue") {
-      auto node = makeNode(keyword == "break" ? Node::Kind::Break : Node::Kind::Continue, t);
+      auto node = makeNode(
+          keyword == "break" ? Node::Kind::Break : Node::Kind::Continue, t);
       next();
       expectBlockEnd();
       if (loopDepth_ == 0)
@@ -778,7 +816,8 @@ private:
     expectBlockEnd();
     if (end == "else") {
       int saved = loopDepth_;
-      loopDepth_ = 0; // break/continue in for-else belong to an outer loop, if any
+      loopDepth_ =
+          0; // break/continue in for-else belong to an outer loop, if any
       loopDepth_ = saved;
       node->bodies.push_back(parseBody({"endfor"}, end));
       expectBlockEnd();
@@ -882,15 +921,17 @@ private:
         next();
         comma = true;
       }
-      if (peek().type == Tok::VarEnd || peek().type == Tok::BlockEnd || isOp(")") ||
-          (!items.empty() && isName("if")) || (!items.empty() && isName("in")))
+      if (peek().type == Tok::VarEnd || peek().type == Tok::BlockEnd ||
+          isOp(")") || (!items.empty() && isName("if")) ||
+          (!items.empty() && isName("in")))
         break;
       items.push_back(withCondExpr ? parseExpression() : parseOr());
     }
     if (items.size() == 1 && !comma)
       return std::move(items[0]);
     if (items.empty() && !allowEmpty)
-      fail(peek(), absl::StrCat("expected an expression, got ", describe(peek())));
+      fail(peek(),
+           absl::StrCat("expected an expression, got ", describe(peek())));
     auto tuple = makeExpr(Expr::Kind::Tuple, pos);
     tuple->children = std::move(items);
     return tuple;
@@ -961,8 +1002,9 @@ private:
     while (true) {
       const Token &t = peek();
       std::string op;
-      if (t.type == Tok::Op && (t.text == "==" || t.text == "!=" || t.text == "<" ||
-                                t.text == "<=" || t.text == ">" || t.text == ">=")) {
+      if (t.type == Tok::Op &&
+          (t.text == "==" || t.text == "!=" || t.text == "<" ||
+           t.text == "<=" || t.text == ">" || t.text == ">=")) {
         op = t.text;
         next();
       } else if (isName("in")) {
@@ -1040,7 +1082,8 @@ private:
     switch (t.type) {
     case Tok::Name: {
       next();
-      if (t.text == "true" || t.text == "True" || t.text == "false" || t.text == "False") {
+      if (t.text == "true" || t.text == "True" || t.text == "false" ||
+          t.text == "False") {
         auto e = makeExpr(Expr::Kind::Const, t.pos);
         e->value = Value::boolean(t.text == "true" || t.text == "True");
         return e;
@@ -1067,7 +1110,8 @@ private:
     case Tok::Float: {
       next();
       auto e = makeExpr(Expr::Kind::Const, t.pos);
-      e->value = t.type == Tok::Int ? Value::integer(t.intValue) : Value::number(t.floatValue);
+      e->value = t.type == Tok::Int ? Value::integer(t.intValue)
+                                    : Value::number(t.floatValue);
       return e;
     }
     case Tok::Op:
@@ -1254,8 +1298,9 @@ private:
         e->pos = t.pos;
         if (t.type == Tok::Name) {
           e->name = next().text;
-        } else if (t.type == Tok::Op && (t.text == "==" || t.text == "!=" || t.text == "<" ||
-                                         t.text == "<=" || t.text == ">" || t.text == ">=")) {
+        } else if (t.type == Tok::Op &&
+                   (t.text == "==" || t.text == "!=" || t.text == "<" ||
+                    t.text == "<=" || t.text == ">" || t.text == ">=")) {
           e->name = next().text;
         } else {
           fail(t, absl::StrCat("expected a test name, got ", describe(t)));
@@ -1269,8 +1314,8 @@ private:
           // the keywords that may follow a test.
           bool startsArg = arg.type == Tok::String || arg.type == Tok::Int ||
                            arg.type == Tok::Float || isOp("[") || isOp("{") ||
-                           (arg.type == Tok::Name && arg.text != "else" && arg.text != "or" &&
-                            arg.text != "and");
+                           (arg.type == Tok::Name && arg.text != "else" &&
+                            arg.text != "or" && arg.text != "and");
           if (startsArg) {
             e->argNames.push_back("");
             e->children.push_back(parsePostfix(parsePrimary()));
@@ -1295,14 +1340,15 @@ private:
 
 } // namespace
 
-absl::StatusOr<NodeList> parseTemplate(std::string_view source, const TemplateOptions &options) {
+absl::StatusOr<NodeList> parseTemplate(std::string_view source,
+                                       const TemplateOptions &options) {
   try {
     Lexer lexer(source, options);
     Parser parser(lexer.run());
     return parser.parseTemplate();
   } catch (const SyntaxError &e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("template syntax error at ", formatPos(e.pos), ": ", e.message));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "template syntax error at ", formatPos(e.pos), ": ", e.message));
   }
 }
 

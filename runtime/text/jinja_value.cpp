@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "support/status.h"
 #include "runtime/text/jinja_ast.h"
+#include "support/status.h"
 #include "utf8proc.h"
 
 namespace treni::jinja {
@@ -164,8 +164,12 @@ template <typename Json> Value valueFromJson(const Json &json) {
 }
 } // namespace
 
-Value Value::fromJson(const nlohmann::json &json) { return valueFromJson(json); }
-Value Value::fromJson(const nlohmann::ordered_json &json) { return valueFromJson(json); }
+Value Value::fromJson(const nlohmann::json &json) {
+  return valueFromJson(json);
+}
+Value Value::fromJson(const nlohmann::ordered_json &json) {
+  return valueFromJson(json);
+}
 
 bool Value::truthy() const {
   switch (kind_) {
@@ -231,7 +235,8 @@ std::string formatFloat(double value) {
   // Shortest round-trip digits, then Python's repr layout: positional for
   // exponents -4..15, else d.ddde+XX.
   char buf[64];
-  auto result = std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::scientific);
+  auto result = std::to_chars(buf, buf + sizeof(buf), value,
+                              std::chars_format::scientific);
   std::string sci(buf, result.ptr);
   std::string out;
   size_t i = 0;
@@ -251,16 +256,19 @@ std::string formatFloat(double value) {
     out += digits.substr(0, 1);
     if (digits.size() > 1)
       absl::StrAppend(&out, ".", digits.substr(1));
-    absl::StrAppend(&out, exponent < 0 ? "e-" : "e+", absl::StrFormat("%02d", std::abs(exponent)));
+    absl::StrAppend(&out, exponent < 0 ? "e-" : "e+",
+                    absl::StrFormat("%02d", std::abs(exponent)));
     return out;
   }
   int pointAt = exponent + 1; // digits before the decimal point
   if (pointAt <= 0) {
     absl::StrAppend(&out, "0.", std::string(-pointAt, '0'), digits);
   } else if (static_cast<size_t>(pointAt) >= digits.size()) {
-    absl::StrAppend(&out, digits, std::string(pointAt - digits.size(), '0'), ".0");
+    absl::StrAppend(&out, digits, std::string(pointAt - digits.size(), '0'),
+                    ".0");
   } else {
-    absl::StrAppend(&out, digits.substr(0, pointAt), ".", digits.substr(pointAt));
+    absl::StrAppend(&out, digits.substr(0, pointAt), ".",
+                    digits.substr(pointAt));
   }
   return out;
 }
@@ -412,7 +420,8 @@ bool Value::equals(const Value &other) const {
     if (kind_ != Kind::Float && other.kind_ != Kind::Float)
       return int_ == other.int_;
     double a = kind_ == Kind::Float ? float_ : static_cast<double>(int_);
-    double b = other.kind_ == Kind::Float ? other.float_ : static_cast<double>(other.int_);
+    double b = other.kind_ == Kind::Float ? other.float_
+                                          : static_cast<double>(other.int_);
     return a == b;
   }
   if (kind_ != other.kind_)
@@ -463,7 +472,8 @@ bool Value::equals(const Value &other) const {
 
 namespace {
 
-void appendJsonString(std::string &out, const std::string &s, bool ensureAscii) {
+void appendJsonString(std::string &out, const std::string &s,
+                      bool ensureAscii) {
   out.push_back('"');
   for (size_t i = 0; i < s.size();) {
     size_t start = i;
@@ -496,8 +506,9 @@ void appendJsonString(std::string &out, const std::string &s, bool ensureAscii) 
     if (cp < 0x20 || (ensureAscii && cp >= 0x7f)) {
       if (cp >= 0x10000) {
         uint32_t v = cp - 0x10000;
-        absl::StrAppend(
-            &out, absl::StrFormat("\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff)));
+        absl::StrAppend(&out,
+                        absl::StrFormat("\\u%04x\\u%04x", 0xd800 + (v >> 10),
+                                        0xdc00 + (v & 0x3ff)));
       } else {
         absl::StrAppend(&out, absl::StrFormat("\\u%04x", cp));
       }
@@ -535,8 +546,8 @@ struct JsonWriter {
     case Value::Kind::Float:
       return formatFloat(key.asFloat());
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("keys must be str, int, float, bool or None, not ", key.typeName()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "keys must be str, int, float, bool or None, not ", key.typeName()));
     }
   }
 
@@ -609,8 +620,9 @@ struct JsonWriter {
               !(key.isNumber() && d.items[0].first.isNumber()))
             return absl::InvalidArgumentError(
                 "tojson: sort_keys needs keys of one comparable type");
-        std::stable_sort(entries.begin(), entries.end(),
-                         [&](const auto &a, const auto &b) { return a.first < b.first; });
+        std::stable_sort(
+            entries.begin(), entries.end(),
+            [&](const auto &a, const auto &b) { return a.first < b.first; });
       }
       out.push_back('{');
       for (size_t i = 0; i < entries.size(); ++i) {
@@ -626,15 +638,16 @@ struct JsonWriter {
       return absl::OkStatus();
     }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("Object of type ", v.typeName(), " is not JSON serializable"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Object of type ", v.typeName(), " is not JSON serializable"));
     }
   }
 };
 
 } // namespace
 
-absl::StatusOr<std::string> toJson(const Value &value, const JsonOptions &options) {
+absl::StatusOr<std::string> toJson(const Value &value,
+                                   const JsonOptions &options) {
   JsonWriter writer{options, {}, 0};
   absl::Status status = writer.write(value);
   if (!status.ok())

@@ -31,10 +31,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "support/utf8.h"
 #include "support/file.h"
 #include "support/json_bounded.h"
 #include "support/status.h"
+#include "support/utf8.h"
 #include <nlohmann/json.hpp>
 #include <pcre2.h>
 #include <utf8proc.h>
@@ -1508,8 +1508,8 @@ static absl::StatusOr<int64_t> parseAddedTokens(const ErrorContext &ctx,
       const Json &entry = (*added)[i];
       std::string path = absl::StrCat("added_tokens[", i, "]");
       if (!entry.is_object())
-        return ctx.error(path, absl::StrCat("is ", describe(entry),
-                                            ", expected an object"));
+        return ctx.error(
+            path, absl::StrCat("is ", describe(entry), ", expected an object"));
       const Json *idValue = member(entry, "id");
       if (!idValue)
         return ctx.error(path + ".id", "is missing");

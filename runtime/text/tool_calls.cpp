@@ -15,7 +15,8 @@ constexpr std::string_view kQwenClose = "</tool_call>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 bool isSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+         c == '\v';
 }
 
 std::string_view trim(std::string_view s) {
@@ -54,14 +55,15 @@ size_t jsonObjectEnd(std::string_view s, size_t start) {
 
 /// {"name": string, "arguments"|"parameters": object|string} -> an OpenAI
 /// tool call, or an error.
-bool makeCall(const nlohmann::ordered_json &call, std::string id, nlohmann::json &out,
-              std::string &error) {
+bool makeCall(const nlohmann::ordered_json &call, std::string id,
+              nlohmann::json &out, std::string &error) {
   if (!call.is_object()) {
     error = "not a JSON object";
     return false;
   }
   auto name = call.find("name");
-  if (name == call.end() || !name->is_string() || name->get<std::string>().empty()) {
+  if (name == call.end() || !name->is_string() ||
+      name->get<std::string>().empty()) {
     error = "no \"name\" string";
     return false;
   }
@@ -73,7 +75,8 @@ bool makeCall(const nlohmann::ordered_json &call, std::string id, nlohmann::json
     if (args->is_string()) {
       arguments = args->get<std::string>();
     } else if (args->is_object()) {
-      absl::StatusOr<std::string> json = jinja::toJson(jinja::Value::fromJson(*args));
+      absl::StatusOr<std::string> json =
+          jinja::toJson(jinja::Value::fromJson(*args));
       if (!json.ok()) {
         error = std::string(json.status().message());
         return false;
@@ -86,7 +89,9 @@ bool makeCall(const nlohmann::ordered_json &call, std::string id, nlohmann::json
   }
   out = {{"id", std::move(id)},
          {"type", "function"},
-         {"function", {{"name", name->get<std::string>()}, {"arguments", std::move(arguments)}}}};
+         {"function",
+          {{"name", name->get<std::string>()},
+           {"arguments", std::move(arguments)}}}};
   return true;
 }
 
@@ -126,7 +131,8 @@ ParsedToolCalls parseQwen(std::string_view text, std::string_view idPrefix) {
     size_t close = text.find(kQwenClose, bodyStart);
     // An unclosed call (generation stopped) runs to the end.
     size_t bodyEnd = close == std::string_view::npos ? text.size() : close;
-    size_t next = close == std::string_view::npos ? text.size() : close + kQwenClose.size();
+    size_t next = close == std::string_view::npos ? text.size()
+                                                  : close + kQwenClose.size();
     std::string_view body = trim(text.substr(bodyStart, bodyEnd - bodyStart));
     nlohmann::json call;
     std::string error;
@@ -135,12 +141,14 @@ ParsedToolCalls parseQwen(std::string_view text, std::string_view idPrefix) {
       result.toolCalls.push_back(std::move(call));
       ++index;
     } else {
-      result.errors.push_back(absl::StrCat("tool call at byte ", open, ": ", error));
+      result.errors.push_back(
+          absl::StrCat("tool call at byte ", open, ": ", error));
       content.append(text.substr(open, next - open));
     }
     pos = next;
   }
-  result.content = result.toolCalls.empty() ? std::move(content) : std::string(trim(content));
+  result.content = result.toolCalls.empty() ? std::move(content)
+                                            : std::string(trim(content));
   return result;
 }
 
@@ -166,7 +174,8 @@ ParsedToolCalls parseLlama3(std::string_view text, std::string_view idPrefix) {
     std::string_view object = rest.substr(pos, end - pos);
     nlohmann::json call;
     if (parseCall(object, /*argumentsRequired=*/true,
-                  absl::StrCat(std::string(idPrefix), calls.size()), call, error))
+                  absl::StrCat(std::string(idPrefix), calls.size()), call,
+                  error))
       calls.push_back(std::move(call));
     pos = end;
     while (pos < rest.size() && (isSpace(rest[pos]) || rest[pos] == ';'))
@@ -179,8 +188,8 @@ ParsedToolCalls parseLlama3(std::string_view text, std::string_view idPrefix) {
   // Not a tool call: plain content. Only a tagged message was meant as one.
   result.content = std::string(text);
   if (tagged)
-    result.errors.push_back(
-        absl::StrCat("tool call after <|python_tag|>: ", error.empty() ? "no call" : error));
+    result.errors.push_back(absl::StrCat("tool call after <|python_tag|>: ",
+                                         error.empty() ? "no call" : error));
   return result;
 }
 
@@ -210,7 +219,8 @@ size_t streamableContentLength(std::string_view text, ToolCallFormat format) {
     if (open != std::string_view::npos)
       return open;
     // Hold back a tail that could be the start of "<tool_call>".
-    for (size_t keep = std::min(text.size(), kQwenOpen.size() - 1); keep > 0; --keep)
+    for (size_t keep = std::min(text.size(), kQwenOpen.size() - 1); keep > 0;
+         --keep)
       if (kQwenOpen.starts_with(text.substr(text.size() - keep)))
         return text.size() - keep;
     return text.size();
@@ -218,8 +228,8 @@ size_t streamableContentLength(std::string_view text, ToolCallFormat format) {
   case ToolCallFormat::Llama3Json: {
     // The call is the whole message: hold everything while it may be one.
     std::string_view start = trim(text);
-    if (start.empty() || start.starts_with('{') || start.starts_with(kPythonTag) ||
-        kPythonTag.starts_with(start))
+    if (start.empty() || start.starts_with('{') ||
+        start.starts_with(kPythonTag) || kPythonTag.starts_with(start))
       return 0;
     return text.size();
   }

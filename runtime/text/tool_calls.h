@@ -49,7 +49,8 @@ ParsedToolCalls parseToolCalls(std::string_view text, ToolCallFormat format,
 /// For streaming: how many leading bytes of the text generated so far are
 /// plain content for sure. The rest may be (the start of) a tool call and
 /// is held back until generation ends or it is clearly not one.
-size_t streamableContentLength(std::string_view generatedSoFar, ToolCallFormat format);
+size_t streamableContentLength(std::string_view generatedSoFar,
+                               ToolCallFormat format);
 
 /// The format a chat template's source prompts the model to use (Qwen's
 /// <tool_call> tags, or Llama 3's "parameters" JSON), or None.

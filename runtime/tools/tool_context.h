@@ -122,5 +122,4 @@ inline absl::string_view toAbsl(std::string_view text) {
   return absl::string_view(text.data(), text.size());
 }
 
-
 } // namespace treni

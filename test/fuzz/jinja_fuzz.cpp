@@ -24,7 +24,8 @@ void check(bool condition) {
 }
 
 const nlohmann::ordered_json &context() {
-  static const nlohmann::ordered_json kContext = nlohmann::ordered_json::parse(R"({
+  static const nlohmann::ordered_json kContext =
+      nlohmann::ordered_json::parse(R"({
     "messages": [
       {"role": "system", "content": "You are helpful."},
       {"role": "user", "content": "Weather in Zürich? 🙂"},

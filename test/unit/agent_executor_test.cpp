@@ -64,10 +64,12 @@ protected:
     auto engine = loadEngine(fixtureDir("qwen2"), options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine).release();
-    auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
+    auto tokenizer =
+        Tokenizer::fromFile(fixtureDir("qwen2") + "/tokenizer.json");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer).release();
-    auto chat = ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") + "/tokenizer_config.json");
+    auto chat = ChatTemplate::fromTokenizerConfig(fixtureDir("qwen2") +
+                                                  "/tokenizer_config.json");
     ASSERT_TRUE(chat.ok()) << chat.status();
     chat_ = std::move(*chat).release();
     generator_ = new Generator(*engine_, *tokenizer_, {512, {}});
@@ -84,13 +86,13 @@ protected:
     // slow.a / slow.b (read-only) sleep `sleepMs`; counter() counts.
     ASSERT_TRUE(registry_
                     .add(signature("echo", {"text"}, true),
-                         [](const json &args, const ToolContext &) -> absl::StatusOr<json> {
-                           return args["text"];
-                         })
+                         [](const json &args, const ToolContext &)
+                             -> absl::StatusOr<json> { return args["text"]; })
                     .ok());
     ASSERT_TRUE(registry_
                     .add(signature("flaky", {"text"}),
-                         [this](const json &args, const ToolContext &) -> absl::StatusOr<json> {
+                         [this](const json &args,
+                                const ToolContext &) -> absl::StatusOr<json> {
                            if (failures_.fetch_sub(1) > 0)
                              return absl::UnavailableError("flaky is down");
                            return json{{"got", args["text"]}};
@@ -99,16 +101,20 @@ protected:
     for (const char *name : {"slow.a", "slow.b"})
       ASSERT_TRUE(registry_
                       .add(signature(name, {"text"}, true),
-                           [this](const json &args, const ToolContext &) -> absl::StatusOr<json> {
-                             std::this_thread::sleep_for(std::chrono::milliseconds(sleepMs_));
+                           [this](const json &args,
+                                  const ToolContext &) -> absl::StatusOr<json> {
+                             std::this_thread::sleep_for(
+                                 std::chrono::milliseconds(sleepMs_));
                              return args["text"];
                            })
                       .ok());
   }
 
   /// Compiles `source` (the registry's signatures checked) and runs it.
-  absl::StatusOr<AgentRunResult> run(const std::string &source, json args = json::object(),
-                                     AgentExecutorOptions options = {}, std::string workflow = "") {
+  absl::StatusOr<AgentRunResult> run(const std::string &source,
+                                     json args = json::object(),
+                                     AgentExecutorOptions options = {},
+                                     std::string workflow = "") {
     mlir::MLIRContext context;
     auto module = compileAgentSource(source, "test.agent", context,
                                      {.tools = registry_.signatures()});
@@ -120,7 +126,8 @@ protected:
     return executor.run(**module, workflow, args);
   }
 
-  static std::vector<json> events(const AgentRunResult &result, const std::string &kind) {
+  static std::vector<json> events(const AgentRunResult &result,
+                                  const std::string &kind) {
     std::vector<json> out;
     for (const json &e : result.trace)
       if (e["event"] == kind)
@@ -177,7 +184,8 @@ workflow g(q: string) -> json {
   ASSERT_TRUE(result.ok()) << result.status();
 
   // The same request made directly.
-  auto rendered = chat_->render(json::array({{{"role", "user"}, {"content", "Question: why"}}}));
+  auto rendered = chat_->render(
+      json::array({{{"role", "user"}, {"content", "Question: why"}}}));
   ASSERT_TRUE(rendered.ok());
   GenerationRequest request;
   request.promptIds = tokenizer_->encode(*rendered, false);
@@ -204,12 +212,14 @@ workflow g(q: string) -> json {
   EXPECT_EQ(step["inputs"]["prompt_tokens"], int64_t(request.promptIds.size()));
   const json &u = step["uncertainty"];
   EXPECT_EQ(u["low_confidence"], v[5]);
-  ASSERT_EQ(u["uncertain"].size(), direct->awareness.lowConfidencePositions.size());
+  ASSERT_EQ(u["uncertain"].size(),
+            direct->awareness.lowConfidencePositions.size());
   for (const json &token : u["uncertain"]) {
     EXPECT_LT(token["prob"].get<double>(), 0.999);
     EXPECT_TRUE(token["alternatives"].is_array());
     EXPECT_FALSE(token["alternatives"].empty());
-    EXPECT_TRUE(token.contains("entropy") && token.contains("index") && token.contains("token"));
+    EXPECT_TRUE(token.contains("entropy") && token.contains("index") &&
+                token.contains("token"));
   }
 
   // Without the template the prompt is plain (and shorter).
@@ -268,7 +278,8 @@ workflow f() -> string {
   failures_ = 2;
   auto result = run(source);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->value, "attempt 2 after 'unavailable: flaky is down' -> {\"got\":\"x\"}");
+  EXPECT_EQ(result->value,
+            "attempt 2 after 'unavailable: flaky is down' -> {\"got\":\"x\"}");
   EXPECT_EQ(result->toolFailures, 2);
 
   failures_ = 10;
@@ -303,7 +314,8 @@ workflow e() -> string {
   EXPECT_EQ(steps[0]["retries"], 0);
   EXPECT_EQ(steps[1]["retries"], 1);
   EXPECT_EQ(steps[1]["attempts"][0]["ok"], false);
-  EXPECT_THAT(steps[1]["attempts"][0]["error"].get<std::string>(), HasSubstr("injected"));
+  EXPECT_THAT(steps[1]["attempts"][0]["error"].get<std::string>(),
+              HasSubstr("injected"));
   EXPECT_THAT(steps[3]["error"].get<std::string>(), HasSubstr("injected"));
 }
 
@@ -317,7 +329,9 @@ workflow t() -> string {
 )";
   auto start = std::chrono::steady_clock::now();
   auto result = run(source);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->value.get<std::string>(), HasSubstr("false timeout"));
   EXPECT_LT(seconds, 1.5); // did not wait for the 2 s tool
@@ -369,25 +383,25 @@ workflow s(q: string) -> string {
   ASSERT_TRUE(module.ok()) << module.status();
   AgentExecutor executor(registry_);
   executor.addModel({"qwen2", generator_, chat_});
-  auto result =
-      executor.run(**module, "s", {{"q", "hi"}}, [&](const json &e) { streamed.push_back(e); });
+  auto result = executor.run(**module, "s", {{"q", "hi"}},
+                             [&](const json &e) { streamed.push_back(e); });
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(streamed.size(), result->trace.size());
   ASSERT_EQ(streamed.size(), 4u);
   EXPECT_EQ(streamed[0]["event"], "start");
   EXPECT_EQ(streamed[0]["args"], json({{"q", "hi"}}));
   const json &tool = streamed[1];
-  for (const char *key : {"step", "kind", "location", "inputs", "outputs", "latency_ms", "retries",
-                          "attempts", "t_ms"})
+  for (const char *key : {"step", "kind", "location", "inputs", "outputs",
+                          "latency_ms", "retries", "attempts", "t_ms"})
     EXPECT_TRUE(tool.contains(key)) << key;
   EXPECT_EQ(tool["inputs"], json({{"text", "hi"}}));
   EXPECT_EQ(tool["outputs"]["output"], "hi");
   const json &gen = streamed[2];
-  for (const char *key :
-       {"step", "kind", "location", "inputs", "outputs", "uncertainty", "latency_ms", "model"})
+  for (const char *key : {"step", "kind", "location", "inputs", "outputs",
+                          "uncertainty", "latency_ms", "model"})
     EXPECT_TRUE(gen.contains(key)) << key;
-  for (const char *key :
-       {"perplexity", "max_entropy", "mean_entropy", "low_confidence", "uncertain"})
+  for (const char *key : {"perplexity", "max_entropy", "mean_entropy",
+                          "low_confidence", "uncertain"})
     EXPECT_TRUE(gen["uncertainty"].contains(key)) << key;
   EXPECT_EQ(streamed[3]["event"], "end");
   EXPECT_EQ(streamed[3]["value"], result->value);
@@ -459,20 +473,24 @@ TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
   ASSERT_FALSE(extra.ok());
   EXPECT_THAT(messageOf(extra.status()), HasSubstr("no parameter 'm'"));
 
-  auto regex = run("workflow w() -> bool {\n  return matches(\"a\", \"(\")\n}\n");
+  auto regex =
+      run("workflow w() -> bool {\n  return matches(\"a\", \"(\")\n}\n");
   ASSERT_FALSE(regex.ok());
   EXPECT_THAT(messageOf(regex.status()), HasSubstr("test.agent:2:"));
   EXPECT_THAT(messageOf(regex.status()), HasSubstr("regular expression"));
 
-  auto model = run("workflow w() {\n  generate \"x\" model \"other\" as g\n}\n");
+  auto model =
+      run("workflow w() {\n  generate \"x\" model \"other\" as g\n}\n");
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(messageOf(model.status()), HasSubstr("test.agent:2:3: step 'g'"));
-  EXPECT_THAT(messageOf(model.status()), HasSubstr("unknown model 'other' (loaded: qwen2)"));
+  EXPECT_THAT(messageOf(model.status()),
+              HasSubstr("unknown model 'other' (loaded: qwen2)"));
 
   const char *two = "workflow a() {\n}\nworkflow b() -> int {\n  return 2\n}\n";
   auto ambiguous = run(two);
   ASSERT_FALSE(ambiguous.ok());
-  EXPECT_THAT(messageOf(ambiguous.status()), HasSubstr("several workflows (a, b)"));
+  EXPECT_THAT(messageOf(ambiguous.status()),
+              HasSubstr("several workflows (a, b)"));
   auto chosen = run(two, json::object(), {}, "b");
   ASSERT_TRUE(chosen.ok()) << chosen.status();
   EXPECT_EQ(chosen->value, 2);
@@ -483,9 +501,11 @@ TEST_F(AgentExecutorTest, BadWorkflowsGiveClearErrors) {
   // A prompt longer than the context is the generate step's error.
   std::string longPrompt(4000, 'a');
   auto tooLong =
-      run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n", {{"p", longPrompt}});
+      run("workflow w(p: string) {\n  generate \"{p} {p}\" as g\n}\n",
+          {{"p", longPrompt}});
   ASSERT_FALSE(tooLong.ok());
-  EXPECT_THAT(messageOf(tooLong.status()), HasSubstr("test.agent:2:3: step 'g'"));
+  EXPECT_THAT(messageOf(tooLong.status()),
+              HasSubstr("test.agent:2:3: step 'g'"));
 }
 
 /// The module compileAgentSource() gives for `source`, printed (or the
@@ -553,7 +573,8 @@ std::string readFile(const std::string &path) {
 }
 
 TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
-  std::string source = readFile(std::string(TRENI_SOURCE_DIR) + "/agent_dsl/library/refine.agent");
+  std::string source = readFile(std::string(TRENI_SOURCE_DIR) +
+                                "/agent_dsl/library/refine.agent");
   ASSERT_FALSE(source.empty());
   AgentExecutorOptions options;
   // Generous thresholds: one pass.
@@ -581,7 +602,8 @@ TEST_F(AgentExecutorTest, RefineLibraryWorkflowRefinesOnlyWhenUnsure) {
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(steps[1]["step"], "refined");
   std::string prompt = steps[1]["inputs"]["prompt"];
-  EXPECT_THAT(prompt, HasSubstr(steps[0]["outputs"]["text"].get<std::string>()));
+  EXPECT_THAT(prompt,
+              HasSubstr(steps[0]["outputs"]["text"].get<std::string>()));
   EXPECT_THAT(prompt, HasSubstr(steps[0]["uncertainty"]["uncertain"].dump()));
   if (!steps[0]["uncertainty"]["uncertain"].empty())
     EXPECT_THAT(prompt, HasSubstr("\"alternatives\""));
@@ -622,7 +644,8 @@ TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
   auto res = client.Post("/v1/agent/run", body.dump(), "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
-  EXPECT_THAT(res->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  EXPECT_THAT(res->get_header_value("Content-Type"),
+              HasSubstr("text/event-stream"));
   std::vector<std::string> data = sseData(res->body);
   ASSERT_EQ(data.size(), 5u) << res->body; // start, 2 steps, end, [DONE]
   EXPECT_EQ(json::parse(data[0])["event"], "start");
@@ -634,16 +657,18 @@ TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
   EXPECT_EQ(data[4], "[DONE]");
 
   // Errors are events too: a compile error, then a run-time one.
-  auto bad =
-      client.Post("/v1/agent/run", json{{"source", "workflow ("}}.dump(), "application/json");
+  auto bad = client.Post("/v1/agent/run", json{{"source", "workflow ("}}.dump(),
+                         "application/json");
   ASSERT_TRUE(bad);
   std::vector<std::string> badData = sseData(bad->body);
   ASSERT_EQ(badData.size(), 2u) << bad->body;
   json badEvent = json::parse(badData[0]);
   EXPECT_EQ(badEvent["event"], "error");
-  EXPECT_THAT(badEvent["error"].get<std::string>(), HasSubstr("request.agent:1:"));
+  EXPECT_THAT(badEvent["error"].get<std::string>(),
+              HasSubstr("request.agent:1:"));
   auto missing = client.Post(
-      "/v1/agent/run", json{{"source", "workflow w(n: int) -> int {\n  return n\n}\n"}}.dump(),
+      "/v1/agent/run",
+      json{{"source", "workflow w(n: int) -> int {\n  return n\n}\n"}}.dump(),
       "application/json");
   ASSERT_TRUE(missing);
   std::vector<std::string> missingData = sseData(missing->body);

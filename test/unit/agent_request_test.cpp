@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "gtest/gtest.h"
 #include "runtime/agent/agent_request.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {

@@ -53,7 +53,8 @@ std::string readText(const std::string &path) {
 }
 
 std::string configPath(const std::string &name) {
-  return std::string(TRENI_TOKENIZERS_DIR) + "/" + name + "/tokenizer_config.json";
+  return std::string(TRENI_TOKENIZERS_DIR) + "/" + name +
+         "/tokenizer_config.json";
 }
 
 /// The first position where two strings differ, with context, for failures.
@@ -64,9 +65,10 @@ std::string configPath(const std::string &name) {
     ++i;
   size_t from = i < 40 ? 0 : i - 40;
   nlohmann::json a = actual.substr(from, 80), e = expected.substr(from, 80);
-  return "first difference at byte " + std::to_string(i) +
-         "\n  actual:   " + a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-         "\n  expected: " + e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return "first difference at byte " + std::to_string(i) + "\n  actual:   " +
+         a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n  expected: " +
+         e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 #ifndef TRENI_CHAT_NO_PARITY
@@ -76,38 +78,47 @@ TEST_P(RealTemplateTest, MatchesTransformersForEveryConversation) {
   const std::string name = GetParam();
   nlohmann::ordered_json conversations =
       readJson(std::string(TRENI_SOURCE_DIR) + "/test/chat/conversations.json");
-  ASSERT_TRUE(conversations.is_array()) << "test/chat/conversations.json is missing or invalid";
+  ASSERT_TRUE(conversations.is_array())
+      << "test/chat/conversations.json is missing or invalid";
   nlohmann::ordered_json expected = readJson(expectedPath());
   ASSERT_TRUE(expected.is_object())
       << expectedPath()
-      << " is missing or invalid: run test/chat/make_expected.py on a machine with transformers";
-  ASSERT_TRUE(expected["templates"].contains(name)) << "no goldens for " << name;
+      << " is missing or invalid: run test/chat/make_expected.py on a machine "
+         "with transformers";
+  ASSERT_TRUE(expected["templates"].contains(name))
+      << "no goldens for " << name;
   const nlohmann::ordered_json &goldens = expected["templates"][name]["cases"];
 
   absl::StatusOr<std::unique_ptr<ChatTemplate>> chat =
       ChatTemplate::fromTokenizerConfig(configPath(name));
-  ASSERT_TRUE(chat.ok()) << chat.status() << " (run test/tokenizers/fetch.sh build/tokenizers)";
+  ASSERT_TRUE(chat.ok()) << chat.status()
+                         << " (run test/tokenizers/fetch.sh build/tokenizers)";
 
   int compared = 0, rejected = 0;
   for (const nlohmann::ordered_json &conversation : conversations) {
     const std::string caseName = conversation["name"].get<std::string>();
     SCOPED_TRACE(name + " / " + caseName);
     ASSERT_TRUE(goldens.contains(caseName))
-        << "expected.json has no case " << caseName << ": regenerate it with make_expected.py";
+        << "expected.json has no case " << caseName
+        << ": regenerate it with make_expected.py";
     const nlohmann::ordered_json &golden = goldens[caseName];
     ChatTemplateOptions options;
-    options.addGenerationPrompt = conversation["add_generation_prompt"].get<bool>();
+    options.addGenerationPrompt =
+        conversation["add_generation_prompt"].get<bool>();
     if (conversation.contains("tools"))
       options.tools = conversation["tools"];
     if (conversation.contains("extra"))
       options.extra = conversation["extra"];
-    absl::StatusOr<std::string> text = (*chat)->render(conversation["messages"], options);
+    absl::StatusOr<std::string> text =
+        (*chat)->render(conversation["messages"], options);
     if (golden.contains("error")) {
       ++rejected;
-      EXPECT_FALSE(text.ok()) << "transformers raised " << golden["error"] << " but we rendered:\n"
-                              << (text.ok() ? *text : "");
+      EXPECT_FALSE(text.ok())
+          << "transformers raised " << golden["error"] << " but we rendered:\n"
+          << (text.ok() ? *text : "");
       if (!text.ok() && golden.value("type", "") == "TemplateError")
-        EXPECT_THAT(messageOf(text.status()), StartsWith(golden["error"].get<std::string>()));
+        EXPECT_THAT(messageOf(text.status()),
+                    StartsWith(golden["error"].get<std::string>()));
       continue;
     }
     ++compared;
@@ -120,7 +131,8 @@ TEST_P(RealTemplateTest, MatchesTransformersForEveryConversation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, RealTemplateTest,
-                         ::testing::Values("qwen2_5", "qwen3", "llama3", "llama3_2"));
+                         ::testing::Values("qwen2_5", "qwen3", "llama3",
+                                           "llama3_2"));
 #endif // TRENI_CHAT_NO_PARITY
 
 TEST(ChatTemplateTest, RendersFromManyThreadsAtOnce) {
@@ -183,9 +195,12 @@ TEST(ChatTemplateTest, NamedTemplatesPickToolUseWhenToolsArePassed) {
       {"bos_token", {{"content", "<s>"}, {"lstrip", false}}},
       {"eos_token", "</s>"},
       {"chat_template",
-       {{{"name", "default"}, {"template", "D{{ bos_token }}{{ messages|length }}"}},
-        {{"name", "tool_use"}, {"template", "T{{ tools[0].function.name }}{{ eos_token }}"}}}}};
-  auto chat = ChatTemplate::fromTokenizerConfig(dir.write("tokenizer_config.json", config.dump()));
+       {{{"name", "default"},
+         {"template", "D{{ bos_token }}{{ messages|length }}"}},
+        {{"name", "tool_use"},
+         {"template", "T{{ tools[0].function.name }}{{ eos_token }}"}}}}};
+  auto chat = ChatTemplate::fromTokenizerConfig(
+      dir.write("tokenizer_config.json", config.dump()));
   ASSERT_TRUE(chat.ok()) << chat.status();
   EXPECT_EQ((*chat)->bosToken(), "<s>");
   nlohmann::json messages = {{{"role", "user"}, {"content", "hi"}}};
@@ -214,13 +229,16 @@ TEST(ChatTemplateTest, StandardVariablesAreAlwaysDefined) {
 
 TEST(ChatTemplateTest, BadInputsAreErrorsNamingTheProblem) {
   TempDir dir;
-  auto missing = ChatTemplate::fromTokenizerConfig(dir.write("x", "") + ".absent");
+  auto missing =
+      ChatTemplate::fromTokenizerConfig(dir.write("x", "") + ".absent");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 
-  auto notJson = ChatTemplate::fromTokenizerConfig(dir.write("bad.json", "{not json"));
+  auto notJson =
+      ChatTemplate::fromTokenizerConfig(dir.write("bad.json", "{not json"));
   EXPECT_THAT(messageOf(notJson.status()), HasSubstr("not a JSON object"));
 
-  auto noTemplate = ChatTemplate::fromTokenizerConfig(dir.write("none.json", "{}"));
+  auto noTemplate =
+      ChatTemplate::fromTokenizerConfig(dir.write("none.json", "{}"));
   EXPECT_THAT(messageOf(noTemplate.status()), HasSubstr("no chat_template"));
 
   auto badToken = ChatTemplate::fromTokenizerConfig(
@@ -237,16 +255,19 @@ TEST(ChatTemplateTest, BadInputsAreErrorsNamingTheProblem) {
   EXPECT_FALSE((*chat)->render(nlohmann::json::object()).ok());
   ChatTemplateOptions clash;
   clash.extra = {{"messages", 1}};
-  EXPECT_THAT(messageOf((*chat)->render(nlohmann::json::array(), clash).status()),
-              HasSubstr("messages"));
+  EXPECT_THAT(
+      messageOf((*chat)->render(nlohmann::json::array(), clash).status()),
+      HasSubstr("messages"));
 }
 
 TEST(ChatTemplateTest, ChatTemplateJinjaBesideTheConfig) {
   TempDir dir;
   dir.write("chat_template.jinja", "J{{ messages[0]['content'] }}\n");
-  auto chat = ChatTemplate::fromTokenizerConfig(dir.write("tokenizer_config.json", "{}"));
+  auto chat = ChatTemplate::fromTokenizerConfig(
+      dir.write("tokenizer_config.json", "{}"));
   ASSERT_TRUE(chat.ok()) << chat.status();
-  auto text = (*chat)->render(nlohmann::json::parse(R"([{"role":"user","content":"x"}])"));
+  auto text = (*chat)->render(
+      nlohmann::json::parse(R"([{"role":"user","content":"x"}])"));
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "Jx"); // Jinja drops one trailing newline
 }

@@ -13,10 +13,10 @@
 #include <sstream>
 
 #include "codegen/mlir/Compiler.h"
-#include "gtest/gtest.h"
-#include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/exec/cpu_executor.h"
+#include "test/unit/test_util.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
@@ -91,7 +91,8 @@ TEST_P(GoldenTest, DecodeEveryPositionFromScratch) {
 }
 
 TEST_P(GoldenTest, PrefillInTwoChunksMatchesOne) {
-  // A second prefill at a non-zero start extends the cache, as a chat turn does.
+  // A second prefill at a non-zero start extends the cache, as a chat turn
+  // does.
   Golden golden = readGolden(dir());
   auto executor = makeExecutor(dir());
   ASSERT_TRUE(executor);
@@ -100,7 +101,8 @@ TEST_P(GoldenTest, PrefillInTwoChunksMatchesOne) {
   ASSERT_TRUE(executor->prefill(head, 0).ok());
   auto logits = executor->prefill(tail, head.size());
   ASSERT_TRUE(logits.ok()) << logits.status();
-  EXPECT_LE(relativeError(*logits, golden.logits[golden.prompt.size() - 1]), 1e-4);
+  EXPECT_LE(relativeError(*logits, golden.logits[golden.prompt.size() - 1]),
+            1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
@@ -111,8 +113,9 @@ TEST(CpuExecutorTest, RejectsTokensOutsideTheVocabulary) {
   ASSERT_TRUE(executor);
   auto logits = executor->prefill(std::vector<int32_t>{1, 512}, 0);
   ASSERT_FALSE(logits.ok());
-  EXPECT_NE(logits.status().message().find("token id 512 is outside the vocabulary"),
-            std::string::npos)
+  EXPECT_NE(
+      logits.status().message().find("token id 512 is outside the vocabulary"),
+      std::string::npos)
       << logits.status();
   EXPECT_FALSE(executor->decode(-1, 0).ok());
 }

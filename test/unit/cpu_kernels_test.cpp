@@ -3,8 +3,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "gtest/gtest.h"
 #include "runtime/exec/cpu_kernels.h"
+#include "gtest/gtest.h"
 
 namespace treni::cpu {
 namespace {
@@ -27,8 +27,8 @@ TEST(CpuKernelsTest, RmsNormPerRowAndPerGroup) {
 }
 
 TEST(CpuKernelsTest, GemmUsesOutInLayoutAndBias) {
-  std::vector<float> x = {1, 2, 3, 4, 5, 6};       // 2 x 3
-  std::vector<float> w = {1, 0, 0, 0, 1, 1};       // 2 x 3 ([n, k])
+  std::vector<float> x = {1, 2, 3, 4, 5, 6}; // 2 x 3
+  std::vector<float> w = {1, 0, 0, 0, 1, 1}; // 2 x 3 ([n, k])
   std::vector<float> bias = {10, 20};
   std::vector<float> out(4);
   gemm(x.data(), 2, 3, w.data(), 2, bias.data(), out.data());

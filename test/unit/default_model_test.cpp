@@ -124,8 +124,8 @@ TEST_F(DefaultModelTest, MatchesTransformersOnTheGoldenChats) {
 // Tests the default run's question end to end: the runtime's own template
 // and tokenizer, and the answer 46 followed by the end token.
 TEST_F(DefaultModelTest, AddsTwelveAndThirtyFour) {
-  Json messages = Json::array(
-      {Json{{"role", "user"}, {"content", "What is 12 + 34?"}}});
+  Json messages =
+      Json::array({Json{{"role", "user"}, {"content", "What is 12 + 34?"}}});
   auto text = model_->chatTemplate->render(messages);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, "<|im_start|>user\nWhat is 12 + 34?<|im_end|>\n"

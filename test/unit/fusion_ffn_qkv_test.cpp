@@ -14,13 +14,13 @@
 #include "codegen/mlir/Compiler.h"
 #include "nlohmann/json.hpp"
 #include "runtime/exec/cpu_executor.h"
-#include "gtest/gtest.h"
 #include "test/unit/test_util.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
-using testing_util::relativeError;
 using testing_util::fixtureDir;
+using testing_util::relativeError;
 
 absl::StatusOr<Plan> compile(const std::string &dir,
                              std::vector<std::string> disabled) {

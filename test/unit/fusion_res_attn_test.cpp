@@ -1,10 +1,11 @@
 //===- fusion_res_attn_test.cpp - fusions keep the CPU logits ------------===//
 //
 // treni-fuse-residual-norm, treni-specialize-seq1-attention and
-// treni-fuse-matvec must not change what the model computes: the CPU reference executor runs the plan with and
-// without each pass and the logits must agree within max|a-b|/max|b| <= 1e-5,
-// for a prefill and for decode steps at every position of the KV cache (so
-// the seq1 attention's split boundaries move through many layouts).
+// treni-fuse-matvec must not change what the model computes: the CPU reference
+// executor runs the plan with and without each pass and the logits must agree
+// within max|a-b|/max|b| <= 1e-5, for a prefill and for decode steps at every
+// position of the KV cache (so the seq1 attention's split boundaries move
+// through many layouts).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,8 +17,8 @@
 #include "codegen/mlir/Compiler.h"
 #include "runtime/exec/cpu_executor.h"
 #include "runtime/exec/cpu_kernels.h"
-#include "gtest/gtest.h"
 #include "test/unit/test_util.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
@@ -63,9 +64,7 @@ using Param = std::tuple<std::string, std::string, std::string>;
 
 class FusionEquivalenceTest : public testing::TestWithParam<Param> {
 protected:
-  std::string dir() const {
-    return fixtureDir(std::get<0>(GetParam()));
-  }
+  std::string dir() const { return fixtureDir(std::get<0>(GetParam())); }
   const std::string &flag() const { return std::get<1>(GetParam()); }
   const std::string &fusedTemplate() const { return std::get<2>(GetParam()); }
   /// Passes off in both builds: treni-fuse-matvec takes decode's
@@ -163,12 +162,12 @@ INSTANTIATE_TEST_SUITE_P(
                      testing::Values("attention_seq1_partial")),
     paramName);
 
-INSTANTIATE_TEST_SUITE_P(
-    Matvec, FusionEquivalenceTest,
-    testing::Combine(testing::Values("qwen2", "llama", "qwen3"),
-                     testing::Values("treni-fuse-matvec"),
-                     testing::Values("gemv")),
-    paramName);
+INSTANTIATE_TEST_SUITE_P(Matvec, FusionEquivalenceTest,
+                         testing::Combine(testing::Values("qwen2", "llama",
+                                                          "qwen3"),
+                                          testing::Values("treni-fuse-matvec"),
+                                          testing::Values("gemv")),
+                         paramName);
 
 // Tests the split rule and the two-step reduction against the one-pass
 // reference attention for split counts that divide the length, do not, and

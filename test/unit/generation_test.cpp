@@ -320,7 +320,7 @@ TEST_F(GenerationTest, RefusesEosIdsOutsideTheVocabulary) {
   for (auto [eos, message] :
        {std::pair<std::string, std::string>{"1000000000000", outside},
         {"[\"a\"]", "generation_config.json: 'eos_token_id[0]' must be a "
-                     "token id (an integer), got a string \"a\""}}) {
+                    "token id (an integer), got a string \"a\""}}) {
     std::ofstream(dir + "/generation_config.json")
         << "{\"eos_token_id\": " << eos << "}";
     auto ids = readEosIds(dir, *tokenizer_);

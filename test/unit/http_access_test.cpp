@@ -15,11 +15,12 @@ namespace {
 
 TEST(HttpAccessTest, LoopbackBindAcceptsLoopbackNamesOnly) {
   AccessPolicy policy("127.0.0.1", "127.0.0.1", {}, "");
-  for (const char *host : {"127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080",
-                           "localhost", "127.0.0.1"})
+  for (const char *host : {"127.0.0.1:8080", "localhost:8080", "LOCALHOST",
+                           "[::1]:8080", "localhost", "127.0.0.1"})
     EXPECT_TRUE(policy.hostAllowed(host)) << host;
-  for (const char *host : {"evil.example:8080", "localhost.evil.example", "127.0.0.2:8080",
-                           "10.0.0.1:8080", "", ":8080", "[::1", "127.0.0.1.nip.io"})
+  for (const char *host :
+       {"evil.example:8080", "localhost.evil.example", "127.0.0.2:8080",
+        "10.0.0.1:8080", "", ":8080", "[::1", "127.0.0.1.nip.io"})
     EXPECT_FALSE(policy.hostAllowed(host)) << host;
 }
 
@@ -49,7 +50,8 @@ TEST(HttpAccessTest, WildcardBindAcceptsIpLiterals) {
 }
 
 TEST(HttpAccessTest, AllowedHosts) {
-  AccessPolicy policy("127.0.0.1", "127.0.0.1", {"API.example.com", "proxy.example:9000"}, "");
+  AccessPolicy policy("127.0.0.1", "127.0.0.1",
+                      {"API.example.com", "proxy.example:9000"}, "");
   EXPECT_TRUE(policy.hostAllowed("api.example.com"));
   EXPECT_TRUE(policy.hostAllowed("api.example.com:443"));
   EXPECT_TRUE(policy.hostAllowed("proxy.example:9000"));
@@ -61,14 +63,20 @@ TEST(HttpAccessTest, AllowedHosts) {
 }
 
 TEST(HttpAccessTest, OriginMustBeTheServersOwn) {
-  EXPECT_TRUE(AccessPolicy::originAllowed("http://127.0.0.1:8080", "127.0.0.1:8080"));
-  EXPECT_TRUE(AccessPolicy::originAllowed("HTTPS://Api.Example.com", "api.example.com"));
-  EXPECT_FALSE(AccessPolicy::originAllowed("http://evil.example", "127.0.0.1:8080"));
-  EXPECT_FALSE(AccessPolicy::originAllowed("http://127.0.0.1:8081", "127.0.0.1:8080"));
-  EXPECT_FALSE(AccessPolicy::originAllowed("http://localhost:8080", "127.0.0.1:8080"));
+  EXPECT_TRUE(
+      AccessPolicy::originAllowed("http://127.0.0.1:8080", "127.0.0.1:8080"));
+  EXPECT_TRUE(AccessPolicy::originAllowed("HTTPS://Api.Example.com",
+                                          "api.example.com"));
+  EXPECT_FALSE(
+      AccessPolicy::originAllowed("http://evil.example", "127.0.0.1:8080"));
+  EXPECT_FALSE(
+      AccessPolicy::originAllowed("http://127.0.0.1:8081", "127.0.0.1:8080"));
+  EXPECT_FALSE(
+      AccessPolicy::originAllowed("http://localhost:8080", "127.0.0.1:8080"));
   EXPECT_FALSE(AccessPolicy::originAllowed("null", "127.0.0.1:8080"));
   EXPECT_FALSE(AccessPolicy::originAllowed("file://", ""));
-  EXPECT_FALSE(AccessPolicy::originAllowed("http://127.0.0.1:8080/x", "127.0.0.1:8080"));
+  EXPECT_FALSE(
+      AccessPolicy::originAllowed("http://127.0.0.1:8080/x", "127.0.0.1:8080"));
 }
 
 TEST(HttpAccessTest, ApiKey) {
@@ -79,15 +87,17 @@ TEST(HttpAccessTest, ApiKey) {
   EXPECT_TRUE(policy.keyRequired());
   EXPECT_TRUE(policy.keyMatches("Bearer sk-123"));
   EXPECT_TRUE(policy.keyMatches("bearer  sk-123 "));
-  for (const char *wrong : {"Bearer sk-124", "Bearer sk-1234", "Bearer sk-12", "Bearer ",
-                            "sk-123", "Basic sk-123", ""})
+  for (const char *wrong : {"Bearer sk-124", "Bearer sk-1234", "Bearer sk-12",
+                            "Bearer ", "sk-123", "Basic sk-123", ""})
     EXPECT_FALSE(policy.keyMatches(wrong)) << wrong;
 }
 
 TEST(HttpAccessTest, LoopbackAddresses) {
-  for (const char *address : {"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"})
+  for (const char *address :
+       {"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"})
     EXPECT_TRUE(isLoopbackAddress(address)) << address;
-  for (const char *address : {"0.0.0.0", "::", "10.0.0.1", "localhost", "", "::ffff:10.0.0.1"})
+  for (const char *address :
+       {"0.0.0.0", "::", "10.0.0.1", "localhost", "", "::ffff:10.0.0.1"})
     EXPECT_FALSE(isLoopbackAddress(address)) << address;
 }
 

@@ -14,12 +14,12 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Rope.h"
+#include "codegen/mlir/Compiler.h"
+#include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
@@ -31,8 +31,8 @@ Plan fixturePlan(const std::string &name,
   mlir::MLIRContext context;
   CompileOptions options;
   options.activationDtype = dtype;
-  auto compiled = compileModelDir(
-      context, testing_util::fixtureDir(name), options);
+  auto compiled =
+      compileModelDir(context, testing_util::fixtureDir(name), options);
   EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
   return compiled.ok() ? compiled->plan : Plan();
 }
@@ -215,10 +215,16 @@ TEST(KernelSourceTest, FixturePlans) {
     // decode attention is attention_seq1_partial + attention_seq1_reduce;
     // one-row linears are gemv (treni.matvec), which take in decode's norms,
     // silu_mul and residual adds.
-    std::set<std::string> expected = {
-        "embedding",   "rms_norm",  "attention",     "silu_mul",
-        "add",         "take_last", "residual_norm", "attention_seq1_partial",
-        "attention_seq1_reduce", "gemv"};
+    std::set<std::string> expected = {"embedding",
+                                      "rms_norm",
+                                      "attention",
+                                      "silu_mul",
+                                      "add",
+                                      "take_last",
+                                      "residual_norm",
+                                      "attention_seq1_partial",
+                                      "attention_seq1_reduce",
+                                      "gemv"};
     expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
                                                  : "qkv_rope_cache");
     EXPECT_EQ(templates, expected);
@@ -266,7 +272,8 @@ TEST(KernelSourceTest, GemvSteps) {
     int64_t rowsPerBlock = std::stoll(kernel->source.substr(at + 30));
     EXPECT_TRUE(rowsPerBlock == 1 || rowsPerBlock == 2 || rowsPerBlock == 4);
     int64_t outputs = gated ? n / 2 : n;
-    EXPECT_EQ(kernel->launch.blocksX, (outputs + rowsPerBlock - 1) / rowsPerBlock);
+    EXPECT_EQ(kernel->launch.blocksX,
+              (outputs + rowsPerBlock - 1) / rowsPerBlock);
     EXPECT_FALSE(kernel->launch.rowsInGridY);
     EXPECT_THAT(kernel->source,
                 HasSubstr(absl::StrCat("constexpr bool kGated = ",
@@ -320,16 +327,19 @@ TEST(KernelSourceTest, ActivationDtype) {
                 std::string::npos);
     }
     // The decode logits GEMV writes f32 logits.
-    bool logits = kernel.entry.starts_with("treni_gemv_") &&
-                  kernel.source.find("using out_type = float;") != std::string::npos &&
-                  kernel.source.find("n=384 ") != std::string::npos;
+    bool logits =
+        kernel.entry.starts_with("treni_gemv_") &&
+        kernel.source.find("using out_type = float;") != std::string::npos &&
+        kernel.source.find("n=384 ") != std::string::npos;
     if (!residual && !partials && !logits)
       EXPECT_EQ(kernel.source.find("= float;"), std::string::npos)
           << kernel.entry;
     if (kernel.entry.starts_with("treni_embedding_"))
-      EXPECT_NE(kernel.source.find("using out_type = float;"), std::string::npos);
+      EXPECT_NE(kernel.source.find("using out_type = float;"),
+                std::string::npos);
     if (kernel.entry.starts_with("treni_rms_norm_"))
-      EXPECT_NE(kernel.source.find("using out_type = bf16;"), std::string::npos);
+      EXPECT_NE(kernel.source.find("using out_type = bf16;"),
+                std::string::npos);
   }
   EXPECT_FALSE(activationDtype(Plan()).ok());
   SingleStep odd = rmsNormStep();

@@ -15,9 +15,9 @@
 #include <set>
 #include <sstream>
 
+#include "test/unit/test_util.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include "test/unit/test_util.h"
 #include <nlohmann/json.hpp>
 
 namespace treni {
@@ -28,7 +28,6 @@ using testing_util::messageOf;
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
-
 
 std::string readFile(const std::string &path) {
   std::ifstream in(path, std::ios::binary);

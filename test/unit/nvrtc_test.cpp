@@ -18,16 +18,16 @@
 #include <thread>
 #include <unistd.h>
 
-#include "codegen/mlir/Compiler.h"
 #include "codegen/KernelSource.h"
+#include "codegen/mlir/Compiler.h"
 #include "codegen/mlir/PlanBuilder.h"
 #include "frontends/safetensors/builder.h"
 #include "mlir/Pass/PassManager.h"
 #include "passes/Passes.h"
 #include "runtime/exec/nvrtc_compiler.h"
+#include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "test/unit/test_util.h"
 
 namespace treni {
 namespace {
@@ -59,8 +59,8 @@ Plan fixturePlan(const std::string &name, std::optional<DType> dtype,
   CompileOptions options;
   options.activationDtype = dtype;
   options.disabledPasses = std::move(disabled);
-  auto compiled = compileModelDir(
-      context, testing_util::fixtureDir(name), options);
+  auto compiled =
+      compileModelDir(context, testing_util::fixtureDir(name), options);
   EXPECT_TRUE(compiled.ok()) << name << ": " << compiled.status();
   return compiled.ok() ? compiled->plan : Plan();
 }
@@ -168,10 +168,10 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
   }
   for (const auto &[entry, kernel] : kernels)
     ++perTemplate[entry.substr(6, entry.rfind('_') - 6)];
-  for (const char *name : {"embedding", "rms_norm", "rope", "cache_write",
-                           "attention", "silu", "mul", "silu_mul", "add",
-                           "take_last", "qkv_rope_cache",
-                           "qkv_norm_rope_cache"})
+  for (const char *name :
+       {"embedding", "rms_norm", "rope", "cache_write", "attention", "silu",
+        "mul", "silu_mul", "add", "take_last", "qkv_rope_cache",
+        "qkv_norm_rope_cache"})
     EXPECT_GT(perTemplate[name], 0) << name;
   // treni-fuse-residual-norm and treni-specialize-seq1-attention (default
   // pipeline): their kernels are compiled at every shape above too.

@@ -4,17 +4,16 @@
 #include <fstream>
 
 #include "codegen/mlir/Compiler.h"
-#include "gtest/gtest.h"
-#include "test/unit/test_util.h"
 #include "nlohmann/json.hpp"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/exec/package.h"
+#include "test/unit/test_util.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
 using testing_util::fixtureDir;
 namespace fs = std::filesystem;
-
 
 Package makePackage() {
   mlir::MLIRContext context;
@@ -26,7 +25,9 @@ Package makePackage() {
   package.arch = "sm_90";
   package.sources["k1"] = "extern \"C\" __global__ void k1() {}";
   package.sources["k2"] = "extern \"C\" __global__ void k2() {}";
-  package.cubins["k1"] = std::string("\x7f" "ELF\0\1\2binary", 13);
+  package.cubins["k1"] = std::string("\x7f"
+                                     "ELF\0\1\2binary",
+                                     13);
   return package;
 }
 

@@ -3,15 +3,14 @@
 #include <algorithm>
 #include <map>
 
-#include "codegen/mlir/Compiler.h"
 #include "codegen/Plan.h"
-#include "gtest/gtest.h"
+#include "codegen/mlir/Compiler.h"
 #include "test/unit/test_util.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {
 using testing_util::fixtureDir;
-
 
 absl::StatusOr<Plan>
 compilePlan(const std::string &name, std::vector<std::string> disabled = {},
@@ -122,11 +121,13 @@ TEST(PlanTest, DisablingOutliningOrPlanningIsAClearError) {
       << plan.status();
   plan = compilePlan("qwen2", {"treni-plan-buffers"});
   ASSERT_FALSE(plan.ok());
-  EXPECT_NE(plan.status().message().find("treni-plan-buffers"), std::string::npos)
+  EXPECT_NE(plan.status().message().find("treni-plan-buffers"),
+            std::string::npos)
       << plan.status();
   plan = compilePlan("qwen2", {"treni-no-such-pass"});
   ASSERT_FALSE(plan.ok());
-  EXPECT_NE(plan.status().message().find("not in the pipeline"), std::string::npos);
+  EXPECT_NE(plan.status().message().find("not in the pipeline"),
+            std::string::npos);
 }
 
 // Tests --pass-option: treni-fuse-matvec's folds switch off one by one (the
@@ -135,8 +136,9 @@ TEST(PlanTest, DisablingOutliningOrPlanningIsAClearError) {
 TEST(PlanTest, PassOptionsReachThePass) {
   auto count = [](const Plan &plan, const std::string &name) {
     const PlanFunction &decode = *plan.function("decode");
-    return std::count_if(decode.steps.begin(), decode.steps.end(),
-                         [&](const PlanStep &s) { return s.templateName == name; });
+    return std::count_if(
+        decode.steps.begin(), decode.steps.end(),
+        [&](const PlanStep &s) { return s.templateName == name; });
   };
   auto all = compilePlan("qwen2");
   ASSERT_TRUE(all.ok()) << all.status();
@@ -152,7 +154,8 @@ TEST(PlanTest, PassOptionsReachThePass) {
   EXPECT_EQ(count(*noNorm, "residual_norm"), 4); // not split either
   EXPECT_EQ(count(*noNorm, "rms_norm"), 1);      // after the embedding
 
-  auto bad = compilePlan("qwen2", {}, {{"treni-fuse-matvec", "fold-nrom=false"}});
+  auto bad =
+      compilePlan("qwen2", {}, {{"treni-fuse-matvec", "fold-nrom=false"}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("treni-fuse-matvec"), std::string::npos)
       << bad.status();
@@ -160,7 +163,8 @@ TEST(PlanTest, PassOptionsReachThePass) {
       << bad.status();
   bad = compilePlan("qwen2", {}, {{"treni-no-such-pass", "x=1"}});
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("treni-no-such-pass"), std::string::npos)
+  EXPECT_NE(bad.status().message().find("treni-no-such-pass"),
+            std::string::npos)
       << bad.status();
 }
 

@@ -18,9 +18,9 @@
 
 #include <sys/stat.h>
 
+#include "test/unit/test_util.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include "test/unit/test_util.h"
 #include <nlohmann/json.hpp>
 
 namespace treni {
@@ -31,7 +31,6 @@ using testing_util::messageOf;
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
-
 
 /// A fresh, empty directory for the current test.
 std::string freshTempDir() {

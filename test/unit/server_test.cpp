@@ -61,7 +61,8 @@ public:
     ::inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
     connected_ =
         ::bind(fd_, reinterpret_cast<sockaddr *>(&local), sizeof local) == 0 &&
-        ::connect(fd_, reinterpret_cast<sockaddr *>(&remote), sizeof remote) == 0;
+        ::connect(fd_, reinterpret_cast<sockaddr *>(&remote), sizeof remote) ==
+            0;
   }
   ~RawConnection() { ::close(fd_); }
   RawConnection(const RawConnection &) = delete;
@@ -283,8 +284,9 @@ TEST_F(ServerTest, HealthModelsMetrics) {
   expectGoodChat();
   // The request counter is bumped after the response is written: poll.
   Reply metrics = get("/metrics");
-  for (int i = 0; i < 100 && metrics.body.find("chat/completions\",status=\"200\"} 1") ==
-                                 std::string::npos;
+  for (int i = 0;
+       i < 100 && metrics.body.find("chat/completions\",status=\"200\"} 1") ==
+                      std::string::npos;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     metrics = get("/metrics");
@@ -693,17 +695,20 @@ TEST_F(ServerTest, StopFinishesWhatIsInFlight) {
 TEST_F(ServerTest, PostBodiesMustBeJson) {
   start();
   std::string body = chatBody().dump();
-  for (const char *type : {"text/plain", "application/x-www-form-urlencoded",
-                           "multipart/form-data; boundary=x", "application/jsonx"}) {
+  for (const char *type :
+       {"text/plain", "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x", "application/jsonx"}) {
     SCOPED_TRACE(type);
-    expectOpenAiError(send("POST", "/v1/chat/completions", body, {{"Content-Type", type}}),
-                      415, "unsupported_media_type");
+    expectOpenAiError(
+        send("POST", "/v1/chat/completions", body, {{"Content-Type", type}}),
+        415, "unsupported_media_type");
   }
   expectOpenAiError(send("POST", "/v1/completions", body, {}), 415,
                     "unsupported_media_type");
-  expectOpenAiError(send("POST", "/v1/chat/completions", "a=" + std::string(20000, 'b'),
-                         {{"Content-Type", "application/x-www-form-urlencoded"}}),
-                    415, "unsupported_media_type");
+  expectOpenAiError(
+      send("POST", "/v1/chat/completions", "a=" + std::string(20000, 'b'),
+           {{"Content-Type", "application/x-www-form-urlencoded"}}),
+      415, "unsupported_media_type");
   Reply charset = send("POST", "/v1/chat/completions", body,
                        {{"Content-Type", "Application/JSON; charset=utf-8"}});
   EXPECT_EQ(charset.status, 200) << charset.body;
@@ -739,7 +744,8 @@ TEST_F(ServerTest, HostAndOriginAreChecked) {
   };
   for (const std::string &origin :
        {std::string("http://evil.example"), std::string("null"),
-        "http://" + hostHeader("localhost"), std::string("http://127.0.0.1:1")}) {
+        "http://" + hostHeader("localhost"),
+        std::string("http://127.0.0.1:1")}) {
     SCOPED_TRACE(origin);
     expectOpenAiError(withOrigin(origin), 403, "invalid_origin");
   }
@@ -749,16 +755,25 @@ TEST_F(ServerTest, HostAndOriginAreChecked) {
   ServerOptions options;
   options.allowedHosts = {"api.example.com", "proxy.example:9000"};
   start(options);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "api.example.com"}}).status, 200);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "API.example.com:443"}}).status, 200);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "proxy.example:9000"}}).status, 200);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "proxy.example:9001"}}).status, 403);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status, 403);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "api.example.com"}}).status,
+            200);
+  EXPECT_EQ(
+      send("GET", "/v1/models", "", {{"Host", "API.example.com:443"}}).status,
+      200);
+  EXPECT_EQ(
+      send("GET", "/v1/models", "", {{"Host", "proxy.example:9000"}}).status,
+      200);
+  EXPECT_EQ(
+      send("GET", "/v1/models", "", {{"Host", "proxy.example:9001"}}).status,
+      403);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status,
+            403);
 
   server_->stop();
   options.allowedHosts = {"*"};
   start(options);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status, 200);
+  EXPECT_EQ(send("GET", "/v1/models", "", {{"Host", "evil.example"}}).status,
+            200);
 }
 
 // Tests --api-key: every route but /health needs `Authorization: Bearer
@@ -768,21 +783,27 @@ TEST_F(ServerTest, ApiKeyGuardsEverythingButHealth) {
   ServerOptions options;
   options.apiKey = "sk-treni-test";
   start(options);
-  for (const char *path : {"/v1/models", "/metrics", "/v1/models/qwen2", "/v1/nothing"}) {
+  for (const char *path :
+       {"/v1/models", "/metrics", "/v1/models/qwen2", "/v1/nothing"}) {
     SCOPED_TRACE(path);
     Reply missing = send("GET", path, "", {});
     expectOpenAiError(missing, 401, "invalid_api_key");
     EXPECT_EQ(missing.headers.count("WWW-Authenticate"), 1u);
-    for (const char *wrong : {"Bearer sk-treni-tesT", "Bearer sk-treni-test2",
-                              "Bearer ", "sk-treni-test", "Basic sk-treni-test"})
+    for (const char *wrong :
+         {"Bearer sk-treni-tesT", "Bearer sk-treni-test2", "Bearer ",
+          "sk-treni-test", "Basic sk-treni-test"})
       expectOpenAiError(send("GET", path, "", {{"Authorization", wrong}}), 401,
                         "invalid_api_key");
   }
   EXPECT_EQ(send("GET", "/health", "", {}).status, 200);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Authorization", "Bearer sk-treni-test"}}).status,
-            200);
-  EXPECT_EQ(send("GET", "/v1/models", "", {{"Authorization", "bearer sk-treni-test"}}).status,
-            200);
+  EXPECT_EQ(
+      send("GET", "/v1/models", "", {{"Authorization", "Bearer sk-treni-test"}})
+          .status,
+      200);
+  EXPECT_EQ(
+      send("GET", "/v1/models", "", {{"Authorization", "bearer sk-treni-test"}})
+          .status,
+      200);
   json big = chatBody();
   big["user"] = std::string(60 * 1024, 'u');
   expectOpenAiError(send("POST", "/v1/chat/completions", big.dump(),
@@ -823,7 +844,8 @@ TEST_F(ServerTest, NoExceptionTextInResponses) {
   }
 
   for (int i = 0; i < 2; ++i) {
-    Reply stream = post("/v1/throws", "{\"a\": 1}", [](std::string_view) { return true; });
+    Reply stream =
+        post("/v1/throws", "{\"a\": 1}", [](std::string_view) { return true; });
     EXPECT_EQ(stream.status, 200);
     std::vector<json> chunks = events(stream.body);
     ASSERT_EQ(chunks.size(), 3u) << stream.body;
@@ -864,18 +886,21 @@ TEST_F(ServerTest, BodiesAreTakenWholeAndBounded) {
   start(); // a 64 KiB limit
   std::string good = chatBody({{"max_tokens", 2}}).dump();
   EXPECT_EQ(post("/v1/chat/completions", good).status, 200);
-  expectOpenAiError(post("/v1/chat/completions", good + std::string("\0trailing", 9)),
-                    400, "invalid_json");
-  expectOpenAiError(post("/v1/chat/completions",
-                         good.substr(0, 10) + std::string(1, '\0') + good.substr(10)),
-                    400, "invalid_json");
+  expectOpenAiError(
+      post("/v1/chat/completions", good + std::string("\0trailing", 9)), 400,
+      "invalid_json");
+  expectOpenAiError(
+      post("/v1/chat/completions",
+           good.substr(0, 10) + std::string(1, '\0') + good.substr(10)),
+      400, "invalid_json");
   std::string deep = std::string(20000, '[') + std::string(20000, ']');
   std::string deepBody =
       "{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", \"content\": "
       "\"hi\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": "
       "\"f\", \"parameters\": {\"type\": \"object\", \"default\": " +
       deep + "}}}]}";
-  expectOpenAiError(post("/v1/chat/completions", deepBody), 400, "invalid_json");
+  expectOpenAiError(post("/v1/chat/completions", deepBody), 400,
+                    "invalid_json");
 
   json padded = chatBody({{"max_tokens", 2}});
   padded["user"] = "";
@@ -884,14 +909,15 @@ TEST_F(ServerTest, BodiesAreTakenWholeAndBounded) {
   ASSERT_EQ(padded.dump().size(), 64u * 1024);
   EXPECT_EQ(post("/v1/chat/completions", padded.dump()).status, 200);
   padded["user"] = std::string(room + 1, 'u');
-  expectOpenAiError(post("/v1/chat/completions", padded.dump()), 413, "body_too_large");
+  expectOpenAiError(post("/v1/chat/completions", padded.dump()), 413,
+                    "body_too_large");
 
   RawConnection chunked(server_->port());
   ASSERT_TRUE(chunked.connected());
-  std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: " +
-                     hostHeader("127.0.0.1") +
-                     "\r\nContent-Type: application/json\r\n"
-                     "Transfer-Encoding: chunked\r\n\r\n";
+  std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: " + hostHeader("127.0.0.1") +
+      "\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
   chunked.send(head);
   std::string piece(16 * 1024, ' ');
   for (int i = 0; i < 5; ++i)
@@ -923,15 +949,20 @@ TEST_F(ServerTest, SlowClientsAreCutOff) {
   bool headersClosed = false, bodyClosed = false;
   double headersAt = 0, bodyAt = 0;
   for (int i = 0; i < 30 && !(headersClosed && bodyClosed); ++i) {
-    auto health = std::async(std::launch::async, [&] { return get("/health"); });
-    if (!headersClosed && (!headers.send("X-Trickle: x\r\n") ||
-                           headers.readUntilClosed(100ms))) {
+    auto health =
+        std::async(std::launch::async, [&] { return get("/health"); });
+    if (!headersClosed &&
+        (!headers.send("X-Trickle: x\r\n") || headers.readUntilClosed(100ms))) {
       headersClosed = true;
-      headersAt = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      headersAt = std::chrono::duration<double>(
+                      std::chrono::steady_clock::now() - begin)
+                      .count();
     }
     if (!bodyClosed && (!body.send(" ") || body.readUntilClosed(1ms))) {
       bodyClosed = true;
-      bodyAt = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      bodyAt = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             begin)
+                   .count();
     }
     auto started = std::chrono::steady_clock::now();
     EXPECT_EQ(health.get().status, 200);
@@ -960,14 +991,15 @@ TEST_F(ServerTest, ConnectionLimitPerClient) {
   options.maxConnectionsPerClient = 2;
   start(options);
   using namespace std::chrono_literals;
-  std::string request = "GET /health HTTP/1.1\r\nHost: " + hostHeader("127.0.0.1") +
-                        "\r\n\r\n";
+  std::string request =
+      "GET /health HTTP/1.1\r\nHost: " + hostHeader("127.0.0.1") + "\r\n\r\n";
   auto first = std::make_unique<RawConnection>(server_->port(), "127.0.0.2");
   auto second = std::make_unique<RawConnection>(server_->port(), "127.0.0.2");
   ASSERT_TRUE(first->connected() && second->connected());
   for (RawConnection *connection : {first.get(), second.get()}) {
     connection->send(request);
-    ASSERT_TRUE(connection->readUntil("\"status\":\"ok\"", 2s)) << connection->received;
+    ASSERT_TRUE(connection->readUntil("\"status\":\"ok\"", 2s))
+        << connection->received;
   }
   RawConnection third(server_->port(), "127.0.0.2");
   ASSERT_TRUE(third.connected());
@@ -1004,7 +1036,8 @@ TEST_F(ServerTest, ContinueHttp10AndKeepAlive) {
   RawConnection expect(server_->port());
   expect.send("POST /v1/chat/completions HTTP/1.1\r\n" + host +
               "Content-Type: application/json\r\nExpect: 100-continue\r\n"
-              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+              "Content-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n");
   ASSERT_TRUE(expect.readUntil("\r\n\r\n", 2s));
   EXPECT_EQ(expect.status(), 100);
   expect.received.clear();
@@ -1014,8 +1047,10 @@ TEST_F(ServerTest, ContinueHttp10AndKeepAlive) {
 
   RawConnection old(server_->port());
   std::string streamed = chatBody({{"max_tokens", 3}, {"stream", true}}).dump();
-  old.send("POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
-           "Content-Length: " + std::to_string(streamed.size()) + "\r\n\r\n" + streamed);
+  old.send(
+      "POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(streamed.size()) + "\r\n\r\n" + streamed);
   EXPECT_TRUE(old.readUntilClosed(10s));
   EXPECT_EQ(old.status(), 200);
   EXPECT_THAT(old.received, Not(HasSubstr("chunked")));

@@ -6,13 +6,13 @@
 
 #include <sys/stat.h>
 
-#include "gtest/gtest.h"
 #include "support/ascii.h"
 #include "support/dtype.h"
 #include "support/file.h"
 #include "support/json.h"
 #include "support/json_bounded.h"
 #include "support/utf8.h"
+#include "gtest/gtest.h"
 
 namespace treni {
 namespace {

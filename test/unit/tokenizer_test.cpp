@@ -13,8 +13,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "support/sha256.h"
 #include "runtime/text/tokenizer.h"
+#include "support/sha256.h"
 
 #include <array>
 #include <cstdlib>
@@ -174,7 +174,8 @@ TEST_P(TokenizerParity, CorpusIdsAndDecodeMatchTokenizers) {
   bool ok = false;
   std::string corpusText = readFile(
       std::string(TRENI_SOURCE_DIR) + "/test/tokenizers/corpus.jsonl", ok);
-  ASSERT_EQ(goldens.at("corpus_sha256").get<std::string>(), sha256Hex(corpusText))
+  ASSERT_EQ(goldens.at("corpus_sha256").get<std::string>(),
+            sha256Hex(corpusText))
       << "corpus.jsonl changed since expected.json was made: re-run "
          "make_expected.py";
   const Json &golden = goldens.at("tokenizers").at(GetParam());

@@ -52,7 +52,8 @@ namespace treni {
 namespace {
 cl::SubCommand agentCommand("agent", "Agent workflows (.agent files)");
 
-cl::opt<std::string> agentAction(cl::Positional, cl::desc("ACTION (compile or run)"),
+cl::opt<std::string> agentAction(cl::Positional,
+                                 cl::desc("ACTION (compile or run)"),
                                  cl::Required, cl::sub(agentCommand));
 cl::opt<std::string> agentFile(cl::Positional, cl::desc("FLOW.agent"),
                                cl::Required, cl::sub(agentCommand));
@@ -192,8 +193,7 @@ bool writeTrace(const nlohmann::json &trace) {
   if (agentTrace.empty())
     return true;
   std::ofstream out(agentTrace);
-  out << dumpJson(trace, 2)
-      << "\n";
+  out << dumpJson(trace, 2) << "\n";
   if (!out) {
     error("cannot write '" + agentTrace + "'");
     return false;
