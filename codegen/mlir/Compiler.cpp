@@ -14,6 +14,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "passes/Passes.h"
 #include "support/clock.h"
+#include "support/status.h"
 
 namespace treni {
 namespace {
@@ -31,6 +32,18 @@ void loadTreniDialects(mlir::MLIRContext &context) {
 
 absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
                                               const std::string &dir,
+                                              const CompileOptions &options) {
+  auto start = std::chrono::steady_clock::now();
+  TRENI_ASSIGN_OR_RETURN(auto opened, openModelDir(dir));
+  double openSeconds = secondsSince(start);
+  TRENI_ASSIGN_OR_RETURN(CompiledModel compiled,
+                         compileModelDir(context, *opened, options));
+  compiled.loadSeconds += openSeconds;
+  return compiled;
+}
+
+absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
+                                              const ModelDir &dir,
                                               const CompileOptions &options) {
   loadTreniDialects(context);
   auto start = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "codegen/Plan.h"
 #include "frontends/safetensors/model_config.h"
+#include "frontends/safetensors/model_dir.h"
 #include "mlir/IR/MLIRContext.h"
 
 namespace treni {
@@ -35,8 +36,14 @@ struct CompiledModel {
   double compileSeconds = 0; ///< pass pipeline + plan extraction
 };
 
-/// Loads MODEL_DIR, runs treni-default-pipeline and extracts the plan. Pass
-/// diagnostics are returned in the status message.
+/// Builds the IR of an opened model directory, runs treni-default-pipeline
+/// and extracts the plan. Pass diagnostics are returned in the status
+/// message.
+absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
+                                              const ModelDir &dir,
+                                              const CompileOptions &options);
+
+/// The same for a directory not yet opened (`treni compile`).
 absl::StatusOr<CompiledModel> compileModelDir(mlir::MLIRContext &context,
                                               const std::string &dir,
                                               const CompileOptions &options);

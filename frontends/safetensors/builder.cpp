@@ -257,22 +257,15 @@ absl::StatusOr<OwningOpRef<ModuleOp>> buildModule(MLIRContext &context,
 }
 
 absl::StatusOr<LoadedModel> loadModelDir(MLIRContext &context,
-                                         const std::string &dir,
+                                         const ModelDir &dir,
                                          const BuildOptions &options) {
   LoadedModel model;
-  auto config = loadModelConfig(dir);
-  if (!config.ok())
-    return config.status();
-  model.config = *config;
-  auto checkpoint = Checkpoint::open(dir);
-  if (!checkpoint.ok())
-    return checkpoint.status();
-  model.checkpoint = std::move(*checkpoint);
-  if (absl::Status status = validateCheckpoint(model.config, *model.checkpoint);
+  model.config = dir.config;
+  if (absl::Status status = validateCheckpoint(model.config, *dir.checkpoint);
       !status.ok())
     return status;
   auto module =
-      buildModule(context, model.config, model.checkpoint.get(), options);
+      buildModule(context, model.config, dir.checkpoint.get(), options);
   if (!module.ok())
     return module.status();
   model.module = std::move(*module);

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "frontends/safetensors/model_config.h"
+#include "frontends/safetensors/model_dir.h"
 #include "frontends/safetensors/safetensors.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
@@ -44,17 +45,16 @@ absl::StatusOr<mlir::OwningOpRef<mlir::ModuleOp>>
 buildModule(mlir::MLIRContext &context, const ModelConfig &config,
             const Checkpoint *checkpoint, const BuildOptions &options = {});
 
-/// A model directory opened and checked: config, checkpoint, and IR.
+/// A model directory's config and the IR built from it.
 struct LoadedModel {
   ModelConfig config;
-  std::unique_ptr<Checkpoint> checkpoint;
   mlir::OwningOpRef<mlir::ModuleOp> module;
 };
 
-/// Reads DIR/config.json and the safetensors, validates them against each
-/// other and builds the module.
+/// Validates an opened directory's config and checkpoint against each other
+/// and builds the module.
 absl::StatusOr<LoadedModel> loadModelDir(mlir::MLIRContext &context,
-                                         const std::string &dir,
+                                         const ModelDir &dir,
                                          const BuildOptions &options = {});
 
 } // namespace treni

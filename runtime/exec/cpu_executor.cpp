@@ -29,6 +29,12 @@ int32_t argmax(absl::Span<const float> logits) {
 
 absl::StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
+  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+  return create(std::move(plan), *checkpoint, maxSeq);
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::create(Plan plan, const Checkpoint &weights, int64_t maxSeq) {
   if (maxSeq <= 0)
     return absl::InvalidArgumentError("max-seq must be positive");
   std::unique_ptr<CpuExecutor> executor(new CpuExecutor());
@@ -39,8 +45,7 @@ CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
     return absl::InvalidArgumentError("plan: model.vocab_size missing");
   executor->vocabSize_ = std::get<int64_t>(vocab->second);
 
-  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
-  TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+  TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, weights));
   for (const WeightTensors &parts : tensors) {
     // A concatenation is its parts back to back (row-major, dimension 0).
     int64_t total = 0;
@@ -49,7 +54,7 @@ CpuExecutor::create(Plan plan, const std::string &modelDir, int64_t maxSeq) {
     std::vector<float> data(total);
     float *next = data.data();
     for (const TensorInfo *info : parts) {
-      convertToF32(info->dtype, checkpoint->data(*info).data(), next,
+      convertToF32(info->dtype, weights.data(*info).data(), next,
                    info->numElements());
       next += info->numElements();
     }

@@ -17,13 +17,18 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "codegen/Plan.h"
+#include "frontends/safetensors/safetensors.h"
 
 namespace treni {
 
 class CpuExecutor {
 public:
-  /// Loads the plan's weights from the safetensors files in `modelDir` and
-  /// sizes the KV cache for `maxSeq` positions.
+  /// Loads the plan's weights from an opened checkpoint and sizes the KV
+  /// cache for `maxSeq` positions.
+  static absl::StatusOr<std::unique_ptr<CpuExecutor>>
+  create(Plan plan, const Checkpoint &weights, int64_t maxSeq);
+  /// The same, opening the checkpoint in `modelDir` (tests and tools; a load
+  /// passes the checkpoint it already opened).
   static absl::StatusOr<std::unique_ptr<CpuExecutor>>
   create(Plan plan, const std::string &modelDir, int64_t maxSeq);
 

@@ -69,20 +69,33 @@ std::string packageKey(const std::string &dir, const EngineOptions &options) {
 /// GPUs run 16-bit: an f32 checkpoint is compiled for bf16 activations and
 /// its weights are converted at upload.
 absl::StatusOr<std::optional<DType>>
-gpuActivationDtype(const std::string &dir, const EngineOptions &options) {
+gpuActivationDtype(const ModelDir &dir, const EngineOptions &options) {
   if (options.activationDtype)
     return options.activationDtype;
-  TRENI_ASSIGN_OR_RETURN(ModelConfig config, loadModelConfig(dir));
+  const ModelConfig &config = dir.config;
   if (config.dtype && *config.dtype != DType::F32)
     return config.dtype;
-  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(dir));
-  const TensorInfo *embedding = checkpoint->find("model.embed_tokens.weight");
+  const TensorInfo *embedding =
+      dir.checkpoint->find("model.embed_tokens.weight");
   if (embedding && embedding->dtype != DType::F32 && !config.dtype)
     return std::optional<DType>(embedding->dtype);
   return std::optional<DType>(DType::BF16);
 }
 
-absl::StatusOr<Plan> compilePlan(const std::string &dir,
+/// The weights' directory, opened once per load: the caller's, when it
+/// opened this one already (EngineOptions::modelDir), else opened here.
+absl::StatusOr<std::shared_ptr<const ModelDir>>
+openWeightsDir(const std::string &path, const EngineOptions &options) {
+  auto same = [](const std::string &a, const std::string &b) {
+    return fs::absolute(a).lexically_normal() ==
+           fs::absolute(b).lexically_normal();
+  };
+  if (options.modelDir && same(options.modelDir->path, path))
+    return options.modelDir;
+  return openModelDir(path);
+}
+
+absl::StatusOr<Plan> compilePlan(const ModelDir &dir,
                                  const EngineOptions &options,
                                  std::optional<DType> activation,
                                  double &seconds) {
@@ -203,6 +216,7 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
   std::string cacheDir = cacheDirOf(options);
   std::optional<Package> package;
+  std::shared_ptr<const ModelDir> weights; // opened once, on first need
   std::string packagePath;
   bool writeJitPackage = false;
   if (isPackageFile(model)) {
@@ -222,12 +236,13 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
       }
     }
     if (!package) {
+      TRENI_ASSIGN_OR_RETURN(weights, openWeightsDir(model, options));
       TRENI_ASSIGN_OR_RETURN(auto activation,
-                             gpuActivationDtype(model, options));
+                             gpuActivationDtype(*weights, options));
       Package compiled;
       TRENI_ASSIGN_OR_RETURN(
           compiled.plan,
-          compilePlan(model, options, activation, stats.compileSeconds));
+          compilePlan(*weights, options, activation, stats.compileSeconds));
       compiled.modelDir = fs::absolute(model).string();
       package = std::move(compiled);
       stats.ranMlir = true;
@@ -244,9 +259,12 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;
+  if (!weights) {
+    TRENI_ASSIGN_OR_RETURN(weights, openWeightsDir(package->modelDir, options));
+  }
   TRENI_ASSIGN_OR_RETURN(
       auto executor,
-      GpuExecutor::create(package->plan, package->modelDir, gpu));
+      GpuExecutor::create(package->plan, *weights->checkpoint, gpu));
   const GpuLoadStats &load = executor->loadStats();
   stats.deviceName = load.deviceName;
   stats.kernelSeconds = load.kernelSeconds;
@@ -328,23 +346,24 @@ loadEngine(const std::string &model, const EngineOptions &options) {
 
   EngineStats stats;
   Plan plan;
-  std::string modelDir = model;
+  std::shared_ptr<const ModelDir> weights;
   if (isPackageFile(model)) {
     TRENI_ASSIGN_OR_RETURN(Package package, readPackage(model));
     plan = std::move(package.plan);
-    modelDir = package.modelDir;
+    TRENI_ASSIGN_OR_RETURN(weights, openWeightsDir(package.modelDir, options));
     stats.source = "package " + model;
   } else {
-    TRENI_ASSIGN_OR_RETURN(plan,
-                           compilePlan(model, options, options.activationDtype,
-                                       stats.compileSeconds));
+    TRENI_ASSIGN_OR_RETURN(weights, openWeightsDir(model, options));
+    TRENI_ASSIGN_OR_RETURN(plan, compilePlan(*weights, options,
+                                             options.activationDtype,
+                                             stats.compileSeconds));
     stats.ranMlir = true;
     stats.source = "compiled with MLIR";
   }
   auto weightsStart = std::chrono::steady_clock::now();
   TRENI_ASSIGN_OR_RETURN(
-      auto executor,
-      CpuExecutor::create(std::move(plan), modelDir, options.maxSeq));
+      auto executor, CpuExecutor::create(std::move(plan), *weights->checkpoint,
+                                         options.maxSeq));
   stats.weightSeconds = secondsSince(weightsStart);
   stats.weightBytes = executor->weightBytes();
   stats.deviceName = "cpu (fp32 reference)";
@@ -357,11 +376,12 @@ absl::StatusOr<PackageStats> compilePackage(const std::string &modelDir,
                                             const std::string &arch,
                                             const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
+  TRENI_ASSIGN_OR_RETURN(auto weights, openWeightsDir(modelDir, options));
   TRENI_ASSIGN_OR_RETURN(auto activation,
-                         gpuActivationDtype(modelDir, options));
+                         gpuActivationDtype(*weights, options));
   double compileSeconds = 0;
   TRENI_ASSIGN_OR_RETURN(
-      Plan plan, compilePlan(modelDir, options, activation, compileSeconds));
+      Plan plan, compilePlan(*weights, options, activation, compileSeconds));
   KernelCompiler compiler(cacheDirOf(options));
   TRENI_ASSIGN_OR_RETURN(
       Package package, buildPackage(std::move(plan), modelDir, arch, compiler));

@@ -19,6 +19,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "frontends/safetensors/model_dir.h"
 #include "frontends/safetensors/safetensors.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/sampler.h"
@@ -29,6 +30,10 @@ enum class Device { Cpu, Gpu };
 
 struct EngineOptions {
   Device device = Device::Cpu;
+  /// The weights' directory, when the caller opened it already (the command
+  /// line reads its config to check --max-seq): a load whose weights live
+  /// there uses it instead of opening the directory again.
+  std::shared_ptr<const ModelDir> modelDir;
   std::vector<std::string> disabledPasses;
   std::map<std::string, std::string> passOptions; ///< see CompileOptions
   std::optional<DType> activationDtype;

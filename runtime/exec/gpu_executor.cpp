@@ -229,12 +229,11 @@ struct GpuExecutor::Impl {
     return kernel;
   }
 
-  absl::Status uploadWeights(const std::string &modelDir,
+  absl::Status uploadWeights(const Checkpoint &checkpoint,
                              KernelCompiler &compiler, const std::string &arch,
                              GpuLoadStats &stats) {
     auto start = std::chrono::steady_clock::now();
-    TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
-    TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, *checkpoint));
+    TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, checkpoint));
     // A concatenated weight (treni.concat) is its parts back to back: rows of
     // row-major [N, K] tensors concatenated along dimension 0 are contiguous,
     // so each part lands at the previous part's end.
@@ -280,7 +279,7 @@ struct GpuExecutor::Impl {
         char *target = weights + offsets[w];
         weightPtrs.push_back(target);
         for (const TensorInfo *info : tensors[w]) {
-          auto bytes = checkpoint->data(*info);
+          auto bytes = checkpoint.data(*info);
           std::string srcDtype = planDtypeOf(dtypeName(info->dtype));
           char *dst = srcDtype == actDtype ? target : scratch;
           for (int64_t offset = 0; offset < int64_t(bytes.size());
@@ -621,6 +620,13 @@ GpuExecutor::~GpuExecutor() = default;
 absl::StatusOr<std::unique_ptr<GpuExecutor>>
 GpuExecutor::create(Plan plan, const std::string &modelDir,
                     const GpuOptions &options) {
+  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+  return create(std::move(plan), *checkpoint, options);
+}
+
+absl::StatusOr<std::unique_ptr<GpuExecutor>>
+GpuExecutor::create(Plan plan, const Checkpoint &weights,
+                    const GpuOptions &options) {
   if (options.maxSeq <= 0)
     return absl::InvalidArgumentError("max-seq must be positive");
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
@@ -694,7 +700,7 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
   stats.kernelSeconds = secondsSince(start);
-  TRENI_RETURN_IF_ERROR(impl->uploadWeights(modelDir, compiler, arch, stats));
+  TRENI_RETURN_IF_ERROR(impl->uploadWeights(weights, compiler, arch, stats));
   stats.nvrtcCompiles = compiler.compiles();
   stats.cacheHits = compiler.cacheHits();
 

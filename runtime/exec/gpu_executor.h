@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "codegen/Plan.h"
+#include "frontends/safetensors/safetensors.h"
 #include "runtime/exec/sampler.h"
 
 namespace treni {
@@ -82,6 +83,11 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes();
 
 class GpuExecutor {
 public:
+  /// Compiles or loads the plan's kernels and uploads its weights from an
+  /// opened checkpoint.
+  static absl::StatusOr<std::unique_ptr<GpuExecutor>>
+  create(Plan plan, const Checkpoint &weights, const GpuOptions &options);
+  /// The same, opening the checkpoint in `modelDir` (tests and tools).
   static absl::StatusOr<std::unique_ptr<GpuExecutor>>
   create(Plan plan, const std::string &modelDir, const GpuOptions &options);
   ~GpuExecutor();

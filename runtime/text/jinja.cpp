@@ -1871,46 +1871,60 @@ private:
   // Methods
   //===--------------------------------------------------------------------===//
 
+  /// keys(), values(), items(), get() of a mapping.
+  absl::StatusOr<Value> callDictMethod(const Value &self,
+                                       const std::string &name,
+                                       const std::string &qualified,
+                                       const CallArgs &callArgs) {
+    if (name == "get") {
+      JINJA_BIND(args, qualified, callArgs, "key", "default");
+      if (!args.has(0))
+        return absl::InvalidArgumentError("dict.get() needs a key");
+      if (const Value *found = self.asDict().find(args[0]))
+        return *found;
+      return args.has(1) ? args[1] : Value::none();
+    }
+    JINJA_BIND(args, qualified, callArgs);
+    if (name == "items")
+      return dictItems(self);
+    ValueList out;
+    for (const auto &[k, value] : self.asDict().items)
+      out.push_back(name == "keys" ? k : value);
+    return Value::list(std::move(out));
+  }
+
+  /// index() and count() of a list or tuple.
+  absl::StatusOr<Value> callListMethod(const Value &self,
+                                       const std::string &name,
+                                       const std::string &qualified,
+                                       const CallArgs &callArgs) {
+    JINJA_BIND(args, qualified, callArgs, "value");
+    if (!args.has(0))
+      return absl::InvalidArgumentError(
+          qualified + "() takes exactly one argument (0 given)");
+    const ValueList &items = self.asList();
+    int64_t n = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!items[i].equals(args[0]))
+        continue;
+      if (name == "index")
+        return Value::integer(static_cast<int64_t>(i));
+      ++n;
+    }
+    if (name == "index")
+      return absl::InvalidArgumentError(
+          absl::StrCat(args[0].repr(), " is not in list"));
+    return Value::integer(n);
+  }
+
 public:
   absl::StatusOr<Value> callMethod(const Value &self, const std::string &name,
                                    const std::string &qualified,
                                    const CallArgs &callArgs) {
-    if (self.isMapping()) {
-      if (name == "get") {
-        JINJA_BIND(args, qualified, callArgs, "key", "default");
-        if (!args.has(0))
-          return absl::InvalidArgumentError("dict.get() needs a key");
-        if (const Value *found = self.asDict().find(args[0]))
-          return *found;
-        return args.has(1) ? args[1] : Value::none();
-      }
-      JINJA_BIND(args, qualified, callArgs);
-      if (name == "items")
-        return dictItems(self);
-      ValueList out;
-      for (const auto &[k, value] : self.asDict().items)
-        out.push_back(name == "keys" ? k : value);
-      return Value::list(std::move(out));
-    }
-    if (self.isSequence()) {
-      JINJA_BIND(args, qualified, callArgs, "value");
-      if (!args.has(0))
-        return absl::InvalidArgumentError(
-            qualified + "() takes exactly one argument (0 given)");
-      const ValueList &items = self.asList();
-      int64_t n = 0;
-      for (size_t i = 0; i < items.size(); ++i) {
-        if (!items[i].equals(args[0]))
-          continue;
-        if (name == "index")
-          return Value::integer(static_cast<int64_t>(i));
-        ++n;
-      }
-      if (name == "index")
-        return absl::InvalidArgumentError(
-            absl::StrCat(args[0].repr(), " is not in list"));
-      return Value::integer(n);
-    }
+    if (self.isMapping())
+      return callDictMethod(self, name, qualified, callArgs);
+    if (self.isSequence())
+      return callListMethod(self, name, qualified, callArgs);
     const std::string &s = self.asString();
     if (name == "strip" || name == "lstrip" || name == "rstrip") {
       JINJA_BIND(args, qualified, callArgs, "chars");

@@ -119,11 +119,14 @@ class ModelTest(unittest.TestCase):
     def test_kv_cache_larger_than_memory(self):
         # A model that claims 2^31 positions: the KV cache of --max-seq
         # 2147483647 (about 1 TB in fp32 on the fixture's shape) is refused
-        # before anything is allocated. config.json is all the check reads.
+        # before anything is allocated (the directory is opened, headers
+        # only; no weight is read).
         with tempfile.TemporaryDirectory() as tmp:
             config = dict(self.config, max_position_embeddings=2**31 - 1)
             with open(os.path.join(tmp, "config.json"), "w") as f:
                 json.dump(config, f)
+            os.symlink(os.path.join(self.model, "model.safetensors"),
+                       os.path.join(tmp, "model.safetensors"))
             proc = treni("run", tmp, "--device", "cpu", "--max-seq",
                          "2147483647", timeout=30)
         self.assertCleanError(proc, "--max-seq 2147483647 needs a",

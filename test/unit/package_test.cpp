@@ -112,6 +112,41 @@ TEST(EngineTest, CpuEngineRunsAPackageWithoutMlir) {
   EXPECT_GT(a->entropy, 0.0f);
 }
 
+// Tests that a load handed an opened model directory reads nothing of it
+// again: with config.json and the safetensors gone from disk after the open
+// (the mapping stays valid), the engine still compiles, loads its weights
+// and gives the same logits as a load of the intact directory.
+TEST(EngineTest, LoadUsesTheModelDirectoryItWasHanded) {
+  fs::path dir = fs::path(tempPath("opened-once"));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char *file : {"config.json", "model.safetensors"})
+    fs::copy_file(fs::path(fixtureDir("qwen2")) / file, dir / file);
+  auto opened = openModelDir(dir.string());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  fs::remove(dir / "config.json");
+  fs::remove(dir / "model.safetensors");
+
+  EngineOptions options;
+  options.maxSeq = 64;
+  EXPECT_FALSE(loadEngine(dir.string(), options).ok()); // nothing on disk
+  options.modelDir = *opened;
+  auto handed = loadEngine(dir.string(), options);
+  ASSERT_TRUE(handed.ok()) << handed.status();
+  options.modelDir = nullptr;
+  auto intact = loadEngine(fixtureDir("qwen2"), options);
+  ASSERT_TRUE(intact.ok()) << intact.status();
+
+  std::vector<int32_t> prompt = {1, 2, 3, 4};
+  SamplingParams greedy;
+  ASSERT_TRUE((*handed)->prefill(prompt, greedy).ok());
+  ASSERT_TRUE((*intact)->prefill(prompt, greedy).ok());
+  auto a = (*handed)->lastLogits();
+  auto b = (*intact)->lastLogits();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+}
+
 TEST(EngineTest, GpuWithoutADeviceIsAClearError) {
   // CI machines have no GPU; on a GPU machine this test is skipped.
   EngineOptions options;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "frontends/safetensors/model_config.h"
+#include "frontends/safetensors/model_dir.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/package.h"
 #include "runtime/serve/progress.h"
@@ -195,14 +196,16 @@ absl::StatusOr<Device> deviceFromFlag() {
                                     device);
 }
 
-/// config.json of `model`: a checkpoint directory, or the one a package
-/// records.
-absl::StatusOr<ModelConfig> configOf(const std::string &model) {
+/// The weights' directory of `model` (a checkpoint directory, or the one a
+/// package records), opened: the engine loader is handed it and does not
+/// open it again.
+absl::StatusOr<std::shared_ptr<const ModelDir>>
+weightsDirOf(const std::string &model) {
   if (isPackageFile(model)) {
     TRENI_ASSIGN_OR_RETURN(Package package, readPackage(model));
-    return loadModelConfig(package.modelDir);
+    return openModelDir(package.modelDir);
   }
-  return loadModelConfig(model);
+  return openModelDir(model);
 }
 
 /// Refuses a KV cache (keys and values of every layer, for --max-seq
@@ -252,9 +255,11 @@ absl::Status resolveMaxSeq(const std::string &model, EngineOptions &options) {
   if (options.maxSeq < 2)
     return absl::InvalidArgumentError(
         absl::StrCat("--max-seq must be at least 2, not ", options.maxSeq));
-  absl::StatusOr<ModelConfig> config = configOf(model);
-  if (!config.ok())
+  absl::StatusOr<std::shared_ptr<const ModelDir>> dir = weightsDirOf(model);
+  if (!dir.ok())
     return absl::OkStatus(); // the loader reports an unreadable model
+  options.modelDir = *dir;
+  const ModelConfig *config = &(*dir)->config;
   int64_t limit = config->maxPositionEmbeddings;
   if (limit >= 2 && options.maxSeq > limit) {
     if (maxSeq.getNumOccurrences())
