@@ -1,4 +1,5 @@
-//===- model_dir.h - a checkpoint directory opened once ----------*- C++ -*-===//
+//===- model_dir.h - a checkpoint directory opened once ----------*- C++
+//-*-===//
 //
 // config.json parsed and checked, every safetensors header mapped and
 // parsed: what the compiler (to build the IR), the engine loader (to pick the
