@@ -30,8 +30,11 @@ void addAgentRoute(HttpServer &server, Generator &generator,
         if (!request.ok())
           return error(std::string(request.status().message()));
         mlir::MLIRContext context;
-        auto module = compileAgentSource(request->source, request->file,
-                                         context, tools.toJson());
+        // The registry's signatures in memory: no JSON export to parse back
+        // on every request.
+        auto module = compileAgentSource(
+            request->source, request->file, context,
+            AgentCompileOptions{.tools = tools.signatures()});
         if (!module.ok())
           return error(std::string(module.status().message()));
         if (cancel)
