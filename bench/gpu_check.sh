@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one go (see docs/perf.md):
-#   bench/gpu_check.sh [cache|parity|bench|goldens|all] [MODEL ...]
+#   bench/gpu_check.sh [cache|parity|bench|goldens|prefill|longparity|all] [MODEL ...]
 # goldens: the tokenizer and chat-template expectations from Hugging Face
 # `tokenizers` / transformers, written to $OUT (needs $TOKENIZERS, default
 # build/tokenizers, or .gpu/tokenizers.tar.gz unpacked there).
+# prefill: bench/prefill_bench.py, TTFT vs prompt length against transformers
+# (MODELs, default the three Qwen2.5 shapes; PREFILL_LENGTHS, PREFILL_CHUNK
+# when set); prefill.json and prefill_ttft.png go to $OUT.
+# longparity: bench/parity.py --prompt-length ${PARITY_LEN:-2048} (and
+# --prefill-chunk $PARITY_CHUNK when set) on the MODELs (default the built
+# shapes: the fixtures' max_position_embeddings is 512). Neither is in `all`.
 # Needs build/bin/treni (built on the dev machine: it is self-contained) and
 # python3 with torch + transformers. Logs go to $OUT (default ./gpu-out); the
 # short tables come last.
@@ -18,6 +24,10 @@ shift || true
 models_parity=("$@")
 [ ${#models_parity[@]} -eq 0 ] && models_parity=(qwen2 llama qwen3 qwen2.5-0.5b qwen3-0.6b llama-3.2-1b qwen2.5-3b qwen2.5-7b)
 models_bench=(qwen2.5-0.5b qwen2.5-3b qwen2.5-7b)
+models_prefill=("$@")
+[ ${#models_prefill[@]} -eq 0 ] && models_prefill=("${models_bench[@]}")
+models_long=("$@")
+[ ${#models_long[@]} -eq 0 ] && models_long=(qwen2.5-0.5b qwen3-0.6b llama-3.2-1b qwen2.5-3b qwen2.5-7b)
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 ldd "${TRENI:-build/bin/treni}" | tee "$OUT/ldd.txt" | grep -E "not found|LLVM|MLIR|absl" && echo "unexpected dynamic deps"
@@ -45,8 +55,23 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   python3 bench/bench.py --treni "$TRENI" --out "$OUT" "${models_bench[@]}" \
     2>&1 | tee "$OUT/bench.log" || status=1
 fi
+if [ "$what" = prefill ]; then
+  prefill_args=()
+  [ -n "${PREFILL_LENGTHS:-}" ] && prefill_args+=(--lengths "$PREFILL_LENGTHS")
+  [ -n "${PREFILL_CHUNK:-}" ] && prefill_args+=(--prefill-chunk "$PREFILL_CHUNK")
+  python3 bench/prefill_bench.py --treni "$TRENI" --out "$OUT" "${prefill_args[@]}" "${models_prefill[@]}" \
+    2>&1 | tee "$OUT/prefill.log" || status=1
+fi
+if [ "$what" = longparity ]; then
+  long_args=(--prompt-length "${PARITY_LEN:-2048}")
+  [ -n "${PARITY_CHUNK:-}" ] && long_args+=(--prefill-chunk "$PARITY_CHUNK")
+  python3 bench/parity.py --treni "$TRENI" --out "$OUT" "${long_args[@]}" "${models_long[@]}" \
+    2>&1 | tee "$OUT/longparity.log" || status=1
+fi
 echo
 grep -h "^CACHECHECK" "$OUT/cache.log" 2>/dev/null
 grep -h "^PARITY" "$OUT/parity.log" 2>/dev/null
+grep -h "^PARITY" "$OUT/longparity.log" 2>/dev/null
 grep -h "^BENCH\|device-to-device" "$OUT/bench.log" 2>/dev/null
+grep -h "^PREFILL" "$OUT/prefill.log" 2>/dev/null
 exit $status
