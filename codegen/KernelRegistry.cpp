@@ -129,6 +129,35 @@ absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
   return geometry;
 }
 
+/// attention_flash: query vectors of 16 rows per MMA tile, kMTiles tiles per
+/// warp, 4 warps, tiles of kBlockN keys; one block per (KV head, kBlockM
+/// vectors). Shared memory: the Q tile and two K and two V tiles, rows
+/// padded by 8 elements (16-bit types only).
+constexpr int64_t kFlashWarps = 4, kFlashMTiles = 1, kFlashBlockN = 64;
+
+absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
+                         positiveConstant(step, "num_kv_heads"));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
+  if (heads % kvHeads != 0)
+    return notMultipleOfKvHeads(step, heads, kvHeads);
+  if (!flashAttentionHeadDim(headDim))
+    return invalidStep(step, absl::StrCat("head_dim ", headDim,
+                                          " is not a multiple of 16 <= 128"));
+  const int64_t blockM = kFlashWarps * 16 * kFlashMTiles;
+  KernelGeometry geometry;
+  geometry.launch.threads = kFlashWarps * 32;
+  geometry.launch.blocksX = kvHeads;
+  geometry.launch.yItemsPerRow = heads / kvHeads;
+  geometry.launch.yItemsPerBlock = blockM;
+  geometry.launch.sharedBytes = (blockM + 4 * kFlashBlockN) * (headDim + 8) * 2;
+  geometry.constants.push_back(
+      {"kMTiles", kFlashMTiles, "16-vector MMA tiles per warp"});
+  geometry.constants.push_back({"kBlockN", kFlashBlockN, "keys per K/V tile"});
+  return geometry;
+}
+
 /// attention_seq1_partial: one block per (KV head, split), for the one query
 /// row; the grid never moves.
 absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
@@ -300,6 +329,13 @@ std::vector<KernelTemplate> buildTable() {
                                      cacheConstants()),
                    .usesCache = true,
                    .geometry = attentionGeometry});
+  table.push_back({.name = "attention_flash",
+                   .inputs = {{"query"}, index("positions")},
+                   .outputs = {"out"},
+                   .constants = with(with(heads, {attribute("scale", Float)}),
+                                     cacheConstants()),
+                   .usesCache = true,
+                   .geometry = attentionFlashGeometry});
   table.push_back(
       {.name = "qkv_rope_cache",
        .inputs = {{"qkv"}, index("positions")},
@@ -393,6 +429,10 @@ const char *kindName(ConstantKind kind) {
 }
 
 } // namespace
+
+bool flashAttentionHeadDim(int64_t headDim) {
+  return headDim > 0 && headDim % 16 == 0 && headDim <= 128;
+}
 
 bool hasKind(const PlanConstant &value, ConstantKind kind) {
   switch (kind) {

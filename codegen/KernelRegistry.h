@@ -23,16 +23,26 @@
 
 namespace treni {
 
-/// Launch geometry: grid = (blocksX, rowsInGridY ? rows : 1, 1), block =
-/// (threads, 1, 1), dynamic shared memory = sharedBytes +
-/// sharedBytesPerPosition * maxSeq.
+/// Launch geometry: grid = (blocksX, gridY(rows), 1), block = (threads, 1,
+/// 1), dynamic shared memory = sharedBytes + sharedBytesPerPosition * maxSeq.
 struct KernelLaunch {
   int64_t blocksX = 1;
   int64_t threads = 128;
+  /// grid.y = ceil(rows * yItemsPerRow / yItemsPerBlock) when set, else 1:
+  /// one block row per token by default, or (attention_flash) one per tile
+  /// of query vectors.
   bool rowsInGridY = true;
   int64_t sharedBytes = 0;
   int64_t sharedBytesPerPosition = 0;
+  int64_t yItemsPerRow = 1;
+  int64_t yItemsPerBlock = 1;
   bool operator==(const KernelLaunch &) const = default;
+
+  int64_t gridY(int64_t rows) const {
+    return rowsInGridY
+               ? (rows * yItemsPerRow + yItemsPerBlock - 1) / yItemsPerBlock
+               : 1;
+  }
 };
 
 /// One operand of a template, in ABI order.
@@ -47,6 +57,10 @@ struct KernelOperand {
 };
 
 enum class ConstantKind { Int, Float, Bool, Symbol };
+
+/// Head dims the attention_flash template supports (16-element MMA steps,
+/// registers for up to 128): 64, 80, 96 and 128 among them.
+bool flashAttentionHeadDim(int64_t headDim);
 
 /// Whether `value` holds a `kind` (int64_t, double, bool, string).
 bool hasKind(const PlanConstant &value, ConstantKind kind);

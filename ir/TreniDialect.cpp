@@ -403,6 +403,27 @@ AttentionSeq1Op::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return verifyAttentionCache(*this, symbolTable);
 }
 
+LogicalResult AttentionFlashOp::verify() {
+  if (failed(verifyAttentionHeads(*this)))
+    return failure();
+  auto query = tensorType(getQuery());
+  if (!compatible(tensorType(getPositions()).getDimSize(0),
+                  query.getDimSize(0)))
+    return emitOpError("needs one position per query row");
+  if (!supportsElementType(query.getElementType()))
+    return emitOpError() << "needs a bf16 or f16 query, got "
+                         << query.getElementType();
+  if (!supportsHeadDim(getHeadDim()))
+    return emitOpError() << "head_dim " << getHeadDim()
+                         << " is not a multiple of 16 in [16, 128]";
+  return success();
+}
+
+LogicalResult
+AttentionFlashOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  return verifyAttentionCache(*this, symbolTable);
+}
+
 LogicalResult ResidualNormOp::verify() {
   auto residual = tensorType(getResidual());
   ArrayRef<int64_t> shape = residual.getShape();

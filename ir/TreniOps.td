@@ -257,6 +257,43 @@ def Treni_AttentionSeq1Op : Treni_Op<"attention_seq1", [
   let hasVerifier = 1;
 }
 
+def Treni_AttentionFlashOp : Treni_Op<"attention_flash", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    MemoryEffects<[MemRead<Treni_KVCacheResource>]>,
+    AllTypesMatch<["query", "result"]>]> {
+  let summary = "Causal attention of many query rows on tensor cores (produced by treni-specialize-flash-attention)";
+  let description = [{
+    Same semantics as `treni.attention`, computed FlashAttention-2 style:
+    tiles of query vectors (the heads of a KV group packed together) against
+    tiles of K/V rows read from the cache, online softmax, 16-bit MMA with
+    fp32 accumulation. The query must be bf16 or f16 (the cache's type) and
+    `head_dim` a multiple of 16, at most 128.
+
+    ```mlir
+    %a = treni.attention_flash %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 14 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, scale = 1.250000e-01 : f64} : (tensor<?x896xbf16>, tensor<?xi32>) -> tensor<?x896xbf16>
+    ```
+  }];
+  let arguments = (ins Treni_FloatTensor2D:$query, Treni_IndexTensor:$positions,
+                   FlatSymbolRefAttr:$cache, ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$num_kv_heads,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$head_dim,
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$scale);
+  let results = (outs Treni_FloatTensor2D:$result);
+  let assemblyFormat = "$query `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Head dims the kernel supports (the attention_flash launch rule's
+    /// flashAttentionHeadDim): multiples of 16 up to 128.
+    static bool supportsHeadDim(int64_t headDim) {
+      return headDim > 0 && headDim % 16 == 0 && headDim <= 128;
+    }
+    static bool supportsElementType(::mlir::Type type) {
+      return type.isBF16() || type.isF16();
+    }
+  }];
+}
+
 def Treni_ResidualNormOp : Treni_Op<"residual_norm", [Pure]> {
   let summary = "Residual add followed by a full-row RMSNorm of the sum (produced by treni-fuse-residual-norm)";
   let description = [{

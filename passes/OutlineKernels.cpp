@@ -145,6 +145,9 @@ FailureOr<KernelDesc> describe(Operation *op) {
       .Case([&](AttentionOp) {
         return KernelDesc{"attention", {}};
       })
+      .Case([&](AttentionFlashOp) {
+        return KernelDesc{"attention_flash", {}};
+      })
       .Case([&](SiluOp s) { return dim("silu", s.getInput()); })
       .Case([&](SiluMulOp s) { return dim("silu_mul", s.getResult()); })
       .Case([&](MulOp m) { return dim("mul", m.getLhs()); })

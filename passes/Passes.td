@@ -212,6 +212,34 @@ def SpecializeSeq1AttentionPass
   let dependentDialects = ["::treni::TreniDialect"];
 }
 
+def SpecializeFlashAttentionPass
+    : Pass<"treni-specialize-flash-attention", "mlir::ModuleOp"> {
+  let summary = "Turn many-row attention (prefill) into tensor-core flash attention";
+  let description = [{
+    The generic `treni.attention` kernel runs one block per (query head,
+    row) and keeps one fp32 score per cache position in shared memory: exact
+    and simple, but no tensor cores, and its time grows with the square of the
+    prompt. `treni.attention_flash` computes the same thing FlashAttention-2
+    style (tiles of query vectors against tiles of K/V, online softmax, 16-bit
+    MMA with fp32 accumulation; the heads of a KV group share each K/V tile).
+    The generic op stays the CPU reference and the oracle the flash kernel is
+    checked against (`--disable treni-specialize-flash-attention` keeps it).
+
+    Before (in @prefill, dynamic rows):
+    ```mlir
+    %a = treni.attention %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    ```
+    After:
+    ```mlir
+    %a = treni.attention_flash %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+    ```
+    Left alone: single-row queries (treni-specialize-seq1-attention's), f32
+    activations, and head dims the kernel does not support (not a multiple
+    of 16, or above 128); they keep the generic kernel.
+  }];
+  let dependentDialects = ["::treni::TreniDialect"];
+}
+
 def PlanBuffersPass : Pass<"treni-plan-buffers", "mlir::ModuleOp"> {
   let summary = "Assign every activation a static arena offset, reusing memory of dead values";
   let description = [{

@@ -32,6 +32,8 @@ const std::vector<PipelineEntry> &pipelineEntries() {
       {"treni-fuse-residual-norm", [] { return createFuseResidualNormPass(); }},
       {"treni-specialize-seq1-attention",
        [] { return createSpecializeSeq1AttentionPass(); }},
+      {"treni-specialize-flash-attention",
+       [] { return createSpecializeFlashAttentionPass(); }},
       {"treni-fuse-matvec", [] { return createFuseMatvecPass(); }},
       {"treni-outline-kernels", [] { return createOutlineKernelsPass(); }},
       {"treni-plan-buffers", [] { return createPlanBuffersPass(); }},

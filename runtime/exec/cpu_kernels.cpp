@@ -421,6 +421,7 @@ constexpr NamedStepKernel kStepKernels[] = {
     {"qkv_norm_rope_cache",
      [](const StepArgs &s) { return qkvRopeCacheStep(s, true); }},
     {"attention", attentionStep},
+    {"attention_flash", attentionStep}, // same contract, same reference
     {"attention_seq1_partial", attentionSeq1PartialStep},
     {"attention_seq1_reduce", attentionSeq1ReduceStep},
     {"silu", siluStep},

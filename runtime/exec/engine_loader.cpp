@@ -139,18 +139,26 @@ absl::StatusOr<Package> buildPackage(Plan plan, const std::string &modelDir,
 
 class CpuEngine : public Engine {
 public:
-  CpuEngine(std::unique_ptr<CpuExecutor> executor, EngineStats stats)
-      : executor_(std::move(executor)) {
+  CpuEngine(std::unique_ptr<CpuExecutor> executor, EngineStats stats,
+            int64_t prefillChunk)
+      : executor_(std::move(executor)), prefillChunk_(prefillChunk) {
     stats_ = std::move(stats);
   }
   absl::StatusOr<std::vector<float>> lastLogits() override { return logits_; }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
+  int64_t maxSeq() const override { return executor_->maxSeq(); }
 
 protected:
   absl::StatusOr<SampleResult>
   doPrefill(absl::Span<const int32_t> ids, int64_t startPosition,
             const SamplingParams &params) override {
-    TRENI_ASSIGN_OR_RETURN(logits_, executor_->prefill(ids, startPosition));
+    // Chunk by chunk, as the GPU does: the arena holds one chunk.
+    for (size_t done = 0; done < ids.size(); done += prefillChunk_) {
+      size_t n = std::min<size_t>(prefillChunk_, ids.size() - done);
+      TRENI_ASSIGN_OR_RETURN(logits_,
+                             executor_->prefill(ids.subspan(done, n),
+                                                startPosition + int64_t(done)));
+    }
     step_ = 0;
     return sampleCpu(logits_, params, step_++);
   }
@@ -162,6 +170,7 @@ protected:
 
 private:
   std::unique_ptr<CpuExecutor> executor_;
+  int64_t prefillChunk_;
   std::vector<float> logits_;
   uint64_t step_ = 0;
 };
@@ -177,6 +186,7 @@ public:
     return executor_->lastLogits();
   }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
+  int64_t maxSeq() const override { return executor_->maxSeq(); }
 
 protected:
   absl::StatusOr<SampleResult>
@@ -198,6 +208,10 @@ protected:
   absl::StatusOr<std::vector<StepTime>>
   doProfileDecode(int64_t position, int iterations) override {
     return executor_->profileDecode(position, iterations);
+  }
+  absl::StatusOr<std::vector<StepTime>>
+  doProfilePrefill(int64_t tokens, int iterations) override {
+    return executor_->profilePrefill(tokens, iterations);
   }
   absl::StatusOr<ReplayTime> doReplayDecode(int64_t position,
                                             int iterations) override {
@@ -253,6 +267,7 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
 
   GpuOptions gpu;
   gpu.maxSeq = options.maxSeq;
+  gpu.prefillChunk = options.prefillChunk;
   gpu.cacheDir = cacheDir;
   gpu.cudaGraphs = options.cudaGraphs;
   gpu.programmaticLaunch = options.programmaticLaunch;
@@ -332,6 +347,12 @@ absl::StatusOr<std::vector<StepTime>> Engine::profileDecode(int64_t position,
   return doProfileDecode(position, iterations);
 }
 
+absl::StatusOr<std::vector<StepTime>> Engine::profilePrefill(int64_t tokens,
+                                                             int iterations) {
+  ++cacheWrites_;
+  return doProfilePrefill(tokens, iterations);
+}
+
 absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
                                                 int iterations) {
   ++cacheWrites_;
@@ -341,6 +362,13 @@ absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
 absl::StatusOr<std::unique_ptr<Engine>>
 loadEngine(const std::string &model, const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
+  if (options.prefillChunk < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prefill chunk must be at least 1 token, not ",
+                     options.prefillChunk));
+  if (options.maxSeq < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max-seq must be positive (or 0: automatic), not ", options.maxSeq));
   if (options.device == Device::Gpu)
     return loadGpuEngine(model, options, start);
 
@@ -361,14 +389,24 @@ loadEngine(const std::string &model, const EngineOptions &options) {
     stats.source = "compiled with MLIR";
   }
   auto weightsStart = std::chrono::steady_clock::now();
+  int64_t maxSeq = options.maxSeq;
+  if (maxSeq == 0) {
+    maxSeq = 4096;
+    auto limit = plan.model.find("max_position_embeddings");
+    if (limit != plan.model.end())
+      if (auto *value = std::get_if<int64_t>(&limit->second);
+          value && *value >= 2)
+        maxSeq = std::min(maxSeq, *value);
+  }
   TRENI_ASSIGN_OR_RETURN(
-      auto executor, CpuExecutor::create(std::move(plan), *weights->checkpoint,
-                                         options.maxSeq));
+      auto executor,
+      CpuExecutor::create(std::move(plan), *weights->checkpoint, maxSeq));
   stats.weightSeconds = secondsSince(weightsStart);
   stats.weightBytes = executor->weightBytes();
   stats.deviceName = "cpu (fp32 reference)";
   stats.totalLoadSeconds = secondsSince(start);
-  return std::unique_ptr<Engine>(new CpuEngine(std::move(executor), stats));
+  return std::unique_ptr<Engine>(
+      new CpuEngine(std::move(executor), stats, options.prefillChunk));
 }
 
 absl::StatusOr<PackageStats> compilePackage(const std::string &modelDir,

@@ -37,7 +37,12 @@ struct EngineOptions {
   std::vector<std::string> disabledPasses;
   std::map<std::string, std::string> passOptions; ///< see CompileOptions
   std::optional<DType> activationDtype;
+  /// KV cache rows; 0 picks them: on the GPU as many as fit in the memory
+  /// the weights leave, on the CPU 4096; both at most the model's
+  /// max_position_embeddings.
   int64_t maxSeq = 4096;
+  /// Prompts are prefilled in chunks of at most this many tokens.
+  int64_t prefillChunk = 2048;
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions
   bool spinWait = true;           ///< see GpuOptions
@@ -90,10 +95,16 @@ public:
   /// fp32 logits of the last call.
   virtual absl::StatusOr<std::vector<float>> lastLogits() = 0;
   virtual int64_t vocabSize() const = 0;
+  /// KV cache rows: the context, prompt and generated tokens together.
+  virtual int64_t maxSeq() const = 0;
   /// Per-step decode times at `position` (GPU only; see GpuExecutor). It
   /// writes KV-cache row `position`.
   absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
                                                       int iterations);
+  /// Per-step prefill times over `tokens` positions from 0 (GPU only; see
+  /// GpuExecutor::profilePrefill). It writes KV-cache rows 0..tokens-1.
+  absl::StatusOr<std::vector<StepTime>> profilePrefill(int64_t tokens,
+                                                       int iterations);
   /// Decode graph replayed back to back (GPU only; see
   /// GpuExecutor::replayDecode). It writes KV-cache row `position`.
   absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
@@ -118,6 +129,10 @@ protected:
                  absl::FunctionRef<bool(const SampleResult &)> onToken);
   virtual absl::StatusOr<std::vector<StepTime>>
   doProfileDecode(int64_t position, int iterations) {
+    return absl::UnimplementedError("profiling needs --device gpu");
+  }
+  virtual absl::StatusOr<std::vector<StepTime>>
+  doProfilePrefill(int64_t tokens, int iterations) {
     return absl::UnimplementedError("profiling needs --device gpu");
   }
   virtual absl::StatusOr<ReplayTime> doReplayDecode(int64_t position,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -438,7 +439,7 @@ struct GpuExecutor::Impl {
       args.push_back(&pointer);
     args.push_back(&rows);
     dim3 grid(unsigned(launch.launch.blocksX),
-              launch.launch.rowsInGridY ? unsigned(rows) : 1u, 1u);
+              unsigned(launch.launch.gridY(rows)), 1u);
     int64_t shared = launch.launch.sharedBytes +
                      launch.launch.sharedBytesPerPosition * options.maxSeq;
     // Every generated kernel starts with treniWaitForPreviousKernel().
@@ -612,6 +613,144 @@ struct GpuExecutor::Impl {
 
   int64_t maxSeq() const { return options.maxSeq; }
   int64_t graphCaptures = 0;
+
+  /// Runs `function` for `tokens` rows (inputs already in hostInputs: ids,
+  /// then positions at maxSeq) `iterations` times with an event pair around
+  /// every step; returns each step's mean time and its FLOPs.
+  absl::StatusOr<std::vector<StepTime>>
+  profileSteps(const PlanFunction &function, int64_t tokens, int iterations) {
+    const std::vector<StepLaunch> &list = launches[function.name];
+    std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events(list.size());
+    for (auto &[begin, end] : events) {
+      TRENI_CUDA(cudaEventCreate(&begin));
+      TRENI_CUDA(cudaEventCreate(&end));
+    }
+    std::vector<StepTime> times(list.size());
+    for (size_t i = 0; i < list.size(); ++i)
+      times[i] = {
+          list[i].step->templateName, list[i].step->origin, 0.0,
+          stepFlops(function, list[i], tokens),
+          list[i].gemm
+              ? absl::StrCat("m=", rowsOf(function, *list[i].step, tokens),
+                             " n=", list[i].gemmShape.n,
+                             " k=", list[i].gemmShape.k,
+                             list[i].gemmShape.bias ? " +bias" : "")
+              : std::string()};
+    fed.reset();
+    absl::Status status = [&]() -> absl::Status {
+      for (int it = 0; it < iterations; ++it) {
+        TRENI_RETURN_IF_ERROR(
+            copyInputs(function, hostInputs, hostInputs + maxSeq(), tokens));
+        TRENI_RETURN_IF_ERROR(enqueueSteps(function, tokens, &events));
+        TRENI_CUDA(cudaStreamSynchronize(stream));
+        for (size_t i = 0; i < list.size(); ++i) {
+          float ms = 0;
+          TRENI_CUDA(
+              cudaEventElapsedTime(&ms, events[i].first, events[i].second));
+          times[i].microseconds += 1e3 * ms / iterations;
+        }
+      }
+      return absl::OkStatus();
+    }();
+    for (auto &[begin, end] : events) {
+      cudaEventDestroy(begin);
+      cudaEventDestroy(end);
+    }
+    TRENI_RETURN_IF_ERROR(status);
+    return times;
+  }
+
+  /// Multiply-add FLOPs of a GEMM step (2 m n k) or of causal attention
+  /// over positions 0..tokens-1 (QK^T and PV: 4 head_dim per query head and
+  /// key, half the square); 0 for the rest.
+  double stepFlops(const PlanFunction &function, const StepLaunch &launch,
+                   int64_t tokens) const {
+    const PlanStep &step = *launch.step;
+    if (launch.gemm)
+      return 2.0 * rowsOf(function, step, tokens) * launch.gemmShape.n *
+             launch.gemmShape.k;
+    if (step.templateName == "attention" ||
+        step.templateName == "attention_flash") {
+      auto heads = step.intConstant("num_heads");
+      auto headDim = step.intConstant("head_dim");
+      if (heads.ok() && headDim.ok())
+        return 4.0 * double(*heads) * double(*headDim) * double(tokens) *
+               double(tokens + 1) / 2;
+    }
+    return 0;
+  }
+
+  /// Tokens of one prefill launch sequence.
+  int64_t chunkTokens() const {
+    return std::min(options.maxSeq, options.prefillChunk);
+  }
+
+  /// The arena: the larger function's, the prefill's for `prefillTokens`
+  /// (by default one chunk).
+  int64_t arenaBytes(int64_t prefillTokens) const {
+    int64_t bytes = 0;
+    for (const PlanFunction &f : plan.functions)
+      bytes = std::max(bytes, f.arenaBytes(f.rowBytes ? prefillTokens : 1));
+    return bytes;
+  }
+  int64_t arenaBytes() const { return arenaBytes(chunkTokens()); }
+
+  /// options.maxSeq, or when it is 0 the KV cache rows that fit: the free
+  /// memory after the weights, less the arena and a reserve (cuBLASLt's
+  /// workspace, graphs, the context's growth), at most the model's
+  /// max_position_embeddings. A kernel whose shared memory grows with the
+  /// cache (the generic attention's scores) caps it too.
+  absl::StatusOr<int64_t> resolveMaxSeq() {
+    int64_t perRow = 0;
+    for (const PlanKvCache &cache : plan.caches)
+      perRow += 2 * cache.numLayers * cache.numKvHeads * cache.headDim *
+                dtypeBytes(cache.dtype);
+    int device = 0, sharedLimit = 0;
+    TRENI_CUDA(cudaGetDevice(&device));
+    TRENI_CUDA(cudaDeviceGetAttribute(
+        &sharedLimit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    int64_t sharedCap = std::numeric_limits<int64_t>::max();
+    for (const PlanFunction &f : plan.functions)
+      for (const PlanStep &step : f.steps) {
+        const KernelTemplate *kernel = findKernelTemplate(step.templateName);
+        if (!kernel || !kernel->hasCudaTemplate())
+          continue;
+        TRENI_ASSIGN_OR_RETURN(KernelGeometry geometry, kernel->geometry(step));
+        const KernelLaunch &l = geometry.launch;
+        if (l.sharedBytesPerPosition > 0)
+          sharedCap = std::min(sharedCap, (sharedLimit - l.sharedBytes) /
+                                              l.sharedBytesPerPosition);
+      }
+    if (options.maxSeq > 0) {
+      if (options.maxSeq > sharedCap)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--max-seq ", options.maxSeq, " is more than the ", sharedCap,
+            " positions the generic attention kernel's shared memory holds "
+            "on this GPU (f32 activations or an unusual head_dim; use a "
+            "smaller --max-seq)"));
+      return options.maxSeq;
+    }
+    int64_t limit = 4096;
+    auto found = plan.model.find("max_position_embeddings");
+    if (found != plan.model.end())
+      if (auto *value = std::get_if<int64_t>(&found->second);
+          value && *value >= 2)
+        limit = *value;
+    size_t freeBytes = 0, totalBytes = 0;
+    TRENI_CUDA(cudaMemGetInfo(&freeBytes, &totalBytes));
+    const int64_t reserve = int64_t(1) << 30;
+    int64_t budget = int64_t(freeBytes) - reserve -
+                     arenaBytes(std::min(limit, options.prefillChunk));
+    int64_t fits = perRow > 0 ? budget / perRow : limit;
+    int64_t rows = std::min({limit, fits, sharedCap});
+    if (rows < 2)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no room for a KV cache: ", freeBytes >> 20,
+                       " MiB of GPU memory are free after the weights, and a ",
+                       reserve >> 20,
+                       " MiB reserve plus the activations are needed besides"));
+    return rows;
+  }
 };
 
 GpuExecutor::GpuExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -627,8 +766,10 @@ GpuExecutor::create(Plan plan, const std::string &modelDir,
 absl::StatusOr<std::unique_ptr<GpuExecutor>>
 GpuExecutor::create(Plan plan, const Checkpoint &weights,
                     const GpuOptions &options) {
-  if (options.maxSeq <= 0)
-    return absl::InvalidArgumentError("max-seq must be positive");
+  if (options.maxSeq < 0)
+    return absl::InvalidArgumentError("max-seq must be positive (0: auto)");
+  if (options.prefillChunk < 1)
+    return absl::InvalidArgumentError("the prefill chunk must be positive");
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -655,21 +796,26 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   TRENI_CUDA(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   TRENI_ASSIGN_OR_RETURN(impl->gemm, GemmRunner::create());
 
-  // KV cache and arena.
+  // Weights first: with an automatic --max-seq the KV cache takes what they
+  // leave.
+  KernelCompiler compiler(options.cacheDir);
+  TRENI_RETURN_IF_ERROR(impl->uploadWeights(weights, compiler, arch, stats));
+  TRENI_ASSIGN_OR_RETURN(impl->options.maxSeq, impl->resolveMaxSeq());
+  const int64_t maxSeq = impl->options.maxSeq;
+  stats.maxSeq = maxSeq;
+
+  // KV cache and arena (the prefill's sized for one chunk).
   for (const PlanKvCache &cache : p.caches) {
     Impl::Cache &c = impl->caches[cache.name];
-    c.layerBytes = options.maxSeq * cache.numKvHeads * cache.headDim *
-                   dtypeBytes(cache.dtype);
+    c.layerBytes =
+        maxSeq * cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
     int64_t bytes = c.layerBytes * cache.numLayers;
     TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
     TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
     c.values = c.keys + bytes;
     stats.kvCacheBytes += 2 * bytes;
   }
-  int64_t arenaBytes = 0;
-  for (const PlanFunction &f : p.functions)
-    arenaBytes =
-        std::max(arenaBytes, f.arenaBytes(f.rowBytes ? options.maxSeq : 1));
+  int64_t arenaBytes = impl->arenaBytes();
   TRENI_CUDA(
       cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
   stats.arenaBytes = arenaBytes;
@@ -687,27 +833,25 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   TRENI_CUDA(cudaHostGetDevicePointer((void **)&impl->mappedResults,
                                       impl->hostResults, 0));
   TRENI_CUDA(cudaHostAlloc((void **)&impl->hostInputs,
-                           (2 * options.maxSeq + 1) * sizeof(int32_t),
+                           (2 * maxSeq + 1) * sizeof(int32_t),
                            cudaHostAllocDefault));
   for (cudaEvent_t &event : impl->stepDone)
     TRENI_CUDA(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
 
   // Kernels (NVRTC through the disk cache, or the package's cubins).
   auto start = std::chrono::steady_clock::now();
-  KernelCompiler compiler(options.cacheDir);
   TRENI_RETURN_IF_ERROR(impl->prepareLaunches(compiler, arch, stats));
   TRENI_ASSIGN_OR_RETURN(impl->sampler,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
   stats.kernelSeconds = secondsSince(start);
-  TRENI_RETURN_IF_ERROR(impl->uploadWeights(weights, compiler, arch, stats));
   stats.nvrtcCompiles = compiler.compiles();
   stats.cacheHits = compiler.cacheHits();
 
   std::unique_ptr<GpuExecutor> executor(new GpuExecutor(std::move(impl)));
   executor->stats_ = stats;
   executor->vocabSize_ = std::get<int64_t>(vocab->second);
-  executor->maxSeq_ = options.maxSeq;
+  executor->maxSeq_ = maxSeq;
 
   // Warm-up: the first cuBLASLt call, lazy module loading and the decode
   // graph capture happen here rather than in the first request's TTFT. The
@@ -716,7 +860,7 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   SamplingParams greedy;
   int32_t token = 0;
   TRENI_RETURN_IF_ERROR(executor->prefill({&token, 1}, 0, greedy).status());
-  if (options.maxSeq > 1)
+  if (maxSeq > 1)
     TRENI_RETURN_IF_ERROR(executor->decode(token, 1, greedy).status());
   executor->stats_.warmupSeconds = secondsSince(start);
   return executor;
@@ -742,9 +886,16 @@ GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
   std::copy(ids.begin(), ids.end(), hostIds);
   for (int64_t i = 0; i < tokens; ++i)
     hostPositions[i] = int32_t(startPosition + i);
-  TRENI_RETURN_IF_ERROR(
-      impl.copyInputs(function, hostIds, hostPositions, tokens));
-  TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, tokens));
+  // Chunk by chunk, back to back on the stream: each chunk's attention reads
+  // the cache rows the earlier chunks wrote; only the last one's logits are
+  // sampled.
+  const int64_t chunk = impl.chunkTokens();
+  for (int64_t done = 0; done < tokens; done += chunk) {
+    int64_t n = std::min(chunk, tokens - done);
+    TRENI_RETURN_IF_ERROR(
+        impl.copyInputs(function, hostIds + done, hostPositions + done, n));
+    TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, n));
+  }
   TRENI_RETURN_IF_ERROR(
       impl.enqueueSample(function, params, vocabSize_, SampleFeedDevice{}));
   TRENI_RETURN_IF_ERROR(impl.wait());
@@ -863,41 +1014,23 @@ absl::StatusOr<std::vector<StepTime>>
 GpuExecutor::profileDecode(int64_t position, int iterations) {
   if (iterations < 1 || position < 0 || position >= maxSeq_)
     return absl::InvalidArgumentError("profileDecode: bad position or count");
-  Impl &impl = *impl_;
-  const PlanFunction &function = *impl.plan.function("decode");
-  const std::vector<StepLaunch> &list = impl.launches[function.name];
-  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events(list.size());
-  for (auto &[begin, end] : events) {
-    TRENI_CUDA(cudaEventCreate(&begin));
-    TRENI_CUDA(cudaEventCreate(&end));
+  impl_->hostInputs[0] = 0;
+  impl_->hostInputs[maxSeq_] = int32_t(position);
+  return impl_->profileSteps(*impl_->plan.function("decode"), 1, iterations);
+}
+
+absl::StatusOr<std::vector<StepTime>>
+GpuExecutor::profilePrefill(int64_t tokens, int iterations) {
+  if (iterations < 1 || tokens < 1 || tokens > impl_->chunkTokens())
+    return absl::InvalidArgumentError(
+        absl::StrCat("profilePrefill: 1 to ", impl_->chunkTokens(),
+                     " tokens (one prefill chunk), and at least one run"));
+  for (int64_t i = 0; i < tokens; ++i) {
+    impl_->hostInputs[i] = int32_t(i % vocabSize_);
+    impl_->hostInputs[maxSeq_ + i] = int32_t(i);
   }
-  std::vector<StepTime> times(list.size());
-  for (size_t i = 0; i < list.size(); ++i)
-    times[i] = {list[i].step->templateName, list[i].step->origin, 0.0};
-  impl.fed.reset();
-  absl::Status status = [&]() -> absl::Status {
-    int32_t inputs[2] = {0, int32_t(position)};
-    for (int it = 0; it < iterations; ++it) {
-      TRENI_RETURN_IF_ERROR(
-          impl.copyInputs(function, &inputs[0], &inputs[1], 1));
-      TRENI_RETURN_IF_ERROR(impl.enqueueSteps(function, 1, &events));
-      TRENI_CUDA(cudaStreamSynchronize(impl.stream));
-      for (size_t i = 0; i < list.size(); ++i) {
-        float ms = 0;
-        TRENI_CUDA(
-            cudaEventElapsedTime(&ms, events[i].first, events[i].second));
-        times[i].microseconds += 1e3 * ms / iterations;
-      }
-    }
-    return absl::OkStatus();
-  }();
-  for (auto &[begin, end] : events) {
-    cudaEventDestroy(begin);
-    cudaEventDestroy(end);
-  }
-  if (!status.ok())
-    return status;
-  return times;
+  return impl_->profileSteps(*impl_->plan.function("prefill"), tokens,
+                             iterations);
 }
 
 absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {

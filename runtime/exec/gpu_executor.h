@@ -29,7 +29,13 @@
 namespace treni {
 
 struct GpuOptions {
+  /// KV cache rows. 0: as many as the GPU memory left after the weights
+  /// holds (less a reserve), at most the model's max_position_embeddings.
   int64_t maxSeq = 4096;
+  /// A prompt is prefilled in chunks of at most this many tokens (each
+  /// against the cache the previous ones wrote), so the activation arena is
+  /// sized for one chunk, not for --max-seq tokens.
+  int64_t prefillChunk = 2048;
   /// NVRTC cubin cache; "" disables it.
   std::string cacheDir;
   /// Capture decode as a CUDA graph (off: launch step by step, for debugging).
@@ -56,6 +62,7 @@ struct GpuLoadStats {
   int64_t cacheHits = 0;     ///< kernels found in the disk cache
   int64_t aotKernels = 0;    ///< kernels taken from the package
   int64_t arenaBytes = 0, kvCacheBytes = 0;
+  int64_t maxSeq = 0; ///< KV cache rows (chosen from free memory when auto)
   double warmupSeconds = 0; ///< first GEMMs, lazy loading, graph capture
 };
 
@@ -63,6 +70,8 @@ struct GpuLoadStats {
 struct StepTime {
   std::string templateName, origin;
   double microseconds = 0;
+  double flops = 0;  ///< GEMMs and attention (see GpuExecutor::profilePrefill)
+  std::string shape; ///< a GEMM's "m=.. n=.. k=..[ +bias]", else empty
 };
 
 /// A decode graph replayed back to back (GpuExecutor::replayDecode).
@@ -92,7 +101,9 @@ public:
   create(Plan plan, const std::string &modelDir, const GpuOptions &options);
   ~GpuExecutor();
 
-  /// Runs @prefill over `ids` at positions start.. and samples the next token.
+  /// Runs @prefill over `ids` at positions start.. (in chunks of
+  /// prefillChunk tokens, one after another on the stream) and samples the
+  /// next token.
   absl::StatusOr<SampleResult> prefill(absl::Span<const int32_t> ids,
                                        int64_t startPosition,
                                        const SamplingParams &params);
@@ -110,6 +121,11 @@ public:
   /// the steps: the sum exceeds a graph replay's time by the launch gaps.)
   absl::StatusOr<std::vector<StepTime>> profileDecode(int64_t position,
                                                       int iterations);
+  /// The same for @prefill over `tokens` positions 0.. (one chunk at most):
+  /// each step's mean time and FLOPs, so the GEMMs' and the attention's
+  /// TFLOP/s can be read off. Writes KV-cache rows 0..tokens-1.
+  absl::StatusOr<std::vector<StepTime>> profilePrefill(int64_t tokens,
+                                                       int iterations);
   /// The captured decode graph replayed `iterations` times back to back from
   /// `position` (each step fed by the previous one, as in a generation; no
   /// host round trip in between): the GPU's time per step, and the host's

@@ -35,3 +35,24 @@ func.func @seq1_zero_splits(%q: tensor<1x64xbf16>, %pos: tensor<1xi32>) {
   %a = treni.attention_seq1 %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, num_splits = 0 : i64} : (tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
   return
 }
+
+// -----
+
+// Tests that attention_flash over f32 activations is rejected (the kernel
+// multiplies 16-bit values on tensor cores).
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : f32
+func.func @flash_f32(%q: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.attention_flash' op needs a bf16 or f16 query, got 'f32'}}
+  %a = treni.attention_flash %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that attention_flash with a head dim the kernel lacks is rejected.
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 24 : i64} : bf16
+func.func @flash_head_dim(%q: tensor<?x96xbf16>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.attention_flash' op head_dim 24 is not a multiple of 16 in [16, 128]}}
+  %a = treni.attention_flash %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 24 : i64, scale = 0.25 : f64} : (tensor<?x96xbf16>, tensor<?xi32>) -> tensor<?x96xbf16>
+  return
+}

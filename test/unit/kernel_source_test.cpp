@@ -206,6 +206,7 @@ TEST(KernelSourceTest, FixturePlans) {
         EXPECT_EQ(kernel->usesCache,
                   step.templateName == "cache_write" ||
                       step.templateName == "attention" ||
+                      step.templateName == "attention_flash" ||
                       step.templateName == "attention_seq1_partial" ||
                       step.templateName.rfind("qkv_", 0) == 0);
       }
@@ -213,18 +214,20 @@ TEST(KernelSourceTest, FixturePlans) {
     // cache write are qkv_[norm_]rope_cache; adds feeding a norm are
     // residual_norm (the last prefill add, feeding take_last, stays an add);
     // decode attention is attention_seq1_partial + attention_seq1_reduce;
-    // one-row linears are gemv (treni.matvec), which take in decode's norms,
-    // silu_mul and residual adds.
-    std::set<std::string> expected = {"embedding",
-                                      "rms_norm",
-                                      "attention",
-                                      "silu_mul",
-                                      "add",
-                                      "take_last",
-                                      "residual_norm",
-                                      "attention_seq1_partial",
-                                      "attention_seq1_reduce",
-                                      "gemv"};
+    // prefill attention is attention_flash in 16-bit (qwen2 bf16, qwen3 f16)
+    // and the generic attention in f32 (llama); one-row linears are gemv
+    // (treni.matvec), which take in decode's norms, silu_mul and residual adds.
+    std::set<std::string> expected = {
+        "embedding",
+        "rms_norm",
+        std::string(name) == "llama" ? "attention" : "attention_flash",
+        "silu_mul",
+        "add",
+        "take_last",
+        "residual_norm",
+        "attention_seq1_partial",
+        "attention_seq1_reduce",
+        "gemv"};
     expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
                                                  : "qkv_rope_cache");
     EXPECT_EQ(templates, expected);
@@ -394,6 +397,18 @@ TEST(KernelSourceTest, LaunchGeometry) {
                    {"bf16", "i32"}, {"bf16"}),
         {14, 128, true, 0, 4},
         true}},
+      {"attention_flash",
+       {singleStep("attention_flash",
+                   with({{"num_heads", int64_t(14)},
+                         {"num_kv_heads", int64_t(2)},
+                         {"head_dim", int64_t(64)},
+                         {"scale", 0.125}},
+                        cache),
+                   {"bf16", "i32"}, {"bf16"}),
+        // One block per KV head and 64 query vectors; Q + 2 K + 2 V tiles
+        // of 64 rows of 64 + 8 (padding) bf16 values.
+        {2, 128, true, (64 + 4 * 64) * (64 + 8) * 2, 0, 7, 64},
+        true}},
       {"silu",
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
         {19, 256, true, 0, 0},
@@ -445,6 +460,7 @@ TEST(KernelSourceTest, LaunchGeometry) {
     EXPECT_EQ(kernel.launch.sharedBytes, c.launch.sharedBytes);
     EXPECT_EQ(kernel.launch.sharedBytesPerPosition,
               c.launch.sharedBytesPerPosition);
+    EXPECT_EQ(kernel.launch.gridY(100), c.launch.gridY(100));
     EXPECT_EQ(kernel.usesCache, c.usesCache);
     EXPECT_THAT(kernel.source,
                 HasSubstr("constexpr int kThreads = " +
@@ -523,8 +539,8 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
   // 9 base templates, residual_norm, 2 attention_seq1 steps, silu_mul,
-  // the two qkv_ templates and gemv (decode GEMMs).
-  EXPECT_EQ(names.size(), 16u);
+  // the two qkv_ templates, gemv (decode GEMMs) and attention_flash.
+  EXPECT_EQ(names.size(), 17u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

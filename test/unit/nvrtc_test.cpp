@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -175,8 +176,9 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
     EXPECT_GT(perTemplate[name], 0) << name;
   // treni-fuse-residual-norm and treni-specialize-seq1-attention (default
   // pipeline): their kernels are compiled at every shape above too.
-  for (const char *name :
-       {"residual_norm", "attention_seq1_partial", "attention_seq1_reduce"})
+  // ... and treni-specialize-flash-attention's prefill attention (bf16).
+  for (const char *name : {"residual_norm", "attention_seq1_partial",
+                           "attention_seq1_reduce", "attention_flash"})
     EXPECT_GT(perTemplate[name], 0) << name;
   EXPECT_LT(kernels.size(), 300u) << "dedup is not working";
 
@@ -215,6 +217,63 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
               "(sm_80 + sm_90, NVRTC %s): plans %.1f s, total %.1f s\n",
               plans.size(), kernels.size(), jobs.size(), nvrtcVersion().c_str(),
               planSeconds, seconds);
+}
+
+/// The attention_flash step of one layer: `heads` query heads over
+/// `kvHeads` KV heads of `headDim`, `dtype` activations and cache.
+std::pair<Plan, PlanStep> flashStep(int64_t heads, int64_t kvHeads,
+                                    int64_t headDim, const std::string &dtype) {
+  Plan plan;
+  plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
+  PlanFunction function;
+  function.name = "prefill";
+  function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
+                      {"i32", {-1}, true, 0},
+                      {dtype, {-1, heads * headDim}, true, 0}};
+  PlanStep step;
+  step.templateName = "attention_flash";
+  step.origin = "test";
+  step.constants = {
+      {"num_heads", heads},         {"num_kv_heads", kvHeads},
+      {"head_dim", headDim},        {"scale", 1.0 / std::sqrt(double(headDim))},
+      {"cache", std::string("kv")}, {"layer", int64_t(0)}};
+  step.inputs = {{PlanOperand::Kind::Buffer, 0},
+                 {PlanOperand::Kind::Buffer, 1}};
+  step.outputs = {2};
+  function.steps = {step};
+  plan.functions = {function};
+  return {plan, step};
+}
+
+// Tests that the flash prefill attention compiles for every head dim the
+// issue names (64, 80, 96, 128), bf16 and f16, with GQA groups of 1-8, for
+// sm_80 (mma.sync) and sm_90a (Hopper with its arch-specific features), and
+// that its launch packs the group's heads: ceil(rows * group / 64) blocks
+// per KV head, shared memory for the Q tile and two K and two V tiles.
+TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
+  KernelCompiler compiler("");
+  for (int64_t headDim : {64, 80, 96, 128})
+    for (const char *dtype : {"bf16", "f16"}) {
+      int64_t heads = headDim == 128 ? 32 : 14,
+              kvHeads = headDim == 128 ? 4 : 2;
+      auto [plan, step] = flashStep(heads, kvHeads, headDim, dtype);
+      auto kernel = generateKernel(plan, plan.functions[0], step);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      EXPECT_EQ(kernel->launch.blocksX, kvHeads);
+      EXPECT_EQ(kernel->launch.gridY(100), (100 * (heads / kvHeads) + 63) / 64);
+      EXPECT_EQ(kernel->launch.sharedBytes, (64 + 4 * 64) * (headDim + 8) * 2);
+      for (const char *arch : {"sm_80", "sm_90a"}) {
+        auto cubin = compiler.cubin(kernel->source, arch);
+        EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
+                                << arch << ": " << cubin.status();
+      }
+    }
+  // A head dim outside the kernel's is refused by the launch rule.
+  auto [plan, step] = flashStep(4, 2, 24, "bf16");
+  auto refused = generateKernel(plan, plan.functions[0], step);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              testing::HasSubstr("head_dim 24 is not a multiple of 16"));
 }
 
 const char *kSmallKernel = R"(// test kernel

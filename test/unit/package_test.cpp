@@ -4,7 +4,9 @@
 #include <fstream>
 
 #include "codegen/mlir/Compiler.h"
+#include "frontends/safetensors/model_dir.h"
 #include "nlohmann/json.hpp"
+#include "runtime/exec/cpu_executor.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/exec/package.h"
 #include "test/unit/test_util.h"
@@ -145,6 +147,56 @@ TEST(EngineTest, LoadUsesTheModelDirectoryItWasHanded) {
   auto b = (*intact)->lastLogits();
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
+}
+
+// Tests chunked prefill: a 13-token prompt prefilled in chunks of 5 (three
+// chunks, each attending to the cache rows the ones before wrote) gives the
+// logits of the whole prompt at once, and so do the decode steps after it
+// (they read every cache row the chunks wrote). Also: a chunk of 0 tokens is
+// refused, and an automatic --max-seq on the CPU is 4096 capped by the
+// model's max_position_embeddings.
+TEST(EngineTest, ChunkedPrefillMatchesWholePrompt) {
+  std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 7, 1, 64, 12, 8, 30, 2, 77};
+  SamplingParams greedy;
+  std::vector<std::vector<float>> logits[2];
+  for (int64_t chunk : {int64_t(2048), int64_t(5)}) {
+    EngineOptions options;
+    options.prefillChunk = chunk;
+    auto engine = loadEngine(fixtureDir("qwen2"), options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    auto first = (*engine)->prefill(prompt, greedy);
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto &out = logits[chunk == 5];
+    out.push_back(*(*engine)->lastLogits());
+    int32_t token = first->token;
+    for (int64_t position = prompt.size(); position < 16; ++position) {
+      auto next = (*engine)->decode(token, position, greedy);
+      ASSERT_TRUE(next.ok()) << next.status();
+      out.push_back(*(*engine)->lastLogits());
+      token = next->token;
+    }
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    EXPECT_LE(testing_util::relativeError(logits[1][i], logits[0][i]), 1e-6)
+        << "position " << prompt.size() - 1 + i;
+    EXPECT_EQ(argmax(logits[1][i]), argmax(logits[0][i]));
+  }
+
+  EngineOptions zero;
+  zero.prefillChunk = 0;
+  auto refused = loadEngine(fixtureDir("qwen2"), zero);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("prefill chunk"), std::string::npos)
+      << refused.status();
+  EngineOptions automatic;
+  automatic.maxSeq = 0;
+  auto engine = loadEngine(fixtureDir("qwen2"), automatic);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto dir = openModelDir(fixtureDir("qwen2"));
+  ASSERT_TRUE(dir.ok());
+  EXPECT_EQ((*engine)->maxSeq(),
+            std::min<int64_t>(4096, (*dir)->config.maxPositionEmbeddings));
 }
 
 TEST(EngineTest, GpuWithoutADeviceIsAClearError) {

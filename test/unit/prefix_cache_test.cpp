@@ -48,6 +48,7 @@ public:
     return inner_.lastLogits();
   }
   int64_t vocabSize() const override { return inner_.vocabSize(); }
+  int64_t maxSeq() const override { return inner_.maxSeq(); }
 
   struct Prefill {
     int64_t start, length;

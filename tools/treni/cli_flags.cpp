@@ -87,12 +87,20 @@ cl::opt<std::string>
                     "CPU), cpu or gpu"),
            cl::init("auto"), cl::sub(runSubcommand()),
            cl::sub(chatSubcommand()), cl::sub(serveSubcommand()));
-cl::opt<int> maxSeq("max-seq",
-                    cl::desc("KV cache length in tokens, the context (default "
-                             "4096, or the model's max_position_embeddings "
-                             "when smaller)"),
-                    cl::init(4096), cl::sub(runSubcommand()),
-                    cl::sub(chatSubcommand()), cl::sub(serveSubcommand()));
+cl::opt<int> maxSeq(
+    "max-seq",
+    cl::desc("KV cache length in tokens, the context (default: on the GPU as "
+             "many as fit in the memory the weights leave, on the CPU 4096; "
+             "at most the model's max_position_embeddings)"),
+    cl::init(0), cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
+    cl::sub(serveSubcommand()));
+cl::opt<int> prefillChunk(
+    "prefill-chunk",
+    cl::desc("Prefill a prompt in chunks of at most this many tokens, each "
+             "against the KV cache of the ones before (bounds the activation "
+             "memory; default 2048)"),
+    cl::init(2048), cl::sub(runSubcommand()), cl::sub(chatSubcommand()),
+    cl::sub(serveSubcommand()));
 cl::opt<std::string> tokenizerDir(
     "tokenizer",
     cl::desc("Directory of tokenizer.json and tokenizer_config.json "
@@ -250,11 +258,14 @@ absl::Status checkKvCacheFits(const ModelConfig &config,
 
 /// Sets options.maxSeq from --max-seq and the model (see
 /// engineOptionsFromFlags); options.device must be set.
+/// Without --max-seq the GPU executor sizes the cache after the weights
+/// are up (EngineOptions::maxSeq 0); the CPU takes 4096 rows.
 absl::Status resolveMaxSeq(const std::string &model, EngineOptions &options) {
-  options.maxSeq = maxSeq;
-  if (options.maxSeq < 2)
+  const bool given = maxSeq.getNumOccurrences() > 0;
+  if (given && maxSeq < 2)
     return absl::InvalidArgumentError(
-        absl::StrCat("--max-seq must be at least 2, not ", options.maxSeq));
+        absl::StrCat("--max-seq must be at least 2, not ", maxSeq.getValue()));
+  options.maxSeq = given ? maxSeq : options.device == Device::Gpu ? 0 : 4096;
   absl::StatusOr<std::shared_ptr<const ModelDir>> dir = weightsDirOf(model);
   if (!dir.ok())
     return absl::OkStatus(); // the loader reports an unreadable model
@@ -262,12 +273,14 @@ absl::Status resolveMaxSeq(const std::string &model, EngineOptions &options) {
   const ModelConfig *config = &(*dir)->config;
   int64_t limit = config->maxPositionEmbeddings;
   if (limit >= 2 && options.maxSeq > limit) {
-    if (maxSeq.getNumOccurrences())
+    if (given)
       return absl::InvalidArgumentError(absl::StrCat(
           "--max-seq ", options.maxSeq,
           " is more than the model's max_position_embeddings (", limit, ")"));
     options.maxSeq = limit;
   }
+  if (options.maxSeq == 0)
+    return absl::OkStatus();
   return checkKvCacheFits(*config, options);
 }
 
@@ -295,6 +308,10 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags(const std::string &model) {
   TRENI_ASSIGN_OR_RETURN(EngineOptions options, compilerOptionsFromFlags());
   TRENI_ASSIGN_OR_RETURN(options.device, deviceFromFlag());
   TRENI_RETURN_IF_ERROR(resolveMaxSeq(model, options));
+  if (prefillChunk < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--prefill-chunk must be at least 1, not ", prefillChunk.getValue()));
+  options.prefillChunk = prefillChunk;
   options.cudaGraphs = !noGraph;
   options.programmaticLaunch = !noPdl;
   options.spinWait = !blockingSync;
@@ -366,6 +383,7 @@ absl::StatusOr<TextModel> loadForText(const std::string &model) {
   options.chatTemplateFile = chatTemplateFile;
   options.progress = &progress;
   TRENI_ASSIGN_OR_RETURN(text.loaded, loadModel(model, options));
+  text.options.maxSeq = text.loaded.engine->maxSeq(); // when it was automatic
   const EngineStats &stats = text.loaded.engine->stats();
   progress.finish(
       absl::StrCat(stats.source, stats.compileSeconds > 0

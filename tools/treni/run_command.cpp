@@ -341,6 +341,51 @@ absl::Status printDecodeProfile(Engine &engine, int64_t position) {
   return absl::OkStatus();
 }
 
+/// --profile with a prompt of more than one token: per-step prefill times
+/// of the prompt's first chunk, by template, with the TFLOP/s of the GEMMs
+/// (by shape) and of the attention.
+absl::Status printPrefillProfile(Engine &engine, int64_t tokens) {
+  TRENI_ASSIGN_OR_RETURN(std::vector<StepTime> times,
+                         engine.profilePrefill(tokens, profile));
+  struct Sum {
+    int launches = 0;
+    double micros = 0, flops = 0;
+  };
+  std::map<std::string, Sum> byTemplate, byGemmShape;
+  double total = 0;
+  for (const StepTime &t : times) {
+    for (Sum *sum : {&byTemplate[t.templateName],
+                     t.shape.empty() ? nullptr : &byGemmShape[t.shape]}) {
+      if (!sum)
+        continue;
+      ++sum->launches;
+      sum->micros += t.microseconds;
+      sum->flops += t.flops;
+    }
+    total += t.microseconds;
+  }
+  auto rate = [](const Sum &s) {
+    return s.flops > 0 ? absl::StrFormat("%8.1f", s.flops / s.micros / 1e6)
+                       : std::string(8, ' ');
+  };
+  std::fprintf(stderr,
+               "prefill profile, %lld tokens (%d runs, events around each "
+               "step):\n  %-30s %8s %12s %7s %8s\n",
+               (long long)tokens, profile.getValue(), "template", "launches",
+               "us", "share", "TFLOP/s");
+  for (const auto &[name, sum] : byTemplate)
+    std::fprintf(stderr, "  %-30s %8d %12.1f %6.1f%% %s\n", name.c_str(),
+                 sum.launches, sum.micros, 100 * sum.micros / total,
+                 rate(sum).c_str());
+  for (const auto &[shape, sum] : byGemmShape)
+    std::fprintf(stderr, "    gemm %-25s %8d %12.1f %6.1f%% %s\n",
+                 shape.c_str(), sum.launches, sum.micros,
+                 100 * sum.micros / total, rate(sum).c_str());
+  std::fprintf(stderr, "  %-30s %8zu %12.1f\n", "sum of steps", times.size(),
+               total);
+  return absl::OkStatus();
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values.empty() ? 0 : values[values.size() / 2];
@@ -366,6 +411,7 @@ nlohmann::ordered_json idRunReport(const Engine &engine, Device device,
       {"gpu", stats.deviceName},
       {"prompt_tokens", promptTokens},
       {"new_tokens", newTokens},
+      {"max_seq", engine.maxSeq()},
       {"repeat", repeat.getValue()},
       {"ttft_ms", rounded(ttft * 1e3, 4)},
       {"decode_tok_s", rounded(rate, 2)},
@@ -438,6 +484,11 @@ int runIds() {
     if (absl::Status status = generateIds(
             **engine, *prompt, *forced, *params, newTokens,
             r == 0 && logitsOut.is_open() ? &logitsOut : nullptr, run);
+        !status.ok())
+      return fail(status);
+  if (profile > 0 && prompt->size() > 1)
+    if (absl::Status status = printPrefillProfile(
+            **engine, std::min<int64_t>(prompt->size(), options->prefillChunk));
         !status.ok())
       return fail(status);
   if (profile > 0)

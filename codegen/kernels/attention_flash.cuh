@@ -1,0 +1,353 @@
+//===-- attention_flash.cuh: causal GQA prefill attention on tensor cores -===//
+//
+// Same contract as attention.cuh (query row r attends to cache rows
+// 0..positions[r]; head h reads KV head h / kGroup), computed FlashAttention-2
+// style on 16-bit tensor cores (mma.sync m16n8k16, sm_80+), fp32 accumulation.
+//
+// Grid (kNumKvHeads, ceil(rows * kGroup / kBlockM)). The call's query
+// vectors are packed per KV head: vector v is query row v / kGroup of head
+// kvHead * kGroup + v % kGroup, so the heads of a group share every K/V tile
+// load. A block takes kBlockM consecutive vectors; warp w owns kMTiles
+// 16-vector MMA tiles of them. The block walks the keys 0..(its largest
+// position) in tiles of kBlockN rows, straight from this layer's cache:
+//   1. S = Q K^T (K fragments loaded once per warp for all its tiles);
+//   2. keys past a vector's position are masked (only in tiles that reach
+//      past the block's smallest position); online softmax in base 2 with
+//      the row max and sum in registers, rescaling O when the max grows;
+//   3. O += P V, P rounded to the 16-bit type (as FlashAttention does).
+// K/V tiles are double-buffered: tile j+1 streams in (cp.async) while tile j
+// is computed. Rows past the block's largest position are zero-filled, so no
+// memory past the prompt is read and nothing non-finite enters P V. Late
+// query tiles (the most keys) are scheduled first. Shared memory rows are
+// padded by 16 bytes, which makes the 8-row ldmatrix reads conflict-free for
+// head dims that are multiples of 16. The output goes through shared memory
+// so that each vector's head_dim values leave as 16-byte stores.
+
+template <typename A, typename B> struct FlashSameType {
+  static constexpr bool value = false;
+};
+template <typename A> struct FlashSameType<A, A> {
+  static constexpr bool value = true;
+};
+using flash_type = cache_type;
+constexpr bool kFlashBf16 = FlashSameType<flash_type, bf16>::value;
+static_assert((kFlashBf16 || FlashSameType<flash_type, f16>::value) &&
+                  FlashSameType<query_type, flash_type>::value &&
+                  FlashSameType<out_type, flash_type>::value,
+              "attention_flash: query, output and cache must share one "
+              "16-bit type (bf16 or f16)");
+static_assert(kHeadDim % 16 == 0 && kHeadDim <= 128,
+              "attention_flash: head_dim must be a multiple of 16, <= 128");
+static_assert(kNumHeads % kNumKvHeads == 0, "whole groups of query heads");
+
+constexpr int kGroup = kNumHeads / kNumKvHeads;
+constexpr int kKvDim = kNumKvHeads * kHeadDim;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBlockM = kWarps * 16 * kMTiles;
+constexpr int kStride = kHeadDim + 8; // padded shared row, in elements
+constexpr int kChunks = kHeadDim / 8; // 16-byte chunks per row
+constexpr int kKeyTiles = kBlockN / 8;
+constexpr int kDimTiles = kHeadDim / 8;
+constexpr float kLog2Scale = kScale * 1.4426950408889634f; // exp(x) = 2^(x log2 e)
+
+__device__ __forceinline__ unsigned flashSharedAddress(const void *pointer) {
+  unsigned address;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }"
+      : "=r"(address)
+      : "l"(pointer));
+  return address;
+}
+
+/// 16 bytes global -> shared, asynchronously; zero-filled when !valid.
+__device__ __forceinline__ void flashCopy16(void *shared, const void *global,
+                                            bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(
+                   flashSharedAddress(shared)),
+               "l"(global), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void flashCommit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int kPending> __device__ __forceinline__ void flashWait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+/// Four 8x8 16-bit matrices from shared memory (lane l gives row l % 8 of
+/// matrix l / 8); `trans` transposes each.
+template <bool kTrans>
+__device__ __forceinline__ void flashLoadMatrices(unsigned (&r)[4],
+                                                  const flash_type *p) {
+  unsigned address = flashSharedAddress(p);
+  if constexpr (kTrans)
+    asm volatile(
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+        : "r"(address)
+        : "memory");
+  else
+    asm volatile(
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+        : "r"(address)
+        : "memory");
+}
+
+/// d += a (16x16, row-major) * b (16x8, column-major), fp32 accumulators.
+__device__ __forceinline__ void flashMma(float (&d)[4], const unsigned (&a)[4],
+                                         unsigned b0, unsigned b1) {
+  if constexpr (kFlashBf16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// Two fp32 values as a 16-bit pair, `low` in the low half (round to
+/// nearest even).
+__device__ __forceinline__ unsigned flashPack(float low, float high) {
+  unsigned pair;
+  if constexpr (kFlashBf16)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(pair) : "f"(high), "f"(low));
+  else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(pair) : "f"(high), "f"(low));
+  return pair;
+}
+
+__device__ __forceinline__ float flashExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
+            cache_type *keyCache, cache_type *valueCache, int rows) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap(); // mma.sync on 16-bit types needs sm_80 (the launch rule says so)
+#else
+  extern __shared__ __align__(16) unsigned char flashShared[];
+  flash_type *qTile = reinterpret_cast<flash_type *>(flashShared);
+  flash_type *keyTiles = qTile + kBlockM * kStride;      // [2][kBlockN][kStride]
+  flash_type *valueTiles = keyTiles + 2 * kBlockN * kStride;
+  __shared__ int bounds[2]; // smallest and largest position of the block
+
+  const int kvHead = blockIdx.x;
+  const int tile = gridDim.y - 1 - blockIdx.y; // late tiles (most keys) first
+  const int vectors = rows * kGroup;
+  const int first = tile * kBlockM;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warpRow = warp * 16 * kMTiles; // first vector of this warp
+
+  treniWaitForPreviousKernel(); // the query and the cache rows are fresh
+  if (threadIdx.x == 0) {
+    bounds[0] = 0x7fffffff;
+    bounds[1] = -1;
+  }
+  for (int i = threadIdx.x; i < kBlockM * kChunks; i += kThreads) {
+    int local = i / kChunks, chunk = i % kChunks, v = first + local;
+    bool valid = v < vectors;
+    int row = valid ? v / kGroup : 0;
+    int head = kvHead * kGroup + (valid ? v % kGroup : 0);
+    flashCopy16(qTile + local * kStride + chunk * 8,
+                query + ((long long)row * kNumHeads + head) * kHeadDim +
+                    chunk * 8,
+                valid);
+  }
+  flashCommit();
+  __syncthreads(); // bounds initialised
+  for (int local = threadIdx.x; local < kBlockM; local += kThreads)
+    if (first + local < vectors) {
+      int position = positions[(first + local) / kGroup];
+      atomicMin(&bounds[0], position);
+      atomicMax(&bounds[1], position);
+    }
+  __syncthreads();
+  const int minPosition = bounds[0], maxPosition = bounds[1];
+  const int keyTileCount = (maxPosition + kBlockN) / kBlockN;
+
+  // Tile `keyTile` of K and V into buffer `buffer`, as one cp.async group.
+  auto loadKeysValues = [&](int keyTile, int buffer) {
+    for (int i = threadIdx.x; i < kBlockN * kChunks; i += kThreads) {
+      int r = i / kChunks, chunk = i % kChunks, key = keyTile * kBlockN + r;
+      bool valid = key <= maxPosition;
+      long long offset = (long long)(valid ? key : 0) * kKvDim +
+                         kvHead * kHeadDim + chunk * 8;
+      int slot = (buffer * kBlockN + r) * kStride + chunk * 8;
+      flashCopy16(keyTiles + slot, keyCache + offset, valid);
+      flashCopy16(valueTiles + slot, valueCache + offset, valid);
+    }
+    flashCommit();
+  };
+
+  // This thread's two rows (lane / 4 and lane / 4 + 8) of each MMA tile.
+  int rowPosition[kMTiles][2];
+  float rowMax[kMTiles][2], rowSum[kMTiles][2];
+  float acc[kMTiles][kDimTiles][4];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int v = first + warpRow + mt * 16 + lane / 4 + h * 8;
+      rowPosition[mt][h] = v < vectors ? positions[v / kGroup] : -1;
+      rowMax[mt][h] = __int_as_float(0xff800000); // -inf
+      rowSum[mt][h] = 0.0f;
+    }
+#pragma unroll
+    for (int dt = 0; dt < kDimTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[mt][dt][e] = 0.0f;
+  }
+
+  if (keyTileCount > 0)
+    loadKeysValues(0, 0);
+  for (int j = 0; j < keyTileCount; ++j) {
+    const int buffer = j & 1;
+    if (j + 1 < keyTileCount) {
+      loadKeysValues(j + 1, buffer ^ 1);
+      flashWait<1>();
+    } else {
+      flashWait<0>();
+    }
+    __syncthreads(); // tile j (and, the first time, Q) is in shared memory
+    const flash_type *keys = keyTiles + buffer * kBlockN * kStride;
+    const flash_type *values = valueTiles + buffer * kBlockN * kStride;
+
+    // 1. Scores.
+    float s[kMTiles][kKeyTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kKeyTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          s[mt][nt][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      unsigned a[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+        flashLoadMatrices<false>(a[mt], qTile +
+                                            (warpRow + mt * 16 + lane % 16) *
+                                                kStride +
+                                            ks * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kKeyTiles / 2; ++np) {
+        unsigned b[4];
+        flashLoadMatrices<false>(
+            b, keys + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride +
+                   ks * 16 + ((lane / 8) % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          flashMma(s[mt][2 * np], a[mt], b[0], b[1]);
+          flashMma(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+
+    // 2. Mask and online softmax (base 2).
+    const bool mask = (j + 1) * kBlockN - 1 > minPosition;
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float tileMax = __int_as_float(0xff800000);
+#pragma unroll
+        for (int nt = 0; nt < kKeyTiles; ++nt)
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            float x = s[mt][nt][e] * kLog2Scale;
+            int key = j * kBlockN + nt * 8 + (lane % 4) * 2 + (e & 1);
+            if (mask && key > rowPosition[mt][h])
+              x = __int_as_float(0xff800000);
+            s[mt][nt][e] = x;
+            tileMax = fmaxf(tileMax, x);
+          }
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
+        float newMax = fmaxf(rowMax[mt][h], tileMax);
+        // A row with no key yet keeps -inf; subtract 0 instead (no NaN).
+        float base = newMax == __int_as_float(0xff800000) ? 0.0f : newMax;
+        float correction = flashExp2(rowMax[mt][h] - base);
+        rowMax[mt][h] = newMax;
+        rowSum[mt][h] *= correction;
+#pragma unroll
+        for (int dt = 0; dt < kDimTiles; ++dt) {
+          acc[mt][dt][2 * h] *= correction;
+          acc[mt][dt][2 * h + 1] *= correction;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kKeyTiles; ++nt)
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            float p = flashExp2(s[mt][nt][e] - base);
+            s[mt][nt][e] = p;
+            rowSum[mt][h] += p;
+          }
+      }
+    }
+
+    // 3. O += P V: the score accumulators of two key tiles are one A operand.
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      unsigned p[kMTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        p[mt][0] = flashPack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        p[mt][1] = flashPack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        p[mt][2] = flashPack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        p[mt][3] = flashPack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < kDimTiles / 2; ++dp) {
+        unsigned b[4];
+        flashLoadMatrices<true>(
+            b, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                   dp * 16 + (lane / 16) * 8);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          flashMma(acc[mt][2 * dp], p[mt], b[0], b[1]);
+          flashMma(acc[mt][2 * dp + 1], p[mt], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads(); // everyone is done with `buffer` before it is refilled
+  }
+  flashWait<0>(); // (Q's copy, when no key tile ran)
+
+  // Normalise and stage this warp's rows in its own rows of the Q tile.
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = rowSum[mt][h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+      int local = warpRow + mt * 16 + lane / 4 + h * 8;
+#pragma unroll
+      for (int dt = 0; dt < kDimTiles; ++dt)
+        *reinterpret_cast<unsigned *>(qTile + local * kStride + dt * 8 +
+                                      (lane % 4) * 2) =
+            flashPack(acc[mt][dt][2 * h] * inverse,
+                      acc[mt][dt][2 * h + 1] * inverse);
+    }
+  __syncwarp();
+  for (int i = lane; i < 16 * kMTiles * kChunks; i += 32) {
+    int local = warpRow + i / kChunks, chunk = i % kChunks, v = first + local;
+    if (v >= vectors)
+      continue;
+    int row = v / kGroup, head = kvHead * kGroup + v % kGroup;
+    *reinterpret_cast<uint4 *>(out +
+                               ((long long)row * kNumHeads + head) * kHeadDim +
+                               chunk * 8) =
+        *reinterpret_cast<const uint4 *>(qTile + local * kStride + chunk * 8);
+  }
+#endif
+}
