@@ -144,7 +144,8 @@ Kernel build(const Options &o, const std::string &templateName,
                     {"scale", 1.0 / std::sqrt(double(o.headDim))},
                     {"cache", std::string("kv")},
                     {"layer", int64_t(0)}};
-  step.inputs = {{PlanOperand::Kind::Buffer, 0}, {PlanOperand::Kind::Buffer, 1}};
+  step.inputs = {{PlanOperand::Kind::Buffer, 0},
+                 {PlanOperand::Kind::Buffer, 1}};
   step.outputs = {2};
   auto spec = generateKernel(plan, function, step);
   if (!spec.ok()) {
@@ -153,9 +154,9 @@ Kernel build(const Options &o, const std::string &templateName,
   }
   if (templateName == "attention_flash" && o.mTiles > 0) {
     spec->source = absl::StrReplaceAll(
-        spec->source, {{"constexpr int kMTiles = 1;",
-                        absl::StrCat("constexpr int kMTiles = ", o.mTiles,
-                                     ";")}});
+        spec->source,
+        {{"constexpr int kMTiles = 1;",
+          absl::StrCat("constexpr int kMTiles = ", o.mTiles, ";")}});
     int64_t blockM = 4 * 16 * o.mTiles;
     spec->launch.yItemsPerBlock = blockM;
     spec->launch.sharedBytes = (blockM + 4 * 64) * (o.headDim + 8) * 2;
@@ -163,15 +164,15 @@ Kernel build(const Options &o, const std::string &templateName,
   KernelCompiler compiler("");
   auto cubin = compiler.cubin(spec->source, arch);
   if (!cubin.ok()) {
-    std::fprintf(stderr, "%s\n",
-                 std::string(cubin.status().message()).c_str());
+    std::fprintf(stderr, "%s\n", std::string(cubin.status().message()).c_str());
     std::exit(2);
   }
   Kernel kernel;
   cudaLibrary_t library;
   CHECK_CUDA(cudaLibraryLoadData(&library, cubin->data(), nullptr, nullptr, 0,
                                  nullptr, nullptr, 0));
-  CHECK_CUDA(cudaLibraryGetKernel(&kernel.handle, library, spec->entry.c_str()));
+  CHECK_CUDA(
+      cudaLibraryGetKernel(&kernel.handle, library, spec->entry.c_str()));
   kernel.launch = spec->launch;
   return kernel;
 }
@@ -282,10 +283,10 @@ int main(int argc, char **argv) {
                          &dKeys,  &dValues,    &rows};
     float exactMs = timeKernel(exact, o, exactArgs, cacheRows);
     std::vector<uint16_t> a(queryElements), b(queryElements);
-    CHECK_CUDA(
-        cudaMemcpy(a.data(), dFlash, queryElements * 2, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(
-        cudaMemcpy(b.data(), dExact, queryElements * 2, cudaMemcpyDeviceToHost));
+    CHECK_CUDA(cudaMemcpy(a.data(), dFlash, queryElements * 2,
+                          cudaMemcpyDeviceToHost));
+    CHECK_CUDA(cudaMemcpy(b.data(), dExact, queryElements * 2,
+                          cudaMemcpyDeviceToHost));
     double maxDiff = 0, diff2 = 0, ref2 = 0;
     for (int64_t i = 0; i < queryElements; ++i) {
       double x = fromBits(a[i], bf16), y = fromBits(b[i], bf16);

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one go (see docs/perf.md):
-#   bench/gpu_check.sh [cache|parity|bench|goldens|prefill|longparity|all] [MODEL ...]
+#   bench/gpu_check.sh [cache|parity|bench|goldens|prefill|longparity|attention|all] [MODEL ...]
+# attention: treni-attention-bench (next to $TRENI, or $ATTENTION_BENCH) on
+# the prefill shapes: the flash kernel's time and TFLOP/s, checked against the
+# exact kernel.
 # goldens: the tokenizer and chat-template expectations from Hugging Face
 # `tokenizers` / transformers, written to $OUT (needs $TOKENIZERS, default
 # build/tokenizers, or .gpu/tokenizers.tar.gz unpacked there).
@@ -62,6 +65,28 @@ if [ "$what" = prefill ]; then
   python3 bench/prefill_bench.py --treni "$TRENI" --out "$OUT" "${prefill_args[@]}" "${models_prefill[@]}" \
     2>&1 | tee "$OUT/prefill.log" || status=1
 fi
+if [ "$what" = attention ]; then
+  bench_bin=${ATTENTION_BENCH:-$(dirname "$TRENI")/treni-attention-bench}
+  {
+    # heads kv-heads head-dim rows start dtype: the Qwen2.5-0.5B/3B/7B and
+    # Qwen3-0.6B prefill shapes, a chunk against a filled cache, odd sizes.
+    while read -r h kv d rows start dtype; do
+      "$bench_bin" --heads "$h" --kv-heads "$kv" --head-dim "$d" --rows "$rows" \
+        --start "$start" --dtype "$dtype" --iterations 10
+    done <<'SHAPES'
+28 4 128 8192 0 bf16
+16 2 128 8192 0 bf16
+14 2 64 8192 0 bf16
+16 8 128 8192 0 bf16
+28 4 128 2048 0 bf16
+28 4 128 2048 6144 bf16
+14 2 80 1000 0 f16
+12 4 96 77 5 bf16
+16 8 128 3 0 f16
+SHAPES
+  } 2>&1 | tee "$OUT/attention.log"
+  grep -q "MISMATCH\|error" "$OUT/attention.log" && status=1
+fi
 if [ "$what" = longparity ]; then
   long_args=(--prompt-length "${PARITY_LEN:-2048}")
   [ -n "${PARITY_CHUNK:-}" ] && long_args+=(--prefill-chunk "$PARITY_CHUNK")
@@ -74,4 +99,5 @@ grep -h "^PARITY" "$OUT/parity.log" 2>/dev/null
 grep -h "^PARITY" "$OUT/longparity.log" 2>/dev/null
 grep -h "^BENCH\|device-to-device" "$OUT/bench.log" 2>/dev/null
 grep -h "^PREFILL" "$OUT/prefill.log" 2>/dev/null
+grep -h "^ATTENTION" "$OUT/attention.log" 2>/dev/null
 exit $status

@@ -362,9 +362,11 @@ absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
 absl::StatusOr<std::unique_ptr<Engine>>
 loadEngine(const std::string &model, const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
-  if (options.prefillChunk < 1)
+  // A chunk's rows are a grid dimension of the per-row kernels (at most
+  // 65535 blocks).
+  if (options.prefillChunk < 1 || options.prefillChunk > 65535)
     return absl::InvalidArgumentError(
-        absl::StrCat("the prefill chunk must be at least 1 token, not ",
+        absl::StrCat("the prefill chunk must be 1 to 65535 tokens, not ",
                      options.prefillChunk));
   if (options.maxSeq < 0)
     return absl::InvalidArgumentError(absl::StrCat(

@@ -41,7 +41,7 @@ struct EngineOptions {
   /// the weights leave, on the CPU 4096; both at most the model's
   /// max_position_embeddings.
   int64_t maxSeq = 4096;
-  /// Prompts are prefilled in chunks of at most this many tokens.
+  /// Prompts are prefilled in chunks of at most this many tokens (1-65535).
   int64_t prefillChunk = 2048;
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions

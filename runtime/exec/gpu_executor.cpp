@@ -768,8 +768,9 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
                     const GpuOptions &options) {
   if (options.maxSeq < 0)
     return absl::InvalidArgumentError("max-seq must be positive (0: auto)");
-  if (options.prefillChunk < 1)
-    return absl::InvalidArgumentError("the prefill chunk must be positive");
+  if (options.prefillChunk < 1 || options.prefillChunk > 65535)
+    return absl::InvalidArgumentError(
+        "the prefill chunk must be 1 to 65535 tokens (a grid dimension)");
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
   auto impl = std::make_unique<Impl>();
   impl->options = options;

@@ -116,6 +116,26 @@ class ModelTest(unittest.TestCase):
     def test_max_seq_too_small(self):
         self.assertCleanError(treni("run", "--max-seq", "1"), "--max-seq", "at least 2")
 
+    def test_prefill_chunk_bounds(self):
+        for value in ("0", "-3", "65536"):
+            self.assertCleanError(treni("run", "--device", "cpu", "--prefill-chunk", value),
+                                  "--prefill-chunk must be 1 to 65535 tokens, not " + value)
+
+    def test_chunked_prefill_gives_the_same_tokens(self):
+        # A 40-token prompt in chunks of 16 (three chunks) generates what the
+        # whole prompt at once does, and --json reports the context size.
+        runs = []
+        for chunk in ("2048", "16"):
+            proc = treni("run", self.model, "--device", "cpu", "--prompt-length", "40",
+                         "--max-tokens", "6", "--prefill-chunk", chunk, "--json")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            tokens, report = proc.stdout.splitlines()
+            self.assertEqual(json.loads(report)["max_seq"],
+                             min(4096, self.config["max_position_embeddings"]))
+            runs.append(tokens)
+        self.assertEqual(runs[0], runs[1])
+        self.assertEqual(len(runs[0].split(",")), 6)
+
     def test_kv_cache_larger_than_memory(self):
         # A model that claims 2^31 positions: the KV cache of --max-seq
         # 2147483647 (about 1 TB in fp32 on the fixture's shape) is refused
@@ -141,7 +161,7 @@ class ModelTest(unittest.TestCase):
         self.assertRegex(lines[0], r"^\d+,\d+,\d+,\d+$")
         report = json.loads(lines[1])
         self.assertEqual(list(report), [
-            "device", "gpu", "prompt_tokens", "new_tokens", "repeat", "ttft_ms",
+            "device", "gpu", "prompt_tokens", "new_tokens", "max_seq", "repeat", "ttft_ms",
             "decode_tok_s", "ms_per_token", "load_s", "compile_s", "kernel_s",
             "weights_s", "weight_gb_s", "weight_bytes", "nvrtc_compiles",
             "cache_hits", "aot_kernels", "source", "first_token_s"])

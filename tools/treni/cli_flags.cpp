@@ -308,9 +308,10 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags(const std::string &model) {
   TRENI_ASSIGN_OR_RETURN(EngineOptions options, compilerOptionsFromFlags());
   TRENI_ASSIGN_OR_RETURN(options.device, deviceFromFlag());
   TRENI_RETURN_IF_ERROR(resolveMaxSeq(model, options));
-  if (prefillChunk < 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--prefill-chunk must be at least 1, not ", prefillChunk.getValue()));
+  if (prefillChunk < 1 || prefillChunk > 65535)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefill-chunk must be 1 to 65535 tokens, not ",
+                     prefillChunk.getValue()));
   options.prefillChunk = prefillChunk;
   options.cudaGraphs = !noGraph;
   options.programmaticLaunch = !noPdl;
