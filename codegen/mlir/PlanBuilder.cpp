@@ -126,6 +126,12 @@ private:
     return absl::OkStatus();
   }
 
+  /// Whether a step (anything but a concat) reads `op`'s result.
+  static bool readOutsideConcats(Operation *op) {
+    return llvm::any_of(op->getUsers(),
+                        [](Operation *user) { return !isa<ConcatOp>(user); });
+  }
+
   int64_t addWeight(PlanWeight weight) {
     auto it = weightIndices.find(weight.name);
     if (it != weightIndices.end())
@@ -205,6 +211,11 @@ private:
     }
     for (Operation &op : func.getBody().front()) {
       if (auto weight = dyn_cast<WeightOp>(op)) {
+        // A tensor only concats read (q/k/v, gate/up after the fusions) is
+        // stored inside them (PlanWeight::parts), not a second time on its
+        // own: the GPU holds each checkpoint byte once.
+        if (!readOutsideConcats(weight))
+          continue;
         auto index = weightIndex(weight);
         if (!index.ok())
           return index.status();
@@ -214,10 +225,7 @@ private:
       if (auto concat = dyn_cast<ConcatOp>(op)) {
         // Only concats a step reads become plan weights; inner ones of a
         // nested concat are flattened into it.
-        bool read = llvm::any_of(concat->getUsers(), [](Operation *user) {
-          return !isa<ConcatOp>(user);
-        });
-        if (!read)
+        if (!readOutsideConcats(concat))
           continue;
         auto index = weightIndex(concat);
         if (!index.ok())
