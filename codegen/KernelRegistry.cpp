@@ -63,6 +63,15 @@ absl::StatusOr<KernelGeometry> perElementOfRow(const PlanStep &step) {
   return KernelGeometry{perElement(dim), {}};
 }
 
+/// silu_mul: one thread per 8 columns of a row when the width allows it
+/// (16-byte accesses), else per column; one grid row per token.
+absl::StatusOr<KernelGeometry> siluMulGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  int64_t vector = dim % 8 == 0 ? 8 : 1;
+  return KernelGeometry{perElement(dim / vector),
+                        {{"kVector", vector, "columns per thread"}}};
+}
+
 /// take_last: one thread per element of the last row; the row count is an
 /// argument, so the grid does not depend on it.
 absl::StatusOr<KernelGeometry> takeLastGeometry(const PlanStep &step) {
@@ -131,9 +140,11 @@ absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
 
 /// attention_flash: query vectors of 16 rows per MMA tile, kMTiles tiles per
 /// warp, 4 warps, tiles of kBlockN keys; one block per (KV head, kBlockM
-/// vectors). Shared memory: the Q tile and two K and two V tiles, rows
+/// vectors). Two tiles per warp share each K/V fragment it loads from shared
+/// memory: 295 against 234 TFLOP/s with one (H100, head_dim 128, 8k tokens,
+/// docs/perf.md). Shared memory: the Q tile and two K and two V tiles, rows
 /// padded by 8 elements (16-bit types only).
-constexpr int64_t kFlashWarps = 4, kFlashMTiles = 1, kFlashBlockN = 64;
+constexpr int64_t kFlashWarps = 4, kFlashMTiles = 2, kFlashBlockN = 64;
 
 absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
@@ -365,7 +376,7 @@ std::vector<KernelTemplate> buildTable() {
                    .inputs = {{"gu"}},
                    .outputs = {"out"},
                    .constants = dim,
-                   .geometry = perElementOfRow});
+                   .geometry = siluMulGeometry});
   table.push_back({.name = "mul",
                    .inputs = {{"a"}, {"b"}},
                    .outputs = {"out"},

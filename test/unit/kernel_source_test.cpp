@@ -405,9 +405,9 @@ TEST(KernelSourceTest, LaunchGeometry) {
                          {"scale", 0.125}},
                         cache),
                    {"bf16", "i32"}, {"bf16"}),
-        // One block per KV head and 64 query vectors; Q + 2 K + 2 V tiles
-        // of 64 rows of 64 + 8 (padding) bf16 values.
-        {2, 128, true, (64 + 4 * 64) * (64 + 8) * 2, 0, 7, 64},
+        // One block per KV head and 128 query vectors; a Q tile of 128 rows
+        // and 2 K + 2 V tiles of 64, rows of 64 + 8 (padding) bf16 values.
+        {2, 128, true, (128 + 4 * 64) * (64 + 8) * 2, 0, 7, 128},
         true}},
       {"silu",
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
@@ -434,9 +434,9 @@ TEST(KernelSourceTest, LaunchGeometry) {
                    {"bf16", "i32", "weight", "weight"}, {"bf16"}),
         {24, 64, true, 0, 0},
         true}},
-      {"silu_mul",
+      {"silu_mul", // 8 columns per thread
        {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
-        {19, 256, true, 0, 0},
+        {3, 256, true, 0, 0},
         false}},
       {"mul",
        {singleStep("mul", {{"dim", int64_t(4864)}}, {"bf16", "bf16"}, {"bf16"}),

@@ -248,8 +248,9 @@ std::pair<Plan, PlanStep> flashStep(int64_t heads, int64_t kvHeads,
 // Tests that the flash prefill attention compiles for every head dim the
 // issue names (64, 80, 96, 128), bf16 and f16, with GQA groups of 1-8, for
 // sm_80 (mma.sync) and sm_90a (Hopper with its arch-specific features), and
-// that its launch packs the group's heads: ceil(rows * group / 64) blocks
-// per KV head, shared memory for the Q tile and two K and two V tiles.
+// that its launch packs the group's heads: ceil(rows * group / 128) blocks
+// per KV head (4 warps of two 16-vector tiles), shared memory for the Q tile
+// and two K and two V tiles of 64 keys.
 TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
   KernelCompiler compiler("");
   for (int64_t headDim : {64, 80, 96, 128})
@@ -260,8 +261,9 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
       auto kernel = generateKernel(plan, plan.functions[0], step);
       ASSERT_TRUE(kernel.ok()) << kernel.status();
       EXPECT_EQ(kernel->launch.blocksX, kvHeads);
-      EXPECT_EQ(kernel->launch.gridY(100), (100 * (heads / kvHeads) + 63) / 64);
-      EXPECT_EQ(kernel->launch.sharedBytes, (64 + 4 * 64) * (headDim + 8) * 2);
+      EXPECT_EQ(kernel->launch.gridY(100),
+                (100 * (heads / kvHeads) + 127) / 128);
+      EXPECT_EQ(kernel->launch.sharedBytes, (128 + 4 * 64) * (headDim + 8) * 2);
       for (const char *arch : {"sm_80", "sm_90a"}) {
         auto cubin = compiler.cubin(kernel->source, arch);
         EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
