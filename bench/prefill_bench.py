@@ -243,6 +243,8 @@ def main():
 
     if args.plot_only:
         result = json.load(open(args.plot_only))
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
         print_table(result)
         plot_or_note(result, args.out or os.path.dirname(os.path.abspath(args.plot_only)),
                      args.plot_only)
