@@ -63,15 +63,6 @@ absl::StatusOr<KernelGeometry> perElementOfRow(const PlanStep &step) {
   return KernelGeometry{perElement(dim), {}};
 }
 
-/// silu_mul: one thread per 8 columns of a row when the width allows it
-/// (16-byte accesses), else per column; one grid row per token.
-absl::StatusOr<KernelGeometry> siluMulGeometry(const PlanStep &step) {
-  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
-  int64_t vector = dim % 8 == 0 ? 8 : 1;
-  return KernelGeometry{perElement(dim / vector),
-                        {{"kVector", vector, "columns per thread"}}};
-}
-
 /// take_last: one thread per element of the last row; the row count is an
 /// argument, so the grid does not depend on it.
 absl::StatusOr<KernelGeometry> takeLastGeometry(const PlanStep &step) {
@@ -376,7 +367,7 @@ std::vector<KernelTemplate> buildTable() {
                    .inputs = {{"gu"}},
                    .outputs = {"out"},
                    .constants = dim,
-                   .geometry = siluMulGeometry});
+                   .geometry = perElementOfRow});
   table.push_back({.name = "mul",
                    .inputs = {{"a"}, {"b"}},
                    .outputs = {"out"},

@@ -434,9 +434,9 @@ TEST(KernelSourceTest, LaunchGeometry) {
                    {"bf16", "i32", "weight", "weight"}, {"bf16"}),
         {24, 64, true, 0, 0},
         true}},
-      {"silu_mul", // 8 columns per thread
+      {"silu_mul",
        {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
-        {3, 256, true, 0, 0},
+        {19, 256, true, 0, 0},
         false}},
       {"mul",
        {singleStep("mul", {{"dim", int64_t(4864)}}, {"bf16", "bf16"}, {"bf16"}),
