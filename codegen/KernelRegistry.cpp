@@ -132,9 +132,9 @@ absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
 /// attention_flash: query vectors of 16 rows per MMA tile, kMTiles tiles per
 /// warp, 4 warps, tiles of kBlockN keys; one block per (KV head, kBlockM
 /// vectors). Two tiles per warp share each K/V fragment it loads from shared
-/// memory: 295 against 234 TFLOP/s with one (H100, head_dim 128, 8k tokens,
-/// docs/perf.md). Shared memory: the Q tile and two K and two V tiles, rows
-/// padded by 8 elements (16-bit types only).
+/// memory, which measured faster than one (docs/perf.md, 2026-12-07).
+/// Shared memory: the Q tile and two K and two V tiles, rows padded by 8
+/// elements (16-bit types only).
 constexpr int64_t kFlashWarps = 4, kFlashMTiles = 2, kFlashBlockN = 64;
 
 absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
