@@ -111,20 +111,30 @@ absl::StatusOr<KernelGeometry> qkvGeometry(const PlanStep &step) {
   return geometry;
 }
 
-/// attention: one block per query head of a row; dynamic shared memory holds
-/// one fp32 score per cache position.
-absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
+/// num_heads, num_kv_heads and head_dim of an attention step, positive, with
+/// whole groups of query heads per KV head.
+struct AttentionHeads {
+  int64_t heads, kvHeads, headDim;
+};
+absl::StatusOr<AttentionHeads> attentionHeads(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
                          positiveConstant(step, "num_kv_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
   if (heads % kvHeads != 0)
     return notMultipleOfKvHeads(step, heads, kvHeads);
-  if (headDim > 1024)
-    return invalidStep(step, absl::StrCat("head_dim ", headDim, " > 1024"));
+  return AttentionHeads{heads, kvHeads, headDim};
+}
+
+/// attention: one block per query head of a row; dynamic shared memory holds
+/// one fp32 score per cache position.
+absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(AttentionHeads h, attentionHeads(step));
+  if (h.headDim > 1024)
+    return invalidStep(step, absl::StrCat("head_dim ", h.headDim, " > 1024"));
   KernelGeometry geometry;
   geometry.launch.threads = 128;
-  geometry.launch.blocksX = heads;
+  geometry.launch.blocksX = h.heads;
   geometry.launch.sharedBytesPerPosition = sizeof(float); // one score each
   return geometry;
 }
@@ -138,12 +148,8 @@ absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
 constexpr int64_t kFlashWarps = 4, kFlashMTiles = 2, kFlashBlockN = 64;
 
 absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
-  TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
-  TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
-                         positiveConstant(step, "num_kv_heads"));
-  TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
-  if (heads % kvHeads != 0)
-    return notMultipleOfKvHeads(step, heads, kvHeads);
+  TRENI_ASSIGN_OR_RETURN(AttentionHeads h, attentionHeads(step));
+  const int64_t heads = h.heads, kvHeads = h.kvHeads, headDim = h.headDim;
   if (!flashAttentionHeadDim(headDim))
     return invalidStep(step, absl::StrCat("head_dim ", headDim,
                                           " is not a multiple of 16 <= 128"));
