@@ -107,6 +107,14 @@ const PlanKvCache *Plan::cache(const std::string &name) const {
   return nullptr;
 }
 
+int64_t Plan::maxPositions(int64_t fallback) const {
+  auto found = model.find("max_position_embeddings");
+  if (found == model.end())
+    return fallback;
+  const int64_t *value = std::get_if<int64_t>(&found->second);
+  return value && *value >= 2 ? *value : fallback;
+}
+
 std::string serializePlan(const Plan &plan) {
   json out;
   out["version"] = plan.version;

@@ -111,6 +111,9 @@ struct Plan {
 
   const PlanFunction *function(const std::string &name) const;
   const PlanKvCache *cache(const std::string &name) const;
+  /// model.max_position_embeddings when the plan records one (>= 2), else
+  /// `fallback`.
+  int64_t maxPositions(int64_t fallback) const;
 };
 
 /// JSON text of a plan (stable key order, floats round-trip exactly).

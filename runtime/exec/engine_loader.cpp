@@ -16,6 +16,7 @@
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/nvrtc_compiler.h"
 #include "runtime/exec/package.h"
+#include "runtime/exec/step_inputs.h"
 #include "support/clock.h"
 #include "support/status.h"
 
@@ -362,12 +363,7 @@ absl::StatusOr<ReplayTime> Engine::replayDecode(int64_t position,
 absl::StatusOr<std::unique_ptr<Engine>>
 loadEngine(const std::string &model, const EngineOptions &options) {
   auto start = std::chrono::steady_clock::now();
-  // A chunk's rows are a grid dimension of the per-row kernels (at most
-  // 65535 blocks).
-  if (options.prefillChunk < 1 || options.prefillChunk > 65535)
-    return absl::InvalidArgumentError(
-        absl::StrCat("the prefill chunk must be 1 to 65535 tokens, not ",
-                     options.prefillChunk));
+  TRENI_RETURN_IF_ERROR(checkPrefillChunk(options.prefillChunk));
   if (options.maxSeq < 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "max-seq must be positive (or 0: automatic), not ", options.maxSeq));
@@ -391,15 +387,9 @@ loadEngine(const std::string &model, const EngineOptions &options) {
     stats.source = "compiled with MLIR";
   }
   auto weightsStart = std::chrono::steady_clock::now();
-  int64_t maxSeq = options.maxSeq;
-  if (maxSeq == 0) {
-    maxSeq = 4096;
-    auto limit = plan.model.find("max_position_embeddings");
-    if (limit != plan.model.end())
-      if (auto *value = std::get_if<int64_t>(&limit->second);
-          value && *value >= 2)
-        maxSeq = std::min(maxSeq, *value);
-  }
+  const int64_t maxSeq = options.maxSeq > 0
+                             ? options.maxSeq
+                             : std::min<int64_t>(4096, plan.maxPositions(4096));
   TRENI_ASSIGN_OR_RETURN(
       auto executor,
       CpuExecutor::create(std::move(plan), *weights->checkpoint, maxSeq));

@@ -730,12 +730,7 @@ struct GpuExecutor::Impl {
             "smaller --max-seq)"));
       return options.maxSeq;
     }
-    int64_t limit = 4096;
-    auto found = plan.model.find("max_position_embeddings");
-    if (found != plan.model.end())
-      if (auto *value = std::get_if<int64_t>(&found->second);
-          value && *value >= 2)
-        limit = *value;
+    const int64_t limit = plan.maxPositions(4096);
     size_t freeBytes = 0, totalBytes = 0;
     TRENI_CUDA(cudaMemGetInfo(&freeBytes, &totalBytes));
     const int64_t reserve = int64_t(1) << 30;
@@ -768,9 +763,7 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
                     const GpuOptions &options) {
   if (options.maxSeq < 0)
     return absl::InvalidArgumentError("max-seq must be positive (0: auto)");
-  if (options.prefillChunk < 1 || options.prefillChunk > 65535)
-    return absl::InvalidArgumentError(
-        "the prefill chunk must be 1 to 65535 tokens (a grid dimension)");
+  TRENI_RETURN_IF_ERROR(checkPrefillChunk(options.prefillChunk));
   TRENI_ASSIGN_OR_RETURN(std::string arch, currentDeviceArch());
   auto impl = std::make_unique<Impl>();
   impl->options = options;

@@ -6,6 +6,14 @@
 
 namespace treni {
 
+absl::Status checkPrefillChunk(int64_t tokens) {
+  if (tokens >= 1 && tokens <= kMaxPrefillChunk)
+    return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("the prefill chunk must be 1 to ", kMaxPrefillChunk,
+                   " tokens, not ", tokens));
+}
+
 absl::Status checkStepInputs(absl::Span<const int32_t> ids,
                              int64_t startPosition, int64_t maxSeq,
                              int64_t vocabSize) {

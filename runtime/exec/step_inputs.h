@@ -8,6 +8,13 @@
 
 namespace treni {
 
+/// The most tokens of one prefill chunk: a chunk's rows are a grid dimension
+/// of the per-row kernels (at most 65535 blocks).
+inline constexpr int64_t kMaxPrefillChunk = 65535;
+
+/// A prefill chunk size must be 1..kMaxPrefillChunk tokens.
+absl::Status checkPrefillChunk(int64_t tokens);
+
 /// A prefill/decode call's tokens: positions start.. must fit the KV cache of
 /// `maxSeq` rows and every id must be inside the vocabulary.
 absl::Status checkStepInputs(absl::Span<const int32_t> ids,

@@ -17,6 +17,7 @@
 #include "frontends/safetensors/model_dir.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/package.h"
+#include "runtime/exec/step_inputs.h"
 #include "runtime/serve/progress.h"
 #include "support/clock.h"
 #include "support/status.h"
@@ -308,10 +309,10 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags(const std::string &model) {
   TRENI_ASSIGN_OR_RETURN(EngineOptions options, compilerOptionsFromFlags());
   TRENI_ASSIGN_OR_RETURN(options.device, deviceFromFlag());
   TRENI_RETURN_IF_ERROR(resolveMaxSeq(model, options));
-  if (prefillChunk < 1 || prefillChunk > 65535)
+  if (prefillChunk < 1 || prefillChunk > kMaxPrefillChunk)
     return absl::InvalidArgumentError(
-        absl::StrCat("--prefill-chunk must be 1 to 65535 tokens, not ",
-                     prefillChunk.getValue()));
+        absl::StrCat("--prefill-chunk must be 1 to ", kMaxPrefillChunk,
+                     " tokens, not ", prefillChunk.getValue()));
   options.prefillChunk = prefillChunk;
   options.cudaGraphs = !noGraph;
   options.programmaticLaunch = !noPdl;
