@@ -59,7 +59,9 @@ struct KernelOperand {
 enum class ConstantKind { Int, Float, Bool, Symbol };
 
 /// Head dims the attention_flash template supports (16-element MMA steps,
-/// registers for up to 128): 64, 80, 96 and 128 among them.
+/// registers for up to 128): 64, 80, 96 and 128 among them. The IR states
+/// the same rule (AttentionFlashOp::supportsHeadDim, ir/TreniOps.td), which
+/// cannot link this MLIR-free library.
 bool flashAttentionHeadDim(int64_t headDim);
 
 /// Whether `value` holds a `kind` (int64_t, double, bool, string).
