@@ -2,7 +2,7 @@
 //
 //   treni-attention-bench [--heads 28] [--kv-heads 4] [--head-dim 128]
 //       [--rows 8192] [--start 0] [--dtype bf16|f16] [--iterations 10]
-//       [--no-exact] [--m-tiles N]
+//       [--no-exact] [--m-tiles N] [--arch sm_XY[a]]
 //
 // Causal attention of `rows` query rows at positions start..start+rows-1
 // over a KV cache of start+rows rows of random values (one layer), as the
@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "codegen/KernelSource.h"
 #include "runtime/exec/nvrtc_compiler.h"
 
@@ -42,6 +41,7 @@ struct Options {
   int iterations = 10;
   bool exact = true;
   int64_t mTiles = 0;
+  std::string arch; ///< NVRTC target; the device's (sm_90a on Hopper) if empty
 };
 
 bool parse(int argc, char **argv, Options &o) {
@@ -73,6 +73,8 @@ bool parse(int argc, char **argv, Options &o) {
       o.iterations = std::atoi(value);
     else if (flag == "--m-tiles")
       o.mTiles = std::atoll(value);
+    else if (flag == "--arch")
+      o.arch = value;
     else
       return false;
   }
@@ -153,10 +155,15 @@ Kernel build(const Options &o, const std::string &templateName,
     std::exit(2);
   }
   if (templateName == "attention_flash" && o.mTiles > 0) {
-    spec->source = absl::StrReplaceAll(
-        spec->source,
-        {{"constexpr int kMTiles = 1;",
-          absl::StrCat("constexpr int kMTiles = ", o.mTiles, ";")}});
+    const std::string key = "constexpr int kMTiles = ";
+    size_t at = spec->source.find(key);
+    if (at == std::string::npos) {
+      std::fprintf(stderr, "attention_flash has no kMTiles\n");
+      std::exit(2);
+    }
+    at += key.size();
+    spec->source.replace(at, spec->source.find(';', at) - at,
+                         std::to_string(o.mTiles));
     int64_t blockM = 4 * 16 * o.mTiles;
     spec->launch.yItemsPerBlock = blockM;
     spec->launch.sharedBytes = (blockM + 4 * 64) * (o.headDim + 8) * 2;
@@ -219,12 +226,20 @@ int main(int argc, char **argv) {
     std::fprintf(stderr,
                  "usage: treni-attention-bench [--heads H] [--kv-heads K] "
                  "[--head-dim D] [--rows N] [--start S] [--dtype bf16|f16] "
-                 "[--iterations I] [--no-exact] [--m-tiles M]\n");
+                 "[--iterations I] [--no-exact] [--m-tiles M] "
+                 "[--arch sm_XY[a]]\n");
     return 2;
   }
   cudaDeviceProp properties;
   CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
-  std::string arch = absl::StrCat("sm_", properties.major, properties.minor);
+  // The runtime's choice (currentDeviceArch): Hopper's "a" target, which
+  // takes attention_flash's wgmma path; --arch sm_90 takes mma.sync there.
+  std::string arch =
+      !o.arch.empty()
+          ? o.arch
+          : absl::StrCat("sm_", properties.major, properties.minor,
+                         properties.major == 9 && properties.minor == 0 ? "a"
+                                                                        : "");
   const bool bf16 = o.dtype == "bf16";
   const int64_t cacheRows = o.start + o.rows;
   const int64_t queryElements = o.rows * o.heads * o.headDim;
@@ -271,11 +286,12 @@ int main(int argc, char **argv) {
   Kernel flash = build(o, "attention_flash", arch);
   void *flashArgs[] = {&dQuery, &dPositions, &dFlash, &dKeys, &dValues, &rows};
   float flashMs = timeKernel(flash, o, flashArgs, cacheRows);
-  std::printf("ATTENTION %s heads=%lld kv=%lld head_dim=%lld rows=%lld "
+  std::printf("ATTENTION %s %s heads=%lld kv=%lld head_dim=%lld rows=%lld "
               "start=%lld %s: flash %.3f ms %.1f TFLOP/s",
-              properties.name, (long long)o.heads, (long long)o.kvHeads,
-              (long long)o.headDim, (long long)o.rows, (long long)o.start,
-              o.dtype.c_str(), flashMs, flops / flashMs / 1e9);
+              properties.name, arch.c_str(), (long long)o.heads,
+              (long long)o.kvHeads, (long long)o.headDim, (long long)o.rows,
+              (long long)o.start, o.dtype.c_str(), flashMs,
+              flops / flashMs / 1e9);
   int status = 0;
   if (o.exact) {
     Kernel exact = build(o, "attention", arch);

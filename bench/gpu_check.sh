@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one go (see docs/perf.md):
 #   bench/gpu_check.sh [cache|parity|bench|goldens|prefill|longparity|attention|all] [MODEL ...]
-# attention: treni-attention-bench (next to $TRENI, or $ATTENTION_BENCH) on
+# attention: treni-attention-bench (next to $TRENI, or $ATTENTION_BENCH; extra
+#   flags in $ATTENTION_ARGS, e.g. "--arch sm_90" for the mma.sync path) on
 # the prefill shapes: the flash kernel's time and TFLOP/s, checked against the
 # exact kernel.
 # goldens: the tokenizer and chat-template expectations from Hugging Face
@@ -72,7 +73,7 @@ if [ "$what" = attention ]; then
     # Qwen3-0.6B prefill shapes, a chunk against a filled cache, odd sizes.
     while read -r h kv d rows start dtype; do
       "$bench_bin" --heads "$h" --kv-heads "$kv" --head-dim "$d" --rows "$rows" \
-        --start "$start" --dtype "$dtype" --iterations 10
+        --start "$start" --dtype "$dtype" --iterations 10 ${ATTENTION_ARGS:-}
     done <<'SHAPES'
 28 4 128 8192 0 bf16
 16 2 128 8192 0 bf16

@@ -56,11 +56,28 @@ absl::Status notMultipleOfKvHeads(const PlanStep &step, int64_t heads,
 
 //===-- Launch rules ------------------------------------------------------===//
 
-/// embedding, cache_write, silu, silu_mul, mul, add: one thread per element
-/// of a row, one grid row per token.
+/// embedding, cache_write, silu, mul, add: one thread per element of a row,
+/// one grid row per token.
 absl::StatusOr<KernelGeometry> perElementOfRow(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
   return KernelGeometry{perElement(dim), {}};
+}
+
+/// The widest vector (8, 4, 2 or 1 elements; common.cuh's Vector) that
+/// `width` is a multiple of.
+int64_t vectorFor(int64_t width) {
+  for (int64_t vector : {8, 4, 2})
+    if (width % vector == 0)
+      return vector;
+  return 1;
+}
+
+/// silu_mul: one thread per vector of a row, one grid row per token.
+absl::StatusOr<KernelGeometry> siluMulGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  int64_t vector = vectorFor(dim);
+  return KernelGeometry{perElement(dim / vector),
+                        {{"kVector", vector, "columns per thread, from dim"}}};
 }
 
 /// take_last: one thread per element of the last row; the row count is an
@@ -95,19 +112,27 @@ absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
   return KernelGeometry{perElement(dim / 2), {}};
 }
 
-/// qkv_[norm_]rope_cache: one block per q and k head of a row; a k block also
-/// copies its v head.
+/// qkv_[norm_]rope_cache: a q or k head of a row is kLanes threads with a
+/// vector of rotation pairs each; a block holds up to 256 threads' worth of
+/// heads of one row (all of them for the usual shapes).
 absl::StatusOr<KernelGeometry> qkvGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
                          positiveConstant(step, "num_kv_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
-  if (headDim % 2 != 0)
-    return invalidStep(step,
-                       absl::StrCat("head_dim ", headDim, " must be even"));
+  if (headDim % 2 != 0 || headDim > 2048)
+    return invalidStep(
+        step, absl::StrCat("head_dim ", headDim, " must be even and <= 2048"));
+  int64_t vector = vectorFor(headDim / 2);
+  int64_t lanes = headDim / 2 / vector;
+  int64_t slots = heads + kvHeads;
+  int64_t headsPerBlock = std::clamp<int64_t>(256 / lanes, 1, slots);
   KernelGeometry geometry;
-  geometry.launch.threads = threadsFor(headDim / 2);
-  geometry.launch.blocksX = heads + kvHeads;
+  geometry.launch.threads = ceilDiv(headsPerBlock * lanes, 32) * 32;
+  geometry.launch.blocksX = ceilDiv(slots, headsPerBlock);
+  geometry.constants = {
+      {"kVector", vector, "rotation pairs per thread, from head_dim"},
+      {"kHeadsPerBlock", headsPerBlock, "q and k heads per block"}};
   return geometry;
 }
 
@@ -244,14 +269,16 @@ absl::StatusOr<KernelGeometry> gemvGeometry(const PlanStep &step) {
   return geometry;
 }
 
-/// residual_norm: one block per row, up to 1024 threads with at least four
-/// columns each (loads in flight).
+/// residual_norm: one block per row, a vector of columns per thread, up to
+/// 1024 threads.
 absl::StatusOr<KernelGeometry> residualNormGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
+  int64_t vector = vectorFor(dim);
   KernelGeometry geometry;
   geometry.launch.threads =
-      std::clamp<int64_t>(ceilDiv(ceilDiv(dim, 4), 32) * 32, 32, 1024);
+      std::clamp<int64_t>(ceilDiv(dim / vector, 32) * 32, 32, 1024);
   geometry.launch.blocksX = 1;
+  geometry.constants = {{"kVector", vector, "columns per thread, from dim"}};
   return geometry;
 }
 
@@ -373,7 +400,7 @@ std::vector<KernelTemplate> buildTable() {
                    .inputs = {{"gu"}},
                    .outputs = {"out"},
                    .constants = dim,
-                   .geometry = perElementOfRow});
+                   .geometry = siluMulGeometry});
   table.push_back({.name = "mul",
                    .inputs = {{"a"}, {"b"}},
                    .outputs = {"out"},

@@ -57,15 +57,20 @@ int64_t elementBytes(Type type) {
   return llvm::divideCeil(type.getIntOrFloatBitWidth(), 8);
 }
 
+/// Kernels load and store up to 16 bytes at once (common.cuh's Vector).
+constexpr int64_t kMinAlignment = 16;
+
 struct PlanBuffersPass : public impl::PlanBuffersPassBase<PlanBuffersPass> {
   using Base::Base;
 
   void runOnOperation() override {
     for (int64_t value : {int64_t(alignment), int64_t(rowAlignment)})
-      if (value <= 0 || !llvm::isPowerOf2_64(value)) {
-        getOperation().emitError() << "treni-plan-buffers: alignments must be "
-                                      "positive powers of two, got "
-                                   << value;
+      if (value < kMinAlignment || !llvm::isPowerOf2_64(value)) {
+        getOperation().emitError()
+            << "treni-plan-buffers: alignments must be powers of two of at "
+               "least "
+            << kMinAlignment << " (kernels move 16-byte vectors), got "
+            << value;
         return signalPassFailure();
       }
     for (auto func : getOperation().getOps<func::FuncOp>())

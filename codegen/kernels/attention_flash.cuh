@@ -22,6 +22,18 @@
 // padded by 16 bytes, which makes the 8-row ldmatrix reads conflict-free for
 // head dims that are multiples of 16. The output goes through shared memory
 // so that each vector's head_dim values leave as 16-byte stores.
+//
+// On Hopper (compiled for sm_90a) with head dims 64 and 128 the two products
+// run on warpgroup MMA instead (wgmma.mma_async m64nNk16, kFlashWgmma): the
+// block's four warps are one warpgroup that owns kMTiles tiles of 64 vectors
+// (warp w holds rows 16w..16w+15 of each), Q, K and V sit in shared memory
+// as wgmma's canonical no-swizzle layout (8x8 core matrices of 128 bytes:
+// row r, 16-byte chunk c at (r / 8) * kHeadDim * 16 + c * 128 + (r % 8) * 16
+// bytes), S = Q K^T reads both from shared memory (K-major), and O += P V
+// takes P from registers and V as an N-major operand of the same layout.
+// The accumulator and P fragments are those of mma.sync, so the softmax is
+// the same code. The tiles still arrive by cp.async (not TMA: the kernel's
+// operands are plain pointers); a proxy fence hands them to wgmma.
 
 template <typename A, typename B> struct FlashSameType {
   static constexpr bool value = false;
@@ -49,6 +61,49 @@ constexpr int kChunks = kHeadDim / 8; // 16-byte chunks per row
 constexpr int kKeyTiles = kBlockN / 8;
 constexpr int kDimTiles = kHeadDim / 8;
 constexpr float kLog2Scale = kScale * 1.4426950408889634f; // exp(x) = 2^(x log2 e)
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr bool kFlashWgmma = kHeadDim == 64 || kHeadDim == 128;
+#else
+constexpr bool kFlashWgmma = false;
+#endif
+static_assert(!kFlashWgmma || kThreads == 128,
+              "attention_flash: the wgmma path is one warpgroup per block");
+
+/// Byte offset of 16-byte chunk `chunk` of row `row` in a wgmma tile (8x8
+/// core matrices, the chunks of a row 128 bytes apart).
+__device__ __forceinline__ int flashCoreOffset(int row, int chunk) {
+  return (row / 8) * kHeadDim * 16 + chunk * 128 + (row % 8) * 16;
+}
+
+/// Shared memory offset (elements) of chunk `chunk` of row `row` in a Q, K
+/// or V tile: padded rows for mma.sync, core matrices for wgmma.
+__device__ __forceinline__ int flashTileOffset(int row, int chunk) {
+  if constexpr (kFlashWgmma)
+    return flashCoreOffset(row, chunk) / int(sizeof(flash_type));
+  else
+    return row * kStride + chunk * 8;
+}
+
+/// The row of the block's Q tile that row `row` (0..15) of this warp's
+/// slice of MMA tile `mt` is.
+__device__ __forceinline__ int flashLocalRow(int mt, int row) {
+  int warp = threadIdx.x / 32;
+  return kFlashWgmma ? mt * 64 + warp * 16 + row
+                     : warp * 16 * kMTiles + mt * 16 + row;
+}
+
+/// Row and 16-byte chunk that copy `i` of a tile fills: for wgmma, eight
+/// consecutive copies fill one core matrix (no bank conflicts).
+__device__ __forceinline__ void flashCopySlot(int i, int &row, int &chunk) {
+  if constexpr (kFlashWgmma) {
+    row = (i / 8 / kChunks) * 8 + i % 8;
+    chunk = (i / 8) % kChunks;
+  } else {
+    row = i / kChunks;
+    chunk = i % kChunks;
+  }
+}
 
 __device__ __forceinline__ unsigned flashSharedAddress(const void *pointer) {
   unsigned address;
@@ -125,6 +180,109 @@ __device__ __forceinline__ float flashExp2(float x) {
   return y;
 }
 
+/// A wgmma shared memory descriptor, no swizzle: `leading` and `stride`
+/// are the byte distances between core matrices along K and along M/N
+/// (K-major), or along K and along M/N swapped (N-major: PTX's LBO is the
+/// K step, SBO the N step).
+__device__ __forceinline__ unsigned long long
+flashDescriptor(const void *tile, unsigned leading, unsigned stride) {
+  unsigned long long address = flashSharedAddress(tile);
+  return ((address & 0x3ffffu) >> 4) |
+         (static_cast<unsigned long long>(leading >> 4) << 16) |
+         (static_cast<unsigned long long>(stride >> 4) << 32);
+}
+
+__device__ __forceinline__ void flashWgmmaFence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void flashWgmmaCommitAndWait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#endif
+}
+/// Shared memory written by cp.async becomes visible to wgmma (the async
+/// proxy); every writer runs it before the barrier.
+__device__ __forceinline__ void flashProxyFence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+/// Keeps the compiler from moving accumulator reads and writes across the
+/// asynchronous MMAs.
+template <int kN>
+__device__ __forceinline__ void flashPinRegisters(float (&d)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/// d (64x64, this warp's 16 rows) += A (64x16 at descriptor a, K-major) *
+/// B (16x64 at descriptor b, K-major).
+__device__ __forceinline__ void flashWgmmaScores(float (&d)[32],
+                                                 unsigned long long a,
+                                                 unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (kFlashBf16)
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                   "%32, %33, p, 1, 1, 0, 0;\n}"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                   : "l"(a), "l"(b), "r"(1));
+  else
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                   "%32, %33, p, 1, 1, 0, 0;\n}"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                   : "l"(a), "l"(b), "r"(1));
+#endif
+}
+
+/// d (64 x kHeadDim) += P (64x16, mma.sync's A fragment of this warp's 16
+/// rows) * V (16 x kHeadDim at descriptor b, N-major).
+template <int kN>
+__device__ __forceinline__ void flashWgmmaValues(float (&d)[kN / 2],
+                                                 const unsigned (&a)[4],
+                                                 unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (kN == 64) {
+    if constexpr (kFlashBf16)
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                     "{%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+    else
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                     "{%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+  } else if constexpr (kN == 128) {
+    if constexpr (kFlashBf16)
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+                     "{%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+    else
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+                     "{%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+  }
+#endif
+}
+
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
             cache_type *keyCache, cache_type *valueCache, int rows) {
@@ -141,8 +299,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   const int tile = gridDim.y - 1 - blockIdx.y; // late tiles (most keys) first
   const int vectors = rows * kGroup;
   const int first = tile * kBlockM;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int warpRow = warp * 16 * kMTiles; // first vector of this warp
+  const int lane = threadIdx.x % 32;
 
   treniWaitForPreviousKernel(); // the query and the cache rows are fresh
   if (threadIdx.x == 0) {
@@ -150,11 +307,13 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     bounds[1] = -1;
   }
   for (int i = threadIdx.x; i < kBlockM * kChunks; i += kThreads) {
-    int local = i / kChunks, chunk = i % kChunks, v = first + local;
+    int local, chunk;
+    flashCopySlot(i, local, chunk);
+    int v = first + local;
     bool valid = v < vectors;
     int row = valid ? v / kGroup : 0;
     int head = kvHead * kGroup + (valid ? v % kGroup : 0);
-    flashCopy16(qTile + local * kStride + chunk * 8,
+    flashCopy16(qTile + flashTileOffset(local, chunk),
                 query + ((long long)row * kNumHeads + head) * kHeadDim +
                     chunk * 8,
                 valid);
@@ -174,11 +333,13 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   // Tile `keyTile` of K and V into buffer `buffer`, as one cp.async group.
   auto loadKeysValues = [&](int keyTile, int buffer) {
     for (int i = threadIdx.x; i < kBlockN * kChunks; i += kThreads) {
-      int r = i / kChunks, chunk = i % kChunks, key = keyTile * kBlockN + r;
+      int r, chunk;
+      flashCopySlot(i, r, chunk);
+      int key = keyTile * kBlockN + r;
       bool valid = key <= maxPosition;
       long long offset = (long long)(valid ? key : 0) * kKvDim +
                          kvHead * kHeadDim + chunk * 8;
-      int slot = (buffer * kBlockN + r) * kStride + chunk * 8;
+      int slot = buffer * kBlockN * kStride + flashTileOffset(r, chunk);
       flashCopy16(keyTiles + slot, keyCache + offset, valid);
       flashCopy16(valueTiles + slot, valueCache + offset, valid);
     }
@@ -193,7 +354,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      int v = first + warpRow + mt * 16 + lane / 4 + h * 8;
+      int v = first + flashLocalRow(mt, lane / 4 + h * 8);
       rowPosition[mt][h] = v < vectors ? positions[v / kGroup] : -1;
       rowMax[mt][h] = __int_as_float(0xff800000); // -inf
       rowSum[mt][h] = 0.0f;
@@ -215,6 +376,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     } else {
       flashWait<0>();
     }
+    flashProxyFence();
     __syncthreads(); // tile j (and, the first time, Q) is in shared memory
     const flash_type *keys = keyTiles + buffer * kBlockN * kStride;
     const flash_type *values = valueTiles + buffer * kBlockN * kStride;
@@ -228,15 +390,35 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           s[mt][nt][e] = 0.0f;
+    if constexpr (kFlashWgmma) {
+      flashWgmmaFence();
 #pragma unroll
-    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]);
+#pragma unroll
+        for (int ks = 0; ks < kHeadDim / 16; ++ks)
+          flashWgmmaScores(
+              scores,
+              flashDescriptor(reinterpret_cast<const char *>(qTile) +
+                                  flashCoreOffset(mt * 64, ks * 2),
+                              128, kHeadDim * 16),
+              flashDescriptor(reinterpret_cast<const char *>(keys) +
+                                  flashCoreOffset(0, ks * 2),
+                              128, kHeadDim * 16));
+      }
+      flashWgmmaCommitAndWait();
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+        flashPinRegisters(reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]));
+    }
+#pragma unroll
+    for (int ks = 0; ks < (kFlashWgmma ? 0 : kHeadDim / 16); ++ks) {
       unsigned a[kMTiles][4];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt)
-        flashLoadMatrices<false>(a[mt], qTile +
-                                            (warpRow + mt * 16 + lane % 16) *
-                                                kStride +
-                                            ks * 16 + (lane / 16) * 8);
+        flashLoadMatrices<false>(a[mt],
+                                 qTile + flashLocalRow(mt, lane % 16) * kStride +
+                                     ks * 16 + (lane / 16) * 8);
 #pragma unroll
       for (int np = 0; np < kKeyTiles / 2; ++np) {
         unsigned b[4];
@@ -294,28 +476,47 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     }
 
     // 3. O += P V: the score accumulators of two key tiles are one A operand.
+    unsigned p[kBlockN / 16][kMTiles][4];
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      unsigned p[kMTiles][4];
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        p[mt][0] = flashPack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        p[mt][1] = flashPack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        p[mt][2] = flashPack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        p[mt][3] = flashPack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        p[kk][mt][0] = flashPack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        p[kk][mt][1] = flashPack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        p[kk][mt][2] = flashPack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        p[kk][mt][3] = flashPack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
       }
+    if constexpr (kFlashWgmma) {
+      flashWgmmaFence(); // P and the rescaled O are in registers
 #pragma unroll
-      for (int dp = 0; dp < kDimTiles / 2; ++dp) {
-        unsigned b[4];
-        flashLoadMatrices<true>(
-            b, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
-                   dp * 16 + (lane / 16) * 8);
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          flashMma(acc[mt][2 * dp], p[mt], b[0], b[1]);
-          flashMma(acc[mt][2 * dp + 1], p[mt], b[2], b[3]);
+        for (int mt = 0; mt < kMTiles; ++mt)
+          flashWgmmaValues<kHeadDim>(
+              reinterpret_cast<float(&)[kDimTiles * 4]>(acc[mt]), p[kk][mt],
+              flashDescriptor(reinterpret_cast<const char *>(values) +
+                                  flashCoreOffset(kk * 16, 0),
+                              kHeadDim * 16, 128));
+      flashWgmmaCommitAndWait();
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+        flashPinRegisters(reinterpret_cast<float(&)[kDimTiles * 4]>(acc[mt]));
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+        for (int dp = 0; dp < kDimTiles / 2; ++dp) {
+          unsigned b[4];
+          flashLoadMatrices<true>(
+              b, values +
+                     (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride +
+                     dp * 16 + (lane / 16) * 8);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            flashMma(acc[mt][2 * dp], p[kk][mt], b[0], b[1]);
+            flashMma(acc[mt][2 * dp + 1], p[kk][mt], b[2], b[3]);
+          }
         }
-      }
     }
     __syncthreads(); // everyone is done with `buffer` before it is refilled
   }
@@ -330,7 +531,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
-      int local = warpRow + mt * 16 + lane / 4 + h * 8;
+      int local = flashLocalRow(mt, lane / 4 + h * 8);
 #pragma unroll
       for (int dt = 0; dt < kDimTiles; ++dt)
         *reinterpret_cast<unsigned *>(qTile + local * kStride + dt * 8 +
@@ -340,7 +541,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     }
   __syncwarp();
   for (int i = lane; i < 16 * kMTiles * kChunks; i += 32) {
-    int local = warpRow + i / kChunks, chunk = i % kChunks, v = first + local;
+    int r = i / kChunks, chunk = i % kChunks;
+    int local = flashLocalRow(r / 16, r % 16), v = first + local;
     if (v >= vectors)
       continue;
     int row = v / kGroup, head = kvHead * kGroup + v % kGroup;

@@ -40,6 +40,24 @@ template <> __device__ __forceinline__ f16 fromFloat<f16>(float value) {
   return f16{bits};
 }
 
+/// kN consecutive elements moved as one access, or as accesses of 16 bytes
+/// when the vector is larger (eight 16-bit values: one). The address must be
+/// a multiple of the vector's size up to 16 bytes: arena buffers and weights
+/// are 16-byte aligned (treni-plan-buffers), and launch rules pick a kN
+/// that divides every row and slice offset.
+template <typename T, int kN>
+struct alignas(sizeof(T) * kN < 16 ? sizeof(T) * kN : 16) Vector {
+  T v[kN];
+};
+template <int kN, typename T>
+__device__ __forceinline__ Vector<T, kN> loadVector(const T *at) {
+  return *reinterpret_cast<const Vector<T, kN> *>(at);
+}
+template <int kN, typename T>
+__device__ __forceinline__ void storeVector(T *at, const Vector<T, kN> &value) {
+  *reinterpret_cast<Vector<T, kN> *>(at) = value;
+}
+
 /// Programmatic dependent launch (sm_90+). The runtime may start a kernel
 /// while the previous one in the stream is still running, so that launch
 /// latency overlaps work: every kernel calls this before it reads anything

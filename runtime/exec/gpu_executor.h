@@ -83,7 +83,8 @@ struct ReplayTime {
 /// CUDA source of `treni_convert`, the weight dtype conversion kernel.
 const std::string &convertKernelSource();
 
-/// "sm_90" for the current device, or an error when there is no usable GPU.
+/// The NVRTC target of the current device ("sm_90a" on Hopper, else "sm_XY"),
+/// or an error when there is no usable GPU.
 absl::StatusOr<std::string> currentDeviceArch();
 
 /// Free bytes of the current device's memory (cudaMemGetInfo), or an error

@@ -3,6 +3,9 @@
 // The last two cases fail on purpose, so the report run expects a failing exit
 // status and checks their errors along with the remarks.
 // RUN: not treni-opt %s -split-input-file -treni-plan-buffers=report=true -o /dev/null 2>&1 | FileCheck %s --check-prefix=REPORT
+// An alignment below the kernels' 16-byte vectors is refused.
+// RUN: not treni-opt %s -split-input-file -treni-plan-buffers="row-alignment=8" 2>&1 | FileCheck %s --check-prefix=SMALL
+// SMALL: treni-plan-buffers: alignments must be powers of two of at least 16 (kernels move 16-byte vectors), got 8
 
 // All offsets below are worked out by hand: first-fit over the live buffers,
 // static sizes rounded up to `alignment` (256), per-row sizes of token-dynamic

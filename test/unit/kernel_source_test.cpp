@@ -421,7 +421,8 @@ TEST(KernelSourceTest, LaunchGeometry) {
                          {"theta", 1000000.0}},
                         cache),
                    {"bf16", "i32"}, {"bf16"}),
-        {16, 32, true, 0, 0},
+        // 16 heads of 64: 4 threads of 8 rotation pairs each, one block.
+        {1, 64, true, 0, 0},
         true}},
       {"qkv_norm_rope_cache",
        {singleStep("qkv_norm_rope_cache",
@@ -432,11 +433,24 @@ TEST(KernelSourceTest, LaunchGeometry) {
                          {"epsilon", 1e-6}},
                         cache),
                    {"bf16", "i32", "weight", "weight"}, {"bf16"}),
-        {24, 64, true, 0, 0},
+        // 24 heads of 128: 8 threads of 8 rotation pairs each, one block.
+        {1, 192, true, 0, 0},
         true}},
       {"silu_mul",
        {singleStep("silu_mul", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
-        {19, 256, true, 0, 0},
+        // 608 vectors of 8 columns.
+        {3, 256, true, 0, 0},
+        false}},
+      {"silu_mul (odd width)",
+       {singleStep("silu_mul", {{"dim", int64_t(4865)}}, {"bf16"}, {"bf16"}),
+        // No vector divides 4865: one column per thread.
+        {20, 256, true, 0, 0},
+        false}},
+      {"residual_norm",
+       {singleStep("residual_norm", {{"dim", int64_t(3584)}, {"epsilon", 1e-6}},
+                   {"f32", "bf16", "weight"}, {"f32", "bf16"}),
+        // 448 vectors of 8 columns, one block per row.
+        {1, 448, true, 0, 0},
         false}},
       {"mul",
        {singleStep("mul", {{"dim", int64_t(4864)}}, {"bf16", "bf16"}, {"bf16"}),

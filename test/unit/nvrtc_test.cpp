@@ -2,7 +2,7 @@
 //
 // Needs NVRTC but no GPU. Compiles every distinct kernel of the three fixture
 // plans (their own dtype and bf16, as the GPU runs them) and of shape-only
-// builds of the full-size models the GPU machine runs, for sm_80 and sm_90.
+// builds of the full-size models the GPU machine runs, for sm_80 and sm_90a.
 // Then checks the on-disk cache: hits compile nothing, the arch is part of
 // the key, corrupt files are rebuilt, NVRTC errors carry the program log.
 //
@@ -127,7 +127,7 @@ const char *kQwen3_06B = R"({
   "dtype": "bfloat16"})";
 
 // Tests that every kernel codegen emits for the fixtures and the full-size
-// models compiles for sm_80 and sm_90.
+// models compiles for sm_80 and sm_90a.
 TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
   auto start = std::chrono::steady_clock::now();
   std::vector<std::pair<std::string, Plan>> plans;
@@ -187,7 +187,7 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
   KernelCompiler compiler(cache.path());
   std::vector<std::pair<const KernelSpec *, std::string>> jobs;
   for (const auto &[entry, kernel] : kernels)
-    for (const char *arch : {"sm_80", "sm_90"})
+    for (const char *arch : {"sm_80", "sm_90a"})
       jobs.emplace_back(&kernel, arch);
   std::vector<std::string> failures(jobs.size());
   std::atomic<size_t> next{0};
@@ -214,7 +214,7 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   std::printf("%zu plans, %zu distinct kernels, %zu NVRTC compiles "
-              "(sm_80 + sm_90, NVRTC %s): plans %.1f s, total %.1f s\n",
+              "(sm_80 + sm_90a, NVRTC %s): plans %.1f s, total %.1f s\n",
               plans.size(), kernels.size(), jobs.size(), nvrtcVersion().c_str(),
               planSeconds, seconds);
 }
@@ -265,7 +265,15 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
                 (100 * (heads / kvHeads) + 127) / 128);
       EXPECT_EQ(kernel->launch.sharedBytes, (128 + 4 * 64) * (headDim + 8) * 2);
       for (const char *arch : {"sm_80", "sm_90a"}) {
-        auto cubin = compiler.cubin(kernel->source, arch);
+        // Hopper's "a" target takes the wgmma path for head dims 64 and 128
+        // (the assertion is compiled into the kernel's source).
+        bool wgmma =
+            std::string(arch) == "sm_90a" && (headDim == 64 || headDim == 128);
+        std::string source =
+            kernel->source + absl::StrCat("\nstatic_assert(kFlashWgmma == ",
+                                          wgmma ? "true" : "false",
+                                          ", \"path\");\n");
+        auto cubin = compiler.cubin(source, arch);
         EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
                                 << arch << ": " << cubin.status();
       }
