@@ -69,6 +69,7 @@ constexpr bool kFlashWgmma = false;
 #endif
 static_assert(!kFlashWgmma || kThreads == 128,
               "attention_flash: the wgmma path is one warpgroup per block");
+constexpr bool kFlashWgmmaQInRegisters = kFlashWgmma && kMTiles == 1;
 
 /// Byte offset of 16-byte chunk `chunk` of row `row` in a wgmma tile (8x8
 /// core matrices, the chunks of a row 128 bytes apart).
@@ -242,6 +243,28 @@ __device__ __forceinline__ void flashWgmmaScores(float (&d)[32],
 #endif
 }
 
+/// d (64x64, this warp's 16 rows) += Q (64x16, mma.sync's A fragment of
+/// this warp's 16 rows) * B (16x64 at descriptor b, K-major).
+__device__ __forceinline__ void flashWgmmaScoresFromRegisters(
+    float (&d)[32], const unsigned (&a)[4], unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (kFlashBf16)
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                   "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+  else
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                   "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+#endif
+}
+
 /// d (64 x kHeadDim) += P (64x16, mma.sync's A fragment of this warp's 16
 /// rows) * V (16 x kHeadDim at descriptor b, N-major).
 template <int kN>
@@ -366,6 +389,11 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         acc[mt][dt][e] = 0.0f;
   }
 
+  // wgmma with one 64-vector tile: Q's fragments are loaded once and are
+  // the A operand of every S = Q K^T (shared memory would otherwise feed
+  // both operands, at its bandwidth limit for 64 keys).
+  unsigned qFragments[kFlashWgmmaQInRegisters ? kHeadDim / 16 : 1][4];
+
   if (keyTileCount > 0)
     loadKeysValues(0, 0);
   for (int j = 0; j < keyTileCount; ++j) {
@@ -390,7 +418,27 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           s[mt][nt][e] = 0.0f;
-    if constexpr (kFlashWgmma) {
+    if constexpr (kFlashWgmmaQInRegisters) {
+      if (j == 0) // Q arrived with tile 0; it stays in registers
+#pragma unroll
+        for (int ks = 0; ks < kHeadDim / 16; ++ks)
+          flashLoadMatrices<false>(
+              qFragments[ks],
+              qTile + flashCoreOffset(flashLocalRow(0, lane % 16),
+                                      ks * 2 + lane / 16) /
+                          int(sizeof(flash_type)));
+      flashWgmmaFence();
+      auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[0]);
+#pragma unroll
+      for (int ks = 0; ks < kHeadDim / 16; ++ks)
+        flashWgmmaScoresFromRegisters(
+            scores, qFragments[ks],
+            flashDescriptor(reinterpret_cast<const char *>(keys) +
+                                flashCoreOffset(0, ks * 2),
+                            128, kHeadDim * 16));
+      flashWgmmaCommitAndWait();
+      flashPinRegisters(scores);
+    } else if constexpr (kFlashWgmma) {
       flashWgmmaFence();
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
