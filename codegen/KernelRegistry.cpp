@@ -113,7 +113,7 @@ absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
 }
 
 /// qkv_[norm_]rope_cache: a q or k head of a row is kLanes threads with a
-/// vector of rotation pairs each (at most 8); a block holds up to 256 threads'
+/// vector of rotation pairs each (up to 8); a block holds up to 256 threads'
 /// worth of heads of one row (all of them for the usual shapes).
 absl::StatusOr<KernelGeometry> qkvGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
@@ -123,11 +123,7 @@ absl::StatusOr<KernelGeometry> qkvGeometry(const PlanStep &step) {
   if (headDim % 2 != 0 || headDim > 2048)
     return invalidStep(
         step, absl::StrCat("head_dim ", headDim, " must be even and <= 2048"));
-  // At least 8 threads per head where the head allows: decode has one row,
-  // and its latency is that of a thread's rotations.
   int64_t vector = vectorFor(headDim / 2);
-  while (vector > 1 && headDim / 2 / vector < 8)
-    vector /= 2;
   int64_t lanes = headDim / 2 / vector;
   int64_t slots = heads + kvHeads;
   int64_t headsPerBlock = std::clamp<int64_t>(256 / lanes, 1, slots);

@@ -421,8 +421,8 @@ TEST(KernelSourceTest, LaunchGeometry) {
                          {"theta", 1000000.0}},
                         cache),
                    {"bf16", "i32"}, {"bf16"}),
-        // 16 heads of 64: 8 threads of 4 rotation pairs each, one block.
-        {1, 128, true, 0, 0},
+        // 16 heads of 64: 4 threads of 8 rotation pairs each, one block.
+        {1, 64, true, 0, 0},
         true}},
       {"qkv_norm_rope_cache",
        {singleStep("qkv_norm_rope_cache",

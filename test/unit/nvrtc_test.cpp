@@ -19,6 +19,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "codegen/KernelSource.h"
 #include "codegen/mlir/Compiler.h"
 #include "codegen/mlir/PlanBuilder.h"
@@ -276,6 +278,19 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
         auto cubin = compiler.cubin(source, arch);
         EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
                                 << arch << ": " << cubin.status();
+        // One 64-vector tile per block (treni-attention-bench --m-tiles 1):
+        // the wgmma path keeps Q in registers.
+        std::string oneTile = absl::StrReplaceAll(
+            kernel->source, {{"constexpr int kMTiles = 2;",
+                              "constexpr int kMTiles = 1;"}});
+        ASSERT_NE(oneTile, kernel->source);
+        oneTile += absl::StrCat(
+            "\nstatic_assert(kFlashWgmmaQInRegisters == ",
+            wgmma ? "true" : "false", ", \"Q in registers\");\n");
+        auto oneTileCubin = compiler.cubin(oneTile, arch);
+        EXPECT_TRUE(oneTileCubin.ok())
+            << "head_dim " << headDim << " " << dtype << " " << arch
+            << ", one tile: " << oneTileCubin.status();
       }
     }
   // A head dim outside the kernel's is refused by the launch rule.
