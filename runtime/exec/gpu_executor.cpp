@@ -214,8 +214,12 @@ struct GpuExecutor::Impl {
     if (auto it = kernels.find(entry); it != kernels.end())
       return it->second;
     std::string cubin;
-    if (options.cubins && options.cubinArch == arch &&
-        options.cubins->count(entry)) {
+    // A package's cubins run when built for this architecture; an sm_90
+    // package's also run on the sm_90a target (same hardware, without the
+    // arch-specific paths such as attention_flash's wgmma).
+    bool cubinRuns =
+        options.cubinArch == arch || options.cubinArch + "a" == arch;
+    if (options.cubins && cubinRuns && options.cubins->count(entry)) {
       cubin = options.cubins->at(entry);
       ++stats.aotKernels;
     } else {

@@ -281,12 +281,12 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
         // One 64-vector tile per block (treni-attention-bench --m-tiles 1):
         // the wgmma path keeps Q in registers.
         std::string oneTile = absl::StrReplaceAll(
-            kernel->source, {{"constexpr int kMTiles = 2;",
-                              "constexpr int kMTiles = 1;"}});
+            kernel->source,
+            {{"constexpr int kMTiles = 2;", "constexpr int kMTiles = 1;"}});
         ASSERT_NE(oneTile, kernel->source);
-        oneTile += absl::StrCat(
-            "\nstatic_assert(kFlashWgmmaQInRegisters == ",
-            wgmma ? "true" : "false", ", \"Q in registers\");\n");
+        oneTile +=
+            absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
+                         wgmma ? "true" : "false", ", \"Q in registers\");\n");
         auto oneTileCubin = compiler.cubin(oneTile, arch);
         EXPECT_TRUE(oneTileCubin.ok())
             << "head_dim " << headDim << " " << dtype << " " << arch

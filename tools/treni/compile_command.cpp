@@ -1,7 +1,7 @@
 //===- compile_command.cpp - `treni compile` ------------------------------===//
 //
 //   treni compile MODEL_DIR [--emit=mlir|mlir-opt|plan|cuda|package] [-o FILE]
-//                 [--arch sm_90] [--dtype bf16] [--disable-pass=NAME ...]
+//                 [--arch sm_90a] [--dtype bf16] [--disable-pass=NAME ...]
 //                 [--pass-option=NAME=OPTIONS ...]
 //
 // A `.treni` output (or --emit=package) is an AOT package: plan, kernel
@@ -44,7 +44,7 @@ cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout)"),
                                 cl::sub(compileSubcommand()));
 cl::opt<std::string> arch("arch",
                           cl::desc("GPU architecture of the package's cubins"),
-                          cl::init("sm_90"), cl::sub(compileSubcommand()));
+                          cl::init("sm_90a"), cl::sub(compileSubcommand()));
 
 int writePackage(const EngineOptions &options) {
   if (outputFile == "-")
