@@ -232,14 +232,11 @@ int main(int argc, char **argv) {
   }
   cudaDeviceProp properties;
   CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
-  // The runtime's choice (currentDeviceArch): Hopper's "a" target, which
-  // takes attention_flash's wgmma path; --arch sm_90 takes mma.sync there.
-  std::string arch =
-      !o.arch.empty()
-          ? o.arch
-          : absl::StrCat("sm_", properties.major, properties.minor,
-                         properties.major == 9 && properties.minor == 0 ? "a"
-                                                                        : "");
+  // The runtime's target (sm_90a on Hopper: attention_flash's wgmma path);
+  // --arch sm_90 takes mma.sync there.
+  std::string arch = !o.arch.empty()
+                         ? o.arch
+                         : nvrtcTargetFor(properties.major, properties.minor);
   const bool bf16 = o.dtype == "bf16";
   const int64_t cacheRows = o.start + o.rows;
   const int64_t queryElements = o.rows * o.heads * o.headDim;

@@ -112,9 +112,7 @@ absl::StatusOr<std::string> currentDeviceArch() {
                                     device));
   TRENI_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
                                     device));
-  // Hopper's arch-specific features (wgmma, which attention_flash uses) need
-  // the "a" target; such a cubin runs on exactly this architecture.
-  return absl::StrCat("sm_", major, minor, major == 9 && minor == 0 ? "a" : "");
+  return nvrtcTargetFor(major, minor);
 }
 
 absl::StatusOr<int64_t> freeDeviceMemoryBytes() {

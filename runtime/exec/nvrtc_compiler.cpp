@@ -115,6 +115,10 @@ void writeCacheFile(const std::string &path, const std::string &cubin) {
 
 } // namespace
 
+std::string nvrtcTargetFor(int major, int minor) {
+  return absl::StrCat("sm_", major, minor, major == 9 && minor == 0 ? "a" : "");
+}
+
 std::string nvrtcVersion() {
   int major = 0, minor = 0;
   if (::nvrtcVersion(&major, &minor) != NVRTC_SUCCESS)

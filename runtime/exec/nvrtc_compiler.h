@@ -23,6 +23,12 @@ namespace treni {
 /// NVRTC's version, e.g. "13.0".
 std::string nvrtcVersion();
 
+/// The target kernels are compiled for on a device of compute capability
+/// major.minor: "sm_XY", and Hopper's "sm_90a", whose arch-specific features
+/// (wgmma, which attention_flash uses) a cubin for exactly that
+/// architecture may use.
+std::string nvrtcTargetFor(int major, int minor);
+
 /// Thread-safe: concurrent calls (and concurrent processes sharing the cache
 /// directory) are fine.
 class KernelCompiler {

@@ -301,6 +301,15 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
               testing::HasSubstr("head_dim 24 is not a multiple of 16"));
 }
 
+// Tests the target per compute capability: Hopper gets its "a" target
+// (attention_flash's wgmma path), the others the plain one.
+TEST(NvrtcTest, TargetForComputeCapability) {
+  EXPECT_EQ(nvrtcTargetFor(8, 0), "sm_80");
+  EXPECT_EQ(nvrtcTargetFor(8, 9), "sm_89");
+  EXPECT_EQ(nvrtcTargetFor(9, 0), "sm_90a");
+  EXPECT_EQ(nvrtcTargetFor(10, 0), "sm_100");
+}
+
 const char *kSmallKernel = R"(// test kernel
 extern "C" __global__ void treni_test(float *out, int rows) {
   out[threadIdx.x] = sinf(float(rows));
