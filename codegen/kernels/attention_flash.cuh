@@ -60,7 +60,8 @@ constexpr int kStride = kHeadDim + 8; // padded shared row, in elements
 constexpr int kChunks = kHeadDim / 8; // 16-byte chunks per row
 constexpr int kKeyTiles = kBlockN / 8;
 constexpr int kDimTiles = kHeadDim / 8;
-constexpr float kLog2Scale = kScale * 1.4426950408889634f; // exp(x) = 2^(x log2 e)
+constexpr float kLog2Scale =
+    kScale * 1.4426950408889634f; // exp(x) = 2^(x log2 e)
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 constexpr bool kFlashWgmma = kHeadDim == 64 || kHeadDim == 128;
@@ -142,11 +143,10 @@ __device__ __forceinline__ void flashLoadMatrices(unsigned (&r)[4],
         : "r"(address)
         : "memory");
   else
-    asm volatile(
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-        : "r"(address)
-        : "memory");
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address)
+                 : "memory");
 }
 
 /// d += a (16x16, row-major) * b (16x8, column-major), fp32 accumulators.
@@ -193,6 +193,23 @@ flashDescriptor(const void *tile, unsigned leading, unsigned stride) {
          (static_cast<unsigned long long>(stride >> 4) << 32);
 }
 
+/// A Q or K tile from row `row`, 16-byte chunk `chunk`, as a K-major
+/// operand: chunks 128 bytes apart along K, 8-row groups kHeadDim * 16.
+__device__ __forceinline__ unsigned long long
+flashKMajor(const flash_type *tile, int row, int chunk) {
+  return flashDescriptor(reinterpret_cast<const char *>(tile) +
+                             flashCoreOffset(row, chunk),
+                         128, kHeadDim * 16);
+}
+/// A V tile from key row `row` as an N-major operand: 8-key groups
+/// kHeadDim * 16 bytes apart along K, chunks 128 along N.
+__device__ __forceinline__ unsigned long long
+flashNMajor(const flash_type *tile, int row) {
+  return flashDescriptor(reinterpret_cast<const char *>(tile) +
+                             flashCoreOffset(row, 0),
+                         kHeadDim * 16, 128);
+}
+
 __device__ __forceinline__ void flashWgmmaFence() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
@@ -223,38 +240,57 @@ __device__ __forceinline__ void flashPinRegisters(float (&d)[kN]) {
 // The wgmma instructions, spelled once per shape with the 16-bit type T
 // ("bf16" or "f16") a parameter: fp32 accumulators d[0 .. N/2) of this
 // thread, scale-d 1 (accumulate), A and B unscaled.
-#define TRENI_FLASH_D32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define TRENI_FLASH_D64 TRENI_FLASH_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-#define TRENI_FLASH_REGS32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
-#define TRENI_FLASH_REGS64 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define TRENI_FLASH_D32                                                        \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),      \
+  "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),    \
+  "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),             \
+  "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),             \
+  "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]),             \
+  "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define TRENI_FLASH_D64                                                        \
+  TRENI_FLASH_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),         \
+  "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),             \
+  "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),             \
+  "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),             \
+  "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),             \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),             \
+  "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define TRENI_FLASH_REGS32                                                     \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,"        \
+  "%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define TRENI_FLASH_REGS64                                                     \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,"        \
+  "%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,"       \
+  "%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,"       \
+  "%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
 // m64n64k16, A and B from shared memory (descriptors a, b), both K-major.
 #define TRENI_FLASH_WGMMA_SS64(T)                                              \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                    \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " "       \
-               TRENI_FLASH_REGS32 ", %32, %33, p, 1, 1, 0, 0;\n}"               \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T           \
+               " " TRENI_FLASH_REGS32 ", %32, %33, p, 1, 1, 0, 0;\n}"          \
                : TRENI_FLASH_D32                                               \
                : "l"(a), "l"(b), "r"(1))
 // m64n64k16, A from registers a[4], B at descriptor b (TRANS "1": N-major).
 #define TRENI_FLASH_WGMMA_RS64(T, TRANS)                                       \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                    \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " "       \
-               TRENI_FLASH_REGS32 ", {%32,%33,%34,%35}, %36, p, 1, 1, " TRANS  \
-               ";\n}"                                                          \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T           \
+               " " TRENI_FLASH_REGS32                                          \
+               ", {%32,%33,%34,%35}, %36, p, 1, 1, " TRANS ";\n}"              \
                : TRENI_FLASH_D32                                               \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
 // m64n128k16, A from registers a[4], B at descriptor b, N-major.
 #define TRENI_FLASH_WGMMA_RS128(T)                                             \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                    \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T " "      \
-               TRENI_FLASH_REGS64 ", {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"    \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T          \
+               " " TRENI_FLASH_REGS64                                          \
+               ", {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"                      \
                : TRENI_FLASH_D64                                               \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
 
 /// d (64x64, this warp's 16 rows) += A (64x16 at descriptor a, K-major) *
 /// B (16x64 at descriptor b, K-major).
-__device__ __forceinline__ void flashWgmmaScores(float (&d)[32],
-                                                 unsigned long long a,
-                                                 unsigned long long b) {
+__device__ __forceinline__ void
+flashWgmmaScores(float (&d)[32], unsigned long long a, unsigned long long b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if constexpr (kFlashBf16)
     TRENI_FLASH_WGMMA_SS64("bf16");
@@ -265,8 +301,9 @@ __device__ __forceinline__ void flashWgmmaScores(float (&d)[32],
 
 /// d (64x64, this warp's 16 rows) += Q (64x16, mma.sync's A fragment of
 /// this warp's 16 rows) * B (16x64 at descriptor b, K-major).
-__device__ __forceinline__ void flashWgmmaScoresFromRegisters(
-    float (&d)[32], const unsigned (&a)[4], unsigned long long b) {
+__device__ __forceinline__ void
+flashWgmmaScoresFromRegisters(float (&d)[32], const unsigned (&a)[4],
+                              unsigned long long b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if constexpr (kFlashBf16)
     TRENI_FLASH_WGMMA_RS64("bf16", "0");
@@ -304,7 +341,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
 #else
   extern __shared__ __align__(16) unsigned char flashShared[];
   flash_type *qTile = reinterpret_cast<flash_type *>(flashShared);
-  flash_type *keyTiles = qTile + kBlockM * kStride;      // [2][kBlockN][kStride]
+  flash_type *keyTiles = qTile + kBlockM * kStride; // [2][kBlockN][kStride]
   flash_type *valueTiles = keyTiles + 2 * kBlockN * kStride;
   __shared__ int bounds[2]; // smallest and largest position of the block
 
@@ -350,8 +387,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
       flashCopySlot(i, r, chunk);
       int key = keyTile * kBlockN + r;
       bool valid = key <= maxPosition;
-      long long offset = (long long)(valid ? key : 0) * kKvDim +
-                         kvHead * kHeadDim + chunk * 8;
+      long long offset =
+          (long long)(valid ? key : 0) * kKvDim + kvHead * kHeadDim + chunk * 8;
       int slot = buffer * kBlockN * kStride + flashTileOffset(r, chunk);
       flashCopy16(keyTiles + slot, keyCache + offset, valid);
       flashCopy16(valueTiles + slot, valueCache + offset, valid);
@@ -414,18 +451,14 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         for (int ks = 0; ks < kHeadDim / 16; ++ks)
           flashLoadMatrices<false>(
               qFragments[ks],
-              qTile + flashCoreOffset(flashLocalRow(0, lane % 16),
-                                      ks * 2 + lane / 16) /
-                          int(sizeof(flash_type)));
+              qTile + flashTileOffset(flashLocalRow(0, lane % 16),
+                                      ks * 2 + lane / 16));
       flashWgmmaFence();
       auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[0]);
 #pragma unroll
       for (int ks = 0; ks < kHeadDim / 16; ++ks)
-        flashWgmmaScoresFromRegisters(
-            scores, qFragments[ks],
-            flashDescriptor(reinterpret_cast<const char *>(keys) +
-                                flashCoreOffset(0, ks * 2),
-                            128, kHeadDim * 16));
+        flashWgmmaScoresFromRegisters(scores, qFragments[ks],
+                                      flashKMajor(keys, 0, ks * 2));
       flashWgmmaCommitAndWait();
       flashPinRegisters(scores);
     } else if constexpr (kFlashWgmma) {
@@ -435,38 +468,33 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]);
 #pragma unroll
         for (int ks = 0; ks < kHeadDim / 16; ++ks)
-          flashWgmmaScores(
-              scores,
-              flashDescriptor(reinterpret_cast<const char *>(qTile) +
-                                  flashCoreOffset(mt * 64, ks * 2),
-                              128, kHeadDim * 16),
-              flashDescriptor(reinterpret_cast<const char *>(keys) +
-                                  flashCoreOffset(0, ks * 2),
-                              128, kHeadDim * 16));
+          flashWgmmaScores(scores, flashKMajor(qTile, mt * 64, ks * 2),
+                           flashKMajor(keys, 0, ks * 2));
       }
       flashWgmmaCommitAndWait();
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt)
         flashPinRegisters(reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]));
-    }
+    } else {
 #pragma unroll
-    for (int ks = 0; ks < (kFlashWgmma ? 0 : kHeadDim / 16); ++ks) {
-      unsigned a[kMTiles][4];
+      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+        unsigned a[kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-        flashLoadMatrices<false>(a[mt],
-                                 qTile + flashLocalRow(mt, lane % 16) * kStride +
-                                     ks * 16 + (lane / 16) * 8);
+        for (int mt = 0; mt < kMTiles; ++mt)
+          flashLoadMatrices<false>(
+              a[mt], qTile + flashLocalRow(mt, lane % 16) * kStride + ks * 16 +
+                         (lane / 16) * 8);
 #pragma unroll
-      for (int np = 0; np < kKeyTiles / 2; ++np) {
-        unsigned b[4];
-        flashLoadMatrices<false>(
-            b, keys + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride +
-                   ks * 16 + ((lane / 8) % 2) * 8);
+        for (int np = 0; np < kKeyTiles / 2; ++np) {
+          unsigned b[4];
+          flashLoadMatrices<false>(
+              b, keys + (np * 16 + (lane / 16) * 8 + lane % 8) * kStride +
+                     ks * 16 + ((lane / 8) % 2) * 8);
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          flashMma(s[mt][2 * np], a[mt], b[0], b[1]);
-          flashMma(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            flashMma(s[mt][2 * np], a[mt], b[0], b[1]);
+            flashMma(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+          }
         }
       }
     }
@@ -532,9 +560,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         for (int mt = 0; mt < kMTiles; ++mt)
           flashWgmmaValues<kHeadDim>(
               reinterpret_cast<float(&)[kDimTiles * 4]>(acc[mt]), p[kk][mt],
-              flashDescriptor(reinterpret_cast<const char *>(values) +
-                                  flashCoreOffset(kk * 16, 0),
-                              kHeadDim * 16, 128));
+              flashNMajor(values, kk * 16));
       flashWgmmaCommitAndWait();
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt)
@@ -584,9 +610,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     if (v >= vectors)
       continue;
     int row = v / kGroup, head = kvHead * kGroup + v % kGroup;
-    *reinterpret_cast<uint4 *>(out +
-                               ((long long)row * kNumHeads + head) * kHeadDim +
-                               chunk * 8) =
+    *reinterpret_cast<uint4 *>(
+        out + ((long long)row * kNumHeads + head) * kHeadDim + chunk * 8) =
         *reinterpret_cast<const uint4 *>(qTile + local * kStride + chunk * 8);
   }
 #endif

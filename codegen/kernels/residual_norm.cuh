@@ -22,7 +22,8 @@ TRENI_ENTRY(const residual_type *residual, const branch_type *branch,
   for (int j = 0; j < kPerThread; ++j) {
     int i = (j * kThreads + threadIdx.x) * kVector;
     if (kVectors % kThreads == 0 || i < kDim) {
-      Vector<residual_type, kVector> r = loadVector<kVector>(residual + start + i);
+      Vector<residual_type, kVector> r =
+          loadVector<kVector>(residual + start + i);
       Vector<branch_type, kVector> b = loadVector<kVector>(branch + start + i);
       Vector<sum_type, kVector> stored;
 #pragma unroll
@@ -44,7 +45,8 @@ TRENI_ENTRY(const residual_type *residual, const branch_type *branch,
       Vector<out_type, kVector> result;
 #pragma unroll
       for (int e = 0; e < kVector; ++e)
-        result.v[e] = fromFloat<out_type>(values[j][e] * scale * toFloat(w.v[e]));
+        result.v[e] =
+            fromFloat<out_type>(values[j][e] * scale * toFloat(w.v[e]));
       storeVector(out + start + i, result);
     }
   }

@@ -12,7 +12,8 @@ TRENI_ENTRY(const gu_type *gu, out_type *out, int rows) {
   if (column >= kDim)
     return;
   long long row = blockIdx.y;
-  Vector<gu_type, kVector> gate = loadVector<kVector>(gu + row * 2 * kDim + column);
+  Vector<gu_type, kVector> gate =
+      loadVector<kVector>(gu + row * 2 * kDim + column);
   Vector<gu_type, kVector> up =
       loadVector<kVector>(gu + row * 2 * kDim + kDim + column);
   Vector<out_type, kVector> result;
