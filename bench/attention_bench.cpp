@@ -2,7 +2,7 @@
 //
 //   treni-attention-bench [--heads 28] [--kv-heads 4] [--head-dim 128]
 //       [--rows 8192] [--start 0] [--dtype bf16|f16] [--iterations 10]
-//       [--no-exact] [--m-tiles N] [--arch sm_XY[a]]
+//       [--no-exact] [--m-tiles N] [--warps W] [--arch sm_XY[a]]
 //
 // Causal attention of `rows` query rows at positions start..start+rows-1
 // over a KV cache of start+rows rows of random values (one layer), as the
@@ -12,8 +12,8 @@
 // head_dim FLOPs per query head and attended key), and how far the flash
 // output is from the exact kernel's (max |diff| and relative L2); exits 1
 // when the relative L2 passes 2e-2 (16-bit P and output rounding give about
-// 1e-3). --m-tiles overrides the launch rule's 16-row MMA tiles per warp, to
-// measure the alternatives.
+// 1e-3). --m-tiles and --warps override the launch rule's MMA tiles per warp
+// and warps per block (FlashTiling), to measure the alternatives.
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,6 +26,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -40,9 +41,23 @@ struct Options {
   std::string dtype = "bf16";
   int iterations = 10;
   bool exact = true;
-  int64_t mTiles = 0;
+  FlashTiling tiling;
   std::string arch; ///< NVRTC target; the device's (sm_90a on Hopper) if empty
 };
+
+/// Sets `constexpr int <name> = ...;` of a generated source to `value`.
+void setConstant(std::string &source, const std::string &name,
+                 const PlanConstant &value) {
+  const std::string key = "constexpr int " + name + " = ";
+  size_t at = source.find(key);
+  if (at == std::string::npos || !std::holds_alternative<int64_t>(value)) {
+    std::fprintf(stderr, "attention_flash has no int %s\n", name.c_str());
+    std::exit(2);
+  }
+  at += key.size();
+  source.replace(at, source.find(';', at) - at,
+                 std::to_string(std::get<int64_t>(value)));
+}
 
 bool parse(int argc, char **argv, Options &o) {
   for (int i = 1; i < argc; ++i) {
@@ -72,7 +87,9 @@ bool parse(int argc, char **argv, Options &o) {
     else if (flag == "--iterations")
       o.iterations = std::atoi(value);
     else if (flag == "--m-tiles")
-      o.mTiles = std::atoll(value);
+      o.tiling.mTiles = std::atoll(value);
+    else if (flag == "--warps")
+      o.tiling.warps = std::atoll(value);
     else if (flag == "--arch")
       o.arch = value;
     else
@@ -154,19 +171,13 @@ Kernel build(const Options &o, const std::string &templateName,
     std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
     std::exit(2);
   }
-  if (templateName == "attention_flash" && o.mTiles > 0) {
-    const std::string key = "constexpr int kMTiles = ";
-    size_t at = spec->source.find(key);
-    if (at == std::string::npos) {
-      std::fprintf(stderr, "attention_flash has no kMTiles\n");
-      std::exit(2);
-    }
-    at += key.size();
-    spec->source.replace(at, spec->source.find(';', at) - at,
-                         std::to_string(o.mTiles));
-    int64_t blockM = 4 * 16 * o.mTiles;
-    spec->launch.yItemsPerBlock = blockM;
-    spec->launch.sharedBytes = (blockM + 4 * 64) * (o.headDim + 8) * 2;
+  if (templateName == "attention_flash") {
+    KernelGeometry geometry =
+        flashGeometry(o.heads, o.kvHeads, o.headDim, o.tiling);
+    setConstant(spec->source, "kThreads", geometry.launch.threads);
+    for (const DerivedConstant &c : geometry.constants)
+      setConstant(spec->source, c.name, c.value);
+    spec->launch = geometry.launch;
   }
   KernelCompiler compiler("");
   auto cubin = compiler.cubin(spec->source, arch);
@@ -226,7 +237,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr,
                  "usage: treni-attention-bench [--heads H] [--kv-heads K] "
                  "[--head-dim D] [--rows N] [--start S] [--dtype bf16|f16] "
-                 "[--iterations I] [--no-exact] [--m-tiles M] "
+                 "[--iterations I] [--no-exact] [--m-tiles M] [--warps W] "
                  "[--arch sm_XY[a]]\n");
     return 2;
   }

@@ -164,31 +164,12 @@ absl::StatusOr<KernelGeometry> attentionGeometry(const PlanStep &step) {
   return geometry;
 }
 
-/// attention_flash: query vectors of 16 rows per MMA tile, kMTiles tiles per
-/// warp, 4 warps, tiles of kBlockN keys; one block per (KV head, kBlockM
-/// vectors). Two tiles per warp share each K/V fragment it loads from shared
-/// memory, which measured faster than one (docs/perf.md, 2026-12-07).
-/// Shared memory: the Q tile and two K and two V tiles, rows padded by 8
-/// elements (16-bit types only).
-constexpr int64_t kFlashWarps = 4, kFlashMTiles = 2, kFlashBlockN = 64;
-
 absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(AttentionHeads h, attentionHeads(step));
-  const int64_t heads = h.heads, kvHeads = h.kvHeads, headDim = h.headDim;
-  if (!flashAttentionHeadDim(headDim))
-    return invalidStep(step, absl::StrCat("head_dim ", headDim,
+  if (!flashAttentionHeadDim(h.headDim))
+    return invalidStep(step, absl::StrCat("head_dim ", h.headDim,
                                           " is not a multiple of 16 <= 128"));
-  const int64_t blockM = kFlashWarps * 16 * kFlashMTiles;
-  KernelGeometry geometry;
-  geometry.launch.threads = kFlashWarps * 32;
-  geometry.launch.blocksX = kvHeads;
-  geometry.launch.yItemsPerRow = heads / kvHeads;
-  geometry.launch.yItemsPerBlock = blockM;
-  geometry.launch.sharedBytes = (blockM + 4 * kFlashBlockN) * (headDim + 8) * 2;
-  geometry.constants.push_back(
-      {"kMTiles", kFlashMTiles, "16-vector MMA tiles per warp"});
-  geometry.constants.push_back({"kBlockN", kFlashBlockN, "keys per K/V tile"});
-  return geometry;
+  return flashGeometry(h.heads, h.kvHeads, h.headDim, FlashTiling{});
 }
 
 /// attention_seq1_partial: one block per (KV head, split), for the one query
@@ -464,6 +445,26 @@ const char *kindName(ConstantKind kind) {
 }
 
 } // namespace
+
+/// attention_flash: query vectors of 16 rows per MMA tile, mTiles tiles per
+/// warp, `warps` warps, tiles of blockN keys; one block per (KV head, warps *
+/// 16 * mTiles vectors). Shared memory: the Q tile and two K and two V
+/// tiles, rows padded by 8 elements (16-bit types only).
+KernelGeometry flashGeometry(int64_t heads, int64_t kvHeads, int64_t headDim,
+                             const FlashTiling &tiling) {
+  const int64_t blockM = tiling.warps * 16 * tiling.mTiles;
+  KernelGeometry geometry;
+  geometry.launch.threads = tiling.warps * 32;
+  geometry.launch.blocksX = kvHeads;
+  geometry.launch.yItemsPerRow = heads / kvHeads;
+  geometry.launch.yItemsPerBlock = blockM;
+  geometry.launch.sharedBytes =
+      (blockM + 4 * tiling.blockN) * (headDim + 8) * 2;
+  geometry.constants.push_back(
+      {"kMTiles", tiling.mTiles, "16-vector MMA tiles per warp"});
+  geometry.constants.push_back({"kBlockN", tiling.blockN, "keys per K/V tile"});
+  return geometry;
+}
 
 bool flashAttentionHeadDim(int64_t headDim) {
   return headDim > 0 && headDim % 16 == 0 && headDim <= 128;

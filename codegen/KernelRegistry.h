@@ -100,6 +100,21 @@ struct KernelGeometry {
   std::vector<DerivedConstant> constants;
 };
 
+/// How attention_flash tiles its work (the launch rule's defaults; the
+/// attention benchmark measures the others).
+struct FlashTiling {
+  /// Warps per block; on the Hopper (wgmma) path, whole warpgroups of 4.
+  int64_t warps = 4;
+  /// 16-vector MMA tiles per warp (wgmma: 64-vector tiles per warpgroup).
+  int64_t mTiles = 2;
+  /// Keys per K/V tile.
+  int64_t blockN = 64;
+};
+
+/// attention_flash's launch geometry and tiling constants for these heads.
+KernelGeometry flashGeometry(int64_t heads, int64_t kvHeads, int64_t headDim,
+                             const FlashTiling &tiling);
+
 struct KernelTemplate {
   std::string name;
   std::vector<KernelOperand> inputs;

@@ -24,13 +24,14 @@
 // so that each vector's head_dim values leave as 16-byte stores.
 //
 // On Hopper (compiled for sm_90a) with head dims 64 and 128 the two products
-// run on warpgroup MMA instead (wgmma.mma_async m64nNk16, kFlashWgmma): the
-// block's four warps are one warpgroup that owns kMTiles tiles of 64 vectors
-// (warp w holds rows 16w..16w+15 of each), Q, K and V sit in shared memory
+// run on warpgroup MMA instead (wgmma.mma_async m64nNk16, kFlashWgmma): each
+// warpgroup of the block (four warps) owns kMTiles tiles of 64 vectors
+// (its warp w holds rows 16w..16w+15 of each), Q, K and V sit in shared memory
 // as wgmma's canonical no-swizzle layout (8x8 core matrices of 128 bytes:
 // row r, 16-byte chunk c at (r / 8) * kHeadDim * 16 + c * 128 + (r % 8) * 16
-// bytes), S = Q K^T reads both from shared memory (K-major), and O += P V
-// takes P from registers and V as an N-major operand of the same layout.
+// bytes), S = Q K^T reads K from shared memory (K-major) and Q from there
+// too, or, with one tile per warpgroup, from registers (loaded once), and
+// O += P V takes P from registers and V as an N-major operand.
 // The accumulator and P fragments are those of mma.sync, so the softmax is
 // the same code. The tiles still arrive by cp.async (not TMA: the kernel's
 // operands are plain pointers); a proxy fence hands them to wgmma.
@@ -68,8 +69,8 @@ constexpr bool kFlashWgmma = kHeadDim == 64 || kHeadDim == 128;
 #else
 constexpr bool kFlashWgmma = false;
 #endif
-static_assert(!kFlashWgmma || kThreads == 128,
-              "attention_flash: the wgmma path is one warpgroup per block");
+static_assert(!kFlashWgmma || kThreads % 128 == 0,
+              "attention_flash: the wgmma path runs whole warpgroups");
 constexpr bool kFlashWgmmaQInRegisters = kFlashWgmma && kMTiles == 1;
 
 /// Byte offset of 16-byte chunk `chunk` of row `row` in a wgmma tile (8x8
@@ -87,11 +88,17 @@ __device__ __forceinline__ int flashTileOffset(int row, int chunk) {
     return row * kStride + chunk * 8;
 }
 
+/// The first row of the block's Q tile that this warpgroup's MMA tile `mt`
+/// holds (wgmma: each warpgroup owns kMTiles tiles of 64 rows).
+__device__ __forceinline__ int flashWarpgroupRow(int mt) {
+  return (threadIdx.x / 128) * 64 * kMTiles + mt * 64;
+}
+
 /// The row of the block's Q tile that row `row` (0..15) of this warp's
 /// slice of MMA tile `mt` is.
 __device__ __forceinline__ int flashLocalRow(int mt, int row) {
   int warp = threadIdx.x / 32;
-  return kFlashWgmma ? mt * 64 + warp * 16 + row
+  return kFlashWgmma ? flashWarpgroupRow(mt) + (warp % 4) * 16 + row
                      : warp * 16 * kMTiles + mt * 16 + row;
 }
 
@@ -468,7 +475,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]);
 #pragma unroll
         for (int ks = 0; ks < kHeadDim / 16; ++ks)
-          flashWgmmaScores(scores, flashKMajor(qTile, mt * 64, ks * 2),
+          flashWgmmaScores(scores,
+                           flashKMajor(qTile, flashWarpgroupRow(mt), ks * 2),
                            flashKMajor(keys, 0, ks * 2));
       }
       flashWgmmaCommitAndWait();

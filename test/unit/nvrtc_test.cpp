@@ -278,19 +278,28 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
         auto cubin = compiler.cubin(source, arch);
         EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
                                 << arch << ": " << cubin.status();
-        // One 64-vector tile per block (treni-attention-bench --m-tiles 1):
-        // the wgmma path keeps Q in registers.
-        std::string oneTile = absl::StrReplaceAll(
-            kernel->source,
-            {{"constexpr int kMTiles = 2;", "constexpr int kMTiles = 1;"}});
-        ASSERT_NE(oneTile, kernel->source);
-        oneTile +=
-            absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
-                         wgmma ? "true" : "false", ", \"Q in registers\");\n");
-        auto oneTileCubin = compiler.cubin(oneTile, arch);
-        EXPECT_TRUE(oneTileCubin.ok())
-            << "head_dim " << headDim << " " << dtype << " " << arch
-            << ", one tile: " << oneTileCubin.status();
+        // The other tilings treni-attention-bench measures: one 64-vector
+        // tile per warpgroup keeps Q in registers on the wgmma path, with
+        // one or two warpgroups per block.
+        for (FlashTiling tiling : {FlashTiling{.warps = 4, .mTiles = 1},
+                                   FlashTiling{.warps = 8, .mTiles = 1}}) {
+          KernelGeometry geometry =
+              flashGeometry(heads, kvHeads, headDim, tiling);
+          std::string tiled = absl::StrReplaceAll(
+              kernel->source,
+              {{"constexpr int kMTiles = 2;", "constexpr int kMTiles = 1;"},
+               {"constexpr int kThreads = 128;",
+                absl::StrCat("constexpr int kThreads = ",
+                             geometry.launch.threads, ";")}});
+          ASSERT_NE(tiled, kernel->source);
+          tiled += absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
+                                wgmma ? "true" : "false",
+                                ", \"Q in registers\");\n");
+          auto tiledCubin = compiler.cubin(tiled, arch);
+          EXPECT_TRUE(tiledCubin.ok())
+              << "head_dim " << headDim << " " << dtype << " " << arch << ", "
+              << tiling.warps << " warps: " << tiledCubin.status();
+        }
       }
     }
   // A head dim outside the kernel's is refused by the launch rule.
