@@ -2,7 +2,8 @@
 //
 //   treni-attention-bench [--heads 28] [--kv-heads 4] [--head-dim 128]
 //       [--rows 8192] [--start 0] [--dtype bf16|f16] [--iterations 10]
-//       [--no-exact] [--m-tiles N] [--warps W] [--arch sm_XY[a]]
+//       [--no-exact] [--m-tiles N] [--warps W] [--block-n N]
+//       [--arch sm_XY[a]]
 //
 // Causal attention of `rows` query rows at positions start..start+rows-1
 // over a KV cache of start+rows rows of random values (one layer), as the
@@ -12,8 +13,9 @@
 // head_dim FLOPs per query head and attended key), and how far the flash
 // output is from the exact kernel's (max |diff| and relative L2); exits 1
 // when the relative L2 passes 2e-2 (16-bit P and output rounding give about
-// 1e-3). --m-tiles and --warps override the launch rule's MMA tiles per warp
-// and warps per block (FlashTiling), to measure the alternatives.
+// 1e-3). --m-tiles, --warps and --block-n override the launch rule's MMA
+// tiles per warp, warps per block and keys per tile (FlashTiling), to
+// measure the alternatives.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,9 +26,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -44,20 +46,6 @@ struct Options {
   FlashTiling tiling;
   std::string arch; ///< NVRTC target; the device's (sm_90a on Hopper) if empty
 };
-
-/// Sets `constexpr int <name> = ...;` of a generated source to `value`.
-void setConstant(std::string &source, const std::string &name,
-                 const PlanConstant &value) {
-  const std::string key = "constexpr int " + name + " = ";
-  size_t at = source.find(key);
-  if (at == std::string::npos || !std::holds_alternative<int64_t>(value)) {
-    std::fprintf(stderr, "attention_flash has no int %s\n", name.c_str());
-    std::exit(2);
-  }
-  at += key.size();
-  source.replace(at, source.find(';', at) - at,
-                 std::to_string(std::get<int64_t>(value)));
-}
 
 bool parse(int argc, char **argv, Options &o) {
   for (int i = 1; i < argc; ++i) {
@@ -90,6 +78,8 @@ bool parse(int argc, char **argv, Options &o) {
       o.tiling.mTiles = std::atoll(value);
     else if (flag == "--warps")
       o.tiling.warps = std::atoll(value);
+    else if (flag == "--block-n")
+      o.tiling.blockN = std::atoll(value);
     else if (flag == "--arch")
       o.arch = value;
     else
@@ -166,18 +156,13 @@ Kernel build(const Options &o, const std::string &templateName,
   step.inputs = {{PlanOperand::Kind::Buffer, 0},
                  {PlanOperand::Kind::Buffer, 1}};
   step.outputs = {2};
-  auto spec = generateKernel(plan, function, step);
+  std::optional<KernelGeometry> tiled;
+  if (templateName == "attention_flash")
+    tiled = flashGeometry(o.heads, o.kvHeads, o.headDim, o.tiling);
+  auto spec = generateKernel(plan, function, step, tiled);
   if (!spec.ok()) {
     std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
     std::exit(2);
-  }
-  if (templateName == "attention_flash") {
-    KernelGeometry geometry =
-        flashGeometry(o.heads, o.kvHeads, o.headDim, o.tiling);
-    setConstant(spec->source, "kThreads", geometry.launch.threads);
-    for (const DerivedConstant &c : geometry.constants)
-      setConstant(spec->source, c.name, c.value);
-    spec->launch = geometry.launch;
   }
   KernelCompiler compiler("");
   auto cubin = compiler.cubin(spec->source, arch);
@@ -238,6 +223,7 @@ int main(int argc, char **argv) {
                  "usage: treni-attention-bench [--heads H] [--kv-heads K] "
                  "[--head-dim D] [--rows N] [--start S] [--dtype bf16|f16] "
                  "[--iterations I] [--no-exact] [--m-tiles M] [--warps W] "
+                 "[--block-n N] "
                  "[--arch sm_XY[a]]\n");
     return 2;
   }

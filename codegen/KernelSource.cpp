@@ -267,6 +267,13 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan) {
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step) {
+  return generateKernel(plan, function, step, std::nullopt);
+}
+
+absl::StatusOr<KernelSpec>
+generateKernel(const Plan &plan, const PlanFunction &function,
+               const PlanStep &step,
+               const std::optional<KernelGeometry> &override) {
   const KernelTemplate *kernel = findKernelTemplate(step.templateName);
   if (!kernel || !kernel->hasCudaTemplate())
     return absl::UnimplementedError(absl::StrCat(
@@ -297,7 +304,8 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
   TRENI_RETURN_IF_ERROR(checkStep(*kernel, step));
   TRENI_ASSIGN_OR_RETURN(
       auto types, operandTypes(plan, function, step, *kernel, activation));
-  TRENI_ASSIGN_OR_RETURN(KernelGeometry geometry, kernel->geometry(step));
+  TRENI_ASSIGN_OR_RETURN(KernelGeometry ruled, kernel->geometry(step));
+  const KernelGeometry &geometry = override ? *override : ruled;
 
   // Header and constants. Layer and cache are launch arguments: leaving them
   // out lets every layer share one kernel.

@@ -54,6 +54,13 @@ absl::StatusOr<std::string> activationDtype(const Plan &plan);
 absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
                                           const PlanFunction &function,
                                           const PlanStep &step);
+/// The same with another launch geometry than the launch rule's (its
+/// constants and launch; benchmarks measure the alternatives, e.g.
+/// flashGeometry with another FlashTiling). The caller keeps it valid.
+absl::StatusOr<KernelSpec>
+generateKernel(const Plan &plan, const PlanFunction &function,
+               const PlanStep &step,
+               const std::optional<KernelGeometry> &override);
 
 /// Every distinct kernel of a plan (deduplicated by entry, in first-use
 /// order), for ahead-of-time compilation.

@@ -71,6 +71,8 @@ constexpr bool kFlashWgmma = false;
 #endif
 static_assert(!kFlashWgmma || kThreads % 128 == 0,
               "attention_flash: the wgmma path runs whole warpgroups");
+static_assert(!kFlashWgmma || kBlockN == 64 || kBlockN == 128,
+              "attention_flash: wgmma scores take 64 or 128 keys a tile");
 constexpr bool kFlashWgmmaQInRegisters = kFlashWgmma && kMTiles == 1;
 
 /// Byte offset of 16-byte chunk `chunk` of row `row` in a wgmma tile (8x8
@@ -285,37 +287,61 @@ __device__ __forceinline__ void flashPinRegisters(float (&d)[kN]) {
                ", {%32,%33,%34,%35}, %36, p, 1, 1, " TRANS ";\n}"              \
                : TRENI_FLASH_D32                                               \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
-// m64n128k16, A from registers a[4], B at descriptor b, N-major.
-#define TRENI_FLASH_WGMMA_RS128(T)                                             \
+// m64n128k16, A and B from shared memory, both K-major.
+#define TRENI_FLASH_WGMMA_SS128(T)                                             \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                    \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T          \
+               " " TRENI_FLASH_REGS64 ", %64, %65, p, 1, 1, 0, 0;\n}"          \
+               : TRENI_FLASH_D64                                               \
+               : "l"(a), "l"(b), "r"(1))
+// m64n128k16, A from registers a[4], B at descriptor b (TRANS "1":
+// N-major).
+#define TRENI_FLASH_WGMMA_RS128(T, TRANS)                                      \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                    \
                "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T          \
                " " TRENI_FLASH_REGS64                                          \
-               ", {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"                      \
+               ", {%64,%65,%66,%67}, %68, p, 1, 1, " TRANS ";\n}"              \
                : TRENI_FLASH_D64                                               \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
 
-/// d (64x64, this warp's 16 rows) += A (64x16 at descriptor a, K-major) *
-/// B (16x64 at descriptor b, K-major).
-__device__ __forceinline__ void
-flashWgmmaScores(float (&d)[32], unsigned long long a, unsigned long long b) {
+/// d (64 x kBlockN, this warp's 16 rows) += A (64x16 at descriptor a,
+/// K-major) * B (16 x kBlockN at descriptor b, K-major).
+__device__ __forceinline__ void flashWgmmaScores(float (&d)[kBlockN / 2],
+                                                 unsigned long long a,
+                                                 unsigned long long b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (kFlashBf16)
-    TRENI_FLASH_WGMMA_SS64("bf16");
-  else
-    TRENI_FLASH_WGMMA_SS64("f16");
+  if constexpr (kBlockN == 64) {
+    if constexpr (kFlashBf16)
+      TRENI_FLASH_WGMMA_SS64("bf16");
+    else
+      TRENI_FLASH_WGMMA_SS64("f16");
+  } else if constexpr (kBlockN == 128) {
+    if constexpr (kFlashBf16)
+      TRENI_FLASH_WGMMA_SS128("bf16");
+    else
+      TRENI_FLASH_WGMMA_SS128("f16");
+  }
 #endif
 }
 
-/// d (64x64, this warp's 16 rows) += Q (64x16, mma.sync's A fragment of
-/// this warp's 16 rows) * B (16x64 at descriptor b, K-major).
+/// d (64 x kBlockN, this warp's 16 rows) += Q (64x16, mma.sync's A
+/// fragment of this warp's 16 rows) * B (16 x kBlockN at descriptor b,
+/// K-major).
 __device__ __forceinline__ void
-flashWgmmaScoresFromRegisters(float (&d)[32], const unsigned (&a)[4],
+flashWgmmaScoresFromRegisters(float (&d)[kBlockN / 2], const unsigned (&a)[4],
                               unsigned long long b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (kFlashBf16)
-    TRENI_FLASH_WGMMA_RS64("bf16", "0");
-  else
-    TRENI_FLASH_WGMMA_RS64("f16", "0");
+  if constexpr (kBlockN == 64) {
+    if constexpr (kFlashBf16)
+      TRENI_FLASH_WGMMA_RS64("bf16", "0");
+    else
+      TRENI_FLASH_WGMMA_RS64("f16", "0");
+  } else if constexpr (kBlockN == 128) {
+    if constexpr (kFlashBf16)
+      TRENI_FLASH_WGMMA_RS128("bf16", "0");
+    else
+      TRENI_FLASH_WGMMA_RS128("f16", "0");
+  }
 #endif
 }
 
@@ -333,9 +359,9 @@ __device__ __forceinline__ void flashWgmmaValues(float (&d)[kN / 2],
       TRENI_FLASH_WGMMA_RS64("f16", "1");
   } else if constexpr (kN == 128) {
     if constexpr (kFlashBf16)
-      TRENI_FLASH_WGMMA_RS128("bf16");
+      TRENI_FLASH_WGMMA_RS128("bf16", "1");
     else
-      TRENI_FLASH_WGMMA_RS128("f16");
+      TRENI_FLASH_WGMMA_RS128("f16", "1");
   }
 #endif
 }

@@ -280,25 +280,27 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
                                 << arch << ": " << cubin.status();
         // The other tilings treni-attention-bench measures: one 64-vector
         // tile per warpgroup keeps Q in registers on the wgmma path, with
-        // one or two warpgroups per block.
-        for (FlashTiling tiling : {FlashTiling{.warps = 4, .mTiles = 1},
-                                   FlashTiling{.warps = 8, .mTiles = 1}}) {
-          KernelGeometry geometry =
-              flashGeometry(heads, kvHeads, headDim, tiling);
-          std::string tiled = absl::StrReplaceAll(
-              kernel->source,
-              {{"constexpr int kMTiles = 2;", "constexpr int kMTiles = 1;"},
-               {"constexpr int kThreads = 128;",
-                absl::StrCat("constexpr int kThreads = ",
-                             geometry.launch.threads, ";")}});
-          ASSERT_NE(tiled, kernel->source);
-          tiled += absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
-                                wgmma ? "true" : "false",
-                                ", \"Q in registers\");\n");
-          auto tiledCubin = compiler.cubin(tiled, arch);
+        // one or two warpgroups per block, and 128-key tiles.
+        for (FlashTiling tiling :
+             {FlashTiling{.warps = 4, .mTiles = 1},
+              FlashTiling{.warps = 8, .mTiles = 1},
+              FlashTiling{.warps = 8, .mTiles = 1, .blockN = 128}}) {
+          auto tiled =
+              generateKernel(plan, plan.functions[0], step,
+                             flashGeometry(heads, kvHeads, headDim, tiling));
+          ASSERT_TRUE(tiled.ok()) << tiled.status();
+          EXPECT_EQ(tiled->launch.threads, tiling.warps * 32);
+          std::string source =
+              tiled->source +
+              absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
+                           wgmma ? "true" : "false",
+                           " && kBlockN == ", tiling.blockN,
+                           ", \"Q in registers\");\n");
+          auto tiledCubin = compiler.cubin(source, arch);
           EXPECT_TRUE(tiledCubin.ok())
               << "head_dim " << headDim << " " << dtype << " " << arch << ", "
-              << tiling.warps << " warps: " << tiledCubin.status();
+              << tiling.warps << " warps, " << tiling.blockN
+              << " keys: " << tiledCubin.status();
         }
       }
     }
