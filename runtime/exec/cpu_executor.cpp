@@ -37,8 +37,36 @@ absl::StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(Plan plan, const Checkpoint &weights, int64_t maxSeq) {
   if (maxSeq <= 0)
     return absl::InvalidArgumentError("max-seq must be positive");
+  return load(std::move(plan), weights, maxSeq);
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::createPaged(Plan plan, const std::string &modelDir,
+                         int64_t numBlocks, int64_t blockTokens) {
+  TRENI_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open(modelDir));
+  return createPaged(std::move(plan), *checkpoint, numBlocks, blockTokens);
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::createPaged(Plan plan, const Checkpoint &weights,
+                         int64_t numBlocks, int64_t blockTokens) {
+  // Block ids are int32 (KvBlockId), and so are positions.
+  if (numBlocks <= 0 || blockTokens <= 0 || numBlocks > INT32_MAX / blockTokens)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a KV pool needs a positive number of blocks of positive "
+                     "size, at most 2^31 - 1 rows in all; got ",
+                     numBlocks, " blocks of ", blockTokens, " rows"));
+  TRENI_ASSIGN_OR_RETURN(
+      auto executor, load(std::move(plan), weights, numBlocks * blockTokens));
+  executor->numBlocks_ = numBlocks;
+  executor->blockTokens_ = blockTokens;
+  return executor;
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::load(Plan plan, const Checkpoint &weights, int64_t cacheRows) {
   std::unique_ptr<CpuExecutor> executor(new CpuExecutor());
-  executor->maxSeq_ = maxSeq;
+  executor->maxSeq_ = cacheRows;
   auto vocab = plan.model.find("vocab_size");
   if (vocab == plan.model.end() ||
       !std::holds_alternative<int64_t>(vocab->second))
@@ -61,7 +89,7 @@ CpuExecutor::create(Plan plan, const Checkpoint &weights, int64_t maxSeq) {
     executor->weights_.push_back(std::move(data));
   }
   for (const PlanKvCache &cache : plan.caches) {
-    size_t size = size_t(maxSeq) * cache.numKvHeads * cache.headDim;
+    size_t size = size_t(cacheRows) * cache.numKvHeads * cache.headDim;
     executor->keys_[cache.name].assign(cache.numLayers,
                                        std::vector<float>(size));
     executor->values_[cache.name].assign(cache.numLayers,
@@ -82,24 +110,90 @@ int64_t CpuExecutor::weightBytes() const {
   return total;
 }
 
+namespace {
+
+/// The error of a call whose cache mode does not match the executor's.
+absl::Status wrongCacheMode(bool executorIsPaged) {
+  return absl::FailedPreconditionError(
+      executorIsPaged
+          ? "this executor's KV cache is paged: pass the sequence's block "
+            "table"
+          : "this executor's KV cache is contiguous: create it with "
+            "createPaged to pass block tables");
+}
+
+} // namespace
+
 absl::StatusOr<std::vector<float>>
 CpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition) {
+  if (paged())
+    return wrongCacheMode(true);
   if (ids.empty())
     return absl::InvalidArgumentError("prefill needs at least one token");
-  return run(*plan_.function("prefill"), ids, startPosition);
+  return run(*plan_.function("prefill"), ids, startPosition, {});
 }
 
 absl::StatusOr<std::vector<float>> CpuExecutor::decode(int32_t id,
                                                        int64_t position) {
-  return run(*plan_.function("decode"), {&id, 1}, position);
+  if (paged())
+    return wrongCacheMode(true);
+  return run(*plan_.function("decode"), {&id, 1}, position, {});
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
+                     absl::Span<const KvBlockId> blockTable) {
+  if (!paged())
+    return wrongCacheMode(false);
+  if (ids.empty())
+    return absl::InvalidArgumentError("prefill needs at least one token");
+  return run(*plan_.function("prefill"), ids, startPosition, blockTable);
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::decode(int32_t id, int64_t position,
+                    absl::Span<const KvBlockId> blockTable) {
+  if (!paged())
+    return wrongCacheMode(false);
+  return run(*plan_.function("decode"), {&id, 1}, position, blockTable);
+}
+
+absl::Status
+CpuExecutor::checkPages(const KvPages &pages,
+                        absl::Span<const KvBlockId> blockTable,
+                        absl::Span<const int32_t> positions) const {
+  std::vector<int32_t> tableSizes(positions.size(), int32_t(blockTable.size()));
+  TRENI_RETURN_IF_ERROR(checkKvPages(pages, blockTable.size(), positions,
+                                     tableSizes, numBlocks_));
+  // A block named twice would hold two positions of the sequence in one row.
+  std::vector<bool> seen(numBlocks_, false);
+  for (size_t entry = 0; entry < blockTable.size(); ++entry) {
+    KvBlockId block = blockTable[entry];
+    if (seen[block])
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", block, " appears twice in the block table (",
+                       "again at entry ", entry, ")"));
+    seen[block] = true;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>>
 CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
-                 int64_t startPosition) {
+                 int64_t startPosition,
+                 absl::Span<const KvBlockId> blockTable) {
   int64_t tokens = ids.size();
   TRENI_RETURN_IF_ERROR(
       checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
+  std::vector<int32_t> positions(tokens);
+  for (int64_t i = 0; i < tokens; ++i)
+    positions[i] = int32_t(startPosition + i);
+  KvPages pages;                                // the null view: contiguous
+  std::vector<int32_t> tableOffsets(tokens, 0); // one sequence, one table
+  if (paged()) {
+    pages = {blockTokens_, blockTable.data(), tableOffsets.data()};
+    TRENI_RETURN_IF_ERROR(checkPages(pages, blockTable, positions));
+  }
   if (function.inputs.size() != 2 || function.outputs.size() != 1)
     return absl::InvalidArgumentError(
         absl::StrCat("@", function.name,
@@ -125,8 +219,7 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     return reinterpret_cast<int32_t *>(address(buffer));
   };
   std::copy(ids.begin(), ids.end(), words(function.inputs[0]));
-  for (int64_t i = 0; i < tokens; ++i)
-    words(function.inputs[1])[i] = int32_t(startPosition + i);
+  std::copy(positions.begin(), positions.end(), words(function.inputs[1]));
 
   // Each step is checked against its template, then run by its reference
   // function (cpu_kernels.cpp).
@@ -165,6 +258,7 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
                                               cacheName, "'"));
       args.keyCache = keys->second[layer].data();
       args.valueCache = values_[cacheName][layer].data();
+      args.pages = pages;
     }
     TRENI_RETURN_IF_ERROR(reference(args));
   }

@@ -5,6 +5,11 @@
 // so every buffer holds fp32), and an fp32 KV cache. What CI runs end to end
 // and the oracle for fusion equivalence.
 //
+// The KV cache is either contiguous (one sequence, position p in cache row p)
+// or paged: a pool of fixed-size blocks per layer that sequences share, each
+// call naming its sequence's block table (runtime/batch/kv_block_pool.h) -
+// the reference for the GPU executor's paged addressing.
+//
 //===----------------------------------------------------------------------===//
 #pragma once
 
@@ -18,6 +23,8 @@
 #include "absl/types/span.h"
 #include "codegen/Plan.h"
 #include "frontends/safetensors/safetensors.h"
+#include "runtime/batch/kv_block_pool.h"
+#include "runtime/exec/kv_pages.h"
 
 namespace treni {
 
@@ -32,30 +39,75 @@ public:
   static absl::StatusOr<std::unique_ptr<CpuExecutor>>
   create(Plan plan, const std::string &modelDir, int64_t maxSeq);
 
+  /// A paged executor: each layer's cache is a pool of `numBlocks` blocks of
+  /// `blockTokens` rows, and every call passes the block table of the
+  /// sequence it runs, so sequences share the pool without touching each
+  /// other's rows and can share the blocks of a common prefix. Which blocks a
+  /// sequence holds is the caller's bookkeeping (KvBlockPool); `blockTokens`
+  /// is a parameter so tests cross block boundaries with short prompts.
+  static absl::StatusOr<std::unique_ptr<CpuExecutor>>
+  createPaged(Plan plan, const Checkpoint &weights, int64_t numBlocks,
+              int64_t blockTokens = kKvBlockTokens);
+  static absl::StatusOr<std::unique_ptr<CpuExecutor>>
+  createPaged(Plan plan, const std::string &modelDir, int64_t numBlocks,
+              int64_t blockTokens = kKvBlockTokens);
+
   /// Runs @prefill on `ids` at positions start.., returning the last row's
-  /// logits.
+  /// logits. Contiguous executors only.
   absl::StatusOr<std::vector<float>> prefill(absl::Span<const int32_t> ids,
                                              int64_t startPosition);
-  /// Runs @decode for one token at `position`.
+  /// Runs @decode for one token at `position`. Contiguous executors only.
   absl::StatusOr<std::vector<float>> decode(int32_t id, int64_t position);
 
+  /// The same for one sequence of a paged executor: position p's KV row is
+  /// row p % blockTokens of block blockTable[p / blockTokens]. The rows at
+  /// the call's positions are written, and attention reads every position
+  /// up to them through the table, so the blocks of earlier positions must
+  /// already hold this sequence's rows (its own earlier calls, or another
+  /// sequence's for a shared prefix). A table that names a block outside the
+  /// pool or one block twice, or that does not reach the last position, is
+  /// an InvalidArgument and nothing runs.
+  absl::StatusOr<std::vector<float>>
+  prefill(absl::Span<const int32_t> ids, int64_t startPosition,
+          absl::Span<const KvBlockId> blockTable);
+  absl::StatusOr<std::vector<float>>
+  decode(int32_t id, int64_t position, absl::Span<const KvBlockId> blockTable);
+
   const Plan &plan() const { return plan_; }
+  /// Positions one sequence can reach: the cache's rows, or the pool's when
+  /// paged.
   int64_t maxSeq() const { return maxSeq_; }
+  bool paged() const { return blockTokens_ > 0; }
+  /// The pool's blocks and rows per block (0 when contiguous).
+  int64_t numBlocks() const { return numBlocks_; }
+  int64_t blockTokens() const { return blockTokens_; }
   int64_t vocabSize() const { return vocabSize_; }
   /// Bytes of fp32 weights held.
   int64_t weightBytes() const;
 
 private:
   CpuExecutor() = default;
-  absl::StatusOr<std::vector<float>> run(const PlanFunction &function,
-                                         absl::Span<const int32_t> ids,
-                                         int64_t startPosition);
+  /// Loads the weights and sizes each layer's cache for `cacheRows` rows.
+  static absl::StatusOr<std::unique_ptr<CpuExecutor>>
+  load(Plan plan, const Checkpoint &weights, int64_t cacheRows);
+  /// Runs `function`; `blockTable` is the sequence's table when paged and
+  /// ignored otherwise.
+  absl::StatusOr<std::vector<float>>
+  run(const PlanFunction &function, absl::Span<const int32_t> ids,
+      int64_t startPosition, absl::Span<const KvBlockId> blockTable);
+  /// Checks a paged call's view, whose rows all belong to the sequence of
+  /// `blockTable` (so they share its one table), against the pool.
+  absl::Status checkPages(const KvPages &pages,
+                          absl::Span<const KvBlockId> blockTable,
+                          absl::Span<const int32_t> positions) const;
 
   Plan plan_;
   int64_t maxSeq_ = 0;
+  int64_t numBlocks_ = 0, blockTokens_ = 0; ///< paged mode only
   int64_t vocabSize_ = 0;
   std::vector<std::vector<float>> weights_; ///< by plan weight index
-  /// cache name -> per layer key and value, each [maxSeq, kvHeads*headDim].
+  /// cache name -> per layer key and value, each [maxSeq, kvHeads*headDim]
+  /// (paged: numBlocks * blockTokens rows).
   std::map<std::string, std::vector<std::vector<float>>> keys_, values_;
   std::vector<float> arena_; ///< fp32 words
 };

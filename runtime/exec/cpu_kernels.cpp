@@ -68,19 +68,20 @@ void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
 }
 
 void cacheWrite(const float *key, const float *value, int64_t rows, int64_t dim,
-                const int32_t *positions, float *keyCache, float *valueCache) {
+                const int32_t *positions, float *keyCache, float *valueCache,
+                const KvPages &pages) {
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(keyCache + int64_t(positions[r]) * dim, key + r * dim,
-                dim * sizeof(float));
-    std::memcpy(valueCache + int64_t(positions[r]) * dim, value + r * dim,
+    int64_t cacheRow = pages.cacheRow(r, positions[r]);
+    std::memcpy(keyCache + cacheRow * dim, key + r * dim, dim * sizeof(float));
+    std::memcpy(valueCache + cacheRow * dim, value + r * dim,
                 dim * sizeof(float));
   }
 }
 
 void attention(const float *query, int64_t rows, int64_t numHeads,
                int64_t numKvHeads, int64_t headDim, const int32_t *positions,
-               const float *keyCache, const float *valueCache, double scale,
-               float *out) {
+               const float *keyCache, const float *valueCache,
+               const KvPages &pages, double scale, float *out) {
   int64_t groupSize = numHeads / numKvHeads;
   int64_t kvDim = numKvHeads * headDim;
   std::vector<double> scores;
@@ -93,7 +94,8 @@ void attention(const float *query, int64_t rows, int64_t numHeads,
       int64_t kvHead = head / groupSize;
       double maxScore = -INFINITY;
       for (int64_t t = 0; t < length; ++t) {
-        const float *k = keyCache + t * kvDim + kvHead * headDim;
+        const float *k =
+            keyCache + pages.cacheRow(r, t) * kvDim + kvHead * headDim;
         double dot = 0;
         for (int64_t i = 0; i < headDim; ++i)
           dot += double(q[i]) * k[i];
@@ -107,7 +109,8 @@ void attention(const float *query, int64_t rows, int64_t numHeads,
       }
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t t = 0; t < length; ++t) {
-        const float *v = valueCache + t * kvDim + kvHead * headDim;
+        const float *v =
+            valueCache + pages.cacheRow(r, t) * kvDim + kvHead * headDim;
         for (int64_t i = 0; i < headDim; ++i)
           acc[i] += scores[t] * v[i];
       }
@@ -127,7 +130,7 @@ void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
                   int64_t numKvHeads, int64_t headDim, const int32_t *positions,
                   const std::vector<float> &invFreq, const float *qNorm,
                   const float *kNorm, double epsilon, float *out,
-                  float *keyCache, float *valueCache) {
+                  float *keyCache, float *valueCache, const KvPages &pages) {
   int64_t qWidth = numHeads * headDim, kvWidth = numKvHeads * headDim;
   int64_t rowWidth = qWidth + 2 * kvWidth;
   std::vector<float> q(rows * qWidth), k(rows * kvWidth), v(rows * kvWidth);
@@ -143,8 +146,8 @@ void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
   }
   rope(q.data(), rows, qWidth, headDim, positions, invFreq, out);
   rope(k.data(), rows, kvWidth, headDim, positions, invFreq, k.data());
-  cacheWrite(k.data(), v.data(), rows, kvWidth, positions, keyCache,
-             valueCache);
+  cacheWrite(k.data(), v.data(), rows, kvWidth, positions, keyCache, valueCache,
+             pages);
 }
 
 void siluMul(const float *gu, int64_t rows, int64_t dim, float *out) {
@@ -177,7 +180,8 @@ int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split) {
 void attentionSeq1Partial(const float *query, int64_t numHeads,
                           int64_t numKvHeads, int64_t headDim, int64_t position,
                           const float *keyCache, const float *valueCache,
-                          double scale, int64_t numSplits, float *partials) {
+                          const KvPages &pages, double scale, int64_t numSplits,
+                          float *partials) {
   int64_t groupSize = numHeads / numKvHeads;
   int64_t kvDim = numKvHeads * headDim;
   int64_t length = position + 1;
@@ -191,7 +195,8 @@ void attentionSeq1Partial(const float *query, int64_t numHeads,
       double maxScore = -INFINITY;
       scores.assign(end - begin, 0.0);
       for (int64_t t = begin; t < end; ++t) {
-        const float *k = keyCache + t * kvDim + kvHead * headDim;
+        const float *k =
+            keyCache + pages.cacheRow(0, t) * kvDim + kvHead * headDim;
         double dot = 0;
         for (int64_t i = 0; i < headDim; ++i)
           dot += double(q[i]) * k[i];
@@ -203,7 +208,8 @@ void attentionSeq1Partial(const float *query, int64_t numHeads,
       for (int64_t t = begin; t < end; ++t) {
         double p = std::exp(scores[t - begin] - maxScore);
         total += p;
-        const float *v = valueCache + t * kvDim + kvHead * headDim;
+        const float *v =
+            valueCache + pages.cacheRow(0, t) * kvDim + kvHead * headDim;
         for (int64_t i = 0; i < headDim; ++i)
           acc[i] += p * v[i];
       }
@@ -309,7 +315,7 @@ absl::Status ropeStep(const StepArgs &s) {
 absl::Status cacheWriteStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
   cacheWrite(s.in(0), s.in(1), s.rows(0), dim, s.indices(2), s.keyCache,
-             s.valueCache);
+             s.valueCache, s.pages);
   return absl::OkStatus();
 }
 
@@ -337,7 +343,7 @@ absl::Status qkvRopeCacheStep(const StepArgs &s, bool norm) {
                          ropeInverseFrequencies(s.step, h.headDim));
   qkvRopeCache(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim, s.indices(1),
                invFreq, norm ? s.in(2) : nullptr, norm ? s.in(3) : nullptr,
-               epsilon, s.out(0), s.keyCache, s.valueCache);
+               epsilon, s.out(0), s.keyCache, s.valueCache, s.pages);
   return absl::OkStatus();
 }
 
@@ -345,7 +351,7 @@ absl::Status attentionStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(Heads h, headsOf(s.step));
   TRENI_ASSIGN_OR_RETURN(double scale, s.step.floatConstant("scale"));
   attention(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim, s.indices(1),
-            s.keyCache, s.valueCache, scale, s.out(0));
+            s.keyCache, s.valueCache, s.pages, scale, s.out(0));
   return absl::OkStatus();
 }
 
@@ -356,7 +362,8 @@ absl::Status attentionSeq1PartialStep(const StepArgs &s) {
   if (s.rows(0) != 1)
     return invalidStep(s.step, "takes one query row");
   attentionSeq1Partial(s.in(0), h.heads, h.kvHeads, h.headDim, s.indices(1)[0],
-                       s.keyCache, s.valueCache, scale, splits, s.out(0));
+                       s.keyCache, s.valueCache, s.pages, scale, splits,
+                       s.out(0));
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "codegen/Plan.h"
 #include "codegen/Rope.h"
+#include "runtime/exec/kv_pages.h"
 
 namespace treni::cpu {
 
@@ -42,10 +43,16 @@ void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
           const int32_t *positions, const std::vector<float> &invFreq,
           float *out);
 
-/// Copies key/value rows into cache rows positions[r]; caches are
-/// [maxSeq, dim] for one layer.
+// The kernels that touch a layer's KV cache ([cache rows, numKvHeads *
+// headDim] per key and value) find the row of position p of step row r as
+// pages.cacheRow(r, p): p itself for the null (contiguous) view, a row of the
+// block its table names for a paged one.
+
+/// Copies key/value row r into the cache row of positions[r] (through row r's
+/// table).
 void cacheWrite(const float *key, const float *value, int64_t rows, int64_t dim,
-                const int32_t *positions, float *keyCache, float *valueCache);
+                const int32_t *positions, float *keyCache, float *valueCache,
+                const KvPages &pages);
 
 /// The fused Q|K|V row of treni.qkv_rope_cache: splits each row of `qkv`
 /// ([rows, (numHeads + 2 * numKvHeads) * headDim]) into q | k | v, applies
@@ -55,27 +62,31 @@ void qkvRopeCache(const float *qkv, int64_t rows, int64_t numHeads,
                   int64_t numKvHeads, int64_t headDim, const int32_t *positions,
                   const std::vector<float> &invFreq, const float *qNorm,
                   const float *kNorm, double epsilon, float *out,
-                  float *keyCache, float *valueCache);
+                  float *keyCache, float *valueCache, const KvPages &pages);
 
-/// Causal GQA attention: query row r attends to cache rows 0..positions[r].
+/// Causal GQA attention: query row r attends to its own positions
+/// 0..positions[r], read through row r's table, so the rows of one call may
+/// belong to different sequences.
 void attention(const float *query, int64_t rows, int64_t numHeads,
                int64_t numKvHeads, int64_t headDim, const int32_t *positions,
-               const float *keyCache, const float *valueCache, double scale,
-               float *out);
+               const float *keyCache, const float *valueCache,
+               const KvPages &pages, double scale, float *out);
 
-/// First cache row of split `split` when rows 0..length-1 are cut into
-/// `numSplits` slices of ceil(length / numSplits) rows (later slices may be
-/// empty); split numSplits gives the end. The GPU kernel uses the same rule.
+/// First position of split `split` when positions 0..length-1 are cut into
+/// `numSplits` slices of ceil(length / numSplits) positions (later slices may
+/// be empty); split numSplits gives the end. The GPU kernel uses the same rule.
 int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split);
 
 /// Step 1 of single-row attention (attention_seq1): for each query head h and
 /// split s, partials[(h * numSplits + s) * (headDim + 2) + ...] = (max score,
 /// sum of exp(score - max), sum of exp(score - max) * v[0..headDim)) over the
-/// split's cache rows of 0..position; an empty split writes (-inf, 0, 0...).
+/// split's positions of 0..position (the query is step row 0, read through
+/// its table); an empty split writes (-inf, 0, 0...).
 void attentionSeq1Partial(const float *query, int64_t numHeads,
                           int64_t numKvHeads, int64_t headDim, int64_t position,
                           const float *keyCache, const float *valueCache,
-                          double scale, int64_t numSplits, float *partials);
+                          const KvPages &pages, double scale, int64_t numSplits,
+                          float *partials);
 
 /// Step 2: combines the splits of every head into out[1, numHeads * headDim].
 void attentionSeq1Reduce(const float *partials, int64_t numHeads,
@@ -98,9 +109,10 @@ struct StepArgs {
   std::vector<const float *> inputs; ///< an index input holds int32 words
   std::vector<int64_t> inputRows;    ///< leading dimension (tokens if dynamic)
   std::vector<float *> outputs;
-  /// This layer's caches, [maxSeq, numKvHeads * headDim], for a template
-  /// that uses them.
+  /// This layer's caches, [cache rows, numKvHeads * headDim], for a template
+  /// that uses them, and how the step's rows address them.
   float *keyCache = nullptr, *valueCache = nullptr;
+  KvPages pages;
 
   const float *in(size_t i) const { return inputs[i]; }
   const int32_t *indices(size_t i) const {

@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "runtime/exec/cpu_kernels.h"
+#include "runtime/exec/step_inputs.h"
 #include "gtest/gtest.h"
 
 namespace treni::cpu {
@@ -91,7 +92,7 @@ TEST(CpuKernelsTest, AttentionIsCausalAndGroupsQueryHeads) {
   std::vector<int32_t> positions = {0, 1};
   std::vector<float> out(4);
   attention(query.data(), 2, 2, 1, 1, positions.data(), keys.data(),
-            values.data(), 1.0, out.data());
+            values.data(), KvPages{}, 1.0, out.data());
   // Row 0 sees only position 0.
   EXPECT_FLOAT_EQ(out[0], 10);
   EXPECT_FLOAT_EQ(out[1], 10);
@@ -106,9 +107,110 @@ TEST(CpuKernelsTest, CacheWriteLandsAtPositions) {
   std::vector<float> keyCache(8, 0), valueCache(8, 0);
   std::vector<int32_t> positions = {3, 1};
   cacheWrite(k.data(), v.data(), 2, 2, positions.data(), keyCache.data(),
-             valueCache.data());
+             valueCache.data(), KvPages{});
   EXPECT_EQ(keyCache, (std::vector<float>{0, 0, 3, 4, 0, 0, 1, 2}));
   EXPECT_EQ(valueCache, (std::vector<float>{0, 0, 7, 8, 0, 0, 5, 6}));
+}
+
+TEST(CpuKernelsTest, KvPagesMapPositionsThroughEachRowsTable) {
+  // Row 0's table is {5, 2}, rows 1 and 2 share {7}; blocks of 4 rows.
+  std::vector<int32_t> tables = {5, 2, 7}, offsets = {0, 2, 2};
+  KvPages pages{4, tables.data(), offsets.data()};
+  EXPECT_TRUE(pages.paged());
+  EXPECT_EQ(pages.cacheRow(0, 0), 20);
+  EXPECT_EQ(pages.cacheRow(0, 3), 23);
+  EXPECT_EQ(pages.cacheRow(0, 5), 9);
+  EXPECT_EQ(pages.cacheRow(1, 2), 30);
+  EXPECT_EQ(pages.cacheRow(2, 3), 31);
+  // The null view is the contiguous cache.
+  EXPECT_FALSE(KvPages{}.paged());
+  EXPECT_EQ(KvPages{}.cacheRow(2, 13), 13);
+}
+
+TEST(CpuKernelsTest, PagedCacheWriteLandsInTheTablesBlocks) {
+  // Blocks of 2 rows of dim 1; rows 0 and 1 are positions 1 and 2 of one
+  // sequence (table {3, 0}), row 2 is position 0 of another (table {2}).
+  std::vector<float> k = {1, 2, 3}, v = {4, 5, 6};
+  std::vector<int32_t> positions = {1, 2, 0};
+  std::vector<int32_t> tables = {3, 0, 2}, offsets = {0, 0, 2};
+  KvPages pages{2, tables.data(), offsets.data()};
+  std::vector<float> keyCache(8, 0), valueCache(8, 0);
+  cacheWrite(k.data(), v.data(), 3, 1, positions.data(), keyCache.data(),
+             valueCache.data(), pages);
+  EXPECT_EQ(keyCache, (std::vector<float>{2, 0, 0, 0, 3, 0, 0, 1}));
+  EXPECT_EQ(valueCache, (std::vector<float>{5, 0, 0, 0, 6, 0, 0, 4}));
+}
+
+TEST(CpuKernelsTest, PagedAttentionReadsEachRowsOwnSequence) {
+  // One head of dim 1, blocks of 2 rows. Both rows are position 1: row 0 of
+  // a sequence in block 1 (cache rows 2, 3), row 1 of one in block 0.
+  std::vector<float> keys = {0, 5, 0, 1}, values = {10, 20, 30, 40};
+  std::vector<float> query = {1, 1};
+  std::vector<int32_t> positions = {1, 1};
+  std::vector<int32_t> tables = {1, 0}, offsets = {0, 1};
+  KvPages pages{2, tables.data(), offsets.data()};
+  std::vector<float> out(2);
+  attention(query.data(), 2, 1, 1, 1, positions.data(), keys.data(),
+            values.data(), pages, 1.0, out.data());
+  // softmax([0, 1]) . [30, 40] and softmax([0, 5]) . [10, 20].
+  double p1 = std::exp(1.0) / (1 + std::exp(1.0));
+  double p5 = std::exp(5.0) / (1 + std::exp(5.0));
+  EXPECT_NEAR(out[0], 30 * (1 - p1) + 40 * p1, 1e-5);
+  EXPECT_NEAR(out[1], 10 * (1 - p5) + 20 * p5, 1e-5);
+}
+
+TEST(CpuKernelsTest, PagedSeq1PartialsEqualTheContiguousOnes) {
+  // The same 10 positions, contiguous and on blocks {3, 0, 2, 1} of 3 rows:
+  // the partials of every split agree bit for bit.
+  const int64_t heads = 4, kvHeads = 2, headDim = 4, length = 10;
+  const int64_t kvDim = kvHeads * headDim, blockTokens = 3;
+  std::vector<int32_t> table = {3, 0, 2, 1}, offsets = {0};
+  KvPages pages{blockTokens, table.data(), offsets.data()};
+  std::vector<float> keys(length * kvDim), values(length * kvDim);
+  std::vector<float> pagedKeys(12 * kvDim), pagedValues(12 * kvDim);
+  for (int64_t t = 0; t < length; ++t)
+    for (int64_t i = 0; i < kvDim; ++i) {
+      keys[t * kvDim + i] = float((t * 7 + i * 3) % 11) / 5 - 1;
+      values[t * kvDim + i] = float((t * 5 + i) % 13) / 4;
+      pagedKeys[pages.cacheRow(0, t) * kvDim + i] = keys[t * kvDim + i];
+      pagedValues[pages.cacheRow(0, t) * kvDim + i] = values[t * kvDim + i];
+    }
+  std::vector<float> query(heads * headDim);
+  for (size_t i = 0; i < query.size(); ++i)
+    query[i] = float(i % 5) / 3;
+  const int64_t splits = 3;
+  std::vector<float> expected(heads * splits * (headDim + 2)),
+      actual(expected.size());
+  attentionSeq1Partial(query.data(), heads, kvHeads, headDim, length - 1,
+                       keys.data(), values.data(), KvPages{}, 0.5, splits,
+                       expected.data());
+  attentionSeq1Partial(query.data(), heads, kvHeads, headDim, length - 1,
+                       pagedKeys.data(), pagedValues.data(), pages, 0.5, splits,
+                       actual.data());
+  EXPECT_EQ(actual, expected);
+}
+
+TEST(CpuKernelsTest, CheckKvPagesNamesTheBadRow) {
+  // Row 0 has table {1, 0}, rows 1 and 2 share {3}; a pool of 4 blocks of 2.
+  std::vector<int32_t> tables = {1, 0, 3}, offsets = {0, 2, 2};
+  std::vector<int32_t> sizes = {2, 1, 1};
+  KvPages pages{2, tables.data(), offsets.data()};
+  EXPECT_TRUE(checkKvPages(pages, 3, {3, 0, 1}, sizes, 4).ok());
+  absl::Status past = checkKvPages(pages, 3, {3, 0, 2}, sizes, 4);
+  EXPECT_EQ(past.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(past.message(), "step row 2: position 2 is outside its block "
+                            "table (1 blocks of 2 positions)");
+  absl::Status pool = checkKvPages(pages, 3, {3, 0, 1}, sizes, 3);
+  EXPECT_EQ(pool.message(), "step row 1: block 3 (entry 0 of its table) is "
+                            "outside the KV pool of 3 blocks");
+  std::vector<int32_t> longer = {2, 2, 1};
+  absl::Status outside = checkKvPages(pages, 3, {3, 0, 1}, longer, 4);
+  EXPECT_EQ(outside.message(), "step row 1: its block table (2 ids from 2) "
+                               "lies outside the step's 3 block-table ids");
+  EXPECT_EQ(checkKvPages(pages, 3, {3, -1, 1}, sizes, 4).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(checkKvPages(KvPages{}, 0, {0}, {{1}}, 4).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CpuKernelsTest, Elementwise) {

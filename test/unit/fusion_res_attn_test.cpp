@@ -193,11 +193,12 @@ TEST(AttentionSeq1CpuTest, SplitsCombineToTheReference) {
       int32_t pos = int32_t(position);
       std::vector<float> expected(heads * headDim), actual(heads * headDim);
       cpu::attention(query.data(), 1, heads, kvHeads, headDim, &pos,
-                     keys.data(), values.data(), 0.35, expected.data());
+                     keys.data(), values.data(), KvPages{}, 0.35,
+                     expected.data());
       std::vector<float> partials(heads * splits * (headDim + 2));
       cpu::attentionSeq1Partial(query.data(), heads, kvHeads, headDim, position,
-                                keys.data(), values.data(), 0.35, splits,
-                                partials.data());
+                                keys.data(), values.data(), KvPages{}, 0.35,
+                                splits, partials.data());
       cpu::attentionSeq1Reduce(partials.data(), heads, headDim, splits,
                                actual.data());
       EXPECT_LE(relativeError(actual, expected), 1e-6)
