@@ -2,7 +2,7 @@
 //
 //   treni-attention-bench [--heads 28] [--kv-heads 4] [--head-dim 128]
 //       [--rows 8192] [--start 0] [--dtype bf16|f16] [--iterations 10]
-//       [--no-exact] [--m-tiles N] [--warps W] [--block-n N]
+//       [--no-exact] [--m-tiles N] [--warps W] [--block-n N] [--wgmma]
 //       [--arch sm_XY[a]]
 //
 // Causal attention of `rows` query rows at positions start..start+rows-1
@@ -13,9 +13,9 @@
 // head_dim FLOPs per query head and attended key), and how far the flash
 // output is from the exact kernel's (max |diff| and relative L2); exits 1
 // when the relative L2 passes 2e-2 (16-bit P and output rounding give about
-// 1e-3). --m-tiles, --warps and --block-n override the launch rule's MMA
-// tiles per warp, warps per block and keys per tile (FlashTiling), to
-// measure the alternatives.
+// 1e-3). --m-tiles, --warps, --block-n and --wgmma override the launch
+// rule's MMA tiles per warp, warps per block, keys per tile and MMA
+// instructions (FlashTiling), to measure the alternatives.
 //
 //===----------------------------------------------------------------------===//
 
@@ -43,7 +43,9 @@ struct Options {
   std::string dtype = "bf16";
   int iterations = 10;
   bool exact = true;
-  FlashTiling tiling;
+  /// Overrides of the launch rule's tiling (0: the rule's).
+  int64_t warps = 0, mTiles = 0, blockN = 0;
+  bool wgmma = false;
   std::string arch; ///< NVRTC target; the device's (sm_90a on Hopper) if empty
 };
 
@@ -56,6 +58,10 @@ bool parse(int argc, char **argv, Options &o) {
     const char *value = nullptr;
     if (flag == "--no-exact") {
       o.exact = false;
+      continue;
+    }
+    if (flag == "--wgmma") {
+      o.wgmma = true;
       continue;
     }
     if (!(value = next()))
@@ -75,11 +81,11 @@ bool parse(int argc, char **argv, Options &o) {
     else if (flag == "--iterations")
       o.iterations = std::atoi(value);
     else if (flag == "--m-tiles")
-      o.tiling.mTiles = std::atoll(value);
+      o.mTiles = std::atoll(value);
     else if (flag == "--warps")
-      o.tiling.warps = std::atoll(value);
+      o.warps = std::atoll(value);
     else if (flag == "--block-n")
-      o.tiling.blockN = std::atoll(value);
+      o.blockN = std::atoll(value);
     else if (flag == "--arch")
       o.arch = value;
     else
@@ -133,6 +139,7 @@ float fromBits(uint16_t bits, bool bf16) {
 struct Kernel {
   cudaKernel_t handle = nullptr;
   KernelLaunch launch;
+  std::string tiling; ///< attention_flash: "warps=8 m_tiles=1 ..."
 };
 
 Kernel build(const Options &o, const std::string &templateName,
@@ -157,8 +164,19 @@ Kernel build(const Options &o, const std::string &templateName,
                  {PlanOperand::Kind::Buffer, 1}};
   step.outputs = {2};
   std::optional<KernelGeometry> tiled;
-  if (templateName == "attention_flash")
-    tiled = flashGeometry(o.heads, o.kvHeads, o.headDim, o.tiling);
+  std::string tilingText;
+  if (templateName == "attention_flash") {
+    FlashTiling tiling = flashLaunchTiling(o.heads, o.kvHeads);
+    tiling.warps = o.warps ? o.warps : tiling.warps;
+    tiling.mTiles = o.mTiles ? o.mTiles : tiling.mTiles;
+    tiling.blockN = o.blockN ? o.blockN : tiling.blockN;
+    tiling.wgmma = o.wgmma;
+    tiled = flashGeometry(o.heads, o.kvHeads, o.headDim, tiling);
+    tilingText = "warps=" + std::to_string(tiling.warps) +
+                 " m_tiles=" + std::to_string(tiling.mTiles) +
+                 " block_n=" + std::to_string(tiling.blockN) +
+                 (tiling.wgmma ? " wgmma" : " mma.sync");
+  }
   auto spec = generateKernel(plan, function, step, tiled);
   if (!spec.ok()) {
     std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
@@ -177,6 +195,7 @@ Kernel build(const Options &o, const std::string &templateName,
   CHECK_CUDA(
       cudaLibraryGetKernel(&kernel.handle, library, spec->entry.c_str()));
   kernel.launch = spec->launch;
+  kernel.tiling = tilingText;
   return kernel;
 }
 
@@ -223,7 +242,7 @@ int main(int argc, char **argv) {
                  "usage: treni-attention-bench [--heads H] [--kv-heads K] "
                  "[--head-dim D] [--rows N] [--start S] [--dtype bf16|f16] "
                  "[--iterations I] [--no-exact] [--m-tiles M] [--warps W] "
-                 "[--block-n N] "
+                 "[--block-n N] [--wgmma] "
                  "[--arch sm_XY[a]]\n");
     return 2;
   }
@@ -281,11 +300,11 @@ int main(int argc, char **argv) {
   void *flashArgs[] = {&dQuery, &dPositions, &dFlash, &dKeys, &dValues, &rows};
   float flashMs = timeKernel(flash, o, flashArgs, cacheRows);
   std::printf("ATTENTION %s %s heads=%lld kv=%lld head_dim=%lld rows=%lld "
-              "start=%lld %s: flash %.3f ms %.1f TFLOP/s",
+              "start=%lld %s %s: flash %.3f ms %.1f TFLOP/s",
               properties.name, arch.c_str(), (long long)o.heads,
               (long long)o.kvHeads, (long long)o.headDim, (long long)o.rows,
-              (long long)o.start, o.dtype.c_str(), flashMs,
-              flops / flashMs / 1e9);
+              (long long)o.start, o.dtype.c_str(), flash.tiling.c_str(),
+              flashMs, flops / flashMs / 1e9);
   int status = 0;
   if (o.exact) {
     Kernel exact = build(o, "attention", arch);

@@ -169,7 +169,8 @@ absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
   if (!flashAttentionHeadDim(h.headDim))
     return invalidStep(step, absl::StrCat("head_dim ", h.headDim,
                                           " is not a multiple of 16 <= 128"));
-  return flashGeometry(h.heads, h.kvHeads, h.headDim, FlashTiling{});
+  return flashGeometry(h.heads, h.kvHeads, h.headDim,
+                       flashLaunchTiling(h.heads, h.kvHeads));
 }
 
 /// attention_seq1_partial: one block per (KV head, split), for the one query
@@ -446,6 +447,29 @@ const char *kindName(ConstantKind kind) {
 
 } // namespace
 
+/// attention_flash's launch rule, by the grid of a full prefill chunk
+/// (kFlashChunkRows rows; prompts are prefilled in chunks of at most that
+/// many by default). Four warps of two 16-vector tiles each share every K/V
+/// fragment between two tiles, the fastest once the grid fills the GPU.
+/// A grid of fewer than about two blocks per SM of an H100 (132 SMs) runs
+/// in one wave whose longest blocks (the causal triangle's last rows) set
+/// the time; eight warps of one tile each finish a block sooner. Both
+/// measured on an H100 (docs/perf.md, 2026-12-07), as was the wgmma path:
+/// slower than mma.sync at every tiling, so it is not the rule's.
+constexpr int64_t kFlashChunkRows = 2048, kFlashOneWaveBlocks = 2 * 132;
+
+FlashTiling flashLaunchTiling(int64_t heads, int64_t kvHeads) {
+  FlashTiling tiling;
+  int64_t blockM = tiling.warps * 16 * tiling.mTiles;
+  int64_t blocks =
+      kvHeads * ((kFlashChunkRows * (heads / kvHeads) + blockM - 1) / blockM);
+  if (blocks < kFlashOneWaveBlocks) {
+    tiling.warps = 8;
+    tiling.mTiles = 1;
+  }
+  return tiling;
+}
+
 /// attention_flash: query vectors of 16 rows per MMA tile, mTiles tiles per
 /// warp, `warps` warps, tiles of blockN keys; one block per (KV head, warps *
 /// 16 * mTiles vectors). Shared memory: the Q tile and two K and two V
@@ -463,6 +487,8 @@ KernelGeometry flashGeometry(int64_t heads, int64_t kvHeads, int64_t headDim,
   geometry.constants.push_back(
       {"kMTiles", tiling.mTiles, "16-vector MMA tiles per warp"});
   geometry.constants.push_back({"kBlockN", tiling.blockN, "keys per K/V tile"});
+  geometry.constants.push_back(
+      {"kWgmma", int64_t(tiling.wgmma), "warpgroup MMA where sm_90a"});
   return geometry;
 }
 

@@ -100,8 +100,7 @@ struct KernelGeometry {
   std::vector<DerivedConstant> constants;
 };
 
-/// How attention_flash tiles its work (the launch rule's defaults; the
-/// attention benchmark measures the others).
+/// How attention_flash tiles its work.
 struct FlashTiling {
   /// Warps per block; on the Hopper (wgmma) path, whole warpgroups of 4.
   int64_t warps = 4;
@@ -109,7 +108,12 @@ struct FlashTiling {
   int64_t mTiles = 2;
   /// Keys per K/V tile.
   int64_t blockN = 64;
+  /// Warpgroup MMA where the target is sm_90a (else mma.sync).
+  bool wgmma = false;
 };
+
+/// The launch rule's tiling for these heads (see KernelRegistry.cpp).
+FlashTiling flashLaunchTiling(int64_t heads, int64_t kvHeads);
 
 /// attention_flash's launch geometry and tiling constants for these heads.
 KernelGeometry flashGeometry(int64_t heads, int64_t kvHeads, int64_t headDim,

@@ -23,15 +23,15 @@
 // head dims that are multiples of 16. The output goes through shared memory
 // so that each vector's head_dim values leave as 16-byte stores.
 //
-// On Hopper (compiled for sm_90a) with head dims 64 and 128 the two products
-// run on warpgroup MMA instead (wgmma.mma_async m64nNk16, kFlashWgmma): each
-// warpgroup of the block (four warps) owns kMTiles tiles of 64 vectors
-// (its warp w holds rows 16w..16w+15 of each), Q, K and V sit in shared memory
-// as wgmma's canonical no-swizzle layout (8x8 core matrices of 128 bytes:
+// When the launch rule asks for it (kWgmma) and the target is Hopper
+// (sm_90a), head dims 64 and 128 run the two products on warpgroup MMA
+// instead (wgmma.mma_async m64nNk16, kFlashWgmma): each warpgroup of the
+// block (four warps) owns kMTiles tiles of 64 vectors (its warp w holds rows
+// 16w..16w+15 of each), Q, K and V sit in shared memory as wgmma's
+// canonical no-swizzle layout (8x8 core matrices of 128 bytes:
 // row r, 16-byte chunk c at (r / 8) * kHeadDim * 16 + c * 128 + (r % 8) * 16
-// bytes), S = Q K^T reads K from shared memory (K-major) and Q from there
-// too, or, with one tile per warpgroup, from registers (loaded once), and
-// O += P V takes P from registers and V as an N-major operand.
+// bytes), S = Q K^T reads both from shared memory (K-major), and O += P V
+// takes P from registers and V as an N-major operand of the same layout.
 // The accumulator and P fragments are those of mma.sync, so the softmax is
 // the same code. The tiles still arrive by cp.async (not TMA: the kernel's
 // operands are plain pointers); a proxy fence hands them to wgmma.
@@ -65,7 +65,7 @@ constexpr float kLog2Scale =
     kScale * 1.4426950408889634f; // exp(x) = 2^(x log2 e)
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-constexpr bool kFlashWgmma = kHeadDim == 64 || kHeadDim == 128;
+constexpr bool kFlashWgmma = kWgmma && (kHeadDim == 64 || kHeadDim == 128);
 #else
 constexpr bool kFlashWgmma = false;
 #endif
@@ -73,7 +73,6 @@ static_assert(!kFlashWgmma || kThreads % 128 == 0,
               "attention_flash: the wgmma path runs whole warpgroups");
 static_assert(!kFlashWgmma || kBlockN == 64 || kBlockN == 128,
               "attention_flash: wgmma scores take 64 or 128 keys a tile");
-constexpr bool kFlashWgmmaQInRegisters = kFlashWgmma && kMTiles == 1;
 
 /// Byte offset of 16-byte chunk `chunk` of row `row` in a wgmma tile (8x8
 /// core matrices, the chunks of a row 128 bytes apart).
@@ -237,13 +236,21 @@ __device__ __forceinline__ void flashProxyFence() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 #endif
 }
-/// Keeps the compiler from moving accumulator reads and writes across the
-/// asynchronous MMAs.
+/// Keeps the compiler from moving the reads and writes of an asynchronous
+/// MMA's registers across it: pinned before wgmma.fence, its operands are
+/// written before the fence (as PTX requires); pinned after the wait, they
+/// are read after it.
 template <int kN>
 __device__ __forceinline__ void flashPinRegisters(float (&d)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i)
     asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int kN>
+__device__ __forceinline__ void flashPinRegisters(unsigned (&d)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i)
+    asm volatile("" : "+r"(d[i])::"memory");
 }
 
 // The wgmma instructions, spelled once per shape with the 16-bit type T
@@ -320,27 +327,6 @@ __device__ __forceinline__ void flashWgmmaScores(float (&d)[kBlockN / 2],
       TRENI_FLASH_WGMMA_SS128("bf16");
     else
       TRENI_FLASH_WGMMA_SS128("f16");
-  }
-#endif
-}
-
-/// d (64 x kBlockN, this warp's 16 rows) += Q (64x16, mma.sync's A
-/// fragment of this warp's 16 rows) * B (16 x kBlockN at descriptor b,
-/// K-major).
-__device__ __forceinline__ void
-flashWgmmaScoresFromRegisters(float (&d)[kBlockN / 2], const unsigned (&a)[4],
-                              unsigned long long b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (kBlockN == 64) {
-    if constexpr (kFlashBf16)
-      TRENI_FLASH_WGMMA_RS64("bf16", "0");
-    else
-      TRENI_FLASH_WGMMA_RS64("f16", "0");
-  } else if constexpr (kBlockN == 128) {
-    if constexpr (kFlashBf16)
-      TRENI_FLASH_WGMMA_RS128("bf16", "0");
-    else
-      TRENI_FLASH_WGMMA_RS128("f16", "0");
   }
 #endif
 }
@@ -449,11 +435,6 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         acc[mt][dt][e] = 0.0f;
   }
 
-  // wgmma with one 64-vector tile: Q's fragments are loaded once and are
-  // the A operand of every S = Q K^T (shared memory would otherwise feed
-  // both operands, at its bandwidth limit for 64 keys).
-  unsigned qFragments[kFlashWgmmaQInRegisters ? kHeadDim / 16 : 1][4];
-
   if (keyTileCount > 0)
     loadKeysValues(0, 0);
   for (int j = 0; j < keyTileCount; ++j) {
@@ -478,23 +459,10 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           s[mt][nt][e] = 0.0f;
-    if constexpr (kFlashWgmmaQInRegisters) {
-      if (j == 0) // Q arrived with tile 0; it stays in registers
+    if constexpr (kFlashWgmma) {
 #pragma unroll
-        for (int ks = 0; ks < kHeadDim / 16; ++ks)
-          flashLoadMatrices<false>(
-              qFragments[ks],
-              qTile + flashTileOffset(flashLocalRow(0, lane % 16),
-                                      ks * 2 + lane / 16));
-      flashWgmmaFence();
-      auto &scores = reinterpret_cast<float(&)[kKeyTiles * 4]>(s[0]);
-#pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks)
-        flashWgmmaScoresFromRegisters(scores, qFragments[ks],
-                                      flashKMajor(keys, 0, ks * 2));
-      flashWgmmaCommitAndWait();
-      flashPinRegisters(scores);
-    } else if constexpr (kFlashWgmma) {
+      for (int mt = 0; mt < kMTiles; ++mt)
+        flashPinRegisters(reinterpret_cast<float(&)[kKeyTiles * 4]>(s[mt]));
       flashWgmmaFence();
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
@@ -587,6 +555,11 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
         p[kk][mt][3] = flashPack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
       }
     if constexpr (kFlashWgmma) {
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+        flashPinRegisters(reinterpret_cast<float(&)[kDimTiles * 4]>(acc[mt]));
+      flashPinRegisters(
+          reinterpret_cast<unsigned(&)[kBlockN / 16 * kMTiles * 4]>(p));
       flashWgmmaFence(); // P and the rescaled O are in registers
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)

@@ -251,8 +251,10 @@ std::pair<Plan, PlanStep> flashStep(int64_t heads, int64_t kvHeads,
 // issue names (64, 80, 96, 128), bf16 and f16, with GQA groups of 1-8, for
 // sm_80 (mma.sync) and sm_90a (Hopper with its arch-specific features), and
 // that its launch packs the group's heads: ceil(rows * group / 128) blocks
-// per KV head (4 warps of two 16-vector tiles), shared memory for the Q tile
-// and two K and two V tiles of 64 keys.
+// per KV head, shared memory for the Q tile and two K and two V tiles of 64
+// keys; 4 warps of two 16-vector tiles, or 8 warps of one where a 2048-row
+// chunk's grid is under two blocks per H100 SM (14 heads over 2 KV heads:
+// 224 blocks).
 TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
   KernelCompiler compiler("");
   for (int64_t headDim : {64, 80, 96, 128})
@@ -266,42 +268,42 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
       EXPECT_EQ(kernel->launch.gridY(100),
                 (100 * (heads / kvHeads) + 127) / 128);
       EXPECT_EQ(kernel->launch.sharedBytes, (128 + 4 * 64) * (headDim + 8) * 2);
+      EXPECT_EQ(kernel->launch.threads, kvHeads == 2 ? 256 : 128);
       for (const char *arch : {"sm_80", "sm_90a"}) {
-        // Hopper's "a" target takes the wgmma path for head dims 64 and 128
-        // (the assertion is compiled into the kernel's source).
+        // The launch rule takes mma.sync everywhere; asked for, Hopper's "a"
+        // target takes the wgmma path for head dims 64 and 128 (the
+        // assertions are compiled into the kernels' sources).
         bool wgmma =
             std::string(arch) == "sm_90a" && (headDim == 64 || headDim == 128);
         std::string source =
-            kernel->source + absl::StrCat("\nstatic_assert(kFlashWgmma == ",
-                                          wgmma ? "true" : "false",
-                                          ", \"path\");\n");
+            kernel->source + "\nstatic_assert(!kFlashWgmma, \"path\");\n";
         auto cubin = compiler.cubin(source, arch);
         EXPECT_TRUE(cubin.ok()) << "head_dim " << headDim << " " << dtype << " "
                                 << arch << ": " << cubin.status();
-        // The other tilings treni-attention-bench measures: one 64-vector
-        // tile per warpgroup keeps Q in registers on the wgmma path, with
-        // one or two warpgroups per block, and 128-key tiles.
-        for (FlashTiling tiling :
-             {FlashTiling{.warps = 4, .mTiles = 1},
-              FlashTiling{.warps = 8, .mTiles = 1},
-              FlashTiling{.warps = 8, .mTiles = 1, .blockN = 128}}) {
-          auto tiled =
-              generateKernel(plan, plan.functions[0], step,
-                             flashGeometry(heads, kvHeads, headDim, tiling));
-          ASSERT_TRUE(tiled.ok()) << tiled.status();
-          EXPECT_EQ(tiled->launch.threads, tiling.warps * 32);
-          std::string source =
-              tiled->source +
-              absl::StrCat("\nstatic_assert(kFlashWgmmaQInRegisters == ",
-                           wgmma ? "true" : "false",
-                           " && kBlockN == ", tiling.blockN,
-                           ", \"Q in registers\");\n");
-          auto tiledCubin = compiler.cubin(source, arch);
-          EXPECT_TRUE(tiledCubin.ok())
-              << "head_dim " << headDim << " " << dtype << " " << arch << ", "
-              << tiling.warps << " warps, " << tiling.blockN
-              << " keys: " << tiledCubin.status();
-        }
+        // The other tilings treni-attention-bench measures (eight warps of
+        // one tile, the rule's for small grids; 128-key tiles), on mma.sync
+        // and, where the target is sm_90a, on wgmma.
+        for (bool useWgmma : {false, true})
+          for (FlashTiling tiling :
+               {FlashTiling{.warps = 8, .mTiles = 1, .wgmma = useWgmma},
+                FlashTiling{.warps = 4, .blockN = 128, .wgmma = useWgmma}}) {
+            auto tiled =
+                generateKernel(plan, plan.functions[0], step,
+                               flashGeometry(heads, kvHeads, headDim, tiling));
+            ASSERT_TRUE(tiled.ok()) << tiled.status();
+            EXPECT_EQ(tiled->launch.threads, tiling.warps * 32);
+            std::string source =
+                tiled->source +
+                absl::StrCat("\nstatic_assert(kFlashWgmma == ",
+                             wgmma && useWgmma ? "true" : "false",
+                             " && kBlockN == ", tiling.blockN,
+                             ", \"path\");\n");
+            auto tiledCubin = compiler.cubin(source, arch);
+            EXPECT_TRUE(tiledCubin.ok())
+                << "head_dim " << headDim << " " << dtype << " " << arch << ", "
+                << tiling.warps << " warps, " << tiling.blockN
+                << " keys, wgmma " << useWgmma << ": " << tiledCubin.status();
+          }
       }
     }
   // A head dim outside the kernel's is refused by the launch rule.
