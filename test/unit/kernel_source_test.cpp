@@ -405,9 +405,10 @@ TEST(KernelSourceTest, LaunchGeometry) {
                          {"scale", 0.125}},
                         cache),
                    {"bf16", "i32"}, {"bf16"}),
-        // One block per KV head and 128 query vectors; a Q tile of 128 rows
+        // One block per KV head and 128 query vectors, 8 warps of one tile
+        // (a 2048-row chunk's 224 blocks are one wave); a Q tile of 128 rows
         // and 2 K + 2 V tiles of 64, rows of 64 + 8 (padding) bf16 values.
-        {2, 128, true, (128 + 4 * 64) * (64 + 8) * 2, 0, 7, 128},
+        {2, 256, true, (128 + 4 * 64) * (64 + 8) * 2, 0, 7, 128},
         true}},
       {"silu",
        {singleStep("silu", {{"dim", int64_t(4864)}}, {"bf16"}, {"bf16"}),
