@@ -356,10 +356,16 @@ generateKernel(const Plan &plan, const PlanFunction &function,
   return spec;
 }
 
+bool runsOnGpu(const PlanFunction &function) {
+  return function.name == "prefill" || function.name == "decode";
+}
+
 absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::vector<KernelSpec> kernels;
   std::set<std::string> seen;
-  for (const PlanFunction &function : plan.functions)
+  for (const PlanFunction &function : plan.functions) {
+    if (!runsOnGpu(function))
+      continue;
     for (const PlanStep &step : function.steps) {
       if (step.templateName == "gemm")
         continue; // cuBLASLt
@@ -368,6 +374,7 @@ absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
       if (seen.insert(kernel.entry).second)
         kernels.push_back(std::move(kernel));
     }
+  }
   return kernels;
 }
 

@@ -62,8 +62,15 @@ generateKernel(const Plan &plan, const PlanFunction &function,
                const PlanStep &step,
                const std::optional<KernelGeometry> &override);
 
-/// Every distinct kernel of a plan (deduplicated by entry, in first-use
-/// order), for ahead-of-time compilation.
+/// Whether the GPU executor runs `function`: @prefill and @decode. @step
+/// (rows of several sequences, each through its own block table) runs only
+/// on the CPU reference so far: the GPU kernels address one contiguous
+/// cache, so it gets no kernels and the GPU executor drops it at load.
+bool runsOnGpu(const PlanFunction &function);
+
+/// Every distinct kernel of the plan's functions that run on the GPU
+/// (deduplicated by entry, in first-use order), for ahead-of-time
+/// compilation.
 absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan);
 
 /// The templates generateKernel accepts: the registry's entries that have a

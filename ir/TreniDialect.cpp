@@ -26,6 +26,25 @@ void TreniDialect::initialize() {
 #define GET_OP_CLASSES
 #include "ir/TreniOps.cpp.inc"
 
+LogicalResult TreniDialect::verifyOperationAttribute(Operation *op,
+                                                     NamedAttribute attribute) {
+  if (attribute.getName() != kOneSequenceAttrName)
+    return success();
+  if (!isa<UnitAttr>(attribute.getValue()))
+    return op->emitOpError()
+           << "'" << kOneSequenceAttrName << "' must be a unit attribute";
+  if (!isa<func::FuncOp>(op))
+    return op->emitOpError()
+           << "'" << kOneSequenceAttrName << "' marks functions only";
+  return success();
+}
+
+bool treni::inOneSequenceFunction(Operation *op) {
+  auto function = isa<func::FuncOp>(op) ? cast<func::FuncOp>(op)
+                                        : op->getParentOfType<func::FuncOp>();
+  return function && function->hasAttr(kOneSequenceAttrName);
+}
+
 namespace {
 /// True when two dimensions may be equal (either is dynamic, or they match).
 bool compatible(int64_t a, int64_t b) {

@@ -19,6 +19,17 @@ struct KVCacheResource
 
 /// Name of the module attribute that maps weight names to their location.
 inline constexpr llvm::StringLiteral kWeightsAttrName = "treni.weights";
+
+/// Name of the unit attribute of a function whose rows all belong to one
+/// sequence, at consecutive positions (@prefill, @decode). A function without
+/// it (@step) may mix rows of several sequences, each with its own positions
+/// and KV rows, so rewrites that let rows share work across the call (the
+/// flash prefill kernel's K/V tiles) must leave it alone.
+inline constexpr llvm::StringLiteral kOneSequenceAttrName =
+    "treni.one_sequence";
+
+/// Whether `op` lies in a function marked `treni.one_sequence`.
+bool inOneSequenceFunction(mlir::Operation *op);
 } // namespace treni
 
 #include "ir/TreniDialect.h.inc"

@@ -200,7 +200,8 @@ def SpecializeSeq1AttentionPass
     %a = treni.attention_seq1 %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, num_splits = 32 : i64, scale = 2.500000e-01 : f64} : (tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
     ```
     Left alone: prefill (dynamic rows) and static queries of more than one
-    row.
+    row. One query row is one sequence whichever function holds it, so unlike
+    treni-specialize-flash-attention this pass needs no `treni.one_sequence`.
   }];
   let options = [
     Option<"numSplits", "num-splits", "int64_t", "32",
@@ -225,7 +226,7 @@ def SpecializeFlashAttentionPass
     The generic op stays the CPU reference and the oracle the flash kernel is
     checked against (`--disable treni-specialize-flash-attention` keeps it).
 
-    Before (in @prefill, dynamic rows):
+    Before (in @prefill, dynamic rows, marked `treni.one_sequence`):
     ```mlir
     %a = treni.attention %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
     ```
@@ -233,9 +234,14 @@ def SpecializeFlashAttentionPass
     ```mlir
     %a = treni.attention_flash %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, scale = 2.500000e-01 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
     ```
-    Left alone: single-row queries (treni-specialize-seq1-attention's), f32
-    activations, and head dims the kernel does not support (not a multiple
-    of 16, or above 128); they keep the generic kernel.
+    Only inside functions marked `treni.one_sequence` (`@prefill`): a block
+    of the kernel loads one run of cache rows, keys 0 up to its largest
+    position, and shares it between all its query rows, which is right only
+    when they are one sequence. `@step` (rows of several sequences, each
+    reading its own KV rows) keeps the generic kernel, whose rows are
+    independent. Also left alone: single-row queries
+    (treni-specialize-seq1-attention's), f32 activations, and head dims the
+    kernel does not support (not a multiple of 16, or above 128).
   }];
   let dependentDialects = ["::treni::TreniDialect"];
 }

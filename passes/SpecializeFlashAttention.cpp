@@ -1,9 +1,10 @@
 //===- SpecializeFlashAttention.cpp - prefill attention -> attention_flash ===//
 //
 // A treni.attention whose query has more than one row (dynamic, or static
-// and > 1), a 16-bit element type and a supported head dim becomes
-// treni.attention_flash; see Passes.td for what the kernel does differently.
-// Runs after treni-specialize-seq1-attention, which takes the one-row ones.
+// and > 1), a 16-bit element type and a supported head dim, in a function
+// marked treni.one_sequence, becomes treni.attention_flash; see Passes.td for
+// what the kernel does differently. Runs after
+// treni-specialize-seq1-attention, which takes the one-row ones.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,7 +21,10 @@ using namespace mlir;
 
 bool flashCandidate(AttentionOp attention) {
   auto query = cast<RankedTensorType>(attention.getQuery().getType());
-  return query.getDimSize(0) != 1 &&
+  // A block of the kernel reads one run of cache rows (keys 0..its largest
+  // position) for all its query rows: that holds only when they are one
+  // sequence.
+  return inOneSequenceFunction(attention) && query.getDimSize(0) != 1 &&
          AttentionFlashOp::supportsElementType(query.getElementType()) &&
          AttentionFlashOp::supportsHeadDim(attention.getHeadDim());
 }

@@ -27,7 +27,30 @@ Type elementType(MLIRContext &context, DType dtype) {
   return {};
 }
 
-/// Emits the body of @prefill or @decode: the model from token ids to logits.
+/// The functions of the module: the same model body, differing in how many
+/// rows come in, which rows get logits and whether the rows are one sequence.
+struct FunctionShape {
+  const char *name;
+  /// Rows per call; ShapedType::kDynamic for any number.
+  int64_t rows;
+  /// Logits of the last row only (treni.take_last before the final norm).
+  bool lastRowOnly;
+  /// Marked treni.one_sequence: the rows are consecutive positions of one
+  /// sequence.
+  bool oneSequence;
+};
+
+/// @prefill: a prompt chunk of one sequence, sampled at its last row.
+/// @decode: one token. @step: rows of any sequences (continuous batching),
+/// each with its own position and KV rows, all of them with logits (a chunk's
+/// inner rows are not sampled, but the caller picks which rows to read).
+constexpr FunctionShape kFunctions[] = {
+    {"prefill", ShapedType::kDynamic, true, true},
+    {"decode", 1, true, true},
+    {"step", ShapedType::kDynamic, false, false},
+};
+
+/// Emits the body of one function: the model from token ids to logits.
 class FunctionBuilder {
 public:
   FunctionBuilder(OpBuilder &builder, const ModelConfig &config,
@@ -35,18 +58,19 @@ public:
       : b(builder), config(config), checkpoint(checkpoint), act(activationType),
         residual(builder.getF32Type()), loc(builder.getUnknownLoc()) {}
 
-  void build(func::FuncOp func, int64_t rows) {
+  void build(func::FuncOp func, const FunctionShape &shape) {
     Block *entry = func.addEntryBlock();
     b.setInsertionPointToStart(entry);
     Value ids = entry->getArgument(0);
     positions = entry->getArgument(1);
-    this->rows = rows;
+    rows = shape.rows;
 
     Value hidden = EmbeddingOp::create(b, loc, residualMatrix(), ids,
                                        weight("model.embed_tokens.weight"));
     for (int64_t layer = 0; layer < config.numLayers; ++layer)
       hidden = decoderLayer(hidden, layer);
-    if (ShapedType::isDynamic(rows))
+    int64_t logitRows = shape.lastRowOnly ? 1 : rows;
+    if (logitRows != rows)
       hidden = TakeLastOp::create(
           b, loc, RankedTensorType::get({1, config.hiddenSize}, residual),
           hidden);
@@ -55,7 +79,8 @@ public:
                               : !config.tieWordEmbeddings;
     std::string head = hasHead ? "lm_head.weight" : "model.embed_tokens.weight";
     Value logits = LinearOp::create(
-        b, loc, RankedTensorType::get({1, config.vocabSize}, b.getF32Type()),
+        b, loc,
+        RankedTensorType::get({logitRows, config.vocabSize}, b.getF32Type()),
         normed, weight(head), Value());
     func::ReturnOp::create(b, loc, logits);
   }
@@ -240,16 +265,17 @@ absl::StatusOr<OwningOpRef<ModuleOp>> buildModule(MLIRContext &context,
   KvCacheOp::create(b, b.getUnknownLoc(), "kv", config.numLayers,
                     config.numKvHeads, config.headDim, act);
 
-  for (int64_t rows : {ShapedType::kDynamic, int64_t{1}}) {
-    auto ids = RankedTensorType::get({rows}, b.getI32Type());
-    auto logits = RankedTensorType::get({1, config.vocabSize}, b.getF32Type());
+  for (const FunctionShape &shape : kFunctions) {
+    auto ids = RankedTensorType::get({shape.rows}, b.getI32Type());
+    auto logits = RankedTensorType::get(
+        {shape.lastRowOnly ? 1 : shape.rows, config.vocabSize}, b.getF32Type());
     b.setInsertionPointToEnd(module->getBody());
-    auto func =
-        func::FuncOp::create(b, b.getUnknownLoc(),
-                             ShapedType::isDynamic(rows) ? "prefill" : "decode",
-                             b.getFunctionType({ids, ids}, {logits}));
+    auto func = func::FuncOp::create(b, b.getUnknownLoc(), shape.name,
+                                     b.getFunctionType({ids, ids}, {logits}));
+    if (shape.oneSequence)
+      func->setAttr(kOneSequenceAttrName, b.getUnitAttr());
     OpBuilder bodyBuilder(&context);
-    FunctionBuilder(bodyBuilder, config, checkpoint, act).build(func, rows);
+    FunctionBuilder(bodyBuilder, config, checkpoint, act).build(func, shape);
   }
   if (failed(verify(*module)))
     return absl::InternalError("the built module does not verify");

@@ -5,9 +5,19 @@
 // embeddings, all read from ModelConfig. The module holds:
 //
 //   treni.kv_cache @kv ...
-//   func.func @prefill(%ids: tensor<?xi32>, %positions: tensor<?xi32>) ->
-//   tensor<1xVxf32> func.func @decode(%ids: tensor<1xi32>, %positions:
-//   tensor<1xi32>) -> tensor<1xVxf32>
+//   func.func @prefill(%ids: tensor<?xi32>, %positions: tensor<?xi32>)
+//       -> tensor<1xVxf32> attributes {treni.one_sequence}
+//   func.func @decode(%ids: tensor<1xi32>, %positions: tensor<1xi32>)
+//       -> tensor<1xVxf32> attributes {treni.one_sequence}
+//   func.func @step(%ids: tensor<?xi32>, %positions: tensor<?xi32>)
+//       -> tensor<?xVxf32>
+//
+// @prefill (a chunk of one prompt) and @decode (one token) are one sequence
+// at consecutive positions and return the last row's logits. @step is the
+// same model over rows of any sequences (continuous batching: decode rows
+// and prefill chunks of several requests in one call) and returns every
+// row's logits; which KV rows each row writes and reads is the executor's
+// business (a block table per row), so the IR is the same.
 //
 // plus the module attributes `treni.weights` (where every tensor lives) and
 // `treni.model` (the config values the runtime needs). Activations are in the

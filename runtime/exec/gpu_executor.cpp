@@ -778,6 +778,10 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   impl->actBytes = dtypeBytes(impl->actDtype);
   impl->plan = std::move(plan);
   Plan &p = impl->plan;
+  // @step has no GPU kernels yet (runsOnGpu): without it, neither the arena,
+  // the cache size nor the kernels to load depend on it.
+  std::erase_if(p.functions,
+                [](const PlanFunction &f) { return !runsOnGpu(f); });
   for (const char *name : {"prefill", "decode"})
     if (!p.function(name))
       return absl::InvalidArgumentError(absl::StrCat("plan has no @", name));

@@ -94,7 +94,8 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes();
 class GpuExecutor {
 public:
   /// Compiles or loads the plan's kernels and uploads its weights from an
-  /// opened checkpoint.
+  /// opened checkpoint. Functions other than @prefill and @decode (@step)
+  /// are dropped: they have no GPU kernels yet (runsOnGpu).
   static absl::StatusOr<std::unique_ptr<GpuExecutor>>
   create(Plan plan, const Checkpoint &weights, const GpuOptions &options);
   /// The same, opening the checkpoint in `modelDir` (tests and tools).

@@ -889,3 +889,18 @@ func.func @qkv_cache_type(%qkv: tensor<?x128xf32>, %pos: tensor<?xi32>) {
   %q = treni.qkv_rope_cache %qkv, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x128xf32>, tensor<?xi32>) -> tensor<?x64xf32>
   return
 }
+
+// -----
+
+// Tests that treni.one_sequence is a unit attribute.
+// expected-error @+1 {{'treni.one_sequence' must be a unit attribute}}
+func.func @one_sequence_value() attributes {treni.one_sequence = true} {
+  return
+}
+
+// -----
+
+// Tests that treni.one_sequence marks functions only.
+// expected-error @+1 {{'treni.one_sequence' marks functions only}}
+module attributes {treni.one_sequence} {
+}

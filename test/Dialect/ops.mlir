@@ -58,3 +58,10 @@ func.func @layer(%ids: tensor<?xi32>, %pos: tensor<?xi32>) -> tensor<1x128xf32> 
   %sum = treni.kernel "add" (%logits, %logits) {constants = {dim = 128 : i64}, origin = "treni.add"} : (tensor<1x128xf32>, tensor<1x128xf32>) -> tensor<1x128xf32>
   return %sum : tensor<1x128xf32>
 }
+
+// Tests that the treni.one_sequence mark of a function round-trips.
+// CHECK-LABEL: func.func @one_sequence
+// CHECK-SAME:    attributes {treni.one_sequence}
+func.func @one_sequence() attributes {treni.one_sequence} {
+  return
+}

@@ -175,9 +175,11 @@ TEST(KernelSourceTest, EntryNamesAreStableAndUnique) {
   }
 }
 
-// Tests that the fixture plans generate a kernel for every non-GEMM step, with
-// headers naming the origin, and that generateAllKernels returns each distinct
-// source once: every layer shares its kernels, so do prefill and decode.
+// Tests that the fixture plans generate a kernel for every non-GEMM step of
+// the functions the GPU runs, with headers naming the origin, and that
+// generateAllKernels returns each distinct source once: every layer shares
+// its kernels, so do prefill and decode. @step is in the plan but runs on the
+// CPU only so far: none of its kernels is generated.
 TEST(KernelSourceTest, FixturePlans) {
   for (const char *name : {"qwen2", "llama", "qwen3"}) {
     SCOPED_TRACE(name);
@@ -187,7 +189,9 @@ TEST(KernelSourceTest, FixturePlans) {
     ASSERT_TRUE(activation.ok()) << activation.status();
     std::map<std::string, std::string> sources; // entry -> source
     std::set<std::string> templates;
-    for (const PlanFunction &function : plan.functions)
+    for (const PlanFunction &function : plan.functions) {
+      if (!runsOnGpu(function))
+        continue;
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
         if (step.templateName == "gemm") { // cuBLASLt
@@ -210,6 +214,7 @@ TEST(KernelSourceTest, FixturePlans) {
                       step.templateName == "attention_seq1_partial" ||
                       step.templateName.rfind("qkv_", 0) == 0);
       }
+    }
     // With every fusion: silu and mul are silu_mul; ropes, q/k norms and the
     // cache write are qkv_[norm_]rope_cache; adds feeding a norm are
     // residual_norm (the last prefill add, feeding take_last, stays an add);
@@ -244,8 +249,28 @@ TEST(KernelSourceTest, FixturePlans) {
     // counted too; prefill's run on cuBLASLt).
     size_t steps = 0;
     for (const PlanFunction &function : plan.functions)
-      steps += function.steps.size();
+      if (runsOnGpu(function))
+        steps += function.steps.size();
     EXPECT_LT(all->size() * 2, steps);
+    // @step's generic attention (its rows may be several sequences: no
+    // flash kernel) would be a kernel of its own; it is not generated.
+    const PlanFunction *step = plan.function("step");
+    ASSERT_NE(step, nullptr);
+    EXPECT_FALSE(runsOnGpu(*step));
+    EXPECT_TRUE(runsOnGpu(*plan.function("prefill")));
+    EXPECT_TRUE(runsOnGpu(*plan.function("decode")));
+    bool sawAttention = false;
+    for (const PlanStep &planStep : step->steps) {
+      EXPECT_NE(planStep.templateName, "attention_flash");
+      if (planStep.templateName != "attention")
+        continue;
+      sawAttention = true;
+      auto kernel = generateKernel(plan, *step, planStep);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      EXPECT_EQ(sources.count(kernel->entry),
+                std::string(name) == "llama" ? 1u : 0u);
+    }
+    EXPECT_TRUE(sawAttention);
   }
 }
 
