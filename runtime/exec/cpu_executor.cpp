@@ -130,14 +130,14 @@ CpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition) {
     return wrongCacheMode(true);
   if (ids.empty())
     return absl::InvalidArgumentError("prefill needs at least one token");
-  return run(*plan_.function("prefill"), ids, startPosition, {});
+  return runSequence(*plan_.function("prefill"), ids, startPosition, {});
 }
 
 absl::StatusOr<std::vector<float>> CpuExecutor::decode(int32_t id,
                                                        int64_t position) {
   if (paged())
     return wrongCacheMode(true);
-  return run(*plan_.function("decode"), {&id, 1}, position, {});
+  return runSequence(*plan_.function("decode"), {&id, 1}, position, {});
 }
 
 absl::StatusOr<std::vector<float>>
@@ -147,7 +147,8 @@ CpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
     return wrongCacheMode(false);
   if (ids.empty())
     return absl::InvalidArgumentError("prefill needs at least one token");
-  return run(*plan_.function("prefill"), ids, startPosition, blockTable);
+  return runSequence(*plan_.function("prefill"), ids, startPosition,
+                     blockTable);
 }
 
 absl::StatusOr<std::vector<float>>
@@ -155,7 +156,7 @@ CpuExecutor::decode(int32_t id, int64_t position,
                     absl::Span<const KvBlockId> blockTable) {
   if (!paged())
     return wrongCacheMode(false);
-  return run(*plan_.function("decode"), {&id, 1}, position, blockTable);
+  return runSequence(*plan_.function("decode"), {&id, 1}, position, blockTable);
 }
 
 absl::Status
@@ -165,23 +166,13 @@ CpuExecutor::checkPages(const KvPages &pages,
   std::vector<int32_t> tableSizes(positions.size(), int32_t(blockTable.size()));
   TRENI_RETURN_IF_ERROR(checkKvPages(pages, blockTable.size(), positions,
                                      tableSizes, numBlocks_));
-  // A block named twice would hold two positions of the sequence in one row.
-  std::vector<bool> seen(numBlocks_, false);
-  for (size_t entry = 0; entry < blockTable.size(); ++entry) {
-    KvBlockId block = blockTable[entry];
-    if (seen[block])
-      return absl::InvalidArgumentError(
-          absl::StrCat("block ", block, " appears twice in the block table (",
-                       "again at entry ", entry, ")"));
-    seen[block] = true;
-  }
-  return absl::OkStatus();
+  return checkDistinctBlocks(blockTable, numBlocks_);
 }
 
 absl::StatusOr<std::vector<float>>
-CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
-                 int64_t startPosition,
-                 absl::Span<const KvBlockId> blockTable) {
+CpuExecutor::runSequence(const PlanFunction &function,
+                         absl::Span<const int32_t> ids, int64_t startPosition,
+                         absl::Span<const KvBlockId> blockTable) {
   int64_t tokens = ids.size();
   TRENI_RETURN_IF_ERROR(
       checkStepInputs(ids, startPosition, maxSeq_, vocabSize_));
@@ -194,6 +185,47 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     pages = {blockTokens_, blockTable.data(), tableOffsets.data()};
     TRENI_RETURN_IF_ERROR(checkPages(pages, blockTable, positions));
   }
+  return run(function, ids, positions, pages);
+}
+
+absl::StatusOr<const PlanFunction *> CpuExecutor::stepFunction() const {
+  const PlanFunction *function = plan_.function("step");
+  if (!function)
+    return absl::FailedPreconditionError(
+        "the plan has no @step function (compiled by an older treni): "
+        "compile the model again to run batched steps");
+  return function;
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::step(absl::Span<const int32_t> ids,
+                  absl::Span<const int32_t> positions,
+                  absl::Span<const KvBlockId> blockTables,
+                  absl::Span<const int32_t> rowTables) {
+  if (!paged())
+    return wrongCacheMode(false);
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, stepFunction());
+  StepTables tables{blockTables, rowTables, blockTokens_, numBlocks_};
+  TRENI_RETURN_IF_ERROR(
+      checkStepRows(ids, positions, maxSeq_, vocabSize_, &tables));
+  return run(*function, ids, positions,
+             KvPages{blockTokens_, blockTables.data(), rowTables.data()});
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::step(absl::Span<const int32_t> ids,
+                  absl::Span<const int32_t> positions) {
+  if (paged())
+    return wrongCacheMode(true);
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, stepFunction());
+  TRENI_RETURN_IF_ERROR(checkStepRows(ids, positions, maxSeq_, vocabSize_));
+  return run(*function, ids, positions, KvPages{});
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
+                 absl::Span<const int32_t> positions, const KvPages &pages) {
+  int64_t tokens = ids.size();
   if (function.inputs.size() != 2 || function.outputs.size() != 1)
     return absl::InvalidArgumentError(
         absl::StrCat("@", function.name,
@@ -262,9 +294,17 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     }
     TRENI_RETURN_IF_ERROR(reference(args));
   }
+  // [1, vocab] (@prefill, @decode) or [tokens, vocab] (@step).
+  const PlanBuffer &output = function.buffers[function.outputs[0]];
+  if (output.shape.size() != 2 || output.shape[1] != vocabSize_ ||
+      output.dtype != "f32")
+    return absl::InvalidArgumentError(
+        absl::StrCat("@", function.name, " must return f32 logits of ",
+                     vocabSize_, " columns"));
+  int64_t rows = output.dynamic ? tokens : output.shape[0];
   const float *logits =
       reinterpret_cast<const float *>(words(function.outputs[0]));
-  return std::vector<float>(logits, logits + vocabSize_);
+  return std::vector<float>(logits, logits + rows * vocabSize_);
 }
 
 } // namespace treni

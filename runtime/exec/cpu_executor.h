@@ -8,7 +8,10 @@
 // The KV cache is either contiguous (one sequence, position p in cache row p)
 // or paged: a pool of fixed-size blocks per layer that sequences share, each
 // call naming its sequence's block table (runtime/batch/kv_block_pool.h) -
-// the reference for the GPU executor's paged addressing.
+// the reference for the GPU executor's paged addressing. prefill and decode
+// run one sequence per call; step runs @step over rows of several sequences
+// at once (one engine step of continuous batching), each row through its
+// own table.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -73,6 +76,26 @@ public:
   absl::StatusOr<std::vector<float>>
   decode(int32_t id, int64_t position, absl::Span<const KvBlockId> blockTable);
 
+  /// Runs @step, one engine step of continuous batching on a paged executor:
+  /// row r is token ids[r] at position positions[r] of the sequence whose
+  /// block table starts at blockTables[rowTables[r]] (the tables lie back to
+  /// back, StepPlan::blockTables; a table ends where the next one starts).
+  /// Rows may belong to any sequences, in any order; the rows of one
+  /// sequence (a prefill chunk) name the same table offset. Every row's K/V
+  /// row is written before any row attends, and row r attends to positions
+  /// 0..positions[r] of its own table, so the rows of a chunk see each other
+  /// causally and earlier positions must hold rows written before. Returns
+  /// rows x vocab logits, row-major. checkStepRows (step_inputs.h) refuses a
+  /// bad step with an InvalidArgument before anything runs.
+  absl::StatusOr<std::vector<float>>
+  step(absl::Span<const int32_t> ids, absl::Span<const int32_t> positions,
+       absl::Span<const KvBlockId> blockTables,
+       absl::Span<const int32_t> rowTables);
+  /// The same on a contiguous executor: every row belongs to the one
+  /// sequence of its cache (position p in cache row p).
+  absl::StatusOr<std::vector<float>> step(absl::Span<const int32_t> ids,
+                                          absl::Span<const int32_t> positions);
+
   const Plan &plan() const { return plan_; }
   /// Positions one sequence can reach: the cache's rows, or the pool's when
   /// paged.
@@ -90,16 +113,25 @@ private:
   /// Loads the weights and sizes each layer's cache for `cacheRows` rows.
   static absl::StatusOr<std::unique_ptr<CpuExecutor>>
   load(Plan plan, const Checkpoint &weights, int64_t cacheRows);
-  /// Runs `function`; `blockTable` is the sequence's table when paged and
+  /// Runs @prefill or @decode over one sequence's tokens from
+  /// `startPosition`; `blockTable` is the sequence's table when paged and
   /// ignored otherwise.
   absl::StatusOr<std::vector<float>>
-  run(const PlanFunction &function, absl::Span<const int32_t> ids,
-      int64_t startPosition, absl::Span<const KvBlockId> blockTable);
+  runSequence(const PlanFunction &function, absl::Span<const int32_t> ids,
+              int64_t startPosition, absl::Span<const KvBlockId> blockTable);
   /// Checks a paged call's view, whose rows all belong to the sequence of
   /// `blockTable` (so they share its one table), against the pool.
   absl::Status checkPages(const KvPages &pages,
                           absl::Span<const KvBlockId> blockTable,
                           absl::Span<const int32_t> positions) const;
+  /// @step, or FailedPrecondition for a plan compiled without it.
+  absl::StatusOr<const PlanFunction *> stepFunction() const;
+  /// Runs `function` on checked rows whose cache rows `pages` addresses;
+  /// returns its logits (every row's for @step, the last row's otherwise).
+  absl::StatusOr<std::vector<float>> run(const PlanFunction &function,
+                                         absl::Span<const int32_t> ids,
+                                         absl::Span<const int32_t> positions,
+                                         const KvPages &pages);
 
   Plan plan_;
   int64_t maxSeq_ = 0;

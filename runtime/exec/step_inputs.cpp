@@ -2,7 +2,12 @@
 
 #include "runtime/exec/step_inputs.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "support/status.h"
 
 namespace treni {
 
@@ -26,6 +31,110 @@ absl::Status checkStepInputs(absl::Span<const int32_t> ids,
     if (id < 0 || id >= vocabSize)
       return absl::InvalidArgumentError(absl::StrCat(
           "token id ", id, " is outside the vocabulary [0, ", vocabSize, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status checkDistinctBlocks(absl::Span<const int32_t> table,
+                                 int64_t numBlocks) {
+  // Blocks outside the pool are checkKvPages' to refuse.
+  std::vector<bool> seen(std::max<int64_t>(numBlocks, 0), false);
+  for (size_t entry = 0; entry < table.size(); ++entry) {
+    int32_t block = table[entry];
+    if (block < 0 || block >= numBlocks)
+      continue;
+    if (seen[block])
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", block, " appears twice in the block table (",
+                       "again at entry ", entry, ")"));
+    seen[block] = true;
+  }
+  return absl::OkStatus();
+}
+
+/// The paged part of checkStepRows: offsets, table sizes, then the tables.
+static absl::Status checkStepTables(absl::Span<const int32_t> positions,
+                                    const StepTables &tables) {
+  int64_t rows = positions.size();
+  int64_t numIds = tables.blockTables.size();
+  if (int64_t(tables.rowTables.size()) != rows)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a step has ", rows, " rows but ", tables.rowTables.size(),
+                     " table offsets"));
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t offset = tables.rowTables[row];
+    if (offset < 0 || offset >= numIds)
+      return absl::InvalidArgumentError(
+          absl::StrCat("step row ", row, ": its table offset ", offset,
+                       " is outside the step's ", numIds, " block-table ids"));
+  }
+  // Tables lie back to back: each one ends where the next one starts.
+  std::vector<int32_t> starts(tables.rowTables.begin(), tables.rowTables.end());
+  std::sort(starts.begin(), starts.end());
+  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  std::vector<int32_t> sizes(rows);
+  for (int64_t row = 0; row < rows; ++row) {
+    int32_t offset = tables.rowTables[row];
+    auto next = std::upper_bound(starts.begin(), starts.end(), offset);
+    sizes[row] = int32_t((next == starts.end() ? numIds : *next) - offset);
+  }
+  KvPages pages{tables.blockTokens, tables.blockTables.data(),
+                tables.rowTables.data()};
+  TRENI_RETURN_IF_ERROR(
+      checkKvPages(pages, numIds, positions, sizes, tables.numBlocks));
+  std::vector<bool> checked(numIds, false);
+  for (int64_t row = 0; row < rows; ++row) {
+    int32_t offset = tables.rowTables[row];
+    if (checked[offset])
+      continue;
+    checked[offset] = true;
+    absl::Status distinct = checkDistinctBlocks(
+        tables.blockTables.subspan(offset, sizes[row]), tables.numBlocks);
+    if (!distinct.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("step row ", row, ": ", distinct.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkStepRows(absl::Span<const int32_t> ids,
+                           absl::Span<const int32_t> positions, int64_t maxSeq,
+                           int64_t vocabSize, const StepTables *tables) {
+  int64_t rows = ids.size();
+  if (int64_t(positions.size()) != rows)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a step has ", rows, " token ids but ", positions.size(),
+                     " positions"));
+  if (rows < 1 || rows > kMaxPrefillChunk)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a step needs 1 to ", kMaxPrefillChunk, " rows, not ", rows));
+  for (int64_t row = 0; row < rows; ++row) {
+    if (ids[row] < 0 || ids[row] >= vocabSize)
+      return absl::InvalidArgumentError(
+          absl::StrCat("step row ", row, ": token id ", ids[row],
+                       " is outside the vocabulary [0, ", vocabSize, ")"));
+    if (positions[row] < 0 || positions[row] >= maxSeq)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step row ", row, ": position ", positions[row],
+          " is outside the KV cache's positions [0, ", maxSeq, ")"));
+  }
+  KvPages pages; // the null view: one sequence, cache row = position
+  if (tables) {
+    TRENI_RETURN_IF_ERROR(checkStepTables(positions, *tables));
+    pages = {tables->blockTokens, tables->blockTables.data(),
+             tables->rowTables.data()};
+  }
+  // Two rows writing one cache row would leave one of them without its K/V
+  // (which one depends on the kernel's order).
+  std::vector<std::pair<int64_t, int64_t>> writes(rows); // (cache row, row)
+  for (int64_t row = 0; row < rows; ++row)
+    writes[row] = {pages.cacheRow(row, positions[row]), row};
+  std::sort(writes.begin(), writes.end());
+  for (int64_t i = 1; i < rows; ++i)
+    if (writes[i].first == writes[i - 1].first)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step rows ", writes[i - 1].second, " and ", writes[i].second,
+          " both write KV cache row ", writes[i].first, " (position ",
+          positions[writes[i].second], ")"));
   return absl::OkStatus();
 }
 

@@ -22,6 +22,38 @@ absl::Status checkStepInputs(absl::Span<const int32_t> ids,
                              int64_t startPosition, int64_t maxSeq,
                              int64_t vocabSize);
 
+/// How the rows of a batched step on a paged cache name their block tables
+/// (CpuExecutor::step). Nothing is owned.
+struct StepTables {
+  /// Every table back to back (StepPlan::blockTables).
+  absl::Span<const int32_t> blockTables;
+  /// Per row: where its table starts in blockTables.
+  absl::Span<const int32_t> rowTables;
+  /// Rows per block and blocks in the pool.
+  int64_t blockTokens = 0, numBlocks = 0;
+};
+
+/// A batched step's rows (one token each, of any sequences), checked before
+/// anything runs so that a bad step is an InvalidArgument naming the problem,
+/// never a stray access: ids and positions have one entry per row, 1 to
+/// kMaxPrefillChunk rows (the GPU runs them as a prefill chunk's rows), every
+/// id inside the vocabulary and every position in [0, maxSeq). With `tables`
+/// (a paged cache) every row has a table offset inside blockTables, and row
+/// r's table runs from rowTables[r] to the next larger offset any row names
+/// (or the end: the tables lie back to back); it must cover positions[r] and
+/// name only blocks of the pool, none twice. Either way no two rows may write
+/// the same cache row (without tables all rows are one sequence: no position
+/// twice).
+absl::Status checkStepRows(absl::Span<const int32_t> ids,
+                           absl::Span<const int32_t> positions, int64_t maxSeq,
+                           int64_t vocabSize,
+                           const StepTables *tables = nullptr);
+
+/// A block table names each block at most once: a block named twice would
+/// hold two positions of the sequence in one cache row.
+absl::Status checkDistinctBlocks(absl::Span<const int32_t> table,
+                                 int64_t numBlocks);
+
 /// A paged step's addressing, checked before any kernel follows it so that a
 /// bad table is an InvalidArgument naming the step row, never a stray access:
 /// every row r's table (tableSizes[r] ids from pages.tableOffsets[r]) must lie

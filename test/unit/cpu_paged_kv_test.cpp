@@ -11,8 +11,8 @@
 
 #include <algorithm>
 
-#include "codegen/mlir/Compiler.h"
 #include "runtime/exec/cpu_executor.h"
+#include "test/unit/fixture_plans.h"
 #include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -20,38 +20,14 @@
 namespace treni {
 namespace {
 using testing::HasSubstr;
+using testing_util::compileFixturePlan;
 using testing_util::fixtureDir;
+using testing_util::fixtureTokens;
+using testing_util::makePaged;
 using testing_util::messageOf;
+using testing_util::usesTemplate;
 
 using Logits = std::vector<float>;
-
-/// The fixture's plan; `disabled` passes are left out of the pipeline.
-Plan compilePlan(const std::string &dir,
-                 std::vector<std::string> disabled = {}) {
-  mlir::MLIRContext context;
-  CompileOptions options;
-  options.disabledPasses = std::move(disabled);
-  auto compiled = compileModelDir(context, dir, options);
-  EXPECT_TRUE(compiled.ok()) << compiled.status();
-  return compiled.ok() ? compiled->plan : Plan{};
-}
-
-/// Whether some step of the plan runs template `name`.
-bool usesTemplate(const Plan &plan, const std::string &name) {
-  for (const PlanFunction &function : plan.functions)
-    for (const PlanStep &step : function.steps)
-      if (step.templateName == name)
-        return true;
-  return false;
-}
-
-/// `count` token ids inside every fixture's vocabulary, different per seed.
-std::vector<int32_t> tokens(int64_t count, int32_t seed) {
-  std::vector<int32_t> ids(count);
-  for (int64_t i = 0; i < count; ++i)
-    ids[i] = int32_t((seed * 131 + i * 37 + i * i * 7) % 383);
-  return ids;
-}
 
 std::vector<int32_t> concat(std::vector<int32_t> a,
                             const std::vector<int32_t> &b) {
@@ -78,13 +54,6 @@ std::vector<Logits> runAlone(const Plan &plan, const std::string &dir,
     rows.push_back(logits.value_or(Logits{}));
   }
   return rows;
-}
-
-std::unique_ptr<CpuExecutor> makePaged(const Plan &plan, const std::string &dir,
-                                       int64_t numBlocks, int64_t blockTokens) {
-  auto executor = CpuExecutor::createPaged(plan, dir, numBlocks, blockTokens);
-  EXPECT_TRUE(executor.ok()) << executor.status();
-  return executor.ok() ? std::move(*executor) : nullptr;
 }
 
 /// One sequence driven through a paged executor, step by step.
@@ -119,10 +88,10 @@ protected:
 // attention) and the unfused one (cache_write, generic attention), at a small
 // block size and at the pool's.
 TEST_P(PagedKvTest, ScatteredBlocksMatchTheContiguousCache) {
-  Plan fused = compilePlan(dir());
-  Plan unfused = compilePlan(dir(), {"treni-fuse-qkv-split-bias",
-                                     "treni-specialize-seq1-attention",
-                                     "treni-specialize-flash-attention"});
+  Plan fused = compileFixturePlan(dir());
+  Plan unfused = compileFixturePlan(
+      dir(), {"treni-fuse-qkv-split-bias", "treni-specialize-seq1-attention",
+              "treni-specialize-flash-attention"});
   ASSERT_TRUE(usesTemplate(fused, "attention_seq1_partial"));
   ASSERT_FALSE(usesTemplate(fused, "cache_write"));
   ASSERT_TRUE(usesTemplate(unfused, "cache_write"));
@@ -133,7 +102,8 @@ TEST_P(PagedKvTest, ScatteredBlocksMatchTheContiguousCache) {
       SCOPED_TRACE(testing::Message()
                    << (plan == &fused ? "fused" : "unfused") << " plan, "
                    << blockTokens << "-row blocks");
-      PagedSequence sequence{tokens(3 * blockTokens + 2, 1), tokens(6, 2)};
+      PagedSequence sequence{fixtureTokens(3 * blockTokens + 2, 1),
+                             fixtureTokens(6, 2)};
       int64_t positions = sequence.prompt.size() + sequence.decodes.size();
       for (int64_t i = 0; i * blockTokens < positions; ++i)
         sequence.table.push_back(KvBlockId((3 + 7 * i) % poolBlocks));
@@ -169,9 +139,9 @@ TEST_P(PagedKvTest, ScatteredBlocksMatchTheContiguousCache) {
 // steps alternating, each give the logits they give alone: neither writes
 // into the other's rows nor reads them.
 TEST_P(PagedKvTest, InterleavedSequencesDoNotTouchEachOther) {
-  Plan plan = compilePlan(dir());
-  PagedSequence a{tokens(10, 3), tokens(5, 4), {6, 1, 10, 3}};
-  PagedSequence b{tokens(7, 5), tokens(5, 6), {2, 9, 4, 7}};
+  Plan plan = compileFixturePlan(dir());
+  PagedSequence a{fixtureTokens(10, 3), fixtureTokens(5, 4), {6, 1, 10, 3}};
+  PagedSequence b{fixtureTokens(7, 5), fixtureTokens(5, 6), {2, 9, 4, 7}};
   std::vector<Logits> expectedA = runAlone(plan, dir(), a.prompt, a.decodes);
   std::vector<Logits> expectedB = runAlone(plan, dir(), b.prompt, b.decodes);
   ASSERT_NE(expectedA[0], expectedB[0]);
@@ -191,12 +161,14 @@ TEST_P(PagedKvTest, InterleavedSequencesDoNotTouchEachOther) {
 // everything itself, and that the owner of those blocks still decodes as if
 // alone afterwards (nothing was written into them).
 TEST_P(PagedKvTest, SharedPrefixBlocksGiveTheSameLogits) {
-  Plan plan = compilePlan(dir());
+  Plan plan = compileFixturePlan(dir());
   const int64_t blockTokens = 4;
-  std::vector<int32_t> prefix = tokens(2 * blockTokens, 7);
-  PagedSequence a{concat(prefix, tokens(5, 8)), tokens(3, 9), {5, 2, 9, 0}};
-  PagedSequence b{
-      concat(prefix, tokens(6, 10)), tokens(3, 11), {5, 2, 7, 11, 3}};
+  std::vector<int32_t> prefix = fixtureTokens(2 * blockTokens, 7);
+  PagedSequence a{
+      concat(prefix, fixtureTokens(5, 8)), fixtureTokens(3, 9), {5, 2, 9, 0}};
+  PagedSequence b{concat(prefix, fixtureTokens(6, 10)),
+                  fixtureTokens(3, 11),
+                  {5, 2, 7, 11, 3}};
   std::vector<Logits> expectedA = runAlone(plan, dir(), a.prompt, a.decodes);
   std::vector<Logits> expectedB = runAlone(plan, dir(), b.prompt, b.decodes);
   auto executor = makePaged(plan, dir(), 12, blockTokens);
@@ -221,11 +193,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, PagedKvTest,
 // and that the executor still computes correct logits afterwards.
 TEST(PagedKvErrorsTest, RejectsBadBlockTables) {
   std::string dir = fixtureDir("qwen2");
-  Plan plan = compilePlan(dir);
+  Plan plan = compileFixturePlan(dir);
   auto executor = makePaged(plan, dir, 8, 4);
   ASSERT_TRUE(executor);
   EXPECT_EQ(executor->maxSeq(), 32);
-  std::vector<int32_t> prompt = tokens(6, 12);
+  std::vector<int32_t> prompt = fixtureTokens(6, 12);
   auto refused = [&](absl::Span<const KvBlockId> table, int64_t start,
                      int64_t count) {
     std::vector<int32_t> ids(prompt.begin(), prompt.begin() + count);
