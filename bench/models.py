@@ -37,6 +37,18 @@ SHAPES = {
                                    max_position_embeddings=131072, rms_norm_eps=1e-5),
                      dict(rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0,
                           high_freq_factor=4.0, original_max_position_embeddings=8192)),
+    # Head dims 80 and 96 (the flash kernel's other instantiations), four
+    # layers each: Llama layouts with Phi-2-like and Phi-3-like attention.
+    "llama-hd80": ("llama", dict(hidden_size=2560, num_hidden_layers=4, num_attention_heads=32,
+                                 num_key_value_heads=8, head_dim=80, intermediate_size=6912,
+                                 vocab_size=32000, tie_word_embeddings=False,
+                                 max_position_embeddings=16384, rms_norm_eps=1e-5),
+                   dict(rope_type="default", rope_theta=10000.0)),
+    "llama-hd96": ("llama", dict(hidden_size=3072, num_hidden_layers=4, num_attention_heads=32,
+                                 num_key_value_heads=8, head_dim=96, intermediate_size=8192,
+                                 vocab_size=32064, tie_word_embeddings=False,
+                                 max_position_embeddings=16384, rms_norm_eps=1e-5),
+                   dict(rope_type="default", rope_theta=10000.0)),
     "qwen3-0.6b": ("qwen3", dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, head_dim=128, intermediate_size=3072,
                                  vocab_size=151936, tie_word_embeddings=True,
