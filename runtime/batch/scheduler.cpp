@@ -174,7 +174,8 @@ bool Scheduler::admitFront(int64_t budget, std::vector<Work> &work) {
   Sequence &sequence = *waiting_.front();
   // At most the blocks before the last token: it is always computed (its
   // logits are sampled), and it must not be written into a shared block.
-  int64_t maxHitBlocks = (sequence.numTokens() - 1) / kKvBlockTokens;
+  int64_t maxHitBlocks =
+      config_.prefixCaching ? (sequence.numTokens() - 1) / kKvBlockTokens : 0;
   KvPrefixMatch match = pool_->matchPrefix(sequence.tokens, maxHitBlocks);
   int64_t hitBlocks = int64_t(match.blocks.size());
   int64_t hitTokens = hitBlocks * kKvBlockTokens;
@@ -331,7 +332,8 @@ Scheduler::commit(const StepPlan &plan,
     assert(sequence.numComputed == position && "plan and state disagree");
     (void)position;
     sequence.numComputed += tokens;
-    cacheFullBlocks(sequence);
+    if (config_.prefixCaching)
+      cacheFullBlocks(sequence);
     return &sequence;
   };
   auto append = [&](Sequence *sequence, const SampledToken &token) {

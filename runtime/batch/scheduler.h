@@ -53,6 +53,9 @@ struct SchedulerConfig {
   int64_t maxBatchTokens = 2048; ///< tokens computed per step, all rows
   int64_t prefillChunk = 512;    ///< tokens of one prompt per step
   int64_t maxSeqLen = 4096;      ///< positions of one sequence (--max-seq)
+  /// Full blocks enter the prefix cache and admissions look them up
+  /// (--no-prefix-cache: every prompt is computed whole).
+  bool prefixCaching = true;
 };
 
 /// Why a configuration cannot schedule over `pool`: a bound below 1, a token

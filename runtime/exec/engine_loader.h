@@ -21,6 +21,7 @@
 #include "absl/types/span.h"
 #include "frontends/safetensors/model_dir.h"
 #include "frontends/safetensors/safetensors.h"
+#include "runtime/batch/step_runner.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/sampler.h"
 
@@ -115,6 +116,15 @@ public:
   /// are unknown.
   uint64_t cacheWrites() const { return cacheWrites_; }
   const EngineStats &stats() const { return stats_; }
+
+  /// A runner of batch steps (continuous batching) over a KV pool of its
+  /// own with `numBlocks` blocks, beside this engine's single-sequence cache.
+  /// Unimplemented where the executor has no batched path yet (the GPU).
+  virtual absl::StatusOr<std::unique_ptr<StepRunner>>
+  createStepRunner(int64_t numBlocks) {
+    return absl::UnimplementedError(
+        "continuous batching runs on the CPU executor only so far");
+  }
 
 protected:
   virtual absl::StatusOr<SampleResult>

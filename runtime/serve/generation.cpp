@@ -75,9 +75,15 @@ int32_t nextCodePoint(std::string_view text, size_t &pos) {
   return cp;
 }
 
-/// Whether `request` can run on this Generator (before any engine call).
-absl::Status validateRequest(const GenerationRequest &request, int64_t maxSeq,
-                             int64_t vocab) {
+double secondsBetween(std::chrono::steady_clock::time_point from,
+                      std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+} // namespace
+
+absl::Status validateGeneration(const GenerationRequest &request,
+                                int64_t maxSeq, int64_t vocab) {
   const std::vector<int32_t> &prompt = request.promptIds;
   if (prompt.empty())
     return absl::InvalidArgumentError("the prompt is empty");
@@ -100,26 +106,11 @@ absl::Status validateRequest(const GenerationRequest &request, int64_t maxSeq,
   return absl::OkStatus();
 }
 
-double secondsBetween(std::chrono::steady_clock::time_point from,
-                      std::chrono::steady_clock::time_point to) {
-  return std::chrono::duration<double>(to - from).count();
-}
-
-} // namespace
-
-//===----------------------------------------------------------------------===//
-// Generator
-//===----------------------------------------------------------------------===//
-
-Generator::Generator(Engine &engine, const Tokenizer &tokenizer,
-                     GeneratorOptions options)
-    : engine_(engine), tokenizer_(tokenizer), options_(std::move(options)) {}
-
-std::string Generator::tokenBytes(int32_t id) const {
-  for (const AddedToken &added : tokenizer_.addedTokens())
+std::string tokenBytesOf(const Tokenizer &tokenizer, int32_t id) {
+  for (const AddedToken &added : tokenizer.addedTokens())
     if (added.id == id)
       return added.content;
-  std::optional<std::string> token = tokenizer_.idToToken(id);
+  std::optional<std::string> token = tokenizer.idToToken(id);
   if (!token)
     return "";
   const std::vector<int> &decoder = byteLevelDecoder();
@@ -128,7 +119,7 @@ std::string Generator::tokenBytes(int32_t id) const {
     int32_t cp = nextCodePoint(*token, pos);
     if (cp < 0 || cp >= int32_t(decoder.size()) || decoder[cp] < 0) {
       // Not a byte-level token: what the decoder makes of it alone.
-      auto text = tokenizer_.decode({id});
+      auto text = tokenizer.decode({id});
       return text.ok() ? *text : "";
     }
     bytes += char(decoder[cp]);
@@ -136,33 +127,22 @@ std::string Generator::tokenBytes(int32_t id) const {
   return bytes;
 }
 
-absl::Span<const int32_t> Generator::cachedIds() const {
-  if (engine_.cacheWrites() != cacheWrites_)
-    return {};
-  return cachedIds_;
-}
-
-void Generator::forgetCache() { cachedIds_.clear(); }
-
-const std::vector<std::string> &Generator::vocabBytes() {
-  if (vocabBytes_.empty()) {
-    int64_t vocab = engine_.vocabSize();
-    vocabBytes_.resize(vocab);
-    for (int64_t id = 0; id < vocab; ++id)
-      // Special tokens (and ids the tokenizer lacks) never continue a
-      // constrained output: an empty entry is never allowed.
-      if (id < tokenizer_.vocabSize() && !tokenizer_.isSpecial(int32_t(id)))
-        vocabBytes_[id] = tokenBytes(int32_t(id));
-  }
-  return vocabBytes_;
+std::vector<std::string> constraintPieces(const Tokenizer &tokenizer,
+                                          int64_t vocab) {
+  std::vector<std::string> pieces(size_t(std::max<int64_t>(vocab, 0)));
+  for (int64_t id = 0; id < vocab; ++id)
+    // Special tokens (and ids the tokenizer lacks) never continue a
+    // constrained output: an empty entry is never allowed.
+    if (id < tokenizer.vocabSize() && !tokenizer.isSpecial(int32_t(id)))
+      pieces[id] = tokenBytesOf(tokenizer, int32_t(id));
+  return pieces;
 }
 
 absl::StatusOr<SampleResult>
-Generator::constrainedSample(const SampleResult &engineResult,
-                             const SamplingParams &params, uint64_t step,
-                             const OutputConstraint &constraint) {
-  TRENI_ASSIGN_OR_RETURN(std::vector<float> logits, engine_.lastLogits());
-  const std::vector<std::string> &pieces = vocabBytes();
+sampleConstrained(absl::Span<const float> logits, const SampleResult &sampled,
+                  const SamplingParams &params, uint64_t step,
+                  const OutputConstraint &constraint,
+                  absl::Span<const std::string> pieces) {
   const float negInf = -std::numeric_limits<float>::infinity();
   auto allowed = [&](size_t id) {
     return id < pieces.size() && !pieces[id].empty() &&
@@ -201,57 +181,233 @@ Generator::constrainedSample(const SampleResult &engineResult,
   for (float l : logits)
     if (std::isfinite(l))
       sum += std::exp(double(l) - maxLogit);
-  SampleResult result = engineResult;
+  SampleResult result = sampled;
   result.token = token;
   result.logprob = float(double(logits[token]) - maxLogit - std::log(sum));
   return result;
 }
 
 //===----------------------------------------------------------------------===//
-// One generation
+// Generator
 //===----------------------------------------------------------------------===//
 
-/// The state of one generate() call. run() is the whole loop: prefill, then
-/// decode (step by step under a constraint, streamed otherwise) until
-/// `finish_` is set, then finish(). Every engine result goes through
-/// accept(), which sets `finish_` when the generation is over.
+Generator::Generator(Engine &engine, const Tokenizer &tokenizer,
+                     GeneratorOptions options)
+    : engine_(engine), tokenizer_(tokenizer), options_(std::move(options)) {}
+
+std::string Generator::tokenBytes(int32_t id) const {
+  return tokenBytesOf(tokenizer_, id);
+}
+
+absl::Span<const int32_t> Generator::cachedIds() const {
+  if (engine_.cacheWrites() != cacheWrites_)
+    return {};
+  return cachedIds_;
+}
+
+void Generator::forgetCache() { cachedIds_.clear(); }
+
+const std::vector<std::string> &Generator::vocabBytes() {
+  if (vocabBytes_.empty())
+    vocabBytes_ = constraintPieces(tokenizer_, engine_.vocabSize());
+  return vocabBytes_;
+}
+
+//===----------------------------------------------------------------------===//
+// GenerationStream
+//===----------------------------------------------------------------------===//
+
+GenerationStream::GenerationStream(const Tokenizer &tokenizer,
+                                   absl::Span<const int32_t> eosIds,
+                                   int64_t maxSeq,
+                                   const GenerationRequest &request,
+                                   const StreamCallback &onDelta)
+    : tokenizer_(tokenizer), eosIds_(eosIds.begin(), eosIds.end()),
+      maxSeq_(maxSeq), request_(request), onDelta_(onDelta),
+      start_(Clock::now()), firstToken_(start_),
+      decoder_(tokenizer, /*skipSpecialTokens=*/true) {
+  GenerationTiming &timing = result_.awareness.timing;
+  timing.promptTokens = int64_t(request.promptIds.size());
+  if (request.submitted)
+    timing.queueSeconds =
+        std::max(0.0, secondsBetween(*request.submitted, start_));
+  for (const std::string &stop : request.stop)
+    longestStop_ = std::max(longestStop_, stop.size());
+  if (request.maxTokens == 0)
+    finish_ = FinishReason::Length;
+}
+
+void GenerationStream::setCachedPromptTokens(int64_t tokens) {
+  result_.awareness.timing.cachedPromptTokens = tokens;
+}
+
+void GenerationStream::finishWith(FinishReason reason) {
+  if (!finish_)
+    finish_ = reason;
+}
+
+absl::Status GenerationStream::accept(SampleResult sample) {
+  if (result_.tokens.empty()) {
+    firstToken_ = Clock::now();
+    result_.awareness.timing.prefillSeconds =
+        secondsBetween(start_, firstToken_);
+  }
+  result_.tokens.push_back(GeneratedToken{sample.token, sample.logprob,
+                                          sample.entropy,
+                                          std::move(sample.alternatives)});
+  previous_ = sample.token;
+
+  if (!request_.ignoreEos && !request_.constraint && isEos(previous_)) {
+    finish_ = FinishReason::Eos;
+    return absl::OkStatus();
+  }
+  size_t before = result_.text.size();
+  TRENI_RETURN_IF_ERROR(appendText(previous_));
+  if (matchStop(before))
+    return absl::OkStatus();
+  checkLimits();
+  if (!finish_) {
+    emit(result_.text.size() - stopPrefixHoldback(result_.text, request_.stop));
+    if (request_.tokenDelay.count() > 0)
+      std::this_thread::sleep_for(request_.tokenDelay);
+  }
+  return absl::OkStatus();
+}
+
+bool GenerationStream::isEos(int32_t id) const {
+  return std::find(eosIds_.begin(), eosIds_.end(), id) != eosIds_.end();
+}
+
+/// The token's text (to the output) and bytes (to the constraint).
+absl::Status GenerationStream::appendText(int32_t id) {
+  // An id past the tokenizer's vocabulary (models pad their embedding
+  // table) has no text.
+  if (id < tokenizer_.vocabSize() && tokenizer_.idToToken(id)) {
+    TRENI_ASSIGN_OR_RETURN(std::string piece, decoder_.push(id));
+    result_.text += piece;
+  }
+  if (request_.constraint)
+    request_.constraint->acceptAll(tokenBytesOf(tokenizer_, id));
+  return absl::OkStatus();
+}
+
+/// Whether a stop string now appears in the text (it may have started in
+/// text already held back); cuts the text there and finishes.
+bool GenerationStream::matchStop(size_t before) {
+  std::string &text = result_.text;
+  if (longestStop_ == 0 || text.size() <= before)
+    return false;
+  size_t from = before >= longestStop_ - 1 ? before - (longestStop_ - 1) : 0;
+  size_t best = std::string::npos;
+  for (const std::string &stop : request_.stop) {
+    size_t at = text.find(stop, from);
+    if (at < best) {
+      best = at;
+      result_.matchedStop = stop;
+    }
+  }
+  if (best == std::string::npos)
+    return false;
+  text.resize(best);
+  stoppedByString_ = true;
+  finish_ = FinishReason::Stop;
+  return true;
+}
+
+/// A completed constraint, max_tokens, or a full KV cache.
+void GenerationStream::checkLimits() {
+  if (request_.constraint && request_.constraint->isComplete())
+    finish_ = FinishReason::Stop;
+  else if (int64_t(result_.tokens.size()) >= request_.maxTokens)
+    finish_ = FinishReason::Length;
+  else if (int64_t(request_.promptIds.size() + result_.tokens.size()) - 1 >=
+           maxSeq_)
+    finish_ = FinishReason::Context; // the next decode would not fit
+}
+
+bool GenerationStream::interrupted() {
+  if (finish_)
+    return true;
+  if (callbackCancelled_ ||
+      (request_.cancel && request_.cancel->load(std::memory_order_relaxed)))
+    finish_ = FinishReason::Cancelled;
+  else if (request_.deadline && Clock::now() >= *request_.deadline)
+    finish_ = FinishReason::Timeout;
+  return finish_.has_value();
+}
+
+/// Streams the text up to byte `upto` and the tokens not yet released.
+void GenerationStream::emit(size_t upto) {
+  if (!onDelta_ || callbackCancelled_)
+    return;
+  upto = std::max(upto, emitted_);
+  if (upto == emitted_ && releasedTokens_ == result_.tokens.size())
+    return;
+  std::string_view delta =
+      std::string_view(result_.text).substr(emitted_, upto - emitted_);
+  absl::Span<const GeneratedToken> tokens =
+      absl::MakeConstSpan(result_.tokens).subspan(releasedTokens_);
+  emitted_ = upto;
+  releasedTokens_ = result_.tokens.size();
+  if (!onDelta_(delta, tokens))
+    callbackCancelled_ = true;
+}
+
+GenerationResult GenerationStream::finish() {
+  std::string &text = result_.text;
+  FinishReason reason = finish_.value_or(FinishReason::Length);
+  if (!stoppedByString_ && reason != FinishReason::Cancelled)
+    text += decoder_.flush();
+  if (request_.constraint && !request_.constraint->isComplete() &&
+      reason != FinishReason::Cancelled && reason != FinishReason::Timeout)
+    text += request_.constraint->completion();
+  result_.finishReason = reason;
+  if (reason != FinishReason::Cancelled)
+    emit(text.size());
+
+  GenerationTiming timing = result_.awareness.timing;
+  if (!result_.tokens.empty())
+    timing.decodeSeconds = secondsBetween(firstToken_, Clock::now());
+  timing.completionTokens = int64_t(result_.tokens.size());
+  std::vector<TokenUncertainty> uncertainty;
+  uncertainty.reserve(result_.tokens.size());
+  for (const GeneratedToken &token : result_.tokens)
+    uncertainty.push_back({token.logprob, token.entropy});
+  result_.awareness =
+      summarizeAwareness(uncertainty, request_.lowConfidenceThreshold);
+  result_.awareness.timing = timing;
+  return std::move(result_);
+}
+
+//===----------------------------------------------------------------------===//
+// One generation on the Generator's engine
+//===----------------------------------------------------------------------===//
+
+/// The engine side of one generate() call: prefill, then decode (step by
+/// step under a constraint, streamed otherwise) until the stream is
+/// finished, tracking what the KV cache holds for prefix reuse. Every engine
+/// result goes through accept().
 class Generator::Run {
 public:
-  using Clock = std::chrono::steady_clock;
-
   Run(Generator &generator, const GenerationRequest &request,
       const StreamCallback &onDelta)
-      : gen_(generator), request_(request), onDelta_(onDelta),
-        prompt_(request.promptIds), start_(Clock::now()),
-        decoder_(generator.tokenizer_, /*skipSpecialTokens=*/true),
-        firstToken_(start_) {
-    GenerationTiming &timing = result_.awareness.timing;
-    timing.promptTokens = int64_t(prompt_.size());
-    if (request.submitted)
-      timing.queueSeconds =
-          std::max(0.0, secondsBetween(*request.submitted, start_));
-    for (const std::string &stop : request.stop)
-      longestStop_ = std::max(longestStop_, stop.size());
-    if (request.maxTokens == 0)
-      finish_ = FinishReason::Length;
+      : gen_(generator), request_(request), prompt_(request.promptIds),
+        stream_(generator.tokenizer_, generator.options_.eosIds,
+                generator.options_.maxSeq, request, onDelta) {
     reuse_ = reusablePrefix();
   }
 
   absl::StatusOr<GenerationResult> run() {
-    if (!finish_ && !interrupted())
+    if (!stream_.interrupted())
       TRENI_RETURN_IF_ERROR(prefill());
     if (request_.constraint)
       TRENI_RETURN_IF_ERROR(decodeConstrained());
-    else if (!finish_ && !interrupted())
+    else if (!stream_.interrupted())
       TRENI_RETURN_IF_ERROR(decodeStreamed());
-    return finish();
+    return stream_.finish();
   }
 
 private:
-  //===--------------------------------------------------------------------===//
-  // The phases
-  //===--------------------------------------------------------------------===//
-
   /// Prefix caching: KV-cache rows 0..n-1 already hold prompt[0..n-1] when
   /// this Generator made the engine's last call and remembers it. At least
   /// the last prompt token is prefilled: its logits sample the first new
@@ -274,168 +430,61 @@ private:
 
   /// The constraint may replace the sampled token: one step at a time.
   absl::Status decodeConstrained() {
-    while (!finish_ && !interrupted())
+    while (!stream_.interrupted())
       TRENI_RETURN_IF_ERROR(accept(
-          gen_.engine_.decode(
-              previous_, int64_t(prompt_.size() + result_.tokens.size() - 1),
-              request_.sampling),
+          gen_.engine_.decode(stream_.lastToken(),
+                              int64_t(prompt_.size()) + stream_.numTokens() - 1,
+                              request_.sampling),
           /*isPrefill=*/false));
     return absl::OkStatus();
   }
 
   /// Each step is fed the token the previous one sampled, so the engine may
   /// run a step ahead of this loop (Engine::decodeStream). The bounds are
-  /// those of Length and Context in checkLimits(): no step runs past them.
+  /// those of Length and Context in the stream's limits: no step runs past
+  /// them.
   absl::Status decodeStreamed() {
     int64_t position = int64_t(prompt_.size());
     int64_t count = std::min<int64_t>(request_.maxTokens - 1,
                                       gen_.options_.maxSeq - position);
     absl::Status accepted;
     absl::Status streamed = gen_.engine_.decodeStream(
-        previous_, position, count, request_.sampling,
+        stream_.lastToken(), position, count, request_.sampling,
         [&](const SampleResult &sample) {
           accepted = accept(sample, /*isPrefill=*/false);
-          return accepted.ok() && !finish_ && !interrupted();
+          return accepted.ok() && !stream_.interrupted();
         });
     if (!streamed.ok())
       track(/*ok=*/false, /*isPrefill=*/false);
     TRENI_RETURN_IF_ERROR(streamed);
     TRENI_RETURN_IF_ERROR(accepted);
-    if (!finish_) // the engine stopped early without saying why
+    if (!stream_.finished()) // the engine stopped early without saying why
       return absl::InternalError("decoding ended before the generation did");
     return absl::OkStatus();
   }
 
-  /// The held-back text, a constraint's closing text, the last delta and
-  /// the awareness summary.
-  GenerationResult finish() {
-    std::string &text = result_.text;
-    FinishReason reason = *finish_;
-    if (!stoppedByString_ && reason != FinishReason::Cancelled)
-      text += decoder_.flush();
-    if (request_.constraint && !request_.constraint->isComplete() &&
-        reason != FinishReason::Cancelled && reason != FinishReason::Timeout)
-      text += request_.constraint->completion();
-    result_.finishReason = reason;
-    if (reason != FinishReason::Cancelled)
-      emit(text.size());
-
-    GenerationTiming timing = result_.awareness.timing;
-    if (!result_.tokens.empty())
-      timing.decodeSeconds = secondsBetween(firstToken_, Clock::now());
-    timing.completionTokens = int64_t(result_.tokens.size());
-    std::vector<TokenUncertainty> uncertainty;
-    uncertainty.reserve(result_.tokens.size());
-    for (const GeneratedToken &token : result_.tokens)
-      uncertainty.push_back({token.logprob, token.entropy});
-    result_.awareness =
-        summarizeAwareness(uncertainty, request_.lowConfidenceThreshold);
-    result_.awareness.timing = timing;
-    return std::move(result_);
-  }
-
-  //===--------------------------------------------------------------------===//
-  // One token
-  //===--------------------------------------------------------------------===//
-
-  /// Takes one engine result: the token, its text, the stop checks; sets
-  /// `finish_` when the generation is over.
+  /// Takes one engine result: the constraint's choice, then the stream.
   absl::Status accept(absl::StatusOr<SampleResult> sample, bool isPrefill) {
-    uint64_t step = result_.tokens.size();
+    uint64_t step = uint64_t(stream_.numTokens());
     track(sample.ok(), isPrefill);
     if (!sample.ok())
       return sample.status();
     if (isPrefill)
-      result_.awareness.timing.cachedPromptTokens = int64_t(reuse_);
+      stream_.setCachedPromptTokens(int64_t(reuse_));
     if (request_.constraint) {
-      sample = gen_.constrainedSample(*sample, request_.sampling, step,
-                                      *request_.constraint);
+      TRENI_ASSIGN_OR_RETURN(std::vector<float> logits,
+                             gen_.engine_.lastLogits());
+      sample = sampleConstrained(logits, *sample, request_.sampling, step,
+                                 *request_.constraint, gen_.vocabBytes());
       if (absl::IsNotFound(sample.status())) {
-        finish_ = FinishReason::Stop; // nothing fits: finish() closes it
+        // Nothing fits: finish() closes the output.
+        stream_.finishWith(FinishReason::Stop);
         return absl::OkStatus();
       }
       if (!sample.ok())
         return sample.status();
     }
-    if (isPrefill) {
-      firstToken_ = Clock::now();
-      result_.awareness.timing.prefillSeconds =
-          secondsBetween(start_, firstToken_);
-    }
-    result_.tokens.push_back(GeneratedToken{sample->token, sample->logprob,
-                                            sample->entropy,
-                                            std::move(sample->alternatives)});
-    previous_ = sample->token;
-
-    if (!request_.ignoreEos && !request_.constraint && isEos(previous_)) {
-      finish_ = FinishReason::Eos;
-      return absl::OkStatus();
-    }
-    size_t before = result_.text.size();
-    TRENI_RETURN_IF_ERROR(appendText(previous_));
-    if (matchStop(before))
-      return absl::OkStatus();
-    checkLimits();
-    if (!finish_) {
-      emit(result_.text.size() -
-           stopPrefixHoldback(result_.text, request_.stop));
-      if (request_.tokenDelay.count() > 0)
-        std::this_thread::sleep_for(request_.tokenDelay);
-    }
-    return absl::OkStatus();
-  }
-
-  bool isEos(int32_t id) const {
-    const std::vector<int32_t> &eos = gen_.options_.eosIds;
-    return std::find(eos.begin(), eos.end(), id) != eos.end();
-  }
-
-  /// The token's text (to the output) and bytes (to the constraint).
-  absl::Status appendText(int32_t id) {
-    // An id past the tokenizer's vocabulary (models pad their embedding
-    // table) has no text.
-    const Tokenizer &tokenizer = gen_.tokenizer_;
-    if (id < tokenizer.vocabSize() && tokenizer.idToToken(id)) {
-      TRENI_ASSIGN_OR_RETURN(std::string piece, decoder_.push(id));
-      result_.text += piece;
-    }
-    if (request_.constraint)
-      request_.constraint->acceptAll(gen_.tokenBytes(id));
-    return absl::OkStatus();
-  }
-
-  /// Whether a stop string now appears in the text (it may have started in
-  /// text already held back); cuts the text there and finishes.
-  bool matchStop(size_t before) {
-    std::string &text = result_.text;
-    if (longestStop_ == 0 || text.size() <= before)
-      return false;
-    size_t from = before >= longestStop_ - 1 ? before - (longestStop_ - 1) : 0;
-    size_t best = std::string::npos;
-    for (const std::string &stop : request_.stop) {
-      size_t at = text.find(stop, from);
-      if (at < best) {
-        best = at;
-        result_.matchedStop = stop;
-      }
-    }
-    if (best == std::string::npos)
-      return false;
-    text.resize(best);
-    stoppedByString_ = true;
-    finish_ = FinishReason::Stop;
-    return true;
-  }
-
-  /// A completed constraint, max_tokens, or a full KV cache.
-  void checkLimits() {
-    if (request_.constraint && request_.constraint->isComplete())
-      finish_ = FinishReason::Stop;
-    else if (int64_t(result_.tokens.size()) >= request_.maxTokens)
-      finish_ = FinishReason::Length;
-    else if (int64_t(prompt_.size() + result_.tokens.size()) - 1 >=
-             gen_.options_.maxSeq)
-      finish_ = FinishReason::Context; // the next decode would not fit
+    return stream_.accept(*std::move(sample));
   }
 
   /// After each engine call: what the KV cache holds now (nothing known when
@@ -446,52 +495,14 @@ private:
     else if (isPrefill)
       gen_.cachedIds_.assign(prompt_.begin(), prompt_.end());
     else
-      gen_.cachedIds_.push_back(previous_);
+      gen_.cachedIds_.push_back(stream_.lastToken());
     gen_.cacheWrites_ = gen_.engine_.cacheWrites();
-  }
-
-  /// Sets `finish_` when the request was cancelled or its deadline passed.
-  bool interrupted() {
-    if (callbackCancelled_ ||
-        (request_.cancel && request_.cancel->load(std::memory_order_relaxed)))
-      finish_ = FinishReason::Cancelled;
-    else if (request_.deadline && Clock::now() >= *request_.deadline)
-      finish_ = FinishReason::Timeout;
-    return finish_.has_value();
-  }
-
-  /// Streams the text up to byte `upto` and the tokens not yet released.
-  void emit(size_t upto) {
-    if (!onDelta_ || callbackCancelled_)
-      return;
-    upto = std::max(upto, emitted_);
-    if (upto == emitted_ && releasedTokens_ == result_.tokens.size())
-      return;
-    std::string_view delta =
-        std::string_view(result_.text).substr(emitted_, upto - emitted_);
-    absl::Span<const GeneratedToken> tokens =
-        absl::MakeConstSpan(result_.tokens).subspan(releasedTokens_);
-    emitted_ = upto;
-    releasedTokens_ = result_.tokens.size();
-    if (!onDelta_(delta, tokens))
-      callbackCancelled_ = true;
   }
 
   Generator &gen_;
   const GenerationRequest &request_;
-  const StreamCallback &onDelta_;
   const std::vector<int32_t> &prompt_;
-  Clock::time_point start_;
-  GenerationResult result_;
-  Tokenizer::StreamDecoder decoder_;
-  size_t emitted_ = 0;        ///< bytes of the text streamed
-  size_t releasedTokens_ = 0; ///< tokens handed to the callback
-  bool callbackCancelled_ = false;
-  size_t longestStop_ = 0;
-  std::optional<FinishReason> finish_;
-  Clock::time_point firstToken_;
-  int32_t previous_ = -1; ///< the last token sampled
-  bool stoppedByString_ = false;
+  GenerationStream stream_;
   size_t reuse_ = 0; ///< prompt tokens whose KV cache is reused
 };
 
@@ -499,7 +510,7 @@ absl::StatusOr<GenerationResult>
 Generator::generate(const GenerationRequest &request,
                     const StreamCallback &onDelta) {
   TRENI_RETURN_IF_ERROR(
-      validateRequest(request, options_.maxSeq, engine_.vocabSize()));
+      validateGeneration(request, options_.maxSeq, engine_.vocabSize()));
   return Run(*this, request, onDelta).run();
 }
 

@@ -148,10 +148,6 @@ public:
   void forgetCache();
 
 private:
-  absl::StatusOr<SampleResult>
-  constrainedSample(const SampleResult &engineResult,
-                    const SamplingParams &params, uint64_t step,
-                    const OutputConstraint &constraint);
   const std::vector<std::string> &vocabBytes();
 
   /// The state of one generate() call (generation.cpp).
@@ -171,5 +167,97 @@ private:
 /// `stops` (the text to hold back while streaming).
 size_t stopPrefixHoldback(std::string_view text,
                           absl::Span<const std::string> stops);
+
+//===----------------------------------------------------------------------===//
+// The engine-independent half of a generation
+//===----------------------------------------------------------------------===//
+
+/// Whether `request` can run against a cache of `maxSeq` positions and a
+/// vocabulary of `vocab` ids (InvalidArgument naming the problem).
+absl::Status validateGeneration(const GenerationRequest &request,
+                                int64_t maxSeq, int64_t vocab);
+
+/// The bytes token `id` stands for on its own (see Generator::tokenBytes).
+std::string tokenBytesOf(const Tokenizer &tokenizer, int32_t id);
+
+/// Every id's bytes for output constraints: empty for special tokens and ids
+/// the tokenizer lacks (an empty entry is never allowed).
+std::vector<std::string> constraintPieces(const Tokenizer &tokenizer,
+                                          int64_t vocab);
+
+/// The token `constraint` allows that the sampler would pick from `logits`
+/// (greedy: the best allowed one; sampling: a draw from the allowed ones
+/// with the same (seed, step)), its logprob under the unmodified
+/// distribution; `sampled` (the unconstrained result) gives the entropy and
+/// alternatives. NotFound when no token can continue the output.
+absl::StatusOr<SampleResult>
+sampleConstrained(absl::Span<const float> logits, const SampleResult &sampled,
+                  const SamplingParams &params, uint64_t step,
+                  const OutputConstraint &constraint,
+                  absl::Span<const std::string> pieces);
+
+/// What one generation has produced so far, whoever computes its tokens (the
+/// Generator's engine calls, or a batch step shared with other sequences):
+/// the tokens, their text, the stop checks, the stream of deltas, the
+/// cancellation and deadline checks, the timing and the awareness summary.
+/// A caller feeds each sampled token to accept() until finished(), then
+/// calls finish() once.
+class GenerationStream {
+public:
+  using Clock = std::chrono::steady_clock;
+
+  /// `request` and `onDelta` must outlive the stream; `maxSeq` is the
+  /// positions the sequence may reach (the Context limit).
+  GenerationStream(const Tokenizer &tokenizer, absl::Span<const int32_t> eosIds,
+                   int64_t maxSeq, const GenerationRequest &request,
+                   const StreamCallback &onDelta);
+
+  /// Takes the next token (after any constraint chose it): its text, the
+  /// constraint's progress, EOS, stop strings and the limits; streams what
+  /// is safe to stream. The first token sets the prefill time.
+  absl::Status accept(SampleResult sample);
+  /// Sets the finish reason when the request was cancelled (its flag, or the
+  /// stream callback returned false) or its deadline passed; true when the
+  /// generation is over for any reason.
+  bool interrupted();
+  /// Ends the generation for a reason found outside (nothing fits a
+  /// constraint, the sequence's context ended); a reason already set stays.
+  void finishWith(FinishReason reason);
+  bool finished() const { return finish_.has_value(); }
+  /// Prompt tokens whose KV rows were reused (usage's cached_tokens).
+  void setCachedPromptTokens(int64_t tokens);
+
+  int64_t numTokens() const { return int64_t(result_.tokens.size()); }
+  /// The last token accepted; -1 before the first.
+  int32_t lastToken() const { return previous_; }
+  const GenerationRequest &request() const { return request_; }
+
+  /// The held-back text, a constraint's closing text, the last delta and the
+  /// awareness summary. Once, after finished().
+  GenerationResult finish();
+
+private:
+  bool isEos(int32_t id) const;
+  absl::Status appendText(int32_t id);
+  bool matchStop(size_t before);
+  void checkLimits();
+  void emit(size_t upto);
+
+  const Tokenizer &tokenizer_;
+  std::vector<int32_t> eosIds_;
+  int64_t maxSeq_;
+  const GenerationRequest &request_;
+  const StreamCallback &onDelta_;
+  Clock::time_point start_, firstToken_;
+  GenerationResult result_;
+  Tokenizer::StreamDecoder decoder_;
+  size_t emitted_ = 0;        ///< bytes of the text streamed
+  size_t releasedTokens_ = 0; ///< tokens handed to the callback
+  bool callbackCancelled_ = false;
+  size_t longestStop_ = 0;
+  std::optional<FinishReason> finish_;
+  int32_t previous_ = -1;
+  bool stoppedByString_ = false;
+};
 
 } // namespace treni

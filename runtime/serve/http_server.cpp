@@ -439,8 +439,7 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
                      "application/json");
     }
     case Route::Metrics:
-      return respond(200, server.metrics_.render(),
-                     "text/plain; version=0.0.4");
+      return respond(200, server.metricsText(), "text/plain; version=0.0.4");
     case Route::Models:
       return respond(200,
                      dumpJson({{"object", "list"},
@@ -808,8 +807,8 @@ void HttpServer::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
 }
 
 HttpServer::HttpServer(Generator &generator, ServedModel model,
-                       ServerOptions options)
-    : generator_(generator), model_(std::move(model)),
+                       ServerOptions options, BatchGenerator *batch)
+    : generator_(generator), batch_(batch), model_(std::move(model)),
       options_(std::move(options)) {
   limits_.maxSeq = model_.maxSeq;
   limits_.modelNames = {model_.name};
@@ -877,7 +876,10 @@ absl::Status HttpServer::start() {
         "address, without --api-key: whoever reaches port %d can use "
         "the model\n",
         options_.host.c_str(), port_);
-  worker_ = std::thread([this] { workerLoop(); });
+  worker_ = std::thread([this] { workerLoop(queue_); });
+  if (batch_)
+    for (int i = 0; i < std::max(1, options_.maxNumSeqs); ++i)
+      batchWorkers_.emplace_back([this] { workerLoop(batchQueue_); });
   impl_->accept();
   for (int i = 0; i < std::max(1, options_.ioThreads); ++i)
     impl_->ioThreads.emplace_back([this] {
@@ -936,6 +938,9 @@ void HttpServer::stop() {
   }
   if (worker_.joinable())
     worker_.join();
+  for (std::thread &thread : batchWorkers_)
+    thread.join();
+  batchWorkers_.clear();
   impl.workGuard.reset();
   impl.io.stop();
   for (std::thread &thread : impl.ioThreads)

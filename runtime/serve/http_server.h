@@ -15,6 +15,11 @@
 //     4 MiB body does not delay /health.
 //   - the generation worker (one): owns the Generator (engine, tokenizer,
 //     template) and runs the queued requests one at a time.
+//   - with a BatchGenerator (continuous batching, --max-num-seqs N > 1):
+//     N batch workers take the chat and completion requests instead, each
+//     waiting on its request while the BatchGenerator's loop computes all of
+//     them in shared steps; the one worker keeps the streamed routes (the
+//     agent API), which use the Generator.
 // A validated request goes on a bounded queue; a full queue answers 429; a
 // request past --request-timeout answers 504 (or ends its stream with an
 // error event); a client that disconnects mid-stream cancels its
@@ -45,6 +50,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/serve/batch_generator.h"
 #include "runtime/serve/generation.h"
 #include "runtime/serve/metrics.h"
 #include "runtime/serve/openai_api.h"
@@ -54,8 +60,11 @@ namespace treni {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080; ///< 0: any free port (see HttpServer::port())
-  /// Requests waiting for the engine (the running one excluded).
+  /// Requests waiting for the engine (the running ones excluded).
   int queueSize = 16;
+  /// Chat and completion requests generated at once: the batch workers of a
+  /// server given a BatchGenerator (ignored without one: one at a time).
+  int maxNumSeqs = 64;
   double requestTimeoutSeconds = 600;
   size_t maxBodyBytes = 4 << 20;
 
@@ -89,8 +98,10 @@ struct ServerOptions {
 
 class HttpServer {
 public:
-  /// `generator` and everything `model` points to must outlive the server.
-  HttpServer(Generator &generator, ServedModel model, ServerOptions options);
+  /// `generator`, `batch` (when given: continuous batching for chat and
+  /// completions) and everything `model` points to must outlive the server.
+  HttpServer(Generator &generator, ServedModel model, ServerOptions options,
+             BatchGenerator *batch = nullptr);
   ~HttpServer();
 
   /// Binds (a taken port is an error naming it) and starts the worker, the
@@ -130,7 +141,12 @@ public:
   struct Connection;
 
 private:
-  void workerLoop();
+  /// Runs the jobs of `queue` until stop() (the worker: queue_; a batch
+  /// worker: batchQueue_).
+  void workerLoop(std::deque<std::shared_ptr<Job>> &queue);
+  void publishQueueDepth(); ///< under mutex_
+  /// GET /metrics: the counters, and the batch loop's gauges.
+  std::string metricsText() const;
   void runJob(Job &job);
   /// After an exception escaped runJob: a generic error for the client.
   void failJob(Job &job);
@@ -140,6 +156,7 @@ private:
   std::optional<ApiError> enqueue(std::shared_ptr<Job> job);
 
   Generator &generator_;
+  BatchGenerator *batch_;
   ServedModel model_;
   ServerOptions options_;
   ApiLimits limits_;
@@ -150,9 +167,12 @@ private:
   std::mutex mutex_;
   std::condition_variable queueChanged_, stopped_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::deque<std::shared_ptr<Job>> batchQueue_; ///< with a BatchGenerator
+  int64_t runningJobs_ = 0;
   bool draining_ = false, workerExit_ = false, started_ = false,
        finished_ = false;
   std::thread worker_;
+  std::vector<std::thread> batchWorkers_;
   std::mutex stopMutex_;
   std::vector<std::pair<std::string, StreamedWork>> streamedRoutes_;
 };

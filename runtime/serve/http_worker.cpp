@@ -54,29 +54,46 @@ std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
   if (draining_)
     return serverError(503, "the server is shutting down", "server_error",
                        "shutting_down");
-  if (int(queue_.size()) >= options_.queueSize)
+  // Chat and completions go to the batch workers when there are any; the
+  // streamed routes use the Generator, on the one worker.
+  std::deque<std::shared_ptr<Job>> &queue =
+      batch_ && job->kind != Job::Kind::Streamed ? batchQueue_ : queue_;
+  if (int(queue.size()) >= options_.queueSize)
     return serverError(429,
-                       absl::StrCat("the server is busy: ", queue_.size(),
+                       absl::StrCat("the server is busy: ", queue.size(),
                                     " requests are waiting (--queue-size ",
                                     options_.queueSize, "); retry later"),
                        "rate_limit_error", "queue_full");
-  queue_.push_back(std::move(job));
-  metrics_.setQueueDepth(int64_t(queue_.size()), metrics_.running());
+  queue.push_back(std::move(job));
+  publishQueueDepth();
   queueChanged_.notify_all();
   return std::nullopt;
 }
 
-void HttpServer::workerLoop() {
+void HttpServer::publishQueueDepth() {
+  metrics_.setQueueDepth(int64_t(queue_.size() + batchQueue_.size()),
+                         runningJobs_);
+}
+
+std::string HttpServer::metricsText() const {
+  std::string text = metrics_.render();
+  if (batch_)
+    text += renderBatchMetrics(batch_->stats());
+  return text;
+}
+
+void HttpServer::workerLoop(std::deque<std::shared_ptr<Job>> &queue) {
   while (true) {
     std::shared_ptr<Job> job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      queueChanged_.wait(lock, [&] { return workerExit_ || !queue_.empty(); });
-      if (queue_.empty())
+      queueChanged_.wait(lock, [&] { return workerExit_ || !queue.empty(); });
+      if (queue.empty())
         return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      metrics_.setQueueDepth(int64_t(queue_.size()), 1);
+      job = std::move(queue.front());
+      queue.pop_front();
+      ++runningJobs_;
+      publishQueueDepth();
     }
     try {
       runJob(*job);
@@ -88,7 +105,8 @@ void HttpServer::workerLoop() {
       failJob(*job);
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    metrics_.setQueueDepth(int64_t(queue_.size()), 0);
+    --runningJobs_;
+    publishQueueDepth();
   }
 }
 
@@ -157,24 +175,32 @@ void HttpServer::runJob(Job &job) {
       return !job.cancel.load();
     };
   absl::StatusOr<GenerationResult> result =
-      generator_.generate(request, onDelta);
+      batch_ ? batch_->generate(request, onDelta)
+             : generator_.generate(request, onDelta);
 
   std::optional<ApiError> failure;
   if (!result.ok()) {
     // An engine failure's text (CUDA, NVRTC, file paths) stays in the log.
     if (absl::IsInvalidArgument(result.status())) {
       failure = invalidRequest(std::string(result.status().message()));
+    } else if (absl::IsResourceExhausted(result.status())) {
+      failure = serverError(
+          429, "the server is busy: every batch slot is taken; retry later",
+          "rate_limit_error", "queue_full");
     } else {
       logInternalError("generation", std::string(result.status().message()));
       failure = serverError(500, "generation failed (see the server's log)",
                             "server_error", "engine_error");
     }
   } else {
-    metrics_.addTokens(result->awareness.timing.promptTokens,
-                       int64_t(result->tokens.size()));
+    const GenerationTiming &timing = result->awareness.timing;
+    metrics_.addTokens(timing.promptTokens, int64_t(result->tokens.size()));
+    metrics_.addCachedTokens(timing.cachedPromptTokens);
     if (!result->tokens.empty())
-      metrics_.observeTimeToFirstToken(
-          result->awareness.timing.timeToFirstTokenSeconds());
+      metrics_.observeTimeToFirstToken(timing.timeToFirstTokenSeconds());
+    if (result->tokens.size() > 1)
+      metrics_.observeInterTokenLatency(timing.decodeSeconds /
+                                        double(result->tokens.size() - 1));
     metrics_.observeLatency(result->awareness.timing.totalSeconds());
     if (result->finishReason == FinishReason::Cancelled) {
       metrics_.countCancelled();

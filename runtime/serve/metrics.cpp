@@ -2,6 +2,8 @@
 
 #include "runtime/serve/metrics.h"
 
+#include "runtime/serve/batch_generator.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -38,7 +40,9 @@ Metrics::Metrics()
     : ttft_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
              10}),
       latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-                120}) {}
+                120}),
+      interToken_({0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32,
+                   0.64, 1.28}) {}
 
 void Metrics::countRequest(const std::string &endpoint, int status) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -61,6 +65,15 @@ void Metrics::addTokens(int64_t prompt, int64_t completion) {
 void Metrics::observeTimeToFirstToken(double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
   ttft_.observe(seconds);
+}
+
+void Metrics::addCachedTokens(int64_t cached) {
+  cachedTokens_ += uint64_t(cached);
+}
+
+void Metrics::observeInterTokenLatency(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  interToken_.observe(seconds);
 }
 
 void Metrics::observeLatency(double seconds) {
@@ -106,6 +119,11 @@ std::string Metrics::render() const {
       "# HELP treni_prompt_tokens_total Prompt tokens of generated requests.\n"
       "# TYPE treni_prompt_tokens_total counter\ntreni_prompt_tokens_total ",
       promptTokens_.load(), "\n",
+      "# HELP treni_prompt_tokens_cached_total Prompt tokens whose KV rows "
+      "were reused (prefix cache).\n"
+      "# TYPE treni_prompt_tokens_cached_total counter\n"
+      "treni_prompt_tokens_cached_total ",
+      cachedTokens_.load(), "\n",
       "# HELP treni_completion_tokens_total Generated tokens.\n"
       "# TYPE treni_completion_tokens_total "
       "counter\ntreni_completion_tokens_total ",
@@ -132,7 +150,55 @@ std::string Metrics::render() const {
       "# HELP treni_request_latency_seconds Queue + generation time of a "
       "request.\n"
       "# TYPE treni_request_latency_seconds histogram\n",
-      latency_.render("treni_request_latency_seconds"));
+      latency_.render("treni_request_latency_seconds"),
+      "# HELP treni_inter_token_latency_seconds Mean time between a "
+      "request's tokens (one observation per request of 2+ tokens).\n"
+      "# TYPE treni_inter_token_latency_seconds histogram\n",
+      interToken_.render("treni_inter_token_latency_seconds"));
+  return text;
+}
+
+std::string renderBatchMetrics(const BatchStats &stats) {
+  std::string text;
+  auto metric = [&](const char *name, const char *type, const char *help,
+                    int64_t value) {
+    absl::StrAppend(&text, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
+                    type, "\n", name, " ", value, "\n");
+  };
+  metric("treni_batch_sequences_running", "gauge",
+         "Sequences in the running batch.", stats.running);
+  metric("treni_batch_sequences_waiting", "gauge",
+         "Sequences waiting for admission (KV blocks or a batch slot).",
+         stats.waiting);
+  metric("treni_kv_blocks_total", "gauge", "KV blocks in the pool.",
+         stats.kv.totalBlocks);
+  metric("treni_kv_blocks_used", "gauge",
+         "KV blocks held by running sequences.", stats.kv.usedBlocks);
+  metric("treni_kv_blocks_free", "gauge", "KV blocks neither held nor cached.",
+         stats.kv.freeBlocks);
+  metric("treni_kv_blocks_cached_idle", "gauge",
+         "Unheld blocks kept for the prefix cache (evictable).",
+         stats.kv.evictableBlocks);
+  metric("treni_prefix_cache_query_tokens_total", "counter",
+         "Prompt tokens looked up in the prefix cache at admission.",
+         stats.kv.prefixQueryTokens);
+  metric("treni_prefix_cache_hit_tokens_total", "counter",
+         "Prompt tokens found there (hit rate: hit / query).",
+         stats.kv.prefixHitTokens);
+  metric("treni_prefix_cache_evictions_total", "counter",
+         "Cached blocks taken for new content.", stats.kv.evictions);
+  metric("treni_batch_steps_total", "counter", "Engine steps computed.",
+         stats.steps);
+  metric("treni_batch_step_sequences_total", "counter",
+         "Sequences summed over the steps (mean batch size: this / steps).",
+         stats.stepSequences);
+  metric("treni_batch_step_tokens_total", "counter",
+         "Tokens computed summed over the steps.", stats.stepTokens);
+  metric("treni_batch_step_sequences_max", "gauge",
+         "The largest batch of one step so far.", stats.maxStepSequences);
+  metric("treni_batch_preemptions_total", "counter",
+         "Sequences sent back to wait for KV blocks (recomputed later).",
+         stats.preemptions);
   return text;
 }
 

@@ -34,6 +34,13 @@ private:
   uint64_t count_ = 0;
 };
 
+struct BatchStats;
+
+/// The batch loop's gauges and counters (running and waiting sequences, KV
+/// blocks, prefix-cache hits, steps and their sizes, preemptions), in the
+/// same format, appended to Metrics::render() by a batching server.
+std::string renderBatchMetrics(const BatchStats &stats);
+
 class Metrics {
 public:
   Metrics();
@@ -44,6 +51,10 @@ public:
   void addTokens(int64_t prompt, int64_t completion);
   void observeTimeToFirstToken(double seconds);
   void observeLatency(double seconds);
+  /// Prompt tokens served from the prefix cache.
+  void addCachedTokens(int64_t cached);
+  /// A request's mean time between tokens.
+  void observeInterTokenLatency(double seconds);
   void setQueueDepth(int64_t waiting, int64_t running);
 
   /// The whole exposition text.
@@ -61,9 +72,9 @@ private:
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, uint64_t> errors_;
-  Histogram ttft_, latency_;
+  Histogram ttft_, latency_, interToken_;
   std::atomic<uint64_t> cancelled_{0}, timeouts_{0}, promptTokens_{0},
-      completionTokens_{0};
+      cachedTokens_{0}, completionTokens_{0};
   std::atomic<int64_t> waiting_{0}, running_{0};
 };
 

@@ -417,6 +417,35 @@ TEST(BatchScheduler, SharesCommonPrefixBlocks) {
   EXPECT_EQ(batch.finished.at(2).generated, reference.generated);
 }
 
+// Tests that with prefix caching off the same common prefix is computed
+// again into blocks of the second sequence's own, nothing is cached, and the
+// tokens are the same.
+TEST(BatchScheduler, PrefixCachingOffSharesNothing) {
+  SchedulerConfig off = config(4, 512, 512, 1024);
+  off.prefixCaching = false;
+  Batch batch(off, 32);
+  std::vector<int32_t> common = range(0, 3 * kKvBlockTokens);
+  ASSERT_TRUE(batch.scheduler.add(1, concat(common, range(5000, 20)), 50).ok());
+  batch.step();
+  ASSERT_TRUE(batch.scheduler.add(2, concat(common, range(7000, 30)), 50).ok());
+  StepPlan plan = batch.step();
+  ASSERT_EQ(plan.prefills.size(), 1u);
+  EXPECT_EQ(plan.prefills[0].firstPosition, 0);
+  const Sequence *first = batch.scheduler.find(1);
+  const Sequence *second = batch.scheduler.find(2);
+  ASSERT_TRUE(first && second);
+  for (KvBlockId block : first->blockTable)
+    EXPECT_EQ(batch.pool.refCount(block), 1);
+  EXPECT_EQ(second->cachedPromptTokens, 0);
+  EXPECT_EQ(batch.pool.stats().cachedBlocks, 0);
+  EXPECT_EQ(batch.pool.stats().prefixHitTokens, 0);
+  batch.drain();
+  EXPECT_EQ(batch.pool.stats().usedBlocks, 0);
+  EXPECT_EQ(batch.pool.stats().evictableBlocks, 0);
+  Reference reference = referenceRun(2, 222, 50, 1024, nullptr);
+  EXPECT_EQ(batch.finished.at(2).generated, reference.generated);
+}
+
 // Tests that the last prompt token is always computed: a prompt whose
 // blocks are all cached recomputes its last block into a fresh one, and a
 // prompt one token past its cached blocks starts with a decode row.

@@ -120,7 +120,9 @@ private:
   bool connected_ = false;
 };
 
-class ServerTest : public ::testing::Test {
+/// Every test runs twice: with the one generation worker, and with
+/// continuous batching (a BatchGenerator over the CPU step runner).
+class ServerTest : public ::testing::TestWithParam<bool> {
 protected:
   static void SetUpTestSuite() {
     LoadOptions options;
@@ -136,8 +138,11 @@ protected:
     if (server_)
       server_->stop();
     server_.reset();
+    batch_.reset();
+    runner_.reset();
     generator_.reset();
   }
+  bool batched() const { return GetParam(); }
 
   /// Starts a server over the fixture; `beforeStart` may add routes.
   HttpServer &start(ServerOptions options = {},
@@ -155,7 +160,21 @@ protected:
     served.chatTemplate = model_->chatTemplate.get();
     served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
     served.maxSeq = 512;
-    server_ = std::make_unique<HttpServer>(*generator_, served, options);
+    if (batched()) {
+      auto runner = model_->engine->createStepRunner(4 * kvBlocksFor(512));
+      EXPECT_TRUE(runner.ok()) << runner.status();
+      runner_ = std::move(*runner);
+      BatchGeneratorOptions batchOptions;
+      batchOptions.scheduler.maxNumSeqs = options.maxNumSeqs;
+      batchOptions.scheduler.maxSeqLen = 512;
+      batchOptions.eosIds = model_->eosIds;
+      auto batch = BatchGenerator::create(*runner_, *model_->tokenizer,
+                                          std::move(batchOptions));
+      EXPECT_TRUE(batch.ok()) << batch.status();
+      batch_ = std::move(*batch);
+    }
+    server_ = std::make_unique<HttpServer>(*generator_, served, options,
+                                           batch_.get());
     if (beforeStart)
       beforeStart(*server_);
     absl::Status status = server_->start();
@@ -266,11 +285,18 @@ protected:
 
   static LoadedModel *model_;
   std::unique_ptr<Generator> generator_;
+  std::unique_ptr<StepRunner> runner_;
+  std::unique_ptr<BatchGenerator> batch_;
   std::unique_ptr<HttpServer> server_;
 };
 LoadedModel *ServerTest::model_ = nullptr;
 
-TEST_F(ServerTest, HealthModelsMetrics) {
+INSTANTIATE_TEST_SUITE_P(Modes, ServerTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool> &info) {
+                           return info.param ? "Batched" : "OneAtATime";
+                         });
+
+TEST_P(ServerTest, HealthModelsMetrics) {
   start();
   Reply health = get("/health");
   EXPECT_EQ(health.status, 200);
@@ -303,7 +329,7 @@ TEST_F(ServerTest, HealthModelsMetrics) {
   EXPECT_THAT(metrics.body, HasSubstr("treni_queue_depth 0"));
 }
 
-TEST_F(ServerTest, ChatCompletionShapeAndLogprobs) {
+TEST_P(ServerTest, ChatCompletionShapeAndLogprobs) {
   start();
   Reply reply =
       post("/v1/chat/completions",
@@ -336,7 +362,7 @@ TEST_F(ServerTest, ChatCompletionShapeAndLogprobs) {
 // Tests that a stream carries the role first, then content that adds up to
 // the same text as the same seeded request unstreamed, the finish_reason,
 // the usage chunk and [DONE].
-TEST_F(ServerTest, StreamedChatMatchesUnstreamed) {
+TEST_P(ServerTest, StreamedChatMatchesUnstreamed) {
   start();
   Reply plain = post("/v1/chat/completions", chatBody().dump());
   ASSERT_EQ(plain.status, 200);
@@ -378,7 +404,7 @@ TEST_F(ServerTest, StreamedChatMatchesUnstreamed) {
   EXPECT_EQ(chunks.back(), "[DONE]");
 }
 
-TEST_F(ServerTest, Completions) {
+TEST_P(ServerTest, Completions) {
   start();
   json body = {{"model", "qwen2"},
                {"prompt", "The plan is"},
@@ -413,7 +439,7 @@ struct BadCase {
 
 // Tests every kind of bad input: the right status, an OpenAI error, and the
 // next good request still answered.
-TEST_F(ServerTest, BadInputGetsOpenAiErrorsAndServingContinues) {
+TEST_P(ServerTest, BadInputGetsOpenAiErrorsAndServingContinues) {
   start();
   std::string longPrompt;
   for (int i = 0; i < 300; ++i)
@@ -475,9 +501,10 @@ TEST_F(ServerTest, BadInputGetsOpenAiErrorsAndServingContinues) {
 
 // Tests the queue bound: with one request running and one waiting, a third
 // is refused with 429 and the first two still complete.
-TEST_F(ServerTest, FullQueueAnswers429) {
+TEST_P(ServerTest, FullQueueAnswers429) {
   ServerOptions options;
   options.queueSize = 1;
+  options.maxNumSeqs = 1; // batched: one batch worker, one request running
   options.tokenDelay = std::chrono::milliseconds(20);
   HttpServer &server = start(options);
   auto slow = [&] {
@@ -502,7 +529,7 @@ TEST_F(ServerTest, FullQueueAnswers429) {
 
 // Tests that a client that goes away mid-stream cancels its generation (it
 // stops long before max_tokens) and the server keeps serving.
-TEST_F(ServerTest, DisconnectCancelsTheGeneration) {
+TEST_P(ServerTest, DisconnectCancelsTheGeneration) {
   ServerOptions options;
   options.tokenDelay = std::chrono::milliseconds(10);
   HttpServer &server = start(options);
@@ -518,7 +545,7 @@ TEST_F(ServerTest, DisconnectCancelsTheGeneration) {
   expectGoodChat();
 }
 
-TEST_F(ServerTest, RequestTimeout) {
+TEST_P(ServerTest, RequestTimeout) {
   ServerOptions options;
   options.tokenDelay = std::chrono::milliseconds(20);
   options.requestTimeoutSeconds = 1.0; // 100 tokens take >= 2 s
@@ -541,7 +568,7 @@ TEST_F(ServerTest, RequestTimeout) {
 // when run alone. The fixture model mostly repeats itself whatever the seed,
 // so requests differ by prompt and the comparison includes every token's
 // logprob, which depends on the whole prompt.
-TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
+TEST_P(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
   start();
   constexpr int kClients = 6;
   auto body = [](int i) {
@@ -602,9 +629,60 @@ TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
     EXPECT_EQ(futures[k].get(), sequential[k % kClients]) << "client " << k;
 }
 
+// Tests that with continuous batching concurrent requests really share
+// engine steps, and that /metrics reports the batch: KV blocks (all free
+// again afterwards), steps, the largest step, prefix-cache hits for a
+// repeated prompt (also in usage.prompt_tokens_details.cached_tokens).
+TEST_P(ServerTest, BatchMetricsAndSharedSteps) {
+  if (!batched())
+    GTEST_SKIP() << "continuous batching only";
+  ServerOptions options;
+  options.tokenDelay = std::chrono::milliseconds(2);
+  start(options);
+  std::string longPrompt;
+  for (int i = 0; i < 40; ++i)
+    longPrompt += "the plan compiles the model ";
+  auto body = [&](int i) {
+    return chatBody({{"messages", json::array({{{"role", "user"},
+                                                {"content", longPrompt}}})},
+                     {"seed", i},
+                     {"max_tokens", 16}})
+        .dump();
+  };
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 6; ++i)
+    replies.push_back(std::async(std::launch::async, [&, i] {
+      return post("/v1/chat/completions", body(i));
+    }));
+  for (auto &reply : replies)
+    EXPECT_EQ(reply.get().status, 200);
+  Reply again = post("/v1/chat/completions", body(7));
+  ASSERT_EQ(again.status, 200) << again.body;
+  json usage = json::parse(again.body)["usage"];
+  EXPECT_GE(usage["prompt_tokens_details"]["cached_tokens"].get<int64_t>(),
+            int64_t(kKvBlockTokens));
+  Reply metrics = get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  auto value = [&](const std::string &name) -> int64_t {
+    size_t at = metrics.body.find("\n" + name + " ");
+    if (at == std::string::npos)
+      return -1;
+    return std::stoll(metrics.body.substr(at + name.size() + 2));
+  };
+  EXPECT_EQ(value("treni_kv_blocks_total"), 4 * kvBlocksFor(512));
+  EXPECT_EQ(value("treni_kv_blocks_used"), 0);
+  EXPECT_EQ(value("treni_batch_sequences_running"), 0);
+  EXPECT_GT(value("treni_batch_steps_total"), 0);
+  EXPECT_GT(value("treni_batch_step_sequences_max"), 1);
+  EXPECT_GT(value("treni_prefix_cache_hit_tokens_total"), 0);
+  EXPECT_GT(value("treni_prompt_tokens_cached_total"), 0);
+  EXPECT_THAT(metrics.body,
+              HasSubstr("treni_inter_token_latency_seconds_count 7"));
+}
+
 // Tests a tool-call round trip: a named tool_choice yields a tool call with
 // JSON arguments and finish_reason tool_calls; the tool result goes back in.
-TEST_F(ServerTest, ToolCallRoundTrip) {
+TEST_P(ServerTest, ToolCallRoundTrip) {
   start();
   json tools =
       json::array({{{"type", "function"},
@@ -661,7 +739,7 @@ TEST_F(ServerTest, ToolCallRoundTrip) {
   EXPECT_EQ(streamedCall["index"], 0);
 }
 
-TEST_F(ServerTest, JsonObjectResponseFormat) {
+TEST_P(ServerTest, JsonObjectResponseFormat) {
   start();
   Reply reply = post("/v1/chat/completions",
                      chatBody({{"response_format", {{"type", "json_object"}}},
@@ -675,7 +753,7 @@ TEST_F(ServerTest, JsonObjectResponseFormat) {
 }
 
 // Tests a graceful stop: a request in flight completes, then the port closes.
-TEST_F(ServerTest, StopFinishesWhatIsInFlight) {
+TEST_P(ServerTest, StopFinishesWhatIsInFlight) {
   ServerOptions options;
   options.tokenDelay = std::chrono::milliseconds(10);
   HttpServer &server = start(options);
@@ -692,7 +770,7 @@ TEST_F(ServerTest, StopFinishesWhatIsInFlight) {
 // Tests that a POST must carry Content-Type: application/json (a browser's
 // cross-site form or text/plain POST needs no preflight): 415 otherwise,
 // whatever its size (httplib refused form bodies over 8 KiB with 413).
-TEST_F(ServerTest, PostBodiesMustBeJson) {
+TEST_P(ServerTest, PostBodiesMustBeJson) {
   start();
   std::string body = chatBody().dump();
   for (const char *type :
@@ -718,7 +796,7 @@ TEST_F(ServerTest, PostBodiesMustBeJson) {
 // that is not one of the server's names and a foreign browser Origin get
 // 403; the loopback names (with or without a port) and the server's own
 // Origin pass; --allowed-hosts adds names, and "*" turns the check off.
-TEST_F(ServerTest, HostAndOriginAreChecked) {
+TEST_P(ServerTest, HostAndOriginAreChecked) {
   start();
   std::string body = chatBody({{"max_tokens", 2}}).dump();
   httplib::Headers json = {{"Content-Type", "application/json"}};
@@ -779,7 +857,7 @@ TEST_F(ServerTest, HostAndOriginAreChecked) {
 // Tests --api-key: every route but /health needs `Authorization: Bearer
 // <key>`, a wrong or missing key gets 401 with WWW-Authenticate, and a
 // rejected POST's answer reaches a client that sends its whole body first.
-TEST_F(ServerTest, ApiKeyGuardsEverythingButHealth) {
+TEST_P(ServerTest, ApiKeyGuardsEverythingButHealth) {
   ServerOptions options;
   options.apiKey = "sk-treni-test";
   start(options);
@@ -820,7 +898,7 @@ TEST_F(ServerTest, ApiKeyGuardsEverythingButHealth) {
 // the text in an EXCEPTION_WHAT header) and a streamed route whose work
 // throws on the worker (which used to end the process) get a generic error,
 // and the server keeps serving.
-TEST_F(ServerTest, NoExceptionTextInResponses) {
+TEST_P(ServerTest, NoExceptionTextInResponses) {
   start({}, [](HttpServer &server) {
     server.addStreamedRoute(
         "/v1/throws", [](const std::string &body,
@@ -859,7 +937,7 @@ TEST_F(ServerTest, NoExceptionTextInResponses) {
 
 // Tests GET /v1/models/{id}: the model object for the served name (percent-
 // decoded), an OpenAI 404 for any other.
-TEST_F(ServerTest, ModelById) {
+TEST_P(ServerTest, ModelById) {
   start();
   for (const char *path : {"/v1/models/qwen2", "/v1/models/qw%65n2"}) {
     Reply reply = get(path);
@@ -882,7 +960,7 @@ TEST_F(ServerTest, ModelById) {
 // ignored (nlohmann stops at a NUL), 20,000 nested arrays are refused before
 // anything recurses, a body over --max-body-kib gets 413 whether it says its
 // length or comes chunked, and one just under the limit is read.
-TEST_F(ServerTest, BodiesAreTakenWholeAndBounded) {
+TEST_P(ServerTest, BodiesAreTakenWholeAndBounded) {
   start(); // a 64 KiB limit
   std::string good = chatBody({{"max_tokens", 2}}).dump();
   EXPECT_EQ(post("/v1/chat/completions", good).status, 200);
@@ -932,7 +1010,7 @@ TEST_F(ServerTest, BodiesAreTakenWholeAndBounded) {
 // line every 100 ms) or its body is cut off at --header-timeout /
 // --body-timeout, however steadily it sends, while /health answers at once;
 // and stop() does not wait for such a client.
-TEST_F(ServerTest, SlowClientsAreCutOff) {
+TEST_P(ServerTest, SlowClientsAreCutOff) {
   ServerOptions options;
   options.headerTimeoutSeconds = 0.5;
   options.bodyTimeoutSeconds = 0.5;
@@ -986,7 +1064,7 @@ TEST_F(ServerTest, SlowClientsAreCutOff) {
 // Tests the per-client connection limit: past it a client's connection gets
 // 503 and is closed, while another address is served; once the client's
 // connections close, it is served again.
-TEST_F(ServerTest, ConnectionLimitPerClient) {
+TEST_P(ServerTest, ConnectionLimitPerClient) {
   ServerOptions options;
   options.maxConnectionsPerClient = 2;
   start(options);
@@ -1028,7 +1106,7 @@ TEST_F(ServerTest, ConnectionLimitPerClient) {
 // its interim answer before the body is sent, an HTTP/1.0 stream comes
 // unchunked and ends with the connection, and keep-alive serves several
 // requests on one connection.
-TEST_F(ServerTest, ContinueHttp10AndKeepAlive) {
+TEST_P(ServerTest, ContinueHttp10AndKeepAlive) {
   start();
   using namespace std::chrono_literals;
   std::string host = "Host: " + hostHeader("127.0.0.1") + "\r\n";

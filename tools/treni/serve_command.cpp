@@ -1,6 +1,7 @@
 //===- serve_command.cpp - `treni serve` ----------------------------------===//
 //
 //   treni serve [MODEL] [--host 127.0.0.1 --port 8080 --queue-size N
+//               --max-num-seqs N --max-batch-tokens N --kv-blocks N
 //               --request-timeout S --max-body-kib N --chat-template FILE
 //               --served-model-name NAME --api-key KEY --allowed-hosts NAMES
 //               --enable-agent-api --tools-config FILE]
@@ -49,6 +50,21 @@ cl::opt<int>
     queueSize("queue-size",
               cl::desc("Requests that may wait for the engine (more: 429)"),
               cl::init(16), cl::sub(serveSubcommand()));
+cl::opt<int> maxNumSeqs(
+    "max-num-seqs",
+    cl::desc("Requests generated at once by continuous batching (1: one at a "
+             "time)"),
+    cl::init(64), cl::sub(serveSubcommand()));
+cl::opt<int> maxBatchTokens(
+    "max-batch-tokens",
+    cl::desc("Tokens one batch step computes at most (decode rows + prompt "
+             "chunks; >= --max-num-seqs)"),
+    cl::init(2048), cl::sub(serveSubcommand()));
+cl::opt<int> kvBlocks(
+    "kv-blocks",
+    cl::desc("KV cache blocks of 64 positions shared by the batch (0: room "
+             "for four sequences of --max-seq)"),
+    cl::init(0), cl::sub(serveSubcommand()));
 cl::opt<double>
     requestTimeout("request-timeout",
                    cl::desc("Seconds a request may take, queue included"),
@@ -116,6 +132,16 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
     return absl::InvalidArgumentError(absl::StrFormat(
         "--request-timeout must be a number of seconds in (0, %.0f], not %g",
         kMaxRequestTimeoutSeconds, requestTimeout.getValue()));
+  if (maxNumSeqs < 1 || maxNumSeqs > 4096)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-num-seqs must be in 1..4096, not ", maxNumSeqs.getValue()));
+  if (maxBatchTokens < maxNumSeqs || maxBatchTokens > 65536)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-batch-tokens must be in --max-num-seqs (", maxNumSeqs.getValue(),
+        ")..65536, not ", maxBatchTokens.getValue()));
+  if (kvBlocks < 0 || kvBlocks > (1 << 24))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-blocks must be in 0..16777216, not ", kvBlocks.getValue()));
   if (maxBodyKiB < 1)
     return absl::InvalidArgumentError(absl::StrCat(
         "--max-body-kib must be at least 1, not ", maxBodyKiB.getValue()));
@@ -140,6 +166,7 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
   options.host = host;
   options.port = port;
   options.queueSize = queueSize;
+  options.maxNumSeqs = maxNumSeqs;
   options.requestTimeoutSeconds = requestTimeout;
   options.maxBodyBytes = size_t(maxBodyKiB) * 1024;
   options.tokenDelay = std::chrono::milliseconds(tokenDelayMs.getValue());
@@ -168,6 +195,34 @@ absl::StatusOr<ServedModel> servedModel(const TextModel &model) {
   return served;
 }
 
+/// The batch loop over a step runner of `model`'s engine, or null: batching
+/// is off (--max-num-seqs 1) or the engine has no batched path yet, which
+/// the log says.
+absl::StatusOr<std::unique_ptr<BatchGenerator>>
+batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
+  if (maxNumSeqs <= 1)
+    return nullptr;
+  const int64_t maxSeq = model.loaded.engine->maxSeq();
+  int64_t blocks = kvBlocks > 0 ? int64_t(kvBlocks) : 4 * kvBlocksFor(maxSeq);
+  auto made = model.loaded.engine->createStepRunner(blocks);
+  if (absl::IsUnimplemented(made.status())) {
+    std::fprintf(stderr, "treni serve: %s; serving one request at a time\n",
+                 std::string(made.status().message()).c_str());
+    return nullptr;
+  }
+  TRENI_ASSIGN_OR_RETURN(runner, std::move(made));
+  BatchGeneratorOptions options;
+  options.scheduler.maxNumSeqs = maxNumSeqs;
+  options.scheduler.maxBatchTokens = maxBatchTokens;
+  options.scheduler.prefillChunk =
+      std::min<int64_t>(model.options.prefillChunk, maxBatchTokens);
+  options.scheduler.maxSeqLen = maxSeq;
+  options.scheduler.prefixCaching = model.generatorOptions().prefixCache;
+  options.eosIds = model.loaded.eosIds;
+  return BatchGenerator::create(*runner, *model.loaded.tokenizer,
+                                std::move(options));
+}
+
 std::atomic<bool> stopRequested{false};
 void onStopSignal(int) { stopRequested = true; }
 
@@ -194,7 +249,11 @@ int runServeCommand() {
     return fail(served.status());
   Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
                       model->generatorOptions());
-  HttpServer server(generator, *served, *options);
+  std::unique_ptr<StepRunner> runner;
+  auto batch = batchGenerator(*model, runner);
+  if (!batch.ok())
+    return fail(batch.status());
+  HttpServer server(generator, *served, *options, batch->get());
   if (enableAgentApi)
     addAgentRoute(server, generator, *served, agentTools);
   if (absl::Status status = server.start(); !status.ok())
@@ -203,10 +262,15 @@ int runServeCommand() {
   std::signal(SIGTERM, onStopSignal);
   std::fprintf(stderr,
                "treni serve: listening on http://%s:%d (model '%s', %s, "
-               "max-seq %lld, queue %d)%s\n",
+               "max-seq %lld, queue %d, %s)%s\n",
                options->host.c_str(), server.port(), served->name.c_str(),
                deviceName(model->options.device),
                (long long)model->options.maxSeq, options->queueSize,
+               *batch ? absl::StrCat("continuous batching of up to ",
+                                     options->maxNumSeqs, " sequences, ",
+                                     runner->numBlocks(), " KV blocks")
+                            .c_str()
+                      : "one request at a time",
                model->loaded.chatTemplate
                    ? ""
                    : " [no chat template: /v1/completions only]");

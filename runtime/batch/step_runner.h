@@ -1,0 +1,41 @@
+//===- step_runner.h - an executor's side of continuous batching -*- C++
+//-*-===//
+//
+// What the batch loop (runtime/serve/batch_generator.h) asks of an executor:
+// compute one StepPlan - every running sequence's decode row and the prompt
+// chunks the scheduler picked, each through its own block table of one
+// shared KV pool - and hand back the logits of the rows that are sampled.
+// Sampling, stops and streaming stay with the caller, per sequence.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/batch/step_plan.h"
+
+namespace treni {
+
+class StepRunner {
+public:
+  virtual ~StepRunner() = default;
+
+  /// Computes `plan`'s rows: each row's KV row is written into the block of
+  /// its position (row p % kKvBlockTokens of block table[p / kKvBlockTokens])
+  /// and attends to its sequence's positions up to its own. Returns the
+  /// logits of the sampled rows in plan.sampledSequences() order, row-major
+  /// [rows, vocabSize()]. On an error the blocks the plan names may hold
+  /// partial rows (the scheduler's abortStep() drops them).
+  virtual absl::StatusOr<std::vector<float>> run(const StepPlan &plan) = 0;
+
+  virtual int64_t vocabSize() const = 0;
+  /// Blocks in the KV pool this runner computes into (the scheduler's
+  /// KvBlockPool must have as many).
+  virtual int64_t numBlocks() const = 0;
+  /// Positions one sequence can reach.
+  virtual int64_t maxSeq() const = 0;
+};
+
+} // namespace treni

@@ -1,0 +1,51 @@
+//===- cpu_step_runner.cpp - batch steps on the CPU reference -------------===//
+
+#include "runtime/exec/cpu_step_runner.h"
+
+#include "absl/strings/str_cat.h"
+#include "support/status.h"
+
+namespace treni {
+
+absl::StatusOr<std::unique_ptr<CpuStepRunner>>
+CpuStepRunner::create(std::unique_ptr<CpuExecutor> executor) {
+  if (!executor || !executor->paged())
+    return absl::InvalidArgumentError(
+        "a batch step runner needs a paged CPU executor");
+  if (executor->blockTokens() != kKvBlockTokens)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the executor's KV blocks hold ", executor->blockTokens(),
+                     " rows; the scheduler's hold ", kKvBlockTokens));
+  return std::unique_ptr<CpuStepRunner>(new CpuStepRunner(std::move(executor)));
+}
+
+absl::StatusOr<std::vector<float>> CpuStepRunner::run(const StepPlan &plan) {
+  const int64_t vocab = executor_->vocabSize();
+  std::vector<float> logits;
+  logits.reserve(size_t(vocab) * plan.sampledSequences().size());
+  auto append = [&](const std::vector<float> &row) -> absl::Status {
+    if (int64_t(row.size()) != vocab)
+      return absl::InternalError(
+          absl::StrCat("a step row has ", row.size(), " logits, not ", vocab));
+    logits.insert(logits.end(), row.begin(), row.end());
+    return absl::OkStatus();
+  };
+  // Decode rows first, then the chunks: plan.sampledSequences()'s order.
+  for (const DecodeRow &row : plan.decodes) {
+    TRENI_ASSIGN_OR_RETURN(std::vector<float> out,
+                           executor_->decode(row.token, row.position,
+                                             plan.blockTable(row.blockTable)));
+    TRENI_RETURN_IF_ERROR(append(out));
+  }
+  for (const PrefillChunk &chunk : plan.prefills) {
+    TRENI_ASSIGN_OR_RETURN(
+        std::vector<float> out,
+        executor_->prefill(chunk.tokens, chunk.firstPosition,
+                           plan.blockTable(chunk.blockTable)));
+    if (chunk.samplesLast)
+      TRENI_RETURN_IF_ERROR(append(out));
+  }
+  return logits;
+}
+
+} // namespace treni
