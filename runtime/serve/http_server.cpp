@@ -15,6 +15,9 @@
 #include "runtime/serve/http_server.h"
 
 #include <malloc.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <array>
 #include <csignal>
@@ -537,7 +540,30 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       if (!ec)
         self->onJobDeadline();
     });
+    watchDisconnect();
     pump();
+  }
+
+  /// While a request waits or generates and nothing is written yet, the
+  /// socket is not read; a client that closes its end meanwhile would go
+  /// unnoticed until the answer is written. Waits for the socket to turn
+  /// readable without reading: end of stream (or an error) cancels the job
+  /// and closes; bytes (a pipelined request) are left for readRequest().
+  void watchDisconnect() {
+    stream.socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this(), watched = job](beast::error_code ec) {
+          if (ec || self->job != watched || self->responded || self->streaming)
+            return;
+          char byte;
+          ssize_t n = ::recv(self->stream.socket().native_handle(), &byte, 1,
+                             MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                         errno != EINTR))
+            return self->closeNow(); // cancels the job
+          if (n < 0)                 // spurious wake-up
+            self->watchDisconnect();
+        });
   }
 
   /// Before a stream starts: a request still queued or generating at its

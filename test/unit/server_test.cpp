@@ -545,6 +545,34 @@ TEST_P(ServerTest, DisconnectCancelsTheGeneration) {
   expectGoodChat();
 }
 
+// Tests that a client that closes its connection while its non-streamed
+// request generates (nothing written to it yet) cancels the generation.
+TEST_P(ServerTest, NonStreamingDisconnectCancels) {
+  ServerOptions options;
+  options.tokenDelay = std::chrono::milliseconds(10);
+  HttpServer &server = start(options);
+  std::string body = chatBody({{"max_tokens", 200}}).dump();
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: " + hostHeader("127.0.0.1") +
+      "\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  {
+    RawConnection client(server_->port());
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.send(request));
+    for (int i = 0; i < 300 && server.metrics().running() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(server.metrics().running(), 1);
+  } // closed mid-generation
+  for (int i = 0; i < 300 && server.metrics().cancelled() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server.metrics().cancelled(), 1u);
+  // 200 tokens take at least 2 s; the cancelled one stopped well before.
+  EXPECT_LT(server.metrics().completionTokens(), 100u);
+  expectGoodChat();
+}
+
 TEST_P(ServerTest, RequestTimeout) {
   ServerOptions options;
   options.tokenDelay = std::chrono::milliseconds(20);
