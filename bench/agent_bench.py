@@ -486,8 +486,11 @@ def free_port():
 
 def start_server(args):
     port = free_port()
+    # One request at a time, as the internal executor runs: the comparison is
+    # of one agent loop, and the single-sequence prefix cache reuses any
+    # common prefix (the batch pool only whole 64-token blocks).
     cmd = [args.treni, "serve", args.model, "--device", args.device, "--host", "127.0.0.1",
-           "--port", str(port), "--max-seq", str(args.max_seq)]
+           "--port", str(port), "--max-seq", str(args.max_seq), "--max-num-seqs", "1"]
     if args.tokenizer:
         cmd += ["--tokenizer", args.tokenizer]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
