@@ -416,7 +416,7 @@ struct AgentExecutor::Interpreter {
 
   /// The low-confidence tokens of a generation with their alternatives.
   static json uncertainTokens(const GenerationValue &value,
-                              const Generator &generator) {
+                              const TextGenerator &generator) {
     auto pieceOf = [&](int32_t id) {
       absl::StatusOr<std::string> text =
           generator.tokenizer().decode({&id, 1}, false);

@@ -60,7 +60,7 @@
 namespace treni {
 
 class ChatTemplate;
-class Generator;
+class TextGenerator;
 class ToolRegistry;
 
 struct AgentExecutorOptions {
@@ -97,7 +97,7 @@ struct AgentExecutorOptions {
 /// A model the workflows can name (`model "NAME"`; absent: the default).
 struct AgentModel {
   std::string name;
-  Generator *generator = nullptr;             ///< not owned
+  TextGenerator *generator = nullptr;         ///< not owned
   const ChatTemplate *chatTemplate = nullptr; ///< may be null; not owned
 };
 

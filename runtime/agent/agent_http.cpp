@@ -13,16 +13,17 @@ namespace {
 using json = nlohmann::json;
 } // namespace
 
-void addAgentRoute(HttpServer &server, Generator &generator,
+void addAgentRoute(HttpServer &server, TextGenerator &generator,
                    const ServedModel &model, ToolRegistry &tools,
                    AgentExecutorOptions options) {
   AgentModel agentModel{model.name, &generator, model.chatTemplate};
   options.lowConfidenceThreshold = model.lowConfidenceThreshold;
   server.addStreamedRoute(
-      "/v1/agent/run", [agentModel, &tools, options](
-                           const std::string &body,
-                           const std::function<void(const std::string &)> &emit,
-                           const std::atomic<bool> &cancel) {
+      "/v1/agent/run",
+      [agentModel, &tools,
+       options](const std::string &body,
+                const std::function<void(const std::string &)> &emit,
+                const std::atomic<bool> &cancel) {
         auto error = [&](const std::string &message) {
           emit(dumpJson(json{{"event", "error"}, {"error", message}}));
         };
@@ -53,7 +54,8 @@ void addAgentRoute(HttpServer &server, Generator &generator,
         // event of their own.
         if (!result.ok() && !streamedError)
           error(std::string(result.status().message()));
-      });
+      },
+      /*concurrent=*/generator.concurrent());
 }
 
 } // namespace treni

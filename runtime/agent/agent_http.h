@@ -28,13 +28,16 @@
 namespace treni {
 
 class HttpServer;
-class Generator;
+class TextGenerator;
 class ToolRegistry;
 struct ServedModel;
 
 /// Adds POST /v1/agent/run to `server` (before start()). `generator`,
-/// `model`'s pointees and `tools` must outlive the server.
-void addAgentRoute(HttpServer &server, Generator &generator,
+/// `model`'s pointees and `tools` must outlive the server. With a
+/// generator that takes concurrent callers (a BatchGenerator) workflows run
+/// beside each other and beside chat requests, their generate steps sharing
+/// the batch; with a Generator they run one at a time on its worker.
+void addAgentRoute(HttpServer &server, TextGenerator &generator,
                    const ServedModel &model, ToolRegistry &tools,
                    AgentExecutorOptions options = {});
 

@@ -63,7 +63,7 @@ struct BatchStats {
   int64_t maxStepSequences = 0;
 };
 
-class BatchGenerator {
+class BatchGenerator : public TextGenerator {
 public:
   /// Starts the loop over `runner` (which must outlive the generator; its
   /// pool's blocks are the scheduler's). InvalidArgument for a scheduler
@@ -80,8 +80,11 @@ public:
   /// that failed (the runner's error, for the sequences of that step), or a
   /// generator shutting down (Unavailable). Cancellation and deadlines are
   /// finish reasons, as for Generator.
-  absl::StatusOr<GenerationResult> generate(const GenerationRequest &request,
-                                            const StreamCallback &onDelta = {});
+  absl::StatusOr<GenerationResult>
+  generate(const GenerationRequest &request,
+           const StreamCallback &onDelta = {}) override;
+  const Tokenizer &tokenizer() const override { return tokenizer_; }
+  bool concurrent() const override { return true; }
 
   BatchStats stats() const;
   const SchedulerConfig &config() const { return config_; }

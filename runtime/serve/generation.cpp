@@ -195,8 +195,8 @@ Generator::Generator(Engine &engine, const Tokenizer &tokenizer,
                      GeneratorOptions options)
     : engine_(engine), tokenizer_(tokenizer), options_(std::move(options)) {}
 
-std::string Generator::tokenBytes(int32_t id) const {
-  return tokenBytesOf(tokenizer_, id);
+std::string TextGenerator::tokenBytes(int32_t id) const {
+  return tokenBytesOf(tokenizer(), id);
 }
 
 absl::Span<const int32_t> Generator::cachedIds() const {

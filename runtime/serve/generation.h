@@ -121,25 +121,43 @@ struct GeneratorOptions {
   bool prefixCache = true;
 };
 
-class Generator {
+/// What turns a request into generated text for a caller that does not
+/// care how: one sequence on an engine (Generator), or many sharing batch
+/// steps (BatchGenerator, runtime/serve/batch_generator.h). The agent
+/// executor and the server's routes take this.
+class TextGenerator {
 public:
-  Generator(Engine &engine, const Tokenizer &tokenizer,
-            GeneratorOptions options);
-
+  virtual ~TextGenerator() = default;
   /// Generates for `request`. Errors: an empty prompt, a prompt that does not
   /// fit max_seq, an id outside the vocabulary, invalid sampling parameters
   /// (InvalidArgument), or an engine failure. A stream that was cancelled or
   /// timed out is not an error: see finishReason.
-  absl::StatusOr<GenerationResult> generate(const GenerationRequest &request,
-                                            const StreamCallback &onDelta = {});
-
-  const GeneratorOptions &options() const { return options_; }
-  const Tokenizer &tokenizer() const { return tokenizer_; }
-  Engine &engine() { return engine_; }
+  virtual absl::StatusOr<GenerationResult>
+  generate(const GenerationRequest &request,
+           const StreamCallback &onDelta = {}) = 0;
+  virtual const Tokenizer &tokenizer() const = 0;
+  /// Whether generate() may be called from several threads at once.
+  virtual bool concurrent() const = 0;
 
   /// The bytes token `id` stands for on its own (its byte-level BPE bytes,
   /// possibly part of a UTF-8 character; a special token's content).
   std::string tokenBytes(int32_t id) const;
+};
+
+/// One sequence at a time on one engine; not thread-safe.
+class Generator : public TextGenerator {
+public:
+  Generator(Engine &engine, const Tokenizer &tokenizer,
+            GeneratorOptions options);
+
+  absl::StatusOr<GenerationResult>
+  generate(const GenerationRequest &request,
+           const StreamCallback &onDelta = {}) override;
+  const Tokenizer &tokenizer() const override { return tokenizer_; }
+  bool concurrent() const override { return false; }
+
+  const GeneratorOptions &options() const { return options_; }
+  Engine &engine() { return engine_; }
 
   /// The ids the engine's KV cache holds at positions 0.. as far as this
   /// Generator knows (empty when unknown, or with prefixCache off).

@@ -28,6 +28,8 @@ struct HttpServer::Job {
   enum class Kind { Chat, Completion, Streamed };
   Kind kind = Kind::Chat;
   std::function<void(Job &)> work; ///< Kind::Streamed: runs on the worker
+  /// Kind::Streamed: may run on a batch worker (StreamedRoute::concurrent).
+  bool concurrent = false;
   ChatRequest chat;
   CompletionRequest completion;
   bool stream = false;

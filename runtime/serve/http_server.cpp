@@ -302,7 +302,7 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     } else {
       route = Route::None;
       for (size_t i = 0; i < server.streamedRoutes_.size(); ++i)
-        if (server.streamedRoutes_[i].first == path) {
+        if (server.streamedRoutes_[i].path == path) {
           route = Route::Streamed;
           streamedRoute = i;
         }
@@ -509,7 +509,8 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     } else {
       job->kind = Job::Kind::Streamed;
       job->stream = true;
-      job->work = [work = server.streamedRoutes_[index].second,
+      job->concurrent = server.streamedRoutes_[index].concurrent;
+      job->work = [work = server.streamedRoutes_[index].work,
                    body = std::move(body)](Job &j) {
         work(
             body,
@@ -850,8 +851,9 @@ json HttpServer::modelObject() const {
           {"max_model_len", model_.maxSeq}};
 }
 
-void HttpServer::addStreamedRoute(std::string path, StreamedWork work) {
-  streamedRoutes_.emplace_back(std::move(path), std::move(work));
+void HttpServer::addStreamedRoute(std::string path, StreamedWork work,
+                                  bool concurrent) {
+  streamedRoutes_.push_back({std::move(path), std::move(work), concurrent});
 }
 
 absl::Status HttpServer::start() {

@@ -18,8 +18,9 @@
 //   - with a BatchGenerator (continuous batching, --max-num-seqs N > 1):
 //     N batch workers take the chat and completion requests instead, each
 //     waiting on its request while the BatchGenerator's loop computes all of
-//     them in shared steps; the one worker keeps the streamed routes (the
-//     agent API), which use the Generator.
+//     them in shared steps; streamed routes added as concurrent (the agent
+//     API given the BatchGenerator) run there too, the others stay on the
+//     one worker, which may use the Generator.
 // A validated request goes on a bounded queue; a full queue answers 429; a
 // request past --request-timeout answers 504 (or ends its stream with an
 // error event); a client that disconnects mid-stream cancels its
@@ -122,7 +123,8 @@ public:
   const Metrics &metrics() const { return metrics_; }
 
   /// Work for a streamed route: runs on the generation worker (serialized
-  /// with every generation, so it may use the Generator), reading the
+  /// with every generation, so it may use the Generator) or, when added as
+  /// concurrent, on a batch worker; reading the
   /// request body and calling `emit` with each Server-Sent Event's data
   /// (one JSON text, without the `data: ` framing). `cancel` turns true when
   /// the client goes away or the request times out.
@@ -133,8 +135,11 @@ public:
   /// Adds `POST path` answered as `text/event-stream` by `work`, queued like
   /// a generation; the stream ends with `data: [DONE]`. The body has passed
   /// the checks every POST gets (application/json, the size limit, no NUL
-  /// byte, bounded nesting). Call before start().
-  void addStreamedRoute(std::string path, StreamedWork work);
+  /// byte, bounded nesting). `concurrent` work may run on the batch workers
+  /// beside other requests (it must not use the Generator); other work runs
+  /// on the one worker. Call before start().
+  void addStreamedRoute(std::string path, StreamedWork work,
+                        bool concurrent = false);
 
   struct Job;
   struct Impl;
@@ -174,7 +179,12 @@ private:
   std::thread worker_;
   std::vector<std::thread> batchWorkers_;
   std::mutex stopMutex_;
-  std::vector<std::pair<std::string, StreamedWork>> streamedRoutes_;
+  struct StreamedRoute {
+    std::string path;
+    StreamedWork work;
+    bool concurrent = false;
+  };
+  std::vector<StreamedRoute> streamedRoutes_;
 };
 
 } // namespace treni

@@ -57,7 +57,9 @@ std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
   // Chat and completions go to the batch workers when there are any; the
   // streamed routes use the Generator, on the one worker.
   std::deque<std::shared_ptr<Job>> &queue =
-      batch_ && job->kind != Job::Kind::Streamed ? batchQueue_ : queue_;
+      batch_ && (job->kind != Job::Kind::Streamed || job->concurrent)
+          ? batchQueue_
+          : queue_;
   if (int(queue.size()) >= options_.queueSize)
     return serverError(429,
                        absl::StrCat("the server is busy: ", queue.size(),

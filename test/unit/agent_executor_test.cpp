@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -674,6 +675,64 @@ TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
   std::vector<std::string> missingData = sseData(missing->body);
   ASSERT_EQ(missingData.size(), 2u) << missing->body;
   EXPECT_THAT(missingData[0], HasSubstr("missing argument 'n'"));
+  server.stop();
+}
+
+// Tests that with a BatchGenerator the agent route runs workflows beside
+// each other on the batch workers: six concurrent runs each end with the
+// value the workflow gives on the Generator alone, and their generate steps
+// shared batch steps.
+TEST_F(AgentExecutorTest, ServerRunsWorkflowsConcurrentlyThroughTheBatch) {
+  auto runner = engine_->createStepRunner(64);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  BatchGeneratorOptions batchOptions;
+  batchOptions.scheduler.maxSeqLen = 512;
+  auto batch = BatchGenerator::create(**runner, *tokenizer_, batchOptions);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.maxNumSeqs = 8;
+  ServedModel served;
+  served.name = "qwen2";
+  served.tokenizer = tokenizer_;
+  served.chatTemplate = chat_;
+  served.maxSeq = 512;
+  HttpServer server(*generator_, served, options, batch->get());
+  addAgentRoute(server, **batch, served, registry_);
+  ASSERT_TRUE(server.start().ok());
+
+  const std::string source =
+      "workflow w(q: string) -> string {\n"
+      "  tool echo(text: q) as e\n"
+      "  generate \"Tell me about {e.text}\" max_tokens 200 as g\n"
+      "  return g.text\n}\n";
+  constexpr int kRuns = 6;
+  std::vector<std::string> expected;
+  for (int i = 0; i < kRuns; ++i) {
+    auto alone = run(source, {{"q", "topic " + std::to_string(i * 11)}});
+    ASSERT_TRUE(alone.ok()) << alone.status();
+    expected.push_back(alone->value.get<std::string>());
+  }
+  std::vector<std::future<json>> ends;
+  for (int i = 0; i < kRuns; ++i)
+    ends.push_back(std::async(std::launch::async, [&, i] {
+      httplib::Client client("127.0.0.1", server.port());
+      client.set_read_timeout(60, 0);
+      json body = {{"source", source},
+                   {"args", {{"q", "topic " + std::to_string(i * 11)}}}};
+      auto res = client.Post("/v1/agent/run", body.dump(), "application/json");
+      if (!res || res->status != 200)
+        return json{{"status", res ? res->status : -1}};
+      std::vector<std::string> data = sseData(res->body);
+      return data.size() >= 2 ? json::parse(data[data.size() - 2]) : json();
+    }));
+  for (int i = 0; i < kRuns; ++i) {
+    json end = ends[i].get();
+    EXPECT_EQ(end["event"], "end") << end.dump();
+    EXPECT_EQ(end["value"], expected[i]) << "run " << i;
+  }
+  EXPECT_GT((*batch)->stats().maxStepSequences, 1);
   server.stop();
 }
 

@@ -255,7 +255,9 @@ int runServeCommand() {
     return fail(batch.status());
   HttpServer server(generator, *served, *options, batch->get());
   if (enableAgentApi)
-    addAgentRoute(server, generator, *served, agentTools);
+    addAgentRoute(server,
+                  *batch ? static_cast<TextGenerator &>(**batch) : generator,
+                  *served, agentTools);
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
   std::signal(SIGINT, onStopSignal);
