@@ -264,6 +264,33 @@ protected:
     return out;
   }
 
+  /// A reply's content and every token's logprob, from a plain or a
+  /// streamed chat completion ("HTTP n" for a failure).
+  static std::string answer(const Reply &reply, bool streamed) {
+    if (reply.status != 200)
+      return "HTTP " + std::to_string(reply.status);
+    std::string content;
+    json logprobs = json::array();
+    if (!streamed) {
+      json choice = json::parse(reply.body)["choices"][0];
+      content = choice["message"]["content"];
+      for (const json &token : choice["logprobs"]["content"])
+        logprobs.push_back(token["logprob"]);
+    } else {
+      for (const json &chunk : events(reply.body)) {
+        if (chunk == "[DONE]" || chunk["choices"].empty())
+          continue;
+        const json &choice = chunk["choices"][0];
+        if (choice["delta"].contains("content"))
+          content += choice["delta"]["content"].get<std::string>();
+        if (choice["logprobs"].is_object())
+          for (const json &token : choice["logprobs"]["content"])
+            logprobs.push_back(token["logprob"]);
+      }
+    }
+    return content + " " + logprobs.dump();
+  }
+
   static void expectOpenAiError(const Reply &reply, int status,
                                 const std::string &code) {
     EXPECT_EQ(reply.status, status) << reply.body;
@@ -612,31 +639,6 @@ TEST_P(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
                      {"logprobs", true}})
         .dump();
   };
-  // content + every token's logprob, from a plain or a streamed reply.
-  auto answer = [](const Reply &reply, bool streamed) {
-    if (reply.status != 200)
-      return "HTTP " + std::to_string(reply.status);
-    std::string content;
-    json logprobs = json::array();
-    if (!streamed) {
-      json choice = json::parse(reply.body)["choices"][0];
-      content = choice["message"]["content"];
-      for (const json &token : choice["logprobs"]["content"])
-        logprobs.push_back(token["logprob"]);
-    } else {
-      for (const json &chunk : events(reply.body)) {
-        if (chunk == "[DONE]" || chunk["choices"].empty())
-          continue;
-        const json &choice = chunk["choices"][0];
-        if (choice["delta"].contains("content"))
-          content += choice["delta"]["content"].get<std::string>();
-        if (choice["logprobs"].is_object())
-          for (const json &token : choice["logprobs"]["content"])
-            logprobs.push_back(token["logprob"]);
-      }
-    }
-    return content + " " + logprobs.dump();
-  };
   std::vector<std::string> sequential;
   for (int i = 0; i < kClients; ++i)
     sequential.push_back(answer(post("/v1/chat/completions", body(i)), false));
@@ -739,31 +741,6 @@ TEST_P(ServerTest, ThousandMixedRequestsUnderLoad) {
     if (stream)
       body["stream"] = true;
     return body.dump();
-  };
-  // content + every token's logprob, from a plain or a streamed reply.
-  auto answer = [](const Reply &reply, bool streamed) -> std::string {
-    if (reply.status != 200)
-      return "HTTP " + std::to_string(reply.status);
-    std::string content;
-    json logprobs = json::array();
-    if (!streamed) {
-      json choice = json::parse(reply.body)["choices"][0];
-      content = choice["message"]["content"];
-      for (const json &token : choice["logprobs"]["content"])
-        logprobs.push_back(token["logprob"]);
-    } else {
-      for (const json &chunk : events(reply.body)) {
-        if (chunk == "[DONE]" || chunk["choices"].empty())
-          continue;
-        const json &choice = chunk["choices"][0];
-        if (choice["delta"].contains("content"))
-          content += choice["delta"]["content"].get<std::string>();
-        if (choice["logprobs"].is_object())
-          for (const json &token : choice["logprobs"]["content"])
-            logprobs.push_back(token["logprob"]);
-      }
-    }
-    return content + " " + logprobs.dump();
   };
   std::vector<std::string> reference;
   for (int i = 0; i < kPrompts; ++i)
