@@ -61,6 +61,10 @@ BatchGenerator::~BatchGenerator() {
   }
   wake_.notify_all();
   thread_.join();
+  // Callers woken with their result still hold (or are about to take)
+  // mutex_ on their way out of generate(): wait for the last of them.
+  std::unique_lock<std::mutex> lock(mutex_);
+  callersLeft_.wait(lock, [&] { return callers_ == 0; });
 }
 
 absl::StatusOr<GenerationResult>
@@ -86,9 +90,13 @@ BatchGenerator::generate(const GenerationRequest &request,
         waiting, " requests are waiting for a batch slot (at most ",
         options_.maxWaiting, ")"));
   arrived_.push_back(&pending);
+  ++callers_;
   wake_.notify_all();
   pending.done.wait(lock, [&] { return pending.result.has_value(); });
-  return std::move(*pending.result);
+  absl::StatusOr<GenerationResult> result = std::move(*pending.result);
+  if (--callers_ == 0)
+    callersLeft_.notify_all();
+  return result;
 }
 
 BatchStats BatchGenerator::stats() const {

@@ -122,6 +122,10 @@ private:
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
+  /// generate() calls that queued a request and have not returned; the
+  /// destructor waits for none (guarded by mutex_).
+  int64_t callers_ = 0;
+  std::condition_variable callersLeft_;
   std::deque<Pending *> arrived_; ///< guarded by mutex_
   bool stopping_ = false;         ///< guarded by mutex_
   BatchStats stats_;              ///< guarded by mutex_
