@@ -47,20 +47,48 @@ CpuExecutor::createPaged(Plan plan, const std::string &modelDir,
   return createPaged(std::move(plan), *checkpoint, numBlocks, blockTokens);
 }
 
-absl::StatusOr<std::unique_ptr<CpuExecutor>>
-CpuExecutor::createPaged(Plan plan, const Checkpoint &weights,
-                         int64_t numBlocks, int64_t blockTokens) {
+absl::Status CpuExecutor::checkPool(int64_t numBlocks, int64_t blockTokens) {
   // Block ids are int32 (KvBlockId), and so are positions.
   if (numBlocks <= 0 || blockTokens <= 0 || numBlocks > INT32_MAX / blockTokens)
     return absl::InvalidArgumentError(
         absl::StrCat("a KV pool needs a positive number of blocks of positive "
                      "size, at most 2^31 - 1 rows in all; got ",
                      numBlocks, " blocks of ", blockTokens, " rows"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::createPaged(Plan plan, const Checkpoint &weights,
+                         int64_t numBlocks, int64_t blockTokens) {
+  TRENI_RETURN_IF_ERROR(checkPool(numBlocks, blockTokens));
   TRENI_ASSIGN_OR_RETURN(
       auto executor, load(std::move(plan), weights, numBlocks * blockTokens));
   executor->numBlocks_ = numBlocks;
   executor->blockTokens_ = blockTokens;
   return executor;
+}
+
+absl::StatusOr<std::unique_ptr<CpuExecutor>>
+CpuExecutor::createPagedSharingWeights(int64_t numBlocks,
+                                       int64_t blockTokens) const {
+  TRENI_RETURN_IF_ERROR(checkPool(numBlocks, blockTokens));
+  std::unique_ptr<CpuExecutor> executor(new CpuExecutor());
+  executor->plan_ = plan_;
+  executor->vocabSize_ = vocabSize_;
+  executor->weights_ = weights_;
+  executor->maxSeq_ = numBlocks * blockTokens;
+  executor->numBlocks_ = numBlocks;
+  executor->blockTokens_ = blockTokens;
+  executor->allocateCaches(executor->maxSeq_);
+  return executor;
+}
+
+void CpuExecutor::allocateCaches(int64_t cacheRows) {
+  for (const PlanKvCache &cache : plan_.caches) {
+    size_t size = size_t(cacheRows) * cache.numKvHeads * cache.headDim;
+    keys_[cache.name].assign(cache.numLayers, std::vector<float>(size));
+    values_[cache.name].assign(cache.numLayers, std::vector<float>(size));
+  }
 }
 
 absl::StatusOr<std::unique_ptr<CpuExecutor>>
@@ -74,6 +102,7 @@ CpuExecutor::load(Plan plan, const Checkpoint &weights, int64_t cacheRows) {
   executor->vocabSize_ = std::get<int64_t>(vocab->second);
 
   TRENI_ASSIGN_OR_RETURN(auto tensors, matchPlanWeights(plan, weights));
+  auto converted = std::make_shared<std::vector<std::vector<float>>>();
   for (const WeightTensors &parts : tensors) {
     // A concatenation is its parts back to back (row-major, dimension 0).
     int64_t total = 0;
@@ -86,26 +115,21 @@ CpuExecutor::load(Plan plan, const Checkpoint &weights, int64_t cacheRows) {
                    info->numElements());
       next += info->numElements();
     }
-    executor->weights_.push_back(std::move(data));
+    converted->push_back(std::move(data));
   }
-  for (const PlanKvCache &cache : plan.caches) {
-    size_t size = size_t(cacheRows) * cache.numKvHeads * cache.headDim;
-    executor->keys_[cache.name].assign(cache.numLayers,
-                                       std::vector<float>(size));
-    executor->values_[cache.name].assign(cache.numLayers,
-                                         std::vector<float>(size));
-  }
+  executor->weights_ = std::move(converted);
   for (const char *name : {"prefill", "decode"})
     if (!plan.function(name))
       return absl::InvalidArgumentError(
           absl::StrCat("plan has no @", name, " function"));
   executor->plan_ = std::move(plan);
+  executor->allocateCaches(cacheRows);
   return executor;
 }
 
 int64_t CpuExecutor::weightBytes() const {
   int64_t total = 0;
-  for (const auto &w : weights_)
+  for (const auto &w : *weights_)
     total += w.size() * sizeof(float);
   return total;
 }
@@ -266,7 +290,7 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     cpu::StepArgs args{step};
     for (const PlanOperand &operand : step.inputs) {
       if (operand.kind == PlanOperand::Kind::Weight) {
-        args.inputs.push_back(weights_[operand.index].data());
+        args.inputs.push_back((*weights_)[operand.index].data());
         const std::vector<int64_t> &shape = plan_.weights[operand.index].shape;
         args.inputRows.push_back(shape.empty() ? 1 : shape[0]);
         continue;

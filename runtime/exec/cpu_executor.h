@@ -54,6 +54,16 @@ public:
   static absl::StatusOr<std::unique_ptr<CpuExecutor>>
   createPaged(Plan plan, const std::string &modelDir, int64_t numBlocks,
               int64_t blockTokens = kKvBlockTokens);
+  /// A paged executor of this one's plan that shares its fp32 weights (read
+  /// only, no second copy; either may outlive the other): a batch runner
+  /// beside an engine's single-sequence cache.
+  absl::StatusOr<std::unique_ptr<CpuExecutor>>
+  createPagedSharingWeights(int64_t numBlocks,
+                            int64_t blockTokens = kKvBlockTokens) const;
+  /// Whether `other` reads the same weight storage.
+  bool sharesWeightsWith(const CpuExecutor &other) const {
+    return weights_ == other.weights_;
+  }
 
   /// Runs @prefill on `ids` at positions start.., returning the last row's
   /// logits. Contiguous executors only.
@@ -137,7 +147,13 @@ private:
   int64_t maxSeq_ = 0;
   int64_t numBlocks_ = 0, blockTokens_ = 0; ///< paged mode only
   int64_t vocabSize_ = 0;
-  std::vector<std::vector<float>> weights_; ///< by plan weight index
+  /// By plan weight index; shared with executors made by
+  /// createPagedSharingWeights.
+  std::shared_ptr<const std::vector<std::vector<float>>> weights_;
+  /// Sizes every layer's key and value cache for `cacheRows` rows.
+  void allocateCaches(int64_t cacheRows);
+  /// A pool of `numBlocks` blocks of `blockTokens` rows can be addressed.
+  static absl::Status checkPool(int64_t numBlocks, int64_t blockTokens);
   /// cache name -> per layer key and value, each [maxSeq, kvHeads*headDim]
   /// (paged: numBlocks * blockTokens rows).
   std::map<std::string, std::vector<std::vector<float>>> keys_, values_;

@@ -141,22 +141,20 @@ absl::StatusOr<Package> buildPackage(Plan plan, const std::string &modelDir,
 
 class CpuEngine : public Engine {
 public:
-  CpuEngine(std::unique_ptr<CpuExecutor> executor,
-            std::shared_ptr<const ModelDir> weights, EngineStats stats,
+  CpuEngine(std::unique_ptr<CpuExecutor> executor, EngineStats stats,
             int64_t prefillChunk)
-      : executor_(std::move(executor)), weights_(std::move(weights)),
-        prefillChunk_(prefillChunk) {
+      : executor_(std::move(executor)), prefillChunk_(prefillChunk) {
     stats_ = std::move(stats);
   }
   absl::StatusOr<std::vector<float>> lastLogits() override { return logits_; }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
   int64_t maxSeq() const override { return executor_->maxSeq(); }
-  /// A paged executor of the same plan (its own fp32 weights and pool).
+  /// A paged executor of the same plan and the same fp32 weights, with a
+  /// pool of its own.
   absl::StatusOr<std::unique_ptr<StepRunner>>
   createStepRunner(int64_t numBlocks) override {
-    TRENI_ASSIGN_OR_RETURN(
-        auto paged, CpuExecutor::createPaged(executor_->plan(),
-                                             *weights_->checkpoint, numBlocks));
+    TRENI_ASSIGN_OR_RETURN(auto paged,
+                           executor_->createPagedSharingWeights(numBlocks));
     TRENI_ASSIGN_OR_RETURN(auto runner,
                            CpuStepRunner::create(std::move(paged)));
     return std::unique_ptr<StepRunner>(std::move(runner));
@@ -184,7 +182,6 @@ protected:
 
 private:
   std::unique_ptr<CpuExecutor> executor_;
-  std::shared_ptr<const ModelDir> weights_;
   int64_t prefillChunk_;
   std::vector<float> logits_;
   uint64_t step_ = 0;
@@ -412,7 +409,7 @@ loadEngine(const std::string &model, const EngineOptions &options) {
   stats.deviceName = "cpu (fp32 reference)";
   stats.totalLoadSeconds = secondsSince(start);
   return std::unique_ptr<Engine>(
-      new CpuEngine(std::move(executor), weights, stats, options.prefillChunk));
+      new CpuEngine(std::move(executor), stats, options.prefillChunk));
 }
 
 absl::StatusOr<PackageStats> compilePackage(const std::string &modelDir,

@@ -191,6 +191,33 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, PagedKvTest,
 // too short for the call's positions are refused with an InvalidArgument
 // that says what is wrong, that calls in the wrong cache mode are refused,
 // and that the executor still computes correct logits afterwards.
+// Tests that a paged executor made from a contiguous one shares its weights
+// (no second fp32 copy) and computes what a paged executor loaded from the
+// checkpoint computes, bit for bit, also once the contiguous one is gone.
+TEST_P(PagedKvTest, PagedSharingWeightsMatchesALoadedOne) {
+  Plan plan = compileFixturePlan(dir());
+  auto contiguous = testing_util::makeContiguous(plan, dir());
+  ASSERT_TRUE(contiguous);
+  auto shared = contiguous->createPagedSharingWeights(6, 4);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  auto loaded = makePaged(plan, dir(), 6, 4);
+  ASSERT_TRUE(loaded);
+  EXPECT_TRUE((*shared)->sharesWeightsWith(*contiguous));
+  EXPECT_FALSE(loaded->sharesWeightsWith(*contiguous));
+  EXPECT_EQ((*shared)->numBlocks(), 6);
+  EXPECT_EQ((*shared)->maxSeq(), 24);
+  EXPECT_EQ(contiguous->createPagedSharingWeights(0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  PagedSequence sequence{fixtureTokens(9, 3), fixtureTokens(3, 4), {5, 0, 3}};
+  PagedSequence again = sequence;
+  EXPECT_EQ(sequence.prefill(**shared), again.prefill(*loaded));
+  contiguous.reset();
+  for (int step = 0; step < 3; ++step)
+    EXPECT_EQ(sequence.decodeNext(**shared), again.decodeNext(*loaded))
+        << "decode " << step;
+}
+
 TEST(PagedKvErrorsTest, RejectsBadBlockTables) {
   std::string dir = fixtureDir("qwen2");
   Plan plan = compileFixturePlan(dir);
