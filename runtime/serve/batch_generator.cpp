@@ -131,6 +131,19 @@ void BatchGenerator::complete(SequenceId id,
   pending->done.notify_one();
 }
 
+void BatchGenerator::end(SequenceId id,
+                         absl::StatusOr<GenerationResult> result) {
+  (void)scheduler_.cancel(id); // NotFound: the scheduler finished it already
+  complete(id, std::move(result));
+}
+
+std::vector<SequenceId> BatchGenerator::activeIds() const {
+  std::vector<SequenceId> ids;
+  for (const auto &[id, pending] : active_)
+    ids.push_back(id);
+  return ids;
+}
+
 void BatchGenerator::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
@@ -157,14 +170,10 @@ void BatchGenerator::loop() {
     pending->result = absl::UnavailableError("the generator is shutting down");
     pending->done.notify_one();
   }
-  std::vector<SequenceId> ids;
-  for (const auto &[id, pending] : active_)
-    ids.push_back(id);
-  for (SequenceId id : ids) {
-    Pending *pending = active_[id];
-    (void)scheduler_.cancel(id);
-    pending->stream->finishWith(FinishReason::Cancelled);
-    complete(id, pending->stream->finish());
+  for (SequenceId id : activeIds()) {
+    GenerationStream &stream = *active_[id]->stream;
+    stream.finishWith(FinishReason::Cancelled);
+    end(id, stream.finish());
   }
 }
 
@@ -185,14 +194,9 @@ void BatchGenerator::admit(std::unique_lock<std::mutex> &lock) {
   }
   // Cancelled (the flag, or a stream callback that said stop) and timed-out
   // sequences end between steps: their blocks go back at once.
-  std::vector<SequenceId> ended;
-  for (const auto &[id, pending] : active_)
-    if (pending->stream->interrupted())
-      ended.push_back(id);
-  for (SequenceId id : ended) {
-    (void)scheduler_.cancel(id);
-    complete(id, active_[id]->stream->finish());
-  }
+  for (SequenceId id : activeIds())
+    if (GenerationStream &stream = *active_[id]->stream; stream.interrupted())
+      end(id, stream.finish());
 }
 
 absl::StatusOr<SampleResult>
@@ -213,13 +217,8 @@ BatchGenerator::sample(Pending &pending, absl::Span<const float> logits) {
 bool BatchGenerator::step() {
   absl::StatusOr<StepPlan> plan = scheduler_.schedule();
   auto failAll = [&](const absl::Status &status) {
-    std::vector<SequenceId> ids;
-    for (const auto &[id, pending] : active_)
-      ids.push_back(id);
-    for (SequenceId id : ids) {
-      (void)scheduler_.cancel(id);
-      complete(id, status);
-    }
+    for (SequenceId id : activeIds())
+      end(id, status);
   };
   if (!plan.ok()) {
     failAll(plan.status());
@@ -240,15 +239,10 @@ bool BatchGenerator::step() {
   if (!logits.ok()) {
     // The step's sequences fail; the others go on.
     (void)scheduler_.abortStep(*plan);
-    std::vector<SequenceId> ids;
     for (const DecodeRow &row : plan->decodes)
-      ids.push_back(row.sequence);
+      end(row.sequence, logits.status());
     for (const PrefillChunk &chunk : plan->prefills)
-      ids.push_back(chunk.sequence);
-    for (SequenceId id : ids) {
-      (void)scheduler_.cancel(id);
-      complete(id, logits.status());
-    }
+      end(chunk.sequence, logits.status());
     return true;
   }
 

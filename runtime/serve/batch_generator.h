@@ -104,6 +104,10 @@ private:
   bool step();
   /// Hands `pending` its result and forgets it.
   void complete(SequenceId id, absl::StatusOr<GenerationResult> result);
+  /// Cancels `id` in the scheduler (its blocks go back) and completes it.
+  void end(SequenceId id, absl::StatusOr<GenerationResult> result);
+  /// The sequences taken in and not completed, for loops that end some.
+  std::vector<SequenceId> activeIds() const;
   /// Samples `pending`'s next token from its row of logits.
   absl::StatusOr<SampleResult> sample(Pending &pending,
                                       absl::Span<const float> logits);
