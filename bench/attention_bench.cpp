@@ -296,8 +296,14 @@ int main(int argc, char **argv) {
                     double(o.rows) * double(o.rows + 1) / 2;
   double flops = 4.0 * double(o.heads) * double(o.headDim) * attended;
 
+  // common.cuh's KvPages: null tables, a contiguous cache.
+  struct {
+    const int *blockTables = nullptr, *tableOffsets = nullptr;
+    int blockShift = 0;
+  } pages;
   Kernel flash = build(o, "attention_flash", arch);
-  void *flashArgs[] = {&dQuery, &dPositions, &dFlash, &dKeys, &dValues, &rows};
+  void *flashArgs[] = {&dQuery,  &dPositions, &dFlash, &dKeys,
+                       &dValues, &pages,      &rows};
   float flashMs = timeKernel(flash, o, flashArgs, cacheRows);
   std::printf("ATTENTION %s %s heads=%lld kv=%lld head_dim=%lld rows=%lld "
               "start=%lld %s %s: flash %.3f ms %.1f TFLOP/s",
@@ -308,8 +314,8 @@ int main(int argc, char **argv) {
   int status = 0;
   if (o.exact) {
     Kernel exact = build(o, "attention", arch);
-    void *exactArgs[] = {&dQuery, &dPositions, &dExact,
-                         &dKeys,  &dValues,    &rows};
+    void *exactArgs[] = {&dQuery,  &dPositions, &dExact, &dKeys,
+                         &dValues, &pages,      &rows};
     float exactMs = timeKernel(exact, o, exactArgs, cacheRows);
     std::vector<uint16_t> a(queryElements), b(queryElements);
     CHECK_CUDA(cudaMemcpy(a.data(), dFlash, queryElements * 2,

@@ -8,8 +8,8 @@ prompt each): closed loop by default (that many threads, back to back), or
 open loop with --request-rate R (seeded Poisson arrivals, at most
 `concurrency` in flight). Prompts are --input-len random token ids when the
 server takes them (a probe's 400 names the vocabulary size), else random
-words. Treni has no `ignore_eos`: tokens are counted as streamed and as
-usage.completion_tokens. Reports per level requests/s, output tokens/s, TTFT,
+words. --ignore-eos sends vLLM's `ignore_eos` (Treni honours it); tokens
+are counted as streamed and as usage.completion_tokens. Reports per level requests/s, output tokens/s, TTFT,
 inter-token and end-to-end latency p50/p99 (client clock), 429s apart from
 other errors, and whether every request finished: `SERVE` rows on stdout,
 serve_bench.json and serve_bench.png (with matplotlib) under --out.
@@ -365,7 +365,7 @@ def main():
     parser.add_argument("--request-rate", type=float, help="open loop: Poisson arrivals, requests/s")
     parser.add_argument("--input-len", type=int, default=256)
     parser.add_argument("--output-len", type=int, default=128)
-    parser.add_argument("--ignore-eos", action="store_true", help="send vLLM's ignore_eos (Treni has none)")
+    parser.add_argument("--ignore-eos", action="store_true", help="send vLLM's ignore_eos: every request generates --output-len tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120, help="seconds per request")
     parser.add_argument("--max-duration", type=float, default=1800, help="seconds for the whole sweep")

@@ -338,6 +338,7 @@ std::vector<KernelTemplate> buildTable() {
                    .outputs = {},
                    .constants = with(dim, cacheConstants()),
                    .usesCache = true,
+                   .pagedCache = true,
                    .geometry = perElementOfRow});
   table.push_back({.name = "attention",
                    .inputs = {{"query"}, index("positions")},
@@ -345,6 +346,7 @@ std::vector<KernelTemplate> buildTable() {
                    .constants = with(with(heads, {attribute("scale", Float)}),
                                      cacheConstants()),
                    .usesCache = true,
+                   .pagedCache = true,
                    .geometry = attentionGeometry});
   table.push_back({.name = "attention_flash",
                    .inputs = {{"query"}, index("positions")},
@@ -359,6 +361,7 @@ std::vector<KernelTemplate> buildTable() {
        .outputs = {"out"},
        .constants = with(with(heads, ropeConstants()), cacheConstants()),
        .usesCache = true,
+       .pagedCache = true,
        .ropeFrequencies = true,
        .parts = {"qkv_rope_head"},
        .geometry = qkvGeometry});
@@ -370,6 +373,7 @@ std::vector<KernelTemplate> buildTable() {
            with(with(heads, ropeConstants()), {attribute("epsilon", Float)}),
            cacheConstants()),
        .usesCache = true,
+       .pagedCache = true,
        .ropeFrequencies = true,
        .parts = {"qkv_rope_head"},
        .geometry = qkvGeometry});

@@ -125,8 +125,13 @@ struct KernelTemplate {
   std::vector<std::string> outputs;
   std::vector<KernelConstant> constants;
   /// Reads or writes this layer's KV cache: the step carries `cache` and
-  /// `layer`, and the kernel takes `keyCache, valueCache` after its outputs.
+  /// `layer`, and the kernel takes `keyCache, valueCache, pages` after its
+  /// outputs.
   bool usesCache = false;
+  /// Follows the block tables of its `pages` argument (common.cuh's KvPages):
+  /// it may run in a function whose cache is paged (@step). The others read
+  /// a contiguous cache and run only in functions of one sequence.
+  bool pagedCache = false;
   /// The source declares `kInvFreq[kHeadDim / 2]` from head_dim, theta and
   /// the llama3_* constants (codegen/Rope.h), as the CPU reference computes
   /// them.

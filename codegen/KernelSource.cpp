@@ -232,6 +232,7 @@ std::string kernelParameterList(const KernelTemplate &kernel) {
   if (kernel.usesCache) {
     parameters.push_back("cache_type *keyCache");
     parameters.push_back("cache_type *valueCache");
+    parameters.push_back("KvPages pages");
   }
   parameters.push_back("int rows");
   return absl::StrJoin(parameters, ", ");
@@ -300,6 +301,11 @@ generateKernel(const Plan &plan, const PlanFunction &function,
     absl::StrAppend(&parts, "\n", std::string(*text));
   }
 
+  if (kernel->usesCache && pagedCache(function) && !kernel->pagedCache)
+    return absl::UnimplementedError(
+        absl::StrCat("kernel template '", kernel->name, "' (", step.origin,
+                     ") reads a contiguous KV cache; @", function.name,
+                     " addresses a paged one"));
   TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
   TRENI_RETURN_IF_ERROR(checkStep(*kernel, step));
   TRENI_ASSIGN_OR_RETURN(
@@ -356,16 +362,14 @@ generateKernel(const Plan &plan, const PlanFunction &function,
   return spec;
 }
 
-bool runsOnGpu(const PlanFunction &function) {
-  return function.name == "prefill" || function.name == "decode";
+bool pagedCache(const PlanFunction &function) {
+  return function.name == "step";
 }
 
 absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::vector<KernelSpec> kernels;
   std::set<std::string> seen;
   for (const PlanFunction &function : plan.functions) {
-    if (!runsOnGpu(function))
-      continue;
     for (const PlanStep &step : function.steps) {
       if (step.templateName == "gemm")
         continue; // cuBLASLt

@@ -13,8 +13,10 @@
 //
 // Kernel ABI (the runtime builds the argument array generically): one pointer
 // per step input in order (`const T *`, `const int *` for i32 buffers), one
-// `T *` per step output, then `T *keyCache, T *valueCache` when usesCache
-// (this layer's caches, row-major [maxSeq, numKvHeads * headDim]), then
+// `T *` per step output, then `T *keyCache, T *valueCache, KvPages pages` when
+// usesCache (this layer's caches, row-major [cache rows, numKvHeads *
+// headDim], and the step's block tables: common.cuh's KvPages, null tables
+// unless the cache is paged), then
 // `int rows`, the token count of the call. Weights are in the activation
 // dtype on the device, whatever the checkpoint holds.
 //
@@ -62,11 +64,11 @@ generateKernel(const Plan &plan, const PlanFunction &function,
                const PlanStep &step,
                const std::optional<KernelGeometry> &override);
 
-/// Whether the GPU executor runs `function`: @prefill and @decode. @step
-/// (rows of several sequences, each through its own block table) runs only
-/// on the CPU reference so far: the GPU kernels address one contiguous
-/// cache, so it gets no kernels and the GPU executor drops it at load.
-bool runsOnGpu(const PlanFunction &function);
+/// Whether `function` addresses its KV cache through block tables: @step,
+/// whose rows may belong to different sequences of a paged pool. Its cache
+/// steps must be templates with pagedCache; the others address one
+/// sequence's contiguous cache.
+bool pagedCache(const PlanFunction &function);
 
 /// Every distinct kernel of the plan's functions that run on the GPU
 /// (deduplicated by entry, in first-use order), for ahead-of-time

@@ -3,7 +3,9 @@
 // Grid (kNumHeads, rows); dynamic shared memory holds one fp32 score per
 // cache position (4 bytes * maxSeq). Query row r attends to cache rows
 // 0..positions[r]; query head h reads KV head h / (kNumHeads / kNumKvHeads).
-// keyCache/valueCache are this layer's caches, row-major [maxSeq, kKvDim].
+// keyCache/valueCache are this layer's caches, row-major [cache rows, kKvDim];
+// position t of query row r is cache row cacheRow(pages, r, t) (common.cuh),
+// so the rows may belong to different sequences of a paged cache (@step).
 //   1. one warp per position: score = (q . k) * kScale, lanes split the dims;
 //   2. block max, then p = exp(score - max) and the block sum of p;
 //   3. out = sum_t p[t] * v[t] / sum: the block is cut into kSlices slices of
@@ -13,7 +15,8 @@
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
-            cache_type *keyCache, cache_type *valueCache, int rows) {
+            cache_type *keyCache, cache_type *valueCache, KvPages pages,
+            int rows) {
   treniWaitForPreviousKernel();
   constexpr int kGroupSize = kNumHeads / kNumKvHeads;
   constexpr int kKvDim = kNumKvHeads * kHeadDim;
@@ -36,7 +39,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   float localMax = __int_as_float(0xff800000); // -inf
   for (int t = warp; t < length; t += kWarps) {
-    const cache_type *key = keys + (long long)t * kKvDim;
+    const cache_type *key = keys + cacheRow(pages, row, t) * kKvDim;
     float dot = 0.0f;
     for (int i = lane; i < kHeadDim; i += 32)
       dot += q[i] * toFloat(key[i]);
@@ -63,7 +66,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     int slice = index / kHeadDim, i = index % kHeadDim;
     float acc = 0.0f;
     for (int t = slice; t < length; t += kSlices)
-      acc += scores[t] * toFloat(values[(long long)t * kKvDim + i]);
+      acc += scores[t] * toFloat(values[cacheRow(pages, row, t) * kKvDim + i]);
     partial[slice][i] = acc;
   }
   __syncthreads();

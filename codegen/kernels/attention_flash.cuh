@@ -354,7 +354,8 @@ __device__ __forceinline__ void flashWgmmaValues(float (&d)[kN / 2],
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
-            cache_type *keyCache, cache_type *valueCache, int rows) {
+            cache_type *keyCache, cache_type *valueCache, KvPages pages,
+            int rows) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap(); // mma.sync on 16-bit types needs sm_80 (the launch rule says so)
 #else

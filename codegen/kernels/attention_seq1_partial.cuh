@@ -19,7 +19,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions,
             partials_type *partials, cache_type *keyCache,
-            cache_type *valueCache, int rows) {
+            cache_type *valueCache, KvPages pages, int rows) {
   treniWaitForPreviousKernel();
   constexpr int kGroup = kNumHeads / kNumKvHeads;
   constexpr int kKvDim = kNumKvHeads * kHeadDim;

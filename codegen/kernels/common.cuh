@@ -58,6 +58,27 @@ __device__ __forceinline__ void storeVector(T *at, const Vector<T, kN> &value) {
   *reinterpret_cast<Vector<T, kN> *>(at) = value;
 }
 
+/// Where a step row's positions live in the KV cache (the host's view is
+/// runtime/exec/kv_pages.h). With block tables (a paged cache: @step, whose
+/// rows may belong to different sequences) position p of row r is row
+/// p % (1 << blockShift) of block blockTables[tableOffsets[r] +
+/// (p >> blockShift)]; without (null tables) the cache is contiguous and
+/// position p is row p. The same kernel serves both: the branch is uniform.
+struct KvPages {
+  const int *blockTables;
+  const int *tableOffsets;
+  int blockShift;
+};
+__device__ __forceinline__ long long cacheRow(const KvPages &pages, int row,
+                                              int position) {
+  if (!pages.blockTables)
+    return position;
+  int block =
+      pages.blockTables[pages.tableOffsets[row] + (position >> pages.blockShift)];
+  return ((long long)block << pages.blockShift) +
+         (position & ((1 << pages.blockShift) - 1));
+}
+
 /// Programmatic dependent launch (sm_90+). The runtime may start a kernel
 /// while the previous one in the stream is still running, so that launch
 /// latency overlaps work: every kernel calls this before it reads anything

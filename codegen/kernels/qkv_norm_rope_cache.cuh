@@ -10,7 +10,8 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const qkv_type *qkv, const int *positions,
             const q_norm_type *q_norm, const k_norm_type *k_norm, out_type *out,
-            cache_type *keyCache, cache_type *valueCache, int rows) {
+            cache_type *keyCache, cache_type *valueCache, KvPages pages,
+            int rows) {
   __shared__ float sumSquares[kHeadsPerBlock];
   treniWaitForPreviousKernel();
   HeadPart part = headPart();
@@ -40,5 +41,5 @@ TRENI_ENTRY(const qkv_type *qkv, const int *positions,
     in.low[j] = in.low[j] * scale * low;
     in.high[j] = in.high[j] * scale * high;
   }
-  ropeIntoCache(qkv, positions, part, in, out, keyCache, valueCache);
+  ropeIntoCache(qkv, positions, part, in, out, keyCache, valueCache, pages);
 }

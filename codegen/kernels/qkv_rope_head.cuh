@@ -66,7 +66,7 @@ __device__ __forceinline__ HeadHalves loadHead(const qkv_type *qkv,
 __device__ __forceinline__ void
 ropeIntoCache(const qkv_type *qkv, const int *positions, const HeadPart &part,
               const HeadHalves &in, out_type *out, cache_type *keyCache,
-              cache_type *valueCache) {
+              cache_type *valueCache, const KvPages &pages) {
   constexpr int kRow = (kNumHeads + 2 * kNumKvHeads) * kHeadDim;
   constexpr int kQWidth = kNumHeads * kHeadDim;
   constexpr int kKvWidth = kNumKvHeads * kHeadDim;
@@ -112,7 +112,7 @@ ropeIntoCache(const qkv_type *qkv, const int *positions, const HeadPart &part,
     copyLow.v[j] = fromFloat<cache_type>(toFloat(valueLow.v[j]));
     copyHigh.v[j] = fromFloat<cache_type>(toFloat(valueHigh.v[j]));
   }
-  long long target = (long long)position * kKvWidth +
+  long long target = cacheRow(pages, part.row, position) * kKvWidth +
                      (long long)(part.slot - kNumHeads) * kHeadDim + part.first;
   storeVector(keyCache + target, keyLow);
   storeVector(keyCache + target + kHalf, keyHigh);

@@ -26,9 +26,10 @@ public:
   /// its position (row p % kKvBlockTokens of block table[p / kKvBlockTokens])
   /// and attends to its sequence's positions up to its own. Returns the
   /// logits of the sampled rows in plan.sampledSequences() order, row-major
-  /// [rows, vocabSize()]. On an error the blocks the plan names may hold
-  /// partial rows (the scheduler's abortStep() drops them).
-  virtual absl::StatusOr<std::vector<float>> run(const StepPlan &plan) = 0;
+  /// [rows, vocabSize()], valid until the next run. On an error the blocks
+  /// the plan names may hold partial rows (the scheduler's abortStep() drops
+  /// them).
+  virtual absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) = 0;
 
   virtual int64_t vocabSize() const = 0;
   /// Blocks in the KV pool this runner computes into (the scheduler's

@@ -19,9 +19,11 @@ CpuStepRunner::create(std::unique_ptr<CpuExecutor> executor) {
   return std::unique_ptr<CpuStepRunner>(new CpuStepRunner(std::move(executor)));
 }
 
-absl::StatusOr<std::vector<float>> CpuStepRunner::run(const StepPlan &plan) {
+absl::StatusOr<absl::Span<const float>>
+CpuStepRunner::run(const StepPlan &plan) {
   const int64_t vocab = executor_->vocabSize();
-  std::vector<float> logits;
+  std::vector<float> &logits = logits_;
+  logits.clear();
   logits.reserve(size_t(vocab) * plan.sampledSequences().size());
   auto append = [&](const std::vector<float> &row) -> absl::Status {
     if (int64_t(row.size()) != vocab)
@@ -45,7 +47,7 @@ absl::StatusOr<std::vector<float>> CpuStepRunner::run(const StepPlan &plan) {
     if (chunk.samplesLast)
       TRENI_RETURN_IF_ERROR(append(out));
   }
-  return logits;
+  return absl::MakeConstSpan(logits);
 }
 
 } // namespace treni

@@ -22,7 +22,7 @@ public:
   static absl::StatusOr<std::unique_ptr<CpuStepRunner>>
   create(std::unique_ptr<CpuExecutor> executor);
 
-  absl::StatusOr<std::vector<float>> run(const StepPlan &plan) override;
+  absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) override;
   int64_t vocabSize() const override { return executor_->vocabSize(); }
   int64_t numBlocks() const override { return executor_->numBlocks(); }
   int64_t maxSeq() const override { return executor_->maxSeq(); }
@@ -31,6 +31,7 @@ private:
   explicit CpuStepRunner(std::unique_ptr<CpuExecutor> executor)
       : executor_(std::move(executor)) {}
   std::unique_ptr<CpuExecutor> executor_;
+  std::vector<float> logits_; ///< the last run's
 };
 
 } // namespace treni

@@ -15,6 +15,7 @@
 #include "runtime/exec/cpu_executor.h"
 #include "runtime/exec/cpu_step_runner.h"
 #include "runtime/exec/gpu_executor.h"
+#include "runtime/exec/gpu_step_runner.h"
 #include "runtime/exec/nvrtc_compiler.h"
 #include "runtime/exec/package.h"
 #include "runtime/exec/step_inputs.h"
@@ -152,7 +153,7 @@ public:
   /// A paged executor of the same plan and the same fp32 weights, with a
   /// pool of its own.
   absl::StatusOr<std::unique_ptr<StepRunner>>
-  createStepRunner(int64_t numBlocks) override {
+  createStepRunner(int64_t numBlocks, int64_t /*maxStepTokens*/) override {
     TRENI_ASSIGN_OR_RETURN(auto paged,
                            executor_->createPagedSharingWeights(numBlocks));
     TRENI_ASSIGN_OR_RETURN(auto runner,
@@ -199,6 +200,14 @@ public:
   }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
   int64_t maxSeq() const override { return executor_->maxSeq(); }
+  /// @step over a paged pool of the executor's, sharing its weights.
+  absl::StatusOr<std::unique_ptr<StepRunner>>
+  createStepRunner(int64_t numBlocks, int64_t maxStepTokens) override {
+    TRENI_RETURN_IF_ERROR(
+        executor_->preparePagedPool(numBlocks, kKvBlockTokens, maxStepTokens));
+    TRENI_ASSIGN_OR_RETURN(auto runner, GpuStepRunner::create(*executor_));
+    return std::unique_ptr<StepRunner>(std::move(runner));
+  }
 
 protected:
   absl::StatusOr<SampleResult>

@@ -118,12 +118,12 @@ public:
   const EngineStats &stats() const { return stats_; }
 
   /// A runner of batch steps (continuous batching) over a KV pool of its
-  /// own with `numBlocks` blocks, beside this engine's single-sequence cache.
-  /// Unimplemented where the executor has no batched path yet (the GPU).
+  /// own with `numBlocks` blocks, beside this engine's single-sequence cache,
+  /// for steps of up to `maxStepTokens` rows. It uses the engine, which must
+  /// outlive it; at most one per engine.
   virtual absl::StatusOr<std::unique_ptr<StepRunner>>
-  createStepRunner(int64_t numBlocks) {
-    return absl::UnimplementedError(
-        "continuous batching runs on the CPU executor only so far");
+  createStepRunner(int64_t numBlocks, int64_t maxStepTokens) {
+    return absl::UnimplementedError("this engine has no batched path");
   }
 
 protected:

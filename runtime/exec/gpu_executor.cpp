@@ -122,6 +122,14 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes() {
   return int64_t(freeBytes);
 }
 
+/// common.cuh's KvPages, the cache kernels' last pointer argument: null
+/// tables for a contiguous cache.
+struct KvPagesDevice {
+  const int32_t *blockTables = nullptr;
+  const int32_t *tableOffsets = nullptr;
+  int blockShift = 0;
+};
+
 /// One launch of a function: a generated kernel or a cuBLASLt GEMM.
 struct StepLaunch {
   const PlanStep *step = nullptr;
@@ -151,6 +159,37 @@ struct GpuExecutor::Impl {
     int64_t layerBytes = 0;
   };
   std::map<std::string, Cache> caches;
+  /// What @step (continuous batching) runs in, made by preparePagedPool:
+  /// a KV pool of blocks per cache, an arena for its largest step, the
+  /// step's block tables on the device, and pinned staging for its inputs
+  /// and the sampled rows' logits.
+  struct PagedPool {
+    std::map<std::string, Cache> caches;
+    int64_t numBlocks = 0, blockTokens = 0, maxTokens = 0;
+    int blockShift = 0;
+    char *arena = nullptr;
+    /// Device: row offsets (maxTokens), then block ids (tableCapacity).
+    int32_t *tables = nullptr;
+    int64_t tableCapacity = 0;
+    /// Pinned: ids, positions, offsets (maxTokens each), then block ids.
+    int32_t *hostInputs = nullptr;
+    float *hostLogits = nullptr;
+    int64_t logitRows = 0;
+    /// Steps from here on compute only the sampled rows (see runStep).
+    size_t tailStart = 0;
+
+    ~PagedPool() {
+      for (auto &[name, cache] : caches)
+        cudaFree(cache.keys);
+      for (void *p : {(void *)arena, (void *)tables})
+        if (p)
+          cudaFree(p);
+      for (void *p : {(void *)hostInputs, (void *)hostLogits})
+        if (p)
+          cudaFreeHost(p);
+    }
+  };
+  std::unique_ptr<PagedPool> pool;
   std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
   cudaKernel_t sampler = nullptr;
   /// The sampler's results, two slots (see SampleFeedDevice): pinned host
@@ -181,6 +220,7 @@ struct GpuExecutor::Impl {
   std::optional<Fed> fed;
 
   ~Impl() {
+    pool.reset();
     if (graph)
       cudaGraphExecDestroy(graph);
     gemm.reset();
@@ -327,9 +367,14 @@ struct GpuExecutor::Impl {
     return status;
   }
 
+  /// Compiles or loads the kernels of the functions for which `wanted`
+  /// holds and records their launches.
   absl::Status prepareLaunches(KernelCompiler &compiler,
-                               const std::string &arch, GpuLoadStats &stats) {
+                               const std::string &arch, GpuLoadStats &stats,
+                               bool (*wanted)(const PlanFunction &)) {
     for (const PlanFunction &function : plan.functions) {
+      if (!wanted(function))
+        continue;
       std::vector<StepLaunch> &list = launches[function.name];
       for (const PlanStep &step : function.steps) {
         StepLaunch launch;
@@ -354,7 +399,7 @@ struct GpuExecutor::Impl {
           if (spec.usesCache) {
             TRENI_ASSIGN_OR_RETURN(launch.cache, step.stringConstant("cache"));
             TRENI_ASSIGN_OR_RETURN(launch.layer, step.intConstant("layer"));
-            if (!caches.count(launch.cache))
+            if (!plan.cache(launch.cache))
               return absl::InvalidArgumentError("plan: unknown cache " +
                                                 launch.cache);
           }
@@ -390,22 +435,32 @@ struct GpuExecutor::Impl {
     return int(first.dynamic ? tokens : first.shape[0]);
   }
 
+  /// A paged function (@step) runs in the pool's arena and caches.
   char *bufferAddress(const PlanFunction &function, int64_t buffer,
                       int64_t tokens) {
-    return arena + function.bufferOffset(buffer, tokens);
+    char *base = pagedCache(function) ? pool->arena : arena;
+    return base + function.bufferOffset(buffer, tokens);
   }
 
   /// Enqueues every step of `function` for `tokens` rows on the stream.
   /// Enqueues every step; with `events` (profiling, never under capture), an
   /// event pair around each step.
+  /// With `tail` (a paged step), the steps from pool->tailStart on run on
+  /// its first `tail->rows` rows only.
+  struct Tail {
+    size_t from = 0;
+    int64_t rows = 0;
+  };
   absl::Status enqueueSteps(
       const PlanFunction &function, int64_t tokens,
-      std::vector<std::pair<cudaEvent_t, cudaEvent_t>> *events = nullptr) {
+      std::vector<std::pair<cudaEvent_t, cudaEvent_t>> *events = nullptr,
+      std::optional<Tail> tail = std::nullopt) {
     const std::vector<StepLaunch> &list = launches[function.name];
     for (size_t i = 0; i < list.size(); ++i) {
       if (events)
         TRENI_CUDA(cudaEventRecord((*events)[i].first, stream));
-      TRENI_RETURN_IF_ERROR(enqueueStep(function, list[i], tokens));
+      int64_t rowLimit = tail && i >= tail->from ? tail->rows : tokens;
+      TRENI_RETURN_IF_ERROR(enqueueStep(function, list[i], tokens, rowLimit));
       if (events)
         TRENI_CUDA(cudaEventRecord((*events)[i].second, stream));
     }
@@ -413,10 +468,12 @@ struct GpuExecutor::Impl {
   }
 
   /// Enqueues one step: a cuBLASLt GEMM or a generated kernel with the
-  /// generic argument list (inputs, outputs, [layer's key and value cache],
-  /// rows).
+  /// generic argument list (inputs, outputs, [layer's key and value cache,
+  /// pages], rows). Buffers are laid out for `tokens` rows; the step
+  /// computes at most `rowLimit` of them.
   absl::Status enqueueStep(const PlanFunction &function,
-                           const StepLaunch &launch, int64_t tokens) {
+                           const StepLaunch &launch, int64_t tokens,
+                           int64_t rowLimit) {
     const PlanStep &step = *launch.step;
     std::vector<void *> pointers;
     for (const PlanOperand &operand : step.inputs)
@@ -425,7 +482,9 @@ struct GpuExecutor::Impl {
                              : bufferAddress(function, operand.index, tokens));
     for (int64_t output : step.outputs)
       pointers.push_back(bufferAddress(function, output, tokens));
-    int rows = rowsOf(function, step, tokens);
+    int rows = int(std::min<int64_t>(rowsOf(function, step, tokens), rowLimit));
+    if (rows == 0)
+      return absl::OkStatus(); // a step that samples no row
     if (launch.gemm) {
       GemmShape shape = launch.gemmShape;
       shape.m = rows;
@@ -433,14 +492,21 @@ struct GpuExecutor::Impl {
                        shape.bias ? pointers[2] : nullptr, pointers.back(),
                        stream);
     }
+    KvPagesDevice pages;
     if (launch.usesCache) {
-      Cache &cache = caches[launch.cache];
+      const bool paged = pagedCache(function);
+      Cache &cache = (paged ? pool->caches : caches)[launch.cache];
       pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
       pointers.push_back(cache.values + launch.layer * cache.layerBytes);
+      if (paged)
+        pages = {pool->tables + pool->maxTokens, pool->tables,
+                 pool->blockShift};
     }
     std::vector<void *> args;
     for (void *&pointer : pointers)
       args.push_back(&pointer);
+    if (launch.usesCache)
+      args.push_back(&pages);
     args.push_back(&rows);
     dim3 grid(unsigned(launch.launch.blocksX),
               unsigned(launch.launch.gridY(rows)), 1u);
@@ -690,11 +756,12 @@ struct GpuExecutor::Impl {
   }
 
   /// The arena: the larger function's, the prefill's for `prefillTokens`
-  /// (by default one chunk).
+  /// (by default one chunk). @step has the pool's arena.
   int64_t arenaBytes(int64_t prefillTokens) const {
     int64_t bytes = 0;
     for (const PlanFunction &f : plan.functions)
-      bytes = std::max(bytes, f.arenaBytes(f.rowBytes ? prefillTokens : 1));
+      if (!pagedCache(f))
+        bytes = std::max(bytes, f.arenaBytes(f.rowBytes ? prefillTokens : 1));
     return bytes;
   }
   int64_t arenaBytes() const { return arenaBytes(chunkTokens()); }
@@ -778,10 +845,6 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   impl->actBytes = dtypeBytes(impl->actDtype);
   impl->plan = std::move(plan);
   Plan &p = impl->plan;
-  // @step has no GPU kernels yet (runsOnGpu): without it, neither the arena,
-  // the cache size nor the kernels to load depend on it.
-  std::erase_if(p.functions,
-                [](const PlanFunction &f) { return !runsOnGpu(f); });
   for (const char *name : {"prefill", "decode"})
     if (!p.function(name))
       return absl::InvalidArgumentError(absl::StrCat("plan has no @", name));
@@ -842,7 +905,12 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
 
   // Kernels (NVRTC through the disk cache, or the package's cubins).
   auto start = std::chrono::steady_clock::now();
-  TRENI_RETURN_IF_ERROR(impl->prepareLaunches(compiler, arch, stats));
+  // @step's kernels load with its pool (preparePagedPool): a server that
+  // never batches does not compile them.
+  TRENI_RETURN_IF_ERROR(
+      impl->prepareLaunches(compiler, arch, stats, [](const PlanFunction &f) {
+        return !pagedCache(f);
+      }));
   TRENI_ASSIGN_OR_RETURN(impl->sampler,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
@@ -1033,6 +1101,158 @@ GpuExecutor::profilePrefill(int64_t tokens, int iterations) {
   }
   return impl_->profileSteps(*impl_->plan.function("prefill"), tokens,
                              iterations);
+}
+
+int64_t GpuExecutor::pagedBlocks() const {
+  return impl_->pool ? impl_->pool->numBlocks : 0;
+}
+
+absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
+                                           int64_t blockTokens,
+                                           int64_t maxStepTokens) {
+  Impl &impl = *impl_;
+  if (impl.pool)
+    return absl::FailedPreconditionError("the paged KV pool exists already");
+  if (numBlocks < 1 || numBlocks > (int64_t(1) << 24))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a paged KV pool needs 1..16777216 blocks, not ", numBlocks));
+  if (blockTokens < 1 || blockTokens > 4096 ||
+      (blockTokens & (blockTokens - 1)) != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV blocks hold a power of two of positions up to 4096, not ",
+        blockTokens));
+  TRENI_RETURN_IF_ERROR(checkPrefillChunk(maxStepTokens));
+  const PlanFunction *function = impl.plan.function("step");
+  if (!function)
+    return absl::InvalidArgumentError(
+        "the plan has no @step (compiled before continuous batching: "
+        "recompile the package)");
+  if (function->inputs.size() != 2 || function->outputs.size() != 1 ||
+      function->buffers[function->outputs[0]].dtype != "f32" ||
+      !function->buffers[function->outputs[0]].dynamic)
+    return absl::InvalidArgumentError(
+        "plan: @step must take (ids, positions) and return f32 logits of "
+        "every row");
+
+  auto pool = std::make_unique<Impl::PagedPool>();
+  pool->numBlocks = numBlocks;
+  pool->blockTokens = blockTokens;
+  pool->maxTokens = maxStepTokens;
+  while ((int64_t(1) << pool->blockShift) < blockTokens)
+    ++pool->blockShift;
+  const int64_t blocksPerSequence = (maxSeq_ + blockTokens - 1) / blockTokens;
+  pool->tableCapacity = maxStepTokens * blocksPerSequence;
+  int64_t cacheBytes = 0;
+  for (const PlanKvCache &cache : impl.plan.caches)
+    cacheBytes += 2 * cache.numLayers * numBlocks * blockTokens *
+                  cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
+  const int64_t arenaBytes = function->arenaBytes(maxStepTokens);
+  const int64_t tableBytes =
+      (maxStepTokens + pool->tableCapacity) * int64_t(sizeof(int32_t));
+  TRENI_ASSIGN_OR_RETURN(int64_t freeBytes, freeDeviceMemoryBytes());
+  const int64_t reserve = int64_t(512) << 20;
+  if (cacheBytes + arenaBytes + tableBytes + reserve > freeBytes)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no room for a paged KV pool of ", numBlocks, " blocks (",
+        cacheBytes >> 20, " MiB) and a step arena of ", maxStepTokens,
+        " rows (", arenaBytes >> 20, " MiB): ", freeBytes >> 20,
+        " MiB of GPU memory are free. Use fewer --kv-blocks, a smaller "
+        "--max-batch-tokens, or a smaller --max-seq (the single-sequence "
+        "cache takes what the weights leave when it is 0)"));
+  for (const PlanKvCache &cache : impl.plan.caches) {
+    Impl::Cache &c = pool->caches[cache.name];
+    c.layerBytes = numBlocks * blockTokens * cache.numKvHeads * cache.headDim *
+                   dtypeBytes(cache.dtype);
+    int64_t bytes = c.layerBytes * cache.numLayers;
+    TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
+    TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
+    c.values = c.keys + bytes;
+  }
+  TRENI_CUDA(
+      cudaMalloc((void **)&pool->arena, std::max<int64_t>(arenaBytes, 256)));
+  TRENI_CUDA(cudaMalloc((void **)&pool->tables, tableBytes));
+  TRENI_CUDA(cudaHostAlloc((void **)&pool->hostInputs,
+                           tableBytes + 2 * maxStepTokens * sizeof(int32_t),
+                           cudaHostAllocDefault));
+
+  KernelCompiler compiler(impl.options.cacheDir);
+  auto start = std::chrono::steady_clock::now();
+  TRENI_RETURN_IF_ERROR(impl.prepareLaunches(
+      compiler, stats_.arch, stats_,
+      [](const PlanFunction &f) { return pagedCache(f); }));
+  stats_.kernelSeconds += secondsSince(start);
+  stats_.nvrtcCompiles += compiler.compiles();
+  stats_.cacheHits += compiler.cacheHits();
+  const std::vector<StepLaunch> &list = impl.launches[function->name];
+  for (size_t i = 0; i < list.size(); ++i)
+    if (list[i].usesCache)
+      pool->tailStart = i + 1;
+  impl.pool = std::move(pool);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::Span<const float>>
+GpuExecutor::runStep(const GpuStepRows &rows) {
+  Impl &impl = *impl_;
+  if (!impl.pool)
+    return absl::FailedPreconditionError(
+        "a batched step needs the paged KV pool (preparePagedPool)");
+  Impl::PagedPool &pool = *impl.pool;
+  const int64_t tokens = rows.ids.size();
+  StepTables tables{rows.blockTables, rows.tableOffsets, pool.blockTokens,
+                    pool.numBlocks};
+  TRENI_RETURN_IF_ERROR(
+      checkStepRows(rows.ids, rows.positions, maxSeq_, vocabSize_, &tables));
+  if (tokens > pool.maxTokens ||
+      int64_t(rows.blockTables.size()) > pool.tableCapacity)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a batched step of ", tokens, " rows and ", rows.blockTables.size(),
+        " table entries exceeds the pool's ", pool.maxTokens, " and ",
+        pool.tableCapacity));
+  if (rows.sampledRows < 0 || rows.sampledRows > tokens)
+    return absl::InvalidArgumentError(absl::StrCat("a batched step samples ",
+                                                   rows.sampledRows, " of its ",
+                                                   tokens, " rows"));
+  const PlanFunction &function = *impl.plan.function("step");
+
+  // Staging: ids, positions, offsets, block ids. The previous step has been
+  // waited for, so its copies have read the staging already.
+  int32_t *hostIds = pool.hostInputs, *hostPositions = hostIds + pool.maxTokens,
+          *hostOffsets = hostPositions + pool.maxTokens,
+          *hostBlocks = hostOffsets + pool.maxTokens;
+  std::copy(rows.ids.begin(), rows.ids.end(), hostIds);
+  std::copy(rows.positions.begin(), rows.positions.end(), hostPositions);
+  std::copy(rows.tableOffsets.begin(), rows.tableOffsets.end(), hostOffsets);
+  std::copy(rows.blockTables.begin(), rows.blockTables.end(), hostBlocks);
+  TRENI_RETURN_IF_ERROR(
+      impl.copyInputs(function, hostIds, hostPositions, tokens));
+  TRENI_CUDA(cudaMemcpyAsync(pool.tables, hostOffsets, tokens * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, impl.stream));
+  if (!rows.blockTables.empty())
+    TRENI_CUDA(cudaMemcpyAsync(pool.tables + pool.maxTokens, hostBlocks,
+                               rows.blockTables.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, impl.stream));
+  TRENI_RETURN_IF_ERROR(impl.enqueueSteps(
+      function, tokens, nullptr, Impl::Tail{pool.tailStart, rows.sampledRows}));
+
+  const int64_t values = rows.sampledRows * vocabSize_;
+  if (rows.sampledRows > pool.logitRows) {
+    TRENI_CUDA(cudaStreamSynchronize(impl.stream));
+    if (pool.hostLogits)
+      TRENI_CUDA(cudaFreeHost(pool.hostLogits));
+    pool.hostLogits = nullptr;
+    pool.logitRows = 0;
+    TRENI_CUDA(cudaHostAlloc((void **)&pool.hostLogits, values * sizeof(float),
+                             cudaHostAllocDefault));
+    pool.logitRows = rows.sampledRows;
+  }
+  if (values > 0)
+    TRENI_CUDA(cudaMemcpyAsync(
+        pool.hostLogits,
+        impl.bufferAddress(function, function.outputs[0], tokens),
+        values * sizeof(float), cudaMemcpyDeviceToHost, impl.stream));
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  return absl::Span<const float>(pool.hostLogits, size_t(values));
 }
 
 absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {

@@ -74,6 +74,18 @@ struct StepTime {
   std::string shape; ///< a GEMM's "m=.. n=.. k=..[ +bias]", else empty
 };
 
+/// The rows of one batched step (GpuExecutor::runStep): one token each, of
+/// any sequences, each row through its own block table of the paged pool.
+struct GpuStepRows {
+  absl::Span<const int32_t> ids, positions;
+  /// Per row: where its block table starts in blockTables.
+  absl::Span<const int32_t> tableOffsets;
+  /// Every row's table back to back (StepPlan::blockTables).
+  absl::Span<const int32_t> blockTables;
+  /// Rows 0..sampledRows-1 are the ones whose logits are wanted.
+  int64_t sampledRows = 0;
+};
+
 /// A decode graph replayed back to back (GpuExecutor::replayDecode).
 struct ReplayTime {
   double gpuMillis = 0;        ///< GPU time per step
@@ -94,8 +106,7 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes();
 class GpuExecutor {
 public:
   /// Compiles or loads the plan's kernels and uploads its weights from an
-  /// opened checkpoint. Functions other than @prefill and @decode (@step)
-  /// are dropped: they have no GPU kernels yet (runsOnGpu).
+  /// opened checkpoint. @step's kernels are loaded by preparePagedPool.
   static absl::StatusOr<std::unique_ptr<GpuExecutor>>
   create(Plan plan, const Checkpoint &weights, const GpuOptions &options);
   /// The same, opening the checkpoint in `modelDir` (tests and tools).
@@ -133,6 +144,23 @@ public:
   /// host round trip in between): the GPU's time per step, and the host's
   /// time per cudaGraphLaunch call. KV-cache rows position.. are overwritten.
   absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
+  /// Makes what @step runs in (once; continuous batching): a KV pool of
+  /// `numBlocks` blocks of `blockTokens` positions (a power of two) per
+  /// layer, beside the single-sequence cache, and an arena for steps of up
+  /// to `maxStepTokens` rows. Loads @step's kernels.
+  absl::Status preparePagedPool(int64_t numBlocks, int64_t blockTokens,
+                                int64_t maxStepTokens);
+  /// Runs @step over `rows` (checked first: checkStepRows) and returns the
+  /// fp32 logits of rows 0..sampledRows-1, row-major, valid until the next
+  /// call. Every row's K/V is written into its block before any attention
+  /// reads, so a prompt chunk's rows see each other; the steps after the last
+  /// cache step (the final norm, lm_head) run on the sampled rows only. The
+  /// single-sequence cache is untouched; a later prefill/decode call starts
+  /// from its own inputs.
+  absl::StatusOr<absl::Span<const float>> runStep(const GpuStepRows &rows);
+  /// Blocks in the paged pool (0 before preparePagedPool).
+  int64_t pagedBlocks() const;
+
   /// fp32 logits of the last prefill/decode call (copied to the host).
   absl::StatusOr<std::vector<float>> lastLogits();
 

@@ -2,8 +2,14 @@
 
 #include "runtime/serve/batch_generator.h"
 
+#include <algorithm>
 #include <chrono>
+#include <latch>
 #include <optional>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "support/status.h"
@@ -50,6 +56,12 @@ BatchGenerator::BatchGenerator(StepRunner &runner, const Tokenizer &tokenizer,
     : runner_(runner), tokenizer_(tokenizer), options_(std::move(options)),
       config_(options_.scheduler), pool_(std::move(pool)),
       scheduler_(std::move(scheduler)) {
+  samplingThreads_ =
+      options_.samplingThreads > 0
+          ? size_t(options_.samplingThreads)
+          : std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  if (samplingThreads_ > 1)
+    samplers_ = std::make_unique<boost::asio::thread_pool>(samplingThreads_);
   publishStats();
   thread_ = std::thread([this] { loop(); });
 }
@@ -61,6 +73,8 @@ BatchGenerator::~BatchGenerator() {
   }
   wake_.notify_all();
   thread_.join();
+  if (samplers_)
+    samplers_->join();
   // Callers woken with their result still hold (or are about to take)
   // mutex_ on their way out of generate(): wait for the last of them.
   std::unique_lock<std::mutex> lock(mutex_);
@@ -208,8 +222,6 @@ BatchGenerator::sample(Pending &pending, absl::Span<const float> logits) {
                          sampleCpu(logits, request.sampling, step));
   if (!request.constraint)
     return sampled;
-  if (pieces_.empty())
-    pieces_ = constraintPieces(tokenizer_, runner_.vocabSize());
   return sampleConstrained(logits, sampled, request.sampling, step,
                            *request.constraint, pieces_);
 }
@@ -228,7 +240,7 @@ bool BatchGenerator::step() {
     (void)scheduler_.commit(*plan, {});
     return false;
   }
-  absl::StatusOr<std::vector<float>> logits = runner_.run(*plan);
+  absl::StatusOr<absl::Span<const float>> logits = runner_.run(*plan);
   std::vector<SequenceId> sampledIds = plan->sampledSequences();
   const int64_t vocab = runner_.vocabSize();
   if (logits.ok() &&
@@ -246,17 +258,46 @@ bool BatchGenerator::step() {
     return true;
   }
 
+  // Every row's draw reads the whole vocabulary: the rows are sampled in
+  // parallel (sample() touches only its own sequence), then accepted in
+  // order on this thread (streaming, stops).
+  const size_t rows = sampledIds.size();
+  std::vector<Pending *> pendings(rows);
+  for (size_t i = 0; i < rows; ++i) {
+    pendings[i] = active_.at(sampledIds[i]);
+    if (pendings[i]->request->constraint && pieces_.empty())
+      pieces_ = constraintPieces(tokenizer_, runner_.vocabSize());
+  }
+  std::vector<absl::StatusOr<SampleResult>> draws(
+      rows, absl::UnknownError("not sampled"));
+  auto drawRows = [&](size_t first, size_t stride) {
+    for (size_t i = first; i < rows; i += stride)
+      draws[i] = sample(*pendings[i], logits->subspan(i * vocab, vocab));
+  };
+  const size_t tasks = samplers_ ? std::min(rows, samplingThreads_) : 1;
+  if (tasks > 1) {
+    std::latch done(std::ptrdiff_t(tasks - 1));
+    for (size_t t = 1; t < tasks; ++t)
+      boost::asio::post(*samplers_, [&, t] {
+        drawRows(t, tasks);
+        done.count_down();
+      });
+    drawRows(0, tasks);
+    done.wait();
+  } else {
+    drawRows(0, 1);
+  }
+
   std::vector<SampledToken> sampled;
-  sampled.reserve(sampledIds.size());
-  for (size_t i = 0; i < sampledIds.size(); ++i) {
+  sampled.reserve(rows);
+  for (size_t i = 0; i < rows; ++i) {
     SequenceId id = sampledIds[i];
-    Pending &pending = *active_.at(id);
+    Pending &pending = *pendings[i];
     GenerationStream &stream = *pending.stream;
     if (stream.numTokens() == 0)
       if (const Sequence *sequence = scheduler_.find(id))
         stream.setCachedPromptTokens(sequence->cachedPromptTokens);
-    absl::StatusOr<SampleResult> token =
-        sample(pending, absl::MakeConstSpan(*logits).subspan(i * vocab, vocab));
+    absl::StatusOr<SampleResult> &token = draws[i];
     int32_t id32 = 0;
     if (token.ok()) {
       id32 = token->token;

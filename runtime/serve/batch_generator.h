@@ -41,6 +41,10 @@
 #include "runtime/serve/generation.h"
 #include "runtime/text/tokenizer.h"
 
+namespace boost::asio {
+class thread_pool;
+} // namespace boost::asio
+
 namespace treni {
 
 struct BatchGeneratorOptions {
@@ -50,6 +54,9 @@ struct BatchGeneratorOptions {
   /// Requests waiting for admission at most (generate() answers
   /// ResourceExhausted beyond).
   int64_t maxWaiting = 1024;
+  /// Threads that sample a step's rows in parallel (each row's draw reads
+  /// the whole vocabulary; 0: up to 8, as the machine has cores).
+  int samplingThreads = 0;
 };
 
 /// A snapshot for /metrics.
@@ -121,6 +128,9 @@ private:
   std::unique_ptr<KvBlockPool> pool_; ///< the scheduler's; loop thread only
   Scheduler scheduler_;               ///< loop thread only
   std::vector<std::string> pieces_;   ///< constraint pieces, lazily
+  /// Samples the rows of a step in parallel; null with one thread.
+  std::unique_ptr<boost::asio::thread_pool> samplers_;
+  size_t samplingThreads_ = 1;
   absl::flat_hash_map<SequenceId, Pending *> active_; ///< loop thread only
   SequenceId nextId_ = 1;
 

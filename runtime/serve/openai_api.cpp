@@ -429,6 +429,7 @@ std::optional<ApiError> readCommon(FieldReader &reader, const ApiLimits &limits,
         return invalidRequest("'stop' strings must not be empty", "stop");
   }
   out.stream = reader.boolean("stream").value_or(false);
+  out.ignoreEos = reader.boolean("ignore_eos").value_or(false);
   if (const ojson *options = reader.get("stream_options")) {
     if (!options->is_object())
       return wrongType("stream_options", "an object", *options);
@@ -882,11 +883,12 @@ std::vector<int32_t> encodeRendered(const Tokenizer &tokenizer,
   return tokenizer.encode(text, /*addSpecialTokens=*/false);
 }
 
-void applyCommon(PreparedRequest &prepared, const SamplingParams &sampling,
-                 const std::vector<std::string> &stop,
+template <typename Request>
+void applyCommon(PreparedRequest &prepared, const Request &request,
                  const ServedModel &model) {
-  prepared.generation.sampling = sampling;
-  prepared.generation.stop = stop;
+  prepared.generation.sampling = request.sampling;
+  prepared.generation.stop = request.stop;
+  prepared.generation.ignoreEos = request.ignoreEos;
   prepared.generation.lowConfidenceThreshold = model.lowConfidenceThreshold;
 }
 
@@ -898,7 +900,7 @@ ApiResult<PreparedRequest> buildChat(const ChatRequest &request,
         "chat_template); use /v1/completions or --chat-template",
         "messages", "no_chat_template");
   PreparedRequest prepared;
-  applyCommon(prepared, request.sampling, request.stop, model);
+  applyCommon(prepared, request, model);
   prepared.logprobs = request.logprobs;
   prepared.topLogprobs = request.topLogprobs;
   prepared.generation.sampling.numAlternatives =
@@ -980,7 +982,7 @@ ApiResult<PreparedRequest> buildChat(const ChatRequest &request,
 ApiResult<PreparedRequest> buildCompletion(const CompletionRequest &request,
                                            const ServedModel &model) {
   PreparedRequest prepared;
-  applyCommon(prepared, request.sampling, request.stop, model);
+  applyCommon(prepared, request, model);
   prepared.logprobs = request.logprobs.has_value();
   prepared.topLogprobs = request.logprobs.value_or(0);
   prepared.generation.sampling.numAlternatives = prepared.topLogprobs;

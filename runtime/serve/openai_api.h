@@ -99,6 +99,8 @@ struct ChatRequest {
   nlohmann::ordered_json templateKwargs = nlohmann::ordered_json::object();
   bool stream = false;
   bool includeUsage = false;
+  /// vLLM's ignore_eos: generate max_tokens even past an EOS (benchmarks).
+  bool ignoreEos = false;
 };
 
 struct CompletionRequest {
@@ -111,6 +113,8 @@ struct CompletionRequest {
   std::optional<int> logprobs; ///< 0..5 alternatives per token
   bool stream = false;
   bool includeUsage = false;
+  /// vLLM's ignore_eos: generate max_tokens even past an EOS (benchmarks).
+  bool ignoreEos = false;
 };
 
 /// Parses and validates a request body. Errors name the parameter: malformed

@@ -683,7 +683,7 @@ TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
 // value the workflow gives on the Generator alone, and their generate steps
 // shared batch steps.
 TEST_F(AgentExecutorTest, ServerRunsWorkflowsConcurrentlyThroughTheBatch) {
-  auto runner = engine_->createStepRunner(64);
+  auto runner = engine_->createStepRunner(64, 2048);
   ASSERT_TRUE(runner.ok()) << runner.status();
   BatchGeneratorOptions batchOptions;
   batchOptions.scheduler.maxSeqLen = 512;

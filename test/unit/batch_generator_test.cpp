@@ -48,7 +48,7 @@ protected:
 
   /// A runner over a pool of `blocks` blocks.
   std::unique_ptr<StepRunner> runner(int64_t blocks) {
-    auto made = engine_->createStepRunner(blocks);
+    auto made = engine_->createStepRunner(blocks, 2048);
     EXPECT_TRUE(made.ok()) << made.status();
     return made.ok() ? std::move(*made) : nullptr;
   }
@@ -342,7 +342,7 @@ class FailingRunner : public StepRunner {
 public:
   FailingRunner(StepRunner &inner, int failAt)
       : inner_(inner), failAt_(failAt) {}
-  absl::StatusOr<std::vector<float>> run(const StepPlan &plan) override {
+  absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) override {
     if (++calls_ == failAt_)
       return absl::InternalError("injected step failure");
     return inner_.run(plan);

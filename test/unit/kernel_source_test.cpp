@@ -14,6 +14,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/KernelRegistry.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Rope.h"
 #include "codegen/mlir/Compiler.h"
@@ -178,8 +179,8 @@ TEST(KernelSourceTest, EntryNamesAreStableAndUnique) {
 // Tests that the fixture plans generate a kernel for every non-GEMM step of
 // the functions the GPU runs, with headers naming the origin, and that
 // generateAllKernels returns each distinct source once: every layer shares
-// its kernels, so do prefill and decode. @step is in the plan but runs on the
-// CPU only so far: none of its kernels is generated.
+// its kernels, so do prefill, decode and step (the kernels follow block
+// tables at run time, so @step's share @prefill's sources).
 TEST(KernelSourceTest, FixturePlans) {
   for (const char *name : {"qwen2", "llama", "qwen3"}) {
     SCOPED_TRACE(name);
@@ -190,8 +191,6 @@ TEST(KernelSourceTest, FixturePlans) {
     std::map<std::string, std::string> sources; // entry -> source
     std::set<std::string> templates;
     for (const PlanFunction &function : plan.functions) {
-      if (!runsOnGpu(function))
-        continue;
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
         if (step.templateName == "gemm") { // cuBLASLt
@@ -220,21 +219,23 @@ TEST(KernelSourceTest, FixturePlans) {
     // residual_norm (the last prefill add, feeding take_last, stays an add);
     // decode attention is attention_seq1_partial + attention_seq1_reduce;
     // prefill attention is attention_flash in 16-bit (qwen2 bf16, qwen3 f16)
-    // and the generic attention in f32 (llama); one-row linears are gemv
-    // (treni.matvec), which take in decode's norms, silu_mul and residual adds.
-    std::set<std::string> expected = {
-        "embedding",
-        "rms_norm",
-        std::string(name) == "llama" ? "attention" : "attention_flash",
-        "silu_mul",
-        "add",
-        "take_last",
-        "residual_norm",
-        "attention_seq1_partial",
-        "attention_seq1_reduce",
-        "gemv"};
+    // and the generic attention in f32 (llama), @step's always the generic
+    // one; one-row linears are gemv (treni.matvec), which take in decode's
+    // norms, silu_mul and residual adds.
+    std::set<std::string> expected = {"embedding",
+                                      "rms_norm",
+                                      "attention",
+                                      "silu_mul",
+                                      "add",
+                                      "take_last",
+                                      "residual_norm",
+                                      "attention_seq1_partial",
+                                      "attention_seq1_reduce",
+                                      "gemv"};
     expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
                                                  : "qkv_rope_cache");
+    if (std::string(name) != "llama")
+      expected.insert("attention_flash");
     EXPECT_EQ(templates, expected);
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
@@ -245,32 +246,35 @@ TEST(KernelSourceTest, FixturePlans) {
       sourceTexts.insert(kernel.source);
     }
     EXPECT_EQ(sourceTexts.size(), all->size()); // one entry per source
-    // Two layers, two functions: far fewer kernels than steps (gemm steps
+    // Two layers, three functions: far fewer kernels than steps (gemm steps
     // counted too; prefill's run on cuBLASLt).
     size_t steps = 0;
     for (const PlanFunction &function : plan.functions)
-      if (runsOnGpu(function))
-        steps += function.steps.size();
+      steps += function.steps.size();
     EXPECT_LT(all->size() * 2, steps);
-    // @step's generic attention (its rows may be several sequences: no
-    // flash kernel) would be a kernel of its own; it is not generated.
+    // @step's rows may be several sequences of a paged cache: its cache
+    // steps are templates that follow block tables, and a template that
+    // reads a contiguous cache is refused there.
     const PlanFunction *step = plan.function("step");
     ASSERT_NE(step, nullptr);
-    EXPECT_FALSE(runsOnGpu(*step));
-    EXPECT_TRUE(runsOnGpu(*plan.function("prefill")));
-    EXPECT_TRUE(runsOnGpu(*plan.function("decode")));
+    EXPECT_TRUE(pagedCache(*step));
+    EXPECT_FALSE(pagedCache(*plan.function("prefill")));
+    EXPECT_FALSE(pagedCache(*plan.function("decode")));
     bool sawAttention = false;
     for (const PlanStep &planStep : step->steps) {
-      EXPECT_NE(planStep.templateName, "attention_flash");
-      if (planStep.templateName != "attention")
-        continue;
-      sawAttention = true;
-      auto kernel = generateKernel(plan, *step, planStep);
-      ASSERT_TRUE(kernel.ok()) << kernel.status();
-      EXPECT_EQ(sources.count(kernel->entry),
-                std::string(name) == "llama" ? 1u : 0u);
+      const KernelTemplate *kernel = findKernelTemplate(planStep.templateName);
+      ASSERT_NE(kernel, nullptr);
+      EXPECT_TRUE(!kernel->usesCache || kernel->pagedCache)
+          << planStep.templateName;
+      sawAttention |= planStep.templateName == "attention";
     }
     EXPECT_TRUE(sawAttention);
+    for (const PlanStep &planStep : plan.function("decode")->steps)
+      if (planStep.templateName == "attention_seq1_partial") {
+        auto kernel = generateKernel(plan, *step, planStep);
+        EXPECT_TRUE(absl::IsUnimplemented(kernel.status()));
+        EXPECT_THAT(kernel.status().message(), HasSubstr("contiguous"));
+      }
   }
 }
 
@@ -508,7 +512,7 @@ TEST(KernelSourceTest, LaunchGeometry) {
     if (c.usesCache) {
       EXPECT_THAT(kernel.source,
                   HasSubstr("cache_type *keyCache, "
-                            "cache_type *valueCache, int rows)"));
+                            "cache_type *valueCache, KvPages pages,"));
       // The layer is a launch argument: no constant, one kernel per model.
       EXPECT_EQ(kernel.source.find("kLayer"), std::string::npos);
       EXPECT_EQ(kernel.source.find("layer="), std::string::npos);

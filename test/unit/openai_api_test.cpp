@@ -186,6 +186,7 @@ TEST(ChatRequestErrors, EachNamesTheProblem) {
        "logprobs"},
       {chat({{"n", 2}}), 400, "n", "unsupported_value", "n=1"},
       {chat({{"stream", "yes"}}), 400, "stream", "invalid_type", ""},
+      {chat({{"ignore_eos", 1}}), 400, "ignore_eos", "invalid_type", ""},
       {chat({{"stream_options", {{"include_usage", true}}}}), 400,
        "stream_options", "invalid_value", "stream"},
       {chat({{"stream", true}, {"stream_options", {{"include_usage", 1}}}}),
@@ -597,6 +598,26 @@ TEST_F(PrepareTest, PromptOverMaxSeqIsContextLengthExceeded) {
       prepareCompletion(std::get<CompletionRequest>(completion), model(64)));
   EXPECT_EQ(completionError.code, "context_length_exceeded");
   EXPECT_EQ(completionError.param, "prompt");
+}
+
+// vLLM's ignore_eos reaches the generation of both routes; off by default.
+TEST_F(PrepareTest, IgnoreEosReachesTheGeneration) {
+  for (bool ignore : {false, true}) {
+    json body = {{"model", "qwen2"}, {"prompt", "hello"}};
+    if (ignore)
+      body["ignore_eos"] = true;
+    auto completion = parseCompletionRequest(body.dump(), limits());
+    ASSERT_TRUE(std::holds_alternative<CompletionRequest>(completion));
+    auto prepared =
+        prepareCompletion(std::get<CompletionRequest>(completion), model());
+    ASSERT_TRUE(std::holds_alternative<PreparedRequest>(prepared));
+    EXPECT_EQ(std::get<PreparedRequest>(prepared).generation.ignoreEos, ignore);
+    ChatRequest r = chatOk(chat({{"ignore_eos", ignore}}));
+    auto chatPrepared = prepareChat(r, model());
+    ASSERT_TRUE(std::holds_alternative<PreparedRequest>(chatPrepared));
+    EXPECT_EQ(std::get<PreparedRequest>(chatPrepared).generation.ignoreEos,
+              ignore);
+  }
 }
 
 TEST_F(PrepareTest, ForcedToolCallsOpenTheCallAndConstrainTheRest) {

@@ -163,7 +163,8 @@ protected:
     served.toolFormat = servedToolCallFormat(model_->chatTemplateSource);
     served.maxSeq = 512;
     if (batched()) {
-      auto runner = model_->engine->createStepRunner(4 * kvBlocksFor(512));
+      auto runner =
+          model_->engine->createStepRunner(4 * kvBlocksFor(512), 2048);
       EXPECT_TRUE(runner.ok()) << runner.status();
       runner_ = std::move(*runner);
       BatchGeneratorOptions batchOptions;

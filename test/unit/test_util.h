@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,9 +11,12 @@
 
 namespace treni::testing_util {
 
-/// Directory of a bundled fixture model (test/fixtures/NAME).
+/// Directory of a bundled fixture model (test/fixtures/NAME); the
+/// environment's TRENI_FIXTURES_DIR overrides the build's, for a test binary
+/// carried to another machine (the GPU one).
 inline std::string fixtureDir(const std::string &name) {
-  return std::string(TRENI_FIXTURES_DIR) + "/" + name;
+  const char *moved = std::getenv("TRENI_FIXTURES_DIR");
+  return std::string(moved && *moved ? moved : TRENI_FIXTURES_DIR) + "/" + name;
 }
 
 /// A status's message as a std::string (for HasSubstr and friends).

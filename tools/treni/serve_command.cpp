@@ -204,7 +204,7 @@ batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
     return nullptr;
   const int64_t maxSeq = model.loaded.engine->maxSeq();
   int64_t blocks = kvBlocks > 0 ? int64_t(kvBlocks) : 4 * kvBlocksFor(maxSeq);
-  auto made = model.loaded.engine->createStepRunner(blocks);
+  auto made = model.loaded.engine->createStepRunner(blocks, maxBatchTokens);
   if (absl::IsUnimplemented(made.status())) {
     std::fprintf(stderr, "treni serve: %s; serving one request at a time\n",
                  std::string(made.status().message()).c_str());

@@ -1,0 +1,228 @@
+//===- gpu_step_test.cpp - @step on the GPU against the one-sequence path -===//
+//
+// Tests the GPU step runner (@step over a paged KV pool, rows of several
+// sequences in one launch sequence) against the same engine's
+// single-sequence prefill/decode on the fixtures: six sequences whose prompts
+// cross block boundaries, their blocks scattered over the pool, are prefilled
+// in whole and split chunks mixed with other sequences' decode rows, and
+// every sampled row's logits must match the single-sequence logits of the
+// same position (to the activation dtype's rounding: the step's GEMMs run
+// over all rows where the single path uses matvecs) and pick the same token
+// unless the reference's top two are closer than that. Skips without a GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/batch/kv_block_pool.h"
+#include "runtime/exec/engine_loader.h"
+#include "runtime/exec/gpu_executor.h"
+#include "runtime/exec/gpu_step_runner.h"
+#include "test/unit/test_util.h"
+#include "gtest/gtest.h"
+
+namespace treni {
+namespace {
+using testing_util::fixtureDir;
+
+constexpr int64_t kMaxSeq = 256;
+constexpr int kDecodes = 2; // decode steps per sequence after its prompt
+
+int32_t argmax(absl::Span<const float> logits) {
+  return int32_t(std::max_element(logits.begin(), logits.end()) -
+                 logits.begin());
+}
+
+/// The distance between the largest and second-largest logit.
+float topTwoMargin(absl::Span<const float> logits) {
+  std::vector<float> copy(logits.begin(), logits.end());
+  std::partial_sort(copy.begin(), copy.begin() + 2, copy.end(),
+                    std::greater<float>());
+  return copy[0] - copy[1];
+}
+
+struct Sequence {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> blocks;
+  /// Reference: logits after the prompt and after each decode step, and the
+  /// greedy tokens they pick.
+  std::vector<std::vector<float>> logits;
+  std::vector<int32_t> tokens;
+};
+
+class GpuStepTest : public ::testing::TestWithParam<const char *> {
+protected:
+  void SetUp() override {
+    if (!currentDeviceArch().ok())
+      GTEST_SKIP() << "no usable GPU";
+    EngineOptions options;
+    options.device = Device::Gpu;
+    options.maxSeq = kMaxSeq;
+    auto engine = loadEngine(fixtureDir(GetParam()), options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
+  /// The single-sequence path's logits for `sequence`, prompt then decodes.
+  void reference(Sequence &sequence) {
+    SamplingParams greedy;
+    auto first = engine_->prefill(sequence.prompt, greedy);
+    ASSERT_TRUE(first.ok()) << first.status();
+    int64_t position = int64_t(sequence.prompt.size());
+    for (int k = 0; k <= kDecodes; ++k) {
+      auto logits = engine_->lastLogits();
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      sequence.logits.push_back(*logits);
+      sequence.tokens.push_back(argmax(*logits));
+      if (k == kDecodes)
+        break;
+      auto next = engine_->decode(sequence.tokens.back(), position++, greedy);
+      ASSERT_TRUE(next.ok()) << next.status();
+    }
+  }
+
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
+  const int64_t vocab = engine_->vocabSize();
+  const std::vector<int> lengths = {1, 7, 63, 64, 65, 130};
+  const int64_t numBlocks = 40;
+  auto made = engine_->createStepRunner(numBlocks, 512);
+  ASSERT_TRUE(made.ok()) << made.status();
+  StepRunner &runner = **made;
+  ASSERT_EQ(runner.numBlocks(), numBlocks);
+
+  // Blocks handed out from the end of the pool, every other one first, so no
+  // sequence's blocks are consecutive or in order.
+  std::vector<int32_t> free;
+  for (int32_t b = int32_t(numBlocks) - 1; b >= 0; b -= 2)
+    free.push_back(b);
+  for (int32_t b = int32_t(numBlocks) - 2; b >= 0; b -= 2)
+    free.push_back(b);
+  std::vector<Sequence> sequences(lengths.size());
+  for (size_t s = 0; s < lengths.size(); ++s) {
+    for (int i = 0; i < lengths[s]; ++i)
+      sequences[s].prompt.push_back(int32_t((i * 37 + s * 11 + 5) % vocab));
+    int64_t blocks = kvBlocksFor(lengths[s] + kDecodes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      sequences[s].blocks.push_back(free.back());
+      free.pop_back();
+    }
+    reference(sequences[s]);
+    if (HasFatalFailure())
+      return;
+  }
+
+  // Steps: 0..2 prefill whole and decode; 3..5 prefill in two chunks (the
+  // first unsampled, beside 0..2's prompts), then decode.
+  struct Expected {
+    size_t sequence;
+    int k; // index into logits
+  };
+  const size_t half = 3;
+  for (int step = 0; step < 4; ++step) {
+    StepPlan plan;
+    std::vector<Expected> expected;
+    auto table = [&](size_t s) {
+      BlockTableRef ref{int64_t(plan.blockTables.size()),
+                        int64_t(sequences[s].blocks.size())};
+      plan.blockTables.insert(plan.blockTables.end(),
+                              sequences[s].blocks.begin(),
+                              sequences[s].blocks.end());
+      return ref;
+    };
+    auto decode = [&](size_t s, int k) {
+      const Sequence &seq = sequences[s];
+      plan.decodes.push_back({SequenceId(s),
+                              int64_t(seq.prompt.size()) + k - 1,
+                              seq.tokens[k - 1], table(s)});
+    };
+    auto chunk = [&](size_t s, size_t from, size_t to, bool last) {
+      const Sequence &seq = sequences[s];
+      plan.prefills.push_back(
+          {SequenceId(s), int64_t(from),
+           std::vector<int32_t>(seq.prompt.begin() + from,
+                                seq.prompt.begin() + to),
+           last, table(s)});
+    };
+    for (size_t s = 0; s < half; ++s)
+      if (step >= 1 && step <= kDecodes)
+        decode(s, step);
+    for (size_t s = half; s < sequences.size(); ++s)
+      if (step >= 2)
+        decode(s, step - 1);
+    for (size_t s = 0; s < half; ++s)
+      if (step == 0)
+        chunk(s, 0, sequences[s].prompt.size(), true);
+    for (size_t s = half; s < sequences.size(); ++s) {
+      size_t split = sequences[s].prompt.size() / 2;
+      if (step == 0)
+        chunk(s, 0, split, false);
+      if (step == 1)
+        chunk(s, split, sequences[s].prompt.size(), true);
+    }
+    // plan.sampledSequences() order: decode rows, then sampling chunks.
+    for (const DecodeRow &row : plan.decodes)
+      expected.push_back(
+          {size_t(row.sequence),
+           int(row.position - int64_t(sequences[row.sequence].prompt.size())) +
+               1});
+    for (const PrefillChunk &c : plan.prefills)
+      if (c.samplesLast)
+        expected.push_back({size_t(c.sequence), 0});
+    if (plan.empty())
+      continue;
+
+    auto logits = runner.run(plan);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    ASSERT_EQ(int64_t(logits->size()), int64_t(expected.size()) * vocab);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      const Sequence &seq = sequences[expected[i].sequence];
+      const std::vector<float> &want = seq.logits[expected[i].k];
+      absl::Span<const float> got = logits->subspan(i * vocab, vocab);
+      float scale = 1.0f, diff = 0.0f;
+      for (int64_t v = 0; v < vocab; ++v) {
+        scale = std::max(scale, std::abs(want[v]));
+        diff = std::max(diff, std::abs(got[v] - want[v]));
+      }
+      SCOPED_TRACE(absl::StrCat("step ", step, " sequence ",
+                                expected[i].sequence, " logits ",
+                                expected[i].k, " max diff ", diff, " of ",
+                                scale));
+      // 16-bit activations round each layer's output to ~3 significant
+      // digits on either path; f32 ones agree to the accumulation order.
+      EXPECT_LE(diff, 0.03f * scale);
+      if (topTwoMargin(want) > 2 * diff)
+        EXPECT_EQ(argmax(got), seq.tokens[expected[i].k]);
+    }
+  }
+}
+
+// The GPU computes the sampled rows first (its final norm and lm_head run on
+// them only): decode rows, then each sampling chunk's last row, then the
+// other chunk rows; every row keeps its token, position and table.
+TEST(StepRowOrderTest, SampledRowsFirst) {
+  StepPlan plan;
+  plan.blockTables = {7, 3, 9, 4, 2};
+  plan.decodes.push_back({SequenceId(1), 70, 11, {0, 2}});
+  plan.decodes.push_back({SequenceId(2), 5, 12, {2, 1}});
+  plan.prefills.push_back({SequenceId(3), 0, {20, 21, 22}, false, {3, 1}});
+  plan.prefills.push_back({SequenceId(4), 64, {30, 31}, true, {4, 1}});
+  StepRowOrder order = orderStepRows(plan);
+  EXPECT_EQ(order.sampledRows, 3);
+  EXPECT_EQ(order.ids, (std::vector<int32_t>{11, 12, 31, 20, 21, 22, 30}));
+  EXPECT_EQ(order.positions,
+            (std::vector<int32_t>{70, 5, 65, 0, 1, 2, 64}));
+  EXPECT_EQ(order.tableOffsets, (std::vector<int32_t>{0, 2, 4, 3, 3, 3, 4}));
+  EXPECT_EQ(int64_t(plan.sampledSequences().size()), order.sampledRows);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuStepTest,
+                         ::testing::Values("qwen2", "llama", "qwen3"));
+
+} // namespace
+} // namespace treni
