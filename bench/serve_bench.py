@@ -57,6 +57,10 @@ def start_server(args, queue_size):
         "--port", "0", "--device", args.device]
     if not any(a.startswith("--queue-size") for a in args.server_arg):
         cmd += ["--queue-size", str(queue_size)]  # the default (16) would reject most of a sweep
+    if not any(a.startswith("--max-connections-per-client") for a in args.server_arg):
+        # Every client of the sweep is this process: the default (64) answers
+        # the connections past it 503.
+        cmd += ["--max-connections-per-client", str(queue_size)]
     cmd += args.server_arg
     server = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     log, listening = [], threading.Event()

@@ -173,8 +173,8 @@ absl::StatusOr<KernelGeometry> attentionFlashGeometry(const PlanStep &step) {
                        flashLaunchTiling(h.heads, h.kvHeads));
 }
 
-/// attention_seq1_partial: one block per (KV head, split), for the one query
-/// row; the grid never moves.
+/// attention_seq1_partial: one block per (KV head, split) and query row; the
+/// grid moves only with the rows.
 absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
@@ -192,19 +192,17 @@ absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
                                     " needs ", shared,
                                     " bytes of shared memory (> 48 KiB)"));
   KernelGeometry geometry;
-  geometry.launch.rowsInGridY = false;
   geometry.launch.threads = threads;
   geometry.launch.blocksX = kvHeads * splits;
   return geometry;
 }
 
-/// attention_seq1_reduce: one block per query head.
+/// attention_seq1_reduce: one block per (query head, row).
 absl::StatusOr<KernelGeometry> seq1ReduceGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, positiveConstant(step, "num_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
   TRENI_RETURN_IF_ERROR(positiveConstant(step, "num_splits").status());
   KernelGeometry geometry;
-  geometry.launch.rowsInGridY = false;
   geometry.launch.threads = threadsFor(headDim);
   geometry.launch.blocksX = heads;
   return geometry;
@@ -410,6 +408,7 @@ std::vector<KernelTemplate> buildTable() {
                                       attribute("num_splits", Int)}),
                          cacheConstants()),
        .usesCache = true,
+       .pagedCache = true,
        .geometry = seq1PartialGeometry});
   table.push_back(
       {.name = "attention_seq1_reduce",

@@ -409,11 +409,9 @@ LogicalResult AttentionSeq1Op::verify() {
   if (failed(verifyAttentionHeads(*this)))
     return failure();
   auto query = tensorType(getQuery());
-  if (query.getDimSize(0) != 1)
-    return emitOpError() << "needs exactly one query row, got "
-                         << dimString(query.getDimSize(0));
-  if (!compatible(tensorType(getPositions()).getDimSize(0), 1))
-    return emitOpError("needs one position");
+  if (!compatible(tensorType(getPositions()).getDimSize(0),
+                  query.getDimSize(0)))
+    return emitOpError("needs one position per query row");
   return success();
 }
 

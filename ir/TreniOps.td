@@ -231,15 +231,18 @@ def Treni_AttentionSeq1Op : Treni_Op<"attention_seq1", [
     DeclareOpInterfaceMethods<SymbolUserOpInterface>,
     MemoryEffects<[MemRead<Treni_KVCacheResource>]>,
     AllTypesMatch<["query", "result"]>]> {
-  let summary = "Attention of one query row over the KV cache, split over positions (produced by treni-specialize-seq1-attention)";
+  let summary = "Attention of query rows over the KV cache, each row split over its positions (produced by treni-specialize-seq1-attention)";
   let description = [{
-    Same semantics as `treni.attention` for a single query row (decode), but
-    computed flash-decoding style: positions `0 ..= positions[0]` are cut
-    into `num_splits` slices of `ceil((positions[0] + 1) / num_splits)` rows
-    (the last ones may be empty); each (KV head, slice) produces a partial
-    softmax (max, sum, unnormalised output) for every query head of the
-    group, and a second step combines the slices. The slices are computed
-    from the position at run time, so the launch shape does not depend on it.
+    Same semantics as `treni.attention`, computed flash-decoding style for
+    each query row on its own: row r's positions `0 ..= positions[r]` are cut
+    into `num_splits` slices of `ceil((positions[r] + 1) / num_splits)` rows
+    (the last ones may be empty); each (row, KV head, slice) produces a
+    partial softmax (max, sum, unnormalised output) for every query head of
+    the group, and a second step combines the slices. The slices are computed
+    from the positions at run time, so the launch shape depends only on the
+    number of rows. Rows share no work, so they may belong to different
+    sequences (decode's one row; @step's rows, each through its own block
+    table).
 
     ```mlir
     %a = treni.attention_seq1 %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 14 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, scale = 1.250000e-01 : f64, num_splits = 32 : i64} : (tensor<1x896xbf16>, tensor<1xi32>) -> tensor<1x896xbf16>

@@ -160,10 +160,10 @@ FailureOr<KernelDesc> describe(Operation *op) {
 }
 
 /// treni.attention_seq1 is two launches: "attention_seq1_partial" writes,
-/// per (query head, split), the slice's max score, sum of exponentials and
-/// unnormalised output (head_dim + 2 floats) to an f32 tensor the buffer plan
-/// sizes like any other; "attention_seq1_reduce" combines the splits. Both
-/// take every constant from the op's attributes.
+/// per (row, query head, split), the slice's max score, sum of exponentials
+/// and unnormalised output (head_dim + 2 floats) to an f32 [rows, ...] tensor
+/// the buffer plan sizes like any other; "attention_seq1_reduce" combines the
+/// splits. Both take every constant from the op's attributes.
 LogicalResult outlineSeq1Attention(AttentionSeq1Op op) {
   OpBuilder b(op);
   FailureOr<DictionaryAttr> partialConstants =
@@ -174,8 +174,9 @@ LogicalResult outlineSeq1Attention(AttentionSeq1Op op) {
     return failure();
   int64_t heads = op.getNumHeads(), headDim = op.getHeadDim(),
           splits = op.getNumSplits();
-  auto partialType =
-      RankedTensorType::get({heads * splits * (headDim + 2)}, b.getF32Type());
+  int64_t rows = cast<RankedTensorType>(op.getQuery().getType()).getDimSize(0);
+  auto partialType = RankedTensorType::get(
+      {rows, heads * splits * (headDim + 2)}, b.getF32Type());
   StringRef origin = op->getName().getStringRef();
   auto partial = KernelOp::create(
       b, op.getLoc(), TypeRange{partialType}, "attention_seq1_partial",

@@ -199,9 +199,15 @@ def SpecializeSeq1AttentionPass
     ```mlir
     %a = treni.attention_seq1 %q, %pos {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, num_splits = 32 : i64, scale = 2.500000e-01 : f64} : (tensor<1x64xbf16>, tensor<1xi32>) -> tensor<1x64xbf16>
     ```
-    Left alone: prefill (dynamic rows) and static queries of more than one
-    row. One query row is one sequence whichever function holds it, so unlike
-    treni-specialize-flash-attention this pass needs no `treni.one_sequence`.
+    The same rewrite takes the attention of a function whose rows may be
+    several sequences (@step, no `treni.one_sequence`): each row is one query
+    vector attending to its own sequence's positions through its own block
+    table, so the row-by-row split-KV kernel fits (reading each K/V row once
+    per KV group, where the generic kernel reads it once per query head), and
+    the rows give the parallelism, so it uses `rows-num-splits`.
+
+    Left alone: @prefill (dynamic rows of one sequence: the flash kernel's)
+    and static queries of more than one row.
   }];
   let options = [
     Option<"numSplits", "num-splits", "int64_t", "32",
@@ -209,6 +215,11 @@ def SpecializeSeq1AttentionPass
            "for 2-8 KV heads (on the order of an H100's 132 SMs) while a "
            "2K-token context still gives each block 64 positions; the "
            "combine step reads only num_splits partials per head">,
+    Option<"rowsNumSplits", "rows-num-splits", "int64_t", "4",
+           "Slices per KV head of each row of a several-sequence function "
+           "(@step): its rows already fill the GPU (64 decode rows of 4 KV "
+           "heads are 1024 blocks), and every slice adds a partial per "
+           "head to write and combine">,
   ];
   let dependentDialects = ["::treni::TreniDialect"];
 }

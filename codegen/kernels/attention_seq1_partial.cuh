@@ -1,10 +1,12 @@
 //===-- attention_seq1_partial.cuh: split-KV decode attention, step 1 ----===//
 //
-// Grid (kNumKvHeads * kNumSplits): block b takes KV head b / kNumSplits and
-// split b % kNumSplits of the cache rows 0..positions[0], cut into kNumSplits
-// slices of ceil(length / kNumSplits) rows (runtime/exec/cpu_kernels.cpp,
-// seq1SplitStart, uses the same rule). The launch shape never depends on the
-// position, so one CUDA graph serves every decode step.
+// Grid (kNumKvHeads * kNumSplits, rows): block (b, r) takes query row r, KV
+// head b / kNumSplits and split b % kNumSplits of r's positions
+// 0..positions[r], cut into kNumSplits slices of ceil(length / kNumSplits)
+// (runtime/exec/cpu_kernels.cpp, seq1SplitStart, uses the same rule), read
+// through r's block table when the cache is paged (cacheRow, common.cuh): the
+// rows may be several sequences (@step). The launch shape depends only on the
+// rows, so one CUDA graph serves every decode step.
 // The block handles every query head of its KV head's group, so each K/V row
 // is read once for the group. Warp w takes rows begin+w, begin+w+kWarps, ...,
 // kRowBatch of them at a time (their loads issued together, so a long slice
@@ -12,9 +14,9 @@
 // per query head (running max, sum of exponentials, unnormalised output;
 // lane l owns dims l, l+32, ...). The warps' states meet in shared memory
 // after one barrier; every thread merges a few (head, dim) entries over the
-// warps and the block writes, per query head h,
-// partials[(h * kNumSplits + split) * (kHeadDim+2)] = (max, sum,
-// acc[kHeadDim]). An empty split writes (-inf, 0, 0, ...).
+// warps and the block writes, per query head h of row r,
+// partials[((r * kNumHeads + h) * kNumSplits + split) * (kHeadDim+2)] = (max,
+// sum, acc[kHeadDim]). An empty split writes (-inf, 0, 0, ...).
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions,
@@ -32,7 +34,10 @@ TRENI_ENTRY(const query_type *query, const int *positions,
   __shared__ float warpAcc[kWarps][kGroup][kHeadDim];
 
   int kvHead = blockIdx.x / kNumSplits, split = blockIdx.x % kNumSplits;
-  int length = positions[0] + 1;
+  int row = blockIdx.y;
+  int length = positions[row] + 1;
+  query += (long long)row * kNumHeads * kHeadDim;
+  partials += (long long)row * kNumHeads * kNumSplits * kStride;
   int chunk = (length + kNumSplits - 1) / kNumSplits;
   int begin = min(length, split * chunk);
   int end = min(length, begin + chunk);
@@ -64,7 +69,8 @@ TRENI_ENTRY(const query_type *query, const int *positions,
 #pragma unroll
     for (int b = 0; b < kRowBatch; ++b) {
       int t = first + b * kWarps;
-      long long offset = (long long)t * kKvDim + kvHead * kHeadDim;
+      long long offset =
+          (t < end ? cacheRow(pages, row, t) : 0) * kKvDim + kvHead * kHeadDim;
 #pragma unroll
       for (int j = 0; j < kPerLane; ++j) {
         int i = lane + 32 * j;

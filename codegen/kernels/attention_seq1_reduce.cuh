@@ -1,7 +1,8 @@
 //===-- attention_seq1_reduce.cuh: split-KV decode attention, step 2 -----===//
 //
-// Grid (kNumHeads): block h combines the kNumSplits partials of query head h
-// written by attention_seq1_partial: with M the largest split max,
+// Grid (kNumHeads, rows): block (h, r) combines the kNumSplits partials of
+// query head h of row r written by attention_seq1_partial: with M the
+// largest split max,
 //   out[h][i] = sum_s acc_s[i] * exp(max_s - M) / sum_s sum_s * exp(max_s - M),
 // skipping empty splits (sum 0, max -inf). Every thread reads the (max, sum)
 // pairs itself (kNumSplits of them; the loops unroll so the loads issue
@@ -10,7 +11,7 @@
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
   treniWaitForPreviousKernel();
-  int head = blockIdx.x;
+  long long head = (long long)blockIdx.y * kNumHeads + blockIdx.x;
   const partials_type *first =
       partials + (long long)head * kNumSplits * (kHeadDim + 2);
   float maxScore = __int_as_float(0xff800000);
@@ -33,6 +34,6 @@ TRENI_ENTRY(const partials_type *partials, out_type *out, int rows) {
         acc += toFloat(partial[2 + i]) *
                expf(toFloat(partial[0]) - maxScore);
     }
-    out[(long long)head * kHeadDim + i] = fromFloat<out_type>(acc / total);
+    out[head * kHeadDim + i] = fromFloat<out_type>(acc / total);
   }
 }

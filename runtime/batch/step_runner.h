@@ -15,8 +15,16 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/batch/step_plan.h"
+#include "runtime/exec/sampler.h"
 
 namespace treni {
+
+/// How one sampled row of a step is drawn: sampleCpu's parameters and step
+/// (the sequence's own token count).
+struct RowSampling {
+  SamplingParams params;
+  uint64_t step = 0;
+};
 
 class StepRunner {
 public:
@@ -30,6 +38,15 @@ public:
   /// the plan names may hold partial rows (the scheduler's abortStep() drops
   /// them).
   virtual absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) = 0;
+  /// The same, but the sampled rows are drawn where the logits are (the GPU
+  /// sampler, sampleCpu's meaning: the same token for the same logits,
+  /// parameters and step), row i with `sampling[i]`; only the results come
+  /// back. Unimplemented where the runner has no such sampler (the caller
+  /// samples run()'s logits).
+  virtual absl::StatusOr<std::vector<SampleResult>>
+  runSampled(const StepPlan &plan, absl::Span<const RowSampling> sampling) {
+    return absl::UnimplementedError("this runner returns logits only");
+  }
 
   virtual int64_t vocabSize() const = 0;
   /// Blocks in the KV pool this runner computes into (the scheduler's

@@ -177,55 +177,59 @@ int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split) {
   return std::min(length, split * chunk);
 }
 
-void attentionSeq1Partial(const float *query, int64_t numHeads,
-                          int64_t numKvHeads, int64_t headDim, int64_t position,
-                          const float *keyCache, const float *valueCache,
-                          const KvPages &pages, double scale, int64_t numSplits,
-                          float *partials) {
+void attentionSeq1Partial(const float *query, int64_t rows, int64_t numHeads,
+                          int64_t numKvHeads, int64_t headDim,
+                          const int32_t *positions, const float *keyCache,
+                          const float *valueCache, const KvPages &pages,
+                          double scale, int64_t numSplits, float *partials) {
   int64_t groupSize = numHeads / numKvHeads;
   int64_t kvDim = numKvHeads * headDim;
-  int64_t length = position + 1;
+  int64_t stride = headDim + 2;
   std::vector<double> scores, acc(headDim);
-  for (int64_t head = 0; head < numHeads; ++head) {
-    const float *q = query + head * headDim;
-    int64_t kvHead = head / groupSize;
-    for (int64_t split = 0; split < numSplits; ++split) {
-      int64_t begin = seq1SplitStart(length, numSplits, split);
-      int64_t end = seq1SplitStart(length, numSplits, split + 1);
-      double maxScore = -INFINITY;
-      scores.assign(end - begin, 0.0);
-      for (int64_t t = begin; t < end; ++t) {
-        const float *k =
-            keyCache + pages.cacheRow(0, t) * kvDim + kvHead * headDim;
-        double dot = 0;
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t length = int64_t(positions[row]) + 1;
+    for (int64_t head = 0; head < numHeads; ++head) {
+      const float *q = query + (row * numHeads + head) * headDim;
+      int64_t kvHead = head / groupSize;
+      for (int64_t split = 0; split < numSplits; ++split) {
+        int64_t begin = seq1SplitStart(length, numSplits, split);
+        int64_t end = seq1SplitStart(length, numSplits, split + 1);
+        double maxScore = -INFINITY;
+        scores.assign(end - begin, 0.0);
+        for (int64_t t = begin; t < end; ++t) {
+          const float *k =
+              keyCache + pages.cacheRow(row, t) * kvDim + kvHead * headDim;
+          double dot = 0;
+          for (int64_t i = 0; i < headDim; ++i)
+            dot += double(q[i]) * k[i];
+          scores[t - begin] = dot * scale;
+          maxScore = std::max(maxScore, scores[t - begin]);
+        }
+        double total = 0;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t t = begin; t < end; ++t) {
+          double p = std::exp(scores[t - begin] - maxScore);
+          total += p;
+          const float *v =
+              valueCache + pages.cacheRow(row, t) * kvDim + kvHead * headDim;
+          for (int64_t i = 0; i < headDim; ++i)
+            acc[i] += p * v[i];
+        }
+        float *partial =
+            partials + ((row * numHeads + head) * numSplits + split) * stride;
+        partial[0] = float(maxScore);
+        partial[1] = float(total);
         for (int64_t i = 0; i < headDim; ++i)
-          dot += double(q[i]) * k[i];
-        scores[t - begin] = dot * scale;
-        maxScore = std::max(maxScore, scores[t - begin]);
+          partial[2 + i] = float(acc[i]);
       }
-      double total = 0;
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t t = begin; t < end; ++t) {
-        double p = std::exp(scores[t - begin] - maxScore);
-        total += p;
-        const float *v =
-            valueCache + pages.cacheRow(0, t) * kvDim + kvHead * headDim;
-        for (int64_t i = 0; i < headDim; ++i)
-          acc[i] += p * v[i];
-      }
-      float *partial = partials + (head * numSplits + split) * (headDim + 2);
-      partial[0] = float(maxScore);
-      partial[1] = float(total);
-      for (int64_t i = 0; i < headDim; ++i)
-        partial[2 + i] = float(acc[i]);
     }
   }
 }
 
-void attentionSeq1Reduce(const float *partials, int64_t numHeads,
+void attentionSeq1Reduce(const float *partials, int64_t rows, int64_t numHeads,
                          int64_t headDim, int64_t numSplits, float *out) {
   std::vector<double> acc(headDim);
-  for (int64_t head = 0; head < numHeads; ++head) {
+  for (int64_t head = 0; head < rows * numHeads; ++head) {
     const float *first = partials + head * numSplits * (headDim + 2);
     double maxScore = -INFINITY;
     for (int64_t split = 0; split < numSplits; ++split)
@@ -359,11 +363,9 @@ absl::Status attentionSeq1PartialStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(Heads h, headsOf(s.step));
   TRENI_ASSIGN_OR_RETURN(int64_t splits, s.step.intConstant("num_splits"));
   TRENI_ASSIGN_OR_RETURN(double scale, s.step.floatConstant("scale"));
-  if (s.rows(0) != 1)
-    return invalidStep(s.step, "takes one query row");
-  attentionSeq1Partial(s.in(0), h.heads, h.kvHeads, h.headDim, s.indices(1)[0],
-                       s.keyCache, s.valueCache, s.pages, scale, splits,
-                       s.out(0));
+  attentionSeq1Partial(s.in(0), s.rows(0), h.heads, h.kvHeads, h.headDim,
+                       s.indices(1), s.keyCache, s.valueCache, s.pages, scale,
+                       splits, s.out(0));
   return absl::OkStatus();
 }
 
@@ -371,7 +373,7 @@ absl::Status attentionSeq1ReduceStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(int64_t heads, s.step.intConstant("num_heads"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, s.step.intConstant("head_dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t splits, s.step.intConstant("num_splits"));
-  attentionSeq1Reduce(s.in(0), heads, headDim, splits, s.out(0));
+  attentionSeq1Reduce(s.in(0), s.rows(0), heads, headDim, splits, s.out(0));
   return absl::OkStatus();
 }
 

@@ -77,19 +77,21 @@ void attention(const float *query, int64_t rows, int64_t numHeads,
 /// be empty); split numSplits gives the end. The GPU kernel uses the same rule.
 int64_t seq1SplitStart(int64_t length, int64_t numSplits, int64_t split);
 
-/// Step 1 of single-row attention (attention_seq1): for each query head h and
-/// split s, partials[(h * numSplits + s) * (headDim + 2) + ...] = (max score,
-/// sum of exp(score - max), sum of exp(score - max) * v[0..headDim)) over the
-/// split's positions of 0..position (the query is step row 0, read through
-/// its table); an empty split writes (-inf, 0, 0...).
-void attentionSeq1Partial(const float *query, int64_t numHeads,
-                          int64_t numKvHeads, int64_t headDim, int64_t position,
-                          const float *keyCache, const float *valueCache,
-                          const KvPages &pages, double scale, int64_t numSplits,
-                          float *partials);
+/// Step 1 of split-KV attention (attention_seq1), one query vector per row:
+/// for each row r, query head h and split s, partials[r][(h * numSplits + s)
+/// * (headDim + 2) + ...] = (max score, sum of exp(score - max), sum of
+/// exp(score - max) * v[0..headDim)) over the split's positions of
+/// 0..positions[r], read through row r's table (so the rows may belong to
+/// different sequences); an empty split writes (-inf, 0, 0...).
+void attentionSeq1Partial(const float *query, int64_t rows, int64_t numHeads,
+                          int64_t numKvHeads, int64_t headDim,
+                          const int32_t *positions, const float *keyCache,
+                          const float *valueCache, const KvPages &pages,
+                          double scale, int64_t numSplits, float *partials);
 
-/// Step 2: combines the splits of every head into out[1, numHeads * headDim].
-void attentionSeq1Reduce(const float *partials, int64_t numHeads,
+/// Step 2: combines the splits of every row's heads into out[rows, numHeads *
+/// headDim].
+void attentionSeq1Reduce(const float *partials, int64_t rows, int64_t numHeads,
                          int64_t headDim, int64_t numSplits, float *out);
 
 void silu(const float *x, int64_t count, float *out);

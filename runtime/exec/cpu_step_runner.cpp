@@ -50,4 +50,24 @@ CpuStepRunner::run(const StepPlan &plan) {
   return absl::MakeConstSpan(logits);
 }
 
+absl::StatusOr<std::vector<SampleResult>>
+CpuStepRunner::runSampled(const StepPlan &plan,
+                          absl::Span<const RowSampling> sampling) {
+  TRENI_ASSIGN_OR_RETURN(absl::Span<const float> logits, run(plan));
+  const int64_t vocab = executor_->vocabSize();
+  if (int64_t(logits.size()) != int64_t(sampling.size()) * vocab)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a step samples ", logits.size() / vocab, " rows but ",
+                     sampling.size(), " sampling settings came"));
+  std::vector<SampleResult> results;
+  results.reserve(sampling.size());
+  for (size_t i = 0; i < sampling.size(); ++i) {
+    TRENI_ASSIGN_OR_RETURN(SampleResult result,
+                           sampleCpu(logits.subspan(i * vocab, vocab),
+                                     sampling[i].params, sampling[i].step));
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
 } // namespace treni

@@ -23,6 +23,10 @@ public:
   create(std::unique_ptr<CpuExecutor> executor);
 
   absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) override;
+  /// run(), then sampleCpu on each sampled row.
+  absl::StatusOr<std::vector<SampleResult>>
+  runSampled(const StepPlan &plan,
+             absl::Span<const RowSampling> sampling) override;
   int64_t vocabSize() const override { return executor_->vocabSize(); }
   int64_t numBlocks() const override { return executor_->numBlocks(); }
   int64_t maxSeq() const override { return executor_->maxSeq(); }

@@ -175,16 +175,30 @@ struct GpuExecutor::Impl {
     int32_t *hostInputs = nullptr;
     float *hostLogits = nullptr;
     int64_t logitRows = 0;
+    /// The sampler's per-row state (runStepSampled), maxTokens rows: steps
+    /// (pinned staging and device), split partials and arrival counts, and
+    /// the results (pinned, mapped).
+    unsigned long long *hostSteps = nullptr, *steps = nullptr;
+    SamplePartialDevice *partials = nullptr;
+    unsigned *arrivals = nullptr;
+    SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
     /// Steps from here on compute only the sampled rows (see runStep).
     size_t tailStart = 0;
+    /// Captured @step graphs by row bucket (a power of two): steps whose
+    /// rows are all sampled (decode rows) run padded to their bucket.
+    std::map<int64_t, cudaGraphExec_t> graphs;
 
     ~PagedPool() {
+      for (auto &[rows, graph] : graphs)
+        cudaGraphExecDestroy(graph);
       for (auto &[name, cache] : caches)
         cudaFree(cache.keys);
-      for (void *p : {(void *)arena, (void *)tables})
+      for (void *p : {(void *)arena, (void *)tables, (void *)steps,
+                      (void *)partials, (void *)arrivals})
         if (p)
           cudaFree(p);
-      for (void *p : {(void *)hostInputs, (void *)hostLogits})
+      for (void *p : {(void *)hostInputs, (void *)hostLogits, (void *)hostSteps,
+                      (void *)hostResults})
         if (p)
           cudaFreeHost(p);
     }
@@ -658,6 +672,30 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
+  /// The captured @step graph of `rows` rows, all sampled (captured on
+  /// first use, the GEMM plans made first, as for decode). Capture takes
+  /// none of the work already on the stream.
+  absl::StatusOr<cudaGraphExec_t> stepGraph(const PlanFunction &function,
+                                            int64_t rows) {
+    if (auto it = pool->graphs.find(rows); it != pool->graphs.end())
+      return it->second;
+    TRENI_RETURN_IF_ERROR(prepareGemms(function, rows));
+    cudaGraph_t captured;
+    TRENI_CUDA(
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::Status status =
+        enqueueSteps(function, rows, nullptr, Tail{pool->tailStart, rows});
+    cudaError_t end = cudaStreamEndCapture(stream, &captured);
+    TRENI_RETURN_IF_ERROR(status);
+    TRENI_CUDA(end);
+    cudaGraphExec_t graph = nullptr;
+    cudaError_t instantiated = cudaGraphInstantiate(&graph, captured, 0);
+    cudaGraphDestroy(captured);
+    TRENI_CUDA(instantiated);
+    pool->graphs[rows] = graph;
+    return graph;
+  }
+
   /// Enqueues one decode step on the inputs fed: the graph, or (without
   /// graphs) its launches one by one. Advances `fed` past it when known.
   absl::Status enqueueDecode(const SamplingParams &params, int64_t vocab) {
@@ -905,15 +943,22 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
 
   // Kernels (NVRTC through the disk cache, or the package's cubins).
   auto start = std::chrono::steady_clock::now();
-  // @step's kernels load with its pool (preparePagedPool): a server that
-  // never batches does not compile them.
-  TRENI_RETURN_IF_ERROR(
-      impl->prepareLaunches(compiler, arch, stats, [](const PlanFunction &f) {
-        return !pagedCache(f);
-      }));
+  // Without a package, @step's kernels load with its pool (preparePagedPool):
+  // a server that never batches does not compile them. A package's cubins
+  // load now, while they exist (options.cubins is the caller's, valid only
+  // during create).
+  if (options.cubins)
+    TRENI_RETURN_IF_ERROR(impl->prepareLaunches(
+        compiler, arch, stats, [](const PlanFunction &) { return true; }));
+  else
+    TRENI_RETURN_IF_ERROR(
+        impl->prepareLaunches(compiler, arch, stats, [](const PlanFunction &f) {
+          return !pagedCache(f);
+        }));
   TRENI_ASSIGN_OR_RETURN(impl->sampler,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
+  impl->options.cubins = nullptr;
   stats.kernelSeconds = secondsSince(start);
   stats.nvrtcCompiles = compiler.compiles();
   stats.cacheHits = compiler.cacheHits();
@@ -1141,10 +1186,13 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   while ((int64_t(1) << pool->blockShift) < blockTokens)
     ++pool->blockShift;
   const int64_t blocksPerSequence = (maxSeq_ + blockTokens - 1) / blockTokens;
-  pool->tableCapacity = maxStepTokens * blocksPerSequence;
+  // One more table entry and block: the block padded rows write (a graphed
+  // step's rows beyond its real ones), which no sequence owns.
+  pool->tableCapacity = maxStepTokens * blocksPerSequence + 1;
+  const int64_t poolBlocks = numBlocks + 1;
   int64_t cacheBytes = 0;
   for (const PlanKvCache &cache : impl.plan.caches)
-    cacheBytes += 2 * cache.numLayers * numBlocks * blockTokens *
+    cacheBytes += 2 * cache.numLayers * poolBlocks * blockTokens *
                   cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
   const int64_t arenaBytes = function->arenaBytes(maxStepTokens);
   const int64_t tableBytes =
@@ -1161,7 +1209,7 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
         "cache takes what the weights leave when it is 0)"));
   for (const PlanKvCache &cache : impl.plan.caches) {
     Impl::Cache &c = pool->caches[cache.name];
-    c.layerBytes = numBlocks * blockTokens * cache.numKvHeads * cache.headDim *
+    c.layerBytes = poolBlocks * blockTokens * cache.numKvHeads * cache.headDim *
                    dtypeBytes(cache.dtype);
     int64_t bytes = c.layerBytes * cache.numLayers;
     TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
@@ -1174,15 +1222,33 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   TRENI_CUDA(cudaHostAlloc((void **)&pool->hostInputs,
                            tableBytes + 2 * maxStepTokens * sizeof(int32_t),
                            cudaHostAllocDefault));
+  TRENI_CUDA(cudaMalloc((void **)&pool->steps,
+                        maxStepTokens * sizeof(unsigned long long)));
+  TRENI_CUDA(
+      cudaMalloc((void **)&pool->partials,
+                 maxStepTokens * kSamplerBlocks * sizeof(SamplePartialDevice)));
+  TRENI_CUDA(
+      cudaMalloc((void **)&pool->arrivals, maxStepTokens * sizeof(unsigned)));
+  TRENI_CUDA(cudaMemset(pool->arrivals, 0, maxStepTokens * sizeof(unsigned)));
+  TRENI_CUDA(cudaHostAlloc((void **)&pool->hostSteps,
+                           maxStepTokens * sizeof(unsigned long long),
+                           cudaHostAllocDefault));
+  TRENI_CUDA(cudaHostAlloc((void **)&pool->hostResults,
+                           maxStepTokens * sizeof(SampleResultDevice),
+                           cudaHostAllocMapped));
+  TRENI_CUDA(cudaHostGetDevicePointer((void **)&pool->mappedResults,
+                                      pool->hostResults, 0));
 
-  KernelCompiler compiler(impl.options.cacheDir);
-  auto start = std::chrono::steady_clock::now();
-  TRENI_RETURN_IF_ERROR(impl.prepareLaunches(
-      compiler, stats_.arch, stats_,
-      [](const PlanFunction &f) { return pagedCache(f); }));
-  stats_.kernelSeconds += secondsSince(start);
-  stats_.nvrtcCompiles += compiler.compiles();
-  stats_.cacheHits += compiler.cacheHits();
+  if (!impl.launches.count(function->name)) { // else loaded from a package
+    KernelCompiler compiler(impl.options.cacheDir);
+    auto start = std::chrono::steady_clock::now();
+    TRENI_RETURN_IF_ERROR(impl.prepareLaunches(
+        compiler, stats_.arch, stats_,
+        [](const PlanFunction &f) { return pagedCache(f); }));
+    stats_.kernelSeconds += secondsSince(start);
+    stats_.nvrtcCompiles += compiler.compiles();
+    stats_.cacheHits += compiler.cacheHits();
+  }
   const std::vector<StepLaunch> &list = impl.launches[function->name];
   for (size_t i = 0; i < list.size(); ++i)
     if (list[i].usesCache)
@@ -1191,8 +1257,7 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   return absl::OkStatus();
 }
 
-absl::StatusOr<absl::Span<const float>>
-GpuExecutor::runStep(const GpuStepRows &rows) {
+absl::StatusOr<int64_t> GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
   Impl &impl = *impl_;
   if (!impl.pool)
     return absl::FailedPreconditionError(
@@ -1204,16 +1269,31 @@ GpuExecutor::runStep(const GpuStepRows &rows) {
   TRENI_RETURN_IF_ERROR(
       checkStepRows(rows.ids, rows.positions, maxSeq_, vocabSize_, &tables));
   if (tokens > pool.maxTokens ||
-      int64_t(rows.blockTables.size()) > pool.tableCapacity)
+      int64_t(rows.blockTables.size()) >= pool.tableCapacity)
     return absl::InvalidArgumentError(absl::StrCat(
         "a batched step of ", tokens, " rows and ", rows.blockTables.size(),
         " table entries exceeds the pool's ", pool.maxTokens, " and ",
-        pool.tableCapacity));
+        pool.tableCapacity - 1));
   if (rows.sampledRows < 0 || rows.sampledRows > tokens)
     return absl::InvalidArgumentError(absl::StrCat("a batched step samples ",
                                                    rows.sampledRows, " of its ",
                                                    tokens, " rows"));
   const PlanFunction &function = *impl.plan.function("step");
+
+  // A step whose rows are all sampled (decode rows) replays the graph of its
+  // bucket, padded with rows that write the scratch block; any other step
+  // (prompt chunks: the tail runs on fewer rows) is launched as it is.
+  int64_t layout = tokens;
+  cudaGraphExec_t graph = nullptr;
+  if (impl.options.cudaGraphs && rows.sampledRows == tokens) {
+    int64_t bucket = 1;
+    while (bucket < tokens)
+      bucket *= 2;
+    if (bucket <= pool.maxTokens) {
+      layout = bucket;
+      TRENI_ASSIGN_OR_RETURN(graph, impl.stepGraph(function, bucket));
+    }
+  }
 
   // Staging: ids, positions, offsets, block ids. The previous step has been
   // waited for, so its copies have read the staging already.
@@ -1224,17 +1304,39 @@ GpuExecutor::runStep(const GpuStepRows &rows) {
   std::copy(rows.positions.begin(), rows.positions.end(), hostPositions);
   std::copy(rows.tableOffsets.begin(), rows.tableOffsets.end(), hostOffsets);
   std::copy(rows.blockTables.begin(), rows.blockTables.end(), hostBlocks);
+  int64_t tableIds = int64_t(rows.blockTables.size());
+  if (layout > tokens) {
+    hostBlocks[tableIds] = int32_t(pool.numBlocks); // the scratch block
+    for (int64_t r = tokens; r < layout; ++r) {
+      hostIds[r] = 0;
+      hostPositions[r] = 0;
+      hostOffsets[r] = int32_t(tableIds);
+    }
+    ++tableIds;
+  }
   TRENI_RETURN_IF_ERROR(
-      impl.copyInputs(function, hostIds, hostPositions, tokens));
-  TRENI_CUDA(cudaMemcpyAsync(pool.tables, hostOffsets, tokens * sizeof(int32_t),
+      impl.copyInputs(function, hostIds, hostPositions, layout));
+  TRENI_CUDA(cudaMemcpyAsync(pool.tables, hostOffsets, layout * sizeof(int32_t),
                              cudaMemcpyHostToDevice, impl.stream));
-  if (!rows.blockTables.empty())
+  if (tableIds > 0)
     TRENI_CUDA(cudaMemcpyAsync(pool.tables + pool.maxTokens, hostBlocks,
-                               rows.blockTables.size() * sizeof(int32_t),
+                               tableIds * sizeof(int32_t),
                                cudaMemcpyHostToDevice, impl.stream));
-  TRENI_RETURN_IF_ERROR(impl.enqueueSteps(
-      function, tokens, nullptr, Impl::Tail{pool.tailStart, rows.sampledRows}));
+  if (graph)
+    TRENI_CUDA(cudaGraphLaunch(graph, impl.stream));
+  else
+    TRENI_RETURN_IF_ERROR(
+        impl.enqueueSteps(function, tokens, nullptr,
+                          Impl::Tail{pool.tailStart, rows.sampledRows}));
+  return layout;
+}
 
+absl::StatusOr<absl::Span<const float>>
+GpuExecutor::runStep(const GpuStepRows &rows) {
+  TRENI_ASSIGN_OR_RETURN(const int64_t tokens, enqueueStepRows(rows));
+  Impl &impl = *impl_;
+  Impl::PagedPool &pool = *impl.pool;
+  const PlanFunction &function = *impl.plan.function("step");
   const int64_t values = rows.sampledRows * vocabSize_;
   if (rows.sampledRows > pool.logitRows) {
     TRENI_CUDA(cudaStreamSynchronize(impl.stream));
@@ -1253,6 +1355,54 @@ GpuExecutor::runStep(const GpuStepRows &rows) {
         values * sizeof(float), cudaMemcpyDeviceToHost, impl.stream));
   TRENI_RETURN_IF_ERROR(impl.wait());
   return absl::Span<const float>(pool.hostLogits, size_t(values));
+}
+
+absl::StatusOr<std::vector<SampleResult>>
+GpuExecutor::runStepSampled(const GpuStepRows &rows,
+                            absl::Span<const RowSampling> sampling) {
+  if (int64_t(sampling.size()) != rows.sampledRows)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batched step samples ", rows.sampledRows, " rows but ",
+                     sampling.size(), " sampling settings came"));
+  for (const RowSampling &row : sampling)
+    TRENI_RETURN_IF_ERROR(validate(row.params));
+  TRENI_ASSIGN_OR_RETURN(const int64_t tokens, enqueueStepRows(rows));
+  Impl &impl = *impl_;
+  Impl::PagedPool &pool = *impl.pool;
+  const PlanFunction &function = *impl.plan.function("step");
+  for (size_t i = 0; i < sampling.size(); ++i)
+    pool.hostSteps[i] = sampling[i].step;
+  if (!sampling.empty())
+    TRENI_CUDA(cudaMemcpyAsync(pool.steps, pool.hostSteps,
+                               sampling.size() * sizeof(unsigned long long),
+                               cudaMemcpyHostToDevice, impl.stream));
+  const float *logits = reinterpret_cast<const float *>(
+      impl.bufferAddress(function, function.outputs[0], tokens));
+  int vocab = int(vocabSize_);
+  // One launch a row: each row's draw is the single-sequence sampler's.
+  for (size_t i = 0; i < sampling.size(); ++i) {
+    const float *row = logits + int64_t(i) * vocabSize_;
+    SamplingParamsDevice params = toDeviceParams(sampling[i].params);
+    unsigned long long *step = pool.steps + i;
+    SampleResultDevice *out = pool.mappedResults + i;
+    SampleFeedDevice feed{};
+    SamplePartialDevice *partials = pool.partials + i * kSamplerBlocks;
+    unsigned *arrivals = pool.arrivals + i;
+    void *args[] = {&row, &vocab, &params,   &step,
+                    &out, &feed,  &partials, &arrivals};
+    TRENI_RETURN_IF_ERROR(
+        impl.launchKernel(impl.sampler, dim3(samplerBlocks(sampling[i].params)),
+                          dim3(kSamplerThreads), 0, args));
+  }
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  std::vector<SampleResult> results;
+  results.reserve(sampling.size());
+  for (size_t i = 0; i < sampling.size(); ++i) {
+    TRENI_ASSIGN_OR_RETURN(SampleResult result,
+                           fromDeviceResult(pool.hostResults[i]));
+    results.push_back(std::move(result));
+  }
+  return results;
 }
 
 absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {

@@ -24,6 +24,7 @@
 #include "absl/types/span.h"
 #include "codegen/Plan.h"
 #include "frontends/safetensors/safetensors.h"
+#include "runtime/batch/step_runner.h"
 #include "runtime/exec/sampler.h"
 
 namespace treni {
@@ -158,6 +159,12 @@ public:
   /// single-sequence cache is untouched; a later prefill/decode call starts
   /// from its own inputs.
   absl::StatusOr<absl::Span<const float>> runStep(const GpuStepRows &rows);
+  /// The same, the sampled rows drawn on the GPU (treni_sample, one launch a
+  /// row: row i with `sampling[i]`, one entry per sampled row); only the
+  /// results are copied back.
+  absl::StatusOr<std::vector<SampleResult>>
+  runStepSampled(const GpuStepRows &rows,
+                 absl::Span<const RowSampling> sampling);
   /// Blocks in the paged pool (0 before preparePagedPool).
   int64_t pagedBlocks() const;
 
@@ -171,6 +178,12 @@ public:
   int64_t graphCaptures() const;
 
 private:
+  /// Checks `rows`, uploads them and enqueues @step (runStep's first half):
+  /// a step whose rows are all sampled replays the captured graph of its
+  /// bucket (the next power of two), padded with rows that write a scratch
+  /// block. Returns the rows the arena is laid out for.
+  absl::StatusOr<int64_t> enqueueStepRows(const GpuStepRows &rows);
+
   struct Impl;
   explicit GpuExecutor(std::unique_ptr<Impl> impl);
 

@@ -44,4 +44,13 @@ GpuStepRunner::run(const StepPlan &plan) {
                             plan.blockTables, rows.sampledRows});
 }
 
+absl::StatusOr<std::vector<SampleResult>>
+GpuStepRunner::runSampled(const StepPlan &plan,
+                          absl::Span<const RowSampling> sampling) {
+  StepRowOrder rows = orderStepRows(plan);
+  return executor_.runStepSampled({rows.ids, rows.positions, rows.tableOffsets,
+                                   plan.blockTables, rows.sampledRows},
+                                  sampling);
+}
+
 } // namespace treni

@@ -36,6 +36,9 @@ public:
   create(GpuExecutor &executor);
 
   absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) override;
+  absl::StatusOr<std::vector<SampleResult>>
+  runSampled(const StepPlan &plan,
+             absl::Span<const RowSampling> sampling) override;
   int64_t vocabSize() const override { return executor_.vocabSize(); }
   int64_t numBlocks() const override { return executor_.pagedBlocks(); }
   int64_t maxSeq() const override { return executor_.maxSeq(); }

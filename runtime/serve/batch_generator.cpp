@@ -226,53 +226,52 @@ BatchGenerator::sample(Pending &pending, absl::Span<const float> logits) {
                            *request.constraint, pieces_);
 }
 
-bool BatchGenerator::step() {
-  absl::StatusOr<StepPlan> plan = scheduler_.schedule();
-  auto failAll = [&](const absl::Status &status) {
-    for (SequenceId id : activeIds())
-      end(id, status);
-  };
-  if (!plan.ok()) {
-    failAll(plan.status());
-    return true;
-  }
-  if (plan->empty()) {
-    (void)scheduler_.commit(*plan, {});
-    return false;
-  }
-  absl::StatusOr<absl::Span<const float>> logits = runner_.run(*plan);
-  std::vector<SequenceId> sampledIds = plan->sampledSequences();
-  const int64_t vocab = runner_.vocabSize();
-  if (logits.ok() &&
-      int64_t(logits->size()) != int64_t(sampledIds.size()) * vocab)
-    logits = absl::InternalError(
-        absl::StrCat("a step returned ", logits->size(), " logits for ",
-                     sampledIds.size(), " sampled rows of ", vocab));
-  if (!logits.ok()) {
-    // The step's sequences fail; the others go on.
-    (void)scheduler_.abortStep(*plan);
-    for (const DecodeRow &row : plan->decodes)
-      end(row.sequence, logits.status());
-    for (const PrefillChunk &chunk : plan->prefills)
-      end(chunk.sequence, logits.status());
-    return true;
+absl::StatusOr<std::vector<absl::StatusOr<SampleResult>>>
+BatchGenerator::runAndDraw(const StepPlan &plan,
+                           const std::vector<Pending *> &pendings) {
+  const size_t rows = pendings.size();
+  bool constrained = false;
+  for (Pending *pending : pendings)
+    constrained |= bool(pending->request->constraint);
+  // Where the runner samples (the GPU), only the tokens come back; a
+  // constraint needs the logits here.
+  if (runnerSamples_ && !constrained) {
+    std::vector<RowSampling> sampling(rows);
+    for (size_t i = 0; i < rows; ++i)
+      sampling[i] = {pendings[i]->request->sampling,
+                     uint64_t(pendings[i]->stream->numTokens())};
+    absl::StatusOr<std::vector<SampleResult>> results =
+        runner_.runSampled(plan, sampling);
+    if (results.ok()) {
+      if (results->size() != rows)
+        return absl::InternalError(absl::StrCat("a step drew ", results->size(),
+                                                " tokens for ", rows,
+                                                " sampled rows"));
+      return std::vector<absl::StatusOr<SampleResult>>(
+          std::make_move_iterator(results->begin()),
+          std::make_move_iterator(results->end()));
+    }
+    if (!absl::IsUnimplemented(results.status()))
+      return results.status();
+    runnerSamples_ = false;
   }
 
+  TRENI_ASSIGN_OR_RETURN(absl::Span<const float> logits, runner_.run(plan));
+  const int64_t vocab = runner_.vocabSize();
+  if (int64_t(logits.size()) != int64_t(rows) * vocab)
+    return absl::InternalError(absl::StrCat("a step returned ", logits.size(),
+                                            " logits for ", rows,
+                                            " sampled rows of ", vocab));
+  if (constrained && pieces_.empty())
+    pieces_ = constraintPieces(tokenizer_, vocab);
   // Every row's draw reads the whole vocabulary: the rows are sampled in
   // parallel (sample() touches only its own sequence), then accepted in
-  // order on this thread (streaming, stops).
-  const size_t rows = sampledIds.size();
-  std::vector<Pending *> pendings(rows);
-  for (size_t i = 0; i < rows; ++i) {
-    pendings[i] = active_.at(sampledIds[i]);
-    if (pendings[i]->request->constraint && pieces_.empty())
-      pieces_ = constraintPieces(tokenizer_, runner_.vocabSize());
-  }
+  // order by the caller (streaming, stops).
   std::vector<absl::StatusOr<SampleResult>> draws(
       rows, absl::UnknownError("not sampled"));
   auto drawRows = [&](size_t first, size_t stride) {
     for (size_t i = first; i < rows; i += stride)
-      draws[i] = sample(*pendings[i], logits->subspan(i * vocab, vocab));
+      draws[i] = sample(*pendings[i], logits.subspan(i * vocab, vocab));
   };
   const size_t tasks = samplers_ ? std::min(rows, samplingThreads_) : 1;
   if (tasks > 1) {
@@ -287,6 +286,40 @@ bool BatchGenerator::step() {
   } else {
     drawRows(0, 1);
   }
+  return draws;
+}
+
+bool BatchGenerator::step() {
+  absl::StatusOr<StepPlan> plan = scheduler_.schedule();
+  auto failAll = [&](const absl::Status &status) {
+    for (SequenceId id : activeIds())
+      end(id, status);
+  };
+  if (!plan.ok()) {
+    failAll(plan.status());
+    return true;
+  }
+  if (plan->empty()) {
+    (void)scheduler_.commit(*plan, {});
+    return false;
+  }
+  std::vector<SequenceId> sampledIds = plan->sampledSequences();
+  const size_t rows = sampledIds.size();
+  std::vector<Pending *> pendings(rows);
+  for (size_t i = 0; i < rows; ++i)
+    pendings[i] = active_.at(sampledIds[i]);
+  absl::StatusOr<std::vector<absl::StatusOr<SampleResult>>> drawn =
+      runAndDraw(*plan, pendings);
+  if (!drawn.ok()) {
+    // The step's sequences fail; the others go on.
+    (void)scheduler_.abortStep(*plan);
+    for (const DecodeRow &row : plan->decodes)
+      end(row.sequence, drawn.status());
+    for (const PrefillChunk &chunk : plan->prefills)
+      end(chunk.sequence, drawn.status());
+    return true;
+  }
+  std::vector<absl::StatusOr<SampleResult>> &draws = *drawn;
 
   std::vector<SampledToken> sampled;
   sampled.reserve(rows);

@@ -115,6 +115,12 @@ private:
   void end(SequenceId id, absl::StatusOr<GenerationResult> result);
   /// The sequences taken in and not completed, for loops that end some.
   std::vector<SequenceId> activeIds() const;
+  /// Runs `plan` and draws every sampled row (pendings in
+  /// plan.sampledSequences() order): on the runner when it samples and no
+  /// row has a constraint, else from its logits here, in parallel. An error
+  /// is the whole step's; a row's own (a constraint nothing fits) is its.
+  absl::StatusOr<std::vector<absl::StatusOr<SampleResult>>>
+  runAndDraw(const StepPlan &plan, const std::vector<Pending *> &pendings);
   /// Samples `pending`'s next token from its row of logits.
   absl::StatusOr<SampleResult> sample(Pending &pending,
                                       absl::Span<const float> logits);
@@ -131,6 +137,8 @@ private:
   /// Samples the rows of a step in parallel; null with one thread.
   std::unique_ptr<boost::asio::thread_pool> samplers_;
   size_t samplingThreads_ = 1;
+  /// Whether runner_.runSampled works (until it answers Unimplemented).
+  bool runnerSamples_ = true;
   absl::flat_hash_map<SequenceId, Pending *> active_; ///< loop thread only
   SequenceId nextId_ = 1;
 

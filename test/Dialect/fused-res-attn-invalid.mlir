@@ -18,11 +18,11 @@ func.func @residual_norm_shapes(%h: tensor<?x64xf32>, %o: tensor<2x64xbf16>, %w:
 
 // -----
 
-// Tests that attention_seq1 over more than one query row is rejected.
+// Tests that attention_seq1 needs one position per query row.
 treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
-func.func @seq1_dynamic_rows(%q: tensor<?x64xbf16>, %pos: tensor<?xi32>) {
-  // expected-error @+1 {{'treni.attention_seq1' op needs exactly one query row, got ?}}
-  %a = treni.attention_seq1 %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, num_splits = 8 : i64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+func.func @seq1_positions(%q: tensor<2x64xbf16>, %pos: tensor<3xi32>) {
+  // expected-error @+1 {{'treni.attention_seq1' op needs one position per query row}}
+  %a = treni.attention_seq1 %q, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64, num_splits = 8 : i64} : (tensor<2x64xbf16>, tensor<3xi32>) -> tensor<2x64xbf16>
   return
 }
 

@@ -59,9 +59,10 @@ func.func @left_alone(%q1: tensor<1x24xbf16>, %q: tensor<?x24xbf16>, %q32: tenso
 // -----
 
 // Tests that attention in a function not marked treni.one_sequence (@step:
-// rows of several sequences, each reading its own KV rows) keeps the generic
-// op and kernel, though its rows, type and head dim would suit the flash
-// kernel, also under the default pipeline; the marked function beside it is
+// rows of several sequences, each reading its own KV rows) is not the flash
+// kernel, though its rows, type and head dim would suit it: this pass keeps
+// the generic op, and the default pipeline makes it the row-by-row split-KV
+// kernel (treni-specialize-seq1-attention); the marked function beside it is
 // still specialised.
 // CHECK-LABEL: func.func @step
 // CHECK-NOT:     treni.attention_flash
@@ -70,7 +71,7 @@ func.func @left_alone(%q1: tensor<1x24xbf16>, %q: tensor<?x24xbf16>, %q32: tenso
 // CHECK:         treni.attention_flash
 // PIPELINE-LABEL: func.func @step
 // PIPELINE-NOT:     attention_flash
-// PIPELINE:         treni.kernel "attention"
+// PIPELINE:         treni.kernel "attention_seq1_partial"
 // PIPELINE-LABEL: func.func @prefill_beside
 // PIPELINE:         treni.kernel "attention_flash"
 treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16

@@ -181,13 +181,49 @@ TEST(CpuKernelsTest, PagedSeq1PartialsEqualTheContiguousOnes) {
   const int64_t splits = 3;
   std::vector<float> expected(heads * splits * (headDim + 2)),
       actual(expected.size());
-  attentionSeq1Partial(query.data(), heads, kvHeads, headDim, length - 1,
+  const int32_t position = int32_t(length - 1);
+  attentionSeq1Partial(query.data(), 1, heads, kvHeads, headDim, &position,
                        keys.data(), values.data(), KvPages{}, 0.5, splits,
                        expected.data());
-  attentionSeq1Partial(query.data(), heads, kvHeads, headDim, length - 1,
+  attentionSeq1Partial(query.data(), 1, heads, kvHeads, headDim, &position,
                        pagedKeys.data(), pagedValues.data(), pages, 0.5, splits,
                        actual.data());
   EXPECT_EQ(actual, expected);
+}
+
+// Split-KV attention over rows of different sequences (each its own table
+// and position, as @step's rows) equals the generic attention of the same
+// rows, to the merge's rounding.
+TEST(CpuKernelsTest, Seq1AttentionRowsOfSeveralSequences) {
+  const int64_t heads = 4, kvHeads = 2, headDim = 8, blockTokens = 4;
+  const int64_t kvDim = kvHeads * headDim, numBlocks = 9;
+  // Row 0: sequence A at position 9 (blocks 5, 1, 7); rows 1-2: sequence B
+  // at positions 2 and 3 (block 0); row 3: sequence C at 0 (block 8).
+  std::vector<int32_t> tables = {5, 1, 7, 0, 8}, offsets = {0, 3, 3, 4};
+  std::vector<int32_t> positions = {9, 2, 3, 0};
+  KvPages pages{blockTokens, tables.data(), offsets.data()};
+  std::vector<float> keys(numBlocks * blockTokens * kvDim), values(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = float((i * 7) % 11) / 5 - 1;
+    values[i] = float((i * 5) % 13) / 4 - 1;
+  }
+  const int64_t rows = int64_t(positions.size());
+  std::vector<float> query(rows * heads * headDim);
+  for (size_t i = 0; i < query.size(); ++i)
+    query[i] = float(i % 9) / 4 - 1;
+  for (int64_t splits : {1, 2, 5}) {
+    std::vector<float> expected(query.size()), actual(query.size());
+    attention(query.data(), rows, heads, kvHeads, headDim, positions.data(),
+              keys.data(), values.data(), pages, 0.3, expected.data());
+    std::vector<float> partials(rows * heads * splits * (headDim + 2));
+    attentionSeq1Partial(query.data(), rows, heads, kvHeads, headDim,
+                         positions.data(), keys.data(), values.data(), pages,
+                         0.3, splits, partials.data());
+    attentionSeq1Reduce(partials.data(), rows, heads, headDim, splits,
+                        actual.data());
+    for (size_t i = 0; i < actual.size(); ++i)
+      EXPECT_NEAR(actual[i], expected[i], 1e-5) << "splits " << splits;
+  }
 }
 
 TEST(CpuKernelsTest, CheckKvPagesNamesTheBadRow) {

@@ -196,10 +196,10 @@ TEST(AttentionSeq1CpuTest, SplitsCombineToTheReference) {
                      keys.data(), values.data(), KvPages{}, 0.35,
                      expected.data());
       std::vector<float> partials(heads * splits * (headDim + 2));
-      cpu::attentionSeq1Partial(query.data(), heads, kvHeads, headDim, position,
+      cpu::attentionSeq1Partial(query.data(), 1, heads, kvHeads, headDim, &pos,
                                 keys.data(), values.data(), KvPages{}, 0.35,
                                 splits, partials.data());
-      cpu::attentionSeq1Reduce(partials.data(), heads, headDim, splits,
+      cpu::attentionSeq1Reduce(partials.data(), 1, heads, headDim, splits,
                                actual.data());
       EXPECT_LE(relativeError(actual, expected), 1e-6)
           << "splits " << splits << " position " << position;

@@ -8,7 +8,8 @@
 // every sampled row's logits must match the single-sequence logits of the
 // same position (to the activation dtype's rounding: the step's GEMMs run
 // over all rows where the single path uses matvecs) and pick the same token
-// unless the reference's top two are closer than that. Skips without a GPU.
+// unless the reference's top two are closer than that; the GPU sampler draws
+// what sampleCpu draws from those logits. Skips without a GPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -137,17 +138,15 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
     };
     auto decode = [&](size_t s, int k) {
       const Sequence &seq = sequences[s];
-      plan.decodes.push_back({SequenceId(s),
-                              int64_t(seq.prompt.size()) + k - 1,
+      plan.decodes.push_back({SequenceId(s), int64_t(seq.prompt.size()) + k - 1,
                               seq.tokens[k - 1], table(s)});
     };
     auto chunk = [&](size_t s, size_t from, size_t to, bool last) {
       const Sequence &seq = sequences[s];
-      plan.prefills.push_back(
-          {SequenceId(s), int64_t(from),
-           std::vector<int32_t>(seq.prompt.begin() + from,
-                                seq.prompt.begin() + to),
-           last, table(s)});
+      plan.prefills.push_back({SequenceId(s), int64_t(from),
+                               std::vector<int32_t>(seq.prompt.begin() + from,
+                                                    seq.prompt.begin() + to),
+                               last, table(s)});
     };
     for (size_t s = 0; s < half; ++s)
       if (step >= 1 && step <= kDecodes)
@@ -190,14 +189,39 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
         diff = std::max(diff, std::abs(got[v] - want[v]));
       }
       SCOPED_TRACE(absl::StrCat("step ", step, " sequence ",
-                                expected[i].sequence, " logits ",
-                                expected[i].k, " max diff ", diff, " of ",
-                                scale));
+                                expected[i].sequence, " logits ", expected[i].k,
+                                " max diff ", diff, " of ", scale));
       // 16-bit activations round each layer's output to ~3 significant
       // digits on either path; f32 ones agree to the accumulation order.
       EXPECT_LE(diff, 0.03f * scale);
       if (topTwoMargin(want) > 2 * diff)
         EXPECT_EQ(argmax(got), seq.tokens[expected[i].k]);
+    }
+
+    // The same step again (it rewrites the same K/V rows), drawn by the GPU
+    // sampler: greedy and seeded rows pick what sampleCpu picks from the
+    // logits above.
+    std::vector<float> stepLogits(logits->begin(), logits->end());
+    std::vector<RowSampling> sampling(expected.size());
+    for (size_t i = 0; i < sampling.size(); ++i) {
+      if (i % 2) {
+        sampling[i].params.temperature = 0.8f;
+        sampling[i].params.topK = 40;
+        sampling[i].params.seed = 1000 + i;
+      }
+      sampling[i].step = i;
+    }
+    auto drawn = runner.runSampled(plan, sampling);
+    ASSERT_TRUE(drawn.ok()) << drawn.status();
+    ASSERT_EQ(drawn->size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      auto want =
+          sampleCpu(absl::MakeConstSpan(stepLogits).subspan(i * vocab, vocab),
+                    sampling[i].params, sampling[i].step);
+      ASSERT_TRUE(want.ok()) << want.status();
+      EXPECT_EQ((*drawn)[i].token, want->token)
+          << "step " << step << " row " << i;
+      EXPECT_NEAR((*drawn)[i].logprob, want->logprob, 1e-3);
     }
   }
 }
@@ -215,8 +239,7 @@ TEST(StepRowOrderTest, SampledRowsFirst) {
   StepRowOrder order = orderStepRows(plan);
   EXPECT_EQ(order.sampledRows, 3);
   EXPECT_EQ(order.ids, (std::vector<int32_t>{11, 12, 31, 20, 21, 22, 30}));
-  EXPECT_EQ(order.positions,
-            (std::vector<int32_t>{70, 5, 65, 0, 1, 2, 64}));
+  EXPECT_EQ(order.positions, (std::vector<int32_t>{70, 5, 65, 0, 1, 2, 64}));
   EXPECT_EQ(order.tableOffsets, (std::vector<int32_t>{0, 2, 4, 3, 3, 3, 4}));
   EXPECT_EQ(int64_t(plan.sampledSequences().size()), order.sampledRows);
 }

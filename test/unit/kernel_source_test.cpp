@@ -219,12 +219,11 @@ TEST(KernelSourceTest, FixturePlans) {
     // residual_norm (the last prefill add, feeding take_last, stays an add);
     // decode attention is attention_seq1_partial + attention_seq1_reduce;
     // prefill attention is attention_flash in 16-bit (qwen2 bf16, qwen3 f16)
-    // and the generic attention in f32 (llama), @step's always the generic
-    // one; one-row linears are gemv (treni.matvec), which take in decode's
-    // norms, silu_mul and residual adds.
+    // and the generic attention in f32 (llama), @step's split-KV row by row
+    // as decode's; one-row linears are gemv (treni.matvec), which take in
+    // decode's norms, silu_mul and residual adds.
     std::set<std::string> expected = {"embedding",
                                       "rms_norm",
-                                      "attention",
                                       "silu_mul",
                                       "add",
                                       "take_last",
@@ -234,8 +233,8 @@ TEST(KernelSourceTest, FixturePlans) {
                                       "gemv"};
     expected.insert(std::string(name) == "qwen3" ? "qkv_norm_rope_cache"
                                                  : "qkv_rope_cache");
-    if (std::string(name) != "llama")
-      expected.insert("attention_flash");
+    expected.insert(std::string(name) == "llama" ? "attention"
+                                                 : "attention_flash");
     EXPECT_EQ(templates, expected);
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
@@ -253,8 +252,9 @@ TEST(KernelSourceTest, FixturePlans) {
       steps += function.steps.size();
     EXPECT_LT(all->size() * 2, steps);
     // @step's rows may be several sequences of a paged cache: its cache
-    // steps are templates that follow block tables, and a template that
-    // reads a contiguous cache is refused there.
+    // steps are templates that follow block tables (its attention the
+    // split-KV pair), and a template that reads a contiguous cache is
+    // refused there.
     const PlanFunction *step = plan.function("step");
     ASSERT_NE(step, nullptr);
     EXPECT_TRUE(pagedCache(*step));
@@ -266,11 +266,11 @@ TEST(KernelSourceTest, FixturePlans) {
       ASSERT_NE(kernel, nullptr);
       EXPECT_TRUE(!kernel->usesCache || kernel->pagedCache)
           << planStep.templateName;
-      sawAttention |= planStep.templateName == "attention";
+      sawAttention |= planStep.templateName == "attention_seq1_partial";
     }
     EXPECT_TRUE(sawAttention);
-    for (const PlanStep &planStep : plan.function("decode")->steps)
-      if (planStep.templateName == "attention_seq1_partial") {
+    for (const PlanStep &planStep : plan.function("prefill")->steps)
+      if (planStep.templateName == "attention_flash") {
         auto kernel = generateKernel(plan, *step, planStep);
         EXPECT_TRUE(absl::IsUnimplemented(kernel.status()));
         EXPECT_THAT(kernel.status().message(), HasSubstr("contiguous"));
