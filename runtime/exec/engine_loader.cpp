@@ -122,6 +122,7 @@ allKernelSources(const Plan &plan) {
   for (const KernelSpec &kernel : kernels)
     sources[kernel.entry] = kernel.source;
   sources["treni_sample"] = samplerKernelSource();
+  sources["treni_sample_rows"] = samplerKernelSource(); // batched steps
   sources["treni_convert"] = convertKernelSource();
   return sources;
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -179,33 +180,59 @@ struct GpuExecutor::Impl {
     /// (pinned staging and device), split partials and arrival counts, and
     /// the results (pinned, mapped).
     unsigned long long *hostSteps = nullptr, *steps = nullptr;
+    /// Per row: the sampling parameters, and the rows of each launch (the
+    /// split greedy ones, then the others); pinned staging, then device.
+    SamplingParamsDevice *hostParams = nullptr, *params = nullptr;
+    int32_t *hostRows = nullptr, *rows = nullptr;
     SamplePartialDevice *partials = nullptr;
     unsigned *arrivals = nullptr;
     SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
     /// Steps from here on compute only the sampled rows (see runStep).
     size_t tailStart = 0;
-    /// Captured @step graphs by row bucket (a power of two): steps whose
-    /// rows are all sampled (decode rows) run padded to their bucket.
-    std::map<int64_t, cudaGraphExec_t> graphs;
+    /// Captured graphs on the pool by function and rows: @step by row bucket
+    /// (a power of two; steps whose rows are all sampled run padded to
+    /// theirs), @decode for a step of one sampled row.
+    std::map<std::pair<const PlanFunction *, int64_t>, cudaGraphExec_t> graphs;
+    /// Whether @decode may run a one-row step on the pool: every cache
+    /// kernel of it follows block tables.
+    bool decodeOnPool = false;
 
     ~PagedPool() {
-      for (auto &[rows, graph] : graphs)
+      for (auto &[key, graph] : graphs)
         cudaGraphExecDestroy(graph);
       for (auto &[name, cache] : caches)
         cudaFree(cache.keys);
-      for (void *p : {(void *)arena, (void *)tables, (void *)steps,
-                      (void *)partials, (void *)arrivals})
+      for (void *p :
+           {(void *)arena, (void *)tables, (void *)steps, (void *)partials,
+            (void *)arrivals, (void *)params, (void *)rows})
         if (p)
           cudaFree(p);
-      for (void *p : {(void *)hostInputs, (void *)hostLogits, (void *)hostSteps,
-                      (void *)hostResults})
+      for (void *p :
+           {(void *)hostInputs, (void *)hostLogits, (void *)hostSteps,
+            (void *)hostResults, (void *)hostParams, (void *)hostRows})
         if (p)
           cudaFreeHost(p);
     }
   };
   std::unique_ptr<PagedPool> pool;
+  /// Set while a one-sequence function (@decode) is enqueued onto the pool
+  /// (PoolScope): its buffers and caches are then the pool's, as a paged
+  /// function's always are.
+  bool onPool = false;
+  struct PoolScope {
+    Impl &impl;
+    bool previous;
+    explicit PoolScope(Impl &impl) : impl(impl), previous(impl.onPool) {
+      impl.onPool = true;
+    }
+    ~PoolScope() { impl.onPool = previous; }
+  };
+  bool runsOnPool(const PlanFunction &function) const {
+    return onPool || pagedCache(function);
+  }
   std::map<std::string, std::vector<StepLaunch>> launches; ///< by function
   cudaKernel_t sampler = nullptr;
+  cudaKernel_t rowSampler = nullptr; ///< treni_sample_rows (batched steps)
   /// The sampler's results, two slots (see SampleFeedDevice): pinned host
   /// memory, mapped (the sampler writes them through mappedResults; the host
   /// reads a slot after waiting for its step).
@@ -452,7 +479,7 @@ struct GpuExecutor::Impl {
   /// A paged function (@step) runs in the pool's arena and caches.
   char *bufferAddress(const PlanFunction &function, int64_t buffer,
                       int64_t tokens) {
-    char *base = pagedCache(function) ? pool->arena : arena;
+    char *base = runsOnPool(function) ? pool->arena : arena;
     return base + function.bufferOffset(buffer, tokens);
   }
 
@@ -508,7 +535,7 @@ struct GpuExecutor::Impl {
     }
     KvPagesDevice pages;
     if (launch.usesCache) {
-      const bool paged = pagedCache(function);
+      const bool paged = runsOnPool(function);
       Cache &cache = (paged ? pool->caches : caches)[launch.cache];
       pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
       pointers.push_back(cache.values + launch.layer * cache.layerBytes);
@@ -672,13 +699,16 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
-  /// The captured @step graph of `rows` rows, all sampled (captured on
-  /// first use, the GEMM plans made first, as for decode). Capture takes
-  /// none of the work already on the stream.
+  /// The captured graph of `function` (@step, or @decode for one row) over
+  /// `rows` rows on the pool, all sampled (captured on first use, the GEMM
+  /// plans made first, as for decode). Capture takes none of the work
+  /// already on the stream.
   absl::StatusOr<cudaGraphExec_t> stepGraph(const PlanFunction &function,
                                             int64_t rows) {
-    if (auto it = pool->graphs.find(rows); it != pool->graphs.end())
+    std::pair key{&function, rows};
+    if (auto it = pool->graphs.find(key); it != pool->graphs.end())
       return it->second;
+    PoolScope scope(*this);
     TRENI_RETURN_IF_ERROR(prepareGemms(function, rows));
     cudaGraph_t captured;
     TRENI_CUDA(
@@ -692,7 +722,7 @@ struct GpuExecutor::Impl {
     cudaError_t instantiated = cudaGraphInstantiate(&graph, captured, 0);
     cudaGraphDestroy(captured);
     TRENI_CUDA(instantiated);
-    pool->graphs[rows] = graph;
+    pool->graphs[key] = graph;
     return graph;
   }
 
@@ -958,6 +988,12 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   TRENI_ASSIGN_OR_RETURN(impl->sampler,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
+  if (options.cubins && options.cubins->count("treni_sample_rows")) {
+    TRENI_ASSIGN_OR_RETURN(impl->rowSampler,
+                           impl->loadKernel("treni_sample_rows",
+                                            samplerKernelSource(), arch,
+                                            compiler, stats));
+  }
   impl->options.cubins = nullptr;
   stats.kernelSeconds = secondsSince(start);
   stats.nvrtcCompiles = compiler.compiles();
@@ -1194,7 +1230,9 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   for (const PlanKvCache &cache : impl.plan.caches)
     cacheBytes += 2 * cache.numLayers * poolBlocks * blockTokens *
                   cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
-  const int64_t arenaBytes = function->arenaBytes(maxStepTokens);
+  const PlanFunction &decode = impl.decodeFunction();
+  const int64_t arenaBytes =
+      std::max(function->arenaBytes(maxStepTokens), decode.arenaBytes(1));
   const int64_t tableBytes =
       (maxStepTokens + pool->tableCapacity) * int64_t(sizeof(int32_t));
   TRENI_ASSIGN_OR_RETURN(int64_t freeBytes, freeDeviceMemoryBytes());
@@ -1233,14 +1271,23 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   TRENI_CUDA(cudaHostAlloc((void **)&pool->hostSteps,
                            maxStepTokens * sizeof(unsigned long long),
                            cudaHostAllocDefault));
+  TRENI_CUDA(cudaMalloc((void **)&pool->params,
+                        maxStepTokens * sizeof(SamplingParamsDevice)));
+  TRENI_CUDA(cudaHostAlloc((void **)&pool->hostParams,
+                           maxStepTokens * sizeof(SamplingParamsDevice),
+                           cudaHostAllocDefault));
+  TRENI_CUDA(cudaMalloc((void **)&pool->rows, maxStepTokens * sizeof(int32_t)));
+  TRENI_CUDA(cudaHostAlloc((void **)&pool->hostRows,
+                           maxStepTokens * sizeof(int32_t),
+                           cudaHostAllocDefault));
   TRENI_CUDA(cudaHostAlloc((void **)&pool->hostResults,
                            maxStepTokens * sizeof(SampleResultDevice),
                            cudaHostAllocMapped));
   TRENI_CUDA(cudaHostGetDevicePointer((void **)&pool->mappedResults,
                                       pool->hostResults, 0));
 
+  KernelCompiler compiler(impl.options.cacheDir);
   if (!impl.launches.count(function->name)) { // else loaded from a package
-    KernelCompiler compiler(impl.options.cacheDir);
     auto start = std::chrono::steady_clock::now();
     TRENI_RETURN_IF_ERROR(impl.prepareLaunches(
         compiler, stats_.arch, stats_,
@@ -1249,15 +1296,27 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
     stats_.nvrtcCompiles += compiler.compiles();
     stats_.cacheHits += compiler.cacheHits();
   }
+  if (!impl.rowSampler) {
+    TRENI_ASSIGN_OR_RETURN(impl.rowSampler,
+                           impl.loadKernel("treni_sample_rows",
+                                           samplerKernelSource(), stats_.arch,
+                                           compiler, stats_));
+  }
   const std::vector<StepLaunch> &list = impl.launches[function->name];
   for (size_t i = 0; i < list.size(); ++i)
     if (list[i].usesCache)
       pool->tailStart = i + 1;
+  pool->decodeOnPool = true;
+  for (const StepLaunch &launch : impl.launches[decode.name])
+    if (launch.usesCache &&
+        !findKernelTemplate(launch.step->templateName)->pagedCache)
+      pool->decodeOnPool = false;
   impl.pool = std::move(pool);
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
+absl::StatusOr<GpuExecutor::StepLayout>
+GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
   Impl &impl = *impl_;
   if (!impl.pool)
     return absl::FailedPreconditionError(
@@ -1278,7 +1337,12 @@ absl::StatusOr<int64_t> GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
     return absl::InvalidArgumentError(absl::StrCat("a batched step samples ",
                                                    rows.sampledRows, " of its ",
                                                    tokens, " rows"));
-  const PlanFunction &function = *impl.plan.function("step");
+  // One sampled row (one stream decoding) runs @decode on the pool: the
+  // single-sequence kernels (matvecs, not GEMMs of one row), so a lone
+  // stream decodes as fast as on the single-sequence path.
+  const bool oneRow = tokens == 1 && rows.sampledRows == 1 && pool.decodeOnPool;
+  const PlanFunction &function =
+      oneRow ? impl.decodeFunction() : *impl.plan.function("step");
 
   // A step whose rows are all sampled (decode rows) replays the graph of its
   // bucket, padded with rows that write the scratch block; any other step
@@ -1297,6 +1361,7 @@ absl::StatusOr<int64_t> GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
 
   // Staging: ids, positions, offsets, block ids. The previous step has been
   // waited for, so its copies have read the staging already.
+  Impl::PoolScope scope(impl); // the function's buffers are the pool's
   int32_t *hostIds = pool.hostInputs, *hostPositions = hostIds + pool.maxTokens,
           *hostOffsets = hostPositions + pool.maxTokens,
           *hostBlocks = hostOffsets + pool.maxTokens;
@@ -1322,21 +1387,24 @@ absl::StatusOr<int64_t> GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
     TRENI_CUDA(cudaMemcpyAsync(pool.tables + pool.maxTokens, hostBlocks,
                                tableIds * sizeof(int32_t),
                                cudaMemcpyHostToDevice, impl.stream));
-  if (graph)
+  if (graph) {
     TRENI_CUDA(cudaGraphLaunch(graph, impl.stream));
-  else
+  } else {
     TRENI_RETURN_IF_ERROR(
         impl.enqueueSteps(function, tokens, nullptr,
                           Impl::Tail{pool.tailStart, rows.sampledRows}));
-  return layout;
+  }
+  return StepLayout{&function, layout};
 }
 
 absl::StatusOr<absl::Span<const float>>
 GpuExecutor::runStep(const GpuStepRows &rows) {
-  TRENI_ASSIGN_OR_RETURN(const int64_t tokens, enqueueStepRows(rows));
+  TRENI_ASSIGN_OR_RETURN(StepLayout layout, enqueueStepRows(rows));
   Impl &impl = *impl_;
   Impl::PagedPool &pool = *impl.pool;
-  const PlanFunction &function = *impl.plan.function("step");
+  const PlanFunction &function = *layout.function;
+  const int64_t tokens = layout.rows;
+  Impl::PoolScope scope(impl); // the function's buffers are the pool's
   const int64_t values = rows.sampledRows * vocabSize_;
   if (rows.sampledRows > pool.logitRows) {
     TRENI_CUDA(cudaStreamSynchronize(impl.stream));
@@ -1366,33 +1434,58 @@ GpuExecutor::runStepSampled(const GpuStepRows &rows,
                      sampling.size(), " sampling settings came"));
   for (const RowSampling &row : sampling)
     TRENI_RETURN_IF_ERROR(validate(row.params));
-  TRENI_ASSIGN_OR_RETURN(const int64_t tokens, enqueueStepRows(rows));
+  TRENI_ASSIGN_OR_RETURN(StepLayout layout, enqueueStepRows(rows));
   Impl &impl = *impl_;
   Impl::PagedPool &pool = *impl.pool;
-  const PlanFunction &function = *impl.plan.function("step");
+  const PlanFunction &function = *layout.function;
+  const int64_t tokens = layout.rows;
+  Impl::PoolScope scope(impl); // the function's buffers are the pool's
   for (size_t i = 0; i < sampling.size(); ++i)
     pool.hostSteps[i] = sampling[i].step;
   if (!sampling.empty())
     TRENI_CUDA(cudaMemcpyAsync(pool.steps, pool.hostSteps,
                                sampling.size() * sizeof(unsigned long long),
                                cudaMemcpyHostToDevice, impl.stream));
+  // Two launches at most: the split greedy rows (kSamplerBlocks blocks
+  // each), then the others (one block each); row i is drawn as the
+  // single-sequence sampler draws it.
+  const int64_t count = int64_t(sampling.size());
+  int64_t split = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    pool.hostParams[i] = toDeviceParams(sampling[i].params);
+    if (samplerBlocks(sampling[i].params) > 1)
+      pool.hostRows[split++] = int32_t(i);
+  }
+  for (int64_t i = 0, other = split; i < count; ++i)
+    if (samplerBlocks(sampling[i].params) == 1)
+      pool.hostRows[other++] = int32_t(i);
+  if (count > 0) {
+    TRENI_CUDA(cudaMemcpyAsync(pool.params, pool.hostParams,
+                               count * sizeof(SamplingParamsDevice),
+                               cudaMemcpyHostToDevice, impl.stream));
+    TRENI_CUDA(cudaMemcpyAsync(pool.rows, pool.hostRows,
+                               count * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               impl.stream));
+  }
   const float *logits = reinterpret_cast<const float *>(
       impl.bufferAddress(function, function.outputs[0], tokens));
   int vocab = int(vocabSize_);
-  // One launch a row: each row's draw is the single-sequence sampler's.
-  for (size_t i = 0; i < sampling.size(); ++i) {
-    const float *row = logits + int64_t(i) * vocabSize_;
-    SamplingParamsDevice params = toDeviceParams(sampling[i].params);
-    unsigned long long *step = pool.steps + i;
-    SampleResultDevice *out = pool.mappedResults + i;
-    SampleFeedDevice feed{};
-    SamplePartialDevice *partials = pool.partials + i * kSamplerBlocks;
-    unsigned *arrivals = pool.arrivals + i;
-    void *args[] = {&row, &vocab, &params,   &step,
-                    &out, &feed,  &partials, &arrivals};
-    TRENI_RETURN_IF_ERROR(
-        impl.launchKernel(impl.sampler, dim3(samplerBlocks(sampling[i].params)),
-                          dim3(kSamplerThreads), 0, args));
+  for (auto [first, launchCount, blocks] :
+       {std::tuple{int64_t(0), split, kSamplerBlocks},
+        std::tuple{split, count - split, 1}}) {
+    if (launchCount == 0)
+      continue;
+    const SamplingParamsDevice *params = pool.params;
+    const int32_t *launchRows = pool.rows + first;
+    unsigned long long *steps = pool.steps;
+    SampleResultDevice *out = pool.mappedResults;
+    SamplePartialDevice *partials = pool.partials;
+    unsigned *arrivals = pool.arrivals;
+    void *args[] = {&logits, &vocab, &params,   &launchRows,
+                    &steps,  &out,   &partials, &arrivals};
+    TRENI_RETURN_IF_ERROR(impl.launchKernel(
+        impl.rowSampler, dim3(unsigned(blocks), unsigned(launchCount)),
+        dim3(kSamplerThreads), 0, args));
   }
   TRENI_RETURN_IF_ERROR(impl.wait());
   std::vector<SampleResult> results;

@@ -48,7 +48,7 @@ struct GpuOptions {
   /// a blocking synchronisation.
   bool spinWait = true;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
-  /// `cubinArch` is the device's architecture.
+  /// `cubinArch` is the device's architecture; read only during create.
   const std::map<std::string, std::string> *cubins = nullptr;
   std::string cubinArch;
 };
@@ -159,8 +159,9 @@ public:
   /// single-sequence cache is untouched; a later prefill/decode call starts
   /// from its own inputs.
   absl::StatusOr<absl::Span<const float>> runStep(const GpuStepRows &rows);
-  /// The same, the sampled rows drawn on the GPU (treni_sample, one launch a
-  /// row: row i with `sampling[i]`, one entry per sampled row); only the
+  /// The same, the sampled rows drawn on the GPU (treni_sample_rows: row i
+  /// with `sampling[i]`, one entry per sampled row, as treni_sample draws
+  /// it; one launch for the split greedy rows, one for the others); only the
   /// results are copied back.
   absl::StatusOr<std::vector<SampleResult>>
   runStepSampled(const GpuStepRows &rows,
@@ -178,11 +179,18 @@ public:
   int64_t graphCaptures() const;
 
 private:
-  /// Checks `rows`, uploads them and enqueues @step (runStep's first half):
-  /// a step whose rows are all sampled replays the captured graph of its
-  /// bucket (the next power of two), padded with rows that write a scratch
-  /// block. Returns the rows the arena is laid out for.
-  absl::StatusOr<int64_t> enqueueStepRows(const GpuStepRows &rows);
+  /// What a step ran on the pool: the function and the rows its arena is
+  /// laid out for.
+  struct StepLayout {
+    const PlanFunction *function = nullptr;
+    int64_t rows = 0;
+  };
+  /// Checks `rows`, uploads them and enqueues them (runStep's first half):
+  /// one sampled row runs @decode on the pool; a step whose rows are all
+  /// sampled replays the captured @step graph of its bucket (the next power
+  /// of two), padded with rows that write a scratch block; any other runs
+  /// @step as it is.
+  absl::StatusOr<StepLayout> enqueueStepRows(const GpuStepRows &rows);
 
   struct Impl;
   explicit GpuExecutor(std::unique_ptr<Impl> impl);

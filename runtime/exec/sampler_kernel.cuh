@@ -1306,16 +1306,14 @@ __device__ bool splitPassA(Shared &sh, const float *__restrict__ logits,
 
 } // namespace treni_sampler
 
-extern "C" __global__ void __launch_bounds__(1024, 1)
-    treni_sample(const float *__restrict__ logits, int vocab,
-                 SamplingParamsDevice params, unsigned long long *stepCounter,
-                 SampleResultDevice *out, SampleFeedDevice feed,
-                 SamplePartialDevice *partials, unsigned *arrivals) {
+/// One row's draw: the body of both entries below (blockIdx.x and gridDim.x
+/// are the row's blocks).
+__device__ __forceinline__ void
+treniSampleRow(const float *__restrict__ logits, int vocab,
+               SamplingParamsDevice params, unsigned long long *stepCounter,
+               SampleResultDevice *out, SampleFeedDevice feed,
+               SamplePartialDevice *partials, unsigned *arrivals) {
   using namespace treni_sampler;
-#if __CUDA_ARCH__ >= 900
-  // Launched programmatically: the logits are complete past this point.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
   __shared__ Shared sh;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid / 32;
   const float inf = __uint_as_float(0x7f800000u);
@@ -1683,5 +1681,37 @@ extern "C" __global__ void __launch_bounds__(1024, 1)
     finish(token);
   }
   TRENI_SAMPLER_MARK(5);
+}
+
+extern "C" __global__ void __launch_bounds__(1024, 1)
+    treni_sample(const float *__restrict__ logits, int vocab,
+                 SamplingParamsDevice params, unsigned long long *stepCounter,
+                 SampleResultDevice *out, SampleFeedDevice feed,
+                 SamplePartialDevice *partials, unsigned *arrivals) {
+#if __CUDA_ARCH__ >= 900
+  // Launched programmatically: the logits are complete past this point.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  treniSampleRow(logits, vocab, params, stepCounter, out, feed, partials,
+                 arrivals);
+}
+
+/// Several rows of a batched step at once: block (x, y) is block x of row
+/// i = rows[y], which draws from logits[i * vocab ..] with params[i] at step
+/// steps[i] into out[i] (no feed), its split state partials[i * 32 ..] and
+/// arrivals[i]. Every row of a launch takes the same grid.x: greedy rows
+/// without alternatives split over the blocks, the others one block.
+extern "C" __global__ void __launch_bounds__(1024, 1)
+    treni_sample_rows(const float *__restrict__ logits, int vocab,
+                      const SamplingParamsDevice *params, const int *rows,
+                      unsigned long long *steps, SampleResultDevice *out,
+                      SamplePartialDevice *partials, unsigned *arrivals) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  const int row = rows[blockIdx.y];
+  treniSampleRow(logits + (long long)row * vocab, vocab, params[row],
+                 steps + row, out + row, SampleFeedDevice{},
+                 partials + row * 32, arrivals + row);
 }
 #endif // __CUDACC_RTC__ || __CUDACC__

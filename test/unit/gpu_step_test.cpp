@@ -119,13 +119,14 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
   }
 
   // Steps: 0..2 prefill whole and decode; 3..5 prefill in two chunks (the
-  // first unsampled, beside 0..2's prompts), then decode.
+  // first unsampled, beside 0..2's prompts), then decode; last, sequence 4's
+  // first decode row again alone (its K/V row rewritten with itself).
   struct Expected {
     size_t sequence;
     int k; // index into logits
   };
   const size_t half = 3;
-  for (int step = 0; step < 4; ++step) {
+  for (int step = 0; step < 5; ++step) {
     StepPlan plan;
     std::vector<Expected> expected;
     auto table = [&](size_t s) {
@@ -152,8 +153,10 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
       if (step >= 1 && step <= kDecodes)
         decode(s, step);
     for (size_t s = half; s < sequences.size(); ++s)
-      if (step >= 2)
+      if (step >= 2 && step <= kDecodes + 1)
         decode(s, step - 1);
+    if (step == 4) // one row alone (@decode on the pool), recomputed
+      decode(4, 1);
     for (size_t s = 0; s < half; ++s)
       if (step == 0)
         chunk(s, 0, sequences[s].prompt.size(), true);
