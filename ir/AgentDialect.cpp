@@ -517,18 +517,25 @@ void ParallelOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
   for (auto [result, value] : llvm::zip(getResults(), yield.getValues()))
     if (auto tool = value.getDefiningOp<ToolOp>())
       setNameFn(result, ssaName(tool.getStep()));
+    else if (auto generate = value.getDefiningOp<GenerateOp>())
+      setNameFn(result, ssaName(generate.getStep()));
 }
 
 LogicalResult ParallelOp::verify() {
   Block &body = getBody().front();
   for (Operation &op : body.without_terminator()) {
-    auto tool = dyn_cast<ToolOp>(op);
-    if (!tool)
-      return emitOpError() << "may only hold agent.tool ops, found '"
-                           << op.getName() << "'";
-    for (Value arg : tool.getArgs())
-      if (arg.getParentRegion() == &getBody())
-        return emitOpError() << "tool '" << tool.getStep()
+    StringRef step;
+    if (auto tool = dyn_cast<ToolOp>(op))
+      step = tool.getStep();
+    else if (auto generate = dyn_cast<GenerateOp>(op))
+      step = generate.getStep();
+    else
+      return emitOpError()
+             << "may only hold agent.tool and agent.generate ops, found '"
+             << op.getName() << "'";
+    for (Value operand : op.getOperands())
+      if (operand.getParentRegion() == &getBody())
+        return emitOpError() << "step '" << step
                              << "' uses a value computed inside the region";
   }
   return verifyRegionEnd(*this, getBody(), "body", getResultTypes(),

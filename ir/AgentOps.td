@@ -468,12 +468,15 @@ def Agent_RetryOp : Agent_Op<"retry", [RecursiveMemoryEffects,
 
 def Agent_ParallelOp : Agent_Op<"parallel", [RecursiveMemoryEffects, NoRegionArguments,
     DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
-  let summary = "Runs independent tool calls concurrently";
+  let summary = "Runs independent tool calls and generations concurrently";
   let description = [{
-    Produced by `agent-hoist-tools`. The region holds only `agent.tool` ops
-    (none uses another's result) and an `agent.yield` of their results. The
-    executor starts every call at once and waits for all of them; each keeps
-    its own timeout and retries. The results are the yielded values.
+    Produced by `agent-hoist-tools`. The region holds only `agent.tool` and
+    `agent.generate` ops (none uses another's result) and an `agent.yield`
+    of their results. The executor starts every call at once and waits for
+    all of them; each tool keeps its own timeout and retries, and the
+    generations share the engine's batch where it batches (continuous
+    batching), else run one after another. The results are the yielded
+    values.
 
     ```mlir
     %a, %b = agent.parallel -> (!agent.tool_result, !agent.tool_result) {
@@ -483,7 +486,8 @@ def Agent_ParallelOp : Agent_Op<"parallel", [RecursiveMemoryEffects, NoRegionArg
     }
     ```
   }];
-  let results = (outs Variadic<Agent_ToolResultType>:$results);
+  let results = (outs Variadic<AnyTypeOf<[Agent_ToolResultType,
+                                          Agent_GenerationType]>>:$results);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = "(`->` `(` type($results)^ `)`)? $body attr-dict";
   let hasVerifier = 1;

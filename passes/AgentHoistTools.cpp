@@ -1,12 +1,14 @@
-//===- AgentHoistTools.cpp - independent tool calls -> agent.parallel ----===//
+//===- AgentHoistTools.cpp - independent steps -> agent.parallel ---------===//
 //
-// Per block, in order, each tool call tries to join the group of an earlier
-// call (its "leader"): it moves up to the leader together with the pure ops
-// computing its arguments. It may not when it needs a value that only a
-// non-pure op after the leader produces (a generate, another tool, an
-// if/retry result), when it conflicts with a group member or with a tool
-// call it would cross (same namespace, not both readonly), or when it would
-// cross an op that may return from the workflow.
+// Per block, in order, each tool call or generate (a "call") tries to join
+// the group of an earlier call (its "leader"): it moves up to the leader
+// together with the pure ops computing its operands. It may not when it
+// needs a value that only a non-pure op after the leader produces (a
+// generate, a tool, an if/retry result), when it is a tool call that
+// conflicts with a group member or with a tool call it would cross (same
+// namespace, not both readonly), or when it would cross an op that may
+// return from the workflow. A generation touches no tool's state, so it
+// conflicts with nothing.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,9 +25,12 @@ namespace agent {
 namespace {
 using namespace mlir;
 
+/// A tool call or a generate: what a group holds.
+bool isCall(Operation *op) { return isa<ToolOp, GenerateOp>(op); }
+
 struct Group {
-  ToolOp leader;
-  SmallVector<ToolOp> members;
+  Operation *leader;
+  SmallVector<Operation *> members;
   /// Pure ops that must move above the leader, with the members.
   llvm::SetVector<Operation *> slice;
 };
@@ -39,9 +44,9 @@ public:
   void run(Block &block) {
     std::vector<Group> groups;
     for (Operation &op : block) {
-      auto call = dyn_cast<ToolOp>(op);
-      if (!call)
+      if (!isCall(&op))
         continue;
+      Operation *call = &op;
       bool joined = false;
       for (Group &group : groups) {
         llvm::SetVector<Operation *> slice;
@@ -68,18 +73,21 @@ private:
     return found != signatures.end() && found->second.readOnly;
   }
 
-  /// Two calls conflict when they may touch the same state.
-  bool conflict(ToolOp a, ToolOp b) const {
-    return toolNamespace(a.getTool()) == toolNamespace(b.getTool()) &&
-           !(isReadonly(a) && isReadonly(b));
+  /// Two calls conflict when they may touch the same state: two tool calls
+  /// of one namespace, not both readonly.
+  bool conflict(Operation *a, Operation *b) const {
+    auto toolA = dyn_cast<ToolOp>(a), toolB = dyn_cast<ToolOp>(b);
+    return toolA && toolB &&
+           toolNamespace(toolA.getTool()) == toolNamespace(toolB.getTool()) &&
+           !(isReadonly(toolA) && isReadonly(toolB));
   }
 
   /// Whether moving `call` above `op` could change what happens: `op` is
   /// or holds a conflicting tool call, or may return from the workflow.
-  bool isBarrier(Operation *op, ToolOp call) const {
+  bool isBarrier(Operation *op, Operation *call) const {
     bool barrier = false;
     op->walk([&](Operation *inner) {
-      if (auto other = dyn_cast<ToolOp>(inner); other && conflict(other, call))
+      if (isa<ToolOp>(inner) && conflict(inner, call))
         barrier = true;
       else if (isa<ReturnOp>(inner))
         barrier = true;
@@ -110,20 +118,19 @@ private:
     return true;
   }
 
-  bool canJoin(const Group &group, ToolOp call,
+  bool canJoin(const Group &group, Operation *call,
                llvm::SetVector<Operation *> &slice) const {
-    for (ToolOp member : group.members)
+    for (Operation *member : group.members)
       if (conflict(member, call))
         return false;
-    for (Value arg : call.getArgs())
-      if (!collect(arg, group, slice))
+    for (Value operand : call->getOperands())
+      if (!collect(operand, group, slice))
         return false;
-    for (Operation *op = group.leader->getNextNode(); op != call.getOperation();
+    for (Operation *op = group.leader->getNextNode(); op != call;
          op = op->getNextNode()) {
       if (slice.contains(op) || group.slice.contains(op))
         continue;
-      if (auto member = dyn_cast<ToolOp>(op);
-          member && llvm::is_contained(group.members, member))
+      if (llvm::is_contained(group.members, op))
         continue;
       if (isBarrier(op, call))
         return false;
@@ -132,7 +139,7 @@ private:
   }
 
   void materialize(Group &group) {
-    ToolOp leader = group.leader;
+    Operation *leader = group.leader;
     // Argument computations go above the leader in their original order.
     SmallVector<Operation *> slice(group.slice.begin(), group.slice.end());
     llvm::sort(slice, [](Operation *a, Operation *b) {
@@ -143,25 +150,26 @@ private:
         op->moveBefore(leader);
 
     OpBuilder builder(leader);
-    SmallVector<Type> types(group.members.size(),
-                            ToolResultType::get(leader.getContext()));
+    SmallVector<Type> types;
     SmallVector<Location> locs;
-    for (ToolOp member : group.members)
-      locs.push_back(member.getLoc());
+    for (Operation *member : group.members) {
+      types.push_back(member->getResult(0).getType());
+      locs.push_back(member->getLoc());
+    }
     auto parallel =
         ParallelOp::create(builder, builder.getFusedLoc(locs), types);
     Block *body = new Block();
     parallel.getBody().push_back(body);
     SmallVector<Value> results;
-    for (ToolOp member : group.members) {
+    for (Operation *member : group.members) {
       member->moveBefore(body, body->end());
-      results.push_back(member.getResult());
+      results.push_back(member->getResult(0));
     }
     builder.setInsertionPointToEnd(body);
     auto yield = YieldOp::create(builder, parallel.getLoc(), results);
     for (auto [member, result] :
          llvm::zip(group.members, parallel.getResults()))
-      member.getResult().replaceAllUsesExcept(result, yield);
+      member->getResult(0).replaceAllUsesExcept(result, yield);
   }
 };
 

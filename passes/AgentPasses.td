@@ -40,40 +40,47 @@ def AgentVerifyToolsPass : Pass<"agent-verify-tools", "mlir::ModuleOp"> {
 }
 
 def AgentHoistToolsPass : Pass<"agent-hoist-tools", "mlir::ModuleOp"> {
-  let summary = "Group independent tool calls into agent.parallel so they run concurrently";
+  let summary = "Group independent tool calls and generations into agent.parallel so they run concurrently";
   let description = [{
-    Within a block, a tool call joins an earlier call's group when it can
-    move up to that call without changing what the workflow computes: its
-    arguments are available there (pure argument computations move up with
-    it; a `generate`, `retry` or `if` result it needs keeps it in place), it
-    does not use the result of a call of the group, and nothing it crosses
-    or runs beside touches the same tool namespace (`sqlite` of
+    Within a block, a tool call or a generate joins an earlier one's group
+    when it can move up to it without changing what the workflow computes:
+    its operands are available there (pure computations of them move up
+    with it; a `generate`, `tool`, `retry` or `if` result it needs keeps it
+    in place), it does not use the result of a member of the group, nothing
+    it crosses or runs beside touches the same tool namespace (`sqlite` of
     `sqlite.query`) unless both are `readonly` (from `agent.tool_decl`, the
-    signatures a driver hands over, or the `registry` file), and it crosses no `agent.if` / `agent.retry` that
-    may return (the call must not run when the workflow would have ended).
-    Each group of two or more becomes one `agent.parallel` at the first
-    call's place.
+    signatures a driver hands over, or the `registry` file; a generation
+    touches no tool's state), and it crosses no `agent.if` / `agent.retry`
+    that may return (the call must not run when the workflow would have
+    ended). Each group of two or more becomes one `agent.parallel` at the
+    first call's place.
 
     Before:
     ```mlir
     %a = agent.tool "sqlite.query"(%q : !agent.string) {arg_names = ["sql"], step = "a"}
     %g = agent.generate %p {step = "g"}
+    %t = agent.text %a : !agent.tool_result
+    %h = agent.generate %t {step = "h"}
     %b = agent.tool "http.get"(%url : !agent.string) {arg_names = ["url"], step = "b"}
     ```
-    After:
+    After (`h` needs `a`'s result, so it stays):
     ```mlir
-    %r:2 = agent.parallel -> (!agent.tool_result, !agent.tool_result) {
+    %r:3 = agent.parallel -> (!agent.tool_result, !agent.generation, !agent.tool_result) {
       %a = agent.tool "sqlite.query"(%q : !agent.string) {arg_names = ["sql"], step = "a"}
+      %g = agent.generate %p {step = "g"}
       %b = agent.tool "http.get"(%url : !agent.string) {arg_names = ["url"], step = "b"}
-      agent.yield %a, %b : !agent.tool_result, !agent.tool_result
+      agent.yield %a, %g, %b : !agent.tool_result, !agent.generation, !agent.tool_result
     }
-    %g = agent.generate %p {step = "g"}
+    %t = agent.text %r#0 : !agent.tool_result
+    %h = agent.generate %t {step = "h"}
     ```
 
     Why: tool latency (a query, an HTTP fetch, a subprocess) adds up step
     by step when the calls run one after another; independent calls cost
     only the slowest of them together, and they start before model steps
-    that do not need them.
+    that do not need them. Independent generations of one workflow decode
+    in the same batch steps where the engine batches (one step's weight
+    reads serve them all), and a tool's wait overlaps them.
   }];
   let options = [
     Option<"registry", "registry", "std::string", /*default=*/"\"\"",

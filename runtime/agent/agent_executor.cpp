@@ -40,6 +40,7 @@
 #include "runtime/tools/tool_registry.h"
 #include "support/clock.h"
 #include "support/json.h"
+#include "support/status.h"
 #include "support/utf8.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/Support/raw_ostream.h"
@@ -495,14 +496,26 @@ struct AgentExecutor::Interpreter {
     return event;
   }
 
-  absl::Status runGenerate(agent::GenerateOp op) {
+  /// One generate step: what prepareGenerate builds on the workflow's
+  /// thread, what callGenerate (any thread) adds.
+  struct GenerateCall {
+    const AgentModel *model = nullptr;
+    std::string promptText;
+    bool chat = false;
+    GenerationRequest request;
+    Clock::time_point start;
+    absl::StatusOr<GenerationResult> result = absl::UnknownError("not run");
+  };
+
+  absl::StatusOr<GenerateCall> prepareGenerate(agent::GenerateOp op) {
+    GenerateCall call;
     const std::string *prompt = as<std::string>(op.getPrompt());
-    std::string promptText = prompt ? *prompt : std::string();
+    call.promptText = prompt ? *prompt : std::string();
     std::optional<llvm::StringRef> modelName;
     if (op.getModel())
       modelName = *op.getModel();
-    const AgentModel *model = findModel(modelName);
-    if (!model || !model->generator) {
+    call.model = findModel(modelName);
+    if (!call.model || !call.model->generator) {
       std::vector<std::string> names;
       for (const AgentModel &m : self.models_)
         names.push_back(m.name);
@@ -512,33 +525,50 @@ struct AgentExecutor::Interpreter {
                                          "' (loaded: ",
                                          absl::StrJoin(names, ", "), ")"));
     }
-    bool chat = self.options_.applyChatTemplate && model->chatTemplate;
-    absl::StatusOr<GenerationRequest> request =
-        generateRequest(op, *model, promptText, chat);
-    if (!request.ok())
-      return request.status();
+    call.chat = self.options_.applyChatTemplate && call.model->chatTemplate;
+    TRENI_ASSIGN_OR_RETURN(
+        call.request,
+        generateRequest(op, *call.model, call.promptText, call.chat));
+    return call;
+  }
 
-    Clock::time_point stepStart = Clock::now();
-    absl::StatusOr<GenerationResult> generated =
-        model->generator->generate(*request);
-    if (!generated.ok()) {
+  /// The engine's part: blocks until the generation ends.
+  static void callGenerate(GenerateCall &call) {
+    call.start = Clock::now();
+    call.result = call.model->generator->generate(call.request);
+  }
+
+  /// The trace event and the value, on the workflow's thread.
+  absl::Status finishGenerate(agent::GenerateOp op, GenerateCall &call,
+                              bool parallel) {
+    if (!call.result.ok()) {
       emit(json{{"event", "step"},
                 {"kind", "generate"},
                 {"step", op.getStep().str()},
                 {"location", locationOf(op)},
-                {"error", std::string(generated.status().message())}});
-      return failWith(op, generated.status());
+                {"error", std::string(call.result.status().message())}});
+      return failWith(op, call.result.status());
     }
+    GenerationResult &generated = *call.result;
     auto value = std::make_shared<GenerationValue>();
-    value->text = generated->text;
-    value->tokens = std::move(generated->tokens);
-    value->awareness = generated->awareness;
-    value->uncertain = uncertainTokens(*value, *model->generator);
+    value->text = generated.text;
+    value->tokens = std::move(generated.tokens);
+    value->awareness = generated.awareness;
+    value->uncertain = uncertainTokens(*value, *call.model->generator);
     ++result.steps;
-    emit(generateEvent(op, *model, promptText, chat, *request, *generated,
-                       *value, stepStart));
+    json event = generateEvent(op, *call.model, call.promptText, call.chat,
+                               call.request, generated, *value, call.start);
+    if (parallel)
+      event["parallel"] = true;
+    emit(std::move(event));
     values[op.getResult()] = std::shared_ptr<const GenerationValue>(value);
     return absl::OkStatus();
+  }
+
+  absl::Status runGenerate(agent::GenerateOp op) {
+    TRENI_ASSIGN_OR_RETURN(GenerateCall call, prepareGenerate(op));
+    callGenerate(call);
+    return finishGenerate(op, call, /*parallel=*/false);
   }
 
   //===------------------------------------------------------------------===//
@@ -650,35 +680,64 @@ struct AgentExecutor::Interpreter {
     return absl::OkStatus();
   }
 
+  /// The tool calls and generations of a group at once: each tool on a
+  /// thread of its own, each generation too where its generator is
+  /// concurrent (continuous batching: they share batch steps), the others
+  /// one after another on this thread meanwhile. Results are taken in
+  /// order, as if the steps had run one by one.
   absl::Status runParallel(agent::ParallelOp op) {
-    std::vector<agent::ToolOp> calls;
     mlir::Block &body = op.getBody().front();
-    for (mlir::Operation &inner : body.without_terminator()) {
-      auto toolOp = mlir::dyn_cast<agent::ToolOp>(inner);
-      if (!toolOp)
-        return fail(&inner, "only agent.tool may appear in agent.parallel");
-      if (absl::Status known = checkTool(toolOp); !known.ok())
-        return known;
-      calls.push_back(toolOp);
+    std::vector<mlir::Operation *> steps;
+    for (mlir::Operation &inner : body.without_terminator())
+      steps.push_back(&inner);
+    std::vector<ToolCall> tools(steps.size());
+    std::vector<GenerateCall> generations(steps.size());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (auto tool = mlir::dyn_cast<agent::ToolOp>(steps[i])) {
+        if (absl::Status known = checkTool(tool); !known.ok())
+          return known;
+        tools[i] = ToolCall{toolArguments(tool), callOptions(tool), {}, 0, 0};
+      } else if (auto generate = mlir::dyn_cast<agent::GenerateOp>(steps[i])) {
+        TRENI_ASSIGN_OR_RETURN(generations[i], prepareGenerate(generate));
+      } else {
+        return fail(steps[i],
+                    "only agent.tool and agent.generate may appear in "
+                    "agent.parallel");
+      }
     }
-    std::vector<ToolCall> state(calls.size());
-    for (size_t i = 0; i < calls.size(); ++i)
-      state[i] =
-          ToolCall{toolArguments(calls[i]), callOptions(calls[i]), {}, 0, 0};
-    if (self.options_.parallelTools && calls.size() > 1) {
+    auto callStep = [&](size_t i) {
+      if (auto tool = mlir::dyn_cast<agent::ToolOp>(steps[i]))
+        callTool(tool, tools[i]);
+      else
+        callGenerate(generations[i]);
+    };
+    const bool parallel = steps.size() > 1;
+    if (self.options_.parallelTools && parallel) {
       std::vector<std::thread> threads;
-      threads.reserve(calls.size());
-      for (size_t i = 0; i < calls.size(); ++i)
-        threads.emplace_back(
-            [this, &calls, &state, i] { callTool(calls[i], state[i]); });
+      std::vector<size_t> serial;
+      for (size_t i = 0; i < steps.size(); ++i) {
+        bool alone = mlir::isa<agent::GenerateOp>(steps[i]) &&
+                     !generations[i].model->generator->concurrent();
+        if (alone)
+          serial.push_back(i);
+        else
+          threads.emplace_back(callStep, i);
+      }
+      for (size_t i : serial)
+        callStep(i);
       for (std::thread &thread : threads)
         thread.join();
     } else {
-      for (size_t i = 0; i < calls.size(); ++i)
-        callTool(calls[i], state[i]);
+      for (size_t i = 0; i < steps.size(); ++i)
+        callStep(i);
     }
-    for (size_t i = 0; i < calls.size(); ++i)
-      finishTool(calls[i], state[i], /*parallel=*/calls.size() > 1);
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (auto tool = mlir::dyn_cast<agent::ToolOp>(steps[i]))
+        finishTool(tool, tools[i], parallel);
+      else
+        TRENI_RETURN_IF_ERROR(finishGenerate(
+            mlir::cast<agent::GenerateOp>(steps[i]), generations[i], parallel));
+    }
     auto yield = mlir::cast<agent::YieldOp>(body.getTerminator());
     for (auto [res, yielded] : llvm::zip(op.getResults(), yield.getValues()))
       values[res] = get(yielded);

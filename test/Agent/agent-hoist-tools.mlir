@@ -2,7 +2,8 @@
 
 // Tests that two independent calls of different namespaces become one
 // agent.parallel at the first call's place, above the generate between
-// them, with the second call's argument computation moved up too.
+// them (which needs the first call's result), with the second call's
+// argument computation moved up too.
 // CHECK-LABEL: agent.workflow @independent
 // CHECK:         %[[SQL:.+]] = agent.constant "SELECT 1"
 // CHECK:         %[[URL:.+]] = agent.format "http://127.0.0.1/{0}"(%q : !agent.string)
@@ -11,16 +12,16 @@
 // CHECK-NEXT:      %[[B:.+]] = agent.tool "http.get"(%[[URL]] : !agent.string) {arg_names = ["url"], step = "b"}
 // CHECK-NEXT:      agent.yield %[[A]], %[[B]] : !agent.tool_result, !agent.tool_result
 // CHECK-NEXT:    }
-// CHECK:         agent.generate
 // CHECK:         agent.text %a : !agent.tool_result
+// CHECK:         agent.generate
 // CHECK:         agent.text %b : !agent.tool_result
 agent.workflow @independent(%q: !agent.string {agent.param = "q"}) -> !agent.string {
   %sql = agent.constant "SELECT 1"
   %a = agent.tool "sqlite.query"(%sql : !agent.string) {arg_names = ["sql"], step = "a"}
-  %g = agent.generate %q {step = "g"}
+  %ta = agent.text %a : !agent.tool_result
+  %g = agent.generate %ta {step = "g"}
   %url = agent.format "http://127.0.0.1/{0}" (%q : !agent.string)
   %b = agent.tool "http.get"(%url : !agent.string) {arg_names = ["url"], step = "b"}
-  %ta = agent.text %a : !agent.tool_result
   %tb = agent.text %b : !agent.tool_result
   %s = agent.format "{0} {1}" (%ta, %tb : !agent.string, !agent.string)
   agent.return %s : !agent.string
@@ -28,12 +29,40 @@ agent.workflow @independent(%q: !agent.string {agent.param = "q"}) -> !agent.str
 
 // -----
 
-// Tests that a call whose argument comes from a generate stays after it.
+// Tests that independent generates join a group too (with a tool call
+// between them, whose namespace they cannot conflict with), each prompt's
+// computation moved up, while a generate whose prompt needs a member's
+// result stays after the group.
+// CHECK-LABEL: agent.workflow @generates
+// CHECK:         %[[P2:.+]] = agent.format "second {0}"
+// CHECK:         %first, %lookup, %second = agent.parallel -> (!agent.generation, !agent.tool_result, !agent.generation) {
+// CHECK-NEXT:      agent.generate %q {step = "first"}
+// CHECK-NEXT:      agent.tool "http.get"
+// CHECK-NEXT:      agent.generate %[[P2]] {step = "second"}
+// CHECK-NEXT:      agent.yield
+// CHECK-NEXT:    }
+// CHECK:         %[[T:.+]] = agent.text %first : !agent.generation
+// CHECK:         agent.generate %[[T]] {step = "third"}
+agent.workflow @generates(%q: !agent.string {agent.param = "q"}) -> !agent.string {
+  %first = agent.generate %q {step = "first"}
+  %lookup = agent.tool "http.get"(%q : !agent.string) {arg_names = ["url"], step = "lookup"}
+  %p2 = agent.format "second {0}" (%q : !agent.string)
+  %second = agent.generate %p2 {step = "second"}
+  %t = agent.text %first : !agent.generation
+  %third = agent.generate %t {step = "third"}
+  %r = agent.text %third : !agent.generation
+  agent.return %r : !agent.string
+}
+
+// -----
+
+// Tests that a call whose argument comes from a generate stays after it
+// (the generate itself joins the call before it).
 // CHECK-LABEL: agent.workflow @needs_generate
-// CHECK-NOT:     agent.parallel
-// CHECK:         agent.tool "sqlite.query"
-// CHECK:         %[[G:.+]] = agent.generate
-// CHECK:         %[[T:.+]] = agent.text %[[G]]
+// CHECK:         %a, %g = agent.parallel
+// CHECK-NEXT:      agent.tool "sqlite.query"
+// CHECK-NEXT:      agent.generate
+// CHECK:         %[[T:.+]] = agent.text %g
 // CHECK:         agent.tool "http.get"(%[[T]] : !agent.string)
 agent.workflow @needs_generate(%q: !agent.string {agent.param = "q"}) {
   %a = agent.tool "sqlite.query"(%q : !agent.string) {arg_names = ["sql"], step = "a"}

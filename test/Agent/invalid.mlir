@@ -493,11 +493,11 @@ agent.workflow @retry_too_many() {
 //===----------------------------------------------------------------------===//
 
 agent.workflow @parallel(%p: !agent.string {agent.param = "p"}) {
-  // expected-error @+1 {{may only hold agent.tool ops, found 'agent.generate'}}
-  %r = agent.parallel -> (!agent.tool_result) {
+  // expected-error @+1 {{may only hold agent.tool and agent.generate ops, found 'agent.format'}}
+  %r = agent.parallel -> (!agent.generation) {
+    %f = agent.format "{0}!" (%p : !agent.string)
     %g = agent.generate %p {step = "g"}
-    %t = agent.tool "http.get"(%p : !agent.string) {arg_names = ["url"], step = "t"}
-    agent.yield %t : !agent.tool_result
+    agent.yield %g : !agent.generation
   }
   agent.return
 }
@@ -505,7 +505,7 @@ agent.workflow @parallel(%p: !agent.string {agent.param = "p"}) {
 // -----
 
 agent.workflow @parallel(%p: !agent.string {agent.param = "p"}) {
-  // expected-error @+1 {{may only hold agent.tool ops, found 'agent.text'}}
+  // expected-error @+1 {{may only hold agent.tool and agent.generate ops, found 'agent.text'}}
   %r:2 = agent.parallel -> (!agent.tool_result, !agent.tool_result) {
     %a = agent.tool "http.get"(%p : !agent.string) {arg_names = ["url"], step = "a"}
     %t = agent.text %a : !agent.tool_result

@@ -108,6 +108,12 @@ agent.workflow @all(%name: !agent.string {agent.param = "name"},
     %y = agent.tool "http.get"(%answer : !agent.string) {arg_names = ["url"], step = "y"}
     agent.yield %x, %y : !agent.tool_result, !agent.tool_result
   }
+  // CHECK: agent.parallel -> (!agent.generation, !agent.tool_result) {
+  %mixed:2 = agent.parallel -> (!agent.generation, !agent.tool_result) {
+    %pg = agent.generate %s {step = "pg"}
+    %z = agent.tool "http.get"(%s : !agent.string) {arg_names = ["url"], step = "z"}
+    agent.yield %pg, %z : !agent.generation, !agent.tool_result
+  }
   // CHECK: agent.return %{{.+}} : !agent.string
   agent.return %answer : !agent.string
 }

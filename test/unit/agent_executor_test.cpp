@@ -678,6 +678,47 @@ TEST_F(AgentExecutorTest, ServerStreamsAgentRunEvents) {
   server.stop();
 }
 
+// Tests that independent generate steps of one workflow run as one
+// agent.parallel group: on a BatchGenerator they decode in shared batch
+// steps (the batch's largest step holds both sequences) and give what they
+// give run one after another on the Generator, both traced as parallel;
+// on the Generator (not concurrent) the group runs them in turn.
+TEST_F(AgentExecutorTest, IndependentGenerationsShareTheBatch) {
+  const std::string source =
+      "workflow w(q: string) -> string {\n"
+      "  generate \"Describe {q}.\" max_tokens 40 as a\n"
+      "  generate \"Name three facts about {q}.\" max_tokens 40 as b\n"
+      "  return \"{a.text}|{b.text}\"\n}\n";
+  mlir::MLIRContext context;
+  auto module = compileAgentSource(source, "test.agent", context,
+                                   {.tools = registry_.signatures()});
+  ASSERT_TRUE(module.ok()) << module.status();
+  ASSERT_THAT(compiled(source, {.tools = registry_.signatures()}),
+              HasSubstr("agent.parallel"));
+
+  auto alone = run(source, {{"q", "rivers"}});
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  std::vector<json> serialSteps = events(*alone, "step");
+  ASSERT_EQ(serialSteps.size(), 2u);
+  for (const json &step : serialSteps)
+    EXPECT_EQ(step.value("parallel", false), true) << step.dump();
+
+  auto runner = engine_->createStepRunner(64, 2048);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  BatchGeneratorOptions batchOptions;
+  batchOptions.scheduler.maxSeqLen = 512;
+  auto batch = BatchGenerator::create(**runner, *tokenizer_, batchOptions);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  AgentExecutor executor(registry_, {});
+  executor.addModel({"qwen2", batch->get(), chat_});
+  auto batched = executor.run(**module, "", {{"q", "rivers"}});
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  EXPECT_EQ(batched->value, alone->value);
+  EXPECT_GE((*batch)->stats().maxStepSequences, 2);
+  for (const json &step : events(*batched, "step"))
+    EXPECT_EQ(step.value("parallel", false), true) << step.dump();
+}
+
 // Tests that with a BatchGenerator the agent route runs workflows beside
 // each other on the batch workers: six concurrent runs each end with the
 // value the workflow gives on the Generator alone, and their generate steps
