@@ -127,6 +127,29 @@ protected:
     return executor.run(**module, workflow, args);
   }
 
+  /// A BatchGenerator over a CPU step runner of the engine (null on an
+  /// error, which the test reports).
+  struct Batch {
+    std::unique_ptr<StepRunner> runner;
+    std::unique_ptr<BatchGenerator> generator;
+  };
+  Batch makeBatch() {
+    Batch batch;
+    auto runner = engine_->createStepRunner(64, 2048);
+    EXPECT_TRUE(runner.ok()) << runner.status();
+    if (!runner.ok())
+      return batch;
+    batch.runner = std::move(*runner);
+    BatchGeneratorOptions options;
+    options.scheduler.maxSeqLen = 512;
+    auto generator =
+        BatchGenerator::create(*batch.runner, *tokenizer_, options);
+    EXPECT_TRUE(generator.ok()) << generator.status();
+    if (generator.ok())
+      batch.generator = std::move(*generator);
+    return batch;
+  }
+
   static std::vector<json> events(const AgentRunResult &result,
                                   const std::string &kind) {
     std::vector<json> out;
@@ -703,18 +726,14 @@ TEST_F(AgentExecutorTest, IndependentGenerationsShareTheBatch) {
   for (const json &step : serialSteps)
     EXPECT_EQ(step.value("parallel", false), true) << step.dump();
 
-  auto runner = engine_->createStepRunner(64, 2048);
-  ASSERT_TRUE(runner.ok()) << runner.status();
-  BatchGeneratorOptions batchOptions;
-  batchOptions.scheduler.maxSeqLen = 512;
-  auto batch = BatchGenerator::create(**runner, *tokenizer_, batchOptions);
-  ASSERT_TRUE(batch.ok()) << batch.status();
+  Batch batch = makeBatch();
+  ASSERT_TRUE(batch.generator);
   AgentExecutor executor(registry_, {});
-  executor.addModel({"qwen2", batch->get(), chat_});
+  executor.addModel({"qwen2", batch.generator.get(), chat_});
   auto batched = executor.run(**module, "", {{"q", "rivers"}});
   ASSERT_TRUE(batched.ok()) << batched.status();
   EXPECT_EQ(batched->value, alone->value);
-  EXPECT_GE((*batch)->stats().maxStepSequences, 2);
+  EXPECT_GE(batch.generator->stats().maxStepSequences, 2);
   for (const json &step : events(*batched, "step"))
     EXPECT_EQ(step.value("parallel", false), true) << step.dump();
 }
@@ -724,12 +743,8 @@ TEST_F(AgentExecutorTest, IndependentGenerationsShareTheBatch) {
 // value the workflow gives on the Generator alone, and their generate steps
 // shared batch steps.
 TEST_F(AgentExecutorTest, ServerRunsWorkflowsConcurrentlyThroughTheBatch) {
-  auto runner = engine_->createStepRunner(64, 2048);
-  ASSERT_TRUE(runner.ok()) << runner.status();
-  BatchGeneratorOptions batchOptions;
-  batchOptions.scheduler.maxSeqLen = 512;
-  auto batch = BatchGenerator::create(**runner, *tokenizer_, batchOptions);
-  ASSERT_TRUE(batch.ok()) << batch.status();
+  Batch batch = makeBatch();
+  ASSERT_TRUE(batch.generator);
   ServerOptions options;
   options.host = "127.0.0.1";
   options.port = 0;
@@ -739,8 +754,8 @@ TEST_F(AgentExecutorTest, ServerRunsWorkflowsConcurrentlyThroughTheBatch) {
   served.tokenizer = tokenizer_;
   served.chatTemplate = chat_;
   served.maxSeq = 512;
-  HttpServer server(*generator_, served, options, batch->get());
-  addAgentRoute(server, **batch, served, registry_);
+  HttpServer server(*generator_, served, options, batch.generator.get());
+  addAgentRoute(server, *batch.generator, served, registry_);
   ASSERT_TRUE(server.start().ok());
 
   const std::string source =
@@ -773,7 +788,7 @@ TEST_F(AgentExecutorTest, ServerRunsWorkflowsConcurrentlyThroughTheBatch) {
     EXPECT_EQ(end["event"], "end") << end.dump();
     EXPECT_EQ(end["value"], expected[i]) << "run " << i;
   }
-  EXPECT_GT((*batch)->stats().maxStepSequences, 1);
+  EXPECT_GT(batch.generator->stats().maxStepSequences, 1);
   server.stop();
 }
 
