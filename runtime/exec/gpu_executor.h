@@ -104,6 +104,8 @@ absl::StatusOr<std::string> currentDeviceArch();
 /// when there is no usable GPU.
 absl::StatusOr<int64_t> freeDeviceMemoryBytes();
 
+/// Thread-safe: every public call holds one lock (calls from several
+/// threads run one after another on the one stream).
 class GpuExecutor {
 public:
   /// Compiles or loads the plan's kernels and uploads its weights from an
