@@ -146,8 +146,9 @@ struct StepLaunch {
 
 struct GpuExecutor::Impl {
   /// Held by every public call: the single-sequence calls and the batch
-  /// steps share the stream, the staging buffers and the graphs.
-  std::mutex mutex;
+  /// steps share the stream, the staging buffers and the graphs. Recursive:
+  /// decodeStream's callback may call back in (lastLogits).
+  std::recursive_mutex mutex;
   Plan plan;
   GpuOptions options;
   std::string actDtype;
@@ -1024,7 +1025,7 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
 absl::StatusOr<SampleResult>
 GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
                      const SamplingParams &params) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   if (ids.empty())
     return absl::InvalidArgumentError("prefill needs at least one token");
   TRENI_RETURN_IF_ERROR(validate(params));
@@ -1061,7 +1062,7 @@ GpuExecutor::prefill(absl::Span<const int32_t> ids, int64_t startPosition,
 
 absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
                                                  const SamplingParams &params) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   TRENI_RETURN_IF_ERROR(validate(params));
   TRENI_RETURN_IF_ERROR(
       checkStepInputs({&id, 1}, position, maxSeq_, vocabSize_));
@@ -1079,7 +1080,7 @@ absl::StatusOr<SampleResult> GpuExecutor::decode(int32_t id, int64_t position,
 absl::Status GpuExecutor::decodeStream(
     int32_t id, int64_t position, int64_t count, const SamplingParams &params,
     absl::FunctionRef<bool(const SampleResult &)> onToken) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   TRENI_RETURN_IF_ERROR(validate(params));
   if (count <= 0)
     return absl::OkStatus();
@@ -1131,7 +1132,7 @@ int64_t GpuExecutor::graphCaptures() const { return impl_->graphCaptures; }
 
 absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
                                                      int iterations) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   Impl &impl = *impl_;
   if (!impl.graph || iterations < 1 || position < 0 ||
       iterations > maxSeq_ - position)
@@ -1171,7 +1172,7 @@ absl::StatusOr<ReplayTime> GpuExecutor::replayDecode(int64_t position,
 
 absl::StatusOr<std::vector<StepTime>>
 GpuExecutor::profileDecode(int64_t position, int iterations) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   if (iterations < 1 || position < 0 || position >= maxSeq_)
     return absl::InvalidArgumentError("profileDecode: bad position or count");
   impl_->hostInputs[0] = 0;
@@ -1181,7 +1182,7 @@ GpuExecutor::profileDecode(int64_t position, int iterations) {
 
 absl::StatusOr<std::vector<StepTime>>
 GpuExecutor::profilePrefill(int64_t tokens, int iterations) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   if (iterations < 1 || tokens < 1 || tokens > impl_->chunkTokens())
     return absl::InvalidArgumentError(
         absl::StrCat("profilePrefill: 1 to ", impl_->chunkTokens(),
@@ -1201,7 +1202,7 @@ int64_t GpuExecutor::pagedBlocks() const {
 absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
                                            int64_t blockTokens,
                                            int64_t maxStepTokens) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   Impl &impl = *impl_;
   if (impl.pool)
     return absl::FailedPreconditionError("the paged KV pool exists already");
@@ -1410,7 +1411,7 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
 
 absl::StatusOr<absl::Span<const float>>
 GpuExecutor::runStep(const GpuStepRows &rows) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   TRENI_ASSIGN_OR_RETURN(StepLayout layout, enqueueStepRows(rows));
   Impl &impl = *impl_;
   Impl::PagedPool &pool = *impl.pool;
@@ -1440,7 +1441,7 @@ GpuExecutor::runStep(const GpuStepRows &rows) {
 absl::StatusOr<std::vector<SampleResult>>
 GpuExecutor::runStepSampled(const GpuStepRows &rows,
                             absl::Span<const RowSampling> sampling) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   if (int64_t(sampling.size()) != rows.sampledRows)
     return absl::InvalidArgumentError(
         absl::StrCat("a batched step samples ", rows.sampledRows, " rows but ",
@@ -1512,7 +1513,7 @@ GpuExecutor::runStepSampled(const GpuStepRows &rows,
 }
 
 absl::StatusOr<std::vector<float>> GpuExecutor::lastLogits() {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   // Logits are planned as a static f32 [1, vocab] buffer in both functions.
   const PlanFunction *function = impl_->lastFunction;
   if (!function)
