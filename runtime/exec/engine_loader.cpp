@@ -155,6 +155,8 @@ public:
   /// pool of its own.
   absl::StatusOr<std::unique_ptr<StepRunner>>
   createStepRunner(int64_t numBlocks, int64_t /*maxStepTokens*/) override {
+    if (numBlocks == 0)
+      numBlocks = 4 * kvBlocksFor(executor_->maxSeq());
     TRENI_ASSIGN_OR_RETURN(auto paged,
                            executor_->createPagedSharingWeights(numBlocks));
     TRENI_ASSIGN_OR_RETURN(auto runner,

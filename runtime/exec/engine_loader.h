@@ -118,9 +118,11 @@ public:
   const EngineStats &stats() const { return stats_; }
 
   /// A runner of batch steps (continuous batching) over a KV pool of its
-  /// own with `numBlocks` blocks, beside this engine's single-sequence cache,
-  /// for steps of up to `maxStepTokens` rows. It uses the engine, which must
-  /// outlive it; at most one per engine.
+  /// own with `numBlocks` blocks (0: the GPU's free memory after the weights,
+  /// the single-sequence cache and the step arena, less a reserve; on the CPU
+  /// four sequences of maxSeq()), beside this engine's single-sequence
+  /// cache, for steps of up to `maxStepTokens` rows. It uses the engine,
+  /// which must outlive it; at most one per engine.
   virtual absl::StatusOr<std::unique_ptr<StepRunner>>
   createStepRunner(int64_t numBlocks, int64_t maxStepTokens) {
     return absl::UnimplementedError("this engine has no batched path");

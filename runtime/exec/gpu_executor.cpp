@@ -117,6 +117,16 @@ absl::StatusOr<std::string> currentDeviceArch() {
   return nvrtcTargetFor(major, minor);
 }
 
+int64_t pagedPoolBlocksThatFit(int64_t freeBytes, int64_t otherBytes,
+                               int64_t blockBytes, int64_t minBlocks) {
+  if (blockBytes <= 0)
+    return 0;
+  // The scratch block comes on top of the blocks handed out.
+  int64_t blocks = (freeBytes - otherBytes) / blockBytes - 1;
+  blocks = std::min(blocks, kMaxPagedBlocks);
+  return blocks >= std::max<int64_t>(minBlocks, 1) ? blocks : 0;
+}
+
 absl::StatusOr<int64_t> freeDeviceMemoryBytes() {
   TRENI_RETURN_IF_ERROR(currentDeviceArch().status());
   size_t freeBytes = 0, totalBytes = 0;
@@ -1206,9 +1216,10 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   Impl &impl = *impl_;
   if (impl.pool)
     return absl::FailedPreconditionError("the paged KV pool exists already");
-  if (numBlocks < 1 || numBlocks > (int64_t(1) << 24))
+  if (numBlocks < 0 || numBlocks > kMaxPagedBlocks)
     return absl::InvalidArgumentError(absl::StrCat(
-        "a paged KV pool needs 1..16777216 blocks, not ", numBlocks));
+        "a paged KV pool needs 1..16777216 blocks (0: what fits), not ",
+        numBlocks));
   if (blockTokens < 1 || blockTokens > 4096 ||
       (blockTokens & (blockTokens - 1)) != 0)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -1228,7 +1239,6 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
         "every row");
 
   auto pool = std::make_unique<Impl::PagedPool>();
-  pool->numBlocks = numBlocks;
   pool->blockTokens = blockTokens;
   pool->maxTokens = maxStepTokens;
   while ((int64_t(1) << pool->blockShift) < blockTokens)
@@ -1237,11 +1247,10 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   // One more table entry and block: the block padded rows write (a graphed
   // step's rows beyond its real ones), which no sequence owns.
   pool->tableCapacity = maxStepTokens * blocksPerSequence + 1;
-  const int64_t poolBlocks = numBlocks + 1;
-  int64_t cacheBytes = 0;
+  int64_t blockBytes = 0; // every layer's keys and values of one block
   for (const PlanKvCache &cache : impl.plan.caches)
-    cacheBytes += 2 * cache.numLayers * poolBlocks * blockTokens *
-                  cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
+    blockBytes += 2 * cache.numLayers * blockTokens * cache.numKvHeads *
+                  cache.headDim * dtypeBytes(cache.dtype);
   const PlanFunction &decode = impl.decodeFunction();
   const int64_t arenaBytes =
       std::max(function->arenaBytes(maxStepTokens), decode.arenaBytes(1));
@@ -1249,6 +1258,21 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
       (maxStepTokens + pool->tableCapacity) * int64_t(sizeof(int32_t));
   TRENI_ASSIGN_OR_RETURN(int64_t freeBytes, freeDeviceMemoryBytes());
   const int64_t reserve = int64_t(512) << 20;
+  if (numBlocks == 0) {
+    numBlocks =
+        pagedPoolBlocksThatFit(freeBytes, arenaBytes + tableBytes + reserve,
+                               blockBytes, blocksPerSequence);
+    if (numBlocks == 0)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "no room for a paged KV pool holding one sequence of ", maxSeq_,
+          " positions: ", freeBytes >> 20,
+          " MiB of GPU memory are free. Use a smaller --max-seq (the "
+          "single-sequence cache takes what the weights leave when it is 0) "
+          "or a smaller --max-batch-tokens"));
+  }
+  pool->numBlocks = numBlocks;
+  const int64_t poolBlocks = numBlocks + 1;
+  const int64_t cacheBytes = poolBlocks * blockBytes;
   if (cacheBytes + arenaBytes + tableBytes + reserve > freeBytes)
     return absl::ResourceExhaustedError(absl::StrCat(
         "no room for a paged KV pool of ", numBlocks, " blocks (",

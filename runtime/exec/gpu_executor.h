@@ -100,6 +100,17 @@ const std::string &convertKernelSource();
 /// or an error when there is no usable GPU.
 absl::StatusOr<std::string> currentDeviceArch();
 
+/// Most blocks a paged KV pool may have.
+inline constexpr int64_t kMaxPagedBlocks = int64_t(1) << 24;
+
+/// Blocks of `blockBytes` (every layer's keys and values) a paged pool gets
+/// from `freeBytes` of GPU memory after `otherBytes` (the step arena, its
+/// tables, a reserve) and the pool's scratch block, at most
+/// kMaxPagedBlocks; 0 when fewer than `minBlocks` (one sequence of the
+/// context) fit.
+int64_t pagedPoolBlocksThatFit(int64_t freeBytes, int64_t otherBytes,
+                               int64_t blockBytes, int64_t minBlocks);
+
 /// Free bytes of the current device's memory (cudaMemGetInfo), or an error
 /// when there is no usable GPU.
 absl::StatusOr<int64_t> freeDeviceMemoryBytes();
@@ -149,8 +160,9 @@ public:
   absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
   /// Makes what @step runs in (once; continuous batching): a KV pool of
   /// `numBlocks` blocks of `blockTokens` positions (a power of two) per
-  /// layer, beside the single-sequence cache, and an arena for steps of up
-  /// to `maxStepTokens` rows. Loads @step's kernels.
+  /// layer (0: as many as the free memory holds, pagedPoolBlocksThatFit),
+  /// beside the single-sequence cache, and an arena for steps of up to
+  /// `maxStepTokens` rows. Loads @step's kernels.
   absl::Status preparePagedPool(int64_t numBlocks, int64_t blockTokens,
                                 int64_t maxStepTokens);
   /// Runs @step over `rows` (checked first: checkStepRows) and returns the

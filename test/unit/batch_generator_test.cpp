@@ -143,6 +143,14 @@ Tokenizer *BatchGeneratorTest::tokenizer_ = nullptr;
 // and seeded sampling - each get exactly what they get alone (bit for bit:
 // tokens, logprobs, text), and that the loop really ran them in shared
 // steps.
+// Tests that a runner asked for no particular pool size gets the CPU's
+// default, four sequences of the engine's context.
+TEST_F(BatchGeneratorTest, DefaultPoolHoldsFourContexts) {
+  auto made = engine_->createStepRunner(0, 2048);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ((*made)->numBlocks(), 4 * kvBlocksFor(kMaxSeq));
+}
+
 TEST_F(BatchGeneratorTest, ConcurrentRequestsMatchRunningAlone) {
   auto steps = runner(256);
   auto generator = batch(*steps);

@@ -247,6 +247,21 @@ TEST(StepRowOrderTest, SampledRowsFirst) {
   EXPECT_EQ(int64_t(plan.sampledSequences().size()), order.sampledRows);
 }
 
+// An automatic pool takes the blocks the free memory holds after the rest
+// and the scratch block, at most kMaxPagedBlocks, and none when one
+// sequence's blocks do not fit.
+TEST(PagedPoolSizeTest, BlocksThatFit) {
+  const int64_t mib = int64_t(1) << 20;
+  // 1000 MiB free, 100 MiB for the rest: 900 blocks of 1 MiB, one scratch.
+  EXPECT_EQ(pagedPoolBlocksThatFit(1000 * mib, 100 * mib, mib, 32), 899);
+  EXPECT_EQ(pagedPoolBlocksThatFit(1000 * mib, 100 * mib, mib, 899), 899);
+  EXPECT_EQ(pagedPoolBlocksThatFit(1000 * mib, 100 * mib, mib, 900), 0);
+  EXPECT_EQ(pagedPoolBlocksThatFit(100 * mib, 200 * mib, mib, 1), 0);
+  EXPECT_EQ(pagedPoolBlocksThatFit(int64_t(1) << 50, 0, 64, 1),
+            kMaxPagedBlocks);
+  EXPECT_EQ(pagedPoolBlocksThatFit(1000 * mib, 0, 0, 1), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuStepTest,
                          ::testing::Values("qwen2", "llama", "qwen3"));
 

@@ -62,8 +62,9 @@ cl::opt<int> maxBatchTokens(
     cl::init(2048), cl::sub(serveSubcommand()));
 cl::opt<int> kvBlocks(
     "kv-blocks",
-    cl::desc("KV cache blocks of 64 positions shared by the batch (0: room "
-             "for four sequences of --max-seq)"),
+    cl::desc("KV cache blocks of 64 positions shared by the batch (0: on the "
+             "GPU what its free memory holds, on the CPU room for four "
+             "sequences of --max-seq)"),
     cl::init(0), cl::sub(serveSubcommand()));
 cl::opt<double>
     requestTimeout("request-timeout",
@@ -203,8 +204,7 @@ batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
   if (maxNumSeqs <= 1)
     return nullptr;
   const int64_t maxSeq = model.loaded.engine->maxSeq();
-  int64_t blocks = kvBlocks > 0 ? int64_t(kvBlocks) : 4 * kvBlocksFor(maxSeq);
-  auto made = model.loaded.engine->createStepRunner(blocks, maxBatchTokens);
+  auto made = model.loaded.engine->createStepRunner(kvBlocks, maxBatchTokens);
   if (absl::IsUnimplemented(made.status())) {
     std::fprintf(stderr, "treni serve: %s; serving one request at a time\n",
                  std::string(made.status().message()).c_str());
