@@ -102,10 +102,13 @@ protected:
     for (const char *name : {"slow.a", "slow.b"})
       ASSERT_TRUE(registry_
                       .add(signature(name, {"text"}, true),
-                           [this](const json &args,
-                                  const ToolContext &) -> absl::StatusOr<json> {
+                           // A timed-out attempt may outlive the test: it
+                           // shares the delay instead of reading the fixture.
+                           [sleepMs = sleepMs_](
+                               const json &args,
+                               const ToolContext &) -> absl::StatusOr<json> {
                              std::this_thread::sleep_for(
-                                 std::chrono::milliseconds(sleepMs_));
+                                 std::chrono::milliseconds(sleepMs->load()));
                              return args["text"];
                            })
                       .ok());
@@ -165,7 +168,8 @@ protected:
   static Generator *generator_;
   ToolRegistry registry_;
   std::atomic<int> failures_{0};
-  int sleepMs_ = 0;
+  std::shared_ptr<std::atomic<int>> sleepMs_ =
+      std::make_shared<std::atomic<int>>(0);
 };
 Engine *AgentExecutorTest::engine_ = nullptr;
 Tokenizer *AgentExecutorTest::tokenizer_ = nullptr;
@@ -344,7 +348,7 @@ workflow e() -> string {
 }
 
 TEST_F(AgentExecutorTest, TimeoutFailsTheCallNotTheWorkflow) {
-  sleepMs_ = 2000;
+  *sleepMs_ = 2000;
   const char *source = R"(
 workflow t() -> string {
   tool slow.a(text: "x") timeout 100ms as s
@@ -362,7 +366,7 @@ workflow t() -> string {
 }
 
 TEST_F(AgentExecutorTest, HoistedIndependentToolsOverlap) {
-  sleepMs_ = 400;
+  *sleepMs_ = 400;
   const char *source = R"(
 workflow p() -> string {
   tool slow.a(text: "a") as a
