@@ -142,6 +142,14 @@ struct KvPagesDevice {
   int blockShift = 0;
 };
 
+/// cudaFree / cudaFreeHost of every pointer given, null ones skipped.
+template <typename... T> void freeDevice(T *...pointers) {
+  ((pointers ? (void)cudaFree(pointers) : (void)0), ...);
+}
+template <typename... T> void freeHost(T *...pointers) {
+  ((pointers ? (void)cudaFreeHost(pointers) : (void)0), ...);
+}
+
 /// One launch of a function: a generated kernel or a cuBLASLt GEMM.
 struct StepLaunch {
   const PlanStep *step = nullptr;
@@ -175,6 +183,35 @@ struct GpuExecutor::Impl {
     int64_t layerBytes = 0;
   };
   std::map<std::string, Cache> caches;
+  static void freeCaches(std::map<std::string, Cache> &caches) {
+    for (auto &[name, cache] : caches)
+      cudaFree(cache.keys);
+  }
+  /// Bytes of every cache's keys and values for one position.
+  int64_t kvBytesPerRow() const {
+    int64_t bytes = 0;
+    for (const PlanKvCache &cache : plan.caches)
+      bytes += 2 * cache.numLayers * cache.numKvHeads * cache.headDim *
+               dtypeBytes(cache.dtype);
+    return bytes;
+  }
+  /// Allocates (zeroed) every cache of the plan into `into` with `rows`
+  /// positions per layer; returns the bytes taken.
+  absl::StatusOr<int64_t> allocateCaches(std::map<std::string, Cache> &into,
+                                         int64_t rows) {
+    int64_t total = 0;
+    for (const PlanKvCache &cache : plan.caches) {
+      Cache &c = into[cache.name];
+      c.layerBytes =
+          rows * cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
+      int64_t bytes = c.layerBytes * cache.numLayers;
+      TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
+      TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
+      c.values = c.keys + bytes;
+      total += 2 * bytes;
+    }
+    return total;
+  }
   /// What @step (continuous batching) runs in, made by preparePagedPool:
   /// a KV pool of blocks per cache, an arena for its largest step, the
   /// step's block tables on the device, and pinned staging for its inputs
@@ -215,18 +252,10 @@ struct GpuExecutor::Impl {
     ~PagedPool() {
       for (auto &[key, graph] : graphs)
         cudaGraphExecDestroy(graph);
-      for (auto &[name, cache] : caches)
-        cudaFree(cache.keys);
-      for (void *p :
-           {(void *)arena, (void *)tables, (void *)steps, (void *)partials,
-            (void *)arrivals, (void *)params, (void *)rows})
-        if (p)
-          cudaFree(p);
-      for (void *p :
-           {(void *)hostInputs, (void *)hostLogits, (void *)hostSteps,
-            (void *)hostResults, (void *)hostParams, (void *)hostRows})
-        if (p)
-          cudaFreeHost(p);
+      freeCaches(caches);
+      freeDevice(arena, tables, steps, partials, arrivals, params, rows);
+      freeHost(hostInputs, hostLogits, hostSteps, hostResults, hostParams,
+               hostRows);
     }
   };
   std::unique_ptr<PagedPool> pool;
@@ -282,20 +311,13 @@ struct GpuExecutor::Impl {
     gemm.reset();
     for (cudaLibrary_t library : libraries)
       cudaLibraryUnload(library);
-    for (void *p :
-         {(void *)weights, (void *)arena, (void *)stepCounter,
-          (void *)feedPosition, (void *)samplePartials, (void *)sampleArrivals})
-      if (p)
-        cudaFree(p);
-    for (auto &[name, cache] : caches)
-      cudaFree(cache.keys);
+    freeDevice(weights, arena, stepCounter, feedPosition, samplePartials,
+               sampleArrivals);
+    freeCaches(caches);
     for (cudaEvent_t event : stepDone)
       if (event)
         cudaEventDestroy(event);
-    if (hostResults)
-      cudaFreeHost(hostResults);
-    if (hostInputs)
-      cudaFreeHost(hostInputs);
+    freeHost(hostResults, hostInputs);
     if (stream)
       cudaStreamDestroy(stream);
   }
@@ -855,10 +877,7 @@ struct GpuExecutor::Impl {
   /// max_position_embeddings. A kernel whose shared memory grows with the
   /// cache (the generic attention's scores) caps it too.
   absl::StatusOr<int64_t> resolveMaxSeq() {
-    int64_t perRow = 0;
-    for (const PlanKvCache &cache : plan.caches)
-      perRow += 2 * cache.numLayers * cache.numKvHeads * cache.headDim *
-                dtypeBytes(cache.dtype);
+    const int64_t perRow = kvBytesPerRow();
     int device = 0, sharedLimit = 0;
     TRENI_CUDA(cudaGetDevice(&device));
     TRENI_CUDA(cudaDeviceGetAttribute(
@@ -953,16 +972,8 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   stats.maxSeq = maxSeq;
 
   // KV cache and arena (the prefill's sized for one chunk).
-  for (const PlanKvCache &cache : p.caches) {
-    Impl::Cache &c = impl->caches[cache.name];
-    c.layerBytes =
-        maxSeq * cache.numKvHeads * cache.headDim * dtypeBytes(cache.dtype);
-    int64_t bytes = c.layerBytes * cache.numLayers;
-    TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
-    TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
-    c.values = c.keys + bytes;
-    stats.kvCacheBytes += 2 * bytes;
-  }
+  TRENI_ASSIGN_OR_RETURN(stats.kvCacheBytes,
+                         impl->allocateCaches(impl->caches, maxSeq));
   int64_t arenaBytes = impl->arenaBytes();
   TRENI_CUDA(
       cudaMalloc((void **)&impl->arena, std::max<int64_t>(arenaBytes, 256)));
@@ -992,14 +1003,10 @@ GpuExecutor::create(Plan plan, const Checkpoint &weights,
   // a server that never batches does not compile them. A package's cubins
   // load now, while they exist (options.cubins is the caller's, valid only
   // during create).
-  if (options.cubins)
-    TRENI_RETURN_IF_ERROR(impl->prepareLaunches(
-        compiler, arch, stats, [](const PlanFunction &) { return true; }));
-  else
-    TRENI_RETURN_IF_ERROR(
-        impl->prepareLaunches(compiler, arch, stats, [](const PlanFunction &f) {
-          return !pagedCache(f);
-        }));
+  bool (*loadNow)(const PlanFunction &) =
+      options.cubins ? +[](const PlanFunction &) { return true; }
+                     : +[](const PlanFunction &f) { return !pagedCache(f); };
+  TRENI_RETURN_IF_ERROR(impl->prepareLaunches(compiler, arch, stats, loadNow));
   TRENI_ASSIGN_OR_RETURN(impl->sampler,
                          impl->loadKernel("treni_sample", samplerKernelSource(),
                                           arch, compiler, stats));
@@ -1247,10 +1254,7 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   // One more table entry and block: the block padded rows write (a graphed
   // step's rows beyond its real ones), which no sequence owns.
   pool->tableCapacity = maxStepTokens * blocksPerSequence + 1;
-  int64_t blockBytes = 0; // every layer's keys and values of one block
-  for (const PlanKvCache &cache : impl.plan.caches)
-    blockBytes += 2 * cache.numLayers * blockTokens * cache.numKvHeads *
-                  cache.headDim * dtypeBytes(cache.dtype);
+  const int64_t blockBytes = blockTokens * impl.kvBytesPerRow();
   const PlanFunction &decode = impl.decodeFunction();
   const int64_t arenaBytes =
       std::max(function->arenaBytes(maxStepTokens), decode.arenaBytes(1));
@@ -1281,15 +1285,8 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
         " MiB of GPU memory are free. Use fewer --kv-blocks, a smaller "
         "--max-batch-tokens, or a smaller --max-seq (the single-sequence "
         "cache takes what the weights leave when it is 0)"));
-  for (const PlanKvCache &cache : impl.plan.caches) {
-    Impl::Cache &c = pool->caches[cache.name];
-    c.layerBytes = poolBlocks * blockTokens * cache.numKvHeads * cache.headDim *
-                   dtypeBytes(cache.dtype);
-    int64_t bytes = c.layerBytes * cache.numLayers;
-    TRENI_CUDA(cudaMalloc((void **)&c.keys, 2 * bytes));
-    TRENI_CUDA(cudaMemset(c.keys, 0, 2 * bytes));
-    c.values = c.keys + bytes;
-  }
+  TRENI_RETURN_IF_ERROR(
+      impl.allocateCaches(pool->caches, poolBlocks * blockTokens).status());
   TRENI_CUDA(
       cudaMalloc((void **)&pool->arena, std::max<int64_t>(arenaBytes, 256)));
   TRENI_CUDA(cudaMalloc((void **)&pool->tables, tableBytes));
