@@ -2,6 +2,7 @@
 //
 //   treni-step-bench MODEL_DIR [--rows 1,2,4,...,256] [--context 512]
 //       [--chunk 0] [--iterations 20] [--max-seq 4096] [--no-graphs]
+//       [--gemm-rows 0] [--profile]
 //
 // Times what one continuous-batching step costs on the GPU, without the
 // server: `rows` sequences each at position `context` (their K/V rows are
@@ -11,7 +12,10 @@
 // one more sequence (unsampled), as a step that admits a prompt does. Prints
 // per row count the median step time, the tokens per second it gives
 // (rows / step time) and the weight bytes read per second (each step reads
-// every weight once). One `STEP` line per row count.
+// every weight once). One `STEP` line per row count. --gemm-rows N: GEMMs
+// of at most N rows run on gemm_rows (0: all on cuBLASLt). --profile: after
+// each row count, the step's launches one by one, timed by events, summed by
+// template and GEMM shape.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "runtime/batch/kv_block_pool.h"
 #include "runtime/exec/engine_loader.h"
+#include "runtime/exec/gpu_step_runner.h"
 
 namespace {
 using namespace treni;
@@ -35,14 +40,15 @@ struct Options {
   std::string model;
   std::vector<int64_t> rows = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   int64_t context = 512, chunk = 0, iterations = 20, maxSeq = 4096;
-  bool graphs = true;
+  int64_t gemmRows = 0;
+  bool graphs = true, profile = false;
 };
 
 [[noreturn]] void usage(const char *why) {
   std::fprintf(stderr,
                "treni-step-bench: %s\nusage: treni-step-bench MODEL_DIR "
                "[--rows 1,2,...] [--context N] [--chunk N] [--iterations N] "
-               "[--max-seq N] [--no-graphs]\n",
+               "[--max-seq N] [--no-graphs] [--gemm-rows N] [--profile]\n",
                why);
   std::exit(2);
 }
@@ -77,6 +83,10 @@ Options parse(int argc, char **argv) {
       o.maxSeq = number(next());
     } else if (arg == "--no-graphs") {
       o.graphs = false;
+    } else if (arg == "--gemm-rows") {
+      o.gemmRows = number(next());
+    } else if (arg == "--profile") {
+      o.profile = true;
     } else if (!arg.empty() && arg[0] != '-' && o.model.empty()) {
       o.model = arg;
     } else {
@@ -100,6 +110,7 @@ int main(int argc, char **argv) {
   options.device = Device::Gpu;
   options.maxSeq = o.maxSeq;
   options.cudaGraphs = o.graphs;
+  options.gemmRowsMax = o.gemmRows;
   auto engine = loadEngine(o.model, options);
   if (!engine.ok()) {
     std::fprintf(stderr, "treni-step-bench: %s\n",
@@ -116,14 +127,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   const double weightBytes = double((*engine)->stats().weightBytes);
-  std::printf("STEP %s on %s: context %lld, chunk %lld, %s, weights %.2f GB\n",
+  std::printf("STEP %s on %s: context %lld, chunk %lld, %s, gemm_rows up to "
+              "%lld rows, weights %.2f GB\n",
               o.model.c_str(), (*engine)->stats().deviceName.c_str(),
               (long long)o.context, (long long)o.chunk,
-              o.graphs ? "graphs" : "no graphs", weightBytes / 1e9);
+              o.graphs ? "graphs" : "no graphs", (long long)o.gemmRows,
+              weightBytes / 1e9);
   std::printf("STEP  rows   ms/step     tok/s  weights GB/s\n");
   for (int64_t rows : o.rows) {
     std::vector<double> times;
-    for (int64_t it = -3; it < o.iterations; ++it) {
+    auto makePlan = [&](int64_t it) {
       StepPlan plan;
       int64_t position = o.context + std::max<int64_t>(it, 0);
       for (int64_t r = 0; r < rows; ++r) {
@@ -143,6 +156,10 @@ int main(int argc, char **argv) {
         plan.prefills.push_back(
             {SequenceId(rows), 0, std::move(tokens), false, ref});
       }
+      return plan;
+    };
+    for (int64_t it = -3; it < o.iterations; ++it) {
+      StepPlan plan = makePlan(it);
       std::vector<RowSampling> sampling(rows);
       auto start = std::chrono::steady_clock::now();
       auto drawn = (*runner)->runSampled(plan, sampling);
@@ -161,6 +178,18 @@ int main(int argc, char **argv) {
     double median = times[times.size() / 2];
     std::printf("STEP %5lld %9.3f %9.1f %13.1f\n", (long long)rows, median,
                 rows * 1e3 / median, weightBytes / (median * 1e6));
+    if (o.profile) {
+      auto *gpu = dynamic_cast<GpuStepRunner *>(runner->get());
+      auto times = gpu ? gpu->profile(makePlan(o.iterations), 10)
+                       : absl::UnimplementedError("not a GPU step runner");
+      if (!times.ok()) {
+        std::fprintf(stderr, "treni-step-bench: %s\n",
+                     std::string(times.status().message()).c_str());
+        return 1;
+      }
+      std::printf("PROFILE %lld rows (10 runs, events around each launch):\n%s",
+                  (long long)rows, formatStepTimes(*times).c_str());
+    }
   }
   return 0;
 }

@@ -249,6 +249,35 @@ absl::StatusOr<KernelGeometry> gemvGeometry(const PlanStep &step) {
   return geometry;
 }
 
+/// gemm_rows: one 16-feature MMA tile a block, so the grid is fine-grained
+/// (every block resident at once, or nearly: no tail wave of big blocks);
+/// its warps split the 32-column slabs, as many (up to 8) as keep about
+/// 16 warps per SM of an H100 (132 SMs) busy when the features are few;
+/// the loads of 4 slabs in flight per thread.
+absl::StatusOr<KernelGeometry> gemmRowsGeometry(const PlanStep &step) {
+  TRENI_ASSIGN_OR_RETURN(int64_t n, positiveConstant(step, "n"));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, positiveConstant(step, "k"));
+  TRENI_ASSIGN_OR_RETURN(int64_t rowTiles, positiveConstant(step, "row_tiles"));
+  if (k % 32 != 0)
+    return invalidStep(step, "k must be a multiple of 32");
+  if (rowTiles != 1 && rowTiles != 2 && rowTiles != 4)
+    return invalidStep(step, "row_tiles must be 1, 2 or 4");
+  constexpr int64_t kBusyWarps = 16 * 132;
+  const int64_t tiles = ceilDiv(n, 16);
+  int64_t warps = 1;
+  while (warps < 8 && tiles * warps * 2 <= kBusyWarps)
+    warps *= 2;
+  KernelGeometry geometry;
+  geometry.launch.blocksX = tiles;
+  geometry.launch.threads = 32 * warps;
+  geometry.launch.rowsInGridY = false;
+  geometry.constants.push_back(
+      {"kFeatureTiles", int64_t(1), "16-feature MMA tiles per block"});
+  geometry.constants.push_back(
+      {"kUnroll", int64_t(4), "slabs of loads in flight"});
+  return geometry;
+}
+
 /// residual_norm: one block per row, a vector of columns per thread, up to
 /// 1024 threads.
 absl::StatusOr<KernelGeometry> residualNormGeometry(const PlanStep &step) {
@@ -426,6 +455,12 @@ std::vector<KernelTemplate> buildTable() {
                      attribute("gated", Bool),
                      attribute("epsilon", Float, /*optional=*/true)},
        .geometry = gemvGeometry});
+  table.push_back({.name = "gemm_rows",
+                   .inputs = {{"x"}, {"w"}, {"bias"}},
+                   .outputs = {"out"},
+                   .constants = {derived("n"), derived("k"),
+                                 derived("bias", Bool), derived("row_tiles")},
+                   .geometry = gemmRowsGeometry});
   table.push_back({.name = "residual_norm",
                    .inputs = {{"residual"}, {"branch"}, {"weight"}},
                    .outputs = {"sum", "out"},

@@ -8,7 +8,9 @@
 //     entry's operand types, constants, shared parts and launch geometry;
 //   - runtime/exec/cpu_executor.cpp checks each step against its entry and
 //     runs the template's reference function (runtime/exec/cpu_kernels.cpp).
-// `gemm` has an entry but no CUDA template: it runs on cuBLASLt.
+// `gemm` has an entry but no CUDA template: it runs on cuBLASLt, or, in a
+// batched step of at most 32 rows, on `gemm_rows` (no pass emits that one:
+// the runtime derives it from the gemm step, generateGemmRowsKernel).
 //
 //===----------------------------------------------------------------------===//
 #pragma once

@@ -362,6 +362,34 @@ generateKernel(const Plan &plan, const PlanFunction &function,
   return spec;
 }
 
+absl::StatusOr<KernelSpec> generateGemmRowsKernel(const Plan &plan,
+                                                  const PlanFunction &function,
+                                                  const PlanStep &gemm,
+                                                  int64_t rowTiles) {
+  if (gemm.templateName != "gemm" || gemm.inputs.size() < 2 ||
+      gemm.inputs[0].kind != PlanOperand::Kind::Buffer)
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm_rows stands in for a gemm step with a buffer x, "
+                     "not for '",
+                     gemm.templateName, "' (", gemm.origin, ")"));
+  TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
+  TRENI_ASSIGN_OR_RETURN(int64_t k, gemm.intConstant("k"));
+  TRENI_ASSIGN_OR_RETURN(bool bias, gemm.boolConstant("bias"));
+  const int64_t x = gemm.inputs[0].index;
+  if (activation == "f32" || k % 32 != 0 || x < 0 ||
+      x >= int64_t(function.buffers.size()) ||
+      function.buffers[x].dtype != activation)
+    return absl::UnimplementedError(absl::StrCat(
+        "gemm_rows needs 16-bit x and w of one type and k a multiple of 32 (",
+        gemm.origin, ")"));
+  PlanStep step = gemm;
+  step.templateName = "gemm_rows";
+  step.constants["row_tiles"] = rowTiles;
+  if (!bias)
+    step.inputs.push_back(gemm.inputs[1]);
+  return generateKernel(plan, function, step);
+}
+
 bool pagedCache(const PlanFunction &function) {
   return function.name == "step";
 }
@@ -371,8 +399,19 @@ absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::set<std::string> seen;
   for (const PlanFunction &function : plan.functions) {
     for (const PlanStep &step : function.steps) {
-      if (step.templateName == "gemm")
-        continue; // cuBLASLt
+      if (step.templateName == "gemm") {
+        // cuBLASLt, or in a batched step of few rows gemm_rows
+        for (int64_t rowTiles = 1; pagedCache(function) && rowTiles <= 4;
+             rowTiles *= 2) {
+          auto kernel = generateGemmRowsKernel(plan, function, step, rowTiles);
+          if (absl::IsUnimplemented(kernel.status()))
+            break;
+          TRENI_RETURN_IF_ERROR(kernel.status());
+          if (seen.insert(kernel->entry).second)
+            kernels.push_back(*std::move(kernel));
+        }
+        continue;
+      }
       TRENI_ASSIGN_OR_RETURN(KernelSpec kernel,
                              generateKernel(plan, function, step));
       if (seen.insert(kernel.entry).second)

@@ -64,6 +64,18 @@ generateKernel(const Plan &plan, const PlanFunction &function,
                const PlanStep &step,
                const std::optional<KernelGeometry> &override);
 
+/// The gemm_rows kernel that may stand in for the cuBLASLt GEMM of `gemm`
+/// (a "gemm" step) when it runs on at most 8 * rowTiles rows (rowTiles 1, 2
+/// or 4): the same operands and result, the weights streamed once through
+/// the tensor cores. Unimplemented when the template does not apply (32-bit
+/// activations, an x of another type than the weights, k not a multiple of
+/// 32): the GEMM stays on cuBLASLt. Without a bias the kernel's bias operand
+/// is the weight, unread.
+absl::StatusOr<KernelSpec> generateGemmRowsKernel(const Plan &plan,
+                                                  const PlanFunction &function,
+                                                  const PlanStep &gemm,
+                                                  int64_t rowTiles);
+
 /// Whether `function` addresses its KV cache through block tables: @step,
 /// whose rows may belong to different sequences of a paged pool. Its cache
 /// steps must be templates with pagedCache; the others address one

@@ -422,6 +422,7 @@ constexpr NamedStepKernel kStepKernels[] = {
     {"embedding", embeddingStep},
     {"rms_norm", rmsNormStep},
     {"gemm", gemmStep},
+    {"gemm_rows", gemmStep}, // gemm's contract for a few rows (unread bias)
     {"gemv", gemvStep},
     {"rope", ropeStep},
     {"cache_write", cacheWriteStep},

@@ -295,6 +295,7 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.cacheDir = cacheDir;
   gpu.cudaGraphs = options.cudaGraphs;
   gpu.programmaticLaunch = options.programmaticLaunch;
+  gpu.gemmRowsMax = options.gemmRowsMax;
   gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;

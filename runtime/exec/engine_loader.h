@@ -46,6 +46,7 @@ struct EngineOptions {
   int64_t prefillChunk = 2048;
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions
+  int64_t gemmRowsMax = 0;        ///< see GpuOptions
   bool spinWait = true;           ///< see GpuOptions
   /// GPU: decodeStream enqueues step k+1 before reading step k's token (off:
   /// one step at a time, like decode()).

@@ -3,6 +3,7 @@
 #include "runtime/exec/gpu_executor.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -155,6 +156,10 @@ struct StepLaunch {
   const PlanStep *step = nullptr;
   bool gemm = false;
   GemmShape gemmShape; ///< m filled per call
+  /// A batched step's GEMM on up to 8, 16 and 32 rows: gemm_rows kernels
+  /// with 1, 2 and 4 row tiles (null: cuBLASLt).
+  std::array<cudaKernel_t, 3> rowKernels{};
+  std::array<KernelLaunch, 3> rowLaunches{};
   cudaKernel_t kernel = nullptr;
   KernelLaunch launch;
   bool usesCache = false;
@@ -466,6 +471,9 @@ struct GpuExecutor::Impl {
           launch.gemmShape.inType = cudaType(actDtype);
           launch.gemmShape.outType =
               cudaType(function.buffers[step.outputs.at(0)].dtype);
+          if (pagedCache(function))
+            TRENI_RETURN_IF_ERROR(
+                prepareRowKernels(function, launch, arch, compiler, stats));
         } else {
           TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
                                  generateKernel(plan, function, *launch.step));
@@ -497,12 +505,48 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
+  /// The gemm_rows kernels of a batched step's GEMM, up to
+  /// options.gemmRowsMax rows (none where the template does not apply).
+  absl::Status prepareRowKernels(const PlanFunction &function,
+                                 StepLaunch &launch, const std::string &arch,
+                                 KernelCompiler &compiler,
+                                 GpuLoadStats &stats) {
+    for (int i = 0; i < 3; ++i) {
+      const int64_t rowTiles = int64_t(1) << i;
+      if (options.gemmRowsMax < (i == 0 ? 1 : 4 * rowTiles + 1))
+        break; // rows 1-8, 9-16, 17-32
+      auto spec =
+          generateGemmRowsKernel(plan, function, *launch.step, rowTiles);
+      if (absl::IsUnimplemented(spec.status()))
+        return absl::OkStatus(); // this GEMM stays on cuBLASLt
+      TRENI_RETURN_IF_ERROR(spec.status());
+      TRENI_ASSIGN_OR_RETURN(
+          launch.rowKernels[i],
+          loadKernel(spec->entry, spec->source, arch, compiler, stats));
+      launch.rowLaunches[i] = spec->launch;
+    }
+    return absl::OkStatus();
+  }
+
+  /// The gemm_rows kernel (and its launch) for `rows` rows of `launch`'s
+  /// GEMM, or null when cuBLASLt runs it.
+  std::pair<cudaKernel_t, const KernelLaunch *>
+  rowKernel(const StepLaunch &launch, int64_t rows) const {
+    if (rows > options.gemmRowsMax)
+      return {nullptr, nullptr};
+    int i = rows <= 8 ? 0 : rows <= 16 ? 1 : rows <= 32 ? 2 : 3;
+    if (i == 3 || !launch.rowKernels[i])
+      return {nullptr, nullptr};
+    return {launch.rowKernels[i], &launch.rowLaunches[i]};
+  }
+
   absl::Status prepareGemms(const PlanFunction &function, int64_t tokens) {
     for (const StepLaunch &launch : launches[function.name])
       if (launch.gemm) {
         GemmShape shape = launch.gemmShape;
         shape.m = rowsOf(function, *launch.step, tokens);
-        TRENI_RETURN_IF_ERROR(gemm->prepare(shape));
+        if (!rowKernel(launch, shape.m).first)
+          TRENI_RETURN_IF_ERROR(gemm->prepare(shape));
       }
     return absl::OkStatus();
   }
@@ -566,8 +610,14 @@ struct GpuExecutor::Impl {
     if (launch.gemm) {
       GemmShape shape = launch.gemmShape;
       shape.m = rows;
-      return gemm->run(shape, pointers[0], pointers[1],
-                       shape.bias ? pointers[2] : nullptr, pointers.back(),
+      void *bias = shape.bias ? pointers[2] : nullptr;
+      if (auto [kernel, rule] = rowKernel(launch, rows); kernel) {
+        void *args[] = {&pointers[0], &pointers[1], &bias, &pointers.back(),
+                        &rows};
+        return launchKernel(kernel, dim3(unsigned(rule->blocksX)),
+                            dim3(unsigned(rule->threads)), 0, args);
+      }
+      return gemm->run(shape, pointers[0], pointers[1], bias, pointers.back(),
                        stream);
     }
     KvPagesDevice pages;
@@ -1348,8 +1398,12 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   return absl::OkStatus();
 }
 
+struct GpuExecutor::StepEvents {
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> pairs;
+};
+
 absl::StatusOr<GpuExecutor::StepLayout>
-GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
+GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
   Impl &impl = *impl_;
   if (!impl.pool)
     return absl::FailedPreconditionError(
@@ -1382,7 +1436,7 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
   // (prompt chunks: the tail runs on fewer rows) is launched as it is.
   int64_t layout = tokens;
   cudaGraphExec_t graph = nullptr;
-  if (impl.options.cudaGraphs && rows.sampledRows == tokens) {
+  if (impl.options.cudaGraphs && rows.sampledRows == tokens && !events) {
     int64_t bucket = 1;
     while (bucket < tokens)
       bucket *= 2;
@@ -1423,11 +1477,67 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows) {
   if (graph) {
     TRENI_CUDA(cudaGraphLaunch(graph, impl.stream));
   } else {
+    if (events && events->pairs.empty()) {
+      events->pairs.resize(impl.launches[function.name].size());
+      for (auto &[begin, end] : events->pairs) {
+        TRENI_CUDA(cudaEventCreate(&begin));
+        TRENI_CUDA(cudaEventCreate(&end));
+      }
+    }
     TRENI_RETURN_IF_ERROR(
-        impl.enqueueSteps(function, tokens, nullptr,
+        impl.enqueueSteps(function, tokens, events ? &events->pairs : nullptr,
                           Impl::Tail{pool.tailStart, rows.sampledRows}));
   }
   return StepLayout{&function, layout};
+}
+
+absl::StatusOr<std::vector<StepTime>>
+GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
+  Impl &impl = *impl_;
+  if (iterations < 1)
+    return absl::InvalidArgumentError("profileStepRows: no iterations");
+  StepEvents events;
+  std::vector<StepTime> times;
+  absl::Status status = [&]() -> absl::Status {
+    for (int it = 0; it < iterations; ++it) {
+      TRENI_ASSIGN_OR_RETURN(StepLayout layout, enqueueStepRows(rows, &events));
+      TRENI_RETURN_IF_ERROR(impl.wait());
+      const std::vector<StepLaunch> &list =
+          impl.launches[layout.function->name];
+      if (times.empty()) {
+        times.resize(list.size());
+        for (size_t i = 0; i < list.size(); ++i) {
+          const StepLaunch &launch = list[i];
+          times[i].templateName = launch.step->templateName;
+          times[i].origin = launch.step->origin;
+          if (!launch.gemm)
+            continue;
+          int64_t m = Impl::rowsOf(*layout.function, *launch.step, layout.rows);
+          if (i >= impl.pool->tailStart && layout.function->name == "step")
+            m = std::min<int64_t>(m, rows.sampledRows);
+          times[i].flops = 2.0 * m * launch.gemmShape.n * launch.gemmShape.k;
+          times[i].shape = absl::StrCat(
+              "m=", m, " n=", launch.gemmShape.n, " k=", launch.gemmShape.k,
+              launch.gemmShape.bias ? " +bias" : "",
+              impl.rowKernel(launch, m).first ? " rows" : "");
+        }
+      }
+      for (size_t i = 0; i < list.size(); ++i) {
+        float ms = 0;
+        TRENI_CUDA(cudaEventElapsedTime(&ms, events.pairs[i].first,
+                                        events.pairs[i].second));
+        times[i].microseconds += 1e3 * ms / iterations;
+      }
+    }
+    return absl::OkStatus();
+  }();
+  for (auto &[begin, end] : events.pairs) {
+    cudaEventDestroy(begin);
+    cudaEventDestroy(end);
+  }
+  TRENI_RETURN_IF_ERROR(status);
+  return times;
 }
 
 absl::StatusOr<absl::Span<const float>>

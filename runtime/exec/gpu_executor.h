@@ -47,6 +47,11 @@ struct GpuOptions {
   /// Wait for a step by polling the stream (a busy host thread) instead of
   /// a blocking synchronisation.
   bool spinWait = true;
+  /// A batched step's GEMMs over at most this many rows (up to 32) run on
+  /// the generated gemm_rows kernel, which reads each weight once, instead
+  /// of cuBLASLt; 0 (the default: cuBLASLt measured faster on the 7B shape,
+  /// docs/perf.md) keeps every GEMM on cuBLASLt.
+  int64_t gemmRowsMax = 0;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
   /// `cubinArch` is the device's architecture; read only during create.
   const std::map<std::string, std::string> *cubins = nullptr;
@@ -74,6 +79,12 @@ struct StepTime {
   double flops = 0;  ///< GEMMs and attention (see GpuExecutor::profilePrefill)
   std::string shape; ///< a GEMM's "m=.. n=.. k=..[ +bias]", else empty
 };
+
+/// `times` summed by template and by GEMM shape, one line each (template,
+/// launches, microseconds, share of the total, TFLOP/s where FLOPs are
+/// known), then the total: the table `treni run --profile` and
+/// `treni-step-bench --profile` print.
+std::string formatStepTimes(absl::Span<const StepTime> times);
 
 /// The rows of one batched step (GpuExecutor::runStep): one token each, of
 /// any sequences, each row through its own block table of the paged pool.
@@ -180,6 +191,12 @@ public:
   absl::StatusOr<std::vector<SampleResult>>
   runStepSampled(const GpuStepRows &rows,
                  absl::Span<const RowSampling> sampling);
+  /// runStep's launches for `rows`, without a graph, `iterations` times
+  /// with an event pair around every launch: each launch's mean time (its
+  /// shape for a GEMM, "rows" for one on gemm_rows). KV rows of the rows'
+  /// blocks are written as runStep writes them.
+  absl::StatusOr<std::vector<StepTime>> profileStepRows(const GpuStepRows &rows,
+                                                        int iterations);
   /// Blocks in the paged pool (0 before preparePagedPool).
   int64_t pagedBlocks() const;
 
@@ -204,7 +221,11 @@ private:
   /// sampled replays the captured @step graph of its bucket (the next power
   /// of two), padded with rows that write a scratch block; any other runs
   /// @step as it is.
-  absl::StatusOr<StepLayout> enqueueStepRows(const GpuStepRows &rows);
+  /// With `events` (profileStepRows), no graph, and an event pair (created
+  /// on first use) around every launch.
+  struct StepEvents;
+  absl::StatusOr<StepLayout> enqueueStepRows(const GpuStepRows &rows,
+                                             StepEvents *events = nullptr);
 
   struct Impl;
   explicit GpuExecutor(std::unique_ptr<Impl> impl);

@@ -53,4 +53,12 @@ GpuStepRunner::runSampled(const StepPlan &plan,
                                   sampling);
 }
 
+absl::StatusOr<std::vector<StepTime>>
+GpuStepRunner::profile(const StepPlan &plan, int iterations) {
+  StepRowOrder rows = orderStepRows(plan);
+  return executor_.profileStepRows({rows.ids, rows.positions, rows.tableOffsets,
+                                    plan.blockTables, rows.sampledRows},
+                                   iterations);
+}
+
 } // namespace treni

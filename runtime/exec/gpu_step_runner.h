@@ -39,6 +39,10 @@ public:
   absl::StatusOr<std::vector<SampleResult>>
   runSampled(const StepPlan &plan,
              absl::Span<const RowSampling> sampling) override;
+  /// run's launches for `plan`, one by one with events around each (see
+  /// GpuExecutor::profileStepRows).
+  absl::StatusOr<std::vector<StepTime>> profile(const StepPlan &plan,
+                                                int iterations);
   int64_t vocabSize() const override { return executor_.vocabSize(); }
   int64_t numBlocks() const override { return executor_.pagedBlocks(); }
   int64_t maxSeq() const override { return executor_.maxSeq(); }

@@ -190,11 +190,26 @@ TEST(KernelSourceTest, FixturePlans) {
     ASSERT_TRUE(activation.ok()) << activation.status();
     std::map<std::string, std::string> sources; // entry -> source
     std::set<std::string> templates;
+    int gemmRowsKernels = 0;
     for (const PlanFunction &function : plan.functions) {
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
         if (step.templateName == "gemm") { // cuBLASLt
           EXPECT_FALSE(kernel.ok());
+          // ... or, in @step over few rows, gemm_rows (16-bit only).
+          for (int64_t rowTiles : {1, 2, 4}) {
+            auto rows = generateGemmRowsKernel(plan, function, step, rowTiles);
+            if (!pagedCache(function) || *activation == "f32") {
+              EXPECT_FALSE(rows.ok() && pagedCache(function));
+              continue;
+            }
+            ASSERT_TRUE(rows.ok()) << rows.status();
+            EXPECT_THAT(rows->source,
+                        StartsWith("// treni kernel: gemm_rows (from " +
+                                   step.origin + ")"));
+            ++gemmRowsKernels;
+            sources.emplace(rows->entry, rows->source);
+          }
           continue;
         }
         ASSERT_TRUE(kernel.ok()) << kernel.status();
@@ -236,6 +251,7 @@ TEST(KernelSourceTest, FixturePlans) {
     expected.insert(std::string(name) == "llama" ? "attention"
                                                  : "attention_flash");
     EXPECT_EQ(templates, expected);
+    EXPECT_EQ(gemmRowsKernels > 0, std::string(name) != "llama");
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());
@@ -246,11 +262,15 @@ TEST(KernelSourceTest, FixturePlans) {
     }
     EXPECT_EQ(sourceTexts.size(), all->size()); // one entry per source
     // Two layers, three functions: far fewer kernels than steps (gemm steps
-    // counted too; prefill's run on cuBLASLt).
-    size_t steps = 0;
+    // counted too; prefill's run on cuBLASLt), not counting @step's
+    // gemm_rows kernels (three per GEMM shape, shared by the layers).
+    size_t steps = 0, rowsEntries = 0;
     for (const PlanFunction &function : plan.functions)
       steps += function.steps.size();
-    EXPECT_LT(all->size() * 2, steps);
+    for (const KernelSpec &kernel : *all)
+      rowsEntries += kernel.entry.starts_with("treni_gemm_rows_");
+    EXPECT_LE(rowsEntries, size_t(gemmRowsKernels));
+    EXPECT_LT((all->size() - rowsEntries) * 2, steps);
     // @step's rows may be several sequences of a paged cache: its cache
     // steps are templates that follow block tables (its attention the
     // split-KV pair), and a template that reads a contiguous cache is
@@ -359,8 +379,11 @@ TEST(KernelSourceTest, ActivationDtype) {
                 std::string::npos);
     }
     // The decode logits GEMV writes f32 logits.
+    // The decode logits GEMV and @step's lm_head on gemm_rows write f32
+    // logits.
     bool logits =
-        kernel.entry.starts_with("treni_gemv_") &&
+        (kernel.entry.starts_with("treni_gemv_") ||
+         kernel.entry.starts_with("treni_gemm_rows_")) &&
         kernel.source.find("using out_type = float;") != std::string::npos &&
         kernel.source.find("n=384 ") != std::string::npos;
     if (!residual && !partials && !logits)
@@ -583,8 +606,9 @@ TEST(KernelSourceTest, UnknownTemplateIsAnError) {
   EXPECT_THAT(message, HasSubstr("cuBLASLt"));
   std::vector<std::string> names = kernelTemplateNames();
   // 9 base templates, residual_norm, 2 attention_seq1 steps, silu_mul,
-  // the two qkv_ templates, gemv (decode GEMMs) and attention_flash.
-  EXPECT_EQ(names.size(), 17u);
+  // the two qkv_ templates, gemv (decode GEMMs), attention_flash and
+  // gemm_rows (@step's GEMMs of few rows).
+  EXPECT_EQ(names.size(), 18u);
   EXPECT_EQ(std::count(names.begin(), names.end(), "gemm"), 0);
 }
 

@@ -179,8 +179,10 @@ TEST(NvrtcTest, EveryGeneratedKernelCompiles) {
   // treni-fuse-residual-norm and treni-specialize-seq1-attention (default
   // pipeline): their kernels are compiled at every shape above too.
   // ... and treni-specialize-flash-attention's prefill attention (bf16).
-  for (const char *name : {"residual_norm", "attention_seq1_partial",
-                           "attention_seq1_reduce", "attention_flash"})
+  // ... and @step's GEMMs of few rows (gemm_rows, bf16).
+  for (const char *name :
+       {"residual_norm", "attention_seq1_partial", "attention_seq1_reduce",
+        "attention_flash", "gemm_rows"})
     EXPECT_GT(perTemplate[name], 0) << name;
   EXPECT_LT(kernels.size(), 300u) << "dedup is not working";
 

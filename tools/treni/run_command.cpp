@@ -347,42 +347,11 @@ absl::Status printDecodeProfile(Engine &engine, int64_t position) {
 absl::Status printPrefillProfile(Engine &engine, int64_t tokens) {
   TRENI_ASSIGN_OR_RETURN(std::vector<StepTime> times,
                          engine.profilePrefill(tokens, profile));
-  struct Sum {
-    int launches = 0;
-    double micros = 0, flops = 0;
-  };
-  std::map<std::string, Sum> byTemplate, byGemmShape;
-  double total = 0;
-  for (const StepTime &t : times) {
-    for (Sum *sum : {&byTemplate[t.templateName],
-                     t.shape.empty() ? nullptr : &byGemmShape[t.shape]}) {
-      if (!sum)
-        continue;
-      ++sum->launches;
-      sum->micros += t.microseconds;
-      sum->flops += t.flops;
-    }
-    total += t.microseconds;
-  }
-  auto rate = [](const Sum &s) {
-    return s.flops > 0 ? absl::StrFormat("%8.1f", s.flops / s.micros / 1e6)
-                       : std::string(8, ' ');
-  };
   std::fprintf(stderr,
                "prefill profile, %lld tokens (%d runs, events around each "
-               "step):\n  %-30s %8s %12s %7s %8s\n",
-               (long long)tokens, profile.getValue(), "template", "launches",
-               "us", "share", "TFLOP/s");
-  for (const auto &[name, sum] : byTemplate)
-    std::fprintf(stderr, "  %-30s %8d %12.1f %6.1f%% %s\n", name.c_str(),
-                 sum.launches, sum.micros, 100 * sum.micros / total,
-                 rate(sum).c_str());
-  for (const auto &[shape, sum] : byGemmShape)
-    std::fprintf(stderr, "    gemm %-25s %8d %12.1f %6.1f%% %s\n",
-                 shape.c_str(), sum.launches, sum.micros,
-                 100 * sum.micros / total, rate(sum).c_str());
-  std::fprintf(stderr, "  %-30s %8zu %12.1f\n", "sum of steps", times.size(),
-               total);
+               "step):\n%s",
+               (long long)tokens, profile.getValue(),
+               formatStepTimes(times).c_str());
   return absl::OkStatus();
 }
 
