@@ -80,7 +80,7 @@ TEST(GemmRowsSourceTest, RefusesWhatItCannotRun) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_NE(spec->source.find("treni kernel: gemm_rows"), std::string::npos);
   EXPECT_NE(spec->source.find("row_tiles=2"), std::string::npos);
-  EXPECT_EQ(spec->launch.blocksX, 4);  // 64 features, 16 a block
+  EXPECT_EQ(spec->launch.blocksX, 4);   // 64 features, 16 a block
   EXPECT_EQ(spec->launch.threads, 256); // few features: 8 warps split k
 }
 
@@ -116,10 +116,11 @@ float fromBits(uint16_t bits, bool bf16) {
   uint32_t sign = uint32_t(bits & 0x8000u) << 16;
   int exponent = (bits >> 10) & 0x1f;
   uint32_t mantissa = bits & 0x3ffu;
-  uint32_t word = exponent == 0    ? sign
-                  : exponent == 31 ? sign | 0x7f800000u | (mantissa << 13)
-                                   : sign | (uint32_t(exponent - 15 + 127) << 23) |
-                                         (mantissa << 13);
+  uint32_t word =
+      exponent == 0 ? sign
+      : exponent == 31
+          ? sign | 0x7f800000u | (mantissa << 13)
+          : sign | (uint32_t(exponent - 15 + 127) << 23) | (mantissa << 13);
   float value;
   std::memcpy(&value, &word, 4);
   return value;
@@ -181,7 +182,8 @@ TEST_P(GemmRowsGpuTest, MatchesReferenceAtEveryRowCount) {
     }
 
   for (int64_t rowTiles : {1, 2, 4}) {
-    auto spec = generateGemmRowsKernel(g.plan, g.function(), g.step(), rowTiles);
+    auto spec =
+        generateGemmRowsKernel(g.plan, g.function(), g.step(), rowTiles);
     ASSERT_TRUE(spec.ok()) << spec.status();
     auto cubin = compiler.cubin(spec->source, *arch);
     ASSERT_TRUE(cubin.ok()) << cubin.status();
@@ -196,16 +198,15 @@ TEST_P(GemmRowsGpuTest, MatchesReferenceAtEveryRowCount) {
     for (int64_t rows = 1; rows <= most; ++rows) {
       if (rows > 2 && rows < most - 1 && rows != most / 2 + 1)
         continue; // the edges of the tiles, and one past the middle
-      SCOPED_TRACE(testing::Message() << "row_tiles " << rowTiles << ", rows "
-                                      << rows);
+      SCOPED_TRACE(testing::Message()
+                   << "row_tiles " << rowTiles << ", rows " << rows);
       cudaMemset(dout, 0xff, outBytes); // NaN: rows past `rows` stay NaN
       void *biasArg = c.bias ? dbias : nullptr;
       int rowCount = int(rows);
       void *args[] = {&dx, &dw, &biasArg, &dout, &rowCount};
-      ASSERT_EQ(cudaLaunchKernel((const void *)kernel,
-                                 dim3(unsigned(spec->launch.blocksX)),
-                                 dim3(unsigned(spec->launch.threads)), args, 0,
-                                 nullptr),
+      ASSERT_EQ(cudaLaunchKernel(
+                    (const void *)kernel, dim3(unsigned(spec->launch.blocksX)),
+                    dim3(unsigned(spec->launch.threads)), args, 0, nullptr),
                 cudaSuccess);
       std::vector<uint16_t> out(kMaxRows * c.n);
       ASSERT_EQ(cudaMemcpy(out.data(), dout, outBytes, cudaMemcpyDeviceToHost),
