@@ -136,7 +136,7 @@ def check_long(name, path, treni, out_dir, env, length, chunk):
     fp32, bf16 = refs
     assert fp32.shape == (keep, vocab), fp32.shape
 
-    extra = ["--max-seq", str(min(total + 32, limit) if limit else total + 32)]
+    extra = ["--max-seq", str(min(total + 32, limit) if limit else total + 32)] + TRENI_ARGS
     if chunk:
         extra += ["--prefill-chunk", str(chunk)]
     out_file = os.path.join(out_dir, f"{name}.long{length}.bin")
@@ -149,6 +149,10 @@ def check_long(name, path, treni, out_dir, env, length, chunk):
     return summary(name, rows, prompt_length=length, prefill_chunk=chunk,
                    prefill_ratio=rows[0]["ratio"], cpu_fp32_max_err=None,
                    treni_log=log[-1500:], treni_seconds=[secs], ref_seconds=ref_seconds)
+
+
+# Flags given with --treni-arg, passed to every treni run.
+TRENI_ARGS = []
 
 
 def check(name, path, treni, out_dir, env, chunk=None):
@@ -168,7 +172,7 @@ def check(name, path, treni, out_dir, env, chunk=None):
         del low
         torch.cuda.empty_cache()
 
-    extra = ["--prefill-chunk", str(chunk)] if chunk else []
+    extra = (["--prefill-chunk", str(chunk)] if chunk else []) + TRENI_ARGS
     decode, log_a, secs_a = run_treni(treni, path, seq[:1], seq[1:], os.path.join(out_dir, f"{name}.decode.bin"), env, extra)
     prefill, log_b, secs_b = run_treni(treni, path, seq[:32], seq[32:], os.path.join(out_dir, f"{name}.prefill.bin"), env, extra)
     for suffix in ("decode", "prefill"):
@@ -205,8 +209,11 @@ def main():
                         help="long-prompt mode: N prompt tokens + 32 forced (0: the 64-position check)")
     parser.add_argument("--prefill-chunk", type=int, default=None,
                         help="passed to treni's GPU runs as --prefill-chunk")
+    parser.add_argument("--treni-arg", action="append", default=[],
+                        help="one more flag for every treni run, e.g. --treni-arg=--seq1-tensor-cores")
     parser.add_argument("models", nargs="+")
     args = parser.parse_args()
+    TRENI_ARGS[:] = args.treni_arg
     env = dict(os.environ)
     long_mode = args.prompt_length > 0
     results = []

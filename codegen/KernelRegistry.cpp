@@ -194,6 +194,10 @@ absl::StatusOr<KernelGeometry> seq1PartialGeometry(const PlanStep &step) {
   KernelGeometry geometry;
   geometry.launch.threads = threads;
   geometry.launch.blocksX = kvHeads * splits;
+  // The tensor-core path is chosen at run time (GpuOptions::
+  // seq1TensorCores, an override of this constant) until it is measured.
+  geometry.constants.push_back(
+      {"kTensorCores", int64_t(0), "mma.sync path where it applies"});
   return geometry;
 }
 

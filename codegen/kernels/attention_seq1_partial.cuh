@@ -17,6 +17,69 @@
 // warps and the block writes, per query head h of row r,
 // partials[((r * kNumHeads + h) * kNumSplits + split) * (kHeadDim+2)] = (max,
 // sum, acc[kHeadDim]). An empty split writes (-inf, 0, 0, ...).
+//
+// With kTensorCores (GpuOptions::seq1TensorCores), a 16-bit cache, head
+// dims a multiple of 64 and groups of up to 16 heads (kSeq1Mma), the
+// products run on the tensor cores (mma.sync
+// m16n8k16, fp32 accumulation), FlashAttention-2 style: warp w takes tiles
+// of 16 positions (begin + 16 w, then every 16 kWarps); S = Q K^T with the
+// group's heads as the MMA's 16 rows (zero past the group), p = exp(S - max)
+// rounded to the cache type becomes the A operand of O += P V in registers.
+// Fragments come straight from global memory, 16 bytes a load: for Q K^T
+// thread (g, t) loads dims 32s + 8t .. +8 of its head / position rows (the
+// same permutation of the dims for both operands, so the dots are
+// unchanged); for P V it loads dims 64b + 8g .. +8 of positions 2t, 2t + 1,
+// 2t + 8, 2t + 9 and pairs them by position (byte permutes), so n-index g
+// of output tile j is dim 64b + 8g + j. One online softmax per head and
+// tile (the row's max over the 4 lanes of a quad) instead of a warp
+// reduction per position and head.
+
+template <typename A, typename B> struct Seq1SameType {
+  static constexpr bool value = false;
+};
+template <typename A> struct Seq1SameType<A, A> {
+  static constexpr bool value = true;
+};
+constexpr bool kSeq1Bf16 = Seq1SameType<cache_type, bf16>::value;
+constexpr bool kSeq1Mma = kTensorCores != 0 &&
+                          (kSeq1Bf16 || Seq1SameType<cache_type, f16>::value) &&
+                          kHeadDim % 64 == 0 &&
+                          kNumHeads / kNumKvHeads <= 16;
+
+/// d += a (16 x 16, row-major) * b (16 x 8, column-major), fp32.
+__device__ __forceinline__ void seq1Mma(float (&d)[4], unsigned a0, unsigned a1,
+                                        unsigned a2, unsigned a3, unsigned b0,
+                                        unsigned b1) {
+  if constexpr (kSeq1Bf16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// The bits of a 16-bit value (an f32 cache never takes the MMA path, but
+/// the code is compiled for it too).
+__device__ __forceinline__ unsigned seq1Bits(bf16 value) { return value.bits; }
+__device__ __forceinline__ unsigned seq1Bits(f16 value) { return value.bits; }
+__device__ __forceinline__ unsigned seq1Bits(float) { return 0; }
+
+/// Two fp32 values as a 16-bit pair of the cache type, `low` in the low half.
+__device__ __forceinline__ unsigned seq1Pack(float low, float high) {
+  return seq1Bits(fromFloat<cache_type>(low)) |
+         (seq1Bits(fromFloat<cache_type>(high)) << 16);
+}
+
+/// Element j of eight 16-bit values, from `a` and `b`, as a pair (a's low).
+__device__ __forceinline__ unsigned seq1Pair(const uint4 &a, const uint4 &b,
+                                             int j) {
+  unsigned x = (&a.x)[j / 2], y = (&b.x)[j / 2];
+  return __byte_perm(x, y, j % 2 ? 0x7632 : 0x5410);
+}
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const query_type *query, const int *positions,
@@ -43,6 +106,148 @@ TRENI_ENTRY(const query_type *query, const int *positions,
   int end = min(length, begin + chunk);
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
+  if constexpr (kSeq1Mma) {
+    // (1 where the path is compiled but never taken: no empty arrays)
+    constexpr int kSlabs = kSeq1Mma ? kHeadDim / 32 : 1,
+                  kDimBlocks = kSeq1Mma ? kHeadDim / 64 : 1;
+    const int g = lane / 4, t = lane % 4;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    // Heads g and g + 8 of the group (zero past it), dims 32s + 8t .. +8.
+    uint4 qRows[2][kSlabs];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int s = 0; s < kSlabs; ++s) {
+        unsigned words[4] = {0, 0, 0, 0};
+        if (g + 8 * h < kGroup) {
+          const query_type *q =
+              query + (kvHead * kGroup + g + 8 * h) * kHeadDim + 32 * s + 8 * t;
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            words[e] = seq1Pack(toFloat(q[2 * e]), toFloat(q[2 * e + 1]));
+        }
+        qRows[h][s] = make_uint4(words[0], words[1], words[2], words[3]);
+      }
+    float runMax[2] = {negInf, negInf}, runSum[2] = {0.0f, 0.0f};
+    float o[kDimBlocks][8][4];
+#pragma unroll
+    for (int b = 0; b < kDimBlocks; ++b)
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          o[b][j][c] = 0.0f;
+
+    for (int tile = begin + 16 * warp; tile < end; tile += 16 * kWarps) {
+      // K: positions tile + 8n + g; V: positions tile + 2t (+1, +8, +9).
+      uint4 keys[2][kSlabs], values[4][kDimBlocks];
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+        int t0 = tile + 8 * n + g;
+        const cache_type *at =
+            keyCache + (t0 < end ? cacheRow(pages, row, t0) : 0) * kKvDim +
+            kvHead * kHeadDim + 8 * t;
+#pragma unroll
+        for (int s = 0; s < kSlabs; ++s)
+          keys[n][s] = t0 < end
+                           ? *reinterpret_cast<const uint4 *>(at + 32 * s)
+                           : zero;
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        int t0 = tile + 2 * t + (i & 1) + 8 * (i >> 1);
+        const cache_type *at =
+            valueCache + (t0 < end ? cacheRow(pages, row, t0) : 0) * kKvDim +
+            kvHead * kHeadDim + 8 * g;
+#pragma unroll
+        for (int b = 0; b < kDimBlocks; ++b)
+          values[i][b] = t0 < end
+                             ? *reinterpret_cast<const uint4 *>(at + 64 * b)
+                             : zero;
+      }
+      // scores[n]: heads g (c 0, 1) and g + 8 (c 2, 3), positions
+      // tile + 8n + 2t (+1).
+      float scores[2][4];
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          scores[n][c] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < kSlabs; ++s) {
+          const uint4 &lo = qRows[0][s], &hi = qRows[1][s], &k = keys[n][s];
+          seq1Mma(scores[n], lo.x, hi.x, lo.y, hi.y, k.x, k.y);
+          seq1Mma(scores[n], lo.z, hi.z, lo.w, hi.w, k.z, k.w);
+        }
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          scores[n][c] = tile + 8 * n + 2 * t + (c & 1) < end
+                             ? scores[n][c] * kScale
+                             : negInf;
+      }
+      // Online softmax per head row; position `tile` is inside, so the
+      // tile's max is finite.
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float tileMax = fmaxf(fmaxf(scores[0][2 * h], scores[0][2 * h + 1]),
+                              fmaxf(scores[1][2 * h], scores[1][2 * h + 1]));
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+        tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
+        float newMax = fmaxf(runMax[h], tileMax);
+        float correction = expf(runMax[h] - newMax); // 0 on the first tile
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < 2; ++n)
+#pragma unroll
+          for (int c = 2 * h; c < 2 * h + 2; ++c) {
+            scores[n][c] = expf(scores[n][c] - newMax);
+            sum += scores[n][c];
+          }
+        runSum[h] = runSum[h] * correction + sum;
+        runMax[h] = newMax;
+#pragma unroll
+        for (int b = 0; b < kDimBlocks; ++b)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            o[b][j][2 * h] *= correction;
+            o[b][j][2 * h + 1] *= correction;
+          }
+      }
+      // P (heads x 16 positions) as the A operand; O += P V.
+      unsigned a0 = seq1Pack(scores[0][0], scores[0][1]),
+               a1 = seq1Pack(scores[0][2], scores[0][3]),
+               a2 = seq1Pack(scores[1][0], scores[1][1]),
+               a3 = seq1Pack(scores[1][2], scores[1][3]);
+#pragma unroll
+      for (int b = 0; b < kDimBlocks; ++b)
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          seq1Mma(o[b][j], a0, a1, a2, a3,
+                  seq1Pair(values[0][b], values[1][b], j),
+                  seq1Pair(values[2][b], values[3][b], j));
+    }
+
+    // The quad's partial sums; then the warp's state into shared memory.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      runSum[h] += __shfl_xor_sync(0xffffffffu, runSum[h], 1);
+      runSum[h] += __shfl_xor_sync(0xffffffffu, runSum[h], 2);
+      const int head = g + 8 * h;
+      if (head >= kGroup)
+        continue;
+      if (t == 0) {
+        warpMax[warp][head] = runMax[h];
+        warpSum[warp][head] = runSum[h];
+      }
+#pragma unroll
+      for (int b = 0; b < kDimBlocks; ++b)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          warpAcc[warp][head][64 * b + 16 * t + j] = o[b][j][2 * h];
+          warpAcc[warp][head][64 * b + 16 * t + 8 + j] = o[b][j][2 * h + 1];
+        }
+    }
+  } else {
   // This lane's query dims, pre-scaled, for every head of the group.
   float q[kGroup][kPerLane];
 #pragma unroll
@@ -117,6 +322,7 @@ TRENI_ENTRY(const query_type *query, const int *positions,
       warpSum[warp][g] = runningSum[g];
     }
   }
+  } // kSeq1Mma
   __syncthreads();
 
   // Merge the warps in a fixed order (deterministic).

@@ -296,6 +296,8 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.cudaGraphs = options.cudaGraphs;
   gpu.programmaticLaunch = options.programmaticLaunch;
   gpu.gemmRowsMax = options.gemmRowsMax;
+  gpu.gemmTuning = options.gemmTuning;
+  gpu.seq1TensorCores = options.seq1TensorCores;
   gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;

@@ -47,6 +47,8 @@ struct EngineOptions {
   bool cudaGraphs = true;
   bool programmaticLaunch = true; ///< see GpuOptions
   int64_t gemmRowsMax = 0;        ///< see GpuOptions
+  bool gemmTuning = false;        ///< see GpuOptions
+  bool seq1TensorCores = false;   ///< see GpuOptions
   bool spinWait = true;           ///< see GpuOptions
   /// GPU: decodeStream enqueues step k+1 before reading step k's token (off:
   /// one step at a time, like decode()).

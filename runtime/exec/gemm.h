@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -40,11 +41,21 @@ public:
   absl::Status run(const GemmShape &shape, const void *x, const void *w,
                    const void *bias, void *out, cudaStream_t stream);
   absl::Status prepare(const GemmShape &shape);
+  /// Prepares `shape` and, once per shape, times cuBLASLt's first
+  /// `candidates` heuristic algorithms on these operands (a warm-up run,
+  /// then the mean of three, CUDA events on `stream`, which must not be
+  /// capturing) and keeps the fastest. `out` is overwritten.
+  absl::Status tune(const GemmShape &shape, const void *x, const void *w,
+                    const void *bias, void *out, cudaStream_t stream,
+                    int candidates = 8);
   size_t numPlans() const { return plans_.size(); }
 
 private:
   struct Plan;
   GemmRunner() = default;
+  /// Up to `count` heuristic algorithms for the plan, best first.
+  absl::StatusOr<std::vector<cublasLtMatmulHeuristicResult_t>>
+  heuristics(const Plan &plan, const GemmShape &shape, int count);
   cublasLtHandle_t handle_ = nullptr;
   void *workspace_ = nullptr;
   size_t workspaceBytes_ = 0;

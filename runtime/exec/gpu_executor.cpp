@@ -475,8 +475,19 @@ struct GpuExecutor::Impl {
             TRENI_RETURN_IF_ERROR(
                 prepareRowKernels(function, launch, arch, compiler, stats));
         } else {
-          TRENI_ASSIGN_OR_RETURN(KernelSpec spec,
-                                 generateKernel(plan, function, *launch.step));
+          std::optional<KernelGeometry> geometry;
+          if (options.seq1TensorCores &&
+              step.templateName == "attention_seq1_partial") {
+            TRENI_ASSIGN_OR_RETURN(
+                geometry,
+                findKernelTemplate(step.templateName)->geometry(step));
+            for (DerivedConstant &constant : geometry->constants)
+              if (constant.name == "kTensorCores")
+                constant.value = int64_t(1);
+          }
+          TRENI_ASSIGN_OR_RETURN(
+              KernelSpec spec,
+              generateKernel(plan, function, *launch.step, geometry));
           TRENI_ASSIGN_OR_RETURN(
               launch.kernel,
               loadKernel(spec.entry, spec.source, arch, compiler, stats));
@@ -551,6 +562,41 @@ struct GpuExecutor::Impl {
     return absl::OkStatus();
   }
 
+  /// Times cuBLASLt's candidate algorithms for each GEMM of `function` on
+  /// `tokens` rows that cuBLASLt runs, on the function's own operands
+  /// (GemmRunner::tune: outputs are overwritten, as the step would), before
+  /// a graph captures them.
+  absl::Status tuneGemms(const PlanFunction &function, int64_t tokens) {
+    const std::vector<StepLaunch> &list = launches[function.name];
+    for (size_t i = 0; i < list.size(); ++i) {
+      const StepLaunch &launch = list[i];
+      if (!launch.gemm)
+        continue;
+      GemmShape shape = launch.gemmShape;
+      shape.m = rowsOf(function, *launch.step, tokens);
+      if (rowKernel(launch, shape.m).first)
+        continue;
+      std::vector<void *> pointers = stepPointers(function, launch, tokens);
+      TRENI_RETURN_IF_ERROR(gemm->tune(shape, pointers[0], pointers[1],
+                                       shape.bias ? pointers[2] : nullptr,
+                                       pointers.back(), stream));
+    }
+    return absl::OkStatus();
+  }
+
+  /// A step's operand addresses: inputs (weights or buffers), then outputs.
+  std::vector<void *> stepPointers(const PlanFunction &function,
+                                   const StepLaunch &launch, int64_t tokens) {
+    std::vector<void *> pointers;
+    for (const PlanOperand &operand : launch.step->inputs)
+      pointers.push_back(operand.kind == PlanOperand::Kind::Weight
+                             ? weightPtrs[operand.index]
+                             : bufferAddress(function, operand.index, tokens));
+    for (int64_t output : launch.step->outputs)
+      pointers.push_back(bufferAddress(function, output, tokens));
+    return pointers;
+  }
+
   static int rowsOf(const PlanFunction &function, const PlanStep &step,
                     int64_t tokens) {
     const PlanBuffer &first = function.buffers[step.inputs[0].index];
@@ -597,13 +643,7 @@ struct GpuExecutor::Impl {
                            const StepLaunch &launch, int64_t tokens,
                            int64_t rowLimit) {
     const PlanStep &step = *launch.step;
-    std::vector<void *> pointers;
-    for (const PlanOperand &operand : step.inputs)
-      pointers.push_back(operand.kind == PlanOperand::Kind::Weight
-                             ? weightPtrs[operand.index]
-                             : bufferAddress(function, operand.index, tokens));
-    for (int64_t output : step.outputs)
-      pointers.push_back(bufferAddress(function, output, tokens));
+    std::vector<void *> pointers = stepPointers(function, launch, tokens);
     int rows = int(std::min<int64_t>(rowsOf(function, step, tokens), rowLimit));
     if (rows == 0)
       return absl::OkStatus(); // a step that samples no row
@@ -797,6 +837,8 @@ struct GpuExecutor::Impl {
       return it->second;
     PoolScope scope(*this);
     TRENI_RETURN_IF_ERROR(prepareGemms(function, rows));
+    if (options.gemmTuning)
+      TRENI_RETURN_IF_ERROR(tuneGemms(function, rows));
     cudaGraph_t captured;
     TRENI_CUDA(
         cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));

@@ -52,6 +52,15 @@ struct GpuOptions {
   /// of cuBLASLt; 0 (the default: cuBLASLt measured faster on the 7B shape,
   /// docs/perf.md) keeps every GEMM on cuBLASLt.
   int64_t gemmRowsMax = 0;
+  /// Before a batched step's graph is captured, time cuBLASLt's first
+  /// heuristic algorithms for each of its GEMMs and keep the fastest
+  /// (GemmRunner::tune); off (the default until measured): the first
+  /// heuristic's.
+  bool gemmTuning = false;
+  /// attention_seq1_partial on the tensor cores where it applies (16-bit
+  /// cache, head dim a multiple of 64, groups of up to 16 heads); off: on
+  /// CUDA cores. Off by default until measured on a GPU (docs/perf.md).
+  bool seq1TensorCores = false;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
   /// `cubinArch` is the device's architecture; read only during create.
   const std::map<std::string, std::string> *cubins = nullptr;

@@ -316,6 +316,64 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
               testing::HasSubstr("head_dim 24 is not a multiple of 16"));
 }
 
+// Tests that decode attention's tensor-core path (kTensorCores, chosen at
+// run time by GpuOptions::seq1TensorCores) compiles for the group sizes and
+// head dims it takes (groups of 2-16 heads, head dims 64 and 128, bf16 and
+// f16, paged or not: the same source) on sm_80 and sm_90a, and that the
+// launch rule leaves it off; a head dim of 80 keeps the CUDA-core path.
+TEST(NvrtcTest, Seq1AttentionTensorCorePathCompiles) {
+  KernelCompiler compiler("");
+  for (auto [heads, kvHeads, headDim] :
+       {std::tuple{28, 4, 128}, std::tuple{14, 2, 64}, std::tuple{16, 1, 128},
+        std::tuple{16, 8, 64}, std::tuple{10, 2, 80}})
+    for (const char *dtype : {"bf16", "f16"}) {
+      Plan plan;
+      plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
+      PlanFunction function;
+      function.name = "step";
+      function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
+                          {"i32", {-1}, true, 0},
+                          {"f32", {-1, heads * 4 * (headDim + 2)}, true, 0}};
+      PlanStep step;
+      step.templateName = "attention_seq1_partial";
+      step.origin = "test";
+      step.constants = {{"num_heads", int64_t(heads)},
+                        {"num_kv_heads", int64_t(kvHeads)},
+                        {"head_dim", int64_t(headDim)},
+                        {"scale", 1.0 / std::sqrt(double(headDim))},
+                        {"num_splits", int64_t(4)},
+                        {"cache", std::string("kv")},
+                        {"layer", int64_t(0)}};
+      step.inputs = {{PlanOperand::Kind::Buffer, 0},
+                     {PlanOperand::Kind::Buffer, 1}};
+      step.outputs = {2};
+      function.steps = {step};
+      plan.functions = {function};
+      auto geometry = findKernelTemplate(step.templateName)->geometry(step);
+      ASSERT_TRUE(geometry.ok()) << geometry.status();
+      bool found = false;
+      for (DerivedConstant &constant : geometry->constants)
+        if (constant.name == "kTensorCores") {
+          EXPECT_EQ(std::get<int64_t>(constant.value), 0); // off by rule
+          constant.value = int64_t(1);
+          found = true;
+        }
+      ASSERT_TRUE(found);
+      auto kernel = generateKernel(plan, plan.functions[0], step, *geometry);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      std::string source =
+          kernel->source + absl::StrCat("\nstatic_assert(kSeq1Mma == ",
+                                        headDim % 64 == 0 ? "true" : "false",
+                                        ", \"path\");\n");
+      for (const char *arch : {"sm_80", "sm_90a"}) {
+        auto cubin = compiler.cubin(source, arch);
+        EXPECT_TRUE(cubin.ok())
+            << heads << "/" << kvHeads << " heads, " << headDim << " " << dtype
+            << " " << arch << ": " << cubin.status();
+      }
+    }
+}
+
 // Tests the target per compute capability: Hopper gets its "a" target
 // (attention_flash's wgmma path), the others the plain one.
 TEST(NvrtcTest, TargetForComputeCapability) {

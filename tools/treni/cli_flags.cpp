@@ -138,6 +138,16 @@ cl::opt<bool>
     noPdl("no-pdl",
           cl::desc("Launch kernels without programmatic dependent launch"),
           cl::sub(runSubcommand()));
+cl::opt<bool> seq1TensorCores(
+    "seq1-tensor-cores",
+    cl::desc("Decode attention (attention_seq1_partial) on the tensor cores "
+             "where it applies (16-bit cache, head dim a multiple of 64)"),
+    cl::sub(runSubcommand()), cl::sub(serveSubcommand()));
+cl::opt<bool> gemmTuning(
+    "gemm-tuning",
+    cl::desc("Time cuBLASLt's first eight algorithms for each GEMM of a "
+             "batched step before its graph is captured; keep the fastest"),
+    cl::sub(runSubcommand()), cl::sub(serveSubcommand()));
 cl::opt<bool> noAsyncDecode(
     "no-async-decode",
     cl::desc("Read each decode step's token before enqueueing the next one "
@@ -318,6 +328,8 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags(const std::string &model) {
   options.programmaticLaunch = !noPdl;
   options.spinWait = !blockingSync;
   options.asyncDecode = !noAsyncDecode;
+  options.seq1TensorCores = seq1TensorCores;
+  options.gemmTuning = gemmTuning;
   return options;
 }
 
