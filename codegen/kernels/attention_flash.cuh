@@ -36,17 +36,11 @@
 // the same code. The tiles still arrive by cp.async (not TMA: the kernel's
 // operands are plain pointers); a proxy fence hands them to wgmma.
 
-template <typename A, typename B> struct FlashSameType {
-  static constexpr bool value = false;
-};
-template <typename A> struct FlashSameType<A, A> {
-  static constexpr bool value = true;
-};
 using flash_type = cache_type;
-constexpr bool kFlashBf16 = FlashSameType<flash_type, bf16>::value;
-static_assert((kFlashBf16 || FlashSameType<flash_type, f16>::value) &&
-                  FlashSameType<query_type, flash_type>::value &&
-                  FlashSameType<out_type, flash_type>::value,
+constexpr bool kFlashBf16 = SameType<flash_type, bf16>::value;
+static_assert((kFlashBf16 || SameType<flash_type, f16>::value) &&
+                  SameType<query_type, flash_type>::value &&
+                  SameType<out_type, flash_type>::value,
               "attention_flash: query, output and cache must share one "
               "16-bit type (bf16 or f16)");
 static_assert(kHeadDim % 16 == 0 && kHeadDim <= 128,

@@ -34,33 +34,11 @@
 // tile (the row's max over the 4 lanes of a quad) instead of a warp
 // reduction per position and head.
 
-template <typename A, typename B> struct Seq1SameType {
-  static constexpr bool value = false;
-};
-template <typename A> struct Seq1SameType<A, A> {
-  static constexpr bool value = true;
-};
-constexpr bool kSeq1Bf16 = Seq1SameType<cache_type, bf16>::value;
+constexpr bool kSeq1Bf16 = SameType<cache_type, bf16>::value;
 constexpr bool kSeq1Mma = kTensorCores != 0 &&
-                          (kSeq1Bf16 || Seq1SameType<cache_type, f16>::value) &&
+                          (kSeq1Bf16 || SameType<cache_type, f16>::value) &&
                           kHeadDim % 64 == 0 &&
                           kNumHeads / kNumKvHeads <= 16;
-
-/// d += a (16 x 16, row-major) * b (16 x 8, column-major), fp32.
-__device__ __forceinline__ void seq1Mma(float (&d)[4], unsigned a0, unsigned a1,
-                                        unsigned a2, unsigned a3, unsigned b0,
-                                        unsigned b1) {
-  if constexpr (kSeq1Bf16)
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 /// The bits of a 16-bit value (an f32 cache never takes the MMA path, but
 /// the code is compiled for it too).
@@ -176,8 +154,8 @@ TRENI_ENTRY(const query_type *query, const int *positions,
 #pragma unroll
         for (int s = 0; s < kSlabs; ++s) {
           const uint4 &lo = qRows[0][s], &hi = qRows[1][s], &k = keys[n][s];
-          seq1Mma(scores[n], lo.x, hi.x, lo.y, hi.y, k.x, k.y);
-          seq1Mma(scores[n], lo.z, hi.z, lo.w, hi.w, k.z, k.w);
+          mma16816<cache_type>(scores[n], lo.x, hi.x, lo.y, hi.y, k.x, k.y);
+          mma16816<cache_type>(scores[n], lo.z, hi.z, lo.w, hi.w, k.z, k.w);
         }
 #pragma unroll
         for (int c = 0; c < 4; ++c)
@@ -222,7 +200,7 @@ TRENI_ENTRY(const query_type *query, const int *positions,
       for (int b = 0; b < kDimBlocks; ++b)
 #pragma unroll
         for (int j = 0; j < 8; ++j)
-          seq1Mma(o[b][j], a0, a1, a2, a3,
+          mma16816<cache_type>(o[b][j], a0, a1, a2, a3,
                   seq1Pair(values[0][b], values[1][b], j),
                   seq1Pair(values[2][b], values[3][b], j));
     }

@@ -58,6 +58,33 @@ __device__ __forceinline__ void storeVector(T *at, const Vector<T, kN> &value) {
   *reinterpret_cast<Vector<T, kN> *>(at) = value;
 }
 
+/// SameType<A, B>::value: whether A and B are one type (no <type_traits>).
+template <typename A, typename B> struct SameType {
+  static constexpr bool value = false;
+};
+template <typename A> struct SameType<A, A> {
+  static constexpr bool value = true;
+};
+
+/// d += a (16 x 16, row-major) * b (16 x 8, column-major) on the tensor
+/// cores (mma.sync m16n8k16, sm_80+), 16-bit T inputs (bf16 or f16) as
+/// pairs in 32-bit registers, fp32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0,
+                                         unsigned a1, unsigned a2, unsigned a3,
+                                         unsigned b0, unsigned b1) {
+  if constexpr (SameType<T, bf16>::value)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 /// Where a step row's positions live in the KV cache (the host's view is
 /// runtime/exec/kv_pages.h). With block tables (a paged cache: @step, whose
 /// rows may belong to different sequences) position p of row r is row

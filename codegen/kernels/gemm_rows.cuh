@@ -25,39 +25,16 @@
 // Grid (ceil(kN / (16 * kFeatureTiles)), 1); rows past `rows` read as zero
 // and are not stored.
 
-template <typename A, typename B> struct GemmRowsSameType {
-  static constexpr bool value = false;
-};
-template <typename A> struct GemmRowsSameType<A, A> {
-  static constexpr bool value = true;
-};
-constexpr bool kGemmRowsBf16 = GemmRowsSameType<w_type, bf16>::value;
-static_assert((kGemmRowsBf16 || GemmRowsSameType<w_type, f16>::value) &&
-                  GemmRowsSameType<x_type, w_type>::value &&
-                  GemmRowsSameType<bias_type, w_type>::value,
+constexpr bool kGemmRowsBf16 = SameType<w_type, bf16>::value;
+static_assert((kGemmRowsBf16 || SameType<w_type, f16>::value) &&
+                  SameType<x_type, w_type>::value &&
+                  SameType<bias_type, w_type>::value,
               "gemm_rows multiplies 16-bit x and w of one type");
 static_assert(kK % 32 == 0, "gemm_rows reads slabs of 32 columns");
 constexpr int kWarps = kThreads / 32;
 constexpr int kSlabs = kK / 32;
 constexpr int kFeatures = 16 * kFeatureTiles;
 constexpr int kSlabsPerWarp = (kSlabs + kWarps - 1) / kWarps;
-
-/// d += a (16 x 16, row-major) * b (16 x 8, column-major), fp32.
-__device__ __forceinline__ void gemmRowsMma(float (&d)[4], unsigned a0,
-                                            unsigned a1, unsigned a2,
-                                            unsigned a3, unsigned b0,
-                                            unsigned b1) {
-  if constexpr (kGemmRowsBf16)
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 extern "C" __global__ void __launch_bounds__(kThreads)
 TRENI_ENTRY(const x_type *x, const w_type *w, const bias_type *bias,
@@ -128,8 +105,8 @@ TRENI_ENTRY(const x_type *x, const w_type *w, const bias_type *bias,
 #pragma unroll
         for (int r = 0; r < kRowTiles; ++r) {
           const uint4 &low = wc[u][f][0], &high = wc[u][f][1], &b = xc[u][r];
-          gemmRowsMma(acc[f][r], low.x, high.x, low.y, high.y, b.x, b.y);
-          gemmRowsMma(acc[f][r], low.z, high.z, low.w, high.w, b.z, b.w);
+          mma16816<w_type>(acc[f][r], low.x, high.x, low.y, high.y, b.x, b.y);
+          mma16816<w_type>(acc[f][r], low.z, high.z, low.w, high.w, b.z, b.w);
         }
   }
 
