@@ -16,6 +16,7 @@
 #include "runtime/agent/agent_http.h"
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -132,17 +133,54 @@ protected:
 
   /// A BatchGenerator over a CPU step runner of the engine (null on an
   /// error, which the test reports).
+  /// A runner that, until it has computed a step of two sequences, waits
+  /// 5 ms before each step (2 s at most in all): a second generation that
+  /// a loaded machine starts late still meets the first one's decode.
+  class PacedRunner : public StepRunner {
+  public:
+    explicit PacedRunner(std::unique_ptr<StepRunner> inner)
+        : inner_(std::move(inner)) {}
+    absl::StatusOr<absl::Span<const float>> run(const StepPlan &plan) override {
+      pace(plan);
+      return inner_->run(plan);
+    }
+    absl::StatusOr<std::vector<SampleResult>>
+    runSampled(const StepPlan &plan,
+               absl::Span<const RowSampling> sampling) override {
+      pace(plan);
+      return inner_->runSampled(plan, sampling);
+    }
+    int64_t vocabSize() const override { return inner_->vocabSize(); }
+    int64_t numBlocks() const override { return inner_->numBlocks(); }
+    int64_t maxSeq() const override { return inner_->maxSeq(); }
+
+  private:
+    void pace(const StepPlan &plan) {
+      if (plan.decodes.size() + plan.prefills.size() >= 2)
+        shared_ = true;
+      if (!shared_ && waits_ < 400) {
+        ++waits_;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    std::unique_ptr<StepRunner> inner_;
+    bool shared_ = false;
+    int waits_ = 0;
+  };
+
   struct Batch {
     std::unique_ptr<StepRunner> runner;
     std::unique_ptr<BatchGenerator> generator;
   };
-  Batch makeBatch() {
+  Batch makeBatch(bool paced = false) {
     Batch batch;
     auto runner = engine_->createStepRunner(64, 2048);
     EXPECT_TRUE(runner.ok()) << runner.status();
     if (!runner.ok())
       return batch;
     batch.runner = std::move(*runner);
+    if (paced)
+      batch.runner = std::make_unique<PacedRunner>(std::move(batch.runner));
     BatchGeneratorOptions options;
     options.scheduler.maxSeqLen = 512;
     auto generator =
@@ -730,7 +768,7 @@ TEST_F(AgentExecutorTest, IndependentGenerationsShareTheBatch) {
   for (const json &step : serialSteps)
     EXPECT_EQ(step.value("parallel", false), true) << step.dump();
 
-  Batch batch = makeBatch();
+  Batch batch = makeBatch(/*paced=*/true);
   ASSERT_TRUE(batch.generator);
   AgentExecutor executor(registry_, {});
   executor.addModel({"qwen2", batch.generator.get(), chat_});
