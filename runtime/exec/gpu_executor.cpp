@@ -898,10 +898,7 @@ struct GpuExecutor::Impl {
           list[i].step->templateName, list[i].step->origin, 0.0,
           stepFlops(function, list[i], tokens),
           list[i].gemm
-              ? absl::StrCat("m=", rowsOf(function, *list[i].step, tokens),
-                             " n=", list[i].gemmShape.n,
-                             " k=", list[i].gemmShape.k,
-                             list[i].gemmShape.bias ? " +bias" : "")
+              ? gemmText(list[i], rowsOf(function, *list[i].step, tokens))
               : std::string()};
     fed.reset();
     absl::Status status = [&]() -> absl::Status {
@@ -925,6 +922,15 @@ struct GpuExecutor::Impl {
     }
     TRENI_RETURN_IF_ERROR(status);
     return times;
+  }
+
+  /// A GEMM launch on m rows as a profile names it: "m=.. n=.. k=..", then
+  /// " +bias" and " rows" (on gemm_rows) where they hold.
+  std::string gemmText(const StepLaunch &launch, int64_t m) const {
+    return absl::StrCat("m=", m, " n=", launch.gemmShape.n,
+                        " k=", launch.gemmShape.k,
+                        launch.gemmShape.bias ? " +bias" : "",
+                        rowKernel(launch, m).first ? " rows" : "");
   }
 
   /// Multiply-add FLOPs of a GEMM step (2 m n k) or of causal attention
@@ -1559,10 +1565,7 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
           if (i >= impl.pool->tailStart && layout.function->name == "step")
             m = std::min<int64_t>(m, rows.sampledRows);
           times[i].flops = 2.0 * m * launch.gemmShape.n * launch.gemmShape.k;
-          times[i].shape = absl::StrCat(
-              "m=", m, " n=", launch.gemmShape.n, " k=", launch.gemmShape.k,
-              launch.gemmShape.bias ? " +bias" : "",
-              impl.rowKernel(launch, m).first ? " rows" : "");
+          times[i].shape = impl.gemmText(launch, m);
         }
       }
       for (size_t i = 0; i < list.size(); ++i) {

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codegen/KernelSource.h"
+#include "frontends/safetensors/safetensors.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/nvrtc_compiler.h"
 #include "gtest/gtest.h"
@@ -86,44 +87,10 @@ TEST(GemmRowsSourceTest, RefusesWhatItCannotRun) {
 
 /// 16-bit storage of `value` (round to nearest even) and back.
 uint16_t toBits(float value, bool bf16) {
-  if (bf16) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, 4);
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return uint16_t(bits >> 16);
-  }
-  // IEEE half, normal range only (the test's values are in [-2, 2]).
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  uint32_t sign = (bits >> 16) & 0x8000u;
-  int exponent = int((bits >> 23) & 0xff) - 127 + 15;
-  uint32_t mantissa = bits & 0x7fffffu;
-  if (exponent <= 0)
-    return uint16_t(sign); // flushes tiny values (the test avoids them)
-  uint32_t half = (uint32_t(exponent) << 10) | (mantissa >> 13);
-  uint32_t rest = mantissa & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u)))
-    ++half;
-  return uint16_t(sign | half);
+  return bf16 ? f32ToBf16(value) : f32ToF16(value);
 }
 float fromBits(uint16_t bits, bool bf16) {
-  if (bf16) {
-    uint32_t word = uint32_t(bits) << 16;
-    float value;
-    std::memcpy(&value, &word, 4);
-    return value;
-  }
-  uint32_t sign = uint32_t(bits & 0x8000u) << 16;
-  int exponent = (bits >> 10) & 0x1f;
-  uint32_t mantissa = bits & 0x3ffu;
-  uint32_t word =
-      exponent == 0 ? sign
-      : exponent == 31
-          ? sign | 0x7f800000u | (mantissa << 13)
-          : sign | (uint32_t(exponent - 15 + 127) << 23) | (mantissa << 13);
-  float value;
-  std::memcpy(&value, &word, 4);
-  return value;
+  return bf16 ? bf16ToF32(bits) : f16ToF32(bits);
 }
 
 struct Case {
