@@ -298,7 +298,7 @@ int main(int argc, char **argv) {
 
   // common.cuh's KvPages: null tables, a contiguous cache.
   struct {
-    const int *blockTables = nullptr, *tableOffsets = nullptr;
+    const int *blockTables = nullptr, *tableOffsets = nullptr, *runs = nullptr;
     int blockShift = 0;
   } pages;
   Kernel flash = build(o, "attention_flash", arch);

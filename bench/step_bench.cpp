@@ -2,7 +2,8 @@
 //
 //   treni-step-bench MODEL_DIR [--rows 1,2,4,...,256] [--context 512]
 //       [--chunk 0] [--iterations 20] [--max-seq 4096] [--no-graphs]
-//       [--gemm-rows 0] [--gemm-tuning] [--seq1-tensor-cores] [--profile]
+//       [--gemm-rows 0] [--gemm-tuning] [--seq1-tensor-cores] [--chunk-flash]
+//       [--profile]
 //
 // Times what one continuous-batching step costs on the GPU, without the
 // server: `rows` sequences each at position `context` (their K/V rows are
@@ -15,7 +16,8 @@
 // every weight once). One `STEP` line per row count. --gemm-rows N: GEMMs
 // of at most N rows run on gemm_rows (0: all on cuBLASLt); --gemm-tuning:
 // cuBLASLt's fastest of its first eight algorithms, timed before a graph is
-// captured; --seq1-tensor-cores: decode attention on the tensor cores.
+// captured; --seq1-tensor-cores: decode attention on the tensor cores;
+// --chunk-flash: the chunk's rows attend through attention_flash.
 // --profile: after each row count, the step's launches one by one, timed by
 // events, summed by template and GEMM shape.
 //
@@ -44,7 +46,7 @@ struct Options {
   int64_t context = 512, chunk = 0, iterations = 20, maxSeq = 4096;
   int64_t gemmRows = 0;
   bool graphs = true, profile = false, gemmTuning = false,
-       seq1TensorCores = false;
+       seq1TensorCores = false, chunkFlash = false;
 };
 
 [[noreturn]] void usage(const char *why) {
@@ -52,7 +54,7 @@ struct Options {
                "treni-step-bench: %s\nusage: treni-step-bench MODEL_DIR "
                "[--rows 1,2,...] [--context N] [--chunk N] [--iterations N] "
                "[--max-seq N] [--no-graphs] [--gemm-rows N] [--gemm-tuning] "
-               "[--seq1-tensor-cores] [--profile]\n",
+               "[--seq1-tensor-cores] [--chunk-flash] [--profile]\n",
                why);
   std::exit(2);
 }
@@ -93,6 +95,8 @@ Options parse(int argc, char **argv) {
       o.gemmTuning = true;
     } else if (arg == "--seq1-tensor-cores") {
       o.seq1TensorCores = true;
+    } else if (arg == "--chunk-flash") {
+      o.chunkFlash = true;
     } else if (arg == "--profile") {
       o.profile = true;
     } else if (!arg.empty() && arg[0] != '-' && o.model.empty()) {
@@ -121,6 +125,7 @@ int main(int argc, char **argv) {
   options.gemmRowsMax = o.gemmRows;
   options.gemmTuning = o.gemmTuning;
   options.seq1TensorCores = o.seq1TensorCores;
+  options.chunkFlash = o.chunkFlash;
   auto engine = loadEngine(o.model, options);
   if (!engine.ok()) {
     std::fprintf(stderr, "treni-step-bench: %s\n",
@@ -138,12 +143,13 @@ int main(int argc, char **argv) {
   }
   const double weightBytes = double((*engine)->stats().weightBytes);
   std::printf("STEP %s on %s: context %lld, chunk %lld, %s, gemm_rows up to "
-              "%lld rows, %s, seq1 attention on %s, weights %.2f GB\n",
+              "%lld rows, %s, seq1 attention on %s%s, weights %.2f GB\n",
               o.model.c_str(), (*engine)->stats().deviceName.c_str(),
               (long long)o.context, (long long)o.chunk,
               o.graphs ? "graphs" : "no graphs", (long long)o.gemmRows,
               o.gemmTuning ? "GEMMs tuned" : "GEMMs untuned",
               o.seq1TensorCores ? "tensor cores" : "CUDA cores",
+              o.chunkFlash ? ", chunk rows on attention_flash" : "",
               weightBytes / 1e9);
   std::printf("STEP  rows   ms/step     tok/s  weights GB/s\n");
   for (int64_t rows : o.rows) {

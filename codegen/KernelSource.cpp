@@ -271,10 +271,61 @@ absl::StatusOr<KernelSpec> generateKernel(const Plan &plan,
   return generateKernel(plan, function, step, std::nullopt);
 }
 
+namespace {
+/// generateKernel; `tiledRuns`: the runtime launches the kernel on a paged
+/// function's rows with a tile list (KvPages::runs), so a template that
+/// shares K/V tiles among rows may run there (attention_flash).
+absl::StatusOr<KernelSpec>
+generateKernel(const Plan &plan, const PlanFunction &function,
+               const PlanStep &step,
+               const std::optional<KernelGeometry> &override, bool tiledRuns);
+} // namespace
+
 absl::StatusOr<KernelSpec>
 generateKernel(const Plan &plan, const PlanFunction &function,
                const PlanStep &step,
                const std::optional<KernelGeometry> &override) {
+  return generateKernel(plan, function, step, override, false);
+}
+
+absl::StatusOr<KernelSpec>
+generateStepChunkAttentionKernel(const Plan &plan, const PlanFunction &function,
+                                 const PlanStep &partial,
+                                 const PlanStep &reduce) {
+  if (partial.templateName != "attention_seq1_partial" ||
+      reduce.templateName != "attention_seq1_reduce" ||
+      partial.outputs.size() != 1 || reduce.inputs.size() != 1 ||
+      reduce.outputs.size() != 1 ||
+      reduce.inputs[0].kind != PlanOperand::Kind::Buffer ||
+      reduce.inputs[0].index != partial.outputs[0])
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a prompt chunk's flash attention stands in for an "
+        "attention_seq1_partial step and the attention_seq1_reduce of its "
+        "partials, not for '",
+        partial.templateName, "' and '", reduce.templateName, "' (",
+        partial.origin, ")"));
+  TRENI_ASSIGN_OR_RETURN(std::string activation, activationDtype(plan));
+  TRENI_ASSIGN_OR_RETURN(int64_t headDim, partial.intConstant("head_dim"));
+  const int64_t out = reduce.outputs[0];
+  if (activation == "f32" || !flashAttentionHeadDim(headDim) || out < 0 ||
+      out >= int64_t(function.buffers.size()) ||
+      function.buffers[out].dtype != activation)
+    return absl::UnimplementedError(absl::StrCat(
+        "attention_flash needs a 16-bit cache and output and a head_dim that "
+        "is a multiple of 16 <= 128 (",
+        partial.origin, ")"));
+  PlanStep step = partial;
+  step.templateName = "attention_flash";
+  step.constants.erase("num_splits");
+  step.outputs = reduce.outputs;
+  return generateKernel(plan, function, step, std::nullopt, true);
+}
+
+namespace {
+absl::StatusOr<KernelSpec>
+generateKernel(const Plan &plan, const PlanFunction &function,
+               const PlanStep &step,
+               const std::optional<KernelGeometry> &override, bool tiledRuns) {
   const KernelTemplate *kernel = findKernelTemplate(step.templateName);
   if (!kernel || !kernel->hasCudaTemplate())
     return absl::UnimplementedError(absl::StrCat(
@@ -301,7 +352,8 @@ generateKernel(const Plan &plan, const PlanFunction &function,
     absl::StrAppend(&parts, "\n", std::string(*text));
   }
 
-  if (kernel->usesCache && pagedCache(function) && !kernel->pagedCache)
+  if (kernel->usesCache && pagedCache(function) && !kernel->pagedCache &&
+      !tiledRuns)
     return absl::UnimplementedError(
         absl::StrCat("kernel template '", kernel->name, "' (", step.origin,
                      ") reads a contiguous KV cache; @", function.name,
@@ -361,6 +413,7 @@ generateKernel(const Plan &plan, const PlanFunction &function,
   spec.usesCache = kernel->usesCache;
   return spec;
 }
+} // namespace
 
 absl::StatusOr<KernelSpec> generateGemmRowsKernel(const Plan &plan,
                                                   const PlanFunction &function,
@@ -394,6 +447,21 @@ bool pagedCache(const PlanFunction &function) {
   return function.name == "step";
 }
 
+const PlanStep *chunkAttentionReduce(const PlanFunction &function,
+                                     const PlanStep &partial) {
+  if (!pagedCache(function) ||
+      partial.templateName != "attention_seq1_partial" ||
+      partial.outputs.size() != 1)
+    return nullptr;
+  for (const PlanStep &step : function.steps)
+    if (step.templateName == "attention_seq1_reduce" &&
+        step.inputs.size() == 1 &&
+        step.inputs[0].kind == PlanOperand::Kind::Buffer &&
+        step.inputs[0].index == partial.outputs[0])
+      return &step;
+  return nullptr;
+}
+
 absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
   std::vector<KernelSpec> kernels;
   std::set<std::string> seen;
@@ -416,6 +484,16 @@ absl::StatusOr<std::vector<KernelSpec>> generateAllKernels(const Plan &plan) {
                              generateKernel(plan, function, step));
       if (seen.insert(kernel.entry).second)
         kernels.push_back(std::move(kernel));
+      if (const PlanStep *reduce = chunkAttentionReduce(function, step)) {
+        // A batched step's prompt-chunk rows take attention_flash.
+        auto flash =
+            generateStepChunkAttentionKernel(plan, function, step, *reduce);
+        if (absl::IsUnimplemented(flash.status()))
+          continue;
+        TRENI_RETURN_IF_ERROR(flash.status());
+        if (seen.insert(flash->entry).second)
+          kernels.push_back(*std::move(flash));
+      }
     }
   }
   return kernels;

@@ -76,6 +76,25 @@ absl::StatusOr<KernelSpec> generateGemmRowsKernel(const Plan &plan,
                                                   const PlanStep &gemm,
                                                   int64_t rowTiles);
 
+/// The attention_flash kernel that computes, in a batched step (@step), the
+/// rows of prompt chunks that `partial` (attention_seq1_partial) and
+/// `reduce` (the attention_seq1_reduce of its partials) would compute row by
+/// row: the same query, positions, cache and output, the runtime giving it a
+/// tile list (KvPages::runs, flashChunkTiles) so no tile mixes two
+/// sequences. Unimplemented where the template does not apply (a 32-bit
+/// cache, a head_dim it does not take): those rows stay on the split-KV
+/// kernels.
+absl::StatusOr<KernelSpec>
+generateStepChunkAttentionKernel(const Plan &plan, const PlanFunction &function,
+                                 const PlanStep &partial,
+                                 const PlanStep &reduce);
+
+/// In a paged function, the attention_seq1_reduce step that reads
+/// `partial`'s output, when `partial` is an attention_seq1_partial; else
+/// null.
+const PlanStep *chunkAttentionReduce(const PlanFunction &function,
+                                     const PlanStep &partial);
+
 /// Whether `function` addresses its KV cache through block tables: @step,
 /// whose rows may belong to different sequences of a paged pool. Its cache
 /// steps must be templates with pagedCache; the others address one

@@ -4,7 +4,16 @@
 // 0..positions[r]; head h reads KV head h / kGroup), computed FlashAttention-2
 // style on 16-bit tensor cores (mma.sync m16n8k16, sm_80+), fp32 accumulation.
 //
-// Grid (kNumKvHeads, ceil(rows * kGroup / kBlockM)). The call's query
+// Two ways to run. In a function of one sequence (@prefill) the grid is
+// (kNumKvHeads, ceil(rows * kGroup / kBlockM)) over the call's rows and the
+// cache is contiguous (null tables). In a batched step (@step, where the
+// runtime launches it for the rows of prompt chunks), `pages.runs` names the
+// grid's tiles: grid row y is (first step row of a run, the run's rows, the
+// tile's first vector in the run), where a run is rows of one sequence (one
+// table); the tile's K/V rows are read through that table (cacheRow). The
+// runtime builds the list (flashChunkTiles, runtime/exec/step_inputs.h).
+//
+// The query
 // vectors are packed per KV head: vector v is query row v / kGroup of head
 // kvHead * kGroup + v % kGroup, so the heads of a group share every K/V tile
 // load. A block takes kBlockM consecutive vectors; warp w owns kMTiles
@@ -360,12 +369,19 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   __shared__ int bounds[2]; // smallest and largest position of the block
 
   const int kvHead = blockIdx.x;
-  const int tile = gridDim.y - 1 - blockIdx.y; // late tiles (most keys) first
-  const int vectors = rows * kGroup;
-  const int first = tile * kBlockM;
   const int lane = threadIdx.x % 32;
 
   treniWaitForPreviousKernel(); // the query and the cache rows are fresh
+  // This block's vectors: rowBase's rows (one sequence), from `first`.
+  int rowBase = 0, vectors = rows * kGroup, first;
+  if (pages.runs) {
+    const int *run = pages.runs + 3 * blockIdx.y;
+    rowBase = run[0];
+    vectors = run[1] * kGroup;
+    first = run[2];
+  } else {
+    first = (gridDim.y - 1 - blockIdx.y) * kBlockM; // late tiles first
+  }
   if (threadIdx.x == 0) {
     bounds[0] = 0x7fffffff;
     bounds[1] = -1;
@@ -375,7 +391,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     flashCopySlot(i, local, chunk);
     int v = first + local;
     bool valid = v < vectors;
-    int row = valid ? v / kGroup : 0;
+    int row = rowBase + (valid ? v / kGroup : 0);
     int head = kvHead * kGroup + (valid ? v % kGroup : 0);
     flashCopy16(qTile + flashTileOffset(local, chunk),
                 query + ((long long)row * kNumHeads + head) * kHeadDim +
@@ -386,7 +402,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
   __syncthreads(); // bounds initialised
   for (int local = threadIdx.x; local < kBlockM; local += kThreads)
     if (first + local < vectors) {
-      int position = positions[(first + local) / kGroup];
+      int position = positions[rowBase + (first + local) / kGroup];
       atomicMin(&bounds[0], position);
       atomicMax(&bounds[1], position);
     }
@@ -401,8 +417,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
       flashCopySlot(i, r, chunk);
       int key = keyTile * kBlockN + r;
       bool valid = key <= maxPosition;
-      long long offset =
-          (long long)(valid ? key : 0) * kKvDim + kvHead * kHeadDim + chunk * 8;
+      long long offset = cacheRow(pages, rowBase, valid ? key : 0) * kKvDim +
+                         kvHead * kHeadDim + chunk * 8;
       int slot = buffer * kBlockN * kStride + flashTileOffset(r, chunk);
       flashCopy16(keyTiles + slot, keyCache + offset, valid);
       flashCopy16(valueTiles + slot, valueCache + offset, valid);
@@ -419,7 +435,8 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       int v = first + flashLocalRow(mt, lane / 4 + h * 8);
-      rowPosition[mt][h] = v < vectors ? positions[v / kGroup] : -1;
+      rowPosition[mt][h] =
+          v < vectors ? positions[rowBase + v / kGroup] : -1;
       rowMax[mt][h] = __int_as_float(0xff800000); // -inf
       rowSum[mt][h] = 0.0f;
     }
@@ -611,7 +628,7 @@ TRENI_ENTRY(const query_type *query, const int *positions, out_type *out,
     int local = flashLocalRow(r / 16, r % 16), v = first + local;
     if (v >= vectors)
       continue;
-    int row = v / kGroup, head = kvHead * kGroup + v % kGroup;
+    int row = rowBase + v / kGroup, head = kvHead * kGroup + v % kGroup;
     *reinterpret_cast<uint4 *>(
         out + ((long long)row * kNumHeads + head) * kHeadDim + chunk * 8) =
         *reinterpret_cast<const uint4 *>(qTile + local * kStride + chunk * 8);

@@ -91,9 +91,13 @@ __device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0,
 /// p % (1 << blockShift) of block blockTables[tableOffsets[r] +
 /// (p >> blockShift)]; without (null tables) the cache is contiguous and
 /// position p is row p. The same kernel serves both: the branch is uniform.
+/// `runs` is for a kernel that shares K/V tiles among rows (attention_flash
+/// on a batched step's prompt-chunk rows): per grid row, a tile of rows of
+/// one sequence (see attention_flash.cuh); null for every other launch.
 struct KvPages {
   const int *blockTables;
   const int *tableOffsets;
+  const int *runs;
   int blockShift;
 };
 __device__ __forceinline__ long long cacheRow(const KvPages &pages, int row,

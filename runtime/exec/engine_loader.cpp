@@ -298,6 +298,7 @@ loadGpuEngine(const std::string &model, const EngineOptions &options,
   gpu.gemmRowsMax = options.gemmRowsMax;
   gpu.gemmTuning = options.gemmTuning;
   gpu.seq1TensorCores = options.seq1TensorCores;
+  gpu.chunkFlash = options.chunkFlash;
   gpu.spinWait = options.spinWait;
   gpu.cubins = &package->cubins;
   gpu.cubinArch = package->arch;

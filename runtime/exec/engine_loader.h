@@ -49,6 +49,7 @@ struct EngineOptions {
   int64_t gemmRowsMax = 0;        ///< see GpuOptions
   bool gemmTuning = false;        ///< see GpuOptions
   bool seq1TensorCores = false;   ///< see GpuOptions
+  bool chunkFlash = false;        ///< see GpuOptions
   bool spinWait = true;           ///< see GpuOptions
   /// GPU: decodeStream enqueues step k+1 before reading step k's token (off:
   /// one step at a time, like decode()).

@@ -140,6 +140,7 @@ absl::StatusOr<int64_t> freeDeviceMemoryBytes() {
 struct KvPagesDevice {
   const int32_t *blockTables = nullptr;
   const int32_t *tableOffsets = nullptr;
+  const int32_t *runs = nullptr; ///< attention_flash's tiles in @step
   int blockShift = 0;
 };
 
@@ -165,6 +166,15 @@ struct StepLaunch {
   bool usesCache = false;
   std::string cache;
   int64_t layer = 0;
+  /// In @step with GpuOptions::chunkFlash, an attention_seq1_partial's
+  /// stand-in for the prompt-chunk rows (generateStepChunkAttentionKernel):
+  /// attention_flash, writing the output of the list's launch `chunkReduce`.
+  cudaKernel_t chunkKernel = nullptr;
+  KernelLaunch chunkLaunch;
+  size_t chunkReduce = 0;
+  /// The partial or reduce of such a pair: with a chunk tile list, it runs
+  /// on the sampled rows only.
+  bool sampledRowsOnly = false;
 };
 
 struct GpuExecutor::Impl {
@@ -246,6 +256,11 @@ struct GpuExecutor::Impl {
     SampleResultDevice *hostResults = nullptr, *mappedResults = nullptr;
     /// Steps from here on compute only the sampled rows (see runStep).
     size_t tailStart = 0;
+    /// attention_flash's tiles of a step's prompt-chunk rows (chunkFlash):
+    /// query heads per KV head and vectors per tile of its kernels (0: none),
+    /// and room for runCapacity tiles, device and pinned staging.
+    int64_t chunkGroup = 0, chunkBlockM = 0, runCapacity = 0;
+    int32_t *runs = nullptr, *hostRuns = nullptr;
     /// Captured graphs on the pool by function and rows: @step by row bucket
     /// (a power of two; steps whose rows are all sampled run padded to
     /// theirs), @decode for a step of one sampled row.
@@ -258,9 +273,9 @@ struct GpuExecutor::Impl {
       for (auto &[key, graph] : graphs)
         cudaGraphExecDestroy(graph);
       freeCaches(caches);
-      freeDevice(arena, tables, steps, partials, arrivals, params, rows);
+      freeDevice(arena, tables, steps, partials, arrivals, params, rows, runs);
       freeHost(hostInputs, hostLogits, hostSteps, hostResults, hostParams,
-               hostRows);
+               hostRows, hostRuns);
     }
   };
   std::unique_ptr<PagedPool> pool;
@@ -512,6 +527,48 @@ struct GpuExecutor::Impl {
         }
         list.push_back(launch);
       }
+      if (pagedCache(function) && options.chunkFlash)
+        TRENI_RETURN_IF_ERROR(
+            prepareChunkKernels(function, list, arch, compiler, stats));
+    }
+    return absl::OkStatus();
+  }
+
+  /// GpuOptions::chunkFlash: attention_flash for the prompt-chunk rows of
+  /// each attention_seq1_partial / reduce pair of @step (none where the
+  /// template does not apply: those rows stay on the split-KV kernels).
+  absl::Status prepareChunkKernels(const PlanFunction &function,
+                                   std::vector<StepLaunch> &list,
+                                   const std::string &arch,
+                                   KernelCompiler &compiler,
+                                   GpuLoadStats &stats) {
+    for (StepLaunch &launch : list) {
+      const PlanStep *reduce = chunkAttentionReduce(function, *launch.step);
+      if (!reduce)
+        continue;
+      auto spec = generateStepChunkAttentionKernel(plan, function, *launch.step,
+                                                   *reduce);
+      if (absl::IsUnimplemented(spec.status()))
+        continue;
+      TRENI_RETURN_IF_ERROR(spec.status());
+      size_t reduceIndex = 0;
+      while (reduceIndex < list.size() && list[reduceIndex].step != reduce)
+        ++reduceIndex;
+      if (reduceIndex == list.size())
+        return absl::InternalError("@step: an attention reduce is missing");
+      TRENI_ASSIGN_OR_RETURN(
+          launch.chunkKernel,
+          loadKernel(spec->entry, spec->source, arch, compiler, stats));
+      launch.chunkLaunch = spec->launch;
+      launch.chunkReduce = reduceIndex;
+      launch.sampledRowsOnly = list[reduceIndex].sampledRowsOnly = true;
+      if (spec->launch.sharedBytes > 48 * 1024) {
+        int device = 0;
+        TRENI_CUDA(cudaGetDevice(&device));
+        TRENI_CUDA(cudaKernelSetAttributeForDevice(
+            launch.chunkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            int(spec->launch.sharedBytes), device));
+      }
     }
     return absl::OkStatus();
   }
@@ -615,24 +672,67 @@ struct GpuExecutor::Impl {
   /// event pair around each step.
   /// With `tail` (a paged step), the steps from pool->tailStart on run on
   /// its first `tail->rows` rows only.
+  /// With `chunkTiles` (attention_flash's tiles of the prompt-chunk rows,
+  /// in pool->runs), the split-KV attention runs on the first `rows` rows
+  /// too, and each chunk kernel on the tiles.
   struct Tail {
     size_t from = 0;
     int64_t rows = 0;
+    int64_t chunkTiles = 0;
   };
   absl::Status enqueueSteps(
       const PlanFunction &function, int64_t tokens,
       std::vector<std::pair<cudaEvent_t, cudaEvent_t>> *events = nullptr,
       std::optional<Tail> tail = std::nullopt) {
     const std::vector<StepLaunch> &list = launches[function.name];
+    const int64_t chunkTiles = tail ? tail->chunkTiles : 0;
     for (size_t i = 0; i < list.size(); ++i) {
       if (events)
         TRENI_CUDA(cudaEventRecord((*events)[i].first, stream));
-      int64_t rowLimit = tail && i >= tail->from ? tail->rows : tokens;
+      int64_t rowLimit =
+          tail && (i >= tail->from || (chunkTiles && list[i].sampledRowsOnly))
+              ? tail->rows
+              : tokens;
       TRENI_RETURN_IF_ERROR(enqueueStep(function, list[i], tokens, rowLimit));
       if (events)
         TRENI_CUDA(cudaEventRecord((*events)[i].second, stream));
+      if (chunkTiles && list[i].chunkKernel) {
+        auto *pair = events ? &(*events)[list.size() + i] : nullptr;
+        if (pair)
+          TRENI_CUDA(cudaEventRecord(pair->first, stream));
+        TRENI_RETURN_IF_ERROR(
+            enqueueChunkFlash(function, list, i, tokens, chunkTiles));
+        if (pair)
+          TRENI_CUDA(cudaEventRecord(pair->second, stream));
+      }
     }
     return absl::OkStatus();
+  }
+
+  /// Launch `i`'s chunk kernel (attention_flash) on `tiles` tiles of the
+  /// step's prompt-chunk rows (pool->runs): the partial's query and
+  /// positions, the reduce's output.
+  absl::Status enqueueChunkFlash(const PlanFunction &function,
+                                 const std::vector<StepLaunch> &list, size_t i,
+                                 int64_t tokens, int64_t tiles) {
+    const StepLaunch &launch = list[i];
+    std::vector<void *> partial = stepPointers(function, launch, tokens);
+    std::vector<void *> reduce =
+        stepPointers(function, list[launch.chunkReduce], tokens);
+    Cache &cache = pool->caches[launch.cache];
+    void *query = partial.at(0), *positions = partial.at(1),
+         *out = reduce.at(1);
+    void *keys = cache.keys + launch.layer * cache.layerBytes;
+    void *values = cache.values + launch.layer * cache.layerBytes;
+    KvPagesDevice pages = {pool->tables + pool->maxTokens, pool->tables,
+                           pool->runs, pool->blockShift};
+    int rows = int(tokens);
+    void *args[] = {&query, &positions, &out, &keys, &values, &pages, &rows};
+    return launchKernel(
+        launch.chunkKernel,
+        dim3(unsigned(launch.chunkLaunch.blocksX), unsigned(tiles)),
+        dim3(unsigned(launch.chunkLaunch.threads)),
+        size_t(launch.chunkLaunch.sharedBytes), args);
   }
 
   /// Enqueues one step: a cuBLASLt GEMM or a generated kernel with the
@@ -667,7 +767,7 @@ struct GpuExecutor::Impl {
       pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
       pointers.push_back(cache.values + launch.layer * cache.layerBytes);
       if (paged)
-        pages = {pool->tables + pool->maxTokens, pool->tables,
+        pages = {pool->tables + pool->maxTokens, pool->tables, nullptr,
                  pool->blockShift};
     }
     std::vector<void *> args;
@@ -1434,9 +1534,36 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
                                            compiler, stats_));
   }
   const std::vector<StepLaunch> &list = impl.launches[function->name];
-  for (size_t i = 0; i < list.size(); ++i)
+  for (size_t i = 0; i < list.size(); ++i) {
     if (list[i].usesCache)
       pool->tailStart = i + 1;
+    if (!list[i].chunkKernel)
+      continue;
+    // Every layer's chunk kernel tiles the rows alike (one tile list a step).
+    TRENI_ASSIGN_OR_RETURN(int64_t heads,
+                           list[i].step->intConstant("num_heads"));
+    TRENI_ASSIGN_OR_RETURN(int64_t kvHeads,
+                           list[i].step->intConstant("num_kv_heads"));
+    const int64_t group = heads / kvHeads,
+                  blockM = list[i].chunkLaunch.yItemsPerBlock;
+    if (pool->chunkGroup &&
+        (pool->chunkGroup != group || pool->chunkBlockM != blockM))
+      return absl::InternalError(
+          "@step: the layers' chunk attention kernels tile rows differently");
+    pool->chunkGroup = group;
+    pool->chunkBlockM = blockM;
+  }
+  if (pool->chunkGroup) {
+    // A run of n rows takes ceil(n * group / blockM) tiles; runs <= rows.
+    pool->runCapacity =
+        (maxStepTokens * pool->chunkGroup + pool->chunkBlockM - 1) /
+            pool->chunkBlockM +
+        maxStepTokens;
+    const size_t bytes = 3 * pool->runCapacity * sizeof(int32_t);
+    TRENI_CUDA(cudaMalloc((void **)&pool->runs, bytes));
+    TRENI_CUDA(
+        cudaHostAlloc((void **)&pool->hostRuns, bytes, cudaHostAllocDefault));
+  }
   pool->decodeOnPool = true;
   for (const StepLaunch &launch : impl.launches[decode.name])
     if (launch.usesCache &&
@@ -1514,6 +1641,24 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
     }
     ++tableIds;
   }
+  // The prompt-chunk rows (those after the sampled ones) of a step launched
+  // as it is attend through attention_flash, on tiles of one sequence each.
+  int64_t chunkTiles = 0;
+  if (!graph && pool.chunkGroup && tokens > rows.sampledRows) {
+    std::vector<int32_t> tiles =
+        flashChunkTiles(rows.tableOffsets, rows.positions, rows.sampledRows,
+                        pool.chunkGroup, pool.chunkBlockM);
+    chunkTiles = int64_t(tiles.size() / 3);
+    if (chunkTiles > pool.runCapacity)
+      return absl::InternalError(absl::StrCat("a step's ", chunkTiles,
+                                              " chunk attention tiles exceed "
+                                              "the pool's ",
+                                              pool.runCapacity));
+    std::copy(tiles.begin(), tiles.end(), pool.hostRuns);
+    TRENI_CUDA(cudaMemcpyAsync(pool.runs, pool.hostRuns,
+                               tiles.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, impl.stream));
+  }
   TRENI_RETURN_IF_ERROR(
       impl.copyInputs(function, hostIds, hostPositions, layout));
   TRENI_CUDA(cudaMemcpyAsync(pool.tables, hostOffsets, layout * sizeof(int32_t),
@@ -1526,17 +1671,18 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
     TRENI_CUDA(cudaGraphLaunch(graph, impl.stream));
   } else {
     if (events && events->pairs.empty()) {
-      events->pairs.resize(impl.launches[function.name].size());
+      // Each launch, then each launch's chunk kernel (enqueueSteps).
+      events->pairs.resize(2 * impl.launches[function.name].size());
       for (auto &[begin, end] : events->pairs) {
         TRENI_CUDA(cudaEventCreate(&begin));
         TRENI_CUDA(cudaEventCreate(&end));
       }
     }
-    TRENI_RETURN_IF_ERROR(
-        impl.enqueueSteps(function, tokens, events ? &events->pairs : nullptr,
-                          Impl::Tail{pool.tailStart, rows.sampledRows}));
+    TRENI_RETURN_IF_ERROR(impl.enqueueSteps(
+        function, tokens, events ? &events->pairs : nullptr,
+        Impl::Tail{pool.tailStart, rows.sampledRows, chunkTiles}));
   }
-  return StepLayout{&function, layout};
+  return StepLayout{&function, layout, chunkTiles};
 }
 
 absl::StatusOr<std::vector<StepTime>>
@@ -1547,6 +1693,7 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
     return absl::InvalidArgumentError("profileStepRows: no iterations");
   StepEvents events;
   std::vector<StepTime> times;
+  std::vector<size_t> timed; ///< per row of `times`, its event pair
   absl::Status status = [&]() -> absl::Status {
     for (int it = 0; it < iterations; ++it) {
       TRENI_ASSIGN_OR_RETURN(StepLayout layout, enqueueStepRows(rows, &events));
@@ -1557,6 +1704,7 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
         times.resize(list.size());
         for (size_t i = 0; i < list.size(); ++i) {
           const StepLaunch &launch = list[i];
+          timed.push_back(i);
           times[i].templateName = launch.step->templateName;
           times[i].origin = launch.step->origin;
           if (!launch.gemm)
@@ -1567,12 +1715,19 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
           times[i].flops = 2.0 * m * launch.gemmShape.n * launch.gemmShape.k;
           times[i].shape = impl.gemmText(launch, m);
         }
+        for (size_t i = 0; layout.chunkTiles && i < list.size(); ++i)
+          if (list[i].chunkKernel) {
+            timed.push_back(list.size() + i);
+            StepTime &time = times.emplace_back();
+            time.templateName = "attention_flash";
+            time.origin = list[i].step->origin + " (prompt-chunk rows)";
+          }
       }
-      for (size_t i = 0; i < list.size(); ++i) {
+      for (size_t t = 0; t < times.size(); ++t) {
         float ms = 0;
-        TRENI_CUDA(cudaEventElapsedTime(&ms, events.pairs[i].first,
-                                        events.pairs[i].second));
-        times[i].microseconds += 1e3 * ms / iterations;
+        TRENI_CUDA(cudaEventElapsedTime(&ms, events.pairs[timed[t]].first,
+                                        events.pairs[timed[t]].second));
+        times[t].microseconds += 1e3 * ms / iterations;
       }
     }
     return absl::OkStatus();

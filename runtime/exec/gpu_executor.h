@@ -61,6 +61,11 @@ struct GpuOptions {
   /// cache, head dim a multiple of 64, groups of up to 16 heads); off: on
   /// CUDA cores. Off by default until measured on a GPU (docs/perf.md).
   bool seq1TensorCores = false;
+  /// In a batched step, the rows of prompt chunks attend through
+  /// attention_flash (tensor cores, K/V tiles shared by a tile of rows of one
+  /// sequence) instead of the row-by-row split-KV kernels, which then take
+  /// only the sampled rows (decode rows and each chunk's last row).
+  bool chunkFlash = false;
   /// Precompiled cubins by kernel entry (from an AOT package), used when
   /// `cubinArch` is the device's architecture; read only during create.
   const std::map<std::string, std::string> *cubins = nullptr;
@@ -224,6 +229,8 @@ private:
   struct StepLayout {
     const PlanFunction *function = nullptr;
     int64_t rows = 0;
+    /// attention_flash tiles of the prompt-chunk rows (GpuOptions::chunkFlash).
+    int64_t chunkTiles = 0;
   };
   /// Checks `rows`, uploads them and enqueues them (runStep's first half):
   /// one sampled row runs @decode on the pool; a step whose rows are all

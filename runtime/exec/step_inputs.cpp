@@ -178,4 +178,36 @@ absl::Status checkKvPages(const KvPages &pages, int64_t numTableIds,
   return absl::OkStatus();
 }
 
+std::vector<int32_t> flashChunkTiles(absl::Span<const int32_t> tableOffsets,
+                                     absl::Span<const int32_t> positions,
+                                     int64_t firstRow, int64_t group,
+                                     int64_t blockM) {
+  struct Tile {
+    int32_t row, rows, vector, lastPosition;
+  };
+  std::vector<Tile> tiles;
+  const int64_t end = std::min(tableOffsets.size(), positions.size());
+  for (int64_t row = std::max<int64_t>(firstRow, 0); row < end;) {
+    int64_t runEnd = row + 1;
+    while (runEnd < end && tableOffsets[runEnd] == tableOffsets[row])
+      ++runEnd;
+    const int64_t vectors = (runEnd - row) * group;
+    for (int64_t first = 0; first < vectors; first += blockM) {
+      int64_t last = row + (std::min(first + blockM, vectors) - 1) / group;
+      tiles.push_back({int32_t(row), int32_t(runEnd - row), int32_t(first),
+                       positions[last]});
+    }
+    row = runEnd;
+  }
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](const Tile &a, const Tile &b) {
+                     return a.lastPosition > b.lastPosition;
+                   });
+  std::vector<int32_t> out;
+  out.reserve(3 * tiles.size());
+  for (const Tile &tile : tiles)
+    out.insert(out.end(), {tile.row, tile.rows, tile.vector});
+  return out;
+}
+
 } // namespace treni

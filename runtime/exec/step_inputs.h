@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -64,5 +65,18 @@ absl::Status checkKvPages(const KvPages &pages, int64_t numTableIds,
                           absl::Span<const int32_t> positions,
                           absl::Span<const int32_t> tableSizes,
                           int64_t numBlocks);
+
+/// attention_flash's tiles over the rows `firstRow`.. of a batched step (the
+/// rows of its prompt chunks: the runtime puts them after the sampled rows),
+/// three ints per tile: the first row of its run, the run's rows, the tile's
+/// first query vector in the run. A run is a stretch of consecutive rows with
+/// one table offset (one sequence); its rows * `group` vectors (the query
+/// heads of a KV head, packed per row) are cut into tiles of `blockM`, so a
+/// tile never mixes two sequences' tables. Tiles whose last row has the
+/// larger position come first (the most keys start first).
+std::vector<int32_t> flashChunkTiles(absl::Span<const int32_t> tableOffsets,
+                                     absl::Span<const int32_t> positions,
+                                     int64_t firstRow, int64_t group,
+                                     int64_t blockM);
 
 } // namespace treni

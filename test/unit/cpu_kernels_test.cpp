@@ -249,6 +249,40 @@ TEST(CpuKernelsTest, CheckKvPagesNamesTheBadRow) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CpuKernelsTest, FlashChunkTilesCoverEachChunkRowOnceWithinItsRun) {
+  // Two sampled rows (a decode row, a chunk's last row), then the other rows
+  // of two chunks: 5 rows of table 4 at positions 10.., 3 of table 9 at 0..
+  std::vector<int32_t> offsets = {0, 4, 4, 4, 4, 4, 4, 9, 9, 9};
+  std::vector<int32_t> positions = {7, 15, 10, 11, 12, 13, 14, 0, 1, 2};
+  const int64_t group = 3, blockM = 8;
+  std::vector<int32_t> tiles =
+      flashChunkTiles(offsets, positions, 2, group, blockM);
+  ASSERT_EQ(tiles.size() % 3, 0u);
+  // 5 * 3 = 15 vectors: tiles of 8 and 7; 3 * 3 = 9: tiles of 8 and 1.
+  ASSERT_EQ(tiles.size(), 12u);
+  std::vector<int> seen(offsets.size() * group, 0);
+  int previousLast = 1 << 30;
+  for (size_t t = 0; t < tiles.size(); t += 3) {
+    int row = tiles[t], rows = tiles[t + 1], first = tiles[t + 2];
+    ASSERT_GE(row, 2);
+    ASSERT_EQ(first % blockM, 0);
+    ASSERT_LT(first, rows * group);
+    for (int r = row; r < row + rows; ++r)
+      EXPECT_EQ(offsets[r], offsets[row]) << "a run mixes two tables";
+    int end = std::min<int>(first + blockM, rows * group);
+    for (int v = first; v < end; ++v)
+      ++seen[(row + v / group) * group + v % group];
+    int last = positions[row + (end - 1) / group];
+    EXPECT_LE(last, previousLast) << "tiles with later keys come first";
+    previousLast = last;
+  }
+  for (size_t v = 0; v < seen.size(); ++v)
+    EXPECT_EQ(seen[v], v < 2 * group ? 0 : 1) << "vector " << v;
+  EXPECT_EQ(tiles[0], 2); // the run at positions 10..14 ends later
+  EXPECT_EQ(tiles[2], 8); // and its second tile holds position 14
+  EXPECT_TRUE(flashChunkTiles(offsets, positions, 10, group, blockM).empty());
+}
+
 TEST(CpuKernelsTest, Elementwise) {
   std::vector<float> a = {0, 1, -2}, b = {2, 3, 4}, out(3);
   silu(a.data(), 3, out.data());

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/batch/kv_block_pool.h"
@@ -54,7 +55,10 @@ struct Sequence {
   std::vector<int32_t> tokens;
 };
 
-class GpuStepTest : public ::testing::TestWithParam<const char *> {
+/// A fixture, and whether prompt-chunk rows take attention_flash
+/// (GpuOptions::chunkFlash) or the split-KV kernels.
+class GpuStepTest
+    : public ::testing::TestWithParam<std::tuple<const char *, bool>> {
 protected:
   void SetUp() override {
     if (!currentDeviceArch().ok())
@@ -62,7 +66,8 @@ protected:
     EngineOptions options;
     options.device = Device::Gpu;
     options.maxSeq = kMaxSeq;
-    auto engine = loadEngine(fixtureDir(GetParam()), options);
+    options.chunkFlash = std::get<1>(GetParam());
+    auto engine = loadEngine(fixtureDir(std::get<0>(GetParam())), options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
   }
@@ -178,6 +183,19 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
         expected.push_back({size_t(c.sequence), 0});
     if (plan.empty())
       continue;
+    if (step == 0) {
+      // The prompt-chunk rows take attention_flash exactly when asked to
+      // and the template applies (a 16-bit cache: not llama's f32).
+      auto *gpu = dynamic_cast<GpuStepRunner *>(&runner);
+      ASSERT_NE(gpu, nullptr);
+      auto times = gpu->profile(plan, 1);
+      ASSERT_TRUE(times.ok()) << times.status();
+      bool flash = false;
+      for (const StepTime &time : *times)
+        flash |= time.templateName == "attention_flash";
+      EXPECT_EQ(flash, std::get<1>(GetParam()) &&
+                           std::string(std::get<0>(GetParam())) != "llama");
+    }
 
     auto logits = runner.run(plan);
     ASSERT_TRUE(logits.ok()) << logits.status();
@@ -262,8 +280,14 @@ TEST(PagedPoolSizeTest, BlocksThatFit) {
   EXPECT_EQ(pagedPoolBlocksThatFit(1000 * mib, 0, 0, 1), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GpuStepTest,
-                         ::testing::Values("qwen2", "llama", "qwen3"));
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, GpuStepTest,
+    ::testing::Combine(::testing::Values("qwen2", "llama", "qwen3"),
+                       ::testing::Bool()),
+    [](const auto &info) {
+      return absl::StrCat(std::get<0>(info.param),
+                          std::get<1>(info.param) ? "_chunk_flash" : "");
+    });
 
 } // namespace
 } // namespace treni

@@ -190,7 +190,7 @@ TEST(KernelSourceTest, FixturePlans) {
     ASSERT_TRUE(activation.ok()) << activation.status();
     std::map<std::string, std::string> sources; // entry -> source
     std::set<std::string> templates;
-    int gemmRowsKernels = 0;
+    int gemmRowsKernels = 0, chunkFlashKernels = 0;
     for (const PlanFunction &function : plan.functions) {
       for (const PlanStep &step : function.steps) {
         auto kernel = generateKernel(plan, function, step);
@@ -221,6 +221,22 @@ TEST(KernelSourceTest, FixturePlans) {
                     HasSubstr(" dtype=" + *activation));
         auto [it, inserted] = sources.emplace(kernel->entry, kernel->source);
         EXPECT_EQ(it->second, kernel->source) << "entry collision";
+        // In @step, each split-KV pair has attention_flash for prompt-chunk
+        // rows (16-bit only).
+        if (const PlanStep *reduce = chunkAttentionReduce(function, step)) {
+          auto flash =
+              generateStepChunkAttentionKernel(plan, function, step, *reduce);
+          if (*activation == "f32") {
+            EXPECT_EQ(flash.status().code(), absl::StatusCode::kUnimplemented);
+          } else {
+            ASSERT_TRUE(flash.ok()) << flash.status();
+            EXPECT_THAT(flash->source,
+                        StartsWith("// treni kernel: attention_flash (from " +
+                                   step.origin + ")"));
+            ++chunkFlashKernels;
+            sources.emplace(flash->entry, flash->source);
+          }
+        }
         EXPECT_EQ(kernel->usesCache,
                   step.templateName == "cache_write" ||
                       step.templateName == "attention" ||
@@ -252,6 +268,7 @@ TEST(KernelSourceTest, FixturePlans) {
                                                  : "attention_flash");
     EXPECT_EQ(templates, expected);
     EXPECT_EQ(gemmRowsKernels > 0, std::string(name) != "llama");
+    EXPECT_EQ(chunkFlashKernels > 0, std::string(name) != "llama");
     auto all = generateAllKernels(plan);
     ASSERT_TRUE(all.ok()) << all.status();
     EXPECT_EQ(all->size(), sources.size());

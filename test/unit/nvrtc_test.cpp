@@ -374,6 +374,86 @@ TEST(NvrtcTest, Seq1AttentionTensorCorePathCompiles) {
     }
 }
 
+// Tests the kernel that computes a batched step's prompt-chunk rows in
+// place of an attention_seq1_partial / reduce pair (GpuOptions::chunkFlash):
+// it is attention_flash with the pair's query, positions and output, it
+// compiles on sm_80 and sm_90a and is listed among the plan's kernels for
+// ahead-of-time compilation; a 32-bit cache keeps the split-KV kernels
+// (Unimplemented), and a step that is not such a pair is refused.
+TEST(NvrtcTest, StepChunkFlashStandsInForTheSplitKvPair) {
+  KernelCompiler compiler("");
+  for (auto [heads, kvHeads, headDim, dtype] :
+       {std::tuple{28, 4, 128, "bf16"}, std::tuple{14, 2, 64, "f16"},
+        std::tuple{4, 2, 16, "bf16"}, std::tuple{4, 2, 16, "f32"}}) {
+    Plan plan;
+    plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
+    PlanFunction function;
+    function.name = "step";
+    function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
+                        {"i32", {-1}, true, 0},
+                        {"f32", {-1, heads * 4 * (headDim + 2)}, true, 0},
+                        {dtype, {-1, heads * headDim}, true, 0}};
+    std::map<std::string, PlanConstant> constants = {
+        {"num_heads", int64_t(heads)},
+        {"num_kv_heads", int64_t(kvHeads)},
+        {"head_dim", int64_t(headDim)},
+        {"num_splits", int64_t(4)},
+        {"scale", 1.0 / std::sqrt(double(headDim))},
+        {"cache", std::string("kv")},
+        {"layer", int64_t(0)}};
+    PlanStep partial{
+        "attention_seq1_partial",
+        "test",
+        constants,
+        {{PlanOperand::Kind::Buffer, 0}, {PlanOperand::Kind::Buffer, 1}},
+        {2}};
+    PlanStep reduce{"attention_seq1_reduce",
+                    "test",
+                    {{"num_heads", int64_t(heads)},
+                     {"head_dim", int64_t(headDim)},
+                     {"num_splits", int64_t(4)}},
+                    {{PlanOperand::Kind::Buffer, 2}},
+                    {3}};
+    function.steps = {partial, reduce};
+    plan.functions = {function};
+    const PlanFunction &step = plan.functions[0];
+    EXPECT_EQ(chunkAttentionReduce(step, step.steps[0]), &step.steps[1]);
+    EXPECT_EQ(chunkAttentionReduce(step, step.steps[1]), nullptr);
+    auto kernel = generateStepChunkAttentionKernel(plan, step, step.steps[0],
+                                                   step.steps[1]);
+    auto all = generateAllKernels(plan);
+    ASSERT_TRUE(all.ok()) << all.status();
+    if (std::string(dtype) == "f32") {
+      EXPECT_EQ(kernel.status().code(), absl::StatusCode::kUnimplemented);
+      EXPECT_EQ(all->size(), 2u); // the pair only
+      continue;
+    }
+    ASSERT_TRUE(kernel.ok()) << kernel.status();
+    EXPECT_THAT(kernel->entry, testing::StartsWith("treni_attention_flash_"));
+    EXPECT_EQ(kernel->launch.blocksX, kvHeads);
+    EXPECT_TRUE(kernel->usesCache);
+    ASSERT_EQ(all->size(), 3u);
+    EXPECT_EQ((*all)[1].entry, kernel->entry);
+    EXPECT_THAT(kernel->source,
+                testing::HasSubstr(absl::StrCat("using out_type = ", dtype)));
+    for (const char *arch : {"sm_80", "sm_90a"}) {
+      auto cubin = compiler.cubin(kernel->source, arch);
+      EXPECT_TRUE(cubin.ok())
+          << heads << "/" << kvHeads << " heads, " << headDim << " " << dtype
+          << " " << arch << ": " << cubin.status();
+    }
+  }
+  Plan plan;
+  plan.caches.push_back({"kv", 1, 2, 16, "bf16"});
+  PlanFunction function;
+  function.name = "step";
+  PlanStep gemm;
+  gemm.templateName = "gemm";
+  function.steps = {gemm, gemm};
+  auto refused = generateStepChunkAttentionKernel(plan, function, gemm, gemm);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Tests the target per compute capability: Hopper gets its "a" target
 // (attention_flash's wgmma path), the others the plain one.
 TEST(NvrtcTest, TargetForComputeCapability) {

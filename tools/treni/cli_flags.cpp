@@ -143,6 +143,11 @@ cl::opt<bool> seq1TensorCores(
     cl::desc("Decode attention (attention_seq1_partial) on the tensor cores "
              "where it applies (16-bit cache, head dim a multiple of 64)"),
     cl::sub(runSubcommand()), cl::sub(serveSubcommand()));
+cl::opt<bool> chunkFlash(
+    "chunk-flash",
+    cl::desc("In a batched step, prompt-chunk rows attend through the "
+             "tensor-core flash kernel (K/V tiles shared by a tile of rows)"),
+    cl::sub(runSubcommand()), cl::sub(serveSubcommand()));
 cl::opt<bool> gemmTuning(
     "gemm-tuning",
     cl::desc("Time cuBLASLt's first eight algorithms for each GEMM of a "
@@ -329,6 +334,7 @@ absl::StatusOr<EngineOptions> engineOptionsFromFlags(const std::string &model) {
   options.spinWait = !blockingSync;
   options.asyncDecode = !noAsyncDecode;
   options.seq1TensorCores = seq1TensorCores;
+  options.chunkFlash = chunkFlash;
   options.gemmTuning = gemmTuning;
   return options;
 }
