@@ -444,7 +444,7 @@ absl::StatusOr<KernelSpec> generateGemmRowsKernel(const Plan &plan,
 }
 
 bool pagedCache(const PlanFunction &function) {
-  return function.name == "step";
+  return function.name == "step" || function.name == "embed";
 }
 
 const PlanStep *chunkAttentionReduce(const PlanFunction &function,

@@ -95,9 +95,9 @@ generateStepChunkAttentionKernel(const Plan &plan, const PlanFunction &function,
 const PlanStep *chunkAttentionReduce(const PlanFunction &function,
                                      const PlanStep &partial);
 
-/// Whether `function` addresses its KV cache through block tables: @step,
-/// whose rows may belong to different sequences of a paged pool. Its cache
-/// steps must be templates with pagedCache; the others address one
+/// Whether `function` addresses its KV cache through block tables: @step and
+/// @embed, whose rows may belong to different sequences of a paged pool. Its
+/// cache steps must be templates with pagedCache; the others address one
 /// sequence's contiguous cache.
 bool pagedCache(const PlanFunction &function);
 

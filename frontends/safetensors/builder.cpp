@@ -38,16 +38,22 @@ struct FunctionShape {
   /// Marked treni.one_sequence: the rows are consecutive positions of one
   /// sequence.
   bool oneSequence;
+  /// Ends at the final norm: every row's normalised hidden state (f32), no
+  /// lm_head (embedding models pool these).
+  bool hiddenStates = false;
 };
 
 /// @prefill: a prompt chunk of one sequence, sampled at its last row.
 /// @decode: one token. @step: rows of any sequences (continuous batching),
 /// each with its own position and KV rows, all of them with logits (a chunk's
 /// inner rows are not sampled, but the caller picks which rows to read).
+/// @embed: @step's rows, ending at the final norm: each row's hidden state
+/// (embeddings and pooling; no logits).
 constexpr FunctionShape kFunctions[] = {
     {"prefill", ShapedType::kDynamic, true, true},
     {"decode", 1, true, true},
     {"step", ShapedType::kDynamic, false, false},
+    {"embed", ShapedType::kDynamic, false, false, true},
 };
 
 /// Emits the body of one function: the model from token ids to logits.
@@ -74,6 +80,13 @@ public:
       hidden = TakeLastOp::create(
           b, loc, RankedTensorType::get({1, config.hiddenSize}, residual),
           hidden);
+    if (shape.hiddenStates) {
+      Value states = RmsNormOp::create(
+          b, loc, cast<RankedTensorType>(hidden.getType()), hidden,
+          weight("model.norm.weight"), b.getF64FloatAttr(config.rmsNormEps));
+      func::ReturnOp::create(b, loc, states);
+      return;
+    }
     Value normed = rmsNorm(hidden, "model.norm.weight");
     bool hasHead = checkpoint ? checkpoint->find("lm_head.weight") != nullptr
                               : !config.tieWordEmbeddings;
@@ -268,7 +281,9 @@ absl::StatusOr<OwningOpRef<ModuleOp>> buildModule(MLIRContext &context,
   for (const FunctionShape &shape : kFunctions) {
     auto ids = RankedTensorType::get({shape.rows}, b.getI32Type());
     auto logits = RankedTensorType::get(
-        {shape.lastRowOnly ? 1 : shape.rows, config.vocabSize}, b.getF32Type());
+        {shape.lastRowOnly ? 1 : shape.rows,
+         shape.hiddenStates ? config.hiddenSize : config.vocabSize},
+        b.getF32Type());
     b.setInsertionPointToEnd(module->getBody());
     auto func = func::FuncOp::create(b, b.getUnknownLoc(), shape.name,
                                      b.getFunctionType({ids, ids}, {logits}));

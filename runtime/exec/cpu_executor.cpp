@@ -212,13 +212,60 @@ CpuExecutor::runSequence(const PlanFunction &function,
   return run(function, ids, positions, pages);
 }
 
-absl::StatusOr<const PlanFunction *> CpuExecutor::stepFunction() const {
-  const PlanFunction *function = plan_.function("step");
+absl::StatusOr<const PlanFunction *>
+CpuExecutor::rowsFunction(const char *name) const {
+  const PlanFunction *function = plan_.function(name);
   if (!function)
-    return absl::FailedPreconditionError(
-        "the plan has no @step function (compiled by an older treni): "
-        "compile the model again to run batched steps");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the plan has no @", name,
+        " function (compiled by an older treni): compile the "
+        "model again to run ",
+        std::string_view(name) == "step" ? "batched steps" : "embeddings"));
   return function;
+}
+
+int64_t CpuExecutor::hiddenSize() const {
+  const PlanFunction *function = plan_.function("embed");
+  if (!function || function->outputs.size() != 1)
+    return 0;
+  const PlanBuffer &output = function->buffers[function->outputs[0]];
+  return output.shape.size() == 2 ? output.shape[1] : 0;
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::embedStep(absl::Span<const int32_t> ids,
+                       absl::Span<const int32_t> positions,
+                       absl::Span<const KvBlockId> blockTables,
+                       absl::Span<const int32_t> rowTables) {
+  if (!paged())
+    return wrongCacheMode(false);
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction("embed"));
+  StepTables tables{blockTables, rowTables, blockTokens_, numBlocks_};
+  TRENI_RETURN_IF_ERROR(
+      checkStepRows(ids, positions, maxSeq_, vocabSize_, &tables));
+  return run(*function, ids, positions,
+             KvPages{blockTokens_, blockTables.data(), rowTables.data()});
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::embed(absl::Span<const int32_t> ids, int64_t startPosition) {
+  if (paged())
+    return wrongCacheMode(true);
+  if (ids.empty())
+    return absl::InvalidArgumentError("embed needs at least one token");
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction("embed"));
+  return runSequence(*function, ids, startPosition, {});
+}
+
+absl::StatusOr<std::vector<float>>
+CpuExecutor::embed(absl::Span<const int32_t> ids, int64_t startPosition,
+                   absl::Span<const KvBlockId> blockTable) {
+  if (!paged())
+    return wrongCacheMode(false);
+  if (ids.empty())
+    return absl::InvalidArgumentError("embed needs at least one token");
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction("embed"));
+  return runSequence(*function, ids, startPosition, blockTable);
 }
 
 absl::StatusOr<std::vector<float>>
@@ -228,7 +275,7 @@ CpuExecutor::step(absl::Span<const int32_t> ids,
                   absl::Span<const int32_t> rowTables) {
   if (!paged())
     return wrongCacheMode(false);
-  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, stepFunction());
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction());
   StepTables tables{blockTables, rowTables, blockTokens_, numBlocks_};
   TRENI_RETURN_IF_ERROR(
       checkStepRows(ids, positions, maxSeq_, vocabSize_, &tables));
@@ -241,7 +288,7 @@ CpuExecutor::step(absl::Span<const int32_t> ids,
                   absl::Span<const int32_t> positions) {
   if (paged())
     return wrongCacheMode(true);
-  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, stepFunction());
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction());
   TRENI_RETURN_IF_ERROR(checkStepRows(ids, positions, maxSeq_, vocabSize_));
   return run(*function, ids, positions, KvPages{});
 }
@@ -318,17 +365,20 @@ CpuExecutor::run(const PlanFunction &function, absl::Span<const int32_t> ids,
     }
     TRENI_RETURN_IF_ERROR(reference(args));
   }
-  // [1, vocab] (@prefill, @decode) or [tokens, vocab] (@step).
+  // [1, vocab] (@prefill, @decode), [tokens, vocab] (@step) or [tokens,
+  // hidden] (@embed).
   const PlanBuffer &output = function.buffers[function.outputs[0]];
-  if (output.shape.size() != 2 || output.shape[1] != vocabSize_ ||
+  const int64_t columns = function.name == "embed" ? hiddenSize() : vocabSize_;
+  if (output.shape.size() != 2 || output.shape[1] != columns || columns <= 0 ||
       output.dtype != "f32")
     return absl::InvalidArgumentError(
-        absl::StrCat("@", function.name, " must return f32 logits of ",
-                     vocabSize_, " columns"));
+        absl::StrCat("@", function.name, " must return f32 ",
+                     function.name == "embed" ? "hidden states" : "logits",
+                     " of ", columns, " columns"));
   int64_t rows = output.dynamic ? tokens : output.shape[0];
-  const float *logits =
+  const float *values =
       reinterpret_cast<const float *>(words(function.outputs[0]));
-  return std::vector<float>(logits, logits + rows * vocabSize_);
+  return std::vector<float>(values, values + rows * columns);
 }
 
 } // namespace treni

@@ -106,6 +106,24 @@ public:
   absl::StatusOr<std::vector<float>> step(absl::Span<const int32_t> ids,
                                           absl::Span<const int32_t> positions);
 
+  /// @embed over the rows of a step, as step(): rows x hidden_size f32, each
+  /// row's final-norm hidden state (what embedding models pool), row-major.
+  /// It writes the rows' K/V like step (later chunks of a sequence attend to
+  /// them) and computes no logits.
+  absl::StatusOr<std::vector<float>>
+  embedStep(absl::Span<const int32_t> ids, absl::Span<const int32_t> positions,
+            absl::Span<const KvBlockId> blockTables,
+            absl::Span<const int32_t> rowTables);
+  /// @embed over one sequence's tokens from `startPosition`, on a contiguous
+  /// executor, or (with the sequence's block table) on a paged one.
+  absl::StatusOr<std::vector<float>> embed(absl::Span<const int32_t> ids,
+                                           int64_t startPosition);
+  absl::StatusOr<std::vector<float>>
+  embed(absl::Span<const int32_t> ids, int64_t startPosition,
+        absl::Span<const KvBlockId> blockTable);
+  /// Columns of @embed's rows (0 for a plan compiled without it).
+  int64_t hiddenSize() const;
+
   const Plan &plan() const { return plan_; }
   /// Positions one sequence can reach: the cache's rows, or the pool's when
   /// paged.
@@ -134,10 +152,13 @@ private:
   absl::Status checkPages(const KvPages &pages,
                           absl::Span<const KvBlockId> blockTable,
                           absl::Span<const int32_t> positions) const;
-  /// @step, or FailedPrecondition for a plan compiled without it.
-  absl::StatusOr<const PlanFunction *> stepFunction() const;
+  /// @step or @embed (`name`), or FailedPrecondition for a plan compiled
+  /// without it.
+  absl::StatusOr<const PlanFunction *>
+  rowsFunction(const char *name = "step") const;
   /// Runs `function` on checked rows whose cache rows `pages` addresses;
-  /// returns its logits (every row's for @step, the last row's otherwise).
+  /// returns its logits (every row's for @step, the last row's otherwise),
+  /// or @embed's hidden states.
   absl::StatusOr<std::vector<float>> run(const PlanFunction &function,
                                          absl::Span<const int32_t> ids,
                                          absl::Span<const int32_t> positions,

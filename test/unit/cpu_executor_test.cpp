@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "codegen/mlir/Compiler.h"
+#include "frontends/safetensors/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "runtime/exec/cpu_executor.h"
 #include "test/unit/test_util.h"
@@ -103,6 +104,50 @@ TEST_P(GoldenTest, PrefillInTwoChunksMatchesOne) {
   ASSERT_TRUE(logits.ok()) << logits.status();
   EXPECT_LE(relativeError(*logits, golden.logits[golden.prompt.size() - 1]),
             1e-4);
+}
+
+// @embed's rows are the final-norm hidden states: through the fixture's own
+// lm_head (or tied embeddings) they give transformers' logits at every
+// position, in one call and in two chunks (the second attending to the
+// first's K/V rows).
+TEST_P(GoldenTest, EmbedRowsTimesTheHeadAreTheGoldenLogits) {
+  Golden golden = readGolden(dir());
+  auto executor = makeExecutor(dir());
+  ASSERT_TRUE(executor);
+  auto checkpoint = Checkpoint::open(dir());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  const TensorInfo *head = (*checkpoint)->find("lm_head.weight");
+  if (!head)
+    head = (*checkpoint)->find("model.embed_tokens.weight");
+  ASSERT_NE(head, nullptr);
+  const int64_t vocab = executor->vocabSize(), hidden = executor->hiddenSize();
+  ASSERT_EQ(head->numElements(), vocab * hidden);
+  std::vector<float> weights(vocab * hidden);
+  convertToF32(head->dtype, (*checkpoint)->data(*head).data(), weights.data(),
+               vocab * hidden);
+  std::vector<int32_t> tokens = golden.prompt;
+  tokens.insert(tokens.end(), golden.decode.begin(), golden.decode.end());
+  auto check = [&](const std::vector<float> &states, size_t first) {
+    ASSERT_EQ(states.size() % hidden, 0u);
+    for (size_t row = 0; row < states.size() / hidden; ++row) {
+      std::vector<float> logits(vocab);
+      for (int64_t v = 0; v < vocab; ++v)
+        for (int64_t d = 0; d < hidden; ++d)
+          logits[v] += states[row * hidden + d] * weights[v * hidden + d];
+      EXPECT_LE(relativeError(logits, golden.logits[first + row]), 1e-4)
+          << "position " << first + row;
+    }
+  };
+  auto whole = executor->embed(tokens, 0);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_EQ(whole->size(), tokens.size() * hidden);
+  check(*whole, 0);
+  std::vector<int32_t> head3(tokens.begin(), tokens.begin() + 3),
+      rest(tokens.begin() + 3, tokens.end());
+  ASSERT_TRUE(executor->embed(head3, 0).ok());
+  auto second = executor->embed(rest, 3);
+  ASSERT_TRUE(second.ok()) << second.status();
+  check(*second, 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
