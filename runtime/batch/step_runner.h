@@ -48,6 +48,16 @@ public:
     return absl::UnimplementedError("this runner returns logits only");
   }
 
+  /// Embeddings: computes the rows of `plan`'s prompt chunks (it has no
+  /// decode rows) through @embed, writing their KV rows as run() does, and
+  /// returns every chunk row's final-norm hidden state, chunk by chunk in
+  /// plan order, row-major [rows, hiddenSize()], valid until the next call.
+  virtual absl::StatusOr<absl::Span<const float>> embed(const StepPlan &plan) {
+    return absl::UnimplementedError("this runner computes no embeddings");
+  }
+  /// Columns of embed()'s rows (0 without @embed).
+  virtual int64_t hiddenSize() const { return 0; }
+
   virtual int64_t vocabSize() const = 0;
   /// Blocks in the KV pool this runner computes into (the scheduler's
   /// KvBlockPool must have as many).

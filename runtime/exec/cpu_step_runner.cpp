@@ -50,6 +50,20 @@ CpuStepRunner::run(const StepPlan &plan) {
   return absl::MakeConstSpan(logits);
 }
 
+absl::StatusOr<absl::Span<const float>>
+CpuStepRunner::embed(const StepPlan &plan) {
+  if (!plan.decodes.empty())
+    return absl::InvalidArgumentError("an embedding step has no decode rows");
+  logits_.clear();
+  for (const PrefillChunk &chunk : plan.prefills) {
+    TRENI_ASSIGN_OR_RETURN(std::vector<float> out,
+                           executor_->embed(chunk.tokens, chunk.firstPosition,
+                                            plan.blockTable(chunk.blockTable)));
+    logits_.insert(logits_.end(), out.begin(), out.end());
+  }
+  return absl::MakeConstSpan(logits_);
+}
+
 absl::StatusOr<std::vector<SampleResult>>
 CpuStepRunner::runSampled(const StepPlan &plan,
                           absl::Span<const RowSampling> sampling) {

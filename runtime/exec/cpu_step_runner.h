@@ -27,6 +27,9 @@ public:
   absl::StatusOr<std::vector<SampleResult>>
   runSampled(const StepPlan &plan,
              absl::Span<const RowSampling> sampling) override;
+  /// Each chunk as its sequence's own paged @embed call.
+  absl::StatusOr<absl::Span<const float>> embed(const StepPlan &plan) override;
+  int64_t hiddenSize() const override { return executor_->hiddenSize(); }
   int64_t vocabSize() const override { return executor_->vocabSize(); }
   int64_t numBlocks() const override { return executor_->numBlocks(); }
   int64_t maxSeq() const override { return executor_->maxSeq(); }
@@ -35,7 +38,7 @@ private:
   explicit CpuStepRunner(std::unique_ptr<CpuExecutor> executor)
       : executor_(std::move(executor)) {}
   std::unique_ptr<CpuExecutor> executor_;
-  std::vector<float> logits_; ///< the last run's
+  std::vector<float> logits_; ///< the last run's (or embed's rows)
 };
 
 } // namespace treni

@@ -1578,7 +1578,8 @@ struct GpuExecutor::StepEvents {
 };
 
 absl::StatusOr<GpuExecutor::StepLayout>
-GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
+GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events,
+                             bool embed) {
   Impl &impl = *impl_;
   if (!impl.pool)
     return absl::FailedPreconditionError(
@@ -1602,16 +1603,28 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
   // One sampled row (one stream decoding) runs @decode on the pool: the
   // single-sequence kernels (matvecs, not GEMMs of one row), so a lone
   // stream decodes as fast as on the single-sequence path.
-  const bool oneRow = tokens == 1 && rows.sampledRows == 1 && pool.decodeOnPool;
-  const PlanFunction &function =
-      oneRow ? impl.decodeFunction() : *impl.plan.function("step");
+  const bool oneRow =
+      !embed && tokens == 1 && rows.sampledRows == 1 && pool.decodeOnPool;
+  const PlanFunction *rowsFunction =
+      impl.plan.function(embed ? "embed" : "step");
+  if (!rowsFunction)
+    return absl::FailedPreconditionError(
+        "the plan has no @embed function (compiled by an older treni): "
+        "compile the model again to run embeddings");
+  const PlanFunction &function = oneRow ? impl.decodeFunction() : *rowsFunction;
+  // @embed's rows are all outputs: its split-KV pair runs on none of them
+  // when the chunk kernels take them all.
+  const int64_t outputRows = embed ? tokens : rows.sampledRows;
+  const int64_t splitKvRows =
+      embed ? (pool.chunkGroup ? 0 : tokens) : rows.sampledRows;
 
   // A step whose rows are all sampled (decode rows) replays the graph of its
   // bucket, padded with rows that write the scratch block; any other step
   // (prompt chunks: the tail runs on fewer rows) is launched as it is.
   int64_t layout = tokens;
   cudaGraphExec_t graph = nullptr;
-  if (impl.options.cudaGraphs && rows.sampledRows == tokens && !events) {
+  if (impl.options.cudaGraphs && rows.sampledRows == tokens && !events &&
+      !embed) {
     int64_t bucket = 1;
     while (bucket < tokens)
       bucket *= 2;
@@ -1644,9 +1657,9 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
   // The prompt-chunk rows (those after the sampled ones) of a step launched
   // as it is attend through attention_flash, on tiles of one sequence each.
   int64_t chunkTiles = 0;
-  if (!graph && pool.chunkGroup && tokens > rows.sampledRows) {
+  if (!graph && pool.chunkGroup && tokens > splitKvRows) {
     std::vector<int32_t> tiles =
-        flashChunkTiles(rows.tableOffsets, rows.positions, rows.sampledRows,
+        flashChunkTiles(rows.tableOffsets, rows.positions, splitKvRows,
                         pool.chunkGroup, pool.chunkBlockM);
     chunkTiles = int64_t(tiles.size() / 3);
     if (chunkTiles > pool.runCapacity)
@@ -1680,7 +1693,9 @@ GpuExecutor::enqueueStepRows(const GpuStepRows &rows, StepEvents *events) {
     }
     TRENI_RETURN_IF_ERROR(impl.enqueueSteps(
         function, tokens, events ? &events->pairs : nullptr,
-        Impl::Tail{pool.tailStart, rows.sampledRows, chunkTiles}));
+        embed ? Impl::Tail{impl.launches[function.name].size(), splitKvRows,
+                           chunkTiles}
+              : Impl::Tail{pool.tailStart, outputRows, chunkTiles}));
   }
   return StepLayout{&function, layout, chunkTiles};
 }
@@ -1738,6 +1753,37 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
   }
   TRENI_RETURN_IF_ERROR(status);
   return times;
+}
+
+int64_t GpuExecutor::hiddenSize() const {
+  const PlanFunction *function = impl_->plan.function("embed");
+  if (!function || function->outputs.size() != 1)
+    return 0;
+  const PlanBuffer &output = function->buffers[function->outputs[0]];
+  return output.shape.size() == 2 ? output.shape[1] : 0;
+}
+
+absl::StatusOr<absl::Span<const float>>
+GpuExecutor::runEmbed(const GpuStepRows &rows) {
+  std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
+  const int64_t hidden = hiddenSize();
+  if (hidden <= 0)
+    return absl::FailedPreconditionError(
+        "the plan has no @embed function (compiled by an older treni): "
+        "compile the model again to run embeddings");
+  TRENI_ASSIGN_OR_RETURN(StepLayout layout,
+                         enqueueStepRows(rows, nullptr, /*embed=*/true));
+  Impl &impl = *impl_;
+  Impl::PoolScope scope(impl); // the function's buffers are the pool's
+  const int64_t values = layout.rows * hidden;
+  embedded_.resize(size_t(values));
+  TRENI_CUDA(cudaMemcpyAsync(
+      embedded_.data(),
+      impl.bufferAddress(*layout.function, layout.function->outputs[0],
+                         layout.rows),
+      values * sizeof(float), cudaMemcpyDeviceToHost, impl.stream));
+  TRENI_RETURN_IF_ERROR(impl.wait());
+  return absl::Span<const float>(embedded_);
 }
 
 absl::StatusOr<absl::Span<const float>>

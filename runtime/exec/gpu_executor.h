@@ -211,6 +211,12 @@ public:
   /// blocks are written as runStep writes them.
   absl::StatusOr<std::vector<StepTime>> profileStepRows(const GpuStepRows &rows,
                                                         int iterations);
+  /// @embed over `rows` (as runStep's; sampledRows is ignored): every row's
+  /// final-norm hidden state, rows x hiddenSize() f32, row-major, valid
+  /// until the next call. Each row's K/V is written as runStep writes it.
+  absl::StatusOr<absl::Span<const float>> runEmbed(const GpuStepRows &rows);
+  /// Columns of @embed's rows (0 for a plan compiled without it).
+  int64_t hiddenSize() const;
   /// Blocks in the paged pool (0 before preparePagedPool).
   int64_t pagedBlocks() const;
 
@@ -240,8 +246,10 @@ private:
   /// With `events` (profileStepRows), no graph, and an event pair (created
   /// on first use) around every launch.
   struct StepEvents;
+  /// With `embed`, @embed runs on every row instead (no graph, no @decode).
   absl::StatusOr<StepLayout> enqueueStepRows(const GpuStepRows &rows,
-                                             StepEvents *events = nullptr);
+                                             StepEvents *events = nullptr,
+                                             bool embed = false);
 
   struct Impl;
   explicit GpuExecutor(std::unique_ptr<Impl> impl);
@@ -249,6 +257,7 @@ private:
   std::unique_ptr<Impl> impl_;
   GpuLoadStats stats_;
   int64_t vocabSize_ = 0, maxSeq_ = 0;
+  std::vector<float> embedded_; ///< runEmbed's rows
 };
 
 } // namespace treni

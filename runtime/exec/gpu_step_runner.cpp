@@ -53,6 +53,21 @@ GpuStepRunner::runSampled(const StepPlan &plan,
                                   sampling);
 }
 
+absl::StatusOr<absl::Span<const float>>
+GpuStepRunner::embed(const StepPlan &plan) {
+  if (!plan.decodes.empty())
+    return absl::InvalidArgumentError("an embedding step has no decode rows");
+  std::vector<int32_t> ids, positions, offsets;
+  for (const PrefillChunk &chunk : plan.prefills)
+    for (size_t i = 0; i < chunk.tokens.size(); ++i) {
+      ids.push_back(chunk.tokens[i]);
+      positions.push_back(int32_t(chunk.firstPosition + int64_t(i)));
+      offsets.push_back(int32_t(chunk.blockTable.offset));
+    }
+  return executor_.runEmbed(
+      {ids, positions, offsets, plan.blockTables, /*sampledRows=*/0});
+}
+
 absl::StatusOr<std::vector<StepTime>>
 GpuStepRunner::profile(const StepPlan &plan, int iterations) {
   StepRowOrder rows = orderStepRows(plan);

@@ -43,6 +43,8 @@ public:
   /// GpuExecutor::profileStepRows).
   absl::StatusOr<std::vector<StepTime>> profile(const StepPlan &plan,
                                                 int iterations);
+  absl::StatusOr<absl::Span<const float>> embed(const StepPlan &plan) override;
+  int64_t hiddenSize() const override { return executor_.hiddenSize(); }
   int64_t vocabSize() const override { return executor_.vocabSize(); }
   int64_t numBlocks() const override { return executor_.pagedBlocks(); }
   int64_t maxSeq() const override { return executor_.maxSeq(); }
