@@ -176,6 +176,7 @@ def stream_request(host, port, body, timeout):
                 chunk = json.loads(payload)
                 if "error" in chunk:
                     out["error"] = "stream"
+                    out.setdefault("error_message", str(chunk["error"].get("message"))[:300])
                     continue
                 if chunk.get("usage"):
                     out["usage_tokens"] = chunk["usage"].get("completion_tokens")
@@ -231,11 +232,13 @@ def run_level(args, host, port, bodies, arrivals, concurrency, stop, run_deadlin
 
 def summarize(results, seconds, concurrency, rate):
     ok = [r for r in results if r and r["error"] is None]
-    errors = {}
+    errors, messages = {}, []
     for r in results:
         kind = "not_sent" if r is None else r["error"]
         if kind and kind != "429":
             errors[kind] = errors.get(kind, 0) + 1
+        if r and r.get("error_message") and r["error_message"] not in messages and len(messages) < 3:
+            messages.append(r["error_message"])
     usage = [r["usage_tokens"] for r in ok if r["usage_tokens"] is not None]
     ms = lambda values, p: None if percentile(values, p) is None else round(percentile(values, p) * 1e3, 3)
     ttfts = [r["ttft"] for r in ok if r["ttft"] is not None]
@@ -246,6 +249,7 @@ def summarize(results, seconds, concurrency, rate):
     return dict(
         concurrency=concurrency, request_rate=rate, requests=len(results), completed=len(ok),
         rejected_429=sum(1 for r in results if r and r["error"] == "429"), errors=errors,
+        error_messages=messages,
         all_finished=len(ok) == len(results), seconds=round(seconds, 3),
         request_throughput=round(len(ok) / seconds, 3) if seconds else None,
         output_tok_s=round(tokens / seconds, 2) if seconds else None,
@@ -279,7 +283,7 @@ def print_table(result):
               f"{fmt(lv['itl_p99_ms'], 7, 2)} {fmt(lv['e2e_p50_ms'], 8)} {fmt(lv['e2e_p99_ms'], 8)} "
               f"{'yes' if lv['all_finished'] else 'NO'}")
         if lv["errors"]:
-            print(f"SERVE-ERRORS {lv['concurrency']}: {lv['errors']}")
+            print(f"SERVE-ERRORS {lv['concurrency']}: {lv['errors']} {lv.get('error_messages', [])}")
     print("SERVE (ms; tok/s from usage.completion_tokens, else streamed chunks)")
 
 

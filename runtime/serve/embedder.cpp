@@ -144,9 +144,9 @@ Embedder::embed(absl::Span<const std::vector<int32_t>> inputs,
     return absl::FailedPreconditionError(
         "the model was compiled without @embed: compile it again");
   if (dimensions < 0 || dimensions > hidden)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dimensions must be 1 to ", hidden, " (the model's), not ",
-        dimensions));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dimensions must be 1 to ", hidden, " (the model's), not ",
+                     dimensions));
   const int64_t longest = maxInputTokens();
   for (size_t i = 0; i < inputs.size(); ++i)
     if (inputs[i].empty() || int64_t(inputs[i].size()) > longest)

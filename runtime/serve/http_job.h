@@ -25,9 +25,11 @@ namespace treni {
 using Clock = std::chrono::steady_clock;
 
 struct HttpServer::Job {
-  enum class Kind { Chat, Completion, Streamed };
+  enum class Kind { Chat, Completion, Streamed, Json };
   Kind kind = Kind::Chat;
-  std::function<void(Job &)> work; ///< Kind::Streamed: runs on the worker
+  /// Kind::Streamed and Kind::Json: runs on the worker (a Json job's work
+  /// sets the body and finishes the job).
+  std::function<void(Job &)> work;
   /// Kind::Streamed: may run on a batch worker (StreamedRoute::concurrent).
   bool concurrent = false;
   ChatRequest chat;

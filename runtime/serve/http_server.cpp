@@ -174,7 +174,8 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     Model,
     Chat,
     Completion,
-    Streamed
+    Streamed,
+    Json
   };
 
   Connection(HttpServer &server, tcp::socket socket, std::string client)
@@ -306,9 +307,14 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
           route = Route::Streamed;
           streamedRoute = i;
         }
+      for (size_t i = 0; i < server.jsonRoutes_.size(); ++i)
+        if (server.jsonRoutes_[i].first == path) {
+          route = Route::Json;
+          streamedRoute = i;
+        }
     }
     if (route == Route::Chat || route == Route::Completion ||
-        route == Route::Streamed)
+        route == Route::Streamed || route == Route::Json)
       allowed = "POST";
     if (route != Route::None && route != Route::Model)
       endpoint = path;
@@ -460,6 +466,7 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
     case Route::Chat:
     case Route::Completion:
     case Route::Streamed:
+    case Route::Json:
       break;
     case Route::None:
       return;
@@ -506,6 +513,19 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       job->kind = Job::Kind::Completion;
       job->completion = std::move(std::get<CompletionRequest>(parsed));
       job->stream = job->completion.stream;
+    } else if (route == Route::Json) {
+      job->kind = Job::Kind::Json;
+      job->work = [work = server.jsonRoutes_[index].second,
+                   body = std::move(body)](Job &j) {
+        ApiResult<std::string> answer = work(body, j.cancel, j.deadline);
+        if (auto *error = std::get_if<ApiError>(&answer))
+          return j.finish(*error);
+        {
+          std::lock_guard<std::mutex> lock(j.mutex);
+          j.body = std::move(std::get<std::string>(answer));
+        }
+        j.finish();
+      };
     } else {
       job->kind = Job::Kind::Streamed;
       job->stream = true;
@@ -854,6 +874,10 @@ json HttpServer::modelObject() const {
 void HttpServer::addStreamedRoute(std::string path, StreamedWork work,
                                   bool concurrent) {
   streamedRoutes_.push_back({std::move(path), std::move(work), concurrent});
+}
+
+void HttpServer::addJsonRoute(std::string path, JsonWork work) {
+  jsonRoutes_.emplace_back(std::move(path), std::move(work));
 }
 
 absl::Status HttpServer::start() {

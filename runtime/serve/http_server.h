@@ -30,6 +30,7 @@
 // goes to stderr); the server keeps serving.
 //
 //   POST /v1/chat/completions   POST /v1/completions
+//   POST /v1/embeddings (added by `treni serve`, addJsonRoute)
 //   GET /v1/models              GET /v1/models/{id}
 //   GET /health                 GET /metrics (Prometheus text)
 //
@@ -141,6 +142,18 @@ public:
   void addStreamedRoute(std::string path, StreamedWork work,
                         bool concurrent = false);
 
+  /// Work for a JSON route: the response body (status 200) or the error,
+  /// from the request body. Runs on the generation worker; `cancel` turns
+  /// true when the client goes away, and the work should stop by `deadline`
+  /// (--request-timeout after the request arrived).
+  using JsonWork = std::function<ApiResult<std::string>(
+      const std::string &body, const std::atomic<bool> &cancel,
+      std::chrono::steady_clock::time_point deadline)>;
+  /// Adds `POST path` answered as one application/json response by `work`,
+  /// queued like a generation (the body has passed every POST's checks).
+  /// Call before start().
+  void addJsonRoute(std::string path, JsonWork work);
+
   struct Job;
   struct Impl;
   struct Connection;
@@ -185,6 +198,7 @@ private:
     bool concurrent = false;
   };
   std::vector<StreamedRoute> streamedRoutes_;
+  std::vector<std::pair<std::string, JsonWork>> jsonRoutes_;
 };
 
 } // namespace treni

@@ -57,7 +57,9 @@ std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
   // Chat and completions go to the batch workers when there are any; the
   // streamed routes use the Generator, on the one worker.
   std::deque<std::shared_ptr<Job>> &queue =
-      batch_ && (job->kind != Job::Kind::Streamed || job->concurrent)
+      batch_ && (job->kind == Job::Kind::Chat ||
+                 job->kind == Job::Kind::Completion ||
+                 (job->kind == Job::Kind::Streamed && job->concurrent))
           ? batchQueue_
           : queue_;
   if (int(queue.size()) >= options_.queueSize)
@@ -131,6 +133,10 @@ void HttpServer::runJob(Job &job) {
   if (Clock::now() >= job.deadline) {
     metrics_.countTimeout();
     job.finish(timeoutError(options_.requestTimeoutSeconds));
+    return;
+  }
+  if (job.kind == Job::Kind::Json) {
+    job.work(job);
     return;
   }
   if (job.kind == Job::Kind::Streamed) {

@@ -13,10 +13,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <random>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/text/chat_template.h"
@@ -363,27 +365,35 @@ uint64_t freshSeed() {
 /// `model`, sampling, stop, stream and stream_options: shared by both
 /// endpoints, read into the fields of the same names of a ChatRequest or a
 /// CompletionRequest.
-template <typename Request>
-std::optional<ApiError> readCommon(FieldReader &reader, const ApiLimits &limits,
-                                   Request &out) {
+/// `model`: required, a string, one the server serves (404 otherwise).
+std::optional<ApiError> readModel(FieldReader &reader, const ApiLimits &limits,
+                                  std::string &out) {
   const ojson *model = reader.get("model");
   if (!model)
     return invalidRequest("'model' is required", "model",
                           "missing_required_parameter");
   if (!model->is_string())
     return wrongType("model", "a string", *model);
-  out.model = model->get<std::string>();
+  out = model->get<std::string>();
   if (!limits.modelNames.empty() &&
-      std::find(limits.modelNames.begin(), limits.modelNames.end(),
-                out.model) == limits.modelNames.end()) {
+      std::find(limits.modelNames.begin(), limits.modelNames.end(), out) ==
+          limits.modelNames.end()) {
     ApiError error = invalidRequest(
-        absl::StrCat("the model '", out.model,
+        absl::StrCat("the model '", out,
                      "' does not exist; this server serves '",
                      absl::StrJoin(limits.modelNames, "', '"), "'"),
         "model", "model_not_found");
     error.status = 404;
     return error;
   }
+  return std::nullopt;
+}
+
+template <typename Request>
+std::optional<ApiError> readCommon(FieldReader &reader, const ApiLimits &limits,
+                                   Request &out) {
+  if (auto error = readModel(reader, limits, out.model))
+    return error;
   // OpenAI's default temperature is 1.
   out.sampling.temperature =
       float(reader.number("temperature", 0, 2).value_or(1.0));
@@ -847,7 +857,136 @@ ApiResult<CompletionRequest> readCompletionRequest(std::string_view text,
   return out;
 }
 
+/// Token ids of one token-array input (`what` names it in errors).
+std::optional<ApiError> readTokenIds(const ojson &array,
+                                     const std::string &what,
+                                     std::vector<int32_t> &out) {
+  if (array.empty())
+    return invalidRequest(absl::StrCat(what, " must not be empty"), "input");
+  for (const ojson &id : array) {
+    if (!id.is_number_integer())
+      return invalidRequest(absl::StrCat(what, " must hold token ids"), "input",
+                            "invalid_type");
+    if ((id.is_number_unsigned() && id.get<uint64_t>() > uint64_t(INT32_MAX)) ||
+        (!id.is_number_unsigned() &&
+         (id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)))
+      return invalidRequest(absl::StrCat(what, " holds an invalid token id"),
+                            "input");
+    out.push_back(int32_t(id.get<int64_t>()));
+  }
+  return std::nullopt;
+}
+
+ApiResult<EmbeddingsRequest> readEmbeddingsRequest(std::string_view text,
+                                                   const ApiLimits &limits) {
+  auto parsed = parseBody(text);
+  if (auto *error = std::get_if<ApiError>(&parsed))
+    return *error;
+  const ojson &body = std::get<ojson>(parsed);
+  FieldReader reader(body);
+  EmbeddingsRequest out;
+  if (auto error = readModel(reader, limits, out.model))
+    return *error;
+  const ojson *input = reader.get("input");
+  if (!input)
+    return invalidRequest("'input' is required", "input",
+                          "missing_required_parameter");
+  const char *kInputTypes =
+      "'input' must be a string, an array of strings, an array of token ids "
+      "or an array of arrays of token ids";
+  if (input->is_string()) {
+    if (input->get_ref<const std::string &>().empty())
+      return invalidRequest("'input' must not be empty", "input");
+    out.texts.push_back(input->get<std::string>());
+  } else if (!input->is_array() || input->empty()) {
+    return input->is_array()
+               ? invalidRequest("'input' must not be an empty array", "input")
+               : invalidRequest(kInputTypes, "input", "invalid_type");
+  } else if (int64_t(input->size()) > kMaxEmbeddingInputs) {
+    return invalidRequest(absl::StrCat("'input' holds ", input->size(),
+                                       " inputs; at most ", kMaxEmbeddingInputs,
+                                       " per request"),
+                          "input");
+  } else if ((*input)[0].is_number_integer()) {
+    out.tokenInputs.emplace_back();
+    if (auto error = readTokenIds(*input, "'input'", out.tokenInputs.back()))
+      return *error;
+  } else if ((*input)[0].is_string()) {
+    for (size_t i = 0; i < input->size(); ++i) {
+      const ojson &item = (*input)[i];
+      if (!item.is_string())
+        return invalidRequest(kInputTypes, "input", "invalid_type");
+      if (item.get_ref<const std::string &>().empty())
+        return invalidRequest(
+            absl::StrCat("'input[", i, "]' must not be empty"), "input");
+      out.texts.push_back(item.get<std::string>());
+    }
+  } else if ((*input)[0].is_array()) {
+    for (size_t i = 0; i < input->size(); ++i) {
+      const ojson &item = (*input)[i];
+      if (!item.is_array())
+        return invalidRequest(kInputTypes, "input", "invalid_type");
+      out.tokenInputs.emplace_back();
+      if (auto error = readTokenIds(item, absl::StrCat("'input[", i, "]'"),
+                                    out.tokenInputs.back()))
+        return *error;
+    }
+  } else {
+    return invalidRequest(kInputTypes, "input", "invalid_type");
+  }
+  if (const ojson *format = reader.get("encoding_format")) {
+    if (!format->is_string() || (*format != "float" && *format != "base64"))
+      return invalidRequest("'encoding_format' must be \"float\" or "
+                            "\"base64\"",
+                            "encoding_format");
+    out.base64 = *format == "base64";
+  }
+  out.dimensions = reader.integer("dimensions", 1, 1 << 20).value_or(0);
+  if (const ojson *user = reader.get("user"); user && !user->is_string())
+    return wrongType("user", "a string", *user);
+  if (reader.error)
+    return *reader.error;
+  return out;
+}
+
 } // namespace
+
+ApiResult<EmbeddingsRequest> parseEmbeddingsRequest(std::string_view body,
+                                                    const ApiLimits &limits) {
+  return withoutEscapes<EmbeddingsRequest>(
+      [&] { return readEmbeddingsRequest(body, limits); },
+      unexpectedParseError);
+}
+
+nlohmann::json
+buildEmbeddingsResponse(const std::string &model,
+                        absl::Span<const std::vector<float>> vectors,
+                        bool base64, int64_t promptTokens) {
+  nlohmann::json data = nlohmann::json::array();
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    nlohmann::json embedding;
+    if (base64) {
+      std::string bytes(vectors[i].size() * sizeof(float), '\0');
+      for (size_t v = 0; v < vectors[i].size(); ++v) {
+        uint32_t bits;
+        std::memcpy(&bits, &vectors[i][v], sizeof(bits));
+        for (int b = 0; b < 4; ++b) // little-endian, whatever the host
+          bytes[v * 4 + b] = char((bits >> (8 * b)) & 0xff);
+      }
+      embedding = absl::Base64Escape(bytes);
+    } else {
+      embedding = vectors[i];
+    }
+    data.push_back({{"object", "embedding"},
+                    {"index", int64_t(i)},
+                    {"embedding", std::move(embedding)}});
+  }
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"model", model},
+          {"usage",
+           {{"prompt_tokens", promptTokens}, {"total_tokens", promptTokens}}}};
+}
 
 ApiResult<ChatRequest> parseChatRequest(std::string_view body,
                                         const ApiLimits &limits) {

@@ -36,6 +36,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 #include "runtime/exec/sampler.h"
 #include "runtime/serve/generation.h"
@@ -116,6 +117,27 @@ struct CompletionRequest {
   /// vLLM's ignore_eos: generate max_tokens even past an EOS (benchmarks).
   bool ignoreEos = false;
 };
+
+/// POST /v1/embeddings: `input` is a string, an array of strings, an array of
+/// token ids (one input) or an array of such arrays; at most
+/// kMaxEmbeddingInputs inputs, none empty.
+inline constexpr int64_t kMaxEmbeddingInputs = 2048;
+struct EmbeddingsRequest {
+  std::string model;
+  std::vector<std::string> texts;                ///< string inputs, or
+  std::vector<std::vector<int32_t>> tokenInputs; ///< token-id inputs
+  bool base64 = false;    ///< encoding_format "base64" (else "float")
+  int64_t dimensions = 0; ///< 0: the model's; else the first N values
+};
+ApiResult<EmbeddingsRequest> parseEmbeddingsRequest(std::string_view body,
+                                                    const ApiLimits &limits);
+/// The response: one {"object": "embedding", "index", "embedding"} per
+/// vector (floats, or base64 of their little-endian float32 bytes), the
+/// model and usage (prompt_tokens = total_tokens = `promptTokens`).
+nlohmann::json
+buildEmbeddingsResponse(const std::string &model,
+                        absl::Span<const std::vector<float>> vectors,
+                        bool base64, int64_t promptTokens);
 
 /// Parses and validates a request body. Errors name the parameter: malformed
 /// JSON or invalid UTF-8, JSON nesting deeper than kMaxJsonDepth inside a

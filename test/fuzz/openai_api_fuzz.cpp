@@ -140,5 +140,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (auto *error = std::get_if<treni::ApiError>(&prepared))
       checkError(*error, body, /*preparing=*/true);
   }
+
+  // /v1/embeddings: what parses has 1..kMaxEmbeddingInputs non-empty inputs
+  // of one kind, and its response builds (base64 or floats).
+  auto embeddings = treni::parseEmbeddingsRequest(body, limits);
+  if (auto *error = std::get_if<treni::ApiError>(&embeddings)) {
+    checkError(*error, body, /*preparing=*/false);
+  } else {
+    const auto &request = std::get<treni::EmbeddingsRequest>(embeddings);
+    size_t inputs = request.texts.size() + request.tokenInputs.size();
+    check(inputs >= 1 && int64_t(inputs) <= treni::kMaxEmbeddingInputs);
+    check(request.texts.empty() || request.tokenInputs.empty());
+    for (const std::string &text : request.texts)
+      check(!text.empty());
+    for (const auto &ids : request.tokenInputs) {
+      check(!ids.empty());
+      for (int32_t id : ids)
+        check(id >= 0);
+    }
+    check(request.dimensions >= 0);
+    std::vector<std::vector<float>> vectors(inputs, {0.5f, -1.0f});
+    auto response = treni::buildEmbeddingsResponse(request.model, vectors,
+                                                   request.base64, 3);
+    check(response["data"].size() == inputs);
+  }
   return 0;
 }

@@ -27,14 +27,13 @@ constexpr int64_t kMaxSeq = 256;
 
 /// `input`'s vector from a contiguous executor, pooled and normalised.
 std::vector<float> reference(CpuExecutor &executor,
-                             const std::vector<int32_t> &input,
-                             Pooling pooling, int64_t dimensions) {
+                             const std::vector<int32_t> &input, Pooling pooling,
+                             int64_t dimensions) {
   auto rows = executor.embed(input, 0);
   EXPECT_TRUE(rows.ok()) << rows.status();
   if (!rows.ok())
     return {};
-  const int64_t hidden = executor.hiddenSize(),
-                count = int64_t(input.size());
+  const int64_t hidden = executor.hiddenSize(), count = int64_t(input.size());
   std::vector<float> vector(hidden);
   for (int64_t d = 0; d < hidden; ++d) {
     double value = 0;
@@ -138,13 +137,13 @@ TEST_P(EmbedderTest, RefusesBadInputsAndHonoursCancellation) {
   std::atomic<bool> cancel{true};
   EXPECT_EQ(embedder.embed(fine, 0, &cancel).status().code(),
             absl::StatusCode::kCancelled);
-  EXPECT_EQ(embedder
-                .embed(fine, 0, nullptr,
-                       std::chrono::steady_clock::now() -
-                           std::chrono::seconds(1))
-                .status()
-                .code(),
-            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(
+      embedder
+          .embed(fine, 0, nullptr,
+                 std::chrono::steady_clock::now() - std::chrono::seconds(1))
+          .status()
+          .code(),
+      absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(embedder.steps(), 0);
 }
 

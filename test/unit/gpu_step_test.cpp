@@ -14,15 +14,21 @@
 //===----------------------------------------------------------------------===//
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "frontends/safetensors/safetensors.h"
 #include "runtime/batch/kv_block_pool.h"
+#include "runtime/batch/scheduler.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/gpu_step_runner.h"
+#include "runtime/exec/step_inputs.h"
 #include "test/unit/test_util.h"
 #include "gtest/gtest.h"
 
@@ -55,10 +61,11 @@ struct Sequence {
   std::vector<int32_t> tokens;
 };
 
-/// A fixture, and whether prompt-chunk rows take attention_flash
-/// (GpuOptions::chunkFlash) or the split-KV kernels.
+/// A fixture; whether prompt-chunk rows take attention_flash
+/// (GpuOptions::chunkFlash) or the split-KV kernels; whether the split-KV
+/// kernel runs on the tensor cores (GpuOptions::seq1TensorCores).
 class GpuStepTest
-    : public ::testing::TestWithParam<std::tuple<const char *, bool>> {
+    : public ::testing::TestWithParam<std::tuple<const char *, bool, bool>> {
 protected:
   void SetUp() override {
     if (!currentDeviceArch().ok())
@@ -67,7 +74,8 @@ protected:
     options.device = Device::Gpu;
     options.maxSeq = kMaxSeq;
     options.chunkFlash = std::get<1>(GetParam());
-    auto engine = loadEngine(fixtureDir(std::get<0>(GetParam())), options);
+    options.seq1TensorCores = std::get<2>(GetParam());
+    auto engine = loadEngine(modelDir(), options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
   }
@@ -90,8 +98,31 @@ protected:
     }
   }
 
+  /// A fixture's directory, or the model directory the parameter names.
+  std::string modelDir() const {
+    std::string name = std::get<0>(GetParam());
+    return name.starts_with("/") ? name : fixtureDir(name);
+  }
+
   std::unique_ptr<Engine> engine_;
 };
+
+/// The fixtures, and the model directories in $TRENI_STEP_TEST_MODELS
+/// (':'-separated; the GPU machine's random-weight models of the real shapes,
+/// whose head dims take the tensor-core decode attention).
+std::vector<const char *> stepTestModels() {
+  static std::vector<std::string> extra = [] {
+    std::vector<std::string> dirs;
+    if (const char *list = std::getenv("TRENI_STEP_TEST_MODELS"))
+      for (absl::string_view dir : absl::StrSplit(list, ':', absl::SkipEmpty()))
+        dirs.emplace_back(dir);
+    return dirs;
+  }();
+  std::vector<const char *> models = {"qwen2", "llama", "qwen3"};
+  for (const std::string &dir : extra)
+    models.push_back(dir.c_str());
+  return models;
+}
 
 TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
   const int64_t vocab = engine_->vocabSize();
@@ -185,7 +216,7 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
       continue;
     if (step == 0) {
       // The prompt-chunk rows take attention_flash exactly when asked to
-      // and the template applies (a 16-bit cache: not llama's f32).
+      // (the GPU runs every fixture in 16 bits, llama's f32 one in bf16).
       auto *gpu = dynamic_cast<GpuStepRunner *>(&runner);
       ASSERT_NE(gpu, nullptr);
       auto times = gpu->profile(plan, 1);
@@ -193,8 +224,7 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
       bool flash = false;
       for (const StepTime &time : *times)
         flash |= time.templateName == "attention_flash";
-      EXPECT_EQ(flash, std::get<1>(GetParam()) &&
-                           std::string(std::get<0>(GetParam())) != "llama");
+      EXPECT_EQ(flash, std::get<1>(GetParam()));
     }
 
     auto logits = runner.run(plan);
@@ -247,6 +277,82 @@ TEST_P(GpuStepTest, RowsMatchTheSingleSequencePath) {
   }
 }
 
+// @embed on the GPU: two inputs in one step, the second in two chunks (its
+// second chunk attends to the first's K/V rows, from another step); each
+// last row's hidden state through the fixture's head gives the engine's own
+// single-sequence logits for that prompt.
+TEST_P(GpuStepTest, EmbedRowsGiveTheSingleSequenceLogits) {
+  auto made = engine_->createStepRunner(16, 512);
+  ASSERT_TRUE(made.ok()) << made.status();
+  StepRunner &runner = **made;
+  const int64_t hidden = runner.hiddenSize(), vocab = engine_->vocabSize();
+  ASSERT_GT(hidden, 0);
+  auto checkpoint = Checkpoint::open(modelDir());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  const TensorInfo *head = (*checkpoint)->find("lm_head.weight");
+  if (!head)
+    head = (*checkpoint)->find("model.embed_tokens.weight");
+  ASSERT_NE(head, nullptr);
+  std::vector<float> weights(vocab * hidden);
+  convertToF32(head->dtype, (*checkpoint)->data(*head).data(), weights.data(),
+               vocab * hidden);
+  std::vector<std::vector<int32_t>> prompts(2);
+  for (int i = 0; i < 70; ++i)
+    prompts[0].push_back(int32_t((i * 13 + 1) % vocab));
+  for (int i = 0; i < 150; ++i)
+    prompts[1].push_back(int32_t((i * 29 + 7) % vocab));
+  std::vector<std::vector<float>> lastRows(2);
+  // Step 1: all of prompt 0 (blocks 0, 1), the first 100 of prompt 1
+  // (blocks 5, 3, 9); step 2: the rest of prompt 1.
+  const std::vector<int32_t> tables[2] = {{0, 1}, {5, 3, 9}};
+  for (int step = 0; step < 2; ++step) {
+    StepPlan plan;
+    auto chunk = [&](int s, size_t from, size_t to) {
+      BlockTableRef ref{int64_t(plan.blockTables.size()),
+                        int64_t(tables[s].size())};
+      plan.blockTables.insert(plan.blockTables.end(), tables[s].begin(),
+                              tables[s].end());
+      plan.prefills.push_back({SequenceId(s), int64_t(from),
+                               std::vector<int32_t>(prompts[s].begin() + from,
+                                                    prompts[s].begin() + to),
+                               false, ref});
+    };
+    if (step == 0) {
+      chunk(0, 0, 70);
+      chunk(1, 0, 100);
+    } else {
+      chunk(1, 100, 150);
+    }
+    auto rows = runner.embed(plan);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    int64_t count = 0;
+    for (const PrefillChunk &c : plan.prefills) {
+      count += int64_t(c.tokens.size());
+      if (c.firstPosition + int64_t(c.tokens.size()) ==
+          int64_t(prompts[c.sequence].size()))
+        lastRows[c.sequence].assign(rows->begin() + (count - 1) * hidden,
+                                    rows->begin() + count * hidden);
+    }
+    ASSERT_EQ(int64_t(rows->size()), count * hidden);
+  }
+  for (int s = 0; s < 2; ++s) {
+    SamplingParams greedy;
+    ASSERT_TRUE(engine_->prefill(prompts[s], greedy).ok());
+    auto want = engine_->lastLogits();
+    ASSERT_TRUE(want.ok()) << want.status();
+    float scale = 1.0f, diff = 0.0f;
+    for (int64_t v = 0; v < vocab; ++v) {
+      float logit = 0;
+      for (int64_t d = 0; d < hidden; ++d)
+        logit += lastRows[s][d] * weights[v * hidden + d];
+      scale = std::max(scale, std::abs((*want)[v]));
+      diff = std::max(diff, std::abs(logit - (*want)[v]));
+    }
+    // The engine's lm_head reads the 16-bit normed row; @embed's is f32.
+    EXPECT_LE(diff, 0.03f * scale) << "prompt " << s;
+  }
+}
+
 // The GPU computes the sampled rows first (its final norm and lm_head run on
 // them only): decode rows, then each sampling chunk's last row, then the
 // other chunk rows; every row keeps its token, position and table.
@@ -268,6 +374,70 @@ TEST(StepRowOrderTest, SampledRowsFirst) {
 // An automatic pool takes the blocks the free memory holds after the rest
 // and the scratch block, at most kMaxPagedBlocks, and none when one
 // sequence's blocks do not fit.
+// The tiles attention_flash gets for the scheduler's own plans (64 prompts
+// of 512 tokens in steps of 2048 rows, decoding 8 tokens each): every tile
+// lies in the prompt-chunk rows after the sampled ones, inside one run of
+// one table, and that table covers every position the tile reads; each
+// chunk row is in exactly one tile per KV head. Needs no GPU.
+TEST(StepRowOrderTest, FlashTilesOfSchedulerPlansStayInsideTheirTables) {
+  SchedulerConfig config;
+  config.maxNumSeqs = 256;
+  config.maxBatchTokens = 2048;
+  config.prefillChunk = 2048;
+  config.maxSeqLen = 2048;
+  KvBlockPool pool(4200);
+  auto scheduler = Scheduler::create(config, pool);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  for (int s = 0; s < 64; ++s) {
+    std::vector<int32_t> prompt(512);
+    for (int i = 0; i < 512; ++i)
+      prompt[i] = (i * 7 + s * 131 + 1) % 150000;
+    ASSERT_TRUE(scheduler->add(SequenceId(s), prompt, 8).ok());
+  }
+  const int64_t group = 7, blockM = 128;
+  int steps = 0, tiled = 0;
+  while (scheduler->hasWork() && steps++ < 1000) {
+    auto plan = scheduler->schedule();
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    StepRowOrder rows = orderStepRows(*plan);
+    const int64_t tokens = int64_t(rows.ids.size());
+    std::vector<int32_t> tiles = flashChunkTiles(
+        rows.tableOffsets, rows.positions, rows.sampledRows, group, blockM);
+    std::vector<int> seen(tokens * group, 0);
+    for (size_t t = 0; t < tiles.size(); t += 3) {
+      const int64_t row = tiles[t], count = tiles[t + 1], first = tiles[t + 2];
+      ASSERT_GE(row, rows.sampledRows);
+      ASSERT_LE(row + count, tokens);
+      ASSERT_LT(first, count * group);
+      // The run's table: from its offset to the next larger offset any row
+      // names (the tables lie back to back), or the end.
+      int64_t begin = rows.tableOffsets[row],
+              end = int64_t(plan->blockTables.size());
+      for (int32_t offset : rows.tableOffsets)
+        if (offset > begin)
+          end = std::min<int64_t>(end, offset);
+      int64_t last = std::min(first + blockM, count * group) - 1;
+      for (int64_t v = first; v <= last; ++v) {
+        const int64_t r = row + v / group;
+        ASSERT_EQ(rows.tableOffsets[r], begin);
+        ASSERT_LT(rows.positions[r] / kKvBlockTokens, end - begin)
+            << "step " << steps << " row " << r;
+        ++seen[r * group + v % group];
+      }
+      ++tiled;
+    }
+    for (int64_t r = 0; r < tokens; ++r)
+      for (int64_t h = 0; h < group; ++h)
+        ASSERT_EQ(seen[r * group + h], r < rows.sampledRows ? 0 : 1);
+    std::vector<SampledToken> sampled;
+    for (SequenceId id : plan->sampledSequences())
+      sampled.push_back({id, 5, false});
+    ASSERT_TRUE(scheduler->commit(*plan, sampled).ok());
+  }
+  EXPECT_FALSE(scheduler->hasWork());
+  EXPECT_GT(tiled, 0);
+}
+
 TEST(PagedPoolSizeTest, BlocksThatFit) {
   const int64_t mib = int64_t(1) << 20;
   // 1000 MiB free, 100 MiB for the rest: 900 blocks of 1 MiB, one scratch.
@@ -282,11 +452,16 @@ TEST(PagedPoolSizeTest, BlocksThatFit) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, GpuStepTest,
-    ::testing::Combine(::testing::Values("qwen2", "llama", "qwen3"),
+    ::testing::Combine(::testing::ValuesIn(stepTestModels()), ::testing::Bool(),
                        ::testing::Bool()),
     [](const auto &info) {
-      return absl::StrCat(std::get<0>(info.param),
-                          std::get<1>(info.param) ? "_chunk_flash" : "");
+      std::string name = std::get<0>(info.param);
+      name = name.substr(name.rfind('/') + 1);
+      for (char &c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)))
+          c = '_';
+      return absl::StrCat(name, std::get<1>(info.param) ? "_chunk_flash" : "",
+                          std::get<2>(info.param) ? "_seq1_tensor_cores" : "");
     });
 
 } // namespace

@@ -27,6 +27,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/agent/agent_http.h"
+#include "runtime/serve/embedder.h"
+#include "runtime/serve/embeddings_route.h"
 #include "runtime/serve/http_server.h"
 #include "runtime/serve/openai_api.h"
 #include "runtime/tools/tool_registry.h"
@@ -60,6 +62,13 @@ cl::opt<int> maxBatchTokens(
     cl::desc("Tokens one batch step computes at most (decode rows + prompt "
              "chunks; >= --max-num-seqs)"),
     cl::init(2048), cl::sub(serveSubcommand()));
+cl::opt<std::string> modelKind(
+    "model-kind",
+    cl::desc("chat, embedding or auto (the default: embedding for a "
+             "sentence-transformers directory, whose modules.json names a "
+             "Pooling module; else chat). An embedding model answers POST "
+             "/v1/embeddings, its inputs batched in shared steps"),
+    cl::init("auto"), cl::sub(serveSubcommand()));
 cl::opt<int> kvBlocks(
     "kv-blocks",
     cl::desc("KV cache blocks of 64 positions shared by the batch (0: on the "
@@ -223,6 +232,34 @@ batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
                                 std::move(options));
 }
 
+/// Whether the served model is an embedding model (--model-kind).
+absl::StatusOr<bool> servesEmbeddings(const TextModel &model) {
+  if (modelKind == "embedding")
+    return true;
+  if (modelKind == "chat")
+    return false;
+  if (modelKind != "auto")
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model-kind must be chat, embedding or auto, not '",
+                     modelKind.getValue(), "'"));
+  return declaresEmbeddingModel(model.loaded.tokenizerDir);
+}
+
+/// The Embedder over a step runner of `model`'s engine (its pooling read
+/// from the checkpoint directory).
+absl::StatusOr<std::unique_ptr<Embedder>>
+makeEmbedder(TextModel &model, std::unique_ptr<StepRunner> &runner) {
+  TRENI_ASSIGN_OR_RETURN(Pooling pooling,
+                         readPooling(model.loaded.tokenizerDir));
+  TRENI_ASSIGN_OR_RETURN(
+      runner, model.loaded.engine->createStepRunner(kvBlocks, maxBatchTokens));
+  if (runner->hiddenSize() <= 0)
+    return absl::FailedPreconditionError(
+        "the model was compiled without @embed (an older package): compile "
+        "it again to serve embeddings");
+  return std::make_unique<Embedder>(*runner, pooling, maxBatchTokens);
+}
+
 std::atomic<bool> stopRequested{false};
 void onStopSignal(int) { stopRequested = true; }
 
@@ -249,11 +286,32 @@ int runServeCommand() {
     return fail(served.status());
   Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
                       model->generatorOptions());
+  auto embeddings = servesEmbeddings(*model);
+  if (!embeddings.ok())
+    return fail(embeddings.status());
   std::unique_ptr<StepRunner> runner;
-  auto batch = batchGenerator(*model, runner);
+  std::unique_ptr<Embedder> embedder;
+  // An embedding model's step runner is the Embedder's: its chat and
+  // completion routes answer one request at a time.
+  absl::StatusOr<std::unique_ptr<BatchGenerator>> batch = nullptr;
+  if (*embeddings) {
+    auto made = makeEmbedder(*model, runner);
+    if (!made.ok())
+      return fail(made.status());
+    embedder = std::move(*made);
+  } else {
+    batch = batchGenerator(*model, runner);
+  }
   if (!batch.ok())
     return fail(batch.status());
   HttpServer server(generator, *served, *options, batch->get());
+  ApiLimits limits;
+  limits.maxSeq = served->maxSeq;
+  limits.modelNames = {served->name};
+  server.addJsonRoute("/v1/embeddings",
+                      embeddingsWork(embedder.get(), *model->loaded.tokenizer,
+                                     limits,
+                                     model->loaded.engine->vocabSize()));
   if (enableAgentApi)
     addAgentRoute(server,
                   *batch ? static_cast<TextGenerator &>(**batch) : generator,
@@ -262,20 +320,25 @@ int runServeCommand() {
     return fail(status);
   std::signal(SIGINT, onStopSignal);
   std::signal(SIGTERM, onStopSignal);
-  std::fprintf(stderr,
-               "treni serve: listening on http://%s:%d (model '%s', %s, "
-               "max-seq %lld, queue %d, %s)%s\n",
-               options->host.c_str(), server.port(), served->name.c_str(),
-               deviceName(model->options.device),
-               (long long)model->options.maxSeq, options->queueSize,
-               *batch ? absl::StrCat("continuous batching of up to ",
-                                     options->maxNumSeqs, " sequences, ",
-                                     runner->numBlocks(), " KV blocks")
-                            .c_str()
-                      : "one request at a time",
-               model->loaded.chatTemplate
-                   ? ""
-                   : " [no chat template: /v1/completions only]");
+  std::fprintf(
+      stderr,
+      "treni serve: listening on http://%s:%d (model '%s', %s, "
+      "max-seq %lld, queue %d, %s)%s\n",
+      options->host.c_str(), server.port(), served->name.c_str(),
+      deviceName(model->options.device), (long long)model->options.maxSeq,
+      options->queueSize,
+      embedder ? absl::StrCat("embeddings (", poolingName(embedder->pooling()),
+                              " pooling, ", embedder->hiddenSize(),
+                              " dims) in shared steps, ", runner->numBlocks(),
+                              " KV blocks")
+                     .c_str()
+      : *batch
+          ? absl::StrCat("continuous batching of up to ", options->maxNumSeqs,
+                         " sequences, ", runner->numBlocks(), " KV blocks")
+                .c_str()
+          : "one request at a time",
+      model->loaded.chatTemplate ? ""
+                                 : " [no chat template: /v1/completions only]");
   std::fflush(stderr);
   while (!stopRequested)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

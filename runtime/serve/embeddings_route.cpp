@@ -1,0 +1,90 @@
+//===- embeddings_route.cpp - POST /v1/embeddings -------------------------===//
+
+#include "runtime/serve/embeddings_route.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "support/json.h"
+
+namespace treni {
+
+HttpServer::JsonWork embeddingsWork(Embedder *embedder,
+                                    const Tokenizer &tokenizer,
+                                    ApiLimits limits, int64_t vocabSize) {
+  return [embedder, &tokenizer, limits = std::move(limits),
+          vocabSize](const std::string &body, const std::atomic<bool> &cancel,
+                     std::chrono::steady_clock::time_point deadline)
+             -> ApiResult<std::string> {
+    ApiResult<EmbeddingsRequest> parsed = parseEmbeddingsRequest(body, limits);
+    if (auto *error = std::get_if<ApiError>(&parsed))
+      return *error;
+    EmbeddingsRequest &request = std::get<EmbeddingsRequest>(parsed);
+    if (!embedder)
+      return invalidRequest(
+          absl::StrCat("the model '", request.model,
+                       "' is a chat model; /v1/embeddings needs an embedding "
+                       "model (a sentence-transformers directory, or treni "
+                       "serve --model-kind embedding)"),
+          "model", "wrong_model_kind");
+    std::vector<std::vector<int32_t>> inputs = std::move(request.tokenInputs);
+    for (const std::string &text : request.texts)
+      inputs.push_back(tokenizer.encode(text));
+    const int64_t longest = embedder->maxInputTokens();
+    int64_t tokens = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].empty())
+        return invalidRequest(
+            absl::StrCat("input ", i, " encodes to no tokens"), "input");
+      if (int64_t(inputs[i].size()) > longest)
+        return invalidRequest(
+            absl::StrCat("input ", i, " has ", inputs[i].size(),
+                         " tokens; this server embeds at most ", longest),
+            "input", "context_length_exceeded");
+      for (int32_t id : inputs[i])
+        if (id >= vocabSize)
+          return invalidRequest(absl::StrCat("input ", i, ": token id ", id,
+                                             " is outside the vocabulary of ",
+                                             vocabSize),
+                                "input");
+      tokens += int64_t(inputs[i].size());
+    }
+    if (request.dimensions > embedder->hiddenSize())
+      return invalidRequest(
+          absl::StrCat("'dimensions' must be at most ",
+                       embedder->hiddenSize(), " (the model's), not ",
+                       request.dimensions),
+          "dimensions");
+    auto vectors =
+        embedder->embed(inputs, request.dimensions, &cancel, deadline);
+    if (!vectors.ok()) {
+      const absl::Status &status = vectors.status();
+      if (absl::IsInvalidArgument(status))
+        return invalidRequest(std::string(status.message()), "input");
+      ApiError error;
+      if (absl::IsDeadlineExceeded(status)) {
+        error.status = 504;
+        error.message = "the request ran past --request-timeout";
+        error.type = "timeout_error";
+        return error;
+      }
+      if (absl::IsCancelled(status)) {
+        error.status = 499;
+        error.message = "the request was cancelled";
+        return error;
+      }
+      // An engine failure's text (CUDA, file paths) stays in the log.
+      std::fprintf(stderr, "treni serve: internal error in embeddings: %s\n",
+                   std::string(status.message()).c_str());
+      error.status = 500;
+      error.message = "embedding failed (see the server's log)";
+      error.type = "server_error";
+      error.code = "engine_error";
+      return error;
+    }
+    return dumpJson(buildEmbeddingsResponse(request.model, *vectors,
+                                            request.base64, tokens));
+  };
+}
+
+} // namespace treni

@@ -1,0 +1,28 @@
+//===- embeddings_route.h - POST /v1/embeddings ----------------*- C++ -*-===//
+//
+// The OpenAI embeddings endpoint over an Embedder: the request is parsed
+// (openai_api.h), string inputs are tokenized as the model's tokenizer does
+// (its post-processor's special tokens included, as sentence-transformers
+// does), every input is checked against the vocabulary and the context, and
+// the Embedder computes all of them in shared steps. No HTTP here: the server
+// calls the work on its worker (HttpServer::addJsonRoute).
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <string>
+
+#include "runtime/serve/embedder.h"
+#include "runtime/serve/http_server.h"
+#include "runtime/text/tokenizer.h"
+
+namespace treni {
+
+/// The work of POST /v1/embeddings for the model `limits.modelNames` names;
+/// `embedder` null: the served model is not an embedding model, and every
+/// request is a 400 saying so. Everything given must outlive the work.
+HttpServer::JsonWork embeddingsWork(Embedder *embedder,
+                                    const Tokenizer &tokenizer,
+                                    ApiLimits limits, int64_t vocabSize);
+
+} // namespace treni
