@@ -51,9 +51,8 @@ HttpServer::JsonWork embeddingsWork(Embedder *embedder,
     }
     if (request.dimensions > embedder->hiddenSize())
       return invalidRequest(
-          absl::StrCat("'dimensions' must be at most ",
-                       embedder->hiddenSize(), " (the model's), not ",
-                       request.dimensions),
+          absl::StrCat("'dimensions' must be at most ", embedder->hiddenSize(),
+                       " (the model's), not ", request.dimensions),
           "dimensions");
     auto vectors =
         embedder->embed(inputs, request.dimensions, &cancel, deadline);

@@ -19,8 +19,8 @@
 
 namespace treni {
 namespace {
-using testing_util::fixtureDir;
 using nlohmann::json;
+using testing_util::fixtureDir;
 
 class EmbeddingsRouteTest : public ::testing::Test {
 protected:
@@ -30,7 +30,8 @@ protected:
     auto engine = loadEngine(fixtureDir("qwen3"), options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    auto tokenizer = Tokenizer::fromFile(fixtureDir("qwen3") + "/tokenizer.json");
+    auto tokenizer =
+        Tokenizer::fromFile(fixtureDir("qwen3") + "/tokenizer.json");
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
     auto runner = engine_->createStepRunner(4, 64);
@@ -101,9 +102,8 @@ TEST_F(EmbeddingsRouteTest, EveryInputFormGivesTheEmbeddersVectors) {
   EXPECT_EQ(idLists["data"], strings["data"]);
 
   // base64: little-endian float32 bytes of the same vector.
-  json encoded = ok({{"model", "emb"},
-                     {"input", texts[0]},
-                     {"encoding_format", "base64"}});
+  json encoded = ok(
+      {{"model", "emb"}, {"input", texts[0]}, {"encoding_format", "base64"}});
   std::string bytes;
   ASSERT_TRUE(absl::Base64Unescape(
       encoded["data"][0]["embedding"].get<std::string>(), &bytes));
@@ -141,29 +141,27 @@ TEST_F(EmbeddingsRouteTest, BadRequestsAreFourHundredsNamingTheProblem) {
             "'input[1]' must not be empty");
   EXPECT_EQ(refused({{"model", "emb"}, {"input", {1, -2}}}).message,
             "'input' holds an invalid token id");
-  EXPECT_EQ(refused({{"model", "emb"}, {"input", {{1}, json::array()}}})
-                .message,
-            "'input[1]' must not be empty");
+  EXPECT_EQ(
+      refused({{"model", "emb"}, {"input", {{1}, json::array()}}}).message,
+      "'input[1]' must not be empty");
   EXPECT_EQ(refused({{"model", "emb"}, {"input", {{"a", 1}}}}).code,
             "invalid_type");
   EXPECT_EQ(refused({{"model", "emb"}, {"input", 5}}).code, "invalid_type");
   EXPECT_EQ(refused({{"model", "emb"}, {"input", {100000}}}).message,
             "input 0: token id 100000 is outside the vocabulary of 512");
-  EXPECT_EQ(refused({{"model", "emb"},
-                     {"input", std::vector<int32_t>(257, 1)}})
-                .code,
-            "context_length_exceeded");
-  EXPECT_EQ(refused({{"model", "emb"}, {"input", "a"}, {"dimensions", 65}})
-                .message,
-            "'dimensions' must be at most 64 (the model's), not 65");
-  EXPECT_EQ(refused({{"model", "emb"}, {"input", "a"}, {"dimensions", 0}})
-                .param,
-            "dimensions");
-  EXPECT_EQ(refused({{"model", "emb"},
-                     {"input", "a"},
-                     {"encoding_format", "int8"}})
-                .param,
-            "encoding_format");
+  EXPECT_EQ(
+      refused({{"model", "emb"}, {"input", std::vector<int32_t>(257, 1)}}).code,
+      "context_length_exceeded");
+  EXPECT_EQ(
+      refused({{"model", "emb"}, {"input", "a"}, {"dimensions", 65}}).message,
+      "'dimensions' must be at most 64 (the model's), not 65");
+  EXPECT_EQ(
+      refused({{"model", "emb"}, {"input", "a"}, {"dimensions", 0}}).param,
+      "dimensions");
+  EXPECT_EQ(
+      refused({{"model", "emb"}, {"input", "a"}, {"encoding_format", "int8"}})
+          .param,
+      "encoding_format");
   ApiError unknown = refused({{"model", "other"}, {"input", "a"}});
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(unknown.code, "model_not_found");
@@ -181,9 +179,9 @@ TEST_F(EmbeddingsRouteTest, BadRequestsAreFourHundredsNamingTheProblem) {
 
   // A cancelled request stops before its first step.
   std::atomic<bool> cancel{true};
-  auto cancelled = work_(json({{"model", "emb"}, {"input", "a"}}).dump(),
-                         cancel, std::chrono::steady_clock::now() +
-                                     std::chrono::seconds(60));
+  auto cancelled =
+      work_(json({{"model", "emb"}, {"input", "a"}}).dump(), cancel,
+            std::chrono::steady_clock::now() + std::chrono::seconds(60));
   ASSERT_TRUE(std::holds_alternative<ApiError>(cancelled));
   EXPECT_EQ(std::get<ApiError>(cancelled).status, 499);
   std::atomic<bool> live{false};

@@ -378,6 +378,7 @@ TEST(KernelSourceTest, ActivationDtype) {
   ASSERT_TRUE(kernels.ok()) << kernels.status();
   // Only the residual stream (embedding output, adds, norms' and
   // take_last's inputs) is f32; everything else is bf16.
+  int floatNorms = 0;
   for (const KernelSpec &kernel : *kernels) {
     bool residual = kernel.entry.starts_with("treni_embedding_") ||
                     kernel.entry.starts_with("treni_add_") ||
@@ -392,8 +393,13 @@ TEST(KernelSourceTest, ActivationDtype) {
     if (kernel.entry.starts_with("treni_residual_norm_")) {
       EXPECT_NE(kernel.source.find("using sum_type = float;"),
                 std::string::npos);
-      EXPECT_NE(kernel.source.find("using out_type = bf16;"),
-                std::string::npos);
+      // @embed's final norm writes the f32 hidden states; the others bf16.
+      bool f32Out =
+          kernel.source.find("using out_type = float;") != std::string::npos;
+      floatNorms += f32Out;
+      if (!f32Out)
+        EXPECT_NE(kernel.source.find("using out_type = bf16;"),
+                  std::string::npos);
     }
     // The decode logits GEMV writes f32 logits.
     // The decode logits GEMV and @step's lm_head on gemm_rows write f32
@@ -413,6 +419,7 @@ TEST(KernelSourceTest, ActivationDtype) {
       EXPECT_NE(kernel.source.find("using out_type = bf16;"),
                 std::string::npos);
   }
+  EXPECT_EQ(floatNorms, 1);
   EXPECT_FALSE(activationDtype(Plan()).ok());
   SingleStep odd = rmsNormStep();
   odd.plan.caches[0].dtype = "i32";
