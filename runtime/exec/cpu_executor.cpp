@@ -233,13 +233,13 @@ int64_t CpuExecutor::hiddenSize() const {
 }
 
 absl::StatusOr<std::vector<float>>
-CpuExecutor::embedStep(absl::Span<const int32_t> ids,
+CpuExecutor::pagedRows(const char *name, absl::Span<const int32_t> ids,
                        absl::Span<const int32_t> positions,
                        absl::Span<const KvBlockId> blockTables,
                        absl::Span<const int32_t> rowTables) {
   if (!paged())
     return wrongCacheMode(false);
-  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction("embed"));
+  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction(name));
   StepTables tables{blockTables, rowTables, blockTokens_, numBlocks_};
   TRENI_RETURN_IF_ERROR(
       checkStepRows(ids, positions, maxSeq_, vocabSize_, &tables));
@@ -273,14 +273,7 @@ CpuExecutor::step(absl::Span<const int32_t> ids,
                   absl::Span<const int32_t> positions,
                   absl::Span<const KvBlockId> blockTables,
                   absl::Span<const int32_t> rowTables) {
-  if (!paged())
-    return wrongCacheMode(false);
-  TRENI_ASSIGN_OR_RETURN(const PlanFunction *function, rowsFunction());
-  StepTables tables{blockTables, rowTables, blockTokens_, numBlocks_};
-  TRENI_RETURN_IF_ERROR(
-      checkStepRows(ids, positions, maxSeq_, vocabSize_, &tables));
-  return run(*function, ids, positions,
-             KvPages{blockTokens_, blockTables.data(), rowTables.data()});
+  return pagedRows("step", ids, positions, blockTables, rowTables);
 }
 
 absl::StatusOr<std::vector<float>>

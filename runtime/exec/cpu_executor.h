@@ -106,16 +106,11 @@ public:
   absl::StatusOr<std::vector<float>> step(absl::Span<const int32_t> ids,
                                           absl::Span<const int32_t> positions);
 
-  /// @embed over the rows of a step, as step(): rows x hidden_size f32, each
-  /// row's final-norm hidden state (what embedding models pool), row-major.
-  /// It writes the rows' K/V like step (later chunks of a sequence attend to
-  /// them) and computes no logits.
-  absl::StatusOr<std::vector<float>>
-  embedStep(absl::Span<const int32_t> ids, absl::Span<const int32_t> positions,
-            absl::Span<const KvBlockId> blockTables,
-            absl::Span<const int32_t> rowTables);
   /// @embed over one sequence's tokens from `startPosition`, on a contiguous
-  /// executor, or (with the sequence's block table) on a paged one.
+  /// executor, or (with the sequence's block table) on a paged one: rows x
+  /// hidden_size f32, each row's final-norm hidden state (what embedding
+  /// models pool), row-major. It writes the rows' K/V as prefill does (later
+  /// chunks attend to them) and computes no logits.
   absl::StatusOr<std::vector<float>> embed(absl::Span<const int32_t> ids,
                                            int64_t startPosition);
   absl::StatusOr<std::vector<float>>
@@ -152,6 +147,12 @@ private:
   absl::Status checkPages(const KvPages &pages,
                           absl::Span<const KvBlockId> blockTable,
                           absl::Span<const int32_t> positions) const;
+  /// @step or @embed (`name`) over checked rows of a paged executor.
+  absl::StatusOr<std::vector<float>>
+  pagedRows(const char *name, absl::Span<const int32_t> ids,
+            absl::Span<const int32_t> positions,
+            absl::Span<const KvBlockId> blockTables,
+            absl::Span<const int32_t> rowTables);
   /// @step or @embed (`name`), or FailedPrecondition for a plan compiled
   /// without it.
   absl::StatusOr<const PlanFunction *>
