@@ -134,6 +134,112 @@ int64_t Embedder::maxInputTokens() const {
   return std::min(runner_.maxSeq(), runner_.numBlocks() * kKvBlockTokens);
 }
 
+absl::StatusOr<int64_t> runPromptSteps(
+    StepRunner &runner, absl::Span<const std::vector<int32_t>> inputs,
+    int64_t maxStepTokens, StepOutput output, const std::atomic<bool> *cancel,
+    std::chrono::steady_clock::time_point deadline,
+    absl::FunctionRef<void(const PromptChunk &)> onChunk) {
+  const int64_t longest =
+      std::min(runner.maxSeq(), runner.numBlocks() * kKvBlockTokens);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].empty() || int64_t(inputs[i].size()) > longest)
+      return absl::InvalidArgumentError(
+          absl::StrCat("input ", i, " has ", inputs[i].size(),
+                       " tokens; an input takes 1 to ", longest));
+  maxStepTokens = std::max<int64_t>(maxStepTokens, 1);
+  const int64_t width = output == StepOutput::HiddenStates ? runner.hiddenSize()
+                                                           : runner.vocabSize();
+  // Admitted inputs in order; each owns blocks until its last chunk ran.
+  struct Active {
+    size_t input;
+    int64_t done = 0; ///< tokens computed
+    std::vector<KvBlockId> blocks;
+  };
+  std::vector<KvBlockId> freeBlocks;
+  for (int64_t b = runner.numBlocks() - 1; b >= 0; --b)
+    freeBlocks.push_back(KvBlockId(b));
+  std::vector<Active> active;
+  size_t next = 0;
+  int64_t steps = 0;
+  while (next < inputs.size() || !active.empty()) {
+    if (cancel && cancel->load())
+      return absl::CancelledError("the request was cancelled");
+    if (std::chrono::steady_clock::now() > deadline)
+      return absl::DeadlineExceededError("the request ran past its deadline");
+    while (next < inputs.size()) {
+      const size_t need = size_t(kvBlocksFor(int64_t(inputs[next].size())));
+      if (need > freeBlocks.size())
+        break;
+      Active entry{next++};
+      entry.blocks.assign(freeBlocks.end() - need, freeBlocks.end());
+      freeBlocks.resize(freeBlocks.size() - need);
+      active.push_back(std::move(entry));
+    }
+    // One chunk per active input, oldest first, within the step's rows.
+    StepPlan plan;
+    std::vector<size_t> chunkOf; // plan.prefills[i] belongs to active[..]
+    int64_t budget = maxStepTokens;
+    for (size_t a = 0; a < active.size() && budget > 0; ++a) {
+      const std::vector<int32_t> &tokens = inputs[active[a].input];
+      int64_t take =
+          std::min<int64_t>(budget, int64_t(tokens.size()) - active[a].done);
+      BlockTableRef table{int64_t(plan.blockTables.size()),
+                          int64_t(active[a].blocks.size())};
+      plan.blockTables.insert(plan.blockTables.end(), active[a].blocks.begin(),
+                              active[a].blocks.end());
+      const bool last = active[a].done + take == int64_t(tokens.size());
+      plan.prefills.push_back(
+          {SequenceId(active[a].input), active[a].done,
+           std::vector<int32_t>(tokens.begin() + active[a].done,
+                                tokens.begin() + active[a].done + take),
+           /*samplesLast=*/output == StepOutput::LastLogits && last, table});
+      chunkOf.push_back(a);
+      budget -= take;
+    }
+    absl::StatusOr<absl::Span<const float>> rows =
+        output == StepOutput::HiddenStates ? runner.embed(plan)
+                                           : runner.run(plan);
+    TRENI_RETURN_IF_ERROR(rows.status());
+    ++steps;
+    int64_t expected = 0;
+    for (const PrefillChunk &chunk : plan.prefills)
+      expected += output == StepOutput::HiddenStates
+                      ? int64_t(chunk.tokens.size())
+                      : int64_t(chunk.samplesLast);
+    if (int64_t(rows->size()) != expected * width)
+      return absl::InternalError(absl::StrCat("a step returned ", rows->size(),
+                                              " values for ", expected,
+                                              " rows of ", width));
+    int64_t row = 0;
+    for (size_t c = 0; c < plan.prefills.size(); ++c) {
+      Active &entry = active[chunkOf[c]];
+      const PrefillChunk &chunk = plan.prefills[c];
+      const int64_t count = int64_t(chunk.tokens.size());
+      const bool last =
+          entry.done + count == int64_t(inputs[entry.input].size());
+      const int64_t taken = output == StepOutput::HiddenStates
+                                ? count
+                                : int64_t(chunk.samplesLast);
+      onChunk({entry.input, entry.done, count, last,
+               rows->subspan(size_t(row * width), size_t(taken * width))});
+      entry.done += count;
+      row += taken;
+    }
+    // Finished inputs give their blocks back.
+    std::vector<Active> still;
+    for (Active &entry : active) {
+      if (entry.done < int64_t(inputs[entry.input].size())) {
+        still.push_back(std::move(entry));
+        continue;
+      }
+      freeBlocks.insert(freeBlocks.end(), entry.blocks.begin(),
+                        entry.blocks.end());
+    }
+    active = std::move(still);
+  }
+  return steps;
+}
+
 absl::StatusOr<std::vector<std::vector<float>>>
 Embedder::embed(absl::Span<const std::vector<int32_t>> inputs,
                 int64_t dimensions, const std::atomic<bool> *cancel,
@@ -147,109 +253,35 @@ Embedder::embed(absl::Span<const std::vector<int32_t>> inputs,
     return absl::InvalidArgumentError(
         absl::StrCat("dimensions must be 1 to ", hidden, " (the model's), not ",
                      dimensions));
-  const int64_t longest = maxInputTokens();
-  for (size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].empty() || int64_t(inputs[i].size()) > longest)
-      return absl::InvalidArgumentError(
-          absl::StrCat("input ", i, " has ", inputs[i].size(),
-                       " tokens; an input takes 1 to ", longest));
-
-  // Admitted inputs in order; each owns blocks until it is pooled.
-  struct Active {
-    size_t input;
-    int64_t done = 0; ///< tokens computed
-    std::vector<KvBlockId> blocks;
-    std::vector<double> sum; ///< mean pooling
-  };
-  std::vector<KvBlockId> freeBlocks;
-  for (int64_t b = runner_.numBlocks() - 1; b >= 0; --b)
-    freeBlocks.push_back(KvBlockId(b));
   std::vector<std::vector<float>> out(inputs.size());
-  std::vector<Active> active;
-  size_t next = 0;
-  while (next < inputs.size() || !active.empty()) {
-    if (cancel && cancel->load())
-      return absl::CancelledError("the embedding request was cancelled");
-    if (std::chrono::steady_clock::now() > deadline)
-      return absl::DeadlineExceededError(
-          "the embedding request ran past its deadline");
-    while (next < inputs.size()) {
-      const size_t need = size_t(kvBlocksFor(int64_t(inputs[next].size())));
-      if (need > freeBlocks.size())
-        break;
-      Active entry{next++};
-      entry.blocks.assign(freeBlocks.end() - need, freeBlocks.end());
-      freeBlocks.resize(freeBlocks.size() - need);
-      if (pooling_ == Pooling::Mean)
-        entry.sum.assign(size_t(hidden), 0.0);
-      active.push_back(std::move(entry));
-    }
-    // One chunk per active input, oldest first, within the step's rows.
-    StepPlan plan;
-    std::vector<size_t> chunkOf; // plan.prefills[i] belongs to active[..]
-    int64_t budget = maxStepTokens_;
-    for (size_t a = 0; a < active.size() && budget > 0; ++a) {
-      const std::vector<int32_t> &tokens = inputs[active[a].input];
-      int64_t take =
-          std::min<int64_t>(budget, int64_t(tokens.size()) - active[a].done);
-      BlockTableRef table{int64_t(plan.blockTables.size()),
-                          int64_t(active[a].blocks.size())};
-      plan.blockTables.insert(plan.blockTables.end(), active[a].blocks.begin(),
-                              active[a].blocks.end());
-      plan.prefills.push_back(
-          {SequenceId(active[a].input), active[a].done,
-           std::vector<int32_t>(tokens.begin() + active[a].done,
-                                tokens.begin() + active[a].done + take),
-           /*samplesLast=*/false, table});
-      chunkOf.push_back(a);
-      budget -= take;
-    }
-    TRENI_ASSIGN_OR_RETURN(absl::Span<const float> rows, runner_.embed(plan));
-    ++steps_;
-    int64_t rowCount = 0;
-    for (const PrefillChunk &chunk : plan.prefills)
-      rowCount += int64_t(chunk.tokens.size());
-    if (int64_t(rows.size()) != rowCount * hidden)
-      return absl::InternalError(absl::StrCat("an embedding step returned ",
-                                              rows.size(), " values for ",
-                                              rowCount, " rows"));
-    int64_t row = 0;
-    for (size_t c = 0; c < plan.prefills.size(); ++c) {
-      Active &entry = active[chunkOf[c]];
-      const int64_t count = int64_t(plan.prefills[c].tokens.size());
-      const float *first = rows.data() + row * hidden;
-      if (pooling_ == Pooling::Mean)
-        for (int64_t r = 0; r < count; ++r)
-          for (int64_t d = 0; d < hidden; ++d)
-            entry.sum[d] += first[r * hidden + d];
-      std::vector<float> &vector = out[entry.input];
-      if (pooling_ == Pooling::Cls && entry.done == 0)
-        vector.assign(first, first + hidden);
-      entry.done += count;
-      if (entry.done == int64_t(inputs[entry.input].size())) {
-        if (pooling_ == Pooling::LastToken)
-          vector.assign(first + (count - 1) * hidden, first + count * hidden);
-        if (pooling_ == Pooling::Mean) {
-          vector.resize(size_t(hidden));
-          for (int64_t d = 0; d < hidden; ++d)
-            vector[d] = float(entry.sum[d] / double(entry.done));
-        }
-      }
-      row += count;
-    }
-    // Pooled inputs give their blocks back.
-    std::vector<Active> still;
-    for (Active &entry : active) {
-      if (entry.done < int64_t(inputs[entry.input].size())) {
-        still.push_back(std::move(entry));
-        continue;
-      }
-      freeBlocks.insert(freeBlocks.end(), entry.blocks.begin(),
-                        entry.blocks.end());
-    }
-    active = std::move(still);
-  }
-
+  std::vector<std::vector<double>> sums(
+      pooling_ == Pooling::Mean ? inputs.size() : 0);
+  absl::StatusOr<int64_t> steps =
+      runPromptSteps(runner_, inputs, maxStepTokens_, StepOutput::HiddenStates,
+                     cancel, deadline, [&](const PromptChunk &chunk) {
+                       const float *first = chunk.rows.data();
+                       std::vector<float> &vector = out[chunk.input];
+                       if (pooling_ == Pooling::Mean) {
+                         std::vector<double> &sum = sums[chunk.input];
+                         sum.resize(size_t(hidden), 0.0);
+                         for (int64_t r = 0; r < chunk.count; ++r)
+                           for (int64_t d = 0; d < hidden; ++d)
+                             sum[d] += first[r * hidden + d];
+                         if (chunk.last) {
+                           vector.resize(size_t(hidden));
+                           const int64_t total = chunk.first + chunk.count;
+                           for (int64_t d = 0; d < hidden; ++d)
+                             vector[d] = float(sum[d] / double(total));
+                         }
+                       }
+                       if (pooling_ == Pooling::Cls && chunk.first == 0)
+                         vector.assign(first, first + hidden);
+                       if (pooling_ == Pooling::LastToken && chunk.last)
+                         vector.assign(first + (chunk.count - 1) * hidden,
+                                       first + chunk.count * hidden);
+                     });
+  TRENI_RETURN_IF_ERROR(steps.status());
+  steps_ += *steps;
   for (std::vector<float> &vector : out) {
     if (dimensions > 0)
       vector.resize(size_t(dimensions));

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "runtime/batch/step_runner.h"
@@ -47,6 +48,36 @@ absl::StatusOr<Pooling> readPooling(const std::string &modelDir);
 /// Whether `modelDir` is a sentence-transformers model (a modules.json with a
 /// Pooling module): `treni serve` then serves it as an embedding model.
 bool declaresEmbeddingModel(const std::string &modelDir);
+
+/// What runPromptSteps hands back of each computed chunk of an input.
+struct PromptChunk {
+  size_t input = 0;             ///< index into the inputs
+  int64_t first = 0;            ///< the chunk's first position
+  int64_t count = 0;            ///< its tokens
+  bool last = false;            ///< it ends the input
+  absl::Span<const float> rows; ///< see StepOutput
+};
+enum class StepOutput {
+  /// @embed: the chunk's rows' hidden states (count x hiddenSize).
+  HiddenStates,
+  /// @step: the logits of the input's last position (vocabSize), only on
+  /// its last chunk (empty on the others).
+  LastLogits,
+};
+
+/// Computes prompt-only inputs (token ids, 1 to what the pool holds each)
+/// through `runner` in shared steps of at most `maxStepTokens` rows: each
+/// step takes the next chunk of every admitted input (oldest first), each
+/// through block tables of its own; inputs are admitted while the pool has
+/// blocks for them whole and give them back after their last chunk. Calls
+/// `onChunk` for every chunk in order; returns the steps run. Stops with
+/// Cancelled when `cancel` turns true and DeadlineExceeded past `deadline`
+/// (between steps). The runner must have no other user meanwhile.
+absl::StatusOr<int64_t> runPromptSteps(
+    StepRunner &runner, absl::Span<const std::vector<int32_t>> inputs,
+    int64_t maxStepTokens, StepOutput output, const std::atomic<bool> *cancel,
+    std::chrono::steady_clock::time_point deadline,
+    absl::FunctionRef<void(const PromptChunk &)> onChunk);
 
 class Embedder {
 public:

@@ -8,6 +8,64 @@
 #include "support/json.h"
 
 namespace treni {
+namespace {
+
+/// The answer to a failed embedding or rerank: the caller's input error as a
+/// 400 naming `param`, 504 past the deadline, 499 when cancelled, else a
+/// 500 whose text (CUDA, file paths) goes to the log only.
+ApiError failure(const absl::Status &status, const char *param,
+                 const char *what) {
+  if (absl::IsInvalidArgument(status))
+    return invalidRequest(std::string(status.message()), param);
+  ApiError error;
+  if (absl::IsDeadlineExceeded(status)) {
+    error.status = 504;
+    error.message = "the request ran past --request-timeout";
+    error.type = "timeout_error";
+    return error;
+  }
+  if (absl::IsCancelled(status)) {
+    error.status = 499;
+    error.message = "the request was cancelled";
+    return error;
+  }
+  std::fprintf(stderr, "treni serve: internal error in %s: %s\n", what,
+               std::string(status.message()).c_str());
+  error.status = 500;
+  error.message = absl::StrCat(what, " failed (see the server's log)");
+  error.type = "server_error";
+  error.code = "engine_error";
+  return error;
+}
+
+} // namespace
+
+HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits) {
+  return [reranker, limits = std::move(limits)](
+             const std::string &body, const std::atomic<bool> &cancel,
+             std::chrono::steady_clock::time_point deadline)
+             -> ApiResult<std::string> {
+    ApiResult<RerankRequest> parsed = parseRerankRequest(body, limits);
+    if (auto *error = std::get_if<ApiError>(&parsed))
+      return *error;
+    const RerankRequest &request = std::get<RerankRequest>(parsed);
+    if (!reranker)
+      return invalidRequest(
+          absl::StrCat("the model '", request.model,
+                       "' is not a reranker; /v1/rerank needs one (treni "
+                       "serve --model-kind reranker)"),
+          "model", "wrong_model_kind");
+    auto scores = reranker->score(request.query, request.documents,
+                                  request.instruction.empty()
+                                      ? std::string(kDefaultRerankInstruction)
+                                      : request.instruction,
+                                  &cancel, deadline);
+    if (!scores.ok())
+      return failure(scores.status(), "documents", "rerank");
+    return dumpJson(
+        buildRerankResponse(request, scores->scores, scores->tokens));
+  };
+}
 
 HttpServer::JsonWork embeddingsWork(Embedder *embedder,
                                     const Tokenizer &tokenizer,
@@ -56,31 +114,8 @@ HttpServer::JsonWork embeddingsWork(Embedder *embedder,
           "dimensions");
     auto vectors =
         embedder->embed(inputs, request.dimensions, &cancel, deadline);
-    if (!vectors.ok()) {
-      const absl::Status &status = vectors.status();
-      if (absl::IsInvalidArgument(status))
-        return invalidRequest(std::string(status.message()), "input");
-      ApiError error;
-      if (absl::IsDeadlineExceeded(status)) {
-        error.status = 504;
-        error.message = "the request ran past --request-timeout";
-        error.type = "timeout_error";
-        return error;
-      }
-      if (absl::IsCancelled(status)) {
-        error.status = 499;
-        error.message = "the request was cancelled";
-        return error;
-      }
-      // An engine failure's text (CUDA, file paths) stays in the log.
-      std::fprintf(stderr, "treni serve: internal error in embeddings: %s\n",
-                   std::string(status.message()).c_str());
-      error.status = 500;
-      error.message = "embedding failed (see the server's log)";
-      error.type = "server_error";
-      error.code = "engine_error";
-      return error;
-    }
+    if (!vectors.ok())
+      return failure(vectors.status(), "input", "embeddings");
     return dumpJson(buildEmbeddingsResponse(request.model, *vectors,
                                             request.base64, tokens));
   };

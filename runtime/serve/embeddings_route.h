@@ -1,11 +1,13 @@
-//===- embeddings_route.h - POST /v1/embeddings ----------------*- C++ -*-===//
+//===- embeddings_route.h - /v1/embeddings and /v1/rerank ------*- C++ -*-===//
 //
 // The OpenAI embeddings endpoint over an Embedder: the request is parsed
 // (openai_api.h), string inputs are tokenized as the model's tokenizer does
 // (its post-processor's special tokens included, as sentence-transformers
 // does), every input is checked against the vocabulary and the context, and
 // the Embedder computes all of them in shared steps. No HTTP here: the server
-// calls the work on its worker (HttpServer::addJsonRoute).
+// calls the work on its worker (HttpServer::addJsonRoute). POST /v1/rerank
+// is the same over a Reranker: each document scored against the query,
+// results best first.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -14,6 +16,7 @@
 
 #include "runtime/serve/embedder.h"
 #include "runtime/serve/http_server.h"
+#include "runtime/serve/reranker.h"
 #include "runtime/text/tokenizer.h"
 
 namespace treni {
@@ -24,5 +27,9 @@ namespace treni {
 HttpServer::JsonWork embeddingsWork(Embedder *embedder,
                                     const Tokenizer &tokenizer,
                                     ApiLimits limits, int64_t vocabSize);
+
+/// The work of POST /v1/rerank; `reranker` null: the served model is not a
+/// reranker (every request a 400 saying so).
+HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits);
 
 } // namespace treni

@@ -949,7 +949,95 @@ ApiResult<EmbeddingsRequest> readEmbeddingsRequest(std::string_view text,
   return out;
 }
 
+ApiResult<RerankRequest> readRerankRequest(std::string_view text,
+                                           const ApiLimits &limits) {
+  auto parsed = parseBody(text);
+  if (auto *error = std::get_if<ApiError>(&parsed))
+    return *error;
+  const ojson &body = std::get<ojson>(parsed);
+  FieldReader reader(body);
+  RerankRequest out;
+  if (auto error = readModel(reader, limits, out.model))
+    return *error;
+  const ojson *query = reader.get("query");
+  if (!query)
+    return invalidRequest("'query' is required", "query",
+                          "missing_required_parameter");
+  if (!query->is_string())
+    return wrongType("query", "a string", *query);
+  out.query = query->get<std::string>();
+  if (out.query.empty())
+    return invalidRequest("'query' must not be empty", "query");
+  const ojson *documents = reader.get("documents");
+  if (!documents)
+    return invalidRequest("'documents' is required", "documents",
+                          "missing_required_parameter");
+  if (!documents->is_array())
+    return wrongType("documents", "an array", *documents);
+  if (documents->empty())
+    return invalidRequest("'documents' must not be empty", "documents");
+  if (int64_t(documents->size()) > kMaxRerankDocuments)
+    return invalidRequest(absl::StrCat("'documents' holds ", documents->size(),
+                                       " documents; at most ",
+                                       kMaxRerankDocuments, " per request"),
+                          "documents");
+  for (size_t i = 0; i < documents->size(); ++i) {
+    const ojson &item = (*documents)[i];
+    const ojson *text = &item;
+    if (item.is_object()) {
+      auto it = item.find("text");
+      text = it == item.end() ? nullptr : &*it;
+    }
+    if (!text || !text->is_string())
+      return invalidRequest(absl::StrCat("'documents[", i,
+                                         "]' must be a string or an object "
+                                         "with a \"text\" string"),
+                            "documents", "invalid_type");
+    out.documents.push_back(text->get<std::string>());
+  }
+  out.topN = reader.integer("top_n", 1, kMaxRerankDocuments).value_or(0);
+  out.returnDocuments = reader.boolean("return_documents").value_or(true);
+  if (const ojson *instruction = reader.get("instruction")) {
+    if (!instruction->is_string())
+      return wrongType("instruction", "a string", *instruction);
+    out.instruction = instruction->get<std::string>();
+  }
+  if (reader.error)
+    return *reader.error;
+  return out;
+}
+
 } // namespace
+
+ApiResult<RerankRequest> parseRerankRequest(std::string_view body,
+                                            const ApiLimits &limits) {
+  return withoutEscapes<RerankRequest>(
+      [&] { return readRerankRequest(body, limits); }, unexpectedParseError);
+}
+
+nlohmann::json buildRerankResponse(const RerankRequest &request,
+                                   absl::Span<const double> scores,
+                                   int64_t tokens) {
+  std::vector<size_t> order(scores.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  if (request.topN > 0 && size_t(request.topN) < order.size())
+    order.resize(size_t(request.topN));
+  nlohmann::json results = nlohmann::json::array();
+  for (size_t i : order) {
+    nlohmann::json result = {{"index", int64_t(i)},
+                             {"relevance_score", scores[i]}};
+    if (request.returnDocuments && i < request.documents.size())
+      result["document"] = {{"text", request.documents[i]}};
+    results.push_back(std::move(result));
+  }
+  return {{"id", newIdentity("rerank", request.model).id},
+          {"model", request.model},
+          {"results", std::move(results)},
+          {"usage", {{"total_tokens", tokens}}}};
+}
 
 ApiResult<EmbeddingsRequest> parseEmbeddingsRequest(std::string_view body,
                                                     const ApiLimits &limits) {

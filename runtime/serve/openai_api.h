@@ -139,6 +139,25 @@ buildEmbeddingsResponse(const std::string &model,
                         absl::Span<const std::vector<float>> vectors,
                         bool base64, int64_t promptTokens);
 
+/// POST /v1/rerank (the shape Cohere, Jina, vLLM and llama-server take):
+/// `query`, `documents` (strings or {"text": ...} objects, at most
+/// kMaxRerankDocuments), `top_n` (default: all), `return_documents` (default
+/// true), and `instruction` (Qwen3-Reranker's, optional).
+inline constexpr int64_t kMaxRerankDocuments = 1024;
+struct RerankRequest {
+  std::string model, query, instruction;
+  std::vector<std::string> documents;
+  int64_t topN = 0; ///< 0: every document
+  bool returnDocuments = true;
+};
+ApiResult<RerankRequest> parseRerankRequest(std::string_view body,
+                                            const ApiLimits &limits);
+/// {"id", "model", "results": [{"index", "relevance_score", "document":
+/// {"text"}}] (best first, top_n of them), "usage": {"total_tokens"}}.
+nlohmann::json buildRerankResponse(const RerankRequest &request,
+                                   absl::Span<const double> scores,
+                                   int64_t tokens);
+
 /// Parses and validates a request body. Errors name the parameter: malformed
 /// JSON or invalid UTF-8, JSON nesting deeper than kMaxJsonDepth inside a
 /// field, numbers too large for a double, wrong types, out-of-range values,

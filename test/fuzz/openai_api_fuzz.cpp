@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -163,6 +164,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     auto response = treni::buildEmbeddingsResponse(request.model, vectors,
                                                    request.base64, 3);
     check(response["data"].size() == inputs);
+  }
+
+  // /v1/rerank: a non-empty query, 1..kMaxRerankDocuments documents, top_n
+  // within them; the response keeps top_n results, best first.
+  auto rerank = treni::parseRerankRequest(body, limits);
+  if (auto *error = std::get_if<treni::ApiError>(&rerank)) {
+    checkError(*error, body, /*preparing=*/false);
+  } else {
+    const auto &request = std::get<treni::RerankRequest>(rerank);
+    check(!request.query.empty());
+    check(!request.documents.empty() &&
+          int64_t(request.documents.size()) <= treni::kMaxRerankDocuments);
+    check(request.topN >= 0 && request.topN <= treni::kMaxRerankDocuments);
+    std::vector<double> scores;
+    for (size_t i = 0; i < request.documents.size(); ++i)
+      scores.push_back(double((i * 7) % 5) / 5);
+    auto response = treni::buildRerankResponse(request, scores, 1);
+    size_t expected = request.topN > 0 ? std::min(request.documents.size(),
+                                                  size_t(request.topN))
+                                       : request.documents.size();
+    check(response["results"].size() == expected);
+    for (size_t i = 1; i < expected; ++i)
+      check(response["results"][i - 1]["relevance_score"].get<double>() >=
+            response["results"][i]["relevance_score"].get<double>());
   }
   return 0;
 }

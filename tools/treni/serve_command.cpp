@@ -64,10 +64,11 @@ cl::opt<int> maxBatchTokens(
     cl::init(2048), cl::sub(serveSubcommand()));
 cl::opt<std::string> modelKind(
     "model-kind",
-    cl::desc("chat, embedding or auto (the default: embedding for a "
-             "sentence-transformers directory, whose modules.json names a "
+    cl::desc("chat, embedding, reranker or auto (the default: embedding for "
+             "a sentence-transformers directory, whose modules.json names a "
              "Pooling module; else chat). An embedding model answers POST "
-             "/v1/embeddings, its inputs batched in shared steps"),
+             "/v1/embeddings, a reranker (Qwen3-Reranker's yes/no rule) POST "
+             "/v1/rerank, their inputs batched in shared steps"),
     cl::init("auto"), cl::sub(serveSubcommand()));
 cl::opt<int> kvBlocks(
     "kv-blocks",
@@ -232,17 +233,18 @@ batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
                                 std::move(options));
 }
 
-/// Whether the served model is an embedding model (--model-kind).
-absl::StatusOr<bool> servesEmbeddings(const TextModel &model) {
-  if (modelKind == "embedding")
-    return true;
-  if (modelKind == "chat")
-    return false;
+/// The served model's kind (--model-kind): "chat", "embedding" or
+/// "reranker".
+absl::StatusOr<std::string> servedKind(const TextModel &model) {
+  if (modelKind == "chat" || modelKind == "embedding" ||
+      modelKind == "reranker")
+    return modelKind.getValue();
   if (modelKind != "auto")
-    return absl::InvalidArgumentError(
-        absl::StrCat("--model-kind must be chat, embedding or auto, not '",
-                     modelKind.getValue(), "'"));
-  return declaresEmbeddingModel(model.loaded.tokenizerDir);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model-kind must be chat, embedding, reranker or auto, not '",
+        modelKind.getValue(), "'"));
+  return std::string(
+      declaresEmbeddingModel(model.loaded.tokenizerDir) ? "embedding" : "chat");
 }
 
 /// The Embedder over a step runner of `model`'s engine (its pooling read
@@ -286,19 +288,31 @@ int runServeCommand() {
     return fail(served.status());
   Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
                       model->generatorOptions());
-  auto embeddings = servesEmbeddings(*model);
-  if (!embeddings.ok())
-    return fail(embeddings.status());
+  auto kind = servedKind(*model);
+  if (!kind.ok())
+    return fail(kind.status());
   std::unique_ptr<StepRunner> runner;
   std::unique_ptr<Embedder> embedder;
-  // An embedding model's step runner is the Embedder's: its chat and
+  std::unique_ptr<Reranker> reranker;
+  // An embedding model's or reranker's step runner is theirs: its chat and
   // completion routes answer one request at a time.
   absl::StatusOr<std::unique_ptr<BatchGenerator>> batch = nullptr;
-  if (*embeddings) {
+  if (*kind == "embedding") {
     auto made = makeEmbedder(*model, runner);
     if (!made.ok())
       return fail(made.status());
     embedder = std::move(*made);
+  } else if (*kind == "reranker") {
+    auto tokens = rerankTokens(*model->loaded.tokenizer);
+    if (!tokens.ok())
+      return fail(tokens.status());
+    auto made =
+        model->loaded.engine->createStepRunner(kvBlocks, maxBatchTokens);
+    if (!made.ok())
+      return fail(made.status());
+    runner = std::move(*made);
+    reranker = std::make_unique<Reranker>(*runner, *model->loaded.tokenizer,
+                                          *tokens, maxBatchTokens);
   } else {
     batch = batchGenerator(*model, runner);
   }
@@ -312,6 +326,8 @@ int runServeCommand() {
                       embeddingsWork(embedder.get(), *model->loaded.tokenizer,
                                      limits,
                                      model->loaded.engine->vocabSize()));
+  for (const char *path : {"/v1/rerank", "/rerank"})
+    server.addJsonRoute(path, rerankWork(reranker.get(), limits));
   if (enableAgentApi)
     addAgentRoute(server,
                   *batch ? static_cast<TextGenerator &>(**batch) : generator,
@@ -320,23 +336,25 @@ int runServeCommand() {
     return fail(status);
   std::signal(SIGINT, onStopSignal);
   std::signal(SIGTERM, onStopSignal);
+  std::string mode = "one request at a time";
+  if (reranker)
+    mode = absl::StrCat("reranking in shared steps, ", runner->numBlocks(),
+                        " KV blocks");
+  else if (embedder)
+    mode = absl::StrCat("embeddings (", poolingName(embedder->pooling()),
+                        " pooling, ", embedder->hiddenSize(),
+                        " dims) in shared steps, ", runner->numBlocks(),
+                        " KV blocks");
+  else if (*batch)
+    mode = absl::StrCat("continuous batching of up to ", options->maxNumSeqs,
+                        " sequences, ", runner->numBlocks(), " KV blocks");
   std::fprintf(
       stderr,
       "treni serve: listening on http://%s:%d (model '%s', %s, "
       "max-seq %lld, queue %d, %s)%s\n",
       options->host.c_str(), server.port(), served->name.c_str(),
       deviceName(model->options.device), (long long)model->options.maxSeq,
-      options->queueSize,
-      embedder ? absl::StrCat("embeddings (", poolingName(embedder->pooling()),
-                              " pooling, ", embedder->hiddenSize(),
-                              " dims) in shared steps, ", runner->numBlocks(),
-                              " KV blocks")
-                     .c_str()
-      : *batch
-          ? absl::StrCat("continuous batching of up to ", options->maxNumSeqs,
-                         " sequences, ", runner->numBlocks(), " KV blocks")
-                .c_str()
-          : "one request at a time",
+      options->queueSize, mode.c_str(),
       model->loaded.chatTemplate ? ""
                                  : " [no chat template: /v1/completions only]");
   std::fflush(stderr);
