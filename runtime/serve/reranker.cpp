@@ -57,24 +57,24 @@ Reranker::score(std::string_view query, absl::Span<const std::string> documents,
     prompts.push_back(tokenizer_.encode(
         rerankPrompt(instruction, query, documents[i]), false));
     if (int64_t(prompts.back().size()) > longest)
-      return absl::InvalidArgumentError(
-          absl::StrCat("document ", i, " makes a prompt of ",
-                       prompts.back().size(), " tokens; at most ", longest,
-                       " fit"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "document ", i, " makes a prompt of ", prompts.back().size(),
+          " tokens; at most ", longest, " fit"));
     out.tokens += int64_t(prompts.back().size());
   }
   out.scores.assign(documents.size(), 0.0);
-  TRENI_RETURN_IF_ERROR(
-      runPromptSteps(runner_, prompts, maxStepTokens_, StepOutput::LastLogits,
-                     cancel, deadline, [&](const PromptChunk &chunk) {
-                       if (!chunk.last)
-                         return;
-                       double yes = chunk.rows[tokens_.yes],
-                              no = chunk.rows[tokens_.no];
-                       // softmax over (no, yes), yes's share.
-                       out.scores[chunk.input] = 1.0 / (1.0 + std::exp(no - yes));
-                     })
-          .status());
+  TRENI_RETURN_IF_ERROR(runPromptSteps(runner_, prompts, maxStepTokens_,
+                                       StepOutput::LastLogits, cancel, deadline,
+                                       [&](const PromptChunk &chunk) {
+                                         if (!chunk.last)
+                                           return;
+                                         double yes = chunk.rows[tokens_.yes],
+                                                no = chunk.rows[tokens_.no];
+                                         // softmax over (no, yes), yes's share.
+                                         out.scores[chunk.input] =
+                                             1.0 / (1.0 + std::exp(no - yes));
+                                       })
+                            .status());
   return out;
 }
 

@@ -60,8 +60,9 @@ protected:
 TEST_F(RerankerTest, ScoresFollowTheYesNoRuleOnEachPromptAlone) {
   const std::string query = "which animal purrs";
   std::vector<std::string> documents = {
-      "cats purr", "a much longer document about engines, turbines, gears "
-                   "and the many ways machines turn heat into motion",
+      "cats purr",
+      "a much longer document about engines, turbines, gears "
+      "and the many ways machines turn heat into motion",
       "dogs bark", ""};
   auto got = reranker_->score(query, documents);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -104,11 +105,11 @@ TEST_F(RerankerTest, RouteSortsCutsAndRefuses) {
                                         "fish swim quietly"};
   auto scores = reranker_->score("purring", documents);
   ASSERT_TRUE(scores.ok());
-  auto answer = call({{"model", "rr"},
-                      {"query", "purring"},
-                      {"documents", {documents[0], {{"text", documents[1]}},
-                                     documents[2]}},
-                      {"top_n", 2}});
+  auto answer = call(
+      {{"model", "rr"},
+       {"query", "purring"},
+       {"documents", {documents[0], {{"text", documents[1]}}, documents[2]}},
+       {"top_n", 2}});
   ASSERT_TRUE(std::holds_alternative<std::string>(answer))
       << std::get<ApiError>(answer).message;
   json body = json::parse(std::get<std::string>(answer));
@@ -143,14 +144,13 @@ TEST_F(RerankerTest, RouteSortsCutsAndRefuses) {
   EXPECT_EQ(refused({{"model", "rr"}, {"query", ""}, {"documents", documents}})
                 .message,
             "'query' must not be empty");
-  EXPECT_EQ(refused({{"model", "rr"},
-                     {"query", "q"},
-                     {"documents", json::array()}})
-                .message,
-            "'documents' must not be empty");
-  EXPECT_EQ(refused({{"model", "rr"}, {"query", "q"}, {"documents", {1, 2}}})
-                .code,
-            "invalid_type");
+  EXPECT_EQ(
+      refused({{"model", "rr"}, {"query", "q"}, {"documents", json::array()}})
+          .message,
+      "'documents' must not be empty");
+  EXPECT_EQ(
+      refused({{"model", "rr"}, {"query", "q"}, {"documents", {1, 2}}}).code,
+      "invalid_type");
   EXPECT_EQ(refused({{"model", "rr"},
                      {"query", "q"},
                      {"documents", documents},
