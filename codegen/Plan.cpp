@@ -107,6 +107,14 @@ const PlanKvCache *Plan::cache(const std::string &name) const {
   return nullptr;
 }
 
+int64_t Plan::embedColumns() const {
+  const PlanFunction *embed = function("embed");
+  if (!embed || embed->outputs.size() != 1)
+    return 0;
+  const PlanBuffer &output = embed->buffers[embed->outputs[0]];
+  return output.shape.size() == 2 ? output.shape[1] : 0;
+}
+
 int64_t Plan::maxPositions(int64_t fallback) const {
   auto found = model.find("max_position_embeddings");
   if (found == model.end())

@@ -114,6 +114,8 @@ struct Plan {
   /// model.max_position_embeddings when the plan records one (>= 2), else
   /// `fallback`.
   int64_t maxPositions(int64_t fallback) const;
+  /// Columns of @embed's rows (the hidden size), 0 for a plan without it.
+  int64_t embedColumns() const;
 };
 
 /// JSON text of a plan (stable key order, floats round-trip exactly).

@@ -224,13 +224,7 @@ CpuExecutor::rowsFunction(const char *name) const {
   return function;
 }
 
-int64_t CpuExecutor::hiddenSize() const {
-  const PlanFunction *function = plan_.function("embed");
-  if (!function || function->outputs.size() != 1)
-    return 0;
-  const PlanBuffer &output = function->buffers[function->outputs[0]];
-  return output.shape.size() == 2 ? output.shape[1] : 0;
-}
+int64_t CpuExecutor::hiddenSize() const { return plan_.embedColumns(); }
 
 absl::StatusOr<std::vector<float>>
 CpuExecutor::pagedRows(const char *name, absl::Span<const int32_t> ids,

@@ -515,15 +515,10 @@ struct GpuExecutor::Impl {
               return absl::InvalidArgumentError("plan: unknown cache " +
                                                 launch.cache);
           }
-          int64_t shared = spec.launch.sharedBytes +
-                           spec.launch.sharedBytesPerPosition * options.maxSeq;
-          if (shared > 48 * 1024) {
-            int device = 0;
-            TRENI_CUDA(cudaGetDevice(&device));
-            TRENI_CUDA(cudaKernelSetAttributeForDevice(
-                launch.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                int(shared), device));
-          }
+          TRENI_RETURN_IF_ERROR(allowSharedBytes(
+              launch.kernel,
+              spec.launch.sharedBytes +
+                  spec.launch.sharedBytesPerPosition * options.maxSeq));
         }
         list.push_back(launch);
       }
@@ -562,15 +557,30 @@ struct GpuExecutor::Impl {
       launch.chunkLaunch = spec->launch;
       launch.chunkReduce = reduceIndex;
       launch.sampledRowsOnly = list[reduceIndex].sampledRowsOnly = true;
-      if (spec->launch.sharedBytes > 48 * 1024) {
-        int device = 0;
-        TRENI_CUDA(cudaGetDevice(&device));
-        TRENI_CUDA(cudaKernelSetAttributeForDevice(
-            launch.chunkKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            int(spec->launch.sharedBytes), device));
-      }
+      TRENI_RETURN_IF_ERROR(
+          allowSharedBytes(launch.chunkKernel, spec->launch.sharedBytes));
     }
     return absl::OkStatus();
+  }
+
+  /// Lets `kernel` take `bytes` of dynamic shared memory (past the default
+  /// 48 KiB only when asked to).
+  absl::Status allowSharedBytes(cudaKernel_t kernel, int64_t bytes) {
+    if (bytes <= 48 * 1024)
+      return absl::OkStatus();
+    int device = 0;
+    TRENI_CUDA(cudaGetDevice(&device));
+    TRENI_CUDA(cudaKernelSetAttributeForDevice(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes),
+        device));
+    return absl::OkStatus();
+  }
+
+  /// The pool's block tables as common.cuh's KvPages, with `runs` (the
+  /// chunk kernels' tiles) or without.
+  KvPagesDevice poolPages(const int32_t *runs = nullptr) const {
+    return {pool->tables + pool->maxTokens, pool->tables, runs,
+            pool->blockShift};
   }
 
   /// The gemm_rows kernels of a batched step's GEMM, up to
@@ -724,8 +734,7 @@ struct GpuExecutor::Impl {
          *out = reduce.at(1);
     void *keys = cache.keys + launch.layer * cache.layerBytes;
     void *values = cache.values + launch.layer * cache.layerBytes;
-    KvPagesDevice pages = {pool->tables + pool->maxTokens, pool->tables,
-                           pool->runs, pool->blockShift};
+    KvPagesDevice pages = poolPages(pool->runs);
     int rows = int(tokens);
     void *args[] = {&query, &positions, &out, &keys, &values, &pages, &rows};
     return launchKernel(
@@ -767,8 +776,7 @@ struct GpuExecutor::Impl {
       pointers.push_back(cache.keys + launch.layer * cache.layerBytes);
       pointers.push_back(cache.values + launch.layer * cache.layerBytes);
       if (paged)
-        pages = {pool->tables + pool->maxTokens, pool->tables, nullptr,
-                 pool->blockShift};
+        pages = poolPages();
     }
     std::vector<void *> args;
     for (void *&pointer : pointers)
@@ -1755,13 +1763,7 @@ GpuExecutor::profileStepRows(const GpuStepRows &rows, int iterations) {
   return times;
 }
 
-int64_t GpuExecutor::hiddenSize() const {
-  const PlanFunction *function = impl_->plan.function("embed");
-  if (!function || function->outputs.size() != 1)
-    return 0;
-  const PlanBuffer &output = function->buffers[function->outputs[0]];
-  return output.shape.size() == 2 ? output.shape[1] : 0;
-}
+int64_t GpuExecutor::hiddenSize() const { return impl_->plan.embedColumns(); }
 
 absl::StatusOr<absl::Span<const float>>
 GpuExecutor::runEmbed(const GpuStepRows &rows) {

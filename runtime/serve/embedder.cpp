@@ -130,17 +130,18 @@ Embedder::Embedder(StepRunner &runner, Pooling pooling, int64_t maxStepTokens)
     : runner_(runner), pooling_(pooling),
       maxStepTokens_(std::max<int64_t>(maxStepTokens, 1)) {}
 
-int64_t Embedder::maxInputTokens() const {
-  return std::min(runner_.maxSeq(), runner_.numBlocks() * kKvBlockTokens);
+int64_t longestPrompt(const StepRunner &runner) {
+  return std::min(runner.maxSeq(), runner.numBlocks() * kKvBlockTokens);
 }
+
+int64_t Embedder::maxInputTokens() const { return longestPrompt(runner_); }
 
 absl::StatusOr<int64_t> runPromptSteps(
     StepRunner &runner, absl::Span<const std::vector<int32_t>> inputs,
     int64_t maxStepTokens, StepOutput output, const std::atomic<bool> *cancel,
     std::chrono::steady_clock::time_point deadline,
     absl::FunctionRef<void(const PromptChunk &)> onChunk) {
-  const int64_t longest =
-      std::min(runner.maxSeq(), runner.numBlocks() * kKvBlockTokens);
+  const int64_t longest = longestPrompt(runner);
   for (size_t i = 0; i < inputs.size(); ++i)
     if (inputs[i].empty() || int64_t(inputs[i].size()) > longest)
       return absl::InvalidArgumentError(

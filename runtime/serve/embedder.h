@@ -65,7 +65,11 @@ enum class StepOutput {
   LastLogits,
 };
 
-/// Computes prompt-only inputs (token ids, 1 to what the pool holds each)
+/// The longest prompt-only input `runner` takes: its positions, and what its
+/// pool holds.
+int64_t longestPrompt(const StepRunner &runner);
+
+/// Computes prompt-only inputs (token ids, 1 to longestPrompt each)
 /// through `runner` in shared steps of at most `maxStepTokens` rows: each
 /// step takes the next chunk of every admitted input (oldest first), each
 /// through block tables of its own; inputs are admitted while the pool has

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/batch/kv_block_pool.h"
 #include "runtime/serve/embedder.h"
 #include "support/status.h"
 
@@ -48,8 +47,7 @@ Reranker::score(std::string_view query, absl::Span<const std::string> documents,
       tokens_.no >= vocab)
     return absl::FailedPreconditionError(
         "the answer tokens lie outside the model's vocabulary");
-  const int64_t longest =
-      std::min(runner_.maxSeq(), runner_.numBlocks() * kKvBlockTokens);
+  const int64_t longest = longestPrompt(runner_);
   std::vector<std::vector<int32_t>> prompts;
   Scores out;
   for (size_t i = 0; i < documents.size(); ++i) {

@@ -316,6 +316,43 @@ TEST(NvrtcTest, FlashAttentionCompilesForEveryHeadDim) {
               testing::HasSubstr("head_dim 24 is not a multiple of 16"));
 }
 
+/// A @step of one layer's split-KV decode attention: `heads` query heads
+/// over `kvHeads` KV heads of `headDim`, `dtype` activations and cache;
+/// steps attention_seq1_partial (query, positions -> partials) and
+/// attention_seq1_reduce (partials -> out).
+Plan seq1StepPlan(int64_t heads, int64_t kvHeads, int64_t headDim,
+                  const std::string &dtype) {
+  Plan plan;
+  plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
+  PlanFunction function;
+  function.name = "step";
+  function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
+                      {"i32", {-1}, true, 0},
+                      {"f32", {-1, heads * 4 * (headDim + 2)}, true, 0},
+                      {dtype, {-1, heads * headDim}, true, 0}};
+  PlanStep partial;
+  partial.templateName = "attention_seq1_partial";
+  partial.origin = "test";
+  partial.constants = {
+      {"num_heads", heads},       {"num_kv_heads", kvHeads},
+      {"head_dim", headDim},      {"scale", 1.0 / std::sqrt(double(headDim))},
+      {"num_splits", int64_t(4)}, {"cache", std::string("kv")},
+      {"layer", int64_t(0)}};
+  partial.inputs = {{PlanOperand::Kind::Buffer, 0},
+                    {PlanOperand::Kind::Buffer, 1}};
+  partial.outputs = {2};
+  PlanStep reduce;
+  reduce.templateName = "attention_seq1_reduce";
+  reduce.origin = "test";
+  reduce.constants = {
+      {"num_heads", heads}, {"head_dim", headDim}, {"num_splits", int64_t(4)}};
+  reduce.inputs = {{PlanOperand::Kind::Buffer, 2}};
+  reduce.outputs = {3};
+  function.steps = {partial, reduce};
+  plan.functions = {function};
+  return plan;
+}
+
 // Tests that decode attention's tensor-core path (kTensorCores, chosen at
 // run time by GpuOptions::seq1TensorCores) compiles for the group sizes and
 // head dims it takes (groups of 2-16 heads, head dims 64 and 128, bf16 and
@@ -327,28 +364,8 @@ TEST(NvrtcTest, Seq1AttentionTensorCorePathCompiles) {
        {std::tuple{28, 4, 128}, std::tuple{14, 2, 64}, std::tuple{16, 1, 128},
         std::tuple{16, 8, 64}, std::tuple{10, 2, 80}})
     for (const char *dtype : {"bf16", "f16"}) {
-      Plan plan;
-      plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
-      PlanFunction function;
-      function.name = "step";
-      function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
-                          {"i32", {-1}, true, 0},
-                          {"f32", {-1, heads * 4 * (headDim + 2)}, true, 0}};
-      PlanStep step;
-      step.templateName = "attention_seq1_partial";
-      step.origin = "test";
-      step.constants = {{"num_heads", int64_t(heads)},
-                        {"num_kv_heads", int64_t(kvHeads)},
-                        {"head_dim", int64_t(headDim)},
-                        {"scale", 1.0 / std::sqrt(double(headDim))},
-                        {"num_splits", int64_t(4)},
-                        {"cache", std::string("kv")},
-                        {"layer", int64_t(0)}};
-      step.inputs = {{PlanOperand::Kind::Buffer, 0},
-                     {PlanOperand::Kind::Buffer, 1}};
-      step.outputs = {2};
-      function.steps = {step};
-      plan.functions = {function};
+      Plan plan = seq1StepPlan(heads, kvHeads, headDim, dtype);
+      const PlanStep &step = plan.functions[0].steps[0];
       auto geometry = findKernelTemplate(step.templateName)->geometry(step);
       ASSERT_TRUE(geometry.ok()) << geometry.status();
       bool found = false;
@@ -385,37 +402,7 @@ TEST(NvrtcTest, StepChunkFlashStandsInForTheSplitKvPair) {
   for (auto [heads, kvHeads, headDim, dtype] :
        {std::tuple{28, 4, 128, "bf16"}, std::tuple{14, 2, 64, "f16"},
         std::tuple{4, 2, 16, "bf16"}, std::tuple{4, 2, 16, "f32"}}) {
-    Plan plan;
-    plan.caches.push_back({"kv", 1, kvHeads, headDim, dtype});
-    PlanFunction function;
-    function.name = "step";
-    function.buffers = {{dtype, {-1, heads * headDim}, true, 0},
-                        {"i32", {-1}, true, 0},
-                        {"f32", {-1, heads * 4 * (headDim + 2)}, true, 0},
-                        {dtype, {-1, heads * headDim}, true, 0}};
-    std::map<std::string, PlanConstant> constants = {
-        {"num_heads", int64_t(heads)},
-        {"num_kv_heads", int64_t(kvHeads)},
-        {"head_dim", int64_t(headDim)},
-        {"num_splits", int64_t(4)},
-        {"scale", 1.0 / std::sqrt(double(headDim))},
-        {"cache", std::string("kv")},
-        {"layer", int64_t(0)}};
-    PlanStep partial{
-        "attention_seq1_partial",
-        "test",
-        constants,
-        {{PlanOperand::Kind::Buffer, 0}, {PlanOperand::Kind::Buffer, 1}},
-        {2}};
-    PlanStep reduce{"attention_seq1_reduce",
-                    "test",
-                    {{"num_heads", int64_t(heads)},
-                     {"head_dim", int64_t(headDim)},
-                     {"num_splits", int64_t(4)}},
-                    {{PlanOperand::Kind::Buffer, 2}},
-                    {3}};
-    function.steps = {partial, reduce};
-    plan.functions = {function};
+    Plan plan = seq1StepPlan(heads, kvHeads, headDim, dtype);
     const PlanFunction &step = plan.functions[0];
     EXPECT_EQ(chunkAttentionReduce(step, step.steps[0]), &step.steps[1]);
     EXPECT_EQ(chunkAttentionReduce(step, step.steps[1]), nullptr);
