@@ -154,7 +154,8 @@ public:
   /// A paged executor of the same plan and the same fp32 weights, with a
   /// pool of its own.
   absl::StatusOr<std::unique_ptr<StepRunner>>
-  createStepRunner(int64_t numBlocks, int64_t /*maxStepTokens*/) override {
+  doCreateStepRunner(int64_t numBlocks, int64_t /*maxStepTokens*/,
+                     double /*freeShare*/) override {
     if (numBlocks == 0)
       numBlocks = 4 * kvBlocksFor(executor_->maxSeq());
     TRENI_ASSIGN_OR_RETURN(auto paged,
@@ -205,9 +206,10 @@ public:
   int64_t maxSeq() const override { return executor_->maxSeq(); }
   /// @step over a paged pool of the executor's, sharing its weights.
   absl::StatusOr<std::unique_ptr<StepRunner>>
-  createStepRunner(int64_t numBlocks, int64_t maxStepTokens) override {
-    TRENI_RETURN_IF_ERROR(
-        executor_->preparePagedPool(numBlocks, kKvBlockTokens, maxStepTokens));
+  doCreateStepRunner(int64_t numBlocks, int64_t maxStepTokens,
+                     double freeShare) override {
+    TRENI_RETURN_IF_ERROR(executor_->preparePagedPool(
+        numBlocks, kKvBlockTokens, maxStepTokens, freeShare));
     TRENI_ASSIGN_OR_RETURN(auto runner, GpuStepRunner::create(*executor_));
     return std::unique_ptr<StepRunner>(std::move(runner));
   }

@@ -122,17 +122,27 @@ public:
   const EngineStats &stats() const { return stats_; }
 
   /// A runner of batch steps (continuous batching) over a KV pool of its
-  /// own with `numBlocks` blocks (0: the GPU's free memory after the weights,
-  /// the single-sequence cache and the step arena, less a reserve; on the CPU
+  /// own with `numBlocks` blocks (0: on the GPU `freeShare` of the free
+  /// memory after the weights, the single-sequence cache and the step arena,
+  /// less a reserve, so that models sharing the GPU can split it; on the CPU
   /// four sequences of maxSeq()), beside this engine's single-sequence
   /// cache, for steps of up to `maxStepTokens` rows. It uses the engine,
   /// which must outlive it; at most one per engine.
-  virtual absl::StatusOr<std::unique_ptr<StepRunner>>
-  createStepRunner(int64_t numBlocks, int64_t maxStepTokens) {
-    return absl::UnimplementedError("this engine has no batched path");
+  absl::StatusOr<std::unique_ptr<StepRunner>>
+  createStepRunner(int64_t numBlocks, int64_t maxStepTokens,
+                   double freeShare = 1.0) {
+    if (!(freeShare > 0 && freeShare <= 1))
+      return absl::InvalidArgumentError(
+          "a step runner's share of the free memory must be in (0, 1]");
+    return doCreateStepRunner(numBlocks, maxStepTokens, freeShare);
   }
 
 protected:
+  virtual absl::StatusOr<std::unique_ptr<StepRunner>>
+  doCreateStepRunner(int64_t numBlocks, int64_t maxStepTokens,
+                     double freeShare) {
+    return absl::UnimplementedError("this engine has no batched path");
+  }
   virtual absl::StatusOr<SampleResult>
   doPrefill(absl::Span<const int32_t> ids, int64_t startPosition,
             const SamplingParams &params) = 0;

@@ -1424,7 +1424,8 @@ int64_t GpuExecutor::pagedBlocks() const {
 
 absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
                                            int64_t blockTokens,
-                                           int64_t maxStepTokens) {
+                                           int64_t maxStepTokens,
+                                           double freeShare) {
   std::lock_guard<std::recursive_mutex> lock(impl_->mutex);
   Impl &impl = *impl_;
   if (impl.pool)
@@ -1469,8 +1470,12 @@ absl::Status GpuExecutor::preparePagedPool(int64_t numBlocks,
   TRENI_ASSIGN_OR_RETURN(int64_t freeBytes, freeDeviceMemoryBytes());
   const int64_t reserve = int64_t(512) << 20;
   if (numBlocks == 0) {
+    // The reserve is the process's; the share splits what lies beyond it.
+    const int64_t shareBytes =
+        reserve + int64_t(double(std::max<int64_t>(freeBytes - reserve, 0)) *
+                          std::clamp(freeShare, 0.0, 1.0));
     numBlocks =
-        pagedPoolBlocksThatFit(freeBytes, arenaBytes + tableBytes + reserve,
+        pagedPoolBlocksThatFit(shareBytes, arenaBytes + tableBytes + reserve,
                                blockBytes, blocksPerSequence);
     if (numBlocks == 0)
       return absl::ResourceExhaustedError(absl::StrCat(

@@ -185,11 +185,11 @@ public:
   absl::StatusOr<ReplayTime> replayDecode(int64_t position, int iterations);
   /// Makes what @step runs in (once; continuous batching): a KV pool of
   /// `numBlocks` blocks of `blockTokens` positions (a power of two) per
-  /// layer (0: as many as the free memory holds, pagedPoolBlocksThatFit),
-  /// beside the single-sequence cache, and an arena for steps of up to
-  /// `maxStepTokens` rows. Loads @step's kernels.
+  /// layer (0: as many as `freeShare` of the free memory holds,
+  /// pagedPoolBlocksThatFit), beside the single-sequence cache, and an arena
+  /// for steps of up to `maxStepTokens` rows. Loads @step's kernels.
   absl::Status preparePagedPool(int64_t numBlocks, int64_t blockTokens,
-                                int64_t maxStepTokens);
+                                int64_t maxStepTokens, double freeShare = 1.0);
   /// Runs @step over `rows` (checked first: checkStepRows) and returns the
   /// fp32 logits of rows 0..sampledRows-1, row-major, valid until the next
   /// call. Every row's K/V is written into its block before any attention

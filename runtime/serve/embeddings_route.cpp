@@ -40,8 +40,8 @@ ApiError failure(const absl::Status &status, const char *param,
 
 } // namespace
 
-HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits) {
-  return [reranker, limits = std::move(limits)](
+HttpServer::JsonWork rerankWork(Reranker &reranker, ApiLimits limits) {
+  return [&reranker, limits = std::move(limits)](
              const std::string &body, const std::atomic<bool> &cancel,
              std::chrono::steady_clock::time_point deadline)
              -> ApiResult<std::string> {
@@ -49,17 +49,11 @@ HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits) {
     if (auto *error = std::get_if<ApiError>(&parsed))
       return *error;
     const RerankRequest &request = std::get<RerankRequest>(parsed);
-    if (!reranker)
-      return invalidRequest(
-          absl::StrCat("the model '", request.model,
-                       "' is not a reranker; /v1/rerank needs one (treni "
-                       "serve --model-kind reranker)"),
-          "model", "wrong_model_kind");
-    auto scores = reranker->score(request.query, request.documents,
-                                  request.instruction.empty()
-                                      ? std::string(kDefaultRerankInstruction)
-                                      : request.instruction,
-                                  &cancel, deadline);
+    auto scores = reranker.score(request.query, request.documents,
+                                 request.instruction.empty()
+                                     ? std::string(kDefaultRerankInstruction)
+                                     : request.instruction,
+                                 &cancel, deadline);
     if (!scores.ok())
       return failure(scores.status(), "documents", "rerank");
     return dumpJson(
@@ -67,10 +61,10 @@ HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits) {
   };
 }
 
-HttpServer::JsonWork embeddingsWork(Embedder *embedder,
+HttpServer::JsonWork embeddingsWork(Embedder &embedder,
                                     const Tokenizer &tokenizer,
                                     ApiLimits limits, int64_t vocabSize) {
-  return [embedder, &tokenizer, limits = std::move(limits),
+  return [&embedder, &tokenizer, limits = std::move(limits),
           vocabSize](const std::string &body, const std::atomic<bool> &cancel,
                      std::chrono::steady_clock::time_point deadline)
              -> ApiResult<std::string> {
@@ -78,17 +72,10 @@ HttpServer::JsonWork embeddingsWork(Embedder *embedder,
     if (auto *error = std::get_if<ApiError>(&parsed))
       return *error;
     EmbeddingsRequest &request = std::get<EmbeddingsRequest>(parsed);
-    if (!embedder)
-      return invalidRequest(
-          absl::StrCat("the model '", request.model,
-                       "' is a chat model; /v1/embeddings needs an embedding "
-                       "model (a sentence-transformers directory, or treni "
-                       "serve --model-kind embedding)"),
-          "model", "wrong_model_kind");
     std::vector<std::vector<int32_t>> inputs = std::move(request.tokenInputs);
     for (const std::string &text : request.texts)
       inputs.push_back(tokenizer.encode(text));
-    const int64_t longest = embedder->maxInputTokens();
+    const int64_t longest = embedder.maxInputTokens();
     int64_t tokens = 0;
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].empty())
@@ -107,13 +94,13 @@ HttpServer::JsonWork embeddingsWork(Embedder *embedder,
                                 "input");
       tokens += int64_t(inputs[i].size());
     }
-    if (request.dimensions > embedder->hiddenSize())
+    if (request.dimensions > embedder.hiddenSize())
       return invalidRequest(
-          absl::StrCat("'dimensions' must be at most ", embedder->hiddenSize(),
+          absl::StrCat("'dimensions' must be at most ", embedder.hiddenSize(),
                        " (the model's), not ", request.dimensions),
           "dimensions");
     auto vectors =
-        embedder->embed(inputs, request.dimensions, &cancel, deadline);
+        embedder.embed(inputs, request.dimensions, &cancel, deadline);
     if (!vectors.ok())
       return failure(vectors.status(), "input", "embeddings");
     return dumpJson(buildEmbeddingsResponse(request.model, *vectors,

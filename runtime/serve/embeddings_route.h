@@ -21,15 +21,14 @@
 
 namespace treni {
 
-/// The work of POST /v1/embeddings for the model `limits.modelNames` names;
-/// `embedder` null: the served model is not an embedding model, and every
-/// request is a 400 saying so. Everything given must outlive the work.
-HttpServer::JsonWork embeddingsWork(Embedder *embedder,
+/// The work of POST /v1/embeddings for the embedding model
+/// `limits.modelNames` names (the server routes only its requests here).
+/// Everything given must outlive the work.
+HttpServer::JsonWork embeddingsWork(Embedder &embedder,
                                     const Tokenizer &tokenizer,
                                     ApiLimits limits, int64_t vocabSize);
 
-/// The work of POST /v1/rerank; `reranker` null: the served model is not a
-/// reranker (every request a 400 saying so).
-HttpServer::JsonWork rerankWork(Reranker *reranker, ApiLimits limits);
+/// The work of POST /v1/rerank for the reranker `limits.modelNames` names.
+HttpServer::JsonWork rerankWork(Reranker &reranker, ApiLimits limits);
 
 } // namespace treni

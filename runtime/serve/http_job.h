@@ -27,6 +27,8 @@ using Clock = std::chrono::steady_clock;
 struct HttpServer::Job {
   enum class Kind { Chat, Completion, Streamed, Json };
   Kind kind = Kind::Chat;
+  /// The served model whose worker runs the job (and whose engine it uses).
+  Endpoint *endpoint = nullptr;
   /// Kind::Streamed and Kind::Json: runs on the worker (a Json job's work
   /// sets the body and finishes the job).
   std::function<void(Job &)> work;

@@ -40,6 +40,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/serve/http_access.h"
 #include "runtime/serve/http_job.h"
 #include "support/ascii.h"
@@ -307,11 +308,9 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
           route = Route::Streamed;
           streamedRoute = i;
         }
-      for (size_t i = 0; i < server.jsonRoutes_.size(); ++i)
-        if (server.jsonRoutes_[i].first == path) {
-          route = Route::Json;
-          streamedRoute = i;
-        }
+      for (const JsonRoute &json : server.jsonRoutes_)
+        if (json.path == path)
+          route = Route::Json; // the model's route: prepareJob
     }
     if (route == Route::Chat || route == Route::Completion ||
         route == Route::Streamed || route == Route::Json)
@@ -440,29 +439,31 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
         std::lock_guard<std::mutex> lock(server.mutex_);
         draining = server.draining_;
       }
+      json models = json::array();
+      for (const auto &endpoint : server.endpoints_)
+        models.push_back(endpoint->served.model.name);
       return respond(draining ? 503 : 200,
                      dumpJson({{"status", draining ? "shutting_down" : "ok"},
-                               {"model", server.model_.name},
+                               {"model", models[0]},
+                               {"models", std::move(models)},
                                {"queue_depth", server.metrics_.queueDepth()},
                                {"running", server.metrics_.running()}}),
                      "application/json");
     }
     case Route::Metrics:
       return respond(200, server.metricsText(), "text/plain; version=0.0.4");
-    case Route::Models:
-      return respond(200,
-                     dumpJson({{"object", "list"},
-                               {"data", json::array({server.modelObject()})}}),
+    case Route::Models: {
+      json data = json::array();
+      for (const auto &endpoint : server.endpoints_)
+        data.push_back(server.modelObject(*endpoint));
+      return respond(200, dumpJson({{"object", "list"}, {"data", data}}),
                      "application/json");
+    }
     case Route::Model:
-      if (modelId != server.model_.name) {
-        ApiError error = requestError(
-            404, absl::StrCat("The model ", quote(modelId), " does not exist"),
-            "model_not_found");
-        error.param = "model";
-        return respondError(error);
-      }
-      return respond(200, dumpJson(server.modelObject()), "application/json");
+      if (const Endpoint *endpoint = server.findEndpoint(modelId))
+        return respond(200, dumpJson(server.modelObject(*endpoint)),
+                       "application/json");
+      return respondError(server.modelNotFound(modelId));
     case Route::Chat:
     case Route::Completion:
     case Route::Streamed:
@@ -492,14 +493,68 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
               });
   }
 
+  /// The model a chat, completion or JSON route's request goes to: the one
+  /// its `model` names, or without a name (the parser then says what is
+  /// missing) the first that serves the route.
+  ApiResult<Endpoint *> routeEndpoint(Route route,
+                                      std::string_view body) const {
+    std::optional<std::string> name = requestedModel(body);
+    auto serves = [&](const Endpoint &endpoint) {
+      if (route != Route::Json)
+        return endpoint.served.kind == ModelKind::Chat;
+      for (const JsonRoute &json : server.jsonRoutes_)
+        if (json.path == path && json.endpoint == &endpoint)
+          return true;
+      return false;
+    };
+    std::vector<std::string> serving;
+    Endpoint *first = nullptr;
+    for (const auto &endpoint : server.endpoints_)
+      if (serves(*endpoint)) {
+        serving.push_back("'" + endpoint->served.model.name + "'");
+        if (!first)
+          first = endpoint.get();
+      }
+    Endpoint *endpoint = name ? server.findEndpoint(*name) : first;
+    if (name && !endpoint)
+      return server.modelNotFound(*name);
+    if (endpoint && serves(*endpoint))
+      return endpoint;
+    // "a chat model", "an embedding model": what the route needs.
+    auto kindText = [](ModelKind kind) {
+      return absl::StrCat(kind == ModelKind::Chat ? "a " : "an ",
+                          modelKindName(kind), " model");
+    };
+    return invalidRequest(
+        absl::StrCat(
+            name ? absl::StrCat("the model '", *name, "' is ",
+                                kindText(endpoint->served.kind), "; ")
+                 : "",
+            "POST ", path, " needs ",
+            first ? kindText(first->served.kind) : kindText(ModelKind::Chat),
+            serving.empty() ? ", and this server has none"
+                            : absl::StrCat(" (this server's: ",
+                                           absl::StrJoin(serving, ", "), ")")),
+        "model", "wrong_model_kind");
+  }
+
   /// On the request pool.
   ApiResult<std::shared_ptr<Job>> prepareJob(Route route, size_t index,
                                              std::string body) const {
     if (std::optional<ApiError> error = checkJsonBody(body))
       return *error;
     auto job = std::make_shared<Job>();
+    if (route == Route::Streamed) {
+      job->endpoint = server.streamedEndpoint();
+    } else {
+      ApiResult<Endpoint *> endpoint = routeEndpoint(route, body);
+      if (auto *error = std::get_if<ApiError>(&endpoint))
+        return *error;
+      job->endpoint = std::get<Endpoint *>(endpoint);
+    }
+    const ApiLimits &limits = job->endpoint->limits;
     if (route == Route::Chat) {
-      ApiResult<ChatRequest> parsed = parseChatRequest(body, server.limits_);
+      ApiResult<ChatRequest> parsed = parseChatRequest(body, limits);
       if (auto *error = std::get_if<ApiError>(&parsed))
         return *error;
       job->kind = Job::Kind::Chat;
@@ -507,7 +562,7 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       job->stream = job->chat.stream;
     } else if (route == Route::Completion) {
       ApiResult<CompletionRequest> parsed =
-          parseCompletionRequest(body, server.limits_);
+          parseCompletionRequest(body, limits);
       if (auto *error = std::get_if<ApiError>(&parsed))
         return *error;
       job->kind = Job::Kind::Completion;
@@ -515,8 +570,11 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
       job->stream = job->completion.stream;
     } else if (route == Route::Json) {
       job->kind = Job::Kind::Json;
-      job->work = [work = server.jsonRoutes_[index].second,
-                   body = std::move(body)](Job &j) {
+      JsonWork work;
+      for (const JsonRoute &json : server.jsonRoutes_)
+        if (json.path == path && json.endpoint == job->endpoint)
+          work = json.work;
+      job->work = [work = std::move(work), body = std::move(body)](Job &j) {
         ApiResult<std::string> answer = work(body, j.cancel, j.deadline);
         if (auto *error = std::get_if<ApiError>(&answer))
           return j.finish(*error);
@@ -853,22 +911,81 @@ void HttpServer::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
   accept();
 }
 
+const char *modelKindName(ModelKind kind) {
+  switch (kind) {
+  case ModelKind::Chat:
+    return "chat";
+  case ModelKind::Embedding:
+    return "embedding";
+  case ModelKind::Reranker:
+    return "reranker";
+  }
+  return "chat";
+}
+
+std::optional<ModelKind> parseModelKind(std::string_view name) {
+  for (ModelKind kind :
+       {ModelKind::Chat, ModelKind::Embedding, ModelKind::Reranker})
+    if (name == modelKindName(kind))
+      return kind;
+  return std::nullopt;
+}
+
+HttpServer::HttpServer(std::vector<ServedEndpoint> models,
+                       ServerOptions options)
+    : options_(std::move(options)) {
+  for (ServedEndpoint &model : models) {
+    auto endpoint = std::make_unique<Endpoint>();
+    endpoint->limits.maxSeq = model.model.maxSeq;
+    endpoint->limits.modelNames = {model.model.name};
+    endpoint->served = std::move(model);
+    endpoints_.push_back(std::move(endpoint));
+  }
+}
+
 HttpServer::HttpServer(Generator &generator, ServedModel model,
                        ServerOptions options, BatchGenerator *batch)
-    : generator_(generator), batch_(batch), model_(std::move(model)),
-      options_(std::move(options)) {
-  limits_.maxSeq = model_.maxSeq;
-  limits_.modelNames = {model_.name};
-}
+    : HttpServer({ServedEndpoint{std::move(model), ModelKind::Chat, &generator,
+                                 batch}},
+                 std::move(options)) {}
 
 HttpServer::~HttpServer() { stop(); }
 
-json HttpServer::modelObject() const {
-  return {{"id", model_.name},
+json HttpServer::modelObject(const Endpoint &endpoint) const {
+  const ServedModel &model = endpoint.served.model;
+  return {{"id", model.name},
           {"object", "model"},
           {"created", 0},
           {"owned_by", "treni"},
-          {"max_model_len", model_.maxSeq}};
+          {"kind", modelKindName(endpoint.served.kind)},
+          {"max_model_len", model.maxSeq}};
+}
+
+HttpServer::Endpoint *HttpServer::findEndpoint(std::string_view name) const {
+  for (const auto &endpoint : endpoints_)
+    if (endpoint->served.model.name == name)
+      return endpoint.get();
+  return nullptr;
+}
+
+HttpServer::Endpoint *HttpServer::streamedEndpoint() const {
+  for (const auto &endpoint : endpoints_)
+    if (endpoint->served.kind == ModelKind::Chat)
+      return endpoint.get();
+  return endpoints_.front().get();
+}
+
+ApiError HttpServer::modelNotFound(std::string_view name) const {
+  std::vector<std::string> names;
+  for (const auto &endpoint : endpoints_)
+    names.push_back(endpoint->served.model.name);
+  ApiError error =
+      invalidRequest(absl::StrCat("the model ", quote(name),
+                                  " does not exist; this server serves '",
+                                  absl::StrJoin(names, "', '"), "'"),
+                     "model", "model_not_found");
+  error.status = 404;
+  return error;
 }
 
 void HttpServer::addStreamedRoute(std::string path, StreamedWork work,
@@ -876,8 +993,13 @@ void HttpServer::addStreamedRoute(std::string path, StreamedWork work,
   streamedRoutes_.push_back({std::move(path), std::move(work), concurrent});
 }
 
-void HttpServer::addJsonRoute(std::string path, JsonWork work) {
-  jsonRoutes_.emplace_back(std::move(path), std::move(work));
+void HttpServer::addJsonRoute(std::string path, std::string model,
+                              JsonWork work) {
+  Endpoint *endpoint = findEndpoint(model);
+  if (!endpoint) // a programming error: the caller names its own models
+    throw std::invalid_argument(
+        absl::StrCat("addJsonRoute: no served model '", model, "'"));
+  jsonRoutes_.push_back({std::move(path), endpoint, std::move(work)});
 }
 
 absl::Status HttpServer::start() {
@@ -928,10 +1050,13 @@ absl::Status HttpServer::start() {
         "address, without --api-key: whoever reaches port %d can use "
         "the model\n",
         options_.host.c_str(), port_);
-  worker_ = std::thread([this] { workerLoop(queue_); });
-  if (batch_)
-    for (int i = 0; i < std::max(1, options_.maxNumSeqs); ++i)
-      batchWorkers_.emplace_back([this] { workerLoop(batchQueue_); });
+  for (auto &endpoint : endpoints_) {
+    Endpoint &e = *endpoint;
+    e.worker = std::thread([this, &e] { workerLoop(e.queue); });
+    if (e.served.batch)
+      for (int i = 0; i < std::max(1, options_.maxNumSeqs); ++i)
+        e.batchWorkers.emplace_back([this, &e] { workerLoop(e.batchQueue); });
+  }
   impl_->accept();
   for (int i = 0; i < std::max(1, options_.ioThreads); ++i)
     impl_->ioThreads.emplace_back([this] {
@@ -988,11 +1113,13 @@ void HttpServer::stop() {
     workerExit_ = true;
     queueChanged_.notify_all();
   }
-  if (worker_.joinable())
-    worker_.join();
-  for (std::thread &thread : batchWorkers_)
-    thread.join();
-  batchWorkers_.clear();
+  for (auto &endpoint : endpoints_) {
+    if (endpoint->worker.joinable())
+      endpoint->worker.join();
+    for (std::thread &thread : endpoint->batchWorkers)
+      thread.join();
+    endpoint->batchWorkers.clear();
+  }
   impl.workGuard.reset();
   impl.io.stop();
   for (std::thread &thread : impl.ioThreads)

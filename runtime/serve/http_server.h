@@ -1,10 +1,16 @@
 //===- http_server.h - the OpenAI-compatible HTTP server -----*- C++ -*-===//
 //
 // `treni serve`: an HTTP/1.1 server (Boost.Beast, confined to
-// http_server.cpp) in front of ONE engine. docs/server.md states what it
-// promises: limits, timeouts, what is exposed, the security options.
+// http_server.cpp) in front of one or more models (ServedEndpoint: a chat
+// model's engine, an embedding model's or a reranker's). A request goes to
+// the model its body's `model` field names (404 for a name not served, 400
+// for a model of the wrong kind: chat and completions need a chat model,
+// /v1/embeddings an embedding model, /v1/rerank a reranker). docs/server.md
+// states what it promises: limits, timeouts, what is exposed, the security
+// options.
 //
-// Threads, and what may block where:
+// Threads, and what may block where (the queues and workers are each
+// model's own, so one model's load does not wait on another's):
 //   - I/O threads (ServerOptions::ioThreads): every socket read and write,
 //     every timer, routing, the access checks, and the small answers
 //     (/health, /metrics, /v1/models, errors). All of it is asynchronous: a
@@ -13,15 +19,17 @@
 //   - the request pool (2 threads): the CPU work of a POST body (the NUL
 //     and nesting-depth scans, JSON parsing and validation), so that a
 //     4 MiB body does not delay /health.
-//   - the generation worker (one): owns the Generator (engine, tokenizer,
-//     template) and runs the queued requests one at a time.
+//   - a model's generation worker (one each): owns its Generator (engine,
+//     tokenizer, template) or its embedding/rerank work, and runs its
+//     queued requests one at a time.
 //   - with a BatchGenerator (continuous batching, --max-num-seqs N > 1):
 //     N batch workers take the chat and completion requests instead, each
 //     waiting on its request while the BatchGenerator's loop computes all of
 //     them in shared steps; streamed routes added as concurrent (the agent
 //     API given the BatchGenerator) run there too, the others stay on the
 //     one worker, which may use the Generator.
-// A validated request goes on a bounded queue; a full queue answers 429; a
+// A validated request goes on its model's bounded queue (--queue-size
+// each); a full queue answers 429; a
 // request past --request-timeout answers 504 (or ends its stream with an
 // error event); a client that disconnects mid-stream cancels its
 // generation. The worker pushes a stream's events to the connection, which
@@ -30,8 +38,8 @@
 // goes to stderr); the server keeps serving.
 //
 //   POST /v1/chat/completions   POST /v1/completions
-//   POST /v1/embeddings (added by `treni serve`, addJsonRoute)
-//   GET /v1/models              GET /v1/models/{id}
+//   POST /v1/embeddings, /v1/rerank (added by `treni serve`, addJsonRoute)
+//   GET /v1/models              GET /v1/models/{id} (with each one's kind)
 //   GET /health                 GET /metrics (Prometheus text)
 //
 //===----------------------------------------------------------------------===//
@@ -47,6 +55,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -98,10 +107,34 @@ struct ServerOptions {
   std::chrono::milliseconds tokenDelay{0};
 };
 
+/// What a served model answers: chat and completions (Chat), POST
+/// /v1/embeddings (Embedding), POST /v1/rerank (Reranker).
+enum class ModelKind { Chat, Embedding, Reranker };
+
+/// "chat", "embedding" or "reranker".
+const char *modelKindName(ModelKind kind);
+/// The kind `name` names (modelKindName's), or nullopt.
+std::optional<ModelKind> parseModelKind(std::string_view name);
+
+/// One model the server answers for.
+struct ServedEndpoint {
+  ServedModel model; ///< its name is what requests' `model` field says
+  ModelKind kind = ModelKind::Chat;
+  /// Chat: generates one request at a time (and renders token bytes).
+  Generator *generator = nullptr;
+  /// Chat: continuous batching for chat and completions, when given.
+  BatchGenerator *batch = nullptr;
+};
+
 class HttpServer {
 public:
-  /// `generator`, `batch` (when given: continuous batching for chat and
-  /// completions) and everything `model` points to must outlive the server.
+  /// Serves `models` (at least one, names distinct; a chat model needs its
+  /// generator); everything they point to must outlive the server. The
+  /// first chat model takes the streamed routes (addStreamedRoute).
+  HttpServer(std::vector<ServedEndpoint> models, ServerOptions options);
+  /// One chat model: `generator`, `batch` (when given: continuous batching
+  /// for chat and completions) and everything `model` points to must
+  /// outlive the server.
   HttpServer(Generator &generator, ServedModel model, ServerOptions options,
              BatchGenerator *batch = nullptr);
   ~HttpServer();
@@ -136,9 +169,10 @@ public:
   /// Adds `POST path` answered as `text/event-stream` by `work`, queued like
   /// a generation; the stream ends with `data: [DONE]`. The body has passed
   /// the checks every POST gets (application/json, the size limit, no NUL
-  /// byte, bounded nesting). `concurrent` work may run on the batch workers
-  /// beside other requests (it must not use the Generator); other work runs
-  /// on the one worker. Call before start().
+  /// byte, bounded nesting). It runs for the first chat model (else the
+  /// first model): `concurrent` work may run on its batch workers beside
+  /// other requests (it must not use the Generator); other work runs on its
+  /// one worker. Call before start().
   void addStreamedRoute(std::string path, StreamedWork work,
                         bool concurrent = false);
 
@@ -149,48 +183,59 @@ public:
   using JsonWork = std::function<ApiResult<std::string>(
       const std::string &body, const std::atomic<bool> &cancel,
       std::chrono::steady_clock::time_point deadline)>;
-  /// Adds `POST path` answered as one application/json response by `work`,
-  /// queued like a generation (the body has passed every POST's checks).
-  /// Call before start().
-  void addJsonRoute(std::string path, JsonWork work);
+  /// Adds `POST path` for the served model `model`, answered as one
+  /// application/json response by `work`, queued on that model's worker
+  /// like a generation (the body has passed every POST's checks). Requests
+  /// go to the route of the model their `model` field names; one naming a
+  /// model that has no route of this path is a 400 naming the models that
+  /// do. Call before start().
+  void addJsonRoute(std::string path, std::string model, JsonWork work);
 
   struct Job;
   struct Impl;
   struct Connection;
+  /// A served model with its limits, queues and workers.
+  struct Endpoint {
+    ServedEndpoint served;
+    ApiLimits limits; ///< its name and context
+    std::deque<std::shared_ptr<Job>> queue;
+    std::deque<std::shared_ptr<Job>> batchQueue; ///< with a BatchGenerator
+    std::thread worker;
+    std::vector<std::thread> batchWorkers;
+  };
 
 private:
-  /// Runs the jobs of `queue` until stop() (the worker: queue_; a batch
-  /// worker: batchQueue_).
+  /// Runs the jobs of `queue` until stop() (a model's worker: its queue; a
+  /// batch worker: its batchQueue).
   void workerLoop(std::deque<std::shared_ptr<Job>> &queue);
   void publishQueueDepth(); ///< under mutex_
-  /// GET /metrics: the counters, and the batch loop's gauges.
+  /// GET /metrics: the counters, and each batch loop's gauges.
   std::string metricsText() const;
   void runJob(Job &job);
   /// After an exception escaped runJob: a generic error for the client.
   void failJob(Job &job);
-  /// The served model as GET /v1/models lists it.
-  nlohmann::json modelObject() const;
+  /// A served model as GET /v1/models lists it.
+  nlohmann::json modelObject(const Endpoint &endpoint) const;
+  /// The served model named `name`, or null.
+  Endpoint *findEndpoint(std::string_view name) const;
+  /// Where the streamed routes run: the first chat model, else the first.
+  Endpoint *streamedEndpoint() const;
+  /// 404: no served model is named `name`.
+  ApiError modelNotFound(std::string_view name) const;
   /// Queues `job`; the error when the queue is full or the server stops.
   std::optional<ApiError> enqueue(std::shared_ptr<Job> job);
 
-  Generator &generator_;
-  BatchGenerator *batch_;
-  ServedModel model_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
   ServerOptions options_;
-  ApiLimits limits_;
   Metrics metrics_;
   std::unique_ptr<Impl> impl_;
   int port_ = 0;
 
   std::mutex mutex_;
   std::condition_variable queueChanged_, stopped_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  std::deque<std::shared_ptr<Job>> batchQueue_; ///< with a BatchGenerator
   int64_t runningJobs_ = 0;
   bool draining_ = false, workerExit_ = false, started_ = false,
        finished_ = false;
-  std::thread worker_;
-  std::vector<std::thread> batchWorkers_;
   std::mutex stopMutex_;
   struct StreamedRoute {
     std::string path;
@@ -198,7 +243,12 @@ private:
     bool concurrent = false;
   };
   std::vector<StreamedRoute> streamedRoutes_;
-  std::vector<std::pair<std::string, JsonWork>> jsonRoutes_;
+  struct JsonRoute {
+    std::string path;
+    Endpoint *endpoint = nullptr;
+    JsonWork work;
+  };
+  std::vector<JsonRoute> jsonRoutes_;
 };
 
 } // namespace treni

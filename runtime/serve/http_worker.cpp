@@ -1,7 +1,8 @@
 //===- http_worker.cpp - the generation worker of treni serve -------------===//
 //
-// One thread takes jobs from the bounded queue in order and runs them on the
-// generator; connections (http_server.cpp) read what it pushes into the job.
+// Each served model's thread takes jobs from its bounded queue in order and
+// runs them on its generator (or its batch workers on its BatchGenerator);
+// connections (http_server.cpp) read what they push into the job.
 //
 //===----------------------------------------------------------------------===//
 
@@ -54,19 +55,23 @@ std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
   if (draining_)
     return serverError(503, "the server is shutting down", "server_error",
                        "shutting_down");
-  // Chat and completions go to the batch workers when there are any; the
-  // streamed routes use the Generator, on the one worker.
+  // Chat and completions go to the model's batch workers when it has any;
+  // the streamed routes use the Generator, on its one worker.
+  Endpoint &endpoint = *job->endpoint;
   std::deque<std::shared_ptr<Job>> &queue =
-      batch_ && (job->kind == Job::Kind::Chat ||
-                 job->kind == Job::Kind::Completion ||
-                 (job->kind == Job::Kind::Streamed && job->concurrent))
-          ? batchQueue_
-          : queue_;
+      endpoint.served.batch &&
+              (job->kind == Job::Kind::Chat ||
+               job->kind == Job::Kind::Completion ||
+               (job->kind == Job::Kind::Streamed && job->concurrent))
+          ? endpoint.batchQueue
+          : endpoint.queue;
   if (int(queue.size()) >= options_.queueSize)
     return serverError(429,
                        absl::StrCat("the server is busy: ", queue.size(),
-                                    " requests are waiting (--queue-size ",
-                                    options_.queueSize, "); retry later"),
+                                    " requests are waiting for the model '",
+                                    endpoint.served.model.name,
+                                    "' (--queue-size ", options_.queueSize,
+                                    "); retry later"),
                        "rate_limit_error", "queue_full");
   queue.push_back(std::move(job));
   publishQueueDepth();
@@ -75,15 +80,19 @@ std::optional<ApiError> HttpServer::enqueue(std::shared_ptr<Job> job) {
 }
 
 void HttpServer::publishQueueDepth() {
-  metrics_.setQueueDepth(int64_t(queue_.size() + batchQueue_.size()),
-                         runningJobs_);
+  size_t waiting = 0;
+  for (const auto &endpoint : endpoints_)
+    waiting += endpoint->queue.size() + endpoint->batchQueue.size();
+  metrics_.setQueueDepth(int64_t(waiting), runningJobs_);
 }
 
 std::string HttpServer::metricsText() const {
-  std::string text = metrics_.render();
-  if (batch_)
-    text += renderBatchMetrics(batch_->stats());
-  return text;
+  std::vector<std::pair<std::string, BatchStats>> batches;
+  for (const auto &endpoint : endpoints_)
+    if (endpoint->served.batch)
+      batches.emplace_back(endpoint->served.model.name,
+                           endpoint->served.batch->stats());
+  return metrics_.render() + renderBatchMetrics(batches);
 }
 
 void HttpServer::workerLoop(std::deque<std::shared_ptr<Job>> &queue) {
@@ -146,10 +155,12 @@ void HttpServer::runJob(Job &job) {
     job.finish();
     return;
   }
+  const ServedEndpoint &served = job.endpoint->served;
+  const ServedModel &model = served.model;
   bool chat = job.kind == Job::Kind::Chat;
   ApiResult<PreparedRequest> preparedOr =
-      chat ? prepareChat(job.chat, model_)
-           : prepareCompletion(job.completion, model_);
+      chat ? prepareChat(job.chat, model)
+           : prepareCompletion(job.completion, model);
   if (auto *error = std::get_if<ApiError>(&preparedOr)) {
     job.finish(*error);
     return;
@@ -162,15 +173,15 @@ void HttpServer::runJob(Job &job) {
   request.tokenDelay = options_.tokenDelay;
 
   ResponseIdentity identity =
-      newIdentity(chat ? "chatcmpl" : "cmpl", model_.name);
-  TokenBytesFn tokenBytes = [this](int32_t id) {
-    return generator_.tokenBytes(id);
+      newIdentity(chat ? "chatcmpl" : "cmpl", model.name);
+  TokenBytesFn tokenBytes = [&generator = *served.generator](int32_t id) {
+    return generator.tokenBytes(id);
   };
   std::optional<StreamEncoder> encoder;
   if (job.stream) {
     encoder.emplace(
         chat ? StreamEncoder::Kind::Chat : StreamEncoder::Kind::Completion,
-        identity, prepared, model_.toolFormat,
+        identity, prepared, model.toolFormat,
         chat ? job.chat.includeUsage : job.completion.includeUsage, tokenBytes);
     job.push(encoder->start());
   }
@@ -183,8 +194,8 @@ void HttpServer::runJob(Job &job) {
       return !job.cancel.load();
     };
   absl::StatusOr<GenerationResult> result =
-      batch_ ? batch_->generate(request, onDelta)
-             : generator_.generate(request, onDelta);
+      served.batch ? served.batch->generate(request, onDelta)
+                   : served.generator->generate(request, onDelta);
 
   std::optional<ApiError> failure;
   if (!result.ok()) {
@@ -240,7 +251,7 @@ void HttpServer::runJob(Job &job) {
   if (chat) {
     std::string full =
         prepared.outputPrefix + result->text + prepared.outputSuffix;
-    ParsedOutput output = parseOutput(prepared, full, model_.toolFormat);
+    ParsedOutput output = parseOutput(prepared, full, model.toolFormat);
     body = buildChatResponse(identity, prepared, *result, output, tokenBytes);
   } else {
     body = buildCompletionResponse(identity, prepared, *result, tokenBytes);

@@ -158,47 +158,73 @@ std::string Metrics::render() const {
   return text;
 }
 
-std::string renderBatchMetrics(const BatchStats &stats) {
+namespace {
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+std::string escapeLabel(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"')
+      out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out;
+}
+
+} // namespace
+
+std::string renderBatchMetrics(
+    const std::vector<std::pair<std::string, BatchStats>> &loops) {
   std::string text;
+  if (loops.empty())
+    return text;
   auto metric = [&](const char *name, const char *type, const char *help,
-                    int64_t value) {
+                    auto value) {
     absl::StrAppend(&text, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
-                    type, "\n", name, " ", value, "\n");
+                    type, "\n");
+    for (const auto &[model, stats] : loops)
+      absl::StrAppend(&text, name, "{model=\"", escapeLabel(model), "\"} ",
+                      value(stats), "\n");
   };
   metric("treni_batch_sequences_running", "gauge",
-         "Sequences in the running batch.", stats.running);
+         "Sequences in the running batch.",
+         [](const BatchStats &s) { return s.running; });
   metric("treni_batch_sequences_waiting", "gauge",
          "Sequences waiting for admission (KV blocks or a batch slot).",
-         stats.waiting);
+         [](const BatchStats &s) { return s.waiting; });
   metric("treni_kv_blocks_total", "gauge", "KV blocks in the pool.",
-         stats.kv.totalBlocks);
+         [](const BatchStats &s) { return s.kv.totalBlocks; });
   metric("treni_kv_blocks_used", "gauge",
-         "KV blocks held by running sequences.", stats.kv.usedBlocks);
+         "KV blocks held by running sequences.",
+         [](const BatchStats &s) { return s.kv.usedBlocks; });
   metric("treni_kv_blocks_free", "gauge", "KV blocks neither held nor cached.",
-         stats.kv.freeBlocks);
+         [](const BatchStats &s) { return s.kv.freeBlocks; });
   metric("treni_kv_blocks_cached_idle", "gauge",
          "Unheld blocks kept for the prefix cache (evictable).",
-         stats.kv.evictableBlocks);
+         [](const BatchStats &s) { return s.kv.evictableBlocks; });
   metric("treni_prefix_cache_query_tokens_total", "counter",
          "Prompt tokens looked up in the prefix cache at admission.",
-         stats.kv.prefixQueryTokens);
+         [](const BatchStats &s) { return s.kv.prefixQueryTokens; });
   metric("treni_prefix_cache_hit_tokens_total", "counter",
          "Prompt tokens found there (hit rate: hit / query).",
-         stats.kv.prefixHitTokens);
+         [](const BatchStats &s) { return s.kv.prefixHitTokens; });
   metric("treni_prefix_cache_evictions_total", "counter",
-         "Cached blocks taken for new content.", stats.kv.evictions);
+         "Cached blocks taken for new content.",
+         [](const BatchStats &s) { return s.kv.evictions; });
   metric("treni_batch_steps_total", "counter", "Engine steps computed.",
-         stats.steps);
+         [](const BatchStats &s) { return s.steps; });
   metric("treni_batch_step_sequences_total", "counter",
          "Sequences summed over the steps (mean batch size: this / steps).",
-         stats.stepSequences);
+         [](const BatchStats &s) { return s.stepSequences; });
   metric("treni_batch_step_tokens_total", "counter",
-         "Tokens computed summed over the steps.", stats.stepTokens);
+         "Tokens computed summed over the steps.",
+         [](const BatchStats &s) { return s.stepTokens; });
   metric("treni_batch_step_sequences_max", "gauge",
-         "The largest batch of one step so far.", stats.maxStepSequences);
+         "The largest batch of one step so far.",
+         [](const BatchStats &s) { return s.maxStepSequences; });
   metric("treni_batch_preemptions_total", "counter",
          "Sequences sent back to wait for KV blocks (recomputed later).",
-         stats.preemptions);
+         [](const BatchStats &s) { return s.preemptions; });
   return text;
 }
 

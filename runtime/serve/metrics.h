@@ -36,10 +36,12 @@ private:
 
 struct BatchStats;
 
-/// The batch loop's gauges and counters (running and waiting sequences, KV
+/// The batch loops' gauges and counters (running and waiting sequences, KV
 /// blocks, prefix-cache hits, steps and their sizes, preemptions), in the
-/// same format, appended to Metrics::render() by a batching server.
-std::string renderBatchMetrics(const BatchStats &stats);
+/// same format, one sample per served model (label `model`), appended to
+/// Metrics::render() by a batching server. Nothing for no loops.
+std::string renderBatchMetrics(
+    const std::vector<std::pair<std::string, BatchStats>> &loops);
 
 class Metrics {
 public:

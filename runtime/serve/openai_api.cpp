@@ -1009,6 +1009,73 @@ ApiResult<RerankRequest> readRerankRequest(std::string_view text,
 
 } // namespace
 
+namespace {
+
+/// SAX events of a body until its top-level "model" value: stops there (or
+/// at the first event that shows there is none to find).
+class ModelFinder : public nlohmann::json_sax<json> {
+public:
+  std::optional<std::string> model;
+
+  bool null() override { return scalar(); }
+  bool boolean(bool) override { return scalar(); }
+  bool number_integer(number_integer_t) override { return scalar(); }
+  bool number_unsigned(number_unsigned_t) override { return scalar(); }
+  bool number_float(number_float_t, const string_t &) override {
+    return scalar();
+  }
+  bool string(string_t &value) override {
+    if (depth_ == 1 && atModel_) {
+      model = value;
+      return false;
+    }
+    return scalar();
+  }
+  bool binary(binary_t &) override { return scalar(); }
+  bool start_object(std::size_t) override { return open(); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override {
+    // A top-level array is no request; an array as model's value is no name.
+    return depth_ > 0 && !(depth_ == 1 && atModel_) && open();
+  }
+  bool end_array() override { return close(); }
+  bool key(string_t &value) override {
+    atModel_ = depth_ == 1 && value == "model";
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string &,
+                   const nlohmann::detail::exception &) override {
+    return false;
+  }
+
+private:
+  bool scalar() { return depth_ > 0 && !(depth_ == 1 && atModel_); }
+  bool open() {
+    if (depth_ == 1 && atModel_)
+      return false;
+    ++depth_;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return depth_ > 0; // the top-level object ended without a model
+  }
+  int depth_ = 0;
+  bool atModel_ = false;
+};
+
+} // namespace
+
+std::optional<std::string> requestedModel(std::string_view body) {
+  ModelFinder finder;
+  try {
+    json::sax_parse(body.begin(), body.end(), &finder);
+  } catch (const std::exception &) {
+    return std::nullopt;
+  }
+  return finder.model;
+}
+
 ApiResult<RerankRequest> parseRerankRequest(std::string_view body,
                                             const ApiLimits &limits) {
   return withoutEscapes<RerankRequest>(

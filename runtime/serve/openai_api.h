@@ -168,6 +168,12 @@ ApiResult<ChatRequest> parseChatRequest(std::string_view body,
 ApiResult<CompletionRequest> parseCompletionRequest(std::string_view body,
                                                     const ApiLimits &limits);
 
+/// The top-level `model` string of a request body, read without parsing
+/// the rest (the server routes by it before the model's own parser runs);
+/// nullopt when the body is no JSON object or has no string `model` (the
+/// parser then says what is wrong). Never throws.
+std::optional<std::string> requestedModel(std::string_view body);
+
 /// The tool-call format of a chat template (runtime/text/tool_calls.h); a
 /// template that names none is treated as Qwen's <tool_call> tags.
 ToolCallFormat servedToolCallFormat(std::string_view templateSource);

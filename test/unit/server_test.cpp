@@ -696,11 +696,13 @@ TEST_P(ServerTest, BatchMetricsAndSharedSteps) {
             int64_t(kKvBlockTokens));
   Reply metrics = get("/metrics");
   ASSERT_EQ(metrics.status, 200);
+  // The batch loop's samples carry the model's name; the server's do not.
   auto value = [&](const std::string &name) -> int64_t {
-    size_t at = metrics.body.find("\n" + name + " ");
-    if (at == std::string::npos)
-      return -1;
-    return std::stoll(metrics.body.substr(at + name.size() + 2));
+    for (const std::string &sample :
+         {"\n" + name + "{model=\"qwen2\"} ", "\n" + name + " "})
+      if (size_t at = metrics.body.find(sample); at != std::string::npos)
+        return std::stoll(metrics.body.substr(at + sample.size()));
+    return -1;
   };
   EXPECT_EQ(value("treni_kv_blocks_total"), 4 * kvBlocksFor(512));
   EXPECT_EQ(value("treni_kv_blocks_used"), 0);

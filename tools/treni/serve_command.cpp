@@ -1,6 +1,7 @@
 //===- serve_command.cpp - `treni serve` ----------------------------------===//
 //
-//   treni serve [MODEL] [--host 127.0.0.1 --port 8080 --queue-size N
+//   treni serve [MODEL | --model NAME=DIR[:KIND] ...]
+//               [--host 127.0.0.1 --port 8080 --queue-size N
 //               --max-num-seqs N --max-batch-tokens N --kv-blocks N
 //               --request-timeout S --max-body-kib N --chat-template FILE
 //               --served-model-name NAME --api-key KEY --allowed-hosts NAMES
@@ -10,18 +11,29 @@
 // /v1/agent/run when --enable-agent-api is given, until SIGINT or SIGTERM,
 // then stops gracefully. docs/server.md: limits, timeouts, access checks.
 //
+// Several models in one process (--model, repeated): each is loaded and
+// compiled once (the NVRTC cache is shared), its weights on the one GPU.
+// The paged KV memory is split by this rule: an embedding model or a
+// reranker keeps nothing between requests, so its pool holds one input of
+// its --max-seq plus --max-batch-tokens / 8 blocks (a step's worth of inputs
+// of 8 tokens or more); the chat models then share what is free equally.
+// --kv-blocks, when given, is every model's pool instead.
+//
 // A new server flag: declare it below and set its ServerOptions field in
 // serverOptionsFromFlags(), which checks every value before the model loads.
 //
 //===----------------------------------------------------------------------===//
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +56,14 @@ cl::opt<std::string> serveModel(cl::Positional,
                                 cl::desc("[MODEL_DIR | model.treni]"),
                                 cl::init(kDefaultModelDir),
                                 cl::sub(serveSubcommand()));
+cl::list<std::string> modelSpecs(
+    "model",
+    cl::desc("A model to serve as NAME (the requests' `model`), from DIR (a "
+             "checkpoint directory or package), of KIND chat, embedding or "
+             "reranker (default: embedding for a sentence-transformers "
+             "directory, else chat); repeat it to serve several models in one "
+             "process, instead of MODEL"),
+    cl::value_desc("NAME=DIR[:KIND]"), cl::sub(serveSubcommand()));
 cl::opt<std::string> host("host", cl::desc("Address to listen on"),
                           cl::init("127.0.0.1"), cl::sub(serveSubcommand()));
 cl::opt<int> port("port", cl::desc("Port (0: any free port)"), cl::init(8080),
@@ -192,74 +212,241 @@ absl::StatusOr<ServerOptions> serverOptionsFromFlags() {
   return options;
 }
 
-/// What the server tells clients about the model.
-absl::StatusOr<ServedModel> servedModel(const TextModel &model) {
-  ServedModel served;
-  served.name = servedModelName.empty() ? modelName(serveModel)
-                                        : servedModelName.getValue();
-  served.tokenizer = model.loaded.tokenizer.get();
-  served.chatTemplate = model.loaded.chatTemplate.get();
-  served.toolFormat = servedToolCallFormat(model.loaded.chatTemplateSource);
-  served.maxSeq = model.options.maxSeq;
-  TRENI_ASSIGN_OR_RETURN(served.lowConfidenceThreshold,
-                         lowConfidenceFromFlags());
-  return served;
+/// A model to serve: its name, directory and kind (nullopt: from the
+/// directory).
+struct ModelSpec {
+  std::string name, dir;
+  std::optional<ModelKind> kind;
+};
+
+/// A served name: what clients put in `model`, and a Prometheus label.
+absl::Status checkModelName(const std::string &name) {
+  if (name.empty() || name.size() > 256)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a served model name must have 1 to 256 characters, not ",
+                     name.size()));
+  for (char c : name)
+    if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\')
+      return absl::InvalidArgumentError(
+          absl::StrCat("the served model name '", name,
+                       "' has a control character, a quote or a backslash"));
+  return absl::OkStatus();
 }
 
-/// The batch loop over a step runner of `model`'s engine, or null: batching
-/// is off (--max-num-seqs 1) or the engine has no batched path yet, which
-/// the log says.
-absl::StatusOr<std::unique_ptr<BatchGenerator>>
-batchGenerator(TextModel &model, std::unique_ptr<StepRunner> &runner) {
-  if (maxNumSeqs <= 1)
-    return nullptr;
-  const int64_t maxSeq = model.loaded.engine->maxSeq();
-  auto made = model.loaded.engine->createStepRunner(kvBlocks, maxBatchTokens);
-  if (absl::IsUnimplemented(made.status())) {
-    std::fprintf(stderr, "treni serve: %s; serving one request at a time\n",
-                 std::string(made.status().message()).c_str());
-    return nullptr;
+/// `NAME=DIR[:KIND]` of --model.
+absl::StatusOr<ModelSpec> parseModelSpec(const std::string &text) {
+  size_t equals = text.find('=');
+  if (equals == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model ", text, ": expected NAME=DIR[:KIND], e.g. chat=/models/q7"));
+  ModelSpec spec{text.substr(0, equals), text.substr(equals + 1), std::nullopt};
+  TRENI_RETURN_IF_ERROR(checkModelName(spec.name));
+  if (size_t colon = spec.dir.rfind(':'); colon != std::string::npos)
+    if (std::optional<ModelKind> kind =
+            parseModelKind(std::string_view(spec.dir).substr(colon + 1))) {
+      spec.kind = kind;
+      spec.dir.resize(colon);
+    }
+  if (spec.dir.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", text, ": no directory after '='"));
+  return spec;
+}
+
+/// The models to serve: --model's, or MODEL (--served-model-name,
+/// --model-kind).
+absl::StatusOr<std::vector<ModelSpec>> modelSpecsFromFlags() {
+  std::vector<ModelSpec> specs;
+  if (modelSpecs.empty()) {
+    ModelSpec spec{servedModelName.empty() ? modelName(serveModel)
+                                           : servedModelName.getValue(),
+                   serveModel, std::nullopt};
+    TRENI_RETURN_IF_ERROR(checkModelName(spec.name));
+    if (modelKind != "auto") {
+      spec.kind = parseModelKind(modelKind.getValue());
+      if (!spec.kind)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--model-kind must be chat, embedding, reranker or auto, not '",
+            modelKind.getValue(), "'"));
+    }
+    specs.push_back(std::move(spec));
+    return specs;
   }
-  TRENI_ASSIGN_OR_RETURN(runner, std::move(made));
+  if (serveModel.getNumOccurrences() > 0)
+    return absl::InvalidArgumentError(
+        "give the models either as MODEL or as --model NAME=DIR, not both");
+  if (servedModelName.getNumOccurrences() > 0 ||
+      modelKind.getNumOccurrences() > 0)
+    return absl::InvalidArgumentError(
+        "with --model, the name and kind are part of each --model "
+        "(NAME=DIR[:KIND]); drop --served-model-name and --model-kind");
+  for (const std::string &text : modelSpecs) {
+    TRENI_ASSIGN_OR_RETURN(ModelSpec spec, parseModelSpec(text));
+    for (const ModelSpec &other : specs)
+      if (other.name == spec.name)
+        return absl::InvalidArgumentError(
+            absl::StrCat("two --model flags serve the name '", spec.name, "'"));
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+/// One served model and what serves it.
+struct ServingModel {
+  ModelSpec spec;
+  ModelKind kind = ModelKind::Chat;
+  TextModel text;
+  std::unique_ptr<Generator> generator; ///< chat
+  std::unique_ptr<StepRunner> runner;
+  std::unique_ptr<BatchGenerator> batch; ///< chat, --max-num-seqs > 1
+  std::unique_ptr<Embedder> embedder;
+  std::unique_ptr<Reranker> reranker;
+
+  /// What the server tells clients about it.
+  absl::StatusOr<ServedEndpoint> endpoint() const {
+    ServedEndpoint endpoint;
+    ServedModel &served = endpoint.model;
+    served.name = spec.name;
+    served.tokenizer = text.loaded.tokenizer.get();
+    served.chatTemplate = text.loaded.chatTemplate.get();
+    served.toolFormat = servedToolCallFormat(text.loaded.chatTemplateSource);
+    served.maxSeq = text.options.maxSeq;
+    TRENI_ASSIGN_OR_RETURN(served.lowConfidenceThreshold,
+                           lowConfidenceFromFlags());
+    endpoint.kind = kind;
+    endpoint.generator = generator.get();
+    endpoint.batch = batch.get();
+    return endpoint;
+  }
+
+  /// How it is served, for the log.
+  std::string mode() const {
+    if (reranker)
+      return absl::StrCat("reranker, ", runner->numBlocks(), " KV blocks");
+    if (embedder)
+      return absl::StrCat("embeddings (", poolingName(embedder->pooling()),
+                          " pooling, ", embedder->hiddenSize(), " dims), ",
+                          runner->numBlocks(), " KV blocks");
+    if (batch)
+      return absl::StrCat("continuous batching, ", runner->numBlocks(),
+                          " KV blocks");
+    return "one request at a time";
+  }
+};
+
+/// The step runner of `model`: --kv-blocks blocks when given; else, when
+/// it shares the process, an embedding model's or reranker's pool holds one
+/// input of its --max-seq plus a step's worth of inputs of 8 tokens, and a
+/// chat model takes `freeShare` of the free GPU memory.
+absl::StatusOr<std::unique_ptr<StepRunner>>
+stepRunner(ServingModel &model, bool shared, double freeShare) {
+  int64_t blocks = kvBlocks;
+  if (blocks == 0 && shared && model.kind != ModelKind::Chat)
+    blocks = kvBlocksFor(model.text.loaded.engine->maxSeq()) +
+             (maxBatchTokens + 7) / 8;
+  return model.text.loaded.engine->createStepRunner(blocks, maxBatchTokens,
+                                                    freeShare);
+}
+
+/// The batch loop over `model`'s step runner, or null: batching is off
+/// (--max-num-seqs 1) or the engine has no batched path yet, which the log
+/// says.
+absl::Status startBatching(ServingModel &model, double freeShare, bool shared) {
+  if (maxNumSeqs <= 1)
+    return absl::OkStatus();
+  auto made = stepRunner(model, shared, freeShare);
+  if (absl::IsUnimplemented(made.status())) {
+    std::fprintf(stderr, "treni serve: %s: %s; serving one request at a time\n",
+                 model.spec.name.c_str(),
+                 std::string(made.status().message()).c_str());
+    return absl::OkStatus();
+  }
+  TRENI_ASSIGN_OR_RETURN(model.runner, std::move(made));
   BatchGeneratorOptions options;
   options.scheduler.maxNumSeqs = maxNumSeqs;
   options.scheduler.maxBatchTokens = maxBatchTokens;
   options.scheduler.prefillChunk =
-      std::min<int64_t>(model.options.prefillChunk, maxBatchTokens);
-  options.scheduler.maxSeqLen = maxSeq;
-  options.scheduler.prefixCaching = model.generatorOptions().prefixCache;
-  options.eosIds = model.loaded.eosIds;
-  return BatchGenerator::create(*runner, *model.loaded.tokenizer,
-                                std::move(options));
+      std::min<int64_t>(model.text.options.prefillChunk, maxBatchTokens);
+  options.scheduler.maxSeqLen = model.text.loaded.engine->maxSeq();
+  options.scheduler.prefixCaching = model.text.generatorOptions().prefixCache;
+  options.eosIds = model.text.loaded.eosIds;
+  TRENI_ASSIGN_OR_RETURN(model.batch,
+                         BatchGenerator::create(*model.runner,
+                                                *model.text.loaded.tokenizer,
+                                                std::move(options)));
+  return absl::OkStatus();
 }
 
-/// The served model's kind (--model-kind): "chat", "embedding" or
-/// "reranker".
-absl::StatusOr<std::string> servedKind(const TextModel &model) {
-  if (modelKind == "chat" || modelKind == "embedding" ||
-      modelKind == "reranker")
-    return modelKind.getValue();
-  if (modelKind != "auto")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--model-kind must be chat, embedding, reranker or auto, not '",
-        modelKind.getValue(), "'"));
-  return std::string(
-      declaresEmbeddingModel(model.loaded.tokenizerDir) ? "embedding" : "chat");
+/// The Embedder or Reranker of a model of that kind, over a step runner of
+/// its own.
+absl::Status startScoring(ServingModel &model, bool shared) {
+  const Tokenizer &tokenizer = *model.text.loaded.tokenizer;
+  if (model.kind == ModelKind::Embedding) {
+    TRENI_ASSIGN_OR_RETURN(Pooling pooling,
+                           readPooling(model.text.loaded.tokenizerDir));
+    TRENI_ASSIGN_OR_RETURN(model.runner, stepRunner(model, shared, 1.0));
+    if (model.runner->hiddenSize() <= 0)
+      return absl::FailedPreconditionError(
+          "the model was compiled without @embed (an older package): compile "
+          "it again to serve embeddings");
+    model.embedder =
+        std::make_unique<Embedder>(*model.runner, pooling, maxBatchTokens);
+    return absl::OkStatus();
+  }
+  TRENI_ASSIGN_OR_RETURN(RerankTokens tokens, rerankTokens(tokenizer));
+  TRENI_ASSIGN_OR_RETURN(model.runner, stepRunner(model, shared, 1.0));
+  model.reranker = std::make_unique<Reranker>(*model.runner, tokenizer, tokens,
+                                              maxBatchTokens);
+  return absl::OkStatus();
 }
 
-/// The Embedder over a step runner of `model`'s engine (its pooling read
-/// from the checkpoint directory).
-absl::StatusOr<std::unique_ptr<Embedder>>
-makeEmbedder(TextModel &model, std::unique_ptr<StepRunner> &runner) {
-  TRENI_ASSIGN_OR_RETURN(Pooling pooling,
-                         readPooling(model.loaded.tokenizerDir));
-  TRENI_ASSIGN_OR_RETURN(
-      runner, model.loaded.engine->createStepRunner(kvBlocks, maxBatchTokens));
-  if (runner->hiddenSize() <= 0)
-    return absl::FailedPreconditionError(
-        "the model was compiled without @embed (an older package): compile "
-        "it again to serve embeddings");
-  return std::make_unique<Embedder>(*runner, pooling, maxBatchTokens);
+/// Loads every model, then makes their step runners: embedding models and
+/// rerankers first (small pools), then the chat models, each taking an equal
+/// share of what is free.
+absl::StatusOr<std::vector<std::unique_ptr<ServingModel>>>
+loadModels(const std::vector<ModelSpec> &specs) {
+  std::vector<std::unique_ptr<ServingModel>> models;
+  for (const ModelSpec &spec : specs) {
+    auto model = std::make_unique<ServingModel>();
+    model->spec = spec;
+    auto text = loadForText(spec.dir);
+    if (!text.ok())
+      return absl::Status(text.status().code(),
+                          absl::StrCat("model '", spec.name, "' (", spec.dir,
+                                       "): ", text.status().message()));
+    model->text = std::move(*text);
+    model->kind = spec.kind.value_or(
+        declaresEmbeddingModel(model->text.loaded.tokenizerDir)
+            ? ModelKind::Embedding
+            : ModelKind::Chat);
+    models.push_back(std::move(model));
+  }
+  const bool shared = models.size() > 1;
+  int64_t chatModels = 0;
+  for (auto &model : models) {
+    if (model->kind == ModelKind::Chat) {
+      ++chatModels;
+      continue;
+    }
+    if (absl::Status status = startScoring(*model, shared); !status.ok())
+      return absl::Status(
+          status.code(),
+          absl::StrCat("model '", model->spec.name, "': ", status.message()));
+  }
+  for (auto &model : models) {
+    if (model->kind != ModelKind::Chat)
+      continue;
+    model->generator = std::make_unique<Generator>(
+        *model->text.loaded.engine, *model->text.loaded.tokenizer,
+        model->text.generatorOptions());
+    if (absl::Status status =
+            startBatching(*model, 1.0 / double(chatModels--), shared);
+        !status.ok())
+      return absl::Status(
+          status.code(),
+          absl::StrCat("model '", model->spec.name, "': ", status.message()));
+  }
+  return models;
 }
 
 std::atomic<bool> stopRequested{false};
@@ -273,90 +460,78 @@ int runServeCommand() {
     return fail(options.status());
   if (auto threshold = lowConfidenceFromFlags(); !threshold.ok())
     return fail(threshold.status());
-  // Tools first: a bad configuration should fail before the model loads.
+  auto specs = modelSpecsFromFlags();
+  if (!specs.ok())
+    return fail(specs.status());
+  // Tools first: a bad configuration should fail before the models load.
   ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent/agent_http.h)
   if (!toolsConfig.empty())
     if (absl::Status status =
             configureAgentToolsFromFile(agentTools, toolsConfig);
         !status.ok())
       return fail(status);
-  auto model = loadForText(serveModel);
-  if (!model.ok())
-    return fail(model.status());
-  auto served = servedModel(*model);
-  if (!served.ok())
-    return fail(served.status());
-  Generator generator(*model->loaded.engine, *model->loaded.tokenizer,
-                      model->generatorOptions());
-  auto kind = servedKind(*model);
-  if (!kind.ok())
-    return fail(kind.status());
-  std::unique_ptr<StepRunner> runner;
-  std::unique_ptr<Embedder> embedder;
-  std::unique_ptr<Reranker> reranker;
-  // An embedding model's or reranker's step runner is theirs: its chat and
-  // completion routes answer one request at a time.
-  absl::StatusOr<std::unique_ptr<BatchGenerator>> batch = nullptr;
-  if (*kind == "embedding") {
-    auto made = makeEmbedder(*model, runner);
-    if (!made.ok())
-      return fail(made.status());
-    embedder = std::move(*made);
-  } else if (*kind == "reranker") {
-    auto tokens = rerankTokens(*model->loaded.tokenizer);
-    if (!tokens.ok())
-      return fail(tokens.status());
-    auto made =
-        model->loaded.engine->createStepRunner(kvBlocks, maxBatchTokens);
-    if (!made.ok())
-      return fail(made.status());
-    runner = std::move(*made);
-    reranker = std::make_unique<Reranker>(*runner, *model->loaded.tokenizer,
-                                          *tokens, maxBatchTokens);
-  } else {
-    batch = batchGenerator(*model, runner);
+  auto models = loadModels(*specs);
+  if (!models.ok())
+    return fail(models.status());
+  std::vector<ServedEndpoint> endpoints;
+  for (const auto &model : *models) {
+    auto endpoint = model->endpoint();
+    if (!endpoint.ok())
+      return fail(endpoint.status());
+    endpoints.push_back(std::move(*endpoint));
   }
-  if (!batch.ok())
-    return fail(batch.status());
-  HttpServer server(generator, *served, *options, batch->get());
-  ApiLimits limits;
-  limits.maxSeq = served->maxSeq;
-  limits.modelNames = {served->name};
-  server.addJsonRoute("/v1/embeddings",
-                      embeddingsWork(embedder.get(), *model->loaded.tokenizer,
-                                     limits,
-                                     model->loaded.engine->vocabSize()));
-  for (const char *path : {"/v1/rerank", "/rerank"})
-    server.addJsonRoute(path, rerankWork(reranker.get(), limits));
-  if (enableAgentApi)
+  HttpServer server(endpoints, *options);
+  ServingModel *agentModel = nullptr;
+  for (size_t i = 0; i < models->size(); ++i) {
+    ServingModel &model = *(*models)[i];
+    ApiLimits limits;
+    limits.maxSeq = endpoints[i].model.maxSeq;
+    limits.modelNames = {model.spec.name};
+    if (model.embedder)
+      server.addJsonRoute(
+          "/v1/embeddings", model.spec.name,
+          embeddingsWork(*model.embedder, *model.text.loaded.tokenizer, limits,
+                         model.text.loaded.engine->vocabSize()));
+    if (model.reranker)
+      for (const char *path : {"/v1/rerank", "/rerank"})
+        server.addJsonRoute(path, model.spec.name,
+                            rerankWork(*model.reranker, limits));
+    if (model.kind == ModelKind::Chat && !agentModel)
+      agentModel = &model;
+  }
+  if (enableAgentApi) {
+    if (!agentModel)
+      return fail(absl::InvalidArgumentError(
+          "--enable-agent-api needs a chat model to run the workflows"));
+    const ServedEndpoint &served = endpoints[size_t(
+        std::find_if(models->begin(), models->end(),
+                     [&](const auto &m) { return m.get() == agentModel; }) -
+        models->begin())];
     addAgentRoute(server,
-                  *batch ? static_cast<TextGenerator &>(**batch) : generator,
-                  *served, agentTools);
+                  agentModel->batch
+                      ? static_cast<TextGenerator &>(*agentModel->batch)
+                      : *agentModel->generator,
+                  served.model, agentTools);
+  }
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
   std::signal(SIGINT, onStopSignal);
   std::signal(SIGTERM, onStopSignal);
-  std::string mode = "one request at a time";
-  if (reranker)
-    mode = absl::StrCat("reranking in shared steps, ", runner->numBlocks(),
-                        " KV blocks");
-  else if (embedder)
-    mode = absl::StrCat("embeddings (", poolingName(embedder->pooling()),
-                        " pooling, ", embedder->hiddenSize(),
-                        " dims) in shared steps, ", runner->numBlocks(),
-                        " KV blocks");
-  else if (*batch)
-    mode = absl::StrCat("continuous batching of up to ", options->maxNumSeqs,
-                        " sequences, ", runner->numBlocks(), " KV blocks");
-  std::fprintf(
-      stderr,
-      "treni serve: listening on http://%s:%d (model '%s', %s, "
-      "max-seq %lld, queue %d, %s)%s\n",
-      options->host.c_str(), server.port(), served->name.c_str(),
-      deviceName(model->options.device), (long long)model->options.maxSeq,
-      options->queueSize, mode.c_str(),
-      model->loaded.chatTemplate ? ""
-                                 : " [no chat template: /v1/completions only]");
+  for (const auto &model : *models)
+    std::fprintf(
+        stderr, "treni serve: model '%s' (%s, %s, max-seq %lld, %s)%s\n",
+        model->spec.name.c_str(), modelKindName(model->kind),
+        deviceName(model->text.options.device),
+        (long long)model->text.options.maxSeq, model->mode().c_str(),
+        model->kind == ModelKind::Chat && !model->text.loaded.chatTemplate
+            ? " [no chat template: /v1/completions only]"
+            : "");
+  std::fprintf(stderr,
+               "treni serve: listening on http://%s:%d (%zu model%s, queue "
+               "%d each, up to %d sequences batched a chat model)\n",
+               options->host.c_str(), server.port(), models->size(),
+               models->size() == 1 ? "" : "s", options->queueSize,
+               options->maxNumSeqs);
   std::fflush(stderr);
   while (!stopRequested)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
