@@ -8,7 +8,9 @@
 //   3: a fault injection spec (JSON) -> loadJson, then a few decisions
 //   4..: a call of a built-in tool with JSON arguments (SQLite in memory, a
 //        file sandbox in a temporary directory, http.get with no allowed
-//        host, so nothing leaves the process)
+//        host, so nothing leaves the process), or of rag.ingest / rag.search
+//        (in memory, with a fake embedder and reranker: hashed bytes; a
+//        small exact limit, so the HNSW path runs too)
 // JSON inputs are parsed as the server parses them (parseJsonBounded).
 // Besides the sanitizers it checks the promises: a failure always has a
 // type and a message, parsed URLs and paths are well formed, signatures
@@ -23,12 +25,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/tools/builtin_tools.h"
+#include "runtime/tools/rag_tools.h"
 #include "runtime/tools/sandbox_fs.h"
 #include "support/json_bounded.h"
 
@@ -60,6 +65,41 @@ const std::string &sandboxDir() {
 
 constexpr size_t kMaxResultBytes = 1 << 16;
 
+/// A deterministic stand-in for an embedding model: byte trigrams hashed
+/// into 16 dimensions (a text of fewer than 3 bytes gets the first axis).
+std::vector<float> fakeEmbedding(std::string_view text) {
+  std::vector<float> vector(16, 0.0f);
+  for (size_t i = 0; i + 2 < text.size(); ++i)
+    vector[(uint8_t(text[i]) * 31 + uint8_t(text[i + 1]) * 7 +
+            uint8_t(text[i + 2])) %
+           16] += 1;
+  if (text.size() < 3)
+    vector[0] = 1;
+  return vector;
+}
+
+RagModels fakeRagModels() {
+  RagModels models;
+  models.embeddingModel = "fuzz-trigrams";
+  models.embed = [](absl::Span<const std::string> texts, bool,
+                    const ToolContext &)
+      -> absl::StatusOr<std::vector<std::vector<float>>> {
+    std::vector<std::vector<float>> vectors;
+    for (const std::string &text : texts)
+      vectors.push_back(fakeEmbedding(text));
+    return vectors;
+  };
+  models.rerank =
+      [](const std::string &query, absl::Span<const std::string> documents,
+         const ToolContext &) -> absl::StatusOr<std::vector<float>> {
+    std::vector<float> scores;
+    for (const std::string &document : documents)
+      scores.push_back(float(document.size() % 7) - float(query.size() % 3));
+    return scores;
+  };
+  return models;
+}
+
 /// A registry with the built-ins, renewed now and then so the in-memory
 /// database does not grow without bound.
 ToolRegistry &registry() {
@@ -78,6 +118,12 @@ ToolRegistry &registry() {
     config.http = HttpGetConfig();
     config.http->allowedHosts = {};
     check(registerBuiltinTools(*instance, config).ok());
+    RagToolConfig rag;
+    rag.chunkChars = 64;
+    rag.overlapChars = 16;
+    rag.exactLimit = 32;
+    rag.embedBatch = 8;
+    check(registerRagTools(*instance, rag, fakeRagModels()).ok());
     instance->setMaxResultBytes(kMaxResultBytes);
   }
   return *instance;
@@ -152,9 +198,11 @@ void fuzzFaults(std::string_view text) {
 }
 
 void fuzzCall(uint8_t selector, std::string_view text) {
-  static const char *const kTools[] = {"sqlite.exec", "sqlite.query",
-                                       "file.read", "file.write", "http.get"};
-  const char *tool = kTools[selector % 5];
+  // The seeds' selectors (0..4) keep their tools as the list grows.
+  static const char *const kTools[] = {
+      "sqlite.exec", "sqlite.query", "file.read", "file.write",
+      "http.get",    "rag.ingest",   "rag.search"};
+  const char *tool = kTools[selector % std::size(kTools)];
   json args = parse(text).value_or(json(json::value_t::discarded));
   if (args.is_discarded()) {
     // Not JSON: the text as the tool's main string argument.
@@ -166,6 +214,10 @@ void fuzzCall(uint8_t selector, std::string_view text) {
       args = {{"url", value}};
     else if (name == "file.write")
       args = {{"path", value}, {"content", value}};
+    else if (name == "rag.ingest")
+      args = {{"collection", "fuzz"}, {"texts", {value}}};
+    else if (name == "rag.search")
+      args = {{"collection", "fuzz"}, {"query", value}};
     else
       args = {{"path", value}};
   }
