@@ -38,7 +38,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "runtime/agent/agent_http.h"
+#include "runtime/agent/agent_tool_config.h"
+#include "runtime/agent/rag_models.h"
 #include "runtime/serve/embedder.h"
 #include "runtime/serve/embeddings_route.h"
 #include "runtime/serve/http_server.h"
@@ -449,6 +452,41 @@ loadModels(const std::vector<ModelSpec> &specs) {
   return models;
 }
 
+/// The rag tools' models: the served embedding model (and reranker) that
+/// `request` names.
+absl::StatusOr<RagModels>
+ragModelsOf(const std::vector<std::unique_ptr<ServingModel>> &models,
+            const RagModelRequest &request) {
+  auto find = [&](const std::string &name, ModelKind kind,
+                  const char *field) -> absl::StatusOr<ServingModel *> {
+    std::vector<std::string> names;
+    for (const auto &model : models)
+      if (model->kind == kind) {
+        if (model->spec.name == name)
+          return model.get();
+        names.push_back("'" + model->spec.name + "'");
+      }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tools configuration: rag.", field, " '", name, "' is not a served ",
+        modelKindName(kind), " model (",
+        names.empty() ? std::string("none is served")
+                      : absl::StrCat("served: ", absl::StrJoin(names, ", ")),
+        ")"));
+  };
+  TRENI_ASSIGN_OR_RETURN(
+      ServingModel * embedding,
+      find(request.embeddingModel, ModelKind::Embedding, "embedding_model"));
+  ServingModel *reranker = nullptr;
+  if (!request.reranker.empty()) {
+    TRENI_ASSIGN_OR_RETURN(
+        reranker, find(request.reranker, ModelKind::Reranker, "reranker"));
+  }
+  return ragModels(embedding->spec.name, *embedding->embedder,
+                   *embedding->text.loaded.tokenizer,
+                   reranker ? reranker->reranker.get() : nullptr,
+                   request.queryPrefix);
+}
+
 std::atomic<bool> stopRequested{false};
 void onStopSignal(int) { stopRequested = true; }
 
@@ -463,16 +501,20 @@ int runServeCommand() {
   auto specs = modelSpecsFromFlags();
   if (!specs.ok())
     return fail(specs.status());
-  // Tools first: a bad configuration should fail before the models load.
-  ToolRegistry agentTools; // POST /v1/agent/run (runtime/agent/agent_http.h)
-  if (!toolsConfig.empty())
-    if (absl::Status status =
-            configureAgentToolsFromFile(agentTools, toolsConfig);
-        !status.ok())
-      return fail(status);
   auto models = loadModels(*specs);
   if (!models.ok())
     return fail(models.status());
+  // The tools of POST /v1/agent/run (runtime/agent/agent_http.h); the rag
+  // tools run on the served embedding model (and reranker).
+  ToolRegistry agentTools;
+  if (!toolsConfig.empty())
+    if (absl::Status status =
+            configureAgentToolsFromFile(agentTools, toolsConfig,
+                                        [&](const RagModelRequest &request) {
+                                          return ragModelsOf(*models, request);
+                                        });
+        !status.ok())
+      return fail(status);
   std::vector<ServedEndpoint> endpoints;
   for (const auto &model : *models) {
     auto endpoint = model->endpoint();
