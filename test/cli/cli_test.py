@@ -229,6 +229,33 @@ class ServeFlagsTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("--port must be in 0..65535, not 70000", proc.stderr)
 
+    def test_model_specs(self):
+        """Tests that --model NAME=DIR[:KIND] is checked before any load."""
+        fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures",
+                               "qwen2")
+        cases = [
+            (["--model", "nodir"], "--model nodir: expected NAME=DIR[:KIND]"),
+            (["--model", "a="], "--model a=: no directory after '='"),
+            (["--model", "=" + fixture], "1 to 256 characters, not 0"),
+            (["--model", 'a"b=' + fixture], "a control character, a quote"),
+            (["--model", "a=" + fixture, "--model", "a=" + fixture],
+             "two --model flags serve the name 'a'"),
+            (["--model", "a=" + fixture, "--served-model-name", "b"],
+             "drop --served-model-name and --model-kind"),
+            ([fixture, "--model", "a=" + fixture],
+             "either as MODEL or as --model NAME=DIR, not both"),
+            (["--model", "a=/nonexistent/dir:embedding"],
+             "model 'a' (/nonexistent/dir): "),
+            (["--model", "a=" + fixture, "--model", "b=" + fixture,
+              "--enable-agent-api", "--model-kind", "chat"],
+             "drop --served-model-name and --model-kind"),
+        ]
+        for args, message in cases:
+            proc = self.serve("--device", "cpu", *args)
+            self.assertEqual(proc.returncode, 1, f"{args}: {proc.stderr}")
+            self.assertIn(message, proc.stderr, args)
+            self.assertNotIn("listening", proc.stderr)
+
 
 def main():
     global TRENI

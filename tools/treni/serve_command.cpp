@@ -569,8 +569,8 @@ int runServeCommand() {
             ? " [no chat template: /v1/completions only]"
             : "");
   std::fprintf(stderr,
-               "treni serve: listening on http://%s:%d (%zu model%s, queue "
-               "%d each, up to %d sequences batched a chat model)\n",
+               "treni serve: listening on http://%s:%d (%zu model%s, a queue "
+               "of %d and up to %d sequences batched per model)\n",
                options->host.c_str(), server.port(), models->size(),
                models->size() == 1 ? "" : "s", options->queueSize,
                options->maxNumSeqs);
