@@ -516,10 +516,14 @@ struct HttpServer::Connection : std::enable_shared_from_this<Connection> {
           first = endpoint.get();
       }
     Endpoint *endpoint = name ? server.findEndpoint(*name) : first;
-    if (name && !endpoint)
-      return server.modelNotFound(*name);
     if (endpoint && serves(*endpoint))
       return endpoint;
+    // A body that is no JSON gets the parser's answer before any about its
+    // model (the scan stopped at the name).
+    if (first && !json::accept(body))
+      return first;
+    if (name && !endpoint)
+      return server.modelNotFound(*name);
     // "a chat model", "an embedding model": what the route needs.
     auto kindText = [](ModelKind kind) {
       return absl::StrCat(kind == ModelKind::Chat ? "a " : "an ",

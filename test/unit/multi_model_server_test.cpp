@@ -199,6 +199,17 @@ TEST_F(MultiModelServerTest, RefusesAModelOfTheWrongKindOrNone) {
     EXPECT_EQ(unknown->status, 404) << path;
     EXPECT_EQ(json::parse(unknown->body)["error"]["code"], "model_not_found");
   }
+  // A body that is no JSON is a 400 saying so, whatever model it names.
+  for (const char *model : {"zzz", "emb"}) {
+    httplib::Client client("127.0.0.1", server_->port());
+    auto broken = client.Post("/v1/chat/completions",
+                              std::string(R"({"model": ")") + model +
+                                  R"(", "messages": [)",
+                              "application/json");
+    ASSERT_TRUE(broken);
+    EXPECT_EQ(broken->status, 400) << model;
+    EXPECT_THAT(broken->body, HasSubstr("not valid JSON")) << model;
+  }
   // No model: the first chat model's parser says what is missing.
   json noModel = chat("a");
   noModel.erase("model");
