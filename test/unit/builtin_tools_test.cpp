@@ -34,28 +34,7 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-/// A fresh directory, removed at the end of the test.
-class TempDir {
-public:
-  TempDir() {
-    std::string pattern =
-        (fs::temp_directory_path() / "treni-tools-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data()) ? pattern : "";
-    EXPECT_FALSE(path_.empty());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const std::string &path() const { return path_; }
-  std::string operator/(const std::string &name) const {
-    return path_ + "/" + name;
-  }
-
-private:
-  std::string path_;
-};
+using testing_util::TempDir;
 
 void writeText(const std::string &path, const std::string &text) {
   std::ofstream(path, std::ios::binary) << text;

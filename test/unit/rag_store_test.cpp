@@ -30,7 +30,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing_util::messageOf;
-namespace fs = std::filesystem;
 
 //===----------------------------------------------------------------------===//
 // chunkText
@@ -195,25 +194,6 @@ TEST(ChunkTextTest, CutsLongWordsAtCharacterBoundaries) {
 // RagStore
 //===----------------------------------------------------------------------===//
 
-/// A path in a fresh directory, removed at the end of the test.
-class TempFile {
-public:
-  TempFile() {
-    std::string pattern =
-        (fs::temp_directory_path() / "treni-rag-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data()) ? pattern : "";
-    EXPECT_FALSE(dir_.empty());
-  }
-  ~TempFile() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  std::string path() const { return dir_ + "/rag.db"; }
-
-private:
-  std::string dir_;
-};
-
 std::vector<float> axis(size_t dimension, size_t at, float tilt = 0) {
   std::vector<float> vector(dimension, 0.0f);
   vector[at % dimension] = 1;
@@ -292,11 +272,11 @@ TEST(RagStoreTest, AddsAndFindsNearestExactly) {
 }
 
 TEST(RagStoreTest, PersistsAcrossReopen) {
-  TempFile file;
+  testing_util::TempDir file;
   ToolContext context;
   std::vector<int64_t> ids;
   {
-    std::shared_ptr<RagStore> store = openStore(file.path());
+    std::shared_ptr<RagStore> store = openStore((file / "rag.db"));
     ASSERT_TRUE(store);
     std::vector<RagDocument> documents;
     for (size_t i = 0; i < 5; ++i)
@@ -307,7 +287,7 @@ TEST(RagStoreTest, PersistsAcrossReopen) {
     ASSERT_TRUE(added.ok()) << added.status();
     ids = added->ids;
   }
-  std::shared_ptr<RagStore> store = openStore(file.path());
+  std::shared_ptr<RagStore> store = openStore((file / "rag.db"));
   ASSERT_TRUE(store);
   absl::StatusOr<RagSearchResult> found =
       store->search("kept", axis(16, 3), 1, context);
@@ -591,10 +571,10 @@ TEST(RagStoreTest, HnswBuildStopsAtHalfTheTimeLeftAndSearchesTheRest) {
 }
 
 TEST(RagStoreTest, ManyThreadsIngestAndSearchAtOnce) {
-  TempFile file;
+  testing_util::TempDir file;
   RagStoreOptions options;
   options.exactLimit = 40; // the shared collection crosses into HNSW
-  std::shared_ptr<RagStore> store = openStore(file.path(), options);
+  std::shared_ptr<RagStore> store = openStore((file / "rag.db"), options);
   ASSERT_TRUE(store);
   constexpr int kThreads = 6, kRounds = 15;
   std::atomic<int> failures{0};
@@ -636,20 +616,21 @@ TEST(RagStoreTest, ManyThreadsIngestAndSearchAtOnce) {
 }
 
 TEST(RagStoreTest, RefusesANewerSchema) {
-  TempFile file;
-  ASSERT_TRUE(openStore(file.path()));
+  testing_util::TempDir file;
+  ASSERT_TRUE(openStore((file / "rag.db")));
   {
-    std::shared_ptr<RagStore> store = openStore(file.path());
+    std::shared_ptr<RagStore> store = openStore((file / "rag.db"));
     ASSERT_TRUE(store);
   }
   // Bump the version behind the store's back.
   sqlite3 *db = nullptr;
-  ASSERT_EQ(sqlite3_open(file.path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_open((file / "rag.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(
       sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
-  absl::StatusOr<std::shared_ptr<RagStore>> store = RagStore::open(file.path());
+  absl::StatusOr<std::shared_ptr<RagStore>> store =
+      RagStore::open((file / "rag.db"));
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(messageOf(store.status()), HasSubstr("schema version 99"));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "runtime/tools/rag_store.h"
+#include "test/unit/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -29,7 +30,6 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 
 constexpr size_t kDimension = 64;
 
@@ -396,29 +396,10 @@ TEST(RagToolsConfigTest, RefusesBadConfigs) {
     EXPECT_TRUE(validateSignature(signature).ok()) << signature.name;
 }
 
-/// A path in a fresh directory, removed at the end of the test.
-class TempFile {
-public:
-  TempFile() {
-    std::string pattern =
-        (fs::temp_directory_path() / "treni-rag-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data()) ? pattern : "";
-    EXPECT_FALSE(dir_.empty());
-  }
-  ~TempFile() {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  std::string path() const { return dir_ + "/rag.db"; }
-
-private:
-  std::string dir_;
-};
-
 TEST(RagToolsPersistenceTest, CollectionsSurviveARestartAndKeepTheirModel) {
-  TempFile file;
+  testing_util::TempDir file;
   RagToolConfig config;
-  config.path = file.path();
+  config.path = (file / "rag.db");
   FakeModels fakes;
   {
     ToolRegistry registry;

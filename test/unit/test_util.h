@@ -1,13 +1,18 @@
 //===- test_util.h - helpers shared by the unit tests -----------*- C++ -*-===//
 #pragma once
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "gtest/gtest.h"
 
 namespace treni::testing_util {
 
@@ -35,5 +40,31 @@ inline double relativeError(const std::vector<float> &actual,
   }
   return maxDiff / maxRef;
 }
+
+/// A fresh directory under the system's temporary one, removed with what it
+/// holds at the end of the test.
+class TempDir {
+public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "treni-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) ? pattern : "";
+    EXPECT_FALSE(path_.empty()) << "mkdtemp failed";
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir &) = delete;
+  TempDir &operator=(const TempDir &) = delete;
+  const std::string &path() const { return path_; }
+  /// `name` inside the directory.
+  std::string operator/(const std::string &name) const {
+    return path_ + "/" + name;
+  }
+
+private:
+  std::string path_;
+};
 
 } // namespace treni::testing_util
