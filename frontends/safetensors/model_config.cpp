@@ -306,6 +306,26 @@ void readRope(ConfigReader &reader, std::string_view fileName,
     reader.fail("missing 'rope_theta' (top level or in 'rope_parameters')");
 }
 
+/// `dtype` (transformers 5) wins over `torch_dtype` (4.x).
+void readDtype(ConfigReader &reader, std::optional<DType> &result) {
+  const char *dtypeKey = reader.has("dtype") ? "dtype" : "torch_dtype";
+  if (std::optional<std::string> dtype = reader.optionalString(dtypeKey)) {
+    if (*dtype == "bfloat16")
+      result = DType::BF16;
+    else if (*dtype == "float16")
+      result = DType::F16;
+    else if (*dtype == "float32")
+      result = DType::F32;
+    else
+      reader.fail(absl::StrCat("unsupported ", reader.quoted(dtypeKey), " '",
+                               *dtype,
+                               "' (supported: bfloat16, float16, float32)"));
+  }
+}
+
+absl::StatusOr<ModelConfig> parseQwen35(const Json &root, ConfigReader &top,
+                                        bool nested, std::string_view fileName);
+
 absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
                                             std::string_view fileName) {
   absl::string_view file = toAbsl(fileName);
@@ -339,11 +359,17 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
     config.architecture = Architecture::Llama;
   else if (architecture == "Qwen3ForCausalLM")
     config.architecture = Architecture::Qwen3;
+  else if (architecture == "Qwen3_5ForConditionalGeneration" ||
+           architecture == "Qwen3_5ForCausalLM")
+    return parseQwen35(root, reader,
+                       architecture == "Qwen3_5ForConditionalGeneration",
+                       fileName);
   else
     return absl::InvalidArgumentError(
         absl::StrCat(file, ": unsupported architecture '", architecture,
                      "' (supported: Qwen2ForCausalLM, LlamaForCausalLM, "
-                     "Qwen3ForCausalLM)"));
+                     "Qwen3ForCausalLM, Qwen3_5ForConditionalGeneration, "
+                     "Qwen3_5ForCausalLM)"));
 
   config.hiddenSize = reader.requiredInt("hidden_size");
   config.numLayers = reader.requiredInt("num_hidden_layers", kMaxLayers);
@@ -372,23 +398,13 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
                                " then also has an o_proj bias, which is not "
                                "supported"));
     break;
+  case Architecture::Qwen3_5: // parsed by parseQwen35
+    break;
   }
 
   readRope(reader, fileName, config);
 
-  // `dtype` (transformers 5) wins over `torch_dtype` (4.x).
-  const char *dtypeKey = reader.has("dtype") ? "dtype" : "torch_dtype";
-  if (std::optional<std::string> dtype = reader.optionalString(dtypeKey)) {
-    if (*dtype == "bfloat16")
-      config.dtype = DType::BF16;
-    else if (*dtype == "float16")
-      config.dtype = DType::F16;
-    else if (*dtype == "float32")
-      config.dtype = DType::F32;
-    else
-      reader.fail(absl::StrCat("unsupported '", dtypeKey, "' '", *dtype,
-                               "' (supported: bfloat16, float16, float32)"));
-  }
+  readDtype(reader, config.dtype);
   if (!reader.ok())
     return reader.getStatus();
   if (const Json *eos = reader.get("eos_token_id")) {
@@ -413,6 +429,322 @@ absl::StatusOr<ModelConfig> parseConfigImpl(std::string_view json,
     return absl::InvalidArgumentError(absl::StrCat(
         file, ": 'num_attention_heads' ", config.numHeads,
         " is not divisible by 'num_key_value_heads' ", config.numKvHeads));
+  return config;
+}
+
+//===----------------------------------------------------------------------===//
+// Qwen3.5 (docs/qwen3_5.md)
+//===----------------------------------------------------------------------===//
+
+/// The first failed reader's status, or OK (its message names the file).
+absl::Status firstError(std::initializer_list<const ConfigReader *> readers) {
+  for (const ConfigReader *reader : readers)
+    if (!reader->ok())
+      return reader->getStatus();
+  return absl::OkStatus();
+}
+
+/// The same value given twice (beside and inside the rope dictionary, or at
+/// the top level and in `text_config`) must agree.
+void checkAgree(ConfigReader &reader, std::optional<double> first,
+                std::string_view firstKey, std::optional<double> second,
+                std::string_view secondKey) {
+  if (first && second && *first != *second)
+    reader.fail(absl::StrCat(toAbsl(firstKey), " is ", *first, " but ",
+                             toAbsl(secondKey), " is ", *second));
+}
+
+/// Qwen3.5 RoPE: the "default" type over the first partial_rotary_factor of
+/// each head, with the multimodal sections recorded (text positions make
+/// them all the same rotation). Reads `rope_parameters` (or the 4.x
+/// `rope_scaling`) and the keys beside it; `textKey` is "text_config" or
+/// empty (the top level).
+absl::Status readQwen35Rope(ConfigReader &text, const std::string &textKey,
+                            std::string_view fileName, ModelConfig &config) {
+  const Json *ropeParameters = text.get("rope_parameters");
+  const Json *ropeScaling = text.get("rope_scaling");
+  if (ropeParameters && ropeScaling && *ropeParameters != *ropeScaling) {
+    text.fail(absl::StrCat("both ", text.quoted("rope_parameters"), " and ",
+                           text.quoted("rope_scaling"),
+                           " are set and differ; expected one"));
+    return text.getStatus();
+  }
+  const char *dictKey = ropeParameters ? "rope_parameters" : "rope_scaling";
+  const Json *dict = ropeParameters ? ropeParameters : ropeScaling;
+  std::string dictPath =
+      textKey.empty() ? dictKey : absl::StrCat(textKey, ".", dictKey);
+  std::optional<double> dictTheta, dictPartial;
+  // The reference's default sections, for configs that leave them out.
+  config.mropeSection = {11, 11, 10};
+  if (dict) {
+    if (!dict->is_object()) {
+      text.fail(absl::StrCat(text.quoted(dictKey), " must be an object, got ",
+                             describeJson(*dict)));
+      return text.getStatus();
+    }
+    ConfigReader rope(*dict, fileName, dictPath);
+    std::optional<std::string> ropeType = rope.optionalString("rope_type");
+    std::optional<std::string> legacyType = rope.optionalString("type");
+    std::string type = ropeType ? *ropeType : legacyType.value_or("default");
+    if (ropeType && legacyType && *ropeType != *legacyType)
+      rope.fail(absl::StrCat(rope.quoted("rope_type"), " is '", *ropeType,
+                             "' but ", rope.quoted("type"), " is '",
+                             *legacyType, "'"));
+    else if (type != "default")
+      rope.fail(absl::StrCat("unsupported rope type '", type, "' in ",
+                             text.quoted(dictKey),
+                             " (supported for Qwen3.5: default)"));
+    for (const auto &[entry, value] : dict->items()) {
+      if (entry != "rope_type" && entry != "type" && entry != "rope_theta" &&
+          entry != "partial_rotary_factor" && entry != "mrope_section" &&
+          entry != "mrope_interleaved") {
+        rope.fail(absl::StrCat("unsupported key ", rope.quoted(entry),
+                               " for rope type '", type, "'"));
+        break;
+      }
+    }
+    dictTheta = rope.optionalPositiveNumber("rope_theta");
+    dictPartial = rope.optionalPositiveNumber("partial_rotary_factor");
+    if (const Json *section = rope.get("mrope_section")) {
+      bool valid = section->is_array() && section->size() == 3;
+      std::vector<int64_t> values;
+      for (size_t i = 0; valid && i < section->size(); ++i) {
+        const Json &item = (*section)[i];
+        valid = item.is_number_integer() && item.get<int64_t>() >= 0 &&
+                item.get<int64_t>() <= kMaxSize;
+        if (valid)
+          values.push_back(item.get<int64_t>());
+      }
+      if (valid)
+        config.mropeSection = values;
+      else
+        rope.fail(absl::StrCat(rope.quoted("mrope_section"),
+                               " must be a list of 3 non-negative integers "
+                               "(temporal, height, width), got ",
+                               describeJson(*section)));
+    }
+    config.mropeInterleaved =
+        rope.optionalBool("mrope_interleaved").value_or(false);
+    if (!rope.ok())
+      return rope.getStatus();
+  }
+
+  std::string dictName = absl::StrCat("'", dictPath, ".");
+  std::optional<double> theta = text.optionalPositiveNumber("rope_theta");
+  checkAgree(text, theta, text.quoted("rope_theta"), dictTheta,
+             dictName + "rope_theta'");
+  std::optional<double> partial =
+      text.optionalPositiveNumber("partial_rotary_factor");
+  checkAgree(text, partial, text.quoted("partial_rotary_factor"), dictPartial,
+             dictName + "partial_rotary_factor'");
+  if (!text.ok())
+    return text.getStatus();
+  if (!dictTheta && !theta) {
+    text.fail(absl::StrCat("missing ", text.quoted("rope_theta"), " (in ",
+                           text.quoted("rope_parameters"), " or beside it)"));
+    return text.getStatus();
+  }
+  config.ropeTheta = dictTheta ? *dictTheta : *theta;
+  // The reference defaults the factor to 0.25 when a config leaves it out.
+  config.partialRotaryFactor =
+      dictPartial ? *dictPartial : partial.value_or(0.25);
+  if (config.partialRotaryFactor > 1.0)
+    text.fail(absl::StrCat(text.quoted("partial_rotary_factor"), " is ",
+                           config.partialRotaryFactor,
+                           ": at most 1 (the whole head) is possible"));
+  return text.getStatus();
+}
+
+/// `layer_types`, or the reference's default pattern: every
+/// `full_attention_interval`-th layer (default 4) is full attention, the
+/// others linear attention. "attention" and "mamba" are the reference's
+/// legacy spellings.
+void readLayerTypes(ConfigReader &text, ModelConfig &config) {
+  const Json *layerTypes = text.get("layer_types");
+  if (!layerTypes) {
+    int64_t interval = text.optionalInt("full_attention_interval").value_or(4);
+    for (int64_t i = 0; i < config.numLayers; ++i)
+      config.layerTypes.push_back((i + 1) % interval == 0
+                                      ? LayerType::FullAttention
+                                      : LayerType::LinearAttention);
+    return;
+  }
+  if (!layerTypes->is_array()) {
+    text.fail(absl::StrCat(text.quoted("layer_types"), " must be a list, got ",
+                           describeJson(*layerTypes)));
+    return;
+  }
+  if (static_cast<int64_t>(layerTypes->size()) != config.numLayers) {
+    text.fail(absl::StrCat(text.quoted("layer_types"), " has ",
+                           layerTypes->size(), " entries but ",
+                           text.quoted("num_hidden_layers"), " is ",
+                           config.numLayers));
+    return;
+  }
+  for (size_t i = 0; i < layerTypes->size(); ++i) {
+    const Json &type = (*layerTypes)[i];
+    const std::string *name =
+        type.is_string() ? &type.get_ref<const std::string &>() : nullptr;
+    if (name && (*name == "full_attention" || *name == "attention")) {
+      config.layerTypes.push_back(LayerType::FullAttention);
+    } else if (name && (*name == "linear_attention" || *name == "mamba")) {
+      config.layerTypes.push_back(LayerType::LinearAttention);
+    } else {
+      text.fail(absl::StrCat(text.quoted("layer_types"), "[", i, "] is ",
+                             describeJson(type),
+                             ": expected full_attention or linear_attention"));
+      return;
+    }
+  }
+}
+
+/// Qwen3_5ForConditionalGeneration (`nested`: the text model's keys are in
+/// `text_config`) or Qwen3_5ForCausalLM (at the top level).
+absl::StatusOr<ModelConfig> parseQwen35(const Json &root, ConfigReader &top,
+                                        bool nested,
+                                        std::string_view fileName) {
+  absl::string_view file = toAbsl(fileName);
+  const char *expectedType = nested ? "qwen3_5" : "qwen3_5_text";
+  const char *architecture =
+      nested ? "Qwen3_5ForConditionalGeneration" : "Qwen3_5ForCausalLM";
+  if (std::optional<std::string> modelType = top.optionalString("model_type");
+      modelType && *modelType != expectedType)
+    top.fail(absl::StrCat("'model_type' is '", *modelType, "' but ",
+                          architecture, " has model type '", expectedType,
+                          "'"));
+  const Json *textConfig = &root;
+  std::string textKey; // "text_config" when nested
+  ModelConfig config;
+  config.architecture = Architecture::Qwen3_5;
+  if (nested) {
+    textKey = "text_config";
+    config.tensorPrefix = "model.language_model.";
+    textConfig = top.get("text_config");
+    if (!textConfig) {
+      top.fail("missing required key 'text_config' (the text model of "
+               "Qwen3_5ForConditionalGeneration)");
+      return top.getStatus();
+    }
+    if (!textConfig->is_object()) {
+      top.fail(absl::StrCat("'text_config' must be an object, got ",
+                            describeJson(*textConfig)));
+      return top.getStatus();
+    }
+    if (const Json *vision = top.get("vision_config")) {
+      std::string depth;
+      if (vision->is_object() && vision->contains("depth") &&
+          (*vision)["depth"].is_number_integer())
+        depth =
+            absl::StrCat(" (", (*vision)["depth"].get<int64_t>(), " blocks)");
+      config.notes.push_back(absl::StrCat(
+          file, ": 'vision_config' ignored: the vision tower", depth,
+          " is not compiled; only text input is supported"));
+    }
+  }
+  ConfigReader text(*textConfig, fileName, textKey);
+  if (nested)
+    if (std::optional<std::string> modelType =
+            text.optionalString("model_type");
+        modelType && *modelType != "qwen3_5_text")
+      text.fail(absl::StrCat(text.quoted("model_type"), " is '", *modelType,
+                             "', expected 'qwen3_5_text'"));
+
+  config.hiddenSize = text.requiredInt("hidden_size");
+  config.numLayers = text.requiredInt("num_hidden_layers", kMaxLayers);
+  config.numHeads = text.requiredInt("num_attention_heads");
+  config.numKvHeads = text.requiredInt("num_key_value_heads");
+  // Required: the reference's default (256) is not hidden / heads.
+  config.headDim = text.requiredInt("head_dim");
+  config.intermediateSize = text.requiredInt("intermediate_size");
+  config.vocabSize = text.requiredInt("vocab_size");
+  config.maxPositionEmbeddings = text.requiredInt("max_position_embeddings");
+  config.rmsNormEps = text.requiredPositiveNumber("rms_norm_eps");
+  GatedDeltaNetConfig linear;
+  linear.numKeyHeads = text.requiredInt("linear_num_key_heads");
+  linear.numValueHeads = text.requiredInt("linear_num_value_heads");
+  linear.keyHeadDim = text.requiredInt("linear_key_head_dim");
+  linear.valueHeadDim = text.requiredInt("linear_value_head_dim");
+  linear.convKernelSize = text.requiredInt("linear_conv_kernel_dim");
+  config.gatedDeltaNet = linear;
+  config.qkNorm = true;
+  config.attentionOutputGate = true;
+  config.rmsNormUnitOffset = true;
+
+  // hidden_act drives the MLP and the conv1d activation alike.
+  if (std::optional<std::string> act = text.optionalString("hidden_act");
+      act && *act != "silu")
+    text.fail(absl::StrCat("unsupported ", text.quoted("hidden_act"), " '",
+                           *act, "' (only silu is supported)"));
+  if (text.optionalBool("attention_bias").value_or(false))
+    text.fail(absl::StrCat(text.quoted("attention_bias"),
+                           " is true: biases on the q/k/v/o projections are "
+                           "not supported"));
+  // The reference always gates (q_proj is twice as wide); a config that
+  // says otherwise describes a different checkpoint.
+  if (!text.optionalBool("attn_output_gate").value_or(true))
+    text.fail(absl::StrCat(text.quoted("attn_output_gate"),
+                           " is false: Qwen3.5 attention without the output "
+                           "gate is not supported"));
+  if (std::optional<int64_t> mtp = text.optionalInt("mtp_num_hidden_layers"))
+    config.notes.push_back(absl::StrCat(
+        file, ": ", text.quoted("mtp_num_hidden_layers"), " is ", *mtp,
+        ": the multi-token-prediction layers (mtp.*) are not used"));
+  if (absl::Status status = firstError({&top, &text}); !status.ok())
+    return status;
+
+  readLayerTypes(text, config);
+  if (absl::Status status = readQwen35Rope(text, textKey, fileName, config);
+      !status.ok())
+    return status;
+
+  // tie_word_embeddings: the wrapper's and the text model's must agree.
+  std::optional<bool> tied = text.optionalBool("tie_word_embeddings");
+  if (nested) {
+    std::optional<bool> topTied = top.optionalBool("tie_word_embeddings");
+    if (tied && topTied && *tied != *topTied)
+      top.fail(absl::StrCat("'tie_word_embeddings' is ",
+                            *topTied ? "true" : "false", " but ",
+                            text.quoted("tie_word_embeddings"), " is ",
+                            *tied ? "true" : "false"));
+    if (!tied)
+      tied = topTied;
+  }
+  config.tieWordEmbeddings = tied.value_or(false);
+
+  readDtype(text, config.dtype);
+  if (nested && !config.dtype)
+    readDtype(top, config.dtype);
+  if (absl::Status status = firstError({&top, &text}); !status.ok())
+    return status;
+  std::vector<const ConfigReader *> eosReaders = {&text};
+  if (nested)
+    eosReaders.push_back(&top);
+  for (const ConfigReader *reader : eosReaders) {
+    if (const Json *eos = reader->get("eos_token_id")) {
+      absl::StatusOr<std::vector<int32_t>> ids =
+          eosTokenIds(*eos, fileName, config.vocabSize);
+      if (!ids.ok())
+        return ids.status();
+    }
+  }
+
+  if (config.numHeads % config.numKvHeads != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": ", text.quoted("num_attention_heads"), " ", config.numHeads,
+        " is not divisible by ", text.quoted("num_key_value_heads"), " ",
+        config.numKvHeads));
+  if (linear.numValueHeads % linear.numKeyHeads != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": ", text.quoted("linear_num_value_heads"), " ",
+        linear.numValueHeads, " is not divisible by ",
+        text.quoted("linear_num_key_heads"), " ", linear.numKeyHeads));
+  int64_t rotary = config.rotaryDim();
+  if (rotary < 2 || rotary % 2 != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": ", text.quoted("head_dim"), " ", config.headDim,
+                     " x ", text.quoted("partial_rotary_factor"), " ",
+                     config.partialRotaryFactor, " gives ", rotary,
+                     " rotary dimensions; RoPE needs a positive even number"));
   return config;
 }
 
@@ -460,6 +792,18 @@ std::string_view architectureName(Architecture arch) {
     return "LlamaForCausalLM";
   case Architecture::Qwen3:
     return "Qwen3ForCausalLM";
+  case Architecture::Qwen3_5:
+    return "Qwen3_5ForCausalLM";
+  }
+  return "?";
+}
+
+std::string_view layerTypeName(LayerType type) {
+  switch (type) {
+  case LayerType::FullAttention:
+    return "full_attention";
+  case LayerType::LinearAttention:
+    return "linear_attention";
   }
   return "?";
 }
@@ -492,32 +836,59 @@ std::vector<RequiredTensor> requiredTensors(const ModelConfig &config) {
   const int64_t qSize = config.numHeads * config.headDim;
   const int64_t kvSize = config.numKvHeads * config.headDim;
   const int64_t ffn = config.intermediateSize;
+  const std::string &prefix = config.tensorPrefix;
 
   std::vector<RequiredTensor> tensors;
-  tensors.push_back({"model.embed_tokens.weight", {config.vocabSize, hidden}});
+  tensors.push_back(
+      {prefix + "embed_tokens.weight", {config.vocabSize, hidden}});
   for (int64_t i = 0; i < config.numLayers; ++i) {
-    std::string layer = absl::StrCat("model.layers.", i, ".");
-    std::string attn = absl::StrCat(layer, "self_attn.");
+    std::string layer = absl::StrCat(prefix, "layers.", i, ".");
     tensors.push_back({layer + "input_layernorm.weight", {hidden}});
-    tensors.push_back({attn + "q_proj.weight", {qSize, hidden}});
-    tensors.push_back({attn + "k_proj.weight", {kvSize, hidden}});
-    tensors.push_back({attn + "v_proj.weight", {kvSize, hidden}});
-    if (config.attentionBias) {
-      tensors.push_back({attn + "q_proj.bias", {qSize}});
-      tensors.push_back({attn + "k_proj.bias", {kvSize}});
-      tensors.push_back({attn + "v_proj.bias", {kvSize}});
-    }
-    tensors.push_back({attn + "o_proj.weight", {hidden, qSize}});
-    if (config.qkNorm) {
-      tensors.push_back({attn + "q_norm.weight", {config.headDim}});
-      tensors.push_back({attn + "k_norm.weight", {config.headDim}});
+    if (config.layerType(i) == LayerType::LinearAttention) {
+      // Shapes as Qwen3_5GatedDeltaNet.__init__ creates them; conv1d is
+      // depthwise (groups = channels), hence its middle 1.
+      GatedDeltaNetConfig linear =
+          config.gatedDeltaNet.value_or(GatedDeltaNetConfig());
+      std::string mixer = layer + "linear_attn.";
+      tensors.push_back(
+          {mixer + "in_proj_qkv.weight", {linear.convDim(), hidden}});
+      tensors.push_back(
+          {mixer + "in_proj_z.weight", {linear.valueDim(), hidden}});
+      tensors.push_back(
+          {mixer + "in_proj_b.weight", {linear.numValueHeads, hidden}});
+      tensors.push_back(
+          {mixer + "in_proj_a.weight", {linear.numValueHeads, hidden}});
+      tensors.push_back({mixer + "conv1d.weight",
+                         {linear.convDim(), 1, linear.convKernelSize}});
+      tensors.push_back({mixer + "dt_bias", {linear.numValueHeads}});
+      tensors.push_back({mixer + "A_log", {linear.numValueHeads}});
+      tensors.push_back({mixer + "norm.weight", {linear.valueHeadDim}});
+      tensors.push_back(
+          {mixer + "out_proj.weight", {hidden, linear.valueDim()}});
+    } else {
+      std::string attn = absl::StrCat(layer, "self_attn.");
+      // With the output gate, q_proj yields [query | gate] per head.
+      int64_t qRows = config.attentionOutputGate ? 2 * qSize : qSize;
+      tensors.push_back({attn + "q_proj.weight", {qRows, hidden}});
+      tensors.push_back({attn + "k_proj.weight", {kvSize, hidden}});
+      tensors.push_back({attn + "v_proj.weight", {kvSize, hidden}});
+      if (config.attentionBias) {
+        tensors.push_back({attn + "q_proj.bias", {qSize}});
+        tensors.push_back({attn + "k_proj.bias", {kvSize}});
+        tensors.push_back({attn + "v_proj.bias", {kvSize}});
+      }
+      tensors.push_back({attn + "o_proj.weight", {hidden, qSize}});
+      if (config.qkNorm) {
+        tensors.push_back({attn + "q_norm.weight", {config.headDim}});
+        tensors.push_back({attn + "k_norm.weight", {config.headDim}});
+      }
     }
     tensors.push_back({layer + "post_attention_layernorm.weight", {hidden}});
     tensors.push_back({layer + "mlp.gate_proj.weight", {ffn, hidden}});
     tensors.push_back({layer + "mlp.up_proj.weight", {ffn, hidden}});
     tensors.push_back({layer + "mlp.down_proj.weight", {hidden, ffn}});
   }
-  tensors.push_back({"model.norm.weight", {hidden}});
+  tensors.push_back({prefix + "norm.weight", {hidden}});
   if (!config.tieWordEmbeddings)
     tensors.push_back({"lm_head.weight", {config.vocabSize, hidden}});
   return tensors;

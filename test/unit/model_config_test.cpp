@@ -2,7 +2,9 @@
 //
 // Parses the fixture configs (transformers 5 layout) and hand-written 4.x
 // configs, checks every rejection names its key, and validates the fixture
-// checkpoints (and broken copies of them) against their configs.
+// checkpoints (and broken copies of them) against their configs. The Qwen3.5
+// tests at the end parse its two config kinds, list its tensors and check
+// that the builder refuses it until the Gated DeltaNet ops exist.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +17,9 @@
 #include <set>
 #include <sstream>
 
+#include "frontends/safetensors/builder.h"
+#include "frontends/safetensors/model_dir.h"
+#include "mlir/IR/MLIRContext.h"
 #include "test/unit/test_util.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -326,7 +331,9 @@ TEST(ConfigRejectTest, Architectures) {
   EXPECT_THAT(configError(withKey("architectures", {"MistralForCausalLM"})),
               HasSubstr("config.json: unsupported architecture "
                         "'MistralForCausalLM' (supported: Qwen2ForCausalLM, "
-                        "LlamaForCausalLM, Qwen3ForCausalLM)"));
+                        "LlamaForCausalLM, Qwen3ForCausalLM, "
+                        "Qwen3_5ForConditionalGeneration, "
+                        "Qwen3_5ForCausalLM)"));
   EXPECT_THAT(configError(withKey("architectures", nullptr)),
               HasSubstr("missing required key 'architectures'"));
   EXPECT_THAT(configError(withKey("architectures",
@@ -751,6 +758,563 @@ TEST(ValidateCheckpointTest, WrongArchitectureForCheckpoint) {
   EXPECT_THAT(messageOf(validateCheckpoint(*config, **checkpoint)),
               HasSubstr("missing tensor 'model.layers.0.self_attn.q_norm."
                         "weight' (expected shape [16])"));
+}
+
+//===----------------------------------------------------------------------===//
+// Qwen3.5 (docs/qwen3_5.md)
+//===----------------------------------------------------------------------===//
+
+/// Qwen/Qwen3.5-0.8B config.json: the text model nested in `text_config`,
+/// beside the vision tower's config.
+const char *kQwen35Config08B = R"({
+  "architectures": ["Qwen3_5ForConditionalGeneration"], "image_token_id": 248056,
+  "model_type": "qwen3_5",
+  "text_config": {
+    "attention_bias": false, "attention_dropout": 0.0, "attn_output_gate": true,
+    "dtype": "bfloat16", "eos_token_id": 248044, "full_attention_interval": 4,
+    "head_dim": 256, "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
+    "intermediate_size": 3584,
+    "layer_types": [
+      "linear_attention", "linear_attention", "linear_attention", "full_attention",
+      "linear_attention", "linear_attention", "linear_attention", "full_attention",
+      "linear_attention", "linear_attention", "linear_attention", "full_attention",
+      "linear_attention", "linear_attention", "linear_attention", "full_attention",
+      "linear_attention", "linear_attention", "linear_attention", "full_attention",
+      "linear_attention", "linear_attention", "linear_attention", "full_attention"
+    ],
+    "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+    "linear_num_value_heads": 16, "linear_value_head_dim": 128,
+    "max_position_embeddings": 262144, "mlp_only_layers": [], "model_type": "qwen3_5_text",
+    "mtp_num_hidden_layers": 1, "mtp_use_dedicated_embeddings": false,
+    "num_attention_heads": 8, "num_hidden_layers": 24, "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06, "tie_word_embeddings": true, "use_cache": true,
+    "vocab_size": 248320, "mamba_ssm_dtype": "float32",
+    "rope_parameters": {
+      "mrope_interleaved": true, "mrope_section": [11, 11, 10], "rope_type": "default",
+      "rope_theta": 10000000, "partial_rotary_factor": 0.25
+    }
+  },
+  "tie_word_embeddings": true, "transformers_version": "4.57.0.dev0", "video_token_id": 248057,
+  "vision_config": {
+    "deepstack_visual_indexes": [], "depth": 12, "hidden_act": "gelu_pytorch_tanh",
+    "hidden_size": 768, "in_channels": 3, "initializer_range": 0.02,
+    "intermediate_size": 3072, "model_type": "qwen3_5", "num_heads": 12,
+    "num_position_embeddings": 2304, "out_hidden_size": 1024, "patch_size": 16,
+    "spatial_merge_size": 2, "temporal_patch_size": 2
+  },
+  "vision_end_token_id": 248054, "vision_start_token_id": 248053
+})";
+
+/// A Qwen3.5-9B text model in the flat Qwen3_5ForCausalLM form (the
+/// reference's Qwen3_5TextConfig defaults are the 9B's sizes), without
+/// layer_types: the default pattern applies.
+const char *kQwen35Config9B = R"({
+  "architectures": ["Qwen3_5ForCausalLM"], "model_type": "qwen3_5_text",
+  "attention_bias": false, "attn_output_gate": true, "dtype": "bfloat16",
+  "eos_token_id": 248044, "full_attention_interval": 4, "head_dim": 256,
+  "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 12288,
+  "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+  "linear_num_value_heads": 32, "linear_value_head_dim": 128,
+  "max_position_embeddings": 262144, "num_attention_heads": 16,
+  "num_hidden_layers": 32, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+  "tie_word_embeddings": false, "vocab_size": 248320,
+  "rope_parameters": {"mrope_interleaved": true, "mrope_section": [11, 11, 10],
+                      "rope_type": "default", "rope_theta": 10000000,
+                      "partial_rotary_factor": 0.25}
+})";
+
+Json qwen35Nested() { return Json::parse(kQwen35Config08B); }
+Json qwen35Flat() { return Json::parse(kQwen35Config9B); }
+
+/// A 0.8B-like config whose `text_config.key` is `value` (null erases it).
+Json withTextKey(const std::string &key, Json value,
+                 Json config = qwen35Nested()) {
+  if (value.is_null())
+    config["text_config"].erase(key);
+  else
+    config["text_config"][key] = std::move(value);
+  return config;
+}
+
+int64_t countLayers(const ModelConfig &config, LayerType type) {
+  return std::count(config.layerTypes.begin(), config.layerTypes.end(), type);
+}
+
+TEST(Qwen35ConfigTest, ConditionalGeneration08B) {
+  absl::StatusOr<ModelConfig> config =
+      parseModelConfig(kQwen35Config08B, "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, Architecture::Qwen3_5);
+  EXPECT_EQ(architectureName(config->architecture), "Qwen3_5ForCausalLM");
+  EXPECT_EQ(config->tensorPrefix, "model.language_model.");
+  EXPECT_EQ(config->hiddenSize, 1024);
+  EXPECT_EQ(config->numLayers, 24);
+  EXPECT_EQ(config->numHeads, 8);
+  EXPECT_EQ(config->numKvHeads, 2);
+  EXPECT_EQ(config->headDim, 256);
+  EXPECT_EQ(config->intermediateSize, 3584);
+  EXPECT_EQ(config->vocabSize, 248320);
+  EXPECT_EQ(config->maxPositionEmbeddings, 262144);
+  EXPECT_DOUBLE_EQ(config->rmsNormEps, 1e-6);
+  EXPECT_DOUBLE_EQ(config->ropeTheta, 1e7);
+  EXPECT_FALSE(config->llama3Scaling.has_value());
+  EXPECT_DOUBLE_EQ(config->partialRotaryFactor, 0.25);
+  EXPECT_EQ(config->rotaryDim(), 64);
+  EXPECT_EQ(config->mropeSection, (std::vector<int64_t>{11, 11, 10}));
+  EXPECT_TRUE(config->mropeInterleaved);
+  EXPECT_TRUE(config->tieWordEmbeddings);
+  EXPECT_FALSE(config->attentionBias);
+  EXPECT_TRUE(config->qkNorm);
+  EXPECT_TRUE(config->attentionOutputGate);
+  EXPECT_TRUE(config->rmsNormUnitOffset);
+  EXPECT_EQ(config->dtype, DType::BF16);
+
+  ASSERT_TRUE(config->gatedDeltaNet.has_value());
+  const GatedDeltaNetConfig &linear = *config->gatedDeltaNet;
+  EXPECT_EQ(linear.numKeyHeads, 16);
+  EXPECT_EQ(linear.numValueHeads, 16);
+  EXPECT_EQ(linear.keyHeadDim, 128);
+  EXPECT_EQ(linear.valueHeadDim, 128);
+  EXPECT_EQ(linear.convKernelSize, 4);
+  EXPECT_EQ(linear.keyDim(), 2048);
+  EXPECT_EQ(linear.valueDim(), 2048);
+  EXPECT_EQ(linear.convDim(), 6144);
+
+  ASSERT_EQ(config->layerTypes.size(), 24u);
+  EXPECT_EQ(countLayers(*config, LayerType::LinearAttention), 18);
+  EXPECT_EQ(countLayers(*config, LayerType::FullAttention), 6);
+  EXPECT_EQ(config->layerType(0), LayerType::LinearAttention);
+  EXPECT_EQ(config->layerType(3), LayerType::FullAttention);
+  EXPECT_EQ(config->layerType(23), LayerType::FullAttention);
+  EXPECT_EQ(layerTypeName(LayerType::FullAttention), "full_attention");
+  EXPECT_EQ(layerTypeName(LayerType::LinearAttention), "linear_attention");
+
+  // The vision tower and the MTP head are left out, with a note each.
+  ASSERT_EQ(config->notes.size(), 2u);
+  EXPECT_THAT(config->notes[0],
+              HasSubstr("config.json: 'vision_config' ignored: the vision "
+                        "tower (12 blocks) is not compiled"));
+  EXPECT_THAT(config->notes[1],
+              HasSubstr("'text_config.mtp_num_hidden_layers' is 1: the "
+                        "multi-token-prediction layers (mtp.*) are not used"));
+}
+
+TEST(Qwen35ConfigTest, CausalLM9BWithTheDefaultLayerPattern) {
+  absl::StatusOr<ModelConfig> config =
+      parseModelConfig(kQwen35Config9B, "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, Architecture::Qwen3_5);
+  EXPECT_EQ(config->tensorPrefix, "model.");
+  EXPECT_EQ(config->hiddenSize, 4096);
+  EXPECT_EQ(config->numLayers, 32);
+  EXPECT_EQ(config->numHeads, 16);
+  EXPECT_EQ(config->numKvHeads, 4);
+  EXPECT_EQ(config->intermediateSize, 12288);
+  EXPECT_FALSE(config->tieWordEmbeddings);
+  EXPECT_TRUE(config->notes.empty());
+  ASSERT_TRUE(config->gatedDeltaNet.has_value());
+  EXPECT_EQ(config->gatedDeltaNet->numValueHeads, 32);
+  EXPECT_EQ(config->gatedDeltaNet->convDim(), 8192);
+  // Every 4th layer (3, 7, ...) is full attention.
+  ASSERT_EQ(config->layerTypes.size(), 32u);
+  for (int64_t i = 0; i < 32; ++i)
+    EXPECT_EQ(config->layerType(i), i % 4 == 3 ? LayerType::FullAttention
+                                               : LayerType::LinearAttention)
+        << "layer " << i;
+
+  // full_attention_interval defaults to 4 when absent too.
+  Json noInterval = qwen35Flat();
+  noInterval.erase("full_attention_interval");
+  config = parse(noInterval);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(countLayers(*config, LayerType::FullAttention), 8);
+  EXPECT_EQ(config->layerType(31), LayerType::FullAttention);
+}
+
+TEST(Qwen35ConfigTest, LayerPatterns) {
+  Json interval2 = qwen35Flat();
+  interval2["full_attention_interval"] = 2;
+  interval2["num_hidden_layers"] = 6;
+  absl::StatusOr<ModelConfig> config = parse(interval2);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->layerTypes,
+            (std::vector<LayerType>{
+                LayerType::LinearAttention, LayerType::FullAttention,
+                LayerType::LinearAttention, LayerType::FullAttention,
+                LayerType::LinearAttention, LayerType::FullAttention}));
+
+  // Explicit layer_types win over the interval; "attention" and "mamba" are
+  // the reference's legacy spellings.
+  Json explicitTypes = qwen35Flat();
+  explicitTypes["num_hidden_layers"] = 4;
+  explicitTypes["layer_types"] = {"full_attention", "mamba", "attention",
+                                  "linear_attention"};
+  config = parse(explicitTypes);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->layerTypes,
+            (std::vector<LayerType>{
+                LayerType::FullAttention, LayerType::LinearAttention,
+                LayerType::FullAttention, LayerType::LinearAttention}));
+}
+
+TEST(Qwen35ConfigTest, RopeDefaultsAndPlacement) {
+  // partial_rotary_factor defaults to 0.25 as in the reference; rope_theta
+  // and the factor may sit beside rope_parameters.
+  Json beside = qwen35Flat();
+  beside["rope_parameters"] = {{"rope_type", "default"}};
+  beside["rope_theta"] = 5000000.0;
+  absl::StatusOr<ModelConfig> config = parse(beside);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_DOUBLE_EQ(config->ropeTheta, 5e6);
+  EXPECT_DOUBLE_EQ(config->partialRotaryFactor, 0.25);
+  EXPECT_EQ(config->mropeSection, (std::vector<int64_t>{11, 11, 10}));
+  EXPECT_FALSE(config->mropeInterleaved);
+
+  beside["partial_rotary_factor"] = 0.5;
+  config = parse(beside);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->rotaryDim(), 128);
+
+  // The same values in both places are fine.
+  Json both = qwen35Nested();
+  both["text_config"]["partial_rotary_factor"] = 0.25;
+  both["text_config"]["rope_theta"] = 10000000;
+  EXPECT_TRUE(parse(both).ok());
+  // tie_word_embeddings only at the top level still counts.
+  EXPECT_TRUE(
+      parse(withTextKey("tie_word_embeddings", nullptr))->tieWordEmbeddings);
+  // dtype from the wrapper when text_config has none.
+  Json topDtype = withTextKey("dtype", nullptr);
+  topDtype["torch_dtype"] = "float16";
+  EXPECT_EQ(parse(topDtype)->dtype, DType::F16);
+}
+
+TEST(Qwen35ConfigRejectTest, UnsupportedValues) {
+  EXPECT_THAT(configError(withTextKey("hidden_act", "gelu")),
+              HasSubstr("config.json: unsupported 'text_config.hidden_act' "
+                        "'gelu' (only silu is supported)"));
+  Json flatGelu = qwen35Flat();
+  flatGelu["hidden_act"] = "gelu";
+  EXPECT_THAT(configError(flatGelu),
+              HasSubstr("unsupported 'hidden_act' 'gelu'"));
+  EXPECT_THAT(configError(withTextKey("attention_bias", true)),
+              HasSubstr("'text_config.attention_bias' is true: biases on the "
+                        "q/k/v/o projections are not supported"));
+  EXPECT_THAT(configError(withTextKey("attn_output_gate", false)),
+              HasSubstr("'text_config.attn_output_gate' is false"));
+  EXPECT_THAT(configError(withTextKey("model_type", "qwen3_5_moe_text")),
+              HasSubstr("'text_config.model_type' is 'qwen3_5_moe_text', "
+                        "expected 'qwen3_5_text'"));
+  Json wrongType = qwen35Nested();
+  wrongType["model_type"] = "qwen3_5_moe";
+  EXPECT_THAT(configError(wrongType),
+              HasSubstr("'model_type' is 'qwen3_5_moe' but "
+                        "Qwen3_5ForConditionalGeneration has model type "
+                        "'qwen3_5'"));
+  Json noText = qwen35Nested();
+  noText.erase("text_config");
+  EXPECT_THAT(configError(noText),
+              HasSubstr("missing required key 'text_config'"));
+  Json textNotObject = qwen35Nested();
+  textNotObject["text_config"] = Json::array();
+  EXPECT_THAT(configError(textNotObject),
+              HasSubstr("'text_config' must be an object, got an array"));
+  Json untiedText = withTextKey("tie_word_embeddings", false);
+  EXPECT_THAT(configError(untiedText),
+              HasSubstr("'tie_word_embeddings' is true but "
+                        "'text_config.tie_word_embeddings' is false"));
+  EXPECT_THAT(configError(withTextKey("linear_num_value_heads", 24)),
+              HasSubstr("'text_config.linear_num_value_heads' 24 is not "
+                        "divisible by 'text_config.linear_num_key_heads' 16"));
+  EXPECT_THAT(configError(withTextKey("num_key_value_heads", 3)),
+              HasSubstr("'text_config.num_attention_heads' 8 is not "
+                        "divisible by 'text_config.num_key_value_heads' 3"));
+  EXPECT_THAT(configError(withTextKey("eos_token_id", 248320)),
+              HasSubstr("'eos_token_id' is 248320, outside the vocabulary"));
+}
+
+TEST(Qwen35ConfigRejectTest, MissingFields) {
+  for (const char *key : {"linear_conv_kernel_dim", "linear_key_head_dim",
+                          "linear_value_head_dim", "linear_num_key_heads",
+                          "linear_num_value_heads", "head_dim",
+                          "num_key_value_heads", "hidden_size", "rms_norm_eps"})
+    EXPECT_THAT(configError(withTextKey(key, nullptr)),
+                HasSubstr(std::string("config.json: missing required key "
+                                      "'text_config.") +
+                          key + "'"));
+  Json flat = qwen35Flat();
+  flat.erase("linear_key_head_dim");
+  EXPECT_THAT(configError(flat),
+              HasSubstr("missing required key 'linear_key_head_dim'"));
+  EXPECT_THAT(configError(withTextKey("linear_conv_kernel_dim", 0)),
+              HasSubstr("'text_config.linear_conv_kernel_dim' must be a "
+                        "positive integer, got 0"));
+}
+
+TEST(Qwen35ConfigRejectTest, LayerTypes) {
+  Json unknown = qwen35Nested();
+  unknown["text_config"]["layer_types"][5] = "sliding_attention";
+  EXPECT_THAT(configError(unknown),
+              HasSubstr("'text_config.layer_types'[5] is a string "
+                        "\"sliding_attention\": expected full_attention or "
+                        "linear_attention"));
+  Json shorter = qwen35Nested();
+  shorter["text_config"]["layer_types"].erase(0);
+  EXPECT_THAT(configError(shorter),
+              HasSubstr("'text_config.layer_types' has 23 entries but "
+                        "'text_config.num_hidden_layers' is 24"));
+  EXPECT_THAT(configError(withTextKey("layer_types", "linear_attention")),
+              HasSubstr("'text_config.layer_types' must be a list, got a "
+                        "string"));
+  Json flat = qwen35Flat();
+  flat["layer_types"] = {"full_attention"};
+  EXPECT_THAT(configError(flat), HasSubstr("'layer_types' has 1 entries but "
+                                           "'num_hidden_layers' is 32"));
+}
+
+TEST(Qwen35ConfigRejectTest, Rope) {
+  Json yarn = qwen35Nested();
+  yarn["text_config"]["rope_parameters"]["rope_type"] = "yarn";
+  EXPECT_THAT(configError(yarn),
+              HasSubstr("unsupported rope type 'yarn' in "
+                        "'text_config.rope_parameters' (supported for "
+                        "Qwen3.5: default)"));
+  Json extraKey = qwen35Nested();
+  extraKey["text_config"]["rope_parameters"]["factor"] = 4.0;
+  EXPECT_THAT(configError(extraKey),
+              HasSubstr("unsupported key 'text_config.rope_parameters.factor' "
+                        "for rope type 'default'"));
+  Json badSection = qwen35Nested();
+  badSection["text_config"]["rope_parameters"]["mrope_section"] = {11, 21};
+  EXPECT_THAT(configError(badSection),
+              HasSubstr("'text_config.rope_parameters.mrope_section' must be "
+                        "a list of 3 non-negative integers"));
+  Json conflict = withTextKey("rope_theta", 1000.0);
+  EXPECT_THAT(configError(conflict),
+              HasSubstr("'text_config.rope_theta' is 1000 but "
+                        "'text_config.rope_parameters.rope_theta' is 1e+07"));
+  Json noTheta = qwen35Nested();
+  noTheta["text_config"]["rope_parameters"].erase("rope_theta");
+  EXPECT_THAT(configError(noTheta),
+              HasSubstr("missing 'text_config.rope_theta'"));
+  Json tooLarge = qwen35Nested();
+  tooLarge["text_config"]["rope_parameters"]["partial_rotary_factor"] = 1.5;
+  EXPECT_THAT(configError(tooLarge),
+              HasSubstr("'text_config.partial_rotary_factor' is 1.5"));
+  // 256 x 0.02 truncates to 5, as the reference's int() would.
+  Json odd = qwen35Nested();
+  odd["text_config"]["rope_parameters"]["partial_rotary_factor"] = 0.02;
+  EXPECT_THAT(configError(odd),
+              HasSubstr("gives 5 rotary dimensions; RoPE needs a positive "
+                        "even number"));
+}
+
+TEST(Qwen35RequiredTensorsTest, ConditionalGeneration08B) {
+  absl::StatusOr<ModelConfig> config =
+      parseModelConfig(kQwen35Config08B, "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  std::vector<RequiredTensor> tensors = requiredTensors(*config);
+  // Embedding, 18 linear layers x 14, 6 full layers x 11, final norm; tied.
+  EXPECT_EQ(tensors.size(), 1u + 18 * 14 + 6 * 11 + 1);
+  EXPECT_EQ(tensors.front().name, "model.language_model.embed_tokens.weight");
+  EXPECT_EQ(tensors.front().shape, (std::vector<int64_t>{248320, 1024}));
+  EXPECT_EQ(tensors.back().name, "model.language_model.norm.weight");
+  for (const RequiredTensor &tensor : tensors)
+    EXPECT_EQ(tensor.name.rfind("model.language_model.", 0), 0u) << tensor.name;
+
+  auto shapeOf = [&](const std::string &name) {
+    const RequiredTensor *tensor =
+        findRequired(tensors, "model.language_model.layers." + name);
+    return tensor ? tensor->shape : std::vector<int64_t>{-1};
+  };
+  using Shape = std::vector<int64_t>;
+  EXPECT_EQ(shapeOf("0.input_layernorm.weight"), (Shape{1024}));
+  EXPECT_EQ(shapeOf("0.linear_attn.in_proj_qkv.weight"), (Shape{6144, 1024}));
+  EXPECT_EQ(shapeOf("0.linear_attn.in_proj_z.weight"), (Shape{2048, 1024}));
+  EXPECT_EQ(shapeOf("0.linear_attn.in_proj_b.weight"), (Shape{16, 1024}));
+  EXPECT_EQ(shapeOf("0.linear_attn.in_proj_a.weight"), (Shape{16, 1024}));
+  EXPECT_EQ(shapeOf("0.linear_attn.conv1d.weight"), (Shape{6144, 1, 4}));
+  EXPECT_EQ(shapeOf("0.linear_attn.dt_bias"), (Shape{16}));
+  EXPECT_EQ(shapeOf("0.linear_attn.A_log"), (Shape{16}));
+  EXPECT_EQ(shapeOf("0.linear_attn.norm.weight"), (Shape{128}));
+  EXPECT_EQ(shapeOf("0.linear_attn.out_proj.weight"), (Shape{1024, 2048}));
+  EXPECT_EQ(shapeOf("0.post_attention_layernorm.weight"), (Shape{1024}));
+  EXPECT_EQ(shapeOf("0.mlp.gate_proj.weight"), (Shape{3584, 1024}));
+  EXPECT_EQ(shapeOf("0.mlp.down_proj.weight"), (Shape{1024, 3584}));
+  // q_proj: 8 heads x (256 query + 256 gate).
+  EXPECT_EQ(shapeOf("3.self_attn.q_proj.weight"), (Shape{4096, 1024}));
+  EXPECT_EQ(shapeOf("3.self_attn.k_proj.weight"), (Shape{512, 1024}));
+  EXPECT_EQ(shapeOf("3.self_attn.v_proj.weight"), (Shape{512, 1024}));
+  EXPECT_EQ(shapeOf("3.self_attn.o_proj.weight"), (Shape{1024, 2048}));
+  EXPECT_EQ(shapeOf("3.self_attn.q_norm.weight"), (Shape{256}));
+  EXPECT_EQ(shapeOf("3.self_attn.k_norm.weight"), (Shape{256}));
+  // Each layer has only its own mixer's tensors, and no biases.
+  EXPECT_EQ(shapeOf("0.self_attn.q_proj.weight"), (Shape{-1}));
+  EXPECT_EQ(shapeOf("3.linear_attn.A_log"), (Shape{-1}));
+  EXPECT_EQ(shapeOf("3.self_attn.q_proj.bias"), (Shape{-1}));
+
+  int linearTensors = 0, attentionTensors = 0;
+  for (const RequiredTensor &tensor : tensors) {
+    linearTensors += tensor.name.find(".linear_attn.") != std::string::npos;
+    attentionTensors += tensor.name.find(".self_attn.") != std::string::npos;
+  }
+  EXPECT_EQ(linearTensors, 18 * 9);
+  EXPECT_EQ(attentionTensors, 6 * 6);
+}
+
+TEST(Qwen35RequiredTensorsTest, CausalLM9BUntied) {
+  absl::StatusOr<ModelConfig> config =
+      parseModelConfig(kQwen35Config9B, "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  std::vector<RequiredTensor> tensors = requiredTensors(*config);
+  EXPECT_EQ(tensors.size(), 1u + 24 * 14 + 8 * 11 + 1 + 1);
+  EXPECT_EQ(tensors.front().name, "model.embed_tokens.weight");
+  EXPECT_EQ(tensors.back().name, "lm_head.weight");
+  EXPECT_EQ(tensors.back().shape, (std::vector<int64_t>{248320, 4096}));
+  const RequiredTensor *qkv =
+      findRequired(tensors, "model.layers.0.linear_attn.in_proj_qkv.weight");
+  ASSERT_NE(qkv, nullptr);
+  EXPECT_EQ(qkv->shape, (std::vector<int64_t>{8192, 4096}));
+  const RequiredTensor *z =
+      findRequired(tensors, "model.layers.0.linear_attn.in_proj_z.weight");
+  ASSERT_NE(z, nullptr);
+  EXPECT_EQ(z->shape, (std::vector<int64_t>{4096, 4096}));
+  const RequiredTensor *a =
+      findRequired(tensors, "model.layers.1.linear_attn.in_proj_a.weight");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{32, 4096}));
+  const RequiredTensor *q =
+      findRequired(tensors, "model.layers.7.self_attn.q_proj.weight");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->shape, (std::vector<int64_t>{8192, 4096}));
+  const RequiredTensor *o =
+      findRequired(tensors, "model.layers.31.self_attn.o_proj.weight");
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->shape, (std::vector<int64_t>{4096, 4096}));
+}
+
+/// A tiny Qwen3.5 (`nested`: Qwen3_5ForConditionalGeneration) of 4 layers,
+/// 3 linear + 1 full.
+Json tinyQwen35(bool nested) {
+  Json text = Json::parse(R"({
+    "model_type": "qwen3_5_text", "hidden_size": 32, "intermediate_size": 48,
+    "num_hidden_layers": 4, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "head_dim": 16, "rms_norm_eps": 1e-06, "vocab_size": 64,
+    "max_position_embeddings": 128, "tie_word_embeddings": false,
+    "linear_conv_kernel_dim": 4, "linear_key_head_dim": 8,
+    "linear_value_head_dim": 8, "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4, "dtype": "bfloat16",
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000000,
+                        "partial_rotary_factor": 0.25,
+                        "mrope_section": [1, 1, 0], "mrope_interleaved": true}
+  })");
+  if (!nested) {
+    text["architectures"] = {"Qwen3_5ForCausalLM"};
+    return text;
+  }
+  return Json{{"architectures", {"Qwen3_5ForConditionalGeneration"}},
+              {"model_type", "qwen3_5"},
+              {"text_config", text},
+              {"tie_word_embeddings", false},
+              {"vision_config", {{"depth", 2}}}};
+}
+
+/// Writes DIR/config.json and DIR/model.safetensors holding zeroed bf16
+/// tensors of the given names and shapes.
+void writeCheckpoint(const std::string &dir, const Json &config,
+                     const std::vector<RequiredTensor> &tensors) {
+  writeFile(dir + "/config.json", config.dump());
+  Json header = Json::object();
+  uint64_t offset = 0;
+  for (const RequiredTensor &tensor : tensors) {
+    uint64_t bytes = 2;
+    for (int64_t dim : tensor.shape)
+      bytes *= static_cast<uint64_t>(dim);
+    header[tensor.name] = {{"dtype", "BF16"},
+                           {"shape", tensor.shape},
+                           {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  std::string prefix(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    prefix[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  writeFile(dir + "/model.safetensors",
+            prefix + text + std::string(offset, '\0'));
+}
+
+// Tests that a checkpoint holding exactly the text model's tensors, plus a
+// vision tower and an MTP head, validates under both prefixes, and that a
+// missing or misshapen Gated DeltaNet tensor is reported by name.
+TEST(Qwen35ValidateTest, Checkpoints) {
+  for (bool nested : {true, false}) {
+    SCOPED_TRACE(nested ? "nested" : "flat");
+    Json json = tinyQwen35(nested);
+    absl::StatusOr<ModelConfig> config = parse(json);
+    ASSERT_TRUE(config.ok()) << config.status();
+    std::vector<RequiredTensor> tensors = requiredTensors(*config);
+    std::string prefix = nested ? "model.language_model." : "model.";
+    ASSERT_NE(
+        findRequired(tensors, prefix + "layers.2.linear_attn.conv1d.weight"),
+        nullptr);
+    std::vector<RequiredTensor> stored = tensors;
+    stored.push_back({"model.visual.blocks.0.attn.qkv.weight", {6, 2}});
+    stored.push_back({"mtp.fc.weight", {32, 64}});
+    std::string dir = freshTempDir() + (nested ? "/nested" : "/flat");
+    fs::create_directories(dir);
+    writeCheckpoint(dir, json, stored);
+    absl::StatusOr<ModelConfig> loaded = loadModelConfig(dir);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint =
+        Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    EXPECT_TRUE(validateCheckpoint(*loaded, **checkpoint).ok())
+        << validateCheckpoint(*loaded, **checkpoint);
+
+    // Break one tensor of a linear layer and drop one of the full layer.
+    std::vector<RequiredTensor> broken;
+    for (RequiredTensor tensor : tensors) {
+      if (tensor.name == prefix + "layers.3.self_attn.q_norm.weight")
+        continue;
+      if (tensor.name == prefix + "layers.1.linear_attn.conv1d.weight")
+        tensor.shape = {64, 4};
+      broken.push_back(tensor);
+    }
+    writeCheckpoint(dir, json, broken);
+    checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    std::string message = messageOf(validateCheckpoint(*loaded, **checkpoint));
+    EXPECT_THAT(message, HasSubstr("tensor '" + prefix +
+                                   "layers.1.linear_attn.conv1d.weight' has "
+                                   "shape [64, 4], expected [64, 1, 4]"));
+    EXPECT_THAT(message, HasSubstr("missing tensor '" + prefix +
+                                   "layers.3.self_attn.q_norm.weight' "
+                                   "(expected shape [16])"));
+  }
+}
+
+// Tests that compiling a Qwen3.5 model fails with Unimplemented naming the
+// missing Gated DeltaNet layers, with or without a checkpoint.
+TEST(Qwen35BuilderTest, RefusesUntilTheIrOpsExist) {
+  absl::StatusOr<ModelConfig> config = parse(tinyQwen35(true));
+  ASSERT_TRUE(config.ok()) << config.status();
+  mlir::MLIRContext context;
+  auto module = buildModule(context, *config, nullptr);
+  ASSERT_FALSE(module.ok());
+  EXPECT_EQ(module.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(messageOf(module.status()),
+              HasSubstr("Gated DeltaNet (linear_attention) layers and gated "
+                        "attention have no treni IR ops (issue 18"));
+
+  std::string dir = freshTempDir();
+  Json json = tinyQwen35(false);
+  writeCheckpoint(dir, json, requiredTensors(*parse(json)));
+  absl::StatusOr<std::shared_ptr<const ModelDir>> opened = openModelDir(dir);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  absl::StatusOr<LoadedModel> loaded = loadModelDir(context, **opened);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(messageOf(loaded.status()), HasSubstr("issue 18"));
 }
 
 } // namespace
