@@ -685,9 +685,12 @@ absl::StatusOr<ModelConfig> parseQwen35(const Json &root, ConfigReader &top,
     text.fail(absl::StrCat(text.quoted("attn_output_gate"),
                            " is false: Qwen3.5 attention without the output "
                            "gate is not supported"));
-  if (std::optional<int64_t> mtp = text.optionalInt("mtp_num_hidden_layers"))
+  // Only a note: the MTP head drafts tokens; the model is complete without.
+  if (const Json *mtp = text.get("mtp_num_hidden_layers");
+      mtp && mtp->is_number_integer() && mtp->get<int64_t>() > 0)
     config.notes.push_back(absl::StrCat(
-        file, ": ", text.quoted("mtp_num_hidden_layers"), " is ", *mtp,
+        file, ": ", text.quoted("mtp_num_hidden_layers"), " is ",
+        mtp->get<int64_t>(),
         ": the multi-token-prediction layers (mtp.*) are not used"));
   if (absl::Status status = firstError({&top, &text}); !status.ok())
     return status;

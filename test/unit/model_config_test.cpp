@@ -983,6 +983,11 @@ TEST(Qwen35ConfigTest, RopeDefaultsAndPlacement) {
   // tie_word_embeddings only at the top level still counts.
   EXPECT_TRUE(
       parse(withTextKey("tie_word_embeddings", nullptr))->tieWordEmbeddings);
+  // No MTP layers: no note about them.
+  absl::StatusOr<ModelConfig> noMtp =
+      parse(withTextKey("mtp_num_hidden_layers", 0));
+  ASSERT_TRUE(noMtp.ok()) << noMtp.status();
+  EXPECT_EQ(noMtp->notes.size(), 1u); // the vision tower's
   // dtype from the wrapper when text_config has none.
   Json topDtype = withTextKey("dtype", nullptr);
   topDtype["torch_dtype"] = "float16";
