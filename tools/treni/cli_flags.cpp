@@ -287,6 +287,8 @@ absl::Status resolveMaxSeq(const std::string &model, EngineOptions &options) {
     return absl::OkStatus(); // the loader reports an unreadable model
   options.modelDir = *dir;
   const ModelConfig *config = &(*dir)->config;
+  for (const std::string &note : config->notes) // e.g. a vision tower left out
+    std::fprintf(stderr, "treni: note: %s\n", note.c_str());
   int64_t limit = config->maxPositionEmbeddings;
   if (limit >= 2 && options.maxSeq > limit) {
     if (given)
