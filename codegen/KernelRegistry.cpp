@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/Rope.h"
 #include "support/status.h"
 
 namespace treni {
@@ -88,7 +89,8 @@ absl::StatusOr<KernelGeometry> takeLastGeometry(const PlanStep &step) {
   return geometry;
 }
 
-/// rms_norm: one block per group of a row.
+/// rms_norm: one block per group of a row. Without the optional
+/// `unit_offset` the weight is applied as is (kUnitOffset false).
 absl::StatusOr<KernelGeometry> rmsNormGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t group, positiveConstant(step, "group"));
@@ -98,10 +100,14 @@ absl::StatusOr<KernelGeometry> rmsNormGeometry(const PlanStep &step) {
   KernelGeometry geometry;
   geometry.launch.threads = threadsFor(group);
   geometry.launch.blocksX = dim / group;
+  if (!step.constants.count("unit_offset"))
+    geometry.constants.push_back({"kUnitOffset", false, "no unit_offset"});
   return geometry;
 }
 
-/// rope: one thread per rotated pair of a row.
+/// rope: one thread per pair of a head's elements (a rotated pair, or two
+/// elements past rotary_dim that pass through). Without the optional
+/// `rotary_dim` the whole head rotates (kRotaryDim = head_dim).
 absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, positiveConstant(step, "dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, positiveConstant(step, "head_dim"));
@@ -109,7 +115,12 @@ absl::StatusOr<KernelGeometry> ropeGeometry(const PlanStep &step) {
     return invalidStep(step,
                        absl::StrCat("head_dim ", headDim,
                                     " must be even and divide dim ", dim));
-  return KernelGeometry{perElement(dim / 2), {}};
+  TRENI_RETURN_IF_ERROR(ropeRotaryDim(step, headDim).status());
+  KernelGeometry geometry{perElement(dim / 2), {}};
+  if (!step.constants.count("rotary_dim"))
+    geometry.constants.push_back(
+        {"kRotaryDim", headDim, "no rotary_dim: the whole head"});
+  return geometry;
 }
 
 /// qkv_[norm_]rope_cache: a q or k head of a row is kLanes threads with a
@@ -349,7 +360,9 @@ std::vector<KernelTemplate> buildTable() {
                    .inputs = {{"x"}, {"weight"}},
                    .outputs = {"out"},
                    .constants = {derived("dim"), derived("group"),
-                                 attribute("epsilon", Float)},
+                                 attribute("epsilon", Float),
+                                 attribute("unit_offset", Bool,
+                                           /*optional=*/true)},
                    .geometry = rmsNormGeometry});
   table.push_back(
       {.name = "gemm",
@@ -360,8 +373,9 @@ std::vector<KernelTemplate> buildTable() {
       {.name = "rope",
        .inputs = {{"x"}, index("positions")},
        .outputs = {"out"},
-       .constants =
-           with({derived("dim"), attribute("head_dim", Int)}, ropeConstants()),
+       .constants = with({derived("dim"), attribute("head_dim", Int),
+                          attribute("rotary_dim", Int, /*optional=*/true)},
+                         ropeConstants()),
        .ropeFrequencies = true,
        .geometry = ropeGeometry});
   table.push_back({.name = "cache_write",

@@ -107,12 +107,17 @@ absl::StatusOr<std::string> cudaType(const std::string &dtype) {
       absl::StrCat("dtype '", dtype, "' has no CUDA element type"));
 }
 
-/// The `kInvFreq` table of a rope-like step (head_dim, theta, llama3_*),
-/// computed on the host exactly as the CPU reference does (codegen/Rope.h).
+/// The `kInvFreq` table of a rope-like step (head_dim, rotary_dim, theta,
+/// llama3_*), computed on the host exactly as the CPU reference does
+/// (codegen/Rope.h): one frequency per rotated pair.
 absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
                                              int64_t headDim) {
+  TRENI_ASSIGN_OR_RETURN(int64_t rotaryDim, ropeRotaryDim(step, headDim));
   TRENI_ASSIGN_OR_RETURN(std::vector<float> invFreq,
-                         ropeInverseFrequencies(step, headDim));
+                         ropeInverseFrequencies(step, rotaryDim));
+  // Whole-head RoPE (and so every qkv_ template) keeps the text it had.
+  const char *width =
+      step.constants.count("rotary_dim") ? "kRotaryDim" : "kHeadDim";
   std::vector<std::string> values;
   for (float f : invFreq) {
     TRENI_ASSIGN_OR_RETURN(std::string literal,
@@ -120,10 +125,10 @@ absl::StatusOr<std::string> ropeDeclarations(const PlanStep &step,
     values.push_back(literal);
   }
   std::string declarations = absl::StrCat(
-      "/// theta^(-2i / kHeadDim)",
+      "/// theta^(-2i / ", width, ")",
       step.constants.count("llama3_factor") ? " with Llama 3 scaling" : "",
-      ", from codegen/Rope.cpp.\n",
-      "__device__ const float kInvFreq[kHeadDim / 2] = {\n");
+      ", from codegen/Rope.cpp.\n", "__device__ const float kInvFreq[", width,
+      " / 2] = {\n");
   for (size_t i = 0; i < values.size(); i += 6) {
     std::vector<std::string> line(
         values.begin() + i, values.begin() + std::min(values.size(), i + 6));

@@ -2,6 +2,7 @@
 
 #include "codegen/Rope.h"
 
+#include "absl/strings/str_cat.h"
 #include "support/status.h"
 
 #include <cmath>
@@ -36,7 +37,7 @@ ropeInverseFrequencies(int64_t headDim, double theta,
 }
 
 absl::StatusOr<std::vector<float>> ropeInverseFrequencies(const PlanStep &step,
-                                                          int64_t headDim) {
+                                                          int64_t rotaryDim) {
   TRENI_ASSIGN_OR_RETURN(double theta, step.floatConstant("theta"));
   std::optional<Llama3Scaling> scaling;
   if (step.constants.count("llama3_factor")) {
@@ -50,7 +51,18 @@ absl::StatusOr<std::vector<float>> ropeInverseFrequencies(const PlanStep &step,
                            step.intConstant("llama3_original_max_position"));
     scaling = s;
   }
-  return ropeInverseFrequencies(headDim, theta, scaling);
+  return ropeInverseFrequencies(rotaryDim, theta, scaling);
+}
+
+absl::StatusOr<int64_t> ropeRotaryDim(const PlanStep &step, int64_t headDim) {
+  if (!step.constants.count("rotary_dim"))
+    return headDim;
+  TRENI_ASSIGN_OR_RETURN(int64_t rotaryDim, step.intConstant("rotary_dim"));
+  if (rotaryDim < 2 || rotaryDim % 2 != 0 || rotaryDim > headDim)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kernel '", step.templateName, "' (", step.origin, "): rotary_dim ",
+        rotaryDim, " must be even and in [2, head_dim = ", headDim, "]"));
+  return rotaryDim;
 }
 
 } // namespace treni

@@ -30,8 +30,13 @@ std::vector<float> ropeInverseFrequencies(int64_t headDim, double theta,
 
 /// The inverse frequencies of a rope-like plan step (constants `theta` and,
 /// when present, the four `llama3_*`): what both the CPU reference and the
-/// CUDA templates use.
+/// CUDA templates use. `rotaryDim` is the rotated width of a head (the
+/// head_dim, or ropeRotaryDim's partial width).
 absl::StatusOr<std::vector<float>> ropeInverseFrequencies(const PlanStep &step,
-                                                          int64_t headDim);
+                                                          int64_t rotaryDim);
+
+/// The rotated width of each `headDim` head of a rope step: its `rotary_dim`
+/// constant (checked even and in [2, headDim]) or, without one, headDim.
+absl::StatusOr<int64_t> ropeRotaryDim(const PlanStep &step, int64_t headDim);
 
 } // namespace treni

@@ -268,6 +268,13 @@ LogicalResult RopeOp::verify() {
   if (!compatible(tensorType(getPositions()).getDimSize(0),
                   tensorType(getInput()).getDimSize(0)))
     return emitOpError("needs one position per input row");
+  if (getRotaryDim()) {
+    int64_t rotaryDim = getRotaryWidth();
+    if (rotaryDim < 2 || rotaryDim % 2 != 0 || rotaryDim > headDim)
+      return emitOpError() << "rotary_dim " << rotaryDim
+                           << " must be even and in [2, head_dim = " << headDim
+                           << "]";
+  }
   int present = (getLlama3Factor() ? 1 : 0) +
                 (getLlama3LowFreqFactor() ? 1 : 0) +
                 (getLlama3HighFreqFactor() ? 1 : 0) +

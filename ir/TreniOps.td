@@ -101,14 +101,29 @@ def Treni_RmsNormOp : Treni_Op<"rms_norm", [Pure]> {
     weight it is Qwen3's per-head q/k norm. The result has the input's shape;
     its element type may differ (an f32 residual stream normalised to bf16).
 
+    With `unit_offset` (Qwen3.5's norms, whose weight is stored centred on
+    zero) the factor is `1 + weight` instead: `x̂ · (1 + w)`, with `1 + w`
+    and the product in f32, rounded once to the result type.
+
     ```mlir
     %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64} : (tensor<?x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
+    %z = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x896xbf16>, tensor<896xbf16>) -> tensor<?x896xbf16>
     ```
   }];
   let arguments = (ins Treni_FloatTensor2D:$input, Treni_FloatTensor1D:$weight,
-                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$epsilon);
+                   ConfinedAttr<F64Attr, [Treni_F64Positive]>:$epsilon,
+                   UnitAttr:$unit_offset);
   let results = (outs Treni_FloatTensor2D:$result);
   let assemblyFormat = "$input `,` $weight attr-dict `:` functional-type(operands, results)";
+  // The plain norm without unit_offset, as every architecture but Qwen3.5
+  // builds it.
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
+                   "::mlir::Value":$weight, "::mlir::FloatAttr":$epsilon), [{
+      build($_builder, $_state, result, input, weight, epsilon,
+            ::mlir::UnitAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
@@ -135,8 +150,14 @@ def Treni_RopeOp : Treni_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> 
     `inv_freq[i] = theta^(-2i/head_dim)`. The four `llama3_*` attributes,
     present together or not at all, apply Llama 3's frequency scaling.
 
+    `rotary_dim` (even, 2 ..= head_dim; default head_dim) rotates only the
+    first `rotary_dim` elements of each head (Qwen3.5's partial RoPE): pairs
+    `(j, j + rotary_dim/2)` by `position * theta^(-2j/rotary_dim)`; elements
+    `rotary_dim .. head_dim-1` pass through unchanged.
+
     ```mlir
     %r = treni.rope %q, %pos {head_dim = 64 : i64, theta = 1.0e+06 : f64} : (tensor<?x896xbf16>, tensor<?xi32>) -> tensor<?x896xbf16>
+    %p = treni.rope %q, %pos {head_dim = 256 : i64, rotary_dim = 64 : i64, theta = 1.0e+07 : f64} : (tensor<?x2048xbf16>, tensor<?xi32>) -> tensor<?x2048xbf16>
     ```
   }];
   let arguments = (ins Treni_FloatTensor2D:$input, Treni_IndexTensor:$positions,
@@ -145,9 +166,30 @@ def Treni_RopeOp : Treni_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> 
                    OptionalAttr<F64Attr>:$llama3_factor,
                    OptionalAttr<F64Attr>:$llama3_low_freq_factor,
                    OptionalAttr<F64Attr>:$llama3_high_freq_factor,
-                   OptionalAttr<I64Attr>:$llama3_original_max_position);
+                   OptionalAttr<I64Attr>:$llama3_original_max_position,
+                   OptionalAttr<I64Attr>:$rotary_dim);
   let results = (outs Treni_FloatTensor2D:$result);
   let assemblyFormat = "$input `,` $positions attr-dict `:` functional-type(operands, results)";
+  // Whole-head RoPE (no rotary_dim), as every architecture but Qwen3.5
+  // builds it.
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
+                   "::mlir::Value":$positions, "::mlir::IntegerAttr":$head_dim,
+                   "::mlir::FloatAttr":$theta, "::mlir::FloatAttr":$llama3_factor,
+                   "::mlir::FloatAttr":$llama3_low_freq_factor,
+                   "::mlir::FloatAttr":$llama3_high_freq_factor,
+                   "::mlir::IntegerAttr":$llama3_original_max_position), [{
+      build($_builder, $_state, result, input, positions, head_dim, theta,
+            llama3_factor, llama3_low_freq_factor, llama3_high_freq_factor,
+            llama3_original_max_position, ::mlir::IntegerAttr());
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// The rotated width of each head: rotary_dim, or the whole head.
+    int64_t getRotaryWidth() {
+      return getRotaryDim() ? int64_t(*getRotaryDim()) : int64_t(getHeadDim());
+    }
+  }];
   let hasVerifier = 1;
 }
 

@@ -6,7 +6,9 @@
 //     treni.add + treni.rms_norm, so that both halves can fold;
 //  3. a treni.silu_mul that is a matvec's only user folds into it (gated);
 //  4. a treni.add that is a matvec's only user folds into it (residual);
-//  5. a full-row treni.rms_norm that only a matvec reads folds into it (norm).
+//  5. a full-row treni.rms_norm that only a matvec reads folds into it (norm);
+//     not a `unit_offset` norm (Qwen3.5), which the gemv prologue does not
+//     compute.
 // Each fold keeps the rounding the unfused ops had: the value between two
 // ops was stored in the weight's element type, and so is it rounded inside
 // the matvec, which the checks on element types below guarantee.
@@ -134,7 +136,7 @@ void foldResidualAdd(MatvecOp op) {
 /// Step 5: matvec(rms_norm(x, g)) -> matvec x norm g.
 void foldRmsNorm(MatvecOp op, int64_t maxWidth) {
   auto norm = op.getInput().getDefiningOp<RmsNormOp>();
-  if (!norm || op.getNormWeight() || !norm->hasOneUse())
+  if (!norm || op.getNormWeight() || !norm->hasOneUse() || norm.getUnitOffset())
     return;
   Type weightType = elementOf(op.getWeight());
   Type rowType = elementOf(norm.getInput());

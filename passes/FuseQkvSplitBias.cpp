@@ -3,6 +3,8 @@
 // Per layer, the three projections become one GEMM over the concatenated
 // weight (and bias), and the head split, the optional q/k norm, RoPE of q and
 // k and the K/V cache write become one treni.qkv_rope_cache that returns q.
+// Left alone: q/k norms with `unit_offset` and a rope whose rotary_dim is
+// less than head_dim (Qwen3.5), which qkv_rope_cache does not compute.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,7 +35,9 @@ LinearOp projectionOf(Value value, RmsNormOp &norm) {
 }
 
 bool sameRope(RopeOp a, RopeOp b) {
-  return a.getHeadDim() == b.getHeadDim() && a.getTheta() == b.getTheta() &&
+  return a.getHeadDim() == b.getHeadDim() &&
+         a.getRotaryWidth() == b.getRotaryWidth() &&
+         a.getTheta() == b.getTheta() &&
          a.getLlama3Factor() == b.getLlama3Factor() &&
          a.getLlama3LowFreqFactor() == b.getLlama3LowFreqFactor() &&
          a.getLlama3HighFreqFactor() == b.getLlama3HighFreqFactor() &&
@@ -81,11 +85,15 @@ struct FuseQkv : OpRewritePattern<AttentionOp> {
         return rewriter.notifyMatchFailure(attention, "not checkpoint weights");
     if (!!normQ != !!normK)
       return rewriter.notifyMatchFailure(attention, "only one of q/k normed");
+    if ((normQ && normQ.getUnitOffset()) || (normK && normK.getUnitOffset()))
+      return rewriter.notifyMatchFailure(attention, "unit_offset q/k norm");
     if (!sameRope(ropeQ, ropeK) ||
         ropeQ.getPositions() != write.getPositions() ||
         ropeK.getPositions() != write.getPositions() ||
         (int64_t)ropeQ.getHeadDim() != (int64_t)attention.getHeadDim())
       return rewriter.notifyMatchFailure(attention, "rope attributes differ");
+    if (ropeQ.getRotaryWidth() != (int64_t)ropeQ.getHeadDim())
+      return rewriter.notifyMatchFailure(attention, "partial rotary_dim");
 
     // Single users all along the chain.
     auto onlyUser = [](Value value, Operation *user) {

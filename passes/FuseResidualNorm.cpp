@@ -3,7 +3,8 @@
 // `%s = treni.add %r, %b` read by a full-row `treni.rms_norm %s, %w` becomes
 // `%s, %n = treni.residual_norm %r, %b, %w`. The add's other users keep
 // reading the sum; only the first qualifying norm is folded in (a second norm
-// of the same sum stays a separate kernel reading %s).
+// of the same sum stays a separate kernel reading %s). A `unit_offset` norm
+// (Qwen3.5) is left alone: residual_norm applies the weight as is.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,7 +25,7 @@ RmsNormOp fullRowNorm(Value sum) {
   int64_t width = cast<RankedTensorType>(sum.getType()).getDimSize(1);
   for (Operation *user : sum.getUsers()) {
     auto norm = dyn_cast<RmsNormOp>(user);
-    if (!norm || norm.getInput() != sum)
+    if (!norm || norm.getInput() != sum || norm.getUnitOffset())
       continue;
     auto weight = cast<RankedTensorType>(norm.getWeight().getType());
     if (!ShapedType::isDynamic(width) && weight.getDimSize(0) == width)

@@ -51,8 +51,10 @@ Attribute asConstant(Builder &b, Attribute value, ConstantKind kind) {
 
 /// The constants of a `templateName` kernel outlined from `op`: `derived`,
 /// plus every constant the registry sources from an attribute, copied from
-/// `op`'s attribute of that name (an absent bool is false). Emits an error
-/// on `op` when they do not match the registry entry.
+/// `op`'s attribute of that name (an absent bool is false, an absent optional
+/// one is left out, as rms_norm's unit_offset: the launch rule supplies its
+/// default). Emits an error on `op` when they do not match the registry
+/// entry.
 FailureOr<DictionaryAttr> kernelConstants(Operation *op, StringRef templateName,
                                           ArrayRef<NamedAttribute> derived) {
   const KernelTemplate *kernel = findKernelTemplate(templateName);
@@ -77,7 +79,7 @@ FailureOr<DictionaryAttr> kernelConstants(Operation *op, StringRef templateName,
     if (constant.source != ConstantSource::Attribute)
       continue;
     Attribute value = op->getAttr(constant.key);
-    if (!value && constant.kind == ConstantKind::Bool)
+    if (!value && constant.kind == ConstantKind::Bool && !constant.optional)
       value = b.getBoolAttr(false);
     if (!value && constant.optional)
       continue;

@@ -8,6 +8,7 @@
 #include "runtime/exec/cpu_kernels.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 
@@ -24,14 +25,16 @@ void embedding(const int32_t *ids, int64_t rows, const float *table,
 }
 
 void rmsNorm(const float *x, int64_t rows, int64_t dim, const float *weight,
-             int64_t group, double epsilon, float *out) {
+             int64_t group, double epsilon, float *out, bool unitOffset) {
   for (int64_t start = 0; start < rows * dim; start += group) {
     double sumSquares = 0;
     for (int64_t i = 0; i < group; ++i)
       sumSquares += double(x[start + i]) * x[start + i];
     double scale = 1.0 / std::sqrt(sumSquares / group + epsilon);
-    for (int64_t i = 0; i < group; ++i)
-      out[start + i] = float(x[start + i] * scale * weight[i]);
+    for (int64_t i = 0; i < group; ++i) {
+      float w = unitOffset ? 1.0f + weight[i] : weight[i];
+      out[start + i] = float(x[start + i] * scale * w);
+    }
   }
 }
 
@@ -51,11 +54,14 @@ void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
 void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
           const int32_t *positions, const std::vector<float> &invFreq,
           float *out) {
-  int64_t half = headDim / 2;
+  int64_t half = int64_t(invFreq.size()), rotaryDim = 2 * half;
+  assert(rotaryDim <= headDim && "more frequencies than pairs in a head");
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t head = 0; head < dim / headDim; ++head) {
       const float *in = x + r * dim + head * headDim;
       float *o = out + r * dim + head * headDim;
+      if (o != in)
+        std::copy(in + rotaryDim, in + headDim, o + rotaryDim);
       for (int64_t i = 0; i < half; ++i) {
         // fp32 angle, as transformers computes it.
         float angle = float(positions[r]) * invFreq[i];
@@ -264,7 +270,12 @@ absl::Status rmsNormStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t group, s.step.intConstant("group"));
   TRENI_ASSIGN_OR_RETURN(double epsilon, s.step.floatConstant("epsilon"));
-  rmsNorm(s.in(0), s.rows(0), dim, s.in(1), group, epsilon, s.out(0));
+  bool unitOffset = false;
+  if (s.step.constants.count("unit_offset")) {
+    TRENI_ASSIGN_OR_RETURN(unitOffset, s.step.boolConstant("unit_offset"));
+  }
+  rmsNorm(s.in(0), s.rows(0), dim, s.in(1), group, epsilon, s.out(0),
+          unitOffset);
   return absl::OkStatus();
 }
 
@@ -311,7 +322,11 @@ absl::Status gemvStep(const StepArgs &s) {
 absl::Status ropeStep(const StepArgs &s) {
   TRENI_ASSIGN_OR_RETURN(int64_t dim, s.step.intConstant("dim"));
   TRENI_ASSIGN_OR_RETURN(int64_t headDim, s.step.intConstant("head_dim"));
-  TRENI_ASSIGN_OR_RETURN(auto invFreq, ropeInverseFrequencies(s.step, headDim));
+  if (headDim <= 0 || headDim % 2 != 0 || dim % headDim != 0)
+    return invalidStep(s.step, "head_dim must be even and divide dim");
+  TRENI_ASSIGN_OR_RETURN(int64_t rotaryDim, ropeRotaryDim(s.step, headDim));
+  TRENI_ASSIGN_OR_RETURN(auto invFreq,
+                         ropeInverseFrequencies(s.step, rotaryDim));
   rope(s.in(0), s.rows(0), dim, headDim, s.indices(1), invFreq, s.out(0));
   return absl::OkStatus();
 }

@@ -25,9 +25,11 @@ namespace treni::cpu {
 void embedding(const int32_t *ids, int64_t rows, const float *table,
                int64_t dim, float *out);
 
-/// Each group of `group` elements of every row: x / sqrt(mean(x^2) + eps) * w.
+/// Each group of `group` elements of every row: x / sqrt(mean(x^2) + eps) * w,
+/// or with `unitOffset` (Qwen3.5) * (1 + w), 1 + w taken in fp32.
 void rmsNorm(const float *x, int64_t rows, int64_t dim, const float *weight,
-             int64_t group, double epsilon, float *out);
+             int64_t group, double epsilon, float *out,
+             bool unitOffset = false);
 
 /// out[r][n] = sum_k x[r][k] * w[n][k] (+ bias[n]); `w` is [n, k].
 void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
@@ -38,7 +40,9 @@ void gemm(const float *x, int64_t rows, int64_t k, const float *w, int64_t n,
 using treni::Llama3Scaling;
 using treni::ropeInverseFrequencies;
 
-/// Rotate-half RoPE of every head of every row (in place allowed).
+/// Rotate-half RoPE of every head of every row (in place allowed). The first
+/// rotaryDim = 2 * invFreq.size() elements of each head rotate as pairs
+/// (i, i + rotaryDim / 2); the rest (a partial rotary_dim) pass through.
 void rope(const float *x, int64_t rows, int64_t dim, int64_t headDim,
           const int32_t *positions, const std::vector<float> &invFreq,
           float *out);

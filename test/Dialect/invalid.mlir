@@ -244,6 +244,15 @@ func.func @rms_norm_result(%x: tensor<?x64xf32>, %w: tensor<64xf32>) {
   return
 }
 
+// -----
+
+// Tests that unit_offset is a unit attribute, not a value.
+func.func @rms_norm_unit_offset_value(%x: tensor<?x64xf32>, %w: tensor<64xf32>) {
+  // expected-error @+1 {{'treni.rms_norm' op attribute 'unit_offset' failed to satisfy constraint: unit attribute}}
+  %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64, unit_offset = 1 : i64} : (tensor<?x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+  return
+}
+
 //===----------------------------------------------------------------------===//
 // treni.linear
 //===----------------------------------------------------------------------===//
@@ -330,6 +339,42 @@ func.func @rope_zero_head_dim(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
 func.func @rope_zero_theta(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
   // expected-error @+1 {{attribute 'theta' failed to satisfy constraint: 64-bit float attribute whose value is positive}}
   %y = treni.rope %x, %pos {head_dim = 16 : i64, theta = 0.0 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that an odd rotary_dim is rejected: the rotated part is pairs too.
+func.func @rope_odd_rotary_dim(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op rotary_dim 7 must be even and in [2, head_dim = 16]}}
+  %y = treni.rope %x, %pos {head_dim = 16 : i64, rotary_dim = 7 : i64, theta = 1.0e4 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a rotary_dim wider than the head is rejected.
+func.func @rope_wide_rotary_dim(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op rotary_dim 32 must be even and in [2, head_dim = 16]}}
+  %y = treni.rope %x, %pos {head_dim = 16 : i64, rotary_dim = 32 : i64, theta = 1.0e4 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a zero rotary_dim is rejected (a rope that rotates nothing).
+func.func @rope_zero_rotary_dim(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op rotary_dim 0 must be even and in [2, head_dim = 16]}}
+  %y = treni.rope %x, %pos {head_dim = 16 : i64, rotary_dim = 0 : i64, theta = 1.0e4 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a negative rotary_dim is rejected.
+func.func @rope_negative_rotary_dim(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) {
+  // expected-error @+1 {{'treni.rope' op rotary_dim -4 must be even and in [2, head_dim = 16]}}
+  %y = treni.rope %x, %pos {head_dim = 16 : i64, rotary_dim = -4 : i64, theta = 1.0e4 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
   return
 }
 

@@ -65,3 +65,14 @@ func.func @layer(%ids: tensor<?xi32>, %pos: tensor<?xi32>) -> tensor<1x128xf32> 
 func.func @one_sequence() attributes {treni.one_sequence} {
   return
 }
+
+// Tests that Qwen3.5's unit_offset norm and partial RoPE keep their
+// attributes through both forms.
+// CHECK-LABEL: func.func @qwen3_5_attributes
+func.func @qwen3_5_attributes(%x: tensor<?x64xf32>, %w: tensor<16xf32>, %pos: tensor<?xi32>) -> tensor<?x64xf32> {
+  // CHECK: treni.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, unit_offset} : (tensor<?x64xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  %n = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x64xf32>, tensor<16xf32>) -> tensor<?x64xf32>
+  // CHECK: treni.rope %{{.+}}, %{{.+}} {head_dim = 16 : i64, rotary_dim = 4 : i64, theta = 1.000000e+07 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  %r = treni.rope %n, %pos {head_dim = 16 : i64, rotary_dim = 4 : i64, theta = 1.0e7 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return %r : tensor<?x64xf32>
+}

@@ -112,3 +112,22 @@ func.func @left_alone(%x: tensor<?x64xbf16>, %z: tensor<1x60xbf16>) -> (tensor<?
   %u = treni.linear %z, %v : (tensor<1x60xbf16>, tensor<64x60xbf16>) -> tensor<1x64xbf16>
   return %y, %u : tensor<?x64xbf16>, tensor<1x64xbf16>
 }
+
+// -----
+
+// Tests that a unit_offset norm (Qwen3.5) does not fold: the gemv prologue
+// applies the weight as is. The matvec reads the norm's result, which the
+// outlined rms_norm kernel computes with unit_offset.
+// CHECK-LABEL: func.func @unit_offset_norm
+// CHECK:         %[[N:.+]] = treni.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, unit_offset} : (tensor<1x64xf32>, tensor<64xbf16>) -> tensor<1x64xbf16>
+// CHECK:         treni.matvec %[[N]], %{{.+}} : (tensor<1x64xbf16>, tensor<128x64xbf16>) -> tensor<1x128xbf16>
+// KERNEL-LABEL: func.func @unit_offset_norm
+// KERNEL:         treni.kernel "rms_norm"(%{{.+}}, %{{.+}}) {constants = {dim = 64 : i64, epsilon = 9.9999999999999995E-7 : f64, group = 64 : i64, unit_offset = true}, origin = "treni.rms_norm"}
+// KERNEL:         treni.kernel "gemv"(%{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}) {constants = {bias = false, gated = false, k = 64 : i64, n = 128 : i64, norm = false, residual = false}, origin = "treni.matvec"}
+func.func @unit_offset_norm(%e: tensor<1x64xf32>) -> tensor<1x128xbf16> {
+  %g = treni.weight "ln" : tensor<64xbf16>
+  %n = treni.rms_norm %e, %g {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<1x64xf32>, tensor<64xbf16>) -> tensor<1x64xbf16>
+  %w = treni.weight "qkv" : tensor<128x64xbf16>
+  %y = treni.linear %n, %w : (tensor<1x64xbf16>, tensor<128x64xbf16>) -> tensor<1x128xbf16>
+  return %y : tensor<1x128xbf16>
+}

@@ -161,3 +161,82 @@ func.func @qkv_extra_user(%n: tensor<?x64xbf16>, %pos: tensor<?xi32>) -> (tensor
   %a = treni.attention %qr, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
   return %a, %kr : tensor<?x64xbf16>, tensor<?x32xbf16>
 }
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
+
+// Tests that unit_offset q/k norms (Qwen3.5) are left alone:
+// qkv_norm_rope_cache applies the norm weights as they are.
+// CHECK-LABEL: func.func @qkv_unit_offset_norm
+// CHECK-NOT:     treni.qkv_rope_cache
+// CHECK:         treni.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, unit_offset}
+// CHECK:         treni.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, unit_offset}
+// CHECK:         treni.cache_write
+func.func @qkv_unit_offset_norm(%n: tensor<?x64xbf16>, %pos: tensor<?xi32>) -> tensor<?x64xbf16> {
+  %wq = treni.weight "wq" : tensor<64x64xbf16>
+  %wk = treni.weight "wk" : tensor<32x64xbf16>
+  %wv = treni.weight "wv" : tensor<32x64xbf16>
+  %qn = treni.weight "qn" : tensor<16xbf16>
+  %kn = treni.weight "kn" : tensor<16xbf16>
+  %q = treni.linear %n, %wq : (tensor<?x64xbf16>, tensor<64x64xbf16>) -> tensor<?x64xbf16>
+  %k = treni.linear %n, %wk : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %v = treni.linear %n, %wv : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %qq = treni.rms_norm %q, %qn {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x64xbf16>, tensor<16xbf16>) -> tensor<?x64xbf16>
+  %kk = treni.rms_norm %k, %kn {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x32xbf16>, tensor<16xbf16>) -> tensor<?x32xbf16>
+  %qr = treni.rope %qq, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  %kr = treni.rope %kk, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x32xbf16>, tensor<?xi32>) -> tensor<?x32xbf16>
+  treni.cache_write %kr, %v, %pos {cache = @kv, layer = 0 : i64} : tensor<?x32xbf16>, tensor<?x32xbf16>, tensor<?xi32>
+  %a = treni.attention %qr, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  return %a : tensor<?x64xbf16>
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
+
+// Tests that a partial RoPE (rotary_dim < head_dim, Qwen3.5) is left alone:
+// qkv_rope_cache rotates whole heads.
+// CHECK-LABEL: func.func @qkv_partial_rotary
+// CHECK-NOT:     treni.qkv_rope_cache
+// CHECK:         treni.rope %{{.+}}, %{{.+}} {head_dim = 16 : i64, rotary_dim = 8 : i64, theta = 1.000000e+04 : f64}
+// CHECK:         treni.rope %{{.+}}, %{{.+}} {head_dim = 16 : i64, rotary_dim = 8 : i64, theta = 1.000000e+04 : f64}
+// CHECK:         treni.cache_write
+// OFF-LABEL:     func.func @qkv_partial_rotary
+// OFF:           treni.rope %{{.+}}, %{{.+}} {head_dim = 16 : i64, rotary_dim = 8 : i64, theta = 1.000000e+04 : f64}
+func.func @qkv_partial_rotary(%n: tensor<?x64xbf16>, %pos: tensor<?xi32>) -> tensor<?x64xbf16> {
+  %wq = treni.weight "wq" : tensor<64x64xbf16>
+  %wk = treni.weight "wk" : tensor<32x64xbf16>
+  %wv = treni.weight "wv" : tensor<32x64xbf16>
+  %q = treni.linear %n, %wq : (tensor<?x64xbf16>, tensor<64x64xbf16>) -> tensor<?x64xbf16>
+  %k = treni.linear %n, %wk : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %v = treni.linear %n, %wv : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %qr = treni.rope %q, %pos {head_dim = 16 : i64, rotary_dim = 8 : i64, theta = 1.0e4 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  %kr = treni.rope %k, %pos {head_dim = 16 : i64, rotary_dim = 8 : i64, theta = 1.0e4 : f64} : (tensor<?x32xbf16>, tensor<?xi32>) -> tensor<?x32xbf16>
+  treni.cache_write %kr, %v, %pos {cache = @kv, layer = 0 : i64} : tensor<?x32xbf16>, tensor<?x32xbf16>, tensor<?xi32>
+  %a = treni.attention %qr, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  return %a : tensor<?x64xbf16>
+}
+
+// -----
+
+treni.kv_cache @kv {num_layers = 1 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64} : bf16
+
+// Tests that a rotary_dim spelling out the whole head fuses like no
+// rotary_dim at all, even when only q says so.
+// CHECK-LABEL: func.func @qkv_full_rotary
+// CHECK:         treni.qkv_rope_cache %{{.+}}, %{{.+}} {cache = @kv, head_dim = 16 : i64, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, theta = 1.000000e+04 : f64}
+// CHECK-NOT:     treni.rope
+func.func @qkv_full_rotary(%n: tensor<?x64xbf16>, %pos: tensor<?xi32>) -> tensor<?x64xbf16> {
+  %wq = treni.weight "wq" : tensor<64x64xbf16>
+  %wk = treni.weight "wk" : tensor<32x64xbf16>
+  %wv = treni.weight "wv" : tensor<32x64xbf16>
+  %q = treni.linear %n, %wq : (tensor<?x64xbf16>, tensor<64x64xbf16>) -> tensor<?x64xbf16>
+  %k = treni.linear %n, %wk : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %v = treni.linear %n, %wv : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xbf16>
+  %qr = treni.rope %q, %pos {head_dim = 16 : i64, rotary_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  %kr = treni.rope %k, %pos {head_dim = 16 : i64, theta = 1.0e4 : f64} : (tensor<?x32xbf16>, tensor<?xi32>) -> tensor<?x32xbf16>
+  treni.cache_write %kr, %v, %pos {cache = @kv, layer = 0 : i64} : tensor<?x32xbf16>, tensor<?x32xbf16>, tensor<?xi32>
+  %a = treni.attention %qr, %pos {cache = @kv, layer = 0 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f64} : (tensor<?x64xbf16>, tensor<?xi32>) -> tensor<?x64xbf16>
+  return %a : tensor<?x64xbf16>
+}

@@ -76,3 +76,23 @@ func.func @per_head(%h: tensor<?x64xf32>, %d: tensor<?x64xbf16>) -> tensor<?x64x
   %n = treni.rms_norm %s, %w {epsilon = 1.0e-6 : f64} : (tensor<?x64xf32>, tensor<16xbf16>) -> tensor<?x64xbf16>
   return %n : tensor<?x64xbf16>
 }
+
+// -----
+
+// Tests that a unit_offset norm (Qwen3.5) is left alone: residual_norm applies
+// the weight as is. The outlined rms_norm keeps the flag in its constants.
+// CHECK-LABEL: func.func @unit_offset
+// CHECK-NOT:     treni.residual_norm
+// CHECK:         %[[S:.+]] = treni.add
+// CHECK:         treni.rms_norm %[[S]], %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, unit_offset} : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xbf16>
+// KERNEL-LABEL: func.func @unit_offset
+// KERNEL:         treni.kernel "add"
+// KERNEL:         treni.kernel "rms_norm"(%{{.+}}, %{{.+}}) {constants = {dim = 64 : i64, epsilon = 9.9999999999999995E-7 : f64, group = 64 : i64, unit_offset = true}, origin = "treni.rms_norm"}
+// OFF-LABEL: func.func @unit_offset
+// OFF:         treni.kernel "rms_norm"{{.*}}unit_offset = true
+func.func @unit_offset(%h: tensor<?x64xf32>, %o: tensor<?x64xbf16>) -> (tensor<?x64xf32>, tensor<?x64xbf16>) {
+  %s = treni.add %h, %o : (tensor<?x64xf32>, tensor<?x64xbf16>) -> tensor<?x64xf32>
+  %w = treni.weight "ln" : tensor<64xbf16>
+  %n = treni.rms_norm %s, %w {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x64xf32>, tensor<64xbf16>) -> tensor<?x64xbf16>
+  return %s, %n : tensor<?x64xf32>, tensor<?x64xbf16>
+}

@@ -84,6 +84,28 @@ func.func @rope(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) -> tensor<?x64xf32> {
 
 // -----
 
+// Tests that a unit_offset norm (Qwen3.5) carries the flag into the rms_norm
+// constants (a norm without it has no unit_offset constant at all, above).
+// CHECK-LABEL: func.func @rms_norm_unit_offset
+// CHECK:         treni.kernel "rms_norm"(%{{.+}}, %{{.+}}) {constants = {dim = 64 : i64, epsilon = 9.9999999999999995E-7 : f64, group = 16 : i64, unit_offset = true}, origin = "treni.rms_norm"} : (tensor<?x64xbf16>, tensor<16xbf16>) -> tensor<?x64xbf16>
+func.func @rms_norm_unit_offset(%x: tensor<?x64xbf16>, %w: tensor<16xbf16>) -> tensor<?x64xbf16> {
+  %y = treni.rms_norm %x, %w {epsilon = 1.0e-6 : f64, unit_offset} : (tensor<?x64xbf16>, tensor<16xbf16>) -> tensor<?x64xbf16>
+  return %y : tensor<?x64xbf16>
+}
+
+// -----
+
+// Tests that a partial RoPE (Qwen3.5) carries rotary_dim into the rope
+// constants.
+// CHECK-LABEL: func.func @rope_partial
+// CHECK:         treni.kernel "rope"(%{{.+}}, %{{.+}}) {constants = {dim = 64 : i64, head_dim = 16 : i64, rotary_dim = 4 : i64, theta = 1.000000e+07 : f64}, origin = "treni.rope"}
+func.func @rope_partial(%x: tensor<?x64xf32>, %pos: tensor<?xi32>) -> tensor<?x64xf32> {
+  %r = treni.rope %x, %pos {head_dim = 16 : i64, rotary_dim = 4 : i64, theta = 1.0e7 : f64} : (tensor<?x64xf32>, tensor<?xi32>) -> tensor<?x64xf32>
+  return %r : tensor<?x64xf32>
+}
+
+// -----
+
 // Tests that Llama 3 frequency scaling travels into the rope constants.
 // CHECK-LABEL: func.func @rope_llama3
 // CHECK:         treni.kernel "rope"(%{{.+}}, %{{.+}}) {constants = {dim = 64 : i64, head_dim = 16 : i64, llama3_factor = 3.200000e+01 : f64, llama3_high_freq_factor = 4.000000e+00 : f64, llama3_low_freq_factor = 1.000000e+00 : f64, llama3_original_max_position = 8192 : i64, theta = 5.000000e+05 : f64}, origin = "treni.rope"}

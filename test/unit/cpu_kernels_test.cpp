@@ -27,6 +27,39 @@ TEST(CpuKernelsTest, RmsNormPerRowAndPerGroup) {
     EXPECT_NEAR(v, 0.5, 1e-6);
 }
 
+// Tests Qwen3.5's unit_offset norm, x̂ * (1 + w), by hand: row [2, 2] has
+// mean square 4, so x̂ = [1, 1] and the result is 1 + w, where the plain norm
+// gives w; the rms_norm step reads the flag from its constants.
+TEST(CpuKernelsTest, RmsNormUnitOffset) {
+  std::vector<float> x = {2, 2, 3, 4};
+  std::vector<float> w = {0.5f, -0.25f};
+  std::vector<float> out(4);
+  rmsNorm(x.data(), 2, 2, w.data(), 2, 0.0, out.data());
+  EXPECT_NEAR(out[0], 0.5, 1e-7);
+  EXPECT_NEAR(out[1], -0.25, 1e-7);
+  rmsNorm(x.data(), 2, 2, w.data(), 2, 0.0, out.data(), /*unitOffset=*/true);
+  EXPECT_NEAR(out[0], 1.5, 1e-7);
+  EXPECT_NEAR(out[1], 0.75, 1e-7);
+  EXPECT_NEAR(out[2], 3 / std::sqrt(12.5) * 1.5, 1e-6);
+  EXPECT_NEAR(out[3], 4 / std::sqrt(12.5) * 0.75, 1e-6);
+
+  PlanStep step;
+  step.templateName = "rms_norm";
+  step.constants = {{"dim", int64_t(2)},
+                    {"group", int64_t(2)},
+                    {"epsilon", 1e-30},
+                    {"unit_offset", true}};
+  std::vector<float> stepOut(4);
+  StepArgs args{step, {x.data(), w.data()}, {2, 2}, {stepOut.data()}};
+  ASSERT_TRUE(findStepKernel("rms_norm")(args).ok());
+  EXPECT_NEAR(stepOut[0], 1.5, 1e-6);
+  EXPECT_NEAR(stepOut[1], 0.75, 1e-6);
+  step.constants.erase("unit_offset"); // absent: the plain norm
+  ASSERT_TRUE(findStepKernel("rms_norm")(args).ok());
+  EXPECT_NEAR(stepOut[0], 0.5, 1e-6);
+  EXPECT_NEAR(stepOut[1], -0.25, 1e-6);
+}
+
 TEST(CpuKernelsTest, GemmUsesOutInLayoutAndBias) {
   std::vector<float> x = {1, 2, 3, 4, 5, 6}; // 2 x 3
   std::vector<float> w = {1, 0, 0, 0, 1, 1}; // 2 x 3 ([n, k])
@@ -55,6 +88,51 @@ TEST(CpuKernelsTest, RopeRotatesHalvesByPositionTimesFrequency) {
   position = 0;
   rope(x.data(), 1, 4, 4, &position, invFreq, out.data());
   EXPECT_EQ(out, x);
+}
+
+// Tests partial RoPE (Qwen3.5's rotary_dim): with head_dim 6 and
+// rotary_dim 4 the pairs are (0, 2) and (1, 3), at angles p * theta^(-2j/4)
+// (j = 0, 1: 1 and 1/10 for theta 100), and elements 4 and 5 of every head
+// pass through. Both heads of the row, through the rope step.
+TEST(CpuKernelsTest, PartialRopeRotatesRotaryDimAndKeepsTheTail) {
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, -1, -2, -3, -4, -5, -6};
+  int32_t position = 2;
+  PlanStep step;
+  step.templateName = "rope";
+  step.constants = {{"dim", int64_t(12)},
+                    {"head_dim", int64_t(6)},
+                    {"rotary_dim", int64_t(4)},
+                    {"theta", 100.0}};
+  std::vector<float> out(12, 0.0f);
+  StepArgs args{step,
+                {x.data(), reinterpret_cast<const float *>(&position)},
+                {1, 1},
+                {out.data()}};
+  ASSERT_TRUE(findStepKernel("rope")(args).ok());
+  for (int head = 0; head < 2; ++head) {
+    const float *in = x.data() + head * 6;
+    const float *o = out.data() + head * 6;
+    for (int j = 0; j < 2; ++j) {
+      double angle = 2 * std::pow(100.0, -2.0 * j / 4);
+      double c = std::cos(angle), s = std::sin(angle);
+      EXPECT_NEAR(o[j], in[j] * c - in[j + 2] * s, 1e-5) << head << j;
+      EXPECT_NEAR(o[j + 2], in[j + 2] * c + in[j] * s, 1e-5) << head << j;
+    }
+    EXPECT_EQ(o[4], in[4]) << head;
+    EXPECT_EQ(o[5], in[5]) << head;
+  }
+  // In place, the tail is left as it was too.
+  std::vector<float> inPlace = x;
+  StepArgs inPlaceArgs{
+      step,
+      {inPlace.data(), reinterpret_cast<const float *>(&position)},
+      {1, 1},
+      {inPlace.data()}};
+  ASSERT_TRUE(findStepKernel("rope")(inPlaceArgs).ok());
+  EXPECT_EQ(inPlace, out);
+  // A rotary_dim the verifier would refuse is an error, not a wild read.
+  step.constants["rotary_dim"] = int64_t(8);
+  EXPECT_FALSE(findStepKernel("rope")(args).ok());
 }
 
 TEST(CpuKernelsTest, Llama3ScalingHitsAllThreeBands) {

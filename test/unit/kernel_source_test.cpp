@@ -14,6 +14,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "codegen/KernelRegistry.h"
 #include "codegen/KernelSource.h"
 #include "codegen/Rope.h"
@@ -617,6 +618,86 @@ TEST(KernelSourceTest, RopeFrequenciesRoundTrip) {
   KernelSpec plain =
       generate(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"}));
   EXPECT_NE(plain.entry, kernel.entry);
+}
+
+// Tests Qwen3.5's variants: rms_norm's unit_offset and rope's rotary_dim are
+// baked into their kernels (kUnitOffset, kRotaryDim and kRotaryDim / 2
+// frequencies of theta^(-2j / rotary_dim)); without them the launch rule
+// supplies the plain values, and the kInvFreq table keeps its text.
+TEST(KernelSourceTest, UnitOffsetNormAndPartialRope) {
+  KernelSpec plainNorm = generate(rmsNormStep());
+  EXPECT_THAT(plainNorm.source,
+              HasSubstr("constexpr bool kUnitOffset = false;"));
+  SingleStep offset = rmsNormStep();
+  offset.plan.functions[0].steps[0].constants["unit_offset"] = true;
+  KernelSpec offsetNorm = generate(offset);
+  EXPECT_THAT(offsetNorm.source, HasSubstr(" unit_offset=true "));
+  EXPECT_THAT(offsetNorm.source,
+              HasSubstr("constexpr bool kUnitOffset = true;\n"));
+  EXPECT_EQ(offsetNorm.source.find("kUnitOffset = false"), std::string::npos);
+  EXPECT_NE(offsetNorm.entry, plainNorm.entry);
+
+  std::map<std::string, PlanConstant> constants = {
+      {"dim", int64_t(256)}, {"head_dim", int64_t(64)}, {"theta", 1e7}};
+  KernelSpec plainRope =
+      generate(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"}));
+  EXPECT_THAT(plainRope.source, HasSubstr("constexpr int kRotaryDim = 64;"));
+  EXPECT_THAT(plainRope.source, HasSubstr("kInvFreq[kHeadDim / 2] = {"));
+  constants["rotary_dim"] = int64_t(16);
+  KernelSpec partial =
+      generate(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"}));
+  EXPECT_THAT(partial.source, HasSubstr("constexpr int kRotaryDim = 16;\n"));
+  size_t open = partial.source.find("kInvFreq[kRotaryDim / 2] = {");
+  ASSERT_NE(open, std::string::npos);
+  std::string list =
+      partial.source.substr(open, partial.source.find("};", open) - open);
+  std::vector<float> expected = ropeInverseFrequencies(16, 1e7, std::nullopt);
+  ASSERT_EQ(expected.size(), 8u);
+  EXPECT_EQ(std::count(list.begin(), list.end(), ','), 8); // 8 values
+  // The last frequency is theta^(-14/16), not theta^(-14/64).
+  EXPECT_FLOAT_EQ(expected[7], float(std::pow(1e7, -14.0 / 16)));
+  EXPECT_THAT(list, HasSubstr(absl::StrFormat("%.9gf", expected[7])));
+
+  constants["rotary_dim"] = int64_t(7);
+  EXPECT_THAT(errorOf(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"})),
+              HasSubstr("rotary_dim 7 must be even and in [2, head_dim = 64]"));
+  constants["rotary_dim"] = int64_t(128);
+  EXPECT_THAT(errorOf(singleStep("rope", constants, {"bf16", "i32"}, {"bf16"})),
+              HasSubstr("rotary_dim 128"));
+}
+
+// Tests that the fused templates that norm or rotate refuse the variants
+// they do not compute, instead of ignoring them (the fusion passes leave
+// such norms and ropes alone).
+TEST(KernelSourceTest, FusedTemplatesRefuseQwen35Variants) {
+  EXPECT_THAT(
+      errorOf(singleStep(
+          "residual_norm",
+          {{"dim", int64_t(64)}, {"epsilon", 1e-6}, {"unit_offset", true}},
+          {"f32", "bf16", "weight"}, {"f32", "bf16"})),
+      HasSubstr("unknown constant 'unit_offset'"));
+  EXPECT_THAT(errorOf(singleStep("qkv_rope_cache",
+                                 {{"num_heads", int64_t(4)},
+                                  {"num_kv_heads", int64_t(2)},
+                                  {"head_dim", int64_t(16)},
+                                  {"rotary_dim", int64_t(8)},
+                                  {"theta", 1e4},
+                                  {"cache", std::string("kv")},
+                                  {"layer", int64_t(0)}},
+                                 {"bf16", "i32"}, {"bf16"})),
+              HasSubstr("unknown constant 'rotary_dim'"));
+  EXPECT_THAT(errorOf(singleStep(
+                  "gemv",
+                  {{"n", int64_t(8)},
+                   {"k", int64_t(8)},
+                   {"bias", false},
+                   {"norm", true},
+                   {"residual", false},
+                   {"gated", false},
+                   {"epsilon", 1e-6},
+                   {"unit_offset", true}},
+                  {"bf16", "weight", "weight", "weight", "weight"}, {"bf16"})),
+              HasSubstr("unknown constant 'unit_offset'"));
 }
 
 TEST(KernelSourceTest, UnknownTemplateIsAnError) {

@@ -391,6 +391,60 @@ TEST(NvrtcTest, Seq1AttentionTensorCorePathCompiles) {
     }
 }
 
+// Tests that Qwen3.5's variants compile for sm_80 and sm_90a, in bf16 and
+// f32: rms_norm with unit_offset (a full row of 1024 and a per-head group of
+// 256) and rope with rotary_dim 64 of head_dim 256 (and 256 of 256).
+TEST(NvrtcTest, UnitOffsetNormAndPartialRopeCompile) {
+  KernelCompiler compiler("");
+  for (const char *dtype : {"bf16", "f32"}) {
+    Plan plan;
+    plan.caches.push_back({"kv", 1, 2, 256, dtype});
+    PlanFunction function;
+    function.name = "prefill";
+    function.buffers = {{dtype, {-1, 1024}, true, 0},
+                        {"i32", {-1}, true, 0},
+                        {dtype, {-1, 1024}, true, 0}};
+    plan.weights.push_back({"w", "model.safetensors", 0, "F32", {1024}});
+    auto norm = [&](int64_t group) {
+      PlanStep step;
+      step.templateName = "rms_norm";
+      step.origin = "test";
+      step.constants = {{"dim", int64_t(1024)},
+                        {"group", group},
+                        {"epsilon", 1e-6},
+                        {"unit_offset", true}};
+      step.inputs = {{PlanOperand::Kind::Buffer, 0},
+                     {PlanOperand::Kind::Weight, 0}};
+      step.outputs = {2};
+      return step;
+    };
+    auto rope = [&](int64_t rotaryDim) {
+      PlanStep step;
+      step.templateName = "rope";
+      step.origin = "test";
+      step.constants = {{"dim", int64_t(1024)},
+                        {"head_dim", int64_t(256)},
+                        {"rotary_dim", rotaryDim},
+                        {"theta", 1e7}};
+      step.inputs = {{PlanOperand::Kind::Buffer, 0},
+                     {PlanOperand::Kind::Buffer, 1}};
+      step.outputs = {2};
+      return step;
+    };
+    function.steps = {norm(1024), norm(256), rope(64), rope(256)};
+    plan.functions = {function};
+    for (const PlanStep &step : plan.functions[0].steps) {
+      auto kernel = generateKernel(plan, plan.functions[0], step);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      for (const char *arch : {"sm_80", "sm_90a"}) {
+        auto cubin = compiler.cubin(kernel->source, arch);
+        EXPECT_TRUE(cubin.ok()) << step.templateName << " " << dtype << " "
+                                << arch << ": " << cubin.status();
+      }
+    }
+  }
+}
+
 // Tests the kernel that computes a batched step's prompt-chunk rows in
 // place of an attention_seq1_partial / reduce pair (GpuOptions::chunkFlash):
 // it is attention_flash with the pair's query, positions and output, it
