@@ -38,8 +38,9 @@ absl::Status configureRag(ToolRegistry &registry, const json &section,
         "model's name) is required");
   if (!resolve)
     return absl::InvalidArgumentError(
-        "tools configuration: the rag tools need an embedding model served "
-        "in the same process (treni serve --model NAME=DIR:embedding)");
+        "tools configuration: the rag tools need an embedding model in the "
+        "same process (treni serve --model NAME=DIR:embedding, or treni "
+        "agent run --embedding-model NAME=DIR)");
   RagModelRequest request;
   request.embeddingModel = section["embedding_model"].get<std::string>();
   request.reranker = section.value("reranker", std::string());

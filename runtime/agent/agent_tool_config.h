@@ -36,8 +36,8 @@ using RagModelResolver =
 ///    "faults": {<FaultInjector::loadJson's format>}}
 /// Every key is optional; an unknown key is an error. Registers the
 /// configured tools in `registry` (relative paths against `baseDir`); "rag"
-/// needs `rag` to find its models (only `treni serve` has an embedding
-/// model beside the chat model).
+/// needs `rag` to find its models (`treni serve`'s served ones, `treni
+/// agent run`'s --embedding-model and --reranker-model).
 absl::Status configureAgentTools(ToolRegistry &registry,
                                  const nlohmann::json &config,
                                  const std::string &baseDir = "",

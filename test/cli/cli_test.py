@@ -257,6 +257,61 @@ class ServeFlagsTest(unittest.TestCase):
             self.assertNotIn("listening", proc.stderr)
 
 
+class AgentRagTest(unittest.TestCase):
+    """Tests that `treni agent run` runs the rag tools on an embedding model
+    it loads beside the chat model (--embedding-model NAME=DIR), and that a
+    rag section naming a model it did not load is a clear error."""
+
+    FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                            "fixtures")
+    EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                           "..", "docs", "examples", "rag.agent")
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="treni-cli-rag-")
+        # The fixtures have no reranker (no yes/no tokens): search without.
+        with open(self.EXAMPLE) as f:
+            source = f.read().replace("rerank: true", "rerank: false")
+        self.flow = os.path.join(self.dir, "rag.agent")
+        with open(self.flow, "w") as f:
+            f.write(source)
+        self.tools = os.path.join(self.dir, "tools.json")
+        with open(self.tools, "w") as f:
+            json.dump({"rag": {"path": "rag.db", "embedding_model": "emb"}}, f)
+        self.args = os.path.join(self.dir, "args.jsonl")
+        with open(self.args, "w") as f:
+            f.write(json.dumps({
+                "question": "Why do cats purr?",
+                "documents": ["Cats purr when content.", "Dogs bark."],
+                "sources": [{"t": "cats"}, {"t": "dogs"}]}) + "\n")
+
+    def run_flow(self, *extra):
+        return treni("agent", "run", self.flow, "--model",
+                     os.path.join(self.FIXTURES, "qwen2"), "--tools-config",
+                     self.tools, "--batch", self.args, "--max-seq", "2048",
+                     *extra, timeout=120)
+
+    def test_ingests_searches_and_answers(self):
+        proc = self.run_flow("--embedding-model",
+                             "emb=" + os.path.join(self.FIXTURES, "qwen3"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        self.assertTrue(summary["ok"], summary)
+        self.assertEqual(summary["steps"], 3)  # ingest, search, generate
+        self.assertEqual(summary["tool_failures"], 0, summary)
+        # The collection is on disk, beside the tools file.
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "rag.db")))
+
+    def test_unloaded_model_is_a_clear_error(self):
+        proc = self.run_flow()
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("rag.embedding_model 'emb' is not loaded "
+                      "(give --embedding-model emb=DIR)", proc.stderr)
+        proc = self.run_flow("--embedding-model", "emb")
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("--embedding-model 'emb' is not NAME=DIR", proc.stderr)
+
+
 def main():
     global TRENI
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -188,7 +188,7 @@ TEST_F(RagWorkflowTest, ConfigurationErrorsNameTheProblem) {
     return std::string(status.message());
   };
   EXPECT_THAT(error({{"rag", {{"embedding_model", "emb"}}}}, nullptr),
-              HasSubstr("need an embedding model served in the same process"));
+              HasSubstr("need an embedding model in the same process"));
   EXPECT_THAT(error({{"rag", json::object()}}, resolver()),
               HasSubstr("rag.embedding_model"));
   EXPECT_THAT(

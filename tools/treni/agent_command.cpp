@@ -6,7 +6,12 @@
 //                   [--workflow NAME] [--device cpu|gpu] [--trace FILE]
 //                   [--tools-config FILE] [--raw-prompt] [--json]
 //                   [--batch ARGS.jsonl] [--tokenizer DIR] [--max-seq N]
-//                   [--no-prefix-cache]
+//                   [--no-prefix-cache] [--embedding-model NAME=DIR]
+//                   [--reranker-model NAME=DIR]
+//
+// `--embedding-model` (and `--reranker-model`) load the models the rag tools
+// of a `--tools-config` "rag" section run on, beside the chat model; the
+// section's embedding_model / reranker name them by NAME.
 //
 // `--batch` runs the workflow once per line of ARGS.jsonl (a JSON object of
 // arguments, merged over the --arg ones) in one process, printing one JSON
@@ -26,20 +31,26 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "agent_dsl/Ast.h"
 #include "mlir/IR/MLIRContext.h"
 #include "runtime/agent/agent_compiler.h"
 #include "runtime/agent/agent_executor.h"
 #include "runtime/agent/agent_tool_config.h"
+#include "runtime/agent/rag_models.h"
+#include "runtime/batch/kv_block_pool.h"
 #include "runtime/serve/generation.h"
 #include "runtime/serve/loaded_model.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/tools/tool_registry.h"
 #include "runtime/tools/tool_signature.h"
 #include "support/json.h"
+#include "support/status.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -122,6 +133,16 @@ cl::opt<double> agentLowConfidence(
     "low-confidence",
     cl::desc("run: probability under which a token is uncertain"),
     cl::init(0.5), cl::sub(agentCommand));
+cl::opt<std::string> agentEmbeddingModel(
+    "embedding-model",
+    cl::desc("run: an embedding model for the rag tools, as NAME=DIR (the "
+             "tools config's rag.embedding_model names NAME)"),
+    cl::value_desc("NAME=DIR"), cl::init(""), cl::sub(agentCommand));
+cl::opt<std::string> agentRerankerModel(
+    "reranker-model",
+    cl::desc("run: a reranker (Qwen3-Reranker style) for rag.search, as "
+             "NAME=DIR (rag.reranker names NAME)"),
+    cl::value_desc("NAME=DIR"), cl::init(""), cl::sub(agentCommand));
 cl::opt<std::string> agentBatch(
     "batch",
     cl::desc(
@@ -278,6 +299,82 @@ std::string modelNameOf(const std::string &model) {
   return name.empty() ? path.parent_path().filename().string() : name;
 }
 
+/// An embedding model or reranker for the rag tools, with what scores.
+struct ScoringModel {
+  std::string name;
+  LoadedModel loaded;
+  std::unique_ptr<StepRunner> runner;
+  std::unique_ptr<Embedder> embedder;
+  std::unique_ptr<Reranker> reranker;
+};
+
+/// Steps of the scoring models: inputs of up to this many tokens together.
+constexpr int64_t kScoringStepTokens = 2048;
+
+/// Loads `spec` (NAME=DIR) as an embedding model or a reranker. Its KV pool
+/// holds one --max-seq input plus a step's worth of short inputs, as
+/// `treni serve` sizes a scoring model's.
+absl::StatusOr<std::unique_ptr<ScoringModel>>
+loadScoringModel(const std::string &flag, const std::string &spec,
+                 bool reranker) {
+  size_t equals = spec.find('=');
+  if (equals == std::string::npos || equals == 0 || equals + 1 == spec.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " '", spec, "' is not NAME=DIR"));
+  auto model = std::make_unique<ScoringModel>();
+  model->name = spec.substr(0, equals);
+  const std::string dir = spec.substr(equals + 1);
+  LoadOptions options;
+  options.engine.device = agentDevice == "gpu" ? Device::Gpu : Device::Cpu;
+  options.engine.maxSeq = agentMaxSeq;
+  auto loaded = loadModel(dir, options);
+  if (!loaded.ok())
+    return absl::Status(
+        loaded.status().code(),
+        absl::StrCat(flag, " ", dir, ": ", loaded.status().message()));
+  model->loaded = std::move(*loaded);
+  TRENI_ASSIGN_OR_RETURN(model->runner,
+                         model->loaded.engine->createStepRunner(
+                             kvBlocksFor(agentMaxSeq) + kScoringStepTokens / 8,
+                             kScoringStepTokens));
+  if (reranker) {
+    TRENI_ASSIGN_OR_RETURN(RerankTokens tokens,
+                           rerankTokens(*model->loaded.tokenizer));
+    model->reranker = std::make_unique<Reranker>(
+        *model->runner, *model->loaded.tokenizer, tokens, kScoringStepTokens);
+  } else {
+    TRENI_ASSIGN_OR_RETURN(Pooling pooling,
+                           readPooling(model->loaded.tokenizerDir));
+    if (model->runner->hiddenSize() <= 0)
+      return absl::FailedPreconditionError(absl::StrCat(
+          flag, " ", dir, ": compiled without @embed (compile it again)"));
+    model->embedder =
+        std::make_unique<Embedder>(*model->runner, pooling, kScoringStepTokens);
+  }
+  return model;
+}
+
+/// The rag tools' models: those --embedding-model / --reranker-model gave,
+/// by the names the "rag" section uses.
+absl::StatusOr<RagModels> ragModelsOf(const ScoringModel *embedding,
+                                      const ScoringModel *reranker,
+                                      const RagModelRequest &request) {
+  if (!embedding || embedding->name != request.embeddingModel)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tools configuration: rag.embedding_model '", request.embeddingModel,
+        "' is not loaded (give --embedding-model ", request.embeddingModel,
+        "=DIR)"));
+  if (!request.reranker.empty() &&
+      (!reranker || reranker->name != request.reranker))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tools configuration: rag.reranker '", request.reranker,
+        "' is not loaded (give --reranker-model ", request.reranker, "=DIR)"));
+  return ragModels(
+      embedding->name, *embedding->embedder, *embedding->loaded.tokenizer,
+      request.reranker.empty() ? nullptr : reranker->reranker.get(),
+      request.queryPrefix);
+}
+
 int runWorkflow() {
   std::ifstream in(agentFile);
   if (!in)
@@ -298,11 +395,26 @@ int runWorkflow() {
   if (agentMaxSeq < 2)
     return error("--max-seq must be at least 2");
 
-  // Tools first: a bad configuration should fail before the model loads.
+  // The rag tools' models, then the tools: a bad configuration fails
+  // before the chat model loads.
+  std::unique_ptr<ScoringModel> embedding, reranker;
+  for (auto [flag, spec, model, isReranker] :
+       {std::tuple{"--embedding-model", &agentEmbeddingModel, &embedding,
+                   false},
+        std::tuple{"--reranker-model", &agentRerankerModel, &reranker, true}}) {
+    if (spec->empty())
+      continue;
+    auto loaded = loadScoringModel(flag, *spec, isReranker);
+    if (!loaded.ok())
+      return error(std::string(loaded.status().message()));
+    *model = std::move(*loaded);
+  }
   ToolRegistry registry;
   if (!agentToolsConfig.empty()) {
-    absl::Status configured =
-        configureAgentToolsFromFile(registry, agentToolsConfig);
+    absl::Status configured = configureAgentToolsFromFile(
+        registry, agentToolsConfig, [&](const RagModelRequest &request) {
+          return ragModelsOf(embedding.get(), reranker.get(), request);
+        });
     if (!configured.ok())
       return error(std::string(configured.message()));
   }
