@@ -25,8 +25,11 @@ RagModels ragModels(const std::string &embeddingModel, Embedder &embedder,
     for (const std::string &text : texts) {
       std::vector<int32_t> ids =
           tokenizer.encode(isQuery ? prefix + text : text);
+      // Too long: the text's first tokens and the post-processor's last
+      // (the EOS that last-token pooling reads), as sentence-transformers
+      // truncates before adding special tokens.
       if (ids.size() > longest)
-        ids.resize(longest);
+        ids.erase(ids.begin() + int64_t(longest) - 1, ids.end() - 1);
       if (ids.empty())
         return absl::InvalidArgumentError(
             "a text encodes to no tokens, so it has no embedding");

@@ -4,7 +4,8 @@
 // functions. These are the ones over the process's own models: an Embedder
 // (texts tokenized as /v1/embeddings does; a query first gets the
 // configured instruction prefix, which Qwen3-Embedding asks for; an input
-// longer than the model takes keeps its first tokens) and, optionally, a
+// longer than the model takes keeps its first tokens and its last, the
+// post-processor's EOS that last-token pooling reads) and, optionally, a
 // Reranker (Qwen3-Reranker's yes/no score). The tool's deadline bounds each
 // call (the models check it between steps).
 //

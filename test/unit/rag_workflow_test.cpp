@@ -179,6 +179,44 @@ TEST_F(RagWorkflowTest, DocumentedWorkflowIngestsSearchesRerankesAndCites) {
   EXPECT_EQ(result->value.is_string(), true);
 }
 
+// A chunk longer than the embedding model takes keeps its first tokens and
+// its last (the tokenizer's closing token, which last-token pooling reads).
+TEST_F(RagWorkflowTest, LongChunksKeepTheirFirstTokensAndTheLast) {
+  ToolRegistry registry;
+  ASSERT_TRUE(
+      configureAgentTools(
+          registry,
+          {{"rag", {{"embedding_model", "emb"}, {"chunk_chars", 8192}}}}, "",
+          resolver())
+          .ok());
+  std::string text;
+  for (int i = 0; text.size() < 6000; ++i)
+    text += "word" + std::to_string(i) + " ";
+  ToolResult stored = registry.call(
+      "rag.ingest", {{"collection", "long"}, {"texts", {text}}}, {});
+  ASSERT_TRUE(stored.ok) << stored.error.message;
+  EXPECT_EQ(stored.value["chunks"], 1);
+  ToolResult hits = registry.call(
+      "rag.search", {{"collection", "long"}, {"query", "what words?"}}, {});
+  ASSERT_TRUE(hits.ok) << hits.error.message;
+  ASSERT_EQ(hits.value["results"].size(), 1u);
+  const json &hit = hits.value["results"][0];
+
+  // The chunk (the text, trimmed) as the tools must have embedded it.
+  std::vector<int32_t> ids = tokenizer_->encode(hit["text"].get<std::string>());
+  const size_t longest = size_t(embedder_->maxInputTokens());
+  ASSERT_GT(ids.size(), longest);
+  std::vector<int32_t> kept(ids.begin(), ids.begin() + int64_t(longest) - 1);
+  kept.push_back(ids.back());
+  auto expected = embedder_->embed({kept});
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  std::vector<float> query = embed("what words?");
+  double dot = 0;
+  for (size_t i = 0; i < query.size(); ++i)
+    dot += double(query[i]) * (*expected)[0][i];
+  EXPECT_NEAR(hit["score"].get<double>(), dot, 1e-4);
+}
+
 TEST_F(RagWorkflowTest, ConfigurationErrorsNameTheProblem) {
   auto error = [&](const json &config, const RagModelResolver &resolve) {
     ToolRegistry registry;
