@@ -245,7 +245,12 @@ absl::Status checkKvCacheFits(const ModelConfig &config,
       options.device == Device::Cpu || options.activationDtype == DType::F32
           ? 4
           : 2;
-  double bytes = 2.0 * double(config.numLayers) * double(config.numKvHeads) *
+  // Only full-attention layers keep K/V (a Qwen3.5 linear-attention layer
+  // carries a fixed-size state instead).
+  int64_t kvLayers = 0;
+  for (int64_t layer = 0; layer < config.numLayers; ++layer)
+    kvLayers += config.layerType(layer) == LayerType::FullAttention;
+  double bytes = 2.0 * double(kvLayers) * double(config.numKvHeads) *
                  double(config.headDim) * double(elementBytes) *
                  double(options.maxSeq);
   double available = 0;
@@ -268,8 +273,8 @@ absl::Status checkKvCacheFits(const ModelConfig &config,
   return absl::ResourceExhaustedError(absl::StrFormat(
       "--max-seq %d needs a %.1f GB KV cache (2 x %d layers x %d KV heads x "
       "head_dim %d x %d bytes, per position), more than the %.1f GB of %s",
-      options.maxSeq, bytes / 1e9, config.numLayers, config.numKvHeads,
-      config.headDim, elementBytes, available / 1e9, where));
+      options.maxSeq, bytes / 1e9, kvLayers, config.numKvHeads, config.headDim,
+      elementBytes, available / 1e9, where));
 }
 
 /// Sets options.maxSeq from --max-seq and the model (see
