@@ -43,7 +43,6 @@
 #include "runtime/agent/agent_executor.h"
 #include "runtime/agent/agent_tool_config.h"
 #include "runtime/agent/rag_models.h"
-#include "runtime/batch/kv_block_pool.h"
 #include "runtime/serve/generation.h"
 #include "runtime/serve/loaded_model.h"
 #include "runtime/text/chat_template.h"
@@ -51,6 +50,7 @@
 #include "runtime/tools/tool_signature.h"
 #include "support/json.h"
 #include "support/status.h"
+#include "tools/treni/cli_flags.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -333,24 +333,17 @@ loadScoringModel(const std::string &flag, const std::string &spec,
         loaded.status().code(),
         absl::StrCat(flag, " ", dir, ": ", loaded.status().message()));
   model->loaded = std::move(*loaded);
-  TRENI_ASSIGN_OR_RETURN(model->runner,
-                         model->loaded.engine->createStepRunner(
-                             kvBlocksFor(agentMaxSeq) + kScoringStepTokens / 8,
-                             kScoringStepTokens));
-  if (reranker) {
-    TRENI_ASSIGN_OR_RETURN(RerankTokens tokens,
-                           rerankTokens(*model->loaded.tokenizer));
-    model->reranker = std::make_unique<Reranker>(
-        *model->runner, *model->loaded.tokenizer, tokens, kScoringStepTokens);
-  } else {
-    TRENI_ASSIGN_OR_RETURN(Pooling pooling,
-                           readPooling(model->loaded.tokenizerDir));
-    if (model->runner->hiddenSize() <= 0)
-      return absl::FailedPreconditionError(absl::StrCat(
-          flag, " ", dir, ": compiled without @embed (compile it again)"));
-    model->embedder =
-        std::make_unique<Embedder>(*model->runner, pooling, kScoringStepTokens);
-  }
+  auto scorer =
+      cli::makeScorer(model->loaded, reranker,
+                      cli::scorerPoolBlocks(agentMaxSeq, kScoringStepTokens),
+                      kScoringStepTokens);
+  if (!scorer.ok())
+    return absl::Status(
+        scorer.status().code(),
+        absl::StrCat(flag, " ", dir, ": ", scorer.status().message()));
+  model->runner = std::move(scorer->runner);
+  model->embedder = std::move(scorer->embedder);
+  model->reranker = std::move(scorer->reranker);
   return model;
 }
 

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "frontends/safetensors/model_config.h"
 #include "frontends/safetensors/model_dir.h"
+#include "runtime/batch/kv_block_pool.h"
 #include "runtime/exec/gpu_executor.h"
 #include "runtime/exec/package.h"
 #include "runtime/exec/step_inputs.h"
@@ -419,6 +420,33 @@ absl::StatusOr<TextModel> loadForText(const std::string &model) {
                                      : ""));
   text.loadSeconds = secondsSince(start);
   return text;
+}
+
+int64_t scorerPoolBlocks(int64_t maxSeq, int64_t stepTokens) {
+  return kvBlocksFor(maxSeq) + (stepTokens + 7) / 8;
+}
+
+absl::StatusOr<Scorer> makeScorer(const LoadedModel &model, bool reranker,
+                                  int64_t blocks, int64_t stepTokens) {
+  Scorer scorer;
+  if (reranker) {
+    TRENI_ASSIGN_OR_RETURN(RerankTokens tokens, rerankTokens(*model.tokenizer));
+    TRENI_ASSIGN_OR_RETURN(scorer.runner,
+                           model.engine->createStepRunner(blocks, stepTokens));
+    scorer.reranker = std::make_unique<Reranker>(
+        *scorer.runner, *model.tokenizer, tokens, stepTokens);
+    return scorer;
+  }
+  TRENI_ASSIGN_OR_RETURN(Pooling pooling, readPooling(model.tokenizerDir));
+  TRENI_ASSIGN_OR_RETURN(scorer.runner,
+                         model.engine->createStepRunner(blocks, stepTokens));
+  if (scorer.runner->hiddenSize() <= 0)
+    return absl::FailedPreconditionError(
+        "the model was compiled without @embed (an older package): compile "
+        "it again to compute embeddings");
+  scorer.embedder =
+      std::make_unique<Embedder>(*scorer.runner, pooling, stepTokens);
+  return scorer;
 }
 
 } // namespace treni::cli

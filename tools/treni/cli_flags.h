@@ -20,7 +20,10 @@
 #include "absl/status/statusor.h"
 #include "runtime/exec/engine_loader.h"
 #include "runtime/exec/sampler.h"
+#include "runtime/serve/embedder.h"
 #include "runtime/serve/generation.h"
+#include "runtime/serve/loaded_model.h"
+#include "runtime/serve/reranker.h"
 #include "llvm/Support/CommandLine.h"
 
 namespace treni::cli {
@@ -93,5 +96,25 @@ struct TextModel {
 /// Tokenizer, chat template (--chat-template, else the model's) and engine,
 /// with a progress bar on a terminal.
 absl::StatusOr<TextModel> loadForText(const std::string &model);
+
+/// What an embedding model or a reranker computes with: a step runner of
+/// its own and the Embedder or Reranker over it (the other one null).
+struct Scorer {
+  std::unique_ptr<StepRunner> runner;
+  std::unique_ptr<Embedder> embedder;
+  std::unique_ptr<Reranker> reranker;
+};
+
+/// The KV blocks of a scorer that shares the process with other models: it
+/// keeps nothing between requests, so one input of `maxSeq` positions plus a
+/// step of `stepTokens` rows' worth of inputs of 8 tokens or more.
+int64_t scorerPoolBlocks(int64_t maxSeq, int64_t stepTokens);
+
+/// `model`'s Scorer (a Reranker when `reranker`, else an Embedder with the
+/// pooling its directory declares) over a pool of `blocks` blocks (0: see
+/// Engine::createStepRunner), steps of at most `stepTokens` rows. The
+/// checks that need no GPU memory (pooling, yes/no tokens) come first.
+absl::StatusOr<Scorer> makeScorer(const LoadedModel &model, bool reranker,
+                                  int64_t blocks, int64_t stepTokens);
 
 } // namespace treni::cli

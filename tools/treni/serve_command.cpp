@@ -337,27 +337,15 @@ struct ServingModel {
   }
 };
 
-/// The step runner of `model`: --kv-blocks blocks when given; else, when
-/// it shares the process, an embedding model's or reranker's pool holds one
-/// input of its --max-seq plus a step's worth of inputs of 8 tokens, and a
-/// chat model takes `freeShare` of the free GPU memory.
-absl::StatusOr<std::unique_ptr<StepRunner>>
-stepRunner(ServingModel &model, bool shared, double freeShare) {
-  int64_t blocks = kvBlocks;
-  if (blocks == 0 && shared && model.kind != ModelKind::Chat)
-    blocks = kvBlocksFor(model.text.loaded.engine->maxSeq()) +
-             (maxBatchTokens + 7) / 8;
-  return model.text.loaded.engine->createStepRunner(blocks, maxBatchTokens,
-                                                    freeShare);
-}
-
-/// The batch loop over `model`'s step runner, or null: batching is off
+/// The batch loop over `model`'s step runner (--kv-blocks blocks when given,
+/// else `freeShare` of the free GPU memory), or null: batching is off
 /// (--max-num-seqs 1) or the engine has no batched path yet, which the log
 /// says.
-absl::Status startBatching(ServingModel &model, double freeShare, bool shared) {
+absl::Status startBatching(ServingModel &model, double freeShare) {
   if (maxNumSeqs <= 1)
     return absl::OkStatus();
-  auto made = stepRunner(model, shared, freeShare);
+  auto made = model.text.loaded.engine->createStepRunner(
+      kvBlocks, maxBatchTokens, freeShare);
   if (absl::IsUnimplemented(made.status())) {
     std::fprintf(stderr, "treni serve: %s: %s; serving one request at a time\n",
                  model.spec.name.c_str(),
@@ -380,26 +368,20 @@ absl::Status startBatching(ServingModel &model, double freeShare, bool shared) {
   return absl::OkStatus();
 }
 
-/// The Embedder or Reranker of a model of that kind, over a step runner of
-/// its own.
+/// The Embedder or Reranker of a model of that kind: --kv-blocks blocks
+/// when given; else, when it shares the process, scorerPoolBlocks.
 absl::Status startScoring(ServingModel &model, bool shared) {
-  const Tokenizer &tokenizer = *model.text.loaded.tokenizer;
-  if (model.kind == ModelKind::Embedding) {
-    TRENI_ASSIGN_OR_RETURN(Pooling pooling,
-                           readPooling(model.text.loaded.tokenizerDir));
-    TRENI_ASSIGN_OR_RETURN(model.runner, stepRunner(model, shared, 1.0));
-    if (model.runner->hiddenSize() <= 0)
-      return absl::FailedPreconditionError(
-          "the model was compiled without @embed (an older package): compile "
-          "it again to serve embeddings");
-    model.embedder =
-        std::make_unique<Embedder>(*model.runner, pooling, maxBatchTokens);
-    return absl::OkStatus();
-  }
-  TRENI_ASSIGN_OR_RETURN(RerankTokens tokens, rerankTokens(tokenizer));
-  TRENI_ASSIGN_OR_RETURN(model.runner, stepRunner(model, shared, 1.0));
-  model.reranker = std::make_unique<Reranker>(*model.runner, tokenizer, tokens,
-                                              maxBatchTokens);
+  int64_t blocks = kvBlocks;
+  if (blocks == 0 && shared)
+    blocks =
+        scorerPoolBlocks(model.text.loaded.engine->maxSeq(), maxBatchTokens);
+  TRENI_ASSIGN_OR_RETURN(Scorer scorer,
+                         makeScorer(model.text.loaded,
+                                    model.kind == ModelKind::Reranker, blocks,
+                                    maxBatchTokens));
+  model.runner = std::move(scorer.runner);
+  model.embedder = std::move(scorer.embedder);
+  model.reranker = std::move(scorer.reranker);
   return absl::OkStatus();
 }
 
@@ -442,8 +424,7 @@ loadModels(const std::vector<ModelSpec> &specs) {
     model->generator = std::make_unique<Generator>(
         *model->text.loaded.engine, *model->text.loaded.tokenizer,
         model->text.generatorOptions());
-    if (absl::Status status =
-            startBatching(*model, 1.0 / double(chatModels--), shared);
+    if (absl::Status status = startBatching(*model, 1.0 / double(chatModels--));
         !status.ok())
       return absl::Status(
           status.code(),
@@ -523,7 +504,7 @@ int runServeCommand() {
     endpoints.push_back(std::move(*endpoint));
   }
   HttpServer server(endpoints, *options);
-  ServingModel *agentModel = nullptr;
+  std::optional<size_t> agent; // the first chat model runs workflows
   for (size_t i = 0; i < models->size(); ++i) {
     ServingModel &model = *(*models)[i];
     ApiLimits limits;
@@ -538,22 +519,18 @@ int runServeCommand() {
       for (const char *path : {"/v1/rerank", "/rerank"})
         server.addJsonRoute(path, model.spec.name,
                             rerankWork(*model.reranker, limits));
-    if (model.kind == ModelKind::Chat && !agentModel)
-      agentModel = &model;
+    if (model.kind == ModelKind::Chat && !agent)
+      agent = i;
   }
   if (enableAgentApi) {
-    if (!agentModel)
+    if (!agent)
       return fail(absl::InvalidArgumentError(
           "--enable-agent-api needs a chat model to run the workflows"));
-    const ServedEndpoint &served = endpoints[size_t(
-        std::find_if(models->begin(), models->end(),
-                     [&](const auto &m) { return m.get() == agentModel; }) -
-        models->begin())];
+    const ServingModel &model = *(*models)[*agent];
     addAgentRoute(server,
-                  agentModel->batch
-                      ? static_cast<TextGenerator &>(*agentModel->batch)
-                      : *agentModel->generator,
-                  served.model, agentTools);
+                  model.batch ? static_cast<TextGenerator &>(*model.batch)
+                              : *model.generator,
+                  endpoints[*agent].model, agentTools);
   }
   if (absl::Status status = server.start(); !status.ok())
     return fail(status);
